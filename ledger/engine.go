@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// querier is the little SQL surface the ledger's logic is written against, so that the same
+// statements run inside a SQLite, PostgreSQL or CockroachDB transaction. Placeholders are $1, $2…
+// on every engine.
+type querier interface {
+	exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	queryRow(ctx context.Context, query string, args ...any) scanner
+	query(ctx context.Context, query string, args ...any) (rows, error)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// errNoRows is what queryRow's Scan returns when nothing matched, on every engine.
+var errNoRows = errors.New("no rows")
+
+// engine is one kind of database.
+type engine interface {
+	// name is "sqlite", "postgres" or "cockroachdb".
+	name() string
+	// readWrite runs fn in a serializable read-write transaction, retrying it on the engine's
+	// retryable errors; fn may run several times and must not keep state between attempts.
+	readWrite(ctx context.Context, fn func(q querier) error) error
+	// readOnly runs fn in a read-only transaction with one consistent snapshot.
+	readOnly(ctx context.Context, fn func(q querier) error) error
+	// reader runs single statements outside an explicit transaction; each statement reads one
+	// snapshot, which is all that Get and List need.
+	reader() querier
+	// forUpdate is the clause that locks the rows a SELECT reads ("" where the whole transaction
+	// already holds the write lock).
+	forUpdate() string
+	ping(ctx context.Context) error
+	close()
+}
+
+// errRetryTx asks the engine to run the transaction again: another transaction wrote something
+// this one depends on (for instance the same request id) between its read and its write.
+var errRetryTx = errors.New("transaction must be retried")
+
+// Limits shared by the engines.
+const (
+	// maxTxAttempts bounds the retries of one transaction; the caller then gets ABORTED.
+	maxTxAttempts = 12
+	// retryBase is the first backoff; it doubles at each attempt, with jitter, up to retryCap.
+	retryBase = 2 * time.Millisecond
+	retryCap  = 200 * time.Millisecond
+)

@@ -1,0 +1,574 @@
+// Package ledger is the budget ledger's domain and storage: envelopes, commitments and a
+// double-entry journal, kept exact under serializable transactions on SQLite, PostgreSQL or
+// CockroachDB. It knows nothing of gRPC.
+//
+// Every mutation names itself with a request id. The first outcome of a request (its result, or a
+// business refusal such as INSUFFICIENT_FUNDS) is recorded in the same transaction as its postings
+// and replayed to every retry with the same id and payload; a different payload under a used id is
+// refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT) and transient failures
+// (STORE_UNAVAILABLE, TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be
+// sent again.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config tunes a Ledger. The zero value is usable.
+type Config struct {
+	// TxTimeout bounds every database transaction, retries included (default 5s): no request
+	// waits on the database longer than this.
+	TxTimeout time.Duration
+	// MaxConns caps the PostgreSQL/CockroachDB connection pool (default: pgx's, max(4, CPUs)).
+	MaxConns int
+}
+
+func (c Config) withDefaults() Config {
+	if c.TxTimeout <= 0 {
+		c.TxTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// Ledger is the budget ledger over one database. It is safe for concurrent use, and several
+// processes may share one PostgreSQL or CockroachDB database: the database transaction, not the
+// process, enforces every invariant.
+type Ledger struct {
+	eng engine
+	cfg Config
+}
+
+// Open opens (creating it if needed) the ledger stored at database and brings its schema up to
+// date:
+//
+//   - "postgres://…" or "postgresql://…": PostgreSQL, or CockroachDB (detected from its version
+//     string);
+//   - "sqlite:PATH", "file:PATH" or a bare PATH: an embedded SQLite file.
+func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
+	cfg = cfg.withDefaults()
+	var (
+		eng engine
+		err error
+	)
+	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
+		eng, err = openPostgres(ctx, database, cfg)
+	} else {
+		eng, err = openSQLite(ctx, sqlitePath(database), cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Ledger{eng: eng, cfg: cfg}, nil
+}
+
+// Engine names the database engine: "sqlite", "postgres" or "cockroachdb".
+func (l *Ledger) Engine() string { return l.eng.name() }
+
+// Close releases the database connections.
+func (l *Ledger) Close() { l.eng.close() }
+
+// Ping reports whether the database answers, within the transaction timeout.
+func (l *Ledger) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	defer cancel()
+	if err := l.eng.ping(ctx); err != nil {
+		return l.classify(ctx, err)
+	}
+	return nil
+}
+
+// classify turns an error out of the database layer into what the caller may do about it. Domain
+// errors pass through; a retryable database error never becomes a business refusal.
+func (l *Ledger) classify(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := asError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+	}
+	switch {
+	case errors.Is(err, errRetryTx) || pgRetryable(err) || sqliteBusy(err):
+		return &Error{Reason: ReasonTransactionConflict,
+			Message: "the transaction kept conflicting with concurrent ones; nothing was recorded; retry", cause: err}
+	case pgUnavailable(err) || sqliteFatal(err):
+		return &Error{Reason: ReasonStoreUnavailable,
+			Message: "the database cannot be reached; nothing was recorded; retry", cause: err}
+	}
+	return &Error{Reason: ReasonInternal, Message: "internal error", cause: err}
+}
+
+// outcome is what the request log keeps of a decided request: a JSON result, or a refusal.
+type outcome struct {
+	Result  json.RawMessage `json:"result,omitempty"`
+	Refusal *Error          `json:"refusal,omitempty"`
+}
+
+func (o outcome) decode(out any) error {
+	if o.Refusal != nil {
+		return o.Refusal
+	}
+	return json.Unmarshal(o.Result, out)
+}
+
+// priorRequest is a row of the request log.
+type priorRequest struct {
+	fingerprint string
+	outcome     outcome
+}
+
+func requestIDReused(id string) *Error {
+	return &Error{
+		Reason:   ReasonRequestIDReused,
+		Message:  fmt.Sprintf("request id %q was already used for a different request; use a new request id", id),
+		Metadata: map[string]string{"request_id": id},
+	}
+}
+
+// isRefusal reports whether err is a business decision to record as the request's outcome.
+func isRefusal(err error) (*Error, bool) {
+	e, ok := asError(err)
+	if !ok || e.Retryable() || e.Reason == ReasonInternal || e.Reason == ReasonRequestIDReused {
+		return nil, false
+	}
+	return e, true
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// mutate runs one request that is not routed through an envelope batch (envelope creation, moves,
+// refusals of unknown commitments): look up its request id, decide with apply, record the
+// outcome, all in one serializable transaction. apply must decide before it writes: a refusal is
+// recorded in the same transaction, so nothing may have been written when it refuses.
+func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any,
+	apply func(ctx context.Context, q querier, at time.Time) (any, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	defer cancel()
+	var decided outcome
+	err := l.eng.readWrite(ctx, func(q querier) error {
+		decided = outcome{}
+		priors, err := loadRequests(ctx, q, []string{requestID})
+		if err != nil {
+			return err
+		}
+		if prior, ok := priors[requestID]; ok {
+			if prior.fingerprint != fingerprint {
+				decided = outcome{Refusal: requestIDReused(requestID)}
+			} else {
+				decided = prior.outcome
+			}
+			return nil
+		}
+		at := now()
+		result, err := apply(ctx, q, at)
+		if refusal, ok := isRefusal(err); ok {
+			decided = outcome{Refusal: refusal}
+		} else if err != nil {
+			return err
+		} else if decided.Result, err = json.Marshal(result); err != nil {
+			return err
+		}
+		return insertRequests(ctx, q, at, []requestRow{{requestID, fingerprint, decided}})
+	})
+	if err != nil {
+		return l.classify(ctx, err)
+	}
+	return decided.decode(out)
+}
+
+// CreateEnvelope creates a root envelope funded from outside the ledger, or a child envelope whose
+// allocation is taken from its parent's available amount.
+func (l *Ledger) CreateEnvelope(ctx context.Context, cmd CreateEnvelope) (CreateEnvelopeResult, error) {
+	var res CreateEnvelopeResult
+	if err := cmd.validate(); err != nil {
+		return res, err
+	}
+	err := l.mutate(ctx, cmd.RequestID, cmd.fingerprint(), &res,
+		func(ctx context.Context, q querier, at time.Time) (any, error) {
+			return l.createEnvelope(ctx, q, at, cmd)
+		})
+	return res, err
+}
+
+func (l *Ledger) createEnvelope(ctx context.Context, q querier, at time.Time, cmd CreateEnvelope) (*CreateEnvelopeResult, error) {
+	if _, err := l.loadEnvelope(ctx, q, cmd.EnvelopeID, false); err == nil {
+		return nil, &Error{Reason: ReasonEnvelopeAlreadyExists,
+			Message:  fmt.Sprintf("envelope %q already exists", EnvelopeName(cmd.EnvelopeID)),
+			Metadata: map[string]string{"envelope": EnvelopeName(cmd.EnvelopeID)}}
+	} else if !errors.Is(err, ErrEnvelopeNotFound) {
+		return nil, err
+	}
+	env := Envelope{ID: cmd.EnvelopeID, ParentID: cmd.ParentID, DisplayName: cmd.DisplayName,
+		Currency: cmd.Currency, Allocation: cmd.Allocation, CreatedAt: at, UpdatedAt: at}
+	res := &CreateEnvelopeResult{EntryID: newID()}
+	entry := Entry{ID: res.EntryID, Caller: cmd.Caller, RequestID: cmd.RequestID, Memo: cmd.DisplayName, CreatedAt: at}
+	if cmd.ParentID == "" {
+		if env.Currency == "" {
+			env.Currency = "EUR"
+		}
+		entry.Kind = KindEnvelopeFunded
+		entry.Postings = []Posting{{FundingAccount, -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
+	} else {
+		parent, err := l.loadEnvelope(ctx, q, cmd.ParentID, true)
+		if err != nil {
+			return nil, err
+		}
+		if env.Currency == "" {
+			env.Currency = parent.Currency
+		}
+		if env.Currency != parent.Currency {
+			return nil, currencyMismatch(parent, env.Currency)
+		}
+		if parent.Available() < cmd.Allocation {
+			return nil, insufficientFunds(&parent, cmd.Allocation)
+		}
+		if parent.ChildrenAllocated, err = addAmount("the parent's allocation to children", parent.ChildrenAllocated, cmd.Allocation); err != nil {
+			return nil, err
+		}
+		parent.UpdatedAt = at
+		if err := updateEnvelope(ctx, q, &parent); err != nil {
+			return nil, err
+		}
+		res.Parent = &parent
+		entry.Kind = KindEnvelopeAllocated
+		entry.Postings = []Posting{{EnvelopeName(parent.ID), -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
+	}
+	entry.Currency = env.Currency
+	if err := insertEnvelope(ctx, q, &env); err != nil {
+		return nil, err
+	}
+	if err := insertEntries(ctx, q, []Entry{entry}); err != nil {
+		return nil, err
+	}
+	res.Envelope = env
+	return res, nil
+}
+
+func currencyMismatch(env Envelope, other string) *Error {
+	return &Error{Reason: ReasonCurrencyMismatch,
+		Message: fmt.Sprintf("envelope %q holds %s, not %s", EnvelopeName(env.ID), env.Currency, other),
+		Metadata: map[string]string{"envelope": EnvelopeName(env.ID), "envelope_currency": env.Currency,
+			"requested_currency": other}}
+}
+
+// MoveAllocation moves allocation from a parent to one of its children, from a child to its
+// parent, or between two envelopes with the same parent (two roots included).
+func (l *Ledger) MoveAllocation(ctx context.Context, cmd MoveAllocation) (MoveAllocationResult, error) {
+	var res MoveAllocationResult
+	if err := cmd.validate(); err != nil {
+		return res, err
+	}
+	err := l.mutate(ctx, cmd.RequestID, cmd.fingerprint(), &res,
+		func(ctx context.Context, q querier, at time.Time) (any, error) {
+			return l.moveAllocation(ctx, q, at, cmd)
+		})
+	return res, err
+}
+
+func (l *Ledger) moveAllocation(ctx context.Context, q querier, at time.Time, cmd MoveAllocation) (*MoveAllocationResult, error) {
+	// Lock both rows in id order, so that two opposite moves cannot deadlock.
+	first, second := cmd.SourceID, cmd.DestinationID
+	if second < first {
+		first, second = second, first
+	}
+	locked := map[string]Envelope{}
+	for _, id := range []string{first, second} {
+		env, err := l.loadEnvelope(ctx, q, id, true)
+		if err != nil {
+			return nil, err
+		}
+		locked[id] = env
+	}
+	src, dst := locked[cmd.SourceID], locked[cmd.DestinationID]
+	if src.Currency != dst.Currency {
+		return nil, currencyMismatch(dst, src.Currency)
+	}
+	if src.Available() < cmd.Amount {
+		return nil, insufficientFunds(&src, cmd.Amount)
+	}
+	var err error
+	switch {
+	case dst.ParentID == src.ID: // parent to child
+		if src.ChildrenAllocated, err = addAmount("the source's allocation to children", src.ChildrenAllocated, cmd.Amount); err == nil {
+			dst.Allocation, err = addAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+		}
+	case src.ParentID == dst.ID: // child to parent: the parent's share in its children shrinks
+		src.Allocation -= cmd.Amount
+		dst.ChildrenAllocated -= cmd.Amount
+	case src.ParentID == dst.ParentID: // siblings, or two roots
+		src.Allocation -= cmd.Amount
+		dst.Allocation, err = addAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+	default:
+		return nil, &Error{Reason: ReasonEnvelopesNotRelated,
+			Message: fmt.Sprintf("allocation moves only between a parent and its child or between siblings; %q and %q are neither",
+				EnvelopeName(src.ID), EnvelopeName(dst.ID)),
+			Metadata: map[string]string{"source": EnvelopeName(src.ID), "destination": EnvelopeName(dst.ID)}}
+	}
+	if err != nil {
+		return nil, err
+	}
+	src.UpdatedAt, dst.UpdatedAt = at, at
+	for _, env := range []*Envelope{&src, &dst} {
+		if err := updateEnvelope(ctx, q, env); err != nil {
+			return nil, err
+		}
+	}
+	res := &MoveAllocationResult{Source: src, Destination: dst, EntryID: newID()}
+	entry := Entry{ID: res.EntryID, Kind: KindAllocationMoved, Currency: src.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: at,
+		Postings: []Posting{{EnvelopeName(src.ID), -cmd.Amount}, {EnvelopeName(dst.ID), cmd.Amount}}}
+	return res, insertEntries(ctx, q, []Entry{entry})
+}
+
+// Commit awards cmd.Amount from an envelope to one project of one beneficiary.
+func (l *Ledger) Commit(ctx context.Context, cmd Commit) (CommitResult, error) {
+	var res CommitResult
+	if err := cmd.validate(); err != nil {
+		return res, err
+	}
+	op := &envelopeOp{commit: &cmd, fingerprint: cmd.fingerprint()}
+	if err := l.applyToEnvelope(ctx, cmd.EnvelopeID, []*envelopeOp{op}); err != nil {
+		return res, err
+	}
+	return res, op.outcome.decode(&res)
+}
+
+// Release returns cmd.Amount of a commitment's remaining amount to its envelope.
+func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error) {
+	var res ReleaseResult
+	if err := cmd.validate(); err != nil {
+		return res, err
+	}
+	// Route the release to its envelope's batch; a commitment never changes envelope, so this
+	// read needs no transaction.
+	c, err := l.GetCommitment(ctx, cmd.CommitmentID)
+	if errors.Is(err, ErrCommitmentNotFound) {
+		err = l.mutate(ctx, cmd.RequestID, cmd.fingerprint(), &res,
+			func(ctx context.Context, q querier, _ time.Time) (any, error) {
+				if _, err := loadCommitments(ctx, q, []string{cmd.CommitmentID}); err != nil {
+					return nil, err
+				}
+				return nil, internal("commitment %s appeared during a release", cmd.CommitmentID)
+			})
+		return res, err
+	} else if err != nil {
+		return res, err
+	}
+	op := &envelopeOp{release: &cmd, fingerprint: cmd.fingerprint()}
+	if err := l.applyToEnvelope(ctx, c.EnvelopeID, []*envelopeOp{op}); err != nil {
+		return res, err
+	}
+	return res, op.outcome.decode(&res)
+}
+
+// envelopeOp is one Commit or Release in a batch on one envelope, and its outcome once decided.
+type envelopeOp struct {
+	commit      *Commit
+	release     *Release
+	fingerprint string
+
+	outcome outcome
+}
+
+func (op *envelopeOp) requestID() string {
+	if op.commit != nil {
+		return op.commit.RequestID
+	}
+	return op.release.RequestID
+}
+
+// applyToEnvelope decides and records a batch of commits and releases on one envelope in one
+// serializable transaction: the envelope row is locked once, each operation is accepted or
+// refused on its own in order, the entries are written in bulk and the balance once. The returned
+// error is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
+func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	defer cancel()
+	err := l.eng.readWrite(ctx, func(q querier) error {
+		return l.decideBatch(ctx, q, envelopeID, ops)
+	})
+	return l.classify(ctx, err)
+}
+
+func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, ops []*envelopeOp) error {
+	at := now()
+	ids := make([]string, 0, len(ops))
+	var commitmentIDs []string
+	for _, op := range ops {
+		op.outcome = outcome{} // the transaction may be a retry
+		ids = append(ids, op.requestID())
+		if op.release != nil {
+			commitmentIDs = append(commitmentIDs, op.release.CommitmentID)
+		}
+	}
+	priors, err := loadRequests(ctx, q, ids)
+	if err != nil {
+		return err
+	}
+	env, err := l.loadEnvelope(ctx, q, envelopeID, true)
+	envFound := err == nil
+	if err != nil && !errors.Is(err, ErrEnvelopeNotFound) {
+		return err
+	}
+	commitments, err := loadCommitments(ctx, q, commitmentIDs)
+	if err != nil {
+		return err
+	}
+
+	var (
+		entries        []Entry
+		newCommitments []*Commitment
+		changed        = map[string]*Commitment{}
+		recorded       []requestRow
+		decidedHere    = map[string]*envelopeOp{}
+		envChanged     bool
+	)
+	for _, op := range ops {
+		rid := op.requestID()
+		if prior, ok := priors[rid]; ok {
+			op.outcome = prior.outcome
+			if prior.fingerprint != op.fingerprint {
+				op.outcome = outcome{Refusal: requestIDReused(rid)}
+			}
+			continue
+		}
+		if first, ok := decidedHere[rid]; ok {
+			op.outcome = first.outcome
+			if first.fingerprint != op.fingerprint {
+				op.outcome = outcome{Refusal: requestIDReused(rid)}
+			}
+			continue
+		}
+		var (
+			result  any
+			refusal error
+		)
+		switch {
+		case !envFound:
+			refusal = envelopeNotFound(envelopeID)
+		case op.commit != nil:
+			result, refusal = applyCommit(&env, op.commit, at)
+			if refusal == nil {
+				r := result.(*CommitResult)
+				newCommitments = append(newCommitments, &r.Commitment)
+				entries = append(entries, commitEntry(op.commit, r, at))
+			}
+		default:
+			c, ok := commitments[op.release.CommitmentID]
+			if !ok || c.EnvelopeID != env.ID {
+				refusal = commitmentNotFound(op.release.CommitmentID)
+				break
+			}
+			result, refusal = applyRelease(&env, c, op.release, at)
+			if refusal == nil {
+				r := result.(*ReleaseResult)
+				changed[c.ID] = c
+				entries = append(entries, releaseEntry(op.release, r, at))
+			}
+		}
+		if refusal != nil {
+			e, ok := isRefusal(refusal)
+			if !ok {
+				return refusal
+			}
+			op.outcome = outcome{Refusal: e}
+		} else {
+			envChanged = true
+			if op.outcome.Result, err = json.Marshal(result); err != nil {
+				return err
+			}
+		}
+		decidedHere[rid] = op
+		recorded = append(recorded, requestRow{rid, op.fingerprint, op.outcome})
+	}
+
+	if envChanged {
+		if err := updateEnvelope(ctx, q, &env); err != nil {
+			return err
+		}
+	}
+	// A commitment created and released in the same batch is inserted in its final state.
+	created := map[string]bool{}
+	for _, c := range newCommitments {
+		created[c.ID] = true
+		if cur, ok := changed[c.ID]; ok {
+			*c = *cur
+		}
+	}
+	if err := insertCommitments(ctx, q, newCommitments); err != nil {
+		return err
+	}
+	for id, c := range changed {
+		if !created[id] {
+			if err := updateCommitment(ctx, q, c); err != nil {
+				return err
+			}
+		}
+	}
+	if err := insertEntries(ctx, q, entries); err != nil {
+		return err
+	}
+	return insertRequests(ctx, q, at, recorded)
+}
+
+// applyCommit decides one award against the envelope's in-memory balances.
+func applyCommit(env *Envelope, cmd *Commit, at time.Time) (*CommitResult, error) {
+	if env.Available() < cmd.Amount {
+		return nil, insufficientFunds(env, cmd.Amount)
+	}
+	committed, err := addAmount("the envelope's committed amount", env.Committed, cmd.Amount)
+	if err != nil {
+		return nil, err
+	}
+	env.Committed = committed
+	env.CommitmentCount++
+	env.UpdatedAt = at
+	c := Commitment{ID: newID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
+		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: at, UpdatedAt: at}
+	return &CommitResult{Commitment: c, Envelope: *env, EntryID: newID()}, nil
+}
+
+// applyRelease decides one release against the in-memory commitment and envelope.
+func applyRelease(env *Envelope, c *Commitment, cmd *Release, at time.Time) (*ReleaseResult, error) {
+	if c.Remaining() < cmd.Amount {
+		return nil, &Error{Reason: ReasonReleaseExceedsRemaining,
+			Message: fmt.Sprintf("commitment %q holds %d, %d requested", CommitmentName(c.ID), c.Remaining(), cmd.Amount),
+			Metadata: map[string]string{"commitment": CommitmentName(c.ID),
+				"remaining": fmt.Sprint(c.Remaining()), "requested": fmt.Sprint(cmd.Amount)}}
+	}
+	released, err := addAmount("the envelope's released amount", env.Released, cmd.Amount)
+	if err != nil {
+		return nil, err
+	}
+	c.Released += cmd.Amount
+	c.UpdatedAt = at
+	env.Committed -= cmd.Amount
+	env.Released = released
+	env.UpdatedAt = at
+	return &ReleaseResult{Commitment: *c, Envelope: *env, EntryID: newID()}, nil
+}
+
+func commitEntry(cmd *Commit, r *CommitResult, at time.Time) Entry {
+	return Entry{ID: r.EntryID, Kind: KindCommitted, Currency: r.Commitment.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: at,
+		Postings: []Posting{{EnvelopeName(r.Envelope.ID), -cmd.Amount}, {CommitmentName(r.Commitment.ID), cmd.Amount}}}
+}
+
+func releaseEntry(cmd *Release, r *ReleaseResult, at time.Time) Entry {
+	return Entry{ID: r.EntryID, Kind: KindReleased, Currency: r.Commitment.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: at,
+		Postings: []Posting{{CommitmentName(r.Commitment.ID), -cmd.Amount}, {EnvelopeName(r.Envelope.ID), cmd.Amount}}}
+}

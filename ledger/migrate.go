@@ -1,0 +1,76 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// appendOnlyTriggers make the journal and the request log append-only (invariant 6) inside the
+// database itself, so that no code path, tool or operator session can edit history unnoticed.
+// Trigger syntax differs between engines, hence a Go migration.
+var appendOnlyTriggers = map[string][]string{
+	"sqlite": {
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`CREATE TRIGGER journal_entries_no_delete BEFORE DELETE ON journal_entries
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`CREATE TRIGGER postings_append_only BEFORE UPDATE ON postings
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`CREATE TRIGGER postings_no_delete BEFORE DELETE ON postings
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`CREATE TRIGGER requests_append_only BEFORE UPDATE ON requests
+		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
+		`CREATE TRIGGER requests_no_delete BEFORE DELETE ON requests
+		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
+	},
+	"postgres": {
+		`CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
+		 FOR EACH ROW EXECUTE FUNCTION ledger_append_only()`,
+		`CREATE TRIGGER postings_append_only BEFORE UPDATE OR DELETE ON postings
+		 FOR EACH ROW EXECUTE FUNCTION ledger_append_only()`,
+		`CREATE TRIGGER requests_append_only BEFORE UPDATE OR DELETE ON requests
+		 FOR EACH ROW EXECUTE FUNCTION ledger_append_only()`,
+	},
+}
+
+// migrate brings the schema up to date with goose. dialect is "sqlite" or "postgres" (CockroachDB
+// speaks the PostgreSQL dialect).
+func migrate(ctx context.Context, db *sql.DB, dialect string) error {
+	gooseDialect := goose.DialectPostgres
+	if dialect == "sqlite" {
+		gooseDialect = goose.DialectSQLite3
+	}
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return err
+	}
+	triggers := appendOnlyTriggers[dialect]
+	up := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+		for _, stmt := range triggers {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+	provider, err := goose.NewProvider(gooseDialect, db, sub,
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil)))
+	if err != nil {
+		return fmt.Errorf("preparing migrations: %w", err)
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return fmt.Errorf("migrating the schema: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,49 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// A page token is opaque to clients: base64url of a small JSON document holding the key of the
+// last item returned and a digest of the filters it was made for. A token used with other filters,
+// or that does not decode, is refused with INVALID_PAGE_TOKEN. A hand-made token can only move the
+// cursor within what the caller may list anyway, so it is not signed.
+type pageToken struct {
+	V      int    `json:"v"`
+	After  string `json:"a"`
+	Filter string `json:"f"`
+}
+
+const pageTokenVersion = 1
+
+func filterDigest(filterKey string) string {
+	h := sha256.Sum256([]byte(filterKey))
+	return hex.EncodeToString(h[:8])
+}
+
+func encodePageToken(after, filterKey string) string {
+	raw, _ := json.Marshal(pageToken{V: pageTokenVersion, After: after, Filter: filterDigest(filterKey)})
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// decodePageToken returns the key to list after ("" for the first page).
+func decodePageToken(token, filterKey string) (string, error) {
+	if token == "" {
+		return "", nil
+	}
+	bad := &Error{Reason: ReasonInvalidPageToken, Field: "page_token",
+		Message: "page_token was not returned by a previous call with the same filters"}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) > 512 {
+		return "", bad
+	}
+	var t pageToken
+	if err := json.Unmarshal(raw, &t); err != nil || t.V != pageTokenVersion || t.After == "" ||
+		t.Filter != filterDigest(filterKey) {
+		return "", bad
+	}
+	return t.After, nil
+}

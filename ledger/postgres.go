@@ -1,0 +1,189 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/sethvargo/go-retry"
+)
+
+// pgEngine serves PostgreSQL and CockroachDB through one pgx pool and the same SQL. Every
+// read-write transaction runs at SERIALIZABLE. The two engines differ only in how a transaction is
+// retried:
+//
+//   - PostgreSQL: our own loop. Each attempt begins a fresh transaction, the error of COMMIT is
+//     checked, and SQLSTATE 40001/40P01 are retried with jittered backoff. cockroach-go's
+//     ExecuteTx must not be used here: it retries with SAVEPOINT cockroach_restart, which on
+//     PostgreSQL keeps the old snapshot, and it ignores the error of the final COMMIT, so writes
+//     PostgreSQL rolled back would be reported as successes (see TestCommitTimeSerializationFailure).
+//   - CockroachDB: cockroach-go's crdbpgx.ExecuteTx, the retry protocol CockroachDB defines.
+type pgEngine struct {
+	pool      *pgxpool.Pool
+	cockroach bool
+}
+
+func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error) {
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message can quote the URL, password included: say only what is wrong.
+		return nil, errors.New("the database URL is not a valid PostgreSQL URL")
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = int32(cfg.MaxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.TxTimeout)
+	defer cancel()
+	var version string
+	if err := pool.QueryRow(pingCtx, "SELECT version()").Scan(&version); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
+	}
+	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB")}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrate(ctx, db, "postgres"); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *pgEngine) name() string {
+	if e.cockroach {
+		return "cockroachdb"
+	}
+	return "postgres"
+}
+
+func (e *pgEngine) forUpdate() string { return " FOR UPDATE" }
+func (e *pgEngine) close()            { e.pool.Close() }
+func (e *pgEngine) reader() querier   { return pgxQuerier{e.pool} }
+
+func (e *pgEngine) ping(ctx context.Context) error { return e.pool.Ping(ctx) }
+
+func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) error {
+	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
+	if e.cockroach {
+		return retry.Do(ctx, backoff(), func(ctx context.Context) error {
+			err := crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
+			if errors.Is(err, errRetryTx) {
+				return retry.RetryableError(err)
+			}
+			return err
+		})
+	}
+	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
+		err := e.attempt(ctx, opts, fn)
+		if err != nil && (errors.Is(err, errRetryTx) || pgRetryable(err)) {
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+}
+
+// attempt is one PostgreSQL transaction: BEGIN, fn, COMMIT, with COMMIT's error returned.
+func (e *pgEngine) attempt(ctx context.Context, opts pgx.TxOptions, fn func(q querier) error) error {
+	tx, err := e.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := fn(pgxQuerier{tx}); err != nil {
+		// The rollback's own error adds nothing: the transaction is abandoned either way.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	// A serializable transaction can fail at COMMIT (SQLSTATE 40001): that error is the outcome.
+	return tx.Commit(ctx)
+}
+
+func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
+	return pgx.BeginTxFunc(ctx, e.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
+}
+
+// pgRetryable reports the errors after which the same transaction may succeed: serialization
+// failures, deadlocks, and a unique violation on the request log (another transaction recorded the
+// same request id first; the retry replays its outcome).
+func pgRetryable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01":
+			return true
+		case "23505":
+			return pe.ConstraintName == "requests_pkey"
+		}
+	}
+	return false
+}
+
+// pgUnavailable reports errors that mean the server cannot be reached or is shutting down.
+func pgUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot
+		// connect now; 53300: too many connections.
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300"
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, pgx.ErrTxClosed) ||
+		strings.Contains(err.Error(), "conn closed")
+}
+
+// pgxQuerier adapts a pgx transaction or pool to querier.
+type pgxQuerier struct {
+	q interface {
+		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
+}
+
+func (p pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	tag, err := p.q.Exec(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (p pgxQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+	return pgxRow{p.q.QueryRow(ctx, query, args...)}
+}
+
+func (p pgxQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	r, err := p.q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type pgxRow struct{ row pgx.Row }
+
+func (r pgxRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNoRows
+	}
+	return err
+}
+
+func backoff() retry.Backoff {
+	return retry.WithMaxRetries(maxTxAttempts-1,
+		retry.WithCappedDuration(retryCap, retry.WithJitterPercent(50, retry.NewExponential(retryBase))))
+}

@@ -6,8 +6,11 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"github.com/sethvargo/go-retry"
 )
 
 //go:embed migrations/*.sql
@@ -63,13 +66,35 @@ func migrate(ctx context.Context, db *sql.DB, dialect string) error {
 		}
 		return nil
 	}}
-	provider, err := goose.NewProvider(gooseDialect, db, sub,
+	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
-		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil)))
+		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil)),
+	}
+	if dialect == "postgres" {
+		// Several ledgerd processes may start at once on one database: a lock row in a plain
+		// table (not an advisory lock, which CockroachDB does not honour) lets one migrate while
+		// the others wait.
+		locker, err := lock.NewPostgresTableLocker(lock.WithTableName("ledger_migration_lock"),
+			lock.WithTableLockTimeout(100*time.Millisecond, 600))
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, db, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("preparing migrations: %w", err)
 	}
-	if _, err := provider.Up(ctx); err != nil {
+	// Creating the lock table itself can race between processes starting together; each
+	// migration runs in a transaction, so trying again is safe.
+	b := retry.WithMaxRetries(4, retry.NewExponential(100*time.Millisecond))
+	err = retry.Do(ctx, b, func(ctx context.Context) error {
+		if _, err := provider.Up(ctx); err != nil {
+			return retry.RetryableError(err)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
 	}
 	return nil

@@ -694,44 +694,43 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xda\x02\n" +
-	"\rCommitRequest\x12I\n" +
-	"\benvelope\x18\x01 \x01(\tB-\xbaH*r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12A\n" +
-	"\vbeneficiary\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]+$R\vbeneficiary\x129\n" +
-	"\aproject\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]+$R\aproject\x12\x1f\n" +
+	"updateTime\"\xe0\x02\n" +
+	"\rCommitRequest\x12L\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12B\n" +
+	"\vbeneficiary\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
+	"\aproject\x18\x03 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\x1f\n" +
 	"\x06amount\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
-	"\vdescription\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x123\n" +
+	"\vdescription\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x124\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa9\x01\n" +
+	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa9\x01\n" +
 	"\x0eCommitResponse\x12;\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
 	"commitment\x125\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\xce\x01\n" +
-	"\x0eReleaseRequest\x12B\n" +
+	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\xd3\x01\n" +
+	"\x0eReleaseRequest\x12E\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^commitments/[0-9a-f-]{36}$R\n" +
+	"commitment\x18\x01 \x01(\tB%\xbaH\"\xc8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\n" +
 	"commitment\x12\x1f\n" +
-	"\x06amount\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12\"\n" +
-	"\x06reason\x18\x03 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\x123\n" +
+	"\x06amount\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12#\n" +
+	"\x06reason\x18\x03 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xf4\x03R\x06reason\x124\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01\x18\x80\x012\b^[!-~]+$R\trequestId\"\xaa\x01\n" +
+	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xaa\x01\n" +
 	"\x0fReleaseResponse\x12;\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
 	"commitment\x125\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"N\n" +
-	"\x14GetCommitmentRequest\x126\n" +
-	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^commitments/[0-9a-f-]{36}$R\x04name\"T\n" +
+	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"Q\n" +
+	"\x14GetCommitmentRequest\x129\n" +
+	"\x04name\x18\x01 \x01(\tB%\xbaH\"\xc8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\x04name\"T\n" +
 	"\x15GetCommitmentResponse\x12;\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
 	"commitment\"\xe4\x01\n" +
 	"\x16ListCommitmentsRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-r+2)^(envelopes/[a-z]([a-z0-9-]*[a-z0-9])?)?$R\benvelope\x12*\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12*\n" +
 	"\vbeneficiary\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vbeneficiary\x12'\n" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +

@@ -720,43 +720,43 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xf1\x02\n" +
-	"\x15CreateEnvelopeRequest\x12H\n" +
-	"\venvelope_id\x18\x01 \x01(\tB'\xbaH$r\"\x10\x01\x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
+	"updateTime\"\xf3\x02\n" +
+	"\x15CreateEnvelopeRequest\x12I\n" +
+	"\venvelope_id\x18\x01 \x01(\tB(\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
 	"envelopeId\x12H\n" +
-	"\x06parent\x18\x02 \x01(\tB0\xbaH-r+2)^(envelopes/[a-z]([a-z0-9-]*[a-z0-9])?)?$R\x06parent\x12+\n" +
+	"\x06parent\x18\x02 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12+\n" +
 	"\fdisplay_name\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12'\n" +
 	"\n" +
 	"allocation\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\n" +
 	"allocation\x129\n" +
-	"\rcurrency_code\x18\x05 \x01(\tB\x14\xbaH\x11r\x0f2\r^([A-Z]{3})?$R\fcurrencyCode\x123\n" +
+	"\rcurrency_code\x18\x05 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
+	"^[A-Z]{3}$R\fcurrencyCode\x124\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa7\x01\n" +
+	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa7\x01\n" +
 	"\x16CreateEnvelopeResponse\x125\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x121\n" +
 	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\x06parent\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"W\n" +
-	"\x12GetEnvelopeRequest\x12A\n" +
-	"\x04name\x18\x01 \x01(\tB-\xbaH*r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x04name\"L\n" +
+	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"Z\n" +
+	"\x12GetEnvelopeRequest\x12D\n" +
+	"\x04name\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x04name\"L\n" +
 	"\x13GetEnvelopeResponse\x125\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\"\xb2\x01\n" +
 	"\x14ListEnvelopesRequest\x12H\n" +
-	"\x06parent\x18\x01 \x01(\tB0\xbaH-r+2)^(envelopes/[a-z]([a-z0-9-]*[a-z0-9])?)?$R\x06parent\x12'\n" +
+	"\x06parent\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"x\n" +
 	"\x15ListEnvelopesResponse\x127\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeR\tenvelopes\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x03\n" +
-	"\x15MoveAllocationRequest\x12E\n" +
-	"\x06source\x18\x01 \x01(\tB-\xbaH*r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12O\n" +
-	"\vdestination\x18\x02 \x01(\tB-\xbaH*r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\vdestination\x12\x1f\n" +
-	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12\"\n" +
-	"\x06reason\x18\x04 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\xf4\x03R\x06reason\x123\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x03\n" +
+	"\x15MoveAllocationRequest\x12H\n" +
+	"\x06source\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12R\n" +
+	"\vdestination\x18\x02 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\vdestination\x12\x1f\n" +
+	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12#\n" +
+	"\x06reason\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xf4\x03R\x06reason\x124\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
+	"request_id\x18\x05 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
 	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xad\x01\n" +
 	"\x16MoveAllocationResponse\x121\n" +
 	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\x06source\x12;\n" +

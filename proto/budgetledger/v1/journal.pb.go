@@ -402,9 +402,9 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\"\x82\x02\n" +
 	"\x19ListJournalEntriesRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-r+2)^(envelopes/[a-z]([a-z0-9-]*[a-z0-9])?)?$R\benvelope\x12E\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
 	"\n" +
-	"commitment\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^(commitments/[0-9a-f-]{36})?$R\n" +
+	"commitment\x18\x02 \x01(\tB%\xbaH\"\xd8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\n" +
 	"commitment\x12'\n" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +

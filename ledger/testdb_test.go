@@ -1,0 +1,207 @@
+package ledger
+
+// The store harness: every behavioural test runs against each database engine the ledger
+// supports, on a database of its own, so that tests can run in parallel.
+//
+//   - SQLite: a fresh file in t.TempDir(); always runs.
+//   - PostgreSQL: a fresh database (CREATE DATABASE ledger_test_<random>) on the server named by
+//     LEDGER_TEST_POSTGRES_URL, dropped WITH (FORCE) when the test ends. Without the variable the
+//     subtest is skipped — unless CI=true, where a missing variable or an unreachable server
+//     fails the test: CI must never pass by skipping the real server.
+//   - CockroachDB: one cockroach-go testserver for the whole package, a fresh database per test,
+//     only when a `cockroach` binary is on PATH (nothing is downloaded).
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/cockroach-go/v2/testserver"
+	"github.com/jackc/pgx/v5"
+)
+
+const postgresURLEnv = "LEDGER_TEST_POSTGRES_URL"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopCockroach()
+	os.Exit(code)
+}
+
+// testDB is a database prepared for one test: its engine name and the string Open takes.
+type testDB struct {
+	engine string
+	dsn    string
+}
+
+// open opens a Ledger on db, closed when the test ends.
+func (db testDB) open(t *testing.T) *Ledger {
+	t.Helper()
+	l, err := Open(t.Context(), db.dsn, Config{})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", db.engine, err)
+	}
+	t.Cleanup(l.Close)
+	if got := l.Engine(); got != db.engine {
+		t.Fatalf("Engine() = %q, want %q", got, db.engine)
+	}
+	return l
+}
+
+// forEachDatabase runs test as one parallel subtest per engine, each on a fresh database.
+func forEachDatabase(t *testing.T, test func(t *testing.T, db testDB)) {
+	t.Helper()
+	engines := []struct {
+		name string
+		make func(t *testing.T) testDB
+	}{
+		{"sqlite", newSQLiteDB},
+		{"postgres", newPostgresDB},
+		{"cockroachdb", newCockroachDB},
+	}
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, e.make(t))
+		})
+	}
+}
+
+// forEachEngine runs test as one parallel subtest per engine, each with a Ledger on a fresh
+// database.
+func forEachEngine(t *testing.T, test func(t *testing.T, l *Ledger)) {
+	t.Helper()
+	forEachDatabase(t, func(t *testing.T, db testDB) { test(t, db.open(t)) })
+}
+
+func newSQLiteDB(t *testing.T) testDB {
+	return testDB{engine: "sqlite", dsn: filepath.Join(t.TempDir(), "ledger.db")}
+}
+
+// requirePostgresURL returns LEDGER_TEST_POSTGRES_URL, or skips the test when it is unset (fails
+// it when CI=true).
+func requirePostgresURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv(postgresURLEnv)
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set, and CI=true: the PostgreSQL tests must run in CI", postgresURLEnv)
+		}
+		t.Skipf("PostgreSQL tests skipped: set %s, e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+			postgresURLEnv)
+	}
+	return u
+}
+
+func randomSuffix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// withDatabase returns dsn with its path (the database name) replaced.
+func withDatabase(t *testing.T, dsn, database string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("parsing the database URL: %v", err)
+	}
+	u.Path = "/" + database
+	return u.String()
+}
+
+// newPostgresDB creates a database of the test's own on the PostgreSQL server and drops it when
+// the test ends. A server that cannot be reached fails the test: whoever set the variable wants
+// PostgreSQL tested.
+func newPostgresDB(t *testing.T) testDB {
+	t.Helper()
+	base := requirePostgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connecting to PostgreSQL at %s: %v", postgresURLEnv, err)
+	}
+	defer admin.Close(context.Background())
+	name := "ledger_test_" + randomSuffix(t)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("CREATE DATABASE %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("connecting to drop database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("DROP DATABASE %s: %v", name, err)
+		}
+	})
+	return testDB{engine: "postgres", dsn: withDatabase(t, base, name)}
+}
+
+// One CockroachDB server serves the whole package; it is started by the first test that needs
+// it and stopped by TestMain.
+var cockroach struct {
+	once sync.Once
+	ts   testserver.TestServer
+	err  error
+}
+
+func stopCockroach() {
+	if cockroach.ts != nil {
+		cockroach.ts.Stop()
+	}
+}
+
+func newCockroachDB(t *testing.T) testDB {
+	t.Helper()
+	bin, err := exec.LookPath("cockroach")
+	if err != nil {
+		t.Skip("no cockroach binary on PATH")
+	}
+	cockroach.once.Do(func() {
+		cockroach.ts, cockroach.err = testserver.NewTestServer(testserver.CockroachBinaryPathOpt(bin))
+		if cockroach.err == nil {
+			cockroach.err = cockroach.ts.WaitForInit()
+		}
+	})
+	if cockroach.err != nil {
+		t.Fatalf("starting CockroachDB from %s: %v", bin, cockroach.err)
+	}
+	base := cockroach.ts.PGURL().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connecting to CockroachDB: %v", err)
+	}
+	defer admin.Close(context.Background())
+	name := "ledger_test_" + randomSuffix(t)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("CREATE DATABASE %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if admin, err := pgx.Connect(ctx, base); err == nil {
+			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s CASCADE", name))
+			admin.Close(context.Background())
+		}
+	})
+	return testDB{engine: "cockroachdb", dsn: withDatabase(t, base, name)}
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/budgetledger/budgetledger/ledger"
+)
+
+// ErrorDomain is the domain of every google.rpc.ErrorInfo this server sends (AIP-193).
+const ErrorDomain = "budgetledger.v1"
+
+// reasonCodes is the one table from a ledger failure to its gRPC code, chosen by the litmus test
+// of grpc-go's codes package: INVALID_ARGUMENT whatever the state, FAILED_PRECONDITION when the
+// state must change first, ABORTED when a retry of the same request may succeed at once,
+// UNAVAILABLE when the database is down.
+var reasonCodes = map[ledger.Reason]codes.Code{
+	ledger.ReasonInvalidArgument:         codes.InvalidArgument,
+	ledger.ReasonInvalidPageToken:        codes.InvalidArgument,
+	ledger.ReasonEnvelopeNotFound:        codes.NotFound,
+	ledger.ReasonCommitmentNotFound:      codes.NotFound,
+	ledger.ReasonEnvelopeAlreadyExists:   codes.AlreadyExists,
+	ledger.ReasonInsufficientFunds:       codes.FailedPrecondition,
+	ledger.ReasonReleaseExceedsRemaining: codes.FailedPrecondition,
+	ledger.ReasonCurrencyMismatch:        codes.FailedPrecondition,
+	ledger.ReasonEnvelopesNotRelated:     codes.FailedPrecondition,
+	ledger.ReasonAmountOverflow:          codes.FailedPrecondition,
+	ledger.ReasonRequestIDReused:         codes.FailedPrecondition,
+	ledger.ReasonStoreUnavailable:        codes.Unavailable,
+	ledger.ReasonTransactionConflict:     codes.Aborted,
+	ledger.ReasonInternal:                codes.Internal,
+}
+
+// toStatus turns an error from the ledger into a gRPC status error with a google.rpc.ErrorInfo
+// (and a google.rpc.BadRequest for a field error). The cause of an internal error stays in the
+// server's log, never in the reply.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return withInfo(codes.DeadlineExceeded, "the request's deadline passed before the ledger answered; nothing was recorded unless a retry with the same request_id says so", "DEADLINE_EXCEEDED", nil)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the request was cancelled")
+	}
+	var le *ledger.Error
+	if !errors.As(err, &le) {
+		return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+	}
+	code, ok := reasonCodes[le.Reason]
+	if !ok {
+		code = codes.Internal
+	}
+	msg := le.Error()
+	if code == codes.Internal {
+		msg = "internal error"
+	}
+	st := status.New(code, msg)
+	details := []protoadaptMessage{&errdetails.ErrorInfo{Reason: string(le.Reason), Domain: ErrorDomain, Metadata: le.Metadata}}
+	if le.Field != "" {
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: le.Field, Description: le.Message, Reason: string(le.Reason)},
+		}})
+	}
+	return attach(st, details...)
+}
+
+func withInfo(code codes.Code, msg, reason string, md map[string]string) error {
+	return attach(status.New(code, msg), &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: md})
+}

@@ -1,0 +1,163 @@
+// Package server serves the budget ledger over gRPC: the three budgetledger.v1 services, health
+// checks and server reflection, behind one interceptor chain (logging, validation, recovery).
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+	"github.com/budgetledger/budgetledger/ledger"
+)
+
+// Config tunes a Server. The zero value is usable.
+type Config struct {
+	// Logger receives one line per call and the server's own events (default: slog.Default()).
+	Logger *slog.Logger
+	// HealthInterval is how often the database is pinged to set the health status (default 2s).
+	HealthInterval time.Duration
+	// MaxRecvMsgSize caps a request's size in bytes (default 4 MiB).
+	MaxRecvMsgSize int
+}
+
+// Server is a gRPC server for one ledger.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+	ledger *ledger.Ledger
+	log    *slog.Logger
+	cfg    Config
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+	stopOnce  sync.Once
+}
+
+// serviceNames are the services whose health is reported, besides the server as a whole ("").
+var serviceNames = []string{
+	pb.EnvelopeService_ServiceDesc.ServiceName,
+	pb.CommitmentService_ServiceDesc.ServiceName,
+	pb.JournalService_ServiceDesc.ServiceName,
+}
+
+// New builds a server over l. It starts watching the database for the health service at once.
+func New(l *ledger.Ledger, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 2 * time.Second
+	}
+	if cfg.MaxRecvMsgSize <= 0 {
+		cfg.MaxRecvMsgSize = 4 << 20
+	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall)),
+			validationInterceptor(validator),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+				log.ErrorContext(ctx, "panic in handler", "panic", p)
+				return status.Error(codes.Internal, "internal error")
+			})),
+		),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+	)
+	s := &Server{grpc: g, health: health.NewServer(), ledger: l, log: log, cfg: cfg}
+	pb.RegisterEnvelopeServiceServer(g, &envelopeService{ledger: l})
+	pb.RegisterCommitmentServiceServer(g, &commitmentService{ledger: l})
+	pb.RegisterJournalServiceServer(g, &journalService{ledger: l})
+	healthpb.RegisterHealthServer(g, s.health)
+	reflection.Register(g)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatch, s.watchDone = cancel, make(chan struct{})
+	s.checkHealth(ctx)
+	go s.watchHealth(ctx)
+	return s, nil
+}
+
+// checkHealth pings the database and sets every service's status accordingly.
+func (s *Server) checkHealth(ctx context.Context) {
+	want := healthpb.HealthCheckResponse_SERVING
+	if err := s.ledger.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		want = healthpb.HealthCheckResponse_NOT_SERVING
+		s.log.WarnContext(ctx, "database unreachable; reporting NOT_SERVING", "error", err)
+	}
+	for _, name := range append([]string{""}, serviceNames...) {
+		s.health.SetServingStatus(name, want)
+	}
+}
+
+func (s *Server) watchHealth(ctx context.Context) {
+	defer close(s.watchDone)
+	t := time.NewTicker(s.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.checkHealth(ctx)
+		}
+	}
+}
+
+// Serve accepts connections on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting calls, lets the calls in flight finish, and stops hard when ctx ends
+// first. Health turns NOT_SERVING at once so that load balancers drain the server.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.stopOnce.Do(func() {
+		s.stopWatch()
+		<-s.watchDone
+		s.health.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("graceful stop timed out; closing the remaining calls")
+			s.grpc.Stop()
+			<-done
+		}
+	})
+}
+
+// slogAdapter lets go-grpc-middleware's logging interceptor write to slog.
+func slogAdapter(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}

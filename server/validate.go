@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/budgetledger/budgetledger/ledger"
+)
+
+// validationInterceptor checks every request against the rules written in the .proto files
+// (protovalidate) before any handler runs. go-grpc-middleware's protovalidate interceptor would
+// answer with buf.validate.Violations only; our clients switch on google.rpc.ErrorInfo and read
+// google.rpc.BadRequest (AIP-193), so this one sends those.
+func validationInterceptor(v protovalidate.Validator) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		msg, ok := req.(proto.Message)
+		if !ok {
+			return nil, status.Errorf(codes.Internal, "unsupported message type %T", req)
+		}
+		if err := v.Validate(msg); err != nil {
+			return nil, validationStatus(err)
+		}
+		return handler(ctx, req)
+	}
+}
+
+func validationStatus(err error) error {
+	var verr *protovalidate.ValidationError
+	if !errors.As(err, &verr) {
+		// A rule that does not compile is our bug, not the caller's.
+		return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+	}
+	bad := &errdetails.BadRequest{}
+	for _, v := range verr.Violations {
+		bad.FieldViolations = append(bad.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field:       protovalidate.FieldPathString(v.Proto.GetField()),
+			Description: v.Proto.GetMessage(),
+			Reason:      v.Proto.GetRuleId(),
+		})
+	}
+	first := bad.FieldViolations[0]
+	msg := fmt.Sprintf("invalid request: %s: %s", first.Field, first.Description)
+	if first.Field == "" {
+		msg = "invalid request: " + first.Description
+	}
+	if n := len(bad.FieldViolations); n > 1 {
+		msg += fmt.Sprintf(" (and %d more)", n-1)
+	}
+	info := &errdetails.ErrorInfo{Reason: string(ledger.ReasonInvalidArgument), Domain: ErrorDomain,
+		Metadata: map[string]string{"field": first.Field}}
+	return attach(status.New(codes.InvalidArgument, msg), info, bad)
+}

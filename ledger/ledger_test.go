@@ -462,7 +462,8 @@ func TestIdempotency(t *testing.T) {
 			if _, err := l.Release(ctx, releaseCmd(first.Commitment.ID, 60)); err != nil {
 				t.Fatal(err)
 			}
-			if got := mustGetEnvelope(t, l, "small").Available(); got != 100 {
+			if small := mustGetEnvelope(t, l, "small"); small.Available() != 100 {
+				got := small.Available()
 				t.Fatalf("small available %d after the release, want 100", got)
 			}
 			entries := entryCount(t, l)

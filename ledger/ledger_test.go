@@ -481,6 +481,28 @@ func TestIdempotency(t *testing.T) {
 			}
 		})
 
+		t.Run("a refused move is final too", func(t *testing.T) {
+			// Moves and creations are decided outside the envelope batches, by their own path.
+			mustCreateEnvelope(t, l, "pot", "axis-1", 50)
+			refused := MoveAllocation{RequestID: newRequestID(), Caller: testCaller, SourceID: "pot",
+				DestinationID: "axis-1", Amount: 80, Reason: "give back"}
+			_, err := l.MoveAllocation(ctx, refused)
+			e := requireError(t, err, ErrInsufficientFunds)
+			requireMetadata(t, e, map[string]string{"available": "50", "requested": "80"})
+			if _, err := l.MoveAllocation(ctx, MoveAllocation{RequestID: newRequestID(), Caller: testCaller,
+				SourceID: "axis-1", DestinationID: "pot", Amount: 30, Reason: "top-up"}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = l.MoveAllocation(ctx, refused)
+			e = requireError(t, err, ErrInsufficientFunds)
+			requireMetadata(t, e, map[string]string{"available": "50", "requested": "80"})
+			checkBalances(t, l, map[string]balances{"pot": {Allocation: 80, Available: 80}})
+			refused.RequestID = newRequestID()
+			if _, err := l.MoveAllocation(ctx, refused); err != nil {
+				t.Errorf("the same move under a new request id: %v", err)
+			}
+		})
+
 		t.Run("a validation error records nothing", func(t *testing.T) {
 			cmd := commitCmd("axis-2", "commune-c", 0)
 			_, err := l.Commit(ctx, cmd)
@@ -534,6 +556,45 @@ func TestIdempotency(t *testing.T) {
 		})
 
 		requireVerifyOK(t, l)
+	})
+}
+
+// TestRequestLogRefusesASecondDecision protects invariant 5 at its last line of defence: when a
+// transaction finds, on recording its outcome, that another transaction recorded the same request
+// id after it looked, it asks to be retried (so that the first outcome is replayed) rather than
+// committing a second decision.
+func TestRequestLogRefusesASecondDecision(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		row := requestRow{id: newRequestID(), fingerprint: "first", outcome: outcome{Result: []byte(`{"n":1}`)}}
+		if err := l.eng.readWrite(ctx, func(q querier) error { return insertRequests(ctx, q, now(), []requestRow{row}) }); err != nil {
+			t.Fatal(err)
+		}
+		var second error
+		err := l.eng.readWrite(ctx, func(q querier) error {
+			other := row
+			other.fingerprint = "second"
+			second = insertRequests(ctx, q, now(), []requestRow{{id: newRequestID(), fingerprint: "x",
+				outcome: outcome{Result: []byte(`{}`)}}, other})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(second, errRetryTx) {
+			t.Errorf("recording a used request id: %v, want errRetryTx", second)
+		}
+		err = l.eng.readWrite(ctx, func(q querier) error {
+			priors, err := loadRequests(ctx, q, []string{row.id})
+			if err == nil && priors[row.id].fingerprint != "first" {
+				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.id])
+			}
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
 	})
 }
 
@@ -683,6 +744,56 @@ func TestConcurrentSameRequest(t *testing.T) {
 		}
 		checkBalances(t, l, map[string]balances{"hot": {Allocation: 1_000_000, Committed: 250,
 			Available: 1_000_000 - 250, CommitmentCount: 1}})
+		requireVerifyOK(t, l)
+	})
+}
+
+// TestConcurrentCreation protects invariants 2 and 4 when callers race to create the same
+// envelope under different request ids: it is created, and taken from its parent, once.
+func TestConcurrentCreation(t *testing.T) {
+	t.Parallel()
+	const callers = 16
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		var (
+			wg                         sync.WaitGroup
+			mu                         sync.Mutex
+			created, exists, conflicts int
+			start                      = make(chan struct{})
+		)
+		for range callers {
+			wg.Go(func() {
+				<-start
+				_, err := l.CreateEnvelope(ctx, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
+					EnvelopeID: "axis-1", ParentID: "fund", Allocation: 1_000})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					created++
+				case errors.Is(err, ErrEnvelopeAlreadyExists):
+					exists++
+				case errors.Is(err, ErrTransactionConflict) && l.Engine() != "sqlite":
+					conflicts++
+				default:
+					t.Errorf("CreateEnvelope: unexpected error %v", err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		t.Logf("%s: %d created, %d already existing, %d conflicts", l.Engine(), created, exists, conflicts)
+		if created != 1 {
+			t.Errorf("the envelope was created %d times, want once", created)
+		}
+		checkBalances(t, l, map[string]balances{
+			"fund":   {Allocation: 1_000_000, ChildrenAllocated: 1_000, Available: 999_000},
+			"axis-1": {Allocation: 1_000, Available: 1_000},
+		})
+		if got := entryCount(t, l); got != 2 {
+			t.Errorf("%d journal entries, want 2 (funding, one allocation)", got)
+		}
 		requireVerifyOK(t, l)
 	})
 }

@@ -87,6 +87,12 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	// Take the port first: a clash fails at once, before any database is created or migrated.
+	lis, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
 	l, err := ledger.Open(ctx, cfg.database, ledger.Config{TxTimeout: cfg.txTimeout})
 	if err != nil {
 		return err
@@ -94,10 +100,6 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	defer l.Close()
 
 	srv, err := server.New(l, server.Config{Logger: log})
-	if err != nil {
-		return err
-	}
-	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
 	}

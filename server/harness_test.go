@@ -31,13 +31,21 @@ type harness struct {
 
 func start(t *testing.T, database string) *harness {
 	t.Helper()
+	return startWith(t, database, ledger.Config{}, server.Config{})
+}
+
+func startWith(t *testing.T, database string, lcfg ledger.Config, scfg server.Config) *harness {
+	t.Helper()
 	ctx := context.Background()
-	l, err := ledger.Open(ctx, database, ledger.Config{})
+	l, err := ledger.Open(ctx, database, lcfg)
 	if err != nil {
 		t.Fatalf("opening ledger: %v", err)
 	}
 	t.Cleanup(l.Close)
-	srv, err := server.New(l, server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if scfg.Logger == nil {
+		scfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv, err := server.New(l, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+var listeningLine = regexp.MustCompile(`msg="ledgerd listening" address=(\S+)`)
+
+// waitListening reads ledgerd's log until it says where it listens, and keeps draining it.
+func waitListening(t *testing.T, r io.Reader) string {
+	t.Helper()
+	lines := bufio.NewScanner(r)
+	for lines.Scan() {
+		if m := listeningLine.FindStringSubmatch(lines.Text()); m != nil {
+			go func() {
+				for lines.Scan() {
+				}
+			}()
+			return m[1]
+		}
+	}
+	t.Fatalf("ledgerd stopped before listening: %v", lines.Err())
+	return ""
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestServesOnDefaults runs ledgerd as a newcomer would, with no set-up: it creates its SQLite file
+// in the working directory, serves, and stops cleanly on a signal (here, its context).
+func TestServesOnDefaults(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	ctx, stop := context.WithCancel(context.Background())
+	logR, logW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- realMain(ctx, []string{"--listen", "127.0.0.1:0"}, logW)
+		logW.Close()
+	}()
+	addr := waitListening(t, logR)
+	conn := dial(t, addr)
+	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", resp.GetStatus(), err)
+	}
+	if _, err := pb.NewEnvelopeServiceClient(conn).CreateEnvelope(context.Background(),
+		&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 8_800_000_000, RequestId: "fund"}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ledgerd stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ledgerd did not stop")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ledger.db")); err != nil {
+		t.Errorf("no SQLite file in the working directory: %v", err)
+	}
+}
+
+// TestRejectsBadConfiguration checks that ledgerd refuses to start on a bad setting and says
+// which, before it creates anything.
+func TestRejectsBadConfiguration(t *testing.T) {
+	t.Chdir(t.TempDir())
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--log-format", "xml"}, want: "--log-format"},
+		{args: []string{"--log-level", "loud"}, want: "--log-level"},
+		{args: []string{"serve"}, want: `unexpected argument "serve"`},
+		{env: map[string]string{"LEDGER_TX_TIMEOUT": "soon"}, want: "LEDGER_TX_TIMEOUT"},
+		{args: []string{"--listen", "127.0.0.1:0", "--database", "postgres://%zz"}, want: "not a valid PostgreSQL URL"},
+	}
+	for _, tc := range cases {
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		err := realMain(context.Background(), append(tc.args, "--listen", "127.0.0.1:0"), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ledgerd %v (env %v): error %v, want one mentioning %q", tc.args, tc.env, err, tc.want)
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+	}
+	if _, err := os.Stat("ledger.db"); err == nil {
+		t.Error("a refused configuration created ledger.db")
+	}
+}

@@ -749,50 +749,55 @@ func TestConcurrentSameRequest(t *testing.T) {
 }
 
 // TestConcurrentCreation protects invariants 2 and 4 when callers race to create the same
-// envelope under different request ids: it is created, and taken from its parent, once.
+// envelope under different request ids: it is created, and funded or taken from its parent,
+// once. A child's creation locks its parent; a root's has no row to lock and relies on the
+// serializable transaction alone.
 func TestConcurrentCreation(t *testing.T) {
 	t.Parallel()
 	const callers = 16
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
 		ctx := t.Context()
 		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
-		var (
-			wg                         sync.WaitGroup
-			mu                         sync.Mutex
-			created, exists, conflicts int
-			start                      = make(chan struct{})
-		)
-		for range callers {
-			wg.Go(func() {
-				<-start
-				_, err := l.CreateEnvelope(ctx, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
-					EnvelopeID: "axis-1", ParentID: "fund", Allocation: 1_000})
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					created++
-				case errors.Is(err, ErrEnvelopeAlreadyExists):
-					exists++
-				case errors.Is(err, ErrTransactionConflict) && l.Engine() != "sqlite":
-					conflicts++
-				default:
-					t.Errorf("CreateEnvelope: unexpected error %v", err)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		t.Logf("%s: %d created, %d already existing, %d conflicts", l.Engine(), created, exists, conflicts)
-		if created != 1 {
-			t.Errorf("the envelope was created %d times, want once", created)
+		for _, target := range []struct{ id, parent string }{{"axis-1", "fund"}, {"second-fund", ""}} {
+			var (
+				wg                         sync.WaitGroup
+				mu                         sync.Mutex
+				created, exists, conflicts int
+				start                      = make(chan struct{})
+			)
+			for range callers {
+				wg.Go(func() {
+					<-start
+					_, err := l.CreateEnvelope(ctx, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
+						EnvelopeID: target.id, ParentID: target.parent, Allocation: 1_000})
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						created++
+					case errors.Is(err, ErrEnvelopeAlreadyExists):
+						exists++
+					case errors.Is(err, ErrTransactionConflict) && l.Engine() != "sqlite":
+						conflicts++
+					default:
+						t.Errorf("CreateEnvelope(%s): unexpected error %v", target.id, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			t.Logf("%s: %s: %d created, %d already existing, %d conflicts", l.Engine(), target.id, created, exists, conflicts)
+			if created != 1 {
+				t.Errorf("%s was created %d times, want once", target.id, created)
+			}
 		}
 		checkBalances(t, l, map[string]balances{
-			"fund":   {Allocation: 1_000_000, ChildrenAllocated: 1_000, Available: 999_000},
-			"axis-1": {Allocation: 1_000, Available: 1_000},
+			"fund":        {Allocation: 1_000_000, ChildrenAllocated: 1_000, Available: 999_000},
+			"axis-1":      {Allocation: 1_000, Available: 1_000},
+			"second-fund": {Allocation: 1_000, Available: 1_000},
 		})
-		if got := entryCount(t, l); got != 2 {
-			t.Errorf("%d journal entries, want 2 (funding, one allocation)", got)
+		if got := entryCount(t, l); got != 3 {
+			t.Errorf("%d journal entries, want 3 (two fundings, one allocation)", got)
 		}
 		requireVerifyOK(t, l)
 	})

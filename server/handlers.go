@@ -3,8 +3,8 @@ package server
 import (
 	"context"
 
-	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/ledger"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 // envelopeService implements pb.EnvelopeServiceServer over a ledger.

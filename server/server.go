@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/ledger"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 // Config tunes a Server. The zero value is usable.

@@ -14,8 +14,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/internal/testdb"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 // TestEveryRPC walks every RPC of the three services over a real gRPC connection, on every

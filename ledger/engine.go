@@ -46,9 +46,13 @@ type engine interface {
 	close()
 }
 
-// errRetryTx asks the engine to run the transaction again: another transaction wrote something
-// this one depends on (for instance the same request id) between its read and its write.
-var errRetryTx = errors.New("transaction must be retried")
+// errRequestRecorded says that another transaction recorded one of the request ids this one was
+// deciding; the caller looks the request log up again and replays what it finds.
+var errRequestRecorded = errors.New("a request id was recorded by a concurrent transaction")
+
+// errCommitOutcomeUnknown says that the connection broke while COMMIT was in flight: the
+// transaction may or may not have committed.
+var errCommitOutcomeUnknown = errors.New("the outcome of COMMIT is unknown")
 
 // Limits shared by the engines.
 const (

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config tunes a Ledger. The zero value is usable.
@@ -28,11 +29,21 @@ type Config struct {
 	TxTimeout time.Duration
 	// MaxConns caps the PostgreSQL/CockroachDB connection pool (default: pgx's, max(4, CPUs)).
 	MaxConns int
+	// DisableBatching runs one transaction per Commit or Release instead of group commit per
+	// envelope; for comparison and diagnosis.
+	DisableBatching bool
+	// MaxBatch caps how many operations one group-commit transaction decides (default 1000).
+	MaxBatch int
+	// Registerer receives the ledger's Prometheus metrics (default: none are registered).
+	Registerer prometheus.Registerer
 }
 
 func (c Config) withDefaults() Config {
 	if c.TxTimeout <= 0 {
 		c.TxTimeout = 5 * time.Second
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
 	}
 	return c
 }
@@ -41,8 +52,10 @@ func (c Config) withDefaults() Config {
 // processes may share one PostgreSQL or CockroachDB database: the database transaction, not the
 // process, enforces every invariant.
 type Ledger struct {
-	eng engine
-	cfg Config
+	eng     engine
+	cfg     Config
+	batcher *batcher // nil when batching is disabled
+	metrics *metrics
 }
 
 // Open opens (creating it if needed) the ledger stored at database and brings its schema up to
@@ -53,26 +66,37 @@ type Ledger struct {
 //   - "sqlite:PATH", "file:PATH" or a bare PATH: an embedded SQLite file.
 func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	cfg = cfg.withDefaults()
-	var (
-		eng engine
-		err error
-	)
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	var eng engine
 	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
-		eng, err = openPostgres(ctx, database, cfg)
+		eng, err = openPostgres(ctx, database, cfg, m)
 	} else {
-		eng, err = openSQLite(ctx, sqlitePath(database), cfg)
+		eng, err = openSQLite(ctx, sqlitePath(database), cfg, m)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Ledger{eng: eng, cfg: cfg}, nil
+	l := &Ledger{eng: eng, cfg: cfg, metrics: m}
+	if !cfg.DisableBatching {
+		l.batcher = newBatcher(l, cfg.MaxBatch)
+	}
+	return l, nil
 }
 
 // Engine names the database engine: "sqlite", "postgres" or "cockroachdb".
 func (l *Ledger) Engine() string { return l.eng.name() }
 
-// Close releases the database connections.
-func (l *Ledger) Close() { l.eng.close() }
+// Close finishes the operations already queued, then releases the database connections.
+// Operations submitted meanwhile are refused with STORE_UNAVAILABLE.
+func (l *Ledger) Close() {
+	if l.batcher != nil {
+		l.batcher.close()
+	}
+	l.eng.close()
+}
 
 // Ping reports whether the database answers, within the transaction timeout.
 func (l *Ledger) Ping(ctx context.Context) error {
@@ -99,7 +123,10 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 		}
 	}
 	switch {
-	case errors.Is(err, errRetryTx) || pgRetryable(err) || sqliteBusy(err):
+	case errors.Is(err, errCommitOutcomeUnknown):
+		return &Error{Reason: ReasonStoreUnavailable,
+			Message: "the database connection broke during COMMIT and the database could not be reached again to check the outcome; retry with the same request_id to learn it", cause: err}
+	case errors.Is(err, errRequestRecorded) || pgRetryable(err) || sqliteBusy(err):
 		return &Error{Reason: ReasonTransactionConflict,
 			Message: "the transaction kept conflicting with concurrent ones; nothing was recorded; retry", cause: err}
 	case pgUnavailable(err) || sqliteFatal(err):
@@ -158,35 +185,71 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
 	defer cancel()
 	var decided outcome
-	err := l.eng.readWrite(ctx, func(q querier) error {
-		decided = outcome{}
-		priors, err := loadRequests(ctx, q, []string{requestID})
-		if err != nil {
-			return err
-		}
+	err := l.withRequestLog(ctx, []string{requestID}, func(priors map[string]priorRequest) error {
 		if prior, ok := priors[requestID]; ok {
+			decided = prior.outcome
 			if prior.fingerprint != fingerprint {
 				decided = outcome{Refusal: requestIDReused(requestID)}
-			} else {
-				decided = prior.outcome
 			}
 			return nil
 		}
-		at := now()
-		result, err := apply(ctx, q, at)
-		if refusal, ok := isRefusal(err); ok {
-			decided = outcome{Refusal: refusal}
-		} else if err != nil {
-			return err
-		} else if decided.Result, err = json.Marshal(result); err != nil {
-			return err
-		}
-		return insertRequests(ctx, q, at, []requestRow{{requestID, fingerprint, decided}})
+		return l.eng.readWrite(ctx, func(q querier) error {
+			decided = outcome{}
+			return l.decideOne(ctx, q, requestID, fingerprint, &decided, apply)
+		})
 	})
 	if err != nil {
 		return l.classify(ctx, err)
 	}
 	return decided.decode(out)
+}
+
+// withRequestLog looks up request ids in the request log, outside any transaction (its rows never
+// change, and a lookup inside a SERIALIZABLE transaction would take predicate locks that make
+// batches on unrelated envelopes abort each other), then runs decide with what it found. When
+// another transaction recorded one of the ids meanwhile, decide fails with errRequestRecorded and
+// runs again with a fresh lookup, so that the recorded outcome is replayed.
+func (l *Ledger) withRequestLog(ctx context.Context, ids []string, decide func(map[string]priorRequest) error) error {
+	unknown := false // an earlier attempt lost its connection during COMMIT
+	for attempt := 1; ; attempt++ {
+		priors, err := loadRequests(ctx, l.eng.reader(), ids)
+		if err == nil {
+			err = decide(priors)
+		}
+		if errors.Is(err, errCommitOutcomeUnknown) {
+			unknown = true
+		}
+		switch {
+		case err == nil:
+			return nil
+		case unknown && !errors.Is(err, errCommitOutcomeUnknown) && (pgUnavailable(err) || ctx.Err() != nil):
+			// The database is still away: the first COMMIT may or may not have landed.
+			return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
+		case (errors.Is(err, errRequestRecorded) || errors.Is(err, errCommitOutcomeUnknown)) && attempt < 3:
+			// Look again: a recorded request is replayed; one that is not recorded is decided
+			// anew, and the request log's primary key stops a second decision if the lost
+			// COMMIT did land after all.
+			continue
+		}
+		return err
+	}
+}
+
+// decideOne decides a request that was not in the request log and records its outcome.
+func (l *Ledger) decideOne(ctx context.Context, q querier, requestID, fingerprint string, decided *outcome,
+	apply func(ctx context.Context, q querier, at time.Time) (any, error)) error {
+	{
+		at := now()
+		result, err := apply(ctx, q, at)
+		if refusal, ok := isRefusal(err); ok {
+			*decided = outcome{Refusal: refusal}
+		} else if err != nil {
+			return err
+		} else if decided.Result, err = json.Marshal(result); err != nil {
+			return err
+		}
+		return insertRequests(ctx, q, at, []requestRow{{requestID, fingerprint, *decided}})
+	}
 }
 
 // CreateEnvelope creates a root envelope funded from outside the ledger, or a child envelope whose
@@ -340,7 +403,7 @@ func (l *Ledger) Commit(ctx context.Context, cmd Commit) (CommitResult, error) {
 		return res, err
 	}
 	op := &envelopeOp{commit: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.applyToEnvelope(ctx, cmd.EnvelopeID, []*envelopeOp{op}); err != nil {
+	if err := l.run(ctx, cmd.EnvelopeID, []*envelopeOp{op}); err != nil {
 		return res, err
 	}
 	return res, op.outcome.decode(&res)
@@ -368,7 +431,7 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		return res, err
 	}
 	op := &envelopeOp{release: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.applyToEnvelope(ctx, c.EnvelopeID, []*envelopeOp{op}); err != nil {
+	if err := l.run(ctx, c.EnvelopeID, []*envelopeOp{op}); err != nil {
 		return res, err
 	}
 	return res, op.outcome.decode(&res)
@@ -381,6 +444,7 @@ type envelopeOp struct {
 	fingerprint string
 
 	outcome outcome
+	opState
 }
 
 func (op *envelopeOp) requestID() string {
@@ -390,6 +454,15 @@ func (op *envelopeOp) requestID() string {
 	return op.release.RequestID
 }
 
+// run decides ops on one envelope: through the envelope's group-commit queue, or in a
+// transaction of their own when batching is disabled.
+func (l *Ledger) run(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
+	if l.batcher != nil {
+		return l.batcher.submit(ctx, envelopeID, ops)
+	}
+	return l.applyToEnvelope(ctx, envelopeID, ops)
+}
+
 // applyToEnvelope decides and records a batch of commits and releases on one envelope in one
 // serializable transaction: the envelope row is locked once, each operation is accepted or
 // refused on its own in order, the entries are written in bulk and the balance once. The returned
@@ -397,35 +470,43 @@ func (op *envelopeOp) requestID() string {
 func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
 	defer cancel()
-	err := l.eng.readWrite(ctx, func(q querier) error {
-		return l.decideBatch(ctx, q, envelopeID, ops)
+	ids := make([]string, len(ops))
+	for i, op := range ops {
+		ids[i] = op.requestID()
+	}
+	var env *Envelope
+	err := l.withRequestLog(ctx, ids, func(priors map[string]priorRequest) error {
+		return l.eng.readWrite(ctx, func(q querier) error {
+			var err error
+			env, err = l.decideBatch(ctx, q, envelopeID, ops, priors)
+			return err
+		})
 	})
+	if err == nil {
+		l.metrics.batchDecided(len(ops), env)
+	}
 	return l.classify(ctx, err)
 }
 
-func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, ops []*envelopeOp) error {
+// decideBatch returns the envelope as the batch left it (nil if it does not exist).
+func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, ops []*envelopeOp,
+	priors map[string]priorRequest) (*Envelope, error) {
 	at := now()
-	ids := make([]string, 0, len(ops))
 	var commitmentIDs []string
 	for _, op := range ops {
 		op.outcome = outcome{} // the transaction may be a retry
-		ids = append(ids, op.requestID())
 		if op.release != nil {
 			commitmentIDs = append(commitmentIDs, op.release.CommitmentID)
 		}
 	}
-	priors, err := loadRequests(ctx, q, ids)
-	if err != nil {
-		return err
-	}
 	env, err := l.loadEnvelope(ctx, q, envelopeID, true)
 	envFound := err == nil
 	if err != nil && !errors.Is(err, ErrEnvelopeNotFound) {
-		return err
+		return nil, err
 	}
 	commitments, err := loadCommitments(ctx, q, commitmentIDs)
-	if err != nil {
-		return err
+	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
+		return nil, err
 	}
 
 	var (
@@ -482,13 +563,13 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 		if refusal != nil {
 			e, ok := isRefusal(refusal)
 			if !ok {
-				return refusal
+				return nil, refusal
 			}
 			op.outcome = outcome{Refusal: e}
 		} else {
 			envChanged = true
 			if op.outcome.Result, err = json.Marshal(result); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		decidedHere[rid] = op
@@ -497,7 +578,7 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 
 	if envChanged {
 		if err := updateEnvelope(ctx, q, &env); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// A commitment created and released in the same batch is inserted in its final state.
@@ -509,19 +590,25 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 		}
 	}
 	if err := insertCommitments(ctx, q, newCommitments); err != nil {
-		return err
+		return nil, err
 	}
 	for id, c := range changed {
 		if !created[id] {
 			if err := updateCommitment(ctx, q, c); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
 	if err := insertEntries(ctx, q, entries); err != nil {
-		return err
+		return nil, err
 	}
-	return insertRequests(ctx, q, at, recorded)
+	if err := insertRequests(ctx, q, at, recorded); err != nil {
+		return nil, err
+	}
+	if !envFound {
+		return nil, nil
+	}
+	return &env, nil
 }
 
 // applyCommit decides one award against the envelope's in-memory balances.

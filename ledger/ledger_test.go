@@ -463,8 +463,7 @@ func TestIdempotency(t *testing.T) {
 				t.Fatal(err)
 			}
 			if small := mustGetEnvelope(t, l, "small"); small.Available() != 100 {
-				got := small.Available()
-				t.Fatalf("small available %d after the release, want 100", got)
+				t.Fatalf("small available %d after the release, want 100", small.Available())
 			}
 			entries := entryCount(t, l)
 			_, err = l.Commit(ctx, refused)
@@ -582,8 +581,8 @@ func TestRequestLogRefusesASecondDecision(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !errors.Is(second, errRetryTx) {
-			t.Errorf("recording a used request id: %v, want errRetryTx", second)
+		if !errors.Is(second, errRequestRecorded) {
+			t.Errorf("recording a used request id: %v, want errRequestRecorded", second)
 		}
 		err = l.eng.readWrite(ctx, func(q querier) error {
 			priors, err := loadRequests(ctx, q, []string{row.id})

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
@@ -27,9 +30,10 @@ import (
 type pgEngine struct {
 	pool      *pgxpool.Pool
 	cockroach bool
+	metrics   *metrics
 }
 
-func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error) {
+func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgEngine, error) {
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message can quote the URL, password included: say only what is wrong.
@@ -49,7 +53,7 @@ func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error
 		pool.Close()
 		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
-	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB")}
+	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), metrics: m}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	if err := migrate(ctx, db, "postgres"); err != nil {
@@ -75,17 +79,13 @@ func (e *pgEngine) ping(ctx context.Context) error { return e.pool.Ping(ctx) }
 func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
 	if e.cockroach {
-		return retry.Do(ctx, backoff(), func(ctx context.Context) error {
-			err := crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
-			if errors.Is(err, errRetryTx) {
-				return retry.RetryableError(err)
-			}
-			return err
-		})
+		// cockroach-go runs CockroachDB's retry protocol (SAVEPOINT cockroach_restart) itself.
+		return crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
 	}
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, opts, fn)
-		if err != nil && (errors.Is(err, errRetryTx) || pgRetryable(err)) {
+		if err != nil && (pgRetryable(err)) {
+			e.metrics.retried(e.name())
 			return retry.RetryableError(err)
 		}
 		return err
@@ -104,7 +104,16 @@ func (e *pgEngine) attempt(ctx context.Context, opts pgx.TxOptions, fn func(q qu
 		return err
 	}
 	// A serializable transaction can fail at COMMIT (SQLSTATE 40001): that error is the outcome.
-	return tx.Commit(ctx)
+	// Any error that is not the server's answer (a broken connection, a deadline) leaves the
+	// outcome unknown.
+	if err := tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
+		}
+		return err
+	}
+	return nil
 }
 
 func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
@@ -140,7 +149,10 @@ func pgUnavailable(err error) bool {
 	if errors.As(err, &ce) {
 		return true
 	}
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, pgx.ErrTxClosed) ||
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, pgx.ErrTxClosed) ||
 		strings.Contains(err.Error(), "conn closed")
 }
 

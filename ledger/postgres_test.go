@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
@@ -123,6 +124,12 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		}
 		if !isSerializationFailure(err) {
 			t.Fatalf("attempt returned %v, want the COMMIT's SQLSTATE 40001", err)
+		}
+		// PostgreSQL names where it refused: "Canceled on identification as a pivot, during
+		// commit attempt".
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && !strings.Contains(pgErr.Detail, "during commit attempt") {
+			t.Errorf("40001 detail %q: not raised at COMMIT", pgErr.Detail)
 		}
 		if !pgRetryable(err) {
 			t.Errorf("pgRetryable(%v) = false", err)

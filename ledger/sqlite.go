@@ -17,10 +17,11 @@ import (
 // SQLite's single writer serializes them), synchronous=FULL so that an acknowledged commit
 // survives a power cut.
 type sqliteEngine struct {
-	db *sql.DB
+	db      *sql.DB
+	metrics *metrics
 }
 
-func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, error) {
+func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqliteEngine, error) {
 	q := url.Values{}
 	for _, p := range []string{
 		fmt.Sprintf("busy_timeout(%d)", cfg.TxTimeout.Milliseconds()),
@@ -46,7 +47,7 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 		db.Close()
 		return nil, err
 	}
-	return &sqliteEngine{db: db}, nil
+	return &sqliteEngine{db: db, metrics: m}, nil
 }
 
 func (e *sqliteEngine) name() string      { return "sqlite" }
@@ -62,7 +63,8 @@ func (e *sqliteEngine) ping(ctx context.Context) error {
 func (e *sqliteEngine) readWrite(ctx context.Context, fn func(q querier) error) error {
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, fn)
-		if err != nil && (errors.Is(err, errRetryTx) || sqliteBusy(err)) {
+		if err != nil && (sqliteBusy(err)) {
+			e.metrics.retried("sqlite")
 			return retry.RetryableError(err)
 		}
 		return err

@@ -104,8 +104,9 @@ func loadRequests(ctx context.Context, q querier, ids []string) (map[string]prio
 }
 
 // insertRequests records decided requests. If another transaction recorded one of the same ids
-// first, the insert skips it and the whole transaction is retried, so that its outcome is replayed
-// instead of a second decision being made.
+// first, the insert skips it and fails with errRequestRecorded: the transaction is rolled back and
+// run again after a fresh look at the request log, so that the first outcome is replayed instead
+// of a second decision being made.
 func insertRequests(ctx context.Context, q querier, at time.Time, reqs []requestRow) error {
 	rows := make([][]any, 0, len(reqs))
 	for _, r := range reqs {
@@ -125,7 +126,7 @@ func insertRequests(ctx context.Context, q querier, at time.Time, reqs []request
 		return err
 	}
 	if n != int64(len(rows)) {
-		return errRetryTx
+		return errRequestRecorded
 	}
 	return nil
 }

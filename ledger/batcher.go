@@ -30,7 +30,10 @@ type batcher struct {
 	workers sync.WaitGroup
 }
 
-type opQueue struct{ ops []*envelopeOp }
+type opQueue struct {
+	units []*unit
+	ops   int // operations in units
+}
 
 func newBatcher(l *Ledger, maxBatch int) *batcher {
 	return &batcher{l: l, maxBatch: maxBatch, queues: map[string]*opQueue{}}
@@ -39,12 +42,12 @@ func newBatcher(l *Ledger, maxBatch int) *batcher {
 // errShuttingDown refuses work submitted after Close began; the caller may retry elsewhere.
 var errShuttingDown = &Error{Reason: ReasonStoreUnavailable, Message: "the ledger is shutting down; nothing was recorded; retry"}
 
-// submit queues ops for envelopeID and waits for their outcomes. If ctx ends before a worker takes
-// an op, the op is dropped and never decided; once taken it is decided even if the caller has
-// gone, and a retry with the same request id learns the outcome.
-func (b *batcher) submit(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
-	for _, op := range ops {
-		op.done = make(chan struct{})
+// submit queues units for envelopeID and waits for their outcomes. If ctx ends before a worker
+// takes a unit, the unit is dropped and never decided; once taken it is decided even if the
+// caller has gone, and a retry with the same request id learns the outcome.
+func (b *batcher) submit(ctx context.Context, envelopeID string, units []*unit) error {
+	for _, u := range units {
+		u.done = make(chan struct{})
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -58,19 +61,22 @@ func (b *batcher) submit(ctx context.Context, envelopeID string, ops []*envelope
 		b.workers.Add(1)
 		go b.run(envelopeID, q)
 	}
-	q.ops = append(q.ops, ops...)
-	depth := len(q.ops)
+	q.units = append(q.units, units...)
+	for _, u := range units {
+		q.ops += len(u.ops)
+	}
+	depth := q.ops
 	b.mu.Unlock()
 	b.l.metrics.queueDepth(envelopeID, depth)
 
-	for _, op := range ops {
+	for _, u := range units {
 		select {
-		case <-op.done:
-			if op.err != nil {
-				return op.err
+		case <-u.done:
+			if u.err != nil {
+				return u.err
 			}
 		case <-ctx.Done():
-			for _, o := range ops {
+			for _, o := range units {
 				o.state.CompareAndSwap(opQueued, opAbandoned)
 			}
 			return ctx.Err()
@@ -85,30 +91,35 @@ func (b *batcher) run(envelopeID string, q *opQueue) {
 	defer b.workers.Done()
 	for {
 		b.mu.Lock()
-		if len(q.ops) == 0 {
+		if len(q.units) == 0 {
 			delete(b.queues, envelopeID)
 			b.mu.Unlock()
 			b.l.metrics.queueDepth(envelopeID, 0)
 			return
 		}
-		n := min(len(q.ops), b.maxBatch)
-		taken := make([]*envelopeOp, 0, n)
-		for _, op := range q.ops[:n] {
-			if op.state.CompareAndSwap(opQueued, opTaken) {
-				taken = append(taken, op)
+		// Take whole units, at least one, up to maxBatch operations.
+		var taken []*unit
+		n, ops := 0, 0
+		for n < len(q.units) && (n == 0 || ops+len(q.units[n].ops) <= b.maxBatch) {
+			u := q.units[n]
+			ops += len(u.ops)
+			n++
+			if u.state.CompareAndSwap(opQueued, opTaken) {
+				taken = append(taken, u)
 			}
 		}
-		q.ops = append(q.ops[:0:0], q.ops[n:]...)
-		depth := len(q.ops)
+		q.units = append(q.units[:0:0], q.units[n:]...)
+		q.ops -= ops
+		depth := q.ops
 		b.mu.Unlock()
 		b.l.metrics.queueDepth(envelopeID, depth)
 		if len(taken) == 0 {
 			continue
 		}
 		err := b.l.applyToEnvelope(context.Background(), envelopeID, taken)
-		for _, op := range taken {
-			op.err = err
-			close(op.done)
+		for _, u := range taken {
+			u.err = err
+			close(u.done)
 		}
 	}
 }
@@ -121,7 +132,7 @@ func (b *batcher) close() {
 	b.workers.Wait()
 }
 
-// opState is embedded in envelopeOp for the batcher.
+// opState is a unit's place in the batcher.
 type opState struct {
 	state atomic.Int32
 	done  chan struct{}

@@ -403,7 +403,7 @@ func (l *Ledger) Commit(ctx context.Context, cmd Commit) (CommitResult, error) {
 		return res, err
 	}
 	op := &envelopeOp{commit: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.run(ctx, cmd.EnvelopeID, []*envelopeOp{op}); err != nil {
+	if err := l.run(ctx, cmd.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
 	return res, op.outcome.decode(&res)
@@ -431,20 +431,19 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		return res, err
 	}
 	op := &envelopeOp{release: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.run(ctx, c.EnvelopeID, []*envelopeOp{op}); err != nil {
+	if err := l.run(ctx, c.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
 	return res, op.outcome.decode(&res)
 }
 
-// envelopeOp is one Commit or Release in a batch on one envelope, and its outcome once decided.
+// envelopeOp is one Commit or Release on one envelope, and its outcome once decided.
 type envelopeOp struct {
 	commit      *Commit
 	release     *Release
 	fingerprint string
 
 	outcome outcome
-	opState
 }
 
 func (op *envelopeOp) requestID() string {
@@ -454,53 +453,103 @@ func (op *envelopeOp) requestID() string {
 	return op.release.RequestID
 }
 
-// run decides ops on one envelope: through the envelope's group-commit queue, or in a
-// transaction of their own when batching is disabled.
-func (l *Ledger) run(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
-	if l.batcher != nil {
-		return l.batcher.submit(ctx, envelopeID, ops)
-	}
-	return l.applyToEnvelope(ctx, envelopeID, ops)
+// unit is what one caller submits: one Commit or Release, or the items of one bulk award. A unit
+// is decided whole in one transaction; an all-or-nothing unit is accepted entirely or refused
+// entirely.
+type unit struct {
+	ops          []*envelopeOp
+	allOrNothing bool
+	// envelope is the envelope as this unit left it, once decided (nil if it does not exist).
+	envelope *Envelope
+
+	opState
 }
 
-// applyToEnvelope decides and records a batch of commits and releases on one envelope in one
-// serializable transaction: the envelope row is locked once, each operation is accepted or
-// refused on its own in order, the entries are written in bulk and the balance once. The returned
-// error is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
-func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, ops []*envelopeOp) error {
+// run decides units on one envelope: through the envelope's group-commit queue, or in a
+// transaction of their own when batching is disabled.
+func (l *Ledger) run(ctx context.Context, envelopeID string, units ...*unit) error {
+	if l.batcher != nil {
+		return l.batcher.submit(ctx, envelopeID, units)
+	}
+	return l.applyToEnvelope(ctx, envelopeID, units)
+}
+
+// applyToEnvelope decides a batch of units on one envelope in one serializable transaction: the
+// envelope row is locked once, each operation is accepted or refused on its own in order (an
+// all-or-nothing unit as a whole), the entries are written in bulk and the balance once. The
+// returned error is a failure of the whole batch (nothing recorded); otherwise every op has its
+// outcome.
+func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, units []*unit) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
 	defer cancel()
-	ids := make([]string, len(ops))
-	for i, op := range ops {
-		ids[i] = op.requestID()
+	var ids []string
+	n := 0
+	for _, u := range units {
+		n += len(u.ops)
+		for _, op := range u.ops {
+			ids = append(ids, op.requestID())
+		}
 	}
 	var env *Envelope
 	err := l.withRequestLog(ctx, ids, func(priors map[string]priorRequest) error {
 		return l.eng.readWrite(ctx, func(q querier) error {
 			var err error
-			env, err = l.decideBatch(ctx, q, envelopeID, ops, priors)
+			env, err = l.decideBatch(ctx, q, envelopeID, units, priors)
 			return err
 		})
 	})
 	if err == nil {
-		l.metrics.batchDecided(len(ops), env)
+		l.metrics.batchDecided(n, env)
 	}
 	return l.classify(ctx, err)
 }
 
-// decideBatch returns the envelope as the batch left it (nil if it does not exist).
-func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, ops []*envelopeOp,
+// batchState is what a batch has decided so far, written at the end of the transaction.
+type batchState struct {
+	env            Envelope
+	envFound       bool
+	accepted       int
+	entries        []Entry
+	newCommitments []*Commitment
+	changed        map[string]*Commitment
+	recorded       []requestRow
+	decidedHere    map[string]*envelopeOp
+}
+
+// mark and reset let an all-or-nothing unit undo what its items did in memory.
+type batchMark struct {
+	env                              Envelope
+	accepted, entries, newC, recordN int
+}
+
+func (b *batchState) mark() batchMark {
+	return batchMark{b.env, b.accepted, len(b.entries), len(b.newCommitments), len(b.recorded)}
+}
+
+func (b *batchState) reset(m batchMark) {
+	for _, r := range b.recorded[m.recordN:] {
+		delete(b.decidedHere, r.id)
+	}
+	b.env, b.accepted = m.env, m.accepted
+	b.entries, b.newCommitments, b.recorded = b.entries[:m.entries], b.newCommitments[:m.newC], b.recorded[:m.recordN]
+}
+
+// decideBatch decides every unit and writes the outcome; it returns the envelope as the batch
+// left it (nil if it does not exist).
+func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, units []*unit,
 	priors map[string]priorRequest) (*Envelope, error) {
 	at := now()
 	var commitmentIDs []string
-	for _, op := range ops {
-		op.outcome = outcome{} // the transaction may be a retry
-		if op.release != nil {
-			commitmentIDs = append(commitmentIDs, op.release.CommitmentID)
+	for _, u := range units {
+		u.envelope = nil
+		for _, op := range u.ops {
+			op.outcome = outcome{} // the transaction may be a retry
+			if op.release != nil {
+				commitmentIDs = append(commitmentIDs, op.release.CommitmentID)
+			}
 		}
 	}
 	env, err := l.loadEnvelope(ctx, q, envelopeID, true)
-	envFound := err == nil
 	if err != nil && !errors.Is(err, ErrEnvelopeNotFound) {
 		return nil, err
 	}
@@ -508,107 +557,132 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
 		return nil, err
 	}
+	b := &batchState{env: env, envFound: env.ID != "", changed: map[string]*Commitment{},
+		decidedHere: map[string]*envelopeOp{}}
 
-	var (
-		entries        []Entry
-		newCommitments []*Commitment
-		changed        = map[string]*Commitment{}
-		recorded       []requestRow
-		decidedHere    = map[string]*envelopeOp{}
-		envChanged     bool
-	)
-	for _, op := range ops {
-		rid := op.requestID()
-		if prior, ok := priors[rid]; ok {
-			op.outcome = prior.outcome
-			if prior.fingerprint != op.fingerprint {
-				op.outcome = outcome{Refusal: requestIDReused(rid)}
-			}
-			continue
-		}
-		if first, ok := decidedHere[rid]; ok {
-			op.outcome = first.outcome
-			if first.fingerprint != op.fingerprint {
-				op.outcome = outcome{Refusal: requestIDReused(rid)}
-			}
-			continue
-		}
-		var (
-			result  any
-			refusal error
-		)
-		switch {
-		case !envFound:
-			refusal = envelopeNotFound(envelopeID)
-		case op.commit != nil:
-			result, refusal = applyCommit(&env, op.commit, at)
-			if refusal == nil {
-				r := result.(*CommitResult)
-				newCommitments = append(newCommitments, &r.Commitment)
-				entries = append(entries, commitEntry(op.commit, r, at))
-			}
-		default:
-			c, ok := commitments[op.release.CommitmentID]
-			if !ok || c.EnvelopeID != env.ID {
-				refusal = commitmentNotFound(op.release.CommitmentID)
-				break
-			}
-			result, refusal = applyRelease(&env, c, op.release, at)
-			if refusal == nil {
-				r := result.(*ReleaseResult)
-				changed[c.ID] = c
-				entries = append(entries, releaseEntry(op.release, r, at))
-			}
-		}
-		if refusal != nil {
-			e, ok := isRefusal(refusal)
-			if !ok {
-				return nil, refusal
-			}
-			op.outcome = outcome{Refusal: e}
-		} else {
-			envChanged = true
-			if op.outcome.Result, err = json.Marshal(result); err != nil {
+	for _, u := range units {
+		m := b.mark()
+		var failed *Error
+		failedAt := -1
+		for i, op := range u.ops {
+			refusal, err := b.decide(op, envelopeID, priors, commitments, at)
+			if err != nil {
 				return nil, err
 			}
+			if refusal != nil && failed == nil {
+				failed, failedAt = refusal, i
+			}
 		}
-		decidedHere[rid] = op
-		recorded = append(recorded, requestRow{rid, op.fingerprint, op.outcome})
+		if u.allOrNothing && failed != nil {
+			// Undo the unit's items and refuse them all with the first refusal, naming the item.
+			b.reset(m)
+			whole := &Error{Reason: failed.Reason, Field: failed.Field,
+				Message:  fmt.Sprintf("item %d: %s; no award of this call was made", failedAt, failed.Message),
+				Metadata: map[string]string{"item": fmt.Sprint(failedAt)}}
+			for k, v := range failed.Metadata {
+				whole.Metadata[k] = v
+			}
+			for _, op := range u.ops {
+				op.outcome = outcome{Refusal: whole}
+				b.decidedHere[op.requestID()] = op
+				b.recorded = append(b.recorded, requestRow{op.requestID(), op.fingerprint, op.outcome})
+			}
+		}
+		if b.envFound {
+			snapshot := b.env
+			u.envelope = &snapshot
+		}
 	}
 
-	if envChanged {
-		if err := updateEnvelope(ctx, q, &env); err != nil {
+	if b.accepted > 0 {
+		if err := updateEnvelope(ctx, q, &b.env); err != nil {
 			return nil, err
 		}
 	}
-	// A commitment created and released in the same batch is inserted in its final state.
-	created := map[string]bool{}
-	for _, c := range newCommitments {
-		created[c.ID] = true
-		if cur, ok := changed[c.ID]; ok {
-			*c = *cur
+	if err := insertCommitments(ctx, q, b.newCommitments); err != nil {
+		return nil, err
+	}
+	for _, c := range b.changed {
+		if err := updateCommitment(ctx, q, c); err != nil {
+			return nil, err
 		}
 	}
-	if err := insertCommitments(ctx, q, newCommitments); err != nil {
+	if err := insertEntries(ctx, q, b.entries); err != nil {
 		return nil, err
 	}
-	for id, c := range changed {
-		if !created[id] {
-			if err := updateCommitment(ctx, q, c); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := insertEntries(ctx, q, entries); err != nil {
+	if err := insertRequests(ctx, q, at, b.recorded); err != nil {
 		return nil, err
 	}
-	if err := insertRequests(ctx, q, at, recorded); err != nil {
-		return nil, err
-	}
-	if !envFound {
+	if !b.envFound {
 		return nil, nil
 	}
-	return &env, nil
+	return &b.env, nil
+}
+
+// decide decides one op in memory. It returns the refusal it recorded for a new decision (nil if
+// accepted or replayed), or an error that fails the whole batch.
+func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string]priorRequest,
+	commitments map[string]*Commitment, at time.Time) (*Error, error) {
+	rid := op.requestID()
+	if prior, ok := priors[rid]; ok {
+		op.outcome = prior.outcome
+		if prior.fingerprint != op.fingerprint {
+			op.outcome = outcome{Refusal: requestIDReused(rid)}
+		}
+		return nil, nil
+	}
+	if first, ok := b.decidedHere[rid]; ok {
+		op.outcome = first.outcome
+		if first.fingerprint != op.fingerprint {
+			op.outcome = outcome{Refusal: requestIDReused(rid)}
+		}
+		return nil, nil
+	}
+	var (
+		result  any
+		refusal error
+	)
+	switch {
+	case !b.envFound:
+		refusal = envelopeNotFound(envelopeID)
+	case op.commit != nil:
+		var r *CommitResult
+		if r, refusal = applyCommit(&b.env, op.commit, at); refusal == nil {
+			result = r
+			b.newCommitments = append(b.newCommitments, &r.Commitment)
+			b.entries = append(b.entries, commitEntry(op.commit, r, at))
+		}
+	default:
+		c, ok := commitments[op.release.CommitmentID]
+		if !ok || c.EnvelopeID != b.env.ID {
+			refusal = commitmentNotFound(op.release.CommitmentID)
+			break
+		}
+		var r *ReleaseResult
+		if r, refusal = applyRelease(&b.env, c, op.release, at); refusal == nil {
+			result = r
+			b.changed[c.ID] = c
+			b.entries = append(b.entries, releaseEntry(op.release, r, at))
+		}
+	}
+	var refused *Error
+	if refusal != nil {
+		e, ok := isRefusal(refusal)
+		if !ok {
+			return nil, refusal
+		}
+		op.outcome, refused = outcome{Refusal: e}, e
+	} else {
+		b.accepted++
+		raw, err := json.Marshal(result)
+		if err != nil {
+			return nil, err
+		}
+		op.outcome = outcome{Result: raw}
+	}
+	b.decidedHere[rid] = op
+	b.recorded = append(b.recorded, requestRow{rid, op.fingerprint, op.outcome})
+	return refused, nil
 }
 
 // applyCommit decides one award against the envelope's in-memory balances.

@@ -105,6 +105,36 @@ func (s *commitmentService) Release(ctx context.Context, req *pb.ReleaseRequest)
 		JournalEntry: ledger.EntryName(res.EntryID)}, nil
 }
 
+func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommitRequest) (*pb.BatchCommitResponse, error) {
+	items := make([]ledger.BulkItem, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		items[i] = ledger.BulkItem{Beneficiary: it.GetBeneficiary(), Project: it.GetProject(),
+			Amount: it.GetAmount(), Description: it.GetDescription()}
+	}
+	res, err := s.ledger.BulkCommit(ctx, ledger.BulkCommit{
+		RequestID:    req.GetRequestId(),
+		Caller:       callerFrom(ctx),
+		EnvelopeID:   id(req.GetEnvelope(), "envelopes"),
+		Items:        items,
+		AllOrNothing: req.GetAllOrNothing(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.BatchCommitResponse{Envelope: envelopePB(&res.Envelope), Results: make([]*pb.BatchCommitResult, len(res.Items)),
+		AcceptedCount: int32(res.Accepted), RefusedCount: int32(res.Refused)}
+	for i, it := range res.Items {
+		r := &pb.BatchCommitResult{}
+		if it.Commitment != nil {
+			r.Commitment = commitmentPB(it.Commitment)
+		} else {
+			r.Refusal = &pb.ItemRefusal{Reason: string(it.Refusal.Reason), Message: it.Refusal.Message, Metadata: it.Refusal.Metadata}
+		}
+		out.Results[i] = r
+	}
+	return out, nil
+}
+
 func (s *commitmentService) GetCommitment(ctx context.Context, req *pb.GetCommitmentRequest) (*pb.GetCommitmentResponse, error) {
 	c, err := s.ledger.GetCommitment(ctx, id(req.GetName(), "commitments"))
 	if err != nil {

@@ -454,6 +454,345 @@ func (x *ReleaseResponse) GetJournalEntry() string {
 	return ""
 }
 
+// BatchCommitRequest is the request of BatchCommit.
+type BatchCommitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The envelope to award from, "envelopes/{envelope_id}".
+	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Required. The awards, 1 to 10,000.
+	Items []*BatchCommitItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	// Optional. When true, every item is accepted or none is.
+	AllOrNothing bool `protobuf:"varint,3,opt,name=all_or_nothing,json=allOrNothing,proto3" json:"all_or_nothing,omitempty"`
+	// Required. Idempotency key of the whole call (AIP-155), 1 to 128 printable ASCII characters
+	// without spaces.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommitRequest) Reset() {
+	*x = BatchCommitRequest{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommitRequest) ProtoMessage() {}
+
+func (x *BatchCommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommitRequest.ProtoReflect.Descriptor instead.
+func (*BatchCommitRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BatchCommitRequest) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *BatchCommitRequest) GetItems() []*BatchCommitItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *BatchCommitRequest) GetAllOrNothing() bool {
+	if x != nil {
+		return x.AllOrNothing
+	}
+	return false
+}
+
+func (x *BatchCommitRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// BatchCommitItem is one award of a BatchCommit.
+type BatchCommitItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Identifier of the beneficiary, 1 to 200 printable characters.
+	Beneficiary string `protobuf:"bytes,1,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
+	// Required. Identifier of the project, 1 to 200 printable characters.
+	Project string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
+	// Required. Amount to award, in minor units of the envelope's currency.
+	Amount int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Optional. Free text kept with the award, at most 500 characters.
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommitItem) Reset() {
+	*x = BatchCommitItem{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommitItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommitItem) ProtoMessage() {}
+
+func (x *BatchCommitItem) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommitItem.ProtoReflect.Descriptor instead.
+func (*BatchCommitItem) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BatchCommitItem) GetBeneficiary() string {
+	if x != nil {
+		return x.Beneficiary
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *BatchCommitItem) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// BatchCommitResponse is the response of BatchCommit.
+type BatchCommitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per item, in the order of the request.
+	Results []*BatchCommitResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The envelope after the last accepted award (as found, when none was accepted).
+	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// How many items were accepted.
+	AcceptedCount int32 `protobuf:"varint,3,opt,name=accepted_count,json=acceptedCount,proto3" json:"accepted_count,omitempty"`
+	// How many items were refused.
+	RefusedCount  int32 `protobuf:"varint,4,opt,name=refused_count,json=refusedCount,proto3" json:"refused_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommitResponse) Reset() {
+	*x = BatchCommitResponse{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommitResponse) ProtoMessage() {}
+
+func (x *BatchCommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommitResponse.ProtoReflect.Descriptor instead.
+func (*BatchCommitResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BatchCommitResponse) GetResults() []*BatchCommitResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchCommitResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *BatchCommitResponse) GetAcceptedCount() int32 {
+	if x != nil {
+		return x.AcceptedCount
+	}
+	return 0
+}
+
+func (x *BatchCommitResponse) GetRefusedCount() int32 {
+	if x != nil {
+		return x.RefusedCount
+	}
+	return 0
+}
+
+// BatchCommitResult is the outcome of one item of a BatchCommit: its commitment, or its refusal.
+type BatchCommitResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The commitment made; unset when the item was refused.
+	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Why the item was refused; unset when it was accepted.
+	Refusal       *ItemRefusal `protobuf:"bytes,2,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommitResult) Reset() {
+	*x = BatchCommitResult{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommitResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommitResult) ProtoMessage() {}
+
+func (x *BatchCommitResult) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommitResult.ProtoReflect.Descriptor instead.
+func (*BatchCommitResult) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BatchCommitResult) GetCommitment() *Commitment {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *BatchCommitResult) GetRefusal() *ItemRefusal {
+	if x != nil {
+		return x.Refusal
+	}
+	return nil
+}
+
+// ItemRefusal says why one item of a batch was refused, as google.rpc.ErrorInfo would.
+type ItemRefusal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable reason, e.g. "INSUFFICIENT_FUNDS".
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable explanation.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Figures of the refusal, e.g. "available" and "requested".
+	Metadata      map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemRefusal) Reset() {
+	*x = ItemRefusal{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemRefusal) ProtoMessage() {}
+
+func (x *ItemRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemRefusal.ProtoReflect.Descriptor instead.
+func (*ItemRefusal) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ItemRefusal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ItemRefusal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ItemRefusal) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 // GetCommitmentRequest is the request of GetCommitment.
 type GetCommitmentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -465,7 +804,7 @@ type GetCommitmentRequest struct {
 
 func (x *GetCommitmentRequest) Reset() {
 	*x = GetCommitmentRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +816,7 @@ func (x *GetCommitmentRequest) String() string {
 func (*GetCommitmentRequest) ProtoMessage() {}
 
 func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +829,7 @@ func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitmentRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{5}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCommitmentRequest) GetName() string {
@@ -511,7 +850,7 @@ type GetCommitmentResponse struct {
 
 func (x *GetCommitmentResponse) Reset() {
 	*x = GetCommitmentResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +862,7 @@ func (x *GetCommitmentResponse) String() string {
 func (*GetCommitmentResponse) ProtoMessage() {}
 
 func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +875,7 @@ func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitmentResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{6}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCommitmentResponse) GetCommitment() *Commitment {
@@ -563,7 +902,7 @@ type ListCommitmentsRequest struct {
 
 func (x *ListCommitmentsRequest) Reset() {
 	*x = ListCommitmentsRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +914,7 @@ func (x *ListCommitmentsRequest) String() string {
 func (*ListCommitmentsRequest) ProtoMessage() {}
 
 func (x *ListCommitmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +927,7 @@ func (x *ListCommitmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitmentsRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{7}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListCommitmentsRequest) GetEnvelope() string {
@@ -632,7 +971,7 @@ type ListCommitmentsResponse struct {
 
 func (x *ListCommitmentsResponse) Reset() {
 	*x = ListCommitmentsResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +983,7 @@ func (x *ListCommitmentsResponse) String() string {
 func (*ListCommitmentsResponse) ProtoMessage() {}
 
 func (x *ListCommitmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +996,7 @@ func (x *ListCommitmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitmentsResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{8}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListCommitmentsResponse) GetCommitments() []*Commitment {
@@ -722,7 +1061,35 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
 	"commitment\x125\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"Q\n" +
+	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\x83\x02\n" +
+	"\x12BatchCommitRequest\x12L\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12C\n" +
+	"\x05items\x18\x02 \x03(\v2 .budgetledger.v1.BatchCommitItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\x90NR\x05items\x12$\n" +
+	"\x0eall_or_nothing\x18\x03 \x01(\bR\fallOrNothing\x124\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xde\x01\n" +
+	"\x0fBatchCommitItem\x12B\n" +
+	"\vbeneficiary\x18\x01 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
+	"\aproject\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\x1f\n" +
+	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
+	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\"\xd6\x01\n" +
+	"\x13BatchCommitResponse\x12<\n" +
+	"\aresults\x18\x01 \x03(\v2\".budgetledger.v1.BatchCommitResultR\aresults\x125\n" +
+	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12%\n" +
+	"\x0eaccepted_count\x18\x03 \x01(\x05R\racceptedCount\x12#\n" +
+	"\rrefused_count\x18\x04 \x01(\x05R\frefusedCount\"\x88\x01\n" +
+	"\x11BatchCommitResult\x12;\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
+	"commitment\x126\n" +
+	"\arefusal\x18\x02 \x01(\v2\x1c.budgetledger.v1.ItemRefusalR\arefusal\"\xc4\x01\n" +
+	"\vItemRefusal\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12F\n" +
+	"\bmetadata\x18\x03 \x03(\v2*.budgetledger.v1.ItemRefusal.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\x14GetCommitmentRequest\x129\n" +
 	"\x04name\x18\x01 \x01(\tB%\xbaH\"\xc8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\x04name\"T\n" +
 	"\x15GetCommitmentResponse\x12;\n" +
@@ -738,10 +1105,11 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x80\x01\n" +
 	"\x17ListCommitmentsResponse\x12=\n" +
 	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentR\vcommitments\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf2\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xcc\x03\n" +
 	"\x11CommitmentService\x12I\n" +
 	"\x06Commit\x12\x1e.budgetledger.v1.CommitRequest\x1a\x1f.budgetledger.v1.CommitResponse\x12L\n" +
-	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12^\n" +
+	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12X\n" +
+	"\vBatchCommit\x12#.budgetledger.v1.BatchCommitRequest\x1a$.budgetledger.v1.BatchCommitResponse\x12^\n" +
 	"\rGetCommitment\x12%.budgetledger.v1.GetCommitmentRequest\x1a&.budgetledger.v1.GetCommitmentResponse\x12d\n" +
 	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
@@ -757,42 +1125,56 @@ func file_budgetledger_v1_commitment_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_commitment_proto_rawDescData
 }
 
-var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*Commitment)(nil),              // 0: budgetledger.v1.Commitment
 	(*CommitRequest)(nil),           // 1: budgetledger.v1.CommitRequest
 	(*CommitResponse)(nil),          // 2: budgetledger.v1.CommitResponse
 	(*ReleaseRequest)(nil),          // 3: budgetledger.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),         // 4: budgetledger.v1.ReleaseResponse
-	(*GetCommitmentRequest)(nil),    // 5: budgetledger.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),   // 6: budgetledger.v1.GetCommitmentResponse
-	(*ListCommitmentsRequest)(nil),  // 7: budgetledger.v1.ListCommitmentsRequest
-	(*ListCommitmentsResponse)(nil), // 8: budgetledger.v1.ListCommitmentsResponse
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(*Envelope)(nil),                // 10: budgetledger.v1.Envelope
+	(*BatchCommitRequest)(nil),      // 5: budgetledger.v1.BatchCommitRequest
+	(*BatchCommitItem)(nil),         // 6: budgetledger.v1.BatchCommitItem
+	(*BatchCommitResponse)(nil),     // 7: budgetledger.v1.BatchCommitResponse
+	(*BatchCommitResult)(nil),       // 8: budgetledger.v1.BatchCommitResult
+	(*ItemRefusal)(nil),             // 9: budgetledger.v1.ItemRefusal
+	(*GetCommitmentRequest)(nil),    // 10: budgetledger.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),   // 11: budgetledger.v1.GetCommitmentResponse
+	(*ListCommitmentsRequest)(nil),  // 12: budgetledger.v1.ListCommitmentsRequest
+	(*ListCommitmentsResponse)(nil), // 13: budgetledger.v1.ListCommitmentsResponse
+	nil,                             // 14: budgetledger.v1.ItemRefusal.MetadataEntry
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*Envelope)(nil),                // 16: budgetledger.v1.Envelope
 }
 var file_budgetledger_v1_commitment_proto_depIdxs = []int32{
-	9,  // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
+	15, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
+	15, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
-	10, // 3: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	16, // 3: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 4: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
-	10, // 5: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 6: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
-	0,  // 7: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
-	1,  // 8: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
-	3,  // 9: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
-	5,  // 10: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
-	7,  // 11: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
-	2,  // 12: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
-	4,  // 13: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
-	6,  // 14: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
-	8,  // 15: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 5: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
+	6,  // 6: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
+	8,  // 7: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
+	16, // 8: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 9: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
+	9,  // 10: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
+	14, // 11: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
+	0,  // 12: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
+	0,  // 13: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
+	1,  // 14: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
+	3,  // 15: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
+	5,  // 16: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
+	10, // 17: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
+	12, // 18: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
+	2,  // 19: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
+	4,  // 20: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
+	7,  // 21: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
+	11, // 22: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
+	13, // 23: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_commitment_proto_init() }
@@ -807,7 +1189,7 @@ func file_budgetledger_v1_commitment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_commitment_proto_rawDesc), len(file_budgetledger_v1_commitment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CommitmentService_Commit_FullMethodName          = "/budgetledger.v1.CommitmentService/Commit"
 	CommitmentService_Release_FullMethodName         = "/budgetledger.v1.CommitmentService/Release"
+	CommitmentService_BatchCommit_FullMethodName     = "/budgetledger.v1.CommitmentService/BatchCommit"
 	CommitmentService_GetCommitment_FullMethodName   = "/budgetledger.v1.CommitmentService/GetCommitment"
 	CommitmentService_ListCommitments_FullMethodName = "/budgetledger.v1.CommitmentService/ListCommitments"
 )
@@ -45,6 +46,14 @@ type CommitmentServiceClient interface {
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
 	// REQUEST_ID_REUSED.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
+	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
+	// every item is accepted or the call fails with the first item's refusal (its ErrorInfo metadata
+	// names the "item") and no award is made. A retry with the same request_id and items returns the
+	// first outcome, item by item.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED, and with all_or_nothing any refusal of Commit.
+	BatchCommit(ctx context.Context, in *BatchCommitRequest, opts ...grpc.CallOption) (*BatchCommitResponse, error)
 	// GetCommitment returns one commitment.
 	//
 	// Errors: COMMITMENT_NOT_FOUND.
@@ -75,6 +84,16 @@ func (c *commitmentServiceClient) Release(ctx context.Context, in *ReleaseReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReleaseResponse)
 	err := c.cc.Invoke(ctx, CommitmentService_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) BatchCommit(ctx context.Context, in *BatchCommitRequest, opts ...grpc.CallOption) (*BatchCommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchCommitResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_BatchCommit_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +140,14 @@ type CommitmentServiceServer interface {
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
 	// REQUEST_ID_REUSED.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
+	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
+	// every item is accepted or the call fails with the first item's refusal (its ErrorInfo metadata
+	// names the "item") and no award is made. A retry with the same request_id and items returns the
+	// first outcome, item by item.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED, and with all_or_nothing any refusal of Commit.
+	BatchCommit(context.Context, *BatchCommitRequest) (*BatchCommitResponse, error)
 	// GetCommitment returns one commitment.
 	//
 	// Errors: COMMITMENT_NOT_FOUND.
@@ -142,6 +169,9 @@ func (UnimplementedCommitmentServiceServer) Commit(context.Context, *CommitReque
 }
 func (UnimplementedCommitmentServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedCommitmentServiceServer) BatchCommit(context.Context, *BatchCommitRequest) (*BatchCommitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchCommit not implemented")
 }
 func (UnimplementedCommitmentServiceServer) GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCommitment not implemented")
@@ -206,6 +236,24 @@ func _CommitmentService_Release_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommitmentService_BatchCommit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchCommitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).BatchCommit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_BatchCommit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).BatchCommit(ctx, req.(*BatchCommitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CommitmentService_GetCommitment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCommitmentRequest)
 	if err := dec(in); err != nil {
@@ -256,6 +304,10 @@ var CommitmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _CommitmentService_Release_Handler,
+		},
+		{
+			MethodName: "BatchCommit",
+			Handler:    _CommitmentService_BatchCommit_Handler,
 		},
 		{
 			MethodName: "GetCommitment",

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"buf.build/go/protovalidate"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -32,6 +34,8 @@ type Config struct {
 	HealthInterval time.Duration
 	// MaxRecvMsgSize caps a request's size in bytes (default 4 MiB).
 	MaxRecvMsgSize int
+	// Registerer receives per-RPC counts and latencies (default: none are registered).
+	Registerer prometheus.Registerer
 }
 
 // Server is a gRPC server for one ledger.
@@ -70,15 +74,25 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	var rpcMetrics *grpcprom.ServerMetrics
+	interceptors := []grpc.UnaryServerInterceptor{}
+	if cfg.Registerer != nil {
+		rpcMetrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5})))
+		if err := cfg.Registerer.Register(rpcMetrics); err != nil {
+			return nil, err
+		}
+		interceptors = append(interceptors, rpcMetrics.UnaryServerInterceptor())
+	}
 	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
+		grpc.ChainUnaryInterceptor(append(interceptors,
 			logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall)),
 			validationInterceptor(validator),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 				log.ErrorContext(ctx, "panic in handler", "panic", p)
 				return status.Error(codes.Internal, "internal error")
 			})),
-		),
+		)...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 	)
 	s := &Server{grpc: g, health: health.NewServer(), ledger: l, log: log, cfg: cfg}
@@ -87,6 +101,9 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	pb.RegisterJournalServiceServer(g, &journalService{ledger: l})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
+	if rpcMetrics != nil {
+		rpcMetrics.InitializeMetrics(g)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopWatch, s.watchDone = cancel, make(chan struct{})

@@ -15,12 +15,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/budgetledger/budgetledger/ledger"
 	"github.com/budgetledger/budgetledger/server"
@@ -41,7 +47,9 @@ func main() {
 // config is every setting of ledgerd.
 type config struct {
 	listen          string
+	metricsListen   string
 	database        string
+	batching        bool
 	logFormat       string
 	logLevel        string
 	txTimeout       time.Duration
@@ -53,6 +61,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", env("LEDGER_LISTEN", "127.0.0.1:50051"), "address to serve gRPC on (LEDGER_LISTEN)")
+	fs.StringVar(&c.metricsListen, "metrics-listen", env("LEDGER_METRICS_LISTEN", ""),
+		"address to serve Prometheus metrics on, at /metrics; empty: no metrics (LEDGER_METRICS_LISTEN)")
+	batching, err := envBool("LEDGER_BATCHING", true)
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.batching, "batching", batching,
+		"group commit: decide the awards and releases queued for one envelope in one transaction (LEDGER_BATCHING)")
 	fs.StringVar(&c.database, "database", env("LEDGER_DATABASE", "ledger.db"),
 		"a SQLite file path, or a postgres:// URL for PostgreSQL or CockroachDB (LEDGER_DATABASE)")
 	fs.StringVar(&c.logFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json (LEDGER_LOG_FORMAT)")
@@ -93,17 +109,35 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lis.Close()
-	l, err := ledger.Open(ctx, cfg.database, ledger.Config{TxTimeout: cfg.txTimeout})
+	var reg *prometheus.Registry
+	if cfg.metricsListen != "" {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching}
+	scfg := server.Config{Logger: log}
+	if reg != nil {
+		lcfg.Registerer, scfg.Registerer = reg, reg
+	}
+	l, err := ledger.Open(ctx, cfg.database, lcfg)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 
-	srv, err := server.New(l, server.Config{Logger: log})
+	srv, err := server.New(l, scfg)
 	if err != nil {
 		return err
 	}
-	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database))
+	if reg != nil {
+		stopMetrics, err := serveMetrics(cfg.metricsListen, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
+	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
+		"batching", cfg.batching)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -118,6 +152,28 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	srv.Shutdown(stopCtx)
 	log.Info("stopped")
 	return <-served
+}
+
+// serveMetrics serves reg at http://addr/metrics until the returned function is called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err)
+		}
+	}()
+	log.Info("metrics listening", "address", "http://"+lis.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }
 
 func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
@@ -151,6 +207,18 @@ func env(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+func envBool(name string, fallback bool) (bool, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return fallback, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
 }
 
 func envDuration(name string, fallback time.Duration) (time.Duration, error) {

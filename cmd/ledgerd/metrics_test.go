@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+var metricsLine = regexp.MustCompile(`msg="metrics listening" address=(\S+)`)
+
+// TestMetricsEndpoint checks that --metrics-listen serves per-RPC counts and latencies and the
+// ledger's own metrics (batch sizes, envelope available amounts), and nothing when it is off.
+func TestMetricsEndpoint(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	logR, logW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- realMain(ctx, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, logW)
+		logW.Close()
+	}()
+	var metricsURL string
+	lines := bufio.NewScanner(logR)
+	for metricsURL == "" && lines.Scan() {
+		if m := metricsLine.FindStringSubmatch(lines.Text()); m != nil {
+			metricsURL = m[1]
+		}
+	}
+	addr := waitListening(t, readerOf(lines))
+	conn := dial(t, addr)
+	if _, err := pb.NewEnvelopeServiceClient(conn).CreateEnvelope(context.Background(),
+		&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 1000, RequestId: "fund"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewCommitmentServiceClient(conn).Commit(context.Background(),
+		&pb.CommitRequest{Envelope: "envelopes/fund", Beneficiary: "b", Project: "p", Amount: 400, RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(body)
+	for _, want := range []string{
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="Commit",grpc_service="budgetledger.v1.CommitmentService",grpc_type="unary"} 1`,
+		`grpc_server_handling_seconds_count{grpc_method="CreateEnvelope",grpc_service="budgetledger.v1.EnvelopeService",grpc_type="unary"} 1`,
+		`ledger_batch_size_count 1`,
+		`ledger_envelope_available_minor_units{currency="EUR",envelope="envelopes/fund"} 600`,
+		`ledger_queue_depth{envelope="envelopes/fund"} 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ledgerd stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ledgerd did not stop")
+	}
+}
+
+// readerOf turns the rest of a scanner back into a reader of lines.
+func readerOf(s *bufio.Scanner) io.Reader {
+	r, w := io.Pipe()
+	go func() {
+		for s.Scan() {
+			if _, err := w.Write(append(s.Bytes(), '\n')); err != nil {
+				return
+			}
+		}
+		w.Close()
+	}()
+	return r
+}

@@ -139,7 +139,12 @@ func (e *Error) Is(target error) bool {
 func (e *Error) Unwrap() error { return e.cause }
 
 // GRPCStatus returns the status the server sent, details included.
-func (e *Error) GRPCStatus() *status.Status { return e.status }
+func (e *Error) GRPCStatus() *status.Status {
+	if e.status == nil { // an Error made by hand
+		return status.New(e.Code, e.Message)
+	}
+	return e.status
+}
 
 // Available is the envelope's available amount of an INSUFFICIENT_FUNDS, in minor units.
 func (e *Error) Available() (int64, bool) { return e.Int64("available") }
@@ -161,7 +166,7 @@ func (e *Error) Int64(key string) (v int64, ok bool) {
 }
 
 // RetryDelay is the google.rpc.RetryInfo delay the server asked for, if any.
-func (e *Error) RetryDelay() (time.Duration, bool) { return retryDelay(e.status) }
+func (e *Error) RetryDelay() (time.Duration, bool) { return retryDelay(e.GRPCStatus()) }
 
 // Retryable reports whether sending the same request again (with the same request id) may
 // succeed: the codes the client itself retries.

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 )
@@ -116,7 +115,7 @@ func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResu
 			continue
 		}
 		var cr CommitResult
-		if err := json.Unmarshal(op.outcome.Result, &cr); err != nil {
+		if err := op.decode(&cr); err != nil {
 			return BulkCommitResult{}, internal("bulk item %d: %w", i, err)
 		}
 		res.Items[i].Commitment = &cr.Commitment

@@ -11,6 +11,10 @@ import (
 // on every engine.
 type querier interface {
 	exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	// write runs a statement whose only answer is a row count, which check judges. An engine may
+	// hold writes back and send them together, in order, before COMMIT (or before the next
+	// read), to save round trips; a failed check then fails the transaction before it commits.
+	write(ctx context.Context, query string, args []any, check func(rowsAffected int64) error) error
 	queryRow(ctx context.Context, query string, args ...any) scanner
 	query(ctx context.Context, query string, args ...any) (rows, error)
 }

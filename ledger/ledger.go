@@ -406,7 +406,7 @@ func (l *Ledger) Commit(ctx context.Context, cmd Commit) (CommitResult, error) {
 	if err := l.run(ctx, cmd.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
-	return res, op.outcome.decode(&res)
+	return res, op.decode(&res)
 }
 
 // Release returns cmd.Amount of a commitment's remaining amount to its envelope.
@@ -434,7 +434,7 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 	if err := l.run(ctx, c.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
-	return res, op.outcome.decode(&res)
+	return res, op.decode(&res)
 }
 
 // envelopeOp is one Commit or Release on one envelope, and its outcome once decided.
@@ -444,6 +444,24 @@ type envelopeOp struct {
 	fingerprint string
 
 	outcome outcome
+	// result is the typed result of an op decided by this process (*CommitResult or
+	// *ReleaseResult), so that it need not be decoded from outcome again; nil for a replay.
+	result any
+}
+
+// decode returns the op's outcome into out (a *CommitResult or *ReleaseResult).
+func (op *envelopeOp) decode(out any) error {
+	if op.outcome.Refusal == nil && op.result != nil {
+		switch r := op.result.(type) {
+		case *CommitResult:
+			*out.(*CommitResult) = *r
+			return nil
+		case *ReleaseResult:
+			*out.(*ReleaseResult) = *r
+			return nil
+		}
+	}
+	return op.outcome.decode(out)
 }
 
 func (op *envelopeOp) requestID() string {
@@ -543,7 +561,7 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 	for _, u := range units {
 		u.envelope = nil
 		for _, op := range u.ops {
-			op.outcome = outcome{} // the transaction may be a retry
+			op.outcome, op.result = outcome{}, nil // the transaction may be a retry
 			if op.release != nil {
 				commitmentIDs = append(commitmentIDs, op.release.CommitmentID)
 			}
@@ -678,7 +696,7 @@ func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string
 		if err != nil {
 			return nil, err
 		}
-		op.outcome = outcome{Result: raw}
+		op.outcome, op.result = outcome{Result: raw}, result
 	}
 	b.decidedHere[rid] = op
 	b.recorded = append(b.recorded, requestRow{rid, op.fingerprint, op.outcome})

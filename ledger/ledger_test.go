@@ -570,21 +570,18 @@ func TestRequestLogRefusesASecondDecision(t *testing.T) {
 		if err := l.eng.readWrite(ctx, func(q querier) error { return insertRequests(ctx, q, now(), []requestRow{row}) }); err != nil {
 			t.Fatal(err)
 		}
-		var second error
-		err := l.eng.readWrite(ctx, func(q querier) error {
+		// An engine may send writes just before COMMIT: the refusal must fail the transaction
+		// before it commits, whichever way the engine sends them.
+		second := l.eng.readWrite(ctx, func(q querier) error {
 			other := row
 			other.fingerprint = "second"
-			second = insertRequests(ctx, q, now(), []requestRow{{id: newRequestID(), fingerprint: "x",
+			return insertRequests(ctx, q, now(), []requestRow{{id: newRequestID(), fingerprint: "x",
 				outcome: outcome{Result: []byte(`{}`)}}, other})
-			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if !errors.Is(second, errRequestRecorded) {
 			t.Errorf("recording a used request id: %v, want errRequestRecorded", second)
 		}
-		err = l.eng.readWrite(ctx, func(q querier) error {
+		err := l.eng.readWrite(ctx, func(q querier) error {
 			priors, err := loadRequests(ctx, q, []string{row.id})
 			if err == nil && priors[row.id].fingerprint != "first" {
 				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.id])

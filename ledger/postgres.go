@@ -72,7 +72,7 @@ func (e *pgEngine) name() string {
 
 func (e *pgEngine) forUpdate() string { return " FOR UPDATE" }
 func (e *pgEngine) close()            { e.pool.Close() }
-func (e *pgEngine) reader() querier   { return pgxQuerier{e.pool} }
+func (e *pgEngine) reader() querier   { return &pgxQuerier{q: e.pool} }
 
 func (e *pgEngine) ping(ctx context.Context) error { return e.pool.Ping(ctx) }
 
@@ -80,7 +80,13 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
 	if e.cockroach {
 		// cockroach-go runs CockroachDB's retry protocol (SAVEPOINT cockroach_restart) itself.
-		return crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
+		return crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error {
+			q := &pgxQuerier{q: tx}
+			if err := fn(q); err != nil {
+				return err
+			}
+			return q.flush(ctx)
+		})
 	}
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, opts, fn)
@@ -98,7 +104,12 @@ func (e *pgEngine) attempt(ctx context.Context, opts pgx.TxOptions, fn func(q qu
 	if err != nil {
 		return err
 	}
-	if err := fn(pgxQuerier{tx}); err != nil {
+	q := &pgxQuerier{q: tx}
+	err = fn(q)
+	if err == nil {
+		err = q.flush(ctx) // the held-back writes and their checks, before COMMIT
+	}
+	if err != nil {
 		// The rollback's own error adds nothing: the transaction is abandoned either way.
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
@@ -118,7 +129,7 @@ func (e *pgEngine) attempt(ctx context.Context, opts pgx.TxOptions, fn func(q qu
 
 func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
 	return pgx.BeginTxFunc(ctx, e.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(tx pgx.Tx) error { return fn(pgxQuerier{tx}) })
+		func(tx pgx.Tx) error { return fn(&pgxQuerier{q: tx}) })
 }
 
 // pgRetryable reports the errors after which the same transaction may succeed: serialization
@@ -156,16 +167,61 @@ func pgUnavailable(err error) bool {
 		strings.Contains(err.Error(), "conn closed")
 }
 
-// pgxQuerier adapts a pgx transaction or pool to querier.
+// pgxQuerier adapts a pgx transaction or pool to querier. Writes are held back and sent as one
+// pipelined batch (one round trip) before the next read or before COMMIT.
 type pgxQuerier struct {
 	q interface {
 		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	}
+	pending []pendingWrite
 }
 
-func (p pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+type pendingWrite struct {
+	query string
+	args  []any
+	check func(int64) error
+}
+
+func (p *pgxQuerier) write(_ context.Context, query string, args []any, check func(int64) error) error {
+	p.pending = append(p.pending, pendingWrite{query, args, check})
+	return nil
+}
+
+// flush sends the held-back writes in one batch and judges each row count.
+func (p *pgxQuerier) flush(ctx context.Context) error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	pending := p.pending
+	p.pending = nil
+	b := &pgx.Batch{}
+	for _, w := range pending {
+		b.Queue(w.query, w.args...)
+	}
+	br := p.q.SendBatch(ctx, b)
+	var firstErr error
+	for _, w := range pending {
+		tag, err := br.Exec()
+		if err == nil && w.check != nil {
+			err = w.check(tag.RowsAffected())
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if err := br.Close(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
+}
+
+func (p *pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if err := p.flush(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := p.q.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, err
@@ -173,17 +229,28 @@ func (p pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 	return tag.RowsAffected(), nil
 }
 
-func (p pgxQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+func (p *pgxQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+	if err := p.flush(ctx); err != nil {
+		return errRow{err}
+	}
 	return pgxRow{p.q.QueryRow(ctx, query, args...)}
 }
 
-func (p pgxQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+func (p *pgxQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	if err := p.flush(ctx); err != nil {
+		return nil, err
+	}
 	r, err := p.q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// errRow is a row whose query could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 type pgxRow struct{ row pgx.Row }
 

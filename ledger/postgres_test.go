@@ -171,7 +171,7 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		newSkewTable("skew_crdb")
 		var fnErr error
 		err := crdbpgx.ExecuteTx(ctx, pe.pool, serializable, func(tx pgx.Tx) error {
-			fnErr = victimWithPartner(pgxQuerier{tx}, "skew_crdb")
+			fnErr = victimWithPartner(&pgxQuerier{q: tx}, "skew_crdb")
 			return fnErr
 		})
 		if fnErr != nil {

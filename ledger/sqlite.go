@@ -122,6 +122,17 @@ func (t sqlTx) exec(ctx context.Context, query string, args ...any) (int64, erro
 	return res.RowsAffected()
 }
 
+func (t sqlTx) write(ctx context.Context, query string, args []any, check func(int64) error) error {
+	n, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		return check(n)
+	}
+	return nil
+}
+
 func (t sqlTx) queryRow(ctx context.Context, query string, args ...any) scanner {
 	return sqlRow{t.tx.QueryRowContext(ctx, query, args...)}
 }
@@ -158,6 +169,18 @@ func sqlitePath(dsn string) string {
 	return dsn
 }
 
+func (sqlTx) writeWith(ctx context.Context, exec func(context.Context, string, ...any) (int64, error),
+	query string, args []any, check func(int64) error) error {
+	n, err := exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		return check(n)
+	}
+	return nil
+}
+
 // sqlDB adapts a *sql.DB to querier, for single-statement reads.
 type sqlDB struct{ db *sql.DB }
 
@@ -167,6 +190,10 @@ func (d sqlDB) exec(ctx context.Context, query string, args ...any) (int64, erro
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+func (d sqlDB) write(ctx context.Context, query string, args []any, check func(int64) error) error {
+	return sqlTx{}.writeWith(ctx, d.exec, query, args, check)
 }
 
 func (d sqlDB) queryRow(ctx context.Context, query string, args ...any) scanner {

@@ -34,9 +34,9 @@ func placeholders(n, width int) string {
 // parameters (32,766 and 65,535).
 const maxRowsPerInsert = 500
 
-// bulkInsert writes rows with multi-row INSERT statements and returns how many rows were inserted.
-func bulkInsert(ctx context.Context, q querier, table string, columns []string, rows [][]any, suffix string) (int64, error) {
-	var total int64
+// bulkInsert writes rows with multi-row INSERT statements; a statement that inserts fewer rows
+// than it was given fails the transaction with onShort.
+func bulkInsert(ctx context.Context, q querier, table string, columns []string, rows [][]any, suffix string, onShort error) error {
 	for start := 0; start < len(rows); start += maxRowsPerInsert {
 		chunk := rows[start:min(start+maxRowsPerInsert, len(rows))]
 		var b strings.Builder
@@ -50,13 +50,17 @@ func bulkInsert(ctx context.Context, q querier, table string, columns []string, 
 			args = append(args, row...)
 		}
 		b.WriteString(suffix)
-		n, err := q.exec(ctx, b.String(), args...)
-		if err != nil {
-			return total, err
+		want := int64(len(chunk))
+		if err := q.write(ctx, b.String(), args, func(n int64) error {
+			if n != want {
+				return onShort
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		total += n
 	}
-	return total, nil
+	return nil
 }
 
 // inList returns "$n+1, $n+2, …" and the args for a list of strings.
@@ -120,15 +124,8 @@ func insertRequests(ctx context.Context, q querier, at time.Time, reqs []request
 		}
 		rows = append(rows, []any{r.id, op, r.fingerprint, string(raw), micros(at)})
 	}
-	n, err := bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at"},
-		rows, " ON CONFLICT (request_id) DO NOTHING")
-	if err != nil {
-		return err
-	}
-	if n != int64(len(rows)) {
-		return errRequestRecorded
-	}
-	return nil
+	return bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at"},
+		rows, " ON CONFLICT (request_id) DO NOTHING", errRequestRecorded)
 }
 
 // Envelopes.
@@ -169,20 +166,21 @@ func insertEnvelope(ctx context.Context, q querier, e *Envelope) error {
 	if e.ParentID != "" {
 		parent = e.ParentID
 	}
-	_, err := q.exec(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 11),
-		e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
-		e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt))
-	return err
+	return q.write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 11),
+		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
+			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt)}, nil)
 }
 
 func updateEnvelope(ctx context.Context, q querier, e *Envelope) error {
-	n, err := q.exec(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
+	return q.write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
 		released = $5, commitment_count = $6, updated_at = $7 WHERE id = $1`,
-		e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt))
-	if err == nil && n != 1 {
-		return internal("updating envelope %s touched %d rows", e.ID, n)
-	}
-	return err
+		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt)},
+		func(n int64) error {
+			if n != 1 {
+				return internal("updating envelope %s touched %d rows", e.ID, n)
+			}
+			return nil
+		})
 }
 
 // Commitments.
@@ -235,17 +233,18 @@ func insertCommitments(ctx context.Context, q querier, cs []*Commitment) error {
 		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
 			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt)})
 	}
-	_, err := bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "")
-	return err
+	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
+		internal("a commitment was not inserted"))
 }
 
 func updateCommitment(ctx context.Context, q querier, c *Commitment) error {
-	n, err := q.exec(ctx, "UPDATE commitments SET released = $2, updated_at = $3 WHERE id = $1",
-		c.ID, c.Released, micros(c.UpdatedAt))
-	if err == nil && n != 1 {
-		return internal("updating commitment %s touched %d rows", c.ID, n)
-	}
-	return err
+	return q.write(ctx, "UPDATE commitments SET released = $2, updated_at = $3 WHERE id = $1",
+		[]any{c.ID, c.Released, micros(c.UpdatedAt)}, func(n int64) error {
+			if n != 1 {
+				return internal("updating commitment %s touched %d rows", c.ID, n)
+			}
+			return nil
+		})
 }
 
 // Journal.
@@ -271,12 +270,13 @@ func insertEntries(ctx context.Context, q querier, entries []Entry) error {
 		}
 		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt)})
 	}
-	if _, err := bulkInsert(ctx, q, "journal_entries",
-		[]string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at"}, rows, ""); err != nil {
+	if err := bulkInsert(ctx, q, "journal_entries",
+		[]string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at"}, rows, "",
+		internal("a journal entry was not inserted")); err != nil {
 		return err
 	}
-	_, err := bulkInsert(ctx, q, "postings", []string{"entry_id", "seq", "account", "amount"}, postings, "")
-	return err
+	return bulkInsert(ctx, q, "postings", []string{"entry_id", "seq", "account", "amount"}, postings, "",
+		internal("a posting was not inserted"))
 }
 
 // Reads.

@@ -1,0 +1,485 @@
+// Command ledgerbench measures the ledger over gRPC: awards per second and their latency, on one
+// hot envelope or spread over several, with group commit on or off, then checks the ledger's
+// invariants.
+//
+//	go run ./cmd/ledgerbench --clients 64 --duration 10s --batching both
+//	go run ./cmd/ledgerbench --database 'postgres://postgres@127.0.0.1:5432/bench?sslmode=disable' --envelopes 30
+//	go run ./cmd/ledgerbench --bulk 1000 --clients 4
+//	go run ./cmd/ledgerbench --target 127.0.0.1:50051 --database ledger.db
+//
+// Without --target it runs a ledgerd in-process, on --database (default: a new SQLite file in a
+// temporary directory), served on a loopback TCP port: the calls go through the whole gRPC stack.
+// With --json the last line printed is a JSON object of the figures; the exit status is non-zero
+// when the invariants do not hold after the run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/budgetledger/budgetledger/ledger"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+	"github.com/budgetledger/budgetledger/server"
+)
+
+func main() {
+	ctx, done := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer done()
+	ok, err := realMain(ctx, os.Args[1:], os.Stdout)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "ledgerbench:", err)
+		}
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	target       string
+	database     string
+	clients      int
+	conns        int
+	duration     time.Duration
+	envelopes    int
+	batching     string
+	releaseRatio float64
+	bulk         int
+	preload      int
+	json         bool
+	cpuProfile   string
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("ledgerbench", flag.ContinueOnError)
+	fs.StringVar(&c.target, "target", "", "address of a running ledgerd; empty runs one in-process")
+	fs.StringVar(&c.database, "database", "", "database of the in-process ledgerd (default: a new SQLite file), or of --target, to check the invariants after the run")
+	fs.IntVar(&c.clients, "clients", 64, "concurrent callers")
+	fs.IntVar(&c.conns, "conns", 4, "gRPC connections the callers share")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to drive each phase")
+	fs.IntVar(&c.envelopes, "envelopes", 1, "envelopes the awards are spread over (1: one hot envelope)")
+	fs.StringVar(&c.batching, "batching", "on", "group commit of the in-process ledgerd: on, off, or both (off then on, in the same run)")
+	fs.Float64Var(&c.releaseRatio, "release-ratio", 0, "after an award, the probability of releasing part of it (a Commit/Release mix)")
+	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
+	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
+	fs.BoolVar(&c.json, "json", false, "print the figures as a JSON object on the last line")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case c.clients < 1 || c.conns < 1 || c.envelopes < 1 || c.duration <= 0:
+		return c, errors.New("--clients, --conns, --envelopes and --duration must be positive")
+	case c.batching != "on" && c.batching != "off" && c.batching != "both":
+		return c, fmt.Errorf("--batching must be on, off or both, not %q", c.batching)
+	case c.target != "" && c.batching != "on":
+		return c, errors.New("--batching is set on the ledgerd itself when --target is given")
+	case c.target != "" && c.database == "":
+		return c, errors.New("--target needs --database to check the invariants after the run")
+	case c.bulk < 0 || c.bulk > ledger.MaxBulkItems:
+		return c, fmt.Errorf("--bulk must be 0 to %d", ledger.MaxBulkItems)
+	case c.releaseRatio < 0 || c.releaseRatio > 1:
+		return c, errors.New("--release-ratio must be between 0 and 1")
+	}
+	return c, nil
+}
+
+// result holds the figures of one phase.
+type result struct {
+	Engine          string  `json:"engine"`
+	Batching        string  `json:"batching"`
+	Clients         int     `json:"clients"`
+	Envelopes       int     `json:"envelopes"`
+	Bulk            int     `json:"bulk,omitempty"`
+	Preloaded       int     `json:"preloaded,omitempty"`
+	DurationSec     float64 `json:"duration_sec"`
+	Commits         int64   `json:"commits"`
+	CommitsPerSec   float64 `json:"commits_per_sec"`
+	Releases        int64   `json:"releases"`
+	Refused         int64   `json:"refused"`
+	ClientRetries   int64   `json:"client_retries"`
+	Failed          int64   `json:"failed"`
+	P50ms           float64 `json:"p50_ms"`
+	P95ms           float64 `json:"p95_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	Batches         int64   `json:"batches,omitempty"`
+	TxRetries       int64   `json:"tx_retries"`
+	RetriesPerBatch float64 `json:"retries_per_batch"`
+	EmptyRPCPerSec  float64 `json:"empty_rpc_per_sec"`
+	InvariantsOK    bool    `json:"invariants_ok"`
+
+	BatchingOffCommitsPerSec float64 `json:"batching_off_commits_per_sec,omitempty"`
+	BatchingOffP99ms         float64 `json:"batching_off_p99_ms,omitempty"`
+	Speedup                  float64 `json:"speedup,omitempty"`
+	CommitsPerEmptyRPC       float64 `json:"commits_per_empty_rpc"`
+}
+
+func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return false, err
+	}
+	if cfg.target == "" && cfg.database == "" {
+		dir, err := os.MkdirTemp("", "ledgerbench-")
+		if err != nil {
+			return false, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.database = filepath.Join(dir, "bench.db")
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return false, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return false, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	phases := []string{cfg.batching}
+	if cfg.batching == "both" {
+		phases = []string{"off", "on"}
+	}
+	var results []*result
+	for i, batching := range phases {
+		r, err := runPhase(ctx, cfg, batching, i == 0)
+		if err != nil {
+			return false, err
+		}
+		results = append(results, r)
+		printHuman(out, r)
+	}
+	final := results[len(results)-1]
+	if len(results) == 2 {
+		off := results[0]
+		final.BatchingOffCommitsPerSec, final.BatchingOffP99ms = off.CommitsPerSec, off.P99ms
+		if off.CommitsPerSec > 0 {
+			final.Speedup = final.CommitsPerSec / off.CommitsPerSec
+		}
+		final.InvariantsOK = final.InvariantsOK && off.InvariantsOK
+		fmt.Fprintf(out, "group commit: %.1f× the awards/s of one transaction per award\n", final.Speedup)
+	}
+	if cfg.json {
+		line, err := json.Marshal(final)
+		if err != nil {
+			return false, err
+		}
+		fmt.Fprintln(out, string(line))
+	}
+	return final.InvariantsOK, nil
+}
+
+// runPhase starts (or reaches) a ledgerd, prepares fresh envelopes, drives it, and checks the
+// invariants.
+func runPhase(ctx context.Context, cfg config, batching string, first bool) (*result, error) {
+	r := &result{Batching: batching, Clients: cfg.clients, Envelopes: cfg.envelopes, Bulk: cfg.bulk}
+	target := cfg.target
+	var l *ledger.Ledger
+	if target == "" {
+		var err error
+		l, err = ledger.Open(ctx, cfg.database, ledger.Config{DisableBatching: batching == "off"})
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		// As ledgerd with --log-level warn: a log line per call is not what is measured here.
+		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		srv, err := server.New(l, server.Config{Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		go func() { _ = srv.Serve(lis) }()
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			srv.Shutdown(stopCtx)
+		}()
+		target = lis.Addr().String()
+		r.Engine = l.Engine()
+	} else {
+		r.Engine = "remote"
+	}
+
+	conns := make([]*grpc.ClientConn, cfg.conns)
+	for i := range conns {
+		c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	run := fmt.Sprintf("b%x", time.Now().UnixNano())
+	envelopes, err := prepare(ctx, conns[0], cfg, run)
+	if err != nil {
+		return nil, err
+	}
+	if first && cfg.preload > 0 {
+		if err := preload(ctx, conns[0], cfg.preload, run); err != nil {
+			return nil, err
+		}
+		r.Preloaded = cfg.preload
+	}
+	var before ledger.Stats
+	if l != nil {
+		before = l.Stats()
+	}
+
+	drive(ctx, cfg, conns, envelopes, run, r)
+
+	if l != nil {
+		after := l.Stats()
+		r.Batches = after.Batches - before.Batches
+		r.TxRetries = after.Retries - before.Retries
+		if r.Batches > 0 {
+			r.RetriesPerBatch = float64(r.TxRetries) / float64(r.Batches)
+		}
+	}
+	r.EmptyRPCPerSec = emptyRPCRate(ctx, cfg, conns)
+	if r.EmptyRPCPerSec > 0 {
+		r.CommitsPerEmptyRPC = r.CommitsPerSec / r.EmptyRPCPerSec
+	}
+
+	check := l
+	if check == nil {
+		check, err = ledger.Open(ctx, cfg.database, ledger.Config{})
+		if err != nil {
+			return nil, err
+		}
+		defer check.Close()
+	}
+	rep, err := check.Verify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.InvariantsOK = rep.OK()
+	for _, d := range rep.Discrepancies {
+		fmt.Fprintln(os.Stderr, "invariant broken:", d)
+	}
+	return r, nil
+}
+
+// prepare creates the run's envelopes, large enough that awards are not refused.
+func prepare(ctx context.Context, conn *grpc.ClientConn, cfg config, run string) ([]string, error) {
+	envs := pb.NewEnvelopeServiceClient(conn)
+	names := make([]string, cfg.envelopes)
+	for i := range names {
+		id := fmt.Sprintf("%s-%d", run, i)
+		if _, err := envs.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: id, DisplayName: "ledgerbench",
+			Allocation: 1 << 60, RequestId: "create-" + id}); err != nil {
+			return nil, fmt.Errorf("creating envelope %s: %w", id, err)
+		}
+		names[i] = "envelopes/" + id
+	}
+	return names, nil
+}
+
+// preload stores n awards on an envelope of their own, 1,000 per call.
+func preload(ctx context.Context, conn *grpc.ClientConn, n int, run string) error {
+	id := run + "-preload"
+	if _, err := pb.NewEnvelopeServiceClient(conn).CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: id,
+		Allocation: 1 << 60, RequestId: "create-" + id}); err != nil {
+		return err
+	}
+	cs := pb.NewCommitmentServiceClient(conn)
+	for done := 0; done < n; {
+		k := min(1000, n-done)
+		items := make([]*pb.BatchCommitItem, k)
+		for i := range items {
+			items[i] = &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("preload-%d", (done+i)%5000), Project: fmt.Sprintf("p%d", done+i), Amount: 100}
+		}
+		if _, err := cs.BatchCommit(ctx, &pb.BatchCommitRequest{Envelope: "envelopes/" + id, Items: items,
+			RequestId: fmt.Sprintf("%s-%d", id, done)}); err != nil {
+			return fmt.Errorf("preloading: %w", err)
+		}
+		done += k
+	}
+	return nil
+}
+
+// drive runs the callers for cfg.duration and fills r.
+func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes []string, run string, r *result) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	var (
+		commits, releases, refused, retries, failed atomic.Int64
+		mu                                          sync.Mutex
+		latencies                                   []time.Duration
+		wg                                          sync.WaitGroup
+	)
+	started := time.Now()
+	for c := range cfg.clients {
+		wg.Go(func() {
+			cs := pb.NewCommitmentServiceClient(conns[c%len(conns)])
+			rng := rand.New(rand.NewPCG(uint64(c), uint64(started.UnixNano())))
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				latencies = append(latencies, mine...)
+				mu.Unlock()
+			}()
+			for i := 0; ctx.Err() == nil; i++ {
+				envelope := envelopes[(c+i)%len(envelopes)]
+				rid := fmt.Sprintf("%s-c%d-%d", run, c, i)
+				t0 := time.Now()
+				var (
+					name     string
+					accepted int64
+					err      error
+				)
+				if cfg.bulk > 0 {
+					items := make([]*pb.BatchCommitItem, cfg.bulk)
+					for k := range items {
+						items[k] = &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("b%d", c), Project: fmt.Sprintf("p%d-%d", i, k), Amount: 100}
+					}
+					var resp *pb.BatchCommitResponse
+					err = sendWithRetry(ctx, &retries, func(ctx context.Context) error {
+						var err error
+						resp, err = cs.BatchCommit(ctx, &pb.BatchCommitRequest{Envelope: envelope, Items: items, RequestId: rid})
+						return err
+					})
+					if err == nil {
+						accepted = int64(resp.GetAcceptedCount())
+						refused.Add(int64(resp.GetRefusedCount()))
+					}
+				} else {
+					var resp *pb.CommitResponse
+					err = sendWithRetry(ctx, &retries, func(ctx context.Context) error {
+						var err error
+						resp, err = cs.Commit(ctx, &pb.CommitRequest{Envelope: envelope, Beneficiary: fmt.Sprintf("b%d", c),
+							Project: fmt.Sprintf("p%d", i), Amount: 100, RequestId: rid})
+						return err
+					})
+					if err == nil {
+						accepted, name = 1, resp.GetCommitment().GetName()
+					}
+				}
+				switch {
+				case ctx.Err() != nil:
+					return // the phase ended during the call: not counted
+				case status.Code(err) == codes.FailedPrecondition:
+					refused.Add(1)
+				case err != nil:
+					if failed.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "ledgerbench: first failed call:", err)
+					}
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+				commits.Add(accepted)
+				if name != "" && rng.Float64() < cfg.releaseRatio {
+					err := sendWithRetry(ctx, &retries, func(ctx context.Context) error {
+						_, err := cs.Release(ctx, &pb.ReleaseRequest{Commitment: name, Amount: 40, Reason: "ledgerbench", RequestId: rid + "-r"})
+						return err
+					})
+					if err == nil {
+						releases.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(started).Seconds()
+	r.DurationSec = elapsed
+	r.Commits, r.Releases, r.Refused, r.ClientRetries, r.Failed = commits.Load(), releases.Load(), refused.Load(), retries.Load(), failed.Load()
+	r.CommitsPerSec = float64(r.Commits) / elapsed
+	slices.Sort(latencies)
+	r.P50ms, r.P95ms, r.P99ms = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
+}
+
+// sendWithRetry resends a call told to retry (ABORTED, UNAVAILABLE) with the same request id, as
+// a well-behaved client does.
+func sendWithRetry(ctx context.Context, retries *atomic.Int64, call func(context.Context) error) error {
+	for {
+		err := call(ctx)
+		code := status.Code(err)
+		if err == nil || (code != codes.Aborted && code != codes.Unavailable) || ctx.Err() != nil {
+			return err
+		}
+		retries.Add(1)
+	}
+}
+
+// emptyRPCRate measures the health check, an RPC that does no work, with the same callers and
+// connections, for min(duration, 5s).
+func emptyRPCRate(ctx context.Context, cfg config, conns []*grpc.ClientConn) float64 {
+	ctx, cancel := context.WithTimeout(ctx, min(cfg.duration, 5*time.Second))
+	defer cancel()
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	started := time.Now()
+	for c := range cfg.clients {
+		wg.Go(func() {
+			hc := healthpb.NewHealthClient(conns[c%len(conns)])
+			for ctx.Err() == nil {
+				if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+					calls.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(calls.Load()) / time.Since(started).Seconds()
+}
+
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := min(int(float64(len(sorted))*p), len(sorted)-1)
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+func printHuman(w io.Writer, r *result) {
+	kind := "Commit"
+	if r.Bulk > 0 {
+		kind = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
+	}
+	fmt.Fprintf(w, "ledgerbench: %s, %s, %d clients, %.1fs, %d envelope(s), batching %s%s\n", r.Engine, kind, r.Clients,
+		r.DurationSec, r.Envelopes, r.Batching, map[bool]string{true: fmt.Sprintf(", %d awards preloaded", r.Preloaded)}[r.Preloaded > 0])
+	fmt.Fprintf(w, "  awards/s          %.0f (%d awards, %d releases)\n", r.CommitsPerSec, r.Commits, r.Releases)
+	fmt.Fprintf(w, "  latency per call  p50 %.2f ms, p95 %.2f ms, p99 %.2f ms\n", r.P50ms, r.P95ms, r.P99ms)
+	fmt.Fprintf(w, "  refused           %d\n", r.Refused)
+	fmt.Fprintf(w, "  retries           %d told to retry by the server; %d transaction retries in the ledger (%.3f per batch)\n",
+		r.ClientRetries, r.TxRetries, r.RetriesPerBatch)
+	if r.Batches > 0 {
+		fmt.Fprintf(w, "  transactions      %d (%.1f operations each)\n", r.Batches, float64(r.Commits+r.Releases)/float64(r.Batches))
+	}
+	if r.Failed > 0 {
+		fmt.Fprintf(w, "  failed calls      %d\n", r.Failed)
+	}
+	fmt.Fprintf(w, "  empty RPC/s       %.0f (awards/s = %.0f%% of it)\n", r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC)
+	fmt.Fprintf(w, "  invariants        %s\n", map[bool]string{true: "ok", false: "BROKEN"}[r.InvariantsOK])
+}

@@ -43,7 +43,8 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 			rep.Discrepancies = append(rep.Discrepancies, Discrepancy{inv, subject, fmt.Sprintf(format, args...)})
 		}
 
-		// Postings: the sum of each entry, and the balance of each account.
+		// Postings: the sum of each entry, and the balance of each account. Every posting must
+		// belong to an entry (there is no foreign key; see the schema).
 		entrySums := map[string]*big.Int{}
 		accounts := map[string]*big.Int{}
 		rs, err := q.query(ctx, "SELECT entry_id, account, amount FROM postings")
@@ -73,12 +74,14 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 		if err != nil {
 			return err
 		}
+		entries := map[string]bool{}
 		for rs.Next() {
 			var id, rid string
 			if err := rs.Scan(&id, &rid); err != nil {
 				rs.Close()
 				return err
 			}
+			entries[id] = true
 			rep.Entries++
 			perRequest[rid]++
 			sum, ok := entrySums[id]
@@ -92,6 +95,11 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 		rs.Close()
 		if err := rs.Err(); err != nil {
 			return err
+		}
+		for id := range entrySums {
+			if !entries[id] {
+				add(1, EntryName(id), "has postings but no journal entry")
+			}
 		}
 		for rid, n := range perRequest {
 			if n > 1 {
@@ -153,6 +161,15 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 			return err
 		}
 		rep.Envelopes = len(envs)
+		known := map[string]bool{}
+		for _, e := range envs {
+			known[e.ID] = true
+		}
+		for id := range perEnvelope {
+			if !known[id] {
+				add(4, EnvelopeName(id), "holds commitments but does not exist")
+			}
+		}
 		children := map[string]*big.Int{}
 		roots := new(big.Int)
 		for _, e := range envs {

@@ -88,7 +88,7 @@ func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResu
 	// appears in a caller's request id, so these cannot collide with another request. Every item
 	// carries the fingerprint of the whole call, so changing any item changes them all.
 	callFingerprint := cmd.fingerprint()
-	u := &unit{allOrNothing: cmd.AllOrNothing}
+	u := &unit{envelopeID: cmd.EnvelopeID, allOrNothing: cmd.AllOrNothing}
 	for i, it := range cmd.Items {
 		f := &fingerprinter{}
 		u.ops = append(u.ops, &envelopeOp{
@@ -98,7 +98,7 @@ func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResu
 			fingerprint: f.str(callFingerprint).num(int64(i)).sum(),
 		})
 	}
-	if err := l.run(ctx, cmd.EnvelopeID, u); err != nil {
+	if err := l.run(ctx, u); err != nil {
 		return res, err
 	}
 	res.Items = make([]BulkItemResult, len(u.ops))

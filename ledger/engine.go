@@ -17,6 +17,9 @@ type querier interface {
 	write(ctx context.Context, query string, args []any, check func(rowsAffected int64) error) error
 	queryRow(ctx context.Context, query string, args ...any) scanner
 	query(ctx context.Context, query string, args ...any) (rows, error)
+	// queryEach runs one single-row query once per argument list, in order, and scans each
+	// answer (errNoRows when a query matched nothing). An engine may send them together.
+	queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error
 }
 
 type scanner interface{ Scan(dest ...any) error }

@@ -27,13 +27,17 @@ type Config struct {
 	// TxTimeout bounds every database transaction, retries included (default 5s): no request
 	// waits on the database longer than this.
 	TxTimeout time.Duration
-	// MaxConns caps the PostgreSQL/CockroachDB connection pool (default: pgx's, max(4, CPUs)).
+	// MaxConns caps the PostgreSQL/CockroachDB connection pool (default: pool_max_conns in the
+	// URL, else 16).
 	MaxConns int
 	// DisableBatching runs one transaction per Commit or Release instead of group commit per
 	// envelope; for comparison and diagnosis.
 	DisableBatching bool
 	// MaxBatch caps how many operations one group-commit transaction decides (default 1000).
 	MaxBatch int
+	// BatchQueues is how many group-commit queues (and so concurrent batch transactions) the
+	// envelopes are spread over (default 4). One envelope always goes to the same queue.
+	BatchQueues int
 	// Registerer receives the ledger's Prometheus metrics (default: none are registered).
 	Registerer prometheus.Registerer
 }
@@ -44,6 +48,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
+	}
+	if c.BatchQueues <= 0 {
+		c.BatchQueues = 4
 	}
 	return c
 }
@@ -81,7 +88,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	}
 	l := &Ledger{eng: eng, cfg: cfg, metrics: m}
 	if !cfg.DisableBatching {
-		l.batcher = newBatcher(l, cfg.MaxBatch)
+		l.batcher = newBatcher(l, cfg.BatchQueues, cfg.MaxBatch)
 	}
 	return l, nil
 }
@@ -403,7 +410,7 @@ func (l *Ledger) Commit(ctx context.Context, cmd Commit) (CommitResult, error) {
 		return res, err
 	}
 	op := &envelopeOp{commit: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.run(ctx, cmd.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
+	if err := l.run(ctx, &unit{envelopeID: cmd.EnvelopeID, ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
 	return res, op.decode(&res)
@@ -431,7 +438,7 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		return res, err
 	}
 	op := &envelopeOp{release: &cmd, fingerprint: cmd.fingerprint()}
-	if err := l.run(ctx, c.EnvelopeID, &unit{ops: []*envelopeOp{op}}); err != nil {
+	if err := l.run(ctx, &unit{envelopeID: c.EnvelopeID, ops: []*envelopeOp{op}}); err != nil {
 		return res, err
 	}
 	return res, op.decode(&res)
@@ -471,10 +478,11 @@ func (op *envelopeOp) requestID() string {
 	return op.release.RequestID
 }
 
-// unit is what one caller submits: one Commit or Release, or the items of one bulk award. A unit
-// is decided whole in one transaction; an all-or-nothing unit is accepted entirely or refused
-// entirely.
+// unit is what one caller submits: one Commit or Release, or the items of one bulk award, all on
+// one envelope. A unit is decided whole in one transaction; an all-or-nothing unit is accepted
+// entirely or refused entirely.
 type unit struct {
+	envelopeID   string
 	ops          []*envelopeOp
 	allOrNothing bool
 	// envelope is the envelope as this unit left it, once decided (nil if it does not exist).
@@ -483,21 +491,21 @@ type unit struct {
 	opState
 }
 
-// run decides units on one envelope: through the envelope's group-commit queue, or in a
-// transaction of their own when batching is disabled.
-func (l *Ledger) run(ctx context.Context, envelopeID string, units ...*unit) error {
+// run decides one unit: through group commit, or in a transaction of its own when batching is
+// disabled.
+func (l *Ledger) run(ctx context.Context, u *unit) error {
 	if l.batcher != nil {
-		return l.batcher.submit(ctx, envelopeID, units)
+		return l.batcher.submit(ctx, u)
 	}
-	return l.applyToEnvelope(ctx, envelopeID, units)
+	return l.applyBatch(ctx, []*unit{u})
 }
 
-// applyToEnvelope decides a batch of units on one envelope in one serializable transaction: the
-// envelope row is locked once, each operation is accepted or refused on its own in order (an
-// all-or-nothing unit as a whole), the entries are written in bulk and the balance once. The
+// applyBatch decides a batch of units in one serializable transaction: the envelopes they name are
+// locked once each, in id order; each operation is accepted or refused on its own, in order (an
+// all-or-nothing unit as a whole); the entries are written in bulk and each balance once. The
 // returned error is a failure of the whole batch (nothing recorded); otherwise every op has its
 // outcome.
-func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, units []*unit) error {
+func (l *Ledger) applyBatch(ctx context.Context, units []*unit) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
 	defer cancel()
 	var ids []string
@@ -508,25 +516,30 @@ func (l *Ledger) applyToEnvelope(ctx context.Context, envelopeID string, units [
 			ids = append(ids, op.requestID())
 		}
 	}
-	var env *Envelope
+	var envs map[string]*envState
 	err := l.withRequestLog(ctx, ids, func(priors map[string]priorRequest) error {
 		return l.eng.readWrite(ctx, func(q querier) error {
 			var err error
-			env, err = l.decideBatch(ctx, q, envelopeID, units, priors)
+			envs, err = l.decideBatch(ctx, q, units, priors)
 			return err
 		})
 	})
 	if err == nil {
-		l.metrics.batchDecided(n, env)
+		l.metrics.batchDecided(n, envs)
 	}
 	return l.classify(ctx, err)
 }
 
+// envState is one envelope of a batch, as the batch has changed it so far in memory.
+type envState struct {
+	env      Envelope
+	found    bool
+	accepted int
+}
+
 // batchState is what a batch has decided so far, written at the end of the transaction.
 type batchState struct {
-	env            Envelope
-	envFound       bool
-	accepted       int
+	envs           map[string]*envState
 	entries        []Entry
 	newCommitments []*Commitment
 	changed        map[string]*Commitment
@@ -540,26 +553,32 @@ type batchMark struct {
 	accepted, entries, newC, recordN int
 }
 
-func (b *batchState) mark() batchMark {
-	return batchMark{b.env, b.accepted, len(b.entries), len(b.newCommitments), len(b.recorded)}
+func (b *batchState) mark(s *envState) batchMark {
+	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded)}
 }
 
-func (b *batchState) reset(m batchMark) {
+func (b *batchState) reset(s *envState, m batchMark) {
 	for _, r := range b.recorded[m.recordN:] {
 		delete(b.decidedHere, r.id)
 	}
-	b.env, b.accepted = m.env, m.accepted
+	s.env, s.accepted = m.env, m.accepted
 	b.entries, b.newCommitments, b.recorded = b.entries[:m.entries], b.newCommitments[:m.newC], b.recorded[:m.recordN]
 }
 
-// decideBatch decides every unit and writes the outcome; it returns the envelope as the batch
-// left it (nil if it does not exist).
-func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, units []*unit,
-	priors map[string]priorRequest) (*Envelope, error) {
+// decideBatch decides every unit and writes the outcome; it returns the envelopes as the batch
+// left them.
+func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
+	priors map[string]priorRequest) (map[string]*envState, error) {
 	at := now()
-	var commitmentIDs []string
+	var commitmentIDs, envelopeIDs []string
+	b := &batchState{envs: map[string]*envState{}, changed: map[string]*Commitment{},
+		decidedHere: map[string]*envelopeOp{}}
 	for _, u := range units {
 		u.envelope = nil
+		if _, ok := b.envs[u.envelopeID]; !ok {
+			b.envs[u.envelopeID] = &envState{}
+			envelopeIDs = append(envelopeIDs, u.envelopeID)
+		}
 		for _, op := range u.ops {
 			op.outcome, op.result = outcome{}, nil // the transaction may be a retry
 			if op.release != nil {
@@ -567,23 +586,25 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 			}
 		}
 	}
-	env, err := l.loadEnvelope(ctx, q, envelopeID, true)
-	if err != nil && !errors.Is(err, ErrEnvelopeNotFound) {
+	locked, err := l.lockEnvelopes(ctx, q, envelopeIDs)
+	if err != nil {
 		return nil, err
+	}
+	for id, env := range locked {
+		b.envs[id].env, b.envs[id].found = env, true
 	}
 	commitments, err := loadCommitments(ctx, q, commitmentIDs)
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
 		return nil, err
 	}
-	b := &batchState{env: env, envFound: env.ID != "", changed: map[string]*Commitment{},
-		decidedHere: map[string]*envelopeOp{}}
 
 	for _, u := range units {
-		m := b.mark()
+		s := b.envs[u.envelopeID]
+		m := b.mark(s)
 		var failed *Error
 		failedAt := -1
 		for i, op := range u.ops {
-			refusal, err := b.decide(op, envelopeID, priors, commitments, at)
+			refusal, err := b.decide(op, u.envelopeID, priors, commitments, at)
 			if err != nil {
 				return nil, err
 			}
@@ -593,7 +614,7 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 		}
 		if u.allOrNothing && failed != nil {
 			// Undo the unit's items and refuse them all with the first refusal, naming the item.
-			b.reset(m)
+			b.reset(s, m)
 			whole := &Error{Reason: failed.Reason, Field: failed.Field,
 				Message:  fmt.Sprintf("item %d: %s; no award of this call was made", failedAt, failed.Message),
 				Metadata: map[string]string{"item": fmt.Sprint(failedAt)}}
@@ -606,15 +627,17 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 				b.recorded = append(b.recorded, requestRow{op.requestID(), op.fingerprint, op.outcome})
 			}
 		}
-		if b.envFound {
-			snapshot := b.env
+		if s.found {
+			snapshot := s.env
 			u.envelope = &snapshot
 		}
 	}
 
-	if b.accepted > 0 {
-		if err := updateEnvelope(ctx, q, &b.env); err != nil {
-			return nil, err
+	for _, id := range envelopeIDs {
+		if s := b.envs[id]; s.accepted > 0 {
+			if err := updateEnvelope(ctx, q, &s.env); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := insertCommitments(ctx, q, b.newCommitments); err != nil {
@@ -631,16 +654,14 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, envelopeID string, 
 	if err := insertRequests(ctx, q, at, b.recorded); err != nil {
 		return nil, err
 	}
-	if !b.envFound {
-		return nil, nil
-	}
-	return &b.env, nil
+	return b.envs, nil
 }
 
 // decide decides one op in memory. It returns the refusal it recorded for a new decision (nil if
 // accepted or replayed), or an error that fails the whole batch.
 func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string]priorRequest,
 	commitments map[string]*Commitment, at time.Time) (*Error, error) {
+	s := b.envs[envelopeID]
 	rid := op.requestID()
 	if prior, ok := priors[rid]; ok {
 		op.outcome = prior.outcome
@@ -661,23 +682,23 @@ func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string
 		refusal error
 	)
 	switch {
-	case !b.envFound:
+	case !s.found:
 		refusal = envelopeNotFound(envelopeID)
 	case op.commit != nil:
 		var r *CommitResult
-		if r, refusal = applyCommit(&b.env, op.commit, at); refusal == nil {
+		if r, refusal = applyCommit(&s.env, op.commit, at); refusal == nil {
 			result = r
 			b.newCommitments = append(b.newCommitments, &r.Commitment)
 			b.entries = append(b.entries, commitEntry(op.commit, r, at))
 		}
 	default:
 		c, ok := commitments[op.release.CommitmentID]
-		if !ok || c.EnvelopeID != b.env.ID {
+		if !ok || c.EnvelopeID != s.env.ID {
 			refusal = commitmentNotFound(op.release.CommitmentID)
 			break
 		}
 		var r *ReleaseResult
-		if r, refusal = applyRelease(&b.env, c, op.release, at); refusal == nil {
+		if r, refusal = applyRelease(&s.env, c, op.release, at); refusal == nil {
 			result = r
 			b.changed[c.ID] = c
 			b.entries = append(b.entries, releaseEntry(op.release, r, at))
@@ -691,7 +712,7 @@ func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string
 		}
 		op.outcome, refused = outcome{Refusal: e}, e
 	} else {
-		b.accepted++
+		s.accepted++
 		raw, err := json.Marshal(result)
 		if err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +37,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, nil),
 		queue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ledger_queue_depth",
-			Help: "Operations waiting in an envelope's group-commit queue.",
-		}, []string{"envelope"}),
+			Help: "Operations waiting in a group-commit queue (envelopes are spread over the queues by a hash of their id).",
+		}, []string{"queue"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_transaction_retries_total",
 			Help: "Transactions run again after a retryable failure (serialization failure, deadlock, busy database, request recorded meanwhile).",
@@ -56,21 +57,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) queueDepth(envelope string, n int) {
+func (m *metrics) queueDepth(queue int, n int) {
 	if m.prom != nil {
-		m.prom.queue.WithLabelValues(EnvelopeName(envelope)).Set(float64(n))
+		m.prom.queue.WithLabelValues(strconv.Itoa(queue)).Set(float64(n))
 	}
 }
 
-func (m *metrics) batchDecided(n int, env *Envelope) {
+func (m *metrics) batchDecided(n int, envs map[string]*envState) {
 	m.batches.Add(1)
 	m.operations.Add(int64(n))
 	if m.prom == nil {
 		return
 	}
 	m.prom.batchSize.WithLabelValues().Observe(float64(n))
-	if env != nil {
-		m.prom.available.WithLabelValues(EnvelopeName(env.ID), env.Currency).Set(float64(env.Available()))
+	for _, s := range envs {
+		if s.found {
+			m.prom.available.WithLabelValues(EnvelopeName(s.env.ID), s.env.Currency).Set(float64(s.env.Available()))
+		}
 	}
 }
 

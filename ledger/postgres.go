@@ -39,8 +39,13 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 		// pgx's message can quote the URL, password included: say only what is wrong.
 		return nil, errors.New("the database URL is not a valid PostgreSQL URL")
 	}
-	if cfg.MaxConns > 0 {
+	switch {
+	case cfg.MaxConns > 0:
 		pcfg.MaxConns = int32(cfg.MaxConns)
+	case !strings.Contains(dsn, "pool_max_conns"):
+		// pgx's default, max(4, CPUs), starves group commit: each busy batch worker holds a
+		// connection for its transaction.
+		pcfg.MaxConns = max(16, pcfg.MaxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
@@ -56,7 +61,7 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), metrics: m}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	if err := migrate(ctx, db, "postgres"); err != nil {
+	if err := migrate(ctx, db, "postgres", e.cockroach); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -90,7 +95,7 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 	}
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, opts, fn)
-		if err != nil && (pgRetryable(err)) {
+		if err != nil && pgRetryable(err) {
 			e.metrics.retried(e.name())
 			return retry.RetryableError(err)
 		}
@@ -245,6 +250,25 @@ func (p *pgxQuerier) query(ctx context.Context, query string, args ...any) (rows
 		return nil, err
 	}
 	return r, nil
+}
+
+// queryEach sends the queries as one pipelined batch: one round trip.
+func (p *pgxQuerier) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	for _, args := range argsList {
+		b.Queue(query, args...)
+	}
+	br := p.q.SendBatch(ctx, b)
+	for range argsList {
+		if err := scan(pgxRow{br.QueryRow()}); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
 }
 
 // errRow is a row whose query could not be sent.

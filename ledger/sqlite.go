@@ -43,7 +43,7 @@ func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqli
 		db.Close()
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
-	if err := migrate(ctx, db, "sqlite"); err != nil {
+	if err := migrate(ctx, db, "sqlite", false); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -133,6 +133,15 @@ func (t sqlTx) write(ctx context.Context, query string, args []any, check func(i
 	return nil
 }
 
+func (t sqlTx) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+	for _, args := range argsList {
+		if err := scan(t.queryRow(ctx, query, args...)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t sqlTx) queryRow(ctx context.Context, query string, args ...any) scanner {
 	return sqlRow{t.tx.QueryRowContext(ctx, query, args...)}
 }
@@ -194,6 +203,15 @@ func (d sqlDB) exec(ctx context.Context, query string, args ...any) (int64, erro
 
 func (d sqlDB) write(ctx context.Context, query string, args []any, check func(int64) error) error {
 	return sqlTx{}.writeWith(ctx, d.exec, query, args, check)
+}
+
+func (d sqlDB) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+	for _, args := range argsList {
+		if err := scan(d.queryRow(ctx, query, args...)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d sqlDB) queryRow(ctx context.Context, query string, args ...any) scanner {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -159,6 +160,34 @@ func (l *Ledger) loadEnvelope(ctx context.Context, q querier, id string, lock bo
 		return env, envelopeNotFound(id)
 	}
 	return env, err
+}
+
+// lockEnvelopes reads envelopes and locks their rows for the transaction, in id order, so that
+// batches and moves never wait on each other in a cycle. Missing ids are absent from the result.
+//
+// Each envelope is read by its own primary-key lookup (sent together, one round trip): a query
+// for several ids at once is planned as a sequential scan on a small table, and under
+// SERIALIZABLE a sequential scan locks the whole table for conflict detection, so every other
+// batch's balance update would conflict with it.
+func (l *Ledger) lockEnvelopes(ctx context.Context, q querier, ids []string) (map[string]Envelope, error) {
+	found := map[string]Envelope{}
+	sorted := slices.Sorted(slices.Values(ids))
+	argsList := make([][]any, len(sorted))
+	for i, id := range sorted {
+		argsList[i] = []any{id}
+	}
+	err := q.queryEach(ctx, "SELECT "+envelopeColumns+" FROM envelopes WHERE id = $1"+l.eng.forUpdate(), argsList,
+		func(s scanner) error {
+			e, err := scanEnvelope(s)
+			if errors.Is(err, errNoRows) {
+				return nil
+			}
+			if err == nil {
+				found[e.ID] = e
+			}
+			return err
+		})
+	return found, err
 }
 
 func insertEnvelope(ctx context.Context, q querier, e *Envelope) error {

@@ -67,6 +67,7 @@ type config struct {
 	duration     time.Duration
 	envelopes    int
 	batching     string
+	batchQueues  int
 	releaseRatio float64
 	bulk         int
 	preload      int
@@ -84,6 +85,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to drive each phase")
 	fs.IntVar(&c.envelopes, "envelopes", 1, "envelopes the awards are spread over (1: one hot envelope)")
 	fs.StringVar(&c.batching, "batching", "on", "group commit of the in-process ledgerd: on, off, or both (off then on, in the same run)")
+	fs.IntVar(&c.batchQueues, "batch-queues", 0, "group-commit queues of the in-process ledgerd (0: the ledger's default)")
 	fs.Float64Var(&c.releaseRatio, "release-ratio", 0, "after an award, the probability of releasing part of it (a Commit/Release mix)")
 	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
 	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
@@ -204,7 +206,7 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 	var l *ledger.Ledger
 	if target == "" {
 		var err error
-		l, err = ledger.Open(ctx, cfg.database, ledger.Config{DisableBatching: batching == "off"})
+		l, err = ledger.Open(ctx, cfg.database, ledger.Config{DisableBatching: batching == "off", BatchQueues: cfg.batchQueues})
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +388,7 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 					}
 				}
 				switch {
-				case ctx.Err() != nil:
+				case ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded:
 					return // the phase ended during the call: not counted
 				case status.Code(err) == codes.FailedPrecondition:
 					refused.Add(1)

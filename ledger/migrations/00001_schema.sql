@@ -1,6 +1,13 @@
 -- The ledger's schema. The same statements run on SQLite, PostgreSQL and CockroachDB: amounts are
 -- BIGINT minor units, times are BIGINT microseconds since the Unix epoch, identifiers are TEXT made
 -- by the application (UUIDv7), and no sequence sits on the write path.
+--
+-- The tables written by every award (commitments, journal_entries, postings, requests) carry no
+-- foreign key: under SERIALIZABLE, a foreign-key check is a predicate-locked read of the parent's
+-- index page, and that page (the newest journal entries, the envelopes) is the one every other
+-- transaction writes, so batches on unrelated envelopes would abort each other ("pivot"). The
+-- same transaction that writes a row locks or writes its parent, and the auditor (Verify) checks
+-- that no row is orphaned.
 
 -- +goose Up
 CREATE TABLE envelopes (
@@ -22,7 +29,7 @@ CREATE INDEX envelopes_by_parent ON envelopes (parent_id, id);
 
 CREATE TABLE commitments (
     id          TEXT PRIMARY KEY,
-    envelope_id TEXT NOT NULL REFERENCES envelopes (id),
+    envelope_id TEXT NOT NULL,
     beneficiary TEXT NOT NULL,
     project     TEXT NOT NULL,
     currency    TEXT NOT NULL,
@@ -47,7 +54,7 @@ CREATE TABLE journal_entries (
 );
 
 CREATE TABLE postings (
-    entry_id TEXT NOT NULL REFERENCES journal_entries (id),
+    entry_id TEXT NOT NULL,
     seq      INTEGER NOT NULL,
     account  TEXT NOT NULL,
     amount   BIGINT NOT NULL CHECK (amount <> 0),

@@ -107,12 +107,20 @@ func (l *Ledger) Close() {
 
 // Ping reports whether the database answers, within the transaction timeout.
 func (l *Ledger) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	if err := l.eng.ping(ctx); err != nil {
 		return l.classify(ctx, err)
 	}
 	return nil
+}
+
+// errTxTimeout is the cause of a context ended by Config.TxTimeout rather than by the caller.
+var errTxTimeout = errors.New("the database did not answer within the transaction timeout")
+
+// txContext bounds one database operation by Config.TxTimeout.
+func (l *Ledger) txContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, l.cfg.TxTimeout, errTxTimeout)
 }
 
 // classify turns an error out of the database layer into what the caller may do about it. Domain
@@ -124,15 +132,21 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 	if _, ok := asError(err); ok {
 		return err
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, errCommitOutcomeUnknown) {
+		return &Error{Reason: ReasonStoreUnavailable,
+			Message: "the database connection broke during COMMIT and the database could not be reached again to check the outcome; retry with the same request_id to learn it", cause: err}
+	}
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(context.Cause(ctx), errTxTimeout) {
+			// Our own deadline, not the caller's: the database is too slow or unreachable.
+			return &Error{Reason: ReasonStoreUnavailable,
+				Message: "the database did not answer within the transaction timeout; nothing was recorded; retry with the same request_id", cause: err}
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
 		}
 	}
 	switch {
-	case errors.Is(err, errCommitOutcomeUnknown):
-		return &Error{Reason: ReasonStoreUnavailable,
-			Message: "the database connection broke during COMMIT and the database could not be reached again to check the outcome; retry with the same request_id to learn it", cause: err}
 	case errors.Is(err, errRequestRecorded) || pgRetryable(err) || sqliteBusy(err):
 		return &Error{Reason: ReasonTransactionConflict,
 			Message: "the transaction kept conflicting with concurrent ones; nothing was recorded; retry", cause: err}
@@ -189,7 +203,7 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 // recorded in the same transaction, so nothing may have been written when it refuses.
 func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any,
 	apply func(ctx context.Context, q querier, at time.Time) (any, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	var decided outcome
 	err := l.withRequestLog(ctx, []string{requestID}, func(priors map[string]priorRequest) error {
@@ -506,7 +520,7 @@ func (l *Ledger) run(ctx context.Context, u *unit) error {
 // returned error is a failure of the whole batch (nothing recorded); otherwise every op has its
 // outcome.
 func (l *Ledger) applyBatch(ctx context.Context, units []*unit) error {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	var ids []string
 	n := 0

@@ -315,7 +315,7 @@ func (l *Ledger) GetEnvelope(ctx context.Context, id string) (Envelope, error) {
 	if err := checkEnvelopeID("name", id); err != nil {
 		return Envelope{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	env, err := l.loadEnvelope(ctx, l.eng.reader(), id, false)
 	return env, l.classify(ctx, err)
@@ -326,7 +326,7 @@ func (l *Ledger) GetCommitment(ctx context.Context, id string) (Commitment, erro
 	if !commitmentIDPattern.MatchString(id) {
 		return Commitment{}, invalidArgument("name", "must name a commitment, commitments/{uuid}")
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	c, err := scanCommitment(l.eng.reader().queryRow(ctx, "SELECT "+commitmentColumns+" FROM commitments WHERE id = $1", id))
 	if errors.Is(err, errNoRows) {
@@ -474,7 +474,7 @@ func (l *Ledger) ListEntries(ctx context.Context, f EntryFilter, page Page) ([]E
 		ids[i] = e.ID
 		index[e.ID] = i
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	list, pargs := inList(0, ids)
 	rs, err := l.eng.reader().query(ctx, "SELECT entry_id, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", pargs...)
@@ -499,7 +499,7 @@ func (l *Ledger) ListEntries(ctx context.Context, f EntryFilter, page Page) ([]E
 // another page follows.
 func listPage[T any](ctx context.Context, l *Ledger, query string, args []any, limit int, filterKey string,
 	scan func(scanner) (T, error), key func(T) string) ([]T, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.TxTimeout)
+	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	args = append(args, limit+1)
 	rs, err := l.eng.reader().query(ctx, fmt.Sprintf("%s LIMIT $%d", query, len(args)), args...)

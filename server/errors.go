@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/budgetledger/budgetledger/ledger"
 )
@@ -35,6 +37,12 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonInternal:                codes.Internal,
 }
 
+// retryDelays are the waits suggested in a google.rpc.RetryInfo with the retryable reasons.
+var retryDelays = map[ledger.Reason]time.Duration{
+	ledger.ReasonTransactionConflict: 20 * time.Millisecond,
+	ledger.ReasonStoreUnavailable:    500 * time.Millisecond,
+}
+
 // toStatus turns an error from the ledger into a gRPC status error with a google.rpc.ErrorInfo
 // (and a google.rpc.BadRequest for a field error). The cause of an internal error stays in the
 // server's log, never in the reply.
@@ -46,7 +54,7 @@ func toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return withInfo(codes.DeadlineExceeded, "the request's deadline passed before the ledger answered; nothing was recorded unless a retry with the same request_id says so", "DEADLINE_EXCEEDED", nil)
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "the request was cancelled")
+		return withInfo(codes.Canceled, "the request was cancelled; nothing was recorded unless a retry with the same request_id says so", "CANCELLED", nil)
 	}
 	var le *ledger.Error
 	if !errors.As(err, &le) {
@@ -62,6 +70,11 @@ func toStatus(err error) error {
 	}
 	st := status.New(code, msg)
 	details := []protoadaptMessage{&errdetails.ErrorInfo{Reason: string(le.Reason), Domain: ErrorDomain, Metadata: le.Metadata}}
+	if delay, ok := retryDelays[le.Reason]; ok {
+		// Tell clients how long to wait: retrying a lost race at once is fine, a database that
+		// is down needs a moment.
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+	}
 	if le.Field != "" {
 		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 			{Field: le.Field, Description: le.Message, Reason: string(le.Reason)},

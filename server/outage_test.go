@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
@@ -59,6 +61,15 @@ func TestDatabaseOutage(t *testing.T) {
 	code, info := errorInfo(t, err)
 	if code != codes.Unavailable || info.GetReason() != "STORE_UNAVAILABLE" {
 		t.Errorf("commit during the outage: %v %s, want Unavailable STORE_UNAVAILABLE", code, info.GetReason())
+	}
+	hasRetryInfo := false
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			hasRetryInfo = true
+		}
+	}
+	if !hasRetryInfo {
+		t.Error("UNAVAILABLE carries no RetryInfo telling clients when to retry")
 	}
 	if waited := time.Since(started); waited > 5*time.Second {
 		t.Errorf("commit during the outage took %v; every database call must have a deadline", waited)

@@ -10,7 +10,8 @@
 // Without --target it runs a ledgerd in-process, on --database (default: a new SQLite file in a
 // temporary directory), served on a loopback TCP port: the calls go through the whole gRPC stack.
 // With --json the last line printed is a JSON object of the figures; the exit status is non-zero
-// when the invariants do not hold after the run.
+// when the invariants do not hold after the run. `ledgerbench table < results.jsonl` turns such
+// lines into a Markdown table (cmd/ledgerbench/matrix.sh runs the whole matrix).
 package main
 
 import (
@@ -47,6 +48,13 @@ import (
 func main() {
 	ctx, done := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer done()
+	if len(os.Args) > 1 && os.Args[1] == "table" {
+		if err := printTable(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "ledgerbench table:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ok, err := realMain(ctx, os.Args[1:], os.Stdout)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -484,4 +492,36 @@ func printHuman(w io.Writer, r *result) {
 	}
 	fmt.Fprintf(w, "  empty RPC/s       %.0f (awards/s = %.0f%% of it)\n", r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC)
 	fmt.Fprintf(w, "  invariants        %s\n", map[bool]string{true: "ok", false: "BROKEN"}[r.InvariantsOK])
+}
+
+// printTable reads JSON result lines (other lines are skipped) and writes a Markdown table.
+func printTable(in io.Reader, out io.Writer) error {
+	fmt.Fprintln(out, "| engine | call | envelopes | clients | batching | awards/s | p50 ms | p99 ms | off: awards/s | off: p99 ms | on/off | tx retries per batch | empty RPC/s | awards / empty RPC | preloaded | invariants |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	dec := json.NewDecoder(in)
+	for {
+		var r result
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		call := "Commit"
+		if r.Bulk > 0 {
+			call = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
+		}
+		off, offP99, ratio := "", "", ""
+		if r.BatchingOffCommitsPerSec > 0 {
+			off, offP99, ratio = fmt.Sprintf("%.0f", r.BatchingOffCommitsPerSec), fmt.Sprintf("%.1f", r.BatchingOffP99ms), fmt.Sprintf("%.1f×", r.Speedup)
+		}
+		batching := r.Batching
+		if r.BatchingOffCommitsPerSec > 0 {
+			batching = "off → on"
+		}
+		fmt.Fprintf(out, "| %s | %s | %d | %d | %s | %.0f | %.1f | %.1f | %s | %s | %s | %.3f | %.0f | %.0f%% | %d | %v |\n",
+			r.Engine, call, r.Envelopes, r.Clients, batching, r.CommitsPerSec, r.P50ms, r.P99ms, off, offP99, ratio,
+			r.RetriesPerBatch, r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC, r.Preloaded, map[bool]string{true: "ok", false: "BROKEN"}[r.InvariantsOK])
+	}
 }

@@ -22,7 +22,10 @@ import (
 // retried:
 //
 //   - PostgreSQL: our own loop. Each attempt begins a fresh transaction, the error of COMMIT is
-//     checked, and SQLSTATE 40001/40P01 are retried with jittered backoff. cockroach-go's
+//     checked, and SQLSTATE 40001/40P01 are retried with jittered backoff. To save round trips,
+//     BEGIN travels with the transaction's first statements and COMMIT with its writes, in
+//     pipelined batches: after an error PostgreSQL skips the rest of a batch, COMMIT included, so
+//     a failed write never commits. cockroach-go's
 //     ExecuteTx must not be used here: it retries with SAVEPOINT cockroach_restart, which on
 //     PostgreSQL keeps the old snapshot, and it ignores the error of the final COMMIT, so writes
 //     PostgreSQL rolled back would be reported as successes (see TestCommitTimeSerializationFailure).
@@ -85,16 +88,20 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
 	if e.cockroach {
 		// cockroach-go runs CockroachDB's retry protocol (SAVEPOINT cockroach_restart) itself.
-		return crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error {
+		err := crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error {
 			q := &pgxQuerier{q: tx}
 			if err := fn(q); err != nil {
 				return err
 			}
 			return q.flush(ctx)
 		})
+		if requestRecorded(err) {
+			return fmt.Errorf("%w: %w", errRequestRecorded, err)
+		}
+		return err
 	}
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
-		err := e.attempt(ctx, opts, fn)
+		err := e.attempt(ctx, fn)
 		if err != nil && pgRetryable(err) {
 			e.metrics.retried(e.name())
 			return retry.RetryableError(err)
@@ -104,32 +111,32 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 }
 
 // attempt is one PostgreSQL transaction: BEGIN, fn, COMMIT, with COMMIT's error returned.
-func (e *pgEngine) attempt(ctx context.Context, opts pgx.TxOptions, fn func(q querier) error) error {
-	tx, err := e.pool.BeginTx(ctx, opts)
+func (e *pgEngine) attempt(ctx context.Context, fn func(q querier) error) error {
+	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	q := &pgxQuerier{q: tx}
+	// A connection released inside a transaction is closed by the pool, never reused.
+	defer conn.Release()
+	q := &pgxQuerier{q: conn.Conn(), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE"}
 	err = fn(q)
 	if err == nil {
-		err = q.flush(ctx) // the held-back writes and their checks, before COMMIT
-	}
-	if err != nil {
+		err = q.commit(ctx)
+	} else if q.begin == "" {
 		// The rollback's own error adds nothing: the transaction is abandoned either way.
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 	}
-	// A serializable transaction can fail at COMMIT (SQLSTATE 40001): that error is the outcome.
-	// Any error that is not the server's answer (a broken connection, a deadline) leaves the
-	// outcome unknown.
-	if err := tx.Commit(ctx); err != nil {
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
-		}
-		return err
+	if requestRecorded(err) {
+		return fmt.Errorf("%w: %w", errRequestRecorded, err)
 	}
-	return nil
+	return err
+}
+
+// requestRecorded reports a unique violation on the request log: another transaction recorded
+// the same request id first.
+func requestRecorded(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "requests_pkey"
 }
 
 func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
@@ -138,19 +145,10 @@ func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error
 }
 
 // pgRetryable reports the errors after which the same transaction may succeed: serialization
-// failures, deadlocks, and a unique violation on the request log (another transaction recorded the
-// same request id first; the retry replays its outcome).
+// failures and deadlocks.
 func pgRetryable(err error) bool {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "40001", "40P01":
-			return true
-		case "23505":
-			return pe.ConstraintName == "requests_pkey"
-		}
-	}
-	return false
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
 // pgUnavailable reports errors that mean the server cannot be reached or is shutting down.
@@ -182,6 +180,75 @@ type pgxQuerier struct {
 		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	}
 	pending []pendingWrite
+	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
+	begin string
+}
+
+// started sends BEGIN if it is still pending.
+func (p *pgxQuerier) started(ctx context.Context) error {
+	if p.begin == "" {
+		return nil
+	}
+	_, err := p.q.Exec(ctx, p.begin)
+	p.begin = ""
+	return err
+}
+
+// commit sends the held-back writes and COMMIT as one batch. A serializable transaction can fail
+// at COMMIT (SQLSTATE 40001): that error is the outcome. An error that is not the server's answer
+// (a broken connection, a deadline) leaves the outcome unknown. A write that fails makes
+// PostgreSQL skip the rest of the batch, COMMIT included; the transaction is then rolled back.
+func (p *pgxQuerier) commit(ctx context.Context) error {
+	b := &pgx.Batch{}
+	if p.begin != "" {
+		b.Queue(p.begin)
+	}
+	for _, w := range p.pending {
+		b.Queue(w.query, w.args...)
+	}
+	b.Queue("COMMIT")
+	hadBegin := p.begin != ""
+	pending := p.pending
+	p.pending, p.begin = nil, ""
+	br := p.q.SendBatch(ctx, b)
+	var firstErr error
+	if hadBegin {
+		if _, err := br.Exec(); err != nil {
+			firstErr = err
+		}
+	}
+	for _, w := range pending {
+		tag, err := br.Exec()
+		if err == nil && w.check != nil {
+			// The statements here cannot fall short without an error (plain INSERTs, updates of
+			// rows this transaction has locked): a failed check is a bug, reported as such.
+			err = w.check(tag.RowsAffected())
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	_, commitErr := br.Exec()
+	closeErr := br.Close()
+	switch {
+	case firstErr != nil:
+		var pe *pgconn.PgError
+		if errors.As(firstErr, &pe) {
+			_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return firstErr
+	case commitErr != nil || closeErr != nil:
+		err := commitErr
+		if err == nil {
+			err = closeErr
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
+		}
+		return err
+	}
+	return nil
 }
 
 type pendingWrite struct {
@@ -203,11 +270,21 @@ func (p *pgxQuerier) flush(ctx context.Context) error {
 	pending := p.pending
 	p.pending = nil
 	b := &pgx.Batch{}
+	hadBegin := p.begin != ""
+	if hadBegin {
+		b.Queue(p.begin)
+		p.begin = ""
+	}
 	for _, w := range pending {
 		b.Queue(w.query, w.args...)
 	}
 	br := p.q.SendBatch(ctx, b)
 	var firstErr error
+	if hadBegin {
+		if _, err := br.Exec(); err != nil {
+			firstErr = err
+		}
+	}
 	for _, w := range pending {
 		tag, err := br.Exec()
 		if err == nil && w.check != nil {
@@ -227,6 +304,9 @@ func (p *pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64
 	if err := p.flush(ctx); err != nil {
 		return 0, err
 	}
+	if err := p.started(ctx); err != nil {
+		return 0, err
+	}
 	tag, err := p.q.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, err
@@ -238,11 +318,17 @@ func (p *pgxQuerier) queryRow(ctx context.Context, query string, args ...any) sc
 	if err := p.flush(ctx); err != nil {
 		return errRow{err}
 	}
+	if err := p.started(ctx); err != nil {
+		return errRow{err}
+	}
 	return pgxRow{p.q.QueryRow(ctx, query, args...)}
 }
 
 func (p *pgxQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
 	if err := p.flush(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.started(ctx); err != nil {
 		return nil, err
 	}
 	r, err := p.q.Query(ctx, query, args...)
@@ -258,10 +344,21 @@ func (p *pgxQuerier) queryEach(ctx context.Context, query string, argsList [][]a
 		return err
 	}
 	b := &pgx.Batch{}
+	hadBegin := p.begin != ""
+	if hadBegin {
+		b.Queue(p.begin)
+		p.begin = ""
+	}
 	for _, args := range argsList {
 		b.Queue(query, args...)
 	}
 	br := p.q.SendBatch(ctx, b)
+	if hadBegin {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
 	for range argsList {
 		if err := scan(pgxRow{br.QueryRow()}); err != nil {
 			br.Close()

@@ -115,7 +115,7 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 	t.Run("one attempt reports the failure at COMMIT", func(t *testing.T) {
 		newSkewTable("skew_attempt")
 		var fnErr error
-		err := pe.attempt(ctx, serializable, func(q querier) error {
+		err := pe.attempt(ctx, func(q querier) error {
 			fnErr = victimWithPartner(q, "skew_attempt")
 			return fnErr
 		})

@@ -78,9 +78,20 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q querier) error) er
 	}
 	if err := fn(sqlTx{tx}); err != nil {
 		tx.Rollback()
+		if sqliteRequestRecorded(err) {
+			return fmt.Errorf("%w: %w", errRequestRecorded, err)
+		}
 		return err
 	}
 	return tx.Commit()
+}
+
+// sqliteRequestRecorded reports a primary-key violation on the request log: a request id recorded
+// after this transaction looked it up.
+func sqliteRequestRecorded(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY &&
+		strings.Contains(se.Error(), "requests.request_id")
 }
 
 func (e *sqliteEngine) readOnly(ctx context.Context, fn func(q querier) error) error {

@@ -109,9 +109,9 @@ func loadRequests(ctx context.Context, q querier, ids []string) (map[string]prio
 }
 
 // insertRequests records decided requests. If another transaction recorded one of the same ids
-// first, the insert skips it and fails with errRequestRecorded: the transaction is rolled back and
-// run again after a fresh look at the request log, so that the first outcome is replayed instead
-// of a second decision being made.
+// first, the insert fails on the primary key (the engines report errRequestRecorded): the
+// transaction is rolled back and run again after a fresh look at the request log, so that the
+// first outcome is replayed instead of a second decision being made.
 func insertRequests(ctx context.Context, q querier, at time.Time, reqs []requestRow) error {
 	rows := make([][]any, 0, len(reqs))
 	for _, r := range reqs {
@@ -126,7 +126,7 @@ func insertRequests(ctx context.Context, q querier, at time.Time, reqs []request
 		rows = append(rows, []any{r.id, op, r.fingerprint, string(raw), micros(at)})
 	}
 	return bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at"},
-		rows, " ON CONFLICT (request_id) DO NOTHING", errRequestRecorded)
+		rows, "", errRequestRecorded)
 }
 
 // Envelopes.

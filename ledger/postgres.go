@@ -194,63 +194,6 @@ func (p *pgxQuerier) started(ctx context.Context) error {
 	return err
 }
 
-// commit sends the held-back writes and COMMIT as one batch. A serializable transaction can fail
-// at COMMIT (SQLSTATE 40001): that error is the outcome. An error that is not the server's answer
-// (a broken connection, a deadline) leaves the outcome unknown. A write that fails makes
-// PostgreSQL skip the rest of the batch, COMMIT included; the transaction is then rolled back.
-func (p *pgxQuerier) commit(ctx context.Context) error {
-	b := &pgx.Batch{}
-	if p.begin != "" {
-		b.Queue(p.begin)
-	}
-	for _, w := range p.pending {
-		b.Queue(w.query, w.args...)
-	}
-	b.Queue("COMMIT")
-	hadBegin := p.begin != ""
-	pending := p.pending
-	p.pending, p.begin = nil, ""
-	br := p.q.SendBatch(ctx, b)
-	var firstErr error
-	if hadBegin {
-		if _, err := br.Exec(); err != nil {
-			firstErr = err
-		}
-	}
-	for _, w := range pending {
-		tag, err := br.Exec()
-		if err == nil && w.check != nil {
-			// The statements here cannot fall short without an error (plain INSERTs, updates of
-			// rows this transaction has locked): a failed check is a bug, reported as such.
-			err = w.check(tag.RowsAffected())
-		}
-		if err != nil && firstErr == nil {
-			firstErr = err
-		}
-	}
-	_, commitErr := br.Exec()
-	closeErr := br.Close()
-	switch {
-	case firstErr != nil:
-		var pe *pgconn.PgError
-		if errors.As(firstErr, &pe) {
-			_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
-		return firstErr
-	case commitErr != nil || closeErr != nil:
-		err := commitErr
-		if err == nil {
-			err = closeErr
-		}
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
-		}
-		return err
-	}
-	return nil
-}
-
 type pendingWrite struct {
 	query string
 	args  []any
@@ -262,42 +205,90 @@ func (p *pgxQuerier) write(_ context.Context, query string, args []any, check fu
 	return nil
 }
 
+// commit sends the held-back writes and COMMIT as one batch. A serializable transaction can fail
+// at COMMIT (SQLSTATE 40001): that error is the outcome. An error that is not the server's answer
+// (a broken connection, a deadline) leaves the outcome unknown. A write that fails makes
+// PostgreSQL skip the rest of the batch, COMMIT included; the transaction is then rolled back.
+func (p *pgxQuerier) commit(ctx context.Context) error {
+	err := p.send(ctx, "COMMIT")
+	var (
+		pe *pgconn.PgError
+		le *Error
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe):
+		// PostgreSQL answered with an error: nothing was committed.
+		if errors.Is(err, errWriteFailed) {
+			_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		return err
+	case errors.As(err, &le):
+		return err // a failed row-count check: a bug, reported as such
+	}
+	// No answer (a broken connection, a deadline), even if it surfaced while reading a write's
+	// result: COMMIT may have run on the server.
+	return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
+}
+
 // flush sends the held-back writes in one batch and judges each row count.
 func (p *pgxQuerier) flush(ctx context.Context) error {
 	if len(p.pending) == 0 {
 		return nil
 	}
-	pending := p.pending
-	p.pending = nil
+	return p.send(ctx, "")
+}
+
+// errWriteFailed marks the failure of a held-back write (as opposed to one of COMMIT).
+var errWriteFailed = errors.New("a write failed")
+
+// send sends, as one pipelined batch: BEGIN if still pending, the held-back writes, and tail if
+// not empty. It judges each write's row count.
+func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 	b := &pgx.Batch{}
 	hadBegin := p.begin != ""
 	if hadBegin {
 		b.Queue(p.begin)
-		p.begin = ""
 	}
-	for _, w := range pending {
+	for _, w := range p.pending {
 		b.Queue(w.query, w.args...)
 	}
+	if tail != "" {
+		b.Queue(tail)
+	}
+	pending := p.pending
+	p.pending, p.begin = nil, ""
 	br := p.q.SendBatch(ctx, b)
 	var firstErr error
 	if hadBegin {
 		if _, err := br.Exec(); err != nil {
-			firstErr = err
+			firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
 		}
 	}
 	for _, w := range pending {
 		tag, err := br.Exec()
 		if err == nil && w.check != nil {
+			// The statements cannot fall short without an error (plain INSERTs, updates of rows
+			// this transaction has locked): a failed check is a bug, reported as such.
 			err = w.check(tag.RowsAffected())
 		}
 		if err != nil && firstErr == nil {
-			firstErr = err
+			firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
 		}
 	}
-	if err := br.Close(); err != nil && firstErr == nil {
-		firstErr = err
+	var tailErr error
+	if tail != "" {
+		_, tailErr = br.Exec()
 	}
-	return firstErr
+	closeErr := br.Close()
+	switch {
+	case firstErr != nil:
+		return firstErr
+	case tailErr != nil:
+		return tailErr
+	}
+	return closeErr
 }
 
 func (p *pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {

@@ -37,7 +37,8 @@ type CommitmentServiceClient interface {
 	// the envelope's available amount covers it, and returns the commitment and the envelope's
 	// balances right after it.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested),
+	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested, envelope,
+	// currency_code),
 	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
 	// same refusal; send a new request_id to try again.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
@@ -131,7 +132,8 @@ type CommitmentServiceServer interface {
 	// the envelope's available amount covers it, and returns the commitment and the envelope's
 	// balances right after it.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested),
+	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested, envelope,
+	// currency_code),
 	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
 	// same refusal; send a new request_id to try again.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Generates the Python stubs of the budget ledger's API into examples/python/gen/ (not committed:
+# run this again after the .proto files change). Uses Debian's protoc and gRPC plugin, the
+# versions that match Debian's python3-grpcio and python3-protobuf:
+#   apt-get install -y protobuf-compiler protobuf-compiler-grpc libprotobuf-dev python3-grpcio python3-protobuf
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+gen="$here/gen"
+
+protoc="$(command -v protoc || true)"
+plugin="$(command -v grpc_python_plugin || true)"
+if [ -z "$protoc" ] || [ -z "$plugin" ]; then
+  echo "generate.sh: protoc and grpc_python_plugin are needed: apt-get install -y protobuf-compiler protobuf-compiler-grpc libprotobuf-dev" >&2
+  exit 1
+fi
+# The well-known types (google/protobuf/*.proto) come with libprotobuf-dev.
+wkt=/usr/include
+if [ ! -f "$wkt/google/protobuf/timestamp.proto" ]; then
+  echo "generate.sh: $wkt/google/protobuf/timestamp.proto is missing: apt-get install -y libprotobuf-dev" >&2
+  exit 1
+fi
+
+rm -rf "$gen"
+mkdir -p "$gen"
+cd "$root"
+# The API, with gRPC stubs; protovalidate's validate.proto, which the API imports (its options
+# are not used by the client, but the generated modules import it); and the google.rpc error
+# details the client decodes. The Python packages are namespace packages: no __init__.py needed,
+# and gen/google/rpc merges with Debian's google.protobuf.
+"$protoc" \
+  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  --python_out="$gen" \
+  --grpc_python_out="$gen" --plugin=protoc-gen-grpc_python="$plugin" \
+  proto/budgetledger/v1/*.proto
+"$protoc" \
+  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  --python_out="$gen" \
+  third_party/protovalidate/buf/validate/validate.proto \
+  examples/protos/google/rpc/status.proto examples/protos/google/rpc/error_details.proto
+echo "generated into ${gen#"$root"/}:"
+(cd "$gen" && find . -name '*.py' | sort | sed 's|^\./|  |')

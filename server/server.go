@@ -1,9 +1,11 @@
 // Package server serves the budget ledger over gRPC: the three budgetledger.v1 services, health
-// checks and server reflection, behind one interceptor chain (logging, validation, recovery).
+// checks and server reflection, behind one interceptor chain (logging, authentication and
+// authorization, rate limit, validation, recovery), over plaintext or TLS.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -12,11 +14,14 @@ import (
 
 	"buf.build/go/protovalidate"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -36,6 +41,20 @@ type Config struct {
 	MaxRecvMsgSize int
 	// Registerer receives per-RPC counts and latencies (default: none are registered).
 	Registerer prometheus.Registerer
+
+	// Auth authenticates every call but health checks (by bearer token or client certificate) and
+	// authorizes it by role. Nil: no authentication; every caller is "anonymous" and may do all.
+	Auth *Authenticator
+	// TLS serves over TLS with this configuration (nil: plaintext). For mutual TLS set ClientCAs
+	// and ClientAuth (tls.VerifyClientCertIfGiven lets token holders in without a certificate).
+	TLS *tls.Config
+	// RateLimit caps each principal's calls per second (0: no limit); with authentication off,
+	// all callers share the bucket of "anonymous". Health checks are never limited.
+	RateLimit float64
+	// RateBurst is how many calls a principal may make at once (default: RateLimit rounded up).
+	RateBurst int
+	// UnaryInterceptors run after the built-in ones (innermost, just around the handler).
+	UnaryInterceptors []grpc.UnaryServerInterceptor
 }
 
 // Server is a gRPC server for one ledger.
@@ -88,18 +107,40 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	// is left out altogether when INFO is off (ledgerd --log-level warn), which is worth several
 	// percent of throughput.
 	if log.Enabled(context.Background(), slog.LevelInfo) {
-		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall)))
+		logInterceptor := logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
+			logging.WithFieldsFromContext(principalLogField))
+		interceptors = append(interceptors, withLogSlot(logInterceptor))
 	}
-	g := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(append(interceptors,
-			validationInterceptor(validator),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-				log.ErrorContext(ctx, "panic in handler", "panic", p)
-				return status.Error(codes.Internal, "internal error")
-			})),
-		)...),
-		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+	// Authentication, then the rate limit of the principal it found; health checks skip both.
+	var streamInterceptors []grpc.StreamServerInterceptor
+	if cfg.Auth != nil {
+		authFunc := cfg.Auth.authFunc(log)
+		interceptors = append(interceptors, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(authFunc), guarded))
+		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFunc), guarded))
+	}
+	if cfg.RateLimit > 0 {
+		limiter := newPrincipalLimiter(cfg.RateLimit, cfg.RateBurst)
+		interceptors = append(interceptors, selector.UnaryServerInterceptor(limiter.unary, guarded))
+		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(limiter.stream, guarded))
+	}
+	interceptors = append(interceptors,
+		validationInterceptor(validator),
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+			log.ErrorContext(ctx, "panic in handler", "panic", p)
+			return status.Error(codes.Internal, "internal error")
+		})),
 	)
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(append(interceptors, cfg.UnaryInterceptors...)...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+	}
+	if len(streamInterceptors) > 0 {
+		opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	g := grpc.NewServer(opts...)
 	s := &Server{grpc: g, health: health.NewServer(), ledger: l, log: log, cfg: cfg}
 	pb.RegisterEnvelopeServiceServer(g, &envelopeService{ledger: l})
 	pb.RegisterCommitmentServiceServer(g, &commitmentService{ledger: l})
@@ -144,6 +185,15 @@ func (s *Server) watchHealth(ctx context.Context) {
 			s.checkHealth(ctx)
 		}
 	}
+}
+
+// Reload reads the tokens file again (ledgerd calls it on SIGHUP). On an error the credentials
+// in force stay as they were. Without authentication it does nothing.
+func (s *Server) Reload() error {
+	if s.cfg.Auth == nil {
+		return nil
+	}
+	return s.cfg.Auth.Reload()
 }
 
 // Serve accepts connections on lis until Shutdown.

@@ -2,25 +2,33 @@
 //
 //	go run ./cmd/ledgerd                       # 127.0.0.1:50051, SQLite file ./ledger.db
 //	ledgerd --database postgres://user@host:5432/ledger?sslmode=verify-full
+//	ledgerd --listen 0.0.0.0:50051 --tokens-file /etc/ledger/tokens --tls-cert server.crt --tls-key server.key
 //
 // Every flag has an environment equivalent (LEDGER_LISTEN, LEDGER_DATABASE, …); a flag wins over
-// its variable.
+// its variable. ledgerd refuses to listen beyond loopback without authentication and TLS, unless
+// --insecure says so. On SIGHUP it reads the tokens file and the TLS certificate and key again
+// (see docs/security.md).
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +62,14 @@ type config struct {
 	logLevel        string
 	txTimeout       time.Duration
 	shutdownTimeout time.Duration
+
+	tokensFile  string
+	tlsCert     string
+	tlsKey      string
+	tlsClientCA string
+	insecure    bool
+	rateLimit   float64
+	rateBurst   int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -84,13 +100,92 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.txTimeout, "tx-timeout", txTimeout, "deadline of every database transaction, retries included (LEDGER_TX_TIMEOUT)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", shutdownTimeout,
 		"how long a stop waits for calls in flight before closing them (LEDGER_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.tokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""),
+		"file of the accepted credentials: token hashes and client certificate identities, each with a principal and a role; "+
+			"empty: no authentication (LEDGER_TOKENS_FILE)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("LEDGER_TLS_CERT", ""), "PEM certificate (chain) to serve TLS with; empty: plaintext (LEDGER_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("LEDGER_TLS_KEY", ""), "PEM private key of --tls-cert (LEDGER_TLS_KEY)")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", env("LEDGER_TLS_CLIENT_CA", ""),
+		"PEM CA certificate(s) that sign client certificates, for mutual TLS; the certificates' identities map to "+
+			"principals through --tokens-file (LEDGER_TLS_CLIENT_CA)")
+	insecure, err := envBool("LEDGER_INSECURE", false)
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.insecure, "insecure", insecure,
+		"allow listening beyond loopback without authentication or without TLS (LEDGER_INSECURE)")
+	rateLimit, err := envFloat("LEDGER_RATE_LIMIT", 0)
+	if err != nil {
+		return c, err
+	}
+	rateBurst, err := envInt("LEDGER_RATE_BURST", 0)
+	if err != nil {
+		return c, err
+	}
+	fs.Float64Var(&c.rateLimit, "rate-limit", rateLimit, "calls per second allowed to each principal; 0: no limit (LEDGER_RATE_LIMIT)")
+	fs.IntVar(&c.rateBurst, "rate-burst", rateBurst,
+		"calls a principal may make at once above --rate-limit; 0: --rate-limit rounded up (LEDGER_RATE_BURST)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	return c, nil
+	return c, checkSecurity(c)
+}
+
+// checkSecurity checks that the security flags make sense together, and that ledgerd does not
+// serve beyond loopback without authentication and TLS unless --insecure says so.
+func checkSecurity(c config) error {
+	switch {
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.tlsClientCA != "" && c.tlsCert == "":
+		return errors.New("--tls-client-ca (mutual TLS) needs TLS: give --tls-cert and --tls-key too")
+	case c.tlsClientCA != "" && c.tokensFile == "":
+		return errors.New("--tls-client-ca needs --tokens-file, which maps client certificates to principals and roles")
+	case c.rateLimit < 0 || math.IsNaN(c.rateLimit) || math.IsInf(c.rateLimit, 0):
+		return errors.New("--rate-limit must be a number of calls per second, 0 for none")
+	case c.rateBurst < 0:
+		return errors.New("--rate-burst must not be negative")
+	case c.rateBurst > 0 && c.rateLimit == 0:
+		return errors.New("--rate-burst needs --rate-limit")
+	}
+	host, _, err := net.SplitHostPort(c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if c.insecure || loopback(host) {
+		return nil
+	}
+	var missing, risks []string
+	if c.tokensFile == "" {
+		missing = append(missing, "authentication (--tokens-file)")
+		risks = append(risks, "anyone who reaches the port could create envelopes and make awards")
+	}
+	if c.tlsCert == "" {
+		missing = append(missing, "TLS (--tls-cert, --tls-key)")
+		risks = append(risks, "tokens and ledger data would cross the network in clear")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	them := "them"
+	if len(missing) == 1 {
+		them = "it"
+	}
+	return fmt.Errorf("refusing to listen on %s, beyond loopback, without %s: %s. Set %s up (see docs/security.md), "+
+		"listen on 127.0.0.1, or pass --insecure to take the risk", c.listen, strings.Join(missing, " and "), strings.Join(risks, ", and "), them)
+}
+
+// loopback reports whether host (of --listen) can only be reached from this machine. An empty
+// host is every interface; a host name other than localhost counts as beyond loopback.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func realMain(ctx context.Context, args []string, stderr io.Writer) error {
@@ -101,6 +196,18 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
+	}
+	scfg := server.Config{Logger: log, RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst}
+	var certs *certFiles
+	if cfg.tlsCert != "" {
+		if scfg.TLS, certs, err = serverTLS(cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.tokensFile != "" {
+		if scfg.Auth, err = server.NewAuthenticator(cfg.tokensFile); err != nil {
+			return fmt.Errorf("--tokens-file: %w", err)
+		}
 	}
 
 	// Take the port first: a clash fails at once, before any database is created or migrated.
@@ -115,7 +222,6 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching}
-	scfg := server.Config{Logger: log}
 	if reg != nil {
 		lcfg.Registerer, scfg.Registerer = reg, reg
 	}
@@ -137,14 +243,33 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopMetrics()
 	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
-		"batching", cfg.batching)
+		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit)
+	if scfg.Auth != nil {
+		tokens, certIDs := scfg.Auth.Counts()
+		log.Info("credentials loaded", "tokens_file", cfg.tokensFile, "tokens", tokens, "certificate_identities", certIDs)
+	} else {
+		log.Info("authentication is off: every caller may call every RPC, and is recorded as anonymous")
+	}
+	if host, _, _ := net.SplitHostPort(cfg.listen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
+		log.Warn("--insecure: serving beyond loopback without authentication and TLS", "address", lis.Addr().String())
+	}
 
+	// SIGHUP reads the tokens file and the TLS certificate again; it no longer stops ledgerd.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
+wait:
+	for {
+		select {
+		case err := <-served:
+			return err
+		case <-hup:
+			reload(srv, scfg.Auth, certs, log)
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	log.Info("stopping: finishing calls in flight", "timeout", cfg.shutdownTimeout.String())
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
@@ -152,6 +277,83 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	srv.Shutdown(stopCtx)
 	log.Info("stopped")
 	return <-served
+}
+
+// reload reads the tokens file and the TLS certificate and key again; a file that fails to load
+// leaves the one in force.
+func reload(srv *server.Server, auth *server.Authenticator, certs *certFiles, log *slog.Logger) {
+	if auth == nil && certs == nil {
+		log.Info("SIGHUP: nothing to reload (no --tokens-file, no TLS)")
+	}
+	if auth != nil {
+		if err := srv.Reload(); err != nil {
+			log.Error("SIGHUP: tokens file not reloaded; the credentials in force are unchanged", "error", err)
+		} else {
+			tokens, certIDs := auth.Counts()
+			log.Info("SIGHUP: tokens file reloaded", "tokens", tokens, "certificate_identities", certIDs)
+		}
+	}
+	if certs != nil {
+		if err := certs.load(); err != nil {
+			log.Error("SIGHUP: TLS certificate not reloaded; the one in force is unchanged", "error", err)
+		} else {
+			log.Info("SIGHUP: TLS certificate reloaded")
+		}
+	}
+}
+
+func tlsMode(cfg config) string {
+	switch {
+	case cfg.tlsClientCA != "":
+		return "mutual"
+	case cfg.tlsCert != "":
+		return "on"
+	}
+	return "off"
+}
+
+// certFiles is the server's certificate and key, read again on SIGHUP.
+type certFiles struct {
+	certPath, keyPath string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+func (c *certFiles) load() error {
+	cert, err := tls.LoadX509KeyPair(c.certPath, c.keyPath)
+	if err != nil {
+		// LoadX509KeyPair names the files and what is wrong with them, never the key.
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	c.cert.Store(&cert)
+	return nil
+}
+
+// serverTLS is the TLS configuration of --tls-cert, --tls-key and --tls-client-ca. With a client
+// CA, a client certificate is verified when one is sent, but not required: token holders connect
+// without one, and the health checks stay open.
+func serverTLS(cfg config) (*tls.Config, *certFiles, error) {
+	certs := &certFiles{certPath: cfg.tlsCert, keyPath: cfg.tlsKey}
+	if err := certs.load(); err != nil {
+		return nil, nil, err
+	}
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return certs.cert.Load(), nil
+		},
+	}
+	if cfg.tlsClientCA != "" {
+		pemCerts, err := os.ReadFile(cfg.tlsClientCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemCerts) {
+			return nil, nil, fmt.Errorf("--tls-client-ca: no PEM certificate in %s", cfg.tlsClientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	}
+	return tc, certs, nil
 }
 
 // serveMetrics serves reg at http://addr/metrics until the returned function is called.
@@ -219,6 +421,30 @@ func envBool(name string, fallback bool) (bool, error) {
 		return false, fmt.Errorf("%s: %w", name, err)
 	}
 	return b, nil
+}
+
+func envFloat(name string, fallback float64) (float64, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return fallback, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return f, nil
+}
+
+func envInt(name string, fallback int) (int, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return fallback, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return n, nil
 }
 
 func envDuration(name string, fallback time.Duration) (time.Duration, error) {

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/budgetledger/budgetledger/server"
+)
+
+// TestMintsTokenAndLine checks that ledgertoken prints a fresh token and the tokens file line of
+// its hash (not the token), and that ledgerd's parser accepts the line.
+func TestMintsTokenAndLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := realMain([]string{"--name", "alice", "--role", "admin"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("stdout = %q, want the token and the line", out.String())
+	}
+	token, line := lines[0], lines[1]
+	if !strings.HasPrefix(token, server.TokenPrefix) || len(token) < 40 {
+		t.Errorf("token %q: want %s and 256 random bits", token, server.TokenPrefix)
+	}
+	if want := server.TokenHash(token) + " alice admin"; line != want {
+		t.Errorf("line = %q, want %q", line, want)
+	}
+	if strings.Contains(line, token) || strings.Contains(errOut.String(), token) {
+		t.Error("the token is somewhere else than on the first line of stdout")
+	}
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.NewAuthenticator(file); err != nil {
+		t.Errorf("ledgerd refuses the line: %v", err)
+	}
+
+	var again bytes.Buffer
+	if err := realMain([]string{"--name", "alice", "--role", "admin"}, &again, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Split(again.String(), "\n")[0] == token {
+		t.Error("two runs minted the same token")
+	}
+}
+
+// TestAppends checks --append: the line goes to the file (created 0600, a missing final newline
+// mended), only the token to stdout.
+func TestAppends(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	var tokens []string
+	for i, role := range []string{"service", "auditor"} {
+		if i == 1 { // a file edited by hand, without its final newline
+			f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteString("# added by hand")
+			f.Close()
+		}
+		var out bytes.Buffer
+		if err := realMain([]string{"--name", "svc-" + role, "--role", role, "--append", file}, &out, &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, strings.TrimSpace(out.String()))
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("tokens file mode %v, want 0600", st.Mode().Perm())
+	}
+	content, _ := os.ReadFile(file)
+	a, err := server.NewAuthenticator(file)
+	if err != nil {
+		t.Fatalf("ledgerd refuses the file:\n%s\n%v", content, err)
+	}
+	if n, _ := a.Counts(); n != 2 {
+		t.Errorf("the file holds %d tokens, want 2:\n%s", n, content)
+	}
+	for _, tok := range tokens {
+		if !strings.HasPrefix(tok, server.TokenPrefix) || strings.Contains(string(content), tok) {
+			t.Errorf("stdout %q: want only the token, and the token not in the file", tok)
+		}
+	}
+}
+
+// TestRejectsBadPrincipal checks the refusals of names and roles ledgerd would not accept.
+func TestRejectsBadPrincipal(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--name", "alice"}, "--name and --role are required"},
+		{[]string{"--role", "admin"}, "--name and --role are required"},
+		{[]string{"--name", "alice", "--role", "root"}, "none of service, admin, auditor"},
+		{[]string{"--name", "al ice", "--role", "admin"}, "a principal name has only"},
+		{[]string{"--name", "anonymous", "--role", "admin"}, "anonymous"},
+		{[]string{"--name", "alice", "--role", "admin", "extra"}, "unexpected argument"},
+	} {
+		var out bytes.Buffer
+		err := realMain(tc.args, &out, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ledgertoken %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("ledgertoken %v printed %q", tc.args, out.String())
+		}
+	}
+}

@@ -163,6 +163,17 @@ type outcome struct {
 	Refusal *Error          `json:"refusal,omitempty"`
 }
 
+// encode is json.Marshal(o) without re-validating the result, which is JSON this process made.
+func (o outcome) encode() ([]byte, error) {
+	if o.Refusal != nil {
+		return json.Marshal(o)
+	}
+	raw := make([]byte, 0, len(o.Result)+12)
+	raw = append(raw, `{"result":`...)
+	raw = append(raw, o.Result...)
+	return append(raw, '}'), nil
+}
+
 func (o outcome) decode(out any) error {
 	if o.Refusal != nil {
 		return o.Refusal

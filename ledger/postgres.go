@@ -118,7 +118,7 @@ func (e *pgEngine) attempt(ctx context.Context, fn func(q querier) error) error 
 	}
 	// A connection released inside a transaction is closed by the pool, never reused.
 	defer conn.Release()
-	q := &pgxQuerier{q: conn.Conn(), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE"}
+	q := &pgxQuerier{q: conn.Conn(), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE", copy: true}
 	err = fn(q)
 	if err == nil {
 		err = q.commit(ctx)
@@ -178,7 +178,10 @@ type pgxQuerier struct {
 		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+		CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 	}
+	// copy allows COPY for large inserts (PostgreSQL; not CockroachDB).
+	copy bool
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string
@@ -357,6 +360,25 @@ func (p *pgxQuerier) queryEach(ctx context.Context, query string, argsList [][]a
 		}
 	}
 	return br.Close()
+}
+
+// copyRows copies rows into table with COPY, after the held-back writes (one round trip). It
+// reports false when this querier does not copy.
+func (p *pgxQuerier) copyRows(ctx context.Context, table string, columns []string, rows [][]any) (bool, error) {
+	if !p.copy {
+		return false, nil
+	}
+	if err := p.flush(ctx); err != nil {
+		return true, err
+	}
+	if err := p.started(ctx); err != nil {
+		return true, err
+	}
+	n, err := p.q.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
+	if err == nil && n != int64(len(rows)) {
+		err = internal("COPY into %s wrote %d of %d rows", table, n, len(rows))
+	}
+	return true, err
 }
 
 // errRow is a row whose query could not be sent.

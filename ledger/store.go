@@ -35,9 +35,23 @@ func placeholders(n, width int) string {
 // parameters (32,766 and 65,535).
 const maxRowsPerInsert = 500
 
-// bulkInsert writes rows with multi-row INSERT statements; a statement that inserts fewer rows
-// than it was given fails the transaction with onShort.
+// copyThreshold is the row count from which an engine that can COPY rows in (PostgreSQL) does so
+// instead of INSERT: parsing and binding thousands of parameters costs more than the round trip.
+const copyThreshold = 100
+
+// copier is a querier that can COPY rows into a table (PostgreSQL).
+type copier interface {
+	copyRows(ctx context.Context, table string, columns []string, rows [][]any) (bool, error)
+}
+
+// bulkInsert writes rows with multi-row INSERT statements (or COPY, for many rows where the engine
+// can); a statement that inserts fewer rows than it was given fails the transaction with onShort.
 func bulkInsert(ctx context.Context, q querier, table string, columns []string, rows [][]any, suffix string, onShort error) error {
+	if c, ok := q.(copier); ok && suffix == "" && len(rows) >= copyThreshold {
+		if done, err := c.copyRows(ctx, table, columns, rows); done || err != nil {
+			return err
+		}
+	}
 	for start := 0; start < len(rows); start += maxRowsPerInsert {
 		chunk := rows[start:min(start+maxRowsPerInsert, len(rows))]
 		var b strings.Builder
@@ -115,7 +129,7 @@ func loadRequests(ctx context.Context, q querier, ids []string) (map[string]prio
 func insertRequests(ctx context.Context, q querier, at time.Time, reqs []requestRow) error {
 	rows := make([][]any, 0, len(reqs))
 	for _, r := range reqs {
-		raw, err := json.Marshal(r.outcome)
+		raw, err := r.outcome.encode()
 		if err != nil {
 			return err
 		}

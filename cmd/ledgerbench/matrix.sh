@@ -22,7 +22,7 @@ run() { # run ENGINE ARGS...
   local db=()
   if [ "$engine" = postgres ]; then freshdb; db=(--database "$PG"); fi
   echo "--- ledgerbench ${db[*]} $*" >&2
-  "$BENCH" "${db[@]}" --duration "$DURATION" --json "$@" | tee /dev/stderr | tail -n 1 >> "$RESULTS"
+  "$BENCH" "${db[@]}" --duration "$DURATION" --json "$@" | tee -a /dev/stderr | tail -n 1 >> "$RESULTS"
 }
 
 for engine in sqlite postgres; do

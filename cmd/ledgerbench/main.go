@@ -512,6 +512,9 @@ func printTable(in io.Reader, out io.Writer) error {
 		if r.Bulk > 0 {
 			call = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
 		}
+		if r.Releases > 0 {
+			call = fmt.Sprintf("Commit + Release (%d releases)", r.Releases)
+		}
 		off, offP99, ratio := "", "", ""
 		if r.BatchingOffCommitsPerSec > 0 {
 			off, offP99, ratio = fmt.Sprintf("%.0f", r.BatchingOffCommitsPerSec), fmt.Sprintf("%.1f", r.BatchingOffP99ms), fmt.Sprintf("%.1f×", r.Speedup)

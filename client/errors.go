@@ -35,6 +35,7 @@ const (
 	ReasonTransactionConflict     Reason = "TRANSACTION_CONFLICT"
 	ReasonStoreUnavailable        Reason = "STORE_UNAVAILABLE"
 	ReasonDeadlineExceeded        Reason = "DEADLINE_EXCEEDED"
+	ReasonRateLimited             Reason = "RATE_LIMITED"
 	ReasonInternal                Reason = "INTERNAL"
 )
 
@@ -59,6 +60,9 @@ var (
 	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
 	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrRateLimited matches any RESOURCE_EXHAUSTED: the caller's principal is over its rate
+	// limit (the client retries it after the server's RetryInfo delay, within its bound).
+	ErrRateLimited error = &sentinel{reason: ReasonRateLimited, code: codes.ResourceExhausted, byCode: true}
 
 	// ErrUnauthenticated and ErrPermissionDenied match the gRPC codes of the same names.
 	ErrUnauthenticated  error = &sentinel{code: codes.Unauthenticated, byCode: true}

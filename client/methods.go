@@ -47,6 +47,29 @@ func (c *Client) Commit(ctx context.Context, p CommitParams) (*pb.CommitResponse
 	})
 }
 
+// BatchCommitParams is a committee's list of awards on one envelope (see Client.BatchCommit).
+type BatchCommitParams struct {
+	Envelope string // resource name, "envelopes/{id}"
+	Items    []*pb.BatchCommitItem
+	// AllOrNothing makes the call fail whole, with the first item's refusal, if any item is refused.
+	AllOrNothing bool
+	// RequestID is the idempotency key of the whole call; empty makes a new UUIDv7 for this call
+	// and its retries.
+	RequestID string
+}
+
+// BatchCommit makes up to 10,000 awards on one envelope in one call. Each item is accepted or
+// refused on its own (its refusal is in the response), unless AllOrNothing is set: then the call
+// fails with the first item's refusal (Error.Metadata["item"] names it) and no award is made.
+func (c *Client) BatchCommit(ctx context.Context, p BatchCommitParams) (*pb.BatchCommitResponse, error) {
+	return c.commitments.BatchCommit(ctx, &pb.BatchCommitRequest{
+		Envelope:     p.Envelope,
+		Items:        p.Items,
+		AllOrNothing: p.AllOrNothing,
+		RequestId:    requestID(p.RequestID),
+	})
+}
+
 // ReleaseParams is a release of part or all of a commitment (see Client.Release).
 type ReleaseParams struct {
 	Commitment string // resource name, "commitments/{id}"

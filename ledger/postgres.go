@@ -181,7 +181,7 @@ type pgxQuerier struct {
 		CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 	}
 	// copy allows COPY for large inserts (PostgreSQL; not CockroachDB).
-	copy bool
+	copy    bool
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string

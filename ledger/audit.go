@@ -10,7 +10,8 @@ import (
 // Discrepancy is one broken invariant found by Verify.
 type Discrepancy struct {
 	// Invariant is the number of the invariant in docs (1: entries balance, 2: available >= 0,
-	// 3: released <= amount, 4: stored balances = journal, 5: one entry per request id).
+	// 3: released <= amount, 4: stored balances = journal, 5: one entry per request id, 6: the
+	// journal and the request log are append-only, 7: a refused request posted nothing).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string
@@ -70,14 +71,14 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 
 		// Entries: invariant 1, and invariant 5 (no request id posted twice).
 		perRequest := map[string]int{}
-		rs, err = q.query(ctx, "SELECT id, request_id FROM journal_entries")
+		rs, err = q.query(ctx, "SELECT id, request_id, kind FROM journal_entries")
 		if err != nil {
 			return err
 		}
 		entries := map[string]bool{}
 		for rs.Next() {
-			var id, rid string
-			if err := rs.Scan(&id, &rid); err != nil {
+			var id, rid, kind string
+			if err := rs.Scan(&id, &rid, &kind); err != nil {
 				rs.Close()
 				return err
 			}
@@ -86,6 +87,11 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 			perRequest[rid]++
 			sum, ok := entrySums[id]
 			switch {
+			case EntryKind(kind) == KindRulesChanged:
+				// A rule change moves no money: it must have no postings (see KindRulesChanged).
+				if ok {
+					add(1, EntryName(id), "changes rules but has postings")
+				}
 			case !ok:
 				add(1, EntryName(id), "has no postings")
 			case sum.Sign() != 0:
@@ -105,6 +111,35 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 			if n > 1 {
 				add(5, "request "+rid, "posted %d journal entries", n)
 			}
+		}
+
+		// Invariants 6 and 7, as far as the rows left can show them: every entry was recorded in
+		// the request log in the same transaction (an entry whose request is missing means a row
+		// of the log was removed), and a request recorded as refused posted nothing.
+		rs, err = q.query(ctx, `SELECT e.id, e.request_id, r.operation FROM journal_entries e
+			LEFT JOIN requests r ON r.request_id = e.request_id
+			WHERE r.request_id IS NULL OR r.operation <> 'result'`)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var (
+				id, rid   string
+				operation *string
+			)
+			if err := rs.Scan(&id, &rid, &operation); err != nil {
+				rs.Close()
+				return err
+			}
+			if operation == nil {
+				add(6, EntryName(id), "its request %q is missing from the request log", rid)
+			} else {
+				add(7, EntryName(id), "its request %q is recorded as refused (%s), yet it posted", rid, *operation)
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
 		}
 
 		// Commitments: invariants 3 and 4, and their sums per envelope.
@@ -209,7 +244,8 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 		if funded := new(big.Int).Neg(balance(accounts, FundingAccount)); funded.Cmp(roots) != 0 {
 			add(4, FundingAccount, "funded %s, the root envelopes hold %s", funded, roots)
 		}
-		return nil
+		// The per-project totals the funding-share rule reads equal their commitments.
+		return verifyProjectTotals(ctx, q, add)
 	})
 	return rep, l.classify(ctx, err)
 }

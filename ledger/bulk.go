@@ -26,6 +26,7 @@ type BulkItem struct {
 	Project     string
 	Amount      int64
 	Description string
+	Policy
 }
 
 // BulkItemResult is the outcome of one item: its commitment, or its refusal.
@@ -56,7 +57,7 @@ func (c *BulkCommit) validate() error {
 		field := fmt.Sprintf("items[%d].", i)
 		if err := firstError(checkText(field+"beneficiary", it.Beneficiary, 1, 200),
 			checkText(field+"project", it.Project, 1, 200), checkAmount(field+"amount", it.Amount),
-			checkText(field+"description", it.Description, 0, 500)); err != nil {
+			checkText(field+"description", it.Description, 0, 500), it.Policy.validate(field)); err != nil {
 			return err
 		}
 	}
@@ -73,6 +74,7 @@ func (c *BulkCommit) fingerprint() string {
 	}
 	for _, it := range c.Items {
 		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description)
+		it.Policy.add(f)
 	}
 	return f.sum()
 }
@@ -94,7 +96,7 @@ func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResu
 		u.ops = append(u.ops, &envelopeOp{
 			commit: &Commit{RequestID: cmd.RequestID + " " + strconv.Itoa(i), Caller: cmd.Caller,
 				EnvelopeID: cmd.EnvelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
-				Amount: it.Amount, Description: it.Description},
+				Amount: it.Amount, Description: it.Description, Policy: it.Policy},
 			fingerprint: f.str(callFingerprint).num(int64(i)).sum(),
 		})
 	}

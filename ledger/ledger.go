@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,8 +28,8 @@ type Config struct {
 	// TxTimeout bounds every database transaction, retries included (default 5s): no request
 	// waits on the database longer than this.
 	TxTimeout time.Duration
-	// MaxConns caps the PostgreSQL/CockroachDB connection pool (default: pool_max_conns in the
-	// URL, else 16).
+	// MaxConns caps the connection pool (PostgreSQL/CockroachDB default: pool_max_conns in the
+	// URL, else 16; SQLite: 8).
 	MaxConns int
 	// DisableBatching runs one transaction per Commit or Release instead of group commit per
 	// envelope; for comparison and diagnosis.
@@ -63,6 +64,12 @@ type Ledger struct {
 	cfg     Config
 	batcher *batcher // nil when batching is disabled
 	metrics *metrics
+
+	// parents caches envelopes' parents (they never change), for the funding rules' inheritance.
+	parents parentCache
+	// shareRuled holds the ids of envelopes that had a funding-share rule in force at their last
+	// batch here: their project totals are read ahead, outside the transaction.
+	shareRuled sync.Map
 }
 
 // Open opens (creating it if needed) the ledger stored at database and brings its schema up to
@@ -543,9 +550,10 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*unit) error {
 	}
 	var envs map[string]*envState
 	err := l.withRequestLog(ctx, ids, func(priors map[string]priorRequest) error {
+		pre := l.preloadTotals(ctx, units)
 		return l.eng.readWrite(ctx, func(q querier) error {
 			var err error
-			envs, err = l.decideBatch(ctx, q, units, priors)
+			envs, err = l.decideBatch(ctx, q, units, priors, pre)
 			return err
 		})
 	})
@@ -570,22 +578,35 @@ type batchState struct {
 	changed        map[string]*Commitment
 	recorded       []requestRow
 	decidedHere    map[string]*envelopeOp
+
+	// rules are the effective funding rules of each envelope found.
+	rules map[string]*EffectiveRules
+	// totals are the current totals of the projects a funding-share rule is checked for.
+	totals map[projectKey]int64
+	// deltas are the changes to project totals made by accepted awards and releases, in order.
+	deltas []projectDelta
 }
 
 // mark and reset let an all-or-nothing unit undo what its items did in memory.
 type batchMark struct {
-	env                              Envelope
-	accepted, entries, newC, recordN int
+	env                                      Envelope
+	accepted, entries, newC, recordN, deltaN int
 }
 
 func (b *batchState) mark(s *envState) batchMark {
-	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded)}
+	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas)}
 }
 
 func (b *batchState) reset(s *envState, m batchMark) {
 	for _, r := range b.recorded[m.recordN:] {
 		delete(b.decidedHere, r.id)
 	}
+	for _, d := range b.deltas[m.deltaN:] {
+		if _, ok := b.totals[d.key]; ok {
+			b.totals[d.key] -= d.amount
+		}
+	}
+	b.deltas = b.deltas[:m.deltaN]
 	s.env, s.accepted = m.env, m.accepted
 	b.entries, b.newCommitments, b.recorded = b.entries[:m.entries], b.newCommitments[:m.newC], b.recorded[:m.recordN]
 }
@@ -593,7 +614,7 @@ func (b *batchState) reset(s *envState, m batchMark) {
 // decideBatch decides every unit and writes the outcome; it returns the envelopes as the batch
 // left them.
 func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
-	priors map[string]priorRequest) (map[string]*envState, error) {
+	priors map[string]priorRequest, pre map[projectKey]projectTotal) (map[string]*envState, error) {
 	at := now()
 	var commitmentIDs, envelopeIDs []string
 	b := &batchState{envs: map[string]*envState{}, changed: map[string]*Commitment{},
@@ -620,6 +641,9 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
 	}
 	commitments, err := loadCommitments(ctx, q, commitmentIDs)
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
+		return nil, err
+	}
+	if err := l.loadPolicyState(ctx, q, b, units, envelopeIDs, pre, at); err != nil {
 		return nil, err
 	}
 
@@ -668,6 +692,9 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
 	if err := insertCommitments(ctx, q, b.newCommitments); err != nil {
 		return nil, err
 	}
+	if err := writeTotals(ctx, q, b.deltas, at); err != nil {
+		return nil, err
+	}
 	for _, c := range b.changed {
 		if err := updateCommitment(ctx, q, c); err != nil {
 			return nil, err
@@ -710,11 +737,17 @@ func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string
 	case !s.found:
 		refusal = envelopeNotFound(envelopeID)
 	case op.commit != nil:
+		key := projectKey{envelopeID, op.commit.Project}
+		if violation := checkRules(b.rules[envelopeID], &s.env, op.commit, b.totals[key], at); violation != nil {
+			refusal = violation
+			break
+		}
 		var r *CommitResult
 		if r, refusal = applyCommit(&s.env, op.commit, at); refusal == nil {
 			result = r
 			b.newCommitments = append(b.newCommitments, &r.Commitment)
 			b.entries = append(b.entries, commitEntry(op.commit, r, at))
+			b.addDelta(projectDelta{key, op.commit.Amount, 1})
 		}
 	default:
 		c, ok := commitments[op.release.CommitmentID]
@@ -727,6 +760,7 @@ func (b *batchState) decide(op *envelopeOp, envelopeID string, priors map[string
 			result = r
 			b.changed[c.ID] = c
 			b.entries = append(b.entries, releaseEntry(op.release, r, at))
+			b.addDelta(projectDelta{projectKey{c.EnvelopeID, c.Project}, -op.release.Amount, 0})
 		}
 	}
 	var refused *Error
@@ -762,7 +796,8 @@ func applyCommit(env *Envelope, cmd *Commit, at time.Time) (*CommitResult, error
 	env.CommitmentCount++
 	env.UpdatedAt = at
 	c := Commitment{ID: newID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
-		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: at, UpdatedAt: at}
+		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: at, UpdatedAt: at,
+		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
 	return &CommitResult{Commitment: c, Envelope: *env, EntryID: newID()}, nil
 }
 

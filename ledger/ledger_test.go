@@ -1347,10 +1347,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		want := []finding{
 			{1, EntryName(created["axis-1"].EntryID)},
 			{4, CommitmentName(c.Commitment.ID)},
-			{4, "envelopes/axis-2"}, // committed != its commitments' remaining
-			{4, "envelopes/axis-2"}, // released != its commitments' released
-			{4, "envelopes/axis-3"}, // available != the journal's balance
-			{4, "envelopes/axis-3"}, // committed != its commitments' remaining
+			{4, "envelopes/axis-2"},                                // committed != its commitments' remaining
+			{4, "envelopes/axis-2"},                                // released != its commitments' released
+			{4, `envelopes/axis-2 project "project of metropole"`}, // project total != its commitments
+			{4, "envelopes/axis-3"},                                // available != the journal's balance
+			{4, "envelopes/axis-3"},                                // committed != its commitments' remaining
 		}
 		less := func(a, b finding) int {
 			if a.Invariant != b.Invariant {

@@ -62,7 +62,9 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
 	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), metrics: m}
-	db := stdlib.OpenDBFromPool(pool)
+	// Migrations get connections of their own: the migration lock holds one while the migration
+	// runs on another, which must not come out of (or wait on) the service's pool.
+	db := stdlib.OpenDB(*pcfg.ConnConfig.Copy())
 	defer db.Close()
 	if err := migrate(ctx, db, "postgres", e.cockroach); err != nil {
 		pool.Close()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/sethvargo/go-retry"
 	"modernc.org/sqlite"
@@ -20,35 +19,6 @@ import (
 type sqliteEngine struct {
 	db      *sql.DB
 	metrics *metrics
-	stmts   *stmtCache
-}
-
-// stmtCache keeps prepared write statements: database/sql does not, and preparing a multi-row
-// INSERT costs SQLite more than running it.
-type stmtCache struct {
-	db *sql.DB
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
-}
-
-// maxCachedStmts bounds the cache; the statements come from a small set of shapes (one per table
-// and row count up to maxRowsPerInsert).
-const maxCachedStmts = 2048
-
-func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.m[query]; ok {
-		return st, nil
-	}
-	st, err := c.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, err
-	}
-	if len(c.m) < maxCachedStmts {
-		c.m[query] = st
-	}
-	return st, nil
 }
 
 func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqliteEngine, error) {
@@ -69,6 +39,9 @@ func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqli
 	}
 	// One writer at a time is SQLite's rule; a few connections let readers run beside it.
 	db.SetMaxOpenConns(8)
+	if cfg.MaxConns > 0 {
+		db.SetMaxOpenConns(cfg.MaxConns)
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
@@ -77,20 +50,13 @@ func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqli
 		db.Close()
 		return nil, err
 	}
-	return &sqliteEngine{db: db, metrics: m, stmts: &stmtCache{db: db, m: map[string]*sql.Stmt{}}}, nil
+	return &sqliteEngine{db: db, metrics: m}, nil
 }
 
 func (e *sqliteEngine) name() string      { return "sqlite" }
 func (e *sqliteEngine) forUpdate() string { return "" }
-func (e *sqliteEngine) close() {
-	e.stmts.mu.Lock()
-	for _, st := range e.stmts.m {
-		st.Close()
-	}
-	e.stmts.mu.Unlock()
-	e.db.Close()
-}
-func (e *sqliteEngine) reader() querier { return sqlDB{e.db} }
+func (e *sqliteEngine) close()            { e.db.Close() }
+func (e *sqliteEngine) reader() querier   { return sqlDB{e.db} }
 
 func (e *sqliteEngine) ping(ctx context.Context) error {
 	var one int
@@ -113,7 +79,7 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q querier) error) er
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlTx{tx: tx, stmts: e.stmts}); err != nil {
+	if err := fn(sqlTx{tx}); err != nil {
 		tx.Rollback()
 		if sqliteRequestRecorded(err) {
 			return fmt.Errorf("%w: %w", errRequestRecorded, err)
@@ -160,10 +126,7 @@ func sqliteFatal(err error) bool {
 }
 
 // sqlTx adapts database/sql to querier.
-type sqlTx struct {
-	tx    *sql.Tx
-	stmts *stmtCache
-}
+type sqlTx struct{ tx *sql.Tx }
 
 func (t sqlTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := t.tx.ExecContext(ctx, query, args...)
@@ -174,22 +137,7 @@ func (t sqlTx) exec(ctx context.Context, query string, args ...any) (int64, erro
 }
 
 func (t sqlTx) write(ctx context.Context, query string, args []any, check func(int64) error) error {
-	exec := t.exec
-	if t.stmts != nil {
-		st, err := t.stmts.get(ctx, query)
-		if err != nil {
-			return err
-		}
-		txSt := t.tx.StmtContext(ctx, st)
-		exec = func(ctx context.Context, _ string, args ...any) (int64, error) {
-			res, err := txSt.ExecContext(ctx, args...)
-			if err != nil {
-				return 0, err
-			}
-			return res.RowsAffected()
-		}
-	}
-	n, err := exec(ctx, query, args...)
+	n, err := t.exec(ctx, query, args...)
 	if err != nil {
 		return err
 	}

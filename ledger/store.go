@@ -35,6 +35,9 @@ func placeholders(n, width int) string {
 // parameters (32,766 and 65,535).
 const maxRowsPerInsert = 500
 
+// maxParamsPerInsert bounds the bound parameters of one multi-row INSERT (see bulkInsert).
+const maxParamsPerInsert = 1000
+
 // copyThreshold is the row count from which an engine that can COPY rows in (PostgreSQL) does so
 // instead of INSERT: parsing and binding thousands of parameters costs more than the round trip.
 const copyThreshold = 100
@@ -52,8 +55,12 @@ func bulkInsert(ctx context.Context, q querier, table string, columns []string, 
 			return err
 		}
 	}
-	for start := 0; start < len(rows); start += maxRowsPerInsert {
-		chunk := rows[start:min(start+maxRowsPerInsert, len(rows))]
+	// SQLite resolves each $N parameter by a linear search of those already seen, so a statement's
+	// parse time grows with the square of its parameters: keep each statement to about
+	// maxParamsPerInsert of them.
+	perStatement := max(1, min(maxRowsPerInsert, maxParamsPerInsert/max(1, len(columns))))
+	for start := 0; start < len(rows); start += perStatement {
+		chunk := rows[start:min(start+perStatement, len(rows))]
 		var b strings.Builder
 		fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(columns, ", "))
 		args := make([]any, 0, len(chunk)*len(columns))
@@ -228,7 +235,8 @@ func updateEnvelope(ctx context.Context, q querier, e *Envelope) error {
 
 // Commitments.
 
-const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at"
+const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at, " +
+	"eligible_cost, territory, population"
 
 func scanCommitment(s scanner) (Commitment, error) {
 	var (
@@ -236,7 +244,7 @@ func scanCommitment(s scanner) (Commitment, error) {
 		created, updated int64
 	)
 	err := s.Scan(&c.ID, &c.EnvelopeID, &c.Beneficiary, &c.Project, &c.Currency, &c.Amount, &c.Released,
-		&c.Description, &created, &updated)
+		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population)
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return c, err
 }
@@ -274,7 +282,7 @@ func insertCommitments(ctx context.Context, q querier, cs []*Commitment) error {
 	rows := make([][]any, 0, len(cs))
 	for _, c := range cs {
 		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
-			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt)})
+			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population})
 	}
 	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
 		internal("a commitment was not inserted"))
@@ -308,7 +316,11 @@ func insertEntries(ctx context.Context, q querier, entries []Entry) error {
 			}
 			postings = append(postings, []any{e.ID, i, p.Account, p.Amount})
 		}
-		if sum != 0 || len(e.Postings) < 2 {
+		if e.Kind == KindRulesChanged {
+			if len(e.Postings) != 0 {
+				return internal("entry %s changes rules but has postings", e.ID)
+			}
+		} else if sum != 0 || len(e.Postings) < 2 {
 			return internal("entry %s is unbalanced: %d postings summing to %d", e.ID, len(e.Postings), sum)
 		}
 		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt)})

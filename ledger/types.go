@@ -46,16 +46,22 @@ func (e *Envelope) Available() int64 { return e.Allocation - e.Committed - e.Chi
 
 // Commitment is an award of part of an envelope to one project of one beneficiary.
 type Commitment struct {
-	ID          string    `json:"id"`
-	EnvelopeID  string    `json:"envelope_id"`
-	Beneficiary string    `json:"beneficiary"`
-	Project     string    `json:"project"`
-	Currency    string    `json:"currency"`
-	Amount      int64     `json:"amount"`
-	Released    int64     `json:"released"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string `json:"id"`
+	EnvelopeID  string `json:"envelope_id"`
+	Beneficiary string `json:"beneficiary"`
+	Project     string `json:"project"`
+	Currency    string `json:"currency"`
+	Amount      int64  `json:"amount"`
+	Released    int64  `json:"released"`
+	Description string `json:"description,omitempty"`
+	// EligibleCost, Territory and Population are what the award said of the project's eligible
+	// cost and the beneficiary's territory and population (0 and "" when not given); the funding
+	// rules look at them.
+	EligibleCost int64     `json:"eligible_cost,omitempty"`
+	Territory    string    `json:"territory,omitempty"`
+	Population   int64     `json:"population,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Remaining is the amount the commitment still holds.
@@ -71,6 +77,10 @@ const (
 	KindAllocationMoved   EntryKind = "ALLOCATION_MOVED"
 	KindCommitted         EntryKind = "COMMITTED"
 	KindReleased          EntryKind = "RELEASED"
+	// KindRulesChanged records a new rule set of an envelope (SetRules). It moves no money, so
+	// it is the one kind of entry without postings; the rule set itself is kept in
+	// envelope_rules under the entry's id.
+	KindRulesChanged EntryKind = "RULES_CHANGED"
 )
 
 // Posting is one line of a journal entry: a signed amount on one account.
@@ -137,6 +147,37 @@ type Commit struct {
 	Project     string
 	Amount      int64
 	Description string
+	Policy
+}
+
+// Policy is what an award says for the funding rules (see Rules): the project's eligible cost,
+// and the beneficiary's territory and population. Zero values mean "not given"; an award that a
+// rule needs them for is refused with POLICY_VIOLATION.
+type Policy struct {
+	// EligibleCost is the project's eligible cost, in minor units.
+	EligibleCost int64
+	// Territory identifies the beneficiary's territory (e.g. "insee:69123"), kept with the award.
+	Territory string
+	// Population is the number of inhabitants of the beneficiary's territory.
+	Population int64
+}
+
+func (p *Policy) validate(prefix string) error {
+	if p.EligibleCost < 0 {
+		return invalidArgument(prefix+"eligible_cost", "must not be negative")
+	}
+	if p.Population < 0 {
+		return invalidArgument(prefix+"population", "must not be negative")
+	}
+	return checkText(prefix+"territory", p.Territory, 0, 200)
+}
+
+// add appends the policy fields to a fingerprint, only when one is given, so that the
+// fingerprints of requests made before they existed do not change.
+func (p *Policy) add(f *fingerprinter) {
+	if p.EligibleCost != 0 || p.Territory != "" || p.Population != 0 {
+		f.str("policy").num(p.EligibleCost).str(p.Territory).num(p.Population)
+	}
 }
 
 // CommitResult is the outcome of Commit: the commitment and the envelope right after it.
@@ -250,7 +291,7 @@ func (c *MoveAllocation) validate() error {
 func (c *Commit) validate() error {
 	return firstError(checkRequestID(c.RequestID), checkEnvelopeID("envelope", c.EnvelopeID),
 		checkText("beneficiary", c.Beneficiary, 1, 200), checkText("project", c.Project, 1, 200),
-		checkAmount("amount", c.Amount), checkText("description", c.Description, 0, 500))
+		checkAmount("amount", c.Amount), checkText("description", c.Description, 0, 500), c.Policy.validate(""))
 }
 
 func (c *Release) validate() error {
@@ -297,8 +338,10 @@ func (c *MoveAllocation) fingerprint() string {
 
 func (c *Commit) fingerprint() string {
 	f := &fingerprinter{}
-	return f.str("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
-		num(c.Amount).str(c.Description).sum()
+	f.str("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
+		num(c.Amount).str(c.Description)
+	c.Policy.add(f)
+	return f.sum()
 }
 
 func (c *Release) fingerprint() string {

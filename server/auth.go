@@ -45,7 +45,7 @@ const (
 	RoleService Role = "service"
 	// RoleAdmin is a person managing the envelopes: CreateEnvelope, MoveAllocation, and reads.
 	RoleAdmin Role = "admin"
-	// RoleAuditor reads (and will verify the ledger).
+	// RoleAuditor reads and verifies the ledger (VerifyLedger).
 	RoleAuditor Role = "auditor"
 )
 
@@ -64,6 +64,11 @@ var authorization = map[string][]Role{
 	pb.EnvelopeService_MoveAllocation_FullMethodName: {RoleAdmin},
 	pb.EnvelopeService_GetEnvelope_FullMethodName:    everyone,
 	pb.EnvelopeService_ListEnvelopes_FullMethodName:  everyone,
+	// Funding rules are set by administrators, like envelopes, and read by anyone.
+	pb.EnvelopeService_SetEnvelopeRules_FullMethodName: {RoleAdmin},
+	pb.EnvelopeService_GetEnvelopeRules_FullMethodName: everyone,
+
+	pb.ReportService_GetFundingReport_FullMethodName: everyone,
 
 	pb.CommitmentService_Commit_FullMethodName:          {RoleService},
 	pb.CommitmentService_Release_FullMethodName:         {RoleService},
@@ -72,6 +77,8 @@ var authorization = map[string][]Role{
 	pb.CommitmentService_ListCommitments_FullMethodName: everyone,
 
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
+
+	pb.AuditService_VerifyLedger_FullMethodName: {RoleAuditor, RoleAdmin},
 
 	// Server reflection (grpcurl list/describe) needs a credential, of any role.
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      everyone,

@@ -46,6 +46,9 @@ func commitmentPB(c *ledger.Commitment) *pb.Commitment {
 		Description:  c.Description,
 		CreateTime:   timestamppb.New(c.CreatedAt),
 		UpdateTime:   timestamppb.New(c.UpdatedAt),
+		EligibleCost: c.EligibleCost,
+		Territory:    c.Territory,
+		Population:   c.Population,
 	}
 }
 
@@ -55,6 +58,7 @@ var entryKinds = map[ledger.EntryKind]pb.EntryKind{
 	ledger.KindAllocationMoved:   pb.EntryKind_ENTRY_KIND_ALLOCATION_MOVED,
 	ledger.KindCommitted:         pb.EntryKind_ENTRY_KIND_COMMITTED,
 	ledger.KindReleased:          pb.EntryKind_ENTRY_KIND_RELEASED,
+	ledger.KindRulesChanged:      pb.EntryKind_ENTRY_KIND_RULES_CHANGED,
 }
 
 func entryPB(e *ledger.Entry) *pb.JournalEntry {

@@ -32,6 +32,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonEnvelopesNotRelated:     codes.FailedPrecondition,
 	ledger.ReasonAmountOverflow:          codes.FailedPrecondition,
 	ledger.ReasonRequestIDReused:         codes.FailedPrecondition,
+	ledger.ReasonPolicyViolation:         codes.FailedPrecondition,
 	ledger.ReasonStoreUnavailable:        codes.Unavailable,
 	ledger.ReasonTransactionConflict:     codes.Aborted,
 	ledger.ReasonInternal:                codes.Internal,

@@ -82,6 +82,8 @@ func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (
 		Project:     req.GetProject(),
 		Amount:      req.GetAmount(),
 		Description: req.GetDescription(),
+		Policy: ledger.Policy{EligibleCost: req.GetEligibleCost(), Territory: req.GetTerritory(),
+			Population: req.GetPopulation()},
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -109,7 +111,9 @@ func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommit
 	items := make([]ledger.BulkItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
 		items[i] = ledger.BulkItem{Beneficiary: it.GetBeneficiary(), Project: it.GetProject(),
-			Amount: it.GetAmount(), Description: it.GetDescription()}
+			Amount: it.GetAmount(), Description: it.GetDescription(),
+			Policy: ledger.Policy{EligibleCost: it.GetEligibleCost(), Territory: it.GetTerritory(),
+				Population: it.GetPopulation()}}
 	}
 	res, err := s.ledger.BulkCommit(ctx, ledger.BulkCommit{
 		RequestID:    req.GetRequestId(),

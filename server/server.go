@@ -145,6 +145,8 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	pb.RegisterEnvelopeServiceServer(g, &envelopeService{ledger: l})
 	pb.RegisterCommitmentServiceServer(g, &commitmentService{ledger: l})
 	pb.RegisterJournalServiceServer(g, &journalService{ledger: l})
+	pb.RegisterReportServiceServer(g, &reportService{ledger: l})
+	pb.RegisterAuditServiceServer(g, &auditService{ledger: l})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	if rpcMetrics != nil {

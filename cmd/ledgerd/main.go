@@ -189,6 +189,9 @@ func loopback(host string) bool {
 }
 
 func realMain(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "verify" {
+		return verifyMain(ctx, args[1:], os.Stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err

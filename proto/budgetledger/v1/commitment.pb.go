@@ -48,7 +48,13 @@ type Commitment struct {
 	// Output only. When the award was made.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the commitment last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. The project's eligible cost given with the award, in minor units; 0 if none.
+	EligibleCost int64 `protobuf:"varint,12,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
+	// Output only. The beneficiary's territory given with the award; empty if none.
+	Territory string `protobuf:"bytes,13,opt,name=territory,proto3" json:"territory,omitempty"`
+	// Output only. The population of the beneficiary's territory given with the award; 0 if none.
+	Population    int64 `protobuf:"varint,14,opt,name=population,proto3" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +166,27 @@ func (x *Commitment) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Commitment) GetEligibleCost() int64 {
+	if x != nil {
+		return x.EligibleCost
+	}
+	return 0
+}
+
+func (x *Commitment) GetTerritory() string {
+	if x != nil {
+		return x.Territory
+	}
+	return ""
+}
+
+func (x *Commitment) GetPopulation() int64 {
+	if x != nil {
+		return x.Population
+	}
+	return 0
+}
+
 // CommitRequest is the request of Commit.
 type CommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -175,7 +202,16 @@ type CommitRequest struct {
 	// Optional. Free text kept with the award, at most 500 characters.
 	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. The project's eligible cost, in minor units; needed where a funding-share rule
+	// applies (else the award is refused with POLICY_VIOLATION, metadata missing=eligible_cost).
+	EligibleCost int64 `protobuf:"varint,7,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
+	// Optional. The beneficiary's territory, e.g. "insee:69123" or "siren:200046977", at most 200
+	// characters; kept with the award.
+	Territory string `protobuf:"bytes,8,opt,name=territory,proto3" json:"territory,omitempty"`
+	// Optional. The number of inhabitants of the beneficiary's territory; needed where a
+	// minimum-population rule applies (else POLICY_VIOLATION, metadata missing=population).
+	Population    int64 `protobuf:"varint,9,opt,name=population,proto3" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +286,27 @@ func (x *CommitRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CommitRequest) GetEligibleCost() int64 {
+	if x != nil {
+		return x.EligibleCost
+	}
+	return 0
+}
+
+func (x *CommitRequest) GetTerritory() string {
+	if x != nil {
+		return x.Territory
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetPopulation() int64 {
+	if x != nil {
+		return x.Population
+	}
+	return 0
 }
 
 // CommitResponse is the response of Commit.
@@ -538,7 +595,16 @@ type BatchCommitItem struct {
 	// Required. Amount to award, in minor units of the envelope's currency.
 	Amount int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Optional. Free text kept with the award, at most 500 characters.
-	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// Optional. The project's eligible cost, in minor units; needed where a funding-share rule
+	// applies (else the award is refused with POLICY_VIOLATION, metadata missing=eligible_cost).
+	EligibleCost int64 `protobuf:"varint,5,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
+	// Optional. The beneficiary's territory, e.g. "insee:69123" or "siren:200046977", at most 200
+	// characters; kept with the award.
+	Territory string `protobuf:"bytes,6,opt,name=territory,proto3" json:"territory,omitempty"`
+	// Optional. The number of inhabitants of the beneficiary's territory; needed where a
+	// minimum-population rule applies (else POLICY_VIOLATION, metadata missing=population).
+	Population    int64 `protobuf:"varint,7,opt,name=population,proto3" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -599,6 +665,27 @@ func (x *BatchCommitItem) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *BatchCommitItem) GetEligibleCost() int64 {
+	if x != nil {
+		return x.EligibleCost
+	}
+	return 0
+}
+
+func (x *BatchCommitItem) GetTerritory() string {
+	if x != nil {
+		return x.Territory
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetPopulation() int64 {
+	if x != nil {
+		return x.Population
+	}
+	return 0
 }
 
 // BatchCommitResponse is the response of BatchCommit.
@@ -1017,7 +1104,7 @@ var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x03\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n" +
 	"\n" +
 	"Commitment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -1033,7 +1120,12 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xe0\x02\n" +
+	"updateTime\x12#\n" +
+	"\religible_cost\x18\f \x01(\x03R\feligibleCost\x12\x1c\n" +
+	"\tterritory\x18\r \x01(\tR\tterritory\x12\x1e\n" +
+	"\n" +
+	"population\x18\x0e \x01(\x03R\n" +
+	"population\"\xf4\x03\n" +
 	"\rCommitRequest\x12L\n" +
 	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12B\n" +
 	"\vbeneficiary\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
@@ -1041,7 +1133,12 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
 	"\vdescription\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x124\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa9\x01\n" +
+	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12,\n" +
+	"\religible_cost\x18\a \x01(\x03B\a\xbaH\x04\"\x02(\x00R\feligibleCost\x12;\n" +
+	"\tterritory\x18\b \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12'\n" +
+	"\n" +
+	"population\x18\t \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
+	"population\"\xa9\x01\n" +
 	"\x0eCommitResponse\x12;\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
@@ -1067,12 +1164,17 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\x05items\x18\x02 \x03(\v2 .budgetledger.v1.BatchCommitItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\x90NR\x05items\x12$\n" +
 	"\x0eall_or_nothing\x18\x03 \x01(\bR\fallOrNothing\x124\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xde\x01\n" +
+	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xf2\x02\n" +
 	"\x0fBatchCommitItem\x12B\n" +
 	"\vbeneficiary\x18\x01 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
 	"\aproject\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\x1f\n" +
 	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
-	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\"\xd6\x01\n" +
+	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x12,\n" +
+	"\religible_cost\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\feligibleCost\x12;\n" +
+	"\tterritory\x18\x06 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12'\n" +
+	"\n" +
+	"population\x18\a \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
+	"population\"\xd6\x01\n" +
 	"\x13BatchCommitResponse\x12<\n" +
 	"\aresults\x18\x01 \x03(\v2\".budgetledger.v1.BatchCommitResultR\aresults\x125\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12%\n" +

@@ -38,7 +38,10 @@ type CommitmentServiceClient interface {
 	// balances right after it.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested, envelope,
-	// currency_code),
+	// currency_code), POLICY_VIOLATION (a funding rule of the envelope refuses it; metadata: rule —
+	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
+	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
+	// population, territory; award_time, window_start, window_end; or missing),
 	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
 	// same refusal; send a new request_id to try again.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
@@ -133,7 +136,10 @@ type CommitmentServiceServer interface {
 	// balances right after it.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS (metadata: available, requested, envelope,
-	// currency_code),
+	// currency_code), POLICY_VIOLATION (a funding rule of the envelope refuses it; metadata: rule —
+	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
+	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
+	// population, territory; award_time, window_start, window_end; or missing),
 	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
 	// same refusal; send a new request_id to try again.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)

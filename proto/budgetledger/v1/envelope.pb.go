@@ -698,6 +698,581 @@ func (x *MoveAllocationResponse) GetJournalEntry() string {
 	return ""
 }
 
+// FundingRules are the rules of one rule set. An unset rule is inherited from the envelope's
+// ancestors; a set one overrides theirs.
+type FundingRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. The most a project may receive from the envelope, in basis points of its eligible
+	// cost (5000 = 50 %), counting every award already made to the same project on the same
+	// envelope, minus releases. 1 to 10000; 10000 lifts an inherited limit.
+	MaxFundingShareBps *int64 `protobuf:"varint,1,opt,name=max_funding_share_bps,json=maxFundingShareBps,proto3,oneof" json:"max_funding_share_bps,omitempty"`
+	// Optional. The minimum number of inhabitants of the beneficiary's territory; 0 lifts an
+	// inherited minimum.
+	MinPopulation *int64 `protobuf:"varint,2,opt,name=min_population,json=minPopulation,proto3,oneof" json:"min_population,omitempty"`
+	// Optional. When awards may be made; a window with neither time lifts an inherited window.
+	AwardWindow   *AwardWindow `protobuf:"bytes,3,opt,name=award_window,json=awardWindow,proto3" json:"award_window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FundingRules) Reset() {
+	*x = FundingRules{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FundingRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FundingRules) ProtoMessage() {}
+
+func (x *FundingRules) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FundingRules.ProtoReflect.Descriptor instead.
+func (*FundingRules) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FundingRules) GetMaxFundingShareBps() int64 {
+	if x != nil && x.MaxFundingShareBps != nil {
+		return *x.MaxFundingShareBps
+	}
+	return 0
+}
+
+func (x *FundingRules) GetMinPopulation() int64 {
+	if x != nil && x.MinPopulation != nil {
+		return *x.MinPopulation
+	}
+	return 0
+}
+
+func (x *FundingRules) GetAwardWindow() *AwardWindow {
+	if x != nil {
+		return x.AwardWindow
+	}
+	return nil
+}
+
+// AwardWindow is a span of time in which awards may be made: from start_time (included) to
+// end_time (excluded). An unset time leaves that side open.
+type AwardWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. The first instant at which awards may be made.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Optional. The instant from which awards are no longer made.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwardWindow) Reset() {
+	*x = AwardWindow{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwardWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwardWindow) ProtoMessage() {}
+
+func (x *AwardWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwardWindow.ProtoReflect.Descriptor instead.
+func (*AwardWindow) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AwardWindow) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *AwardWindow) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// RuleSet is one rule set given to an envelope, for one call of the programme.
+type RuleSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. Resource name, "envelopes/{envelope_id}/ruleSets/{rule_set_id}"; the id is also
+	// the id of the journal entry that recorded it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Output only. The envelope, "envelopes/{envelope_id}".
+	Envelope string `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. The call of the programme the rules belong to, e.g. "appel-2".
+	Call string `protobuf:"bytes,3,opt,name=call,proto3" json:"call,omitempty"`
+	// Output only. When the rule set came (or comes) into force.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// Output only. The rules as given; unset rules are inherited.
+	Rules *FundingRules `protobuf:"bytes,5,opt,name=rules,proto3" json:"rules,omitempty"`
+	// Output only. The principal that set them.
+	Caller string `protobuf:"bytes,6,opt,name=caller,proto3" json:"caller,omitempty"`
+	// Output only. When the rule set was recorded.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleSet) Reset() {
+	*x = RuleSet{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleSet) ProtoMessage() {}
+
+func (x *RuleSet) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleSet.ProtoReflect.Descriptor instead.
+func (*RuleSet) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RuleSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RuleSet) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *RuleSet) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *RuleSet) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
+func (x *RuleSet) GetRules() *FundingRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *RuleSet) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *RuleSet) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// EffectiveRules are the rules that apply to awards on an envelope at a time, each with the
+// rule set it comes from (on the envelope or on an ancestor).
+type EffectiveRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The time these rules are for.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// Output only. The maximum funding share in basis points; unset when none applies.
+	MaxFundingShareBps *int64 `protobuf:"varint,2,opt,name=max_funding_share_bps,json=maxFundingShareBps,proto3,oneof" json:"max_funding_share_bps,omitempty"`
+	// Output only. The rule set the funding share comes from, "envelopes/{id}/ruleSets/{id}".
+	MaxFundingShareRuleSet string `protobuf:"bytes,3,opt,name=max_funding_share_rule_set,json=maxFundingShareRuleSet,proto3" json:"max_funding_share_rule_set,omitempty"`
+	// Output only. The minimum population; unset when none applies.
+	MinPopulation *int64 `protobuf:"varint,4,opt,name=min_population,json=minPopulation,proto3,oneof" json:"min_population,omitempty"`
+	// Output only. The rule set the minimum population comes from.
+	MinPopulationRuleSet string `protobuf:"bytes,5,opt,name=min_population_rule_set,json=minPopulationRuleSet,proto3" json:"min_population_rule_set,omitempty"`
+	// Output only. The award window; unset when none applies.
+	AwardWindow *AwardWindow `protobuf:"bytes,6,opt,name=award_window,json=awardWindow,proto3" json:"award_window,omitempty"`
+	// Output only. The rule set the award window comes from.
+	AwardWindowRuleSet string `protobuf:"bytes,7,opt,name=award_window_rule_set,json=awardWindowRuleSet,proto3" json:"award_window_rule_set,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *EffectiveRules) Reset() {
+	*x = EffectiveRules{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EffectiveRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EffectiveRules) ProtoMessage() {}
+
+func (x *EffectiveRules) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EffectiveRules.ProtoReflect.Descriptor instead.
+func (*EffectiveRules) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EffectiveRules) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *EffectiveRules) GetMaxFundingShareBps() int64 {
+	if x != nil && x.MaxFundingShareBps != nil {
+		return *x.MaxFundingShareBps
+	}
+	return 0
+}
+
+func (x *EffectiveRules) GetMaxFundingShareRuleSet() string {
+	if x != nil {
+		return x.MaxFundingShareRuleSet
+	}
+	return ""
+}
+
+func (x *EffectiveRules) GetMinPopulation() int64 {
+	if x != nil && x.MinPopulation != nil {
+		return *x.MinPopulation
+	}
+	return 0
+}
+
+func (x *EffectiveRules) GetMinPopulationRuleSet() string {
+	if x != nil {
+		return x.MinPopulationRuleSet
+	}
+	return ""
+}
+
+func (x *EffectiveRules) GetAwardWindow() *AwardWindow {
+	if x != nil {
+		return x.AwardWindow
+	}
+	return nil
+}
+
+func (x *EffectiveRules) GetAwardWindowRuleSet() string {
+	if x != nil {
+		return x.AwardWindowRuleSet
+	}
+	return ""
+}
+
+// SetEnvelopeRulesRequest is the request of SetEnvelopeRules.
+type SetEnvelopeRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The envelope, "envelopes/{envelope_id}".
+	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Required. The call of the programme these rules belong to, e.g. "appel-2", 1 to 200
+	// characters.
+	Call string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
+	// Required. The rules; unset ones are inherited from the envelope's ancestors.
+	Rules *FundingRules `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
+	// Optional. When the rules come into force; unset, or a time already past, means at once
+	// (rules never apply to awards already decided).
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetEnvelopeRulesRequest) Reset() {
+	*x = SetEnvelopeRulesRequest{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetEnvelopeRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetEnvelopeRulesRequest) ProtoMessage() {}
+
+func (x *SetEnvelopeRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetEnvelopeRulesRequest.ProtoReflect.Descriptor instead.
+func (*SetEnvelopeRulesRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetEnvelopeRulesRequest) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *SetEnvelopeRulesRequest) GetCall() string {
+	if x != nil {
+		return x.Call
+	}
+	return ""
+}
+
+func (x *SetEnvelopeRulesRequest) GetRules() *FundingRules {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *SetEnvelopeRulesRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
+func (x *SetEnvelopeRulesRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// SetEnvelopeRulesResponse is the response of SetEnvelopeRules.
+type SetEnvelopeRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule set as recorded.
+	RuleSet *RuleSet `protobuf:"bytes,1,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
+	// Resource name of the journal entry that recorded the change, "journalEntries/{id}".
+	JournalEntry  string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetEnvelopeRulesResponse) Reset() {
+	*x = SetEnvelopeRulesResponse{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetEnvelopeRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetEnvelopeRulesResponse) ProtoMessage() {}
+
+func (x *SetEnvelopeRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetEnvelopeRulesResponse.ProtoReflect.Descriptor instead.
+func (*SetEnvelopeRulesResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetEnvelopeRulesResponse) GetRuleSet() *RuleSet {
+	if x != nil {
+		return x.RuleSet
+	}
+	return nil
+}
+
+func (x *SetEnvelopeRulesResponse) GetJournalEntry() string {
+	if x != nil {
+		return x.JournalEntry
+	}
+	return ""
+}
+
+// GetEnvelopeRulesRequest is the request of GetEnvelopeRules.
+type GetEnvelopeRulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The envelope, "envelopes/{envelope_id}".
+	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Optional. The time to give the effective rules for; now when unset.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnvelopeRulesRequest) Reset() {
+	*x = GetEnvelopeRulesRequest{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvelopeRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvelopeRulesRequest) ProtoMessage() {}
+
+func (x *GetEnvelopeRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvelopeRulesRequest.ProtoReflect.Descriptor instead.
+func (*GetEnvelopeRulesRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetEnvelopeRulesRequest) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *GetEnvelopeRulesRequest) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// GetEnvelopeRulesResponse is the response of GetEnvelopeRules.
+type GetEnvelopeRulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The envelope's own rule sets, oldest effective_time first (future ones included).
+	RuleSets []*RuleSet `protobuf:"bytes,1,rep,name=rule_sets,json=ruleSets,proto3" json:"rule_sets,omitempty"`
+	// The rules in force on the envelope at the time asked, inherited through the tree.
+	EffectiveRules *EffectiveRules `protobuf:"bytes,2,opt,name=effective_rules,json=effectiveRules,proto3" json:"effective_rules,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetEnvelopeRulesResponse) Reset() {
+	*x = GetEnvelopeRulesResponse{}
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnvelopeRulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnvelopeRulesResponse) ProtoMessage() {}
+
+func (x *GetEnvelopeRulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_envelope_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnvelopeRulesResponse.ProtoReflect.Descriptor instead.
+func (*GetEnvelopeRulesResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_envelope_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetEnvelopeRulesResponse) GetRuleSets() []*RuleSet {
+	if x != nil {
+		return x.RuleSets
+	}
+	return nil
+}
+
+func (x *GetEnvelopeRulesResponse) GetEffectiveRules() *EffectiveRules {
+	if x != nil {
+		return x.EffectiveRules
+	}
+	return nil
+}
+
 var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
@@ -761,12 +1336,60 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x16MoveAllocationResponse\x121\n" +
 	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\x06source\x12;\n" +
 	"\vdestination\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\vdestination\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry2\x91\x03\n" +
+	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\xf5\x01\n" +
+	"\fFundingRules\x12B\n" +
+	"\x15max_funding_share_bps\x18\x01 \x01(\x03B\n" +
+	"\xbaH\a\"\x05\x18\x90N(\x01H\x00R\x12maxFundingShareBps\x88\x01\x01\x123\n" +
+	"\x0emin_population\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00H\x01R\rminPopulation\x88\x01\x01\x12?\n" +
+	"\faward_window\x18\x03 \x01(\v2\x1c.budgetledger.v1.AwardWindowR\vawardWindowB\x18\n" +
+	"\x16_max_funding_share_bpsB\x11\n" +
+	"\x0f_min_population\"\x7f\n" +
+	"\vAwardWindow\x129\n" +
+	"\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x9a\x02\n" +
+	"\aRuleSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\benvelope\x18\x02 \x01(\tR\benvelope\x12\x12\n" +
+	"\x04call\x18\x03 \x01(\tR\x04call\x12A\n" +
+	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\x123\n" +
+	"\x05rules\x18\x05 \x01(\v2\x1d.budgetledger.v1.FundingRulesR\x05rules\x12\x16\n" +
+	"\x06caller\x18\x06 \x01(\tR\x06caller\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xb8\x03\n" +
+	"\x0eEffectiveRules\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x126\n" +
+	"\x15max_funding_share_bps\x18\x02 \x01(\x03H\x00R\x12maxFundingShareBps\x88\x01\x01\x12:\n" +
+	"\x1amax_funding_share_rule_set\x18\x03 \x01(\tR\x16maxFundingShareRuleSet\x12*\n" +
+	"\x0emin_population\x18\x04 \x01(\x03H\x01R\rminPopulation\x88\x01\x01\x125\n" +
+	"\x17min_population_rule_set\x18\x05 \x01(\tR\x14minPopulationRuleSet\x12?\n" +
+	"\faward_window\x18\x06 \x01(\v2\x1c.budgetledger.v1.AwardWindowR\vawardWindow\x121\n" +
+	"\x15award_window_rule_set\x18\a \x01(\tR\x12awardWindowRuleSetB\x18\n" +
+	"\x16_max_funding_share_bpsB\x11\n" +
+	"\x0f_min_population\"\xd3\x02\n" +
+	"\x17SetEnvelopeRulesRequest\x12L\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x124\n" +
+	"\x04call\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x04call\x12;\n" +
+	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\x06\xbaH\x03\xc8\x01\x01R\x05rules\x12A\n" +
+	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\x124\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"t\n" +
+	"\x18SetEnvelopeRulesResponse\x123\n" +
+	"\brule_set\x18\x01 \x01(\v2\x18.budgetledger.v1.RuleSetR\aruleSet\x12#\n" +
+	"\rjournal_entry\x18\x02 \x01(\tR\fjournalEntry\"\x97\x01\n" +
+	"\x17GetEnvelopeRulesRequest\x12L\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x9b\x01\n" +
+	"\x18GetEnvelopeRulesResponse\x125\n" +
+	"\trule_sets\x18\x01 \x03(\v2\x18.budgetledger.v1.RuleSetR\bruleSets\x12H\n" +
+	"\x0feffective_rules\x18\x02 \x01(\v2\x1f.budgetledger.v1.EffectiveRulesR\x0eeffectiveRules2\xe3\x04\n" +
 	"\x0fEnvelopeService\x12a\n" +
 	"\x0eCreateEnvelope\x12&.budgetledger.v1.CreateEnvelopeRequest\x1a'.budgetledger.v1.CreateEnvelopeResponse\x12X\n" +
 	"\vGetEnvelope\x12#.budgetledger.v1.GetEnvelopeRequest\x1a$.budgetledger.v1.GetEnvelopeResponse\x12^\n" +
 	"\rListEnvelopes\x12%.budgetledger.v1.ListEnvelopesRequest\x1a&.budgetledger.v1.ListEnvelopesResponse\x12a\n" +
-	"\x0eMoveAllocation\x12&.budgetledger.v1.MoveAllocationRequest\x1a'.budgetledger.v1.MoveAllocationResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x0eMoveAllocation\x12&.budgetledger.v1.MoveAllocationRequest\x1a'.budgetledger.v1.MoveAllocationResponse\x12g\n" +
+	"\x10SetEnvelopeRules\x12(.budgetledger.v1.SetEnvelopeRulesRequest\x1a).budgetledger.v1.SetEnvelopeRulesResponse\x12g\n" +
+	"\x10GetEnvelopeRules\x12(.budgetledger.v1.GetEnvelopeRulesRequest\x1a).budgetledger.v1.GetEnvelopeRulesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_envelope_proto_rawDescOnce sync.Once
@@ -780,41 +1403,67 @@ func file_budgetledger_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_envelope_proto_rawDescData
 }
 
-var file_budgetledger_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_budgetledger_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_budgetledger_v1_envelope_proto_goTypes = []any{
-	(*Envelope)(nil),               // 0: budgetledger.v1.Envelope
-	(*CreateEnvelopeRequest)(nil),  // 1: budgetledger.v1.CreateEnvelopeRequest
-	(*CreateEnvelopeResponse)(nil), // 2: budgetledger.v1.CreateEnvelopeResponse
-	(*GetEnvelopeRequest)(nil),     // 3: budgetledger.v1.GetEnvelopeRequest
-	(*GetEnvelopeResponse)(nil),    // 4: budgetledger.v1.GetEnvelopeResponse
-	(*ListEnvelopesRequest)(nil),   // 5: budgetledger.v1.ListEnvelopesRequest
-	(*ListEnvelopesResponse)(nil),  // 6: budgetledger.v1.ListEnvelopesResponse
-	(*MoveAllocationRequest)(nil),  // 7: budgetledger.v1.MoveAllocationRequest
-	(*MoveAllocationResponse)(nil), // 8: budgetledger.v1.MoveAllocationResponse
-	(*timestamppb.Timestamp)(nil),  // 9: google.protobuf.Timestamp
+	(*Envelope)(nil),                 // 0: budgetledger.v1.Envelope
+	(*CreateEnvelopeRequest)(nil),    // 1: budgetledger.v1.CreateEnvelopeRequest
+	(*CreateEnvelopeResponse)(nil),   // 2: budgetledger.v1.CreateEnvelopeResponse
+	(*GetEnvelopeRequest)(nil),       // 3: budgetledger.v1.GetEnvelopeRequest
+	(*GetEnvelopeResponse)(nil),      // 4: budgetledger.v1.GetEnvelopeResponse
+	(*ListEnvelopesRequest)(nil),     // 5: budgetledger.v1.ListEnvelopesRequest
+	(*ListEnvelopesResponse)(nil),    // 6: budgetledger.v1.ListEnvelopesResponse
+	(*MoveAllocationRequest)(nil),    // 7: budgetledger.v1.MoveAllocationRequest
+	(*MoveAllocationResponse)(nil),   // 8: budgetledger.v1.MoveAllocationResponse
+	(*FundingRules)(nil),             // 9: budgetledger.v1.FundingRules
+	(*AwardWindow)(nil),              // 10: budgetledger.v1.AwardWindow
+	(*RuleSet)(nil),                  // 11: budgetledger.v1.RuleSet
+	(*EffectiveRules)(nil),           // 12: budgetledger.v1.EffectiveRules
+	(*SetEnvelopeRulesRequest)(nil),  // 13: budgetledger.v1.SetEnvelopeRulesRequest
+	(*SetEnvelopeRulesResponse)(nil), // 14: budgetledger.v1.SetEnvelopeRulesResponse
+	(*GetEnvelopeRulesRequest)(nil),  // 15: budgetledger.v1.GetEnvelopeRulesRequest
+	(*GetEnvelopeRulesResponse)(nil), // 16: budgetledger.v1.GetEnvelopeRulesResponse
+	(*timestamppb.Timestamp)(nil),    // 17: google.protobuf.Timestamp
 }
 var file_budgetledger_v1_envelope_proto_depIdxs = []int32{
-	9,  // 0: budgetledger.v1.Envelope.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 1: budgetledger.v1.Envelope.update_time:type_name -> google.protobuf.Timestamp
+	17, // 0: budgetledger.v1.Envelope.create_time:type_name -> google.protobuf.Timestamp
+	17, // 1: budgetledger.v1.Envelope.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: budgetledger.v1.CreateEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 3: budgetledger.v1.CreateEnvelopeResponse.parent:type_name -> budgetledger.v1.Envelope
 	0,  // 4: budgetledger.v1.GetEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 5: budgetledger.v1.ListEnvelopesResponse.envelopes:type_name -> budgetledger.v1.Envelope
 	0,  // 6: budgetledger.v1.MoveAllocationResponse.source:type_name -> budgetledger.v1.Envelope
 	0,  // 7: budgetledger.v1.MoveAllocationResponse.destination:type_name -> budgetledger.v1.Envelope
-	1,  // 8: budgetledger.v1.EnvelopeService.CreateEnvelope:input_type -> budgetledger.v1.CreateEnvelopeRequest
-	3,  // 9: budgetledger.v1.EnvelopeService.GetEnvelope:input_type -> budgetledger.v1.GetEnvelopeRequest
-	5,  // 10: budgetledger.v1.EnvelopeService.ListEnvelopes:input_type -> budgetledger.v1.ListEnvelopesRequest
-	7,  // 11: budgetledger.v1.EnvelopeService.MoveAllocation:input_type -> budgetledger.v1.MoveAllocationRequest
-	2,  // 12: budgetledger.v1.EnvelopeService.CreateEnvelope:output_type -> budgetledger.v1.CreateEnvelopeResponse
-	4,  // 13: budgetledger.v1.EnvelopeService.GetEnvelope:output_type -> budgetledger.v1.GetEnvelopeResponse
-	6,  // 14: budgetledger.v1.EnvelopeService.ListEnvelopes:output_type -> budgetledger.v1.ListEnvelopesResponse
-	8,  // 15: budgetledger.v1.EnvelopeService.MoveAllocation:output_type -> budgetledger.v1.MoveAllocationResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 8: budgetledger.v1.FundingRules.award_window:type_name -> budgetledger.v1.AwardWindow
+	17, // 9: budgetledger.v1.AwardWindow.start_time:type_name -> google.protobuf.Timestamp
+	17, // 10: budgetledger.v1.AwardWindow.end_time:type_name -> google.protobuf.Timestamp
+	17, // 11: budgetledger.v1.RuleSet.effective_time:type_name -> google.protobuf.Timestamp
+	9,  // 12: budgetledger.v1.RuleSet.rules:type_name -> budgetledger.v1.FundingRules
+	17, // 13: budgetledger.v1.RuleSet.create_time:type_name -> google.protobuf.Timestamp
+	17, // 14: budgetledger.v1.EffectiveRules.time:type_name -> google.protobuf.Timestamp
+	10, // 15: budgetledger.v1.EffectiveRules.award_window:type_name -> budgetledger.v1.AwardWindow
+	9,  // 16: budgetledger.v1.SetEnvelopeRulesRequest.rules:type_name -> budgetledger.v1.FundingRules
+	17, // 17: budgetledger.v1.SetEnvelopeRulesRequest.effective_time:type_name -> google.protobuf.Timestamp
+	11, // 18: budgetledger.v1.SetEnvelopeRulesResponse.rule_set:type_name -> budgetledger.v1.RuleSet
+	17, // 19: budgetledger.v1.GetEnvelopeRulesRequest.time:type_name -> google.protobuf.Timestamp
+	11, // 20: budgetledger.v1.GetEnvelopeRulesResponse.rule_sets:type_name -> budgetledger.v1.RuleSet
+	12, // 21: budgetledger.v1.GetEnvelopeRulesResponse.effective_rules:type_name -> budgetledger.v1.EffectiveRules
+	1,  // 22: budgetledger.v1.EnvelopeService.CreateEnvelope:input_type -> budgetledger.v1.CreateEnvelopeRequest
+	3,  // 23: budgetledger.v1.EnvelopeService.GetEnvelope:input_type -> budgetledger.v1.GetEnvelopeRequest
+	5,  // 24: budgetledger.v1.EnvelopeService.ListEnvelopes:input_type -> budgetledger.v1.ListEnvelopesRequest
+	7,  // 25: budgetledger.v1.EnvelopeService.MoveAllocation:input_type -> budgetledger.v1.MoveAllocationRequest
+	13, // 26: budgetledger.v1.EnvelopeService.SetEnvelopeRules:input_type -> budgetledger.v1.SetEnvelopeRulesRequest
+	15, // 27: budgetledger.v1.EnvelopeService.GetEnvelopeRules:input_type -> budgetledger.v1.GetEnvelopeRulesRequest
+	2,  // 28: budgetledger.v1.EnvelopeService.CreateEnvelope:output_type -> budgetledger.v1.CreateEnvelopeResponse
+	4,  // 29: budgetledger.v1.EnvelopeService.GetEnvelope:output_type -> budgetledger.v1.GetEnvelopeResponse
+	6,  // 30: budgetledger.v1.EnvelopeService.ListEnvelopes:output_type -> budgetledger.v1.ListEnvelopesResponse
+	8,  // 31: budgetledger.v1.EnvelopeService.MoveAllocation:output_type -> budgetledger.v1.MoveAllocationResponse
+	14, // 32: budgetledger.v1.EnvelopeService.SetEnvelopeRules:output_type -> budgetledger.v1.SetEnvelopeRulesResponse
+	16, // 33: budgetledger.v1.EnvelopeService.GetEnvelopeRules:output_type -> budgetledger.v1.GetEnvelopeRulesResponse
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_envelope_proto_init() }
@@ -822,13 +1471,15 @@ func file_budgetledger_v1_envelope_proto_init() {
 	if File_budgetledger_v1_envelope_proto != nil {
 		return
 	}
+	file_budgetledger_v1_envelope_proto_msgTypes[9].OneofWrappers = []any{}
+	file_budgetledger_v1_envelope_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_envelope_proto_rawDesc), len(file_budgetledger_v1_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

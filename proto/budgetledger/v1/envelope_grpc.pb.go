@@ -29,10 +29,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EnvelopeService_CreateEnvelope_FullMethodName = "/budgetledger.v1.EnvelopeService/CreateEnvelope"
-	EnvelopeService_GetEnvelope_FullMethodName    = "/budgetledger.v1.EnvelopeService/GetEnvelope"
-	EnvelopeService_ListEnvelopes_FullMethodName  = "/budgetledger.v1.EnvelopeService/ListEnvelopes"
-	EnvelopeService_MoveAllocation_FullMethodName = "/budgetledger.v1.EnvelopeService/MoveAllocation"
+	EnvelopeService_CreateEnvelope_FullMethodName   = "/budgetledger.v1.EnvelopeService/CreateEnvelope"
+	EnvelopeService_GetEnvelope_FullMethodName      = "/budgetledger.v1.EnvelopeService/GetEnvelope"
+	EnvelopeService_ListEnvelopes_FullMethodName    = "/budgetledger.v1.EnvelopeService/ListEnvelopes"
+	EnvelopeService_MoveAllocation_FullMethodName   = "/budgetledger.v1.EnvelopeService/MoveAllocation"
+	EnvelopeService_SetEnvelopeRules_FullMethodName = "/budgetledger.v1.EnvelopeService/SetEnvelopeRules"
+	EnvelopeService_GetEnvelopeRules_FullMethodName = "/budgetledger.v1.EnvelopeService/GetEnvelopeRules"
 )
 
 // EnvelopeServiceClient is the client API for EnvelopeService service.
@@ -60,6 +62,20 @@ type EnvelopeServiceClient interface {
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
 	// REQUEST_ID_REUSED.
 	MoveAllocation(ctx context.Context, in *MoveAllocationRequest, opts ...grpc.CallOption) (*MoveAllocationResponse, error)
+	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
+	// funding share of a project's eligible cost, a minimum population of the beneficiary's
+	// territory, a window of dates for awards. It comes into force at effective_time (at once by
+	// default) and stays in force until the envelope's next rule set. Rules left unset are
+	// inherited from the envelope's ancestors. The change is recorded in the journal as an entry of
+	// kind ENTRY_KIND_RULES_CHANGED, without postings.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
+	SetEnvelopeRules(ctx context.Context, in *SetEnvelopeRulesRequest, opts ...grpc.CallOption) (*SetEnvelopeRulesResponse, error)
+	// GetEnvelopeRules returns an envelope's own rule sets and the rules in force on it at a time,
+	// inherited through the envelope tree, each with the rule set it comes from.
+	//
+	// Errors: ENVELOPE_NOT_FOUND.
+	GetEnvelopeRules(ctx context.Context, in *GetEnvelopeRulesRequest, opts ...grpc.CallOption) (*GetEnvelopeRulesResponse, error)
 }
 
 type envelopeServiceClient struct {
@@ -110,6 +126,26 @@ func (c *envelopeServiceClient) MoveAllocation(ctx context.Context, in *MoveAllo
 	return out, nil
 }
 
+func (c *envelopeServiceClient) SetEnvelopeRules(ctx context.Context, in *SetEnvelopeRulesRequest, opts ...grpc.CallOption) (*SetEnvelopeRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetEnvelopeRulesResponse)
+	err := c.cc.Invoke(ctx, EnvelopeService_SetEnvelopeRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *envelopeServiceClient) GetEnvelopeRules(ctx context.Context, in *GetEnvelopeRulesRequest, opts ...grpc.CallOption) (*GetEnvelopeRulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetEnvelopeRulesResponse)
+	err := c.cc.Invoke(ctx, EnvelopeService_GetEnvelopeRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnvelopeServiceServer is the server API for EnvelopeService service.
 // All implementations must embed UnimplementedEnvelopeServiceServer
 // for forward compatibility.
@@ -135,6 +171,20 @@ type EnvelopeServiceServer interface {
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
 	// REQUEST_ID_REUSED.
 	MoveAllocation(context.Context, *MoveAllocationRequest) (*MoveAllocationResponse, error)
+	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
+	// funding share of a project's eligible cost, a minimum population of the beneficiary's
+	// territory, a window of dates for awards. It comes into force at effective_time (at once by
+	// default) and stays in force until the envelope's next rule set. Rules left unset are
+	// inherited from the envelope's ancestors. The change is recorded in the journal as an entry of
+	// kind ENTRY_KIND_RULES_CHANGED, without postings.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
+	SetEnvelopeRules(context.Context, *SetEnvelopeRulesRequest) (*SetEnvelopeRulesResponse, error)
+	// GetEnvelopeRules returns an envelope's own rule sets and the rules in force on it at a time,
+	// inherited through the envelope tree, each with the rule set it comes from.
+	//
+	// Errors: ENVELOPE_NOT_FOUND.
+	GetEnvelopeRules(context.Context, *GetEnvelopeRulesRequest) (*GetEnvelopeRulesResponse, error)
 	mustEmbedUnimplementedEnvelopeServiceServer()
 }
 
@@ -156,6 +206,12 @@ func (UnimplementedEnvelopeServiceServer) ListEnvelopes(context.Context, *ListEn
 }
 func (UnimplementedEnvelopeServiceServer) MoveAllocation(context.Context, *MoveAllocationRequest) (*MoveAllocationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MoveAllocation not implemented")
+}
+func (UnimplementedEnvelopeServiceServer) SetEnvelopeRules(context.Context, *SetEnvelopeRulesRequest) (*SetEnvelopeRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetEnvelopeRules not implemented")
+}
+func (UnimplementedEnvelopeServiceServer) GetEnvelopeRules(context.Context, *GetEnvelopeRulesRequest) (*GetEnvelopeRulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEnvelopeRules not implemented")
 }
 func (UnimplementedEnvelopeServiceServer) mustEmbedUnimplementedEnvelopeServiceServer() {}
 func (UnimplementedEnvelopeServiceServer) testEmbeddedByValue()                         {}
@@ -250,6 +306,42 @@ func _EnvelopeService_MoveAllocation_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnvelopeService_SetEnvelopeRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetEnvelopeRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnvelopeServiceServer).SetEnvelopeRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnvelopeService_SetEnvelopeRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnvelopeServiceServer).SetEnvelopeRules(ctx, req.(*SetEnvelopeRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnvelopeService_GetEnvelopeRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEnvelopeRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnvelopeServiceServer).GetEnvelopeRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnvelopeService_GetEnvelopeRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnvelopeServiceServer).GetEnvelopeRules(ctx, req.(*GetEnvelopeRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnvelopeService_ServiceDesc is the grpc.ServiceDesc for EnvelopeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -272,6 +364,14 @@ var EnvelopeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MoveAllocation",
 			Handler:    _EnvelopeService_MoveAllocation_Handler,
+		},
+		{
+			MethodName: "SetEnvelopeRules",
+			Handler:    _EnvelopeService_SetEnvelopeRules_Handler,
+		},
+		{
+			MethodName: "GetEnvelopeRules",
+			Handler:    _EnvelopeService_GetEnvelopeRules_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -39,6 +39,9 @@ const (
 	EntryKind_ENTRY_KIND_COMMITTED EntryKind = 4
 	// Part or all of an award was returned to its envelope (Release).
 	EntryKind_ENTRY_KIND_RELEASED EntryKind = 5
+	// An envelope was given a new rule set (SetEnvelopeRules); it moves no money and has no
+	// postings.
+	EntryKind_ENTRY_KIND_RULES_CHANGED EntryKind = 6
 )
 
 // Enum value maps for EntryKind.
@@ -50,6 +53,7 @@ var (
 		3: "ENTRY_KIND_ALLOCATION_MOVED",
 		4: "ENTRY_KIND_COMMITTED",
 		5: "ENTRY_KIND_RELEASED",
+		6: "ENTRY_KIND_RULES_CHANGED",
 	}
 	EntryKind_value = map[string]int32{
 		"ENTRY_KIND_UNSPECIFIED":        0,
@@ -58,6 +62,7 @@ var (
 		"ENTRY_KIND_ALLOCATION_MOVED":   3,
 		"ENTRY_KIND_COMMITTED":          4,
 		"ENTRY_KIND_RELEASED":           5,
+		"ENTRY_KIND_RULES_CHANGED":      6,
 	}
 )
 
@@ -412,14 +417,15 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8c\x01\n" +
 	"\x1aListJournalEntriesResponse\x12F\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryR\x0ejournalEntries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xbe\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xdc\x01\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +
 	"\x1dENTRY_KIND_ENVELOPE_ALLOCATED\x10\x02\x12\x1f\n" +
 	"\x1bENTRY_KIND_ALLOCATION_MOVED\x10\x03\x12\x18\n" +
 	"\x14ENTRY_KIND_COMMITTED\x10\x04\x12\x17\n" +
-	"\x13ENTRY_KIND_RELEASED\x10\x052\x7f\n" +
+	"\x13ENTRY_KIND_RELEASED\x10\x05\x12\x1c\n" +
+	"\x18ENTRY_KIND_RULES_CHANGED\x10\x062\x7f\n" +
 	"\x0eJournalService\x12m\n" +
 	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

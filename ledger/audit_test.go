@@ -1,0 +1,69 @@
+package ledger
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestVerifyDetectsMissingRequestsAndPostedRefusals protects invariants 6 and 7 as far as the
+// auditor can see them: a journal entry whose request is missing from the request log (a log row
+// was removed, or the entry was slipped in behind the ledger's back) and an entry posted under a
+// request recorded as refused are each reported. The entries slipped in balance and leave every
+// balance as it was, so that nothing else gives them away.
+func TestVerifyDetectsMissingRequestsAndPostedRefusals(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		mustCommit(t, l, "axis-1", "commune", 1_000)
+		refused := commitCmd("axis-1", "greedy", axis1Cents+1)
+		if _, err := l.Commit(ctx, refused); !errors.Is(err, ErrInsufficientFunds) {
+			t.Fatalf("Commit above the envelope: %v, want INSUFFICIENT_FUNDS", err)
+		}
+		requireVerifyOK(t, l)
+
+		slip := func(entryID, requestID string) {
+			t.Helper()
+			stmts := []struct {
+				query string
+				args  []any
+			}{
+				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITTED', 'EUR', 'mallory', $2, '', 0)",
+					[]any{entryID, requestID}},
+				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-1', -7)", []any{entryID}},
+				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-1', 7)", []any{entryID}},
+			}
+			for _, s := range stmts {
+				if err := rawExec(ctx, l, s.query, s.args...); err != nil {
+					t.Fatalf("tampering with %q: %v", s.query, err)
+				}
+			}
+		}
+		slip("00000000-0000-7000-8000-000000000001", "never-recorded")
+		slip("00000000-0000-7000-8000-000000000002", refused.RequestID)
+
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		type finding struct {
+			Invariant int
+			Subject   string
+		}
+		var got []finding
+		for _, d := range rep.Discrepancies {
+			got = append(got, finding{d.Invariant, d.Subject})
+		}
+		slices.SortFunc(got, func(a, b finding) int { return a.Invariant - b.Invariant })
+		want := []finding{
+			{6, EntryName("00000000-0000-7000-8000-000000000001")},
+			{7, EntryName("00000000-0000-7000-8000-000000000002")},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)
+		}
+	})
+}

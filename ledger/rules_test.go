@@ -1,0 +1,70 @@
+package ledger
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func ptr(v int64) *int64 { return &v }
+
+// TestRulesInheritanceWindowAndBatchTotals protects the funding rules inside group commit:
+// a rule inherited from the fund and overridden on a child; the award window; several awards to
+// one project in one all-or-nothing batch counting each other, and undone with the batch; the
+// project totals equal to the commitments afterwards (Verify, invariant 4).
+func TestRulesInheritanceWindowAndBatchTotals(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		set := func(env string, r Rules) {
+			t.Helper()
+			if _, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: env,
+				Call: "appel-1", Rules: r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		set("fund", Rules{MaxFundingShareBPS: ptr(5000)})
+		set("axis-3", Rules{MaxFundingShareBPS: ptr(10000)}) // lifts the share on axis 3
+		award := func(env, project string, amount, cost int64) error {
+			c := commitCmd(env, "b-"+project, amount)
+			c.Project, c.EligibleCost = project, cost
+			_, err := l.Commit(ctx, c)
+			return err
+		}
+		if err := award("axis-1", "p", 600, 1000); !errors.Is(err, ErrPolicyViolation) {
+			t.Errorf("60 %% on axis-1 (inherited 50 %%): %v, want POLICY_VIOLATION", err)
+		}
+		if err := award("axis-3", "p", 1000, 1000); err != nil {
+			t.Errorf("100 %% on axis-3 (overridden): %v", err)
+		}
+		// One batch: 300 + 200 fit 50 % of 1000, a third 1 does not; all-or-nothing undoes all.
+		items := []BulkItem{{Beneficiary: "b", Project: "q", Amount: 300, Policy: Policy{EligibleCost: 1000}},
+			{Beneficiary: "b", Project: "q", Amount: 200, Policy: Policy{EligibleCost: 1000}},
+			{Beneficiary: "b", Project: "q", Amount: 1, Policy: Policy{EligibleCost: 1000}}}
+		_, err := l.BulkCommit(ctx, BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+			Items: items, AllOrNothing: true})
+		if e, ok := asError(err); !ok || e.Reason != ReasonPolicyViolation || e.Metadata["item"] != "2" ||
+			e.Metadata["already_awarded"] != "500" {
+			t.Fatalf("all-or-nothing batch: %v, want POLICY_VIOLATION on item 2 with 500 already awarded", err)
+		}
+		res, err := l.BulkCommit(ctx, BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+			Items: items})
+		if err != nil || res.Accepted != 2 || res.Refused != 1 {
+			t.Fatalf("item-by-item batch: %+v, %v; want 2 accepted, 1 refused", res, err)
+		}
+		// The award window: closed in the past on axis 2.
+		set("axis-2", Rules{AwardWindow: &Window{End: time.Now().Add(-time.Hour)}})
+		if err := award("axis-2", "late", 1, 1000); !errors.Is(err, ErrPolicyViolation) {
+			t.Errorf("award after the window: %v, want POLICY_VIOLATION", err)
+		}
+		rules, err := l.GetRules(ctx, "axis-2", time.Time{})
+		if err != nil || rules.Effective.MaxFundingShareBPS != 5000 || rules.Effective.AwardWindow == nil ||
+			rules.Effective.MaxFundingShareSet.EnvelopeID != "fund" {
+			t.Errorf("effective rules of axis-2: %+v, %v", rules.Effective, err)
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil || !rep.OK() {
+			t.Errorf("Verify: %v %v", rep.Discrepancies, err)
+		}
+	})
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/budgetledger/budgetledger/ledger"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+// This file serves the funding rules (EnvelopeService.SetEnvelopeRules and GetEnvelopeRules) and
+// the funding report (ReportService).
+
+func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvelopeRulesRequest) (*pb.SetEnvelopeRulesResponse, error) {
+	var effective time.Time
+	if req.GetEffectiveTime() != nil {
+		effective = req.GetEffectiveTime().AsTime()
+	}
+	res, err := s.ledger.SetRules(ctx, ledger.SetRules{
+		RequestID:     req.GetRequestId(),
+		Caller:        callerFrom(ctx),
+		EnvelopeID:    id(req.GetEnvelope(), "envelopes"),
+		Call:          req.GetCall(),
+		EffectiveTime: effective,
+		Rules:         rulesFromPB(req.GetRules()),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SetEnvelopeRulesResponse{RuleSet: ruleSetPB(&res.RuleSet), JournalEntry: ledger.EntryName(res.EntryID)}, nil
+}
+
+func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvelopeRulesRequest) (*pb.GetEnvelopeRulesResponse, error) {
+	var at time.Time
+	if req.GetTime() != nil {
+		at = req.GetTime().AsTime()
+	}
+	res, err := s.ledger.GetRules(ctx, id(req.GetEnvelope(), "envelopes"), at)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.GetEnvelopeRulesResponse{}
+	for i := range res.RuleSets {
+		out.RuleSets = append(out.RuleSets, ruleSetPB(&res.RuleSets[i]))
+	}
+	e := res.Effective
+	eff := &pb.EffectiveRules{Time: timestamppb.New(res.At)}
+	if e.MaxFundingShareSet != nil {
+		eff.MaxFundingShareBps = &e.MaxFundingShareBPS
+		eff.MaxFundingShareRuleSet = ledger.RuleSetName(e.MaxFundingShareSet.EnvelopeID, e.MaxFundingShareSet.ID)
+	}
+	if e.MinPopulationSet != nil {
+		eff.MinPopulation = &e.MinPopulation
+		eff.MinPopulationRuleSet = ledger.RuleSetName(e.MinPopulationSet.EnvelopeID, e.MinPopulationSet.ID)
+	}
+	if e.AwardWindowSet != nil {
+		eff.AwardWindow = windowPB(e.AwardWindow)
+		eff.AwardWindowRuleSet = ledger.RuleSetName(e.AwardWindowSet.EnvelopeID, e.AwardWindowSet.ID)
+	}
+	out.EffectiveRules = eff
+	return out, nil
+}
+
+func rulesFromPB(r *pb.FundingRules) ledger.Rules {
+	var out ledger.Rules
+	if r.MaxFundingShareBps != nil {
+		v := r.GetMaxFundingShareBps()
+		out.MaxFundingShareBPS = &v
+	}
+	if r.MinPopulation != nil {
+		v := r.GetMinPopulation()
+		out.MinPopulation = &v
+	}
+	if w := r.GetAwardWindow(); w != nil {
+		out.AwardWindow = &ledger.Window{}
+		if w.GetStartTime() != nil {
+			out.AwardWindow.Start = w.GetStartTime().AsTime().UTC()
+		}
+		if w.GetEndTime() != nil {
+			out.AwardWindow.End = w.GetEndTime().AsTime().UTC()
+		}
+	}
+	return out
+}
+
+func windowPB(w *ledger.Window) *pb.AwardWindow {
+	if w == nil {
+		return nil
+	}
+	out := &pb.AwardWindow{}
+	if !w.Start.IsZero() {
+		out.StartTime = timestamppb.New(w.Start)
+	}
+	if !w.End.IsZero() {
+		out.EndTime = timestamppb.New(w.End)
+	}
+	return out
+}
+
+func ruleSetPB(rs *ledger.RuleSet) *pb.RuleSet {
+	rules := &pb.FundingRules{MaxFundingShareBps: rs.Rules.MaxFundingShareBPS, MinPopulation: rs.Rules.MinPopulation,
+		AwardWindow: windowPB(rs.Rules.AwardWindow)}
+	return &pb.RuleSet{
+		Name:          ledger.RuleSetName(rs.EnvelopeID, rs.ID),
+		Envelope:      ledger.EnvelopeName(rs.EnvelopeID),
+		Call:          rs.Call,
+		EffectiveTime: timestamppb.New(rs.EffectiveFrom),
+		Rules:         rules,
+		Caller:        rs.Caller,
+		CreateTime:    timestamppb.New(rs.CreatedAt),
+	}
+}
+
+// reportService implements pb.ReportServiceServer over a ledger.
+type reportService struct {
+	pb.UnimplementedReportServiceServer
+	ledger *ledger.Ledger
+}
+
+func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFundingReportRequest) (*pb.GetFundingReportResponse, error) {
+	var asOf time.Time
+	if req.GetAsOfTime() != nil {
+		asOf = req.GetAsOfTime().AsTime()
+	}
+	rep, err := s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.GetFundingReportResponse{AsOfTime: timestamppb.New(rep.AsOf)}
+	for _, l := range rep.Lines {
+		parent := ""
+		if l.ParentID != "" {
+			parent = ledger.EnvelopeName(l.ParentID)
+		}
+		out.Envelopes = append(out.Envelopes, &pb.EnvelopeReport{
+			Envelope: ledger.EnvelopeName(l.EnvelopeID), Parent: parent, DisplayName: l.DisplayName,
+			CurrencyCode: l.Currency, Depth: int32(l.Depth), Own: figuresPB(l.Own), Total: figuresPB(l.Total),
+		})
+	}
+	return out, nil
+}
+
+func figuresPB(f ledger.Figures) *pb.ReportFigures {
+	return &pb.ReportFigures{Allocation: f.Allocation, Awarded: f.Awarded, Committed: f.Committed,
+		Released: f.Released, Available: f.Available, AwardCount: f.AwardCount, BeneficiaryCount: f.BeneficiaryCount}
+}

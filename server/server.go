@@ -22,10 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -60,7 +58,7 @@ type Config struct {
 // Server is a gRPC server for one ledger.
 type Server struct {
 	grpc   *grpc.Server
-	health *health.Server
+	health *healthService
 	ledger *ledger.Ledger
 	log    *slog.Logger
 	cfg    Config
@@ -127,7 +125,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		validationInterceptor(validator),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 			log.ErrorContext(ctx, "panic in handler", "panic", p)
-			return status.Error(codes.Internal, "internal error")
+			return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
 		})),
 	)
 	opts := []grpc.ServerOption{
@@ -141,7 +139,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	g := grpc.NewServer(opts...)
-	s := &Server{grpc: g, health: health.NewServer(), ledger: l, log: log, cfg: cfg}
+	s := &Server{grpc: g, health: newHealthService(), ledger: l, log: log, cfg: cfg}
 	pb.RegisterEnvelopeServiceServer(g, &envelopeService{ledger: l})
 	pb.RegisterCommitmentServiceServer(g, &commitmentService{ledger: l})
 	pb.RegisterJournalServiceServer(g, &journalService{ledger: l})
@@ -213,7 +211,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.stopOnce.Do(func() {
 		s.stopWatch()
 		<-s.watchDone
-		s.health.Shutdown()
+		s.health.shutdown()
 		done := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()

@@ -90,7 +90,8 @@ func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResu
 	// appears in a caller's request id, so these cannot collide with another request. Every item
 	// carries the fingerprint of the whole call, so changing any item changes them all.
 	callFingerprint := cmd.fingerprint()
-	u := &unit{envelopeID: cmd.EnvelopeID, allOrNothing: cmd.AllOrNothing}
+	u := &unit{envelopeID: cmd.EnvelopeID, allOrNothing: cmd.AllOrNothing, callID: cmd.RequestID,
+		callFingerprint: callFingerprint}
 	for i, it := range cmd.Items {
 		f := &fingerprinter{}
 		u.ops = append(u.ops, &envelopeOp{

@@ -517,6 +517,10 @@ type unit struct {
 	envelopeID   string
 	ops          []*envelopeOp
 	allOrNothing bool
+	// callID and callFingerprint name a bulk call as a whole: the request log holds a row for the
+	// call beside its items', so that the same request id with other items (more of them, say)
+	// is refused before any item is decided.
+	callID, callFingerprint string
 	// envelope is the envelope as this unit left it, once decided (nil if it does not exist).
 	envelope *Envelope
 
@@ -544,6 +548,9 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*unit) error {
 	n := 0
 	for _, u := range units {
 		n += len(u.ops)
+		if u.callID != "" {
+			ids = append(ids, u.callID)
+		}
 		for _, op := range u.ops {
 			ids = append(ids, op.requestID())
 		}
@@ -578,6 +585,8 @@ type batchState struct {
 	changed        map[string]*Commitment
 	recorded       []requestRow
 	decidedHere    map[string]*envelopeOp
+	// callsHere are the bulk calls decided in this batch, by request id, with their fingerprint.
+	callsHere map[string]string
 
 	// rules are the effective funding rules of each envelope found.
 	rules map[string]*EffectiveRules
@@ -618,7 +627,7 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
 	at := now()
 	var commitmentIDs, envelopeIDs []string
 	b := &batchState{envs: map[string]*envState{}, changed: map[string]*Commitment{},
-		decidedHere: map[string]*envelopeOp{}}
+		decidedHere: map[string]*envelopeOp{}, callsHere: map[string]string{}}
 	for _, u := range units {
 		u.envelope = nil
 		if _, ok := b.envs[u.envelopeID]; !ok {
@@ -649,6 +658,24 @@ func (l *Ledger) decideBatch(ctx context.Context, q querier, units []*unit,
 
 	for _, u := range units {
 		s := b.envs[u.envelopeID]
+		if u.callID != "" {
+			fp, seen := b.callsHere[u.callID]
+			if prior, ok := priors[u.callID]; ok {
+				fp, seen = prior.fingerprint, true
+			}
+			if seen && fp != u.callFingerprint {
+				// The request id was used for another request: refuse the call whole, record nothing.
+				for _, op := range u.ops {
+					op.outcome = outcome{Refusal: requestIDReused(u.callID)}
+				}
+				continue
+			}
+			if !seen {
+				b.callsHere[u.callID] = u.callFingerprint
+				b.recorded = append(b.recorded, requestRow{u.callID, u.callFingerprint,
+					outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.ops)))}})
+			}
+		}
 		m := b.mark(s)
 		var failed *Error
 		failedAt := -1

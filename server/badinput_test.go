@@ -375,12 +375,10 @@ func TestBadInput(t *testing.T) {
 // that reuses a request id with more items than the first is refused with REQUEST_ID_REUSED and
 // posts nothing, and the same with all_or_nothing is refused the same way (not ABORTED).
 //
-// Known bug, found by this catalogue and left to the owner of ledger/bulk.go and ledger.go: the
-// items beyond the first call's are decided under their own item ids ("<id> <n>"), so the
-// extra award is posted although the caller is told REQUEST_ID_REUSED, and with all_or_nothing
-// the refusal re-records the reused item id and the call fails with ABORTED on every retry.
+// Found by this catalogue: items beyond the first call's were decided under their own item ids,
+// so an extra award was posted although the caller was told REQUEST_ID_REUSED. The request log
+// now holds a row for the call itself, checked before any item.
 func TestBatchCommitReusedRequestIDPostsNothing(t *testing.T) {
-	t.Skip("known bug in ledger.BulkCommit (see the comment): a reused request id with extra items posts them")
 	t.Parallel()
 	h := start(t, testdb.SQLite(t))
 	h.buildFund(t)

@@ -277,18 +277,16 @@ func (l *Ledger) withRequestLog(ctx context.Context, ids []string, decide func(m
 // decideOne decides a request that was not in the request log and records its outcome.
 func (l *Ledger) decideOne(ctx context.Context, q querier, requestID, fingerprint string, decided *outcome,
 	apply func(ctx context.Context, q querier, at time.Time) (any, error)) error {
-	{
-		at := now()
-		result, err := apply(ctx, q, at)
-		if refusal, ok := isRefusal(err); ok {
-			*decided = outcome{Refusal: refusal}
-		} else if err != nil {
-			return err
-		} else if decided.Result, err = json.Marshal(result); err != nil {
-			return err
-		}
-		return insertRequests(ctx, q, at, []requestRow{{requestID, fingerprint, *decided}})
+	at := now()
+	result, err := apply(ctx, q, at)
+	if refusal, ok := isRefusal(err); ok {
+		*decided = outcome{Refusal: refusal}
+	} else if err != nil {
+		return err
+	} else if decided.Result, err = json.Marshal(result); err != nil {
+		return err
 	}
+	return insertRequests(ctx, q, at, []requestRow{{requestID, fingerprint, *decided}})
 }
 
 // CreateEnvelope creates a root envelope funded from outside the ledger, or a child envelope whose

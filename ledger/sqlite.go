@@ -56,7 +56,7 @@ func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqli
 func (e *sqliteEngine) name() string      { return "sqlite" }
 func (e *sqliteEngine) forUpdate() string { return "" }
 func (e *sqliteEngine) close()            { e.db.Close() }
-func (e *sqliteEngine) reader() querier   { return sqlDB{e.db} }
+func (e *sqliteEngine) reader() querier   { return sqlQuerier{e.db} }
 
 func (e *sqliteEngine) ping(ctx context.Context) error {
 	var one int
@@ -79,7 +79,7 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q querier) error) er
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlTx{tx}); err != nil {
+	if err := fn(sqlQuerier{tx}); err != nil {
 		tx.Rollback()
 		if sqliteRequestRecorded(err) {
 			return fmt.Errorf("%w: %w", errRequestRecorded, err)
@@ -125,43 +125,47 @@ func sqliteFatal(err error) bool {
 	return false
 }
 
-// sqlTx adapts database/sql to querier.
-type sqlTx struct{ tx *sql.Tx }
+// sqlQuerier adapts database/sql (a transaction, or the pool for single-statement reads) to
+// querier. SQLite runs in process: writes are run at once, there is no round trip to save.
+type sqlQuerier struct {
+	q interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	}
+}
 
-func (t sqlTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, query, args...)
+func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.q.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
 	return res.RowsAffected()
 }
 
-func (t sqlTx) write(ctx context.Context, query string, args []any, check func(int64) error) error {
-	n, err := t.exec(ctx, query, args...)
-	if err != nil {
+func (s sqlQuerier) write(ctx context.Context, query string, args []any, check func(int64) error) error {
+	n, err := s.exec(ctx, query, args...)
+	if err != nil || check == nil {
 		return err
 	}
-	if check != nil {
-		return check(n)
-	}
-	return nil
+	return check(n)
 }
 
-func (t sqlTx) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+func (s sqlQuerier) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
 	for _, args := range argsList {
-		if err := scan(t.queryRow(ctx, query, args...)); err != nil {
+		if err := scan(s.queryRow(ctx, query, args...)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t sqlTx) queryRow(ctx context.Context, query string, args ...any) scanner {
-	return sqlRow{t.tx.QueryRowContext(ctx, query, args...)}
+func (s sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+	return sqlRow{s.q.QueryRowContext(ctx, query, args...)}
 }
 
-func (t sqlTx) query(ctx context.Context, query string, args ...any) (rows, error) {
-	r, err := t.tx.QueryContext(ctx, query, args...)
+func (s sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+	r, err := s.q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -190,52 +194,4 @@ func sqlitePath(dsn string) string {
 		}
 	}
 	return dsn
-}
-
-func (sqlTx) writeWith(ctx context.Context, exec func(context.Context, string, ...any) (int64, error),
-	query string, args []any, check func(int64) error) error {
-	n, err := exec(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	if check != nil {
-		return check(n)
-	}
-	return nil
-}
-
-// sqlDB adapts a *sql.DB to querier, for single-statement reads.
-type sqlDB struct{ db *sql.DB }
-
-func (d sqlDB) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := d.db.ExecContext(ctx, query, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
-func (d sqlDB) write(ctx context.Context, query string, args []any, check func(int64) error) error {
-	return sqlTx{}.writeWith(ctx, d.exec, query, args, check)
-}
-
-func (d sqlDB) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
-	for _, args := range argsList {
-		if err := scan(d.queryRow(ctx, query, args...)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d sqlDB) queryRow(ctx context.Context, query string, args ...any) scanner {
-	return sqlRow{d.db.QueryRowContext(ctx, query, args...)}
-}
-
-func (d sqlDB) query(ctx context.Context, query string, args ...any) (rows, error) {
-	r, err := d.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	return sqlRows{r}, nil
 }

@@ -26,9 +26,11 @@ import (
 
 	"github.com/cockroachdb/cockroach-go/v2/testserver"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
-const postgresURLEnv = "LEDGER_TEST_POSTGRES_URL"
+const postgresURLEnv = testdb.PostgresEnv
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -126,32 +128,11 @@ func withDatabase(t *testing.T, dsn, database string) string {
 // PostgreSQL tested.
 func newPostgresDB(t *testing.T) testDB {
 	t.Helper()
-	base := requirePostgresURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
+	dsn, err := testdb.CreateDatabase(t, requirePostgresURL(t))
 	if err != nil {
 		t.Fatalf("connecting to PostgreSQL at %s: %v", postgresURLEnv, err)
 	}
-	defer admin.Close(context.Background())
-	name := "ledger_test_" + randomSuffix(t)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("CREATE DATABASE %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connecting to drop database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(context.Background())
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("DROP DATABASE %s: %v", name, err)
-		}
-	})
-	return testDB{engine: "postgres", dsn: withDatabase(t, base, name)}
+	return testDB{engine: "postgres", dsn: dsn}
 }
 
 // One CockroachDB server serves the whole package; it is started by the first test that needs

@@ -36,12 +36,25 @@ func start(t *testing.T, database string) *harness {
 
 func startWith(t *testing.T, database string, lcfg ledger.Config, scfg server.Config) *harness {
 	t.Helper()
-	ctx := context.Background()
-	l, err := ledger.Open(ctx, database, lcfg)
+	l, err := ledger.Open(context.Background(), database, lcfg)
 	if err != nil {
 		t.Fatalf("opening ledger: %v", err)
 	}
 	t.Cleanup(l.Close)
+	addr, _ := serve(t, l, scfg)
+	conn := dialPlain(t, addr)
+	return &harness{
+		ledger:      l,
+		conn:        conn,
+		envelopes:   pb.NewEnvelopeServiceClient(conn),
+		commitments: pb.NewCommitmentServiceClient(conn),
+		journal:     pb.NewJournalServiceClient(conn),
+	}
+}
+
+// serve serves l with scfg on a loopback TCP port until the test ends, and returns the address.
+func serve(t *testing.T, l *ledger.Ledger, scfg server.Config) (string, *server.Server) {
+	t.Helper()
 	if scfg.Logger == nil {
 		scfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -63,18 +76,18 @@ func startWith(t *testing.T, database string, lcfg ledger.Config, scfg server.Co
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return lis.Addr().String(), srv
+}
+
+// dialPlain connects to addr without TLS, until the test ends.
+func dialPlain(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &harness{
-		ledger:      l,
-		conn:        conn,
-		envelopes:   pb.NewEnvelopeServiceClient(conn),
-		commitments: pb.NewCommitmentServiceClient(conn),
-		journal:     pb.NewJournalServiceClient(conn),
-	}
+	return conn
 }
 
 // errorInfo returns the code and the ErrorInfo of a failed call, failing the test if the error

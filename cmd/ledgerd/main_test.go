@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,19 +50,62 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
+// runLedgerd runs ledgerd in-process with args and returns the loopback address it serves on and
+// what it had logged until then. It stops (as on a signal: its context ends) when the test ends,
+// and the test fails if it did not stop cleanly.
+func runLedgerd(t *testing.T, args ...string) (addr, logged string) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	logR, logW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- realMain(ctx, args, logW)
+		logW.Close()
+	}()
+	var log lockedBuffer
+	listening := waitListening(t, io.TeeReader(logR, &log))
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ledgerd stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("ledgerd did not stop")
+		}
+	})
+	_, port, err := net.SplitHostPort(listening)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", port), log.String()
+}
+
+// lockedBuffer is a buffer written by one goroutine and read by another.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // TestServesOnDefaults runs ledgerd as a newcomer would, with no set-up: it creates its SQLite file
 // in the working directory, serves, and stops cleanly on a signal (here, its context).
 func TestServesOnDefaults(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	ctx, stop := context.WithCancel(context.Background())
-	logR, logW := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- realMain(ctx, []string{"--listen", "127.0.0.1:0"}, logW)
-		logW.Close()
-	}()
-	addr := waitListening(t, logR)
+	addr, _ := runLedgerd(t, "--listen", "127.0.0.1:0")
 	conn := dial(t, addr)
 	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -68,15 +114,6 @@ func TestServesOnDefaults(t *testing.T) {
 	if _, err := pb.NewEnvelopeServiceClient(conn).CreateEnvelope(context.Background(),
 		&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 8_800_000_000, RequestId: "fund"}); err != nil {
 		t.Fatal(err)
-	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("ledgerd stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("ledgerd did not stop")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ledger.db")); err != nil {
 		t.Errorf("no SQLite file in the working directory: %v", err)

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -21,22 +19,12 @@ var metricsLine = regexp.MustCompile(`msg="metrics listening" address=(\S+)`)
 // ledger's own metrics (batch sizes, envelope available amounts), and nothing when it is off.
 func TestMetricsEndpoint(t *testing.T) {
 	t.Chdir(t.TempDir())
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	logR, logW := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- realMain(ctx, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, logW)
-		logW.Close()
-	}()
-	var metricsURL string
-	lines := bufio.NewScanner(logR)
-	for metricsURL == "" && lines.Scan() {
-		if m := metricsLine.FindStringSubmatch(lines.Text()); m != nil {
-			metricsURL = m[1]
-		}
+	addr, logged := runLedgerd(t, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+	m := metricsLine.FindStringSubmatch(logged)
+	if m == nil {
+		t.Fatalf("ledgerd did not log where it serves metrics:\n%s", logged)
 	}
-	addr := waitListening(t, readerOf(lines))
+	metricsURL := m[1]
 	conn := dial(t, addr)
 	if _, err := pb.NewEnvelopeServiceClient(conn).CreateEnvelope(context.Background(),
 		&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 1000, RequestId: "fund"}); err != nil {
@@ -71,27 +59,4 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("ledgerd stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("ledgerd did not stop")
-	}
-}
-
-// readerOf turns the rest of a scanner back into a reader of lines.
-func readerOf(s *bufio.Scanner) io.Reader {
-	r, w := io.Pipe()
-	go func() {
-		for s.Scan() {
-			if _, err := w.Write(append(s.Bytes(), '\n')); err != nil {
-				return
-			}
-		}
-		w.Close()
-	}()
-	return r
 }

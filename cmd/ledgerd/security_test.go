@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,40 +129,10 @@ func TestRejectsBadSecurityFlags(t *testing.T) {
 	}
 }
 
-// runLedgerd starts ledgerd with args and returns the loopback address it serves on; it stops at
-// the end of the test, which fails if it stopped badly.
-func runLedgerd(t *testing.T, args ...string) string {
-	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	logR, logW := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- realMain(ctx, args, logW)
-		logW.Close()
-	}()
-	listening := waitListening(t, logR)
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ledgerd stopped with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("ledgerd did not stop")
-		}
-	})
-	_, port, err := net.SplitHostPort(listening)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return net.JoinHostPort("127.0.0.1", port)
-}
-
 // TestInsecureListensBeyondLoopback checks that --insecure lets ledgerd serve on every interface
 // without authentication or TLS.
 func TestInsecureListensBeyondLoopback(t *testing.T) {
-	addr := runLedgerd(t, "--listen", "0.0.0.0:0", "--insecure", "--database", filepath.Join(t.TempDir(), "ledger.db"))
+	addr, _ := runLedgerd(t, "--listen", "0.0.0.0:0", "--insecure", "--database", filepath.Join(t.TempDir(), "ledger.db"))
 	c, err := client.Dial(context.Background(), addr, client.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +157,7 @@ func TestSecureLedgerd(t *testing.T) {
 	tokensFile := filepath.Join(dir, "tokens")
 	writeFile(t, tokensFile, adminLine+"\ncert:URI=spiffe://ledger.test/payments payments service\n")
 	t.Setenv("LEDGER_TOKENS_FILE", tokensFile) // the variable works as the flag does
-	addr := runLedgerd(t, "--listen", "0.0.0.0:0", "--database", filepath.Join(dir, "ledger.db"),
+	addr, _ := runLedgerd(t, "--listen", "0.0.0.0:0", "--database", filepath.Join(dir, "ledger.db"),
 		"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", ca.WriteFile(t, dir),
 		"--rate-limit", "1000", "--rate-burst", "1000")
 	ctx := context.Background()

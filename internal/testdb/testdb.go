@@ -48,11 +48,27 @@ func Postgres(t testing.TB) string {
 		}
 		t.Skipf("%s is not set; skipping the PostgreSQL run (see README: Testing)", PostgresEnv)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
+	database, err := CreateDatabase(t, base)
 	if err != nil {
 		unreachable(t, err)
+	}
+	return database
+}
+
+// CreateDatabase creates a database of the test's own on the PostgreSQL or CockroachDB server at
+// serverURL, drops it when the test ends, and returns its URL. The error is that of reaching the
+// server, for the caller to skip or fail on; a server that refuses the database fails the test.
+func CreateDatabase(t testing.TB, serverURL string) (string, error) {
+	t.Helper()
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		t.Fatalf("parsing the database URL: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", err
 	}
 	defer admin.Close(ctx)
 	name := "ledger_test_" + randomSuffix()
@@ -62,7 +78,7 @@ func Postgres(t testing.TB) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
+		conn, err := pgx.Connect(ctx, serverURL)
 		if err != nil {
 			t.Errorf("dropping test database %s: %v", name, err)
 			return
@@ -72,12 +88,8 @@ func Postgres(t testing.TB) string {
 			t.Errorf("dropping test database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", PostgresEnv, err)
-	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), nil
 }
 
 func unreachable(t testing.TB, err error) {

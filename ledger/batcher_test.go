@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // The group-commit tests hold SQLite's write lock from a second connection, so that the batcher's
@@ -52,10 +54,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // queueState reads the only queue of a one-queue batcher.
 func queueState(l *Ledger) (ops int, running bool) {
-	l.batcher.mu.Lock()
-	defer l.batcher.mu.Unlock()
-	q := l.batcher.queues[0]
-	return q.ops, q.running
+	return l.batcher.QueueState(0)
 }
 
 func openBatched(t *testing.T) (*Ledger, string) {
@@ -140,7 +139,7 @@ func TestGroupCommitDropsCancelledRequests(t *testing.T) {
 	// The queue is first in, first out: once a later request is decided, the abandoned one has
 	// been passed over.
 	mustCommit(t, l, "hot", "later", 10)
-	priors, err := loadRequests(t.Context(), l.eng.reader(), []string{abandoned.RequestID})
+	priors, err := store.LoadRequests(t.Context(), l.db.Reader(), []string{abandoned.RequestID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +180,7 @@ func TestGroupCommitShutdown(t *testing.T) {
 
 	closed := make(chan struct{})
 	go func() { l.Close(); close(closed) }()
-	waitUntil(t, "Close began", func() bool { l.batcher.mu.Lock(); defer l.batcher.mu.Unlock(); return l.batcher.closed })
+	waitUntil(t, "Close began", l.batcher.Closed)
 	if _, err := l.Commit(t.Context(), commitCmd("hot", "late", 10)); !errors.Is(err, ErrStoreUnavailable) {
 		t.Errorf("a request during shutdown: %v, want STORE_UNAVAILABLE", err)
 	}

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -171,8 +173,8 @@ func requireVerifyOK(t *testing.T, l *Ledger) VerifyReport {
 
 // rawExec runs one statement in a read-write transaction, bypassing the ledger's logic.
 func rawExec(ctx context.Context, l *Ledger, query string, args ...any) error {
-	return l.eng.readWrite(ctx, func(q querier) error {
-		_, err := q.exec(ctx, query, args...)
+	return l.db.ReadWrite(ctx, func(q store.Querier) error {
+		_, err := q.Exec(ctx, query, args...)
 		return err
 	})
 }
@@ -237,10 +239,10 @@ func TestFranceRelanceFund(t *testing.T) {
 		}
 		allocation := func(child string, amount int64) entryShape {
 			return entryShape{KindEnvelopeAllocated, "EUR", testCaller,
-				[]Posting{{"envelopes/fund", -amount}, {"envelopes/" + child, amount}}}
+				[]Posting{{Account: "envelopes/fund", Amount: -amount}, {Account: "envelopes/" + child, Amount: amount}}}
 		}
 		want := []entryShape{
-			{KindEnvelopeFunded, "EUR", testCaller, []Posting{{FundingAccount, -fundCents}, {"envelopes/fund", fundCents}}},
+			{KindEnvelopeFunded, "EUR", testCaller, []Posting{{Account: FundingAccount, Amount: -fundCents}, {Account: "envelopes/fund", Amount: fundCents}}},
 			allocation("axis-1", axis1Cents), allocation("axis-2", axis2Cents), allocation("axis-3", axis3Cents),
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -342,7 +344,7 @@ func TestCommitAndRelease(t *testing.T) {
 			t.Fatalf("releasing the remainder: %v", err)
 		}
 		if r.Commitment.Remaining() != 0 || r.Commitment.Released != award {
-			t.Errorf("after a full release: released %d, remaining %d; want %d, 0",
+			t.Errorf("after a full Release: released %d, remaining %d; want %d, 0",
 				r.Commitment.Released, r.Commitment.Remaining(), award)
 		}
 		wantAxis3 = balances{Allocation: axis3Cents, Available: axis3Cents, Released: award, CommitmentCount: 1}
@@ -566,25 +568,25 @@ func TestRequestLogRefusesASecondDecision(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
 		ctx := t.Context()
-		row := requestRow{id: newRequestID(), fingerprint: "first", outcome: outcome{Result: []byte(`{"n":1}`)}}
-		if err := l.eng.readWrite(ctx, func(q querier) error { return insertRequests(ctx, q, now(), []requestRow{row}) }); err != nil {
+		row := core.RequestRow{ID: newRequestID(), Fingerprint: "first", Outcome: core.Outcome{Result: []byte(`{"n":1}`)}}
+		if err := l.db.ReadWrite(ctx, func(q store.Querier) error { return store.InsertRequests(ctx, q, stamp().At, []core.RequestRow{row}) }); err != nil {
 			t.Fatal(err)
 		}
 		// An engine may send writes just before COMMIT: the refusal must fail the transaction
 		// before it commits, whichever way the engine sends them.
-		second := l.eng.readWrite(ctx, func(q querier) error {
+		second := l.db.ReadWrite(ctx, func(q store.Querier) error {
 			other := row
-			other.fingerprint = "second"
-			return insertRequests(ctx, q, now(), []requestRow{{id: newRequestID(), fingerprint: "x",
-				outcome: outcome{Result: []byte(`{}`)}}, other})
+			other.Fingerprint = "second"
+			return store.InsertRequests(ctx, q, stamp().At, []core.RequestRow{{ID: newRequestID(), Fingerprint: "x",
+				Outcome: core.Outcome{Result: []byte(`{}`)}}, other})
 		})
-		if !errors.Is(second, errRequestRecorded) {
-			t.Errorf("recording a used request id: %v, want errRequestRecorded", second)
+		if !errors.Is(second, store.ErrRequestRecorded) {
+			t.Errorf("recording a used request id: %v, want ErrRequestRecorded", second)
 		}
-		err := l.eng.readWrite(ctx, func(q querier) error {
-			priors, err := loadRequests(ctx, q, []string{row.id})
-			if err == nil && priors[row.id].fingerprint != "first" {
-				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.id])
+		err := l.db.ReadWrite(ctx, func(q store.Querier) error {
+			priors, err := store.LoadRequests(ctx, q, []string{row.ID})
+			if err == nil && priors[row.ID].Fingerprint != "first" {
+				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.ID])
 			}
 			return err
 		})
@@ -884,7 +886,7 @@ func TestMoveAllocation(t *testing.T) {
 					t.Errorf("%s: got %v, want %s", step.name, err, step.wantErr.Reason)
 					continue
 				}
-				e, _ := asError(err)
+				e, _ := core.AsError(err)
 				requireMetadata(t, e, step.metadata)
 				if diff := cmp.Diff(entries, allEntries(t, l, EntryFilter{})); diff != "" {
 					t.Errorf("%s: a refused move changed the journal:\n%s", step.name, diff)
@@ -912,7 +914,7 @@ func TestMoveAllocation(t *testing.T) {
 				t.Fatalf("%s: %d entries posted, want 1", step.name, len(moved)-len(entries))
 			}
 			last := moved[len(moved)-1]
-			wantPostings := []Posting{{EnvelopeName(step.src), -step.amount}, {EnvelopeName(step.dst), step.amount}}
+			wantPostings := []Posting{{Account: EnvelopeName(step.src), Amount: -step.amount}, {Account: EnvelopeName(step.dst), Amount: step.amount}}
 			if last.ID != res.EntryID || last.Kind != KindAllocationMoved || !slices.Equal(last.Postings, wantPostings) {
 				t.Errorf("%s: last entry %+v, want %s moving %v", step.name, last, res.EntryID, wantPostings)
 			}
@@ -1240,7 +1242,7 @@ func TestAmountOverflow(t *testing.T) {
 		}
 		checkBalances(t, l, map[string]balances{"right": {Allocation: math.MaxInt64, Available: math.MaxInt64}})
 
-		// The envelope's total released grows with every release: commit and release the whole
+		// The envelope's total released grows with every Release: commit and release the whole
 		// allocation, commit it again, and the next release would overflow it.
 		c1 := mustCommit(t, l, "max", "commune", math.MaxInt64)
 		if _, err := l.Release(ctx, releaseCmd(c1.Commitment.ID, math.MaxInt64)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -63,17 +64,23 @@ func (m *metrics) queueDepth(queue int, n int) {
 	}
 }
 
-func (m *metrics) batchDecided(n int, envs map[string]*envState) {
+func (m *metrics) batchDecided(n int, envs []core.Envelope) {
 	m.batches.Add(1)
 	m.operations.Add(int64(n))
 	if m.prom == nil {
 		return
 	}
 	m.prom.batchSize.WithLabelValues().Observe(float64(n))
-	for _, s := range envs {
-		if s.found {
-			m.prom.available.WithLabelValues(EnvelopeName(s.env.ID), s.env.Currency).Set(float64(s.env.Available()))
-		}
+	m.envelopes(envs)
+}
+
+// envelopes sets the available gauge of envelopes as a transaction of this process left them.
+func (m *metrics) envelopes(envs []core.Envelope) {
+	if m.prom == nil {
+		return
+	}
+	for _, env := range envs {
+		m.prom.available.WithLabelValues(EnvelopeName(env.ID), env.Currency).Set(float64(env.Available()))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
 )
 
 func ptr(v int64) *int64 { return &v }
@@ -43,7 +45,7 @@ func TestRulesInheritanceWindowAndBatchTotals(t *testing.T) {
 			{Beneficiary: "b", Project: "q", Amount: 1, Policy: Policy{EligibleCost: 1000}}}
 		_, err := l.BulkCommit(ctx, BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
 			Items: items, AllOrNothing: true})
-		if e, ok := asError(err); !ok || e.Reason != ReasonPolicyViolation || e.Metadata["item"] != "2" ||
+		if e, ok := core.AsError(err); !ok || e.Reason != ReasonPolicyViolation || e.Metadata["item"] != "2" ||
 			e.Metadata["already_awarded"] != "500" {
 			t.Fatalf("all-or-nothing batch: %v, want POLICY_VIOLATION on item 2 with 500 already awarded", err)
 		}

@@ -1,4 +1,4 @@
-package ledger
+package store
 
 import (
 	"context"
@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -39,14 +40,18 @@ import (
 // still-running victim doomed, which it only reports at the victim's next conflict check, COMMIT.
 func TestCommitTimeSerializationFailure(t *testing.T) {
 	t.Parallel()
-	db := newPostgresDB(t)
-	l := db.open(t)
-	pe, ok := l.eng.(*pgEngine)
+	dsn := testdb.Postgres(t)
+	eng, err := Open(t.Context(), dsn, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	pe, ok := eng.(*pgEngine)
 	if !ok || pe.cockroach {
-		t.Fatalf("engine %T (%s), want PostgreSQL", l.eng, l.Engine())
+		t.Fatalf("engine %T (%s), want PostgreSQL", eng, eng.Name())
 	}
 	ctx := t.Context()
-	partner, err := pgx.Connect(ctx, db.dsn)
+	partner, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,12 +75,12 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		return v1, v2
 	}
 	// victimAlone is the victim's work: read both rows, write row 2.
-	victimAlone := func(q querier, table string) error {
+	victimAlone := func(q Querier, table string) error {
 		var sum int
-		if err := q.queryRow(ctx, "SELECT sum(v) FROM "+table).Scan(&sum); err != nil {
+		if err := q.QueryRow(ctx, "SELECT sum(v) FROM "+table).Scan(&sum); err != nil {
 			return fmt.Errorf("victim SELECT: %w", err)
 		}
-		if _, err := q.exec(ctx, "UPDATE "+table+" SET v = v + 1 WHERE id = 2"); err != nil {
+		if _, err := q.Exec(ctx, "UPDATE "+table+" SET v = v + 1 WHERE id = 2"); err != nil {
 			return fmt.Errorf("victim UPDATE: %w", err)
 		}
 		return nil
@@ -83,7 +88,7 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 	// victimWithPartner interleaves the victim's work (on q) with the partner's whole
 	// transaction, as in the schedule above. It returns an error if any statement fails, so a
 	// nil return means the victim reached COMMIT without error.
-	victimWithPartner := func(q querier, table string) error {
+	victimWithPartner := func(q Querier, table string) error {
 		ptx, err := partner.BeginTx(ctx, serializable)
 		if err != nil {
 			return err
@@ -93,13 +98,13 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		if err := ptx.QueryRow(ctx, "SELECT sum(v) FROM "+table).Scan(&sum); err != nil {
 			return fmt.Errorf("partner SELECT: %w", err)
 		}
-		if err := q.queryRow(ctx, "SELECT sum(v) FROM "+table).Scan(&sum); err != nil {
+		if err := q.QueryRow(ctx, "SELECT sum(v) FROM "+table).Scan(&sum); err != nil {
 			return fmt.Errorf("victim SELECT: %w", err)
 		}
 		if _, err := ptx.Exec(ctx, "UPDATE "+table+" SET v = v + 1 WHERE id = 1"); err != nil {
 			return fmt.Errorf("partner UPDATE: %w", err)
 		}
-		if _, err := q.exec(ctx, "UPDATE "+table+" SET v = v + 1 WHERE id = 2"); err != nil {
+		if _, err := q.Exec(ctx, "UPDATE "+table+" SET v = v + 1 WHERE id = 2"); err != nil {
 			return fmt.Errorf("victim UPDATE: %w", err)
 		}
 		if err := ptx.Commit(ctx); err != nil {
@@ -115,7 +120,7 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 	t.Run("one attempt reports the failure at COMMIT", func(t *testing.T) {
 		newSkewTable("skew_attempt")
 		var fnErr error
-		err := pe.attempt(ctx, func(q querier) error {
+		err := pe.attempt(ctx, func(q Querier) error {
 			fnErr = victimWithPartner(q, "skew_attempt")
 			return fnErr
 		})
@@ -134,8 +139,8 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		if !pgRetryable(err) {
 			t.Errorf("pgRetryable(%v) = false", err)
 		}
-		if got := l.classify(ctx, err); !errors.Is(got, ErrTransactionConflict) {
-			t.Errorf("classify(%v) = %v, want TRANSACTION_CONFLICT", err, got)
+		if !Retryable(err) {
+			t.Errorf("Retryable(%v) = false: the ledger would not report TRANSACTION_CONFLICT", err)
 		}
 		if v1, v2 := values("skew_attempt"); v1 != 1 || v2 != 0 {
 			t.Errorf("rows (%d, %d), want (1, 0): the partner committed, the victim did not", v1, v2)
@@ -145,7 +150,7 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 	t.Run("readWrite retries it in a fresh transaction", func(t *testing.T) {
 		newSkewTable("skew_readwrite")
 		attempts := 0
-		err := pe.readWrite(ctx, func(q querier) error {
+		err := pe.ReadWrite(ctx, func(q Querier) error {
 			attempts++
 			if attempts == 1 {
 				return victimWithPartner(q, "skew_readwrite")

@@ -1,4 +1,4 @@
-package ledger
+package store
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 // SQLite's single writer serializes them), synchronous=FULL so that an acknowledged commit
 // survives a power cut.
 type sqliteEngine struct {
-	db      *sql.DB
-	metrics *metrics
+	db  *sql.DB
+	cfg Config
 }
 
-func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqliteEngine, error) {
+func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, error) {
 	q := url.Values{}
 	for _, p := range []string{
 		fmt.Sprintf("busy_timeout(%d)", cfg.TxTimeout.Milliseconds()),
@@ -50,31 +50,31 @@ func openSQLite(ctx context.Context, path string, cfg Config, m *metrics) (*sqli
 		db.Close()
 		return nil, err
 	}
-	return &sqliteEngine{db: db, metrics: m}, nil
+	return &sqliteEngine{db: db, cfg: cfg}, nil
 }
 
-func (e *sqliteEngine) name() string      { return "sqlite" }
-func (e *sqliteEngine) forUpdate() string { return "" }
-func (e *sqliteEngine) close()            { e.db.Close() }
-func (e *sqliteEngine) reader() querier   { return sqlQuerier{e.db} }
+func (e *sqliteEngine) Name() string      { return "sqlite" }
+func (e *sqliteEngine) ForUpdate() string { return "" }
+func (e *sqliteEngine) Close()            { e.db.Close() }
+func (e *sqliteEngine) Reader() Querier   { return sqlQuerier{e.db} }
 
-func (e *sqliteEngine) ping(ctx context.Context) error {
+func (e *sqliteEngine) Ping(ctx context.Context) error {
 	var one int
 	return e.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
-func (e *sqliteEngine) readWrite(ctx context.Context, fn func(q querier) error) error {
+func (e *sqliteEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) error {
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, fn)
 		if err != nil && (sqliteBusy(err)) {
-			e.metrics.retried("sqlite")
+			e.cfg.retried("sqlite")
 			return retry.RetryableError(err)
 		}
 		return err
 	})
 }
 
-func (e *sqliteEngine) attempt(ctx context.Context, fn func(q querier) error) error {
+func (e *sqliteEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
 	tx, err := e.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE, from _txlock
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q querier) error) er
 	if err := fn(sqlQuerier{tx}); err != nil {
 		tx.Rollback()
 		if sqliteRequestRecorded(err) {
-			return fmt.Errorf("%w: %w", errRequestRecorded, err)
+			return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
 		}
 		return err
 	}
@@ -97,10 +97,10 @@ func sqliteRequestRecorded(err error) bool {
 		strings.Contains(se.Error(), "requests.request_id")
 }
 
-func (e *sqliteEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
+func (e *sqliteEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error {
 	// In WAL mode a transaction reads one snapshot; IMMEDIATE also keeps writers out meanwhile,
 	// which the auditor wants anyway.
-	return e.readWrite(ctx, fn)
+	return e.ReadWrite(ctx, fn)
 }
 
 func sqliteBusy(err error) bool {
@@ -126,7 +126,7 @@ func sqliteFatal(err error) bool {
 }
 
 // sqlQuerier adapts database/sql (a transaction, or the pool for single-statement reads) to
-// querier. SQLite runs in process: writes are run at once, there is no round trip to save.
+// Querier. SQLite runs in process: writes are run at once, there is no round trip to save.
 type sqlQuerier struct {
 	q interface {
 		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -135,7 +135,7 @@ type sqlQuerier struct {
 	}
 }
 
-func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+func (s sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := s.q.ExecContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
@@ -143,28 +143,28 @@ func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 	return res.RowsAffected()
 }
 
-func (s sqlQuerier) write(ctx context.Context, query string, args []any, check func(int64) error) error {
-	n, err := s.exec(ctx, query, args...)
+func (s sqlQuerier) Write(ctx context.Context, query string, args []any, check func(int64) error) error {
+	n, err := s.Exec(ctx, query, args...)
 	if err != nil || check == nil {
 		return err
 	}
 	return check(n)
 }
 
-func (s sqlQuerier) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+func (s sqlQuerier) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
 	for _, args := range argsList {
-		if err := scan(s.queryRow(ctx, query, args...)); err != nil {
+		if err := scan(s.QueryRow(ctx, query, args...)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+func (s sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) Scanner {
 	return sqlRow{s.q.QueryRowContext(ctx, query, args...)}
 }
 
-func (s sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+func (s sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	r, err := s.q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -177,7 +177,7 @@ type sqlRow struct{ row *sql.Row }
 func (r sqlRow) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return errNoRows
+		return ErrNoRows
 	}
 	return err
 }

@@ -1,10 +1,12 @@
-package ledger
+package store
 
 import (
 	"encoding/base64"
 	"errors"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
 )
 
 // FuzzDecodePageToken protects the page-token decoder against hostile tokens: whatever a client
@@ -21,8 +23,8 @@ func FuzzDecodePageToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token, filterKey string) {
 		after, err := decodePageToken(token, filterKey)
 		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || e.Reason != ReasonInvalidPageToken || e.Field != "page_token" {
+			var e *core.Error
+			if !errors.As(err, &e) || e.Reason != core.ReasonInvalidPageToken || e.Field != "page_token" {
 				t.Fatalf("decodePageToken(%q) = %v, want an INVALID_PAGE_TOKEN error on page_token", token, err)
 			}
 			if after != "" {
@@ -74,7 +76,7 @@ func FuzzPageTokenRoundTrip(f *testing.F) {
 		if other == filter {
 			return
 		}
-		if got, err := decodePageToken(token, other); !errors.Is(err, ErrInvalidPageToken) {
+		if got, err := decodePageToken(token, other); !errors.Is(err, core.ErrInvalidPageToken) {
 			t.Fatalf("token made under filter %q was accepted under %q: key %q, err %v", filter, other, got, err)
 		}
 	})

@@ -1,10 +1,15 @@
-package ledger
+// Package report computes funding reports from the journal: per envelope and rolled up through
+// its descendants, now or as of a past time. It reads only, in one consistent snapshot.
+package report
 
 import (
 	"context"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // Figures are the amounts and counts of an envelope in a report.
@@ -48,26 +53,19 @@ type Report struct {
 	Lines []ReportLine
 }
 
-// Report computes, from the journal, the funding report of the envelope rootID and its
+// Compute computes, from the journal, the funding report of the envelope rootID and its
 // descendants (every envelope tree when rootID is empty), as of time asOf (now when zero): the
 // journal entries created at or before asOf, the commitments made then and the envelopes that
 // existed. Journal entries and commitments are append-only and carry their creation time, so a
 // report as of a past time equals the report taken at that time, except for a transaction that
 // was in flight then and committed later with an earlier time (at most the transaction timeout).
-func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
+func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time) (Report, error) {
 	var rep Report
-	if rootID != "" {
-		if err := checkEnvelopeID("envelope", rootID); err != nil {
-			return rep, err
-		}
-	}
 	limit := int64(1<<63 - 1)
 	if !asOf.IsZero() {
-		limit = micros(asOf)
+		limit = asOf.UnixMicro()
 	}
-	ctx, cancel := l.txContext(ctx)
-	defer cancel()
-	err := l.eng.readOnly(ctx, func(q querier) error {
+	err := db.ReadOnly(ctx, func(q store.Querier) error {
 		rep = Report{}
 		type node struct {
 			line     ReportLine
@@ -76,7 +74,7 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 			subtree  map[string]bool
 		}
 		nodes := map[string]*node{}
-		rs, err := q.query(ctx, "SELECT id, parent_id, display_name, currency FROM envelopes WHERE created_at <= $1", limit)
+		rs, err := q.Query(ctx, "SELECT id, parent_id, display_name, currency FROM envelopes WHERE created_at <= $1", limit)
 		if err != nil {
 			return err
 		}
@@ -99,13 +97,13 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 			return err
 		}
 		if rootID != "" && nodes[rootID] == nil {
-			return envelopeNotFound(rootID)
+			return core.EnvelopeNotFound(rootID)
 		}
 
 		// Balances of every account, and awards and releases per envelope, from the journal.
 		balances := map[string]int64{}
 		var latest int64
-		rs, err = q.query(ctx, `SELECT e.kind, e.created_at, p.account, p.amount FROM journal_entries e
+		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, p.account, p.amount FROM journal_entries e
 			JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, limit)
 		if err != nil {
 			return err
@@ -126,11 +124,11 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 			if !isEnvelope || n == nil {
 				continue
 			}
-			switch EntryKind(kind) {
-			case KindCommitted:
+			switch core.EntryKind(kind) {
+			case core.KindCommitted:
 				n.line.Own.Awarded -= amount
 				n.line.Own.AwardCount++
-			case KindReleased:
+			case core.KindReleased:
 				n.line.Own.Released += amount
 			}
 		}
@@ -139,11 +137,11 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 			return err
 		}
 		for id, n := range nodes {
-			n.line.Own.Available = balances[EnvelopeName(id)]
+			n.line.Own.Available = balances[core.EnvelopeName(id)]
 		}
 
 		// Commitments made by then: what they hold, and their beneficiaries.
-		rs, err = q.query(ctx, "SELECT id, envelope_id, beneficiary FROM commitments WHERE created_at <= $1", limit)
+		rs, err = q.Query(ctx, "SELECT id, envelope_id, beneficiary FROM commitments WHERE created_at <= $1", limit)
 		if err != nil {
 			return err
 		}
@@ -154,7 +152,7 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 				return err
 			}
 			if n := nodes[envelope]; n != nil {
-				n.line.Own.Committed += balances[CommitmentName(id)]
+				n.line.Own.Committed += balances[core.CommitmentName(id)]
 				n.benef[beneficiary] = true
 			}
 		}
@@ -226,11 +224,11 @@ func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Rep
 			}
 		}
 		if asOf.IsZero() {
-			rep.AsOf = fromMicros(latest)
+			rep.AsOf = time.UnixMicro(latest).UTC()
 		} else {
 			rep.AsOf = asOf.UTC().Truncate(time.Microsecond)
 		}
 		return nil
 	})
-	return rep, l.classify(ctx, err)
+	return rep, err
 }

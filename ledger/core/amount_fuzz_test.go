@@ -1,4 +1,4 @@
-package ledger
+package core
 
 import (
 	"errors"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// FuzzAmountArithmetic protects every stored sum against overflow: addAmount and subAmount agree
+// FuzzAmountArithmetic protects every stored sum against overflow: AddAmount and SubAmount agree
 // with arbitrary-precision arithmetic whenever the exact result fits in an int64, and refuse with
-// AMOUNT_OVERFLOW exactly when it does not (subAmount also refuses any b = MinInt64, see below).
+// AMOUNT_OVERFLOW exactly when it does not (SubAmount also refuses any b = MinInt64, see below).
 func FuzzAmountArithmetic(f *testing.F) {
 	for _, seed := range [][2]int64{
 		{0, 0}, {1, -1}, {math.MaxInt64, 0}, {math.MaxInt64, 1}, {math.MinInt64, -1}, {math.MinInt64, 0},
@@ -37,11 +37,11 @@ func FuzzAmountArithmetic(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b int64) {
 		x, y := big.NewInt(a), big.NewInt(b)
-		sum, err := addAmount("sum", a, b)
+		sum, err := AddAmount("sum", a, b)
 		check(t, "+", a, b, sum, err, new(big.Int).Add(x, y))
-		diff, err := subAmount("difference", a, b)
+		diff, err := SubAmount("difference", a, b)
 		if b == math.MinInt64 {
-			// subAmount refuses to subtract MinInt64 even when the difference fits (a-MinInt64
+			// SubAmount refuses to subtract MinInt64 even when the difference fits (a-MinInt64
 			// for a < 0): conservative, never a wrong sum, and amounts are positive anyway.
 			if !errors.Is(err, ErrAmountOverflow) {
 				t.Fatalf("%d - MinInt64: got %d, %v; want the conservative AMOUNT_OVERFLOW", a, diff, err)

@@ -1,4 +1,4 @@
-package ledger
+package store
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/budgetledger/budgetledger/ledger/core"
+	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -33,10 +34,10 @@ import (
 type pgEngine struct {
 	pool      *pgxpool.Pool
 	cockroach bool
-	metrics   *metrics
+	cfg       Config
 }
 
-func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgEngine, error) {
+func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error) {
 	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message can quote the URL, password included: say only what is wrong.
@@ -46,7 +47,7 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 	case cfg.MaxConns > 0:
 		pcfg.MaxConns = int32(cfg.MaxConns)
 	case !strings.Contains(dsn, "pool_max_conns"):
-		// pgx's default, max(4, CPUs), starves group commit: each busy batch worker holds a
+		// pgx's default, max(4, CPUs), starves group Commit: each busy batch worker holds a
 		// connection for its transaction.
 		pcfg.MaxConns = max(16, pcfg.MaxConns)
 	}
@@ -61,7 +62,7 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 		pool.Close()
 		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
-	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), metrics: m}
+	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), cfg: cfg}
 	// Migrations get connections of their own: the migration lock holds one while the migration
 	// runs on another, which must not come out of (or wait on) the service's pool.
 	db := stdlib.OpenDB(*pcfg.ConnConfig.Copy())
@@ -73,20 +74,20 @@ func openPostgres(ctx context.Context, dsn string, cfg Config, m *metrics) (*pgE
 	return e, nil
 }
 
-func (e *pgEngine) name() string {
+func (e *pgEngine) Name() string {
 	if e.cockroach {
 		return "cockroachdb"
 	}
 	return "postgres"
 }
 
-func (e *pgEngine) forUpdate() string { return " FOR UPDATE" }
-func (e *pgEngine) close()            { e.pool.Close() }
-func (e *pgEngine) reader() querier   { return &pgxQuerier{q: e.pool} }
+func (e *pgEngine) ForUpdate() string { return " FOR UPDATE" }
+func (e *pgEngine) Close()            { e.pool.Close() }
+func (e *pgEngine) Reader() Querier   { return &pgxQuerier{q: e.pool} }
 
-func (e *pgEngine) ping(ctx context.Context) error { return e.pool.Ping(ctx) }
+func (e *pgEngine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }
 
-func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) error {
+func (e *pgEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
 	if e.cockroach {
 		// cockroach-go runs CockroachDB's retry protocol (SAVEPOINT cockroach_restart) itself.
@@ -98,14 +99,14 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 			return q.flush(ctx)
 		})
 		if requestRecorded(err) {
-			return fmt.Errorf("%w: %w", errRequestRecorded, err)
+			return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
 		}
 		return err
 	}
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, fn)
 		if err != nil && pgRetryable(err) {
-			e.metrics.retried(e.name())
+			e.cfg.retried(e.Name())
 			return retry.RetryableError(err)
 		}
 		return err
@@ -113,7 +114,7 @@ func (e *pgEngine) readWrite(ctx context.Context, fn func(q querier) error) erro
 }
 
 // attempt is one PostgreSQL transaction: BEGIN, fn, COMMIT, with COMMIT's error returned.
-func (e *pgEngine) attempt(ctx context.Context, fn func(q querier) error) error {
+func (e *pgEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -129,7 +130,7 @@ func (e *pgEngine) attempt(ctx context.Context, fn func(q querier) error) error 
 		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 	}
 	if requestRecorded(err) {
-		return fmt.Errorf("%w: %w", errRequestRecorded, err)
+		return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
 	}
 	return err
 }
@@ -141,7 +142,7 @@ func requestRecorded(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "requests_pkey"
 }
 
-func (e *pgEngine) readOnly(ctx context.Context, fn func(q querier) error) error {
+func (e *pgEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error {
 	return pgx.BeginTxFunc(ctx, e.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error { return fn(&pgxQuerier{q: tx}) })
 }
@@ -172,7 +173,7 @@ func pgUnavailable(err error) bool {
 		strings.Contains(err.Error(), "conn closed")
 }
 
-// pgxQuerier adapts a pgx transaction or pool to querier. Writes are held back and sent as one
+// pgxQuerier adapts a pgx transaction or pool to Querier. Writes are held back and sent as one
 // pipelined batch (one round trip) before the next read or before COMMIT.
 type pgxQuerier struct {
 	q interface {
@@ -205,7 +206,7 @@ type pendingWrite struct {
 	check func(int64) error
 }
 
-func (p *pgxQuerier) write(_ context.Context, query string, args []any, check func(int64) error) error {
+func (p *pgxQuerier) Write(_ context.Context, query string, args []any, check func(int64) error) error {
 	p.pending = append(p.pending, pendingWrite{query, args, check})
 	return nil
 }
@@ -218,7 +219,7 @@ func (p *pgxQuerier) commit(ctx context.Context) error {
 	err := p.send(ctx, "COMMIT")
 	var (
 		pe *pgconn.PgError
-		le *Error
+		le *core.Error
 	)
 	switch {
 	case err == nil:
@@ -234,7 +235,7 @@ func (p *pgxQuerier) commit(ctx context.Context) error {
 	}
 	// No answer (a broken connection, a deadline), even if it surfaced while reading a write's
 	// result: COMMIT may have run on the server.
-	return fmt.Errorf("%w: %w", errCommitOutcomeUnknown, err)
+	return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
 }
 
 // flush sends the held-back writes in one batch and judges each row count.
@@ -296,7 +297,7 @@ func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 	return closeErr
 }
 
-func (p *pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+func (p *pgxQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	if err := p.flush(ctx); err != nil {
 		return 0, err
 	}
@@ -310,7 +311,7 @@ func (p *pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64
 	return tag.RowsAffected(), nil
 }
 
-func (p *pgxQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+func (p *pgxQuerier) QueryRow(ctx context.Context, query string, args ...any) Scanner {
 	if err := p.flush(ctx); err != nil {
 		return errRow{err}
 	}
@@ -320,7 +321,7 @@ func (p *pgxQuerier) queryRow(ctx context.Context, query string, args ...any) sc
 	return pgxRow{p.q.QueryRow(ctx, query, args...)}
 }
 
-func (p *pgxQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
+func (p *pgxQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	if err := p.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -335,7 +336,7 @@ func (p *pgxQuerier) query(ctx context.Context, query string, args ...any) (rows
 }
 
 // queryEach sends the queries as one pipelined batch: one round trip.
-func (p *pgxQuerier) queryEach(ctx context.Context, query string, argsList [][]any, scan func(scanner) error) error {
+func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
@@ -365,7 +366,7 @@ func (p *pgxQuerier) queryEach(ctx context.Context, query string, argsList [][]a
 }
 
 // copyRows copies rows into table with COPY, after the held-back writes (one round trip). It
-// reports false when this querier does not copy.
+// reports false when this Querier does not copy.
 func (p *pgxQuerier) copyRows(ctx context.Context, table string, columns []string, rows [][]any) (bool, error) {
 	if !p.copy {
 		return false, nil
@@ -378,7 +379,7 @@ func (p *pgxQuerier) copyRows(ctx context.Context, table string, columns []strin
 	}
 	n, err := p.q.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
 	if err == nil && n != int64(len(rows)) {
-		err = internal("COPY into %s wrote %d of %d rows", table, n, len(rows))
+		err = core.Internal("COPY into %s wrote %d of %d rows", table, n, len(rows))
 	}
 	return true, err
 }
@@ -393,7 +394,7 @@ type pgxRow struct{ row pgx.Row }
 func (r pgxRow) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errNoRows
+		return ErrNoRows
 	}
 	return err
 }

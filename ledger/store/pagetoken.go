@@ -1,10 +1,12 @@
-package ledger
+package store
 
 import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
 )
 
 // A page token is opaque to clients: base64url of a small JSON document holding the key of the
@@ -34,7 +36,7 @@ func decodePageToken(token, filterKey string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
-	bad := &Error{Reason: ReasonInvalidPageToken, Field: "page_token",
+	bad := &core.Error{Reason: core.ReasonInvalidPageToken, Field: "page_token",
 		Message: "page_token was not returned by a previous call with the same filters"}
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) > 512 {

@@ -1,4 +1,4 @@
-package ledger
+package core
 
 import (
 	"math"
@@ -26,18 +26,18 @@ func FuzzCommitFingerprint(f *testing.F) {
 		b := Commit{RequestID: "r2", Caller: caller2, EnvelopeID: env2, Beneficiary: ben2, Project: proj2, Amount: amount2, Description: desc2}
 		samePayload := a.Caller == b.Caller && a.EnvelopeID == b.EnvelopeID && a.Beneficiary == b.Beneficiary &&
 			a.Project == b.Project && a.Amount == b.Amount && a.Description == b.Description
-		if same := a.fingerprint() == b.fingerprint(); same != samePayload {
+		if same := a.Fingerprint() == b.Fingerprint(); same != samePayload {
 			t.Fatalf("fingerprints equal = %v, payloads equal = %v:\n%+v\n%+v", same, samePayload, a, b)
 		}
-		if a.fingerprint() != a.fingerprint() {
+		if a.Fingerprint() != a.Fingerprint() {
 			t.Fatal("the fingerprint of one command changes from call to call")
 		}
 		// Other operations never share a Commit's fingerprint, even with the same strings.
 		r := Release{RequestID: "r1", Caller: caller1, CommitmentID: env1, Amount: amount1, Reason: ben1}
 		bulk := BulkCommit{RequestID: "r1", Caller: caller1, EnvelopeID: env1,
 			Items: []BulkItem{{Beneficiary: ben1, Project: proj1, Amount: amount1, Description: desc1}}}
-		for name, fp := range map[string]string{"Release": r.fingerprint(), "BulkCommit": bulk.fingerprint()} {
-			if fp == a.fingerprint() || fp == b.fingerprint() {
+		for name, fp := range map[string]string{"Release": r.Fingerprint(), "BulkCommit": bulk.Fingerprint()} {
+			if fp == a.Fingerprint() || fp == b.Fingerprint() {
 				t.Fatalf("a %s shares the fingerprint of a Commit: %+v", name, a)
 			}
 		}

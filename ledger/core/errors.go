@@ -1,4 +1,4 @@
-package ledger
+package core
 
 import (
 	"errors"
@@ -97,11 +97,13 @@ var (
 	ErrInternal                = &Error{Reason: ReasonInternal}
 )
 
-func invalidArgument(field, format string, args ...any) *Error {
+// InvalidArgument is the refusal of a malformed request field.
+func InvalidArgument(field, format string, args ...any) *Error {
 	return &Error{Reason: ReasonInvalidArgument, Field: field, Message: field + ": " + fmt.Sprintf(format, args...)}
 }
 
-func envelopeNotFound(id string) *Error {
+// EnvelopeNotFound is the refusal of a request naming an envelope that does not exist.
+func EnvelopeNotFound(id string) *Error {
 	return &Error{
 		Reason:   ReasonEnvelopeNotFound,
 		Message:  fmt.Sprintf("envelope %q does not exist", EnvelopeName(id)),
@@ -109,7 +111,8 @@ func envelopeNotFound(id string) *Error {
 	}
 }
 
-func commitmentNotFound(id string) *Error {
+// CommitmentNotFound is the refusal of a request naming a commitment that does not exist.
+func CommitmentNotFound(id string) *Error {
 	return &Error{
 		Reason:   ReasonCommitmentNotFound,
 		Message:  fmt.Sprintf("commitment %q does not exist", CommitmentName(id)),
@@ -135,14 +138,20 @@ func overflow(what string) *Error {
 	return &Error{Reason: ReasonAmountOverflow, Message: what + " would exceed the largest amount the ledger holds"}
 }
 
-func internal(format string, args ...any) *Error {
+// Internal is a bug or a broken invariant: the request fails and nothing is recorded.
+func Internal(format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
 	return &Error{Reason: ReasonInternal, Message: "internal error", cause: err}
 }
 
-// asError returns err as an *Error when it is one.
-func asError(err error) (*Error, bool) {
+// AsError returns err as an *Error when it is one.
+func AsError(err error) (*Error, bool) {
 	var e *Error
 	ok := errors.As(err, &e)
 	return e, ok
+}
+
+// Wrap returns an error with reason and message whose cause is err (a database error, say).
+func Wrap(reason Reason, message string, err error) *Error {
+	return &Error{Reason: reason, Message: message, cause: err}
 }

@@ -1,14 +1,6 @@
-package ledger
+package core
 
-import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"regexp"
-	"strings"
-	"time"
-	"unicode/utf8"
-)
+import "time"
 
 // Account names used in postings.
 const (
@@ -164,12 +156,12 @@ type Policy struct {
 
 func (p *Policy) validate(prefix string) error {
 	if p.EligibleCost < 0 {
-		return invalidArgument(prefix+"eligible_cost", "must not be negative")
+		return InvalidArgument(prefix+"eligible_cost", "must not be negative")
 	}
 	if p.Population < 0 {
-		return invalidArgument(prefix+"population", "must not be negative")
+		return InvalidArgument(prefix+"population", "must not be negative")
 	}
-	return checkText(prefix+"territory", p.Territory, 0, 200)
+	return CheckText(prefix+"territory", p.Territory, 0, 200)
 }
 
 // add appends the policy fields to a fingerprint, only when one is given, so that the
@@ -201,150 +193,4 @@ type ReleaseResult struct {
 	Commitment Commitment `json:"commitment"`
 	Envelope   Envelope   `json:"envelope"`
 	EntryID    string     `json:"entry_id"`
-}
-
-// Validation. The server validates requests with protovalidate first; the ledger checks again so
-// that no caller of this package (a benchmark, a tool) can write a malformed row.
-
-var (
-	envelopeIDPattern   = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
-	requestIDPattern    = regexp.MustCompile(`^[!-~]{1,128}$`)
-	currencyPattern     = regexp.MustCompile(`^[A-Z]{3}$`)
-	commitmentIDPattern = regexp.MustCompile(`^[0-9a-f-]{36}$`)
-)
-
-func checkRequestID(id string) error {
-	if !requestIDPattern.MatchString(id) {
-		return invalidArgument("request_id", "must be 1 to 128 printable ASCII characters without spaces")
-	}
-	return nil
-}
-
-func checkEnvelopeID(field, id string) error {
-	if len(id) > 63 || !envelopeIDPattern.MatchString(id) {
-		return invalidArgument(field, "must be 1 to 63 lower-case letters, digits and hyphens, starting with a letter")
-	}
-	return nil
-}
-
-func checkText(field, s string, min, max int) error {
-	n := utf8.RuneCountInString(s)
-	switch {
-	case !utf8.ValidString(s):
-		return invalidArgument(field, "must be valid UTF-8")
-	case n < min:
-		return invalidArgument(field, "must not be empty")
-	case n > max:
-		return invalidArgument(field, "must be at most %d characters", max)
-	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return invalidArgument(field, "must not contain control characters")
-	}
-	return nil
-}
-
-func checkAmount(field string, v int64) error {
-	if v <= 0 {
-		return invalidArgument(field, "must be a positive amount in minor units")
-	}
-	return nil
-}
-
-func firstError(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *CreateEnvelope) validate() error {
-	err := firstError(checkRequestID(c.RequestID), checkEnvelopeID("envelope_id", c.EnvelopeID),
-		checkText("display_name", c.DisplayName, 0, 200), checkAmount("allocation", c.Allocation))
-	if err != nil {
-		return err
-	}
-	if c.ParentID != "" {
-		if err := checkEnvelopeID("parent", c.ParentID); err != nil {
-			return err
-		}
-	}
-	if c.Currency != "" && !currencyPattern.MatchString(c.Currency) {
-		return invalidArgument("currency_code", "must be an ISO 4217 code of three upper-case letters")
-	}
-	return nil
-}
-
-func (c *MoveAllocation) validate() error {
-	err := firstError(checkRequestID(c.RequestID), checkEnvelopeID("source", c.SourceID),
-		checkEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
-		checkText("reason", c.Reason, 1, 500))
-	if err != nil {
-		return err
-	}
-	if c.SourceID == c.DestinationID {
-		return invalidArgument("destination", "must differ from source")
-	}
-	return nil
-}
-
-func (c *Commit) validate() error {
-	return firstError(checkRequestID(c.RequestID), checkEnvelopeID("envelope", c.EnvelopeID),
-		checkText("beneficiary", c.Beneficiary, 1, 200), checkText("project", c.Project, 1, 200),
-		checkAmount("amount", c.Amount), checkText("description", c.Description, 0, 500), c.Policy.validate(""))
-}
-
-func (c *Release) validate() error {
-	if !commitmentIDPattern.MatchString(c.CommitmentID) {
-		return invalidArgument("commitment", "must name a commitment, commitments/{uuid}")
-	}
-	return firstError(checkRequestID(c.RequestID), checkAmount("amount", c.Amount),
-		checkText("reason", c.Reason, 1, 500))
-}
-
-// Fingerprints. A request id names one operation: the fingerprint of everything the caller sent
-// (and who sent it) is stored with the outcome, and a later request with the same id must have the
-// same fingerprint. Fields are length-prefixed so that no two payloads encode alike.
-
-type fingerprinter struct{ buf []byte }
-
-func (f *fingerprinter) str(s string) *fingerprinter {
-	f.buf = binary.AppendUvarint(f.buf, uint64(len(s)))
-	f.buf = append(f.buf, s...)
-	return f
-}
-
-func (f *fingerprinter) num(v int64) *fingerprinter {
-	f.buf = binary.AppendVarint(f.buf, v)
-	return f
-}
-
-func (f *fingerprinter) sum() string {
-	h := sha256.Sum256(f.buf)
-	return hex.EncodeToString(h[:])
-}
-
-func (c *CreateEnvelope) fingerprint() string {
-	f := &fingerprinter{}
-	return f.str("CreateEnvelope").str(c.Caller).str(c.EnvelopeID).str(c.ParentID).str(c.DisplayName).
-		str(c.Currency).num(c.Allocation).sum()
-}
-
-func (c *MoveAllocation) fingerprint() string {
-	f := &fingerprinter{}
-	return f.str("MoveAllocation").str(c.Caller).str(c.SourceID).str(c.DestinationID).num(c.Amount).
-		str(c.Reason).sum()
-}
-
-func (c *Commit) fingerprint() string {
-	f := &fingerprinter{}
-	f.str("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
-		num(c.Amount).str(c.Description)
-	c.Policy.add(f)
-	return f.sum()
-}
-
-func (c *Release) fingerprint() string {
-	f := &fingerprinter{}
-	return f.str("Release").str(c.Caller).str(c.CommitmentID).num(c.Amount).str(c.Reason).sum()
 }

@@ -1,0 +1,304 @@
+// Package audit is the ledger's verifier: it reads every table in one consistent snapshot,
+// recomputes every balance from the journal with arbitrary precision (so a corrupt row cannot
+// hide behind an overflow), and checks each invariant with a function of its own. It reads only;
+// it never repairs.
+//
+// The invariants (numbered as in the design notes): 1 every journal entry balances; 2 no
+// envelope's available amount is negative; 3 no commitment released more than its amount; 4
+// stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal
+// and the request log are append-only; 7 a refused request posted nothing.
+package audit
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"sort"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// Discrepancy is one broken invariant found by Verify.
+type Discrepancy struct {
+	// Invariant is the number of the invariant in docs (1: entries balance, 2: available >= 0,
+	// 3: released <= amount, 4: stored balances = journal, 5: one entry per request id, 6: the
+	// journal and the request log are append-only, 7: a refused request posted nothing).
+	Invariant int
+	// Subject is the resource concerned, e.g. "envelopes/axis-1".
+	Subject string
+	Detail  string
+}
+
+func (d Discrepancy) String() string {
+	return fmt.Sprintf("invariant %d: %s: %s", d.Invariant, d.Subject, d.Detail)
+}
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Envelopes     int
+	Commitments   int
+	Entries       int
+	Discrepancies []Discrepancy
+}
+
+// OK reports whether no invariant was found broken.
+func (r VerifyReport) OK() bool { return len(r.Discrepancies) == 0 }
+
+func (r *VerifyReport) add(inv int, subject, format string, args ...any) {
+	r.Discrepancies = append(r.Discrepancies, Discrepancy{inv, subject, fmt.Sprintf(format, args...)})
+}
+
+// entryRow is what the checks read of a journal entry.
+type entryRow struct{ id, requestID, kind string }
+
+// snapshot is every row the checks read, from one consistent snapshot.
+type snapshot struct {
+	// entrySums and accounts are the postings summed per entry and per account.
+	entrySums, accounts map[string]*big.Int
+	entries             []entryRow
+	// unlogged are entries whose request is missing from the request log or recorded as refused
+	// (operation is nil for a missing one).
+	unlogged    []unlogged
+	commitments []core.Commitment
+	envelopes   []core.Envelope
+	// totals are the stored project totals.
+	totals []projectTotal
+}
+
+type unlogged struct {
+	entry, requestID string
+	operation        *string
+}
+
+type projectTotal struct {
+	key            core.ProjectKey
+	awarded, count int64
+}
+
+// Verify reads the ledger in one read-only transaction of db and checks every invariant.
+func Verify(ctx context.Context, db store.Engine) (VerifyReport, error) {
+	var rep VerifyReport
+	err := db.ReadOnly(ctx, func(q store.Querier) error {
+		s, err := load(ctx, q)
+		if err != nil {
+			return err
+		}
+		rep = check(s)
+		return nil
+	})
+	return rep, err
+}
+
+// check runs every invariant's check on a snapshot.
+func check(s *snapshot) VerifyReport {
+	rep := VerifyReport{Entries: len(s.entries), Commitments: len(s.commitments), Envelopes: len(s.envelopes)}
+	entriesBalance(s, &rep)
+	onePostingEntryPerRequest(s, &rep)
+	requestLogComplete(s, &rep)
+	commitmentsMatchJournal(s, &rep)
+	envelopesMatchJournal(s, &rep)
+	fundingMatchesRoots(s, &rep)
+	projectTotalsMatchCommitments(s, &rep)
+	return rep
+}
+
+// entriesBalance checks invariant 1: each entry's postings sum to zero (a rule change has none),
+// and every posting belongs to an entry (there is no foreign key; see the schema).
+func entriesBalance(s *snapshot, rep *VerifyReport) {
+	known := map[string]bool{}
+	for _, e := range s.entries {
+		known[e.id] = true
+		sum, ok := s.entrySums[e.id]
+		switch {
+		case core.EntryKind(e.kind) == core.KindRulesChanged:
+			// A rule change moves no money: it must have no postings (see KindRulesChanged).
+			if ok {
+				rep.add(1, core.EntryName(e.id), "changes rules but has postings")
+			}
+		case !ok:
+			rep.add(1, core.EntryName(e.id), "has no postings")
+		case sum.Sign() != 0:
+			rep.add(1, core.EntryName(e.id), "postings sum to %s, not 0", sum)
+		}
+	}
+	for _, id := range sortedKeys(s.entrySums) {
+		if !known[id] {
+			rep.add(1, core.EntryName(id), "has postings but no journal entry")
+		}
+	}
+}
+
+// onePostingEntryPerRequest checks invariant 5: no request id posted twice.
+func onePostingEntryPerRequest(s *snapshot, rep *VerifyReport) {
+	perRequest := map[string]int{}
+	for _, e := range s.entries {
+		perRequest[e.requestID]++
+	}
+	for _, rid := range sortedKeys(perRequest) {
+		if n := perRequest[rid]; n > 1 {
+			rep.add(5, "request "+rid, "posted %d journal entries", n)
+		}
+	}
+}
+
+// requestLogComplete checks invariants 6 and 7, as far as the rows left can show them: every entry
+// was recorded in the request log in the same transaction (an entry whose request is missing
+// means a row of the log was removed), and a request recorded as refused posted nothing.
+func requestLogComplete(s *snapshot, rep *VerifyReport) {
+	for _, u := range s.unlogged {
+		if u.operation == nil {
+			rep.add(6, core.EntryName(u.entry), "its request %q is missing from the request log", u.requestID)
+		} else {
+			rep.add(7, core.EntryName(u.entry), "its request %q is recorded as refused (%s), yet it posted", u.requestID, *u.operation)
+		}
+	}
+}
+
+// commitmentsMatchJournal checks invariants 3 and 4 for commitments: released ≤ amount, and what
+// each holds equals its account's balance in the journal.
+func commitmentsMatchJournal(s *snapshot, rep *VerifyReport) {
+	for _, c := range s.commitments {
+		name := core.CommitmentName(c.ID)
+		if c.Released < 0 || c.Released > c.Amount {
+			rep.add(3, name, "released %d of an amount of %d", c.Released, c.Amount)
+		}
+		if got := balance(s.accounts, name); got.Cmp(big.NewInt(c.Remaining())) != 0 {
+			rep.add(4, name, "stores %d remaining, the journal says %s", c.Remaining(), got)
+		}
+	}
+}
+
+// envelopesMatchJournal checks invariants 2 and 4 for envelopes: available ≥ 0; available equals
+// the journal's balance; committed, released and the commitment count equal their commitments';
+// the allocation to children equals the children's allocations.
+func envelopesMatchJournal(s *snapshot, rep *VerifyReport) {
+	type sums struct{ remaining, released, count big.Int }
+	perEnvelope := map[string]*sums{}
+	for _, c := range s.commitments {
+		p := perEnvelope[c.EnvelopeID]
+		if p == nil {
+			p = &sums{}
+			perEnvelope[c.EnvelopeID] = p
+		}
+		p.remaining.Add(&p.remaining, big.NewInt(c.Remaining()))
+		p.released.Add(&p.released, big.NewInt(c.Released))
+		p.count.Add(&p.count, big.NewInt(1))
+	}
+	known := map[string]bool{}
+	children := map[string]*big.Int{}
+	for _, e := range s.envelopes {
+		known[e.ID] = true
+		if e.ParentID != "" {
+			bigAdd(children, e.ParentID, e.Allocation)
+		}
+	}
+	for _, id := range sortedKeys(perEnvelope) {
+		if !known[id] {
+			rep.add(4, core.EnvelopeName(id), "holds commitments but does not exist")
+		}
+	}
+	for _, e := range s.envelopes {
+		name := core.EnvelopeName(e.ID)
+		if e.Available() < 0 {
+			rep.add(2, name, "available is %d", e.Available())
+		}
+		if got := balance(s.accounts, name); got.Cmp(big.NewInt(e.Available())) != 0 {
+			rep.add(4, name, "stores %d available, the journal says %s", e.Available(), got)
+		}
+		p := perEnvelope[e.ID]
+		if p == nil {
+			p = &sums{}
+		}
+		if p.remaining.Cmp(big.NewInt(e.Committed)) != 0 {
+			rep.add(4, name, "stores %d committed, its commitments hold %s", e.Committed, &p.remaining)
+		}
+		if p.released.Cmp(big.NewInt(e.Released)) != 0 {
+			rep.add(4, name, "stores %d released, its commitments released %s", e.Released, &p.released)
+		}
+		if p.count.Cmp(big.NewInt(e.CommitmentCount)) != 0 {
+			rep.add(4, name, "stores %d commitments, there are %s", e.CommitmentCount, &p.count)
+		}
+		if got := balance(children, e.ID); got.Cmp(big.NewInt(e.ChildrenAllocated)) != 0 {
+			rep.add(4, name, "stores %d allocated to children, their allocations sum to %s", e.ChildrenAllocated, got)
+		}
+	}
+}
+
+// fundingMatchesRoots checks invariant 4 for money entering the ledger: it enters only by funding
+// roots, so what left the funding account is what the roots hold.
+func fundingMatchesRoots(s *snapshot, rep *VerifyReport) {
+	roots := new(big.Int)
+	for _, e := range s.envelopes {
+		if e.ParentID == "" {
+			roots.Add(roots, big.NewInt(e.Allocation))
+		}
+	}
+	if funded := new(big.Int).Neg(balance(s.accounts, core.FundingAccount)); funded.Cmp(roots) != 0 {
+		rep.add(4, core.FundingAccount, "funded %s, the root envelopes hold %s", funded, roots)
+	}
+}
+
+// projectTotalsMatchCommitments checks invariant 4 for the per-project totals the funding-share
+// rule reads: each (envelope, project) row holds what its commitments still hold, and counts them.
+func projectTotalsMatchCommitments(s *snapshot, rep *VerifyReport) {
+	type sums struct{ remaining, count int64 }
+	want := map[core.ProjectKey]*sums{}
+	var keys []core.ProjectKey
+	for _, c := range s.commitments {
+		k := core.ProjectKey{EnvelopeID: c.EnvelopeID, Project: c.Project}
+		p := want[k]
+		if p == nil {
+			p = &sums{}
+			want[k] = p
+			keys = append(keys, k)
+		}
+		p.remaining += c.Remaining()
+		p.count++
+	}
+	subject := func(k core.ProjectKey) string {
+		return fmt.Sprintf("%s project %q", core.EnvelopeName(k.EnvelopeID), k.Project)
+	}
+	seen := map[core.ProjectKey]bool{}
+	for _, t := range s.totals {
+		seen[t.key] = true
+		w := want[t.key]
+		if w == nil {
+			w = &sums{}
+		}
+		if t.awarded != w.remaining || t.count != w.count {
+			rep.add(4, subject(t.key), "project total stores %d held by %d awards, its commitments hold %d in %d",
+				t.awarded, t.count, w.remaining, w.count)
+		}
+	}
+	for _, k := range keys {
+		if w := want[k]; !seen[k] {
+			rep.add(4, subject(k), "has no project total, its commitments hold %d in %d", w.remaining, w.count)
+		}
+	}
+}
+
+func bigAdd(m map[string]*big.Int, key string, v int64) {
+	s, ok := m[key]
+	if !ok {
+		s = new(big.Int)
+		m[key] = s
+	}
+	s.Add(s, big.NewInt(v))
+}
+
+func balance(m map[string]*big.Int, key string) *big.Int {
+	if v, ok := m[key]; ok {
+		return v
+	}
+	return new(big.Int)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,145 @@
+package ledger
+
+import (
+	"context"
+	"sync"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// run decides one unit: through group commit, or in a transaction of its own when batching is
+// disabled.
+func (l *Ledger) run(ctx context.Context, u *core.Unit) error {
+	if l.batcher != nil {
+		return l.batcher.Submit(ctx, u.EnvelopeID, u)
+	}
+	return l.applyBatch(ctx, []*core.Unit{u})
+}
+
+// applyBatch decides a batch of units in one serializable transaction, in three phases: load (the
+// envelopes they name, locked once each in id order, the commitments released from, the funding
+// rules and project totals), decide (core.DecideBatch, in memory: each operation accepted or
+// refused on its own, in order), write (entries in bulk, each balance once). The returned error
+// is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
+func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	n := 0
+	for _, u := range units {
+		n += len(u.Ops)
+	}
+	var w *core.Writes
+	err := l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
+		pre := l.peekTotals(ctx, units)
+		return l.db.ReadWrite(ctx, func(q store.Querier) error {
+			st := stamp()
+			in, err := l.loadBatch(ctx, q, units, priors, pre, st)
+			if err != nil {
+				return err
+			}
+			if w, err = core.DecideBatch(st, units, in); err != nil {
+				return err
+			}
+			return store.WriteBatch(ctx, q, w, st.At)
+		})
+	})
+	if err == nil {
+		l.metrics.batchDecided(n, w.Touched)
+	}
+	return l.classify(ctx, err)
+}
+
+// loadBatch loads, inside the batch's transaction, what its decisions read: the envelopes (locked),
+// the commitments released from, the effective rules of every envelope found, and the totals of
+// the projects a funding-share rule will be checked for (those read ahead by peekTotals whose
+// envelope kept its version, the others by primary key here).
+func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.Unit, priors map[string]core.Prior,
+	pre map[core.ProjectKey]store.ProjectTotal, st core.Stamp) (core.Loaded, error) {
+	in := core.Loaded{Priors: priors, Totals: map[core.ProjectKey]int64{}}
+	envelopeIDs := core.EnvelopeIDs(units)
+	var err error
+	if in.Envelopes, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), envelopeIDs); err != nil {
+		return in, err
+	}
+	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
+		return in, err
+	}
+	var found []core.Envelope
+	for _, id := range envelopeIDs {
+		if env, ok := in.Envelopes[id]; ok {
+			found = append(found, env)
+		}
+	}
+	if in.Rules, err = l.parents.EffectiveRules(ctx, q, found, st.At); err != nil {
+		return in, err
+	}
+	for id, r := range in.Rules {
+		l.shareRuled.set(id, r.NeedsProjectTotal())
+	}
+	var missing []core.ProjectKey
+	for _, k := range projectsToCheck(units, func(id string) bool { return in.Rules[id].NeedsProjectTotal() }) {
+		env := in.Envelopes[k.EnvelopeID]
+		if t, ok := pre[k]; ok && t.Count == env.CommitmentCount && t.Released == env.Released {
+			in.Totals[k] = t.Awarded
+			continue
+		}
+		missing = append(missing, k)
+	}
+	loaded, err := store.LoadTotals(ctx, q, missing)
+	for k, v := range loaded {
+		in.Totals[k] = v
+	}
+	return in, err
+}
+
+// peekTotals reads, outside any transaction, the totals of the projects that a funding-share rule
+// will be checked for, each with its envelope's version. Inside the transaction, a total whose
+// envelope still has that version under its lock is used as is; others are read again there.
+// Reading them outside keeps the predicate locks of these lookups out of the serializable
+// transaction, where an index page shared with other envelopes' projects would make batches on
+// unrelated envelopes abort each other.
+func (l *Ledger) peekTotals(ctx context.Context, units []*core.Unit) map[core.ProjectKey]store.ProjectTotal {
+	keys := projectsToCheck(units, l.shareRuled.has)
+	out, err := store.PeekTotals(ctx, l.db.Reader(), keys)
+	if err != nil {
+		return nil // read them in the transaction instead
+	}
+	return out
+}
+
+// projectsToCheck lists the projects of the awards in units on envelopes for which ruled is true
+// and that give an eligible cost, each once.
+func projectsToCheck(units []*core.Unit, ruled func(envelopeID string) bool) []core.ProjectKey {
+	var keys []core.ProjectKey
+	seen := map[core.ProjectKey]bool{}
+	for _, u := range units {
+		if !ruled(u.EnvelopeID) {
+			continue
+		}
+		for _, op := range u.Ops {
+			if op.Commit == nil || op.Commit.EligibleCost == 0 {
+				continue
+			}
+			k := core.ProjectKey{EnvelopeID: u.EnvelopeID, Project: op.Commit.Project}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// shareRuled remembers which envelopes had a funding-share rule in force at their last batch.
+type shareRuled struct{ m sync.Map }
+
+func (s *shareRuled) has(id string) bool { _, ok := s.m.Load(id); return ok }
+
+func (s *shareRuled) set(id string, ruled bool) {
+	if ruled {
+		s.m.Store(id, true)
+	} else {
+		s.m.Delete(id)
+	}
+}

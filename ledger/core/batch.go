@@ -1,0 +1,432 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Group-commit batches, decided in memory. Storage loads a Batch's inputs under the envelopes'
+// locks (Loaded), DecideBatch decides every operation in order, and storage writes what it
+// returns (Writes) in the same transaction.
+
+// Op is one Commit or Release, and its outcome once decided.
+type Op struct {
+	Commit      *Commit
+	Release     *Release
+	Fingerprint string
+
+	Outcome Outcome
+	// Result is the typed result of an op decided by this process (*CommitResult or
+	// *ReleaseResult), so that it need not be decoded from Outcome again; nil for a replay.
+	Result any
+}
+
+// Decode returns the op's outcome into out (a *CommitResult or *ReleaseResult).
+func (op *Op) Decode(out any) error {
+	if op.Outcome.Refusal == nil && op.Result != nil {
+		switch r := op.Result.(type) {
+		case *CommitResult:
+			*out.(*CommitResult) = *r
+			return nil
+		case *ReleaseResult:
+			*out.(*ReleaseResult) = *r
+			return nil
+		}
+	}
+	return op.Outcome.Decode(out)
+}
+
+// RequestID is the request id the op is recorded under.
+func (op *Op) RequestID() string {
+	if op.Commit != nil {
+		return op.Commit.RequestID
+	}
+	return op.Release.RequestID
+}
+
+// Unit is what one caller submits: one Commit or Release, or the items of one bulk award, all on
+// one envelope. A unit is decided whole in one transaction; an all-or-nothing unit is accepted
+// entirely or refused entirely.
+type Unit struct {
+	EnvelopeID   string
+	Ops          []*Op
+	AllOrNothing bool
+	// CallID and CallFingerprint name a bulk call as a whole: the request log holds a row for the
+	// call beside its items', so that the same request id with other items (more of them, say)
+	// is refused before any item is decided.
+	CallID, CallFingerprint string
+	// Envelope is the envelope as this unit left it, once decided (nil if it does not exist).
+	Envelope *Envelope
+}
+
+// RequestIDs lists the request ids a batch of units is recorded under (calls and ops).
+func RequestIDs(units []*Unit) []string {
+	var ids []string
+	for _, u := range units {
+		if u.CallID != "" {
+			ids = append(ids, u.CallID)
+		}
+		for _, op := range u.Ops {
+			ids = append(ids, op.RequestID())
+		}
+	}
+	return ids
+}
+
+// Loaded is what a batch's decisions read, loaded by storage inside the batch's transaction
+// after the envelopes are locked.
+type Loaded struct {
+	// Envelopes are the envelopes the units name that exist.
+	Envelopes map[string]Envelope
+	// Commitments are the commitments the releases name that exist.
+	Commitments map[string]*Commitment
+	// Rules are the effective funding rules of each envelope found.
+	Rules map[string]*EffectiveRules
+	// Totals are the current totals of the projects a funding-share rule is checked for.
+	Totals map[ProjectKey]int64
+	// Priors are the request log's rows for the batch's request ids.
+	Priors map[string]Prior
+}
+
+// EnvelopeIDs lists the envelopes a batch of units names, each once, in order of appearance.
+func EnvelopeIDs(units []*Unit) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, u := range units {
+		if !seen[u.EnvelopeID] {
+			seen[u.EnvelopeID] = true
+			ids = append(ids, u.EnvelopeID)
+		}
+	}
+	return ids
+}
+
+// CommitmentIDs lists the commitments a batch of units releases from.
+func CommitmentIDs(units []*Unit) []string {
+	var ids []string
+	for _, u := range units {
+		for _, op := range u.Ops {
+			if op.Release != nil {
+				ids = append(ids, op.Release.CommitmentID)
+			}
+		}
+	}
+	return ids
+}
+
+// Writes are what a batch decided, for storage to write in the same transaction.
+type Writes struct {
+	// Envelopes are the envelopes whose balances changed, as the batch left them.
+	Envelopes []*Envelope
+	// Touched are every envelope found, as the batch left them (for metrics).
+	Touched        []Envelope
+	NewCommitments []*Commitment
+	// Changed are the commitments released from.
+	Changed  []*Commitment
+	Deltas   []ProjectDelta
+	Entries  []Entry
+	Requests []RequestRow
+}
+
+type envState struct {
+	env      Envelope
+	found    bool
+	accepted int
+}
+
+// batchState is what a batch has decided so far.
+type batchState struct {
+	st             Stamp
+	in             Loaded
+	envs           map[string]*envState
+	entries        []Entry
+	newCommitments []*Commitment
+	changed        map[string]*Commitment
+	changedOrder   []*Commitment
+	recorded       []RequestRow
+	decidedHere    map[string]*Op
+	// callsHere are the bulk calls decided in this batch, by request id, with their fingerprint.
+	callsHere map[string]string
+	// deltas are the changes to project totals made by accepted awards and releases, in order.
+	deltas []ProjectDelta
+}
+
+// DecideBatch decides every op of units in order, each accepted or refused on its own (an
+// all-or-nothing unit as a whole), against the loaded state. It sets each op's outcome and each
+// unit's envelope, and returns what to write. An error fails the whole batch: nothing of it may
+// be written.
+func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
+	b := &batchState{st: st, in: in, envs: map[string]*envState{}, changed: map[string]*Commitment{},
+		decidedHere: map[string]*Op{}, callsHere: map[string]string{}}
+	if b.in.Totals == nil {
+		b.in.Totals = map[ProjectKey]int64{}
+	} else {
+		// Decisions change the totals as they go: work on a copy.
+		totals := make(map[ProjectKey]int64, len(in.Totals))
+		for k, v := range in.Totals {
+			totals[k] = v
+		}
+		b.in.Totals = totals
+	}
+	envelopeIDs := EnvelopeIDs(units)
+	for _, id := range envelopeIDs {
+		env, found := in.Envelopes[id]
+		b.envs[id] = &envState{env: env, found: found}
+	}
+	for _, u := range units {
+		u.Envelope = nil
+		for _, op := range u.Ops {
+			op.Outcome, op.Result = Outcome{}, nil // the transaction may be a retry
+		}
+	}
+	for _, u := range units {
+		if err := b.decideUnit(u); err != nil {
+			return nil, err
+		}
+	}
+	w := &Writes{NewCommitments: b.newCommitments, Changed: b.changedOrder, Deltas: b.deltas,
+		Entries: b.entries, Requests: b.recorded}
+	for _, id := range envelopeIDs {
+		s := b.envs[id]
+		if !s.found {
+			continue
+		}
+		w.Touched = append(w.Touched, s.env)
+		if s.accepted > 0 {
+			env := s.env
+			w.Envelopes = append(w.Envelopes, &env)
+		}
+	}
+	return w, nil
+}
+
+// decideUnit decides one unit's ops.
+func (b *batchState) decideUnit(u *Unit) error {
+	s := b.envs[u.EnvelopeID]
+	if u.CallID != "" {
+		fp, seen := b.callsHere[u.CallID]
+		if prior, ok := b.in.Priors[u.CallID]; ok {
+			fp, seen = prior.Fingerprint, true
+		}
+		if seen && fp != u.CallFingerprint {
+			// The request id was used for another request: refuse the call whole, record nothing.
+			for _, op := range u.Ops {
+				op.Outcome = Outcome{Refusal: RequestIDReused(u.CallID)}
+			}
+			return nil
+		}
+		if !seen {
+			b.callsHere[u.CallID] = u.CallFingerprint
+			b.recorded = append(b.recorded, RequestRow{u.CallID, u.CallFingerprint,
+				Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))}})
+		}
+	}
+	m := b.mark(s)
+	var failed *Error
+	failedAt := -1
+	for i, op := range u.Ops {
+		refusal, err := b.decide(op, u.EnvelopeID)
+		if err != nil {
+			return err
+		}
+		if refusal != nil && failed == nil {
+			failed, failedAt = refusal, i
+		}
+	}
+	if u.AllOrNothing && failed != nil {
+		// Undo the unit's items and refuse them all with the first refusal, naming the item.
+		b.reset(s, m)
+		whole := &Error{Reason: failed.Reason, Field: failed.Field,
+			Message:  fmt.Sprintf("item %d: %s; no award of this call was made", failedAt, failed.Message),
+			Metadata: map[string]string{"item": fmt.Sprint(failedAt)}}
+		for k, v := range failed.Metadata {
+			whole.Metadata[k] = v
+		}
+		for _, op := range u.Ops {
+			op.Outcome = Outcome{Refusal: whole}
+			b.decidedHere[op.RequestID()] = op
+			b.recorded = append(b.recorded, RequestRow{op.RequestID(), op.Fingerprint, op.Outcome})
+		}
+	}
+	if s.found {
+		snapshot := s.env
+		u.Envelope = &snapshot
+	}
+	return nil
+}
+
+// batchMark lets an all-or-nothing unit undo what its items did in memory.
+type batchMark struct {
+	env                                      Envelope
+	accepted, entries, newC, recordN, deltaN int
+}
+
+// mark notes where the batch stands before an all-or-nothing unit. Such a unit holds only
+// awards, so commitments released from are not part of what reset undoes.
+func (b *batchState) mark(s *envState) batchMark {
+	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas)}
+}
+
+func (b *batchState) reset(s *envState, m batchMark) {
+	for _, r := range b.recorded[m.recordN:] {
+		delete(b.decidedHere, r.ID)
+	}
+	for _, d := range b.deltas[m.deltaN:] {
+		if _, ok := b.in.Totals[d.Key]; ok {
+			b.in.Totals[d.Key] -= d.Amount
+		}
+	}
+	b.deltas = b.deltas[:m.deltaN]
+	s.env, s.accepted = m.env, m.accepted
+	b.entries, b.newCommitments, b.recorded = b.entries[:m.entries], b.newCommitments[:m.newC], b.recorded[:m.recordN]
+}
+
+// decide decides one op in memory. It returns the refusal it recorded for a new decision (nil if
+// accepted or replayed), or an error that fails the whole batch.
+func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
+	s := b.envs[envelopeID]
+	rid := op.RequestID()
+	if prior, ok := b.in.Priors[rid]; ok {
+		op.Outcome = prior.Outcome
+		if prior.Fingerprint != op.Fingerprint {
+			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
+		}
+		return nil, nil
+	}
+	if first, ok := b.decidedHere[rid]; ok {
+		op.Outcome = first.Outcome
+		if first.Fingerprint != op.Fingerprint {
+			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
+		}
+		return nil, nil
+	}
+	at := b.st.At
+	var (
+		result  any
+		refusal error
+	)
+	switch {
+	case !s.found:
+		refusal = EnvelopeNotFound(envelopeID)
+	case op.Commit != nil:
+		key := ProjectKey{envelopeID, op.Commit.Project}
+		if violation := CheckRules(b.in.Rules[envelopeID], &s.env, op.Commit, b.in.Totals[key], at); violation != nil {
+			refusal = violation
+			break
+		}
+		var r *CommitResult
+		if r, refusal = applyCommit(b.st, &s.env, op.Commit); refusal == nil {
+			result = r
+			b.newCommitments = append(b.newCommitments, &r.Commitment)
+			b.entries = append(b.entries, commitEntry(op.Commit, r, at))
+			b.addDelta(ProjectDelta{key, op.Commit.Amount, 1})
+		}
+	default:
+		c, ok := b.commitment(op.Release.CommitmentID)
+		if !ok || c.EnvelopeID != s.env.ID {
+			refusal = CommitmentNotFound(op.Release.CommitmentID)
+			break
+		}
+		var r *ReleaseResult
+		if r, refusal = applyRelease(b.st, &s.env, c, op.Release); refusal == nil {
+			result = r
+			if _, seen := b.changed[c.ID]; !seen {
+				b.changed[c.ID] = c
+				b.changedOrder = append(b.changedOrder, c)
+			}
+			b.entries = append(b.entries, releaseEntry(op.Release, r, at))
+			b.addDelta(ProjectDelta{ProjectKey{c.EnvelopeID, c.Project}, -op.Release.Amount, 0})
+		}
+	}
+	var refused *Error
+	if refusal != nil {
+		e, ok := IsRefusal(refusal)
+		if !ok {
+			return nil, refusal
+		}
+		op.Outcome, refused = Outcome{Refusal: e}, e
+	} else {
+		s.accepted++
+		raw, err := json.Marshal(result)
+		if err != nil {
+			return nil, err
+		}
+		op.Outcome, op.Result = Outcome{Result: raw}, result
+	}
+	b.decidedHere[rid] = op
+	b.recorded = append(b.recorded, RequestRow{rid, op.Fingerprint, op.Outcome})
+	return refused, nil
+}
+
+// commitment returns the batch's working copy of a loaded commitment: releases change it in
+// memory, and the loaded state is left as it was given.
+func (b *batchState) commitment(id string) (*Commitment, bool) {
+	if c, ok := b.changed[id]; ok {
+		return c, true
+	}
+	c, ok := b.in.Commitments[id]
+	if !ok {
+		return nil, false
+	}
+	cp := *c
+	return &cp, true
+}
+
+// addDelta records a change of a project total, and applies it to the totals being checked.
+func (b *batchState) addDelta(d ProjectDelta) {
+	b.deltas = append(b.deltas, d)
+	if _, ok := b.in.Totals[d.Key]; ok {
+		b.in.Totals[d.Key] += d.Amount
+	}
+}
+
+// applyCommit decides one award against the envelope's in-memory balances.
+func applyCommit(st Stamp, env *Envelope, cmd *Commit) (*CommitResult, error) {
+	if env.Available() < cmd.Amount {
+		return nil, insufficientFunds(env, cmd.Amount)
+	}
+	committed, err := AddAmount("the envelope's committed amount", env.Committed, cmd.Amount)
+	if err != nil {
+		return nil, err
+	}
+	env.Committed = committed
+	env.CommitmentCount++
+	env.UpdatedAt = st.At
+	c := Commitment{ID: st.NewID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
+		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: st.At, UpdatedAt: st.At,
+		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
+	return &CommitResult{Commitment: c, Envelope: *env, EntryID: st.NewID()}, nil
+}
+
+// applyRelease decides one release against the in-memory commitment and envelope.
+func applyRelease(st Stamp, env *Envelope, c *Commitment, cmd *Release) (*ReleaseResult, error) {
+	if c.Remaining() < cmd.Amount {
+		return nil, &Error{Reason: ReasonReleaseExceedsRemaining,
+			Message: fmt.Sprintf("commitment %q holds %d, %d requested", CommitmentName(c.ID), c.Remaining(), cmd.Amount),
+			Metadata: map[string]string{"commitment": CommitmentName(c.ID),
+				"remaining": fmt.Sprint(c.Remaining()), "requested": fmt.Sprint(cmd.Amount)}}
+	}
+	released, err := AddAmount("the envelope's released amount", env.Released, cmd.Amount)
+	if err != nil {
+		return nil, err
+	}
+	c.Released += cmd.Amount
+	c.UpdatedAt = st.At
+	env.Committed -= cmd.Amount
+	env.Released = released
+	env.UpdatedAt = st.At
+	return &ReleaseResult{Commitment: *c, Envelope: *env, EntryID: st.NewID()}, nil
+}
+
+func commitEntry(cmd *Commit, r *CommitResult, at time.Time) Entry {
+	return Entry{ID: r.EntryID, Kind: KindCommitted, Currency: r.Commitment.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: at,
+		Postings: []Posting{{EnvelopeName(r.Envelope.ID), -cmd.Amount}, {CommitmentName(r.Commitment.ID), cmd.Amount}}}
+}
+
+func releaseEntry(cmd *Release, r *ReleaseResult, at time.Time) Entry {
+	return Entry{ID: r.EntryID, Kind: KindReleased, Currency: r.Commitment.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: at,
+		Postings: []Posting{{CommitmentName(r.Commitment.ID), -cmd.Amount}, {EnvelopeName(r.Envelope.ID), cmd.Amount}}}
+}

@@ -1,0 +1,134 @@
+package core
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// MaxBulkItems caps the awards of one BulkCommit.
+const MaxBulkItems = 10000
+
+// BulkCommit is a committee's list of awards on one envelope, sent in one call with one request
+// id. Each item is accepted or refused on its own, or, with AllOrNothing, all are accepted or all
+// are refused.
+type BulkCommit struct {
+	RequestID    string
+	Caller       string
+	EnvelopeID   string
+	Items        []BulkItem
+	AllOrNothing bool
+}
+
+// BulkItem is one award of a BulkCommit.
+type BulkItem struct {
+	Beneficiary string
+	Project     string
+	Amount      int64
+	Description string
+	Policy
+}
+
+// BulkItemResult is the outcome of one item: its commitment, or its refusal.
+type BulkItemResult struct {
+	Commitment *Commitment
+	Refusal    *Error
+}
+
+// BulkCommitResult is the outcome of a BulkCommit.
+type BulkCommitResult struct {
+	// Items holds one result per item, in order.
+	Items []BulkItemResult
+	// Accepted and Refused count the items.
+	Accepted, Refused int
+	// Envelope is the envelope after the last accepted item (after the call when it is first
+	// decided; on a replay, as the last accepted award left it), or as found when none was accepted.
+	Envelope Envelope
+}
+
+func (c *BulkCommit) Validate() error {
+	if err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
+		return err
+	}
+	if len(c.Items) == 0 || len(c.Items) > MaxBulkItems {
+		return InvalidArgument("items", "must hold 1 to %d awards", MaxBulkItems)
+	}
+	for i, it := range c.Items {
+		field := fmt.Sprintf("items[%d].", i)
+		if err := firstError(CheckText(field+"beneficiary", it.Beneficiary, 1, 200),
+			CheckText(field+"project", it.Project, 1, 200), checkAmount(field+"amount", it.Amount),
+			CheckText(field+"description", it.Description, 0, 500), it.Policy.validate(field)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *BulkCommit) Fingerprint() string {
+	f := &fingerprinter{}
+	f.str("BulkCommit").str(c.Caller).str(c.EnvelopeID).num(int64(len(c.Items)))
+	if c.AllOrNothing {
+		f.num(1)
+	} else {
+		f.num(0)
+	}
+	for _, it := range c.Items {
+		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description)
+		it.Policy.add(f)
+	}
+	return f.sum()
+}
+
+// Unit builds the group-commit unit of a bulk call. Each item is recorded in the request log
+// under "<request id> <index>": a space never appears in a caller's request id, so these cannot
+// collide with another request. Every item carries the fingerprint of the whole call, so changing
+// any item changes them all.
+func (c *BulkCommit) Unit() *Unit {
+	callFingerprint := c.Fingerprint()
+	u := &Unit{EnvelopeID: c.EnvelopeID, AllOrNothing: c.AllOrNothing, CallID: c.RequestID,
+		CallFingerprint: callFingerprint}
+	for i, it := range c.Items {
+		f := &fingerprinter{}
+		u.Ops = append(u.Ops, &Op{
+			Commit: &Commit{RequestID: c.RequestID + " " + strconv.Itoa(i), Caller: c.Caller,
+				EnvelopeID: c.EnvelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
+				Amount: it.Amount, Description: it.Description, Policy: it.Policy},
+			Fingerprint: f.str(callFingerprint).num(int64(i)).sum(),
+		})
+	}
+	return u
+}
+
+// BulkResult assembles the result of a decided bulk unit. found is false when the envelope is
+// to be read afresh (no item was accepted and the unit did not find it: a replay).
+func (c *BulkCommit) BulkResult(u *Unit) (res BulkCommitResult, found bool, err error) {
+	res.Items = make([]BulkItemResult, len(u.Ops))
+	var last *Envelope
+	for i, op := range u.Ops {
+		if op.Outcome.Refusal != nil {
+			if c.AllOrNothing || op.Outcome.Refusal.Reason == ReasonRequestIDReused ||
+				op.Outcome.Refusal.Reason == ReasonEnvelopeNotFound {
+				// The call as a whole was refused.
+				return BulkCommitResult{}, true, op.Outcome.Refusal
+			}
+			res.Items[i].Refusal = op.Outcome.Refusal
+			res.Refused++
+			continue
+		}
+		var cr CommitResult
+		if err := op.Decode(&cr); err != nil {
+			return BulkCommitResult{}, true, Internal("bulk item %d: %w", i, err)
+		}
+		res.Items[i].Commitment = &cr.Commitment
+		res.Accepted++
+		last = &cr.Envelope
+	}
+	switch {
+	case last != nil:
+		res.Envelope = *last
+	case u.Envelope != nil:
+		res.Envelope = *u.Envelope
+	default:
+		return res, false, nil
+	}
+	return res, true, nil
+}

@@ -1,0 +1,159 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Effects are what a decision outside group commit (envelopes, rules) writes: storage applies
+// them in the transaction that loaded the decision's inputs.
+type Effects struct {
+	// Created is a new envelope to insert.
+	Created *Envelope
+	// Updated are envelopes whose balances changed.
+	Updated []Envelope
+	// RuleSet is a new rule set to insert.
+	RuleSet *RuleSet
+	// Entries are the journal entries to append.
+	Entries []Entry
+}
+
+// Envelopes lists the envelopes the effects create or change, as they leave them.
+func (e Effects) Envelopes() []Envelope {
+	envs := append([]Envelope(nil), e.Updated...)
+	if e.Created != nil {
+		envs = append(envs, *e.Created)
+	}
+	return envs
+}
+
+// DecideCreateEnvelope decides the creation of an envelope. existing is the envelope already
+// holding cmd.EnvelopeID (nil if none); parent is the locked parent of a child envelope (nil for
+// a root, or when the parent named does not exist).
+func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelope) (*CreateEnvelopeResult, Effects, error) {
+	var eff Effects
+	if existing != nil {
+		return nil, eff, &Error{Reason: ReasonEnvelopeAlreadyExists,
+			Message:  fmt.Sprintf("envelope %q already exists", EnvelopeName(cmd.EnvelopeID)),
+			Metadata: map[string]string{"envelope": EnvelopeName(cmd.EnvelopeID)}}
+	}
+	at := st.At
+	env := Envelope{ID: cmd.EnvelopeID, ParentID: cmd.ParentID, DisplayName: cmd.DisplayName,
+		Currency: cmd.Currency, Allocation: cmd.Allocation, CreatedAt: at, UpdatedAt: at}
+	res := &CreateEnvelopeResult{EntryID: st.NewID()}
+	entry := Entry{ID: res.EntryID, Caller: cmd.Caller, RequestID: cmd.RequestID, Memo: cmd.DisplayName, CreatedAt: at}
+	if cmd.ParentID == "" {
+		if env.Currency == "" {
+			env.Currency = "EUR"
+		}
+		entry.Kind = KindEnvelopeFunded
+		entry.Postings = []Posting{{FundingAccount, -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
+	} else {
+		if parent == nil {
+			return nil, eff, EnvelopeNotFound(cmd.ParentID)
+		}
+		p := *parent
+		if env.Currency == "" {
+			env.Currency = p.Currency
+		}
+		if env.Currency != p.Currency {
+			return nil, eff, currencyMismatch(p, env.Currency)
+		}
+		if p.Available() < cmd.Allocation {
+			return nil, eff, insufficientFunds(&p, cmd.Allocation)
+		}
+		var err error
+		if p.ChildrenAllocated, err = AddAmount("the parent's allocation to children", p.ChildrenAllocated, cmd.Allocation); err != nil {
+			return nil, eff, err
+		}
+		p.UpdatedAt = at
+		res.Parent = &p
+		eff.Updated = []Envelope{p}
+		entry.Kind = KindEnvelopeAllocated
+		entry.Postings = []Posting{{EnvelopeName(p.ID), -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
+	}
+	entry.Currency = env.Currency
+	res.Envelope = env
+	eff.Created = &env
+	eff.Entries = []Entry{entry}
+	return res, eff, nil
+}
+
+func currencyMismatch(env Envelope, other string) *Error {
+	return &Error{Reason: ReasonCurrencyMismatch,
+		Message: fmt.Sprintf("envelope %q holds %s, not %s", EnvelopeName(env.ID), env.Currency, other),
+		Metadata: map[string]string{"envelope": EnvelopeName(env.ID), "envelope_currency": env.Currency,
+			"requested_currency": other}}
+}
+
+// DecideMoveAllocation decides a move of allocation between src and dst, both locked (nil when
+// the envelope named does not exist).
+func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope) (*MoveAllocationResult, Effects, error) {
+	var eff Effects
+	if srcEnv == nil {
+		return nil, eff, EnvelopeNotFound(cmd.SourceID)
+	}
+	if dstEnv == nil {
+		return nil, eff, EnvelopeNotFound(cmd.DestinationID)
+	}
+	src, dst := *srcEnv, *dstEnv
+	if src.Currency != dst.Currency {
+		return nil, eff, currencyMismatch(dst, src.Currency)
+	}
+	if src.Available() < cmd.Amount {
+		return nil, eff, insufficientFunds(&src, cmd.Amount)
+	}
+	var err error
+	switch {
+	case dst.ParentID == src.ID: // parent to child
+		if src.ChildrenAllocated, err = AddAmount("the source's allocation to children", src.ChildrenAllocated, cmd.Amount); err == nil {
+			dst.Allocation, err = AddAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+		}
+	case src.ParentID == dst.ID: // child to parent: the parent's share in its children shrinks
+		src.Allocation -= cmd.Amount
+		dst.ChildrenAllocated -= cmd.Amount
+	case src.ParentID == dst.ParentID: // siblings, or two roots
+		src.Allocation -= cmd.Amount
+		dst.Allocation, err = AddAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+	default:
+		return nil, eff, &Error{Reason: ReasonEnvelopesNotRelated,
+			Message: fmt.Sprintf("allocation moves only between a parent and its child or between siblings; %q and %q are neither",
+				EnvelopeName(src.ID), EnvelopeName(dst.ID)),
+			Metadata: map[string]string{"source": EnvelopeName(src.ID), "destination": EnvelopeName(dst.ID)}}
+	}
+	if err != nil {
+		return nil, eff, err
+	}
+	src.UpdatedAt, dst.UpdatedAt = st.At, st.At
+	res := &MoveAllocationResult{Source: src, Destination: dst, EntryID: st.NewID()}
+	eff.Updated = []Envelope{src, dst}
+	eff.Entries = []Entry{{ID: res.EntryID, Kind: KindAllocationMoved, Currency: src.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: st.At,
+		Postings: []Posting{{EnvelopeName(src.ID), -cmd.Amount}, {EnvelopeName(dst.ID), cmd.Amount}}}}
+	return res, eff, nil
+}
+
+// DecideSetRules decides a new rule set for env (nil when the envelope does not exist). A rule
+// set takes effect at its effective time, or at once (st.At) when that is zero or past: rules
+// never apply retroactively to awards already decided.
+func DecideSetRules(st Stamp, cmd SetRules, env *Envelope) (*SetRulesResult, Effects, error) {
+	var eff Effects
+	if env == nil {
+		return nil, eff, EnvelopeNotFound(cmd.EnvelopeID)
+	}
+	effective := cmd.EffectiveTime.UTC().Truncate(time.Microsecond)
+	if effective.Before(st.At) {
+		effective = st.At
+	}
+	rs := RuleSet{ID: st.NewID(), EnvelopeID: env.ID, Call: cmd.Call, EffectiveFrom: effective,
+		Rules: cmd.Rules, Caller: cmd.Caller, RequestID: cmd.RequestID, CreatedAt: st.At}
+	raw, err := json.Marshal(rs.Rules)
+	if err != nil {
+		return nil, eff, err
+	}
+	eff.RuleSet = &rs
+	eff.Entries = []Entry{{ID: rs.ID, Kind: KindRulesChanged, Currency: env.Currency, Caller: cmd.Caller,
+		RequestID: cmd.RequestID, Memo: fmt.Sprintf("call %s: %s", cmd.Call, raw), CreatedAt: st.At}}
+	return &SetRulesResult{RuleSet: rs, EntryID: rs.ID}, eff, nil
+}

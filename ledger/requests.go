@@ -1,0 +1,84 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// decision is one request decided outside group commit: load what it reads and lock it (store),
+// decide (core), and return the result with the effects to write.
+type decision func(ctx context.Context, q store.Querier, st core.Stamp) (result any, eff core.Effects, err error)
+
+// mutate runs one request that is not routed through an envelope batch (envelope creation, moves,
+// rule changes, refusals of unknown commitments): look up its request id, decide, write the
+// effects and record the outcome, all in one serializable transaction. A refusal is recorded with
+// nothing written.
+func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any, decide decision) error {
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	var (
+		decided core.Outcome
+		changed []core.Envelope
+	)
+	err := l.withRequestLog(ctx, []string{requestID}, func(priors map[string]core.Prior) error {
+		if prior, ok := priors[requestID]; ok {
+			decided = prior.Replay(requestID, fingerprint)
+			return nil
+		}
+		return l.db.ReadWrite(ctx, func(q store.Querier) error {
+			st := stamp()
+			result, eff, err := decide(ctx, q, st)
+			if decided, err = core.Settle(result, err); err != nil {
+				return err
+			}
+			changed = nil
+			if decided.Refusal == nil {
+				if err := store.WriteEffects(ctx, q, eff); err != nil {
+					return err
+				}
+				changed = eff.Envelopes()
+			}
+			return store.InsertRequests(ctx, q, st.At, []core.RequestRow{{ID: requestID, Fingerprint: fingerprint, Outcome: decided}})
+		})
+	})
+	if err != nil {
+		return l.classify(ctx, err)
+	}
+	l.metrics.envelopes(changed)
+	return decided.Decode(out)
+}
+
+// withRequestLog looks up request ids in the request log, outside any transaction (its rows never
+// change, and a lookup inside a SERIALIZABLE transaction would take predicate locks that make
+// batches on unrelated envelopes abort each other), then runs decide with what it found. When
+// another transaction recorded one of the ids meanwhile, decide fails with ErrRequestRecorded and
+// runs again with a fresh lookup, so that the recorded outcome is replayed.
+func (l *Ledger) withRequestLog(ctx context.Context, ids []string, decide func(map[string]core.Prior) error) error {
+	unknown := false // an earlier attempt lost its connection during COMMIT
+	for attempt := 1; ; attempt++ {
+		priors, err := store.LoadRequests(ctx, l.db.Reader(), ids)
+		if err == nil {
+			err = decide(priors)
+		}
+		if errors.Is(err, store.ErrCommitOutcomeUnknown) {
+			unknown = true
+		}
+		switch {
+		case err == nil:
+			return nil
+		case unknown && !errors.Is(err, store.ErrCommitOutcomeUnknown) && (store.Unavailable(err) || ctx.Err() != nil):
+			// The database is still away: the first COMMIT may or may not have landed.
+			return fmt.Errorf("%w: %w", store.ErrCommitOutcomeUnknown, err)
+		case (errors.Is(err, store.ErrRequestRecorded) || errors.Is(err, store.ErrCommitOutcomeUnknown)) && attempt < 3:
+			// Look again: a recorded request is replayed; one that is not recorded is decided
+			// anew, and the request log's primary key stops a second decision if the lost
+			// COMMIT did land after all.
+			continue
+		}
+		return err
+	}
+}

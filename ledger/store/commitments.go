@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// Commitments: one row per award, created by a batch and updated in place by releases.
+
+const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at, " +
+	"eligible_cost, territory, population"
+
+// SelectCommitments is the SELECT of every commitment column, for FROM commitments.
+const SelectCommitments = "SELECT " + commitmentColumns + " FROM commitments"
+
+// ScanCommitment reads a commitment row selected with SelectCommitments.
+func ScanCommitment(s Scanner) (core.Commitment, error) {
+	var (
+		c                core.Commitment
+		created, updated int64
+	)
+	err := s.Scan(&c.ID, &c.EnvelopeID, &c.Beneficiary, &c.Project, &c.Currency, &c.Amount, &c.Released,
+		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population)
+	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return c, err
+}
+
+// LoadCommitment reads one commitment (COMMITMENT_NOT_FOUND when it does not exist).
+func LoadCommitment(ctx context.Context, q Querier, id string) (core.Commitment, error) {
+	c, err := ScanCommitment(q.QueryRow(ctx, SelectCommitments+" WHERE id = $1", id))
+	if errors.Is(err, ErrNoRows) {
+		return c, core.CommitmentNotFound(id)
+	}
+	return c, err
+}
+
+// LoadCommitments reads commitments by id; the ones that do not exist are absent.
+func LoadCommitments(ctx context.Context, q Querier, ids []string) (map[string]*core.Commitment, error) {
+	found := map[string]*core.Commitment{}
+	if len(ids) == 0 {
+		return found, nil
+	}
+	list, args := inList(0, ids)
+	rs, err := q.Query(ctx, SelectCommitments+" WHERE id IN ("+list+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		c, err := ScanCommitment(rs)
+		if err != nil {
+			return nil, err
+		}
+		found[c.ID] = &c
+	}
+	return found, rs.Err()
+}
+
+// InsertCommitments writes new commitments in bulk.
+func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) error {
+	rows := make([][]any, 0, len(cs))
+	for _, c := range cs {
+		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
+			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population})
+	}
+	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
+		core.Internal("a commitment was not inserted"))
+}
+
+// UpdateCommitment writes what a commitment released.
+func UpdateCommitment(ctx context.Context, q Querier, c *core.Commitment) error {
+	return q.Write(ctx, "UPDATE commitments SET released = $2, updated_at = $3 WHERE id = $1",
+		[]any{c.ID, c.Released, micros(c.UpdatedAt)}, func(n int64) error {
+			if n != 1 {
+				return core.Internal("updating commitment %s touched %d rows", c.ID, n)
+			}
+			return nil
+		})
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// Querier is the little SQL surface the ledger is written against, so that the same statements
+// run inside a SQLite, PostgreSQL or CockroachDB transaction. Placeholders are $1, $2… on every
+// engine.
+type Querier interface {
+	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
+	// Write runs a statement whose only answer is a row count, which check judges. An engine may
+	// hold writes back and send them together, in order, before COMMIT (or before the next
+	// read), to save round trips; a failed check then fails the transaction before it commits.
+	Write(ctx context.Context, query string, args []any, check func(rowsAffected int64) error) error
+	QueryRow(ctx context.Context, query string, args ...any) Scanner
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+	// QueryEach runs one single-row query once per argument list, in order, and scans each
+	// answer (ErrNoRows when a query matched nothing). An engine may send them together.
+	QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error
+}
+
+// Scanner reads one row.
+type Scanner interface{ Scan(dest ...any) error }
+
+// Rows is the answer of Query.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// ErrNoRows is what QueryRow's Scan returns when nothing matched, on every engine.
+var ErrNoRows = errors.New("no rows")
+
+// Engine is one kind of database.
+type Engine interface {
+	// Name is "sqlite", "postgres" or "cockroachdb".
+	Name() string
+	// ReadWrite runs fn in a serializable read-write transaction, retrying it on the engine's
+	// retryable errors; fn may run several times and must not keep state between attempts.
+	ReadWrite(ctx context.Context, fn func(q Querier) error) error
+	// ReadOnly runs fn in a read-only transaction with one consistent snapshot.
+	ReadOnly(ctx context.Context, fn func(q Querier) error) error
+	// Reader runs single statements outside an explicit transaction; each statement reads one
+	// snapshot, which is all that Get and List need.
+	Reader() Querier
+	// ForUpdate is the clause that locks the rows a SELECT reads ("" where the whole transaction
+	// already holds the write lock).
+	ForUpdate() string
+	Ping(ctx context.Context) error
+	Close()
+}
+
+// Config tunes an engine.
+type Config struct {
+	// TxTimeout bounds the connection check at open and SQLite's busy timeout.
+	TxTimeout time.Duration
+	// MaxConns caps the connection pool (0: the engine's default).
+	MaxConns int
+	// OnRetry is called each time a transaction is run again after a retryable failure.
+	OnRetry func(engine string)
+}
+
+func (c Config) retried(engine string) {
+	if c.OnRetry != nil {
+		c.OnRetry(engine)
+	}
+}
+
+// Open opens (creating it if needed) the database and brings its schema up to date:
+//
+//   - "postgres://…" or "postgresql://…": PostgreSQL, or CockroachDB (detected from its version
+//     string);
+//   - "sqlite:PATH", "file:PATH" or a bare PATH: an embedded SQLite file.
+func Open(ctx context.Context, database string, cfg Config) (Engine, error) {
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = 5 * time.Second
+	}
+	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
+		return openPostgres(ctx, database, cfg)
+	}
+	return openSQLite(ctx, sqlitePath(database), cfg)
+}
+
+// Retryable reports whether err is a transient conflict: the same transaction may succeed if
+// run again.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrRequestRecorded) || pgRetryable(err) || sqliteBusy(err)
+}
+
+// Unavailable reports whether err says the database cannot be reached or used.
+func Unavailable(err error) bool {
+	return pgUnavailable(err) || sqliteFatal(err)
+}
+
+// ErrRequestRecorded says that another transaction recorded one of the request ids this one was
+// deciding; the caller looks the request log up again and replays what it finds.
+var ErrRequestRecorded = errors.New("a request id was recorded by a concurrent transaction")
+
+// ErrCommitOutcomeUnknown says that the connection broke while COMMIT was in flight: the
+// transaction may or may not have committed.
+var ErrCommitOutcomeUnknown = errors.New("the outcome of COMMIT is unknown")
+
+// Limits shared by the engines.
+const (
+	// maxTxAttempts bounds the retries of one transaction; the caller then gets ABORTED.
+	maxTxAttempts = 12
+	// retryBase is the first backoff; it doubles at each attempt, with jitter, up to retryCap.
+	retryBase = 2 * time.Millisecond
+	retryCap  = 200 * time.Millisecond
+)

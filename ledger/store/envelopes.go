@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// Envelopes: one row per envelope with its balances, updated in place by the transaction that
+// holds its lock.
+
+const envelopeColumns = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
+	"released, commitment_count, created_at, updated_at"
+
+// ScanEnvelope reads an envelope row selected with envelopeColumns.
+func ScanEnvelope(s Scanner) (core.Envelope, error) {
+	var (
+		e                core.Envelope
+		parent           *string
+		created, updated int64
+	)
+	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,
+		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated)
+	if parent != nil {
+		e.ParentID = *parent
+	}
+	e.CreatedAt, e.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return e, err
+}
+
+// SelectEnvelopes is the SELECT of every envelope column, for FROM envelopes.
+const SelectEnvelopes = "SELECT " + envelopeColumns + " FROM envelopes"
+
+// LoadEnvelope reads one envelope (ENVELOPE_NOT_FOUND when it does not exist), locking its row
+// for the transaction with lock (the engine's ForUpdate clause, or "").
+func LoadEnvelope(ctx context.Context, q Querier, id, lock string) (core.Envelope, error) {
+	env, err := ScanEnvelope(q.QueryRow(ctx, SelectEnvelopes+" WHERE id = $1"+lock, id))
+	if errors.Is(err, ErrNoRows) {
+		return env, core.EnvelopeNotFound(id)
+	}
+	return env, err
+}
+
+// FindEnvelope reads one envelope and locks it with lock; nil when it does not exist.
+func FindEnvelope(ctx context.Context, q Querier, id, lock string) (*core.Envelope, error) {
+	env, err := LoadEnvelope(ctx, q, id, lock)
+	if errors.Is(err, core.ErrEnvelopeNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &env, nil
+}
+
+// LockEnvelopes reads envelopes and locks their rows for the transaction, in id order, so that
+// batches and moves never wait on each other in a cycle. Missing ids are absent from the result.
+//
+// Each envelope is read by its own primary-key lookup (sent together, one round trip): a query
+// for several ids at once is planned as a sequential scan on a small table, and under
+// SERIALIZABLE a sequential scan locks the whole table for conflict detection, so every other
+// batch's balance update would conflict with it.
+func LockEnvelopes(ctx context.Context, q Querier, lock string, ids []string) (map[string]core.Envelope, error) {
+	found := map[string]core.Envelope{}
+	sorted := slices.Sorted(slices.Values(ids))
+	argsList := make([][]any, len(sorted))
+	for i, id := range sorted {
+		argsList[i] = []any{id}
+	}
+	err := q.QueryEach(ctx, SelectEnvelopes+" WHERE id = $1"+lock, argsList,
+		func(s Scanner) error {
+			e, err := ScanEnvelope(s)
+			if errors.Is(err, ErrNoRows) {
+				return nil
+			}
+			if err == nil {
+				found[e.ID] = e
+			}
+			return err
+		})
+	return found, err
+}
+
+// InsertEnvelope writes a new envelope.
+func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
+	var parent any
+	if e.ParentID != "" {
+		parent = e.ParentID
+	}
+	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 11),
+		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
+			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt)}, nil)
+}
+
+// UpdateEnvelope writes an envelope's balances.
+func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
+	return q.Write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
+		released = $5, commitment_count = $6, updated_at = $7 WHERE id = $1`,
+		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt)},
+		func(n int64) error {
+			if n != 1 {
+				return core.Internal("updating envelope %s touched %d rows", e.ID, n)
+			}
+			return nil
+		})
+}

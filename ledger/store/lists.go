@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// Lists, keyset-paginated: a page token holds the key of the last item returned and a digest of
+// the filters it was made for (see pagetoken.go).
+
+// Page is what a List call asks for: at most Size items (0 means 50, more than 1000 means 1000)
+// after the position a Token from a previous page points to.
+type Page struct {
+	Size  int
+	Token string
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 1000
+)
+
+func (p Page) limit() int {
+	switch {
+	case p.Size <= 0:
+		return defaultPageSize
+	case p.Size > maxPageSize:
+		return maxPageSize
+	}
+	return p.Size
+}
+
+// EnvelopeFilter selects envelopes for ListEnvelopes.
+type EnvelopeFilter struct {
+	// ParentID keeps only the direct children of this envelope; empty keeps every envelope.
+	ParentID string
+}
+
+// ListEnvelopes returns envelopes in id order and the token of the next page ("" at the end).
+func ListEnvelopes(ctx context.Context, q Querier, f EnvelopeFilter, page Page) ([]core.Envelope, string, error) {
+	filterKey := "envelopes\x00" + f.ParentID
+	after, err := decodePageToken(page.Token, filterKey)
+	if err != nil {
+		return nil, "", err
+	}
+	args := []any{after}
+	query := SelectEnvelopes + " WHERE id > $1"
+	if f.ParentID != "" {
+		args = append(args, f.ParentID)
+		query += " AND parent_id = $2"
+	}
+	return listPage(ctx, q, query+" ORDER BY id", args, page.limit(), filterKey, ScanEnvelope,
+		func(e core.Envelope) string { return e.ID })
+}
+
+// CommitmentFilter selects commitments for ListCommitments; empty fields select everything.
+type CommitmentFilter struct {
+	EnvelopeID  string
+	Beneficiary string
+}
+
+// ListCommitments returns commitments oldest first and the token of the next page.
+func ListCommitments(ctx context.Context, q Querier, f CommitmentFilter, page Page) ([]core.Commitment, string, error) {
+	filterKey := "commitments\x00" + f.EnvelopeID + "\x00" + f.Beneficiary
+	after, err := decodePageToken(page.Token, filterKey)
+	if err != nil {
+		return nil, "", err
+	}
+	args := []any{after}
+	query := SelectCommitments + " WHERE id > $1"
+	if f.EnvelopeID != "" {
+		args = append(args, f.EnvelopeID)
+		query += fmt.Sprintf(" AND envelope_id = $%d", len(args))
+	}
+	if f.Beneficiary != "" {
+		args = append(args, f.Beneficiary)
+		query += fmt.Sprintf(" AND beneficiary = $%d", len(args))
+	}
+	return listPage(ctx, q, query+" ORDER BY id", args, page.limit(), filterKey, ScanCommitment,
+		func(c core.Commitment) string { return c.ID })
+}
+
+// EntryFilter selects journal entries that post to an envelope and/or a commitment.
+type EntryFilter struct {
+	EnvelopeID   string
+	CommitmentID string
+}
+
+// ListEntries returns journal entries oldest first, with their postings, and the token of the
+// next page.
+func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]core.Entry, string, error) {
+	filterKey := "entries\x00" + f.EnvelopeID + "\x00" + f.CommitmentID
+	after, err := decodePageToken(page.Token, filterKey)
+	if err != nil {
+		return nil, "", err
+	}
+	args := []any{after}
+	query := "SELECT e.id, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at FROM journal_entries e WHERE e.id > $1"
+	var accounts []string
+	if f.EnvelopeID != "" {
+		accounts = append(accounts, core.EnvelopeName(f.EnvelopeID))
+	}
+	if f.CommitmentID != "" {
+		accounts = append(accounts, core.CommitmentName(f.CommitmentID))
+	}
+	for _, account := range accounts {
+		args = append(args, account)
+		query += fmt.Sprintf(" AND EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = e.id AND p.account = $%d)", len(args))
+	}
+	scan := func(s Scanner) (core.Entry, error) {
+		var (
+			e       core.Entry
+			kind    string
+			created int64
+		)
+		err := s.Scan(&e.ID, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created)
+		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
+		return e, err
+	}
+	entries, next, err := listPage(ctx, q, query+" ORDER BY e.id", args, page.limit(), filterKey, scan,
+		func(e core.Entry) string { return e.ID })
+	if err != nil || len(entries) == 0 {
+		return entries, next, err
+	}
+	// Entries are immutable, so their postings can be read in a second statement.
+	ids := make([]string, len(entries))
+	index := map[string]int{}
+	for i, e := range entries {
+		ids[i] = e.ID
+		index[e.ID] = i
+	}
+	list, pargs := inList(0, ids)
+	rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", pargs...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			id string
+			p  core.Posting
+		)
+		if err := rs.Scan(&id, &p.Account, &p.Amount); err != nil {
+			return nil, "", err
+		}
+		entries[index[id]].Postings = append(entries[index[id]].Postings, p)
+	}
+	return entries, next, rs.Err()
+}
+
+// listPage runs a keyset-paginated query: it asks for one row more than the page to know whether
+// another page follows.
+func listPage[T any](ctx context.Context, q Querier, query string, args []any, limit int, filterKey string,
+	scan func(Scanner) (T, error), key func(T) string) ([]T, string, error) {
+	args = append(args, limit+1)
+	rs, err := q.Query(ctx, fmt.Sprintf("%s LIMIT $%d", query, len(args)), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rs.Close()
+	items := make([]T, 0, limit)
+	for rs.Next() {
+		item, err := scan(rs)
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, item)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		next = encodePageToken(key(items[limit-1]), filterKey)
+	}
+	return items, next, nil
+}

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// The request log: one row per decided request id, with the fingerprint of its payload and its
+// outcome (invariant 5). It is append-only.
+
+// LoadRequests returns the request log's rows for ids (absent ids are not in the map).
+func LoadRequests(ctx context.Context, q Querier, ids []string) (map[string]core.Prior, error) {
+	found := map[string]core.Prior{}
+	if len(ids) == 0 {
+		return found, nil
+	}
+	list, args := inList(0, ids)
+	rs, err := q.Query(ctx, "SELECT request_id, fingerprint, outcome FROM requests WHERE request_id IN ("+list+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id, fp, raw string
+		if err := rs.Scan(&id, &fp, &raw); err != nil {
+			return nil, err
+		}
+		var o core.Outcome
+		if err := json.Unmarshal([]byte(raw), &o); err != nil {
+			return nil, core.Internal("request %s has an unreadable outcome: %w", id, err)
+		}
+		found[id] = core.Prior{Fingerprint: fp, Outcome: o}
+	}
+	return found, rs.Err()
+}
+
+// InsertRequests records decided requests. If another transaction recorded one of the same ids
+// first, the insert fails on the primary key (the engines report ErrRequestRecorded): the
+// transaction is rolled back and run again after a fresh look at the request log, so that the
+// first outcome is replayed instead of a second decision being made.
+func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.RequestRow) error {
+	rows := make([][]any, 0, len(reqs))
+	for _, r := range reqs {
+		raw, err := r.Outcome.Encode()
+		if err != nil {
+			return err
+		}
+		op := "result"
+		if r.Outcome.Refusal != nil {
+			op = string(r.Outcome.Refusal.Reason)
+		}
+		rows = append(rows, []any{r.ID, op, r.Fingerprint, string(raw), micros(at)})
+	}
+	return bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at"},
+		rows, "", ErrRequestRecorded)
+}

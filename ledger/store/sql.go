@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SQL helpers. The statements of this package are the same on SQLite, PostgreSQL and CockroachDB. Every write touches
+// rows by primary key or appends, so that transactions on different envelopes do not read each
+// other's rows.
+
+func micros(t time.Time) int64     { return t.UnixMicro() }
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// placeholders returns "($n+1, $n+2, …)" for one row of width columns starting after n.
+func placeholders(n, width int) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i := range width {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", n+i+1)
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// maxRowsPerInsert keeps every statement under SQLite's and PostgreSQL's limits on bound
+// parameters (32,766 and 65,535).
+const maxRowsPerInsert = 500
+
+// maxParamsPerInsert bounds the bound parameters of one multi-row INSERT (see bulkInsert).
+const maxParamsPerInsert = 1000
+
+// copyThreshold is the row count from which an engine that can COPY rows in (PostgreSQL) does so
+// instead of INSERT: parsing and binding thousands of parameters costs more than the round trip.
+const copyThreshold = 100
+
+// copier is a Querier that can COPY rows into a table (PostgreSQL).
+type copier interface {
+	copyRows(ctx context.Context, table string, columns []string, rows [][]any) (bool, error)
+}
+
+// bulkInsert writes rows with multi-row INSERT statements (or COPY, for many rows where the engine
+// can); a statement that inserts fewer rows than it was given fails the transaction with onShort.
+func bulkInsert(ctx context.Context, q Querier, table string, columns []string, rows [][]any, suffix string, onShort error) error {
+	if c, ok := q.(copier); ok && suffix == "" && len(rows) >= copyThreshold {
+		if done, err := c.copyRows(ctx, table, columns, rows); done || err != nil {
+			return err
+		}
+	}
+	// SQLite resolves each $N parameter by a linear search of those already seen, so a statement's
+	// parse time grows with the square of its parameters: keep each statement to about
+	// maxParamsPerInsert of them.
+	perStatement := max(1, min(maxRowsPerInsert, maxParamsPerInsert/max(1, len(columns))))
+	for start := 0; start < len(rows); start += perStatement {
+		chunk := rows[start:min(start+perStatement, len(rows))]
+		var b strings.Builder
+		fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(columns, ", "))
+		args := make([]any, 0, len(chunk)*len(columns))
+		for i, row := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(placeholders(len(args), len(columns)))
+			args = append(args, row...)
+		}
+		b.WriteString(suffix)
+		want := int64(len(chunk))
+		if err := q.Write(ctx, b.String(), args, func(n int64) error {
+			if n != want {
+				return onShort
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inList returns "$n+1, $n+2, …" and the args for a list of strings.
+func inList(n int, values []string) (string, []any) {
+	ph := make([]string, len(values))
+	args := make([]any, len(values))
+	for i, v := range values {
+		ph[i] = fmt.Sprintf("$%d", n+i+1)
+		args[i] = v
+	}
+	return strings.Join(ph, ", "), args
+}
+
+// Request log.

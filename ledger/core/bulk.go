@@ -54,9 +54,9 @@ func (c *BulkCommit) Validate() error {
 	}
 	for i, it := range c.Items {
 		field := fmt.Sprintf("items[%d].", i)
-		if err := firstError(CheckText(field+"beneficiary", it.Beneficiary, 1, 200),
-			CheckText(field+"project", it.Project, 1, 200), checkAmount(field+"amount", it.Amount),
-			CheckText(field+"description", it.Description, 0, 500), it.Policy.validate(field)); err != nil {
+		if err := firstError(CheckField(field+"beneficiary", "beneficiary", it.Beneficiary),
+			CheckField(field+"project", "project", it.Project), checkAmount(field+"amount", it.Amount),
+			CheckField(field+"description", "description", it.Description), it.Policy.validate(field)); err != nil {
 			return err
 		}
 	}

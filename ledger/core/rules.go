@@ -119,7 +119,7 @@ type SetRulesResult struct {
 
 func (c *SetRules) Validate() error {
 	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID),
-		CheckText("call", c.Call, 1, 200))
+		CheckField("call", "call", c.Call))
 	if err != nil {
 		return err
 	}

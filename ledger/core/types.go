@@ -161,7 +161,7 @@ func (p *Policy) validate(prefix string) error {
 	if p.Population < 0 {
 		return InvalidArgument(prefix+"population", "must not be negative")
 	}
-	return CheckText(prefix+"territory", p.Territory, 0, 200)
+	return CheckField(prefix+"territory", "territory", p.Territory)
 }
 
 // add appends the policy fields to a fingerprint, only when one is given, so that the

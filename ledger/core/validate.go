@@ -9,27 +9,63 @@ import (
 // Validation. The server validates requests with protovalidate first; the ledger checks again so
 // that no caller of this package (a benchmark, a tool) can write a malformed row.
 
+// Field is the rule of one kind of request field: its length in characters (Unicode code
+// points, as protovalidate counts them) and, for identifiers, the pattern it must match.
+type Field struct {
+	MinLen, MaxLen int
+	Pattern        string
+}
+
+// Fields are the rules of the ledger's request fields, by their name in the .proto files. The
+// gRPC boundary checks the same rules, written in the .proto as protovalidate rules; the test
+// TestFieldRulesAgreeWithProto (server) walks every request message and fails where the two
+// differ, so that the rules are written once and checked twice.
+var Fields = map[string]Field{
+	"request_id":   {1, 128, `^[!-~]+$`},
+	"envelope_id":  {1, 63, `^[a-z]([a-z0-9-]*[a-z0-9])?$`},
+	"display_name": {0, 200, ""},
+	"beneficiary":  {1, 200, ""},
+	"project":      {1, 200, ""},
+	"description":  {0, 500, ""},
+	"reason":       {1, 500, ""},
+	"territory":    {0, 200, ""},
+	"call":         {1, 200, ""},
+}
+
 var (
-	envelopeIDPattern   = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
-	requestIDPattern    = regexp.MustCompile(`^[!-~]{1,128}$`)
+	envelopeIDPattern   = regexp.MustCompile(Fields["envelope_id"].Pattern)
+	requestIDPattern    = regexp.MustCompile(Fields["request_id"].Pattern)
 	currencyPattern     = regexp.MustCompile(`^[A-Z]{3}$`)
 	commitmentIDPattern = regexp.MustCompile(`^[0-9a-f-]{36}$`)
 )
 
+// CheckField checks the text s of a field named name in Fields, reported as path (name itself,
+// or a path such as items[3].name).
+func CheckField(path, name, s string) error {
+	f, ok := Fields[name]
+	if !ok {
+		return Internal("no rule for field %s", name)
+	}
+	return CheckText(path, s, f.MinLen, f.MaxLen)
+}
+
+// CheckRequestID checks a request id.
 func CheckRequestID(id string) error {
-	if !requestIDPattern.MatchString(id) {
+	if len(id) > Fields["request_id"].MaxLen || !requestIDPattern.MatchString(id) {
 		return InvalidArgument("request_id", "must be 1 to 128 printable ASCII characters without spaces")
 	}
 	return nil
 }
 
+// CheckEnvelopeID checks the id of an envelope named in field.
 func CheckEnvelopeID(field, id string) error {
-	if len(id) > 63 || !envelopeIDPattern.MatchString(id) {
+	if len(id) > Fields["envelope_id"].MaxLen || !envelopeIDPattern.MatchString(id) {
 		return InvalidArgument(field, "must be 1 to 63 lower-case letters, digits and hyphens, starting with a letter")
 	}
 	return nil
 }
 
+// CheckText checks a free-text field: valid UTF-8, min to max characters, no control character.
 func CheckText(field, s string, min, max int) error {
 	n := utf8.RuneCountInString(s)
 	switch {
@@ -61,9 +97,10 @@ func firstError(errs ...error) error {
 	return nil
 }
 
+// Validate checks a CreateEnvelope's fields.
 func (c *CreateEnvelope) Validate() error {
 	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope_id", c.EnvelopeID),
-		CheckText("display_name", c.DisplayName, 0, 200), checkAmount("allocation", c.Allocation))
+		CheckField("display_name", "display_name", c.DisplayName), checkAmount("allocation", c.Allocation))
 	if err != nil {
 		return err
 	}
@@ -78,10 +115,11 @@ func (c *CreateEnvelope) Validate() error {
 	return nil
 }
 
+// Validate checks a MoveAllocation's fields.
 func (c *MoveAllocation) Validate() error {
 	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
-		CheckText("reason", c.Reason, 1, 500))
+		CheckField("reason", "reason", c.Reason))
 	if err != nil {
 		return err
 	}
@@ -91,10 +129,11 @@ func (c *MoveAllocation) Validate() error {
 	return nil
 }
 
+// Validate checks a Commit's fields.
 func (c *Commit) Validate() error {
 	return firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID),
-		CheckText("beneficiary", c.Beneficiary, 1, 200), CheckText("project", c.Project, 1, 200),
-		checkAmount("amount", c.Amount), CheckText("description", c.Description, 0, 500), c.Policy.validate(""))
+		CheckField("beneficiary", "beneficiary", c.Beneficiary), CheckField("project", "project", c.Project),
+		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""))
 }
 
 // CheckCommitmentID checks the id of a commitment named in field.
@@ -111,5 +150,5 @@ func (c *Release) Validate() error {
 		return err
 	}
 	return firstError(CheckRequestID(c.RequestID), checkAmount("amount", c.Amount),
-		CheckText("reason", c.Reason, 1, 500))
+		CheckField("reason", "reason", c.Reason))
 }

@@ -1,0 +1,11 @@
+// Package store is the ledger's storage: the database engines (SQLite, the embedded default;
+// PostgreSQL and CockroachDB through pgx), the schema and its migrations, page tokens, and one
+// file per table with the statements that load and write it. It makes no decision.
+//
+// What it promises: Engine.ReadWrite runs a function in a serializable transaction and retries
+// it in a fresh transaction on the engine's retryable errors, checking the outcome of COMMIT (a
+// connection lost during COMMIT is ErrCommitOutcomeUnknown, never a success or a failure it
+// cannot know); a request id recorded twice fails the transaction (ErrRequestRecorded); an entry
+// that does not balance is never written; the journal, postings and request log are append-only
+// in the database itself (triggers). The same SQL runs on every engine.
+package store

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	v1 "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+// TestFieldRulesAgreeWithProto protects "validation written once": the ledger checks every
+// request field against core.Fields, the gRPC boundary against the .proto's protovalidate rules,
+// and this test holds the two to one value. It walks every field of every mutating request (and
+// bulk item) and compares its length bounds and pattern with the ledger's rule of the same name;
+// a field that names an envelope (envelopes/{id}) is compared with the envelope id's rule. A
+// rule changed on one side only fails here.
+func TestFieldRulesAgreeWithProto(t *testing.T) {
+	msgs := []proto.Message{&v1.CreateEnvelopeRequest{}, &v1.MoveAllocationRequest{}, &v1.SetEnvelopeRulesRequest{},
+		&v1.CommitRequest{}, &v1.ReleaseRequest{}, &v1.BatchCommitRequest{}, &v1.BatchCommitItem{}}
+	envelopeRefs := map[string]bool{"parent": true, "source": true, "destination": true, "envelope": true}
+	checked := map[string]bool{}
+	for _, m := range msgs {
+		fields := m.ProtoReflect().Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.Kind() != protoreflect.StringKind || fd.IsList() {
+				continue
+			}
+			name := string(fd.Name())
+			rules, _ := proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
+			str := rules.GetString()
+			minLen := int(str.GetMinLen())
+			if rules.GetRequired() {
+				minLen = max(minLen, 1)
+			}
+			where := string(fd.FullName())
+			if envelopeRefs[name] {
+				want := core.Fields["envelope_id"].Pattern
+				got := str.GetPattern()
+				if got != "^envelopes/"+strings.TrimPrefix(want, "^") {
+					t.Errorf("%s: pattern %q, the ledger's envelope id is %q", where, got, want)
+				}
+				checked["envelope_id"] = true
+				continue
+			}
+			want, ok := core.Fields[name]
+			if !ok {
+				continue
+			}
+			checked[name] = true
+			if minLen != want.MinLen || int(str.GetMaxLen()) != want.MaxLen {
+				t.Errorf("%s: length %d..%d in the .proto, %d..%d in the ledger", where, minLen, str.GetMaxLen(), want.MinLen, want.MaxLen)
+			}
+			if want.Pattern != "" && str.GetPattern() != want.Pattern {
+				t.Errorf("%s: pattern %q in the .proto, %q in the ledger", where, str.GetPattern(), want.Pattern)
+			}
+		}
+	}
+	for name := range core.Fields {
+		if !checked[name] {
+			t.Errorf("the ledger has a rule for %q, but no request field of that name was compared", name)
+		}
+	}
+}

@@ -41,11 +41,17 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
 			if w, err = core.DecideBatch(st, units, in); err != nil {
 				return err
 			}
-			return store.WriteBatch(ctx, q, w, st.At)
+			if err := store.WriteBatch(ctx, q, w, st.At); err != nil {
+				return err
+			}
+			return l.sequenceInline(ctx, q)
 		})
 	})
 	if err == nil {
 		l.metrics.batchDecided(n, w.Touched)
+		if len(w.Entries) > 0 {
+			l.poke()
+		}
 	}
 	return l.classify(ctx, err)
 }

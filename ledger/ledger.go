@@ -82,6 +82,8 @@ type Ledger struct {
 
 	// parents caches envelopes' parents (they never change), for the funding rules' inheritance.
 	parents store.ParentCache
+	// seq assigns journal positions after commits (nil where they are assigned inline).
+	seq *sequencer
 	// shareRuled holds the ids of envelopes that had a funding-share rule in force at their last
 	// batch here: their project totals are read ahead, outside the transaction.
 	shareRuled shareRuled
@@ -104,6 +106,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 		return nil, err
 	}
 	l := &Ledger{db: db, cfg: cfg, metrics: m}
+	l.startSequencer()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
 			Queues:    cfg.BatchQueues,
@@ -129,6 +132,7 @@ func (l *Ledger) Close() {
 	if l.batcher != nil {
 		l.batcher.Close()
 	}
+	l.stopSequencer()
 	l.db.Close()
 }
 

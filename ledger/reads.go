@@ -55,8 +55,9 @@ func (l *Ledger) ListCommitments(ctx context.Context, f CommitmentFilter, page P
 	return items, next, l.classify(ctx, err)
 }
 
-// ListEntries returns journal entries oldest first, with their postings, and the token of the
-// next page.
+// ListEntries returns journal entries in the journal's order (by sequence), with their postings,
+// and the token of the next page. Once a caller has read the entry at position P, no entry ever
+// appears at a position ≤ P (invariant 9).
 func (l *Ledger) ListEntries(ctx context.Context, f EntryFilter, page Page) ([]Entry, string, error) {
 	if f.EnvelopeID != "" {
 		if err := core.CheckEnvelopeID("envelope", f.EnvelopeID); err != nil {
@@ -67,6 +68,13 @@ func (l *Ledger) ListEntries(ctx context.Context, f EntryFilter, page Page) ([]E
 		if err := core.CheckCommitmentID("commitment", f.CommitmentID); err != nil {
 			return nil, "", err
 		}
+	}
+	if f.AfterSequence < 0 {
+		return nil, "", core.InvalidArgument("after_sequence", "must not be negative")
+	}
+	// Position what has committed, so that a caller reads its own writes.
+	if err := l.catchUp(ctx, true); err != nil {
+		return nil, "", err
 	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()

@@ -23,6 +23,7 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 	var (
 		decided core.Outcome
 		changed []core.Envelope
+		wrote   bool
 	)
 	err := l.withRequestLog(ctx, []string{requestID}, func(priors map[string]core.Prior) error {
 		if prior, ok := priors[requestID]; ok {
@@ -35,12 +36,15 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 			if decided, err = core.Settle(result, err); err != nil {
 				return err
 			}
-			changed = nil
-			if decided.Refusal == nil {
+			changed, wrote = nil, decided.Refusal == nil
+			if wrote {
 				if err := store.WriteEffects(ctx, q, eff); err != nil {
 					return err
 				}
 				changed = eff.Envelopes()
+				if err := l.sequenceInline(ctx, q); err != nil {
+					return err
+				}
 			}
 			return store.InsertRequests(ctx, q, st.At, []core.RequestRow{{ID: requestID, Fingerprint: fingerprint, Outcome: decided}})
 		})
@@ -49,6 +53,9 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 		return l.classify(ctx, err)
 	}
 	l.metrics.envelopes(changed)
+	if wrote {
+		l.poke()
+	}
 	return decided.Decode(out)
 }
 

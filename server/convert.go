@@ -75,6 +75,7 @@ func entryPB(e *ledger.Entry) *pb.JournalEntry {
 		RequestId:    e.RequestID,
 		Memo:         e.Memo,
 		CreateTime:   timestamppb.New(e.CreatedAt),
+		Sequence:     e.Sequence,
 	}
 }
 

@@ -169,7 +169,8 @@ type journalService struct {
 
 func (s *journalService) ListJournalEntries(ctx context.Context, req *pb.ListJournalEntriesRequest) (*pb.ListJournalEntriesResponse, error) {
 	entries, next, err := s.ledger.ListEntries(ctx,
-		ledger.EntryFilter{EnvelopeID: id(req.GetEnvelope(), "envelopes"), CommitmentID: id(req.GetCommitment(), "commitments")},
+		ledger.EntryFilter{EnvelopeID: id(req.GetEnvelope(), "envelopes"), CommitmentID: id(req.GetCommitment(), "commitments"),
+			AfterSequence: req.GetAfterSequence()},
 		ledger.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
 	if err != nil {
 		return nil, toStatus(err)

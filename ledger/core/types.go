@@ -83,7 +83,10 @@ type Posting struct {
 
 // Entry is one balanced, immutable journal entry.
 type Entry struct {
-	ID        string    `json:"id"`
+	ID string `json:"id"`
+	// Sequence is the entry's position in the journal's order (1, 2, 3, … with no gap), given
+	// once the entry has committed; 0 in the result of the operation that made it.
+	Sequence  int64     `json:"sequence,omitempty"`
 	Kind      EntryKind `json:"kind"`
 	Currency  string    `json:"currency"`
 	Caller    string    `json:"caller"`

@@ -44,6 +44,15 @@ type Engine interface {
 	// ReadWrite runs fn in a serializable read-write transaction, retrying it on the engine's
 	// retryable errors; fn may run several times and must not keep state between attempts.
 	ReadWrite(ctx context.Context, fn func(q Querier) error) error
+	// Sequencing runs fn in a transaction meant for assigning journal positions (see
+	// sequence.go), retrying it like ReadWrite. Its exclusion comes from the journal_head row it
+	// locks, so it reads what is committed when each statement runs (READ COMMITTED on
+	// PostgreSQL) and never makes serializable write transactions abort.
+	Sequencing(ctx context.Context, fn func(q Querier) error) error
+	// InlineSequence reports whether write transactions run one at a time (SQLite): then a
+	// position taken inside a write transaction is its commit order, and entries are given theirs
+	// before they commit.
+	InlineSequence() bool
 	// ReadOnly runs fn in a read-only transaction with one consistent snapshot.
 	ReadOnly(ctx context.Context, fn func(q Querier) error) error
 	// Reader runs single statements outside an explicit transaction; each statement reads one

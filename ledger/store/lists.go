@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -82,22 +83,32 @@ func ListCommitments(ctx context.Context, q Querier, f CommitmentFilter, page Pa
 		func(c core.Commitment) string { return c.ID })
 }
 
-// EntryFilter selects journal entries that post to an envelope and/or a commitment.
+// EntryFilter selects journal entries that post to an envelope and/or a commitment, after a
+// position of the journal.
 type EntryFilter struct {
 	EnvelopeID   string
 	CommitmentID string
+	// AfterSequence starts the list after this position (0: from the start).
+	AfterSequence int64
 }
 
-// ListEntries returns journal entries oldest first, with their postings, and the token of the
-// next page.
+// ListEntries returns journal entries in the journal's order (by sequence), with their postings,
+// and the token of the next page. Only entries that have their position are listed (see
+// sequence.go).
 func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]core.Entry, string, error) {
-	filterKey := "entries\x00" + f.EnvelopeID + "\x00" + f.CommitmentID
-	after, err := decodePageToken(page.Token, filterKey)
+	filterKey := fmt.Sprintf("entries by sequence\x00%s\x00%s\x00%d", f.EnvelopeID, f.CommitmentID, f.AfterSequence)
+	token, err := decodePageToken(page.Token, filterKey)
 	if err != nil {
 		return nil, "", err
 	}
+	after := f.AfterSequence
+	if token != "" {
+		if after, err = strconv.ParseInt(token, 10, 64); err != nil || after < 0 {
+			return nil, "", badPageToken()
+		}
+	}
 	args := []any{after}
-	query := "SELECT e.id, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at FROM journal_entries e WHERE e.id > $1"
+	query := "SELECT e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at FROM journal_entries e WHERE e.seq > $1"
 	var accounts []string
 	if f.EnvelopeID != "" {
 		accounts = append(accounts, core.EnvelopeName(f.EnvelopeID))
@@ -115,12 +126,12 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 			kind    string
 			created int64
 		)
-		err := s.Scan(&e.ID, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created)
+		err := s.Scan(&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created)
 		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
 		return e, err
 	}
-	entries, next, err := listPage(ctx, q, query+" ORDER BY e.id", args, page.limit(), filterKey, scan,
-		func(e core.Entry) string { return e.ID })
+	entries, next, err := listPage(ctx, q, query+" ORDER BY e.seq", args, page.limit(), filterKey, scan,
+		func(e core.Entry) string { return strconv.FormatInt(e.Sequence, 10) })
 	if err != nil || len(entries) == 0 {
 		return entries, next, err
 	}

@@ -46,6 +46,32 @@ var appendOnlyTriggers = map[string][]string{
 	},
 }
 
+// sequenceTriggers let the journal's append-only trigger allow one change: giving an entry its
+// position (seq) once, from NULL, with nothing else changed (Go migration 7, after 00004).
+var sequenceTriggers = map[string][]string{
+	"sqlite": {
+		`DROP TRIGGER IF EXISTS journal_entries_append_only`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
+		 WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND NEW.kind = OLD.kind
+		   AND NEW.currency = OLD.currency AND NEW.caller = OLD.caller AND NEW.request_id = OLD.request_id
+		   AND NEW.memo = OLD.memo AND NEW.created_at = OLD.created_at)
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+	},
+	"postgres": {
+		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+		      AND (NEW.id, NEW.kind, NEW.currency, NEW.caller, NEW.request_id, NEW.memo, NEW.created_at)
+		          IS NOT DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.caller, OLD.request_id, OLD.memo, OLD.created_at)
+		   THEN RETURN NEW; END IF;
+		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
+		 END $$`,
+		`DROP TRIGGER IF EXISTS journal_entries_append_only ON journal_entries`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
+		 FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()`,
+	},
+}
+
 // postgresOnly are statements for PostgreSQL proper, not CockroachDB: envelope rows are updated by
 // every batch, so each gets room on its page for HOT updates, which write no index entry; an
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
@@ -74,9 +100,17 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) er
 		}
 		return nil
 	}}
+	sequenced := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+		for _, stmt := range sequenceTriggers[dialect] {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
 	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
-		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil)),
+		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil), goose.NewGoMigration(7, sequenced, nil)),
 	}
 	if dialect == "postgres" {
 		// Several ledgerd processes may start at once on one database: a lock row in a plain

@@ -36,8 +36,7 @@ func decodePageToken(token, filterKey string) (string, error) {
 	if token == "" {
 		return "", nil
 	}
-	bad := &core.Error{Reason: core.ReasonInvalidPageToken, Field: "page_token",
-		Message: "page_token was not returned by a previous call with the same filters"}
+	bad := badPageToken()
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) > 512 {
 		return "", bad
@@ -48,4 +47,9 @@ func decodePageToken(token, filterKey string) (string, error) {
 		return "", bad
 	}
 	return t.After, nil
+}
+
+func badPageToken() *core.Error {
+	return &core.Error{Reason: core.ReasonInvalidPageToken, Field: "page_token",
+		Message: "page_token was not returned by a previous call with the same filters"}
 }

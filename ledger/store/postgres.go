@@ -113,15 +113,36 @@ func (e *pgEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) erro
 	})
 }
 
-// attempt is one PostgreSQL transaction: BEGIN, fn, COMMIT, with COMMIT's error returned.
+func (e *pgEngine) Sequencing(ctx context.Context, fn func(q Querier) error) error {
+	if e.cockroach {
+		return e.ReadWrite(ctx, fn)
+	}
+	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
+		err := e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", fn)
+		if err != nil && pgRetryable(err) {
+			e.cfg.retried(e.Name())
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+}
+
+func (e *pgEngine) InlineSequence() bool { return false }
+
+// attempt is one serializable PostgreSQL transaction.
 func (e *pgEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
+	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", fn)
+}
+
+// attemptAt is one PostgreSQL transaction: begin, fn, COMMIT, with COMMIT's error returned.
+func (e *pgEngine) attemptAt(ctx context.Context, begin string, fn func(q Querier) error) error {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// A connection released inside a transaction is closed by the pool, never reused.
 	defer conn.Release()
-	q := &pgxQuerier{q: conn.Conn(), begin: "BEGIN ISOLATION LEVEL SERIALIZABLE", copy: true}
+	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true}
 	err = fn(q)
 	if err == nil {
 		err = q.commit(ctx)

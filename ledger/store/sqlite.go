@@ -63,6 +63,12 @@ func (e *sqliteEngine) Ping(ctx context.Context) error {
 	return e.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
+func (e *sqliteEngine) Sequencing(ctx context.Context, fn func(q Querier) error) error {
+	return e.ReadWrite(ctx, fn)
+}
+
+func (e *sqliteEngine) InlineSequence() bool { return true }
+
 func (e *sqliteEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) error {
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
 		err := e.attempt(ctx, fn)

@@ -168,7 +168,13 @@ type JournalEntry struct {
 	// Output only. The reason or description given with the request.
 	Memo string `protobuf:"bytes,7,opt,name=memo,proto3" json:"memo,omitempty"`
 	// Output only. When the entry was written.
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only. The entry's position in the journal's order: 1, 2, 3, … with no gap. Once a
+	// reader has seen position P, no entry ever appears at a position at or before P, whatever
+	// order concurrent transactions committed in: follow the journal by asking for the entries
+	// after the last position seen (ListJournalEntriesRequest.after_sequence). A position is
+	// given once the entry has committed, so a list shows an entry only when it has one.
+	Sequence      int64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +265,13 @@ func (x *JournalEntry) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *JournalEntry) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // ListJournalEntriesRequest is the request of ListJournalEntries (AIP-158 pagination).
 type ListJournalEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -269,7 +282,10 @@ type ListJournalEntriesRequest struct {
 	// Optional. Maximum number of entries to return, 0 to 1000; 0 means 50.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Optional. The next_page_token of a previous call with the same filters.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional. Start after this position of the journal (0: from the first entry). The entries
+	// come in the journal's order, by sequence.
+	AfterSequence int64 `protobuf:"varint,5,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,10 +348,17 @@ func (x *ListJournalEntriesRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListJournalEntriesRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
 // ListJournalEntriesResponse is the response of ListJournalEntries.
 type ListJournalEntriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The entries of this page, oldest first.
+	// The entries of this page, in the journal's order (by sequence).
 	JournalEntries []*JournalEntry `protobuf:"bytes,1,rep,name=journal_entries,json=journalEntries,proto3" json:"journal_entries,omitempty"`
 	// Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
@@ -394,7 +417,7 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x1dbudgetledger/v1/journal.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
 	"\aPosting\x12\x18\n" +
 	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x03R\x06amount\"\xb5\x02\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount\"\xd1\x02\n" +
 	"\fJournalEntry\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.budgetledger.v1.EntryKindR\x04kind\x124\n" +
@@ -405,7 +428,8 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"request_id\x18\x06 \x01(\tR\trequestId\x12\x12\n" +
 	"\x04memo\x18\a \x01(\tR\x04memo\x12;\n" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x82\x02\n" +
+	"createTime\x12\x1a\n" +
+	"\bsequence\x18\t \x01(\x03R\bsequence\"\xb2\x02\n" +
 	"\x19ListJournalEntriesRequest\x12L\n" +
 	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
 	"\n" +
@@ -414,7 +438,8 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8c\x01\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12.\n" +
+	"\x0eafter_sequence\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\"\x8c\x01\n" +
 	"\x1aListJournalEntriesResponse\x12F\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryR\x0ejournalEntries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xdc\x01\n" +

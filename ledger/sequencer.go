@@ -1,0 +1,108 @@
+package ledger
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// The sequencer gives committed journal entries their positions (see store/sequence.go). On
+// SQLite it runs inside every write transaction. On PostgreSQL and CockroachDB it runs after
+// commits: a goroutine of each process is woken by its own commits and polls for other
+// processes' (sequencePoll), and every journal read catches up first, so that a caller reads its
+// own writes.
+
+// sequencePoll is how often the sequencer looks for entries committed by other processes.
+const sequencePoll = 200 * time.Millisecond
+
+type sequencer struct {
+	wake chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+func (l *Ledger) startSequencer() {
+	if l.db.InlineSequence() {
+		return
+	}
+	s := &sequencer{wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	l.seq = s
+	s.done.Go(func() {
+		t := time.NewTicker(sequencePoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-s.wake:
+			case <-t.C:
+			}
+			// A failure (the database away) is tried again at the next wake or tick.
+			_ = l.catchUp(context.Background(), false)
+		}
+	})
+}
+
+// poke tells the sequencer that entries were committed.
+func (l *Ledger) poke() {
+	if l.seq == nil {
+		return
+	}
+	select {
+	case l.seq.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Ledger) stopSequencer() {
+	if l.seq != nil {
+		close(l.seq.stop)
+		l.seq.done.Wait()
+	}
+}
+
+// catchUp positions every entry committed so far. With check set, it first looks whether any
+// entry waits (a cheap indexed read), so that readers of a quiet journal write nothing.
+func (l *Ledger) catchUp(ctx context.Context, check bool) error {
+	if l.db.InlineSequence() {
+		return nil
+	}
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	if check {
+		waiting, err := store.Unsequenced(ctx, l.db.Reader())
+		if err != nil || !waiting {
+			return l.classify(ctx, err)
+		}
+	}
+	for {
+		var n int
+		err := l.db.Sequencing(ctx, func(q store.Querier) error {
+			var err error
+			n, _, err = store.AssignSequences(ctx, q, l.db.ForUpdate(), store.MaxSequenceBatch)
+			return err
+		})
+		if err != nil {
+			return l.classify(ctx, err)
+		}
+		if n < store.MaxSequenceBatch {
+			return nil
+		}
+	}
+}
+
+// sequenceInline positions, inside a write transaction of an engine whose writers run one at a
+// time, the entries the transaction wrote (and any left from before the journal had positions).
+func (l *Ledger) sequenceInline(ctx context.Context, q store.Querier) error {
+	if !l.db.InlineSequence() {
+		return nil
+	}
+	for {
+		n, _, err := store.AssignSequences(ctx, q, "", store.MaxSequenceBatch)
+		if err != nil || n < store.MaxSequenceBatch {
+			return err
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The journal's order. Every journal entry gets a position, its sequence (1, 2, 3, …, no gap),
+// once it has committed: AssignSequences, run by one transaction at a time (they all lock the
+// journal_head row first), gives the entries that have none the next positions, in (created_at,
+// id) order, and only entries with a position are served to readers. Hence what invariant 9 asks:
+// a reader that has seen position P never later finds an entry at a position ≤ P, since every
+// position ≤ P was assigned, all at once, before P was visible — whatever order the write
+// transactions committed in, and however many processes write. A transaction that commits late
+// simply gets a later position.
+//
+// On SQLite, write transactions run one at a time: the position is taken inside the write
+// transaction itself (Engine.InlineSequence), so entries never wait for one.
+
+// MaxSequenceBatch bounds the entries one AssignSequences call positions.
+const MaxSequenceBatch = 5000
+
+// AssignSequences gives up to limit entries without a position the next positions, in the
+// transaction of q (Engine.Sequencing, or a write transaction where InlineSequence). It returns
+// how many it assigned and the last position.
+func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (assigned int, last int64, err error) {
+	if err := q.QueryRow(ctx, "SELECT last_seq FROM journal_head WHERE id = 1"+lock).Scan(&last); err != nil {
+		return 0, 0, fmt.Errorf("reading the journal head: %w", err)
+	}
+	rs, err := q.Query(ctx, "SELECT id FROM journal_entries WHERE seq IS NULL ORDER BY created_at, id LIMIT $1", limit)
+	if err != nil {
+		return 0, last, err
+	}
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return 0, last, err
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil || len(ids) == 0 {
+		return 0, last, err
+	}
+	// One statement per chunk: UPDATE … SET seq = CASE id WHEN … END, valid on every engine.
+	const chunk = 400
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		var b strings.Builder
+		args := make([]any, 0, 3*len(part))
+		b.WriteString("UPDATE journal_entries SET seq = CASE id")
+		for i, id := range part {
+			args = append(args, id, last+int64(start+i+1))
+			fmt.Fprintf(&b, " WHEN $%d THEN CAST($%d AS BIGINT)", len(args)-1, len(args))
+		}
+		b.WriteString(" END WHERE seq IS NULL AND id IN (")
+		for i, id := range part {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			args = append(args, id)
+			fmt.Fprintf(&b, "$%d", len(args))
+		}
+		b.WriteString(")")
+		want := int64(len(part))
+		if err := q.Write(ctx, b.String(), args, func(n int64) error {
+			if n != want {
+				return fmt.Errorf("positioning journal entries: %d of %d updated", n, want)
+			}
+			return nil
+		}); err != nil {
+			return 0, last, err
+		}
+	}
+	last += int64(len(ids))
+	if err := q.Write(ctx, "UPDATE journal_head SET last_seq = $1 WHERE id = 1", []any{last}, nil); err != nil {
+		return 0, last, err
+	}
+	return len(ids), last, nil
+}
+
+// Unsequenced reports whether some committed journal entry has no position yet.
+func Unsequenced(ctx context.Context, q Querier) (bool, error) {
+	var one int
+	err := q.QueryRow(ctx, "SELECT 1 FROM journal_entries WHERE seq IS NULL LIMIT 1").Scan(&one)
+	if errors.Is(err, ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -33,8 +33,7 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
 	err := l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
-			st := stamp()
-			in, err := l.loadBatch(ctx, q, units, priors, pre, st)
+			in, st, err := l.loadBatch(ctx, q, units, priors, pre)
 			if err != nil {
 				return err
 			}
@@ -57,19 +56,21 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
 }
 
 // loadBatch loads, inside the batch's transaction, what its decisions read: the envelopes (locked),
-// the commitments released from, the effective rules of every envelope found, and the totals of
-// the projects a funding-share rule will be checked for (those read ahead by peekTotals whose
-// envelope kept its version, the others by primary key here).
+// the commitments released from, the effective rules of every envelope found at the batch's
+// time, and the totals of the projects a funding-share rule will be checked for (those read ahead
+// by peekTotals whose envelope kept its version, the others by primary key here). It returns the
+// batch's stamp, taken once the envelopes are locked (stampAfter), at which the rules are read.
 func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.Unit, priors map[string]core.Prior,
-	pre map[core.ProjectKey]store.ProjectTotal, st core.Stamp) (core.Loaded, error) {
+	pre map[core.ProjectKey]store.ProjectTotal) (core.Loaded, core.Stamp, error) {
 	in := core.Loaded{Priors: priors, Totals: map[core.ProjectKey]int64{}}
 	envelopeIDs := core.EnvelopeIDs(units)
 	var err error
 	if in.Envelopes, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), envelopeIDs); err != nil {
-		return in, err
+		return in, core.Stamp{}, err
 	}
+	st := stampAfter(in.Envelopes)
 	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
-		return in, err
+		return in, st, err
 	}
 	var found []core.Envelope
 	for _, id := range envelopeIDs {
@@ -78,7 +79,7 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 		}
 	}
 	if in.Rules, err = l.parents.EffectiveRules(ctx, q, found, st.At); err != nil {
-		return in, err
+		return in, st, err
 	}
 	for id, r := range in.Rules {
 		l.shareRuled.set(id, r.NeedsProjectTotal())
@@ -92,11 +93,11 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 		}
 		missing = append(missing, k)
 	}
-	loaded, err := store.LoadTotals(ctx, q, missing)
-	for k, v := range loaded {
+	totals, err := store.LoadTotals(ctx, q, missing)
+	for k, v := range totals {
 		in.Totals[k] = v
 	}
-	return in, err
+	return in, st, err
 }
 
 // peekTotals reads, outside any transaction, the totals of the projects that a funding-share rule

@@ -34,11 +34,14 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		// Record the refusal under the request id, checking in the transaction that the
 		// commitment still does not exist.
 		err = l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
-			func(ctx context.Context, q store.Querier, _ core.Stamp) (any, core.Effects, error) {
-				if _, err := store.LoadCommitment(ctx, q, cmd.CommitmentID); err != nil {
-					return nil, core.Effects{}, err
-				}
-				return nil, core.Effects{}, core.Internal("commitment %s appeared during a release", cmd.CommitmentID)
+			func(ctx context.Context, q store.Querier) (loaded, error) {
+				_, err := store.LoadCommitment(ctx, q, cmd.CommitmentID)
+				return loaded{decide: func(core.Stamp) (any, core.Effects, error) {
+					if err != nil {
+						return nil, core.Effects{}, err // COMMITMENT_NOT_FOUND, recorded
+					}
+					return nil, core.Effects{}, core.Internal("commitment %s appeared during a release", cmd.CommitmentID)
+				}}, nil
 			})
 		return res, err
 	} else if err != nil {

@@ -15,18 +15,20 @@ func (l *Ledger) CreateEnvelope(ctx context.Context, cmd CreateEnvelope) (Create
 		return res, err
 	}
 	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
-		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
+		func(ctx context.Context, q store.Querier) (loaded, error) {
 			existing, err := store.FindEnvelope(ctx, q, cmd.EnvelopeID, "")
 			if err != nil {
-				return nil, core.Effects{}, err
+				return loaded{}, err
 			}
-			var parent *core.Envelope
+			locked := map[string]core.Envelope{}
 			if cmd.ParentID != "" && existing == nil {
-				if parent, err = store.FindEnvelope(ctx, q, cmd.ParentID, l.db.ForUpdate()); err != nil {
-					return nil, core.Effects{}, err
+				if locked, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{cmd.ParentID}); err != nil {
+					return loaded{}, err
 				}
 			}
-			return result(core.DecideCreateEnvelope(st, cmd, existing, parent))
+			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
+				return result(core.DecideCreateEnvelope(st, cmd, existing, found(locked, cmd.ParentID)))
+			}}, nil
 		})
 	return res, err
 }
@@ -39,13 +41,15 @@ func (l *Ledger) MoveAllocation(ctx context.Context, cmd MoveAllocation) (MoveAl
 		return res, err
 	}
 	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
-		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
+		func(ctx context.Context, q store.Querier) (loaded, error) {
 			// Lock both rows in id order, so that two opposite moves cannot deadlock.
 			locked, err := store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{cmd.SourceID, cmd.DestinationID})
 			if err != nil {
-				return nil, core.Effects{}, err
+				return loaded{}, err
 			}
-			return result(core.DecideMoveAllocation(st, cmd, found(locked, cmd.SourceID), found(locked, cmd.DestinationID)))
+			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
+				return result(core.DecideMoveAllocation(st, cmd, found(locked, cmd.SourceID), found(locked, cmd.DestinationID)))
+			}}, nil
 		})
 	return res, err
 }

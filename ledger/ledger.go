@@ -84,6 +84,9 @@ type Ledger struct {
 	parents store.ParentCache
 	// seq assigns journal positions after commits (nil where they are assigned inline).
 	seq *sequencer
+	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
+	// its COMMIT, so that a test can hold a decision open.
+	beforeCommit func()
 	// shareRuled holds the ids of envelopes that had a funding-share rule in force at their last
 	// batch here: their project totals are read ahead, outside the transaction.
 	shareRuled shareRuled
@@ -190,6 +193,21 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 // stamp is what a decision made now takes from the world.
 func stamp() core.Stamp {
 	return core.Stamp{At: time.Now().UTC().Truncate(time.Microsecond), NewID: newID}
+}
+
+// stampAfter is the stamp of a decision that holds the locks of envelopes: it is taken once the
+// locks are held, and is later than the last change of every one of them, even if another
+// process's clock ran ahead. So the times of the decisions on one envelope follow the order in
+// which they held its lock, and a rule change is in force for exactly the decisions that come
+// after it (invariant 8).
+func stampAfter(envs map[string]core.Envelope) core.Stamp {
+	st := stamp()
+	for _, env := range envs {
+		if !env.UpdatedAt.Before(st.At) {
+			st.At = env.UpdatedAt.Add(time.Microsecond)
+		}
+	}
+	return st
 }
 
 func newID() string { return uuid.Must(uuid.NewV7()).String() }

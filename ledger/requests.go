@@ -9,9 +9,16 @@ import (
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
-// decision is one request decided outside group commit: load what it reads and lock it (store),
-// decide (core), and return the result with the effects to write.
-type decision func(ctx context.Context, q store.Querier, st core.Stamp) (result any, eff core.Effects, err error)
+// decision is one request decided outside group commit, in two phases: it loads what it reads,
+// locking the envelopes it changes (store), and returns the decide phase (core) to run with a
+// stamp taken after those locks (stampAfter).
+type decision func(ctx context.Context, q store.Querier) (loaded, error)
+
+// loaded is a decision's state once loaded: the envelopes it locked, and its decide phase.
+type loaded struct {
+	locked map[string]core.Envelope
+	decide func(st core.Stamp) (result any, eff core.Effects, err error)
+}
 
 // mutate runs one request that is not routed through an envelope batch (envelope creation, moves,
 // rule changes, refusals of unknown commitments): look up its request id, decide, write the
@@ -31,8 +38,12 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 			return nil
 		}
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
-			st := stamp()
-			result, eff, err := decide(ctx, q, st)
+			in, err := decide(ctx, q)
+			if err != nil {
+				return err
+			}
+			st := stampAfter(in.locked)
+			result, eff, err := in.decide(st)
 			if decided, err = core.Settle(result, err); err != nil {
 				return err
 			}
@@ -46,7 +57,13 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 					return err
 				}
 			}
-			return store.InsertRequests(ctx, q, st.At, []core.RequestRow{{ID: requestID, Fingerprint: fingerprint, Outcome: decided}})
+			if err := store.InsertRequests(ctx, q, st.At, []core.RequestRow{{ID: requestID, Fingerprint: fingerprint, Outcome: decided}}); err != nil {
+				return err
+			}
+			if l.beforeCommit != nil {
+				l.beforeCommit()
+			}
+			return nil
 		})
 	})
 	if err != nil {

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -15,12 +17,22 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 		return res, err
 	}
 	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
-		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
-			env, err := store.FindEnvelope(ctx, q, cmd.EnvelopeID, "")
+		func(ctx context.Context, q store.Querier) (loaded, error) {
+			// Lock the envelope and every descendant, the envelopes whose awards the rules govern,
+			// and change them: an award decided on any of them is then ordered before or after
+			// this rule change by its lock, on every engine and across processes, and its time
+			// (stampAfter) falls on the same side of the rule's effective time.
+			subtree, err := store.Subtree(ctx, q, cmd.EnvelopeID)
 			if err != nil {
-				return nil, core.Effects{}, err
+				return loaded{}, err
 			}
-			return result(core.DecideSetRules(st, cmd, env))
+			locked, err := store.LockEnvelopes(ctx, q, l.db.ForUpdate(), subtree)
+			if err != nil {
+				return loaded{}, err
+			}
+			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
+				return result(core.DecideSetRules(st, cmd, found(locked, cmd.EnvelopeID), subtreeOf(locked)))
+			}}, nil
 		})
 	return res, err
 }
@@ -53,4 +65,13 @@ func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) 
 		return nil
 	})
 	return out, l.classify(ctx, err)
+}
+
+// subtreeOf lists the envelopes of a locked subtree, in id order.
+func subtreeOf(locked map[string]core.Envelope) []core.Envelope {
+	envs := make([]core.Envelope, 0, len(locked))
+	for _, id := range slices.Sorted(maps.Keys(locked)) {
+		envs = append(envs, locked[id])
+	}
+	return envs
 }

@@ -47,7 +47,9 @@ type testDB struct {
 // open opens a Ledger on db, closed when the test ends.
 func (db testDB) open(t *testing.T) *Ledger {
 	t.Helper()
-	l, err := Open(t.Context(), db.dsn, Config{})
+	// A generous transaction timeout: no test may depend on how fast the machine is (tests of
+	// the timeout itself set their own).
+	l, err := Open(t.Context(), db.dsn, Config{TxTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", db.engine, err)
 	}

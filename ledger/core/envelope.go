@@ -136,8 +136,10 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 
 // DecideSetRules decides a new rule set for env (nil when the envelope does not exist). A rule
 // set takes effect at its effective time, or at once (st.At) when that is zero or past: rules
-// never apply retroactively to awards already decided.
-func DecideSetRules(st Stamp, cmd SetRules, env *Envelope) (*SetRulesResult, Effects, error) {
+// never apply retroactively to awards already decided. subtree are env and its descendants,
+// locked: the rule change marks each as changed at st.At, so that awards on them are ordered
+// with it (see the ledger's SetRules).
+func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (*SetRulesResult, Effects, error) {
 	var eff Effects
 	if env == nil {
 		return nil, eff, EnvelopeNotFound(cmd.EnvelopeID)
@@ -153,6 +155,10 @@ func DecideSetRules(st Stamp, cmd SetRules, env *Envelope) (*SetRulesResult, Eff
 		return nil, eff, err
 	}
 	eff.RuleSet = &rs
+	for _, e := range subtree {
+		e.UpdatedAt = st.At
+		eff.Updated = append(eff.Updated, e)
+	}
 	eff.Entries = []Entry{{ID: rs.ID, Kind: KindRulesChanged, Currency: env.Currency, Caller: cmd.Caller,
 		RequestID: cmd.RequestID, Memo: fmt.Sprintf("call %s: %s", cmd.Call, raw), CreatedAt: st.At}}
 	return &SetRulesResult{RuleSet: rs, EntryID: rs.ID}, eff, nil

@@ -106,3 +106,25 @@ func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 			return nil
 		})
 }
+
+// Subtree returns the ids of envelope id and all its descendants (in no order); empty when id
+// does not exist.
+func Subtree(ctx context.Context, q Querier, id string) ([]string, error) {
+	rs, err := q.Query(ctx, `WITH RECURSIVE subtree(id) AS (
+		SELECT id FROM envelopes WHERE id = $1
+		UNION ALL SELECT e.id FROM envelopes e JOIN subtree s ON e.parent_id = s.id)
+		SELECT id FROM subtree`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var ids []string
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rs.Err()
+}

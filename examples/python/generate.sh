@@ -24,19 +24,20 @@ fi
 rm -rf "$gen"
 mkdir -p "$gen"
 cd "$root"
-# The API, with gRPC stubs; protovalidate's validate.proto, which the API imports (its options
-# are not used by the client, but the generated modules import it); and the google.rpc error
+# The API, with gRPC stubs; protovalidate's validate.proto and googleapis' google/api annotations,
+# which the API imports (their options are not used by the client, but the generated modules
+# import them: without them Python fails with "No module named 'buf'"); and the google.rpc error
 # details the client decodes. The Python packages are namespace packages: no __init__.py needed,
 # and gen/google/rpc merges with Debian's google.protobuf.
 "$protoc" \
-  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  -I proto -I third_party -I examples/protos -I "$wkt" \
   --python_out="$gen" \
   --grpc_python_out="$gen" --plugin=protoc-gen-grpc_python="$plugin" \
   proto/budgetledger/v1/*.proto
 "$protoc" \
-  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  -I proto -I third_party -I examples/protos -I "$wkt" \
   --python_out="$gen" \
-  third_party/protovalidate/buf/validate/validate.proto \
+  third_party/buf/validate/validate.proto third_party/google/api/*.proto \
   examples/protos/google/rpc/status.proto examples/protos/google/rpc/error_details.proto
 echo "generated into ${gen#"$root"/}:"
 (cd "$gen" && find . -name '*.py' | sort | sed 's|^\./|  |')

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	_ "github.com/budgetledger/budgetledger/proto/budgetledger/v1" // registers the API's files
+	budgetledgerv1 "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 // The API's descriptors as the generated Go code registers them: what reflection serves and what
@@ -236,6 +236,79 @@ func TestVendoredGoogleAPIMatchesGo(t *testing.T) {
 			if !strings.Contains(text, w) {
 				t.Errorf("third_party/%s lacks %q", fd.Path(), w)
 			}
+		}
+	}
+}
+
+func fieldRules(fd protoreflect.FieldDescriptor) *validate.FieldRules {
+	return proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
+}
+
+// isInput reports whether messages of m are sent by clients: requests, and the messages they
+// carry.
+func isInput(m protoreflect.MessageDescriptor) bool {
+	switch m.Name() {
+	case "BatchCommitItem", "FundingRules", "AwardWindow":
+		return true
+	}
+	return strings.HasSuffix(string(m.Name()), "Request")
+}
+
+// TestInputsAreBounded: issue 18, item 7. Every string a client sends has a pattern (a resource
+// name's, or the control-character rule of free text and list filters) and a length, except the
+// opaque page_token (a length only); every time a client sends lies in the years 0001 to 9999.
+func TestInputsAreBounded(t *testing.T) {
+	const printable = `^[^\x00-\x1f\x7f]*$`
+	minTime, maxTime := int64(-62135596800), int64(253402300799)
+	eachMessage(t, func(m protoreflect.MessageDescriptor) {
+		if !isInput(m) {
+			return
+		}
+		for i := range m.Fields().Len() {
+			fd := m.Fields().Get(i)
+			rules := fieldRules(fd)
+			switch {
+			case fd.Kind() == protoreflect.StringKind:
+				s := rules.GetString()
+				if fd.Name() == "page_token" {
+					if !s.HasMaxLen() {
+						t.Errorf("%s has no maximum length", fd.FullName())
+					}
+					continue
+				}
+				if !s.HasPattern() && len(rules.GetCel()) == 0 {
+					t.Errorf("%s has neither a pattern nor a rule", fd.FullName())
+				}
+				if s.GetPattern() == printable && !s.HasMaxLen() {
+					t.Errorf("%s is free text without a maximum length", fd.FullName())
+				}
+			case fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Timestamp":
+				ts := rules.GetTimestamp()
+				if ts.GetGte().GetSeconds() != minTime || ts.GetLte().GetSeconds() != maxTime {
+					t.Errorf("%s is not bounded to the years 0001 to 9999: %v", fd.FullName(), ts)
+				}
+			}
+		}
+	})
+}
+
+// TestBatchCommitItemMatchesCommitRequest: issue 18, item 7. Every field of a batch item is the
+// CommitRequest field of the same name, with the same type, presence, behaviour and validation
+// (only the numbers differ, frozen in v1: see the proto).
+func TestBatchCommitItemMatchesCommitRequest(t *testing.T) {
+	item, single := (&budgetledgerv1.BatchCommitItem{}).ProtoReflect().Descriptor(), (&budgetledgerv1.CommitRequest{}).ProtoReflect().Descriptor()
+	for i := range item.Fields().Len() {
+		fd := item.Fields().Get(i)
+		other := single.Fields().ByName(fd.Name())
+		if other == nil {
+			t.Errorf("BatchCommitItem.%s has no counterpart in CommitRequest", fd.Name())
+			continue
+		}
+		if fd.Kind() != other.Kind() || fd.HasPresence() != other.HasPresence() ||
+			!slices.Equal(fieldBehaviors(fd), fieldBehaviors(other)) || !proto.Equal(fieldRules(fd), fieldRules(other)) {
+			t.Errorf("BatchCommitItem.%s differs from CommitRequest.%[1]s: %v %v %v %v vs %v %v %v %v", fd.Name(),
+				fd.Kind(), fd.HasPresence(), fieldBehaviors(fd), fieldRules(fd),
+				other.Kind(), other.HasPresence(), fieldBehaviors(other), fieldRules(other))
 		}
 	}
 }

@@ -13,14 +13,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+	"github.com/budgetledger/budgetledger/server"
 )
 
 // TestPageSizeAboveMaximumIsCoerced: AIP-158. A page_size above the maximum of 1000 is served as
 // 1000, not refused; the rest comes with the next page.
 func TestPageSizeAboveMaximumIsCoerced(t *testing.T) {
 	t.Parallel()
-	h := start(t, testdb.SQLite(t))
+	// 1001 awards in one transaction: more time than the default 5 s under the race detector on
+	// 2 cores; the timeout is not what this test is about.
+	h := startWith(t, testdb.SQLite(t), ledger.Config{TxTimeout: 2 * time.Minute}, server.Config{})
 	h.buildFund(t)
 	ctx := context.Background()
 	items := make([]*pb.BatchCommitItem, 1001)

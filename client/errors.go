@@ -14,7 +14,7 @@ import (
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of the budget ledger's errors. Reasons are read
 // only from ErrorInfo details of this domain.
-const ErrorDomain = "budgetledger.v1"
+const ErrorDomain = "budgetledger.github.io"
 
 // Reason is the stable name of a failure, the reason of the google.rpc.ErrorInfo the server sends.
 type Reason string

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every example client against a fresh ledgerd:
 #   1. installs what the examples need, if missing: Debian's protoc, gRPC Python plugin and
-#      python3-grpcio (apt-get, as root or through sudo), and the Node.js packages (npm ci);
+#      python3-grpcio (apt-get, as root or through sudo), and the Node.js packages (npm ci, for
+#      node and ts);
 #   2. builds ledgerd and starts it on a free port of 127.0.0.1 with a new SQLite file;
-#   3. runs examples/python and examples/node against it;
+#   3. runs examples/python, examples/node and examples/ts against it;
 #   4. stops ledgerd, and exits 1 if any example failed.
 #
 #   bash examples/run_all.sh
@@ -42,6 +43,7 @@ for cmd in go node npm "$python"; do
 done
 start=$(now)
 (cd examples/node && npm ci --no-audit --no-fund --loglevel=error)
+(cd examples/ts && npm ci --no-audit --no-fund --loglevel=error)
 echo "npm ci: $(since "$start")"
 
 tmp="$(mktemp -d)"
@@ -111,8 +113,23 @@ python_example() {
 node_example() {
   node examples/node/client.js "$address"
 }
+ts_example() {
+  # The committed gen/ must be what protoc-gen-es makes of the .proto files today.
+  local fresh
+  fresh="$(mktemp -d)"
+  sed "s|out: examples/ts/gen|out: $fresh|" examples/ts/buf.gen.yaml >"$fresh.yaml"
+  go tool -modfile=tools/go.mod buf generate --template "$fresh.yaml"
+  if ! diff -r "$fresh" examples/ts/gen >/dev/null; then
+    echo "examples/ts/gen is stale: run 'go tool -modfile=tools/go.mod buf generate --template examples/ts/buf.gen.yaml' and commit" >&2
+    rm -rf "$fresh" "$fresh.yaml"
+    return 1
+  fi
+  rm -rf "$fresh" "$fresh.yaml"
+  (cd examples/ts && npm run --silent build) && node examples/ts/dist/client.js "$address"
+}
 run_example python python_example
 run_example node node_example
+run_example typescript ts_example
 
 step "stopping ledgerd"
 stop_ledgerd

@@ -125,7 +125,7 @@ func projectsToCheck(units []*core.Unit, ruled func(envelopeID string) bool) []c
 			continue
 		}
 		for _, op := range u.Ops {
-			if op.Commit == nil || op.Commit.EligibleCost == 0 {
+			if op.Commit == nil || !op.Commit.HasEligibleCost() {
 				continue
 			}
 			k := core.ProjectKey{EnvelopeID: u.EnvelopeID, Project: op.Commit.Project}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -13,7 +14,9 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -123,6 +126,12 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("ListEnvelopes: %v, next page %q", err, page.GetNextPageToken())
 	}
 	otherFilterToken := page.GetNextPageToken()
+	reports := pb.NewReportServiceClient(h.conn)
+	report, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 1})
+	if err != nil || report.GetNextPageToken() == "" {
+		t.Fatalf("GetFundingReport: %v, next page %q", err, report.GetNextPageToken())
+	}
+	reportToken := report.GetNextPageToken()
 	watched := []string{"envelopes/fund", "envelopes/axis-1", "envelopes/axis-2", "envelopes/axis-3",
 		"envelopes/big", "envelopes/small", "envelopes/dollars"}
 	before := h.state(t, watched...)
@@ -181,6 +190,16 @@ func TestBadInput(t *testing.T) {
 				{Beneficiary: "commune:35238", Project: "portail-citoyen", Amount: 2_500_000}}}
 			mod(req)
 			_, err := h.commitments.BatchCommit(ctx, req)
+			return err
+		}
+	}
+	rules := func(mod func(*pb.SetEnvelopeRulesRequest)) func(context.Context) error {
+		rid := nextID()
+		return func(ctx context.Context) error {
+			req := &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/axis-3", Call: "appel-1",
+				Rules: &pb.FundingRules{MaxFundingShareBps: proto.Int64(5000)}, RequestId: rid}
+			mod(req)
+			_, err := h.envelopes.SetEnvelopeRules(ctx, req)
 			return err
 		}
 	}
@@ -246,6 +265,15 @@ func TestBadInput(t *testing.T) {
 		{"MoveAllocation to itself", move(func(r *pb.MoveAllocationRequest) { r.Destination = r.Source }), codes.InvalidArgument, invalid, ""},
 		{"MoveAllocation between unrelated envelopes", move(func(r *pb.MoveAllocationRequest) { r.Source = "envelopes/small" }), codes.FailedPrecondition, "ENVELOPES_NOT_RELATED", ""},
 		{"Release commitment not a UUID", release(func(r *pb.ReleaseRequest) { r.Commitment = "commitments/42" }), codes.InvalidArgument, invalid, "commitment"},
+		{"Release commitment of 36 hyphens", release(func(r *pb.ReleaseRequest) { r.Commitment = "commitments/" + strings.Repeat("-", 36) }), codes.InvalidArgument, invalid, "commitment"},
+		{"GetCommitment name UUID in upper case", func(ctx context.Context) error {
+			_, err := h.commitments.GetCommitment(ctx, &pb.GetCommitmentRequest{Name: "commitments/" + strings.ToUpper(uuid)})
+			return err
+		}, codes.InvalidArgument, invalid, "name"},
+		{"ListJournalEntries commitment not a UUID", func(ctx context.Context) error {
+			_, err := h.journal.ListJournalEntries(ctx, &pb.ListJournalEntriesRequest{Commitment: "commitments/0190f7a2-8f7b-7c1d-9b1e3f4a5b6c7d8e-"})
+			return err
+		}, codes.InvalidArgument, invalid, "commitment"},
 		{"Release commitment unknown", release(func(r *pb.ReleaseRequest) { r.Commitment = "commitments/" + uuid }), codes.NotFound, noCommit, ""},
 		{"GetEnvelope malformed", func(ctx context.Context) error {
 			_, err := h.envelopes.GetEnvelope(ctx, &pb.GetEnvelopeRequest{Name: "envelopes/"})
@@ -258,6 +286,8 @@ func TestBadInput(t *testing.T) {
 
 		// Currency.
 		{"CreateEnvelope currency lower case", create(func(r *pb.CreateEnvelopeRequest) { r.CurrencyCode = "eur" }), codes.InvalidArgument, invalid, "currency_code"},
+		{"CreateEnvelope currency not in ISO 4217", create(func(r *pb.CreateEnvelopeRequest) { r.Parent, r.CurrencyCode = "", "ABC" }), codes.InvalidArgument, invalid, "currency_code"},
+		{"CreateEnvelope currency XXX (no currency)", create(func(r *pb.CreateEnvelopeRequest) { r.Parent, r.CurrencyCode = "", "XXX" }), codes.InvalidArgument, invalid, "currency_code"},
 		{"CreateEnvelope child in another currency", create(func(r *pb.CreateEnvelopeRequest) { r.CurrencyCode = "USD" }), codes.FailedPrecondition, "CURRENCY_MISMATCH", ""},
 		{"MoveAllocation across currencies", move(func(r *pb.MoveAllocationRequest) { r.Source, r.Destination = "envelopes/dollars", "envelopes/small" }), codes.FailedPrecondition, "CURRENCY_MISMATCH", ""},
 
@@ -266,8 +296,16 @@ func TestBadInput(t *testing.T) {
 		{"Commit beneficiary 201 characters", commit(func(r *pb.CommitRequest) { r.Beneficiary = long(201) }), codes.InvalidArgument, invalid, "beneficiary"},
 		{"Commit project with a NUL", commit(func(r *pb.CommitRequest) { r.Project = "p\x00q" }), codes.InvalidArgument, invalid, "project"},
 		{"Commit description 501 characters", commit(func(r *pb.CommitRequest) { r.Description = long(501) }), codes.InvalidArgument, invalid, "description"},
-		// The .proto limits a description's length only; the ledger also refuses control characters.
+		// Every free-text field and list filter refuses control characters in the .proto (issue 18).
 		{"Commit description with a line break", commit(func(r *pb.CommitRequest) { r.Description = "a\nb" }), codes.InvalidArgument, invalid, "description"},
+		{"BatchCommit item description with a line break", batchCommit(func(r *pb.BatchCommitRequest) { r.Items[0].Description = "a\nb" }), codes.InvalidArgument, invalid, "items[0].description"},
+		{"Release reason with a line break", release(func(r *pb.ReleaseRequest) { r.Reason = "a\nb" }), codes.InvalidArgument, invalid, "reason"},
+		{"MoveAllocation reason with a tab", move(func(r *pb.MoveAllocationRequest) { r.Reason = "a\tb" }), codes.InvalidArgument, invalid, "reason"},
+		{"CreateEnvelope display name with DEL", create(func(r *pb.CreateEnvelopeRequest) { r.DisplayName = "a\x7fb" }), codes.InvalidArgument, invalid, "display_name"},
+		{"ListCommitments beneficiary filter with a NUL", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\x00"})
+			return err
+		}, codes.InvalidArgument, invalid, "beneficiary"},
 		{"Commit beneficiary invalid UTF-8", func(ctx context.Context) error {
 			return invokeRaw(ctx, h.conn, pb.CommitmentService_Commit_FullMethodName, wire(nil).
 				str(1, "envelopes/axis-2").str(2, "siren:\xff\xfe").str(3, "p").varint(4, 500).str(6, "bad-utf8"))
@@ -275,6 +313,26 @@ func TestBadInput(t *testing.T) {
 		{"CreateEnvelope display name 201 characters", create(func(r *pb.CreateEnvelopeRequest) { r.DisplayName = long(201) }), codes.InvalidArgument, invalid, "display_name"},
 		{"MoveAllocation reason empty", move(func(r *pb.MoveAllocationRequest) { r.Reason = "" }), codes.InvalidArgument, invalid, "reason"},
 		{"Release reason 501 characters", release(func(r *pb.ReleaseRequest) { r.Reason = long(501) }), codes.InvalidArgument, invalid, "reason"},
+
+		// Times: within the years 0001 to 9999; an award window starts before it ends.
+		{"SetEnvelopeRules effective time in the year 10000", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 253402300800}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"SetEnvelopeRules award window ending when it starts", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			at := timestamppb.New(time.Date(2021, 11, 22, 0, 0, 0, 0, time.UTC))
+			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: at, EndTime: at}}
+		}), codes.InvalidArgument, invalid, "rules.award_window"},
+		{"SetEnvelopeRules award window starting in year 0", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: &timestamppb.Timestamp{Seconds: -62135596801}}}
+		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
+		{"GetFundingReport as of the year 10000", func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{AsOfTime: &timestamppb.Timestamp{Seconds: 253402300800}})
+			return err
+		}, codes.InvalidArgument, invalid, "as_of_time"},
+		{"GetEnvelopeRules at the year 10000", func(ctx context.Context) error {
+			_, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/fund", Time: &timestamppb.Timestamp{Seconds: 253402300800}})
+			return err
+		}, codes.InvalidArgument, invalid, "time"},
 
 		// Request ids: missing, malformed, reused with another payload.
 		{"Commit request id missing", commit(func(r *pb.CommitRequest) { r.RequestId = "" }), codes.InvalidArgument, invalid, "request_id"},
@@ -322,10 +380,18 @@ func TestBadInput(t *testing.T) {
 			_, err := h.journal.ListJournalEntries(ctx, &pb.ListJournalEntriesRequest{PageToken: long(1025)})
 			return err
 		}, codes.InvalidArgument, invalid, "page_token"},
-		{"ListCommitments page size 1001", func(ctx context.Context) error {
-			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{PageSize: 1001})
+		{"GetFundingReport page token of another report", func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/axis-1", PageToken: reportToken})
 			return err
-		}, codes.InvalidArgument, invalid, "page_size"},
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"GetFundingReport forged page token", func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{PageToken: "eyJ2IjoxLCJhIjoiMkAiLCJmIjoiMDAwMDAwMDAwMDAwMDAwMCJ9"})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"GetEnvelopeRules page token of another listing", func(ctx context.Context) error {
+			_, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/fund", PageToken: otherFilterToken})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
 		{"ListEnvelopes page size negative", func(ctx context.Context) error {
 			_, err := h.envelopes.ListEnvelopes(ctx, &pb.ListEnvelopesRequest{PageSize: -1})
 			return err

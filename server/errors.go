@@ -13,8 +13,32 @@ import (
 	"github.com/budgetledger/budgetledger/ledger"
 )
 
-// ErrorDomain is the domain of every google.rpc.ErrorInfo this server sends (AIP-193).
-const ErrorDomain = "budgetledger.v1"
+// ErrorDomain is the domain of every google.rpc.ErrorInfo this server sends (AIP-193): the
+// service's name, globally unique because it lies under a DNS name the project controls (its
+// GitHub organisation's, github.com/budgetledger), and the prefix of the API's resource types
+// ("budgetledger.github.io/Envelope"). It replaced "budgetledger.v1", the proto package, which is
+// a version of the contract rather than a service. Clients compare it before reading a reason:
+// client.ErrorDomain must be equal.
+const ErrorDomain = "budgetledger.github.io"
+
+// The reasons of the ErrorInfo the server sends on its own, not the ledger's.
+const (
+	reasonDeadlineExceeded = "DEADLINE_EXCEEDED"
+	reasonCancelled        = "CANCELLED"
+	reasonUnauthenticated  = "UNAUTHENTICATED"   // sent by auth.go
+	reasonPermissionDenied = "PERMISSION_DENIED" // sent by auth.go
+)
+
+// serverReasonCodes is, for each reason the server sends on its own, its gRPC code. With
+// reasonCodes it lists every reason an ErrorInfo of ErrorDomain can carry; the proto's ErrorReason
+// enum lists the same (TestErrorReasonsAgree).
+var serverReasonCodes = map[string]codes.Code{
+	reasonDeadlineExceeded: codes.DeadlineExceeded,
+	reasonCancelled:        codes.Canceled,
+	reasonUnauthenticated:  codes.Unauthenticated,
+	reasonPermissionDenied: codes.PermissionDenied,
+	ReasonRateLimited:      codes.ResourceExhausted,
+}
 
 // reasonCodes is the one table from a ledger failure to its gRPC code, chosen by the litmus test
 // of grpc-go's codes package: INVALID_ARGUMENT whatever the state, FAILED_PRECONDITION when the
@@ -53,9 +77,9 @@ func toStatus(err error) error {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return withInfo(codes.DeadlineExceeded, "the request's deadline passed before the ledger answered; nothing was recorded unless a retry with the same request_id says so", "DEADLINE_EXCEEDED", nil)
+		return withInfo(codes.DeadlineExceeded, "the request's deadline passed before the ledger answered; nothing was recorded unless a retry with the same request_id says so", reasonDeadlineExceeded, nil)
 	case errors.Is(err, context.Canceled):
-		return withInfo(codes.Canceled, "the request was cancelled; nothing was recorded unless a retry with the same request_id says so", "CANCELLED", nil)
+		return withInfo(codes.Canceled, "the request was cancelled; nothing was recorded unless a retry with the same request_id says so", reasonCancelled, nil)
 	}
 	var le *ledger.Error
 	if !errors.As(err, &le) {

@@ -83,7 +83,8 @@ func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (
 		Amount:      req.GetAmount(),
 		Description: req.GetDescription(),
 		Policy: ledger.Policy{EligibleCost: req.GetEligibleCost(), Territory: req.GetTerritory(),
-			Population: req.GetPopulation()},
+			Population: req.GetPopulation(), EligibleCostGiven: req.EligibleCost != nil,
+			PopulationGiven: req.Population != nil},
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -113,7 +114,8 @@ func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommit
 		items[i] = ledger.BulkItem{Beneficiary: it.GetBeneficiary(), Project: it.GetProject(),
 			Amount: it.GetAmount(), Description: it.GetDescription(),
 			Policy: ledger.Policy{EligibleCost: it.GetEligibleCost(), Territory: it.GetTerritory(),
-				Population: it.GetPopulation()}}
+				Population: it.GetPopulation(), EligibleCostGiven: it.EligibleCost != nil,
+				PopulationGiven: it.Population != nil}}
 	}
 	res, err := s.ledger.BulkCommit(ctx, ledger.BulkCommit{
 		RequestID:    req.GetRequestId(),

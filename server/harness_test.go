@@ -91,7 +91,8 @@ func dialPlain(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 // errorInfo returns the code and the ErrorInfo of a failed call, failing the test if the error
-// carries no ErrorInfo in our domain.
+// carries no ErrorInfo in our domain, or one whose reason the contract's ErrorReason enum lacks:
+// every test that meets an error checks that the contract lists it.
 func errorInfo(t *testing.T, err error) (codes.Code, *errdetails.ErrorInfo) {
 	t.Helper()
 	if err == nil {
@@ -102,6 +103,9 @@ func errorInfo(t *testing.T, err error) (codes.Code, *errdetails.ErrorInfo) {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
 			if info.GetDomain() != server.ErrorDomain {
 				t.Errorf("ErrorInfo domain = %q, want %q", info.GetDomain(), server.ErrorDomain)
+			}
+			if _, ok := pb.ErrorReason_value["ERROR_REASON_"+info.GetReason()]; !ok {
+				t.Errorf("ErrorInfo reason %q is not in the ErrorReason enum", info.GetReason())
 			}
 			return st.Code(), info
 		}

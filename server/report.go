@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -37,13 +40,29 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	if req.GetTime() != nil {
 		at = req.GetTime().AsTime()
 	}
+	// The token names the last rule set returned by its (effective time, id), the order of the
+	// list: a rule set recorded between two pages with an earlier effective time is not returned
+	// by the later page, and none is skipped or repeated.
+	filter := req.GetEnvelope() + "\x00" + timeKey(req.GetTime())
+	after, err := decodePageToken(req.GetPageToken(), filter)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.GetRules(ctx, id(req.GetEnvelope(), "envelopes"), at)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.GetEnvelopeRulesResponse{}
-	for i := range res.RuleSets {
-		out.RuleSets = append(out.RuleSets, ruleSetPB(&res.RuleSets[i]))
+	sets := res.RuleSets
+	if after != "" {
+		sets = sets[sort.Search(len(sets), func(i int) bool { return ruleSetKey(&sets[i]) > after }):]
+	}
+	if limit := pageLimit(req.GetPageSize(), maxPageSize); len(sets) > limit {
+		sets = sets[:limit]
+		out.NextPageToken = encodePageToken(ruleSetKey(&sets[limit-1]), filter)
+	}
+	for i := range sets {
+		out.RuleSets = append(out.RuleSets, ruleSetPB(&sets[i]))
 	}
 	e := res.Effective
 	eff := &pb.EffectiveRules{Time: timestamppb.New(res.At)}
@@ -61,6 +80,12 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	}
 	out.EffectiveRules = eff
 	return out, nil
+}
+
+// ruleSetKey orders rule sets as the ledger lists them, by effective time then id, as a string:
+// the time in UTC at a fixed width (RFC 3339 with nine decimals, years 0001 to 9999), then the id.
+func ruleSetKey(rs *ledger.RuleSet) string {
+	return rs.EffectiveFrom.UTC().Format("2006-01-02T15:04:05.000000000Z") + " " + rs.ID
 }
 
 func rulesFromPB(r *pb.FundingRules) ledger.Rules {
@@ -124,12 +149,33 @@ func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFunding
 	if req.GetAsOfTime() != nil {
 		asOf = req.GetAsOfTime().AsTime()
 	}
+	// Every page of one report is computed as of the same time, the first page's, which the token
+	// carries with the number of envelopes already returned: the report as of a time does not
+	// change, so the pages neither skip nor repeat an envelope.
+	filter := req.GetEnvelope() + "\x00" + timeKey(req.GetAsOfTime())
+	after, err := decodePageToken(req.GetPageToken(), filter)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	offset := 0
+	if after != "" {
+		var ok bool
+		if offset, asOf, ok = parseReportKey(after); !ok {
+			return nil, toStatus(&ledger.Error{Reason: ledger.ReasonInvalidPageToken, Field: "page_token",
+				Message: "page_token was not returned by a previous call with the same filters"})
+		}
+	}
 	rep, err := s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &pb.GetFundingReportResponse{AsOfTime: timestamppb.New(rep.AsOf)}
-	for _, l := range rep.Lines {
+	lines := rep.Lines[min(offset, len(rep.Lines)):]
+	if limit := pageLimit(req.GetPageSize(), maxPageSize); len(lines) > limit {
+		lines = lines[:limit]
+		out.NextPageToken = encodePageToken(reportKey(offset+limit, rep.AsOf), filter)
+	}
+	for _, l := range lines {
 		parent := ""
 		if l.ParentID != "" {
 			parent = ledger.EnvelopeName(l.ParentID)
@@ -140,6 +186,30 @@ func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFunding
 		})
 	}
 	return out, nil
+}
+
+// timeKey is a time of a request as part of a page token's filters; "" when unset.
+func timeKey(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().Format(time.RFC3339Nano)
+}
+
+// reportKey is the position of a page of a report: how many envelopes came before it, and the
+// report's time.
+func reportKey(offset int, asOf time.Time) string {
+	return strconv.Itoa(offset) + "@" + asOf.UTC().Format(time.RFC3339Nano)
+}
+
+func parseReportKey(key string) (offset int, asOf time.Time, ok bool) {
+	n, at, found := strings.Cut(key, "@")
+	offset, err := strconv.Atoi(n)
+	if !found || err != nil || offset <= 0 {
+		return 0, time.Time{}, false
+	}
+	asOf, err = time.Parse(time.RFC3339Nano, at)
+	return offset, asOf, err == nil
 }
 
 func figuresPB(f ledger.Figures) *pb.ReportFigures {

@@ -101,10 +101,10 @@ func TestFranceRelanceFirstWave(t *testing.T) {
 			for i, a := range amounts {
 				sum += a
 				it := &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("%s-benef-%03d", w.prefix, i%w.beneficiaries),
-					Project: fmt.Sprintf("%s-p%03d", w.prefix, i), Amount: a, EligibleCost: 2 * a,
+					Project: fmt.Sprintf("%s-p%03d", w.prefix, i), Amount: a, EligibleCost: proto.Int64(2 * a),
 					Territory: fmt.Sprintf("insee:%05d", i)}
 				if w.population > 0 {
-					it.Population = w.population + int64(i)*1000
+					it.Population = proto.Int64(w.population + int64(i)*1000)
 				}
 				req.Items = append(req.Items, it)
 			}
@@ -172,8 +172,8 @@ func TestFranceRelanceFirstWave(t *testing.T) {
 
 		commit := func(envelope, project, rid string, amount, cost, population int64) (*pb.CommitResponse, error) {
 			return h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: envelope, Beneficiary: "siren:" + project,
-				Project: project, Amount: amount, EligibleCost: cost, Territory: "insee:" + project,
-				Population: population, RequestId: rid})
+				Project: project, Amount: amount, EligibleCost: givenIfNonZero(cost), Territory: "insee:" + project,
+				Population: givenIfNonZero(population), RequestId: rid})
 		}
 		policy := func(err error, want map[string]string) {
 			t.Helper()
@@ -281,4 +281,13 @@ func TestFranceRelanceFirstWave(t *testing.T) {
 		}
 		h.verify(t)
 	})
+}
+
+// givenIfNonZero is v as an optional field: unset when 0, as a client that does not know the
+// figure sends it.
+func givenIfNonZero(v int64) *int64 {
+	if v == 0 {
+		return nil
+	}
+	return &v
 }

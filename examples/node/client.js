@@ -21,7 +21,7 @@ const protobuf = require('protobufjs');
 const root = path.resolve(__dirname, '..', '..');
 const includeDirs = [
   path.join(root, 'proto'), // budgetledger/v1/*.proto
-  path.join(root, 'third_party', 'protovalidate'), // buf/validate/validate.proto, which they import
+  path.join(root, 'third_party'), // buf/validate/validate.proto and google/api/*.proto, which they import
   path.join(root, 'examples', 'protos'), // google/rpc/status.proto and error_details.proto
   // The well-known types (google/protobuf/timestamp.proto, descriptor.proto, any.proto...) are
   // built into protobufjs, which proto-loader uses; its package folder also holds the .proto files
@@ -169,7 +169,7 @@ async function run(target) {
     expect(status.code === grpc.status.FAILED_PRECONDITION && status.message === refused.details,
       `google.rpc.Status ${status.code} ${JSON.stringify(status.message)} differs from the call's status`);
     expect(info.reason === 'INSUFFICIENT_FUNDS', `reason ${info.reason}`);
-    expect(info.domain === 'budgetledger.v1', `domain ${info.domain}`);
+    expect(info.domain === 'budgetledger.github.io', `domain ${info.domain}`);
     expect(info.metadata.available === String(LEFT), `available ${info.metadata.available}`);
     expect(info.metadata.requested === String(TOO_MUCH), `requested ${info.metadata.requested}`);
     expect(info.metadata.envelope === name, `envelope ${info.metadata.envelope}`);

@@ -14,6 +14,9 @@ import os
 import sys
 import uuid
 
+# gen/: the API's stubs, made by generate.sh. deps/: the modules they import (buf.validate and
+# google.api), shipped generated with this example.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "deps"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "gen"))
 
 try:
@@ -162,7 +165,7 @@ def run(target):
             expect(status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0] and status.message == err.details(),
                    f"google.rpc.Status {status.code} {status.message!r} differs from the call's status")
             expect(info.reason == "INSUFFICIENT_FUNDS", f"reason {info.reason}")
-            expect(info.domain == "budgetledger.v1", f"domain {info.domain}")
+            expect(info.domain == "budgetledger.github.io", f"domain {info.domain}")
             expect(info.metadata.get("available") == str(LEFT), f"available {info.metadata.get('available')}")
             expect(info.metadata.get("requested") == str(TOO_MUCH), f"requested {info.metadata.get('requested')}")
             expect(info.metadata.get("envelope") == name, f"envelope {info.metadata.get('envelope')}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates the Python stubs of the budget ledger's API into examples/python/gen/ (not committed:
-# run this again after the .proto files change). Uses Debian's protoc and gRPC plugin, the
+# run this again after the .proto files change), and checks the shipped deps/ (committed). Uses Debian's protoc and gRPC plugin, the
 # versions that match Debian's python3-grpcio and python3-protobuf:
 #   apt-get install -y protobuf-compiler protobuf-compiler-grpc libprotobuf-dev python3-grpcio python3-protobuf
 set -euo pipefail
@@ -21,22 +21,44 @@ if [ ! -f "$wkt/google/protobuf/timestamp.proto" ]; then
   exit 1
 fi
 
+deps="$here/deps"
+cd "$root"
+
+# The API's dependencies, protovalidate's validate.proto and googleapis' google/api annotations,
+# are shipped generated in deps/ (committed): their options are not used by a client, but the
+# API's generated modules import them, and without them Python fails with "No module named
+# 'buf'". `generate.sh --deps` regenerates them; otherwise this checks that they are up to date.
+gen_deps() {
+  "$protoc" -I third_party -I "$wkt" --python_out="$1" \
+    third_party/buf/validate/validate.proto third_party/google/api/*.proto
+}
+if [ "${1:-}" = "--deps" ]; then
+  rm -rf "$deps/buf" "$deps/google"
+  gen_deps "$deps"
+  echo "regenerated ${deps#"$root"/}"
+  exit 0
+fi
+fresh="$(mktemp -d)"
+trap 'rm -rf "$fresh"' EXIT
+gen_deps "$fresh"
+if ! diff -r --exclude=README.md --exclude=__pycache__ "$fresh" "$deps" >/dev/null; then
+  echo "generate.sh: examples/python/deps/ is not what $("$protoc" --version) makes of third_party/: run 'bash examples/python/generate.sh --deps' and commit" >&2
+  exit 1
+fi
+
 rm -rf "$gen"
 mkdir -p "$gen"
-cd "$root"
-# The API, with gRPC stubs; protovalidate's validate.proto, which the API imports (its options
-# are not used by the client, but the generated modules import it); and the google.rpc error
-# details the client decodes. The Python packages are namespace packages: no __init__.py needed,
-# and gen/google/rpc merges with Debian's google.protobuf.
+# The API, with gRPC stubs, and the google.rpc error details the client decodes. The Python
+# packages are namespace packages: no __init__.py needed, and gen/google/rpc and deps/google/api
+# merge with Debian's google.protobuf.
 "$protoc" \
-  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  -I proto -I third_party -I examples/protos -I "$wkt" \
   --python_out="$gen" \
   --grpc_python_out="$gen" --plugin=protoc-gen-grpc_python="$plugin" \
   proto/budgetledger/v1/*.proto
 "$protoc" \
-  -I proto -I third_party/protovalidate -I examples/protos -I "$wkt" \
+  -I proto -I third_party -I examples/protos -I "$wkt" \
   --python_out="$gen" \
-  third_party/protovalidate/buf/validate/validate.proto \
   examples/protos/google/rpc/status.proto examples/protos/google/rpc/error_details.proto
 echo "generated into ${gen#"$root"/}:"
 (cd "$gen" && find . -name '*.py' | sort | sed 's|^\./|  |')

@@ -195,7 +195,7 @@ func CheckRules(r *EffectiveRules, env *Envelope, cmd *Commit, already int64, at
 			EnvelopeName(env.ID), at.Format(time.RFC3339), r.AwardWindowSet.Call), md, r.AwardWindowSet)
 	}
 	if r.MinPopulation > 0 {
-		if cmd.Population == 0 {
+		if !cmd.HasPopulation() {
 			return policyViolation(env, "min_population", fmt.Sprintf("envelope %q requires a beneficiary's territory of at least %d inhabitants; the award gives no population",
 				EnvelopeName(env.ID), r.MinPopulation), map[string]string{"missing": "population",
 				"min_population": strconv.FormatInt(r.MinPopulation, 10)}, r.MinPopulationSet)
@@ -210,7 +210,7 @@ func CheckRules(r *EffectiveRules, env *Envelope, cmd *Commit, already int64, at
 	}
 	if r.NeedsProjectTotal() {
 		bps := r.MaxFundingShareBPS
-		if cmd.EligibleCost == 0 {
+		if !cmd.HasEligibleCost() {
 			return policyViolation(env, "max_funding_share", fmt.Sprintf("envelope %q funds at most %d bps of a project's eligible cost; the award gives no eligible cost",
 				EnvelopeName(env.ID), bps), map[string]string{"missing": "eligible_cost",
 				"max_bps": strconv.FormatInt(bps, 10)}, r.MaxFundingShareSet)

@@ -146,8 +146,9 @@ type Commit struct {
 }
 
 // Policy is what an award says for the funding rules (see Rules): the project's eligible cost,
-// and the beneficiary's territory and population. Zero values mean "not given"; an award that a
-// rule needs them for is refused with POLICY_VIOLATION.
+// and the beneficiary's territory and population. A zero figure means "not given" unless its
+// ...Given flag says it was given as 0; an award that a rule needs a figure for and that does not
+// give it is refused with POLICY_VIOLATION.
 type Policy struct {
 	// EligibleCost is the project's eligible cost, in minor units.
 	EligibleCost int64
@@ -155,7 +156,16 @@ type Policy struct {
 	Territory string
 	// Population is the number of inhabitants of the beneficiary's territory.
 	Population int64
+	// EligibleCostGiven and PopulationGiven say that a figure of 0 was given (the API's
+	// `optional` fields): a rule then checks it like any figure instead of finding it missing.
+	EligibleCostGiven, PopulationGiven bool
 }
+
+// HasEligibleCost reports whether the award gives an eligible cost (perhaps 0).
+func (p *Policy) HasEligibleCost() bool { return p.EligibleCost != 0 || p.EligibleCostGiven }
+
+// HasPopulation reports whether the award gives a population (perhaps 0).
+func (p *Policy) HasPopulation() bool { return p.Population != 0 || p.PopulationGiven }
 
 func (p *Policy) validate(prefix string) error {
 	if p.EligibleCost < 0 {
@@ -172,6 +182,13 @@ func (p *Policy) validate(prefix string) error {
 func (p *Policy) add(f *fingerprinter) {
 	if p.EligibleCost != 0 || p.Territory != "" || p.Population != 0 {
 		f.str("policy").num(p.EligibleCost).str(p.Territory).num(p.Population)
+	}
+	// A figure given as 0 decides differently from one not given.
+	if p.EligibleCostGiven && p.EligibleCost == 0 {
+		f.str("eligible_cost given as 0")
+	}
+	if p.PopulationGiven && p.Population == 0 {
+		f.str("population given as 0")
 	}
 }
 

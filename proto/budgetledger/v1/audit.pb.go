@@ -7,6 +7,7 @@
 package budgetledgerv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -20,6 +21,80 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Invariant names one invariant of the ledger that VerifyLedger checks. The enum is open: new
+// invariants will be added (with holds and payments); a client must accept an unknown value.
+type Invariant int32
+
+const (
+	// Never used.
+	Invariant_INVARIANT_UNSPECIFIED Invariant = 0
+	// (1) A journal entry's postings sum to zero.
+	Invariant_INVARIANT_ENTRY_BALANCED Invariant = 1
+	// (2) An envelope's available amount is not negative.
+	Invariant_INVARIANT_AVAILABLE_NOT_NEGATIVE Invariant = 2
+	// (3) A commitment released no more than its amount.
+	Invariant_INVARIANT_RELEASED_WITHIN_AMOUNT Invariant = 3
+	// (4) Every stored balance equals the one recomputed from the journal.
+	Invariant_INVARIANT_BALANCES_MATCH_JOURNAL Invariant = 4
+	// (5) A request id posted at most once.
+	Invariant_INVARIANT_REQUEST_POSTED_ONCE Invariant = 5
+	// (6) No row of the journal or of the request log is missing.
+	Invariant_INVARIANT_APPEND_ONLY Invariant = 6
+	// (7) A request recorded as refused posted nothing.
+	Invariant_INVARIANT_REFUSAL_POSTED_NOTHING Invariant = 7
+)
+
+// Enum value maps for Invariant.
+var (
+	Invariant_name = map[int32]string{
+		0: "INVARIANT_UNSPECIFIED",
+		1: "INVARIANT_ENTRY_BALANCED",
+		2: "INVARIANT_AVAILABLE_NOT_NEGATIVE",
+		3: "INVARIANT_RELEASED_WITHIN_AMOUNT",
+		4: "INVARIANT_BALANCES_MATCH_JOURNAL",
+		5: "INVARIANT_REQUEST_POSTED_ONCE",
+		6: "INVARIANT_APPEND_ONLY",
+		7: "INVARIANT_REFUSAL_POSTED_NOTHING",
+	}
+	Invariant_value = map[string]int32{
+		"INVARIANT_UNSPECIFIED":            0,
+		"INVARIANT_ENTRY_BALANCED":         1,
+		"INVARIANT_AVAILABLE_NOT_NEGATIVE": 2,
+		"INVARIANT_RELEASED_WITHIN_AMOUNT": 3,
+		"INVARIANT_BALANCES_MATCH_JOURNAL": 4,
+		"INVARIANT_REQUEST_POSTED_ONCE":    5,
+		"INVARIANT_APPEND_ONLY":            6,
+		"INVARIANT_REFUSAL_POSTED_NOTHING": 7,
+	}
+)
+
+func (x Invariant) Enum() *Invariant {
+	p := new(Invariant)
+	*p = x
+	return p
+}
+
+func (x Invariant) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Invariant) Descriptor() protoreflect.EnumDescriptor {
+	return file_budgetledger_v1_audit_proto_enumTypes[0].Descriptor()
+}
+
+func (Invariant) Type() protoreflect.EnumType {
+	return &file_budgetledger_v1_audit_proto_enumTypes[0]
+}
+
+func (x Invariant) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Invariant.Descriptor instead.
+func (Invariant) EnumDescriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{0}
+}
 
 // VerifyLedgerRequest is the request of VerifyLedger. It has no field: the whole ledger is
 // verified.
@@ -62,16 +137,21 @@ func (*VerifyLedgerRequest) Descriptor() ([]byte, []int) {
 // VerifyLedgerResponse is what VerifyLedger checked and found.
 type VerifyLedgerResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Number of envelopes checked.
+	// Output only. Number of envelopes checked.
 	EnvelopeCount int64 `protobuf:"varint,1,opt,name=envelope_count,json=envelopeCount,proto3" json:"envelope_count,omitempty"`
-	// Number of commitments checked.
+	// Output only. Number of commitments checked.
 	CommitmentCount int64 `protobuf:"varint,2,opt,name=commitment_count,json=commitmentCount,proto3" json:"commitment_count,omitempty"`
-	// Number of journal entries checked.
+	// Output only. Number of journal entries checked.
 	JournalEntryCount int64 `protobuf:"varint,3,opt,name=journal_entry_count,json=journalEntryCount,proto3" json:"journal_entry_count,omitempty"`
-	// Every broken invariant found, in no particular order; empty when the ledger is sound.
+	// Output only. The broken invariants found, in no particular order: the first 1000 when there
+	// are more (discrepancy_count says how many there are; a ledger that far gone needs the
+	// operator's `ledgerd verify`, which prints every one). Empty when the ledger is sound.
 	Discrepancies []*Discrepancy `protobuf:"bytes,4,rep,name=discrepancies,proto3" json:"discrepancies,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Output only. How many broken invariants were found in all; more than the discrepancies
+	// returned when they were cut at 1000.
+	DiscrepancyCount int64 `protobuf:"varint,5,opt,name=discrepancy_count,json=discrepancyCount,proto3" json:"discrepancy_count,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *VerifyLedgerResponse) Reset() {
@@ -132,22 +212,33 @@ func (x *VerifyLedgerResponse) GetDiscrepancies() []*Discrepancy {
 	return nil
 }
 
+func (x *VerifyLedgerResponse) GetDiscrepancyCount() int64 {
+	if x != nil {
+		return x.DiscrepancyCount
+	}
+	return 0
+}
+
 // Discrepancy is one broken invariant found by VerifyLedger.
 type Discrepancy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Number of the broken invariant: 1 (a journal entry's postings do not sum to zero), 2 (an
-	// envelope's available amount is negative), 3 (a commitment released more than its amount), 4 (a
-	// stored balance differs from the journal), 5 (a request id posted more than once), 6 (a row of
-	// the journal or of the request log is missing).
+	// Output only. Deprecated: read broken_invariant. The number of the broken invariant, 1 to 7,
+	// which is the number of broken_invariant's value.
+	//
+	// Deprecated: Marked as deprecated in budgetledger/v1/audit.proto.
 	Invariant int32 `protobuf:"varint,1,opt,name=invariant,proto3" json:"invariant,omitempty"`
-	// The resource or account concerned, e.g. "envelopes/axis-1", "commitments/{id}",
-	// "journalEntries/{id}", "external/funding" or "request {request_id}".
+	// Output only. The resource or account concerned, e.g. "envelopes/axis-1",
+	// "commitments/{commitment}", "journalEntries/{journal_entry}", "external/funding" or
+	// "request {request_id}". It names a resource of one of several types, or none, so it carries
+	// no google.api.resource_reference.
 	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	// What is wrong, in English, with the figures found (e.g. "stores 5 available, the journal says
-	// 4").
-	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Output only. What is wrong, in English, with the figures found (e.g. "stores 5 available, the
+	// journal says 4").
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Output only. The broken invariant.
+	BrokenInvariant Invariant `protobuf:"varint,4,opt,name=broken_invariant,json=brokenInvariant,proto3,enum=budgetledger.v1.Invariant" json:"broken_invariant,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Discrepancy) Reset() {
@@ -180,6 +271,7 @@ func (*Discrepancy) Descriptor() ([]byte, []int) {
 	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{2}
 }
 
+// Deprecated: Marked as deprecated in budgetledger/v1/audit.proto.
 func (x *Discrepancy) GetInvariant() int32 {
 	if x != nil {
 		return x.Invariant
@@ -201,21 +293,39 @@ func (x *Discrepancy) GetDetail() string {
 	return ""
 }
 
+func (x *Discrepancy) GetBrokenInvariant() Invariant {
+	if x != nil {
+		return x.BrokenInvariant
+	}
+	return Invariant_INVARIANT_UNSPECIFIED
+}
+
 var File_budgetledger_v1_audit_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bbudgetledger/v1/audit.proto\x12\x0fbudgetledger.v1\"\x15\n" +
-	"\x13VerifyLedgerRequest\"\xdc\x01\n" +
-	"\x14VerifyLedgerResponse\x12%\n" +
-	"\x0eenvelope_count\x18\x01 \x01(\x03R\renvelopeCount\x12)\n" +
-	"\x10commitment_count\x18\x02 \x01(\x03R\x0fcommitmentCount\x12.\n" +
-	"\x13journal_entry_count\x18\x03 \x01(\x03R\x11journalEntryCount\x12B\n" +
-	"\rdiscrepancies\x18\x04 \x03(\v2\x1c.budgetledger.v1.DiscrepancyR\rdiscrepancies\"]\n" +
-	"\vDiscrepancy\x12\x1c\n" +
-	"\tinvariant\x18\x01 \x01(\x05R\tinvariant\x12\x18\n" +
-	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail2k\n" +
+	"\x1bbudgetledger/v1/audit.proto\x12\x0fbudgetledger.v1\x1a\x1fgoogle/api/field_behavior.proto\"\x15\n" +
+	"\x13VerifyLedgerRequest\"\xa2\x02\n" +
+	"\x14VerifyLedgerResponse\x12*\n" +
+	"\x0eenvelope_count\x18\x01 \x01(\x03B\x03\xe0A\x03R\renvelopeCount\x12.\n" +
+	"\x10commitment_count\x18\x02 \x01(\x03B\x03\xe0A\x03R\x0fcommitmentCount\x123\n" +
+	"\x13journal_entry_count\x18\x03 \x01(\x03B\x03\xe0A\x03R\x11journalEntryCount\x12G\n" +
+	"\rdiscrepancies\x18\x04 \x03(\v2\x1c.budgetledger.v1.DiscrepancyB\x03\xe0A\x03R\rdiscrepancies\x120\n" +
+	"\x11discrepancy_count\x18\x05 \x01(\x03B\x03\xe0A\x03R\x10discrepancyCount\"\xba\x01\n" +
+	"\vDiscrepancy\x12#\n" +
+	"\tinvariant\x18\x01 \x01(\x05B\x05\xe0A\x03\x18\x01R\tinvariant\x12\x1d\n" +
+	"\asubject\x18\x02 \x01(\tB\x03\xe0A\x03R\asubject\x12\x1b\n" +
+	"\x06detail\x18\x03 \x01(\tB\x03\xe0A\x03R\x06detail\x12J\n" +
+	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\x9a\x02\n" +
+	"\tInvariant\x12\x19\n" +
+	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
+	" INVARIANT_AVAILABLE_NOT_NEGATIVE\x10\x02\x12$\n" +
+	" INVARIANT_RELEASED_WITHIN_AMOUNT\x10\x03\x12$\n" +
+	" INVARIANT_BALANCES_MATCH_JOURNAL\x10\x04\x12!\n" +
+	"\x1dINVARIANT_REQUEST_POSTED_ONCE\x10\x05\x12\x19\n" +
+	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
+	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a2k\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
@@ -231,21 +341,24 @@ func file_budgetledger_v1_audit_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_audit_proto_rawDescData
 }
 
+var file_budgetledger_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_budgetledger_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_budgetledger_v1_audit_proto_goTypes = []any{
-	(*VerifyLedgerRequest)(nil),  // 0: budgetledger.v1.VerifyLedgerRequest
-	(*VerifyLedgerResponse)(nil), // 1: budgetledger.v1.VerifyLedgerResponse
-	(*Discrepancy)(nil),          // 2: budgetledger.v1.Discrepancy
+	(Invariant)(0),               // 0: budgetledger.v1.Invariant
+	(*VerifyLedgerRequest)(nil),  // 1: budgetledger.v1.VerifyLedgerRequest
+	(*VerifyLedgerResponse)(nil), // 2: budgetledger.v1.VerifyLedgerResponse
+	(*Discrepancy)(nil),          // 3: budgetledger.v1.Discrepancy
 }
 var file_budgetledger_v1_audit_proto_depIdxs = []int32{
-	2, // 0: budgetledger.v1.VerifyLedgerResponse.discrepancies:type_name -> budgetledger.v1.Discrepancy
-	0, // 1: budgetledger.v1.AuditService.VerifyLedger:input_type -> budgetledger.v1.VerifyLedgerRequest
-	1, // 2: budgetledger.v1.AuditService.VerifyLedger:output_type -> budgetledger.v1.VerifyLedgerResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: budgetledger.v1.VerifyLedgerResponse.discrepancies:type_name -> budgetledger.v1.Discrepancy
+	0, // 1: budgetledger.v1.Discrepancy.broken_invariant:type_name -> budgetledger.v1.Invariant
+	1, // 2: budgetledger.v1.AuditService.VerifyLedger:input_type -> budgetledger.v1.VerifyLedgerRequest
+	2, // 3: budgetledger.v1.AuditService.VerifyLedger:output_type -> budgetledger.v1.VerifyLedgerResponse
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_audit_proto_init() }
@@ -258,13 +371,14 @@ func file_budgetledger_v1_audit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_audit_proto_rawDesc), len(file_budgetledger_v1_audit_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_budgetledger_v1_audit_proto_goTypes,
 		DependencyIndexes: file_budgetledger_v1_audit_proto_depIdxs,
+		EnumInfos:         file_budgetledger_v1_audit_proto_enumTypes,
 		MessageInfos:      file_budgetledger_v1_audit_proto_msgTypes,
 	}.Build()
 	File_budgetledger_v1_audit_proto = out.File

@@ -32,11 +32,15 @@ type AuditServiceClient interface {
 	// the ledger's invariants: every journal entry balances (1), no envelope's available amount is
 	// negative (2), no commitment released more than its amount (3), the stored balances equal the
 	// journal's (4), a request id posted at most once (5), and no row of the journal or the request
-	// log was removed, as far as the rows left show it (6). It changes nothing. A healthy ledger
-	// reports no discrepancy; any discrepancy is a bug or a tampering to investigate.
+	// log was removed, as far as the rows left show it (6), and no request recorded as refused
+	// posted anything (7). It changes nothing. A healthy ledger reports no discrepancy; any
+	// discrepancy is a bug or a tampering to investigate.
 	//
 	// It reads the whole ledger: on a large ledger it takes time and should be given a generous
 	// deadline.
+	//
+	// aip.dev/not-precedent: not yet a long-running operation (AIP-151); that needs the ledger to
+	// run a verification in the background, which is planned.
 	//
 	// Errors: STORE_UNAVAILABLE, DEADLINE_EXCEEDED.
 	VerifyLedger(ctx context.Context, in *VerifyLedgerRequest, opts ...grpc.CallOption) (*VerifyLedgerResponse, error)
@@ -70,11 +74,15 @@ type AuditServiceServer interface {
 	// the ledger's invariants: every journal entry balances (1), no envelope's available amount is
 	// negative (2), no commitment released more than its amount (3), the stored balances equal the
 	// journal's (4), a request id posted at most once (5), and no row of the journal or the request
-	// log was removed, as far as the rows left show it (6). It changes nothing. A healthy ledger
-	// reports no discrepancy; any discrepancy is a bug or a tampering to investigate.
+	// log was removed, as far as the rows left show it (6), and no request recorded as refused
+	// posted anything (7). It changes nothing. A healthy ledger reports no discrepancy; any
+	// discrepancy is a bug or a tampering to investigate.
 	//
 	// It reads the whole ledger: on a large ledger it takes time and should be given a generous
 	// deadline.
+	//
+	// aip.dev/not-precedent: not yet a long-running operation (AIP-151); that needs the ledger to
+	// run a verification in the background, which is planned.
 	//
 	// Errors: STORE_UNAVAILABLE, DEADLINE_EXCEEDED.
 	VerifyLedger(context.Context, *VerifyLedgerRequest) (*VerifyLedgerResponse, error)

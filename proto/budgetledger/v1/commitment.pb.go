@@ -8,6 +8,7 @@ package budgetledgerv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -27,9 +28,9 @@ const (
 // remaining = amount - released, and released never exceeds amount.
 type Commitment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. Resource name, "commitments/{commitment_id}" (a UUIDv7 made by the server).
+	// Identifier. Resource name, "commitments/{commitment}" (a UUIDv7 made by the server).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Output only. The envelope the amount was taken from, "envelopes/{envelope_id}".
+	// Output only. The envelope the amount was taken from, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Output only. Identifier of the beneficiary, as given by the caller.
 	Beneficiary string `protobuf:"bytes,3,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
@@ -49,11 +50,13 @@ type Commitment struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the commitment last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	// Output only. The project's eligible cost given with the award, in minor units; 0 if none.
+	// Output only. The project's eligible cost given with the award, in minor units; 0 if none was
+	// given (or 0 was: the ledger does not keep the difference once the award is decided).
 	EligibleCost int64 `protobuf:"varint,12,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
 	// Output only. The beneficiary's territory given with the award; empty if none.
 	Territory string `protobuf:"bytes,13,opt,name=territory,proto3" json:"territory,omitempty"`
-	// Output only. The population of the beneficiary's territory given with the award; 0 if none.
+	// Output only. The population of the beneficiary's territory given with the award; 0 if none
+	// was given (or 0 was).
 	Population    int64 `protobuf:"varint,14,opt,name=population,proto3" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -190,7 +193,7 @@ func (x *Commitment) GetPopulation() int64 {
 // CommitRequest is the request of Commit.
 type CommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The envelope to award from, "envelopes/{envelope_id}".
+	// Required. The envelope to award from, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Required. Identifier of the beneficiary (for example "siren:217500016"), 1 to 200 printable
 	// characters.
@@ -199,19 +202,23 @@ type CommitRequest struct {
 	Project string `protobuf:"bytes,3,opt,name=project,proto3" json:"project,omitempty"`
 	// Required. Amount to award, in minor units of the envelope's currency.
 	Amount int64 `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	// Optional. Free text kept with the award, at most 500 characters.
+	// Optional. Free text kept with the award, at most 500 printable characters.
 	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Optional. The project's eligible cost, in minor units; needed where a funding-share rule
-	// applies (else the award is refused with POLICY_VIOLATION, metadata missing=eligible_cost).
-	EligibleCost int64 `protobuf:"varint,7,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
+	// applies. Not given, such an award is refused with POLICY_VIOLATION (metadata
+	// missing=eligible_cost); given as 0, the rule is checked against a cost of 0, which allows no
+	// award. (Field presence: `optional` since issue 16; on the wire nothing changed, and a client
+	// built before it never sends 0.)
+	EligibleCost *int64 `protobuf:"varint,7,opt,name=eligible_cost,json=eligibleCost,proto3,oneof" json:"eligible_cost,omitempty"`
 	// Optional. The beneficiary's territory, e.g. "insee:69123" or "siren:200046977", at most 200
-	// characters; kept with the award.
+	// printable characters; kept with the award.
 	Territory string `protobuf:"bytes,8,opt,name=territory,proto3" json:"territory,omitempty"`
 	// Optional. The number of inhabitants of the beneficiary's territory; needed where a
-	// minimum-population rule applies (else POLICY_VIOLATION, metadata missing=population).
-	Population    int64 `protobuf:"varint,9,opt,name=population,proto3" json:"population,omitempty"`
+	// minimum-population rule applies. Not given, such an award is refused with POLICY_VIOLATION
+	// (metadata missing=population); given as 0, it is compared with the minimum like any figure.
+	Population    *int64 `protobuf:"varint,9,opt,name=population,proto3,oneof" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,8 +296,8 @@ func (x *CommitRequest) GetRequestId() string {
 }
 
 func (x *CommitRequest) GetEligibleCost() int64 {
-	if x != nil {
-		return x.EligibleCost
+	if x != nil && x.EligibleCost != nil {
+		return *x.EligibleCost
 	}
 	return 0
 }
@@ -303,8 +310,8 @@ func (x *CommitRequest) GetTerritory() string {
 }
 
 func (x *CommitRequest) GetPopulation() int64 {
-	if x != nil {
-		return x.Population
+	if x != nil && x.Population != nil {
+		return *x.Population
 	}
 	return 0
 }
@@ -312,11 +319,12 @@ func (x *CommitRequest) GetPopulation() int64 {
 // CommitResponse is the response of Commit.
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commitment as created.
+	// Output only. The commitment as created.
 	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// The envelope's balances right after the award.
+	// Output only. The envelope's balances right after the award.
 	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Resource name of the journal entry that recorded the award, "journalEntries/{id}".
+	// Output only. Resource name of the journal entry that recorded the award,
+	// "journalEntries/{journal_entry}".
 	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -376,12 +384,12 @@ func (x *CommitResponse) GetJournalEntry() string {
 // ReleaseRequest is the request of Release.
 type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The commitment, "commitments/{commitment_id}".
+	// Required. The commitment, "commitments/{commitment}" (the id is a UUID).
 	Commitment string `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
 	// Required. Amount to return to the envelope, in minor units; at most the remaining amount.
 	Amount int64 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Required. Why it is released (project abandoned, cost lower than planned...), 1 to 500
-	// characters.
+	// printable characters.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -450,11 +458,12 @@ func (x *ReleaseRequest) GetRequestId() string {
 // ReleaseResponse is the response of Release.
 type ReleaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commitment after the release.
+	// Output only. The commitment after the release.
 	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// The envelope's balances right after the release.
+	// Output only. The envelope's balances right after the release.
 	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Resource name of the journal entry that recorded the release, "journalEntries/{id}".
+	// Output only. Resource name of the journal entry that recorded the release,
+	// "journalEntries/{journal_entry}".
 	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -514,7 +523,7 @@ func (x *ReleaseResponse) GetJournalEntry() string {
 // BatchCommitRequest is the request of BatchCommit.
 type BatchCommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The envelope to award from, "envelopes/{envelope_id}".
+	// Required. The envelope to award from, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Required. The awards, 1 to 10,000.
 	Items []*BatchCommitItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
@@ -585,7 +594,12 @@ func (x *BatchCommitRequest) GetRequestId() string {
 	return ""
 }
 
-// BatchCommitItem is one award of a BatchCommit.
+// BatchCommitItem is one award of a BatchCommit: the fields of CommitRequest that vary from award
+// to award, with the same names, meanings and validation rules.
+//
+// aip.dev/not-precedent: its field numbers are not CommitRequest's (beneficiary is 1 here, 2
+// there, and so on): they were frozen in v1 before the two were aligned, and renumbering would
+// break every client on the wire. JSON and every generated API use the names, which match.
 type BatchCommitItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. Identifier of the beneficiary, 1 to 200 printable characters.
@@ -594,17 +608,17 @@ type BatchCommitItem struct {
 	Project string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
 	// Required. Amount to award, in minor units of the envelope's currency.
 	Amount int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
-	// Optional. Free text kept with the award, at most 500 characters.
+	// Optional. Free text kept with the award, at most 500 printable characters.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// Optional. The project's eligible cost, in minor units; needed where a funding-share rule
-	// applies (else the award is refused with POLICY_VIOLATION, metadata missing=eligible_cost).
-	EligibleCost int64 `protobuf:"varint,5,opt,name=eligible_cost,json=eligibleCost,proto3" json:"eligible_cost,omitempty"`
+	// Optional. The project's eligible cost, in minor units, as CommitRequest.eligible_cost: not
+	// given and 0 differ.
+	EligibleCost *int64 `protobuf:"varint,5,opt,name=eligible_cost,json=eligibleCost,proto3,oneof" json:"eligible_cost,omitempty"`
 	// Optional. The beneficiary's territory, e.g. "insee:69123" or "siren:200046977", at most 200
-	// characters; kept with the award.
+	// printable characters; kept with the award.
 	Territory string `protobuf:"bytes,6,opt,name=territory,proto3" json:"territory,omitempty"`
-	// Optional. The number of inhabitants of the beneficiary's territory; needed where a
-	// minimum-population rule applies (else POLICY_VIOLATION, metadata missing=population).
-	Population    int64 `protobuf:"varint,7,opt,name=population,proto3" json:"population,omitempty"`
+	// Optional. The number of inhabitants of the beneficiary's territory, as
+	// CommitRequest.population: not given and 0 differ.
+	Population    *int64 `protobuf:"varint,7,opt,name=population,proto3,oneof" json:"population,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -668,8 +682,8 @@ func (x *BatchCommitItem) GetDescription() string {
 }
 
 func (x *BatchCommitItem) GetEligibleCost() int64 {
-	if x != nil {
-		return x.EligibleCost
+	if x != nil && x.EligibleCost != nil {
+		return *x.EligibleCost
 	}
 	return 0
 }
@@ -682,8 +696,8 @@ func (x *BatchCommitItem) GetTerritory() string {
 }
 
 func (x *BatchCommitItem) GetPopulation() int64 {
-	if x != nil {
-		return x.Population
+	if x != nil && x.Population != nil {
+		return *x.Population
 	}
 	return 0
 }
@@ -691,13 +705,13 @@ func (x *BatchCommitItem) GetPopulation() int64 {
 // BatchCommitResponse is the response of BatchCommit.
 type BatchCommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// One result per item, in the order of the request.
+	// Output only. One result per item, in the order of the request.
 	Results []*BatchCommitResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
-	// The envelope after the last accepted award (as found, when none was accepted).
+	// Output only. The envelope after the last accepted award (as found, when none was accepted).
 	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// How many items were accepted.
+	// Output only. How many items were accepted.
 	AcceptedCount int32 `protobuf:"varint,3,opt,name=accepted_count,json=acceptedCount,proto3" json:"accepted_count,omitempty"`
-	// How many items were refused.
+	// Output only. How many items were refused.
 	RefusedCount  int32 `protobuf:"varint,4,opt,name=refused_count,json=refusedCount,proto3" json:"refused_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -764,9 +778,9 @@ func (x *BatchCommitResponse) GetRefusedCount() int32 {
 // BatchCommitResult is the outcome of one item of a BatchCommit: its commitment, or its refusal.
 type BatchCommitResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commitment made; unset when the item was refused.
+	// Output only. The commitment made; unset when the item was refused.
 	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// Why the item was refused; unset when it was accepted.
+	// Output only. Why the item was refused; unset when it was accepted.
 	Refusal       *ItemRefusal `protobuf:"bytes,2,opt,name=refusal,proto3" json:"refusal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -819,11 +833,12 @@ func (x *BatchCommitResult) GetRefusal() *ItemRefusal {
 // ItemRefusal says why one item of a batch was refused, as google.rpc.ErrorInfo would.
 type ItemRefusal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable reason, e.g. "INSUFFICIENT_FUNDS".
+	// Output only. Stable reason, the name of an ErrorReason value without its "ERROR_REASON_"
+	// prefix, e.g. "INSUFFICIENT_FUNDS".
 	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
-	// Human-readable explanation.
+	// Output only. Human-readable explanation.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	// Figures of the refusal, e.g. "available" and "requested".
+	// Output only. Figures of the refusal, e.g. "available" and "requested".
 	Metadata      map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -883,7 +898,7 @@ func (x *ItemRefusal) GetMetadata() map[string]string {
 // GetCommitmentRequest is the request of GetCommitment.
 type GetCommitmentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. Resource name, "commitments/{commitment_id}".
+	// Required. Resource name, "commitments/{commitment}" (the id is a UUID).
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -927,9 +942,12 @@ func (x *GetCommitmentRequest) GetName() string {
 }
 
 // GetCommitmentResponse is the response of GetCommitment.
+//
+// aip.dev/not-precedent: AIP-131 returns the Commitment itself; buf's STANDARD rules want an
+// XxxResponse, so it wraps it.
 type GetCommitmentResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commitment.
+	// Output only. The commitment.
 	Commitment    *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -973,13 +991,17 @@ func (x *GetCommitmentResponse) GetCommitment() *Commitment {
 }
 
 // ListCommitmentsRequest is the request of ListCommitments (AIP-158 pagination).
+//
+// aip.dev/not-precedent: commitments are a top-level collection; the envelope and beneficiary are
+// filters (structured fields rather than an AIP-160 filter string, which would need a parser).
 type ListCommitmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. Only commitments of this envelope, "envelopes/{envelope_id}".
+	// Optional. Only commitments of this envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. Only commitments to this beneficiary.
+	// Optional. Only commitments to this beneficiary, at most 200 printable characters.
 	Beneficiary string `protobuf:"bytes,2,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
-	// Optional. Maximum number of commitments to return, 0 to 1000; 0 means 50.
+	// Optional. Maximum number of commitments to return: 0 means 50, and a value above 1000 is
+	// coerced to 1000 (AIP-158).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Optional. The next_page_token of a previous call with the same filters.
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -1048,9 +1070,9 @@ func (x *ListCommitmentsRequest) GetPageToken() string {
 // ListCommitmentsResponse is the response of ListCommitments.
 type ListCommitmentsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The commitments of this page, oldest first.
+	// Output only. The commitments of this page, oldest first.
 	Commitments []*Commitment `protobuf:"bytes,1,rep,name=commitments,proto3" json:"commitments,omitempty"`
-	// Token for the next page; empty when this is the last page.
+	// Output only. Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1104,110 +1126,131 @@ var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x05\n" +
 	"\n" +
-	"Commitment\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\benvelope\x18\x02 \x01(\tR\benvelope\x12 \n" +
-	"\vbeneficiary\x18\x03 \x01(\tR\vbeneficiary\x12\x18\n" +
-	"\aproject\x18\x04 \x01(\tR\aproject\x12#\n" +
-	"\rcurrency_code\x18\x05 \x01(\tR\fcurrencyCode\x12\x16\n" +
-	"\x06amount\x18\x06 \x01(\x03R\x06amount\x12\x1a\n" +
-	"\breleased\x18\a \x01(\x03R\breleased\x12\x1c\n" +
-	"\tremaining\x18\b \x01(\x03R\tremaining\x12 \n" +
-	"\vdescription\x18\t \x01(\tR\vdescription\x12;\n" +
+	"Commitment\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
+	"\benvelope\x18\x02 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\benvelope\x12%\n" +
+	"\vbeneficiary\x18\x03 \x01(\tB\x03\xe0A\x03R\vbeneficiary\x12\x1d\n" +
+	"\aproject\x18\x04 \x01(\tB\x03\xe0A\x03R\aproject\x12(\n" +
+	"\rcurrency_code\x18\x05 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x1b\n" +
+	"\x06amount\x18\x06 \x01(\x03B\x03\xe0A\x03R\x06amount\x12\x1f\n" +
+	"\breleased\x18\a \x01(\x03B\x03\xe0A\x03R\breleased\x12!\n" +
+	"\tremaining\x18\b \x01(\x03B\x03\xe0A\x03R\tremaining\x12%\n" +
+	"\vdescription\x18\t \x01(\tB\x03\xe0A\x03R\vdescription\x12@\n" +
 	"\vcreate_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x12#\n" +
-	"\religible_cost\x18\f \x01(\x03R\feligibleCost\x12\x1c\n" +
-	"\tterritory\x18\r \x01(\tR\tterritory\x12\x1e\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12@\n" +
+	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"updateTime\x12(\n" +
+	"\religible_cost\x18\f \x01(\x03B\x03\xe0A\x03R\feligibleCost\x12!\n" +
+	"\tterritory\x18\r \x01(\tB\x03\xe0A\x03R\tterritory\x12#\n" +
 	"\n" +
-	"population\x18\x0e \x01(\x03R\n" +
-	"population\"\xf4\x03\n" +
-	"\rCommitRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12B\n" +
-	"\vbeneficiary\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
-	"\aproject\x18\x03 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\x1f\n" +
-	"\x06amount\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
-	"\vdescription\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x124\n" +
+	"population\x18\x0e \x01(\x03B\x03\xe0A\x03R\n" +
+	"population:Y\xeaAV\n" +
+	"!budgetledger.github.io/Commitment\x12\x18commitments/{commitment}*\vcommitments2\n" +
+	"commitment\"\xf3\x04\n" +
+	"\rCommitRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
+	"\vbeneficiary\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12=\n" +
+	"\aproject\x18\x03 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\"\n" +
+	"\x06amount\x18\x04 \x01(\x03B\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12B\n" +
+	"\vdescription\x18\x05 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\vdescription\x127\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12,\n" +
-	"\religible_cost\x18\a \x01(\x03B\a\xbaH\x04\"\x02(\x00R\feligibleCost\x12;\n" +
-	"\tterritory\x18\b \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12'\n" +
+	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x124\n" +
+	"\religible_cost\x18\a \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x00R\feligibleCost\x88\x01\x01\x12>\n" +
+	"\tterritory\x18\b \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12/\n" +
 	"\n" +
-	"population\x18\t \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
-	"population\"\xa9\x01\n" +
-	"\x0eCommitResponse\x12;\n" +
+	"population\x18\t \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\n" +
+	"population\x88\x01\x01B\x10\n" +
+	"\x0e_eligible_costB\r\n" +
+	"\v_population\"\xe0\x01\n" +
+	"\x0eCommitResponse\x12@\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
-	"commitment\x125\n" +
-	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\xd3\x01\n" +
-	"\x0eReleaseRequest\x12E\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12:\n" +
+	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
+	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xca\x02\n" +
+	"\x0eReleaseRequest\x12\x9d\x01\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\tB%\xbaH\"\xc8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\n" +
-	"commitment\x12\x1f\n" +
-	"\x06amount\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12#\n" +
-	"\x06reason\x18\x03 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xf4\x03R\x06reason\x124\n" +
+	"commitment\x18\x01 \x01(\tB}\xe0A\x02\xfaA#\n" +
+	"!budgetledger.github.io/Commitment\xbaHQ\xc8\x01\x01rL2J^commitments/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\n" +
+	"commitment\x12\"\n" +
+	"\x06amount\x18\x02 \x01(\x03B\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
+	"\x06reason\x18\x03 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xaa\x01\n" +
-	"\x0fReleaseResponse\x12;\n" +
+	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xe1\x01\n" +
+	"\x0fReleaseResponse\x12@\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
-	"commitment\x125\n" +
-	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\x83\x02\n" +
-	"\x12BatchCommitRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12C\n" +
-	"\x05items\x18\x02 \x03(\v2 .budgetledger.v1.BatchCommitItemB\v\xbaH\b\x92\x01\x05\b\x01\x10\x90NR\x05items\x12$\n" +
-	"\x0eall_or_nothing\x18\x03 \x01(\bR\fallOrNothing\x124\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12:\n" +
+	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
+	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xb5\x02\n" +
+	"\x12BatchCommitRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12F\n" +
+	"\x05items\x18\x02 \x03(\v2 .budgetledger.v1.BatchCommitItemB\x0e\xe0A\x02\xbaH\b\x92\x01\x05\b\x01\x10\x90NR\x05items\x12)\n" +
+	"\x0eall_or_nothing\x18\x03 \x01(\bB\x03\xe0A\x01R\fallOrNothing\x127\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xf2\x02\n" +
-	"\x0fBatchCommitItem\x12B\n" +
-	"\vbeneficiary\x18\x01 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12:\n" +
-	"\aproject\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\x1f\n" +
-	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12*\n" +
-	"\vdescription\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\vdescription\x12,\n" +
-	"\religible_cost\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\feligibleCost\x12;\n" +
-	"\tterritory\x18\x06 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12'\n" +
+	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xc7\x03\n" +
+	"\x0fBatchCommitItem\x12E\n" +
+	"\vbeneficiary\x18\x01 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12=\n" +
+	"\aproject\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\"\n" +
+	"\x06amount\x18\x03 \x01(\x03B\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12B\n" +
+	"\vdescription\x18\x04 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\vdescription\x124\n" +
+	"\religible_cost\x18\x05 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x00R\feligibleCost\x88\x01\x01\x12>\n" +
+	"\tterritory\x18\x06 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\tterritory\x12/\n" +
 	"\n" +
-	"population\x18\a \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
-	"population\"\xd6\x01\n" +
-	"\x13BatchCommitResponse\x12<\n" +
-	"\aresults\x18\x01 \x03(\v2\".budgetledger.v1.BatchCommitResultR\aresults\x125\n" +
-	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x12%\n" +
-	"\x0eaccepted_count\x18\x03 \x01(\x05R\racceptedCount\x12#\n" +
-	"\rrefused_count\x18\x04 \x01(\x05R\frefusedCount\"\x88\x01\n" +
-	"\x11BatchCommitResult\x12;\n" +
+	"population\x18\a \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\n" +
+	"population\x88\x01\x01B\x10\n" +
+	"\x0e_eligible_costB\r\n" +
+	"\v_population\"\xea\x01\n" +
+	"\x13BatchCommitResponse\x12A\n" +
+	"\aresults\x18\x01 \x03(\v2\".budgetledger.v1.BatchCommitResultB\x03\xe0A\x03R\aresults\x12:\n" +
+	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12*\n" +
+	"\x0eaccepted_count\x18\x03 \x01(\x05B\x03\xe0A\x03R\racceptedCount\x12(\n" +
+	"\rrefused_count\x18\x04 \x01(\x05B\x03\xe0A\x03R\frefusedCount\"\x92\x01\n" +
+	"\x11BatchCommitResult\x12@\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
-	"commitment\x126\n" +
-	"\arefusal\x18\x02 \x01(\v2\x1c.budgetledger.v1.ItemRefusalR\arefusal\"\xc4\x01\n" +
-	"\vItemRefusal\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\x12F\n" +
-	"\bmetadata\x18\x03 \x03(\v2*.budgetledger.v1.ItemRefusal.MetadataEntryR\bmetadata\x1a;\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12;\n" +
+	"\arefusal\x18\x02 \x01(\v2\x1c.budgetledger.v1.ItemRefusalB\x03\xe0A\x03R\arefusal\"\xd3\x01\n" +
+	"\vItemRefusal\x12\x1b\n" +
+	"\x06reason\x18\x01 \x01(\tB\x03\xe0A\x03R\x06reason\x12\x1d\n" +
+	"\amessage\x18\x02 \x01(\tB\x03\xe0A\x03R\amessage\x12K\n" +
+	"\bmetadata\x18\x03 \x03(\v2*.budgetledger.v1.ItemRefusal.MetadataEntryB\x03\xe0A\x03R\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
-	"\x14GetCommitmentRequest\x129\n" +
-	"\x04name\x18\x01 \x01(\tB%\xbaH\"\xc8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\x04name\"T\n" +
-	"\x15GetCommitmentResponse\x12;\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x01\n" +
+	"\x14GetCommitmentRequest\x12\x91\x01\n" +
+	"\x04name\x18\x01 \x01(\tB}\xe0A\x02\xfaA#\n" +
+	"!budgetledger.github.io/Commitment\xbaHQ\xc8\x01\x01rL2J^commitments/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x04name\"Y\n" +
+	"\x15GetCommitmentResponse\x12@\n" +
 	"\n" +
-	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
-	"commitment\"\xe4\x01\n" +
-	"\x16ListCommitmentsRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12*\n" +
-	"\vbeneficiary\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vbeneficiary\x12'\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\"\xa6\x02\n" +
+	"\x16ListCommitmentsRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12B\n" +
+	"\vbeneficiary\x18\x02 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12'\n" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x80\x01\n" +
-	"\x17ListCommitmentsResponse\x12=\n" +
-	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentR\vcommitments\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xcc\x03\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8a\x01\n" +
+	"\x17ListCommitmentsResponse\x12B\n" +
+	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\vcommitments\x12+\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xcc\x03\n" +
 	"\x11CommitmentService\x12I\n" +
 	"\x06Commit\x12\x1e.budgetledger.v1.CommitRequest\x1a\x1f.budgetledger.v1.CommitResponse\x12L\n" +
 	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12X\n" +
@@ -1285,6 +1328,8 @@ func file_budgetledger_v1_commitment_proto_init() {
 		return
 	}
 	file_budgetledger_v1_envelope_proto_init()
+	file_budgetledger_v1_commitment_proto_msgTypes[1].OneofWrappers = []any{}
+	file_budgetledger_v1_commitment_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

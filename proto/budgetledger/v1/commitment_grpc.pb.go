@@ -41,20 +41,23 @@ type CommitmentServiceClient interface {
 	// currency_code), POLICY_VIOLATION (a funding rule of the envelope refuses it; metadata: rule —
 	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
 	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
-	// population, territory; award_time, window_start, window_end; or missing),
-	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
-	// same refusal; send a new request_id to try again.
+	// population, territory; award_time, window_start, window_end; or missing), AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns
+	// the same refusal; send a new request_id to try again.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
 	// every item is accepted or the call fails with the first item's refusal (its ErrorInfo metadata
 	// names the "item") and no award is made. A retry with the same request_id and items returns the
-	// first outcome, item by item.
+	// first outcome, item by item. Items are numbered from 0 ("item" metadata, results' order).
+	//
+	// aip.dev/not-precedent: not AIP-233's BatchCreateCommitments (repeated CommitRequest): every
+	// item draws on the one envelope named once, under one request_id, with all_or_nothing.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED, and with all_or_nothing any refusal of Commit.
 	BatchCommit(ctx context.Context, in *BatchCommitRequest, opts ...grpc.CallOption) (*BatchCommitResponse, error)
@@ -63,6 +66,8 @@ type CommitmentServiceClient interface {
 	// Errors: COMMITMENT_NOT_FOUND.
 	GetCommitment(ctx context.Context, in *GetCommitmentRequest, opts ...grpc.CallOption) (*GetCommitmentResponse, error)
 	// ListCommitments lists commitments, oldest first, filtered by envelope and/or beneficiary.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListCommitments(ctx context.Context, in *ListCommitmentsRequest, opts ...grpc.CallOption) (*ListCommitmentsResponse, error)
 }
 
@@ -139,20 +144,23 @@ type CommitmentServiceServer interface {
 	// currency_code), POLICY_VIOLATION (a funding rule of the envelope refuses it; metadata: rule —
 	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
 	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
-	// population, territory; award_time, window_start, window_end; or missing),
-	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns the
-	// same refusal; send a new request_id to try again.
+	// population, territory; award_time, window_start, window_end; or missing), AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns
+	// the same refusal; send a new request_id to try again.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
 	// every item is accepted or the call fails with the first item's refusal (its ErrorInfo metadata
 	// names the "item") and no award is made. A retry with the same request_id and items returns the
-	// first outcome, item by item.
+	// first outcome, item by item. Items are numbered from 0 ("item" metadata, results' order).
+	//
+	// aip.dev/not-precedent: not AIP-233's BatchCreateCommitments (repeated CommitRequest): every
+	// item draws on the one envelope named once, under one request_id, with all_or_nothing.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED, and with all_or_nothing any refusal of Commit.
 	BatchCommit(context.Context, *BatchCommitRequest) (*BatchCommitResponse, error)
@@ -161,6 +169,8 @@ type CommitmentServiceServer interface {
 	// Errors: COMMITMENT_NOT_FOUND.
 	GetCommitment(context.Context, *GetCommitmentRequest) (*GetCommitmentResponse, error)
 	// ListCommitments lists commitments, oldest first, filtered by envelope and/or beneficiary.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListCommitments(context.Context, *ListCommitmentsRequest) (*ListCommitmentsResponse, error)
 	mustEmbedUnimplementedCommitmentServiceServer()
 }

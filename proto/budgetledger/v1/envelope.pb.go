@@ -7,17 +7,29 @@
 // Package budgetledger.v1 is the contract of the budget ledger: a double-entry ledger of public
 // funding envelopes and the commitments (awards) made from them.
 //
-// Amounts are integers in the minor unit of the envelope's currency (cents for EUR).
+// Amounts are int64 integers in the minor unit of the envelope's currency, whose exponent is the
+// one ISO 4217 gives it: 2 for EUR and USD (cents), 0 for JPY, KRW or XOF, 3 for BHD, IQD, JOD,
+// KWD, LYD, OMR or TND, 4 for CLF and UYW. In the JSON mapping of protobuf an int64 is a decimal
+// string ("8800000000"); a TypeScript client should read it as a `bigint` (or a string), never as
+// a `number`, which loses precision above 2^53.
+//
 // Every mutating request carries a request_id (AIP-155): sending the same request again with the
 // same request_id returns the first outcome and posts nothing new.
 //
-// Errors carry a google.rpc.ErrorInfo whose reason is stable (for example INSUFFICIENT_FUNDS) and a
-// google.rpc.BadRequest for invalid fields.
+// Errors carry a google.rpc.ErrorInfo of domain "budgetledger.github.io" whose reason is one of
+// ErrorReason's (for example INSUFFICIENT_FUNDS), and a google.rpc.BadRequest for invalid fields.
+//
+// Enums are open: new values will be added (v1 only grows). A client must accept a value it does
+// not know (protobuf gives it as a number) and treat it as "other".
+//
+// The API follows Google's API Improvement Proposals where buf's STANDARD lint rules allow; each
+// deliberate deviation is marked "aip.dev/not-precedent" where it is made, with its reason.
 
 package budgetledgerv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -38,7 +50,7 @@ const (
 // and available is never negative.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. Resource name, "envelopes/{envelope_id}".
+	// Identifier. Resource name, "envelopes/{envelope}".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Output only. Human-readable title given at creation.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
@@ -181,24 +193,32 @@ func (x *Envelope) GetUpdateTime() *timestamppb.Timestamp {
 }
 
 // CreateEnvelopeRequest is the request of CreateEnvelope.
+//
+// aip.dev/not-precedent: the fields are flat rather than an Envelope plus envelope_id (AIP-133),
+// because every field of Envelope but these is computed by the ledger; the response wraps the
+// envelope (buf's STANDARD rules want an XxxResponse) and adds the journal entry.
 type CreateEnvelopeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The id of the new envelope, which becomes its name "envelopes/{envelope_id}":
-	// 1 to 63 characters, lower-case letters, digits and hyphens, starting with a letter.
+	// Required. The id of the new envelope, which becomes its name "envelopes/{envelope}": 1 to 63
+	// characters, lower-case letters, digits and hyphens, starting with a letter.
 	EnvelopeId string `protobuf:"bytes,1,opt,name=envelope_id,json=envelopeId,proto3" json:"envelope_id,omitempty"`
-	// Optional. The parent envelope, "envelopes/{envelope_id}". Empty creates a root envelope funded
+	// Optional. The parent envelope, "envelopes/{envelope}". Empty creates a root envelope funded
 	// from outside the ledger.
 	Parent string `protobuf:"bytes,2,opt,name=parent,proto3" json:"parent,omitempty"`
-	// Optional. Human-readable title, at most 200 characters.
+	// Optional. Human-readable title, at most 200 printable characters.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// Required. The allocation of the new envelope in minor units; taken from the parent's available
 	// amount when a parent is given.
 	Allocation int64 `protobuf:"varint,4,opt,name=allocation,proto3" json:"allocation,omitempty"`
-	// Optional. ISO 4217 code of three upper-case letters. Defaults to "EUR" for a root and to the
-	// parent's currency for a child; a child's currency must equal its parent's.
+	// Optional. An ISO 4217 alphabetic code (list one, with the codes withdrawn since 2021 kept for
+	// programmes recorded after the fact; XXX, "no currency", is refused). Defaults to "EUR" for a root and
+	// to the parent's currency for a child; a child's currency must equal its parent's.
 	CurrencyCode string `protobuf:"bytes,5,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces; a
 	// UUID is a good choice.
+	//
+	// aip.dev/not-precedent: AIP-155 asks for a UUID; any printable key is accepted so that callers
+	// can derive it from their own identifiers (a committee decision, a file number).
 	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -279,11 +299,12 @@ func (x *CreateEnvelopeRequest) GetRequestId() string {
 // CreateEnvelopeResponse is the response of CreateEnvelope.
 type CreateEnvelopeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelope as created.
+	// Output only. The envelope as created.
 	Envelope *Envelope `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// The parent envelope after its allocation was taken; unset for a root envelope.
+	// Output only. The parent envelope after its allocation was taken; unset for a root envelope.
 	Parent *Envelope `protobuf:"bytes,2,opt,name=parent,proto3" json:"parent,omitempty"`
-	// Resource name of the journal entry that recorded the creation, "journalEntries/{id}".
+	// Output only. Resource name of the journal entry that recorded the creation,
+	// "journalEntries/{journal_entry}".
 	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -343,7 +364,7 @@ func (x *CreateEnvelopeResponse) GetJournalEntry() string {
 // GetEnvelopeRequest is the request of GetEnvelope.
 type GetEnvelopeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. Resource name, "envelopes/{envelope_id}".
+	// Required. Resource name, "envelopes/{envelope}".
 	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -387,9 +408,12 @@ func (x *GetEnvelopeRequest) GetName() string {
 }
 
 // GetEnvelopeResponse is the response of GetEnvelope.
+//
+// aip.dev/not-precedent: AIP-131 returns the Envelope itself; buf's STANDARD rules want an
+// XxxResponse, so it wraps it.
 type GetEnvelopeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelope.
+	// Output only. The envelope.
 	Envelope      *Envelope `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -433,12 +457,16 @@ func (x *GetEnvelopeResponse) GetEnvelope() *Envelope {
 }
 
 // ListEnvelopesRequest is the request of ListEnvelopes (AIP-158 pagination).
+//
+// aip.dev/not-precedent: envelopes form one top-level collection whatever their depth, so parent
+// filters the children of one envelope instead of naming the collection's parent (AIP-132).
 type ListEnvelopesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. Only the direct children of this envelope, "envelopes/{envelope_id}". Empty lists
+	// Optional. Only the direct children of this envelope, "envelopes/{envelope}". Empty lists
 	// every envelope.
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	// Optional. Maximum number of envelopes to return, 0 to 1000; 0 means 50.
+	// Optional. Maximum number of envelopes to return: 0 means 50, and a value above 1000 is
+	// coerced to 1000 (AIP-158).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Optional. The next_page_token of a previous call with the same filter.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -500,9 +528,9 @@ func (x *ListEnvelopesRequest) GetPageToken() string {
 // ListEnvelopesResponse is the response of ListEnvelopes.
 type ListEnvelopesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelopes of this page, in name order.
+	// Output only. The envelopes of this page, in name order.
 	Envelopes []*Envelope `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
-	// Token for the next page; empty when this is the last page.
+	// Output only. Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -555,13 +583,13 @@ func (x *ListEnvelopesResponse) GetNextPageToken() string {
 // MoveAllocationRequest is the request of MoveAllocation.
 type MoveAllocationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The envelope giving allocation, "envelopes/{envelope_id}".
+	// Required. The envelope giving allocation, "envelopes/{envelope}".
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	// Required. The envelope receiving allocation, "envelopes/{envelope_id}".
+	// Required. The envelope receiving allocation, "envelopes/{envelope}".
 	Destination string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
 	// Required. Amount to move in minor units; it must be available in the source.
 	Amount int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
-	// Required. Why the allocation moves (kept in the journal), 1 to 500 characters.
+	// Required. Why the allocation moves (kept in the journal), 1 to 500 printable characters.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -637,11 +665,12 @@ func (x *MoveAllocationRequest) GetRequestId() string {
 // MoveAllocationResponse is the response of MoveAllocation.
 type MoveAllocationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The source envelope after the move.
+	// Output only. The source envelope after the move.
 	Source *Envelope `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	// The destination envelope after the move.
+	// Output only. The destination envelope after the move.
 	Destination *Envelope `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
-	// Resource name of the journal entry that recorded the move, "journalEntries/{id}".
+	// Output only. Resource name of the journal entry that recorded the move,
+	// "journalEntries/{journal_entry}".
 	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -767,12 +796,13 @@ func (x *FundingRules) GetAwardWindow() *AwardWindow {
 }
 
 // AwardWindow is a span of time in which awards may be made: from start_time (included) to
-// end_time (excluded). An unset time leaves that side open.
+// end_time (excluded). An unset time leaves that side open; when both are set, start_time comes
+// first.
 type AwardWindow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. The first instant at which awards may be made.
+	// Optional. The first instant at which awards may be made, in the years 0001 to 9999.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// Optional. The instant from which awards are no longer made.
+	// Optional. The instant from which awards are no longer made, in the years 0001 to 9999.
 	EndTime       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -825,10 +855,10 @@ func (x *AwardWindow) GetEndTime() *timestamppb.Timestamp {
 // RuleSet is one rule set given to an envelope, for one call of the programme.
 type RuleSet struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. Resource name, "envelopes/{envelope_id}/ruleSets/{rule_set_id}"; the id is also
-	// the id of the journal entry that recorded it.
+	// Identifier. Resource name, "envelopes/{envelope}/ruleSets/{rule_set}"; the rule set's id is
+	// also the id of the journal entry that recorded it.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Output only. The envelope, "envelopes/{envelope_id}".
+	// Output only. The envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Output only. The call of the programme the rules belong to, e.g. "appel-2".
 	Call string `protobuf:"bytes,3,opt,name=call,proto3" json:"call,omitempty"`
@@ -931,7 +961,8 @@ type EffectiveRules struct {
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// Output only. The maximum funding share in basis points; unset when none applies.
 	MaxFundingShareBps *int64 `protobuf:"varint,2,opt,name=max_funding_share_bps,json=maxFundingShareBps,proto3,oneof" json:"max_funding_share_bps,omitempty"`
-	// Output only. The rule set the funding share comes from, "envelopes/{id}/ruleSets/{id}".
+	// Output only. The rule set the funding share comes from,
+	// "envelopes/{envelope}/ruleSets/{rule_set}".
 	MaxFundingShareRuleSet string `protobuf:"bytes,3,opt,name=max_funding_share_rule_set,json=maxFundingShareRuleSet,proto3" json:"max_funding_share_rule_set,omitempty"`
 	// Output only. The minimum population; unset when none applies.
 	MinPopulation *int64 `protobuf:"varint,4,opt,name=min_population,json=minPopulation,proto3,oneof" json:"min_population,omitempty"`
@@ -1027,15 +1058,15 @@ func (x *EffectiveRules) GetAwardWindowRuleSet() string {
 // SetEnvelopeRulesRequest is the request of SetEnvelopeRules.
 type SetEnvelopeRulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The envelope, "envelopes/{envelope_id}".
+	// Required. The envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Required. The call of the programme these rules belong to, e.g. "appel-2", 1 to 200
-	// characters.
+	// printable characters.
 	Call string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
 	// Required. The rules; unset ones are inherited from the envelope's ancestors.
 	Rules *FundingRules `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
-	// Optional. When the rules come into force; unset, or a time already past, means at once
-	// (rules never apply to awards already decided).
+	// Optional. When the rules come into force, in the years 0001 to 9999; unset, or a time already
+	// past, means at once (rules never apply to awards already decided).
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1111,9 +1142,10 @@ func (x *SetEnvelopeRulesRequest) GetRequestId() string {
 // SetEnvelopeRulesResponse is the response of SetEnvelopeRules.
 type SetEnvelopeRulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The rule set as recorded.
+	// Output only. The rule set as recorded.
 	RuleSet *RuleSet `protobuf:"bytes,1,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
-	// Resource name of the journal entry that recorded the change, "journalEntries/{id}".
+	// Output only. Resource name of the journal entry that recorded the change,
+	// "journalEntries/{journal_entry}".
 	JournalEntry  string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1163,13 +1195,20 @@ func (x *SetEnvelopeRulesResponse) GetJournalEntry() string {
 	return ""
 }
 
-// GetEnvelopeRulesRequest is the request of GetEnvelopeRules.
+// GetEnvelopeRulesRequest is the request of GetEnvelopeRules (AIP-158 pagination of the rule
+// sets).
 type GetEnvelopeRulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The envelope, "envelopes/{envelope_id}".
+	// Required. The envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. The time to give the effective rules for; now when unset.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Optional. The time to give the effective rules for, in the years 0001 to 9999; now when
+	// unset.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Optional. Maximum number of rule sets to return: 0 means 1000, and a value above 1000 is
+	// coerced to 1000 (AIP-158). The effective rules come with every page.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Optional. The next_page_token of a previous call for the same envelope and time.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1218,15 +1257,32 @@ func (x *GetEnvelopeRulesRequest) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetEnvelopeRulesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetEnvelopeRulesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // GetEnvelopeRulesResponse is the response of GetEnvelopeRules.
 type GetEnvelopeRulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelope's own rule sets, oldest effective_time first (future ones included).
+	// Output only. The envelope's own rule sets of this page, oldest effective_time first (future
+	// ones included), at most page_size of them.
 	RuleSets []*RuleSet `protobuf:"bytes,1,rep,name=rule_sets,json=ruleSets,proto3" json:"rule_sets,omitempty"`
-	// The rules in force on the envelope at the time asked, inherited through the tree.
+	// Output only. The rules in force on the envelope at the time asked, inherited through the tree.
 	EffectiveRules *EffectiveRules `protobuf:"bytes,2,opt,name=effective_rules,json=effectiveRules,proto3" json:"effective_rules,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Output only. Token for the next page of rule sets; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetEnvelopeRulesResponse) Reset() {
@@ -1273,116 +1329,153 @@ func (x *GetEnvelopeRulesResponse) GetEffectiveRules() *EffectiveRules {
 	return nil
 }
 
+func (x *GetEnvelopeRulesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
-	"\bEnvelope\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
-	"\x06parent\x18\x03 \x01(\tR\x06parent\x12#\n" +
-	"\rcurrency_code\x18\x04 \x01(\tR\fcurrencyCode\x12\x1e\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n" +
+	"\bEnvelope\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
+	"\x06parent\x18\x03 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\x06parent\x12(\n" +
+	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12#\n" +
 	"\n" +
-	"allocation\x18\x05 \x01(\x03R\n" +
-	"allocation\x12\x1c\n" +
-	"\tcommitted\x18\x06 \x01(\x03R\tcommitted\x122\n" +
-	"\x15allocated_to_children\x18\a \x01(\x03R\x13allocatedToChildren\x12\x1c\n" +
-	"\tavailable\x18\b \x01(\x03R\tavailable\x12)\n" +
-	"\x10commitment_count\x18\t \x01(\x03R\x0fcommitmentCount\x12\x1a\n" +
+	"allocation\x18\x05 \x01(\x03B\x03\xe0A\x03R\n" +
+	"allocation\x12!\n" +
+	"\tcommitted\x18\x06 \x01(\x03B\x03\xe0A\x03R\tcommitted\x127\n" +
+	"\x15allocated_to_children\x18\a \x01(\x03B\x03\xe0A\x03R\x13allocatedToChildren\x12!\n" +
+	"\tavailable\x18\b \x01(\x03B\x03\xe0A\x03R\tavailable\x12.\n" +
+	"\x10commitment_count\x18\t \x01(\x03B\x03\xe0A\x03R\x0fcommitmentCount\x12\x1f\n" +
 	"\breleased\x18\n" +
-	" \x01(\x03R\breleased\x12;\n" +
-	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xf3\x02\n" +
-	"\x15CreateEnvelopeRequest\x12I\n" +
-	"\venvelope_id\x18\x01 \x01(\tB(\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
-	"envelopeId\x12H\n" +
-	"\x06parent\x18\x02 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12+\n" +
-	"\fdisplay_name\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12'\n" +
+	" \x01(\x03B\x03\xe0A\x03R\breleased\x12@\n" +
+	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12@\n" +
+	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"updateTime:O\xeaAL\n" +
+	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xf6\r\n" +
+	"\x15CreateEnvelopeRequest\x12L\n" +
+	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
+	"envelopeId\x12o\n" +
+	"\x06parent\x18\x02 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12C\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vdisplayName\x12*\n" +
 	"\n" +
-	"allocation\x18\x04 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\n" +
-	"allocation\x129\n" +
-	"\rcurrency_code\x18\x05 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
-	"^[A-Z]{3}$R\fcurrencyCode\x124\n" +
+	"allocation\x18\x04 \x01(\x03B\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\n" +
+	"allocation\x12\xf3\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa7\x01\n" +
-	"\x16CreateEnvelopeResponse\x125\n" +
-	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\x121\n" +
-	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\x06parent\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"Z\n" +
-	"\x12GetEnvelopeRequest\x12D\n" +
-	"\x04name\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x04name\"L\n" +
-	"\x13GetEnvelopeResponse\x125\n" +
-	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\benvelope\"\xb2\x01\n" +
-	"\x14ListEnvelopesRequest\x12H\n" +
-	"\x06parent\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12'\n" +
+	"\rcurrency_code\x18\x05 \x01(\tB\xcd\n" +
+	"\xe0A\x01\xbaH\xc6\n" +
+	"\xba\x01\xbf\n" +
+	"\n" +
+	"\x15currency_code.iso4217\x12!must be an ISO 4217 currency code\x1a\x82\n" +
+	"this in ['AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HRK', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XCG', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL']\xd8\x01\x01R\fcurrencyCode\x127\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xde\x01\n" +
+	"\x16CreateEnvelopeResponse\x12:\n" +
+	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x126\n" +
+	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06parent\x12P\n" +
+	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\x81\x01\n" +
+	"\x12GetEnvelopeRequest\x12k\n" +
+	"\x04name\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x04name\"Q\n" +
+	"\x13GetEnvelopeResponse\x12:\n" +
+	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\"\xdc\x01\n" +
+	"\x14ListEnvelopesRequest\x12o\n" +
+	"\x06parent\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12'\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"x\n" +
-	"\x15ListEnvelopesResponse\x127\n" +
-	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeR\tenvelopes\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa6\x03\n" +
-	"\x15MoveAllocationRequest\x12H\n" +
-	"\x06source\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12R\n" +
-	"\vdestination\x18\x02 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\vdestination\x12\x1f\n" +
-	"\x06amount\x18\x03 \x01(\x03B\a\xbaH\x04\"\x02 \x00R\x06amount\x12#\n" +
-	"\x06reason\x18\x04 \x01(\tB\v\xbaH\b\xc8\x01\x01r\x03\x18\xf4\x03R\x06reason\x124\n" +
+	"page_token\x18\x03 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x82\x01\n" +
+	"\x15ListEnvelopesResponse\x12<\n" +
+	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\tenvelopes\x12+\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x92\x04\n" +
+	"\x15MoveAllocationRequest\x12o\n" +
+	"\x06source\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12y\n" +
+	"\vdestination\x18\x02 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\vdestination\x12\"\n" +
+	"\x06amount\x18\x03 \x01(\x03B\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
+	"\x06reason\x18\x04 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
-	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xad\x01\n" +
-	"\x16MoveAllocationResponse\x121\n" +
-	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeR\x06source\x12;\n" +
-	"\vdestination\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeR\vdestination\x12#\n" +
-	"\rjournal_entry\x18\x03 \x01(\tR\fjournalEntry\"\xf5\x01\n" +
-	"\fFundingRules\x12B\n" +
-	"\x15max_funding_share_bps\x18\x01 \x01(\x03B\n" +
-	"\xbaH\a\"\x05\x18\x90N(\x01H\x00R\x12maxFundingShareBps\x88\x01\x01\x123\n" +
-	"\x0emin_population\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00H\x01R\rminPopulation\x88\x01\x01\x12?\n" +
-	"\faward_window\x18\x03 \x01(\v2\x1c.budgetledger.v1.AwardWindowR\vawardWindowB\x18\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
+	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xe4\x01\n" +
+	"\x16MoveAllocationResponse\x126\n" +
+	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06source\x12@\n" +
+	"\vdestination\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\vdestination\x12P\n" +
+	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\x80\x02\n" +
+	"\fFundingRules\x12E\n" +
+	"\x15max_funding_share_bps\x18\x01 \x01(\x03B\r\xe0A\x01\xbaH\a\"\x05\x18\x90N(\x01H\x00R\x12maxFundingShareBps\x88\x01\x01\x126\n" +
+	"\x0emin_population\x18\x02 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\rminPopulation\x88\x01\x01\x12D\n" +
+	"\faward_window\x18\x03 \x01(\v2\x1c.budgetledger.v1.AwardWindowB\x03\xe0A\x01R\vawardWindowB\x18\n" +
 	"\x16_max_funding_share_bpsB\x11\n" +
-	"\x0f_min_population\"\x7f\n" +
-	"\vAwardWindow\x129\n" +
+	"\x0f_min_population\"\xeb\x02\n" +
+	"\vAwardWindow\x12`\n" +
 	"\n" +
-	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x9a\x02\n" +
-	"\aRuleSet\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\benvelope\x18\x02 \x01(\tR\benvelope\x12\x12\n" +
-	"\x04call\x18\x03 \x01(\tR\x04call\x12A\n" +
-	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\x123\n" +
-	"\x05rules\x18\x05 \x01(\v2\x1d.budgetledger.v1.FundingRulesR\x05rules\x12\x16\n" +
-	"\x06caller\x18\x06 \x01(\tR\x06caller\x12;\n" +
-	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xb8\x03\n" +
-	"\x0eEffectiveRules\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x126\n" +
-	"\x15max_funding_share_bps\x18\x02 \x01(\x03H\x00R\x12maxFundingShareBps\x88\x01\x01\x12:\n" +
-	"\x1amax_funding_share_rule_set\x18\x03 \x01(\tR\x16maxFundingShareRuleSet\x12*\n" +
-	"\x0emin_population\x18\x04 \x01(\x03H\x01R\rminPopulation\x88\x01\x01\x125\n" +
-	"\x17min_population_rule_set\x18\x05 \x01(\tR\x14minPopulationRuleSet\x12?\n" +
-	"\faward_window\x18\x06 \x01(\v2\x1c.budgetledger.v1.AwardWindowR\vawardWindow\x121\n" +
-	"\x15award_window_rule_set\x18\a \x01(\tR\x12awardWindowRuleSetB\x18\n" +
+	"start_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\tstartTime\x12\\\n" +
+	"\bend_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\aendTime:\x9b\x01\xbaH\x97\x01\x1a\x94\x01\n" +
+	"\x1daward_window.start_before_end\x12\"start_time must be before end_time\x1aO!has(this.start_time) || !has(this.end_time) || this.start_time < this.end_time\"\xc3\x03\n" +
+	"\aRuleSet\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
+	"\benvelope\x18\x02 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\benvelope\x12\x17\n" +
+	"\x04call\x18\x03 \x01(\tB\x03\xe0A\x03R\x04call\x12F\n" +
+	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\x128\n" +
+	"\x05rules\x18\x05 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\x03\xe0A\x03R\x05rules\x12\x1b\n" +
+	"\x06caller\x18\x06 \x01(\tB\x03\xe0A\x03R\x06caller\x12@\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime:`\xeaA]\n" +
+	"\x1ebudgetledger.github.io/RuleSet\x12(envelopes/{envelope}/ruleSets/{rule_set}*\bruleSets2\aruleSet\"\xc4\x04\n" +
+	"\x0eEffectiveRules\x123\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x04time\x12;\n" +
+	"\x15max_funding_share_bps\x18\x02 \x01(\x03B\x03\xe0A\x03H\x00R\x12maxFundingShareBps\x88\x01\x01\x12b\n" +
+	"\x1amax_funding_share_rule_set\x18\x03 \x01(\tB&\xe0A\x03\xfaA \n" +
+	"\x1ebudgetledger.github.io/RuleSetR\x16maxFundingShareRuleSet\x12/\n" +
+	"\x0emin_population\x18\x04 \x01(\x03B\x03\xe0A\x03H\x01R\rminPopulation\x88\x01\x01\x12]\n" +
+	"\x17min_population_rule_set\x18\x05 \x01(\tB&\xe0A\x03\xfaA \n" +
+	"\x1ebudgetledger.github.io/RuleSetR\x14minPopulationRuleSet\x12D\n" +
+	"\faward_window\x18\x06 \x01(\v2\x1c.budgetledger.v1.AwardWindowB\x03\xe0A\x03R\vawardWindow\x12Y\n" +
+	"\x15award_window_rule_set\x18\a \x01(\tB&\xe0A\x03\xfaA \n" +
+	"\x1ebudgetledger.github.io/RuleSetR\x12awardWindowRuleSetB\x18\n" +
 	"\x16_max_funding_share_bpsB\x11\n" +
-	"\x0f_min_population\"\xd3\x02\n" +
-	"\x17SetEnvelopeRulesRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x124\n" +
-	"\x04call\x18\x02 \x01(\tB \xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x04call\x12;\n" +
-	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\x06\xbaH\x03\xc8\x01\x01R\x05rules\x12A\n" +
-	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveTime\x124\n" +
+	"\x0f_min_population\"\xaa\x03\n" +
+	"\x17SetEnvelopeRulesRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x127\n" +
+	"\x04call\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x04call\x12>\n" +
+	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05rules\x12h\n" +
+	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"t\n" +
-	"\x18SetEnvelopeRulesResponse\x123\n" +
-	"\brule_set\x18\x01 \x01(\v2\x18.budgetledger.v1.RuleSetR\aruleSet\x12#\n" +
-	"\rjournal_entry\x18\x02 \x01(\tR\fjournalEntry\"\x97\x01\n" +
-	"\x17GetEnvelopeRulesRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x9b\x01\n" +
-	"\x18GetEnvelopeRulesResponse\x125\n" +
-	"\trule_sets\x18\x01 \x03(\v2\x18.budgetledger.v1.RuleSetR\bruleSets\x12H\n" +
-	"\x0feffective_rules\x18\x02 \x01(\v2\x1f.budgetledger.v1.EffectiveRulesR\x0eeffectiveRules2\xe3\x04\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa6\x01\n" +
+	"\x18SetEnvelopeRulesResponse\x128\n" +
+	"\brule_set\x18\x01 \x01(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\aruleSet\x12P\n" +
+	"\rjournal_entry\x18\x02 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xba\x02\n" +
+	"\x17GetEnvelopeRulesRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12U\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\x04time\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xd2\x01\n" +
+	"\x18GetEnvelopeRulesResponse\x12:\n" +
+	"\trule_sets\x18\x01 \x03(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\bruleSets\x12M\n" +
+	"\x0feffective_rules\x18\x02 \x01(\v2\x1f.budgetledger.v1.EffectiveRulesB\x03\xe0A\x03R\x0eeffectiveRules\x12+\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xe3\x04\n" +
 	"\x0fEnvelopeService\x12a\n" +
 	"\x0eCreateEnvelope\x12&.budgetledger.v1.CreateEnvelopeRequest\x1a'.budgetledger.v1.CreateEnvelopeResponse\x12X\n" +
 	"\vGetEnvelope\x12#.budgetledger.v1.GetEnvelopeRequest\x1a$.budgetledger.v1.GetEnvelopeResponse\x12^\n" +

@@ -7,12 +7,23 @@
 // Package budgetledger.v1 is the contract of the budget ledger: a double-entry ledger of public
 // funding envelopes and the commitments (awards) made from them.
 //
-// Amounts are integers in the minor unit of the envelope's currency (cents for EUR).
+// Amounts are int64 integers in the minor unit of the envelope's currency, whose exponent is the
+// one ISO 4217 gives it: 2 for EUR and USD (cents), 0 for JPY, KRW or XOF, 3 for BHD, IQD, JOD,
+// KWD, LYD, OMR or TND, 4 for CLF and UYW. In the JSON mapping of protobuf an int64 is a decimal
+// string ("8800000000"); a TypeScript client should read it as a `bigint` (or a string), never as
+// a `number`, which loses precision above 2^53.
+//
 // Every mutating request carries a request_id (AIP-155): sending the same request again with the
 // same request_id returns the first outcome and posts nothing new.
 //
-// Errors carry a google.rpc.ErrorInfo whose reason is stable (for example INSUFFICIENT_FUNDS) and a
-// google.rpc.BadRequest for invalid fields.
+// Errors carry a google.rpc.ErrorInfo of domain "budgetledger.github.io" whose reason is one of
+// ErrorReason's (for example INSUFFICIENT_FUNDS), and a google.rpc.BadRequest for invalid fields.
+//
+// Enums are open: new values will be added (v1 only grows). A client must accept a value it does
+// not know (protobuf gives it as a number) and treat it as "other".
+//
+// The API follows Google's API Improvement Proposals where buf's STANDARD lint rules allow; each
+// deliberate deviation is marked "aip.dev/not-precedent" where it is made, with its reason.
 
 package budgetledgerv1
 
@@ -42,25 +53,31 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // EnvelopeService lets administrators create, fund and reshape envelopes, and anyone read them.
+//
+// There is no Update or Delete (AIP-121's standard methods): an envelope's balances change only
+// through journal entries, and the journal is append-only. aip.dev/not-precedent: a ledger never
+// edits or removes what it recorded.
 type EnvelopeServiceClient interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
 	// envelope whose allocation is taken from its parent's available amount.
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CreateEnvelope(ctx context.Context, in *CreateEnvelopeRequest, opts ...grpc.CallOption) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
 	// Errors: ENVELOPE_NOT_FOUND.
 	GetEnvelope(ctx context.Context, in *GetEnvelopeRequest, opts ...grpc.CallOption) (*GetEnvelopeResponse, error)
 	// ListEnvelopes lists envelopes in name order, optionally only the children of one parent.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListEnvelopes(ctx context.Context, in *ListEnvelopesRequest, opts ...grpc.CallOption) (*ListEnvelopesResponse, error)
 	// MoveAllocation moves allocation between two envelopes that are related: a parent and one of
 	// its children (either way), or two envelopes with the same parent (or two roots). The amount
 	// must be available in the source envelope.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	MoveAllocation(ctx context.Context, in *MoveAllocationRequest, opts ...grpc.CallOption) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's
@@ -71,10 +88,13 @@ type EnvelopeServiceClient interface {
 	//
 	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
 	SetEnvelopeRules(ctx context.Context, in *SetEnvelopeRulesRequest, opts ...grpc.CallOption) (*SetEnvelopeRulesResponse, error)
-	// GetEnvelopeRules returns an envelope's own rule sets and the rules in force on it at a time,
-	// inherited through the envelope tree, each with the rule set it comes from.
+	// GetEnvelopeRules returns an envelope's own rule sets, a page at a time, and the rules in force
+	// on it at a time, inherited through the envelope tree, each with the rule set it comes from.
 	//
-	// Errors: ENVELOPE_NOT_FOUND.
+	// aip.dev/not-precedent: named Get, it reads a view of an envelope rather than one resource by
+	// its name (AIP-131); RuleSet resources are listed here, not by a ListRuleSets.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetEnvelopeRules(ctx context.Context, in *GetEnvelopeRulesRequest, opts ...grpc.CallOption) (*GetEnvelopeRulesResponse, error)
 }
 
@@ -151,25 +171,31 @@ func (c *envelopeServiceClient) GetEnvelopeRules(ctx context.Context, in *GetEnv
 // for forward compatibility.
 //
 // EnvelopeService lets administrators create, fund and reshape envelopes, and anyone read them.
+//
+// There is no Update or Delete (AIP-121's standard methods): an envelope's balances change only
+// through journal entries, and the journal is append-only. aip.dev/not-precedent: a ledger never
+// edits or removes what it recorded.
 type EnvelopeServiceServer interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
 	// envelope whose allocation is taken from its parent's available amount.
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CreateEnvelope(context.Context, *CreateEnvelopeRequest) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
 	// Errors: ENVELOPE_NOT_FOUND.
 	GetEnvelope(context.Context, *GetEnvelopeRequest) (*GetEnvelopeResponse, error)
 	// ListEnvelopes lists envelopes in name order, optionally only the children of one parent.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListEnvelopes(context.Context, *ListEnvelopesRequest) (*ListEnvelopesResponse, error)
 	// MoveAllocation moves allocation between two envelopes that are related: a parent and one of
 	// its children (either way), or two envelopes with the same parent (or two roots). The amount
 	// must be available in the source envelope.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	MoveAllocation(context.Context, *MoveAllocationRequest) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's
@@ -180,10 +206,13 @@ type EnvelopeServiceServer interface {
 	//
 	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
 	SetEnvelopeRules(context.Context, *SetEnvelopeRulesRequest) (*SetEnvelopeRulesResponse, error)
-	// GetEnvelopeRules returns an envelope's own rule sets and the rules in force on it at a time,
-	// inherited through the envelope tree, each with the rule set it comes from.
+	// GetEnvelopeRules returns an envelope's own rule sets, a page at a time, and the rules in force
+	// on it at a time, inherited through the envelope tree, each with the rule set it comes from.
 	//
-	// Errors: ENVELOPE_NOT_FOUND.
+	// aip.dev/not-precedent: named Get, it reads a view of an envelope rather than one resource by
+	// its name (AIP-131); RuleSet resources are listed here, not by a ListRuleSets.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetEnvelopeRules(context.Context, *GetEnvelopeRulesRequest) (*GetEnvelopeRulesResponse, error)
 	mustEmbedUnimplementedEnvelopeServiceServer()
 }

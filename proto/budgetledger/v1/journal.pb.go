@@ -8,6 +8,7 @@ package budgetledgerv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -24,6 +25,10 @@ const (
 )
 
 // EntryKind says which operation made a journal entry.
+//
+// The enum is open: new kinds will be added as the ledger learns new operations (holds, payments,
+// closings). A client must accept an unknown value (protobuf gives it as a number) and treat it as
+// "some other operation", never fail on it.
 type EntryKind int32
 
 const (
@@ -97,10 +102,12 @@ func (EntryKind) EnumDescriptor() ([]byte, []int) {
 // one account. The postings of an entry sum to zero.
 type Posting struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The account: "envelopes/{id}" (an envelope's available amount), "commitments/{id}" (a
-	// commitment's remaining amount) or "external/funding" (money entering the ledger).
+	// Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
+	// "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
+	// entering the ledger). It names a resource of one of several types, or none, so it carries no
+	// google.api.resource_reference.
 	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
-	// Signed amount in minor units.
+	// Output only. Signed amount in minor units.
 	Amount        int64 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -153,7 +160,7 @@ func (x *Posting) GetAmount() int64 {
 // JournalEntry is one balanced, immutable movement of money.
 type JournalEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. Resource name, "journalEntries/{id}" (a UUIDv7 made by the server).
+	// Identifier. Resource name, "journalEntries/{journal_entry}" (a UUIDv7 made by the server).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Output only. The operation that made the entry.
 	Kind EntryKind `protobuf:"varint,2,opt,name=kind,proto3,enum=budgetledger.v1.EntryKind" json:"kind,omitempty"`
@@ -275,11 +282,13 @@ func (x *JournalEntry) GetSequence() int64 {
 // ListJournalEntriesRequest is the request of ListJournalEntries (AIP-158 pagination).
 type ListJournalEntriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. Only entries that post to this envelope, "envelopes/{envelope_id}".
+	// Optional. Only entries that post to this envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. Only entries that post to this commitment, "commitments/{commitment_id}".
+	// Optional. Only entries that post to this commitment, "commitments/{commitment}" (the id is a
+	// UUID).
 	Commitment string `protobuf:"bytes,2,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// Optional. Maximum number of entries to return, 0 to 1000; 0 means 50.
+	// Optional. Maximum number of entries to return: 0 means 50, and a value above 1000 is coerced
+	// to 1000 (AIP-158).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Optional. The next_page_token of a previous call with the same filters.
 	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -358,9 +367,9 @@ func (x *ListJournalEntriesRequest) GetAfterSequence() int64 {
 // ListJournalEntriesResponse is the response of ListJournalEntries.
 type ListJournalEntriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The entries of this page, in the journal's order (by sequence).
+	// Output only. The entries of this page, in the journal's order (by sequence).
 	JournalEntries []*JournalEntry `protobuf:"bytes,1,rep,name=journal_entries,json=journalEntries,proto3" json:"journal_entries,omitempty"`
-	// Token for the next page; empty when this is the last page.
+	// Output only. Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -414,35 +423,39 @@ var File_budgetledger_v1_journal_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\n" +
-	"\x1dbudgetledger/v1/journal.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
-	"\aPosting\x12\x18\n" +
-	"\aaccount\x18\x01 \x01(\tR\aaccount\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x03R\x06amount\"\xd1\x02\n" +
-	"\fJournalEntry\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x1a.budgetledger.v1.EntryKindR\x04kind\x124\n" +
-	"\bpostings\x18\x03 \x03(\v2\x18.budgetledger.v1.PostingR\bpostings\x12#\n" +
-	"\rcurrency_code\x18\x04 \x01(\tR\fcurrencyCode\x12\x16\n" +
-	"\x06caller\x18\x05 \x01(\tR\x06caller\x12\x1d\n" +
+	"\x1dbudgetledger/v1/journal.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
+	"\aPosting\x12\x1d\n" +
+	"\aaccount\x18\x01 \x01(\tB\x03\xe0A\x03R\aaccount\x12\x1b\n" +
+	"\x06amount\x18\x02 \x01(\x03B\x03\xe0A\x03R\x06amount\"\xe6\x03\n" +
+	"\fJournalEntry\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x123\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1a.budgetledger.v1.EntryKindB\x03\xe0A\x03R\x04kind\x129\n" +
+	"\bpostings\x18\x03 \x03(\v2\x18.budgetledger.v1.PostingB\x03\xe0A\x03R\bpostings\x12(\n" +
+	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x1b\n" +
+	"\x06caller\x18\x05 \x01(\tB\x03\xe0A\x03R\x06caller\x12\"\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\x12\x12\n" +
-	"\x04memo\x18\a \x01(\tR\x04memo\x12;\n" +
-	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12\x1a\n" +
-	"\bsequence\x18\t \x01(\x03R\bsequence\"\xb2\x02\n" +
-	"\x19ListJournalEntriesRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
+	"request_id\x18\x06 \x01(\tB\x03\xe0A\x03R\trequestId\x12\x17\n" +
+	"\x04memo\x18\a \x01(\tB\x03\xe0A\x03R\x04memo\x12@\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12\x1f\n" +
+	"\bsequence\x18\t \x01(\x03B\x03\xe0A\x03R\bsequence:f\xeaAc\n" +
+	"#budgetledger.github.io/JournalEntry\x12\x1ejournalEntries/{journal_entry}*\x0ejournalEntries2\fjournalEntry\"\xb8\x03\n" +
+	"\x19ListJournalEntriesRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12\x9d\x01\n" +
 	"\n" +
-	"commitment\x18\x02 \x01(\tB%\xbaH\"\xd8\x01\x01r\x1d2\x1b^commitments/[0-9a-f-]{36}$R\n" +
+	"commitment\x18\x02 \x01(\tB}\xe0A\x01\xfaA#\n" +
+	"!budgetledger.github.io/Commitment\xbaHQ\xd8\x01\x01rL2J^commitments/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\n" +
 	"commitment\x12'\n" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
-	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12.\n" +
-	"\x0eafter_sequence\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\rafterSequence\"\x8c\x01\n" +
-	"\x1aListJournalEntriesResponse\x12F\n" +
-	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryR\x0ejournalEntries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xdc\x01\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\x121\n" +
+	"\x0eafter_sequence\x18\x05 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\"\x96\x01\n" +
+	"\x1aListJournalEntriesResponse\x12K\n" +
+	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\xdc\x01\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +

@@ -30,6 +30,8 @@ const (
 type JournalServiceClient interface {
 	// ListJournalEntries lists journal entries, oldest first, optionally only those that post to an
 	// envelope and/or a commitment.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListJournalEntries(ctx context.Context, in *ListJournalEntriesRequest, opts ...grpc.CallOption) (*ListJournalEntriesResponse, error)
 }
 
@@ -59,6 +61,8 @@ func (c *journalServiceClient) ListJournalEntries(ctx context.Context, in *ListJ
 type JournalServiceServer interface {
 	// ListJournalEntries lists journal entries, oldest first, optionally only those that post to an
 	// envelope and/or a commitment.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
 	ListJournalEntries(context.Context, *ListJournalEntriesRequest) (*ListJournalEntriesResponse, error)
 	mustEmbedUnimplementedJournalServiceServer()
 }

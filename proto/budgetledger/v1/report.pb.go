@@ -8,6 +8,7 @@ package budgetledgerv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -26,11 +27,17 @@ const (
 // GetFundingReportRequest is the request of GetFundingReport.
 type GetFundingReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. The root of the report, "envelopes/{envelope_id}"; empty reports every envelope
-	// tree.
+	// Optional. The root of the report, "envelopes/{envelope}"; empty reports every envelope tree.
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. The time of the report; now when unset.
-	AsOfTime      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Optional. The time of the report, in the years 0001 to 9999; now when unset.
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Optional. Maximum number of envelopes to return: 0 means 1000 (so that a report of up to 1000
+	// envelopes, which every report was before pagination, still comes whole), and a value above
+	// 1000 is coerced to 1000 (AIP-158).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Optional. The next_page_token of a previous call with the same envelope and as_of_time; the
+	// next page is computed as of the same time as the first.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -79,14 +86,32 @@ func (x *GetFundingReportRequest) GetAsOfTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetFundingReportRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetFundingReportRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // GetFundingReportResponse is the response of GetFundingReport.
 type GetFundingReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The time of the report: the as_of_time asked, or for a current report the time of the latest
-	// journal entry counted (asking for the report as of this time gives the same report).
+	// Output only. The time of the report: the as_of_time asked, or for a current report the time
+	// of the latest journal entry counted (asking for the report as of this time gives the same
+	// report).
 	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
-	// The envelopes, each followed by its descendants, depth first, children in name order.
-	Envelopes     []*EnvelopeReport `protobuf:"bytes,2,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	// Output only. The envelopes of this page, each followed by its descendants, depth first,
+	// children in name order; at most page_size of them.
+	Envelopes []*EnvelopeReport `protobuf:"bytes,2,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	// Output only. Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -135,22 +160,29 @@ func (x *GetFundingReportResponse) GetEnvelopes() []*EnvelopeReport {
 	return nil
 }
 
+func (x *GetFundingReportResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // EnvelopeReport is one envelope of a funding report.
 type EnvelopeReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelope, "envelopes/{envelope_id}".
+	// Output only. The envelope, "envelopes/{envelope}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Its parent, "envelopes/{envelope_id}"; empty for a root.
+	// Output only. Its parent, "envelopes/{envelope}"; empty for a root.
 	Parent string `protobuf:"bytes,2,opt,name=parent,proto3" json:"parent,omitempty"`
-	// Its title.
+	// Output only. Its title.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// ISO 4217 currency code of its amounts.
+	// Output only. ISO 4217 currency code of its amounts.
 	CurrencyCode string `protobuf:"bytes,4,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
-	// 0 for the report's root, 1 for its children, and so on.
+	// Output only. 0 for the report's root, 1 for its children, and so on.
 	Depth int32 `protobuf:"varint,5,opt,name=depth,proto3" json:"depth,omitempty"`
-	// The envelope's own figures.
+	// Output only. The envelope's own figures.
 	Own *ReportFigures `protobuf:"bytes,6,opt,name=own,proto3" json:"own,omitempty"`
-	// The envelope's figures rolled up through its descendants.
+	// Output only. The envelope's figures rolled up through its descendants.
 	Total         *ReportFigures `protobuf:"bytes,7,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -238,19 +270,21 @@ func (x *EnvelopeReport) GetTotal() *ReportFigures {
 // ReportFigures are the amounts (in minor units) and counts of an envelope in a funding report.
 type ReportFigures struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The envelope's allocation (rolled up: the same; its children's allocations come out of it).
+	// Output only. The envelope's allocation (rolled up: the same; its children's allocations come
+	// out of it).
 	Allocation int64 `protobuf:"varint,1,opt,name=allocation,proto3" json:"allocation,omitempty"`
-	// The total of the awards made, releases not deducted.
+	// Output only. The total of the awards made, releases not deducted.
 	Awarded int64 `protobuf:"varint,2,opt,name=awarded,proto3" json:"awarded,omitempty"`
-	// What the awards still hold: awarded - released.
+	// Output only. What the awards still hold: awarded - released.
 	Committed int64 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"`
-	// What was released from the awards.
+	// Output only. What was released from the awards.
 	Released int64 `protobuf:"varint,4,opt,name=released,proto3" json:"released,omitempty"`
-	// What is free to commit (rolled up: in the envelope and all its descendants).
+	// Output only. What is free to commit (rolled up: in the envelope and all its descendants).
 	Available int64 `protobuf:"varint,5,opt,name=available,proto3" json:"available,omitempty"`
-	// The number of awards made.
+	// Output only. The number of awards made.
 	AwardCount int64 `protobuf:"varint,6,opt,name=award_count,json=awardCount,proto3" json:"award_count,omitempty"`
-	// The number of distinct beneficiaries of those awards (rolled up: across the descendants).
+	// Output only. The number of distinct beneficiaries of those awards (rolled up: across the
+	// descendants).
 	BeneficiaryCount int64 `protobuf:"varint,7,opt,name=beneficiary_count,json=beneficiaryCount,proto3" json:"beneficiary_count,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -339,34 +373,42 @@ var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1cbudgetledger/v1/report.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n" +
-	"\x17GetFundingReportRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x128\n" +
+	"\x1cbudgetledger/v1/report.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
+	"\x17GetFundingReportRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12_\n" +
 	"\n" +
-	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\"\x93\x01\n" +
-	"\x18GetFundingReportResponse\x128\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\basOfTime\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"as_of_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\basOfTime\x12=\n" +
-	"\tenvelopes\x18\x02 \x03(\v2\x1f.budgetledger.v1.EnvelopeReportR\tenvelopes\"\x8a\x02\n" +
-	"\x0eEnvelopeReport\x12\x1a\n" +
-	"\benvelope\x18\x01 \x01(\tR\benvelope\x12\x16\n" +
-	"\x06parent\x18\x02 \x01(\tR\x06parent\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12#\n" +
-	"\rcurrency_code\x18\x04 \x01(\tR\fcurrencyCode\x12\x14\n" +
-	"\x05depth\x18\x05 \x01(\x05R\x05depth\x120\n" +
-	"\x03own\x18\x06 \x01(\v2\x1e.budgetledger.v1.ReportFiguresR\x03own\x124\n" +
-	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresR\x05total\"\xef\x01\n" +
-	"\rReportFigures\x12\x1e\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xca\x01\n" +
+	"\x18GetFundingReportResponse\x12=\n" +
 	"\n" +
-	"allocation\x18\x01 \x01(\x03R\n" +
-	"allocation\x12\x18\n" +
-	"\aawarded\x18\x02 \x01(\x03R\aawarded\x12\x1c\n" +
-	"\tcommitted\x18\x03 \x01(\x03R\tcommitted\x12\x1a\n" +
-	"\breleased\x18\x04 \x01(\x03R\breleased\x12\x1c\n" +
-	"\tavailable\x18\x05 \x01(\x03R\tavailable\x12\x1f\n" +
-	"\vaward_count\x18\x06 \x01(\x03R\n" +
-	"awardCount\x12+\n" +
-	"\x11beneficiary_count\x18\a \x01(\x03R\x10beneficiaryCount2x\n" +
+	"as_of_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\basOfTime\x12B\n" +
+	"\tenvelopes\x18\x02 \x03(\v2\x1f.budgetledger.v1.EnvelopeReportB\x03\xe0A\x03R\tenvelopes\x12+\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xf5\x02\n" +
+	"\x0eEnvelopeReport\x12C\n" +
+	"\benvelope\x18\x01 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\benvelope\x12?\n" +
+	"\x06parent\x18\x02 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\x06parent\x12&\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12(\n" +
+	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x19\n" +
+	"\x05depth\x18\x05 \x01(\x05B\x03\xe0A\x03R\x05depth\x125\n" +
+	"\x03own\x18\x06 \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x03own\x129\n" +
+	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\x92\x02\n" +
+	"\rReportFigures\x12#\n" +
+	"\n" +
+	"allocation\x18\x01 \x01(\x03B\x03\xe0A\x03R\n" +
+	"allocation\x12\x1d\n" +
+	"\aawarded\x18\x02 \x01(\x03B\x03\xe0A\x03R\aawarded\x12!\n" +
+	"\tcommitted\x18\x03 \x01(\x03B\x03\xe0A\x03R\tcommitted\x12\x1f\n" +
+	"\breleased\x18\x04 \x01(\x03B\x03\xe0A\x03R\breleased\x12!\n" +
+	"\tavailable\x18\x05 \x01(\x03B\x03\xe0A\x03R\tavailable\x12$\n" +
+	"\vaward_count\x18\x06 \x01(\x03B\x03\xe0A\x03R\n" +
+	"awardCount\x120\n" +
+	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount2x\n" +
 	"\rReportService\x12g\n" +
 	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

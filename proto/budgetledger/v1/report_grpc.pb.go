@@ -35,7 +35,12 @@ type ReportServiceClient interface {
 	// descendants. With as_of_time, the report is computed from the journal entries, commitments
 	// and envelopes created at or before that time, and equals the report taken then.
 	//
-	// Errors: ENVELOPE_NOT_FOUND.
+	// The envelopes come a page at a time (AIP-158), every page of one report as of the same time.
+	//
+	// aip.dev/not-precedent: named Get, it computes a view rather than reading one resource by its
+	// name (AIP-131).
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetFundingReport(ctx context.Context, in *GetFundingReportRequest, opts ...grpc.CallOption) (*GetFundingReportResponse, error)
 }
 
@@ -70,7 +75,12 @@ type ReportServiceServer interface {
 	// descendants. With as_of_time, the report is computed from the journal entries, commitments
 	// and envelopes created at or before that time, and equals the report taken then.
 	//
-	// Errors: ENVELOPE_NOT_FOUND.
+	// The envelopes come a page at a time (AIP-158), every page of one report as of the same time.
+	//
+	// aip.dev/not-precedent: named Get, it computes a view rather than reading one resource by its
+	// name (AIP-131).
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetFundingReport(context.Context, *GetFundingReportRequest) (*GetFundingReportResponse, error)
 	mustEmbedUnimplementedReportServiceServer()
 }

@@ -3,8 +3,9 @@ module github.com/budgetledger/budgetledger
 go 1.26.0
 
 require (
-	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1
 	buf.build/go/protovalidate v1.4.0
+	github.com/budgetledger/budgetledger/client v0.0.0-00010101000000-000000000000
+	github.com/budgetledger/budgetledger/proto/budgetledger v0.0.0-00010101000000-000000000000
 	github.com/cockroachdb/cockroach-go/v2 v2.4.2
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
@@ -22,6 +23,7 @@ require (
 )
 
 require (
+	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1 // indirect
 	cel.dev/cel-go v0.32.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect
@@ -60,4 +62,15 @@ require (
 tool (
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
+)
+
+// The Go client (client/) and the generated API code (proto/budgetledger/) are modules of their
+// own, so that a program importing the client pulls no database driver, SQLite or migration
+// library (as etcd does with api/ and client/v3). They are developed together with this module:
+// these replace directives build them from this repository, never from a published version.
+// No go.work: its workspace mode refuses `go tool -modfile=tools/go.mod` and would not add the
+// nested modules to `go test ./...` either. See README.md, "Layout".
+replace (
+	github.com/budgetledger/budgetledger/client => ./client
+	github.com/budgetledger/budgetledger/proto/budgetledger => ./proto/budgetledger
 )

@@ -3,5 +3,6 @@
 // They live in the root module because the client's own module (client/) must not depend on the
 // server's: that would bring the database drivers into the graph of every program that imports
 // the client. The client module keeps its unit tests and its examples (which run a ledgerd
-// process); TestClientModule runs them and checks the client's dependencies.
+// process); TestNestedModules runs them, and TestClientModuleDependencies checks the client's
+// dependencies.
 package clienttest

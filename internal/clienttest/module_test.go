@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,16 +37,22 @@ func TestClientModuleDependencies(t *testing.T) {
 	}
 }
 
-// TestClientModule runs the client module's own tests (its unit tests, and its examples against a
-// ledgerd process), which the root module's `go test ./...` does not reach: a nested module's
-// packages are not in the root's pattern. So the README's one test command still runs them all.
-func TestClientModule(t *testing.T) {
+// TestNestedModules runs the tests of the modules nested in this repository — the client's (its
+// unit tests, and its examples against a ledgerd process) and the generated API code's (the size
+// limit) — which the root module's `go test ./...` does not reach: a nested module's packages are
+// not in the root's pattern. So the README's one test command still runs them all.
+func TestNestedModules(t *testing.T) {
 	t.Parallel()
 	args := []string{"test", "-count=1"}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
-	goCommand(t, clientDir, append(args, "./...")...)
+	for _, dir := range []string{clientDir, filepath.Join("..", "..", "proto", "budgetledger")} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Parallel()
+			goCommand(t, dir, slices.Concat(args, []string{"./..."})...)
+		})
+	}
 }
 
 // goCommand runs the go command in dir and returns its standard output, failing the test with

@@ -3,6 +3,7 @@ module github.com/budgetledger/budgetledger
 go 1.26.0
 
 require (
+	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1
 	buf.build/go/protovalidate v1.4.0
 	github.com/budgetledger/budgetledger/client v0.0.0-00010101000000-000000000000
 	github.com/budgetledger/budgetledger/proto/budgetledger v0.0.0-00010101000000-000000000000
@@ -23,7 +24,6 @@ require (
 )
 
 require (
-	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1 // indirect
 	cel.dev/cel-go v0.32.0 // indirect
 	cel.dev/expr v0.25.3 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect

@@ -17,9 +17,10 @@ var clientDir = filepath.Join("..", "..", "client")
 // drivers, SQLite, the migration library (issue 11, item 5).
 var serverOnly = regexp.MustCompile(`pgx|sqlite|goose|lib/pq|cockroach|github\.com/budgetledger/budgetledger/(ledger|server|internal|cmd)`)
 
-// TestClientModuleDependencies protects the client module's promise: `go list -deps ./...` in
-// client/ (what a program importing the client compiles) names no database driver, no SQLite, no
-// migration library and no server package.
+// TestClientModuleDependencies protects the client module's promise (issue 11, item 5):
+// `go list -deps ./...` in client/ (what a program importing the client compiles) names no
+// database driver, no SQLite, no migration library and no server package, and neither does the
+// module graph.
 func TestClientModuleDependencies(t *testing.T) {
 	t.Parallel()
 	out := goCommand(t, clientDir, "list", "-deps", "./...")
@@ -35,7 +36,21 @@ func TestClientModuleDependencies(t *testing.T) {
 	if !strings.Contains(out, "github.com/budgetledger/budgetledger/proto/budgetledger/v1\n") {
 		t.Errorf("go list -deps in client/ does not name the generated API package; is the test reading the right module?\n%s", out)
 	}
+	// Nor does its module graph, which a program importing the client inherits (go.mod files
+	// included, not only the packages compiled): no driver's module, and not the server's.
+	found = nil
+	for _, mod := range strings.Fields(goCommand(t, clientDir, "mod", "graph")) {
+		if serverModules.MatchString(mod) {
+			found = append(found, mod)
+		}
+	}
+	if len(found) > 0 {
+		t.Errorf("the client module's graph holds server-side modules:\n%s", strings.Join(found, "\n"))
+	}
 }
+
+// serverModules names the modules of serverOnly's packages, and the root (server) module itself.
+var serverModules = regexp.MustCompile(`^(github\.com/jackc/pgx|modernc\.org/sqlite|github\.com/pressly/goose|github\.com/lib/pq|github\.com/cockroachdb/|github\.com/budgetledger/budgetledger@)`)
 
 // TestNestedModules runs the tests of the modules nested in this repository — the client's (its
 // unit tests, and its examples against a ledgerd process) and the generated API code's (the size

@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1
 	buf.build/go/protovalidate v1.4.0
+	github.com/budgetledger/budgetledger/client v0.0.0-00010101000000-000000000000
+	github.com/budgetledger/budgetledger/proto/budgetledger v0.0.0-00010101000000-000000000000
 	github.com/cockroachdb/cockroach-go/v2 v2.4.2
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
@@ -15,6 +17,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/sethvargo/go-retry v0.5.0
 	golang.org/x/time v0.16.0
+	google.golang.org/genproto/googleapis/api v0.0.0-20261110000943-09e21b237f2c
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
@@ -49,7 +52,6 @@ require (
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
-	google.golang.org/genproto/googleapis/api v0.0.0-20261110000943-09e21b237f2c // indirect
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	modernc.org/libc v1.80.2 // indirect
@@ -60,4 +62,15 @@ require (
 tool (
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
+)
+
+// The Go client (client/) and the generated API code (proto/budgetledger/) are modules of their
+// own, so that a program importing the client pulls no database driver, SQLite or migration
+// library (as etcd does with api/ and client/v3). They are developed together with this module:
+// these replace directives build them from this repository, never from a published version.
+// No go.work: its workspace mode refuses `go tool -modfile=tools/go.mod` and would not add the
+// nested modules to `go test ./...` either. See README.md, "Layout".
+replace (
+	github.com/budgetledger/budgetledger/client => ./client
+	github.com/budgetledger/budgetledger/proto/budgetledger => ./proto/budgetledger
 )

@@ -81,6 +81,10 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	}
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
+		// Accept every response the server may owe to a request it accepted: gRPC's default of
+		// 4 MiB is below a large BatchCommit's answer, which would turn an award that was made
+		// into an error (see pb.MaxResponseSize for how the bound was computed).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pb.MaxResponseSize)),
 		// Errors are converted outermost, so that the caller sees the error of the last attempt.
 		grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{errorInterceptor},
 			retryInterceptors(o.retry)...)...),

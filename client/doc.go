@@ -22,7 +22,8 @@
 // the same id. To be able to ask again after your own process restarts, make the id yourself
 // (NewRequestID), store it with the request, and pass it in.
 //
-// Calls failing with UNAVAILABLE, ABORTED or RESOURCE_EXHAUSTED are retried (DefaultAttempts
+// Calls failing with UNAVAILABLE, ABORTED, or RESOURCE_EXHAUSTED for the server's rate limit
+// (reason RATE_LIMITED; not for a message over a size limit) are retried (DefaultAttempts
 // attempts in all by default, see WithRetry) after an exponential backoff with jitter, or after
 // the delay of the google.rpc.RetryInfo the server sent with the error. Retries stop at the bound,
 // or earlier when the next wait would outlast the context's deadline. Business refusals such as

@@ -60,9 +60,10 @@ var (
 	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
 	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
-	// ErrRateLimited matches any RESOURCE_EXHAUSTED: the caller's principal is over its rate
-	// limit (the client retries it after the server's RetryInfo delay, within its bound).
-	ErrRateLimited error = &sentinel{reason: ReasonRateLimited, code: codes.ResourceExhausted, byCode: true}
+	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
+	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
+	// errors, such as a message over a size limit, do not match it and are not retried.
+	ErrRateLimited error = &sentinel{reason: ReasonRateLimited}
 
 	// ErrUnauthenticated and ErrPermissionDenied match the gRPC codes of the same names.
 	ErrUnauthenticated  error = &sentinel{code: codes.Unauthenticated, byCode: true}
@@ -173,8 +174,8 @@ func (e *Error) Int64(key string) (v int64, ok bool) {
 func (e *Error) RetryDelay() (time.Duration, bool) { return retryDelay(e.GRPCStatus()) }
 
 // Retryable reports whether sending the same request again (with the same request id) may
-// succeed: the codes the client itself retries.
-func (e *Error) Retryable() bool { return retryableCode(e.Code) }
+// succeed: the failures the client itself retries.
+func (e *Error) Retryable() bool { return retryable(e.GRPCStatus()) }
 
 // toError turns the error of a call into an *Error. ctx is the call's context; req its request,
 // whose request id (if any) is kept. Errors that carry no gRPC status are returned unchanged.
@@ -191,13 +192,11 @@ func toError(ctx context.Context, req any, err error) error {
 		return err
 	}
 	e := &Error{Code: st.Code(), Message: st.Message(), status: st}
+	if info := errorInfo(st); info != nil {
+		e.Reason, e.Metadata = Reason(info.GetReason()), info.GetMetadata()
+	}
 	for _, d := range st.Details() {
 		switch d := d.(type) {
-		case *errdetails.ErrorInfo:
-			if d.GetDomain() == ErrorDomain && e.Reason == "" {
-				e.Reason = Reason(d.GetReason())
-				e.Metadata = d.GetMetadata()
-			}
 		case *errdetails.BadRequest:
 			for _, v := range d.GetFieldViolations() {
 				e.FieldViolations = append(e.FieldViolations, FieldViolation{Field: v.GetField(), Description: v.GetDescription()})
@@ -212,6 +211,19 @@ func toError(ctx context.Context, req any, err error) error {
 	}
 	return e
 }
+
+// errorInfo returns the first google.rpc.ErrorInfo of the ledger's domain in st, or nil.
+func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info
+		}
+	}
+	return nil
+}
+
+// reasonOf is the reason of st's ErrorInfo; empty when it has none from the ledger.
+func reasonOf(st *status.Status) Reason { return Reason(errorInfo(st).GetReason()) }
 
 // retryDelay reads the google.rpc.RetryInfo of a status.
 func retryDelay(st *status.Status) (time.Duration, bool) {

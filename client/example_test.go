@@ -4,53 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
-	"time"
 
 	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/client"
-	"github.com/budgetledger/budgetledger/ledger"
-	"github.com/budgetledger/budgetledger/server"
 )
-
-// startServer stands in for a deployed ledgerd: a real server on a temporary SQLite file, on a
-// loopback port. It returns the server's address and a function that stops it.
-func startServer() (addr string, stop func()) {
-	dir, err := os.MkdirTemp("", "budgetledger-example-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	l, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"), ledger.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv, err := server.New(l, server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		log.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	return lis.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		if err := <-served; err != nil {
-			log.Print(err)
-		}
-		l.Close()
-		os.RemoveAll(dir)
-	}
-}
 
 // createFund makes the fund of the examples: 88 M€ and its first axis of 30 M€ (in cents).
 func createFund(ctx context.Context, c *client.Client) {

@@ -21,14 +21,19 @@ const (
 	maxRetryDelay = 10 * time.Second
 )
 
-// retryableCode reports whether a call that failed with code may be sent again unchanged. It is
-// safe for mutations because each carries a request id that the server decides once: the same
-// request sent again returns the first outcome. UNAVAILABLE and ABORTED (TRANSACTION_CONFLICT)
-// mean nothing was recorded, or the retry learns what was; RESOURCE_EXHAUSTED is a rate limit.
-func retryableCode(code codes.Code) bool {
-	switch code {
-	case codes.Unavailable, codes.Aborted, codes.ResourceExhausted:
+// retryable reports whether a call that failed with st may be sent again unchanged. It is safe
+// for mutations because each carries a request id that the server decides once: the same request
+// sent again returns the first outcome. UNAVAILABLE and ABORTED (TRANSACTION_CONFLICT) mean
+// nothing was recorded, or the retry learns what was. RESOURCE_EXHAUSTED is retried only as the
+// server's rate limit (reason RATE_LIMITED): gRPC itself answers RESOURCE_EXHAUSTED for a message
+// over a size limit, and then the same request gets the same answer — after the server did the
+// work, when it was the response that was too large.
+func retryable(st *status.Status) bool {
+	switch st.Code() {
+	case codes.Unavailable, codes.Aborted:
 		return true
+	case codes.ResourceExhausted:
+		return reasonOf(st) == ReasonRateLimited
 	}
 	return false
 }
@@ -78,7 +83,7 @@ func retryInterceptors(p retryPolicy) []grpc.UnaryClientInterceptor {
 			next    time.Duration
 		)
 		retriable := func(err error) bool {
-			if !retryableCode(status.Code(err)) {
+			if !retryable(status.Convert(err)) {
 				return false
 			}
 			retries++

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -37,6 +38,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// MaxRecvMsgSize caps a request's size in bytes (default 4 MiB).
 	MaxRecvMsgSize int
+	// MaxSendMsgSize caps a response's size in bytes (default and minimum pb.MaxResponseSize,
+	// the largest response to a valid request: a lower cap would fail calls whose work was done).
+	MaxSendMsgSize int
 	// Registerer receives per-RPC counts and latencies (default: none are registered).
 	Registerer prometheus.Registerer
 
@@ -86,6 +90,13 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	if cfg.MaxRecvMsgSize <= 0 {
 		cfg.MaxRecvMsgSize = 4 << 20
 	}
+	if cfg.MaxSendMsgSize == 0 {
+		cfg.MaxSendMsgSize = pb.MaxResponseSize
+	}
+	if cfg.MaxSendMsgSize < pb.MaxResponseSize {
+		return nil, fmt.Errorf("a response size limit of %d bytes is below the largest response to a valid request (%d bytes): "+
+			"a large BatchCommit would be made and then reported failed", cfg.MaxSendMsgSize, pb.MaxResponseSize)
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, err
@@ -131,6 +142,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(append(interceptors, cfg.UnaryInterceptors...)...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
 	}
 	if len(streamInterceptors) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...))

@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/budgetledger/budgetledger/ledger"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
 )
 
@@ -70,6 +71,9 @@ type config struct {
 	insecure    bool
 	rateLimit   float64
 	rateBurst   int
+
+	maxRecvMsgSize int
+	maxSendMsgSize int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -125,11 +129,30 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.rateLimit, "rate-limit", rateLimit, "calls per second allowed to each principal; 0: no limit (LEDGER_RATE_LIMIT)")
 	fs.IntVar(&c.rateBurst, "rate-burst", rateBurst,
 		"calls a principal may make at once above --rate-limit; 0: --rate-limit rounded up (LEDGER_RATE_BURST)")
+	maxRecv, err := envInt("LEDGER_MAX_RECV_MSG_SIZE", 4<<20)
+	if err != nil {
+		return c, err
+	}
+	maxSend, err := envInt("LEDGER_MAX_SEND_MSG_SIZE", pb.MaxResponseSize)
+	if err != nil {
+		return c, err
+	}
+	fs.IntVar(&c.maxRecvMsgSize, "max-recv-msg-size", maxRecv,
+		"largest request accepted, in bytes; a larger one is refused with RESOURCE_EXHAUSTED before any work (LEDGER_MAX_RECV_MSG_SIZE)")
+	fs.IntVar(&c.maxSendMsgSize, "max-send-msg-size", maxSend,
+		"largest response sent, in bytes; at least the largest response to a valid request, the default (LEDGER_MAX_SEND_MSG_SIZE)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.maxRecvMsgSize <= 0 {
+		return c, errors.New("--max-recv-msg-size must be a positive number of bytes")
+	}
+	if c.maxSendMsgSize < pb.MaxResponseSize {
+		// A response over the limit fails after the work is done: a BatchCommit made, reported failed.
+		return c, fmt.Errorf("--max-send-msg-size must be at least %d bytes, the largest response to a valid request", pb.MaxResponseSize)
 	}
 	return c, checkSecurity(c)
 }
@@ -200,7 +223,8 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scfg := server.Config{Logger: log, RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst}
+	scfg := server.Config{Logger: log, RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst,
+		MaxRecvMsgSize: cfg.maxRecvMsgSize, MaxSendMsgSize: cfg.maxSendMsgSize}
 	var certs *certFiles
 	if cfg.tlsCert != "" {
 		if scfg.TLS, certs, err = serverTLS(cfg); err != nil {

@@ -1,4 +1,4 @@
-package client_test
+package clienttest_test
 
 import (
 	"context"
@@ -34,7 +34,13 @@ type ledgerd struct {
 // the test ends, or earlier through stop.
 func startLedgerd(t *testing.T, database, addr string) *ledgerd {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), database, ledger.Config{})
+	return startLedgerdWith(t, database, addr, ledger.Config{})
+}
+
+// startLedgerdWith is startLedgerd with a ledger configuration.
+func startLedgerdWith(t *testing.T, database, addr string, cfg ledger.Config) *ledgerd {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), database, cfg)
 	if err != nil {
 		t.Fatalf("opening ledger: %v", err)
 	}

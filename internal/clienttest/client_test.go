@@ -1,4 +1,4 @@
-package client_test
+package clienttest_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -474,7 +475,7 @@ func TestPagination(t *testing.T) {
 	})
 	t.Run("error ends the sequence", func(t *testing.T) {
 		var errs []error
-		for env, err := range c.ListCommitments(ctx, client.CommitmentFilter{PageSize: 5000}) {
+		for env, err := range c.ListCommitments(ctx, client.CommitmentFilter{PageSize: -1}) {
 			if env != nil {
 				t.Errorf("yielded %v with an invalid page size", env)
 			}
@@ -701,7 +702,8 @@ func failFirst(a *attempts, err error) grpc.UnaryServerInterceptor {
 func retryInfoError(t *testing.T, delay time.Duration) error {
 	t.Helper()
 	st, err := status.New(codes.ResourceExhausted, "too many awards at once; slow down").
-		WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+		WithDetails(&errdetails.ErrorInfo{Domain: client.ErrorDomain, Reason: string(client.ReasonRateLimited)},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -776,7 +778,9 @@ func TestRetryInfo(t *testing.T) {
 	})
 }
 
-// TestRetriedCodes checks which failures are retried: the transient ones, never a refusal.
+// TestRetriedCodes checks which failures are retried: the transient ones, never a refusal, and
+// RESOURCE_EXHAUSTED only as the server's rate limit (reason RATE_LIMITED): gRPC's own, for a
+// message over a size limit, would get the same answer again (issue 16).
 func TestRetriedCodes(t *testing.T) {
 	t.Parallel()
 	d := startLedgerd(t, testdb.SQLite(t), "127.0.0.1:0")
@@ -786,22 +790,31 @@ func TestRetriedCodes(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		code    codes.Code
+		reason  client.Reason // of the ErrorInfo sent with it; none when empty
 		retried bool
 	}{
-		{codes.Unavailable, true},
-		{codes.Aborted, true},
-		{codes.ResourceExhausted, true},
-		{codes.FailedPrecondition, false},
-		{codes.InvalidArgument, false},
-		{codes.NotFound, false},
-		{codes.Internal, false},
-		{codes.DeadlineExceeded, false},
-		{codes.Unknown, false},
+		{codes.Unavailable, "", true},
+		{codes.Aborted, "", true},
+		{codes.ResourceExhausted, client.ReasonRateLimited, true},
+		{codes.ResourceExhausted, "", false},
+		{codes.FailedPrecondition, "", false},
+		{codes.InvalidArgument, "", false},
+		{codes.NotFound, "", false},
+		{codes.Internal, "", false},
+		{codes.DeadlineExceeded, "", false},
+		{codes.Unknown, "", false},
 	} {
-		t.Run(tt.code.String(), func(t *testing.T) {
+		t.Run(strings.TrimSuffix(tt.code.String()+" "+string(tt.reason), " "), func(t *testing.T) {
 			t.Parallel()
+			st := status.New(tt.code, "injected")
+			if tt.reason != "" {
+				var err error
+				if st, err = st.WithDetails(&errdetails.ErrorInfo{Domain: client.ErrorDomain, Reason: string(tt.reason)}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			a := &attempts{}
-			gw := startGateway(t, d.addr, gatewayConfig{interceptors: []grpc.UnaryServerInterceptor{failFirst(a, status.Error(tt.code, "injected"))}})
+			gw := startGateway(t, d.addr, gatewayConfig{interceptors: []grpc.UnaryServerInterceptor{failFirst(a, st.Err())}})
 			c := dial(t, gw.addr, client.WithRetry(3, time.Millisecond))
 			_, err := c.Commit(context.Background(), client.CommitParams{Envelope: "envelopes/axis-1", Beneficiary: "b", Project: "p", Amount: 1})
 			times, _ := a.snapshot()

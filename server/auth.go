@@ -223,6 +223,9 @@ func TokensFileRoles(r io.Reader) (map[string]Role, error) {
 	return roles, nil
 }
 
+// Path is the tokens file's path.
+func (a *Authenticator) Path() string { return a.path }
+
 // Counts says how many tokens and certificate identities are in force.
 func (a *Authenticator) Counts() (tokens, certs int) {
 	set := a.creds.Load()

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -197,7 +196,9 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	pb.RegisterReportServiceServer(g, &reportService{ledger: l})
 	pb.RegisterAuditServiceServer(g, &auditService{ledger: l})
 	healthpb.RegisterHealthServer(g, s.health)
-	reflection.Register(g)
+	if err := registerReflection(g, log); err != nil {
+		return nil, err
+	}
 	if rpcMetrics != nil {
 		rpcMetrics.InitializeMetrics(g)
 	}

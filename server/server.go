@@ -19,6 +19,10 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -52,6 +56,10 @@ type Config struct {
 	RateBurst int
 	// UnaryInterceptors run after the built-in ones (innermost, just around the handler).
 	UnaryInterceptors []grpc.UnaryServerInterceptor
+
+	// TracerProvider, when set, traces every call (OpenTelemetry, otelgrpc's stats handler), with
+	// the W3C trace context of the caller as parent. Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 
 	// MaxConcurrentStreams caps the calls and streams open at once on one connection (default
 	// 100); a client opening more waits for one to end.
@@ -181,6 +189,13 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	}
 	if cfg.Auth != nil {
 		opts = append(opts, grpc.InTapHandle(guard.tap))
+	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(cfg.TracerProvider),
+			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+			// Metrics stay with Prometheus (Registerer); the spans are what this adds.
+			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
 	}
 	if len(streamInterceptors) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...))

@@ -261,9 +261,26 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tp, tracing, err := newTracerProvider(ctx)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			// Send the spans still buffered; a collector that is away costs at most 5 s.
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(flushCtx); err != nil {
+				log.Warn("tracing: spans not all exported", "error", err)
+			}
+		}()
+	}
 	scfg := server.Config{Logger: log, RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst,
 		MaxConcurrentStreams: uint32(cfg.maxConcurrentStreams), MaxConnectionAge: cfg.maxConnectionAge,
 		MaxConnectionAgeGrace: cfg.maxConnectionAgeGrace, KeepaliveMinTime: cfg.keepaliveMinTime}
+	if tp != nil {
+		scfg.TracerProvider = tp
+	}
 	var certs *certFiles
 	if cfg.tlsCert != "" {
 		if scfg.TLS, certs, err = serverTLS(cfg); err != nil {
@@ -310,7 +327,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stopMetrics()
 	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
-		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit)
+		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing)
 	if scfg.Auth != nil {
 		tokens, certIDs := scfg.Auth.Counts()
 		log.Info("credentials loaded", "tokens_file", cfg.tokensFile, "tokens", tokens, "certificate_identities", certIDs)

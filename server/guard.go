@@ -25,6 +25,8 @@ type guard struct {
 	log     *slog.Logger
 	refused *prometheus.CounterVec // nil: not counted
 
+	// callsLogged says the logging interceptor writes a line per call (at INFO), refusals included.
+	callsLogged bool
 	// known holds every method served, to label the refusals of others "unknown". Set once by
 	// New, before the server serves.
 	known map[string]bool
@@ -121,8 +123,12 @@ func truncate(s string, n int) string {
 // unary applies the rate limit to a unary call.
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := g.limiter.check(ctx); err != nil {
-		g.count(info.FullMethod, ReasonRateLimited)
-		return nil, err // the call's log line says it
+		if g.callsLogged {
+			g.count(info.FullMethod, ReasonRateLimited) // the call's log line says it
+		} else {
+			g.refuse(ctx, info.FullMethod, principalOf(ctx), err)
+		}
+		return nil, err
 	}
 	return handler(ctx, req)
 }

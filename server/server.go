@@ -155,6 +155,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	guard.callsLogged = log.Enabled(context.Background(), slog.LevelInfo)
 	var streamInterceptors []grpc.StreamServerInterceptor
 	if cfg.Auth != nil {
 		interceptors = append(interceptors, selector.UnaryServerInterceptor(guard.requirePrincipal, guarded))

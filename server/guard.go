@@ -160,7 +160,10 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	defer revoke(nil)
 	gs := &guardedStream{ServerStream: ss, g: g, method: info.FullMethod, ctx: ctx, revoke: revoke}
 	if g.auth != nil {
-		gs.checked = g.auth.creds.Load() // what the tap admitted the call against
+		// Check against the credentials in force now: a reload may have come since the tap.
+		if err := gs.verify(); err != nil {
+			return err
+		}
 		done := make(chan struct{})
 		defer close(done)
 		go gs.watchReloads(done)

@@ -12,18 +12,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"unicode"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -31,6 +30,7 @@ import (
 	"google.golang.org/grpc/peer"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
@@ -117,6 +117,9 @@ func PrincipalFrom(ctx context.Context) (name string, role Role, ok bool) {
 type credentialSet struct {
 	tokens map[[sha256.Size]byte]principal // by the SHA-256 of the token
 	certs  map[string]principal            // by "CN=<common name>" or "URI=<URI SAN>"
+	// replaced is closed when a later reading takes this one's place, so that open streams
+	// check their credential again.
+	replaced chan struct{}
 }
 
 // Authenticator authenticates callers by bearer token or client certificate against a tokens
@@ -151,7 +154,12 @@ func NewAuthenticator(path string) (*Authenticator, error) {
 }
 
 // Reload reads the tokens file again. On an error the credentials in force stay as they were.
+// A tokens file that others may write, or in a folder that others may write, is refused (see
+// CheckTokensFilePermissions).
 func (a *Authenticator) Reload() error {
+	if _, err := CheckTokensFilePermissions(a.path); err != nil {
+		return err
+	}
 	f, err := os.Open(a.path)
 	if err != nil {
 		return fmt.Errorf("tokens file: %w", err)
@@ -161,9 +169,62 @@ func (a *Authenticator) Reload() error {
 	if err != nil {
 		return fmt.Errorf("tokens file %s: %w", a.path, err)
 	}
-	a.creds.Store(set)
+	if old := a.creds.Swap(set); old != nil {
+		close(old.replaced)
+	}
 	return nil
 }
+
+// ErrTokensFileWritable refuses a tokens file that users other than its owner may write (or
+// replace, through its folder): whoever can write it can give themselves any role.
+var ErrTokensFileWritable = errors.New("writable by group or others")
+
+// CheckTokensFilePermissions refuses a tokens file, or its folder, that its group or other users
+// may write (ErrTokensFileWritable), and returns a warning when others may read the file: it holds
+// no token, only their hashes, but names every principal and role.
+func CheckTokensFilePermissions(path string) (warning string, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("tokens file %s is %w (mode %#o): run chmod go-w %s (chmod 600 is best)",
+			path, ErrTokensFileWritable, st.Mode().Perm(), path)
+	}
+	dir := filepath.Dir(path)
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("tokens file folder: %w", err)
+	}
+	if dst.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("the folder %s of the tokens file is %w (mode %#o), so they could replace the file: "+
+			"keep the file in a folder only its owner writes", dir, ErrTokensFileWritable, dst.Mode().Perm())
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		return fmt.Sprintf("tokens file %s is readable by every user (mode %#o): it names every principal and role; chmod 600 %s",
+			path, st.Mode().Perm(), path), nil
+	}
+	return "", nil
+}
+
+// TokensFileRoles reads a tokens file and returns the role of each principal in it.
+func TokensFileRoles(r io.Reader) (map[string]Role, error) {
+	set, err := parseCredentials(r)
+	if err != nil {
+		return nil, err
+	}
+	roles := map[string]Role{}
+	for _, p := range set.tokens {
+		roles[p.name] = p.role
+	}
+	for _, p := range set.certs {
+		roles[p.name] = p.role
+	}
+	return roles, nil
+}
+
+// Path is the tokens file's path.
+func (a *Authenticator) Path() string { return a.path }
 
 // Counts says how many tokens and certificate identities are in force.
 func (a *Authenticator) Counts() (tokens, certs int) {
@@ -174,7 +235,7 @@ func (a *Authenticator) Counts() (tokens, certs int) {
 // parseCredentials reads a tokens file. Its errors name the line but never quote the credential:
 // a token pasted by mistake in place of its hash must not reach a log.
 func parseCredentials(r io.Reader) (*credentialSet, error) {
-	set := &credentialSet{tokens: map[[sha256.Size]byte]principal{}, certs: map[string]principal{}}
+	set := &credentialSet{tokens: map[[sha256.Size]byte]principal{}, certs: map[string]principal{}, replaced: make(chan struct{})}
 	lines := bufio.NewScanner(r)
 	roles := map[string]Role{}
 	roleLine := map[string]int{}
@@ -296,15 +357,19 @@ func TokenHash(token string) string {
 
 // authenticate finds the caller of ctx: the bearer token when there is one (a wrong token is
 // refused, even with a good certificate), else the verified client certificate.
-func (a *Authenticator) authenticate(ctx context.Context) (principal, error) {
-	set := a.creds.Load()
-	switch vals := metadata.ValueFromIncomingContext(ctx, "authorization"); {
-	case len(vals) > 1:
+func (set *credentialSet) authenticate(ctx context.Context) (principal, error) {
+	return set.identify(metadata.ValueFromIncomingContext(ctx, "authorization"), verifiedClientCert(ctx))
+}
+
+// identify finds the principal of the authorization header values and of a verified client
+// certificate (nil: none).
+func (set *credentialSet) identify(authorization []string, leaf *x509.Certificate) (principal, error) {
+	switch {
+	case len(authorization) > 1:
 		return principal{}, unauthenticated("send one authorization header, not several")
-	case len(vals) == 1:
-		token, err := auth.AuthFromMD(ctx, "bearer")
-		if err != nil || token == "" {
-			// AuthFromMD's own messages are fine, but ours say what to send.
+	case len(authorization) == 1:
+		scheme, token, _ := strings.Cut(authorization[0], " ")
+		if !strings.EqualFold(scheme, "bearer") || token == "" {
 			return principal{}, unauthenticated(`the authorization header must be "Bearer <token>"`)
 		}
 		sum := sha256.Sum256([]byte(token))
@@ -316,7 +381,7 @@ func (a *Authenticator) authenticate(ctx context.Context) (principal, error) {
 		}
 		return p, nil
 	}
-	if leaf := verifiedClientCert(ctx); leaf != nil {
+	if leaf != nil {
 		for _, u := range leaf.URIs {
 			if p, ok := set.certs["URI="+u.String()]; ok {
 				return p, nil
@@ -330,6 +395,21 @@ func (a *Authenticator) authenticate(ctx context.Context) (principal, error) {
 		return principal{}, unauthenticated("the client certificate's identity (URI SAN or CN) is not in the tokens file")
 	}
 	return principal{}, unauthenticated(`missing credential: send "authorization: Bearer <token>" or a client certificate`)
+}
+
+// AuthenticateHTTP finds the principal of an HTTP request (the metrics endpoint) as for a call:
+// an "Authorization: Bearer <token>" header, or a client certificate verified by TLS, looked up
+// in the tokens file in force. The error says what is wrong, never what was sent.
+func (a *Authenticator) AuthenticateHTTP(r *http.Request) (name string, role Role, err error) {
+	var leaf *x509.Certificate
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		leaf = r.TLS.VerifiedChains[0][0]
+	}
+	p, err := a.creds.Load().identify(r.Header.Values("Authorization"), leaf)
+	if err != nil {
+		return "", "", errors.New(status.Convert(err).Message())
+	}
+	return p.name, p.role, nil
 }
 
 // verifiedClientCert is the client's certificate when TLS verified it against the client CAs.
@@ -349,29 +429,38 @@ func unauthenticated(msg string) error {
 	return withInfo(codes.Unauthenticated, msg, "UNAUTHENTICATED", nil)
 }
 
-// authFunc authenticates the caller, then checks the authorization table for the method.
-func (a *Authenticator) authFunc(log *slog.Logger) auth.AuthFunc {
-	return func(ctx context.Context) (context.Context, error) {
-		p, err := a.authenticate(ctx)
-		if err != nil {
-			return nil, err
-		}
-		slot, logged := ctx.Value(logSlotKey{}).(*logSlot)
-		if logged {
-			slot.principal.Store(&p.name)
-		}
-		method, _ := grpc.Method(ctx)
-		if !slices.Contains(authorization[method], p.role) {
-			if !logged { // else the call's line says it, at WARN
-				log.WarnContext(ctx, "permission denied", "principal", p.name, "role", string(p.role), "grpc.method", method)
-			}
-			return nil, withInfo(codes.PermissionDenied,
-				fmt.Sprintf("principal %q (role %s) may not call %s", p.name, p.role, method),
-				"PERMISSION_DENIED", map[string]string{"principal": p.name, "role": string(p.role), "method": method})
-		}
-		ctx = context.WithValue(ctx, principalKey{}, p.name)
-		return context.WithValue(ctx, roleKey{}, p.role), nil
+// admit authenticates the caller of ctx and checks the authorization table for method, against
+// the credentials in force. The principal is returned when found, even if refused.
+func (a *Authenticator) admit(ctx context.Context, method string) (principal, error) {
+	return a.admitWith(a.creds.Load(), ctx, method)
+}
+
+func (a *Authenticator) admitWith(set *credentialSet, ctx context.Context, method string) (principal, error) {
+	p, err := set.authenticate(ctx)
+	if err != nil {
+		return principal{}, err
 	}
+	if !slices.Contains(authorization[method], p.role) {
+		if _, known := authorization[method]; !known {
+			method = "an unknown method" // the caller's text stays out of the reply
+		}
+		return p, withInfo(codes.PermissionDenied,
+			fmt.Sprintf("principal %q (role %s) may not call %s", p.name, p.role, method),
+			"PERMISSION_DENIED", map[string]string{"principal": p.name, "role": string(p.role), "method": method})
+	}
+	return p, nil
+}
+
+// withPrincipal records the authenticated caller in ctx.
+func withPrincipal(ctx context.Context, p principal) context.Context {
+	ctx = context.WithValue(ctx, principalKey{}, p.name)
+	return context.WithValue(ctx, roleKey{}, p.role)
+}
+
+// principalOf is the caller recorded in ctx, if any.
+func principalOf(ctx context.Context) principal {
+	name, role, _ := PrincipalFrom(ctx)
+	return principal{name: name, role: role}
 }
 
 // guarded matches every call but the open ones (health checks).
@@ -379,25 +468,10 @@ var guarded = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta
 	return c.Service != openService
 })
 
-// logSlot lets the logging interceptor, which runs outside authentication, name the principal
-// on its line once authentication has found it.
-type logSlot struct{ principal atomic.Pointer[string] }
-
-type logSlotKey struct{}
-
-// withLogSlot runs the logging interceptor with a slot for the principal in its context.
-func withLogSlot(logInterceptor grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		return logInterceptor(context.WithValue(ctx, logSlotKey{}, &logSlot{}), req, info, handler)
-	}
-}
-
 // principalLogField is the logging interceptor's field naming the authenticated principal.
 func principalLogField(ctx context.Context) logging.Fields {
-	if slot, ok := ctx.Value(logSlotKey{}).(*logSlot); ok {
-		if name := slot.principal.Load(); name != nil {
-			return logging.Fields{"principal", *name}
-		}
+	if name, _, ok := PrincipalFrom(ctx); ok {
+		return logging.Fields{"principal", name}
 	}
 	return nil
 }

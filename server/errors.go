@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -69,8 +72,8 @@ var retryDelays = map[ledger.Reason]time.Duration{
 }
 
 // toStatus turns an error from the ledger into a gRPC status error with a google.rpc.ErrorInfo
-// (and a google.rpc.BadRequest for a field error). The cause of an internal error stays in the
-// server's log, never in the reply.
+// (and a google.rpc.BadRequest for a field error). An internal error keeps its cause for
+// logInternal, which logs it; the reply carries none of it.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -83,17 +86,13 @@ func toStatus(err error) error {
 	}
 	var le *ledger.Error
 	if !errors.As(err, &le) {
-		return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+		return &internalError{cause: err}
 	}
 	code, ok := reasonCodes[le.Reason]
-	if !ok {
-		code = codes.Internal
+	if !ok || code == codes.Internal {
+		return &internalError{cause: err}
 	}
-	msg := le.Error()
-	if code == codes.Internal {
-		msg = "internal error"
-	}
-	st := status.New(code, msg)
+	st := status.New(code, le.Error())
 	details := []protoadaptMessage{&errdetails.ErrorInfo{Reason: string(le.Reason), Domain: ErrorDomain, Metadata: le.Metadata}}
 	if delay, ok := retryDelays[le.Reason]; ok {
 		// Tell clients how long to wait: retrying a lost race at once is fine, a database that
@@ -110,4 +109,45 @@ func toStatus(err error) error {
 
 func withInfo(code codes.Code, msg, reason string, md map[string]string) error {
 	return attach(status.New(code, msg), &errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: md})
+}
+
+// internalError is an INTERNAL reply whose cause stays on the server: logInternal logs the cause
+// with the call's method and request id, and the client gets "internal error" and an ErrorInfo.
+type internalError struct{ cause error }
+
+func (e *internalError) Error() string { return "internal error" }
+
+// GRPCStatus is what the client gets: nothing of the cause.
+func (e *internalError) GRPCStatus() *status.Status {
+	return status.Convert(withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil))
+}
+
+// logInternal logs the cause of every INTERNAL reply, with the method, the principal and the
+// request's request_id (when it has one), and sends the reply without the cause.
+func logInternal(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		var ie *internalError
+		if err == nil || !errors.As(err, &ie) {
+			return resp, err
+		}
+		attrs := []any{"grpc.method", info.FullMethod, "principal", callerFrom(ctx), "error", causeText(ie.cause)}
+		if r, ok := req.(interface{ GetRequestId() string }); ok {
+			attrs = append(attrs, "request_id", r.GetRequestId())
+		}
+		log.ErrorContext(ctx, "internal error", attrs...)
+		return nil, ie.GRPCStatus().Err()
+	}
+}
+
+// causeText spells out an error and the causes it wraps: a ledger.Error says "internal error"
+// and keeps the database's error as its cause.
+func causeText(err error) string {
+	text := err.Error()
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
+		if t := u.Error(); !strings.Contains(text, t) {
+			text += ": " + t
+		}
+	}
+	return text
 }

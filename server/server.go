@@ -15,16 +15,18 @@ import (
 
 	"buf.build/go/protovalidate"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -57,7 +59,31 @@ type Config struct {
 	RateBurst int
 	// UnaryInterceptors run after the built-in ones (innermost, just around the handler).
 	UnaryInterceptors []grpc.UnaryServerInterceptor
+
+	// TracerProvider, when set, traces every call (OpenTelemetry, otelgrpc's stats handler), with
+	// the W3C trace context of the caller as parent. Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
+
+	// MaxConcurrentStreams caps the calls and streams open at once on one connection (default
+	// 100); a client opening more waits for one to end.
+	MaxConcurrentStreams uint32
+	// MaxConnectionAge closes a connection (GOAWAY) after this long, so that long-lived streams
+	// and clients are spread again over the servers (0: never).
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeGrace is how long calls still open at MaxConnectionAge may run on before
+	// they are cut (default 1m).
+	MaxConnectionAgeGrace time.Duration
+	// KeepaliveMinTime is the shortest interval at which a client may ping; a client pinging more
+	// often is disconnected (default 30s). Clients may ping idle connections.
+	KeepaliveMinTime time.Duration
 }
+
+// Defaults of Config's connection limits.
+const (
+	DefaultMaxConcurrentStreams  = 100
+	DefaultMaxConnectionAgeGrace = time.Minute
+	DefaultKeepaliveMinTime      = 30 * time.Second
+)
 
 // Server is a gRPC server for one ledger.
 type Server struct {
@@ -97,6 +123,15 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("a response size limit of %d bytes is below the largest response to a valid request (%d bytes): "+
 			"a large BatchCommit would be made and then reported failed", cfg.MaxSendMsgSize, pb.MaxResponseSize)
 	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	if cfg.MaxConnectionAgeGrace <= 0 {
+		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
+	}
+	if cfg.KeepaliveMinTime <= 0 {
+		cfg.KeepaliveMinTime = DefaultKeepaliveMinTime
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, err
@@ -116,33 +151,63 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	// is left out altogether when INFO is off (ledgerd --log-level warn), which is worth several
 	// percent of throughput.
 	if log.Enabled(context.Background(), slog.LevelInfo) {
-		logInterceptor := logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
-			logging.WithFieldsFromContext(principalLogField))
-		interceptors = append(interceptors, withLogSlot(logInterceptor))
+		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
+			logging.WithFieldsFromContext(principalLogField)))
 	}
-	// Authentication, then the rate limit of the principal it found; health checks skip both.
+	// Authentication and authorization happen in the tap, before the request is read; the rate
+	// limit of the principal it found and the per-message checks of streams follow. Health checks
+	// skip all of them.
+	var limiter *principalLimiter
+	if cfg.RateLimit > 0 {
+		limiter = newPrincipalLimiter(cfg.RateLimit, cfg.RateBurst)
+	}
+	guard, err := newGuard(cfg.Auth, limiter, log, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	guard.callsLogged = log.Enabled(context.Background(), slog.LevelInfo)
 	var streamInterceptors []grpc.StreamServerInterceptor
 	if cfg.Auth != nil {
-		authFunc := cfg.Auth.authFunc(log)
-		interceptors = append(interceptors, selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(authFunc), guarded))
-		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFunc), guarded))
+		interceptors = append(interceptors, selector.UnaryServerInterceptor(guard.requirePrincipal, guarded))
 	}
-	if cfg.RateLimit > 0 {
-		limiter := newPrincipalLimiter(cfg.RateLimit, cfg.RateBurst)
-		interceptors = append(interceptors, selector.UnaryServerInterceptor(limiter.unary, guarded))
-		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(limiter.stream, guarded))
+	if limiter != nil {
+		interceptors = append(interceptors, selector.UnaryServerInterceptor(guard.unary, guarded))
+	}
+	if cfg.Auth != nil || limiter != nil {
+		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(guard.stream, guarded))
 	}
 	interceptors = append(interceptors,
+		logInternal(log),
 		validationInterceptor(validator),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-			log.ErrorContext(ctx, "panic in handler", "panic", p)
-			return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+			return &internalError{cause: fmt.Errorf("panic in handler: %v", p)}
 		})),
 	)
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(append(interceptors, cfg.UnaryInterceptors...)...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
+		// Bound what one client can hold open: streams per connection, connection lifetime, and
+		// pings. The server pings a silent client after 2 minutes and drops it 20 s later, so
+		// that dead peers do not keep their streams.
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnectionAge, // 0 is infinity for grpc-go too
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			Time:                  2 * time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+	}
+	if cfg.Auth != nil {
+		opts = append(opts, grpc.InTapHandle(guard.tap))
+	}
+	if cfg.TracerProvider != nil {
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(cfg.TracerProvider),
+			otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+			// Metrics stay with Prometheus (Registerer); the spans are what this adds.
+			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
 	}
 	if len(streamInterceptors) > 0 {
 		opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...))
@@ -158,10 +223,13 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	pb.RegisterReportServiceServer(g, &reportService{ledger: l})
 	pb.RegisterAuditServiceServer(g, &auditService{ledger: l})
 	healthpb.RegisterHealthServer(g, s.health)
-	reflection.Register(g)
+	if err := registerReflection(g, log); err != nil {
+		return nil, err
+	}
 	if rpcMetrics != nil {
 		rpcMetrics.InitializeMetrics(g)
 	}
+	guard.learn(g)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopWatch, s.watchDone = cancel, make(chan struct{})

@@ -23,7 +23,7 @@ func validationInterceptor(v protovalidate.Validator) grpc.UnaryServerIntercepto
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		msg, ok := req.(proto.Message)
 		if !ok {
-			return nil, status.Errorf(codes.Internal, "unsupported message type %T", req)
+			return nil, &internalError{cause: fmt.Errorf("unsupported message type %T", req)}
 		}
 		if err := v.Validate(msg); err != nil {
 			return nil, validationStatus(err)
@@ -36,7 +36,7 @@ func validationStatus(err error) error {
 	var verr *protovalidate.ValidationError
 	if !errors.As(err, &verr) {
 		// A rule that does not compile is our bug, not the caller's.
-		return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+		return &internalError{cause: err}
 	}
 	bad := &errdetails.BadRequest{}
 	for _, v := range verr.Violations {

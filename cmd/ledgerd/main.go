@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,7 +46,7 @@ func main() {
 	ctx, done := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer done()
 	if err := realMain(ctx, os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 			os.Exit(0)
 		}
 		fmt.Fprintln(os.Stderr, "ledgerd:", err)
@@ -72,8 +73,12 @@ type config struct {
 	rateLimit   float64
 	rateBurst   int
 
-	maxRecvMsgSize int
-	maxSendMsgSize int
+	maxRecvMsgSize        int
+	maxSendMsgSize        int
+	maxConcurrentStreams  uint
+	maxConnectionAge      time.Duration
+	maxConnectionAgeGrace time.Duration
+	keepaliveMinTime      time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -141,8 +146,36 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		"largest request accepted, in bytes; a larger one is refused with RESOURCE_EXHAUSTED before any work (LEDGER_MAX_RECV_MSG_SIZE)")
 	fs.IntVar(&c.maxSendMsgSize, "max-send-msg-size", maxSend,
 		"largest response sent, in bytes; at least the largest response to a valid request, the default (LEDGER_MAX_SEND_MSG_SIZE)")
+	streams, err := envInt("LEDGER_MAX_CONCURRENT_STREAMS", server.DefaultMaxConcurrentStreams)
+	if err != nil {
+		return c, err
+	}
+	fs.UintVar(&c.maxConcurrentStreams, "max-concurrent-streams", uint(max(streams, 0)),
+		"calls and streams one connection may hold open at once (LEDGER_MAX_CONCURRENT_STREAMS)")
+	for _, d := range []struct {
+		to               *time.Duration
+		flag, env, usage string
+		fallback         time.Duration
+	}{
+		{&c.maxConnectionAge, "max-connection-age", "LEDGER_MAX_CONNECTION_AGE",
+			"close a client connection (GOAWAY) after this long, so that streams and clients spread again; 0: never", 30 * time.Minute},
+		{&c.maxConnectionAgeGrace, "max-connection-age-grace", "LEDGER_MAX_CONNECTION_AGE_GRACE",
+			"how long the calls still open at --max-connection-age may run on", server.DefaultMaxConnectionAgeGrace},
+		{&c.keepaliveMinTime, "keepalive-min-time", "LEDGER_KEEPALIVE_MIN_TIME",
+			"shortest interval at which a client may ping; a client pinging more often is disconnected", server.DefaultKeepaliveMinTime},
+	} {
+		v, err := envDuration(d.env, d.fallback)
+		if err != nil {
+			return c, err
+		}
+		fs.DurationVar(d.to, d.flag, v, d.usage+" ("+d.env+")")
+	}
+	showVersion := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *showVersion {
+		return c, errVersion
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -173,10 +206,27 @@ func checkSecurity(c config) error {
 		return errors.New("--rate-burst must not be negative")
 	case c.rateBurst > 0 && c.rateLimit == 0:
 		return errors.New("--rate-burst needs --rate-limit")
+	case c.maxConcurrentStreams == 0 || c.maxConcurrentStreams > math.MaxUint32:
+		return errors.New("--max-concurrent-streams must be at least 1")
+	case c.maxConnectionAge < 0 || c.maxConnectionAgeGrace <= 0 || c.keepaliveMinTime <= 0:
+		return errors.New("--max-connection-age must not be negative; --max-connection-age-grace and --keepalive-min-time must be positive")
 	}
-	host, _, err := net.SplitHostPort(c.listen)
+	if err := checkExposure("--listen", c.listen, c); err != nil {
+		return err
+	}
+	if c.metricsListen != "" {
+		// The metrics name every envelope and its available amount: the same rule as the API.
+		return checkExposure("--metrics-listen", c.metricsListen, c)
+	}
+	return nil
+}
+
+// checkExposure refuses to serve on addr (of flag) beyond loopback without authentication and TLS,
+// unless --insecure says so.
+func checkExposure(flag, addr string, c config) error {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	if c.insecure || loopback(host) {
 		return nil
@@ -197,8 +247,14 @@ func checkSecurity(c config) error {
 	if len(missing) == 1 {
 		them = "it"
 	}
-	return fmt.Errorf("refusing to listen on %s, beyond loopback, without %s: %s. Set %s up (see docs/security.md), "+
-		"listen on 127.0.0.1, or pass --insecure to take the risk", c.listen, strings.Join(missing, " and "), strings.Join(risks, ", and "), them)
+	if flag == "--metrics-listen" {
+		risks = []string{"anyone who reaches the port could read every envelope's available amount"}
+		if c.tlsCert == "" {
+			risks = append(risks, "tokens would cross the network in clear")
+		}
+	}
+	return fmt.Errorf("refusing to listen on %s (%s), beyond loopback, without %s: %s. Set %s up (see docs/security.md), "+
+		"listen on 127.0.0.1, or pass --insecure to take the risk", addr, flag, strings.Join(missing, " and "), strings.Join(risks, ", and "), them)
 }
 
 // loopback reports whether host (of --listen) can only be reached from this machine. An empty
@@ -216,6 +272,10 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return verifyMain(ctx, args[1:], os.Stdout, stderr)
 	}
 	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(os.Stdout, version())
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -223,8 +283,27 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tp, tracing, err := newTracerProvider(ctx)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer func() {
+			// Send the spans still buffered; a collector that is away costs at most 5 s.
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(flushCtx); err != nil {
+				log.Warn("tracing: spans not all exported", "error", err)
+			}
+		}()
+	}
 	scfg := server.Config{Logger: log, RateLimit: cfg.rateLimit, RateBurst: cfg.rateBurst,
+		MaxConcurrentStreams: uint32(cfg.maxConcurrentStreams), MaxConnectionAge: cfg.maxConnectionAge,
+		MaxConnectionAgeGrace: cfg.maxConnectionAgeGrace, KeepaliveMinTime: cfg.keepaliveMinTime,
 		MaxRecvMsgSize: cfg.maxRecvMsgSize, MaxSendMsgSize: cfg.maxSendMsgSize}
+	if tp != nil {
+		scfg.TracerProvider = tp
+	}
 	var certs *certFiles
 	if cfg.tlsCert != "" {
 		if scfg.TLS, certs, err = serverTLS(cfg); err != nil {
@@ -235,6 +314,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		if scfg.Auth, err = server.NewAuthenticator(cfg.tokensFile); err != nil {
 			return fmt.Errorf("--tokens-file: %w", err)
 		}
+		warnTokensFile(cfg.tokensFile, log)
 	}
 
 	// Take the port first: a clash fails at once, before any database is created or migrated.
@@ -263,14 +343,14 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if reg != nil {
-		stopMetrics, err := serveMetrics(cfg.metricsListen, reg, log)
+		stopMetrics, err := serveMetrics(cfg.metricsListen, reg, scfg.Auth, scfg.TLS, log)
 		if err != nil {
 			return err
 		}
 		defer stopMetrics()
 	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
-		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit)
+		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing)
 	if scfg.Auth != nil {
 		tokens, certIDs := scfg.Auth.Counts()
 		log.Info("credentials loaded", "tokens_file", cfg.tokensFile, "tokens", tokens, "certificate_identities", certIDs)
@@ -279,6 +359,9 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if host, _, _ := net.SplitHostPort(cfg.listen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
 		log.Warn("--insecure: serving beyond loopback without authentication and TLS", "address", lis.Addr().String())
+	}
+	if host, _, _ := net.SplitHostPort(cfg.metricsListen); cfg.metricsListen != "" && !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
+		log.Warn("--insecure: serving metrics beyond loopback without authentication and TLS", "address", cfg.metricsListen)
 	}
 
 	// SIGHUP reads the tokens file and the TLS certificate again; it no longer stops ledgerd.
@@ -316,6 +399,7 @@ func reload(srv *server.Server, auth *server.Authenticator, certs *certFiles, lo
 		if err := srv.Reload(); err != nil {
 			log.Error("SIGHUP: tokens file not reloaded; the credentials in force are unchanged", "error", err)
 		} else {
+			warnTokensFile(auth.Path(), log)
 			tokens, certIDs := auth.Counts()
 			log.Info("SIGHUP: tokens file reloaded", "tokens", tokens, "certificate_identities", certIDs)
 		}
@@ -383,26 +467,92 @@ func serverTLS(cfg config) (*tls.Config, *certFiles, error) {
 	return tc, certs, nil
 }
 
-// serveMetrics serves reg at http://addr/metrics until the returned function is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves reg at http://addr/metrics (https with tlsConfig) until the returned
+// function is called. With auth, a scrape needs a credential of the tokens file, as a call does:
+// "Authorization: Bearer <token>", or a client certificate over mutual TLS.
+func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authenticator, tlsConfig *tls.Config, log *slog.Logger) (stop func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
+	var handler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	if auth != nil {
+		handler = requireCredential(auth, handler, log)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/metrics", handler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		lis = tls.NewListener(lis, tlsConfig)
+	}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server stopped", "error", err)
 		}
 	}()
-	log.Info("metrics listening", "address", "http://"+lis.Addr().String()+"/metrics")
+	log.Info("metrics listening", "address", scheme+"://"+lis.Addr().String()+"/metrics", "authentication", auth != nil)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// requireCredential lets a request through to next only with a credential of the tokens file,
+// of any role; a refusal is logged and answered 401.
+func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, err := auth.AuthenticateHTTP(r); err != nil {
+			log.Warn("metrics scrape refused", "peer.address", r.RemoteAddr, "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd metrics"`)
+			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// warnTokensFile logs the warning of a tokens file others may read.
+func warnTokensFile(path string, log *slog.Logger) {
+	if warning, err := server.CheckTokensFilePermissions(path); err == nil && warning != "" {
+		log.Warn(warning)
+	}
+}
+
+// errVersion ends ledgerd after --version printed it.
+var errVersion = errors.New("version printed")
+
+// version is ledgerd's module version and the commit it was built from, read from the build
+// information the Go toolchain embeds (the commit is there when built by go build or go install
+// from a git checkout).
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "ledgerd (no build information)"
+	}
+	return formatVersion(bi)
+}
+
+func formatVersion(bi *debug.BuildInfo) string {
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	v := "ledgerd " + bi.Main.Version
+	if rev := settings["vcs.revision"]; rev != "" {
+		v += " commit " + rev
+		if settings["vcs.modified"] == "true" {
+			v += " (modified)"
+		}
+		if t := settings["vcs.time"]; t != "" {
+			v += " " + t
+		}
+	} else {
+		v += " (no commit recorded: built without VCS stamping, e.g. by go run or -buildvcs=false)"
+	}
+	return v + " " + bi.GoVersion
 }
 
 func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {

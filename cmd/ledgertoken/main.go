@@ -57,6 +57,18 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// A principal has one role: a line giving it another would make ledgerd refuse the whole
+		// file at its next start or reload. So would a file that is already broken.
+		roles, err := server.TokensFileRoles(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w; nothing appended", *appendTo, err)
+		}
+		if had, ok := roles[*name]; ok && had != server.Role(*role) {
+			f.Close()
+			return fmt.Errorf("%s already has role %s in %s, and a principal has one role; nothing appended "+
+				"(use another name, or edit the file to change %s's role)", *name, had, *appendTo, *name)
+		}
 		// A last line without its newline would swallow ours.
 		if st, err := f.Stat(); err == nil && st.Size() > 0 {
 			last := make([]byte, 1)

@@ -113,3 +113,41 @@ func TestRejectsBadPrincipal(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendKeepsOneRolePerPrincipal protects the tokens file from --append: a second token for a
+// principal with the same role is added (to rotate tokens), one with another role is refused with
+// nothing written — ledgerd would refuse the whole file at its next start — and so is an append
+// to a file ledgerd already refuses.
+func TestAppendKeepsOneRolePerPrincipal(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	appendAs := func(role string) error {
+		return realMain([]string{"--name", "alice", "--role", role, "--append", file}, &bytes.Buffer{}, &bytes.Buffer{})
+	}
+	for range 2 {
+		if err := appendAs("admin"); err != nil {
+			t.Fatalf("alice as admin: %v", err)
+		}
+	}
+	before, _ := os.ReadFile(file)
+	err := appendAs("service")
+	if err == nil || !strings.Contains(err.Error(), "already has role admin") {
+		t.Errorf("alice as service after admin: %v, want a refusal naming her role", err)
+	}
+	after, _ := os.ReadFile(file)
+	if !bytes.Equal(before, after) {
+		t.Errorf("the refused append changed the file:\n%s", after)
+	}
+	a, err := server.NewAuthenticator(file)
+	if err != nil {
+		t.Fatalf("ledgerd refuses the file: %v", err)
+	}
+	if n, _ := a.Counts(); n != 2 {
+		t.Errorf("the file holds %d tokens, want alice's 2", n)
+	}
+	if err := os.WriteFile(file, []byte("sha256:beef bob admin\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendAs("admin"); err == nil || !strings.Contains(err.Error(), "nothing appended") {
+		t.Errorf("append to a broken file: %v, want a refusal", err)
+	}
+}

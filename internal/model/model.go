@@ -114,7 +114,7 @@ type Policy struct {
 // Commitment is an award.
 type Commitment struct {
 	ID, EnvelopeID, Beneficiary, Project, Currency, Description string
-	Amount, Released                                           int64
+	Amount, Released                                            int64
 	Policy
 }
 
@@ -276,7 +276,9 @@ func (l *Ledger) Commitment(id string) (Commitment, *Refusal) {
 }
 
 // EnvelopeIDs returns the ids of the envelopes, oldest first.
-func (l *Ledger) EnvelopeIDs() []string { return l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)] }
+func (l *Ledger) EnvelopeIDs() []string {
+	return l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)]
+}
 
 // CommitmentIDs returns the ids of the commitments, oldest first.
 func (l *Ledger) CommitmentIDs() []string {
@@ -332,7 +334,9 @@ func (c SetRules) payload() string {
 		c.EffectiveTime.UTC().Format(time.RFC3339Nano), c.Rules)
 }
 
-func (p Policy) String() string { return fmt.Sprintf("%d %q %d", p.EligibleCost, p.Territory, p.Population) }
+func (p Policy) String() string {
+	return fmt.Sprintf("%d %q %d", p.EligibleCost, p.Territory, p.Population)
+}
 
 func (c Commit) payload() string {
 	return fmt.Sprintf("commit %q %q %q %q %d %q %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,

@@ -180,7 +180,7 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 				gens, views = append(gens, g), append(views, v)
 			}
 			send := func(client int, o op) (answer, error) {
-				for {
+				for attempt := 1; ; attempt++ {
 					call := time.Now()
 					a, err := do(ctx, l, o, span)
 					if err != nil {
@@ -189,6 +189,9 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 					results[c] = append(results[c], record(client, o, a, call, time.Now()))
 					if a.Retryable == "" {
 						return a, nil
+					}
+					if attempt == maxAttempts {
+						return a, fmt.Errorf("%s: still %s after %d attempts", o, a.Retryable, attempt)
 					}
 				}
 			}
@@ -206,7 +209,7 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 					)
 					go func() {
 						defer close(done)
-						for {
+						for attempt := 1; ; attempt++ {
 							call := time.Now()
 							twin, twinErr = do(ctx, l, o, span)
 							if twinErr != nil {
@@ -214,6 +217,10 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 							}
 							twinOps = append(twinOps, record(clients+c, o, twin, call, time.Now()))
 							if twin.Retryable == "" {
+								return
+							}
+							if attempt == maxAttempts {
+								twinErr = fmt.Errorf("%s: still %s after %d attempts", o, twin.Retryable, attempt)
 								return
 							}
 						}

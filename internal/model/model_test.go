@@ -96,13 +96,21 @@ func reproduce(t *testing.T, seed uint64, ops int) string {
 // doUntilDecided sends o until the ledger decides it: a transient failure records nothing, and
 // the same request is sent again, as a client would.
 func doUntilDecided(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, error) {
-	for {
+	for attempt := 1; ; attempt++ {
 		a, err := do(ctx, l, o, span)
 		if err != nil || a.Retryable == "" {
 			return a, err
 		}
+		if attempt == maxAttempts {
+			return a, fmt.Errorf("%s: still %s after %d attempts", o, a.Retryable, attempt)
+		}
 	}
 }
+
+// maxAttempts bounds how often one request is sent again after a transient failure: a ledger
+// that never decides must fail the test, not hang it. The ledger retries conflicts itself, so a
+// client rarely sees one at all.
+const maxAttempts = 100
 
 // modelView shows the generator the model's state.
 type modelView struct{ m *model.Ledger }

@@ -134,7 +134,7 @@ func (o op) String() string {
 	case o.commit != nil:
 		c := o.commit
 		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s})", c.RequestID, c.Caller,
-			c.EnvelopeID, c.Project, c.Amount, c.Policy)
+			c.EnvelopeID, c.Project, c.Amount, c.Policy.Text())
 	case o.release != nil:
 		c := o.release
 		return fmt.Sprintf("Release(%s caller=%s commitment=%s amount=%d)", c.RequestID, c.Caller, c.CommitmentID, c.Amount)
@@ -146,7 +146,7 @@ func (o op) String() string {
 			if i > 0 {
 				s += " "
 			}
-			s += fmt.Sprintf("{%s %d {%s}}", it.Project, it.Amount, it.Policy)
+			s += fmt.Sprintf("{%s %d {%s}}", it.Project, it.Amount, it.Policy.Text())
 		}
 		return s + "])"
 	case o.getEnvelope != "":

@@ -334,13 +334,14 @@ func (c SetRules) payload() string {
 		c.EffectiveTime.UTC().Format(time.RFC3339Nano), c.Rules)
 }
 
-func (p Policy) String() string {
+// Text writes the policy out, for payloads and messages.
+func (p Policy) Text() string {
 	return fmt.Sprintf("%d %q %d", p.EligibleCost, p.Territory, p.Population)
 }
 
 func (c Commit) payload() string {
 	return fmt.Sprintf("commit %q %q %q %q %d %q %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy)
+		c.Description, c.Policy.Text())
 }
 
 func (c Release) payload() string {
@@ -350,7 +351,7 @@ func (c Release) payload() string {
 func (c BulkCommit) payload() string {
 	s := fmt.Sprintf("bulk %q %q %t %d", c.Caller, c.EnvelopeID, c.AllOrNothing, len(c.Items))
 	for _, it := range c.Items {
-		s += fmt.Sprintf(" [%q %q %d %q %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy)
+		s += fmt.Sprintf(" [%q %q %d %q %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy.Text())
 	}
 	return s
 }

@@ -40,8 +40,9 @@ type generator struct {
 	parentOf func(name string) string // the parent to create a name under; nil: any
 	// roots allows creating root envelopes (the concurrent test keeps its trees apart).
 	roots bool
-	// noRules leaves out rule changes.
-	noRules bool
+	// noRules leaves out rule changes; ruleTargets, when set, are the envelopes they name.
+	noRules     bool
+	ruleTargets []string
 
 	n    int
 	sent []op // mutating ops sent so far, for retries and reused ids
@@ -242,6 +243,9 @@ func ptr(v int64) *int64 { return &v }
 func (g *generator) setRules() op {
 	c := &model.SetRules{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: g.envelope().ID,
 		Call: fmt.Sprintf("appel-%d", g.r.IntN(3))}
+	if g.ruleTargets != nil {
+		c.EnvelopeID = pick(g, g.ruleTargets)
+	}
 	r := &c.Rules
 	switch x := g.r.IntN(10); {
 	case x < 3:

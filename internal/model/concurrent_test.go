@@ -42,7 +42,7 @@ import (
 var flagRuleRace = flag.Bool("model.rulerace", false, "change parents' rules while their children take awards (issue 12 §1)")
 
 const (
-	defaultConcurrentOps = 2400
+	defaultConcurrentOps = 2000
 	episodeOps           = 400 // operations of one episode: one linearizability check per tree
 	clients              = 6
 	trees                = 2
@@ -51,6 +51,7 @@ const (
 // TestModelConcurrent runs clients at once against the ledger, then checks the history for
 // linearizability against the model and the journal against the model, and runs Verify.
 func TestModelConcurrent(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		l := openLedger(t, database)
 		ops := opsPerRun(defaultConcurrentOps)
@@ -207,7 +208,7 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 						return a, nil
 					}
 					if attempt == maxAttempts {
-						return a, fmt.Errorf("%s: still %s after %d attempts", o, a.Retryable, attempt)
+						return a, fmt.Errorf("%s: still %s after %d attempts; the last: %w", o, a.Retryable, attempt, causes(a.rawErr))
 					}
 				}
 			}
@@ -236,7 +237,7 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 								return
 							}
 							if attempt == maxAttempts {
-								twinErr = fmt.Errorf("%s: still %s after %d attempts", o, twin.Retryable, attempt)
+								twinErr = fmt.Errorf("%s: still %s after %d attempts; the last: %w", o, twin.Retryable, attempt, causes(twin.rawErr))
 								return
 							}
 						}

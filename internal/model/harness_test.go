@@ -551,3 +551,16 @@ func (t tally) String() string {
 	}
 	return b.String()
 }
+
+// causes returns err with the chain of its causes spelt out (a ledger error's message hides
+// the database error under it).
+func causes(err error) error {
+	msg := ""
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if msg != "" {
+			msg += " <- "
+		}
+		msg += e.Error()
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}

@@ -35,7 +35,7 @@ var (
 )
 
 const (
-	defaultSequentialOps = 2500
+	defaultSequentialOps = 2000
 	checkEvery           = 100 // compare every balance after this many operations
 )
 
@@ -102,7 +102,7 @@ func doUntilDecided(ctx context.Context, l *ledger.Ledger, o op, span model.Span
 			return a, err
 		}
 		if attempt == maxAttempts {
-			return a, fmt.Errorf("%s: still %s after %d attempts", o, a.Retryable, attempt)
+			return a, fmt.Errorf("%s: still %s after %d attempts; the last: %w", o, a.Retryable, attempt, causes(a.rawErr))
 		}
 	}
 }
@@ -137,6 +137,7 @@ func (v modelView) commitments() []model.Commitment {
 // compares every answer, every replay with the first answer, every balance every checkEvery
 // operations and at the end, and runs Verify (invariants 1–7 of DESIGN.md §2).
 func TestModelSequential(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		l := openLedger(t, database)
 		ops := opsPerRun(defaultSequentialOps)

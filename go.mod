@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go v1.36.12-20260825204119-511051f7f437.1
 	buf.build/go/protovalidate v1.4.0
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/budgetledger/budgetledger/client v0.0.0-00010101000000-000000000000
 	github.com/budgetledger/budgetledger/proto/budgetledger v0.0.0-00010101000000-000000000000
 	github.com/cockroachdb/cockroach-go/v2 v2.4.2

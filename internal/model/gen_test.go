@@ -1,0 +1,382 @@
+package model_test
+
+// The generator of random operations. It draws from a seeded source only, and looks at the
+// world through a view: the model itself in the sequential test (so that amounts hit the edges
+// of what is available), what one client knows in the concurrent test.
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/model"
+)
+
+// Rule times lie outside every run's span (see model.Span): before it, or after it.
+var (
+	spanEnd    = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	timePast   = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	timePast2  = time.Date(2002, 6, 1, 0, 0, 0, 0, time.UTC)
+	timeFuture = time.Date(2250, 1, 1, 0, 0, 0, 0, time.UTC)
+	timeLater  = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// view is what the generator knows of the ledger.
+type view interface {
+	// envelopes returns the envelopes the generator may name, existing or not, with the
+	// balances it believes they have.
+	envelopes() []model.Envelope
+	// commitments returns the commitments it knows, with what it believes they hold.
+	commitments() []model.Commitment
+}
+
+type generator struct {
+	r      *rand.Rand
+	view   view
+	prefix string // of request ids
+	// names are envelope ids that may be created (some exist already).
+	names    []string
+	parentOf func(name string) string // the parent to create a name under; nil: any
+	// roots allows creating root envelopes (the concurrent test keeps its trees apart).
+	roots bool
+	// noRules leaves out rule changes; ruleTargets, when set, are the envelopes they name.
+	noRules     bool
+	ruleTargets []string
+
+	n    int
+	sent []op // mutating ops sent so far, for retries and reused ids
+}
+
+func newGenerator(seed uint64, v view, prefix string, names []string) *generator {
+	return &generator{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), view: v, prefix: prefix, names: names}
+}
+
+func (g *generator) chance(p float64) bool { return g.r.Float64() < p }
+
+func (g *generator) requestID() string {
+	g.n++
+	return fmt.Sprintf("%sq%d", g.prefix, g.n)
+}
+
+func pick[T any](g *generator, xs []T) T { return xs[g.r.IntN(len(xs))] }
+
+func (g *generator) caller() string {
+	if g.chance(0.05) {
+		return "service:other"
+	}
+	return "admin:model"
+}
+
+// amount draws an amount around what is available: often exactly at the edges, sometimes at
+// the edges of int64, rarely invalid.
+func (g *generator) amount(available int64) int64 {
+	x := g.r.IntN(100)
+	switch {
+	case x < 25:
+		return 1 + g.r.Int64N(1000)
+	case x < 40 && available > 0:
+		return available
+	case x < 48 && available < math.MaxInt64:
+		return available + 1
+	case x < 55 && available > 1:
+		return available - 1
+	case x < 75 && available > 0:
+		return 1 + g.r.Int64N(available)
+	case x < 85:
+		return math.MaxInt64 - g.r.Int64N(3)
+	case x < 88:
+		return -g.r.Int64N(2) // 0 or -1: INVALID_ARGUMENT
+	}
+	return 1 + g.r.Int64N(1_000_000)
+}
+
+func (g *generator) allocation() int64 {
+	switch x := g.r.IntN(10); {
+	case x < 4:
+		return 1_000_000 + g.r.Int64N(1_000_000_000)
+	case x < 6:
+		return 1_000_000_000_000_000
+	case x < 9:
+		return math.MaxInt64 - g.r.Int64N(2)
+	}
+	return 1 + g.r.Int64N(100)
+}
+
+func (g *generator) envelope() model.Envelope {
+	envs := g.view.envelopes()
+	if len(envs) == 0 || g.chance(0.08) {
+		return model.Envelope{ID: pick(g, g.names)}
+	}
+	return pick(g, envs)
+}
+
+// next returns the next operation.
+func (g *generator) next() op {
+	x := g.r.IntN(100)
+	var o op
+	switch {
+	case x < 8:
+		o = g.create()
+	case x < 18:
+		o = g.move()
+	case x < 21 && !g.noRules:
+		o = g.setRules()
+	case x < 50:
+		o = g.commit()
+	case x < 64:
+		o = g.release()
+	case x < 72:
+		o = g.bulk()
+	case x < 82 && len(g.sent) > 0:
+		return pick(g, g.sent) // a retry: the same request, again
+	case x < 87 && len(g.sent) > 0:
+		// The id of an earlier request with another payload: REQUEST_ID_REUSED (or, rarely,
+		// the same payload drawn again: a replay).
+		prior := pick(g, g.sent)
+		if g.chance(0.3) {
+			return prior.withCaller("service:someone-else")
+		}
+		return g.fresh().withRequestID(prior.requestID())
+	case x < 94:
+		return op{getEnvelope: g.envelope().ID}
+	default:
+		if cs := g.view.commitments(); len(cs) > 0 && g.chance(0.8) {
+			return op{getCommitment: pick(g, cs).ID}
+		}
+		return op{getCommitment: g.unknownCommitment()}
+	}
+	g.sent = append(g.sent, o)
+	return o
+}
+
+// fresh returns a new mutating operation without recording it.
+func (g *generator) fresh() op {
+	switch g.r.IntN(6) {
+	case 0:
+		return g.create()
+	case 1:
+		return g.move()
+	case 2:
+		if !g.noRules {
+			return g.setRules()
+		}
+		return g.commit()
+	case 3:
+		return g.release()
+	case 4:
+		return g.bulk()
+	}
+	return g.commit()
+}
+
+func (g *generator) create() op {
+	c := &model.CreateEnvelope{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: pick(g, g.names),
+		DisplayName: "envelope", Allocation: g.allocation()}
+	switch {
+	case g.roots && g.chance(0.25):
+		if g.chance(0.2) {
+			c.Currency = "USD"
+		}
+	default:
+		parent := g.envelope()
+		if g.parentOf != nil {
+			parent = model.Envelope{ID: g.parentOf(c.EnvelopeID)}
+			for _, e := range g.view.envelopes() {
+				if e.ID == parent.ID {
+					parent = e
+				}
+			}
+		}
+		c.ParentID = parent.ID
+		c.Allocation = g.amount(parent.Available())
+		switch x := g.r.IntN(10); {
+		case x == 0:
+			c.Currency = "USD"
+		case x == 1:
+			c.Currency = parent.Currency
+		}
+	}
+	if c.Allocation <= 0 && g.chance(0.7) {
+		c.Allocation = 1
+	}
+	return op{create: c}
+}
+
+func (g *generator) move() op {
+	envs := g.view.envelopes()
+	c := &model.MoveAllocation{RequestID: g.requestID(), Caller: g.caller(), Reason: "move"}
+	var src, dst model.Envelope
+	if len(envs) >= 2 && g.chance(0.7) {
+		// A related pair when one can be found: parent and child, either way, or siblings.
+		a := pick(g, envs)
+		var related []model.Envelope
+		for _, e := range envs {
+			if e.ID != a.ID && (e.ParentID == a.ID || a.ParentID == e.ID || (e.ParentID == a.ParentID && (g.roots || e.ParentID != ""))) {
+				related = append(related, e)
+			}
+		}
+		if len(related) > 0 {
+			src, dst = a, pick(g, related)
+		} else {
+			src, dst = a, pick(g, envs)
+		}
+	} else {
+		src, dst = g.envelope(), g.envelope()
+	}
+	if !g.roots && src.ParentID == "" && dst.ParentID == "" && src.ID != dst.ID && len(envs) > 0 {
+		// Two roots are siblings: keep the concurrent test's trees apart.
+		dst = envs[0]
+		for _, e := range envs {
+			if e.ParentID == src.ID {
+				dst = e
+			}
+		}
+	}
+	c.SourceID, c.DestinationID = src.ID, dst.ID
+	c.Amount = g.amount(src.Available())
+	return op{move: c}
+}
+
+func ptr(v int64) *int64 { return &v }
+
+func (g *generator) setRules() op {
+	c := &model.SetRules{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: g.envelope().ID,
+		Call: fmt.Sprintf("appel-%d", g.r.IntN(3))}
+	if g.ruleTargets != nil {
+		c.EnvelopeID = pick(g, g.ruleTargets)
+	}
+	r := &c.Rules
+	switch x := g.r.IntN(10); {
+	case x < 3:
+	case x < 5:
+		r.MaxFundingShareBPS = ptr(5000)
+	case x < 6:
+		r.MaxFundingShareBPS = ptr(7500)
+	case x < 7:
+		r.MaxFundingShareBPS = ptr(10000)
+	case x < 8:
+		r.MaxFundingShareBPS = ptr(1 + g.r.Int64N(9999))
+	case x < 9:
+		r.MaxFundingShareBPS = ptr(1)
+	default:
+		r.MaxFundingShareBPS = ptr(pick(g, []int64{0, 10001})) // INVALID_ARGUMENT
+	}
+	switch x := g.r.IntN(20); {
+	case x < 10:
+	case x < 14:
+		r.MinPopulation = ptr(0)
+	case x < 17:
+		r.MinPopulation = ptr(300_000)
+	case x < 19:
+		r.MinPopulation = ptr(500_000)
+	default:
+		r.MinPopulation = ptr(math.MaxInt64)
+	}
+	switch x := g.r.IntN(20); {
+	case x < 10:
+	case x < 13:
+		r.AwardWindow = &model.Window{} // lifts an inherited window
+	case x < 15:
+		r.AwardWindow = &model.Window{Start: timePast, End: timeLater} // contains the run
+	case x < 16:
+		r.AwardWindow = &model.Window{Start: timePast, End: timePast2} // closed before the run
+	case x < 17:
+		r.AwardWindow = &model.Window{Start: timeFuture} // opens after the run
+	case x < 19:
+		r.AwardWindow = &model.Window{End: timeLater}
+	default:
+		r.AwardWindow = &model.Window{Start: timePast2, End: timePast} // INVALID_ARGUMENT
+	}
+	switch x := g.r.IntN(10); {
+	case x < 6:
+	case x < 8:
+		c.EffectiveTime = timePast // at once
+	default:
+		c.EffectiveTime = timeFuture // never within the run
+	}
+	return op{rules: c}
+}
+
+func (g *generator) policy(amount int64) model.Policy {
+	var p model.Policy
+	switch x := g.r.IntN(10); {
+	case x < 3:
+	case x < 5:
+		p.EligibleCost = scale(amount, 2, 1)
+	case x < 6:
+		p.EligibleCost = amount
+	case x < 7:
+		p.EligibleCost = scale(amount, 4, 3)
+	case x < 8:
+		p.EligibleCost = math.MaxInt64
+	case x < 9:
+		p.EligibleCost = 1 + g.r.Int64N(1_000_000)
+	default:
+		p.EligibleCost = -1 // INVALID_ARGUMENT
+	}
+	switch x := g.r.IntN(10); {
+	case x < 4:
+	case x < 6:
+		p.Population, p.Territory = 250_000, "insee:69123"
+	case x < 8:
+		p.Population, p.Territory = 300_000, "insee:13055"
+	default:
+		p.Population, p.Territory = 600_000+g.r.Int64N(1000), "insee:75056"
+	}
+	return p
+}
+
+// scale returns amount*num/den, or MaxInt64 when that does not fit.
+func scale(amount, num, den int64) int64 {
+	if amount > math.MaxInt64/num {
+		return math.MaxInt64
+	}
+	return amount * num / den
+}
+
+func (g *generator) item(available int64) model.BulkItem {
+	amount := g.amount(available)
+	if amount <= 0 && g.chance(0.8) {
+		amount = 1
+	}
+	return model.BulkItem{Beneficiary: fmt.Sprintf("siren:%d", 200000000+g.r.IntN(5)),
+		Project: fmt.Sprintf("projet-%d", g.r.IntN(4)), Amount: amount, Description: "award",
+		Policy: g.policy(amount)}
+}
+
+func (g *generator) commit() op {
+	env := g.envelope()
+	it := g.item(env.Available())
+	return op{commit: &model.Commit{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: env.ID,
+		Beneficiary: it.Beneficiary, Project: it.Project, Amount: it.Amount, Description: it.Description,
+		Policy: it.Policy}}
+}
+
+func (g *generator) bulk() op {
+	env := g.envelope()
+	c := &model.BulkCommit{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: env.ID,
+		AllOrNothing: g.chance(0.4)}
+	n := 1 + g.r.IntN(5)
+	for range n {
+		c.Items = append(c.Items, g.item(max(env.Available()/int64(n), 1)))
+	}
+	return op{bulk: c}
+}
+
+func (g *generator) unknownCommitment() string {
+	return fmt.Sprintf("00000000-0000-7000-8000-%012x", g.r.Int64N(1<<40))
+}
+
+func (g *generator) release() op {
+	c := &model.Release{RequestID: g.requestID(), Caller: g.caller(), Reason: "release"}
+	cs := g.view.commitments()
+	if len(cs) == 0 || g.chance(0.1) {
+		c.CommitmentID, c.Amount = g.unknownCommitment(), 1+g.r.Int64N(100)
+		return op{release: c}
+	}
+	com := pick(g, cs)
+	c.CommitmentID = com.ID
+	c.Amount = g.amount(com.Remaining())
+	return op{release: c}
+}

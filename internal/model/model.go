@@ -1,0 +1,772 @@
+// Package model is a reference model of the budget ledger's contract: an in-memory, sequential,
+// deliberately plain restatement of what package ledger promises, against which the real ledger
+// is checked (model_test.go). It has no batching, no SQL, no clock and no concurrency; every
+// operation is decided on its own, in the order the methods are called. It imports nothing of
+// the ledger, so that a mistake in the ledger's code cannot hide in shared code.
+//
+// The contract it states:
+//
+//   - An envelope has an allocation; a root envelope is funded from outside, a child's allocation
+//     is taken from its parent's available amount (allocation − committed − allocated to
+//     children), which never goes below zero.
+//   - Allocation moves between a parent and its child, or between siblings (two roots are
+//     siblings), in one currency; any other pair is ENVELOPES_NOT_RELATED.
+//   - An award (Commit) takes an amount from an envelope's available amount for one project, if
+//     the funding rules in force on the envelope allow it; a release returns part of what a
+//     commitment still holds.
+//   - Funding rules: each envelope has at most one rule set in force (the latest one given);
+//     an envelope's effective rules take each rule from the nearest envelope of its chain
+//     (itself, its parent, … the root) whose rule set in force sets it. Checked in this order:
+//     the award window, the minimum population, the maximum funding share (what the project
+//     already holds on the same envelope, awards minus releases, plus the amount, must not pass
+//     ⌊eligible cost × bps / 10,000⌋; a share of 10,000 bps lifts the rule).
+//   - Refusals are checked in the order the ledger documents and states: for an award, the
+//     envelope's existence, the rules, then the funds; for a move, existence, currency, funds,
+//     then relation; for a creation, existence of the new id, the parent, currency, then funds.
+//   - Every sum is exact or refused with AMOUNT_OVERFLOW.
+//   - A request id names one operation, whatever its kind: its first outcome — a result, or a
+//     business refusal — is recorded and returned again to every later request with the same id
+//     and the same payload (caller included), which changes nothing; the same id with another
+//     payload is refused with REQUEST_ID_REUSED, which is not recorded. INVALID_ARGUMENT is
+//     decided before the request log is consulted and records nothing.
+//   - A bulk award is one request id for the call: each item is decided in order as an award of
+//     its own, or, all-or-nothing, all items are accepted or none is (the refusal is the first
+//     refused item's, with its index in the metadata "item").
+//
+// Time. The model has no clock: a Span bounds the times at which the ledger decides during a
+// run, and rule sets may only name times outside it (an effective time before the span means "at
+// once", one after it "never within the run"; an award window either contains the whole span or
+// none of it). SetRules panics on a time inside the span: the model could not decide it.
+//
+// Names. The ledger names commitments; the model is told the name (Commit's newID) and only
+// checks that it is fresh.
+//
+// Fields of requests that are only text (names, descriptions, reasons) are assumed well formed:
+// the model checks the numeric validation rules only.
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"time"
+)
+
+// Reason names a refusal, with the same strings as the ledger's reasons.
+type Reason string
+
+// The reasons the model gives.
+const (
+	InvalidArgument         Reason = "INVALID_ARGUMENT"
+	EnvelopeNotFound        Reason = "ENVELOPE_NOT_FOUND"
+	CommitmentNotFound      Reason = "COMMITMENT_NOT_FOUND"
+	EnvelopeAlreadyExists   Reason = "ENVELOPE_ALREADY_EXISTS"
+	InsufficientFunds       Reason = "INSUFFICIENT_FUNDS"
+	ReleaseExceedsRemaining Reason = "RELEASE_EXCEEDS_REMAINING"
+	CurrencyMismatch        Reason = "CURRENCY_MISMATCH"
+	EnvelopesNotRelated     Reason = "ENVELOPES_NOT_RELATED"
+	AmountOverflow          Reason = "AMOUNT_OVERFLOW"
+	RequestIDReused         Reason = "REQUEST_ID_REUSED"
+	PolicyViolation         Reason = "POLICY_VIOLATION"
+)
+
+// MaxBulkItems caps the items of one bulk award.
+const MaxBulkItems = 10000
+
+// Refusal is a refused operation: its reason, and the metadata the model predicts (a subset of
+// what the ledger gives).
+type Refusal struct {
+	Reason   Reason
+	Metadata map[string]string
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%s %v", r.Reason, r.Metadata) }
+
+func refuse(reason Reason, kv ...string) *Refusal {
+	r := &Refusal{Reason: reason, Metadata: map[string]string{}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		r.Metadata[kv[i]] = kv[i+1]
+	}
+	return r
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// Envelope is an envelope's balances.
+type Envelope struct {
+	ID, ParentID, DisplayName, Currency string
+	Allocation, Committed               int64
+	ChildrenAllocated, Released         int64
+	CommitmentCount                     int64
+}
+
+// Available is what can still be committed or allocated to children.
+func (e Envelope) Available() int64 { return e.Allocation - e.Committed - e.ChildrenAllocated }
+
+// Policy is what an award says for the funding rules; zero means not given.
+type Policy struct {
+	EligibleCost int64
+	Territory    string
+	Population   int64
+}
+
+// Commitment is an award.
+type Commitment struct {
+	ID, EnvelopeID, Beneficiary, Project, Currency, Description string
+	Amount, Released                                            int64
+	Policy
+}
+
+// Remaining is what the commitment still holds.
+func (c Commitment) Remaining() int64 { return c.Amount - c.Released }
+
+// Window is [Start, End); a zero side is open.
+type Window struct{ Start, End time.Time }
+
+// Rules is a rule set; a nil rule is not set by it.
+type Rules struct {
+	MaxFundingShareBPS *int64
+	MinPopulation      *int64
+	AwardWindow        *Window
+}
+
+// Span bounds the times at which the ledger decides during a run: [From, To).
+type Span struct{ From, To time.Time }
+
+// The commands, as a caller sends them.
+type (
+	CreateEnvelope struct {
+		RequestID, Caller, EnvelopeID, ParentID, DisplayName, Currency string
+		Allocation                                                     int64
+	}
+	MoveAllocation struct {
+		RequestID, Caller, SourceID, DestinationID string
+		Amount                                     int64
+		Reason                                     string
+	}
+	SetRules struct {
+		RequestID, Caller, EnvelopeID, Call string
+		EffectiveTime                       time.Time
+		Rules                               Rules
+	}
+	Commit struct {
+		RequestID, Caller, EnvelopeID, Beneficiary, Project string
+		Amount                                              int64
+		Description                                         string
+		Policy
+	}
+	Release struct {
+		RequestID, Caller, CommitmentID string
+		Amount                          int64
+		Reason                          string
+	}
+	BulkCommit struct {
+		RequestID, Caller, EnvelopeID string
+		Items                         []BulkItem
+		AllOrNothing                  bool
+	}
+	BulkItem struct {
+		Beneficiary, Project string
+		Amount               int64
+		Description          string
+		Policy
+	}
+)
+
+// The results.
+type (
+	CreateEnvelopeResult struct {
+		Envelope Envelope
+		Parent   *Envelope
+	}
+	MoveAllocationResult struct{ Source, Destination Envelope }
+	SetRulesResult       struct {
+		EnvelopeID, Call string
+		Rules            Rules
+		// AtOnce: in force from the decision on (the ledger stamps the decision time);
+		// otherwise EffectiveFrom is the time asked, after the span.
+		AtOnce        bool
+		EffectiveFrom time.Time
+	}
+	CommitResult struct {
+		Commitment Commitment
+		Envelope   Envelope
+	}
+	ReleaseResult struct {
+		Commitment Commitment
+		Envelope   Envelope
+	}
+	BulkItemResult struct {
+		Commitment *Commitment
+		Refusal    *Refusal
+	}
+	BulkCommitResult struct {
+		Items             []BulkItemResult
+		Accepted, Refused int
+		// Envelope is as the last accepted item left it (when first decided), or the envelope
+		// now when no item was accepted.
+		Envelope Envelope
+	}
+)
+
+// record is a decided request: the payload it was decided for, and its first outcome.
+type record struct {
+	payload string
+	result  any
+	refusal *Refusal
+}
+
+// Ledger is the model's state. Its zero value is not usable: call New.
+type Ledger struct {
+	span        Span
+	envelopes   map[string]Envelope
+	commitments map[string]Commitment
+	// rules holds the rule set in force on each envelope that has one.
+	rules    map[string]Rules
+	requests map[string]record
+	// Creation order, so that callers can pick envelopes and commitments deterministically.
+	envelopeOrder, commitmentOrder []string
+}
+
+// New returns an empty ledger whose decisions are made within span.
+func New(span Span) *Ledger {
+	return &Ledger{span: span, envelopes: map[string]Envelope{}, commitments: map[string]Commitment{},
+		rules: map[string]Rules{}, requests: map[string]record{}}
+}
+
+// Clone returns a copy that shares nothing mutable with l.
+func (l *Ledger) Clone() *Ledger {
+	c := &Ledger{span: l.span, envelopes: make(map[string]Envelope, len(l.envelopes)),
+		commitments: make(map[string]Commitment, len(l.commitments)), rules: make(map[string]Rules, len(l.rules)),
+		requests:        make(map[string]record, len(l.requests)),
+		envelopeOrder:   l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)],
+		commitmentOrder: l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)]}
+	for k, v := range l.envelopes {
+		c.envelopes[k] = v
+	}
+	for k, v := range l.commitments {
+		c.commitments[k] = v
+	}
+	for k, v := range l.rules {
+		c.rules[k] = v // Rules' pointers are never written through
+	}
+	for k, v := range l.requests {
+		c.requests[k] = v // results are values, never written after recording
+	}
+	return c
+}
+
+// Envelope returns an envelope, or ENVELOPE_NOT_FOUND.
+func (l *Ledger) Envelope(id string) (Envelope, *Refusal) {
+	e, ok := l.envelopes[id]
+	if !ok {
+		return Envelope{}, refuse(EnvelopeNotFound, "envelope", "envelopes/"+id)
+	}
+	return e, nil
+}
+
+// Commitment returns a commitment, or COMMITMENT_NOT_FOUND.
+func (l *Ledger) Commitment(id string) (Commitment, *Refusal) {
+	c, ok := l.commitments[id]
+	if !ok {
+		return Commitment{}, refuse(CommitmentNotFound, "commitment", "commitments/"+id)
+	}
+	return c, nil
+}
+
+// EnvelopeIDs returns the ids of the envelopes, oldest first.
+func (l *Ledger) EnvelopeIDs() []string {
+	return l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)]
+}
+
+// CommitmentIDs returns the ids of the commitments, oldest first.
+func (l *Ledger) CommitmentIDs() []string {
+	return l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)]
+}
+
+// Requested reports whether a request id has a recorded outcome.
+func (l *Ledger) Requested(requestID string) bool {
+	_, ok := l.requests[requestID]
+	return ok
+}
+
+// lookup returns the outcome a request id already has for payload: the recorded one for the same
+// payload, REQUEST_ID_REUSED for another.
+func (l *Ledger) lookup(requestID, payload string) (record, bool) {
+	r, ok := l.requests[requestID]
+	if ok && r.payload != payload {
+		return record{refusal: refuse(RequestIDReused, "request_id", requestID)}, true
+	}
+	return r, ok
+}
+
+func (l *Ledger) remember(requestID, payload string, result any, refusal *Refusal) {
+	l.requests[requestID] = record{payload: payload, result: result, refusal: refusal}
+}
+
+// Payloads: everything the caller sent but the request id, written unambiguously.
+
+func (c CreateEnvelope) payload() string {
+	return fmt.Sprintf("create %q %q %q %q %q %d", c.Caller, c.EnvelopeID, c.ParentID, c.DisplayName, c.Currency, c.Allocation)
+}
+
+func (c MoveAllocation) payload() string {
+	return fmt.Sprintf("move %q %q %q %d %q", c.Caller, c.SourceID, c.DestinationID, c.Amount, c.Reason)
+}
+
+func (r Rules) String() string {
+	s := "{"
+	if r.MaxFundingShareBPS != nil {
+		s += fmt.Sprintf(" share=%d", *r.MaxFundingShareBPS)
+	}
+	if r.MinPopulation != nil {
+		s += fmt.Sprintf(" min_population=%d", *r.MinPopulation)
+	}
+	if w := r.AwardWindow; w != nil {
+		s += fmt.Sprintf(" window=[%s,%s)", w.Start.UTC().Format(time.RFC3339Nano), w.End.UTC().Format(time.RFC3339Nano))
+	}
+	return s + " }"
+}
+
+func (c SetRules) payload() string {
+	return fmt.Sprintf("rules %q %q %q %s %s", c.Caller, c.EnvelopeID, c.Call,
+		c.EffectiveTime.UTC().Format(time.RFC3339Nano), c.Rules)
+}
+
+// Text writes the policy out, for payloads and messages.
+func (p Policy) Text() string {
+	return fmt.Sprintf("%d %q %d", p.EligibleCost, p.Territory, p.Population)
+}
+
+func (c Commit) payload() string {
+	return fmt.Sprintf("commit %q %q %q %q %d %q %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
+		c.Description, c.Policy.Text())
+}
+
+func (c Release) payload() string {
+	return fmt.Sprintf("release %q %q %d %q", c.Caller, c.CommitmentID, c.Amount, c.Reason)
+}
+
+func (c BulkCommit) payload() string {
+	s := fmt.Sprintf("bulk %q %q %t %d", c.Caller, c.EnvelopeID, c.AllOrNothing, len(c.Items))
+	for _, it := range c.Items {
+		s += fmt.Sprintf(" [%q %q %d %q %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy.Text())
+	}
+	return s
+}
+
+// Exact arithmetic.
+
+func add(a, b int64) (int64, bool) {
+	if (b > 0 && a > math.MaxInt64-b) || (b < 0 && a < math.MinInt64-b) {
+		return 0, false
+	}
+	return a + b, true
+}
+
+func overflow() *Refusal { return refuse(AmountOverflow) }
+
+func invalid(field string) *Refusal { return refuse(InvalidArgument, "field", field) }
+
+// CreateEnvelope creates a root envelope, or a child funded from its parent.
+func (l *Ledger) CreateEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusal) {
+	if c.Allocation <= 0 {
+		return CreateEnvelopeResult{}, invalid("allocation")
+	}
+	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := r.result.(CreateEnvelopeResult)
+		return res, r.refusal
+	}
+	res, refusal := l.createEnvelope(c)
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusal) {
+	if _, ok := l.envelopes[c.EnvelopeID]; ok {
+		return CreateEnvelopeResult{}, refuse(EnvelopeAlreadyExists, "envelope", "envelopes/"+c.EnvelopeID)
+	}
+	env := Envelope{ID: c.EnvelopeID, ParentID: c.ParentID, DisplayName: c.DisplayName, Currency: c.Currency,
+		Allocation: c.Allocation}
+	var res CreateEnvelopeResult
+	if c.ParentID == "" {
+		if env.Currency == "" {
+			env.Currency = "EUR"
+		}
+	} else {
+		parent, refusal := l.Envelope(c.ParentID)
+		if refusal != nil {
+			return res, refusal
+		}
+		if env.Currency == "" {
+			env.Currency = parent.Currency
+		}
+		if env.Currency != parent.Currency {
+			return res, refuse(CurrencyMismatch)
+		}
+		if parent.Available() < c.Allocation {
+			return res, refuse(InsufficientFunds, "available", itoa(parent.Available()), "requested", itoa(c.Allocation))
+		}
+		var ok bool
+		if parent.ChildrenAllocated, ok = add(parent.ChildrenAllocated, c.Allocation); !ok {
+			return res, overflow()
+		}
+		l.envelopes[parent.ID] = parent
+		res.Parent = &parent
+	}
+	l.envelopes[env.ID] = env
+	l.envelopeOrder = append(l.envelopeOrder, env.ID)
+	res.Envelope = env
+	return res, nil
+}
+
+// MoveAllocation moves allocation between a parent and its child, or between siblings.
+func (l *Ledger) MoveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusal) {
+	if c.Amount <= 0 {
+		return MoveAllocationResult{}, invalid("amount")
+	}
+	if c.SourceID == c.DestinationID {
+		return MoveAllocationResult{}, invalid("destination")
+	}
+	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := r.result.(MoveAllocationResult)
+		return res, r.refusal
+	}
+	res, refusal := l.moveAllocation(c)
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+func (l *Ledger) moveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusal) {
+	src, srcFound := l.envelopes[c.SourceID]
+	dst, dstFound := l.envelopes[c.DestinationID]
+	switch {
+	case !srcFound && !dstFound:
+		return MoveAllocationResult{}, refuse(EnvelopeNotFound)
+	case !srcFound:
+		return MoveAllocationResult{}, refuse(EnvelopeNotFound, "envelope", "envelopes/"+c.SourceID)
+	case !dstFound:
+		return MoveAllocationResult{}, refuse(EnvelopeNotFound, "envelope", "envelopes/"+c.DestinationID)
+	}
+	if src.Currency != dst.Currency {
+		return MoveAllocationResult{}, refuse(CurrencyMismatch)
+	}
+	if src.Available() < c.Amount {
+		return MoveAllocationResult{}, refuse(InsufficientFunds, "available", itoa(src.Available()), "requested", itoa(c.Amount))
+	}
+	ok := true
+	switch {
+	case dst.ParentID == src.ID: // parent to child
+		src.ChildrenAllocated, ok = add(src.ChildrenAllocated, c.Amount)
+		if ok {
+			dst.Allocation, ok = add(dst.Allocation, c.Amount)
+		}
+	case src.ParentID == dst.ID: // child to parent
+		src.Allocation -= c.Amount
+		dst.ChildrenAllocated -= c.Amount
+	case src.ParentID == dst.ParentID: // siblings, or two roots
+		src.Allocation -= c.Amount
+		dst.Allocation, ok = add(dst.Allocation, c.Amount)
+	default:
+		return MoveAllocationResult{}, refuse(EnvelopesNotRelated)
+	}
+	if !ok {
+		return MoveAllocationResult{}, overflow()
+	}
+	l.envelopes[src.ID], l.envelopes[dst.ID] = src, dst
+	return MoveAllocationResult{Source: src, Destination: dst}, nil
+}
+
+// atOnce reports whether a rule set asked to take effect at t is in force from its decision on
+// (t zero or before the span) or never within the run (t after the span).
+func (l *Ledger) atOnce(t time.Time) bool {
+	switch {
+	case t.IsZero() || !t.After(l.span.From):
+		return true
+	case !t.Before(l.span.To):
+		return false
+	}
+	panic(fmt.Sprintf("model: effective time %s falls within the run's span; the model cannot decide it", t))
+}
+
+// windowContainsRun reports whether w contains every decision of the run (true) or none (false).
+func (l *Ledger) windowContainsRun(w Window) bool {
+	startOK := w.Start.IsZero() || !w.Start.After(l.span.From)
+	endOK := w.End.IsZero() || !w.End.Before(l.span.To)
+	startNever := !w.Start.IsZero() && !w.Start.Before(l.span.To)
+	endNever := !w.End.IsZero() && !w.End.After(l.span.From)
+	switch {
+	case startOK && endOK:
+		return true
+	case startNever || endNever:
+		return false
+	}
+	panic(fmt.Sprintf("model: award window [%s, %s) cuts the run's span; the model cannot decide it", w.Start, w.End))
+}
+
+// SetRules gives an envelope a new rule set.
+func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
+	r := c.Rules
+	switch {
+	case r.MaxFundingShareBPS != nil && (*r.MaxFundingShareBPS < 1 || *r.MaxFundingShareBPS > 10000):
+		return SetRulesResult{}, invalid("rules.max_funding_share_bps")
+	case r.MinPopulation != nil && *r.MinPopulation < 0:
+		return SetRulesResult{}, invalid("rules.min_population")
+	case r.AwardWindow != nil && !r.AwardWindow.Start.IsZero() && !r.AwardWindow.End.IsZero() &&
+		!r.AwardWindow.Start.Before(r.AwardWindow.End):
+		return SetRulesResult{}, invalid("rules.award_window")
+	}
+	atOnce := l.atOnce(c.EffectiveTime)
+	if w := r.AwardWindow; w != nil {
+		l.windowContainsRun(*w) // panics if undecidable
+	}
+	if rec, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := rec.result.(SetRulesResult)
+		return res, rec.refusal
+	}
+	var (
+		res     SetRulesResult
+		refusal *Refusal
+	)
+	if _, refusal = l.Envelope(c.EnvelopeID); refusal == nil {
+		res = SetRulesResult{EnvelopeID: c.EnvelopeID, Call: c.Call, Rules: c.Rules, AtOnce: atOnce}
+		if atOnce {
+			l.rules[c.EnvelopeID] = c.Rules
+		} else {
+			res.EffectiveFrom = c.EffectiveTime.UTC()
+		}
+	}
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+// effective is an envelope's effective rules: each rule from the nearest envelope of its chain
+// whose rule set in force sets it.
+type effective struct {
+	share, minPopulation *int64
+	window               *Window
+}
+
+func (l *Ledger) effectiveRules(envelopeID string) effective {
+	var e effective
+	for id := envelopeID; id != ""; id = l.envelopes[id].ParentID {
+		r, ok := l.rules[id]
+		if !ok {
+			continue
+		}
+		if e.share == nil {
+			e.share = r.MaxFundingShareBPS
+		}
+		if e.minPopulation == nil {
+			e.minPopulation = r.MinPopulation
+		}
+		if e.window == nil {
+			e.window = r.AwardWindow
+		}
+	}
+	return e
+}
+
+// projectHolds is what a project holds on an envelope: its awards there minus their releases.
+func (l *Ledger) projectHolds(envelopeID, project string) *big.Int {
+	sum := new(big.Int)
+	for _, c := range l.commitments {
+		if c.EnvelopeID == envelopeID && c.Project == project {
+			sum.Add(sum, big.NewInt(c.Remaining()))
+		}
+	}
+	return sum
+}
+
+// checkRules decides whether an award on envelopeID obeys the rules in force.
+func (l *Ledger) checkRules(envelopeID, project string, amount int64, p Policy) *Refusal {
+	r := l.effectiveRules(envelopeID)
+	if r.window != nil && !l.windowContainsRun(*r.window) {
+		return refuse(PolicyViolation, "rule", "award_window")
+	}
+	if r.minPopulation != nil && *r.minPopulation > 0 {
+		if p.Population == 0 {
+			return refuse(PolicyViolation, "rule", "min_population", "missing", "population")
+		}
+		if p.Population < *r.minPopulation {
+			return refuse(PolicyViolation, "rule", "min_population", "population", itoa(p.Population))
+		}
+	}
+	if r.share != nil && *r.share < 10000 {
+		if p.EligibleCost == 0 {
+			return refuse(PolicyViolation, "rule", "max_funding_share", "missing", "eligible_cost")
+		}
+		maxAward := new(big.Int).Mul(big.NewInt(p.EligibleCost), big.NewInt(*r.share))
+		maxAward.Quo(maxAward, big.NewInt(10000))
+		holds := l.projectHolds(envelopeID, project)
+		total := new(big.Int).Add(holds, big.NewInt(amount))
+		if total.Cmp(maxAward) > 0 {
+			return refuse(PolicyViolation, "rule", "max_funding_share", "max_award", maxAward.String(),
+				"already_awarded", holds.String(), "requested", itoa(amount))
+		}
+	}
+	return nil
+}
+
+// invalidAward returns the field of an award that is invalid, prefixed, or "".
+func invalidAward(prefix string, amount int64, p Policy) string {
+	switch {
+	case amount <= 0:
+		return prefix + "amount"
+	case p.EligibleCost < 0:
+		return prefix + "eligible_cost"
+	case p.Population < 0:
+		return prefix + "population"
+	}
+	return ""
+}
+
+// award decides one award on the current state and applies it if accepted.
+func (l *Ledger) award(envelopeID, newID string, it BulkItem) (Commitment, Envelope, *Refusal) {
+	env, refusal := l.Envelope(envelopeID)
+	if refusal != nil {
+		return Commitment{}, Envelope{}, refusal
+	}
+	if refusal := l.checkRules(envelopeID, it.Project, it.Amount, it.Policy); refusal != nil {
+		return Commitment{}, Envelope{}, refusal
+	}
+	if env.Available() < it.Amount {
+		return Commitment{}, Envelope{}, refuse(InsufficientFunds, "available", itoa(env.Available()), "requested", itoa(it.Amount))
+	}
+	var ok bool
+	if env.Committed, ok = add(env.Committed, it.Amount); !ok {
+		return Commitment{}, Envelope{}, overflow()
+	}
+	if _, taken := l.commitments[newID]; taken {
+		panic("model: the commitment id " + newID + " is already taken")
+	}
+	env.CommitmentCount++
+	c := Commitment{ID: newID, EnvelopeID: envelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
+		Currency: env.Currency, Description: it.Description, Amount: it.Amount, Policy: it.Policy}
+	l.envelopes[envelopeID] = env
+	l.commitments[newID] = c
+	l.commitmentOrder = append(l.commitmentOrder, newID)
+	return c, env, nil
+}
+
+// IDTaken reports whether a commitment id is in use: the ledger must name each award afresh.
+func (l *Ledger) IDTaken(id string) bool {
+	_, ok := l.commitments[id]
+	return ok
+}
+
+// Commit awards an amount of an envelope to a project; an accepted award is named newID.
+func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
+	if field := invalidAward("", c.Amount, c.Policy); field != "" {
+		return CommitResult{}, invalid(field)
+	}
+	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := r.result.(CommitResult)
+		return res, r.refusal
+	}
+	var res CommitResult
+	com, env, refusal := l.award(c.EnvelopeID, newID, BulkItem{Beneficiary: c.Beneficiary, Project: c.Project,
+		Amount: c.Amount, Description: c.Description, Policy: c.Policy})
+	if refusal == nil {
+		res = CommitResult{Commitment: com, Envelope: env}
+	}
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+// Release returns part of a commitment's remaining amount to its envelope.
+func (l *Ledger) Release(c Release) (ReleaseResult, *Refusal) {
+	if c.Amount <= 0 {
+		return ReleaseResult{}, invalid("amount")
+	}
+	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := r.result.(ReleaseResult)
+		return res, r.refusal
+	}
+	res, refusal := l.release(c)
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
+	com, refusal := l.Commitment(c.CommitmentID)
+	if refusal != nil {
+		return ReleaseResult{}, refusal
+	}
+	if com.Remaining() < c.Amount {
+		return ReleaseResult{}, refuse(ReleaseExceedsRemaining, "remaining", itoa(com.Remaining()), "requested", itoa(c.Amount))
+	}
+	env := l.envelopes[com.EnvelopeID]
+	var ok bool
+	if env.Released, ok = add(env.Released, c.Amount); !ok {
+		return ReleaseResult{}, overflow()
+	}
+	env.Committed -= c.Amount
+	com.Released += c.Amount
+	l.envelopes[env.ID], l.commitments[com.ID] = env, com
+	return ReleaseResult{Commitment: com, Envelope: env}, nil
+}
+
+// BulkCommit decides the items of one call in order; an accepted item i is named newIDs[i].
+func (l *Ledger) BulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *Refusal) {
+	if len(c.Items) == 0 || len(c.Items) > MaxBulkItems {
+		return BulkCommitResult{}, invalid("items")
+	}
+	for i, it := range c.Items {
+		if field := invalidAward(fmt.Sprintf("items[%d].", i), it.Amount, it.Policy); field != "" {
+			return BulkCommitResult{}, invalid(field)
+		}
+	}
+	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+		res, _ := r.result.(BulkCommitResult)
+		if r.refusal == nil && res.Accepted == 0 {
+			res.Envelope = l.envelopes[c.EnvelopeID]
+		}
+		return res, r.refusal
+	}
+	res, refusal := l.bulkCommit(c, newIDs)
+	l.remember(c.RequestID, c.payload(), res, refusal)
+	return res, refusal
+}
+
+func (l *Ledger) bulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *Refusal) {
+	if _, refusal := l.Envelope(c.EnvelopeID); refusal != nil {
+		return BulkCommitResult{}, refusal
+	}
+	// All-or-nothing decides on a copy and keeps it only if every item is accepted.
+	work := l
+	if c.AllOrNothing {
+		work = l.Clone()
+	}
+	res := BulkCommitResult{Items: make([]BulkItemResult, len(c.Items))}
+	for i, it := range c.Items {
+		id := fmt.Sprintf("model-unnamed-%d", i)
+		if i < len(newIDs) && newIDs[i] != "" {
+			id = newIDs[i]
+		}
+		com, env, refusal := work.award(c.EnvelopeID, id, it)
+		if refusal != nil {
+			if c.AllOrNothing {
+				whole := refuse(refusal.Reason, "item", strconv.Itoa(i))
+				for k, v := range refusal.Metadata {
+					whole.Metadata[k] = v
+				}
+				return BulkCommitResult{}, whole
+			}
+			res.Items[i].Refusal = refusal
+			res.Refused++
+			continue
+		}
+		res.Items[i].Commitment = &com
+		res.Accepted++
+		res.Envelope = env
+	}
+	if c.AllOrNothing {
+		*l = *work
+	}
+	if res.Accepted == 0 {
+		res.Envelope = l.envelopes[c.EnvelopeID]
+	}
+	return res, nil
+}

@@ -36,10 +36,11 @@ import (
 )
 
 // flagRuleRace lets the clients change the rules of envelopes that have children while awards
-// are made below them. On PostgreSQL this finds issue 12 §1 (a child's award is decided without
-// a rule change on its parent that the journal orders before it), so it is off until that is
-// fixed; without it, rule changes name envelopes without children only.
-var flagRuleRace = flag.Bool("model.rulerace", false, "change parents' rules while their children take awards (issue 12 §1)")
+// are made below them (on by default). On PostgreSQL this found issue 12 §1 (a child's award
+// decided without a rule change on its parent that the journal orders before it), now fixed: a
+// rule change locks its whole subtree. -model.rulerace=false changes rules only on envelopes
+// without children.
+var flagRuleRace = flag.Bool("model.rulerace", true, "change parents' rules while their children take awards (issue 12 §1)")
 
 const (
 	defaultConcurrentOps = 2000

@@ -56,7 +56,13 @@ type Config struct {
 	BatchQueues int
 	// Registerer receives the ledger's Prometheus metrics (default: none are registered).
 	Registerer prometheus.Registerer
+	// MustExist opens only a ledger that exists: a missing SQLite file is ErrNoDatabase instead
+	// of a new, empty ledger (for the verifier and other tools that only read).
+	MustExist bool
 }
+
+// ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
+var ErrNoDatabase = store.ErrNoDatabase
 
 func (c Config) withDefaults() Config {
 	if c.TxTimeout <= 0 {
@@ -99,7 +105,8 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried})
+	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried,
+		MustExist: cfg.MustExist})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,13 +69,21 @@ func TestVerifyCommand(t *testing.T) {
 }
 
 // TestVerifyCommandMissingDatabase: verifying a path where no ledger is fails, rather than
-// creating an empty ledger and calling it sound.
+// creating an empty ledger and calling it sound, however the path is spelt (issue 12 item 7:
+// sqlite:///tmp/typo.db slipped past a check that only looked at bare paths), and no file is
+// left behind.
 func TestVerifyCommandMissingDatabase(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "typo.db")
-	err := verifyMain(context.Background(), []string{"--database", path}, &bytes.Buffer{}, &bytes.Buffer{})
-	if err == nil || errors.Is(err, errDiscrepancies) || !strings.Contains(err.Error(), "no ledger at") {
-		t.Fatalf("verify of a missing file: %v, want a 'no ledger at' error", err)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "typo.db")
+	for _, database := range []string{path, "sqlite:" + path, "sqlite://" + path, "file:" + path} {
+		err := realMain(context.Background(), []string{"verify", "--database", database}, &bytes.Buffer{})
+		if err == nil || errors.Is(err, errDiscrepancies) || !strings.Contains(err.Error(), "no ledger at") {
+			t.Errorf("verify --database %s: %v, want a 'no ledger at' error", database, err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("verify --database %s left %v behind", database, entries)
+		}
 	}
 }
 

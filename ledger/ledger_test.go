@@ -1364,7 +1364,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			got = append(got, finding{d.Invariant, d.Subject})
 		}
 		want := []finding{
-			{1, EntryName(created["axis-1"].EntryID)},
+			{1, EntryName(created["axis-1"].EntryID)}, // postings sum to 5
+			{1, EntryName(created["axis-1"].EntryID)}, // posts to suspense/tamper, which does not exist
 			{4, CommitmentName(c.Commitment.ID)},
 			{4, "envelopes/axis-2"},                                // committed != its commitments' remaining
 			{4, "envelopes/axis-2"},                                // released != its commitments' released

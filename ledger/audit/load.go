@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"math/big"
+	"slices"
 	"sort"
 
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -10,8 +11,8 @@ import (
 
 // load reads every row the checks need, in the transaction of q.
 func load(ctx context.Context, q store.Querier) (*snapshot, error) {
-	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}}
-	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings", func(r store.Rows) error {
+	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{}}
+	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
 		var (
 			entry, account string
 			amount         int64
@@ -21,13 +22,25 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		}
 		bigAdd(s.entrySums, entry, amount)
 		bigAdd(s.accounts, account, amount)
+		if !slices.Contains(s.entryAccounts[entry], account) {
+			s.entryAccounts[entry] = append(s.entryAccounts[entry], account)
+		}
 		return nil
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind FROM journal_entries", func(r store.Rows) error {
+		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at FROM journal_entries", func(r store.Rows) error {
 			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind)
+			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt)
 			s.entries = append(s.entries, e)
+			return err
+		})
+	}
+	if err == nil {
+		err = each(ctx, q, `SELECT id, envelope_id, call_name, effective_from, rules, caller, request_id, created_at
+			FROM envelope_rules ORDER BY envelope_id, effective_from, id`, func(r store.Rows) error {
+			var rs ruleSetRow
+			err := r.Scan(&rs.id, &rs.envelopeID, &rs.call, &rs.effectiveFrom, &rs.rules, &rs.caller, &rs.requestID, &rs.createdAt)
+			s.ruleSets = append(s.ruleSets, rs)
 			return err
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -43,9 +44,16 @@ func decodePageToken(token, filterKey string) (string, error) {
 		return "", bad
 	}
 	var t pageToken
-	if err := json.Unmarshal(raw, &t); err != nil || t.V != pageTokenVersion || t.After == "" ||
+	if err := json.Unmarshal(raw, &t); err != nil || t.V != pageTokenVersion || !validCursor(t.After) ||
 		t.Filter != filterDigest(filterKey) {
 		return "", bad
 	}
 	return t.After, nil
 }
+
+// cursorPattern is what every key the store pages by looks like (envelope ids, UUIDs): printable
+// ASCII without spaces. A hand-made token's key reaches the database as a query argument, so
+// anything else (a NUL, which PostgreSQL cannot hold in text) is refused here, as a bad token.
+var cursorPattern = regexp.MustCompile(`^[!-~]{1,128}$`)
+
+func validCursor(after string) bool { return cursorPattern.MatchString(after) }

@@ -977,7 +977,7 @@ type ListCommitmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. Only commitments of this envelope, "envelopes/{envelope_id}".
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. Only commitments to this beneficiary.
+	// Optional. Only commitments to this beneficiary; at most 200 printable characters.
 	Beneficiary string `protobuf:"bytes,2,opt,name=beneficiary,proto3" json:"beneficiary,omitempty"`
 	// Optional. Maximum number of commitments to return, 0 to 1000; 0 means 50.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -1197,10 +1197,10 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\x15GetCommitmentResponse\x12;\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentR\n" +
-	"commitment\"\xe4\x01\n" +
+	"commitment\"\xf9\x01\n" +
 	"\x16ListCommitmentsRequest\x12L\n" +
-	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12*\n" +
-	"\vbeneficiary\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vbeneficiary\x12'\n" +
+	"\benvelope\x18\x01 \x01(\tB0\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12?\n" +
+	"\vbeneficiary\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12'\n" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +

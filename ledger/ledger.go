@@ -205,10 +205,28 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 }
 
 // Report computes the funding report of the envelope rootID and its descendants (every tree when
-// rootID is empty) as of time asOf (now when zero); see package report.
+// rootID is empty) as of time asOf, or now when asOf is zero; see package report. A report as of
+// 0001-01-01T00:00:00Z, which is the zero time, is ReportAt's.
 func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
+	if asOf.IsZero() {
+		return l.report(ctx, rootID, nil)
+	}
+	return l.report(ctx, rootID, &asOf)
+}
+
+// ReportAt is Report as of exactly asOf, even the zero time (0001-01-01T00:00:00Z).
+func (l *Ledger) ReportAt(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
+	return l.report(ctx, rootID, &asOf)
+}
+
+func (l *Ledger) report(ctx context.Context, rootID string, asOf *time.Time) (Report, error) {
 	if rootID != "" {
 		if err := core.CheckEnvelopeID("envelope", rootID); err != nil {
+			return Report{}, err
+		}
+	}
+	if asOf != nil {
+		if err := core.CheckTime("as_of_time", *asOf); err != nil {
 			return Report{}, err
 		}
 	}

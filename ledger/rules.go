@@ -28,7 +28,7 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 // GetRules returns an envelope's rule sets and the rules in force on it at time at (now if zero).
 func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) (EnvelopeRules, error) {
 	var out EnvelopeRules
-	if err := core.CheckEnvelopeID("envelope", envelopeID); err != nil {
+	if err := firstErr(core.CheckEnvelopeID("envelope", envelopeID), core.CheckTime("time", at)); err != nil {
 		return out, err
 	}
 	if at.IsZero() {
@@ -53,4 +53,13 @@ func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) 
 		return nil
 	})
 	return out, l.classify(ctx, err)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

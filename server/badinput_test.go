@@ -2,10 +2,15 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -14,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -95,7 +101,15 @@ func (h *harness) state(t *testing.T, envelopes ...string) ledgerState {
 // option changes that code; the ledger is untouched, which is what matters here.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	h := start(t, testdb.SQLite(t))
+	// On every engine: some input only PostgreSQL chokes on (a NUL in text).
+	testdb.Each(t, func(t *testing.T, database string) {
+		t.Parallel()
+		testBadInput(t, database)
+	})
+}
+
+func testBadInput(t *testing.T, database string) {
+	h := start(t, database)
 	h.buildFund(t)
 	ctx := context.Background()
 	for _, req := range []*pb.CreateEnvelopeRequest{
@@ -123,6 +137,21 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("ListEnvelopes: %v, next page %q", err, page.GetNextPageToken())
 	}
 	otherFilterToken := page.GetNextPageToken()
+	// Report sums: an award of nearly the largest amount, released, then made again, has awarded
+	// twice that, which no int64 holds.
+	for _, rid := range []string{"huge-1", "huge-2"} {
+		huge, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/big", Beneficiary: "b", Project: "p",
+			Amount: math.MaxInt64 - 10, RequestId: rid})
+		if err != nil {
+			t.Fatalf("Commit near the largest amount: %v", err)
+		}
+		if rid == "huge-1" {
+			if _, err := h.commitments.Release(ctx, &pb.ReleaseRequest{Commitment: huge.GetCommitment().GetName(),
+				Amount: math.MaxInt64 - 10, Reason: "abandoned", RequestId: "huge-release"}); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+		}
+	}
 	watched := []string{"envelopes/fund", "envelopes/axis-1", "envelopes/axis-2", "envelopes/axis-3",
 		"envelopes/big", "envelopes/small", "envelopes/dollars"}
 	before := h.state(t, watched...)
@@ -135,6 +164,29 @@ func TestBadInput(t *testing.T) {
 	nextID := func() string {
 		n++
 		return fmt.Sprintf("bad-%d", n)
+	}
+	reports := pb.NewReportServiceClient(h.conn)
+	report := func(req *pb.GetFundingReportRequest) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, req)
+			return err
+		}
+	}
+	setRules := func(mod func(*pb.SetEnvelopeRulesRequest)) func(context.Context) error {
+		rid := nextID()
+		return func(ctx context.Context) error {
+			req := &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Call: "appel-2", RequestId: rid,
+				Rules: &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(time.Date(2021, 9, 20, 0, 0, 0, 0, time.UTC))}}}
+			mod(req)
+			_, err := h.envelopes.SetEnvelopeRules(ctx, req)
+			return err
+		}
+	}
+	// A page token as a client could forge it: a cursor with a NUL, for the listing's filters.
+	forgedToken := func(filterKey, after string) string {
+		sum := sha256.Sum256([]byte(filterKey))
+		raw, _ := json.Marshal(map[string]any{"v": 1, "a": after, "f": hex.EncodeToString(sum[:8])})
+		return base64.RawURLEncoding.EncodeToString(raw)
 	}
 	commit := func(mod func(*pb.CommitRequest)) func(context.Context) error {
 		rid := nextID()
@@ -330,6 +382,57 @@ func TestBadInput(t *testing.T) {
 			_, err := h.envelopes.ListEnvelopes(ctx, &pb.ListEnvelopesRequest{PageSize: -1})
 			return err
 		}, codes.InvalidArgument, invalid, "page_size"},
+
+		// Filters and cursors reach the database as text: what it cannot hold (a NUL, which
+		// PostgreSQL refuses in text) is refused first, with the field named (issue 12 item 7).
+		{"ListCommitments beneficiary with a NUL", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\x00"})
+			return err
+		}, codes.InvalidArgument, invalid, "beneficiary"},
+		{"ListCommitments beneficiary with a line break", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\n217500016"})
+			return err
+		}, codes.InvalidArgument, invalid, "beneficiary"},
+		{"ListCommitments page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{PageToken: forgedToken("commitments\x00\x00", "0190\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"ListJournalEntries page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.journal.ListJournalEntries(ctx, &pb.ListJournalEntriesRequest{PageToken: forgedToken("entries\x00\x00", "\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"ListEnvelopes page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.envelopes.ListEnvelopes(ctx, &pb.ListEnvelopesRequest{PageToken: forgedToken("envelopes\x00", "axis\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+
+		// Timestamps: only 0001-01-01 … 9999-12-31 (google.protobuf.Timestamp's range).
+		{"SetEnvelopeRules award window ending in year 10000", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules.AwardWindow.EndTime = timestamppb.New(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+		}), codes.InvalidArgument, invalid, "rules.award_window.end_time"},
+		{"SetEnvelopeRules award window starting before year 1", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules.AwardWindow.StartTime = &timestamppb.Timestamp{Seconds: -62135596801}
+		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
+		{"SetEnvelopeRules effective time with nanos out of range", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 1, Nanos: 1_000_000_000}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"GetFundingReport as of 10^13 s", report(&pb.GetFundingReportRequest{Envelope: "envelopes/fund",
+			AsOfTime: &timestamppb.Timestamp{Seconds: 10_000_000_000_000}}), codes.InvalidArgument, invalid, "as_of_time"},
+		// 0001-01-01T00:00:00Z is Go's zero time, once read as "now": the fund did not exist then.
+		{"GetFundingReport as of 0001-01-01", report(&pb.GetFundingReportRequest{Envelope: "envelopes/fund",
+			AsOfTime: timestamppb.New(time.Time{})}), codes.NotFound, noEnv, ""},
+		{"GetEnvelopeRules at year 10000", func(ctx context.Context) error {
+			_, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2",
+				Time: &timestamppb.Timestamp{Seconds: 253402300800}})
+			return err
+		}, codes.InvalidArgument, invalid, "time"},
+
+		// Report sums are exact, and refused when a figure does not fit an int64: awarded here is
+		// twice nearly the largest amount (see the set-up).
+		{"GetFundingReport awarded beyond int64", report(&pb.GetFundingReportRequest{Envelope: "envelopes/big"}),
+			codes.FailedPrecondition, "AMOUNT_OVERFLOW", ""},
+		{"GetFundingReport of every tree, awarded beyond int64", report(&pb.GetFundingReportRequest{}),
+			codes.FailedPrecondition, "AMOUNT_OVERFLOW", ""},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("the catalogue has %d cases, want at least 30", len(cases))

@@ -14,9 +14,13 @@ import (
 // the funding report (ReportService).
 
 func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvelopeRulesRequest) (*pb.SetEnvelopeRulesResponse, error) {
-	var effective time.Time
-	if req.GetEffectiveTime() != nil {
-		effective = req.GetEffectiveTime().AsTime()
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rules, err := rulesFromPB(req.GetRules())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	res, err := s.ledger.SetRules(ctx, ledger.SetRules{
 		RequestID:     req.GetRequestId(),
@@ -24,7 +28,7 @@ func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvel
 		EnvelopeID:    id(req.GetEnvelope(), "envelopes"),
 		Call:          req.GetCall(),
 		EffectiveTime: effective,
-		Rules:         rulesFromPB(req.GetRules()),
+		Rules:         rules,
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -33,9 +37,9 @@ func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvel
 }
 
 func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvelopeRulesRequest) (*pb.GetEnvelopeRulesResponse, error) {
-	var at time.Time
-	if req.GetTime() != nil {
-		at = req.GetTime().AsTime()
+	at, err := timeOf("time", req.GetTime())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	res, err := s.ledger.GetRules(ctx, id(req.GetEnvelope(), "envelopes"), at)
 	if err != nil {
@@ -63,7 +67,7 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	return out, nil
 }
 
-func rulesFromPB(r *pb.FundingRules) ledger.Rules {
+func rulesFromPB(r *pb.FundingRules) (ledger.Rules, error) {
 	var out ledger.Rules
 	if r.MaxFundingShareBps != nil {
 		v := r.GetMaxFundingShareBps()
@@ -74,15 +78,17 @@ func rulesFromPB(r *pb.FundingRules) ledger.Rules {
 		out.MinPopulation = &v
 	}
 	if w := r.GetAwardWindow(); w != nil {
-		out.AwardWindow = &ledger.Window{}
-		if w.GetStartTime() != nil {
-			out.AwardWindow.Start = w.GetStartTime().AsTime().UTC()
+		start, err := timeOf("rules.award_window.start_time", w.GetStartTime())
+		if err != nil {
+			return out, err
 		}
-		if w.GetEndTime() != nil {
-			out.AwardWindow.End = w.GetEndTime().AsTime().UTC()
+		end, err := timeOf("rules.award_window.end_time", w.GetEndTime())
+		if err != nil {
+			return out, err
 		}
+		out.AwardWindow = &ledger.Window{Start: start.UTC(), End: end.UTC()}
 	}
-	return out
+	return out, nil
 }
 
 func windowPB(w *ledger.Window) *pb.AwardWindow {
@@ -120,11 +126,17 @@ type reportService struct {
 }
 
 func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFundingReportRequest) (*pb.GetFundingReportResponse, error) {
-	var asOf time.Time
-	if req.GetAsOfTime() != nil {
-		asOf = req.GetAsOfTime().AsTime()
+	asOf, err := timeOf("as_of_time", req.GetAsOfTime())
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	rep, err := s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
+	var rep ledger.Report
+	if req.GetAsOfTime() != nil {
+		// As of exactly the time given, even 0001-01-01T00:00:00Z (the zero time, "now" to Report).
+		rep, err = s.ledger.ReportAt(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
+	} else {
+		rep, err = s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), time.Time{})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

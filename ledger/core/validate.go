@@ -3,6 +3,7 @@ package core
 import (
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -77,6 +78,22 @@ func CheckText(field, s string, min, max int) error {
 		return InvalidArgument(field, "must be at most %d characters", max)
 	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return InvalidArgument(field, "must not contain control characters")
+	}
+	return nil
+}
+
+// The times the ledger takes and gives back: those of google.protobuf.Timestamp and RFC 3339,
+// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z. Their microseconds since the Unix epoch,
+// as stored, fit an int64 throughout; beyond, they would wrap, and JSON cannot hold them.
+var (
+	MinTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+)
+
+// CheckTime checks that a time given in field is between MinTime and MaxTime.
+func CheckTime(field string, t time.Time) error {
+	if t.Before(MinTime) || t.After(MaxTime) {
+		return InvalidArgument(field, "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z")
 	}
 	return nil
 }

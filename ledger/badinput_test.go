@@ -28,7 +28,12 @@ func TestLedgerRefusesWhatTheDatabaseCannotHold(t *testing.T) {
 			_, _, err := l.ListCommitments(ctx, CommitmentFilter{Beneficiary: b}, Page{})
 			invalid("ListCommitments beneficiary "+b, "beneficiary", err)
 		}
-		_, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+		// The caller is stored with every entry: a NUL in it reached PostgreSQL (INTERNAL).
+		nulCaller := commitCmd("axis-1", "b", 1)
+		nulCaller.Caller = "service:\x00"
+		_, err := l.Commit(ctx, nulCaller)
+		invalid("Commit by a caller with a NUL", "caller", err)
+		_, err = l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
 			Call: "appel-1", Rules: Rules{AwardWindow: &Window{End: year10000}}})
 		invalid("SetRules window ending in year 10000", "rules.award_window.end_time", err)
 		_, err = l.Report(ctx, "fund", year10000)

@@ -118,7 +118,7 @@ type SetRulesResult struct {
 }
 
 func (c *SetRules) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID),
+	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime))
 	if err != nil {
 		return err

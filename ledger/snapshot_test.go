@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/budgetledger/budgetledger/ledger/audit"
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
@@ -78,4 +79,79 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 	if got := mustGetEnvelope(t, l, "fund").DisplayName; got != "envelope fund" {
 		t.Errorf("display name %q after a refused write", got)
 	}
+}
+
+// TestVerifyReadsOneSnapshotWhileAwardsGoOn protects items 8 and 4 together: Verify is paused
+// half-way through its first table, an award commits meanwhile (it would wait for Verify's
+// write lock, and fail, before the fix), and Verify, resumed, reads every other table in the same
+// snapshot: it finds the ledger sound and counts the journal as it was when it began.
+func TestVerifyReadsOneSnapshotWhileAwardsGoOn(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		mustCommit(t, l, "axis-1", "commune", 1_000)
+		before := requireVerifyOK(t, l)
+		var awardErr error
+		paused := &pausingEngine{Engine: l.db, pause: func() {
+			awardCtx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			_, awardErr = l.Commit(awardCtx, commitCmd("axis-1", "metropole", 500))
+		}}
+		rep, err := audit.Verify(ctx, paused)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		if !paused.paused {
+			t.Fatal("Verify read no row: the test did not pause it")
+		}
+		if awardErr != nil {
+			t.Fatalf("Commit while Verify was half-way: %v", awardErr)
+		}
+		if !rep.OK() || rep.Entries != before.Entries || rep.Commitments != before.Commitments {
+			t.Errorf("Verify across an award: %d entries, %d commitments, %v; want its snapshot's %d, %d and none",
+				rep.Entries, rep.Commitments, rep.Discrepancies, before.Entries, before.Commitments)
+		}
+		if after := requireVerifyOK(t, l); after.Entries != before.Entries+1 {
+			t.Errorf("Verify after the award: %d entries, want %d", after.Entries, before.Entries+1)
+		}
+	})
+}
+
+// pausingEngine runs pause once, when a read-only transaction has read its first row.
+type pausingEngine struct {
+	store.Engine
+	pause  func()
+	paused bool
+}
+
+func (e *pausingEngine) ReadOnly(ctx context.Context, fn func(q store.Querier) error) error {
+	return e.Engine.ReadOnly(ctx, func(q store.Querier) error { return fn(pausingQuerier{q, e}) })
+}
+
+type pausingQuerier struct {
+	store.Querier
+	e *pausingEngine
+}
+
+func (q pausingQuerier) Query(ctx context.Context, query string, args ...any) (store.Rows, error) {
+	rs, err := q.Querier.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &pausingRows{Rows: rs, e: q.e}, nil
+}
+
+type pausingRows struct {
+	store.Rows
+	e *pausingEngine
+}
+
+func (r *pausingRows) Next() bool {
+	ok := r.Rows.Next()
+	if ok && !r.e.paused {
+		r.e.paused = true
+		r.e.pause()
+	}
+	return ok
 }

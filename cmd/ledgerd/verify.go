@@ -38,7 +38,7 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// path, sqlite:PATH, sqlite:///PATH, file:PATH) would create an empty ledger and call it sound.
 	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true, MustExist: true})
 	if errors.Is(err, ledger.ErrNoDatabase) {
-		return fmt.Errorf("verify: no ledger at %s: %w", describe(*database), err)
+		return fmt.Errorf("verify: no ledger at %s; check --database: %w", describe(*database), err)
 	}
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)

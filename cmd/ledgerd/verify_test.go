@@ -205,6 +205,17 @@ func TestVerifyCommandMissingDatabase(t *testing.T) {
 			t.Fatalf("verify --database %s left %v behind", database, entries)
 		}
 	}
+	// An empty file (touch typo.db) is no ledger either.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := realMain(context.Background(), []string{"verify", "--database", path}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "no ledger at") {
+		t.Errorf("verify of an empty file: %v, want a 'no ledger at' error", err)
+	}
+	if info, _ := os.Stat(path); info == nil || info.Size() != 0 {
+		t.Errorf("verify of an empty file changed it: %v", info)
+	}
 }
 
 func tamperSQL(t *testing.T, database, query string) {

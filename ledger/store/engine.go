@@ -70,7 +70,7 @@ type Config struct {
 }
 
 // ErrNoDatabase says that Config.MustExist was set and the database does not exist.
-var ErrNoDatabase = errors.New("no ledger database there")
+var ErrNoDatabase = errors.New("no ledger database: it is never created here")
 
 func (c Config) retried(engine string) {
 	if c.OnRetry != nil {

@@ -49,8 +49,13 @@ func sqliteDSN(path string, cfg Config, txlock string, extra ...string) string {
 
 func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, error) {
 	if cfg.MustExist {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("%w: no SQLite file at %s: %w", ErrNoDatabase, path, err)
+		// An empty file is no ledger either: SQLite would take it for a new database.
+		info, err := os.Stat(path)
+		if err == nil && info.Size() == 0 {
+			err = errors.New("the file is empty")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w (SQLite file %s: %w)", ErrNoDatabase, path, err)
 		}
 	}
 	db, err := sql.Open("sqlite", sqliteDSN(path, cfg, "immediate"))

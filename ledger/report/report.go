@@ -192,16 +192,14 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			n := nodes[id]
 			slices.Sort(n.children)
 			n.subtree = n.benef
-			t := n.total
-			t.add(n.own)
-			t.allocation.SetInt64(0)
+			n.total.add(n.own)
 			childrenAllocation := new(big.Int)
 			count := n.line.Own.AwardCount
 			for _, c := range n.children {
 				rollUp(c)
 				cn := nodes[c]
 				childrenAllocation.Add(childrenAllocation, cn.own.allocation)
-				t.add(cn.total)
+				n.total.add(cn.total)
 				count += cn.line.Total.AwardCount
 				if len(cn.subtree) > 0 {
 					merged := make(map[string]bool, len(n.subtree)+len(cn.subtree))
@@ -216,7 +214,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			}
 			n.own.allocation.Add(n.own.committed, childrenAllocation)
 			n.own.allocation.Add(n.own.allocation, n.own.available)
-			t.allocation.Set(n.own.allocation)
+			n.total.allocation.Set(n.own.allocation)
 			n.line.Total.AwardCount = count
 			n.line.Total.BeneficiaryCount = int64(len(n.subtree))
 		}

@@ -505,3 +505,36 @@ func TestBatchCommitReusedRequestIDPostsNothing(t *testing.T) {
 		t.Errorf("a refused BatchCommit changed the ledger (-before +after):\n%s", diff)
 	}
 }
+
+// TestZeroTimeIsATime protects issue 12 item 7: 0001-01-01T00:00:00Z, Go's zero time, was read as
+// "now" by GetFundingReport and GetEnvelopeRules. Asked for explicitly, it is a time like any
+// other: nothing existed then, and no rule was in force.
+func TestZeroTimeIsATime(t *testing.T) {
+	t.Parallel()
+	h := start(t, testdb.SQLite(t))
+	h.buildFund(t)
+	ctx := context.Background()
+	share := int64(5000)
+	if _, err := h.envelopes.SetEnvelopeRules(ctx, &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Call: "appel-1",
+		RequestId: "rules-1", Rules: &pb.FundingRules{MaxFundingShareBps: &share}}); err != nil {
+		t.Fatal(err)
+	}
+	year1 := timestamppb.New(time.Time{})
+	rep, err := pb.NewReportServiceClient(h.conn).GetFundingReport(ctx, &pb.GetFundingReportRequest{AsOfTime: year1})
+	if err != nil || len(rep.GetEnvelopes()) != 0 || !rep.GetAsOfTime().AsTime().Equal(time.Time{}) {
+		t.Errorf("report of every tree as of 0001-01-01: %d envelopes as of %v, %v; want none as of 0001-01-01",
+			len(rep.GetEnvelopes()), rep.GetAsOfTime().AsTime(), err)
+	}
+	rules, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Time: year1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eff := rules.GetEffectiveRules(); !eff.GetTime().AsTime().Equal(time.Time{}) || eff.MaxFundingShareBps != nil {
+		t.Errorf("rules of axis-2 at 0001-01-01: %v; want none in force, at 0001-01-01", eff)
+	}
+	// Unset, the time is now: the rule set is in force.
+	rules, err = h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2"})
+	if err != nil || rules.GetEffectiveRules().GetMaxFundingShareBps() != share {
+		t.Errorf("rules of axis-2 now: %v, %v; want the 50 %% share in force", rules.GetEffectiveRules(), err)
+	}
+}

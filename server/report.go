@@ -41,7 +41,11 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.ledger.GetRules(ctx, id(req.GetEnvelope(), "envelopes"), at)
+	get := s.ledger.GetRules
+	if req.GetTime() != nil {
+		get = s.ledger.GetRulesAt // at exactly the time given, even 0001-01-01T00:00:00Z
+	}
+	res, err := get(ctx, id(req.GetEnvelope(), "envelopes"), at)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -58,6 +58,13 @@ type entryRow struct {
 	createdAt                                   int64
 }
 
+// answeredRuleSet is what the request log recorded of a rule set that the journal entry does not
+// hold: its envelope and effective time (microseconds).
+type answeredRuleSet struct {
+	envelopeID    string
+	effectiveFrom int64
+}
+
 // ruleSetRow is a row of envelope_rules as stored: rules is the JSON text, times are microseconds.
 type ruleSetRow struct {
 	id, envelopeID, call, rules, caller, requestID string
@@ -72,6 +79,8 @@ type snapshot struct {
 	entryAccounts map[string][]string
 	entries       []entryRow
 	ruleSets      []ruleSetRow
+	// answeredRuleSets are the rule sets as SetRules answered them, by id (request log).
+	answeredRuleSets map[string]answeredRuleSet
 	// unlogged are entries whose request is missing from the request log or recorded as refused
 	// (operation is nil for a missing one).
 	unlogged    []unlogged

@@ -93,8 +93,9 @@ func entryCurrenciesMatchAccounts(s *snapshot, rep *VerifyReport) {
 // ruleSetsMatchJournal checks invariant 6 for the rule sets (append-only, like the journal): each
 // rule set is what its RULES_CHANGED entry (the entry of the same id) recorded — the same call and
 // rules (the entry's memo, core.RulesChangedMemo), caller, request id and time, on an envelope that
-// exists and is in the entry's currency, in force no earlier than it was set — and every
-// RULES_CHANGED entry has its rule set. An edited or deleted rule set would let awards through
+// exists and is in the entry's currency, in force no earlier than it was set — with the envelope
+// and effective time SetRules answered (the request log), and every RULES_CHANGED entry has its
+// rule set. An edited or deleted rule set would let awards through
 // that the recorded rules refuse.
 func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
 	entries := map[string]*entryRow{}
@@ -116,26 +117,30 @@ func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
 			continue
 		}
 		var diffs []string
-		differs := func(what, stored, journal string) {
-			if stored != journal {
-				diffs = append(diffs, fmt.Sprintf("%s %q, the journal says %q", what, stored, journal))
+		differs := func(what, stored, source, recorded string) {
+			if stored != recorded {
+				diffs = append(diffs, fmt.Sprintf("%s %q, the %s says %q", what, stored, source, recorded))
 			}
 		}
-		differs("kind", string(core.KindRulesChanged), e.kind)
-		differs("call and rules", core.RulesChangedMemo(rs.call, rs.rules), e.memo)
-		differs("caller", rs.caller, e.caller)
-		differs("request id", rs.requestID, e.requestID)
-		differs("creation time", stamp(rs.createdAt), stamp(e.createdAt))
+		differs("kind", string(core.KindRulesChanged), "journal", e.kind)
+		differs("call and rules", core.RulesChangedMemo(rs.call, rs.rules), "journal", e.memo)
+		differs("caller", rs.caller, "journal", e.caller)
+		differs("request id", rs.requestID, "journal", e.requestID)
+		differs("creation time", stamp(rs.createdAt), "journal", stamp(e.createdAt))
 		if env, ok := currency[rs.envelopeID]; !ok {
 			diffs = append(diffs, fmt.Sprintf("its envelope %s does not exist", core.EnvelopeName(rs.envelopeID)))
 		} else {
-			differs("envelope currency", env, e.currency)
+			differs("envelope currency", env, "journal", e.currency)
+		}
+		if a, ok := s.answeredRuleSets[rs.id]; ok {
+			differs("envelope", rs.envelopeID, "request log", a.envelopeID)
+			differs("effective time", stamp(rs.effectiveFrom), "request log", stamp(a.effectiveFrom))
 		}
 		if rs.effectiveFrom < rs.createdAt {
 			diffs = append(diffs, fmt.Sprintf("in force from %s, before it was set at %s", stamp(rs.effectiveFrom), stamp(rs.createdAt)))
 		}
 		if len(diffs) > 0 {
-			rep.add(6, name, "differs from its journal entry %s: %s", core.EntryName(rs.id), strings.Join(diffs, "; "))
+			rep.add(6, name, "differs from what its journal entry %s recorded: %s", core.EntryName(rs.id), strings.Join(diffs, "; "))
 		}
 	}
 	for _, e := range s.entries {

@@ -2,9 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"math/big"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
@@ -52,6 +54,33 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 			err := r.Scan(&u.entry, &u.requestID, &u.operation)
 			s.unlogged = append(s.unlogged, u)
 			return err
+		})
+	}
+	if err == nil {
+		// What SetRules answered (the request log keeps it): the envelope and effective time of
+		// each rule set, which its journal entry does not hold. Indexed by the rule set's id, so
+		// a row of another operation under the same request id is ignored.
+		s.answeredRuleSets = map[string]answeredRuleSet{}
+		err = each(ctx, q, `SELECT r.outcome FROM requests r
+			WHERE r.request_id IN (SELECT request_id FROM envelope_rules)`, func(r store.Rows) error {
+			var raw string
+			if err := r.Scan(&raw); err != nil {
+				return err
+			}
+			var o struct {
+				Result struct {
+					RuleSet struct {
+						ID            string    `json:"id"`
+						EnvelopeID    string    `json:"envelope_id"`
+						EffectiveFrom time.Time `json:"effective_from"`
+					} `json:"rule_set"`
+				} `json:"result"`
+			}
+			if json.Unmarshal([]byte(raw), &o) == nil && o.Result.RuleSet.ID != "" {
+				rs := o.Result.RuleSet
+				s.answeredRuleSets[rs.ID] = answeredRuleSet{envelopeID: rs.EnvelopeID, effectiveFrom: rs.EffectiveFrom.UnixMicro()}
+			}
+			return nil
 		})
 	}
 	if err == nil {

@@ -56,7 +56,13 @@ type Config struct {
 	BatchQueues int
 	// Registerer receives the ledger's Prometheus metrics (default: none are registered).
 	Registerer prometheus.Registerer
+	// MustExist opens only a ledger that exists: a missing SQLite file is ErrNoDatabase instead
+	// of a new, empty ledger (for the verifier and other tools that only read).
+	MustExist bool
 }
+
+// ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
+var ErrNoDatabase = store.ErrNoDatabase
 
 func (c Config) withDefaults() Config {
 	if c.TxTimeout <= 0 {
@@ -104,7 +110,8 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried})
+	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried,
+		MustExist: cfg.MustExist})
 	if err != nil {
 		return nil, err
 	}
@@ -220,10 +227,28 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 }
 
 // Report computes the funding report of the envelope rootID and its descendants (every tree when
-// rootID is empty) as of time asOf (now when zero); see package report.
+// rootID is empty) as of time asOf, or now when asOf is zero; see package report. A report as of
+// 0001-01-01T00:00:00Z, which is the zero time, is ReportAt's.
 func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
+	if asOf.IsZero() {
+		return l.report(ctx, rootID, nil)
+	}
+	return l.report(ctx, rootID, &asOf)
+}
+
+// ReportAt is Report as of exactly asOf, even the zero time (0001-01-01T00:00:00Z).
+func (l *Ledger) ReportAt(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
+	return l.report(ctx, rootID, &asOf)
+}
+
+func (l *Ledger) report(ctx context.Context, rootID string, asOf *time.Time) (Report, error) {
 	if rootID != "" {
 		if err := core.CheckEnvelopeID("envelope", rootID); err != nil {
+			return Report{}, err
+		}
+	}
+	if asOf != nil {
+		if err := core.CheckTime("as_of_time", *asOf); err != nil {
 			return Report{}, err
 		}
 	}

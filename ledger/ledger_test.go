@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -1275,8 +1276,19 @@ func TestJournalAppendOnly(t *testing.T) {
 		if _, err := l.Release(ctx, releaseCmd(c.Commitment.ID, 10)); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+			Call: "appel-1", Rules: Rules{MaxFundingShareBPS: ptr(5000)}}); err != nil {
+			t.Fatal(err)
+		}
 		before := allEntries(t, l, EntryFilter{})
+		rulesBefore, err := l.GetRules(ctx, "axis-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, stmt := range []string{
+			// Rule sets are read by every decision: append-only too (issue 12 item 5).
+			`UPDATE envelope_rules SET rules = '{"max_funding_share_bps":10000}'`,
+			"DELETE FROM envelope_rules",
 			"UPDATE journal_entries SET memo = 'x'",
 			"DELETE FROM journal_entries",
 			"UPDATE postings SET amount = amount * 2",
@@ -1293,6 +1305,11 @@ func TestJournalAppendOnly(t *testing.T) {
 		}
 		if diff := cmp.Diff(before, allEntries(t, l, EntryFilter{})); diff != "" {
 			t.Errorf("the journal changed (-before +after):\n%s", diff)
+		}
+		if rulesAfter, err := l.GetRules(ctx, "axis-1", rulesBefore.At); err != nil {
+			t.Fatal(err)
+		} else if diff := cmp.Diff(rulesBefore.RuleSets, rulesAfter.RuleSets); diff != "" {
+			t.Errorf("the rule sets changed (-before +after):\n%s", diff)
 		}
 		// The request log still replays: the commit's outcome was not erased.
 		requireVerifyOK(t, l)
@@ -1347,7 +1364,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			got = append(got, finding{d.Invariant, d.Subject})
 		}
 		want := []finding{
-			{1, EntryName(created["axis-1"].EntryID)},
+			{1, EntryName(created["axis-1"].EntryID)}, // postings sum to 5
+			{1, EntryName(created["axis-1"].EntryID)}, // posts to suspense/tamper, which does not exist
 			{4, CommitmentName(c.Commitment.ID)},
 			{4, "envelopes/axis-2"},                                // committed != its commitments' remaining
 			{4, "envelopes/axis-2"},                                // released != its commitments' released
@@ -1395,6 +1413,38 @@ func TestReopen(t *testing.T) {
 		}
 		if diff := cmp.Diff(before, allEntries(t, l, EntryFilter{})); diff != "" {
 			t.Errorf("journal after reopening (-before +after):\n%s", diff)
+		}
+		requireVerifyOK(t, l)
+	})
+}
+
+// TestRulesAppendOnlyMigrationReruns: migration 6 (the rule sets' append-only triggers) may run
+// again on a database that has it, or that lost its triggers, and leaves the triggers in place.
+func TestRulesAppendOnlyMigrationReruns(t *testing.T) {
+	t.Parallel()
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := db.open(t)
+		buildFund(t, l)
+		if _, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+			Call: "appel-1", Rules: Rules{MaxFundingShareBPS: ptr(5000)}}); err != nil {
+			t.Fatal(err)
+		}
+		drop := "DROP TRIGGER envelope_rules_no_delete"
+		if db.engine != "sqlite" {
+			drop = "DROP TRIGGER envelope_rules_append_only ON envelope_rules"
+		}
+		for _, stmt := range []string{drop, "DELETE FROM goose_db_version WHERE version_id = 6"} {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		l.Close()
+		l = db.open(t) // runs migration 6 again
+		for _, stmt := range []string{"UPDATE envelope_rules SET call_name = 'x'", "DELETE FROM envelope_rules"} {
+			if err := rawExec(ctx, l, stmt); err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Errorf("%s after migration 6 ran again: %v, want it refused as append-only", stmt, err)
+			}
 		}
 		requireVerifyOK(t, l)
 	})

@@ -49,6 +49,13 @@ func (l *Ledger) ListCommitments(ctx context.Context, f CommitmentFilter, page P
 			return nil, "", err
 		}
 	}
+	if f.Beneficiary != "" {
+		// The filter is compared with stored beneficiaries: what no beneficiary can be (a NUL,
+		// which PostgreSQL cannot even receive in text) is refused, not looked up.
+		if err := core.CheckField("beneficiary", "beneficiary", f.Beneficiary); err != nil {
+			return nil, "", err
+		}
+	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	items, next, err := store.ListCommitments(ctx, l.db.Reader(), f, page)

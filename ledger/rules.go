@@ -39,12 +39,17 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 
 // GetRules returns an envelope's rule sets and the rules in force on it at time at (now if zero).
 func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) (EnvelopeRules, error) {
-	var out EnvelopeRules
-	if err := core.CheckEnvelopeID("envelope", envelopeID); err != nil {
-		return out, err
-	}
 	if at.IsZero() {
 		at = stamp().At
+	}
+	return l.GetRulesAt(ctx, envelopeID, at)
+}
+
+// GetRulesAt is GetRules at exactly time at, even the zero time (0001-01-01T00:00:00Z).
+func (l *Ledger) GetRulesAt(ctx context.Context, envelopeID string, at time.Time) (EnvelopeRules, error) {
+	var out EnvelopeRules
+	if err := firstErr(core.CheckEnvelopeID("envelope", envelopeID), core.CheckTime("time", at)); err != nil {
+		return out, err
 	}
 	out.At = at.UTC()
 	ctx, cancel := l.txContext(ctx)
@@ -74,4 +79,13 @@ func subtreeOf(locked map[string]core.Envelope) []core.Envelope {
 		envs = append(envs, locked[id])
 	}
 	return envs
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

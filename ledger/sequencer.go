@@ -18,9 +18,10 @@ import (
 const sequencePoll = 200 * time.Millisecond
 
 type sequencer struct {
-	wake chan struct{}
-	stop chan struct{}
-	done sync.WaitGroup
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
 }
 
 func (l *Ledger) startSequencer() {
@@ -58,7 +59,7 @@ func (l *Ledger) poke() {
 
 func (l *Ledger) stopSequencer() {
 	if l.seq != nil {
-		close(l.seq.stop)
+		l.seq.stopOnce.Do(func() { close(l.seq.stop) })
 		l.seq.done.Wait()
 	}
 }

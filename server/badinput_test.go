@@ -2,6 +2,10 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -98,7 +102,15 @@ func (h *harness) state(t *testing.T, envelopes ...string) ledgerState {
 // option changes that code; the ledger is untouched, which is what matters here.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	h := start(t, testdb.SQLite(t))
+	// On every engine: some input only PostgreSQL chokes on (a NUL in text).
+	testdb.Each(t, func(t *testing.T, database string) {
+		t.Parallel()
+		testBadInput(t, database)
+	})
+}
+
+func testBadInput(t *testing.T, database string) {
+	h := start(t, database)
 	h.buildFund(t)
 	ctx := context.Background()
 	for _, req := range []*pb.CreateEnvelopeRequest{
@@ -127,11 +139,26 @@ func TestBadInput(t *testing.T) {
 	}
 	otherFilterToken := page.GetNextPageToken()
 	reports := pb.NewReportServiceClient(h.conn)
-	report, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 1})
-	if err != nil || report.GetNextPageToken() == "" {
-		t.Fatalf("GetFundingReport: %v, next page %q", err, report.GetNextPageToken())
+	firstPage, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 1})
+	if err != nil || firstPage.GetNextPageToken() == "" {
+		t.Fatalf("GetFundingReport: %v, next page %q", err, firstPage.GetNextPageToken())
 	}
-	reportToken := report.GetNextPageToken()
+	reportToken := firstPage.GetNextPageToken()
+	// Report sums: an award of nearly the largest amount, released, then made again, has awarded
+	// twice that, which no int64 holds.
+	for _, rid := range []string{"huge-1", "huge-2"} {
+		huge, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/big", Beneficiary: "b", Project: "p",
+			Amount: math.MaxInt64 - 10, RequestId: rid})
+		if err != nil {
+			t.Fatalf("Commit near the largest amount: %v", err)
+		}
+		if rid == "huge-1" {
+			if _, err := h.commitments.Release(ctx, &pb.ReleaseRequest{Commitment: huge.GetCommitment().GetName(),
+				Amount: math.MaxInt64 - 10, Reason: "abandoned", RequestId: "huge-release"}); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+		}
+	}
 	watched := []string{"envelopes/fund", "envelopes/axis-1", "envelopes/axis-2", "envelopes/axis-3",
 		"envelopes/big", "envelopes/small", "envelopes/dollars"}
 	before := h.state(t, watched...)
@@ -144,6 +171,28 @@ func TestBadInput(t *testing.T) {
 	nextID := func() string {
 		n++
 		return fmt.Sprintf("bad-%d", n)
+	}
+	report := func(req *pb.GetFundingReportRequest) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, req)
+			return err
+		}
+	}
+	setRules := func(mod func(*pb.SetEnvelopeRulesRequest)) func(context.Context) error {
+		rid := nextID()
+		return func(ctx context.Context) error {
+			req := &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Call: "appel-2", RequestId: rid,
+				Rules: &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(time.Date(2021, 9, 20, 0, 0, 0, 0, time.UTC))}}}
+			mod(req)
+			_, err := h.envelopes.SetEnvelopeRules(ctx, req)
+			return err
+		}
+	}
+	// A page token as a client could forge it: a cursor with a NUL, for the listing's filters.
+	forgedToken := func(filterKey, after string) string {
+		sum := sha256.Sum256([]byte(filterKey))
+		raw, _ := json.Marshal(map[string]any{"v": 1, "a": after, "f": hex.EncodeToString(sum[:8])})
+		return base64.RawURLEncoding.EncodeToString(raw)
 	}
 	commit := func(mod func(*pb.CommitRequest)) func(context.Context) error {
 		rid := nextID()
@@ -396,6 +445,57 @@ func TestBadInput(t *testing.T) {
 			_, err := h.envelopes.ListEnvelopes(ctx, &pb.ListEnvelopesRequest{PageSize: -1})
 			return err
 		}, codes.InvalidArgument, invalid, "page_size"},
+
+		// Filters and cursors reach the database as text: what it cannot hold (a NUL, which
+		// PostgreSQL refuses in text) is refused first, with the field named (issue 12 item 7).
+		{"ListCommitments beneficiary with a NUL", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\x00"})
+			return err
+		}, codes.InvalidArgument, invalid, "beneficiary"},
+		{"ListCommitments beneficiary with a line break", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\n217500016"})
+			return err
+		}, codes.InvalidArgument, invalid, "beneficiary"},
+		{"ListCommitments page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{PageToken: forgedToken("commitments\x00\x00", "0190\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"ListJournalEntries page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.journal.ListJournalEntries(ctx, &pb.ListJournalEntriesRequest{PageToken: forgedToken("entries\x00\x00", "\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+		{"ListEnvelopes page token whose cursor holds a NUL", func(ctx context.Context) error {
+			_, err := h.envelopes.ListEnvelopes(ctx, &pb.ListEnvelopesRequest{PageToken: forgedToken("envelopes\x00", "axis\x00")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+
+		// Timestamps: only 0001-01-01 … 9999-12-31 (google.protobuf.Timestamp's range).
+		{"SetEnvelopeRules award window ending in year 10000", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules.AwardWindow.EndTime = timestamppb.New(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+		}), codes.InvalidArgument, invalid, "rules.award_window.end_time"},
+		{"SetEnvelopeRules award window starting before year 1", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules.AwardWindow.StartTime = &timestamppb.Timestamp{Seconds: -62135596801}
+		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
+		{"SetEnvelopeRules effective time with nanos out of range", setRules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 1, Nanos: 1_000_000_000}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"GetFundingReport as of 10^13 s", report(&pb.GetFundingReportRequest{Envelope: "envelopes/fund",
+			AsOfTime: &timestamppb.Timestamp{Seconds: 10_000_000_000_000}}), codes.InvalidArgument, invalid, "as_of_time"},
+		// 0001-01-01T00:00:00Z is Go's zero time, once read as "now": the fund did not exist then.
+		{"GetFundingReport as of 0001-01-01", report(&pb.GetFundingReportRequest{Envelope: "envelopes/fund",
+			AsOfTime: timestamppb.New(time.Time{})}), codes.NotFound, noEnv, ""},
+		{"GetEnvelopeRules at year 10000", func(ctx context.Context) error {
+			_, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2",
+				Time: &timestamppb.Timestamp{Seconds: 253402300800}})
+			return err
+		}, codes.InvalidArgument, invalid, "time"},
+
+		// Report sums are exact, and refused when a figure does not fit an int64: awarded here is
+		// twice nearly the largest amount (see the set-up).
+		{"GetFundingReport awarded beyond int64", report(&pb.GetFundingReportRequest{Envelope: "envelopes/big"}),
+			codes.FailedPrecondition, "AMOUNT_OVERFLOW", ""},
+		{"GetFundingReport of every tree, awarded beyond int64", report(&pb.GetFundingReportRequest{}),
+			codes.FailedPrecondition, "AMOUNT_OVERFLOW", ""},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("the catalogue has %d cases, want at least 30", len(cases))
@@ -466,5 +566,38 @@ func TestBatchCommitReusedRequestIDPostsNothing(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, h.state(t, "envelopes/axis-3"), protocmp.Transform()); diff != "" {
 		t.Errorf("a refused BatchCommit changed the ledger (-before +after):\n%s", diff)
+	}
+}
+
+// TestZeroTimeIsATime protects issue 12 item 7: 0001-01-01T00:00:00Z, Go's zero time, was read as
+// "now" by GetFundingReport and GetEnvelopeRules. Asked for explicitly, it is a time like any
+// other: nothing existed then, and no rule was in force.
+func TestZeroTimeIsATime(t *testing.T) {
+	t.Parallel()
+	h := start(t, testdb.SQLite(t))
+	h.buildFund(t)
+	ctx := context.Background()
+	share := int64(5000)
+	if _, err := h.envelopes.SetEnvelopeRules(ctx, &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Call: "appel-1",
+		RequestId: "rules-1", Rules: &pb.FundingRules{MaxFundingShareBps: &share}}); err != nil {
+		t.Fatal(err)
+	}
+	year1 := timestamppb.New(time.Time{})
+	rep, err := pb.NewReportServiceClient(h.conn).GetFundingReport(ctx, &pb.GetFundingReportRequest{AsOfTime: year1})
+	if err != nil || len(rep.GetEnvelopes()) != 0 || !rep.GetAsOfTime().AsTime().Equal(time.Time{}) {
+		t.Errorf("report of every tree as of 0001-01-01: %d envelopes as of %v, %v; want none as of 0001-01-01",
+			len(rep.GetEnvelopes()), rep.GetAsOfTime().AsTime(), err)
+	}
+	rules, err := h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2", Time: year1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eff := rules.GetEffectiveRules(); !eff.GetTime().AsTime().Equal(time.Time{}) || eff.MaxFundingShareBps != nil {
+		t.Errorf("rules of axis-2 at 0001-01-01: %v; want none in force, at 0001-01-01", eff)
+	}
+	// Unset, the time is now: the rule set is in force.
+	rules, err = h.envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-2"})
+	if err != nil || rules.GetEffectiveRules().GetMaxFundingShareBps() != share {
+		t.Errorf("rules of axis-2 now: %v, %v; want the 50 %% share in force", rules.GetEffectiveRules(), err)
 	}
 }

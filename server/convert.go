@@ -2,6 +2,7 @@ package server
 
 import (
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -77,6 +78,21 @@ func entryPB(e *ledger.Entry) *pb.JournalEntry {
 		CreateTime:   timestamppb.New(e.CreatedAt),
 		Sequence:     e.Sequence,
 	}
+}
+
+// timeOf converts the Timestamp given in field (a path such as rules.award_window.end_time); nil
+// gives the zero time. A Timestamp the ledger cannot hold — outside 0001-01-01 … 9999-12-31, or
+// with nanos out of range — is refused here with the field named: converted, it would overflow
+// the stored microseconds or fail to encode (issue 12 item 7).
+func timeOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, &ledger.Error{Reason: ledger.ReasonInvalidArgument, Field: field,
+			Message: field + ": must be a valid timestamp between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z"}
+	}
+	return ts.AsTime(), nil
 }
 
 // id returns the id part of a resource name ("envelopes/axis-1" → "axis-1"). Names are checked by

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,5 +65,46 @@ func TestFieldRulesAgreeWithProto(t *testing.T) {
 		if !checked[name] {
 			t.Errorf("the ledger has a rule for %q, but no request field of that name was compared", name)
 		}
+	}
+}
+
+// TestFilterRulesRefuseWhatTheDatabaseCannotHold protects issue 12 item 7: every string filter of
+// every List request has a rule in the .proto that refuses a NUL (which PostgreSQL cannot receive
+// in text) and a control character, and the length the ledger allows for a field of that name.
+func TestFilterRulesRefuseWhatTheDatabaseCannotHold(t *testing.T) {
+	msgs := []proto.Message{&v1.ListEnvelopesRequest{}, &v1.ListCommitmentsRequest{}, &v1.ListJournalEntriesRequest{}}
+	filters := 0
+	for _, m := range msgs {
+		fields := m.ProtoReflect().Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.Kind() != protoreflect.StringKind || fd.Name() == "page_token" {
+				continue
+			}
+			filters++
+			where := string(fd.FullName())
+			rules, _ := proto.GetExtension(fd.Options(), validate.E_Field).(*validate.FieldRules)
+			str := rules.GetString()
+			if str.GetPattern() == "" {
+				t.Errorf("%s: a filter without a pattern in the .proto", where)
+				continue
+			}
+			re, err := regexp.Compile(str.GetPattern())
+			if err != nil {
+				t.Errorf("%s: pattern %q: %v", where, str.GetPattern(), err)
+				continue
+			}
+			for _, bad := range []string{"a\x00b", "a\nb", "\x7f"} {
+				if re.MatchString(bad) {
+					t.Errorf("%s: pattern %q accepts %q", where, str.GetPattern(), bad)
+				}
+			}
+			if want, ok := core.Fields[string(fd.Name())]; ok && int(str.GetMaxLen()) != want.MaxLen {
+				t.Errorf("%s: max_len %d in the .proto, %d in the ledger", where, str.GetMaxLen(), want.MaxLen)
+			}
+		}
+	}
+	if filters < 5 {
+		t.Errorf("checked %d string filters, want the 5 of ListEnvelopes, ListCommitments and ListJournalEntries", filters)
 	}
 }

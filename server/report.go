@@ -17,9 +17,13 @@ import (
 // the funding report (ReportService).
 
 func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvelopeRulesRequest) (*pb.SetEnvelopeRulesResponse, error) {
-	var effective time.Time
-	if req.GetEffectiveTime() != nil {
-		effective = req.GetEffectiveTime().AsTime()
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rules, err := rulesFromPB(req.GetRules())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	res, err := s.ledger.SetRules(ctx, ledger.SetRules{
 		RequestID:     req.GetRequestId(),
@@ -27,7 +31,7 @@ func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvel
 		EnvelopeID:    id(req.GetEnvelope(), "envelopes"),
 		Call:          req.GetCall(),
 		EffectiveTime: effective,
-		Rules:         rulesFromPB(req.GetRules()),
+		Rules:         rules,
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -36,9 +40,9 @@ func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvel
 }
 
 func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvelopeRulesRequest) (*pb.GetEnvelopeRulesResponse, error) {
-	var at time.Time
-	if req.GetTime() != nil {
-		at = req.GetTime().AsTime()
+	at, err := timeOf("time", req.GetTime())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	// The token names the last rule set returned by its (effective time, id), the order of the
 	// list: a rule set recorded between two pages with an earlier effective time is not returned
@@ -48,7 +52,11 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	res, err := s.ledger.GetRules(ctx, id(req.GetEnvelope(), "envelopes"), at)
+	get := s.ledger.GetRules
+	if req.GetTime() != nil {
+		get = s.ledger.GetRulesAt // at exactly the time given, even 0001-01-01T00:00:00Z
+	}
+	res, err := get(ctx, id(req.GetEnvelope(), "envelopes"), at)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -88,7 +96,7 @@ func ruleSetKey(rs *ledger.RuleSet) string {
 	return rs.EffectiveFrom.UTC().Format("2006-01-02T15:04:05.000000000Z") + " " + rs.ID
 }
 
-func rulesFromPB(r *pb.FundingRules) ledger.Rules {
+func rulesFromPB(r *pb.FundingRules) (ledger.Rules, error) {
 	var out ledger.Rules
 	if r.MaxFundingShareBps != nil {
 		v := r.GetMaxFundingShareBps()
@@ -99,15 +107,17 @@ func rulesFromPB(r *pb.FundingRules) ledger.Rules {
 		out.MinPopulation = &v
 	}
 	if w := r.GetAwardWindow(); w != nil {
-		out.AwardWindow = &ledger.Window{}
-		if w.GetStartTime() != nil {
-			out.AwardWindow.Start = w.GetStartTime().AsTime().UTC()
+		start, err := timeOf("rules.award_window.start_time", w.GetStartTime())
+		if err != nil {
+			return out, err
 		}
-		if w.GetEndTime() != nil {
-			out.AwardWindow.End = w.GetEndTime().AsTime().UTC()
+		end, err := timeOf("rules.award_window.end_time", w.GetEndTime())
+		if err != nil {
+			return out, err
 		}
+		out.AwardWindow = &ledger.Window{Start: start.UTC(), End: end.UTC()}
 	}
-	return out
+	return out, nil
 }
 
 func windowPB(w *ledger.Window) *pb.AwardWindow {
@@ -145,9 +155,9 @@ type reportService struct {
 }
 
 func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFundingReportRequest) (*pb.GetFundingReportResponse, error) {
-	var asOf time.Time
-	if req.GetAsOfTime() != nil {
-		asOf = req.GetAsOfTime().AsTime()
+	asOf, err := timeOf("as_of_time", req.GetAsOfTime())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	// Every page of one report is computed as of the same time, the first page's, which the token
 	// carries with the number of envelopes already returned: the report as of a time does not
@@ -157,15 +167,22 @@ func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFunding
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	offset := 0
+	offset, exact := 0, req.GetAsOfTime() != nil
 	if after != "" {
 		var ok bool
 		if offset, asOf, ok = parseReportKey(after); !ok {
 			return nil, toStatus(&ledger.Error{Reason: ledger.ReasonInvalidPageToken, Field: "page_token",
 				Message: "page_token was not returned by a previous call with the same filters"})
 		}
+		exact = true
 	}
-	rep, err := s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
+	var rep ledger.Report
+	if exact {
+		// As of exactly the time given, even 0001-01-01T00:00:00Z (the zero time, "now" to Report).
+		rep, err = s.ledger.ReportAt(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
+	} else {
+		rep, err = s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), time.Time{})
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/budgetledger/budgetledger/ledger"
 )
@@ -36,18 +34,12 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("verify: unexpected argument %q", fs.Arg(0))
 	}
-	if !strings.Contains(*database, "://") {
-		// Opening a SQLite file creates it: verifying a mistyped path must not report an empty,
-		// sound ledger.
-		path := *database
-		for _, prefix := range []string{"sqlite:", "file:"} {
-			path = strings.TrimPrefix(path, prefix)
-		}
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("verify: no ledger at %s: %w", path, err)
-		}
+	// Verify never creates a database: opening a missing SQLite file (however it is spelt: a bare
+	// path, sqlite:PATH, sqlite:///PATH, file:PATH) would create an empty ledger and call it sound.
+	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true, MustExist: true})
+	if errors.Is(err, ledger.ErrNoDatabase) {
+		return fmt.Errorf("verify: no ledger at %s; check --database: %w", describe(*database), err)
 	}
-	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true})
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

@@ -3,10 +3,12 @@
 // hide behind an overflow), and checks each invariant with a function of its own. It reads only;
 // it never repairs.
 //
-// The invariants (numbered as in the design notes): 1 every journal entry balances; 2 no
-// envelope's available amount is negative; 3 no commitment released more than its amount; 4
-// stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal
-// and the request log are append-only; 7 a refused request posted nothing.
+// The invariants (numbered as in the design notes): 1 every journal entry balances, between
+// accounts that exist, in one currency (a child in its parent's, a commitment in its envelope's);
+// 2 no envelope's available amount is negative; 3 no commitment released more than its amount; 4
+// stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal,
+// the request log and the rule sets are append-only (each rule set equals its RULES_CHANGED
+// entry); 7 a refused request posted nothing.
 package audit
 
 import (
@@ -21,9 +23,10 @@ import (
 
 // Discrepancy is one broken invariant found by Verify.
 type Discrepancy struct {
-	// Invariant is the number of the invariant in docs (1: entries balance, 2: available >= 0,
-	// 3: released <= amount, 4: stored balances = journal, 5: one entry per request id, 6: the
-	// journal and the request log are append-only, 7: a refused request posted nothing).
+	// Invariant is the number of the invariant in docs (1: entries balance, between accounts that
+	// exist, in one currency; 2: available >= 0; 3: released <= amount; 4: stored balances =
+	// journal; 5: one entry per request id; 6: the journal, the request log and the rule sets are
+	// append-only; 7: a refused request posted nothing).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string
@@ -50,13 +53,34 @@ func (r *VerifyReport) add(inv int, subject, format string, args ...any) {
 }
 
 // entryRow is what the checks read of a journal entry.
-type entryRow struct{ id, requestID, kind string }
+type entryRow struct {
+	id, requestID, kind, currency, caller, memo string
+	createdAt                                   int64
+}
+
+// answeredRuleSet is what the request log recorded of a rule set that the journal entry does not
+// hold: its envelope and effective time (microseconds).
+type answeredRuleSet struct {
+	envelopeID    string
+	effectiveFrom int64
+}
+
+// ruleSetRow is a row of envelope_rules as stored: rules is the JSON text, times are microseconds.
+type ruleSetRow struct {
+	id, envelopeID, call, rules, caller, requestID string
+	effectiveFrom, createdAt                       int64
+}
 
 // snapshot is every row the checks read, from one consistent snapshot.
 type snapshot struct {
 	// entrySums and accounts are the postings summed per entry and per account.
 	entrySums, accounts map[string]*big.Int
-	entries             []entryRow
+	// entryAccounts are the accounts each entry posts to, in posting order.
+	entryAccounts map[string][]string
+	entries       []entryRow
+	ruleSets      []ruleSetRow
+	// answeredRuleSets are the rule sets as SetRules answered them, by id (request log).
+	answeredRuleSets map[string]answeredRuleSet
 	// unlogged are entries whose request is missing from the request log or recorded as refused
 	// (operation is nil for a missing one).
 	unlogged    []unlogged
@@ -100,6 +124,11 @@ func check(s *snapshot) VerifyReport {
 	envelopesMatchJournal(s, &rep)
 	fundingMatchesRoots(s, &rep)
 	projectTotalsMatchCommitments(s, &rep)
+	postingAccountsExist(s, &rep)
+	childCurrenciesMatchParents(s, &rep)
+	commitmentCurrenciesMatchEnvelopes(s, &rep)
+	entryCurrenciesMatchAccounts(s, &rep)
+	ruleSetsMatchJournal(s, &rep)
 	return rep
 }
 

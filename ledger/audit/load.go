@@ -2,16 +2,19 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"math/big"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // load reads every row the checks need, in the transaction of q.
 func load(ctx context.Context, q store.Querier) (*snapshot, error) {
-	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}}
-	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings", func(r store.Rows) error {
+	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{}}
+	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
 		var (
 			entry, account string
 			amount         int64
@@ -21,13 +24,25 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		}
 		bigAdd(s.entrySums, entry, amount)
 		bigAdd(s.accounts, account, amount)
+		if !slices.Contains(s.entryAccounts[entry], account) {
+			s.entryAccounts[entry] = append(s.entryAccounts[entry], account)
+		}
 		return nil
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind FROM journal_entries", func(r store.Rows) error {
+		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at FROM journal_entries", func(r store.Rows) error {
 			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind)
+			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt)
 			s.entries = append(s.entries, e)
+			return err
+		})
+	}
+	if err == nil {
+		err = each(ctx, q, `SELECT id, envelope_id, call_name, effective_from, rules, caller, request_id, created_at
+			FROM envelope_rules ORDER BY envelope_id, effective_from, id`, func(r store.Rows) error {
+			var rs ruleSetRow
+			err := r.Scan(&rs.id, &rs.envelopeID, &rs.call, &rs.effectiveFrom, &rs.rules, &rs.caller, &rs.requestID, &rs.createdAt)
+			s.ruleSets = append(s.ruleSets, rs)
 			return err
 		})
 	}
@@ -39,6 +54,33 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 			err := r.Scan(&u.entry, &u.requestID, &u.operation)
 			s.unlogged = append(s.unlogged, u)
 			return err
+		})
+	}
+	if err == nil {
+		// What SetRules answered (the request log keeps it): the envelope and effective time of
+		// each rule set, which its journal entry does not hold. Indexed by the rule set's id, so
+		// a row of another operation under the same request id is ignored.
+		s.answeredRuleSets = map[string]answeredRuleSet{}
+		err = each(ctx, q, `SELECT r.outcome FROM requests r
+			WHERE r.request_id IN (SELECT request_id FROM envelope_rules)`, func(r store.Rows) error {
+			var raw string
+			if err := r.Scan(&raw); err != nil {
+				return err
+			}
+			var o struct {
+				Result struct {
+					RuleSet struct {
+						ID            string    `json:"id"`
+						EnvelopeID    string    `json:"envelope_id"`
+						EffectiveFrom time.Time `json:"effective_from"`
+					} `json:"rule_set"`
+				} `json:"result"`
+			}
+			if json.Unmarshal([]byte(raw), &o) == nil && o.Result.RuleSet.ID != "" {
+				rs := o.Result.RuleSet
+				s.answeredRuleSets[rs.ID] = answeredRuleSet{envelopeID: rs.EnvelopeID, effectiveFrom: rs.EffectiveFrom.UnixMicro()}
+			}
+			return nil
 		})
 	}
 	if err == nil {

@@ -46,7 +46,7 @@ type BulkCommitResult struct {
 }
 
 func (c *BulkCommit) Validate() error {
-	if err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
+	if err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
 		return err
 	}
 	if len(c.Items) == 0 || len(c.Items) > MaxBulkItems {

@@ -134,6 +134,12 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 	return res, eff, nil
 }
 
+// RulesChangedMemo is the memo of a RULES_CHANGED entry: the call and the rule set's rules, as
+// the JSON stored in envelope_rules. The auditor holds each rule set to it.
+func RulesChangedMemo(call, rulesJSON string) string {
+	return fmt.Sprintf("call %s: %s", call, rulesJSON)
+}
+
 // DecideSetRules decides a new rule set for env (nil when the envelope does not exist). A rule
 // set takes effect at its effective time, or at once (st.At) when that is zero or past: rules
 // never apply retroactively to awards already decided. subtree are env and its descendants,
@@ -160,6 +166,6 @@ func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (
 		eff.Updated = append(eff.Updated, e)
 	}
 	eff.Entries = []Entry{{ID: rs.ID, Kind: KindRulesChanged, Currency: env.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: fmt.Sprintf("call %s: %s", cmd.Call, raw), CreatedAt: st.At}}
+		RequestID: cmd.RequestID, Memo: RulesChangedMemo(cmd.Call, string(raw)), CreatedAt: st.At}}
 	return &SetRulesResult{RuleSet: rs, EntryID: rs.ID}, eff, nil
 }

@@ -118,12 +118,18 @@ type SetRulesResult struct {
 }
 
 func (c *SetRules) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID),
-		CheckField("call", "call", c.Call))
+	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
+		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime))
 	if err != nil {
 		return err
 	}
 	r := c.Rules
+	if w := r.AwardWindow; w != nil {
+		if err := firstError(CheckTime("rules.award_window.start_time", w.Start),
+			CheckTime("rules.award_window.end_time", w.End)); err != nil {
+			return err
+		}
+	}
 	if r.MaxFundingShareBPS != nil && (*r.MaxFundingShareBPS < 1 || *r.MaxFundingShareBPS > 10000) {
 		return InvalidArgument("rules.max_funding_share_bps", "must be 1 to 10000 basis points")
 	}

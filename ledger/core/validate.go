@@ -3,6 +3,7 @@ package core
 import (
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -81,6 +82,31 @@ func CheckText(field, s string, min, max int) error {
 	return nil
 }
 
+// The times the ledger takes and gives back: those of google.protobuf.Timestamp and RFC 3339,
+// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z. Their microseconds since the Unix epoch,
+// as stored, fit an int64 throughout; beyond, they would wrap, and JSON cannot hold them.
+var (
+	MinTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+)
+
+// CheckTime checks that a time given in field is between MinTime and MaxTime.
+func CheckTime(field string, t time.Time) error {
+	if t.Before(MinTime) || t.After(MaxTime) {
+		return InvalidArgument(field, "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999999Z")
+	}
+	return nil
+}
+
+// checkCaller refuses a caller (the authenticated principal, stored with every entry) that no
+// engine can store: invalid UTF-8, or a NUL, which PostgreSQL text cannot hold.
+func checkCaller(caller string) error {
+	if !utf8.ValidString(caller) || strings.ContainsRune(caller, 0) {
+		return InvalidArgument("caller", "must be valid UTF-8 without NUL")
+	}
+	return nil
+}
+
 func checkAmount(field string, v int64) error {
 	if v <= 0 {
 		return InvalidArgument(field, "must be a positive amount in minor units")
@@ -99,7 +125,7 @@ func firstError(errs ...error) error {
 
 // Validate checks a CreateEnvelope's fields.
 func (c *CreateEnvelope) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope_id", c.EnvelopeID),
+	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope_id", c.EnvelopeID),
 		CheckField("display_name", "display_name", c.DisplayName), checkAmount("allocation", c.Allocation))
 	if err != nil {
 		return err
@@ -117,7 +143,7 @@ func (c *CreateEnvelope) Validate() error {
 
 // Validate checks a MoveAllocation's fields.
 func (c *MoveAllocation) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("source", c.SourceID),
+	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
 		CheckField("reason", "reason", c.Reason))
 	if err != nil {
@@ -131,7 +157,7 @@ func (c *MoveAllocation) Validate() error {
 
 // Validate checks a Commit's fields.
 func (c *Commit) Validate() error {
-	return firstError(CheckRequestID(c.RequestID), CheckEnvelopeID("envelope", c.EnvelopeID),
+	return firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("beneficiary", "beneficiary", c.Beneficiary), CheckField("project", "project", c.Project),
 		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""))
 }
@@ -149,6 +175,6 @@ func (c *Release) Validate() error {
 	if err := CheckCommitmentID("commitment", c.CommitmentID); err != nil {
 		return err
 	}
-	return firstError(CheckRequestID(c.RequestID), checkAmount("amount", c.Amount),
+	return firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), checkAmount("amount", c.Amount),
 		CheckField("reason", "reason", c.Reason))
 }

@@ -4,6 +4,9 @@ package report
 
 import (
 	"context"
+	"fmt"
+	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -54,24 +57,33 @@ type Report struct {
 }
 
 // Compute computes, from the journal, the funding report of the envelope rootID and its
-// descendants (every envelope tree when rootID is empty), as of time asOf (now when zero): the
-// journal entries created at or before asOf, the commitments made then and the envelopes that
+// descendants (every envelope tree when rootID is empty), as of time *asOf (now when asOf is nil):
+// the journal entries created at or before it, the commitments made then and the envelopes that
 // existed. Journal entries and commitments are append-only and carry their creation time, so a
 // report as of a past time equals the report taken at that time, except for a transaction that
 // was in flight then and committed later with an earlier time (at most the transaction timeout).
-func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time) (Report, error) {
+//
+// Every sum is exact: the journal is added up with arbitrary precision, so the order in which rows
+// are read cannot overflow a partial sum. A figure whose exact value does not fit the report's
+// 64-bit integers (say, awards of near the largest amount made, released and made again) is not
+// wrapped: the report is refused with AMOUNT_OVERFLOW, naming the envelope and the figure.
+func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Time) (Report, error) {
 	var rep Report
-	limit := int64(1<<63 - 1)
-	if !asOf.IsZero() {
+	limit := int64(math.MaxInt64)
+	if asOf != nil {
+		if err := core.CheckTime("as_of_time", *asOf); err != nil {
+			return rep, err
+		}
 		limit = asOf.UnixMicro()
 	}
 	err := db.ReadOnly(ctx, func(q store.Querier) error {
 		rep = Report{}
 		type node struct {
-			line     ReportLine
-			children []string
-			benef    map[string]bool
-			subtree  map[string]bool
+			line       ReportLine
+			own, total exact
+			children   []string
+			benef      map[string]bool
+			subtree    map[string]bool
 		}
 		nodes := map[string]*node{}
 		rs, err := q.Query(ctx, "SELECT id, parent_id, display_name, currency FROM envelopes WHERE created_at <= $1", limit)
@@ -80,7 +92,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 		}
 		for rs.Next() {
 			var (
-				n      = &node{benef: map[string]bool{}}
+				n      = &node{benef: map[string]bool{}, own: newExact(), total: newExact()}
 				parent *string
 			)
 			if err := rs.Scan(&n.line.EnvelopeID, &parent, &n.line.DisplayName, &n.line.Currency); err != nil {
@@ -101,7 +113,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 		}
 
 		// Balances of every account, and awards and releases per envelope, from the journal.
-		balances := map[string]int64{}
+		balances := map[string]*big.Int{}
 		var latest int64
 		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, p.account, p.amount FROM journal_entries e
 			JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, limit)
@@ -118,7 +130,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 				return err
 			}
 			latest = max(latest, created)
-			balances[account] += amount
+			add(balances, account, amount)
 			id, isEnvelope := strings.CutPrefix(account, "envelopes/")
 			n := nodes[id]
 			if !isEnvelope || n == nil {
@@ -126,10 +138,10 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 			}
 			switch core.EntryKind(kind) {
 			case core.KindCommitted:
-				n.line.Own.Awarded -= amount
+				n.own.awarded.Sub(n.own.awarded, big.NewInt(amount))
 				n.line.Own.AwardCount++
 			case core.KindReleased:
-				n.line.Own.Released += amount
+				n.own.released.Add(n.own.released, big.NewInt(amount))
 			}
 		}
 		rs.Close()
@@ -137,7 +149,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 			return err
 		}
 		for id, n := range nodes {
-			n.line.Own.Available = balances[core.EnvelopeName(id)]
+			if b := balances[core.EnvelopeName(id)]; b != nil {
+				n.own.available.Set(b)
+			}
 		}
 
 		// Commitments made by then: what they hold, and their beneficiaries.
@@ -152,7 +166,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 				return err
 			}
 			if n := nodes[envelope]; n != nil {
-				n.line.Own.Committed += balances[core.CommitmentName(id)]
+				if b := balances[core.CommitmentName(id)]; b != nil {
+					n.own.committed.Add(n.own.committed, b)
+				}
 				n.benef[beneficiary] = true
 			}
 		}
@@ -176,17 +192,15 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 			n := nodes[id]
 			slices.Sort(n.children)
 			n.subtree = n.benef
-			t := n.line.Own
-			var childrenAllocation int64
+			n.total.add(n.own)
+			childrenAllocation := new(big.Int)
+			count := n.line.Own.AwardCount
 			for _, c := range n.children {
 				rollUp(c)
 				cn := nodes[c]
-				childrenAllocation += cn.line.Own.Allocation
-				t.Awarded += cn.line.Total.Awarded
-				t.Committed += cn.line.Total.Committed
-				t.Released += cn.line.Total.Released
-				t.Available += cn.line.Total.Available
-				t.AwardCount += cn.line.Total.AwardCount
+				childrenAllocation.Add(childrenAllocation, cn.own.allocation)
+				n.total.add(cn.total)
+				count += cn.line.Total.AwardCount
 				if len(cn.subtree) > 0 {
 					merged := make(map[string]bool, len(n.subtree)+len(cn.subtree))
 					for b := range n.subtree {
@@ -198,32 +212,45 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 					n.subtree = merged
 				}
 			}
-			n.line.Own.Allocation = n.line.Own.Committed + childrenAllocation + n.line.Own.Available
-			t.Allocation = n.line.Own.Allocation
-			t.BeneficiaryCount = int64(len(n.subtree))
-			n.line.Total = t
+			n.own.allocation.Add(n.own.committed, childrenAllocation)
+			n.own.allocation.Add(n.own.allocation, n.own.available)
+			n.total.allocation.Set(n.own.allocation)
+			n.line.Total.AwardCount = count
+			n.line.Total.BeneficiaryCount = int64(len(n.subtree))
 		}
-		var emit func(id string, depth int)
-		emit = func(id string, depth int) {
+		// Emit the lines asked for, each figure fitted to an int64 (only those: an overflowing tree
+		// does not spoil the report of another).
+		var emit func(id string, depth int) error
+		emit = func(id string, depth int) error {
 			n := nodes[id]
 			n.line.Depth = depth
+			if err := n.own.fit(id, "", &n.line.Own); err != nil {
+				return err
+			}
+			if err := n.total.fit(id, "total ", &n.line.Total); err != nil {
+				return err
+			}
 			rep.Lines = append(rep.Lines, n.line)
 			for _, c := range n.children {
-				emit(c, depth+1)
+				if err := emit(c, depth+1); err != nil {
+					return err
+				}
 			}
+			return nil
 		}
 		slices.Sort(roots)
 		for _, r := range roots {
 			rollUp(r)
 		}
 		if rootID != "" {
-			emit(rootID, 0)
-		} else {
-			for _, r := range roots {
-				emit(r, 0)
+			roots = []string{rootID}
+		}
+		for _, r := range roots {
+			if err := emit(r, 0); err != nil {
+				return err
 			}
 		}
-		if asOf.IsZero() {
+		if asOf == nil {
 			rep.AsOf = time.UnixMicro(latest).UTC()
 		} else {
 			rep.AsOf = asOf.UTC().Truncate(time.Microsecond)
@@ -231,4 +258,52 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf time.Time
 		return nil
 	})
 	return rep, err
+}
+
+// exact are an envelope's money figures, summed with arbitrary precision.
+type exact struct{ allocation, awarded, committed, released, available *big.Int }
+
+func newExact() exact {
+	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
+}
+
+// add adds o's awarded, committed, released and available amounts to e's (allocations do not
+// roll up: a child's is carved out of its parent's).
+func (e exact) add(o exact) {
+	e.awarded.Add(e.awarded, o.awarded)
+	e.committed.Add(e.committed, o.committed)
+	e.released.Add(e.released, o.released)
+	e.available.Add(e.available, o.available)
+}
+
+// fit copies e into f's int64 figures, or refuses with AMOUNT_OVERFLOW naming the envelope and the
+// first figure whose exact value does not fit.
+func (e exact) fit(envelopeID, prefix string, f *Figures) error {
+	for _, v := range []struct {
+		name string
+		from *big.Int
+		to   *int64
+	}{
+		{"allocation", e.allocation, &f.Allocation}, {"awarded", e.awarded, &f.Awarded},
+		{"committed", e.committed, &f.Committed}, {"released", e.released, &f.Released},
+		{"available", e.available, &f.Available},
+	} {
+		if !v.from.IsInt64() {
+			return &core.Error{Reason: core.ReasonAmountOverflow,
+				Message: fmt.Sprintf("the %s%s of envelope %q is %s, beyond the largest amount a report holds",
+					prefix, v.name, core.EnvelopeName(envelopeID), v.from),
+				Metadata: map[string]string{"envelope": core.EnvelopeName(envelopeID), "figure": prefix + v.name}}
+		}
+		*v.to = v.from.Int64()
+	}
+	return nil
+}
+
+func add(m map[string]*big.Int, key string, v int64) {
+	s, ok := m[key]
+	if !ok {
+		s = new(big.Int)
+		m[key] = s
+	}
+	s.Add(s, big.NewInt(v))
 }

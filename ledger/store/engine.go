@@ -73,7 +73,13 @@ type Config struct {
 	MaxConns int
 	// OnRetry is called each time a transaction is run again after a retryable failure.
 	OnRetry func(engine string)
+	// MustExist refuses to create the database: a SQLite file that does not exist is
+	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
+	MustExist bool
 }
+
+// ErrNoDatabase says that Config.MustExist was set and the database does not exist.
+var ErrNoDatabase = errors.New("no ledger database: it is never created here")
 
 func (c Config) retried(engine string) {
 	if c.OnRetry != nil {

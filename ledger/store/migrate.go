@@ -72,10 +72,44 @@ var sequenceTriggers = map[string][]string{
 	},
 }
 
+// rulesAppendOnly (migration 6) makes the rule sets append-only like the journal (invariant 6:
+// "every table that a decision reads"): a rule set edited in place would let awards through that
+// its RULES_CHANGED entry forbids. Each trigger is dropped first, so the migration is safe to run
+// again; the PostgreSQL function is its own, so it depends on no other migration.
+var rulesAppendOnly = map[string][]string{
+	"sqlite": {
+		`DROP TRIGGER IF EXISTS envelope_rules_append_only`,
+		`CREATE TRIGGER envelope_rules_append_only BEFORE UPDATE ON envelope_rules
+		 BEGIN SELECT RAISE(ABORT, 'the rule sets are append-only'); END`,
+		`DROP TRIGGER IF EXISTS envelope_rules_no_delete`,
+		`CREATE TRIGGER envelope_rules_no_delete BEFORE DELETE ON envelope_rules
+		 BEGIN SELECT RAISE(ABORT, 'the rule sets are append-only'); END`,
+	},
+	"postgres": {
+		`CREATE OR REPLACE FUNCTION ledger_rules_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
+		`DROP TRIGGER IF EXISTS envelope_rules_append_only ON envelope_rules`,
+		`CREATE TRIGGER envelope_rules_append_only BEFORE UPDATE OR DELETE ON envelope_rules
+		 FOR EACH ROW EXECUTE FUNCTION ledger_rules_append_only()`,
+	},
+}
+
 // postgresOnly are statements for PostgreSQL proper, not CockroachDB: envelope rows are updated by
 // every batch, so each gets room on its page for HOT updates, which write no index entry; an
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
 var postgresOnly = []string{`ALTER TABLE envelopes SET (fillfactor = 10)`}
+
+// runStatements is a Go migration that runs stmts in order, in its transaction.
+func runStatements(stmts []string) *goose.GoFunc {
+	return &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+		for _, stmt := range stmts {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
 
 // migrate brings the schema up to date with goose. dialect is "sqlite" or "postgres" (CockroachDB
 // speaks the PostgreSQL dialect; cockroach is set when the server is CockroachDB).
@@ -92,25 +126,17 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) er
 	if dialect == "postgres" && !cockroach {
 		triggers = append(triggers, postgresOnly...)
 	}
-	up := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
-		for _, stmt := range triggers {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return err
-			}
-		}
-		return nil
-	}}
-	sequenced := &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
-		for _, stmt := range sequenceTriggers[dialect] {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return err
-			}
-		}
-		return nil
-	}}
 	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
-		goose.WithGoMigrations(goose.NewGoMigration(2, up, nil), goose.NewGoMigration(7, sequenced, nil)),
+		// A ledger upgraded by a build that had a later migration but not an earlier one (they were
+		// written side by side) still gets the earlier one; every migration after 4 is safe to
+		// run again.
+		goose.WithAllowOutofOrder(true),
+		goose.WithGoMigrations(
+			goose.NewGoMigration(2, runStatements(triggers), nil),
+			goose.NewGoMigration(6, runStatements(rulesAppendOnly[dialect]), nil),
+			goose.NewGoMigration(7, runStatements(sequenceTriggers[dialect]), nil),
+		),
 	}
 	if dialect == "postgres" {
 		// Several ledgerd processes may start at once on one database: a lock row in a plain

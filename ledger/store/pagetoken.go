@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -42,7 +43,7 @@ func decodePageToken(token, filterKey string) (string, error) {
 		return "", bad
 	}
 	var t pageToken
-	if err := json.Unmarshal(raw, &t); err != nil || t.V != pageTokenVersion || t.After == "" ||
+	if err := json.Unmarshal(raw, &t); err != nil || t.V != pageTokenVersion || !validCursor(t.After) ||
 		t.Filter != filterDigest(filterKey) {
 		return "", bad
 	}
@@ -53,3 +54,9 @@ func badPageToken() *core.Error {
 	return &core.Error{Reason: core.ReasonInvalidPageToken, Field: "page_token",
 		Message: "page_token was not returned by a previous call with the same filters"}
 }
+// cursorPattern is what every key the store pages by looks like (envelope ids, UUIDs): printable
+// ASCII without spaces. A hand-made token's key reaches the database as a query argument, so
+// anything else (a NUL, which PostgreSQL cannot hold in text) is refused here, as a bad token.
+var cursorPattern = regexp.MustCompile(`^[!-~]{1,128}$`)
+
+func validCursor(after string) bool { return cursorPattern.MatchString(after) }

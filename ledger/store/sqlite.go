@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/sethvargo/go-retry"
@@ -16,28 +17,52 @@ import (
 // sqliteEngine is the embedded default: one file, WAL, every write transaction BEGIN IMMEDIATE (so
 // SQLite's single writer serializes them), synchronous=FULL so that an acknowledged commit
 // survives a power cut.
+//
+// Reads go through a second pool on the same file whose transactions are deferred and whose
+// connections are query_only: a WAL reader reads the snapshot it started in and neither waits for
+// the writer nor makes it wait, so Verify and the report never stall awards (issue 12, item 8).
 type sqliteEngine struct {
-	db  *sql.DB
-	cfg Config
+	db   *sql.DB // read-write: BEGIN IMMEDIATE
+	read *sql.DB // read-only: BEGIN (deferred), query_only
+	cfg  Config
 }
 
-func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, error) {
+// sqliteDSN is the DSN of the SQLite file at path, its transactions begun with txlock
+// ("immediate" or "deferred"), plus extra pragmas.
+func sqliteDSN(path string, cfg Config, txlock string, extra ...string) string {
 	q := url.Values{}
-	for _, p := range []string{
+	for _, p := range append([]string{
 		fmt.Sprintf("busy_timeout(%d)", cfg.TxTimeout.Milliseconds()),
 		"journal_mode(WAL)",
 		"synchronous(FULL)",
 		"foreign_keys(ON)",
-	} {
+	}, extra...) {
 		q.Add("_pragma", p)
 	}
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	q.Set("_txlock", txlock)
+	if cfg.MustExist {
+		// Without it SQLite creates a missing file: a mistyped path would open an empty ledger.
+		q.Set("mode", "rw")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, error) {
+	if cfg.MustExist {
+		// An empty file is no ledger either: SQLite would take it for a new database.
+		info, err := os.Stat(path)
+		if err == nil && info.Size() == 0 {
+			err = errors.New("the file is empty")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w (SQLite file %s: %w)", ErrNoDatabase, path, err)
+		}
+	}
+	db, err := sql.Open("sqlite", sqliteDSN(path, cfg, "immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
-	// One writer at a time is SQLite's rule; a few connections let readers run beside it.
+	// One writer at a time is SQLite's rule; the read pool below serves readers beside it.
 	db.SetMaxOpenConns(8)
 	if cfg.MaxConns > 0 {
 		db.SetMaxOpenConns(cfg.MaxConns)
@@ -50,13 +75,27 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 		db.Close()
 		return nil, err
 	}
-	return &sqliteEngine{db: db, cfg: cfg}, nil
+	// Opened after the migrations, so that the file exists and is in WAL mode already.
+	read, err := sql.Open("sqlite", sqliteDSN(path, cfg, "deferred", "query_only(1)"))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
+	}
+	read.SetMaxOpenConns(8)
+	if cfg.MaxConns > 0 {
+		read.SetMaxOpenConns(cfg.MaxConns)
+	}
+	return &sqliteEngine{db: db, read: read, cfg: cfg}, nil
 }
 
 func (e *sqliteEngine) Name() string      { return "sqlite" }
 func (e *sqliteEngine) ForUpdate() string { return "" }
-func (e *sqliteEngine) Close()            { e.db.Close() }
-func (e *sqliteEngine) Reader() Querier   { return sqlQuerier{e.db} }
+func (e *sqliteEngine) Reader() Querier   { return sqlQuerier{e.read} }
+
+func (e *sqliteEngine) Close() {
+	e.read.Close()
+	e.db.Close()
+}
 
 func (e *sqliteEngine) Ping(ctx context.Context) error {
 	var one int
@@ -103,10 +142,26 @@ func sqliteRequestRecorded(err error) bool {
 		strings.Contains(se.Error(), "requests.request_id")
 }
 
+// ReadOnly runs fn in a deferred transaction of the read pool: in WAL mode it reads the snapshot
+// of its first statement to the end, while the writer goes on committing beside it.
 func (e *sqliteEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error {
-	// In WAL mode a transaction reads one snapshot; IMMEDIATE also keeps writers out meanwhile,
-	// which the auditor wants anyway.
-	return e.ReadWrite(ctx, fn)
+	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
+		err := e.readAttempt(ctx, fn)
+		if err != nil && sqliteBusy(err) {
+			e.cfg.retried("sqlite")
+			return retry.RetryableError(err)
+		}
+		return err
+	})
+}
+
+func (e *sqliteEngine) readAttempt(ctx context.Context, fn func(q Querier) error) error {
+	tx, err := e.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(sqlQuerier{tx})
 }
 
 func sqliteBusy(err error) bool {

@@ -1,0 +1,81 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+)
+
+// TestLedgerRefusesWhatTheDatabaseCannotHold protects issue 12 item 7 below the gRPC boundary:
+// the ledger's own validation (core) refuses, with the field named, filters and times the
+// database cannot hold or the report cannot express, whoever calls it (a tool, a benchmark), and
+// refuses a report figure beyond int64 rather than wrapping it.
+func TestLedgerRefusesWhatTheDatabaseCannotHold(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		year10000 := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+		invalid := func(name, field string, err error) {
+			t.Helper()
+			if e := requireError(t, err, ErrInvalidArgument); e.Field != field {
+				t.Errorf("%s: refused on field %q, want %q", name, e.Field, field)
+			}
+		}
+		for _, b := range []string{"siren:\x00", "siren:\xff", "a\nb"} {
+			_, _, err := l.ListCommitments(ctx, CommitmentFilter{Beneficiary: b}, Page{})
+			invalid("ListCommitments beneficiary "+b, "beneficiary", err)
+		}
+		// The caller is stored with every entry: a NUL in it reached PostgreSQL (INTERNAL).
+		nulCaller := commitCmd("axis-1", "b", 1)
+		nulCaller.Caller = "service:\x00"
+		_, err := l.Commit(ctx, nulCaller)
+		invalid("Commit by a caller with a NUL", "caller", err)
+		_, err = l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
+			Call: "appel-1", Rules: Rules{AwardWindow: &Window{End: year10000}}})
+		invalid("SetRules window ending in year 10000", "rules.award_window.end_time", err)
+		_, err = l.Report(ctx, "fund", year10000)
+		invalid("Report as of year 10000", "as_of_time", err)
+		_, err = l.ReportAt(ctx, "fund", time.Unix(1e13, 0))
+		invalid("Report as of 10^13 s", "as_of_time", err)
+		_, err = l.GetRules(ctx, "fund", year10000)
+		invalid("GetRules at year 10000", "time", err)
+		// The zero time is a time: the fund did not exist in year 1.
+		if _, err := l.ReportAt(ctx, "fund", time.Time{}); !errors.Is(err, ErrEnvelopeNotFound) {
+			t.Errorf("ReportAt(0001-01-01): %v, want ENVELOPE_NOT_FOUND", err)
+		}
+		if rep, err := l.ReportAt(ctx, "", time.Time{}); err != nil || len(rep.Lines) != 0 {
+			t.Errorf("ReportAt(0001-01-01) of every tree: %d lines, %v; want none", len(rep.Lines), err)
+		}
+
+		// Awarded: nearly the largest amount, released, awarded again.
+		mustCreateEnvelope(t, l, "big", "", math.MaxInt64-10)
+		c := mustCommit(t, l, "big", "b", math.MaxInt64-10)
+		if _, err := l.Release(ctx, releaseCmd(c.Commitment.ID, math.MaxInt64-10)); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := l.Report(ctx, "big", time.Time{}); err != nil || rep.Lines[0].Own.Awarded != math.MaxInt64-10 ||
+			rep.Lines[0].Own.Released != math.MaxInt64-10 || rep.Lines[0].Own.Available != math.MaxInt64-10 {
+			t.Fatalf("report after one award and its release: %+v, %v", rep.Lines, err)
+		}
+		mustCommit(t, l, "big", "b", math.MaxInt64-10)
+		e := requireError(t, reportErr(ctx, l, "big"), ErrAmountOverflow)
+		if e.Metadata["envelope"] != "envelopes/big" || e.Metadata["figure"] != "awarded" {
+			t.Errorf("AMOUNT_OVERFLOW metadata %v, want envelopes/big's awarded", e.Metadata)
+		}
+		requireError(t, reportErr(ctx, l, ""), ErrAmountOverflow)
+		// The fund's report, which does not add the big envelope in, is still exact.
+		if rep, err := l.Report(ctx, "fund", time.Time{}); err != nil || rep.Lines[0].Total.Allocation != fundCents {
+			t.Errorf("the fund's report beside an overflowing tree: %+v, %v", rep.Lines, err)
+		}
+		requireVerifyOK(t, l)
+	})
+}
+
+// reportErr is the error of the current report of root.
+func reportErr(ctx context.Context, l *Ledger, root string) error {
+	_, err := l.Report(ctx, root, time.Time{})
+	return err
+}

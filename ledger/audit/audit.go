@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -26,7 +27,8 @@ type Discrepancy struct {
 	// Invariant is the number of the invariant in docs (1: entries balance, between accounts that
 	// exist, in one currency; 2: available >= 0; 3: released <= amount; 4: stored balances =
 	// journal; 5: one entry per request id; 6: the journal, the request log and the rule sets are
-	// append-only; 7: a refused request posted nothing).
+	// append-only; 7: a refused request posted nothing; 9: the journal's positions are 1…N, each
+	// once).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string
@@ -56,6 +58,8 @@ func (r *VerifyReport) add(inv int, subject, format string, args ...any) {
 type entryRow struct {
 	id, requestID, kind, currency, caller, memo string
 	createdAt                                   int64
+	// seq is the entry's position in the journal (nil: not given yet).
+	seq *int64
 }
 
 // answeredRuleSet is what the request log recorded of a rule set that the journal entry does not
@@ -75,6 +79,8 @@ type ruleSetRow struct {
 type snapshot struct {
 	// entrySums and accounts are the postings summed per entry and per account.
 	entrySums, accounts map[string]*big.Int
+	// lastSeq is journal_head's last position given.
+	lastSeq int64
 	// entryAccounts are the accounts each entry posts to, in posting order.
 	entryAccounts map[string][]string
 	entries       []entryRow
@@ -129,6 +135,7 @@ func check(s *snapshot) VerifyReport {
 	commitmentCurrenciesMatchEnvelopes(s, &rep)
 	entryCurrenciesMatchAccounts(s, &rep)
 	ruleSetsMatchJournal(s, &rep)
+	journalPositionsGapFree(s, &rep)
 	return rep
 }
 
@@ -330,4 +337,33 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// journalPositionsGapFree checks invariant 9 as the rows can show it: the positions given are
+// exactly 1 … journal_head.last_seq, each once (entries not yet given one are committed entries
+// waiting for the sequencer, never a gap behind a position already served).
+func journalPositionsGapFree(s *snapshot, rep *VerifyReport) {
+	var seqs []int64
+	byPosition := map[int64]string{}
+	for _, e := range s.entries {
+		if e.seq == nil {
+			continue
+		}
+		if other, ok := byPosition[*e.seq]; ok {
+			rep.add(9, core.EntryName(e.id), "has position %d, as %s has", *e.seq, core.EntryName(other))
+			continue
+		}
+		byPosition[*e.seq] = e.id
+		seqs = append(seqs, *e.seq)
+	}
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		if seq != int64(i+1) {
+			rep.add(9, core.EntryName(byPosition[seq]), "has position %d, where %d was expected: the journal has a gap", seq, i+1)
+			return
+		}
+	}
+	if int64(len(seqs)) != s.lastSeq {
+		rep.add(9, "journal_head", "says %d positions were given, the journal holds %d", s.lastSeq, len(seqs))
+	}
 }

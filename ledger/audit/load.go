@@ -30,12 +30,15 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		return nil
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at FROM journal_entries", func(r store.Rows) error {
+		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at, seq FROM journal_entries", func(r store.Rows) error {
 			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt)
+			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt, &e.seq)
 			s.entries = append(s.entries, e)
 			return err
 		})
+	}
+	if err == nil {
+		err = q.QueryRow(ctx, "SELECT last_seq FROM journal_head WHERE id = 1").Scan(&s.lastSeq)
 	}
 	if err == nil {
 		err = each(ctx, q, `SELECT id, envelope_id, call_name, effective_from, rules, caller, request_id, created_at

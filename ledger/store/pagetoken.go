@@ -54,6 +54,7 @@ func badPageToken() *core.Error {
 	return &core.Error{Reason: core.ReasonInvalidPageToken, Field: "page_token",
 		Message: "page_token was not returned by a previous call with the same filters"}
 }
+
 // cursorPattern is what every key the store pages by looks like (envelope ids, UUIDs): printable
 // ASCII without spaces. A hand-made token's key reaches the database as a query argument, so
 // anything else (a NUL, which PostgreSQL cannot hold in text) is refused here, as a bad token.

@@ -29,7 +29,7 @@ type Invariant int32
 const (
 	// Never used.
 	Invariant_INVARIANT_UNSPECIFIED Invariant = 0
-	// (1) A journal entry's postings sum to zero.
+	// (1) A journal entry's postings sum to zero, between accounts that exist, in one currency.
 	Invariant_INVARIANT_ENTRY_BALANCED Invariant = 1
 	// (2) An envelope's available amount is not negative.
 	Invariant_INVARIANT_AVAILABLE_NOT_NEGATIVE Invariant = 2
@@ -39,10 +39,12 @@ const (
 	Invariant_INVARIANT_BALANCES_MATCH_JOURNAL Invariant = 4
 	// (5) A request id posted at most once.
 	Invariant_INVARIANT_REQUEST_POSTED_ONCE Invariant = 5
-	// (6) No row of the journal or of the request log is missing.
+	// (6) No row of the journal, of the request log or of the rule sets is missing or edited.
 	Invariant_INVARIANT_APPEND_ONLY Invariant = 6
 	// (7) A request recorded as refused posted nothing.
 	Invariant_INVARIANT_REFUSAL_POSTED_NOTHING Invariant = 7
+	// (9) The journal's positions (JournalEntry.sequence) are 1, 2, 3, … each once, with no gap.
+	Invariant_INVARIANT_JOURNAL_ORDER Invariant = 9
 )
 
 // Enum value maps for Invariant.
@@ -56,6 +58,7 @@ var (
 		5: "INVARIANT_REQUEST_POSTED_ONCE",
 		6: "INVARIANT_APPEND_ONLY",
 		7: "INVARIANT_REFUSAL_POSTED_NOTHING",
+		9: "INVARIANT_JOURNAL_ORDER",
 	}
 	Invariant_value = map[string]int32{
 		"INVARIANT_UNSPECIFIED":            0,
@@ -66,6 +69,7 @@ var (
 		"INVARIANT_REQUEST_POSTED_ONCE":    5,
 		"INVARIANT_APPEND_ONLY":            6,
 		"INVARIANT_REFUSAL_POSTED_NOTHING": 7,
+		"INVARIANT_JOURNAL_ORDER":          9,
 	}
 )
 
@@ -316,7 +320,7 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\tinvariant\x18\x01 \x01(\x05B\x05\xe0A\x03\x18\x01R\tinvariant\x12\x1d\n" +
 	"\asubject\x18\x02 \x01(\tB\x03\xe0A\x03R\asubject\x12\x1b\n" +
 	"\x06detail\x18\x03 \x01(\tB\x03\xe0A\x03R\x06detail\x12J\n" +
-	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\x9a\x02\n" +
+	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xb7\x02\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -325,7 +329,8 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	" INVARIANT_BALANCES_MATCH_JOURNAL\x10\x04\x12!\n" +
 	"\x1dINVARIANT_REQUEST_POSTED_ONCE\x10\x05\x12\x19\n" +
 	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
-	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a2k\n" +
+	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
+	"\x17INVARIANT_JOURNAL_ORDER\x10\t2k\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

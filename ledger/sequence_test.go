@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -170,5 +171,42 @@ func TestFollowerReadsEveryEntryOnce(t *testing.T) {
 			t.Fatalf("journal holds %d entries, want %d", len(final), want)
 		}
 		requireVerifyOK(t, ledgers[0])
+	})
+}
+
+// TestVerifyFindsAGapInTheJournalOrder protects invariant 9 against an operator with database
+// access: an entry moved to another position (the append-only trigger dropped first) leaves a
+// gap that Verify reports, naming the entry.
+func TestVerifyFindsAGapInTheJournalOrder(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		mustCommit(t, l, "axis-1", "commune", 1_000)
+		entries := readJournal(t, l, 0) // every entry has its position once read
+		requireVerifyOK(t, l)
+		drop := "DROP TRIGGER journal_entries_append_only"
+		if l.Engine() != "sqlite" {
+			drop += " ON journal_entries"
+		}
+		moved := entries[1]
+		for _, stmt := range []string{drop, "UPDATE journal_entries SET seq = 1000 WHERE id = $1"} {
+			if err := rawExec(ctx, l, stmt, []any{moved.ID}[:min(1, strings.Count(stmt, "$"))]...); err != nil {
+				t.Fatalf("tampering: %s: %v", stmt, err)
+			}
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, d := range rep.Discrepancies {
+			if d.Invariant == 9 {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("Verify after moving %s to position 1000: %v, want an invariant 9 discrepancy", moved.ID, rep.Discrepancies)
+		}
 	})
 }

@@ -6,6 +6,9 @@ import (
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // run decides one unit: through group commit, or in a transaction of its own when batching is
@@ -22,17 +25,22 @@ func (l *Ledger) run(ctx context.Context, u *core.Unit) error {
 // rules and project totals), decide (core.DecideBatch, in memory: each operation accepted or
 // refused on its own, in order), write (entries in bulk, each balance once). The returned error
 // is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
-func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
+func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error) {
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	n := 0
 	for _, u := range units {
 		n += len(u.Ops)
 	}
+	attempts := 0
+	ctx, span := l.tracer.Start(ctx, "ledger.batch", trace.WithAttributes(
+		attribute.Int("ledger.batch.units", len(units)), attribute.Int("ledger.batch.operations", n)))
+	defer func() { endSpan(span, attempts, err) }()
 	var w *core.Writes
-	err := l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
+	err = l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
+			attempts++
 			in, st, err := l.loadBatch(ctx, q, units, priors, pre)
 			if err != nil {
 				return err
@@ -149,4 +157,15 @@ func (s *shareRuled) set(id string, ruled bool) {
 	} else {
 		s.m.Delete(id)
 	}
+}
+
+// endSpan closes a transaction's span with its attempts (retries + 1) and outcome.
+func endSpan(span trace.Span, attempts int, err error) {
+	span.SetAttributes(attribute.Int("ledger.transaction.attempts", attempts),
+		attribute.Int("ledger.transaction.retries", max(0, attempts-1)))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "the batch failed")
+	}
+	span.End()
 }

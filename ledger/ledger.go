@@ -36,6 +36,8 @@ import (
 	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Config tunes a Ledger. The zero value is usable.
@@ -59,6 +61,9 @@ type Config struct {
 	// MustExist opens only a ledger that exists: a missing SQLite file is ErrNoDatabase instead
 	// of a new, empty ledger (for the verifier and other tools that only read).
 	MustExist bool
+	// TracerProvider, when set, traces the ledger's transactions (OpenTelemetry): a span per
+	// group-commit batch with its size and retries, and one per other mutation.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -88,6 +93,7 @@ type Ledger struct {
 
 	// parents caches envelopes' parents (they never change), for the funding rules' inheritance.
 	parents store.ParentCache
+	tracer  trace.Tracer
 	// seq assigns journal positions after commits (nil where they are assigned inline).
 	seq *sequencer
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
@@ -115,7 +121,11 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{db: db, cfg: cfg, metrics: m}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger")}
 	l.startSequencer()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{

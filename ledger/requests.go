@@ -24,20 +24,24 @@ type loaded struct {
 // rule changes, refusals of unknown commitments): look up its request id, decide, write the
 // effects and record the outcome, all in one serializable transaction. A refusal is recorded with
 // nothing written.
-func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any, decide decision) error {
+func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any, decide decision) (err error) {
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
+	attempts := 0
+	ctx, span := l.tracer.Start(ctx, "ledger.mutation")
+	defer func() { endSpan(span, attempts, err) }()
 	var (
 		decided core.Outcome
 		changed []core.Envelope
 		wrote   bool
 	)
-	err := l.withRequestLog(ctx, []string{requestID}, func(priors map[string]core.Prior) error {
+	err = l.withRequestLog(ctx, []string{requestID}, func(priors map[string]core.Prior) error {
 		if prior, ok := priors[requestID]; ok {
 			decided = prior.Replay(requestID, fingerprint)
 			return nil
 		}
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
+			attempts++
 			in, err := decide(ctx, q)
 			if err != nil {
 				return err

@@ -329,6 +329,9 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching}
+	if tp != nil {
+		lcfg.TracerProvider = tp
+	}
 	if reg != nil {
 		lcfg.Registerer, scfg.Registerer = reg, reg
 	}

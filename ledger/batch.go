@@ -30,7 +30,7 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) error {
 		n += len(u.Ops)
 	}
 	var w *core.Writes
-	err := l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
+	err := l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			st := stamp()

@@ -14,7 +14,7 @@ func (l *Ledger) CreateEnvelope(ctx context.Context, cmd CreateEnvelope) (Create
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
 			existing, err := store.FindEnvelope(ctx, q, cmd.EnvelopeID, "")
 			if err != nil {
@@ -38,7 +38,7 @@ func (l *Ledger) MoveAllocation(ctx context.Context, cmd MoveAllocation) (MoveAl
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
 			// Lock both rows in id order, so that two opposite moves cannot deadlock.
 			locked, err := store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{cmd.SourceID, cmd.DestinationID})

@@ -14,7 +14,7 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier, st core.Stamp) (any, core.Effects, error) {
 			env, err := store.FindEnvelope(ctx, q, cmd.EnvelopeID, "")
 			if err != nil {

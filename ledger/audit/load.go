@@ -24,17 +24,21 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		return nil
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind FROM journal_entries", func(r store.Rows) error {
+		err = each(ctx, q, "SELECT id, caller, request_id, kind FROM journal_entries", func(r store.Rows) error {
 			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind)
+			err := r.Scan(&e.id, &e.caller, &e.requestID, &e.kind)
 			s.entries = append(s.entries, e)
 			return err
 		})
 	}
 	if err == nil {
-		err = each(ctx, q, `SELECT e.id, e.request_id, r.operation FROM journal_entries e
-			LEFT JOIN requests r ON r.request_id = e.request_id
-			WHERE r.request_id IS NULL OR r.operation <> 'result'`, func(r store.Rows) error {
+		// An entry's request is recorded under its caller's key (core.RequestKey: the request
+		// id, a tab, the caller), or under the bare request id if it was recorded before request
+		// ids were scoped per caller.
+		err = each(ctx, q, "SELECT e.id, e.request_id, COALESCE(r.operation, l.operation) FROM journal_entries e"+
+			" LEFT JOIN requests r ON r.request_id = e.request_id || '\t' || e.caller"+
+			" LEFT JOIN requests l ON l.request_id = e.request_id"+
+			" WHERE COALESCE(r.operation, l.operation) IS NULL OR COALESCE(r.operation, l.operation) <> 'result'", func(r store.Rows) error {
 			var u unlogged
 			err := r.Scan(&u.entry, &u.requestID, &u.operation)
 			s.unlogged = append(s.unlogged, u)

@@ -14,7 +14,7 @@ import (
 type Op struct {
 	Commit      *Commit
 	Release     *Release
-	Fingerprint string
+	Fingerprint Fingerprint
 
 	Outcome Outcome
 	// Result is the typed result of an op decided by this process (*CommitResult or
@@ -37,13 +37,24 @@ func (op *Op) Decode(out any) error {
 	return op.Outcome.Decode(out)
 }
 
-// RequestID is the request id the op is recorded under.
+// RequestID is the op's request id (for a bulk item, "<request id> <index>").
 func (op *Op) RequestID() string {
 	if op.Commit != nil {
 		return op.Commit.RequestID
 	}
 	return op.Release.RequestID
 }
+
+// Caller is the principal that sent the op.
+func (op *Op) Caller() string {
+	if op.Commit != nil {
+		return op.Commit.Caller
+	}
+	return op.Release.Caller
+}
+
+// Key is the request log's key of the op (see RequestKey).
+func (op *Op) Key() string { return RequestKey(op.Caller(), op.RequestID()) }
 
 // Unit is what one caller submits: one Commit or Release, or the items of one bulk award, all on
 // one envelope. A unit is decided whole in one transaction; an all-or-nothing unit is accepted
@@ -52,26 +63,28 @@ type Unit struct {
 	EnvelopeID   string
 	Ops          []*Op
 	AllOrNothing bool
-	// CallID and CallFingerprint name a bulk call as a whole: the request log holds a row for the
-	// call beside its items', so that the same request id with other items (more of them, say)
-	// is refused before any item is decided.
-	CallID, CallFingerprint string
+	// CallID, CallCaller and CallFingerprint name a bulk call as a whole: the request log holds
+	// a row for the call beside its items', so that the same request id with other items (more
+	// of them, say) is refused before any item is decided.
+	CallID, CallCaller string
+	CallFingerprint    Fingerprint
 	// Envelope is the envelope as this unit left it, once decided (nil if it does not exist).
 	Envelope *Envelope
 }
 
-// RequestIDs lists the request ids a batch of units is recorded under (calls and ops).
-func RequestIDs(units []*Unit) []string {
-	var ids []string
+// RequestKeys lists the request log keys to look up for a batch of units (calls and ops; see
+// LookupKeys).
+func RequestKeys(units []*Unit) []string {
+	var keys []string
 	for _, u := range units {
 		if u.CallID != "" {
-			ids = append(ids, u.CallID)
+			keys = append(keys, LookupKeys(u.CallCaller, u.CallID)...)
 		}
 		for _, op := range u.Ops {
-			ids = append(ids, op.RequestID())
+			keys = append(keys, LookupKeys(op.Caller(), op.RequestID())...)
 		}
 	}
-	return ids
+	return keys
 }
 
 // Loaded is what a batch's decisions read, loaded by storage inside the batch's transaction
@@ -85,7 +98,7 @@ type Loaded struct {
 	Rules map[string]*EffectiveRules
 	// Totals are the current totals of the projects a funding-share rule is checked for.
 	Totals map[ProjectKey]int64
-	// Priors are the request log's rows for the batch's request ids.
+	// Priors are the request log's rows for the batch's request keys (RequestKeys).
 	Priors map[string]Prior
 }
 
@@ -145,9 +158,11 @@ type batchState struct {
 	changed        map[string]*Commitment
 	changedOrder   []*Commitment
 	recorded       []RequestRow
-	decidedHere    map[string]*Op
-	// callsHere are the bulk calls decided in this batch, by request id, with their fingerprint.
-	callsHere map[string]string
+	// decidedHere are the ops decided in this batch, by request log key.
+	decidedHere map[string]*Op
+	// callsHere are the bulk calls decided in this batch, by request log key, with their
+	// fingerprint.
+	callsHere map[string]Fingerprint
 	// deltas are the changes to project totals made by accepted awards and releases, in order.
 	deltas []ProjectDelta
 }
@@ -158,7 +173,7 @@ type batchState struct {
 // be written.
 func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 	b := &batchState{st: st, in: in, envs: map[string]*envState{}, changed: map[string]*Commitment{},
-		decidedHere: map[string]*Op{}, callsHere: map[string]string{}}
+		decidedHere: map[string]*Op{}, callsHere: map[string]Fingerprint{}}
 	if b.in.Totals == nil {
 		b.in.Totals = map[ProjectKey]int64{}
 	} else {
@@ -205,11 +220,13 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 func (b *batchState) decideUnit(u *Unit) error {
 	s := b.envs[u.EnvelopeID]
 	if u.CallID != "" {
-		fp, seen := b.callsHere[u.CallID]
-		if prior, ok := b.in.Priors[u.CallID]; ok {
-			fp, seen = prior.Fingerprint, true
+		key := RequestKey(u.CallCaller, u.CallID)
+		first, seen := b.callsHere[key]
+		same := first == u.CallFingerprint
+		if prior, ok := FindPrior(b.in.Priors, u.CallCaller, u.CallID); ok {
+			seen, same = true, u.CallFingerprint.Matches(prior.Fingerprint)
 		}
-		if seen && fp != u.CallFingerprint {
+		if seen && !same {
 			// The request id was used for another request: refuse the call whole, record nothing.
 			for _, op := range u.Ops {
 				op.Outcome = Outcome{Refusal: RequestIDReused(u.CallID)}
@@ -217,8 +234,8 @@ func (b *batchState) decideUnit(u *Unit) error {
 			return nil
 		}
 		if !seen {
-			b.callsHere[u.CallID] = u.CallFingerprint
-			b.recorded = append(b.recorded, RequestRow{u.CallID, u.CallFingerprint,
+			b.callsHere[key] = u.CallFingerprint
+			b.recorded = append(b.recorded, RequestRow{key, u.CallFingerprint.Current,
 				Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))}})
 		}
 	}
@@ -245,8 +262,8 @@ func (b *batchState) decideUnit(u *Unit) error {
 		}
 		for _, op := range u.Ops {
 			op.Outcome = Outcome{Refusal: whole}
-			b.decidedHere[op.RequestID()] = op
-			b.recorded = append(b.recorded, RequestRow{op.RequestID(), op.Fingerprint, op.Outcome})
+			b.decidedHere[op.Key()] = op
+			b.recorded = append(b.recorded, RequestRow{op.Key(), op.Fingerprint.Current, op.Outcome})
 		}
 	}
 	if s.found {
@@ -270,7 +287,7 @@ func (b *batchState) mark(s *envState) batchMark {
 
 func (b *batchState) reset(s *envState, m batchMark) {
 	for _, r := range b.recorded[m.recordN:] {
-		delete(b.decidedHere, r.ID)
+		delete(b.decidedHere, r.Key)
 	}
 	for _, d := range b.deltas[m.deltaN:] {
 		if _, ok := b.in.Totals[d.Key]; ok {
@@ -286,15 +303,12 @@ func (b *batchState) reset(s *envState, m batchMark) {
 // accepted or replayed), or an error that fails the whole batch.
 func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 	s := b.envs[envelopeID]
-	rid := op.RequestID()
-	if prior, ok := b.in.Priors[rid]; ok {
-		op.Outcome = prior.Outcome
-		if prior.Fingerprint != op.Fingerprint {
-			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
-		}
+	rid, key := op.RequestID(), op.Key()
+	if prior, ok := FindPrior(b.in.Priors, op.Caller(), rid); ok {
+		op.Outcome = prior.Replay(rid, op.Fingerprint)
 		return nil, nil
 	}
-	if first, ok := b.decidedHere[rid]; ok {
+	if first, ok := b.decidedHere[key]; ok {
 		op.Outcome = first.Outcome
 		if first.Fingerprint != op.Fingerprint {
 			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
@@ -354,8 +368,8 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		}
 		op.Outcome, op.Result = Outcome{Result: raw}, result
 	}
-	b.decidedHere[rid] = op
-	b.recorded = append(b.recorded, RequestRow{rid, op.Fingerprint, op.Outcome})
+	b.decidedHere[key] = op
+	b.recorded = append(b.recorded, RequestRow{key, op.Fingerprint.Current, op.Outcome})
 	return refused, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/client"
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
 	"github.com/budgetledger/budgetledger/server"
 )
@@ -26,7 +27,7 @@ func startServer() (addr string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	l, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"), ledger.Config{})
+	l, err := ledger.Open(context.Background(), filepath.Join(dir, "ledger.db"), ledger.Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/budgetledger/budgetledger/client"
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -34,7 +35,7 @@ type ledgerd struct {
 // the test ends, or earlier through stop.
 func startLedgerd(t *testing.T, database, addr string) *ledgerd {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), database, ledger.Config{})
+	l, err := ledger.Open(context.Background(), database, ledger.Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatalf("opening ledger: %v", err)
 	}

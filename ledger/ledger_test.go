@@ -24,10 +24,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/budgetledger/budgetledger/ledger/core"
-	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // Amounts of the France Relance fund "Transformation numérique des collectivités territoriales",
@@ -1375,7 +1377,7 @@ func TestReopen(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
 		ctx := t.Context()
-		l, err := Open(ctx, db.dsn, Config{})
+		l, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/testserver"
 	"github.com/jackc/pgx/v5"
@@ -47,7 +46,7 @@ type testDB struct {
 // open opens a Ledger on db, closed when the test ends.
 func (db testDB) open(t *testing.T) *Ledger {
 	t.Helper()
-	l, err := Open(t.Context(), db.dsn, Config{})
+	l, err := Open(t.Context(), db.dsn, Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", db.engine, err)
 	}
@@ -165,7 +164,7 @@ func newCockroachDB(t *testing.T) testDB {
 		t.Fatalf("starting CockroachDB from %s: %v", bin, cockroach.err)
 	}
 	base := cockroach.ts.PGURL().String()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -177,7 +176,7 @@ func newCockroachDB(t *testing.T) testDB {
 		t.Fatalf("CREATE DATABASE %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
 		defer cancel()
 		if admin, err := pgx.Connect(ctx, base); err == nil {
 			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s CASCADE", name))

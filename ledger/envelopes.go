@@ -21,12 +21,20 @@ func (l *Ledger) CreateEnvelope(ctx context.Context, cmd CreateEnvelope) (Create
 				return nil, core.Effects{}, err
 			}
 			var parent *core.Envelope
+			level := 0
 			if cmd.ParentID != "" && existing == nil {
 				if parent, err = store.FindEnvelope(ctx, q, cmd.ParentID, l.db.ForUpdate()); err != nil {
 					return nil, core.Effects{}, err
 				}
+				if parent != nil {
+					chain, err := l.parents.Chain(ctx, q, *parent)
+					if err != nil {
+						return nil, core.Effects{}, err
+					}
+					level = len(chain)
+				}
 			}
-			return result(core.DecideCreateEnvelope(st, cmd, existing, parent))
+			return result(core.DecideCreateEnvelope(st, cmd, existing, parent, level))
 		})
 	return res, err
 }

@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -30,6 +33,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonReleaseExceedsRemaining: codes.FailedPrecondition,
 	ledger.ReasonCurrencyMismatch:        codes.FailedPrecondition,
 	ledger.ReasonEnvelopesNotRelated:     codes.FailedPrecondition,
+	ledger.ReasonEnvelopeTooDeep:         codes.FailedPrecondition,
 	ledger.ReasonAmountOverflow:          codes.FailedPrecondition,
 	ledger.ReasonRequestIDReused:         codes.FailedPrecondition,
 	ledger.ReasonPolicyViolation:         codes.FailedPrecondition,
@@ -59,7 +63,7 @@ func toStatus(err error) error {
 	}
 	var le *ledger.Error
 	if !errors.As(err, &le) {
-		return withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)
+		return &internalError{status.Convert(withInfo(codes.Internal, "internal error", string(ledger.ReasonInternal), nil)), err}
 	}
 	code, ok := reasonCodes[le.Reason]
 	if !ok {
@@ -81,7 +85,48 @@ func toStatus(err error) error {
 			{Field: le.Field, Description: le.Message, Reason: string(le.Reason)},
 		}})
 	}
+	if code == codes.Internal {
+		return &internalError{status.Convert(attach(st, details...)), err}
+	}
 	return attach(st, details...)
+}
+
+// internalError is the reply to an internal error (a bug, a broken invariant, a recovered panic
+// in a group-commit batch): the status says "internal error" and nothing more, and the cause is
+// kept beside it for the server's log (logInternalCauses), never sent.
+type internalError struct {
+	st    *status.Status
+	cause error
+}
+
+func (e *internalError) Error() string              { return e.st.Err().Error() }
+func (e *internalError) GRPCStatus() *status.Status { return e.st }
+func (e *internalError) Unwrap() error              { return e.cause }
+
+// logInternalCauses logs the cause of every INTERNAL reply, which the reply itself never carries.
+func logInternalCauses(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		var ie *internalError
+		if errors.As(err, &ie) {
+			log.ErrorContext(ctx, "internal error", "method", info.FullMethod, "cause", causeChain(ie.cause))
+		}
+		return resp, err
+	}
+}
+
+// causeChain spells an error and the causes it wraps (a ledger error's message leaves its cause
+// out), each once: "internal error: envelope x has a cycle of parents".
+func causeChain(err error) string {
+	var parts []string
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		msg := e.Error()
+		if n := len(parts); n > 0 && strings.Contains(parts[n-1], msg) {
+			continue
+		}
+		parts = append(parts, msg)
+	}
+	return strings.Join(parts, ": ")
 }
 
 func withInfo(code codes.Code, msg, reason string, md map[string]string) error {

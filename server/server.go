@@ -122,6 +122,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(limiter.stream, guarded))
 	}
 	interceptors = append(interceptors,
+		logInternalCauses(log),
 		validationInterceptor(validator),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 			log.ErrorContext(ctx, "panic in handler", "panic", p)

@@ -85,6 +85,9 @@ func (c *BulkCommit) Unit() *Unit {
 // BulkResult assembles the result of a decided bulk unit. found is false when the envelope is
 // to be read afresh (no item was accepted and the unit did not find it: a replay).
 func (c *BulkCommit) BulkResult(u *Unit) (res BulkCommitResult, found bool, err error) {
+	if u.Err != nil {
+		return BulkCommitResult{}, true, u.Err
+	}
 	res.Items = make([]BulkItemResult, len(u.Ops))
 	var last *Envelope
 	for i, op := range u.Ops {

@@ -110,7 +110,7 @@ func TestDecideOverflow(t *testing.T) {
 	parent := env("fund", "", math.MaxInt64, 0)
 	parent.ChildrenAllocated = 10
 	child := CreateEnvelope{RequestID: "c", Caller: "a", EnvelopeID: "axis-1", ParentID: "fund", Allocation: math.MaxInt64}
-	if _, _, err := DecideCreateEnvelope(testStamp(), child, nil, &parent); !errors.Is(err, ErrInsufficientFunds) {
+	if _, _, err := DecideCreateEnvelope(testStamp(), child, nil, &parent, 1); !errors.Is(err, ErrInsufficientFunds) {
 		t.Errorf("child above the parent's available: %v, want INSUFFICIENT_FUNDS", err)
 	}
 	a, b := env("a", "", math.MaxInt64, 0), env("b", "", math.MaxInt64, 0)

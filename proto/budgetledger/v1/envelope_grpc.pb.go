@@ -44,10 +44,11 @@ const (
 // EnvelopeService lets administrators create, fund and reshape envelopes, and anyone read them.
 type EnvelopeServiceClient interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
-	// envelope whose allocation is taken from its parent's available amount.
+	// envelope whose allocation is taken from its parent's available amount. A tree has at most 16
+	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), REQUEST_ID_REUSED.
 	CreateEnvelope(ctx context.Context, in *CreateEnvelopeRequest, opts ...grpc.CallOption) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
@@ -153,10 +154,11 @@ func (c *envelopeServiceClient) GetEnvelopeRules(ctx context.Context, in *GetEnv
 // EnvelopeService lets administrators create, fund and reshape envelopes, and anyone read them.
 type EnvelopeServiceServer interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
-	// envelope whose allocation is taken from its parent's available amount.
+	// envelope whose allocation is taken from its parent's available amount. A tree has at most 16
+	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), REQUEST_ID_REUSED.
 	CreateEnvelope(context.Context, *CreateEnvelopeRequest) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//

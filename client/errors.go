@@ -30,6 +30,7 @@ const (
 	ReasonReleaseExceedsRemaining Reason = "RELEASE_EXCEEDS_REMAINING"
 	ReasonCurrencyMismatch        Reason = "CURRENCY_MISMATCH"
 	ReasonEnvelopesNotRelated     Reason = "ENVELOPES_NOT_RELATED"
+	ReasonEnvelopeTooDeep         Reason = "ENVELOPE_TOO_DEEP"
 	ReasonAmountOverflow          Reason = "AMOUNT_OVERFLOW"
 	ReasonRequestIDReused         Reason = "REQUEST_ID_REUSED"
 	ReasonTransactionConflict     Reason = "TRANSACTION_CONFLICT"
@@ -54,6 +55,7 @@ var (
 	ErrReleaseExceedsRemaining error = &sentinel{reason: ReasonReleaseExceedsRemaining}
 	ErrCurrencyMismatch        error = &sentinel{reason: ReasonCurrencyMismatch}
 	ErrEnvelopesNotRelated     error = &sentinel{reason: ReasonEnvelopesNotRelated}
+	ErrEnvelopeTooDeep         error = &sentinel{reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          error = &sentinel{reason: ReasonAmountOverflow}
 	ErrRequestIDReused         error = &sentinel{reason: ReasonRequestIDReused}
 	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}

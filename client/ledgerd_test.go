@@ -62,7 +62,7 @@ func startServer() (addr string, stop func()) {
 		log.Fatal(err)
 	}
 	cmd := exec.Command(ledgerdBinary, "--listen", "127.0.0.1:0", "--database", filepath.Join(dir, "ledger.db"),
-		"--log-format", "json")
+		"--log-format", "json", "--tx-timeout", "5m") // no example depends on the machine's speed
 	logs, err := cmd.StderrPipe()
 	if err != nil {
 		log.Fatal(err)

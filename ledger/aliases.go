@@ -62,6 +62,7 @@ const (
 	ReasonEnvelopeAlreadyExists   = core.ReasonEnvelopeAlreadyExists
 	ReasonEnvelopeNotFound        = core.ReasonEnvelopeNotFound
 	ReasonEnvelopesNotRelated     = core.ReasonEnvelopesNotRelated
+	ReasonEnvelopeTooDeep         = core.ReasonEnvelopeTooDeep
 	ReasonInsufficientFunds       = core.ReasonInsufficientFunds
 	ReasonInternal                = core.ReasonInternal
 	ReasonInvalidArgument         = core.ReasonInvalidArgument
@@ -78,6 +79,7 @@ const (
 	KindReleased                  = core.KindReleased
 	KindRulesChanged              = core.KindRulesChanged
 	MaxBulkItems                  = core.MaxBulkItems
+	MaxEnvelopeDepth              = core.MaxEnvelopeDepth
 	FundingAccount                = core.FundingAccount
 )
 
@@ -89,6 +91,7 @@ var (
 	ErrEnvelopeAlreadyExists   = core.ErrEnvelopeAlreadyExists
 	ErrEnvelopeNotFound        = core.ErrEnvelopeNotFound
 	ErrEnvelopesNotRelated     = core.ErrEnvelopesNotRelated
+	ErrEnvelopeTooDeep         = core.ErrEnvelopeTooDeep
 	ErrInsufficientFunds       = core.ErrInsufficientFunds
 	ErrInternal                = core.ErrInternal
 	ErrInvalidArgument         = core.ErrInvalidArgument

@@ -25,14 +25,14 @@ func TestVerifyDetectsMissingRequestsAndPostedRefusals(t *testing.T) {
 		}
 		requireVerifyOK(t, l)
 
-		slip := func(entryID, requestID string) {
+		slip := func(entryID, caller, requestID string) {
 			t.Helper()
 			stmts := []struct {
 				query string
 				args  []any
 			}{
-				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITTED', 'EUR', 'mallory', $2, '', 0)",
-					[]any{entryID, requestID}},
+				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITTED', 'EUR', $2, $3, '', 0)",
+					[]any{entryID, caller, requestID}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-1', -7)", []any{entryID}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-1', 7)", []any{entryID}},
 			}
@@ -42,8 +42,10 @@ func TestVerifyDetectsMissingRequestsAndPostedRefusals(t *testing.T) {
 				}
 			}
 		}
-		slip("00000000-0000-7000-8000-000000000001", "never-recorded")
-		slip("00000000-0000-7000-8000-000000000002", refused.RequestID)
+		slip("00000000-0000-7000-8000-000000000001", "mallory", "never-recorded")
+		// The refused request's own caller: request ids belong to their caller, and another
+		// caller's entry under the same id would be missing from the log (invariant 6) instead.
+		slip("00000000-0000-7000-8000-000000000002", refused.Caller, refused.RequestID)
 
 		rep, err := l.Verify(ctx)
 		if err != nil {

@@ -2,9 +2,11 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/groupcommit"
 	"github.com/budgetledger/budgetledger/ledger/store"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -15,7 +17,13 @@ import (
 // disabled.
 func (l *Ledger) run(ctx context.Context, u *core.Unit) error {
 	if l.batcher != nil {
-		return l.batcher.Submit(ctx, u.EnvelopeID, u)
+		err := l.batcher.Submit(ctx, u.EnvelopeID, u)
+		if errors.Is(err, groupcommit.ErrPanic) {
+			// The batch's transaction was abandoned, so nothing of it was recorded; the
+			// panic's value is for the server's log, never for the caller.
+			return core.Wrap(ReasonInternal, "internal error", err)
+		}
+		return err
 	}
 	return l.applyBatch(ctx, []*core.Unit{u})
 }
@@ -37,7 +45,7 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 		attribute.Int("ledger.batch.units", len(units)), attribute.Int("ledger.batch.operations", n)))
 	defer func() { endSpan(span, attempts, err) }()
 	var w *core.Writes
-	err = l.withRequestLog(ctx, core.RequestIDs(units), func(priors map[string]core.Prior) error {
+	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
@@ -80,11 +88,26 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
 		return in, st, err
 	}
+	// An envelope whose chain of parents cannot be read whole (one created deeper than the
+	// depth limit before there was one, or a broken tree) fails only the units on it.
 	var found []core.Envelope
 	for _, id := range envelopeIDs {
-		if env, ok := in.Envelopes[id]; ok {
-			found = append(found, env)
+		env, ok := in.Envelopes[id]
+		if !ok {
+			continue
 		}
+		if _, err := l.parents.Chain(ctx, q, env); err != nil {
+			e, ok := core.AsError(err)
+			if !ok {
+				return in, st, err
+			}
+			if in.Broken == nil {
+				in.Broken = map[string]error{}
+			}
+			in.Broken[id] = e
+			continue
+		}
+		found = append(found, env)
 	}
 	if in.Rules, err = l.parents.EffectiveRules(ctx, q, found, st.At); err != nil {
 		return in, st, err

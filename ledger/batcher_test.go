@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
@@ -60,7 +61,7 @@ func queueState(l *Ledger) (ops int, running bool) {
 func openBatched(t *testing.T) (*Ledger, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(t.Context(), path, Config{TxTimeout: time.Minute, BatchQueues: 1})
+	l, err := Open(t.Context(), path, Config{TxTimeout: testdb.TxTimeout, BatchQueues: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestGroupCommitDropsCancelledRequests(t *testing.T) {
 func TestGroupCommitShutdown(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := Open(t.Context(), path, Config{TxTimeout: time.Minute, BatchQueues: 1})
+	l, err := Open(t.Context(), path, Config{TxTimeout: testdb.TxTimeout, BatchQueues: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestGroupCommitShutdown(t *testing.T) {
 		}
 	}
 
-	reopened, err := Open(t.Context(), path, Config{})
+	reopened, err := Open(t.Context(), path, Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 	if errors.Is(err, ErrCommitmentNotFound) {
 		// Record the refusal under the request id, checking in the transaction that the
 		// commitment still does not exist.
-		err = l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+		err = l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 			func(ctx context.Context, q store.Querier) (loaded, error) {
 				_, err := store.LoadCommitment(ctx, q, cmd.CommitmentID)
 				return loaded{decide: func(core.Stamp) (any, core.Effects, error) {

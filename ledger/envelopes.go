@@ -14,20 +14,28 @@ func (l *Ledger) CreateEnvelope(ctx context.Context, cmd CreateEnvelope) (Create
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			existing, err := store.FindEnvelope(ctx, q, cmd.EnvelopeID, "")
 			if err != nil {
 				return loaded{}, err
 			}
 			locked := map[string]core.Envelope{}
+			level := 0
 			if cmd.ParentID != "" && existing == nil {
 				if locked, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{cmd.ParentID}); err != nil {
 					return loaded{}, err
 				}
+				if parent, ok := locked[cmd.ParentID]; ok {
+					chain, err := l.parents.Chain(ctx, q, parent)
+					if err != nil {
+						return loaded{}, err
+					}
+					level = len(chain)
+				}
 			}
 			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
-				return result(core.DecideCreateEnvelope(st, cmd, existing, found(locked, cmd.ParentID)))
+				return result(core.DecideCreateEnvelope(st, cmd, existing, found(locked, cmd.ParentID), level))
 			}}, nil
 		})
 	return res, err
@@ -40,7 +48,7 @@ func (l *Ledger) MoveAllocation(ctx context.Context, cmd MoveAllocation) (MoveAl
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			// Lock both rows in id order, so that two opposite moves cannot deadlock.
 			locked, err := store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{cmd.SourceID, cmd.DestinationID})

@@ -2,10 +2,11 @@
 // exact under serializable transactions on SQLite, PostgreSQL or CockroachDB. It is what server/
 // and cmd/ import; it knows nothing of gRPC.
 //
-// Every mutation names itself with a request id. The first outcome of a request (its result, or a
-// business refusal such as INSUFFICIENT_FUNDS) is recorded in the same transaction as its postings
-// and replayed to every retry with the same id and payload; a different payload under a used id is
-// refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT) and transient failures
+// Every mutation names itself with a request id, which belongs to its caller (two callers may use
+// the same id; see core.RequestKey). The first outcome of a request (its result, or a business
+// refusal such as INSUFFICIENT_FUNDS) is recorded in the same transaction as its postings and
+// replayed to every retry by the same caller with the same id and payload; a different payload
+// under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT) and transient failures
 // (STORE_UNAVAILABLE, TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be
 // sent again.
 //

@@ -25,10 +25,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/budgetledger/budgetledger/ledger/core"
-	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // Amounts of the France Relance fund "Transformation numérique des collectivités territoriales",
@@ -421,10 +423,11 @@ func TestIdempotency(t *testing.T) {
 			envBefore := mustGetEnvelope(t, l, "axis-2")
 			changes := map[string]func(c *Commit){
 				"amount":      func(c *Commit) { c.Amount++ },
-				"caller":      func(c *Commit) { c.Caller = "service:other" },
 				"beneficiary": func(c *Commit) { c.Beneficiary = "departement-du-gard" },
 				"envelope":    func(c *Commit) { c.EnvelopeID = "axis-1" },
 			}
+			// (Another caller is not another payload: request ids belong to their caller; see
+			// TestRequestIDsBelongToTheirCaller.)
 			for _, name := range slices.Sorted(maps.Keys(changes)) {
 				other := cmd
 				changes[name](&other)
@@ -433,10 +436,10 @@ func TestIdempotency(t *testing.T) {
 				requireMetadata(t, e, map[string]string{"request_id": cmd.RequestID})
 			}
 			// The same id on another operation (a release, a move, a creation) is refused too.
-			_, err := l.MoveAllocation(ctx, MoveAllocation{RequestID: cmd.RequestID, Caller: testCaller,
+			_, err := l.MoveAllocation(ctx, MoveAllocation{RequestID: cmd.RequestID, Caller: cmd.Caller,
 				SourceID: "axis-1", DestinationID: "axis-2", Amount: 1, Reason: "reuse"})
 			requireError(t, err, ErrRequestIDReused)
-			_, err = l.CreateEnvelope(ctx, CreateEnvelope{RequestID: cmd.RequestID, Caller: testCaller,
+			_, err = l.CreateEnvelope(ctx, CreateEnvelope{RequestID: cmd.RequestID, Caller: cmd.Caller,
 				EnvelopeID: "reused", Allocation: 1})
 			requireError(t, err, ErrRequestIDReused)
 			if got := entryCount(t, l); got != entries {
@@ -569,7 +572,7 @@ func TestRequestLogRefusesASecondDecision(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
 		ctx := t.Context()
-		row := core.RequestRow{ID: newRequestID(), Fingerprint: "first", Outcome: core.Outcome{Result: []byte(`{"n":1}`)}}
+		row := core.RequestRow{Key: newRequestID(), Fingerprint: "first", Outcome: core.Outcome{Result: []byte(`{"n":1}`)}}
 		if err := l.db.ReadWrite(ctx, func(q store.Querier) error { return store.InsertRequests(ctx, q, stamp().At, []core.RequestRow{row}) }); err != nil {
 			t.Fatal(err)
 		}
@@ -578,16 +581,16 @@ func TestRequestLogRefusesASecondDecision(t *testing.T) {
 		second := l.db.ReadWrite(ctx, func(q store.Querier) error {
 			other := row
 			other.Fingerprint = "second"
-			return store.InsertRequests(ctx, q, stamp().At, []core.RequestRow{{ID: newRequestID(), Fingerprint: "x",
+			return store.InsertRequests(ctx, q, stamp().At, []core.RequestRow{{Key: newRequestID(), Fingerprint: "x",
 				Outcome: core.Outcome{Result: []byte(`{}`)}}, other})
 		})
 		if !errors.Is(second, store.ErrRequestRecorded) {
 			t.Errorf("recording a used request id: %v, want ErrRequestRecorded", second)
 		}
 		err := l.db.ReadWrite(ctx, func(q store.Querier) error {
-			priors, err := store.LoadRequests(ctx, q, []string{row.ID})
-			if err == nil && priors[row.ID].Fingerprint != "first" {
-				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.ID])
+			priors, err := store.LoadRequests(ctx, q, []string{row.Key})
+			if err == nil && priors[row.Key].Fingerprint != "first" {
+				err = fmt.Errorf("request log holds %+v, want the first decision", priors[row.Key])
 			}
 			return err
 		})
@@ -1392,7 +1395,7 @@ func TestReopen(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
 		ctx := t.Context()
-		l, err := Open(ctx, db.dsn, Config{})
+		l, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

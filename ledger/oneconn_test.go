@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
 // TestEveryOperationOnOneConnection runs every operation on a pool of a single connection. A
@@ -14,7 +16,7 @@ import (
 func TestEveryOperationOnOneConnection(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
-		l, err := Open(t.Context(), db.dsn, Config{MaxConns: 1, TxTimeout: 10 * time.Second})
+		l, err := Open(t.Context(), db.dsn, Config{MaxConns: 1, TxTimeout: testdb.TxTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ type loaded struct {
 // rule changes, refusals of unknown commitments): look up its request id, decide, write the
 // effects and record the outcome, all in one serializable transaction. A refusal is recorded with
 // nothing written.
-func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out any, decide decision) (err error) {
+func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerprint core.Fingerprint, out any, decide decision) (err error) {
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	attempts := 0
@@ -35,8 +35,8 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 		changed []core.Envelope
 		wrote   bool
 	)
-	err = l.withRequestLog(ctx, []string{requestID}, func(priors map[string]core.Prior) error {
-		if prior, ok := priors[requestID]; ok {
+	err = l.withRequestLog(ctx, core.LookupKeys(caller, requestID), func(priors map[string]core.Prior) error {
+		if prior, ok := core.FindPrior(priors, caller, requestID); ok {
 			decided = prior.Replay(requestID, fingerprint)
 			return nil
 		}
@@ -61,7 +61,7 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 					return err
 				}
 			}
-			if err := store.InsertRequests(ctx, q, st.At, []core.RequestRow{{ID: requestID, Fingerprint: fingerprint, Outcome: decided}}); err != nil {
+			if err := store.InsertRequests(ctx, q, st.At, []core.RequestRow{{Key: core.RequestKey(caller, requestID), Fingerprint: fingerprint.Current, Outcome: decided}}); err != nil {
 				return err
 			}
 			if l.beforeCommit != nil {
@@ -80,15 +80,15 @@ func (l *Ledger) mutate(ctx context.Context, requestID, fingerprint string, out 
 	return decided.Decode(out)
 }
 
-// withRequestLog looks up request ids in the request log, outside any transaction (its rows never
+// withRequestLog looks up request keys (core.LookupKeys) in the request log, outside any transaction (its rows never
 // change, and a lookup inside a SERIALIZABLE transaction would take predicate locks that make
 // batches on unrelated envelopes abort each other), then runs decide with what it found. When
-// another transaction recorded one of the ids meanwhile, decide fails with ErrRequestRecorded and
+// another transaction recorded one of the keys meanwhile, decide fails with ErrRequestRecorded and
 // runs again with a fresh lookup, so that the recorded outcome is replayed.
-func (l *Ledger) withRequestLog(ctx context.Context, ids []string, decide func(map[string]core.Prior) error) error {
+func (l *Ledger) withRequestLog(ctx context.Context, keys []string, decide func(map[string]core.Prior) error) error {
 	unknown := false // an earlier attempt lost its connection during COMMIT
 	for attempt := 1; ; attempt++ {
-		priors, err := store.LoadRequests(ctx, l.db.Reader(), ids)
+		priors, err := store.LoadRequests(ctx, l.db.Reader(), keys)
 		if err == nil {
 			err = decide(priors)
 		}

@@ -16,7 +16,7 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			// Lock the envelope and every descendant, the envelopes whose awards the rules govern,
 			// and change them: an award decided on any of them is then ordered before or after

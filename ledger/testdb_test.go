@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/cockroach-go/v2/testserver"
 	"github.com/jackc/pgx/v5"
@@ -49,7 +48,7 @@ func (db testDB) open(t *testing.T) *Ledger {
 	t.Helper()
 	// A generous transaction timeout: no test may depend on how fast the machine is (tests of
 	// the timeout itself set their own).
-	l, err := Open(t.Context(), db.dsn, Config{TxTimeout: 2 * time.Minute})
+	l, err := Open(t.Context(), db.dsn, Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", db.engine, err)
 	}
@@ -167,7 +166,7 @@ func newCockroachDB(t *testing.T) testDB {
 		t.Fatalf("starting CockroachDB from %s: %v", bin, cockroach.err)
 	}
 	base := cockroach.ts.PGURL().String()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -179,7 +178,7 @@ func newCockroachDB(t *testing.T) testDB {
 		t.Fatalf("CREATE DATABASE %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
 		defer cancel()
 		if admin, err := pgx.Connect(ctx, base); err == nil {
 			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s CASCADE", name))

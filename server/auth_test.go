@@ -78,7 +78,7 @@ func writeTokensFile(t *testing.T, lines ...string) string {
 // serveLedger serves a ledger on a fresh SQLite file with scfg on a loopback port.
 func serveLedger(t *testing.T, scfg server.Config) (string, *server.Server) {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), testdb.SQLite(t), ledger.Config{})
+	l, err := ledger.Open(context.Background(), testdb.SQLite(t), ledger.Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

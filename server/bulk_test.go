@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -33,7 +32,7 @@ func TestBatchCommit(t *testing.T) {
 		t.Parallel()
 		// A 1,200-award transaction takes about 0.3 s on SQLite, but twenty times that under the
 		// race detector (SQLite here is C translated to Go): allow for it.
-		h := startWith(t, database, ledger.Config{TxTimeout: time.Minute}, server.Config{})
+		h := startWith(t, database, ledger.Config{TxTimeout: testdb.TxTimeout}, server.Config{})
 		ctx := context.Background()
 		if _, err := h.envelopes.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: "axis-3", Allocation: 1000_00, RequestId: "axis-3"}); err != nil {
 			t.Fatal(err)

@@ -57,6 +57,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonReleaseExceedsRemaining: codes.FailedPrecondition,
 	ledger.ReasonCurrencyMismatch:        codes.FailedPrecondition,
 	ledger.ReasonEnvelopesNotRelated:     codes.FailedPrecondition,
+	ledger.ReasonEnvelopeTooDeep:         codes.FailedPrecondition,
 	ledger.ReasonAmountOverflow:          codes.FailedPrecondition,
 	ledger.ReasonRequestIDReused:         codes.FailedPrecondition,
 	ledger.ReasonPolicyViolation:         codes.FailedPrecondition,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -34,8 +35,12 @@ func start(t *testing.T, database string) *harness {
 	return startWith(t, database, ledger.Config{}, server.Config{})
 }
 
+// startWith serves a ledger opened with lcfg (its TxTimeout testdb.TxTimeout unless set).
 func startWith(t *testing.T, database string, lcfg ledger.Config, scfg server.Config) *harness {
 	t.Helper()
+	if lcfg.TxTimeout == 0 {
+		lcfg.TxTimeout = testdb.TxTimeout
+	}
 	l, err := ledger.Open(context.Background(), database, lcfg)
 	if err != nil {
 		t.Fatalf("opening ledger: %v", err)

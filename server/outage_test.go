@@ -29,9 +29,12 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testdb.NewProxy(t, u.Host)
-	h := startWith(t, proxy.Via(t, database), ledger.Config{TxTimeout: 2 * time.Second},
+	// The ledger's own deadline is what ends the call during the outage: long enough that a busy
+	// machine never reaches it while the database is up, and well below the test's.
+	const txTimeout = 20 * time.Second
+	h := startWith(t, proxy.Via(t, database), ledger.Config{TxTimeout: txTimeout},
 		server.Config{HealthInterval: 20 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if _, err := h.envelopes.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 1000, RequestId: "fund"}); err != nil {
 		t.Fatal(err)
@@ -56,7 +59,6 @@ func TestDatabaseOutage(t *testing.T) {
 
 	proxy.Cut()
 	waitFor(healthpb.HealthCheckResponse_NOT_SERVING)
-	started := time.Now()
 	_, err = h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/fund", Beneficiary: "b", Project: "p", Amount: 10, RequestId: "during-outage"})
 	code, info := errorInfo(t, err)
 	if code != codes.Unavailable || info.GetReason() != "STORE_UNAVAILABLE" {
@@ -71,9 +73,9 @@ func TestDatabaseOutage(t *testing.T) {
 	if !hasRetryInfo {
 		t.Error("UNAVAILABLE carries no RetryInfo telling clients when to retry")
 	}
-	if waited := time.Since(started); waited > 5*time.Second {
-		t.Errorf("commit during the outage took %v; every database call must have a deadline", waited)
-	}
+	// That the call ended with UNAVAILABLE, not with the test's own deadline (DEADLINE_EXCEEDED,
+	// minutes later), shows that every database call has a deadline; how fast it came is the
+	// machine's business.
 
 	proxy.Restore()
 	waitFor(healthpb.HealthCheckResponse_SERVING)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
@@ -110,7 +111,7 @@ func FuzzRequestValidation(f *testing.F) {
 			}
 		}
 	}
-	l, err := ledger.Open(context.Background(), filepath.Join(f.TempDir(), "ledger.db"), ledger.Config{DisableBatching: true})
+	l, err := ledger.Open(context.Background(), filepath.Join(f.TempDir(), "ledger.db"), ledger.Config{DisableBatching: true, TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func runLedgerd(t *testing.T, args ...string) (addr, logged string) {
 			if err != nil {
 				t.Errorf("ledgerd stopped with %v", err)
 			}
-		case <-time.After(30 * time.Second):
+		case <-time.After(5 * time.Minute):
 			t.Error("ledgerd did not stop")
 		}
 	})

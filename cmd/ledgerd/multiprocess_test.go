@@ -34,7 +34,7 @@ func buildLedgerd(t *testing.T) string {
 // SIGTERM when the test ends and must exit cleanly.
 func startProcess(t *testing.T, bin, database string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--database", database)
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--database", database, "--tx-timeout", testdb.TxTimeout.String())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestThreeProcessesOnePostgres(t *testing.T) {
 	for _, a := range addrs {
 		clients = append(clients, pb.NewCommitmentServiceClient(dial(t, a)))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const (
 		budget     = 100_000
@@ -169,7 +169,7 @@ func TestThreeProcessesOnePostgres(t *testing.T) {
 		t.Error("no award was refused: the test did not over-commit the envelope")
 	}
 
-	l, err := ledger.Open(ctx, database, ledger.Config{})
+	l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestVerifyCommand(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, database string) {
 		t.Parallel()
 		ctx := context.Background()
-		l, err := ledger.Open(ctx, database, ledger.Config{})
+		l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

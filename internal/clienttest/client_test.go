@@ -523,7 +523,7 @@ func TestRetryAcrossRestart(t *testing.T) {
 	addr := gw1.addr // the fixed port both servers serve on
 
 	c := dial(t, addr, client.WithRetry(50, 10*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if _, err := c.CreateEnvelope(ctx, client.CreateEnvelopeParams{EnvelopeID: "axis-1", Allocation: 30 * million}); err != nil {
 		t.Fatal(err)
@@ -763,9 +763,10 @@ func TestRetryInfo(t *testing.T) {
 	t.Run("longer than the deadline", func(t *testing.T) {
 		t.Parallel()
 		a := &attempts{}
-		gw := startGateway(t, d.addr, gatewayConfig{interceptors: []grpc.UnaryServerInterceptor{failFirst(a, retryInfoError(t, 5*time.Second))}})
+		// A delay far longer than a deadline far longer than the call takes, on any machine.
+		gw := startGateway(t, d.addr, gatewayConfig{interceptors: []grpc.UnaryServerInterceptor{failFirst(a, retryInfoError(t, time.Hour))}})
 		c := dial(t, gw.addr, client.WithRetry(5, time.Millisecond))
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		_, err := commit(ctx, c)
 		// The caller learns why the call failed, not that its deadline passed while waiting.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/budgetledger/budgetledger/client"
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -34,7 +35,7 @@ type ledgerd struct {
 // the test ends, or earlier through stop.
 func startLedgerd(t *testing.T, database, addr string) *ledgerd {
 	t.Helper()
-	return startLedgerdWith(t, database, addr, ledger.Config{})
+	return startLedgerdWith(t, database, addr, ledger.Config{TxTimeout: testdb.TxTimeout})
 }
 
 // startLedgerdWith is startLedgerd with a ledger configuration.

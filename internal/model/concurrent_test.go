@@ -404,35 +404,36 @@ func journal(ctx context.Context, l *ledger.Ledger, prefix string) ([]ledger.Ent
 // figures the entry posts, that no request is journaled twice, and that the journal holds
 // exactly the requests the clients saw accepted.
 func replayJournal(span model.Span, entries []ledger.Entry, history []porcupine.Operation) (*model.Ledger, error) {
-	accepted := map[string]op{}       // request id -> the op the clients saw accepted under it
+	accepted := map[string]op{}       // caller and request id -> the op the clients saw accepted under it
 	wantJournaled := map[string]int{} // request ids (bulk items: "<call> <i>") -> amount posted
 	for _, h := range history {
 		o, a := h.Input.(op), h.Output.(answer)
 		if o.requestID() == "" || !a.accepted() {
 			continue
 		}
-		accepted[o.requestID()] = o
+		accepted[o.caller()+"\t"+o.requestID()] = o
 		switch {
 		case a.Bulk != nil:
 			for i, it := range a.Bulk.Items {
 				if it.Commitment != nil {
-					wantJournaled[bulkItemRequestID(o.requestID(), i)]++
+					wantJournaled[o.caller()+"\t"+bulkItemRequestID(o.requestID(), i)]++
 				}
 			}
 		default:
-			wantJournaled[o.requestID()]++
+			wantJournaled[o.caller()+"\t"+o.requestID()]++
 		}
 	}
 	m := model.New(span)
 	seen := map[string]bool{}
 	for i, e := range entries {
-		if seen[e.RequestID] {
-			return nil, fmt.Errorf("request %s is journaled twice (entry %s)", e.RequestID, e.ID)
+		key := e.Caller + "\t" + e.RequestID // request ids belong to their caller
+		if seen[key] {
+			return nil, fmt.Errorf("request %s of %s is journaled twice (entry %s)", e.RequestID, e.Caller, e.ID)
 		}
-		seen[e.RequestID] = true
+		seen[key] = true
 		call, item := splitItemRequestID(e.RequestID)
-		o, ok := accepted[call]
-		if !ok || wantJournaled[e.RequestID] == 0 {
+		o, ok := accepted[e.Caller+"\t"+call]
+		if !ok || wantJournaled[key] == 0 {
 			return nil, fmt.Errorf("journal entry %s (%s, request %s) is of no request a client saw accepted", e.ID, e.Kind, e.RequestID)
 		}
 		var (

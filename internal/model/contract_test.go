@@ -78,10 +78,12 @@ func TestModelContractRequestIDs(t *testing.T) {
 	if again != first {
 		t.Errorf("replay %+v, first %+v", again, first)
 	}
+	// Request ids belong to their caller: bob's "c1" is a request of its own, decided (the
+	// envelope exists already), not a reuse of alice's.
 	create.Caller = "bob"
 	_, r = m.CreateEnvelope(create)
-	mustRefuse(t, "same id, another caller", r, RequestIDReused)
-	_, r = m.Commit(Commit{RequestID: "c1", EnvelopeID: "fund", Amount: 1}, "x")
+	mustRefuse(t, "same id, another caller", r, EnvelopeAlreadyExists)
+	_, r = m.Commit(Commit{RequestID: "c1", Caller: "alice", EnvelopeID: "fund", Amount: 1}, "x")
 	mustRefuse(t, "same id, another kind of request", r, RequestIDReused)
 	_, r = m.Commit(Commit{RequestID: "k1", EnvelopeID: "fund", Amount: 0}, "x")
 	mustRefuse(t, "amount 0", r, InvalidArgument)

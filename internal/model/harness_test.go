@@ -55,6 +55,25 @@ func (o op) requestID() string {
 	return ""
 }
 
+// caller returns the principal that sends o.
+func (o op) caller() string {
+	switch {
+	case o.create != nil:
+		return o.create.Caller
+	case o.move != nil:
+		return o.move.Caller
+	case o.rules != nil:
+		return o.rules.Caller
+	case o.commit != nil:
+		return o.commit.Caller
+	case o.release != nil:
+		return o.release.Caller
+	case o.bulk != nil:
+		return o.bulk.Caller
+	}
+	return ""
+}
+
 // withRequestID returns a copy of o under another request id.
 func (o op) withRequestID(id string) op {
 	switch {
@@ -399,7 +418,7 @@ func expect(m *model.Ledger, o op, got answer) answer {
 		if got.Commit != nil {
 			id = got.Commit.Commitment.ID
 		}
-		if m.Requested(o.commit.RequestID) {
+		if m.Requested(o.commit.Caller, o.commit.RequestID) {
 			id = "" // a replay names nothing
 		}
 		if id = fresh(id); id == "" {
@@ -412,7 +431,7 @@ func expect(m *model.Ledger, o op, got answer) answer {
 		a.Release, a.Refusal = &r, refusal
 	case o.bulk != nil:
 		ids := make([]string, len(o.bulk.Items))
-		if got.Bulk != nil && !m.Requested(o.bulk.RequestID) {
+		if got.Bulk != nil && !m.Requested(o.bulk.Caller, o.bulk.RequestID) {
 			seen := map[string]bool{}
 			for i, it := range got.Bulk.Items {
 				if i < len(ids) && it.Commitment != nil && !seen[it.Commitment.ID] {

@@ -24,7 +24,8 @@
 //     envelope's existence, the rules, then the funds; for a move, existence, currency, funds,
 //     then relation; for a creation, existence of the new id, the parent, currency, then funds.
 //   - Every sum is exact or refused with AMOUNT_OVERFLOW.
-//   - A request id names one operation, whatever its kind: its first outcome — a result, or a
+//   - A request id names one operation of its caller (request ids belong to their caller: two
+//     principals may use the same id for two requests), whatever its kind: its first outcome — a result, or a
 //     business refusal — is recorded and returned again to every later request with the same id
 //     and the same payload (caller included), which changes nothing; the same id with another
 //     payload is refused with REQUEST_ID_REUSED, which is not recorded. INVALID_ARGUMENT is
@@ -285,16 +286,20 @@ func (l *Ledger) CommitmentIDs() []string {
 	return l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)]
 }
 
-// Requested reports whether a request id has a recorded outcome.
-func (l *Ledger) Requested(requestID string) bool {
-	_, ok := l.requests[requestID]
+// Requested reports whether a caller's request id has a recorded outcome.
+func (l *Ledger) Requested(caller, requestID string) bool {
+	_, ok := l.requests[requestKey(caller, requestID)]
 	return ok
 }
 
-// lookup returns the outcome a request id already has for payload: the recorded one for the same
-// payload, REQUEST_ID_REUSED for another.
-func (l *Ledger) lookup(requestID, payload string) (record, bool) {
-	r, ok := l.requests[requestID]
+// requestKey names a request in the request log: request ids belong to their caller, so the
+// same id sent by two principals names two requests.
+func requestKey(caller, requestID string) string { return caller + "\t" + requestID }
+
+// lookup returns the outcome a request (key, its caller's request id) already has for payload:
+// the recorded one for the same payload, REQUEST_ID_REUSED for another.
+func (l *Ledger) lookup(key, requestID, payload string) (record, bool) {
+	r, ok := l.requests[key]
 	if ok && r.payload != payload {
 		return record{refusal: refuse(RequestIDReused, "request_id", requestID)}, true
 	}
@@ -374,12 +379,12 @@ func (l *Ledger) CreateEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 	if c.Allocation <= 0 {
 		return CreateEnvelopeResult{}, invalid("allocation")
 	}
-	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(CreateEnvelopeResult)
 		return res, r.refusal
 	}
 	res, refusal := l.createEnvelope(c)
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 
@@ -429,12 +434,12 @@ func (l *Ledger) MoveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 	if c.SourceID == c.DestinationID {
 		return MoveAllocationResult{}, invalid("destination")
 	}
-	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(MoveAllocationResult)
 		return res, r.refusal
 	}
 	res, refusal := l.moveAllocation(c)
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 
@@ -521,7 +526,7 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 	if w := r.AwardWindow; w != nil {
 		l.windowContainsRun(*w) // panics if undecidable
 	}
-	if rec, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if rec, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := rec.result.(SetRulesResult)
 		return res, rec.refusal
 	}
@@ -537,7 +542,7 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 			res.EffectiveFrom = c.EffectiveTime.UTC()
 		}
 	}
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 
@@ -661,7 +666,7 @@ func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
 	if field := invalidAward("", c.Amount, c.Policy); field != "" {
 		return CommitResult{}, invalid(field)
 	}
-	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(CommitResult)
 		return res, r.refusal
 	}
@@ -671,7 +676,7 @@ func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
 	if refusal == nil {
 		res = CommitResult{Commitment: com, Envelope: env}
 	}
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 
@@ -680,12 +685,12 @@ func (l *Ledger) Release(c Release) (ReleaseResult, *Refusal) {
 	if c.Amount <= 0 {
 		return ReleaseResult{}, invalid("amount")
 	}
-	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(ReleaseResult)
 		return res, r.refusal
 	}
 	res, refusal := l.release(c)
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 
@@ -718,7 +723,7 @@ func (l *Ledger) BulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 			return BulkCommitResult{}, invalid(field)
 		}
 	}
-	if r, ok := l.lookup(c.RequestID, c.payload()); ok {
+	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(BulkCommitResult)
 		if r.refusal == nil && res.Accepted == 0 {
 			res.Envelope = l.envelopes[c.EnvelopeID]
@@ -726,7 +731,7 @@ func (l *Ledger) BulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 		return res, r.refusal
 	}
 	res, refusal := l.bulkCommit(c, newIDs)
-	l.remember(c.RequestID, c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
 	return res, refusal
 }
 

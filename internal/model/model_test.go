@@ -202,7 +202,8 @@ func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) {
 			o = g.next()
 		}
 		rid := o.requestID()
-		wasRecorded := rid != "" && m.Requested(rid)
+		key := o.caller() + "\t" + rid // request ids belong to their caller
+		wasRecorded := rid != "" && m.Requested(o.caller(), rid)
 		got, err := doUntilDecided(ctx, l, o, span)
 		if err != nil {
 			fail(i, "%v", err)
@@ -217,13 +218,13 @@ func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) {
 			fail(i, "%s: the ledger answered %s, the model %s (-model +ledger):\n%s", o, got, want, d)
 		}
 		if rid != "" {
-			if f, ok := first[rid]; ok && reflect.DeepEqual(f.op, o) {
+			if f, ok := first[key]; ok && reflect.DeepEqual(f.op, o) {
 				tally["(replays of a recorded request)"]++
 				if d := diffReplay(f.got, got); d != "" {
 					fail(i, "%s: a replay differs from the first answer (-first +replay):\n%s", o, d)
 				}
-			} else if !wasRecorded && m.Requested(rid) {
-				first[rid] = step{o, got}
+			} else if !wasRecorded && m.Requested(o.caller(), rid) {
+				first[key] = step{o, got}
 			}
 		}
 		if (i+1)%checkEvery == 0 || i == ops-1 {

@@ -20,6 +20,13 @@ import (
 // PostgresEnv names the variable holding the PostgreSQL server URL used by tests.
 const PostgresEnv = "LEDGER_TEST_POSTGRES_URL"
 
+// TxTimeout is the transaction timeout of ledgers opened by tests whose subject is not the
+// timeout itself. The production default (5 s) is a bound on a healthy database; a test machine
+// busy with other work (parallel tests, the race detector, other processes) can take longer
+// than that for a batch without anything being wrong, and no test may depend on how fast the
+// machine is. Tests of a deadline set their own.
+const TxTimeout = 5 * time.Minute
+
 // Each runs fn as a subtest once per engine, with the database URL of a fresh, empty database
 // that is dropped when the subtest ends.
 func Each(t *testing.T, fn func(t *testing.T, database string)) {

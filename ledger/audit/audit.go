@@ -165,15 +165,20 @@ func entriesBalance(s *snapshot, rep *VerifyReport) {
 	}
 }
 
-// onePostingEntryPerRequest checks invariant 5: no request id posted twice.
+// onePostingEntryPerRequest checks invariant 5: no request id posted twice. Request ids belong
+// to their caller: two callers' requests with the same id are two requests.
 func onePostingEntryPerRequest(s *snapshot, rep *VerifyReport) {
+	type request struct{ requestID, caller string }
 	perRequest := map[string]int{}
+	named := map[string]request{}
 	for _, e := range s.entries {
-		perRequest[e.requestID]++
+		key := core.RequestKey(e.caller, e.requestID)
+		perRequest[key]++
+		named[key] = request{e.requestID, e.caller}
 	}
-	for _, rid := range sortedKeys(perRequest) {
-		if n := perRequest[rid]; n > 1 {
-			rep.add(5, "request "+rid, "posted %d journal entries", n)
+	for _, key := range sortedKeys(perRequest) {
+		if n := perRequest[key]; n > 1 {
+			rep.add(5, fmt.Sprintf("request %s of %s", named[key].requestID, named[key].caller), "posted %d journal entries", n)
 		}
 	}
 }

@@ -50,9 +50,13 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		})
 	}
 	if err == nil {
-		err = each(ctx, q, `SELECT e.id, e.request_id, r.operation FROM journal_entries e
-			LEFT JOIN requests r ON r.request_id = e.request_id
-			WHERE r.request_id IS NULL OR r.operation <> 'result'`, func(r store.Rows) error {
+		// An entry's request is recorded under its caller's key (core.RequestKey: the request
+		// id, a tab, the caller), or under the bare request id if it was recorded before request
+		// ids were scoped per caller.
+		err = each(ctx, q, "SELECT e.id, e.request_id, COALESCE(r.operation, l.operation) FROM journal_entries e"+
+			" LEFT JOIN requests r ON r.request_id = e.request_id || '\t' || e.caller"+
+			" LEFT JOIN requests l ON l.request_id = e.request_id"+
+			" WHERE COALESCE(r.operation, l.operation) IS NULL OR COALESCE(r.operation, l.operation) <> 'result'", func(r store.Rows) error {
 			var u unlogged
 			err := r.Scan(&u.entry, &u.requestID, &u.operation)
 			s.unlogged = append(s.unlogged, u)
@@ -64,8 +68,11 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		// each rule set, which its journal entry does not hold. Indexed by the rule set's id, so
 		// a row of another operation under the same request id is ignored.
 		s.answeredRuleSets = map[string]answeredRuleSet{}
-		err = each(ctx, q, `SELECT r.outcome FROM requests r
-			WHERE r.request_id IN (SELECT request_id FROM envelope_rules)`, func(r store.Rows) error {
+		// The request log keys a rule change by its request id and caller (core.RequestKey), or
+		// by the bare request id if it was recorded before request ids were scoped per caller.
+		err = each(ctx, q, "SELECT r.outcome FROM requests r"+
+			" WHERE r.request_id IN (SELECT request_id || '\t' || caller FROM envelope_rules)"+
+			" OR r.request_id IN (SELECT request_id FROM envelope_rules)", func(r store.Rows) error {
 			var raw string
 			if err := r.Scan(&raw); err != nil {
 				return err

@@ -14,16 +14,22 @@ import (
 type Op struct {
 	Commit      *Commit
 	Release     *Release
-	Fingerprint string
+	Fingerprint Fingerprint
 
 	Outcome Outcome
 	// Result is the typed result of an op decided by this process (*CommitResult or
 	// *ReleaseResult), so that it need not be decoded from Outcome again; nil for a replay.
 	Result any
+	// Err is the failure of an op that could not be decided (an internal error, not a business
+	// refusal): nothing of it was recorded, and its caller may send it again.
+	Err error
 }
 
-// Decode returns the op's outcome into out (a *CommitResult or *ReleaseResult).
+// Decode returns the op's outcome into out (a *CommitResult or *ReleaseResult), or its failure.
 func (op *Op) Decode(out any) error {
+	if op.Err != nil {
+		return op.Err
+	}
 	if op.Outcome.Refusal == nil && op.Result != nil {
 		switch r := op.Result.(type) {
 		case *CommitResult:
@@ -37,13 +43,24 @@ func (op *Op) Decode(out any) error {
 	return op.Outcome.Decode(out)
 }
 
-// RequestID is the request id the op is recorded under.
+// RequestID is the op's request id (for a bulk item, "<request id> <index>").
 func (op *Op) RequestID() string {
 	if op.Commit != nil {
 		return op.Commit.RequestID
 	}
 	return op.Release.RequestID
 }
+
+// Caller is the principal that sent the op.
+func (op *Op) Caller() string {
+	if op.Commit != nil {
+		return op.Commit.Caller
+	}
+	return op.Release.Caller
+}
+
+// Key is the request log's key of the op (see RequestKey).
+func (op *Op) Key() string { return RequestKey(op.Caller(), op.RequestID()) }
 
 // Unit is what one caller submits: one Commit or Release, or the items of one bulk award, all on
 // one envelope. A unit is decided whole in one transaction; an all-or-nothing unit is accepted
@@ -52,26 +69,31 @@ type Unit struct {
 	EnvelopeID   string
 	Ops          []*Op
 	AllOrNothing bool
-	// CallID and CallFingerprint name a bulk call as a whole: the request log holds a row for the
-	// call beside its items', so that the same request id with other items (more of them, say)
-	// is refused before any item is decided.
-	CallID, CallFingerprint string
+	// CallID, CallCaller and CallFingerprint name a bulk call as a whole: the request log holds
+	// a row for the call beside its items', so that the same request id with other items (more
+	// of them, say) is refused before any item is decided.
+	CallID, CallCaller string
+	CallFingerprint    Fingerprint
 	// Envelope is the envelope as this unit left it, once decided (nil if it does not exist).
 	Envelope *Envelope
+	// Err is the failure of a unit that could not be decided (see Op.Err): nothing of it was
+	// recorded, and the other units of its batch were decided without it.
+	Err error
 }
 
-// RequestIDs lists the request ids a batch of units is recorded under (calls and ops).
-func RequestIDs(units []*Unit) []string {
-	var ids []string
+// RequestKeys lists the request log keys to look up for a batch of units (calls and ops; see
+// LookupKeys).
+func RequestKeys(units []*Unit) []string {
+	var keys []string
 	for _, u := range units {
 		if u.CallID != "" {
-			ids = append(ids, u.CallID)
+			keys = append(keys, LookupKeys(u.CallCaller, u.CallID)...)
 		}
 		for _, op := range u.Ops {
-			ids = append(ids, op.RequestID())
+			keys = append(keys, LookupKeys(op.Caller(), op.RequestID())...)
 		}
 	}
-	return ids
+	return keys
 }
 
 // Loaded is what a batch's decisions read, loaded by storage inside the batch's transaction
@@ -85,8 +107,11 @@ type Loaded struct {
 	Rules map[string]*EffectiveRules
 	// Totals are the current totals of the projects a funding-share rule is checked for.
 	Totals map[ProjectKey]int64
-	// Priors are the request log's rows for the batch's request ids.
+	// Priors are the request log's rows for the batch's request keys (RequestKeys).
 	Priors map[string]Prior
+	// Broken are envelopes whose state could not be loaded whole (their chain of parents is
+	// broken, say), with the reason: the units on them fail with it, and only they.
+	Broken map[string]error
 }
 
 // EnvelopeIDs lists the envelopes a batch of units names, each once, in order of appearance.
@@ -145,20 +170,26 @@ type batchState struct {
 	changed        map[string]*Commitment
 	changedOrder   []*Commitment
 	recorded       []RequestRow
-	decidedHere    map[string]*Op
-	// callsHere are the bulk calls decided in this batch, by request id, with their fingerprint.
-	callsHere map[string]string
+	// decidedHere are the ops decided in this batch, by request log key.
+	decidedHere map[string]*Op
+	// callsHere are the bulk calls decided in this batch, by request log key, with their
+	// fingerprint.
+	callsHere map[string]Fingerprint
 	// deltas are the changes to project totals made by accepted awards and releases, in order.
 	deltas []ProjectDelta
+	// undo records what releases changed of commitments, for reset.
+	undo []commitmentUndo
 }
 
 // DecideBatch decides every op of units in order, each accepted or refused on its own (an
 // all-or-nothing unit as a whole), against the loaded state. It sets each op's outcome and each
-// unit's envelope, and returns what to write. An error fails the whole batch: nothing of it may
-// be written.
+// unit's envelope, and returns what to write. A unit that cannot be decided (an error that is not
+// a business refusal, or an envelope in Loaded.Broken) fails alone: its Err and its ops' are set,
+// nothing of it is written, and the other units are decided as if it had not been sent. One
+// request's failure stays its own.
 func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 	b := &batchState{st: st, in: in, envs: map[string]*envState{}, changed: map[string]*Commitment{},
-		decidedHere: map[string]*Op{}, callsHere: map[string]string{}}
+		decidedHere: map[string]*Op{}, callsHere: map[string]Fingerprint{}}
 	if b.in.Totals == nil {
 		b.in.Totals = map[ProjectKey]int64{}
 	} else {
@@ -175,14 +206,20 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 		b.envs[id] = &envState{env: env, found: found}
 	}
 	for _, u := range units {
-		u.Envelope = nil
+		u.Envelope, u.Err = nil, nil
 		for _, op := range u.Ops {
-			op.Outcome, op.Result = Outcome{}, nil // the transaction may be a retry
+			op.Outcome, op.Result, op.Err = Outcome{}, nil, nil // the transaction may be a retry
 		}
 	}
 	for _, u := range units {
-		if err := b.decideUnit(u); err != nil {
-			return nil, err
+		s := b.envs[u.EnvelopeID]
+		m := b.mark(s)
+		err := in.Broken[u.EnvelopeID]
+		if err == nil {
+			err = b.decideUnit(u)
+		}
+		if err != nil {
+			b.fail(u, s, m, err)
 		}
 	}
 	w := &Writes{NewCommitments: b.newCommitments, Changed: b.changedOrder, Deltas: b.deltas,
@@ -205,11 +242,13 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 func (b *batchState) decideUnit(u *Unit) error {
 	s := b.envs[u.EnvelopeID]
 	if u.CallID != "" {
-		fp, seen := b.callsHere[u.CallID]
-		if prior, ok := b.in.Priors[u.CallID]; ok {
-			fp, seen = prior.Fingerprint, true
+		key := RequestKey(u.CallCaller, u.CallID)
+		first, seen := b.callsHere[key]
+		same := first == u.CallFingerprint
+		if prior, ok := FindPrior(b.in.Priors, u.CallCaller, u.CallID); ok {
+			seen, same = true, u.CallFingerprint.Matches(prior.Fingerprint)
 		}
-		if seen && fp != u.CallFingerprint {
+		if seen && !same {
 			// The request id was used for another request: refuse the call whole, record nothing.
 			for _, op := range u.Ops {
 				op.Outcome = Outcome{Refusal: RequestIDReused(u.CallID)}
@@ -217,8 +256,8 @@ func (b *batchState) decideUnit(u *Unit) error {
 			return nil
 		}
 		if !seen {
-			b.callsHere[u.CallID] = u.CallFingerprint
-			b.recorded = append(b.recorded, RequestRow{u.CallID, u.CallFingerprint,
+			b.callsHere[key] = u.CallFingerprint
+			b.recorded = append(b.recorded, RequestRow{key, u.CallFingerprint.Current,
 				Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))}})
 		}
 	}
@@ -245,8 +284,8 @@ func (b *batchState) decideUnit(u *Unit) error {
 		}
 		for _, op := range u.Ops {
 			op.Outcome = Outcome{Refusal: whole}
-			b.decidedHere[op.RequestID()] = op
-			b.recorded = append(b.recorded, RequestRow{op.RequestID(), op.Fingerprint, op.Outcome})
+			b.decidedHere[op.Key()] = op
+			b.recorded = append(b.recorded, RequestRow{op.Key(), op.Fingerprint.Current, op.Outcome})
 		}
 	}
 	if s.found {
@@ -256,21 +295,51 @@ func (b *batchState) decideUnit(u *Unit) error {
 	return nil
 }
 
-// batchMark lets an all-or-nothing unit undo what its items did in memory.
+// batchMark lets a unit undo what its ops did in memory (an all-or-nothing unit with a refused
+// item, or a unit that fails).
 type batchMark struct {
-	env                                      Envelope
-	accepted, entries, newC, recordN, deltaN int
+	env                                             Envelope
+	accepted, entries, newC, recordN, deltaN, undoN int
 }
 
-// mark notes where the batch stands before an all-or-nothing unit. Such a unit holds only
-// awards, so commitments released from are not part of what reset undoes.
+// mark notes where the batch stands before a unit.
 func (b *batchState) mark(s *envState) batchMark {
-	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas)}
+	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas), len(b.undo)}
+}
+
+// commitmentUndo is what a release changed of a commitment's working copy.
+type commitmentUndo struct {
+	c      *Commitment
+	before Commitment
+	added  bool // the release put the commitment in b.changed
+}
+
+// fail undoes a unit that could not be decided and fails its ops with err: nothing of it is
+// recorded or written.
+func (b *batchState) fail(u *Unit, s *envState, m batchMark, err error) {
+	if _, ok := AsError(err); !ok {
+		err = Internal("deciding a request on envelope %s: %w", u.EnvelopeID, err)
+	}
+	b.reset(s, m)
+	u.Envelope, u.Err = nil, err
+	for _, op := range u.Ops {
+		op.Outcome, op.Result, op.Err = Outcome{}, nil, err
+	}
 }
 
 func (b *batchState) reset(s *envState, m batchMark) {
+	for i := len(b.undo) - 1; i >= m.undoN; i-- {
+		u := b.undo[i]
+		*u.c = u.before
+		if u.added {
+			delete(b.changed, u.c.ID)
+			b.changedOrder = b.changedOrder[:len(b.changedOrder)-1]
+		}
+	}
+	b.undo = b.undo[:m.undoN]
 	for _, r := range b.recorded[m.recordN:] {
-		delete(b.decidedHere, r.ID)
+		delete(b.decidedHere, r.Key)
+		delete(b.callsHere, r.Key)
 	}
 	for _, d := range b.deltas[m.deltaN:] {
 		if _, ok := b.in.Totals[d.Key]; ok {
@@ -286,15 +355,12 @@ func (b *batchState) reset(s *envState, m batchMark) {
 // accepted or replayed), or an error that fails the whole batch.
 func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 	s := b.envs[envelopeID]
-	rid := op.RequestID()
-	if prior, ok := b.in.Priors[rid]; ok {
-		op.Outcome = prior.Outcome
-		if prior.Fingerprint != op.Fingerprint {
-			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
-		}
+	rid, key := op.RequestID(), op.Key()
+	if prior, ok := FindPrior(b.in.Priors, op.Caller(), rid); ok {
+		op.Outcome = prior.Replay(rid, op.Fingerprint)
 		return nil, nil
 	}
-	if first, ok := b.decidedHere[rid]; ok {
+	if first, ok := b.decidedHere[key]; ok {
 		op.Outcome = first.Outcome
 		if first.Fingerprint != op.Fingerprint {
 			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
@@ -329,9 +395,12 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 			break
 		}
 		var r *ReleaseResult
+		before := *c
 		if r, refusal = applyRelease(b.st, &s.env, c, op.Release); refusal == nil {
 			result = r
-			if _, seen := b.changed[c.ID]; !seen {
+			_, seen := b.changed[c.ID]
+			b.undo = append(b.undo, commitmentUndo{c: c, before: before, added: !seen})
+			if !seen {
 				b.changed[c.ID] = c
 				b.changedOrder = append(b.changedOrder, c)
 			}
@@ -354,8 +423,8 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		}
 		op.Outcome, op.Result = Outcome{Result: raw}, result
 	}
-	b.decidedHere[rid] = op
-	b.recorded = append(b.recorded, RequestRow{rid, op.Fingerprint, op.Outcome})
+	b.decidedHere[key] = op
+	b.recorded = append(b.recorded, RequestRow{key, op.Fingerprint.Current, op.Outcome})
 	return refused, nil
 }
 

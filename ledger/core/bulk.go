@@ -63,36 +63,20 @@ func (c *BulkCommit) Validate() error {
 	return nil
 }
 
-func (c *BulkCommit) Fingerprint() string {
-	f := &fingerprinter{}
-	f.str("BulkCommit").str(c.Caller).str(c.EnvelopeID).num(int64(len(c.Items)))
-	if c.AllOrNothing {
-		f.num(1)
-	} else {
-		f.num(0)
-	}
-	for _, it := range c.Items {
-		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description)
-		it.Policy.add(f)
-	}
-	return f.sum()
-}
-
 // Unit builds the group-commit unit of a bulk call. Each item is recorded in the request log
-// under "<request id> <index>": a space never appears in a caller's request id, so these cannot
-// collide with another request. Every item carries the fingerprint of the whole call, so changing
+// under "<request id> <index>" (scoped to the caller like any request id; see RequestKey): a
+// space never appears in a caller's request id, so these cannot collide with another request. Every item carries the fingerprint of the whole call, so changing
 // any item changes them all.
 func (c *BulkCommit) Unit() *Unit {
 	callFingerprint := c.Fingerprint()
 	u := &Unit{EnvelopeID: c.EnvelopeID, AllOrNothing: c.AllOrNothing, CallID: c.RequestID,
-		CallFingerprint: callFingerprint}
+		CallCaller: c.Caller, CallFingerprint: callFingerprint}
 	for i, it := range c.Items {
-		f := &fingerprinter{}
 		u.Ops = append(u.Ops, &Op{
 			Commit: &Commit{RequestID: c.RequestID + " " + strconv.Itoa(i), Caller: c.Caller,
 				EnvelopeID: c.EnvelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
 				Amount: it.Amount, Description: it.Description, Policy: it.Policy},
-			Fingerprint: f.str(callFingerprint).num(int64(i)).sum(),
+			Fingerprint: itemFingerprint(callFingerprint, i),
 		})
 	}
 	return u
@@ -101,6 +85,9 @@ func (c *BulkCommit) Unit() *Unit {
 // BulkResult assembles the result of a decided bulk unit. found is false when the envelope is
 // to be read afresh (no item was accepted and the unit did not find it: a replay).
 func (c *BulkCommit) BulkResult(u *Unit) (res BulkCommitResult, found bool, err error) {
+	if u.Err != nil {
+		return BulkCommitResult{}, true, u.Err
+	}
 	res.Items = make([]BulkItemResult, len(u.Ops))
 	var last *Envelope
 	for i, op := range u.Ops {

@@ -86,8 +86,8 @@ func TestDecideBatchAllOrNothing(t *testing.T) {
 // gets its first outcome (or REQUEST_ID_REUSED for another payload) and writes nothing.
 func TestDecideBatchReplaysPriors(t *testing.T) {
 	first := commitOp("r1", 100)
-	prior := Prior{Fingerprint: first.Fingerprint, Outcome: Outcome{Result: []byte(`{"entry_id":"x"}`)}}
-	in := Loaded{Envelopes: map[string]Envelope{"axis-1": env("axis-1", "", 1000, 100)}, Priors: map[string]Prior{"r1": prior}}
+	prior := Prior{Fingerprint: first.Fingerprint.Current, Outcome: Outcome{Result: []byte(`{"entry_id":"x"}`)}}
+	in := Loaded{Envelopes: map[string]Envelope{"axis-1": env("axis-1", "", 1000, 100)}, Priors: map[string]Prior{first.Key(): prior}}
 	same, other := commitOp("r1", 100), commitOp("r1", 101)
 	w, err := DecideBatch(testStamp(), []*Unit{{EnvelopeID: "axis-1", Ops: []*Op{same}}, {EnvelopeID: "axis-1", Ops: []*Op{other}}}, in)
 	if err != nil {
@@ -110,7 +110,7 @@ func TestDecideOverflow(t *testing.T) {
 	parent := env("fund", "", math.MaxInt64, 0)
 	parent.ChildrenAllocated = 10
 	child := CreateEnvelope{RequestID: "c", Caller: "a", EnvelopeID: "axis-1", ParentID: "fund", Allocation: math.MaxInt64}
-	if _, _, err := DecideCreateEnvelope(testStamp(), child, nil, &parent); !errors.Is(err, ErrInsufficientFunds) {
+	if _, _, err := DecideCreateEnvelope(testStamp(), child, nil, &parent, 1); !errors.Is(err, ErrInsufficientFunds) {
 		t.Errorf("child above the parent's available: %v, want INSUFFICIENT_FUNDS", err)
 	}
 	a, b := env("a", "", math.MaxInt64, 0), env("b", "", math.MaxInt64, 0)

@@ -28,10 +28,17 @@ func (e Effects) Envelopes() []Envelope {
 	return envs
 }
 
+// MaxEnvelopeDepth is how many levels an envelope tree may have: a root is at level 1, its
+// children at level 2, and so on. A programme needs a handful (fund, axes, windows, lines); the
+// limit keeps every envelope's chain of parents, which each award reads for the funding rules,
+// short and bounded.
+const MaxEnvelopeDepth = 16
+
 // DecideCreateEnvelope decides the creation of an envelope. existing is the envelope already
 // holding cmd.EnvelopeID (nil if none); parent is the locked parent of a child envelope (nil for
-// a root, or when the parent named does not exist).
-func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelope) (*CreateEnvelopeResult, Effects, error) {
+// a root, or when the parent named does not exist), and parentLevel its level in its tree (1 for
+// a root).
+func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelope, parentLevel int) (*CreateEnvelopeResult, Effects, error) {
 	var eff Effects
 	if existing != nil {
 		return nil, eff, &Error{Reason: ReasonEnvelopeAlreadyExists,
@@ -59,6 +66,13 @@ func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelo
 		}
 		if env.Currency != p.Currency {
 			return nil, eff, currencyMismatch(p, env.Currency)
+		}
+		if parentLevel >= MaxEnvelopeDepth {
+			return nil, eff, &Error{Reason: ReasonEnvelopeTooDeep,
+				Message: fmt.Sprintf("envelope %q is at level %d of its tree; a child would pass the limit of %d levels",
+					EnvelopeName(p.ID), parentLevel, MaxEnvelopeDepth),
+				Metadata: map[string]string{"parent": EnvelopeName(p.ID), "parent_level": fmt.Sprint(parentLevel),
+					"max_depth": fmt.Sprint(MaxEnvelopeDepth)}}
 		}
 		if p.Available() < cmd.Allocation {
 			return nil, eff, insufficientFunds(&p, cmd.Allocation)

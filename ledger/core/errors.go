@@ -28,6 +28,9 @@ const (
 	ReasonReleaseExceedsRemaining Reason = "RELEASE_EXCEEDS_REMAINING"
 	// ReasonCurrencyMismatch: two envelopes (or an envelope and a request) disagree on currency.
 	ReasonCurrencyMismatch Reason = "CURRENCY_MISMATCH"
+	// ReasonEnvelopeTooDeep: a child envelope would be nested deeper than MaxEnvelopeDepth
+	// levels.
+	ReasonEnvelopeTooDeep Reason = "ENVELOPE_TOO_DEEP"
 	// ReasonEnvelopesNotRelated: allocation can only move between a parent and its child or
 	// between siblings.
 	ReasonEnvelopesNotRelated Reason = "ENVELOPES_NOT_RELATED"
@@ -90,6 +93,7 @@ var (
 	ErrReleaseExceedsRemaining = &Error{Reason: ReasonReleaseExceedsRemaining}
 	ErrCurrencyMismatch        = &Error{Reason: ReasonCurrencyMismatch}
 	ErrEnvelopesNotRelated     = &Error{Reason: ReasonEnvelopesNotRelated}
+	ErrEnvelopeTooDeep         = &Error{Reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          = &Error{Reason: ReasonAmountOverflow}
 	ErrRequestIDReused         = &Error{Reason: ReasonRequestIDReused}
 	ErrStoreUnavailable        = &Error{Reason: ReasonStoreUnavailable}

@@ -45,20 +45,49 @@ type Prior struct {
 	Outcome     Outcome
 }
 
-// RequestRow is a decided request to record in the request log.
+// RequestRow is a decided request to record in the request log, under Key (see RequestKey).
 type RequestRow struct {
-	ID          string
+	Key         string
 	Fingerprint string
 	Outcome     Outcome
 }
 
 // Replay returns what a request with fingerprint gets when its id is already in the request
 // log: the first outcome for the same payload, REQUEST_ID_REUSED for another.
-func (p Prior) Replay(id, fingerprint string) Outcome {
-	if p.Fingerprint != fingerprint {
+func (p Prior) Replay(id string, fingerprint Fingerprint) Outcome {
+	if !fingerprint.Matches(p.Fingerprint) {
 		return Outcome{Refusal: RequestIDReused(id)}
 	}
 	return p.Outcome
+}
+
+// Request ids belong to their caller: two principals may use the same request id, each for an
+// operation of its own. The request log records a request under RequestKey(caller, id),
+// "<id>\t<caller>": a request id never holds a tab (nor does a bulk item's "<id> <index>"), so
+// the key names one caller's one id, whatever the caller's name holds, and never equals a bare id.
+//
+// Rows recorded before request ids were scoped are keyed by the bare request id. Their caller is
+// known only through their fingerprint, which includes it: such a row replays to a request whose
+// fingerprint matches it (its own caller's retry), and refuses any other request under that id
+// with REQUEST_ID_REUSED, as before, since whether another caller sent it or the same caller sent
+// another payload cannot be told apart.
+
+// RequestKey is the request log's key of request id sent by caller.
+func RequestKey(caller, id string) string { return id + "\t" + caller }
+
+// LookupKeys lists the keys under which the request log may hold request id of caller: its own
+// key, and the bare id of a row recorded before request ids were scoped per caller.
+func LookupKeys(caller, id string) []string { return []string{RequestKey(caller, id), id} }
+
+// FindPrior returns the request log's row for request id of caller among priors (loaded by
+// LookupKeys): the row under the caller's key, else a row recorded under the bare id before
+// request ids were scoped.
+func FindPrior(priors map[string]Prior, caller, id string) (Prior, bool) {
+	if p, ok := priors[RequestKey(caller, id)]; ok {
+		return p, true
+	}
+	p, ok := priors[id]
+	return p, ok
 }
 
 // RequestIDReused is the refusal of a request id already used for a different request.

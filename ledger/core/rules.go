@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -140,13 +139,6 @@ func (c *SetRules) Validate() error {
 		return InvalidArgument("rules.award_window", "must start before it ends")
 	}
 	return nil
-}
-
-func (c *SetRules) Fingerprint() string {
-	raw, _ := json.Marshal(c.Rules)
-	f := &fingerprinter{}
-	return f.str("SetRules").str(c.Caller).str(c.EnvelopeID).str(c.Call).
-		num(c.EffectiveTime.UnixMicro()).str(string(raw)).sum()
 }
 
 // SetRules records a new rule set for an envelope, and a RULES_CHANGED journal entry.

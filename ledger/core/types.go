@@ -177,9 +177,9 @@ func (p *Policy) validate(prefix string) error {
 	return CheckField(prefix+"territory", "territory", p.Territory)
 }
 
-// add appends the policy fields to a fingerprint, only when one is given, so that the
-// fingerprints of requests made before they existed do not change.
-func (p *Policy) add(f *fingerprinter) {
+// addLegacy appends the policy fields to a legacy fingerprint, only when one is given (the
+// legacy encoding; see Fingerprint).
+func (p *Policy) addLegacy(f *fingerprinter) {
 	if p.EligibleCost != 0 || p.Territory != "" || p.Population != 0 {
 		f.str("policy").num(p.EligibleCost).str(p.Territory).num(p.Population)
 	}

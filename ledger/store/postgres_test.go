@@ -41,7 +41,7 @@ import (
 func TestCommitTimeSerializationFailure(t *testing.T) {
 	t.Parallel()
 	dsn := testdb.Postgres(t)
-	eng, err := Open(t.Context(), dsn, Config{})
+	eng, err := Open(t.Context(), dsn, Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

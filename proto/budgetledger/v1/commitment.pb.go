@@ -205,6 +205,9 @@ type CommitRequest struct {
 	// Optional. Free text kept with the award, at most 500 printable characters.
 	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Optional. The project's eligible cost, in minor units; needed where a funding-share rule
 	// applies. Not given, such an award is refused with POLICY_VIOLATION (metadata
@@ -392,6 +395,9 @@ type ReleaseRequest struct {
 	// printable characters.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -531,6 +537,9 @@ type BatchCommitRequest struct {
 	AllOrNothing bool `protobuf:"varint,3,opt,name=all_or_nothing,json=allOrNothing,proto3" json:"all_or_nothing,omitempty"`
 	// Required. Idempotency key of the whole call (AIP-155), 1 to 128 printable ASCII characters
 	// without spaces.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -216,6 +216,9 @@ type CreateEnvelopeRequest struct {
 	CurrencyCode string `protobuf:"bytes,5,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces; a
 	// UUID is a good choice.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	//
 	// aip.dev/not-precedent: AIP-155 asks for a UUID; any printable key is accepted so that callers
 	// can derive it from their own identifiers (a committee decision, a file number).
@@ -592,6 +595,9 @@ type MoveAllocationRequest struct {
 	// Required. Why the allocation moves (kept in the journal), 1 to 500 printable characters.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1069,6 +1075,9 @@ type SetEnvelopeRulesRequest struct {
 	// past, means at once (rules never apply to awards already decided).
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+	// Request ids belong to their caller: the same id sent by another principal names another
+	// request. The same caller's retry with the same payload gets the first outcome; another
+	// payload under the id is refused with REQUEST_ID_REUSED.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -59,10 +59,11 @@ const (
 // edits or removes what it recorded.
 type EnvelopeServiceClient interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
-	// envelope whose allocation is taken from its parent's available amount.
+	// envelope whose allocation is taken from its parent's available amount. A tree has at most 16
+	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CreateEnvelope(ctx context.Context, in *CreateEnvelopeRequest, opts ...grpc.CallOption) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
@@ -177,10 +178,11 @@ func (c *envelopeServiceClient) GetEnvelopeRules(ctx context.Context, in *GetEnv
 // edits or removes what it recorded.
 type EnvelopeServiceServer interface {
 	// CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
-	// envelope whose allocation is taken from its parent's available amount.
+	// envelope whose allocation is taken from its parent's available amount. A tree has at most 16
+	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CreateEnvelope(context.Context, *CreateEnvelopeRequest) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//

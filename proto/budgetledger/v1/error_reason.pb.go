@@ -92,6 +92,9 @@ const (
 	// RESOURCE_EXHAUSTED: the caller's principal is over its rate limit. A google.rpc.RetryInfo
 	// says when to retry.
 	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 20
+	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
+	// level 1). Metadata: parent, parent_level, max_depth.
+	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
 )
 
 // Enum value maps for ErrorReason.
@@ -118,6 +121,7 @@ var (
 		18: "ERROR_REASON_UNAUTHENTICATED",
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
+		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -141,6 +145,7 @@ var (
 		"ERROR_REASON_UNAUTHENTICATED":           18,
 		"ERROR_REASON_PERMISSION_DENIED":         19,
 		"ERROR_REASON_RATE_LIMITED":              20,
+		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
 	}
 )
 
@@ -175,7 +180,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xfa\x05\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -198,7 +203,8 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x16ERROR_REASON_CANCELLED\x10\x11\x12 \n" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
-	"\x19ERROR_REASON_RATE_LIMITED\x10\x14BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

@@ -170,7 +170,8 @@ type JournalEntry struct {
 	CurrencyCode string `protobuf:"bytes,4,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Output only. The principal that made the request ("anonymous" when authentication is off).
 	Caller string `protobuf:"bytes,5,opt,name=caller,proto3" json:"caller,omitempty"`
-	// Output only. The request_id the caller sent.
+	// Output only. The request_id the caller sent; request ids are scoped to their caller, so
+	// (caller, request_id) names the request.
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Output only. The reason or description given with the request.
 	Memo string `protobuf:"bytes,7,opt,name=memo,proto3" json:"memo,omitempty"`

@@ -178,6 +178,9 @@ export type CommitRequest = Message<"budgetledger.v1.CommitRequest"> & {
 
   /**
    * Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * @generated from field: string request_id = 6;
    */
@@ -285,6 +288,9 @@ export type ReleaseRequest = Message<"budgetledger.v1.ReleaseRequest"> & {
 
   /**
    * Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * @generated from field: string request_id = 4;
    */
@@ -364,6 +370,9 @@ export type BatchCommitRequest = Message<"budgetledger.v1.BatchCommitRequest"> &
   /**
    * Required. Idempotency key of the whole call (AIP-155), 1 to 128 printable ASCII characters
    * without spaces.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * @generated from field: string request_id = 4;
    */

@@ -191,6 +191,9 @@ export type CreateEnvelopeRequest = Message<"budgetledger.v1.CreateEnvelopeReque
   /**
    * Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces; a
    * UUID is a good choice.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * aip.dev/not-precedent: AIP-155 asks for a UUID; any printable key is accepted so that callers
    * can derive it from their own identifiers (a committee decision, a file number).
@@ -392,6 +395,9 @@ export type MoveAllocationRequest = Message<"budgetledger.v1.MoveAllocationReque
 
   /**
    * Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * @generated from field: string request_id = 5;
    */
@@ -677,6 +683,9 @@ export type SetEnvelopeRulesRequest = Message<"budgetledger.v1.SetEnvelopeRulesR
 
   /**
    * Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
+   * Request ids belong to their caller: the same id sent by another principal names another
+   * request. The same caller's retry with the same payload gets the first outcome; another
+   * payload under the id is refused with REQUEST_ID_REUSED.
    *
    * @generated from field: string request_id = 5;
    */
@@ -812,10 +821,11 @@ export const GetEnvelopeRulesResponseSchema: GenMessage<GetEnvelopeRulesResponse
 export const EnvelopeService: GenService<{
   /**
    * CreateEnvelope creates a root envelope funded from outside the ledger (no parent), or a child
-   * envelope whose allocation is taken from its parent's available amount.
+   * envelope whose allocation is taken from its parent's available amount. A tree has at most 16
+   * levels (a root is level 1).
    *
    * Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-   * CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+   * CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
    *
    * @generated from rpc budgetledger.v1.EnvelopeService.CreateEnvelope
    */

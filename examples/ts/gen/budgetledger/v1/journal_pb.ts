@@ -91,7 +91,8 @@ export type JournalEntry = Message<"budgetledger.v1.JournalEntry"> & {
   caller: string;
 
   /**
-   * Output only. The request_id the caller sent.
+   * Output only. The request_id the caller sent; request ids are scoped to their caller, so
+   * (caller, request_id) names the request.
    *
    * @generated from field: string request_id = 6;
    */

@@ -79,14 +79,19 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	// The ledger's own errors first: its transaction timeout is STORE_UNAVAILABLE (retryable,
+	// with RetryInfo) even though it wraps context.DeadlineExceeded; only the caller's own
+	// deadline or cancellation is DEADLINE_EXCEEDED or CANCELLED.
+	var le *ledger.Error
+	isLedger := errors.As(err, &le)
 	switch {
+	case isLedger:
 	case errors.Is(err, context.DeadlineExceeded):
 		return withInfo(codes.DeadlineExceeded, "the request's deadline passed before the ledger answered; nothing was recorded unless a retry with the same request_id says so", reasonDeadlineExceeded, nil)
 	case errors.Is(err, context.Canceled):
 		return withInfo(codes.Canceled, "the request was cancelled; nothing was recorded unless a retry with the same request_id says so", reasonCancelled, nil)
 	}
-	var le *ledger.Error
-	if !errors.As(err, &le) {
+	if !isLedger {
 		return &internalError{cause: err}
 	}
 	code, ok := reasonCodes[le.Reason]

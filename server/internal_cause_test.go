@@ -60,3 +60,19 @@ func TestInternalCauseLoggedNotSent(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerTimeoutIsStoreUnavailable protects the rule that a retryable database error is never
+// reported as something else: the ledger's own transaction timeout wraps context.DeadlineExceeded,
+// yet the caller must get UNAVAILABLE with the reason STORE_UNAVAILABLE (and may retry), not
+// DEADLINE_EXCEEDED (which says the caller's own deadline passed).
+func TestLedgerTimeoutIsStoreUnavailable(t *testing.T) {
+	err := toStatus(core.Wrap(ledger.ReasonStoreUnavailable, "the database did not answer within the transaction timeout",
+		fmt.Errorf("waiting: %w", context.DeadlineExceeded)))
+	st, _ := status.FromError(err)
+	if st.Code() != codes.Unavailable {
+		t.Fatalf("the ledger's timeout: %v, want UNAVAILABLE", st)
+	}
+	if got := toStatus(fmt.Errorf("call: %w", context.DeadlineExceeded)); status.Code(got) != codes.DeadlineExceeded {
+		t.Fatalf("the caller's own deadline: %v, want DEADLINE_EXCEEDED", got)
+	}
+}

@@ -48,7 +48,7 @@ func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) 
 // GetRulesAt is GetRules at exactly time at, even the zero time (0001-01-01T00:00:00Z).
 func (l *Ledger) GetRulesAt(ctx context.Context, envelopeID string, at time.Time) (EnvelopeRules, error) {
 	var out EnvelopeRules
-	if err := firstErr(core.CheckEnvelopeID("envelope", envelopeID), core.CheckTime("time", at)); err != nil {
+	if err := core.FirstError(core.CheckEnvelopeID("envelope", envelopeID), core.CheckTime("time", at)); err != nil {
 		return out, err
 	}
 	out.At = at.UTC()
@@ -79,13 +79,4 @@ func subtreeOf(locked map[string]core.Envelope) []core.Envelope {
 		envs = append(envs, locked[id])
 	}
 	return envs
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -46,7 +46,7 @@ type BulkCommitResult struct {
 }
 
 func (c *BulkCommit) Validate() error {
-	if err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
+	if err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
 		return err
 	}
 	if len(c.Items) == 0 || len(c.Items) > MaxBulkItems {
@@ -54,7 +54,7 @@ func (c *BulkCommit) Validate() error {
 	}
 	for i, it := range c.Items {
 		field := fmt.Sprintf("items[%d].", i)
-		if err := firstError(CheckField(field+"beneficiary", "beneficiary", it.Beneficiary),
+		if err := FirstError(CheckField(field+"beneficiary", "beneficiary", it.Beneficiary),
 			CheckField(field+"project", "project", it.Project), checkAmount(field+"amount", it.Amount),
 			CheckField(field+"description", "description", it.Description), it.Policy.validate(field)); err != nil {
 			return err

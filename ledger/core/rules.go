@@ -117,14 +117,14 @@ type SetRulesResult struct {
 }
 
 func (c *SetRules) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
+	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime))
 	if err != nil {
 		return err
 	}
 	r := c.Rules
 	if w := r.AwardWindow; w != nil {
-		if err := firstError(CheckTime("rules.award_window.start_time", w.Start),
+		if err := FirstError(CheckTime("rules.award_window.start_time", w.Start),
 			CheckTime("rules.award_window.end_time", w.End)); err != nil {
 			return err
 		}

@@ -114,7 +114,8 @@ func checkAmount(field string, v int64) error {
 	return nil
 }
 
-func firstError(errs ...error) error {
+// FirstError returns the first non-nil error of errs, in order.
+func FirstError(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -125,7 +126,7 @@ func firstError(errs ...error) error {
 
 // Validate checks a CreateEnvelope's fields.
 func (c *CreateEnvelope) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope_id", c.EnvelopeID),
+	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope_id", c.EnvelopeID),
 		CheckField("display_name", "display_name", c.DisplayName), checkAmount("allocation", c.Allocation))
 	if err != nil {
 		return err
@@ -143,7 +144,7 @@ func (c *CreateEnvelope) Validate() error {
 
 // Validate checks a MoveAllocation's fields.
 func (c *MoveAllocation) Validate() error {
-	err := firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
+	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
 		CheckField("reason", "reason", c.Reason))
 	if err != nil {
@@ -157,7 +158,7 @@ func (c *MoveAllocation) Validate() error {
 
 // Validate checks a Commit's fields.
 func (c *Commit) Validate() error {
-	return firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
+	return FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("beneficiary", "beneficiary", c.Beneficiary), CheckField("project", "project", c.Project),
 		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""))
 }
@@ -175,6 +176,6 @@ func (c *Release) Validate() error {
 	if err := CheckCommitmentID("commitment", c.CommitmentID); err != nil {
 		return err
 	}
-	return firstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), checkAmount("amount", c.Amount),
+	return FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), checkAmount("amount", c.Amount),
 		CheckField("reason", "reason", c.Reason))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/groupcommit"
@@ -112,11 +113,37 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	if in.Rules, err = l.parents.EffectiveRules(ctx, q, found, st.At); err != nil {
 		return in, st, err
 	}
+	// Awards that give an effective time are checked against the rules in force then.
+	for _, k := range core.RulesKeys(units, st.At) {
+		env, ok := in.Envelopes[k.EnvelopeID]
+		if !ok || in.Broken[k.EnvelopeID] != nil {
+			continue
+		}
+		at, err := l.parents.EffectiveRules(ctx, q, []core.Envelope{env}, time.UnixMicro(k.At).UTC())
+		if err != nil {
+			return in, st, err
+		}
+		if in.RulesAt == nil {
+			in.RulesAt = map[core.RulesKey]*core.EffectiveRules{}
+		}
+		in.RulesAt[k] = at[k.EnvelopeID]
+	}
 	for id, r := range in.Rules {
 		l.shareRuled.set(id, r.NeedsProjectTotal())
 	}
 	var missing []core.ProjectKey
-	for _, k := range projectsToCheck(units, func(id string) bool { return in.Rules[id].NeedsProjectTotal() }) {
+	needsTotals := func(id string) bool {
+		if in.Rules[id].NeedsProjectTotal() {
+			return true
+		}
+		for k, r := range in.RulesAt {
+			if k.EnvelopeID == id && r.NeedsProjectTotal() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, k := range projectsToCheck(units, needsTotals) {
 		env := in.Envelopes[k.EnvelopeID]
 		if t, ok := pre[k]; ok && t.Count == env.CommitmentCount && t.Released == env.Released {
 			in.Totals[k] = t.Awarded

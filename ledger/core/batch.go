@@ -103,8 +103,11 @@ type Loaded struct {
 	Envelopes map[string]Envelope
 	// Commitments are the commitments the releases name that exist.
 	Commitments map[string]*Commitment
-	// Rules are the effective funding rules of each envelope found.
+	// Rules are the effective funding rules of each envelope found, at the batch's time.
 	Rules map[string]*EffectiveRules
+	// RulesAt are the effective funding rules of envelopes at the effective times awards gave
+	// (RulesKeys): an award is checked against the rules in force at its effective time.
+	RulesAt map[RulesKey]*EffectiveRules
 	// Totals are the current totals of the projects a funding-share rule is checked for.
 	Totals map[ProjectKey]int64
 	// Priors are the request log's rows for the batch's request keys (RequestKeys).
@@ -112,6 +115,49 @@ type Loaded struct {
 	// Broken are envelopes whose state could not be loaded whole (their chain of parents is
 	// broken, say), with the reason: the units on them fail with it, and only they.
 	Broken map[string]error
+}
+
+// RulesKey names the rules of an envelope at an effective time (microseconds since the epoch).
+type RulesKey struct {
+	EnvelopeID string
+	At         int64
+}
+
+// RulesKeys lists the envelopes and effective times of the awards of units that give an
+// effective time not later than at (a later one is refused before any rule is read), each once.
+func RulesKeys(units []*Unit, at time.Time) []RulesKey {
+	var keys []RulesKey
+	seen := map[RulesKey]bool{}
+	for _, u := range units {
+		for _, op := range u.Ops {
+			if op.Commit == nil || op.Commit.Effective.IsZero() {
+				continue
+			}
+			t := op.Commit.Effective.UTC().Truncate(time.Microsecond)
+			if t.After(at) {
+				continue
+			}
+			k := RulesKey{u.EnvelopeID, t.UnixMicro()}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// rulesFor returns the rules an award on envelopeID that gave the effective time given (zero:
+// none) is checked against.
+func (in *Loaded) rulesFor(envelopeID string, given time.Time) (*EffectiveRules, error) {
+	if given.IsZero() {
+		return in.Rules[envelopeID], nil
+	}
+	r, ok := in.RulesAt[RulesKey{envelopeID, given.UTC().Truncate(time.Microsecond).UnixMicro()}]
+	if !ok {
+		return nil, Internal("the rules of envelope %s at %s were not loaded", envelopeID, given)
+	}
+	return r, nil
 }
 
 // EnvelopeIDs lists the envelopes a batch of units names, each once, in order of appearance.
@@ -377,12 +423,23 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		refusal = EnvelopeNotFound(envelopeID)
 	case op.Commit != nil:
 		key := ProjectKey{envelopeID, op.Commit.Project}
-		if violation := CheckRules(b.in.Rules[envelopeID], &s.env, op.Commit, b.in.Totals[key], at); violation != nil {
+		// An award takes from the envelope: not before the latest effective time recorded on it.
+		effective, err := CheckEffective(at, op.Commit.Effective, Reduces(&s.env)...)
+		if err != nil {
+			refusal = err
+			break
+		}
+		// It is checked against the rules in force at its effective time.
+		rules, err := b.in.rulesFor(envelopeID, op.Commit.Effective)
+		if err != nil {
+			return nil, err
+		}
+		if violation := CheckRules(rules, &s.env, op.Commit, b.in.Totals[key], effective); violation != nil {
 			refusal = violation
 			break
 		}
 		var r *CommitResult
-		if r, refusal = applyCommit(b.st, &s.env, op.Commit); refusal == nil {
+		if r, refusal = applyCommit(b.st, effective, &s.env, op.Commit); refusal == nil {
 			result = r
 			b.newCommitments = append(b.newCommitments, &r.Commitment)
 			b.entries = append(b.entries, commitEntry(op.Commit, r, at))
@@ -394,9 +451,15 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 			refusal = CommitmentNotFound(op.Release.CommitmentID)
 			break
 		}
+		// A release returns the commitment's money: not before the commitment took effect.
+		effective, err := CheckEffective(at, op.Release.Effective, Returns(&s.env, c)...)
+		if err != nil {
+			refusal = err
+			break
+		}
 		var r *ReleaseResult
 		before := *c
-		if r, refusal = applyRelease(b.st, &s.env, c, op.Release); refusal == nil {
+		if r, refusal = applyRelease(b.st, effective, &s.env, c, op.Release); refusal == nil {
 			result = r
 			_, seen := b.changed[c.ID]
 			b.undo = append(b.undo, commitmentUndo{c: c, before: before, added: !seen})
@@ -451,7 +514,7 @@ func (b *batchState) addDelta(d ProjectDelta) {
 }
 
 // applyCommit decides one award against the envelope's in-memory balances.
-func applyCommit(st Stamp, env *Envelope, cmd *Commit) (*CommitResult, error) {
+func applyCommit(st Stamp, effective time.Time, env *Envelope, cmd *Commit) (*CommitResult, error) {
 	if env.Available() < cmd.Amount {
 		return nil, insufficientFunds(env, cmd.Amount)
 	}
@@ -461,15 +524,16 @@ func applyCommit(st Stamp, env *Envelope, cmd *Commit) (*CommitResult, error) {
 	}
 	env.Committed = committed
 	env.CommitmentCount++
-	env.UpdatedAt = st.At
+	env.Touch(st.At, effective)
 	c := Commitment{ID: st.NewID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
 		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: st.At, UpdatedAt: st.At,
+		EffectiveAt: effective,
 		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
 	return &CommitResult{Commitment: c, Envelope: *env, EntryID: st.NewID()}, nil
 }
 
 // applyRelease decides one release against the in-memory commitment and envelope.
-func applyRelease(st Stamp, env *Envelope, c *Commitment, cmd *Release) (*ReleaseResult, error) {
+func applyRelease(st Stamp, effective time.Time, env *Envelope, c *Commitment, cmd *Release) (*ReleaseResult, error) {
 	if c.Remaining() < cmd.Amount {
 		return nil, &Error{Reason: ReasonReleaseExceedsRemaining,
 			Message: fmt.Sprintf("commitment %q holds %d, %d requested", CommitmentName(c.ID), c.Remaining(), cmd.Amount),
@@ -484,18 +548,18 @@ func applyRelease(st Stamp, env *Envelope, c *Commitment, cmd *Release) (*Releas
 	c.UpdatedAt = st.At
 	env.Committed -= cmd.Amount
 	env.Released = released
-	env.UpdatedAt = st.At
-	return &ReleaseResult{Commitment: *c, Envelope: *env, EntryID: st.NewID()}, nil
+	env.Touch(st.At, effective)
+	return &ReleaseResult{Commitment: *c, Envelope: *env, EntryID: st.NewID(), EffectiveTime: effective}, nil
 }
 
 func commitEntry(cmd *Commit, r *CommitResult, at time.Time) Entry {
 	return Entry{ID: r.EntryID, Kind: KindCommitted, Currency: r.Commitment.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: at,
+		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: at, EffectiveAt: r.Commitment.EffectiveAt,
 		Postings: []Posting{{EnvelopeName(r.Envelope.ID), -cmd.Amount}, {CommitmentName(r.Commitment.ID), cmd.Amount}}}
 }
 
 func releaseEntry(cmd *Release, r *ReleaseResult, at time.Time) Entry {
 	return Entry{ID: r.EntryID, Kind: KindReleased, Currency: r.Commitment.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: at,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: at, EffectiveAt: r.EffectiveTime,
 		Postings: []Posting{{CommitmentName(r.Commitment.ID), -cmd.Amount}, {EnvelopeName(r.Envelope.ID), cmd.Amount}}}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // MaxBulkItems caps the awards of one BulkCommit.
@@ -17,6 +18,9 @@ type BulkCommit struct {
 	EnvelopeID   string
 	Items        []BulkItem
 	AllOrNothing bool
+	// Effective is when the awards took effect (the committee's decision; zero: not given),
+	// the same for every item; see CheckEffective.
+	Effective time.Time
 }
 
 // BulkItem is one award of a BulkCommit.
@@ -46,7 +50,8 @@ type BulkCommitResult struct {
 }
 
 func (c *BulkCommit) Validate() error {
-	if err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID)); err != nil {
+	if err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
+		checkEffectiveRange(c.Effective)); err != nil {
 		return err
 	}
 	if len(c.Items) == 0 || len(c.Items) > MaxBulkItems {
@@ -75,7 +80,7 @@ func (c *BulkCommit) Unit() *Unit {
 		u.Ops = append(u.Ops, &Op{
 			Commit: &Commit{RequestID: c.RequestID + " " + strconv.Itoa(i), Caller: c.Caller,
 				EnvelopeID: c.EnvelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
-				Amount: it.Amount, Description: it.Description, Policy: it.Policy},
+				Amount: it.Amount, Description: it.Description, Policy: it.Policy, Effective: c.Effective},
 			Fingerprint: itemFingerprint(callFingerprint, i),
 		})
 	}

@@ -48,12 +48,17 @@ func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelo
 	at := st.At
 	env := Envelope{ID: cmd.EnvelopeID, ParentID: cmd.ParentID, DisplayName: cmd.DisplayName,
 		Currency: cmd.Currency, Allocation: cmd.Allocation, CreatedAt: at, UpdatedAt: at}
-	res := &CreateEnvelopeResult{EntryID: st.NewID()}
-	entry := Entry{ID: res.EntryID, Caller: cmd.Caller, RequestID: cmd.RequestID, Memo: cmd.DisplayName, CreatedAt: at}
+	res := &CreateEnvelopeResult{}
+	entry := Entry{Caller: cmd.Caller, RequestID: cmd.RequestID, Memo: cmd.DisplayName, CreatedAt: at}
 	if cmd.ParentID == "" {
 		if env.Currency == "" {
 			env.Currency = "EUR"
 		}
+		effective, err := CheckEffective(at, cmd.Effective)
+		if err != nil {
+			return nil, eff, err
+		}
+		env.EffectiveAt, env.LatestEffectiveAt, entry.EffectiveAt = effective, effective, effective
 		entry.Kind = KindEnvelopeFunded
 		entry.Postings = []Posting{{FundingAccount, -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
 	} else {
@@ -74,20 +79,27 @@ func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelo
 				Metadata: map[string]string{"parent": EnvelopeName(p.ID), "parent_level": fmt.Sprint(parentLevel),
 					"max_depth": fmt.Sprint(MaxEnvelopeDepth)}}
 		}
+		// The child's allocation is taken from the parent: a reduction of the parent.
+		effective, err := CheckEffective(at, cmd.Effective, Reduces(&p)...)
+		if err != nil {
+			return nil, eff, err
+		}
 		if p.Available() < cmd.Allocation {
 			return nil, eff, insufficientFunds(&p, cmd.Allocation)
 		}
-		var err error
 		if p.ChildrenAllocated, err = AddAmount("the parent's allocation to children", p.ChildrenAllocated, cmd.Allocation); err != nil {
 			return nil, eff, err
 		}
-		p.UpdatedAt = at
+		p.Touch(at, effective)
+		env.EffectiveAt, env.LatestEffectiveAt, entry.EffectiveAt = effective, effective, effective
 		res.Parent = &p
 		eff.Updated = []Envelope{p}
 		entry.Kind = KindEnvelopeAllocated
 		entry.Postings = []Posting{{EnvelopeName(p.ID), -cmd.Allocation}, {EnvelopeName(env.ID), cmd.Allocation}}
 	}
 	entry.Currency = env.Currency
+	res.EntryID = st.NewID()
+	entry.ID = res.EntryID
 	res.Envelope = env
 	eff.Created = &env
 	eff.Entries = []Entry{entry}
@@ -115,10 +127,15 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 	if src.Currency != dst.Currency {
 		return nil, eff, currencyMismatch(dst, src.Currency)
 	}
+	// The source's available amount shrinks (a child's allocation, or a parent's share in its
+	// children's); the destination's grows.
+	effective, err := CheckEffective(st.At, cmd.Effective, append(Reduces(&src), Adds(&dst)...)...)
+	if err != nil {
+		return nil, eff, err
+	}
 	if src.Available() < cmd.Amount {
 		return nil, eff, insufficientFunds(&src, cmd.Amount)
 	}
-	var err error
 	switch {
 	case dst.ParentID == src.ID: // parent to child
 		if src.ChildrenAllocated, err = AddAmount("the source's allocation to children", src.ChildrenAllocated, cmd.Amount); err == nil {
@@ -139,11 +156,12 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 	if err != nil {
 		return nil, eff, err
 	}
-	src.UpdatedAt, dst.UpdatedAt = st.At, st.At
-	res := &MoveAllocationResult{Source: src, Destination: dst, EntryID: st.NewID()}
+	src.Touch(st.At, effective)
+	dst.Touch(st.At, effective)
+	res := &MoveAllocationResult{Source: src, Destination: dst, EntryID: st.NewID(), EffectiveTime: effective}
 	eff.Updated = []Envelope{src, dst}
 	eff.Entries = []Entry{{ID: res.EntryID, Kind: KindAllocationMoved, Currency: src.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: st.At,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: st.At, EffectiveAt: effective,
 		Postings: []Posting{{EnvelopeName(src.ID), -cmd.Amount}, {EnvelopeName(dst.ID), cmd.Amount}}}}
 	return res, eff, nil
 }
@@ -155,8 +173,9 @@ func RulesChangedMemo(call, rulesJSON string) string {
 }
 
 // DecideSetRules decides a new rule set for env (nil when the envelope does not exist). A rule
-// set takes effect at its effective time, or at once (st.At) when that is zero or past: rules
-// never apply retroactively to awards already decided. subtree are env and its descendants,
+// set takes effect at its effective time, or at once (st.At) when that is zero, or not after the
+// latest effective time recorded on the envelope or a descendant: rules never apply
+// retroactively to what is already recorded. A past time after it is kept (see docs/dates.md). subtree are env and its descendants,
 // locked: the rule change marks each as changed at st.At, so that awards on them are ordered
 // with it (see the ledger's SetRules).
 func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (*SetRulesResult, Effects, error) {
@@ -165,7 +184,11 @@ func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (
 		return nil, eff, EnvelopeNotFound(cmd.EnvelopeID)
 	}
 	effective := cmd.EffectiveTime.UTC().Truncate(time.Microsecond)
-	if effective.Before(st.At) {
+	if effective.Before(st.At) && !effective.After(latestEffective(subtree)) {
+		// Rules never apply retroactively to what is already recorded: a time at or before the
+		// latest effective time recorded on the envelope or a descendant means at once. A past
+		// time after it (a programme recorded after the fact) is kept: awards backdated after it
+		// are checked against these rules (CheckRules by effective time).
 		effective = st.At
 	}
 	rs := RuleSet{ID: st.NewID(), EnvelopeID: env.ID, Call: cmd.Call, EffectiveFrom: effective,
@@ -180,6 +203,29 @@ func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (
 		eff.Updated = append(eff.Updated, e)
 	}
 	eff.Entries = []Entry{{ID: rs.ID, Kind: KindRulesChanged, Currency: env.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: RulesChangedMemo(cmd.Call, string(raw)), CreatedAt: st.At}}
+		RequestID: cmd.RequestID, Memo: RulesChangedMemo(cmd.Call, string(raw)), CreatedAt: st.At,
+		EffectiveAt: minTime(effective, st.At)}}
 	return &SetRulesResult{RuleSet: rs, EntryID: rs.ID}, eff, nil
+}
+
+// latestEffective is the latest effective time recorded on any of envs.
+func latestEffective(envs []Envelope) time.Time {
+	var latest time.Time
+	for _, e := range envs {
+		if e.LatestEffectiveAt.After(latest) {
+			latest = e.LatestEffectiveAt
+		}
+		// A ledger from before effective times: its envelopes' last change bounds them.
+		if e.LatestEffectiveAt.IsZero() && e.UpdatedAt.After(latest) {
+			latest = e.UpdatedAt
+		}
+	}
+	return latest
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"time"
 )
 
 // Fingerprints. A request id names one operation: the fingerprint of everything the caller sent
@@ -67,6 +68,17 @@ func (f *fingerprinter) policy(p Policy) *fingerprinter {
 	return f.flag(p.HasEligibleCost()).num(p.EligibleCost).str(p.Territory).flag(p.HasPopulation()).num(p.Population)
 }
 
+// effective appends an operation's effective time, only when one is given: a request without
+// one keeps the fingerprint it had before effective times existed (so that a retry across the
+// upgrade still replays), and one with it adds a tagged field after every fixed field, so the
+// encoding stays unambiguous.
+func (f *fingerprinter) effective(t time.Time) *fingerprinter {
+	if t.IsZero() {
+		return f
+	}
+	return f.str("effective").num(t.UnixMicro())
+}
+
 func (f *fingerprinter) flag(b bool) *fingerprinter {
 	if b {
 		return f.num(1)
@@ -87,9 +99,9 @@ func (c *CreateEnvelope) Fingerprint() Fingerprint {
 	legacy := &fingerprinter{}
 	return Fingerprint{
 		Current: canonical("CreateEnvelope").str(c.Caller).str(c.EnvelopeID).str(c.ParentID).str(c.DisplayName).
-			str(c.Currency).num(c.Allocation).sumV2(),
+			str(c.Currency).num(c.Allocation).effective(c.Effective).sumV2(),
 		Legacy: legacy.str("CreateEnvelope").str(c.Caller).str(c.EnvelopeID).str(c.ParentID).str(c.DisplayName).
-			str(c.Currency).num(c.Allocation).sum(),
+			str(c.Currency).num(c.Allocation).effective(c.Effective).sum(),
 	}
 }
 
@@ -97,9 +109,9 @@ func (c *MoveAllocation) Fingerprint() Fingerprint {
 	legacy := &fingerprinter{}
 	return Fingerprint{
 		Current: canonical("MoveAllocation").str(c.Caller).str(c.SourceID).str(c.DestinationID).num(c.Amount).
-			str(c.Reason).sumV2(),
+			str(c.Reason).effective(c.Effective).sumV2(),
 		Legacy: legacy.str("MoveAllocation").str(c.Caller).str(c.SourceID).str(c.DestinationID).num(c.Amount).
-			str(c.Reason).sum(),
+			str(c.Reason).effective(c.Effective).sum(),
 	}
 }
 
@@ -108,9 +120,10 @@ func (c *Commit) Fingerprint() Fingerprint {
 	legacy.str("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
 		num(c.Amount).str(c.Description)
 	c.Policy.addLegacy(legacy)
+	legacy.effective(c.Effective)
 	return Fingerprint{
 		Current: canonical("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
-			num(c.Amount).str(c.Description).policy(c.Policy).sumV2(),
+			num(c.Amount).str(c.Description).policy(c.Policy).effective(c.Effective).sumV2(),
 		Legacy: legacy.sum(),
 	}
 }
@@ -118,8 +131,8 @@ func (c *Commit) Fingerprint() Fingerprint {
 func (c *Release) Fingerprint() Fingerprint {
 	legacy := &fingerprinter{}
 	return Fingerprint{
-		Current: canonical("Release").str(c.Caller).str(c.CommitmentID).num(c.Amount).str(c.Reason).sumV2(),
-		Legacy:  legacy.str("Release").str(c.Caller).str(c.CommitmentID).num(c.Amount).str(c.Reason).sum(),
+		Current: canonical("Release").str(c.Caller).str(c.CommitmentID).num(c.Amount).str(c.Reason).effective(c.Effective).sumV2(),
+		Legacy:  legacy.str("Release").str(c.Caller).str(c.CommitmentID).num(c.Amount).str(c.Reason).effective(c.Effective).sum(),
 	}
 }
 
@@ -128,6 +141,7 @@ func (c *BulkCommit) Fingerprint() Fingerprint {
 	for _, it := range c.Items {
 		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description).policy(it.Policy)
 	}
+	f.effective(c.Effective)
 	return Fingerprint{Current: f.sumV2(), Legacy: c.legacyFingerprint()}
 }
 
@@ -145,6 +159,7 @@ func (c *BulkCommit) legacyFingerprint() string {
 		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description)
 		it.Policy.addLegacy(f)
 	}
+	f.effective(c.Effective)
 	return f.sum()
 }
 

@@ -31,6 +31,13 @@ type Envelope struct {
 	CommitmentCount   int64     `json:"commitment_count"`
 	CreatedAt         time.Time `json:"created_at"`
 	UpdatedAt         time.Time `json:"updated_at"`
+	// EffectiveAt is when the envelope took effect (its creation's effective time; CreatedAt
+	// unless the creation was backdated). Nothing may take effect on it earlier.
+	EffectiveAt time.Time `json:"effective_at,omitzero"`
+	// LatestEffectiveAt is the latest effective time of any journal entry posting to the
+	// envelope: what reduces its available amount may not take effect earlier (see
+	// CheckEffective).
+	LatestEffectiveAt time.Time `json:"latest_effective_at,omitzero"`
 }
 
 // Available is what can still be committed or allocated to children.
@@ -54,6 +61,9 @@ type Commitment struct {
 	Population   int64     `json:"population,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// EffectiveAt is when the award took effect (the decision or agreement's date; CreatedAt
+	// unless the award was backdated). A release may not take effect earlier.
+	EffectiveAt time.Time `json:"effective_at,omitzero"`
 }
 
 // Remaining is the amount the commitment still holds.
@@ -92,8 +102,12 @@ type Entry struct {
 	Caller    string    `json:"caller"`
 	RequestID string    `json:"request_id"`
 	Memo      string    `json:"memo,omitempty"`
+	// CreatedAt is when the ledger recorded the entry.
 	CreatedAt time.Time `json:"created_at"`
-	Postings  []Posting `json:"postings"`
+	// EffectiveAt is when what the entry records took effect (the operation's effective time;
+	// CreatedAt when none was given). Never later than CreatedAt.
+	EffectiveAt time.Time `json:"effective_at,omitzero"`
+	Postings    []Posting `json:"postings"`
 }
 
 // CreateEnvelope creates a root envelope (ParentID empty, funded from outside the ledger) or a child
@@ -107,6 +121,9 @@ type CreateEnvelope struct {
 	// Currency is an ISO 4217 code; empty means EUR for a root and the parent's for a child.
 	Currency   string
 	Allocation int64
+	// Effective is when the act took effect (zero: not given, when recorded); see
+	// CheckEffective.
+	Effective time.Time
 }
 
 // CreateEnvelopeResult is the outcome of CreateEnvelope.
@@ -124,6 +141,9 @@ type MoveAllocation struct {
 	DestinationID string
 	Amount        int64
 	Reason        string
+	// Effective is when the act took effect (zero: not given, when recorded); see
+	// CheckEffective.
+	Effective time.Time
 }
 
 // MoveAllocationResult is the outcome of MoveAllocation.
@@ -131,6 +151,9 @@ type MoveAllocationResult struct {
 	Source      Envelope `json:"source"`
 	Destination Envelope `json:"destination"`
 	EntryID     string   `json:"entry_id"`
+	// EffectiveTime is when the move took effect (zero in outcomes recorded before effective
+	// times existed).
+	EffectiveTime time.Time `json:"effective_time,omitzero"`
 }
 
 // Commit awards Amount from an envelope to one project of one beneficiary.
@@ -143,6 +166,9 @@ type Commit struct {
 	Amount      int64
 	Description string
 	Policy
+	// Effective is when the act took effect (zero: not given, when recorded); see
+	// CheckEffective.
+	Effective time.Time
 }
 
 // Policy is what an award says for the funding rules (see Rules): the project's eligible cost,
@@ -206,6 +232,9 @@ type Release struct {
 	CommitmentID string
 	Amount       int64
 	Reason       string
+	// Effective is when the act took effect (zero: not given, when recorded); see
+	// CheckEffective.
+	Effective time.Time
 }
 
 // ReleaseResult is the outcome of Release.
@@ -213,4 +242,7 @@ type ReleaseResult struct {
 	Commitment Commitment `json:"commitment"`
 	Envelope   Envelope   `json:"envelope"`
 	EntryID    string     `json:"entry_id"`
+	// EffectiveTime is when the release took effect (zero in outcomes recorded before
+	// effective times existed).
+	EffectiveTime time.Time `json:"effective_time,omitzero"`
 }

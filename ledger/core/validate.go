@@ -127,7 +127,8 @@ func FirstError(errs ...error) error {
 // Validate checks a CreateEnvelope's fields.
 func (c *CreateEnvelope) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope_id", c.EnvelopeID),
-		CheckField("display_name", "display_name", c.DisplayName), checkAmount("allocation", c.Allocation))
+		CheckField("display_name", "display_name", c.DisplayName), checkAmount("allocation", c.Allocation),
+		checkEffectiveRange(c.Effective))
 	if err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func (c *CreateEnvelope) Validate() error {
 func (c *MoveAllocation) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
-		CheckField("reason", "reason", c.Reason))
+		CheckField("reason", "reason", c.Reason), checkEffectiveRange(c.Effective))
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,8 @@ func (c *MoveAllocation) Validate() error {
 func (c *Commit) Validate() error {
 	return FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("beneficiary", "beneficiary", c.Beneficiary), CheckField("project", "project", c.Project),
-		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""))
+		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""),
+		checkEffectiveRange(c.Effective))
 }
 
 // CheckCommitmentID checks the id of a commitment named in field.
@@ -177,5 +179,5 @@ func (c *Release) Validate() error {
 		return err
 	}
 	return FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), checkAmount("amount", c.Amount),
-		CheckField("reason", "reason", c.Reason))
+		CheckField("reason", "reason", c.Reason), checkEffectiveRange(c.Effective))
 }

@@ -11,20 +11,22 @@ import (
 // Commitments: one row per award, created by a batch and updated in place by releases.
 
 const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at, " +
-	"eligible_cost, territory, population"
+	"eligible_cost, territory, population, effective_at"
 
-// SelectCommitments is the SELECT of every commitment column, for FROM commitments.
-const SelectCommitments = "SELECT " + commitmentColumns + " FROM commitments"
+// SelectCommitments is the SELECT of every commitment column, for FROM commitments. A commitment
+// made before effective times existed took effect when it was made.
+const SelectCommitments = "SELECT id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, " +
+	"updated_at, eligible_cost, territory, population, COALESCE(effective_at, created_at) FROM commitments"
 
 // ScanCommitment reads a commitment row selected with SelectCommitments.
 func ScanCommitment(s Scanner) (core.Commitment, error) {
 	var (
-		c                core.Commitment
-		created, updated int64
+		c                           core.Commitment
+		created, updated, effective int64
 	)
 	err := s.Scan(&c.ID, &c.EnvelopeID, &c.Beneficiary, &c.Project, &c.Currency, &c.Amount, &c.Released,
-		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population)
-	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population, &effective)
+	c.CreatedAt, c.UpdatedAt, c.EffectiveAt = fromMicros(created), fromMicros(updated), fromMicros(effective)
 	return c, err
 }
 
@@ -64,7 +66,8 @@ func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 	rows := make([][]any, 0, len(cs))
 	for _, c := range cs {
 		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
-			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population})
+			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population,
+			micros(orTime(c.EffectiveAt, c.CreatedAt))})
 	}
 	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
 		core.Internal("a commitment was not inserted"))

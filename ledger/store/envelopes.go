@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -12,26 +13,33 @@ import (
 // holds its lock.
 
 const envelopeColumns = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
-	"released, commitment_count, created_at, updated_at"
+	"released, commitment_count, created_at, updated_at, effective_at, latest_effective_at"
+
+// envelopeSelect reads envelopeColumns; an envelope of a ledger from before effective times took
+// effect when it was created, and its last change bounds the latest effective time on it.
+const envelopeSelect = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
+	"released, commitment_count, created_at, updated_at, COALESCE(effective_at, created_at), " +
+	"COALESCE(latest_effective_at, updated_at)"
 
 // ScanEnvelope reads an envelope row selected with envelopeColumns.
 func ScanEnvelope(s Scanner) (core.Envelope, error) {
 	var (
-		e                core.Envelope
-		parent           *string
-		created, updated int64
+		e                                    core.Envelope
+		parent                               *string
+		created, updated, effective, latest int64
 	)
 	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,
-		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated)
+		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated, &effective, &latest)
 	if parent != nil {
 		e.ParentID = *parent
 	}
 	e.CreatedAt, e.UpdatedAt = fromMicros(created), fromMicros(updated)
+	e.EffectiveAt, e.LatestEffectiveAt = fromMicros(effective), fromMicros(latest)
 	return e, err
 }
 
 // SelectEnvelopes is the SELECT of every envelope column, for FROM envelopes.
-const SelectEnvelopes = "SELECT " + envelopeColumns + " FROM envelopes"
+const SelectEnvelopes = "SELECT " + envelopeSelect + " FROM envelopes"
 
 // LoadEnvelope reads one envelope (ENVELOPE_NOT_FOUND when it does not exist), locking its row
 // for the transaction with lock (the engine's ForUpdate clause, or "").
@@ -89,16 +97,18 @@ func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	if e.ParentID != "" {
 		parent = e.ParentID
 	}
-	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 11),
+	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 13),
 		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
-			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt)}, nil)
+			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt), micros(orTime(e.EffectiveAt, e.CreatedAt)),
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt))}, nil)
 }
 
 // UpdateEnvelope writes an envelope's balances.
 func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	return q.Write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
-		released = $5, commitment_count = $6, updated_at = $7 WHERE id = $1`,
-		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt)},
+		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8 WHERE id = $1`,
+		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt),
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt))},
 		func(n int64) error {
 			if n != 1 {
 				return core.Internal("updating envelope %s touched %d rows", e.ID, n)
@@ -127,4 +137,12 @@ func Subtree(ctx context.Context, q Querier, id string) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, rs.Err()
+}
+
+// orTime is t, or else when t is zero (a value from before effective times existed).
+func orTime(t, orElse time.Time) time.Time {
+	if t.IsZero() {
+		return orElse
+	}
+	return t
 }

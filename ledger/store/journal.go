@@ -8,6 +8,30 @@ import (
 
 // The journal: append-only entries and their postings.
 
+// EntryColumns are the columns of a journal entry as written (its position, seq, is given
+// later). Every field of core.Entry but its postings and position is here, in this order.
+var EntryColumns = []string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at", "effective_at"}
+
+// SelectEntryColumns reads a journal entry (alias e) in ScanEntry's order; an entry written
+// before effective times existed took effect when it was recorded.
+const SelectEntryColumns = "e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at, COALESCE(e.effective_at, e.created_at)"
+
+// ScanEntry reads a journal entry selected with SelectEntryColumns (its postings aside).
+func ScanEntry(s Scanner) (core.Entry, error) {
+	var (
+		e                  core.Entry
+		kind               string
+		seq                *int64
+		created, effective int64
+	)
+	err := s.Scan(&e.ID, &seq, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created, &effective)
+	if seq != nil {
+		e.Sequence = *seq
+	}
+	e.Kind, e.CreatedAt, e.EffectiveAt = core.EntryKind(kind), fromMicros(created), fromMicros(effective)
+	return e, err
+}
+
 // InsertEntries appends journal entries and their postings, after asserting invariant 1.
 func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 	if len(entries) == 0 {
@@ -32,10 +56,14 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 		} else if sum != 0 || len(e.Postings) < 2 {
 			return core.Internal("entry %s is unbalanced: %d postings summing to %d", e.ID, len(e.Postings), sum)
 		}
-		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt)})
+		effective := e.EffectiveAt
+		if effective.IsZero() {
+			effective = e.CreatedAt
+		}
+		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt),
+			micros(effective)})
 	}
-	if err := bulkInsert(ctx, q, "journal_entries",
-		[]string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at"}, rows, "",
+	if err := bulkInsert(ctx, q, "journal_entries", EntryColumns, rows, "",
 		core.Internal("a journal entry was not inserted")); err != nil {
 		return err
 	}

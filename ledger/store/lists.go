@@ -108,7 +108,7 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 		}
 	}
 	args := []any{after}
-	query := "SELECT e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at FROM journal_entries e WHERE e.seq > $1"
+	query := "SELECT " + SelectEntryColumns + " FROM journal_entries e WHERE e.seq > $1"
 	var accounts []string
 	if f.EnvelopeID != "" {
 		accounts = append(accounts, core.EnvelopeName(f.EnvelopeID))
@@ -120,17 +120,7 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 		args = append(args, account)
 		query += fmt.Sprintf(" AND EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = e.id AND p.account = $%d)", len(args))
 	}
-	scan := func(s Scanner) (core.Entry, error) {
-		var (
-			e       core.Entry
-			kind    string
-			created int64
-		)
-		err := s.Scan(&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created)
-		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
-		return e, err
-	}
-	entries, next, err := listPage(ctx, q, query+" ORDER BY e.seq", args, page.limit(), filterKey, scan,
+	entries, next, err := listPage(ctx, q, query+" ORDER BY e.seq", args, page.limit(), filterKey, ScanEntry,
 		func(e core.Entry) string { return strconv.FormatInt(e.Sequence, 10) })
 	if err != nil || len(entries) == 0 {
 		return entries, next, err

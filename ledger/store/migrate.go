@@ -94,6 +94,43 @@ var rulesAppendOnly = map[string][]string{
 	},
 }
 
+// effectiveTimes (migration 10, issue 13 §3) gives journal entries, envelopes and commitments
+// the time their act took effect, beside the time they were recorded (created_at). The columns
+// are NULL in rows written before: such a row took effect when it was recorded, and readers
+// COALESCE accordingly (no UPDATE of the append-only journal is needed). An envelope's
+// latest_effective_at is the latest effective time of an entry posting to it (see
+// core.CheckEffective); NULL, its updated_at bounds it. The journal's append-only trigger is
+// remade so that giving an entry its position still changes nothing else, effective_at
+// included.
+var effectiveTimes = map[string][]string{
+	"sqlite": {
+		`ALTER TABLE journal_entries ADD COLUMN effective_at BIGINT CHECK (effective_at <= created_at)`,
+		`ALTER TABLE envelopes ADD COLUMN effective_at BIGINT`,
+		`ALTER TABLE envelopes ADD COLUMN latest_effective_at BIGINT`,
+		`ALTER TABLE commitments ADD COLUMN effective_at BIGINT`,
+		`DROP TRIGGER IF EXISTS journal_entries_append_only`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
+		 WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND NEW.kind = OLD.kind
+		   AND NEW.currency = OLD.currency AND NEW.caller = OLD.caller AND NEW.request_id = OLD.request_id
+		   AND NEW.memo = OLD.memo AND NEW.created_at = OLD.created_at AND NEW.effective_at IS OLD.effective_at)
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+	},
+	"postgres": {
+		`ALTER TABLE journal_entries ADD COLUMN IF NOT EXISTS effective_at BIGINT CHECK (effective_at <= created_at)`,
+		`ALTER TABLE envelopes ADD COLUMN IF NOT EXISTS effective_at BIGINT`,
+		`ALTER TABLE envelopes ADD COLUMN IF NOT EXISTS latest_effective_at BIGINT`,
+		`ALTER TABLE commitments ADD COLUMN IF NOT EXISTS effective_at BIGINT`,
+		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+		      AND (NEW.id, NEW.kind, NEW.currency, NEW.caller, NEW.request_id, NEW.memo, NEW.created_at, NEW.effective_at)
+		          IS NOT DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.caller, OLD.request_id, OLD.memo, OLD.created_at, OLD.effective_at)
+		   THEN RETURN NEW; END IF;
+		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
+		 END $$`,
+	},
+}
+
 // postgresOnly are statements for PostgreSQL proper, not CockroachDB: envelope rows are updated by
 // every batch, so each gets room on its page for HOT updates, which write no index entry; an
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
@@ -136,6 +173,7 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) er
 			goose.NewGoMigration(2, runStatements(triggers), nil),
 			goose.NewGoMigration(6, runStatements(rulesAppendOnly[dialect]), nil),
 			goose.NewGoMigration(7, runStatements(sequenceTriggers[dialect]), nil),
+			goose.NewGoMigration(10, runStatements(effectiveTimes[dialect]), nil),
 		),
 	}
 	if dialect == "postgres" {

@@ -72,15 +72,20 @@ const (
 	ReasonStoreUnavailable        = core.ReasonStoreUnavailable
 	ReasonTransactionConflict     = core.ReasonTransactionConflict
 	ReasonPolicyViolation         = core.ReasonPolicyViolation
-	KindAllocationMoved           = core.KindAllocationMoved
-	KindCommitted                 = core.KindCommitted
-	KindEnvelopeAllocated         = core.KindEnvelopeAllocated
-	KindEnvelopeFunded            = core.KindEnvelopeFunded
-	KindReleased                  = core.KindReleased
-	KindRulesChanged              = core.KindRulesChanged
-	MaxBulkItems                  = core.MaxBulkItems
-	MaxEnvelopeDepth              = core.MaxEnvelopeDepth
-	FundingAccount                = core.FundingAccount
+	// The refusals of effective times (see core.CheckEffective).
+	ReasonEffectiveTimeInFuture         = core.ReasonEffectiveTimeInFuture
+	ReasonEffectiveTimeBeforeEnvelope   = core.ReasonEffectiveTimeBeforeEnvelope
+	ReasonEffectiveTimeBeforeLatest     = core.ReasonEffectiveTimeBeforeLatest
+	ReasonEffectiveTimeBeforeCommitment = core.ReasonEffectiveTimeBeforeCommitment
+	KindAllocationMoved                 = core.KindAllocationMoved
+	KindCommitted                       = core.KindCommitted
+	KindEnvelopeAllocated               = core.KindEnvelopeAllocated
+	KindEnvelopeFunded                  = core.KindEnvelopeFunded
+	KindReleased                        = core.KindReleased
+	KindRulesChanged                    = core.KindRulesChanged
+	MaxBulkItems                        = core.MaxBulkItems
+	MaxEnvelopeDepth                    = core.MaxEnvelopeDepth
+	FundingAccount                      = core.FundingAccount
 )
 
 // Sentinel errors, for errors.Is.
@@ -101,6 +106,11 @@ var (
 	ErrStoreUnavailable        = core.ErrStoreUnavailable
 	ErrTransactionConflict     = core.ErrTransactionConflict
 	ErrPolicyViolation         = core.ErrPolicyViolation
+	// The refusals of effective times.
+	ErrEffectiveTimeInFuture         = core.ErrEffectiveTimeInFuture
+	ErrEffectiveTimeBeforeEnvelope   = core.ErrEffectiveTimeBeforeEnvelope
+	ErrEffectiveTimeBeforeLatest     = core.ErrEffectiveTimeBeforeLatest
+	ErrEffectiveTimeBeforeCommitment = core.ErrEffectiveTimeBeforeCommitment
 )
 
 // Resource names.

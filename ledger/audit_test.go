@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -31,8 +32,10 @@ func TestVerifyDetectsMissingRequestsAndPostedRefusals(t *testing.T) {
 				query string
 				args  []any
 			}{
-				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITTED', 'EUR', $2, $3, '', 0)",
-					[]any{entryID, caller, requestID}},
+				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITTED', 'EUR', $2, $3, '', $4)",
+					// Recorded now, after the envelope took effect (an entry before it would
+					// break invariant 40 too).
+					[]any{entryID, caller, requestID, time.Now().UnixMicro()}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-1', -7)", []any{entryID}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-1', 7)", []any{entryID}},
 			}

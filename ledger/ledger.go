@@ -238,21 +238,32 @@ func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
 }
 
 // Report computes the funding report of the envelope rootID and its descendants (every tree when
-// rootID is empty) as of time asOf, or now when asOf is zero; see package report. A report as of
+// rootID is empty) as of the effective date asOf, or now when asOf is zero; see package report. A report as of
 // 0001-01-01T00:00:00Z, which is the zero time, is ReportAt's.
 func (l *Ledger) Report(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
 	if asOf.IsZero() {
-		return l.report(ctx, rootID, nil)
+		return l.ReportKnown(ctx, rootID, nil, nil)
 	}
-	return l.report(ctx, rootID, &asOf)
+	return l.ReportKnown(ctx, rootID, &asOf, nil)
 }
 
 // ReportAt is Report as of exactly asOf, even the zero time (0001-01-01T00:00:00Z).
 func (l *Ledger) ReportAt(ctx context.Context, rootID string, asOf time.Time) (Report, error) {
-	return l.report(ctx, rootID, &asOf)
+	return l.ReportKnown(ctx, rootID, &asOf, nil)
 }
 
-func (l *Ledger) report(ctx context.Context, rootID string, asOf *time.Time) (Report, error) {
+// ReportKnown is the bitemporal report: as of the effective date *asOf (nil: every entry), as the
+// ledger knew it at *knownAt (nil: everything recorded). See report.Compute.
+func (l *Ledger) ReportKnown(ctx context.Context, rootID string, asOf, knownAt *time.Time) (Report, error) {
+	if knownAt != nil {
+		if err := core.CheckTime("known_at_time", *knownAt); err != nil {
+			return Report{}, err
+		}
+	}
+	return l.report(ctx, rootID, asOf, knownAt)
+}
+
+func (l *Ledger) report(ctx context.Context, rootID string, asOf, knownAt *time.Time) (Report, error) {
 	if rootID != "" {
 		if err := core.CheckEnvelopeID("envelope", rootID); err != nil {
 			return Report{}, err
@@ -265,6 +276,6 @@ func (l *Ledger) report(ctx context.Context, rootID string, asOf *time.Time) (Re
 	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
-	rep, err := report.Compute(ctx, l.db, rootID, asOf)
+	rep, err := report.Compute(ctx, l.db, rootID, asOf, knownAt)
 	return rep, l.classify(ctx, err)
 }

@@ -8,7 +8,8 @@
 // 2 no envelope's available amount is negative; 3 no commitment released more than its amount; 4
 // stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal,
 // the request log and the rule sets are append-only (each rule set equals its RULES_CHANGED
-// entry); 7 a refused request posted nothing.
+// entry); 7 a refused request posted nothing; 9 the journal's positions are gap-free; 40
+// (InvariantEffective) every envelope's available amount was ≥ 0 at every effective instant.
 package audit
 
 import (
@@ -17,6 +18,8 @@ import (
 	"math/big"
 	"slices"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -58,6 +61,9 @@ func (r *VerifyReport) add(inv int, subject, format string, args ...any) {
 type entryRow struct {
 	id, requestID, kind, currency, caller, memo string
 	createdAt                                   int64
+	// effectiveAt is when the entry took effect (microseconds; created_at for an entry written
+	// before effective times existed).
+	effectiveAt int64
 	// seq is the entry's position in the journal (nil: not given yet).
 	seq *int64
 }
@@ -83,6 +89,8 @@ type snapshot struct {
 	lastSeq int64
 	// entryAccounts are the accounts each entry posts to, in posting order.
 	entryAccounts map[string][]string
+	// postings are each entry's postings, in order.
+	postings map[string][]core.Posting
 	entries       []entryRow
 	ruleSets      []ruleSetRow
 	// answeredRuleSets are the rule sets as SetRules answered them, by id (request log).
@@ -136,8 +144,66 @@ func check(s *snapshot) VerifyReport {
 	entryCurrenciesMatchAccounts(s, &rep)
 	ruleSetsMatchJournal(s, &rep)
 	journalPositionsGapFree(s, &rep)
+	availableAtEveryEffectiveInstant(s, &rep)
 	return rep
 }
+
+// InvariantEffective is the number of the invariant "available ≥ 0 at every effective instant"
+// (the design notes' invariant 10, its part on dates), as the API's Invariant enum numbers it
+// (INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT).
+const InvariantEffective = 40
+
+// availableAtEveryEffectiveInstant checks that backdating never made a balance negative in the
+// past: it replays the journal in effective order, account by account, and finds every
+// envelope's available amount and every commitment's remaining amount ≥ 0 at every effective
+// instant (after all the entries of that instant), not only at the latest. It also checks the
+// backdating rule's premises: no entry took effect after it was recorded, and none took effect
+// on an envelope before the envelope itself did.
+func availableAtEveryEffectiveInstant(s *snapshot, rep *VerifyReport) {
+	type event struct {
+		at     int64
+		amount int64
+	}
+	perAccount := map[string][]event{}
+	envEffective := map[string]int64{}
+	for _, e := range s.envelopes {
+		envEffective[core.EnvelopeName(e.ID)] = e.EffectiveAt.UnixMicro()
+	}
+	for _, e := range s.entries {
+		if e.effectiveAt > e.createdAt {
+			rep.add(InvariantEffective, core.EntryName(e.id), "took effect at %s, after it was recorded at %s",
+				micro(e.effectiveAt), micro(e.createdAt))
+		}
+		early := map[string]bool{}
+		for _, p := range s.postings[e.id] {
+			if since, ok := envEffective[p.Account]; ok && e.effectiveAt < since && !early[p.Account] {
+				early[p.Account] = true
+				rep.add(InvariantEffective, core.EntryName(e.id), "took effect at %s on %s, which took effect at %s",
+					micro(e.effectiveAt), p.Account, micro(since))
+			}
+			if strings.HasPrefix(p.Account, "envelopes/") || strings.HasPrefix(p.Account, "commitments/") {
+				perAccount[p.Account] = append(perAccount[p.Account], event{e.effectiveAt, p.Amount})
+			}
+		}
+	}
+	for _, account := range sortedKeys(perAccount) {
+		events := perAccount[account]
+		sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
+		balance := new(big.Int)
+		for i, ev := range events {
+			balance.Add(balance, big.NewInt(ev.amount))
+			if i+1 < len(events) && events[i+1].at == ev.at {
+				continue // the instant is not over
+			}
+			if balance.Sign() < 0 {
+				rep.add(InvariantEffective, account, "its balance was %s at the effective instant %s", balance, micro(ev.at))
+				break
+			}
+		}
+	}
+}
+
+func micro(v int64) string { return time.UnixMicro(v).UTC().Format(time.RFC3339Nano) }
 
 // entriesBalance checks invariant 1: each entry's postings sum to zero (a rule change has none),
 // and every posting belongs to an entry (there is no foreign key; see the schema).

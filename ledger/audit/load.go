@@ -8,12 +8,14 @@ import (
 	"sort"
 	"time"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
 // load reads every row the checks need, in the transaction of q.
 func load(ctx context.Context, q store.Querier) (*snapshot, error) {
-	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{}}
+	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{},
+		postings: map[string][]core.Posting{}}
 	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
 		var (
 			entry, account string
@@ -23,6 +25,7 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 			return err
 		}
 		bigAdd(s.entrySums, entry, amount)
+		s.postings[entry] = append(s.postings[entry], core.Posting{Account: account, Amount: amount})
 		bigAdd(s.accounts, account, amount)
 		if !slices.Contains(s.entryAccounts[entry], account) {
 			s.entryAccounts[entry] = append(s.entryAccounts[entry], account)
@@ -30,9 +33,9 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		return nil
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at, seq FROM journal_entries", func(r store.Rows) error {
+		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at, seq, COALESCE(effective_at, created_at) FROM journal_entries", func(r store.Rows) error {
 			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt, &e.seq)
+			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt, &e.seq, &e.effectiveAt)
 			s.entries = append(s.entries, e)
 			return err
 		})

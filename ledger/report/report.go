@@ -49,32 +49,45 @@ type ReportLine struct {
 
 // Report is the funding report of an envelope tree at one time.
 type Report struct {
-	// AsOf is the time of the report: the time asked for, or for a current report the time of
-	// the latest journal entry it counts.
+	// AsOf is the effective date of the report: the time asked for, or for a current report the
+	// latest effective time of the journal entries it counts.
 	AsOf time.Time
+	// KnownAt is the recorded horizon of the report: the time asked for, or else the latest
+	// recorded time of the journal entries it read; the report as of AsOf known at KnownAt is
+	// this one.
+	KnownAt time.Time
 	// Lines are the envelopes, each followed by its descendants (depth first, children by id).
 	Lines []ReportLine
 }
 
 // Compute computes, from the journal, the funding report of the envelope rootID and its
-// descendants (every envelope tree when rootID is empty), as of time *asOf (now when asOf is nil):
-// the journal entries created at or before it, the commitments made then and the envelopes that
-// existed. Journal entries and commitments are append-only and carry their creation time, so a
-// report as of a past time equals the report taken at that time, except for a transaction that
-// was in flight then and committed later with an earlier time (at most the transaction timeout).
+// descendants (every envelope tree when rootID is empty), as of the effective date *asOf (every
+// entry when asOf is nil) as the ledger knew it at *knownAt (everything recorded when knownAt is
+// nil): the journal entries, commitments and envelopes that took effect at or before asOf among
+// those recorded at or before knownAt. Both can be combined: "what did we believe on 15 January
+// 2022 about 31 December 2021". Rows are append-only (envelopes and commitments keep their
+// creation's times), so a report known at a past time equals the report taken at that time,
+// except for a transaction that was in flight then and committed later with an earlier time (at
+// most the transaction timeout).
 //
 // Every sum is exact: the journal is added up with arbitrary precision, so the order in which rows
 // are read cannot overflow a partial sum. A figure whose exact value does not fit the report's
 // 64-bit integers (say, awards of near the largest amount made, released and made again) is not
 // wrapped: the report is refused with AMOUNT_OVERFLOW, naming the envelope and the figure.
-func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Time) (Report, error) {
+func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt *time.Time) (Report, error) {
 	var rep Report
-	limit := int64(math.MaxInt64)
+	limit, known := int64(math.MaxInt64), int64(math.MaxInt64)
 	if asOf != nil {
 		if err := core.CheckTime("as_of_time", *asOf); err != nil {
 			return rep, err
 		}
 		limit = asOf.UnixMicro()
+	}
+	if knownAt != nil {
+		if err := core.CheckTime("known_at_time", *knownAt); err != nil {
+			return rep, err
+		}
+		known = knownAt.UnixMicro()
 	}
 	err := db.ReadOnly(ctx, func(q store.Querier) error {
 		rep = Report{}
@@ -86,7 +99,8 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			subtree    map[string]bool
 		}
 		nodes := map[string]*node{}
-		rs, err := q.Query(ctx, "SELECT id, parent_id, display_name, currency FROM envelopes WHERE created_at <= $1", limit)
+		rs, err := q.Query(ctx, `SELECT id, parent_id, display_name, currency FROM envelopes
+			WHERE created_at <= $1 AND COALESCE(effective_at, created_at) <= $2`, known, limit)
 		if err != nil {
 			return err
 		}
@@ -114,22 +128,26 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 
 		// Balances of every account, and awards and releases per envelope, from the journal.
 		balances := map[string]*big.Int{}
-		var latest int64
-		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, p.account, p.amount FROM journal_entries e
-			JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, limit)
+		var latest, latestRecorded int64
+		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, COALESCE(e.effective_at, e.created_at), p.account, p.amount
+			FROM journal_entries e JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, known)
 		if err != nil {
 			return err
 		}
 		for rs.Next() {
 			var (
-				kind, account   string
-				created, amount int64
+				kind, account              string
+				created, effective, amount int64
 			)
-			if err := rs.Scan(&kind, &created, &account, &amount); err != nil {
+			if err := rs.Scan(&kind, &created, &effective, &account, &amount); err != nil {
 				rs.Close()
 				return err
 			}
-			latest = max(latest, created)
+			latestRecorded = max(latestRecorded, created)
+			if effective > limit {
+				continue
+			}
+			latest = max(latest, effective)
 			add(balances, account, amount)
 			id, isEnvelope := strings.CutPrefix(account, "envelopes/")
 			n := nodes[id]
@@ -155,7 +173,8 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 		}
 
 		// Commitments made by then: what they hold, and their beneficiaries.
-		rs, err = q.Query(ctx, "SELECT id, envelope_id, beneficiary FROM commitments WHERE created_at <= $1", limit)
+		rs, err = q.Query(ctx, `SELECT id, envelope_id, beneficiary FROM commitments
+			WHERE created_at <= $1 AND COALESCE(effective_at, created_at) <= $2`, known, limit)
 		if err != nil {
 			return err
 		}
@@ -254,6 +273,11 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			rep.AsOf = time.UnixMicro(latest).UTC()
 		} else {
 			rep.AsOf = asOf.UTC().Truncate(time.Microsecond)
+		}
+		if knownAt == nil {
+			rep.KnownAt = time.UnixMicro(latestRecorded).UTC()
+		} else {
+			rep.KnownAt = knownAt.UTC().Truncate(time.Microsecond)
 		}
 		return nil
 	})

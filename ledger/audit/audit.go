@@ -91,8 +91,8 @@ type snapshot struct {
 	entryAccounts map[string][]string
 	// postings are each entry's postings, in order.
 	postings map[string][]core.Posting
-	entries       []entryRow
-	ruleSets      []ruleSetRow
+	entries  []entryRow
+	ruleSets []ruleSetRow
 	// answeredRuleSets are the rule sets as SetRules answered them, by id (request log).
 	answeredRuleSets map[string]answeredRuleSet
 	// unlogged are entries whose request is missing from the request log or recorded as refused

@@ -527,7 +527,7 @@ func applyCommit(st Stamp, effective time.Time, env *Envelope, cmd *Commit) (*Co
 	env.Touch(st.At, effective)
 	c := Commitment{ID: st.NewID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
 		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: st.At, UpdatedAt: st.At,
-		EffectiveAt: effective,
+		EffectiveAt:  effective,
 		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
 	return &CommitResult{Commitment: c, Envelope: *env, EntryID: st.NewID()}, nil
 }

@@ -24,8 +24,8 @@ const envelopeSelect = "id, parent_id, display_name, currency, allocation, commi
 // ScanEnvelope reads an envelope row selected with envelopeColumns.
 func ScanEnvelope(s Scanner) (core.Envelope, error) {
 	var (
-		e                                    core.Envelope
-		parent                               *string
+		e                                   core.Envelope
+		parent                              *string
 		created, updated, effective, latest int64
 	)
 	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,

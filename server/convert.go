@@ -31,25 +31,45 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		Released:            e.Released,
 		CreateTime:          timestamppb.New(e.CreatedAt),
 		UpdateTime:          timestamppb.New(e.UpdatedAt),
+		EffectiveTime:       timestamppb.New(orTime(e.EffectiveAt, e.CreatedAt)),
+		LatestEffectiveTime: timestamppb.New(orTime(e.LatestEffectiveAt, e.UpdatedAt)),
 	}
+}
+
+// orTime is t, or else when t is zero (an outcome recorded before effective times existed, in
+// which everything took effect when it was recorded).
+func orTime(t, orElse time.Time) time.Time {
+	if t.IsZero() {
+		return orElse
+	}
+	return t
+}
+
+// timeOrNil is t as a Timestamp, nil when it is zero (not known).
+func timeOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 func commitmentPB(c *ledger.Commitment) *pb.Commitment {
 	return &pb.Commitment{
-		Name:         ledger.CommitmentName(c.ID),
-		Envelope:     ledger.EnvelopeName(c.EnvelopeID),
-		Beneficiary:  c.Beneficiary,
-		Project:      c.Project,
-		CurrencyCode: c.Currency,
-		Amount:       c.Amount,
-		Released:     c.Released,
-		Remaining:    c.Remaining(),
-		Description:  c.Description,
-		CreateTime:   timestamppb.New(c.CreatedAt),
-		UpdateTime:   timestamppb.New(c.UpdatedAt),
-		EligibleCost: c.EligibleCost,
-		Territory:    c.Territory,
-		Population:   c.Population,
+		Name:          ledger.CommitmentName(c.ID),
+		Envelope:      ledger.EnvelopeName(c.EnvelopeID),
+		Beneficiary:   c.Beneficiary,
+		Project:       c.Project,
+		CurrencyCode:  c.Currency,
+		Amount:        c.Amount,
+		Released:      c.Released,
+		Remaining:     c.Remaining(),
+		Description:   c.Description,
+		CreateTime:    timestamppb.New(c.CreatedAt),
+		UpdateTime:    timestamppb.New(c.UpdatedAt),
+		EligibleCost:  c.EligibleCost,
+		Territory:     c.Territory,
+		Population:    c.Population,
+		EffectiveTime: timestamppb.New(orTime(c.EffectiveAt, c.CreatedAt)),
 	}
 }
 
@@ -68,15 +88,16 @@ func entryPB(e *ledger.Entry) *pb.JournalEntry {
 		postings[i] = &pb.Posting{Account: p.Account, Amount: p.Amount}
 	}
 	return &pb.JournalEntry{
-		Name:         ledger.EntryName(e.ID),
-		Kind:         entryKinds[e.Kind],
-		Postings:     postings,
-		CurrencyCode: e.Currency,
-		Caller:       e.Caller,
-		RequestId:    e.RequestID,
-		Memo:         e.Memo,
-		CreateTime:   timestamppb.New(e.CreatedAt),
-		Sequence:     e.Sequence,
+		Name:          ledger.EntryName(e.ID),
+		Kind:          entryKinds[e.Kind],
+		Postings:      postings,
+		CurrencyCode:  e.Currency,
+		Caller:        e.Caller,
+		RequestId:     e.RequestID,
+		Memo:          e.Memo,
+		CreateTime:    timestamppb.New(e.CreatedAt),
+		Sequence:      e.Sequence,
+		EffectiveTime: timestamppb.New(orTime(e.EffectiveAt, e.CreatedAt)),
 	}
 }
 

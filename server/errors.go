@@ -61,9 +61,15 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonAmountOverflow:          codes.FailedPrecondition,
 	ledger.ReasonRequestIDReused:         codes.FailedPrecondition,
 	ledger.ReasonPolicyViolation:         codes.FailedPrecondition,
-	ledger.ReasonStoreUnavailable:        codes.Unavailable,
-	ledger.ReasonTransactionConflict:     codes.Aborted,
-	ledger.ReasonInternal:                codes.Internal,
+	// An effective time is refused for the ledger's state (its clock, an envelope's dates), not
+	// for its form: FAILED_PRECONDITION. Out of the years 0001-9999 it is INVALID_ARGUMENT.
+	ledger.ReasonEffectiveTimeInFuture:         codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforeEnvelope:   codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforeLatest:     codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforeCommitment: codes.FailedPrecondition,
+	ledger.ReasonStoreUnavailable:              codes.Unavailable,
+	ledger.ReasonTransactionConflict:           codes.Aborted,
+	ledger.ReasonInternal:                      codes.Internal,
 }
 
 // retryDelays are the waits suggested in a google.rpc.RetryInfo with the retryable reasons.

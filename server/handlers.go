@@ -14,7 +14,12 @@ type envelopeService struct {
 }
 
 func (s *envelopeService) CreateEnvelope(ctx context.Context, req *pb.CreateEnvelopeRequest) (*pb.CreateEnvelopeResponse, error) {
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.CreateEnvelope(ctx, ledger.CreateEnvelope{
+		Effective:   effective,
 		RequestID:   req.GetRequestId(),
 		Caller:      callerFrom(ctx),
 		EnvelopeID:  req.GetEnvelopeId(),
@@ -52,7 +57,12 @@ func (s *envelopeService) ListEnvelopes(ctx context.Context, req *pb.ListEnvelop
 }
 
 func (s *envelopeService) MoveAllocation(ctx context.Context, req *pb.MoveAllocationRequest) (*pb.MoveAllocationResponse, error) {
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.MoveAllocation(ctx, ledger.MoveAllocation{
+		Effective:     effective,
 		RequestID:     req.GetRequestId(),
 		Caller:        callerFrom(ctx),
 		SourceID:      id(req.GetSource(), "envelopes"),
@@ -64,7 +74,7 @@ func (s *envelopeService) MoveAllocation(ctx context.Context, req *pb.MoveAlloca
 		return nil, toStatus(err)
 	}
 	return &pb.MoveAllocationResponse{Source: envelopePB(&res.Source), Destination: envelopePB(&res.Destination),
-		JournalEntry: ledger.EntryName(res.EntryID)}, nil
+		JournalEntry: ledger.EntryName(res.EntryID), EffectiveTime: timeOrNil(res.EffectiveTime)}, nil
 }
 
 // commitmentService implements pb.CommitmentServiceServer over a ledger.
@@ -74,7 +84,12 @@ type commitmentService struct {
 }
 
 func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.Commit(ctx, ledger.Commit{
+		Effective:   effective,
 		RequestID:   req.GetRequestId(),
 		Caller:      callerFrom(ctx),
 		EnvelopeID:  id(req.GetEnvelope(), "envelopes"),
@@ -94,7 +109,12 @@ func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (
 }
 
 func (s *commitmentService) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.ReleaseResponse, error) {
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.Release(ctx, ledger.Release{
+		Effective:    effective,
 		RequestID:    req.GetRequestId(),
 		Caller:       callerFrom(ctx),
 		CommitmentID: id(req.GetCommitment(), "commitments"),
@@ -105,7 +125,7 @@ func (s *commitmentService) Release(ctx context.Context, req *pb.ReleaseRequest)
 		return nil, toStatus(err)
 	}
 	return &pb.ReleaseResponse{Commitment: commitmentPB(&res.Commitment), Envelope: envelopePB(&res.Envelope),
-		JournalEntry: ledger.EntryName(res.EntryID)}, nil
+		JournalEntry: ledger.EntryName(res.EntryID), EffectiveTime: timeOrNil(res.EffectiveTime)}, nil
 }
 
 func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommitRequest) (*pb.BatchCommitResponse, error) {
@@ -117,7 +137,12 @@ func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommit
 				Population: it.GetPopulation(), EligibleCostGiven: it.EligibleCost != nil,
 				PopulationGiven: it.Population != nil}}
 	}
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	res, err := s.ledger.BulkCommit(ctx, ledger.BulkCommit{
+		Effective:    effective,
 		RequestID:    req.GetRequestId(),
 		Caller:       callerFrom(ctx),
 		EnvelopeID:   id(req.GetEnvelope(), "envelopes"),

@@ -162,35 +162,52 @@ func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFunding
 	// Every page of one report is computed as of the same time, the first page's, which the token
 	// carries with the number of envelopes already returned: the report as of a time does not
 	// change, so the pages neither skip nor repeat an envelope.
+	knownAt, err := timeOf("known_at_time", req.GetKnownAtTime())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// The filter of a report without known_at_time is the one tokens had before it existed.
 	filter := req.GetEnvelope() + "\x00" + timeKey(req.GetAsOfTime())
+	if req.GetKnownAtTime() != nil {
+		filter += "\x00" + timeKey(req.GetKnownAtTime())
+	}
 	after, err := decodePageToken(req.GetPageToken(), filter)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	offset, exact := 0, req.GetAsOfTime() != nil
+	// As of exactly the times given, even 0001-01-01T00:00:00Z (the zero time).
+	var asOfP, knownP *time.Time
+	if req.GetAsOfTime() != nil {
+		asOfP = &asOf
+	}
+	if req.GetKnownAtTime() != nil {
+		knownP = &knownAt
+	}
+	offset := 0
 	if after != "" {
-		var ok bool
-		if offset, asOf, ok = parseReportKey(after); !ok {
+		var (
+			ok     bool
+			pinned *time.Time
+		)
+		if offset, asOf, pinned, ok = parseReportKey(after); !ok {
 			return nil, toStatus(&ledger.Error{Reason: ledger.ReasonInvalidPageToken, Field: "page_token",
 				Message: "page_token was not returned by a previous call with the same filters"})
 		}
-		exact = true
+		asOfP = &asOf
+		if pinned != nil {
+			knownP = pinned
+		}
 	}
-	var rep ledger.Report
-	if exact {
-		// As of exactly the time given, even 0001-01-01T00:00:00Z (the zero time, "now" to Report).
-		rep, err = s.ledger.ReportAt(ctx, id(req.GetEnvelope(), "envelopes"), asOf)
-	} else {
-		rep, err = s.ledger.Report(ctx, id(req.GetEnvelope(), "envelopes"), time.Time{})
-	}
+	rep, err := s.ledger.ReportKnown(ctx, id(req.GetEnvelope(), "envelopes"), asOfP, knownP)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &pb.GetFundingReportResponse{AsOfTime: timestamppb.New(rep.AsOf)}
+	out := &pb.GetFundingReportResponse{AsOfTime: timestamppb.New(rep.AsOf), KnownAtTime: timestamppb.New(rep.KnownAt)}
 	lines := rep.Lines[min(offset, len(rep.Lines)):]
 	if limit := pageLimit(req.GetPageSize(), maxPageSize); len(lines) > limit {
 		lines = lines[:limit]
-		out.NextPageToken = encodePageToken(reportKey(offset+limit, rep.AsOf), filter)
+		// Every page is computed as of the first one's effective date and recorded horizon.
+		out.NextPageToken = encodePageToken(reportKey(offset+limit, rep.AsOf, rep.KnownAt), filter)
 	}
 	for _, l := range lines {
 		parent := ""
@@ -215,18 +232,30 @@ func timeKey(ts *timestamppb.Timestamp) string {
 
 // reportKey is the position of a page of a report: how many envelopes came before it, and the
 // report's time.
-func reportKey(offset int, asOf time.Time) string {
-	return strconv.Itoa(offset) + "@" + asOf.UTC().Format(time.RFC3339Nano)
+func reportKey(offset int, asOf, knownAt time.Time) string {
+	return strconv.Itoa(offset) + "@" + asOf.UTC().Format(time.RFC3339Nano) + "@" + knownAt.UTC().Format(time.RFC3339Nano)
 }
 
-func parseReportKey(key string) (offset int, asOf time.Time, ok bool) {
-	n, at, found := strings.Cut(key, "@")
+// parseReportKey reads a report's page key: its offset, effective date and recorded horizon
+// (nil in a key made before known_at_time existed).
+func parseReportKey(key string) (offset int, asOf time.Time, knownAt *time.Time, ok bool) {
+	n, rest, found := strings.Cut(key, "@")
 	offset, err := strconv.Atoi(n)
 	if !found || err != nil || offset <= 0 {
-		return 0, time.Time{}, false
+		return 0, time.Time{}, nil, false
 	}
-	asOf, err = time.Parse(time.RFC3339Nano, at)
-	return offset, asOf, err == nil
+	at, known, hasKnown := strings.Cut(rest, "@")
+	if asOf, err = time.Parse(time.RFC3339Nano, at); err != nil {
+		return 0, time.Time{}, nil, false
+	}
+	if hasKnown {
+		k, err := time.Parse(time.RFC3339Nano, known)
+		if err != nil {
+			return 0, time.Time{}, nil, false
+		}
+		knownAt = &k
+	}
+	return offset, asOf, knownAt, true
 }
 
 func figuresPB(f ledger.Figures) *pb.ReportFigures {

@@ -57,7 +57,10 @@ type Commitment struct {
 	Territory string `protobuf:"bytes,13,opt,name=territory,proto3" json:"territory,omitempty"`
 	// Output only. The population of the beneficiary's territory given with the award; 0 if none
 	// was given (or 0 was).
-	Population    int64 `protobuf:"varint,14,opt,name=population,proto3" json:"population,omitempty"`
+	Population int64 `protobuf:"varint,14,opt,name=population,proto3" json:"population,omitempty"`
+	// Output only. When the award took effect (the decision or agreement): the request's
+	// effective_time, its create_time when none was given. A release may not take effect earlier.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +193,13 @@ func (x *Commitment) GetPopulation() int64 {
 	return 0
 }
 
+func (x *Commitment) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
 // CommitRequest is the request of Commit.
 type CommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -221,7 +231,12 @@ type CommitRequest struct {
 	// Optional. The number of inhabitants of the beneficiary's territory; needed where a
 	// minimum-population rule applies. Not given, such an award is refused with POLICY_VIOLATION
 	// (metadata missing=population); given as 0, it is compared with the minimum like any figure.
-	Population    *int64 `protobuf:"varint,9,opt,name=population,proto3,oneof" json:"population,omitempty"`
+	Population *int64 `protobuf:"varint,9,opt,name=population,proto3,oneof" json:"population,omitempty"`
+	// Optional. When the award took effect (the decision or the agreement's date); not before the envelope's latest_effective_time (EFFECTIVE_TIME_BEFORE_LATEST). The funding rules in force at that time apply. Unset: when the ledger records it. In the years 0001 to 9999; it
+	// may not be later than the time the ledger records the request (EFFECTIVE_TIME_IN_FUTURE: no
+	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
+	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +334,13 @@ func (x *CommitRequest) GetPopulation() int64 {
 	return 0
 }
 
+func (x *CommitRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
 // CommitResponse is the response of Commit.
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -398,7 +420,12 @@ type ReleaseRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. When the release took effect; it may be earlier than the envelope's latest_effective_time (a return only adds to the envelope) but not before the commitment's effective_time (EFFECTIVE_TIME_BEFORE_COMMITMENT). Unset: when the ledger records it. In the years 0001 to 9999; it
+	// may not be later than the time the ledger records the request (EFFECTIVE_TIME_IN_FUTURE: no
+	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
+	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +488,13 @@ func (x *ReleaseRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *ReleaseRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
 // ReleaseResponse is the response of Release.
 type ReleaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -470,7 +504,10 @@ type ReleaseResponse struct {
 	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// Output only. Resource name of the journal entry that recorded the release,
 	// "journalEntries/{journal_entry}".
-	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	JournalEntry string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	// Output only. When the release took effect (unset in replays of releases recorded before
+	// effective times existed).
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +563,13 @@ func (x *ReleaseResponse) GetJournalEntry() string {
 	return ""
 }
 
+func (x *ReleaseResponse) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
 // BatchCommitRequest is the request of BatchCommit.
 type BatchCommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -540,7 +584,12 @@ type BatchCommitRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. When the awards took effect (the committee's decision), the same for every item, as CommitRequest.effective_time. Unset: when the ledger records it. In the years 0001 to 9999; it
+	// may not be later than the time the ledger records the request (EFFECTIVE_TIME_IN_FUTURE: no
+	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
+	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +650,13 @@ func (x *BatchCommitRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *BatchCommitRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
 }
 
 // BatchCommitItem is one award of a BatchCommit: the fields of CommitRequest that vary from award
@@ -1135,7 +1191,7 @@ var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x05\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x05\n" +
 	"\n" +
 	"Commitment\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
@@ -1157,9 +1213,10 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\tterritory\x18\r \x01(\tB\x03\xe0A\x03R\tterritory\x12#\n" +
 	"\n" +
 	"population\x18\x0e \x01(\x03B\x03\xe0A\x03R\n" +
-	"population:Y\xeaAV\n" +
+	"population\x12F\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime:Y\xeaAV\n" +
 	"!budgetledger.github.io/Commitment\x12\x18commitments/{commitment}*\vcommitments2\n" +
-	"commitment\"\xf3\x04\n" +
+	"commitment\"\xdd\x05\n" +
 	"\rCommitRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
@@ -1176,7 +1233,8 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
 	"population\x18\t \x01(\x03B\n" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\n" +
-	"population\x88\x01\x01B\x10\n" +
+	"population\x88\x01\x01\x12h\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTimeB\x10\n" +
 	"\x0e_eligible_costB\r\n" +
 	"\v_population\"\xe0\x01\n" +
 	"\x0eCommitResponse\x12@\n" +
@@ -1185,7 +1243,7 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"commitment\x12:\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
 	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
-	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xca\x02\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xb4\x03\n" +
 	"\x0eReleaseRequest\x12\x9d\x01\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\tB}\xe0A\x02\xfaA#\n" +
@@ -1195,21 +1253,24 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
 	"\x06reason\x18\x03 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xe1\x01\n" +
+	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xa9\x02\n" +
 	"\x0fReleaseResponse\x12@\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
 	"commitment\x12:\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
 	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
-	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xb5\x02\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\x12F\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\"\x9f\x03\n" +
 	"\x12BatchCommitRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12F\n" +
 	"\x05items\x18\x02 \x03(\v2 .budgetledger.v1.BatchCommitItemB\x0e\xe0A\x02\xbaH\b\x92\x01\x05\b\x01\x10\x90NR\x05items\x12)\n" +
 	"\x0eall_or_nothing\x18\x03 \x01(\bB\x03\xe0A\x01R\fallOrNothing\x127\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xc7\x03\n" +
+	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xc7\x03\n" +
 	"\x0fBatchCommitItem\x12E\n" +
 	"\vbeneficiary\x18\x01 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12=\n" +
 	"\aproject\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\"\n" +
@@ -1302,33 +1363,38 @@ var file_budgetledger_v1_commitment_proto_goTypes = []any{
 var file_budgetledger_v1_commitment_proto_depIdxs = []int32{
 	15, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
 	15, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 2: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 3: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 4: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 5: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
-	6,  // 6: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
-	8,  // 7: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
-	16, // 8: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 9: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
-	9,  // 10: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
-	14, // 11: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
-	0,  // 12: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
-	0,  // 13: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
-	1,  // 14: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
-	3,  // 15: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
-	5,  // 16: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
-	10, // 17: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
-	12, // 18: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
-	2,  // 19: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
-	4,  // 20: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
-	7,  // 21: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
-	11, // 22: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
-	13, // 23: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 2: budgetledger.v1.Commitment.effective_time:type_name -> google.protobuf.Timestamp
+	15, // 3: budgetledger.v1.CommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
+	16, // 5: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	15, // 6: budgetledger.v1.ReleaseRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
+	16, // 8: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
+	15, // 9: budgetledger.v1.ReleaseResponse.effective_time:type_name -> google.protobuf.Timestamp
+	6,  // 10: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
+	15, // 11: budgetledger.v1.BatchCommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	8,  // 12: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
+	16, // 13: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 14: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
+	9,  // 15: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
+	14, // 16: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
+	0,  // 17: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
+	0,  // 18: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
+	1,  // 19: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
+	3,  // 20: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
+	5,  // 21: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
+	10, // 22: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
+	12, // 23: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
+	2,  // 24: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
+	4,  // 25: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
+	7,  // 26: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
+	11, // 27: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
+	13, // 28: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_commitment_proto_init() }

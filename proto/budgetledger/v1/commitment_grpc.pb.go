@@ -42,13 +42,17 @@ type CommitmentServiceClient interface {
 	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
 	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
 	// population, territory; award_time, window_start, window_end; or missing), AMOUNT_OVERFLOW,
-	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns
-	// the same refusal; send a new request_id to try again.
+	// REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_LATEST. A refusal is final for its request_id: retrying the same
+	// request returns the same refusal; send a new request_id to try again.
+	//
+	// With effective_time, the award is checked against the funding rules in force at that time
+	// (its award window included).
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
@@ -145,13 +149,17 @@ type CommitmentServiceServer interface {
 	// max_funding_share, min_population or award_window —, rule_set, call, envelope and the
 	// figures: max_bps, eligible_cost, already_awarded, requested, max_award; min_population,
 	// population, territory; award_time, window_start, window_end; or missing), AMOUNT_OVERFLOW,
-	// REQUEST_ID_REUSED. A refusal is final for its request_id: retrying the same request returns
-	// the same refusal; send a new request_id to try again.
+	// REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_LATEST. A refusal is final for its request_id: retrying the same
+	// request returns the same refusal; send a new request_id to try again.
+	//
+	// With effective_time, the award is checked against the funding rules in force at that time
+	// (its award window included).
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either

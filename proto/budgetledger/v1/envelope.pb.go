@@ -73,9 +73,18 @@ type Envelope struct {
 	// Output only. When the envelope was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the envelope's balances last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. When the envelope took effect (the programme's decision or announcement): the
+	// effective_time of its creation, its create_time when none was given. Nothing takes effect on
+	// it earlier.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// Output only. The latest effective time of any journal entry posting to the envelope. What
+	// reduces its available amount (an award, a move out of it, a child's allocation) may not take
+	// effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available negative
+	// at any effective instant. Additions (releases, moves into it) may be backdated before it.
+	LatestEffectiveTime *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=latest_effective_time,json=latestEffectiveTime,proto3" json:"latest_effective_time,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -192,6 +201,20 @@ func (x *Envelope) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Envelope) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
+func (x *Envelope) GetLatestEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LatestEffectiveTime
+	}
+	return nil
+}
+
 // CreateEnvelopeRequest is the request of CreateEnvelope.
 //
 // aip.dev/not-precedent: the fields are flat rather than an Envelope plus envelope_id (AIP-133),
@@ -222,7 +245,12 @@ type CreateEnvelopeRequest struct {
 	//
 	// aip.dev/not-precedent: AIP-155 asks for a UUID; any printable key is accepted so that callers
 	// can derive it from their own identifiers (a committee decision, a file number).
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. When the envelope took effect (a fund's announcement, an axis's decision); for a child, also when its allocation left its parent, so not before the parent's latest_effective_time (EFFECTIVE_TIME_BEFORE_LATEST). Unset: when the ledger records it. In the years 0001 to 9999; it
+	// may not be later than the time the ledger records the request (EFFECTIVE_TIME_IN_FUTURE: no
+	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
+	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +325,13 @@ func (x *CreateEnvelopeRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CreateEnvelopeRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
 }
 
 // CreateEnvelopeResponse is the response of CreateEnvelope.
@@ -598,7 +633,12 @@ type MoveAllocationRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. When the move took effect; not before the source's latest_effective_time (EFFECTIVE_TIME_BEFORE_LATEST): the source's available amount shrinks. Unset: when the ledger records it. In the years 0001 to 9999; it
+	// may not be later than the time the ledger records the request (EFFECTIVE_TIME_IN_FUTURE: no
+	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
+	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -668,6 +708,13 @@ func (x *MoveAllocationRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *MoveAllocationRequest) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
+}
+
 // MoveAllocationResponse is the response of MoveAllocation.
 type MoveAllocationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -677,7 +724,9 @@ type MoveAllocationResponse struct {
 	Destination *Envelope `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
 	// Output only. Resource name of the journal entry that recorded the move,
 	// "journalEntries/{journal_entry}".
-	JournalEntry  string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	JournalEntry string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	// Output only. When the move took effect.
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -731,6 +780,13 @@ func (x *MoveAllocationResponse) GetJournalEntry() string {
 		return x.JournalEntry
 	}
 	return ""
+}
+
+func (x *MoveAllocationResponse) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
 }
 
 // FundingRules are the rules of one rule set. An unset rule is inherited from the envelope's
@@ -1071,8 +1127,11 @@ type SetEnvelopeRulesRequest struct {
 	Call string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
 	// Required. The rules; unset ones are inherited from the envelope's ancestors.
 	Rules *FundingRules `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
-	// Optional. When the rules come into force, in the years 0001 to 9999; unset, or a time already
-	// past, means at once (rules never apply to awards already decided).
+	// Optional. When the rules come into force, in the years 0001 to 9999; unset means at once. A
+	// past time is kept when it is after the latest_effective_time of the envelope and of every
+	// descendant (a programme recorded after the fact: awards backdated after it are checked
+	// against these rules); a past time at or before it means at once (rules never apply to what
+	// is already recorded).
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Required. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces.
 	// Request ids belong to their caller: the same id sent by another principal names another
@@ -1349,7 +1408,7 @@ var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x06\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1368,8 +1427,10 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12@\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
-	"updateTime:O\xeaAL\n" +
-	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xf6\r\n" +
+	"updateTime\x12F\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\x12S\n" +
+	"\x15latest_effective_time\x18) \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x13latestEffectiveTime:O\xeaAL\n" +
+	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xe0\x0e\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
 	"envelopeId\x12o\n" +
@@ -1388,7 +1449,8 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x15currency_code.iso4217\x12!must be an ISO 4217 currency code\x1a\x82\n" +
 	"this in ['AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HRK', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XCG', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL']\xd8\x01\x01R\fcurrencyCode\x127\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xde\x01\n" +
+	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xde\x01\n" +
 	"\x16CreateEnvelopeResponse\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x126\n" +
 	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06parent\x12P\n" +
@@ -1408,7 +1470,7 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListEnvelopesResponse\x12<\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\tenvelopes\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x92\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xfc\x04\n" +
 	"\x15MoveAllocationRequest\x12o\n" +
 	"\x06source\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12y\n" +
@@ -1418,13 +1480,15 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
 	"\x06reason\x18\x04 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
-	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xe4\x01\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime:s\xbaHp\x1an\n" +
+	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xac\x02\n" +
 	"\x16MoveAllocationResponse\x126\n" +
 	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06source\x12@\n" +
 	"\vdestination\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\vdestination\x12P\n" +
 	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
-	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\x80\x02\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\x12F\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\"\x80\x02\n" +
 	"\fFundingRules\x12E\n" +
 	"\x15max_funding_share_bps\x18\x01 \x01(\x03B\r\xe0A\x01\xbaH\a\"\x05\x18\x90N(\x01H\x00R\x12maxFundingShareBps\x88\x01\x01\x126\n" +
 	"\x0emin_population\x18\x02 \x01(\x03B\n" +
@@ -1529,43 +1593,48 @@ var file_budgetledger_v1_envelope_proto_goTypes = []any{
 var file_budgetledger_v1_envelope_proto_depIdxs = []int32{
 	17, // 0: budgetledger.v1.Envelope.create_time:type_name -> google.protobuf.Timestamp
 	17, // 1: budgetledger.v1.Envelope.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 2: budgetledger.v1.CreateEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 3: budgetledger.v1.CreateEnvelopeResponse.parent:type_name -> budgetledger.v1.Envelope
-	0,  // 4: budgetledger.v1.GetEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 5: budgetledger.v1.ListEnvelopesResponse.envelopes:type_name -> budgetledger.v1.Envelope
-	0,  // 6: budgetledger.v1.MoveAllocationResponse.source:type_name -> budgetledger.v1.Envelope
-	0,  // 7: budgetledger.v1.MoveAllocationResponse.destination:type_name -> budgetledger.v1.Envelope
-	10, // 8: budgetledger.v1.FundingRules.award_window:type_name -> budgetledger.v1.AwardWindow
-	17, // 9: budgetledger.v1.AwardWindow.start_time:type_name -> google.protobuf.Timestamp
-	17, // 10: budgetledger.v1.AwardWindow.end_time:type_name -> google.protobuf.Timestamp
-	17, // 11: budgetledger.v1.RuleSet.effective_time:type_name -> google.protobuf.Timestamp
-	9,  // 12: budgetledger.v1.RuleSet.rules:type_name -> budgetledger.v1.FundingRules
-	17, // 13: budgetledger.v1.RuleSet.create_time:type_name -> google.protobuf.Timestamp
-	17, // 14: budgetledger.v1.EffectiveRules.time:type_name -> google.protobuf.Timestamp
-	10, // 15: budgetledger.v1.EffectiveRules.award_window:type_name -> budgetledger.v1.AwardWindow
-	9,  // 16: budgetledger.v1.SetEnvelopeRulesRequest.rules:type_name -> budgetledger.v1.FundingRules
-	17, // 17: budgetledger.v1.SetEnvelopeRulesRequest.effective_time:type_name -> google.protobuf.Timestamp
-	11, // 18: budgetledger.v1.SetEnvelopeRulesResponse.rule_set:type_name -> budgetledger.v1.RuleSet
-	17, // 19: budgetledger.v1.GetEnvelopeRulesRequest.time:type_name -> google.protobuf.Timestamp
-	11, // 20: budgetledger.v1.GetEnvelopeRulesResponse.rule_sets:type_name -> budgetledger.v1.RuleSet
-	12, // 21: budgetledger.v1.GetEnvelopeRulesResponse.effective_rules:type_name -> budgetledger.v1.EffectiveRules
-	1,  // 22: budgetledger.v1.EnvelopeService.CreateEnvelope:input_type -> budgetledger.v1.CreateEnvelopeRequest
-	3,  // 23: budgetledger.v1.EnvelopeService.GetEnvelope:input_type -> budgetledger.v1.GetEnvelopeRequest
-	5,  // 24: budgetledger.v1.EnvelopeService.ListEnvelopes:input_type -> budgetledger.v1.ListEnvelopesRequest
-	7,  // 25: budgetledger.v1.EnvelopeService.MoveAllocation:input_type -> budgetledger.v1.MoveAllocationRequest
-	13, // 26: budgetledger.v1.EnvelopeService.SetEnvelopeRules:input_type -> budgetledger.v1.SetEnvelopeRulesRequest
-	15, // 27: budgetledger.v1.EnvelopeService.GetEnvelopeRules:input_type -> budgetledger.v1.GetEnvelopeRulesRequest
-	2,  // 28: budgetledger.v1.EnvelopeService.CreateEnvelope:output_type -> budgetledger.v1.CreateEnvelopeResponse
-	4,  // 29: budgetledger.v1.EnvelopeService.GetEnvelope:output_type -> budgetledger.v1.GetEnvelopeResponse
-	6,  // 30: budgetledger.v1.EnvelopeService.ListEnvelopes:output_type -> budgetledger.v1.ListEnvelopesResponse
-	8,  // 31: budgetledger.v1.EnvelopeService.MoveAllocation:output_type -> budgetledger.v1.MoveAllocationResponse
-	14, // 32: budgetledger.v1.EnvelopeService.SetEnvelopeRules:output_type -> budgetledger.v1.SetEnvelopeRulesResponse
-	16, // 33: budgetledger.v1.EnvelopeService.GetEnvelopeRules:output_type -> budgetledger.v1.GetEnvelopeRulesResponse
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 2: budgetledger.v1.Envelope.effective_time:type_name -> google.protobuf.Timestamp
+	17, // 3: budgetledger.v1.Envelope.latest_effective_time:type_name -> google.protobuf.Timestamp
+	17, // 4: budgetledger.v1.CreateEnvelopeRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: budgetledger.v1.CreateEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 6: budgetledger.v1.CreateEnvelopeResponse.parent:type_name -> budgetledger.v1.Envelope
+	0,  // 7: budgetledger.v1.GetEnvelopeResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 8: budgetledger.v1.ListEnvelopesResponse.envelopes:type_name -> budgetledger.v1.Envelope
+	17, // 9: budgetledger.v1.MoveAllocationRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 10: budgetledger.v1.MoveAllocationResponse.source:type_name -> budgetledger.v1.Envelope
+	0,  // 11: budgetledger.v1.MoveAllocationResponse.destination:type_name -> budgetledger.v1.Envelope
+	17, // 12: budgetledger.v1.MoveAllocationResponse.effective_time:type_name -> google.protobuf.Timestamp
+	10, // 13: budgetledger.v1.FundingRules.award_window:type_name -> budgetledger.v1.AwardWindow
+	17, // 14: budgetledger.v1.AwardWindow.start_time:type_name -> google.protobuf.Timestamp
+	17, // 15: budgetledger.v1.AwardWindow.end_time:type_name -> google.protobuf.Timestamp
+	17, // 16: budgetledger.v1.RuleSet.effective_time:type_name -> google.protobuf.Timestamp
+	9,  // 17: budgetledger.v1.RuleSet.rules:type_name -> budgetledger.v1.FundingRules
+	17, // 18: budgetledger.v1.RuleSet.create_time:type_name -> google.protobuf.Timestamp
+	17, // 19: budgetledger.v1.EffectiveRules.time:type_name -> google.protobuf.Timestamp
+	10, // 20: budgetledger.v1.EffectiveRules.award_window:type_name -> budgetledger.v1.AwardWindow
+	9,  // 21: budgetledger.v1.SetEnvelopeRulesRequest.rules:type_name -> budgetledger.v1.FundingRules
+	17, // 22: budgetledger.v1.SetEnvelopeRulesRequest.effective_time:type_name -> google.protobuf.Timestamp
+	11, // 23: budgetledger.v1.SetEnvelopeRulesResponse.rule_set:type_name -> budgetledger.v1.RuleSet
+	17, // 24: budgetledger.v1.GetEnvelopeRulesRequest.time:type_name -> google.protobuf.Timestamp
+	11, // 25: budgetledger.v1.GetEnvelopeRulesResponse.rule_sets:type_name -> budgetledger.v1.RuleSet
+	12, // 26: budgetledger.v1.GetEnvelopeRulesResponse.effective_rules:type_name -> budgetledger.v1.EffectiveRules
+	1,  // 27: budgetledger.v1.EnvelopeService.CreateEnvelope:input_type -> budgetledger.v1.CreateEnvelopeRequest
+	3,  // 28: budgetledger.v1.EnvelopeService.GetEnvelope:input_type -> budgetledger.v1.GetEnvelopeRequest
+	5,  // 29: budgetledger.v1.EnvelopeService.ListEnvelopes:input_type -> budgetledger.v1.ListEnvelopesRequest
+	7,  // 30: budgetledger.v1.EnvelopeService.MoveAllocation:input_type -> budgetledger.v1.MoveAllocationRequest
+	13, // 31: budgetledger.v1.EnvelopeService.SetEnvelopeRules:input_type -> budgetledger.v1.SetEnvelopeRulesRequest
+	15, // 32: budgetledger.v1.EnvelopeService.GetEnvelopeRules:input_type -> budgetledger.v1.GetEnvelopeRulesRequest
+	2,  // 33: budgetledger.v1.EnvelopeService.CreateEnvelope:output_type -> budgetledger.v1.CreateEnvelopeResponse
+	4,  // 34: budgetledger.v1.EnvelopeService.GetEnvelope:output_type -> budgetledger.v1.GetEnvelopeResponse
+	6,  // 35: budgetledger.v1.EnvelopeService.ListEnvelopes:output_type -> budgetledger.v1.ListEnvelopesResponse
+	8,  // 36: budgetledger.v1.EnvelopeService.MoveAllocation:output_type -> budgetledger.v1.MoveAllocationResponse
+	14, // 37: budgetledger.v1.EnvelopeService.SetEnvelopeRules:output_type -> budgetledger.v1.SetEnvelopeRulesResponse
+	16, // 38: budgetledger.v1.EnvelopeService.GetEnvelopeRules:output_type -> budgetledger.v1.GetEnvelopeRulesResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_envelope_proto_init() }

@@ -63,7 +63,9 @@ type EnvelopeServiceClient interface {
 	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE (parent), EFFECTIVE_TIME_BEFORE_LATEST
+	// (parent).
 	CreateEnvelope(ctx context.Context, in *CreateEnvelopeRequest, opts ...grpc.CallOption) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
@@ -78,7 +80,8 @@ type EnvelopeServiceClient interface {
 	// must be available in the source envelope.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_LATEST (source).
 	MoveAllocation(ctx context.Context, in *MoveAllocationRequest, opts ...grpc.CallOption) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's
@@ -182,7 +185,9 @@ type EnvelopeServiceServer interface {
 	// levels (a root is level 1).
 	//
 	// Errors: ENVELOPE_ALREADY_EXISTS, ENVELOPE_NOT_FOUND (parent), INSUFFICIENT_FUNDS (parent),
-	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// CURRENCY_MISMATCH, ENVELOPE_TOO_DEEP (parent at level 16), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE (parent), EFFECTIVE_TIME_BEFORE_LATEST
+	// (parent).
 	CreateEnvelope(context.Context, *CreateEnvelopeRequest) (*CreateEnvelopeResponse, error)
 	// GetEnvelope returns one envelope with its current balances.
 	//
@@ -197,7 +202,8 @@ type EnvelopeServiceServer interface {
 	// must be available in the source envelope.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_LATEST (source).
 	MoveAllocation(context.Context, *MoveAllocationRequest) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's

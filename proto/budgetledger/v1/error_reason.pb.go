@@ -95,6 +95,21 @@ const (
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
 	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
+	// FAILED_PRECONDITION: an effective_time later than the time the ledger records the request
+	// (there is no clock-skew allowance: leave effective_time unset to mean now). Metadata:
+	// effective_time, record_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE ErrorReason = 40
+	// FAILED_PRECONDITION: an effective_time before the effective_time of an envelope the request
+	// posts to (it did not exist yet). Metadata: envelope, envelope_effective_time, effective_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE ErrorReason = 41
+	// FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a move
+	// out of it, a child's allocation) with an effective_time before the envelope's
+	// latest_effective_time: backdated there, it could make available negative at an earlier
+	// instant. Metadata: envelope, latest_effective_time, effective_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST ErrorReason = 42
+	// FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
+	// not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT ErrorReason = 43
 )
 
 // Enum value maps for ErrorReason.
@@ -122,30 +137,38 @@ var (
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
 		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
+		40: "ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE",
+		41: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE",
+		42: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST",
+		43: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED":               0,
-		"ERROR_REASON_INVALID_ARGUMENT":          1,
-		"ERROR_REASON_INVALID_PAGE_TOKEN":        2,
-		"ERROR_REASON_ENVELOPE_NOT_FOUND":        3,
-		"ERROR_REASON_COMMITMENT_NOT_FOUND":      4,
-		"ERROR_REASON_ENVELOPE_ALREADY_EXISTS":   5,
-		"ERROR_REASON_INSUFFICIENT_FUNDS":        6,
-		"ERROR_REASON_RELEASE_EXCEEDS_REMAINING": 7,
-		"ERROR_REASON_CURRENCY_MISMATCH":         8,
-		"ERROR_REASON_ENVELOPES_NOT_RELATED":     9,
-		"ERROR_REASON_AMOUNT_OVERFLOW":           10,
-		"ERROR_REASON_REQUEST_ID_REUSED":         11,
-		"ERROR_REASON_POLICY_VIOLATION":          12,
-		"ERROR_REASON_STORE_UNAVAILABLE":         13,
-		"ERROR_REASON_TRANSACTION_CONFLICT":      14,
-		"ERROR_REASON_INTERNAL":                  15,
-		"ERROR_REASON_DEADLINE_EXCEEDED":         16,
-		"ERROR_REASON_CANCELLED":                 17,
-		"ERROR_REASON_UNAUTHENTICATED":           18,
-		"ERROR_REASON_PERMISSION_DENIED":         19,
-		"ERROR_REASON_RATE_LIMITED":              20,
-		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
+		"ERROR_REASON_UNSPECIFIED":                      0,
+		"ERROR_REASON_INVALID_ARGUMENT":                 1,
+		"ERROR_REASON_INVALID_PAGE_TOKEN":               2,
+		"ERROR_REASON_ENVELOPE_NOT_FOUND":               3,
+		"ERROR_REASON_COMMITMENT_NOT_FOUND":             4,
+		"ERROR_REASON_ENVELOPE_ALREADY_EXISTS":          5,
+		"ERROR_REASON_INSUFFICIENT_FUNDS":               6,
+		"ERROR_REASON_RELEASE_EXCEEDS_REMAINING":        7,
+		"ERROR_REASON_CURRENCY_MISMATCH":                8,
+		"ERROR_REASON_ENVELOPES_NOT_RELATED":            9,
+		"ERROR_REASON_AMOUNT_OVERFLOW":                  10,
+		"ERROR_REASON_REQUEST_ID_REUSED":                11,
+		"ERROR_REASON_POLICY_VIOLATION":                 12,
+		"ERROR_REASON_STORE_UNAVAILABLE":                13,
+		"ERROR_REASON_TRANSACTION_CONFLICT":             14,
+		"ERROR_REASON_INTERNAL":                         15,
+		"ERROR_REASON_DEADLINE_EXCEEDED":                16,
+		"ERROR_REASON_CANCELLED":                        17,
+		"ERROR_REASON_UNAUTHENTICATED":                  18,
+		"ERROR_REASON_PERMISSION_DENIED":                19,
+		"ERROR_REASON_RATE_LIMITED":                     20,
+		"ERROR_REASON_ENVELOPE_TOO_DEEP":                21,
+		"ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE":         40,
+		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE":   41,
+		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST":     42,
+		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT": 43,
 	}
 )
 
@@ -180,7 +203,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xdc\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -204,7 +227,11 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15\x12)\n" +
+	"%ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE\x10(\x12/\n" +
+	"+ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE\x10)\x12-\n" +
+	")ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST\x10*\x121\n" +
+	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

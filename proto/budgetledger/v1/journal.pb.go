@@ -175,14 +175,18 @@ type JournalEntry struct {
 	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Output only. The reason or description given with the request.
 	Memo string `protobuf:"bytes,7,opt,name=memo,proto3" json:"memo,omitempty"`
-	// Output only. When the entry was written.
+	// Output only. When the entry was written (recorded by the ledger).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. The entry's position in the journal's order: 1, 2, 3, … with no gap. Once a
 	// reader has seen position P, no entry ever appears at a position at or before P, whatever
 	// order concurrent transactions committed in: follow the journal by asking for the entries
 	// after the last position seen (ListJournalEntriesRequest.after_sequence). A position is
 	// given once the entry has committed, so a list shows an entry only when it has one.
-	Sequence      int64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence int64 `protobuf:"varint,9,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Output only. When what the entry records took effect (the decision, agreement or move): the
+	// request's effective_time, create_time when none was given; never later than create_time.
+	// Reports as of a date count the entries effective by then (see GetFundingReport).
+	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +282,13 @@ func (x *JournalEntry) GetSequence() int64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *JournalEntry) GetEffectiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveTime
+	}
+	return nil
 }
 
 // ListJournalEntriesRequest is the request of ListJournalEntries (AIP-158 pagination).
@@ -427,7 +438,7 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x1dbudgetledger/v1/journal.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
 	"\aPosting\x12\x1d\n" +
 	"\aaccount\x18\x01 \x01(\tB\x03\xe0A\x03R\aaccount\x12\x1b\n" +
-	"\x06amount\x18\x02 \x01(\x03B\x03\xe0A\x03R\x06amount\"\xe6\x03\n" +
+	"\x06amount\x18\x02 \x01(\x03B\x03\xe0A\x03R\x06amount\"\xae\x04\n" +
 	"\fJournalEntry\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x123\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1a.budgetledger.v1.EntryKindB\x03\xe0A\x03R\x04kind\x129\n" +
@@ -439,7 +450,8 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x04memo\x18\a \x01(\tB\x03\xe0A\x03R\x04memo\x12@\n" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12\x1f\n" +
-	"\bsequence\x18\t \x01(\x03B\x03\xe0A\x03R\bsequence:f\xeaAc\n" +
+	"\bsequence\x18\t \x01(\x03B\x03\xe0A\x03R\bsequence\x12F\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime:f\xeaAc\n" +
 	"#budgetledger.github.io/JournalEntry\x12\x1ejournalEntries/{journal_entry}*\x0ejournalEntries2\fjournalEntry\"\xb8\x03\n" +
 	"\x19ListJournalEntriesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
@@ -494,14 +506,15 @@ var file_budgetledger_v1_journal_proto_depIdxs = []int32{
 	0, // 0: budgetledger.v1.JournalEntry.kind:type_name -> budgetledger.v1.EntryKind
 	1, // 1: budgetledger.v1.JournalEntry.postings:type_name -> budgetledger.v1.Posting
 	5, // 2: budgetledger.v1.JournalEntry.create_time:type_name -> google.protobuf.Timestamp
-	2, // 3: budgetledger.v1.ListJournalEntriesResponse.journal_entries:type_name -> budgetledger.v1.JournalEntry
-	3, // 4: budgetledger.v1.JournalService.ListJournalEntries:input_type -> budgetledger.v1.ListJournalEntriesRequest
-	4, // 5: budgetledger.v1.JournalService.ListJournalEntries:output_type -> budgetledger.v1.ListJournalEntriesResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 3: budgetledger.v1.JournalEntry.effective_time:type_name -> google.protobuf.Timestamp
+	2, // 4: budgetledger.v1.ListJournalEntriesResponse.journal_entries:type_name -> budgetledger.v1.JournalEntry
+	3, // 5: budgetledger.v1.JournalService.ListJournalEntries:input_type -> budgetledger.v1.ListJournalEntriesRequest
+	4, // 6: budgetledger.v1.JournalService.ListJournalEntries:output_type -> budgetledger.v1.ListJournalEntriesResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_journal_proto_init() }

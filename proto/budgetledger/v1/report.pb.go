@@ -29,15 +29,20 @@ type GetFundingReportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. The root of the report, "envelopes/{envelope}"; empty reports every envelope tree.
 	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// Optional. The time of the report, in the years 0001 to 9999; now when unset.
+	// Optional. The effective date of the report, in the years 0001 to 9999: what took effect at
+	// or before it; everything when unset.
 	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
 	// Optional. Maximum number of envelopes to return: 0 means 1000 (so that a report of up to 1000
 	// envelopes, which every report was before pagination, still comes whole), and a value above
 	// 1000 is coerced to 1000 (AIP-158).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// Optional. The next_page_token of a previous call with the same envelope and as_of_time; the
-	// next page is computed as of the same time as the first.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional. The next_page_token of a previous call with the same envelope, as_of_time and
+	// known_at_time; the next page is computed as of the same times as the first.
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Optional. The recorded horizon of the report, in the years 0001 to 9999: only what the
+	// ledger had recorded at or before it counts (what it knew then); everything recorded when
+	// unset.
+	KnownAtTime   *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=known_at_time,json=knownAtTime,proto3" json:"known_at_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,18 +105,29 @@ func (x *GetFundingReportRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *GetFundingReportRequest) GetKnownAtTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KnownAtTime
+	}
+	return nil
+}
+
 // GetFundingReportResponse is the response of GetFundingReport.
 type GetFundingReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only. The time of the report: the as_of_time asked, or for a current report the time
-	// of the latest journal entry counted (asking for the report as of this time gives the same
-	// report).
+	// Output only. The effective date of the report: the as_of_time asked, or else the latest
+	// effective time of the journal entries counted (asking for the report as of this time gives
+	// the same report).
 	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
 	// Output only. The envelopes of this page, each followed by its descendants, depth first,
 	// children in name order; at most page_size of them.
 	Envelopes []*EnvelopeReport `protobuf:"bytes,2,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
 	// Output only. Token for the next page; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Output only. The recorded horizon of the report: the known_at_time asked, or else the latest
+	// create_time of the journal entries read (asking with this known_at_time gives the same
+	// report).
+	KnownAtTime   *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=known_at_time,json=knownAtTime,proto3" json:"known_at_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +181,13 @@ func (x *GetFundingReportResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *GetFundingReportResponse) GetKnownAtTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KnownAtTime
+	}
+	return nil
 }
 
 // EnvelopeReport is one envelope of a funding report.
@@ -373,7 +396,7 @@ var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1cbudgetledger/v1/report.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
+	"\x1cbudgetledger/v1/report.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n" +
 	"\x17GetFundingReportRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x01\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12_\n" +
@@ -382,12 +405,14 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xca\x01\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\x12e\n" +
+	"\rknown_at_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\vknownAtTime\"\x8f\x02\n" +
 	"\x18GetFundingReportResponse\x12=\n" +
 	"\n" +
 	"as_of_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\basOfTime\x12B\n" +
 	"\tenvelopes\x18\x02 \x03(\v2\x1f.budgetledger.v1.EnvelopeReportB\x03\xe0A\x03R\tenvelopes\x12+\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xf5\x02\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken\x12C\n" +
+	"\rknown_at_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\vknownAtTime\"\xf5\x02\n" +
 	"\x0eEnvelopeReport\x12C\n" +
 	"\benvelope\x18\x01 \x01(\tB'\xe0A\x03\xfaA!\n" +
 	"\x1fbudgetledger.github.io/EnvelopeR\benvelope\x12?\n" +
@@ -434,17 +459,19 @@ var file_budgetledger_v1_report_proto_goTypes = []any{
 }
 var file_budgetledger_v1_report_proto_depIdxs = []int32{
 	4, // 0: budgetledger.v1.GetFundingReportRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	4, // 1: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
-	2, // 2: budgetledger.v1.GetFundingReportResponse.envelopes:type_name -> budgetledger.v1.EnvelopeReport
-	3, // 3: budgetledger.v1.EnvelopeReport.own:type_name -> budgetledger.v1.ReportFigures
-	3, // 4: budgetledger.v1.EnvelopeReport.total:type_name -> budgetledger.v1.ReportFigures
-	0, // 5: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
-	1, // 6: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 1: budgetledger.v1.GetFundingReportRequest.known_at_time:type_name -> google.protobuf.Timestamp
+	4, // 2: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	2, // 3: budgetledger.v1.GetFundingReportResponse.envelopes:type_name -> budgetledger.v1.EnvelopeReport
+	4, // 4: budgetledger.v1.GetFundingReportResponse.known_at_time:type_name -> google.protobuf.Timestamp
+	3, // 5: budgetledger.v1.EnvelopeReport.own:type_name -> budgetledger.v1.ReportFigures
+	3, // 6: budgetledger.v1.EnvelopeReport.total:type_name -> budgetledger.v1.ReportFigures
+	0, // 7: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
+	1, // 8: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
+	8, // [8:9] is the sub-list for method output_type
+	7, // [7:8] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_report_proto_init() }

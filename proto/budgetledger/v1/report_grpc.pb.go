@@ -32,8 +32,11 @@ type ReportServiceClient interface {
 	// GetFundingReport returns, for an envelope and each of its descendants (or every envelope
 	// tree), the allocation, awarded, committed, released and available amounts and the numbers of
 	// awards and of distinct beneficiaries: the envelope's own, and rolled up through its
-	// descendants. With as_of_time, the report is computed from the journal entries, commitments
-	// and envelopes created at or before that time, and equals the report taken then.
+	// descendants. With as_of_time, an effective date, the report counts the journal entries,
+	// commitments and envelopes that took effect at or before it (their effective_time), including
+	// those recorded later with an earlier effective_time. With known_at_time, it counts only what
+	// the ledger had recorded by then (create_time): the report taken at that time. Both combine:
+	// "as of 31 December 2021, as known on 15 January 2022".
 	//
 	// The envelopes come a page at a time (AIP-158), every page of one report as of the same time.
 	//
@@ -72,8 +75,11 @@ type ReportServiceServer interface {
 	// GetFundingReport returns, for an envelope and each of its descendants (or every envelope
 	// tree), the allocation, awarded, committed, released and available amounts and the numbers of
 	// awards and of distinct beneficiaries: the envelope's own, and rolled up through its
-	// descendants. With as_of_time, the report is computed from the journal entries, commitments
-	// and envelopes created at or before that time, and equals the report taken then.
+	// descendants. With as_of_time, an effective date, the report counts the journal entries,
+	// commitments and envelopes that took effect at or before it (their effective_time), including
+	// those recorded later with an earlier effective_time. With known_at_time, it counts only what
+	// the ledger had recorded by then (create_time): the report taken at that time. Both combine:
+	// "as of 31 December 2021, as known on 15 January 2022".
 	//
 	// The envelopes come a page at a time (AIP-158), every page of one report as of the same time.
 	//

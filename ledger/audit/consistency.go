@@ -136,8 +136,11 @@ func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
 			differs("envelope", rs.envelopeID, "request log", a.envelopeID)
 			differs("effective time", stamp(rs.effectiveFrom), "request log", stamp(a.effectiveFrom))
 		}
-		if rs.effectiveFrom < rs.createdAt {
-			diffs = append(diffs, fmt.Sprintf("in force from %s, before it was set at %s", stamp(rs.effectiveFrom), stamp(rs.createdAt)))
+		// A rule set in force before it was set is one backdated after the fact (a programme
+		// recorded later): its entry then took effect at that same date (core.DecideSetRules).
+		if rs.effectiveFrom < rs.createdAt && rs.effectiveFrom != e.effectiveAt {
+			diffs = append(diffs, fmt.Sprintf("in force from %s, before it was set at %s, and its entry took effect at %s",
+				stamp(rs.effectiveFrom), stamp(rs.createdAt), stamp(e.effectiveAt)))
 		}
 		if len(diffs) > 0 {
 			rep.add(6, name, "differs from what its journal entry %s recorded: %s", core.EntryName(rs.id), strings.Join(diffs, "; "))

@@ -383,6 +383,43 @@ func testBadInput(t *testing.T, database string) {
 			return err
 		}, codes.InvalidArgument, invalid, "time"},
 
+		// Effective times (docs/dates.md): in range, not in the future, not before an envelope.
+		{"Commit effective in the year 10000", commit(func(r *pb.CommitRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 253402300800}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"Commit effective 0001-01-01 (the zero time, not 'unset')", commit(func(r *pb.CommitRequest) {
+			r.EffectiveTime = timestamppb.New(time.Time{})
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"Commit effective in an hour", commit(func(r *pb.CommitRequest) {
+			r.EffectiveTime = timestamppb.New(time.Now().Add(time.Hour))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_IN_FUTURE", ""},
+		{"Commit effective before its envelope", commit(func(r *pb.CommitRequest) {
+			r.EffectiveTime = timestamppb.New(time.Date(2020, 12, 31, 0, 0, 0, 0, time.UTC))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_BEFORE_ENVELOPE", ""},
+		{"BatchCommit effective in an hour", batchCommit(func(r *pb.BatchCommitRequest) {
+			r.AllOrNothing = true
+			r.EffectiveTime = timestamppb.New(time.Now().Add(time.Hour))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_IN_FUTURE", ""},
+		{"CreateEnvelope child effective before its parent", create(func(r *pb.CreateEnvelopeRequest) {
+			r.EffectiveTime = timestamppb.New(time.Date(2020, 12, 31, 0, 0, 0, 0, time.UTC))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_BEFORE_ENVELOPE", ""},
+		{"CreateEnvelope effective with nanos out of range", create(func(r *pb.CreateEnvelopeRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 1, Nanos: 1_000_000_000}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"MoveAllocation effective before its envelopes", move(func(r *pb.MoveAllocationRequest) {
+			r.EffectiveTime = timestamppb.New(time.Date(2020, 12, 31, 0, 0, 0, 0, time.UTC))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_BEFORE_ENVELOPE", ""},
+		{"Release effective before its envelope", release(func(r *pb.ReleaseRequest) {
+			r.EffectiveTime = timestamppb.New(time.Date(2020, 12, 31, 0, 0, 0, 0, time.UTC))
+		}), codes.FailedPrecondition, "EFFECTIVE_TIME_BEFORE_ENVELOPE", ""},
+		{"Release effective in the year 0", release(func(r *pb.ReleaseRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: -62135596801}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"GetFundingReport known at the year 10000", func(ctx context.Context) error {
+			_, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{KnownAtTime: &timestamppb.Timestamp{Seconds: 253402300800}})
+			return err
+		}, codes.InvalidArgument, invalid, "known_at_time"},
+
 		// Request ids: missing, malformed, reused with another payload.
 		{"Commit request id missing", commit(func(r *pb.CommitRequest) { r.RequestId = "" }), codes.InvalidArgument, invalid, "request_id"},
 		{"Commit request id with a space", commit(func(r *pb.CommitRequest) { r.RequestId = "award 2" }), codes.InvalidArgument, invalid, "request_id"},

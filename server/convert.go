@@ -116,6 +116,18 @@ func timeOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
 	return ts.AsTime(), nil
 }
 
+// effectiveOf converts a request's effective_time (nil: not given, the zero time). The zero
+// time itself, 0001-01-01T00:00:00Z, cannot be told from "not given" by the ledger, and is before
+// every envelope: it is refused here.
+func effectiveOf(ts *timestamppb.Timestamp) (time.Time, error) {
+	t, err := timeOf("effective_time", ts)
+	if err == nil && ts != nil && t.IsZero() {
+		err = &ledger.Error{Reason: ledger.ReasonInvalidArgument, Field: "effective_time",
+			Message: "effective_time: must be later than 0001-01-01T00:00:00Z (leave it unset to mean now)"}
+	}
+	return t, err
+}
+
 // id returns the id part of a resource name ("envelopes/axis-1" → "axis-1"). Names are checked by
 // protovalidate before a handler runs; an empty name gives "".
 func id(name, collection string) string {

@@ -14,7 +14,7 @@ type envelopeService struct {
 }
 
 func (s *envelopeService) CreateEnvelope(ctx context.Context, req *pb.CreateEnvelopeRequest) (*pb.CreateEnvelopeResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -57,7 +57,7 @@ func (s *envelopeService) ListEnvelopes(ctx context.Context, req *pb.ListEnvelop
 }
 
 func (s *envelopeService) MoveAllocation(ctx context.Context, req *pb.MoveAllocationRequest) (*pb.MoveAllocationResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -84,7 +84,7 @@ type commitmentService struct {
 }
 
 func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -109,7 +109,7 @@ func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (
 }
 
 func (s *commitmentService) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.ReleaseResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -137,7 +137,7 @@ func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommit
 				Population: it.GetPopulation(), EligibleCostGiven: it.EligibleCost != nil,
 				PopulationGiven: it.Population != nil}}
 	}
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}

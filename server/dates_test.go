@@ -1,0 +1,250 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+func date(y int, m time.Month, d int) *timestamppb.Timestamp {
+	return timestamppb.New(time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+}
+
+// committee is one BatchCommit of the first wave, with the date of its decision.
+type committee struct {
+	envelope, prefix string
+	from, count      int // the wave's awards from..from+count
+	decided          *timestamppb.Timestamp
+}
+
+// TestFranceRelanceWithDates replays the France Relance fund "Transformation numérique des
+// collectivités territoriales" with its real dates (issue 13 §3), recorded today after the fact:
+// the fund announced in January 2021 and the first call's rules; the first wave's committees of
+// 2021 (axis 1: 44 projects, 13.3 M€; axis 2: 75 projects, 13.1 M€, and 104 FranceConnect
+// deployments, 520 k€; axis 3: 500 projects, 9.7 M€ by 8 October 2021); the second call's rules in
+// force from 20 September 2021 (75 %; 300,000 inhabitants). Reports as of an effective date give
+// each group to the cent at that date (invariant 4 by date), awards are decided under the rules
+// in force at their effective date (invariant 8), the README's "as of 2021-12-31" report works,
+// and Verify finds every envelope ≥ 0 at every effective instant (invariant 40).
+func TestFranceRelanceWithDates(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		h := start(t, database)
+		ctx := context.Background()
+		reports := pb.NewReportServiceClient(h.conn)
+		announced := date(2021, 1, 15)
+		for _, req := range []*pb.CreateEnvelopeRequest{
+			{EnvelopeId: "fund", DisplayName: "Transformation numérique des collectivités territoriales", Allocation: 88 * million, RequestId: "fund"},
+			{EnvelopeId: "axis-1", Parent: "envelopes/fund", DisplayName: "Axe 1 - outils numériques communs", Allocation: 30 * million, RequestId: "axis-1"},
+			{EnvelopeId: "axis-2", Parent: "envelopes/fund", DisplayName: "Axe 2 - projets d'envergure", Allocation: 24 * million, RequestId: "axis-2"},
+			{EnvelopeId: "axis-3", Parent: "envelopes/fund", DisplayName: "Axe 3 - projets locaux", Allocation: 34 * million, RequestId: "axis-3"},
+			{EnvelopeId: "axis-2-national", Parent: "envelopes/axis-2", DisplayName: "Axe 2 - guichet national", Allocation: 23 * million, RequestId: "axis-2-national"},
+			{EnvelopeId: "axis-2-franceconnect", Parent: "envelopes/axis-2", DisplayName: "Axe 2 - FranceConnect", Allocation: 1 * million, RequestId: "axis-2-franceconnect"},
+		} {
+			req.EffectiveTime = announced
+			res, err := h.envelopes.CreateEnvelope(ctx, req)
+			if err != nil {
+				t.Fatalf("CreateEnvelope(%s): %v", req.GetEnvelopeId(), err)
+			}
+			if !res.GetEnvelope().GetEffectiveTime().AsTime().Equal(announced.AsTime()) {
+				t.Fatalf("%s took effect %v, want %v", req.GetEnvelopeId(), res.GetEnvelope().GetEffectiveTime().AsTime(), announced.AsTime())
+			}
+		}
+		setRules := func(envelope, call, rid string, rules *pb.FundingRules, effective *timestamppb.Timestamp) {
+			t.Helper()
+			res, err := h.envelopes.SetEnvelopeRules(ctx, &pb.SetEnvelopeRulesRequest{Envelope: envelope, Call: call,
+				Rules: rules, RequestId: rid, EffectiveTime: effective})
+			if err != nil {
+				t.Fatalf("SetEnvelopeRules(%s, %s): %v", envelope, call, err)
+			}
+			if got := res.GetRuleSet().GetEffectiveTime().AsTime(); !got.Equal(effective.AsTime()) {
+				t.Fatalf("%s on %s in force from %v, want %v", call, envelope, got, effective.AsTime())
+			}
+		}
+		// The first call opened on 18 January 2021: 50 %, and 500,000 inhabitants on the
+		// national window.
+		setRules("envelopes/fund", "appel-1", "rules-appel-1-fund", ruleSet(proto.Int64(5000), nil), date(2021, 1, 18))
+		setRules("envelopes/axis-2-national", "appel-1", "rules-appel-1-national", ruleSet(nil, proto.Int64(500_000)), date(2021, 1, 18))
+
+		// Axis-3 applications are filed from 1 March 2021: as holds (issue 13 §1), which come from
+		// another branch.
+		// TODO(lead, after the merge of holds): record the 2,076 axis-3 applications as holds
+		// effective from 2021-03-01, of which 1,200 still held on 2021-10-08 (CreateHold with
+		// effective_time); confirm the 500 funded ones instead of the committees' BatchCommit
+		// below; and check the "held" figures of the 8 October report.
+
+		waves := map[string]wave{
+			"axis-1":               {"axis-1", "a1", 44, 1_330_000_000, 44, 0},
+			"axis-2-national":      {"axis-2-national", "a2n", 75, 1_310_000_000, 75, 500_000},
+			"axis-2-franceconnect": {"axis-2-franceconnect", "a2fc", 104, 52_000_000, 104, 0},
+			"axis-3":               {"axis-3", "a3", 500, 970_000_000, 480, 0},
+		}
+		amounts := map[string][]int64{}
+		for id, w := range waves {
+			amounts[id] = split(w.total, w.count)
+		}
+		committees := []committee{
+			{"axis-1", "a1", 0, 44, date(2021, 3, 11)},
+			{"axis-3", "a3", 0, 200, date(2021, 5, 6)},
+			{"axis-2-national", "a2n", 0, 75, date(2021, 5, 20)},
+			{"axis-2-franceconnect", "a2fc", 0, 104, date(2021, 6, 10)},
+			{"axis-3", "a3", 200, 200, date(2021, 7, 8)},
+			{"axis-3", "a3", 400, 100, date(2021, 9, 16)},
+		}
+		for _, c := range committees {
+			w := waves[c.envelope]
+			req := &pb.BatchCommitRequest{Envelope: "envelopes/" + c.envelope, AllOrNothing: true,
+				RequestId: fmt.Sprintf("wave-1-%s-%d", c.envelope, c.from), EffectiveTime: c.decided}
+			for i := c.from; i < c.from+c.count; i++ {
+				a := amounts[c.envelope][i]
+				it := &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("%s-benef-%03d", w.prefix, i%w.beneficiaries),
+					Project: fmt.Sprintf("%s-p%03d", w.prefix, i), Amount: a, EligibleCost: proto.Int64(2 * a),
+					Territory: fmt.Sprintf("insee:%05d", i)}
+				if w.population > 0 {
+					it.Population = proto.Int64(w.population + int64(i)*1000)
+				}
+				req.Items = append(req.Items, it)
+			}
+			res, err := h.commitments.BatchCommit(ctx, req)
+			if err != nil {
+				t.Fatalf("BatchCommit(%s, %v): %v", c.envelope, c.decided.AsTime(), err)
+			}
+			if int(res.GetAcceptedCount()) != c.count {
+				t.Fatalf("%s on %v: %d accepted, want %d", c.envelope, c.decided.AsTime(), res.GetAcceptedCount(), c.count)
+			}
+			for _, r := range res.GetResults() {
+				if !r.GetCommitment().GetEffectiveTime().AsTime().Equal(c.decided.AsTime()) {
+					t.Fatalf("award %s took effect %v, want %v", r.GetCommitment().GetName(), r.GetCommitment().GetEffectiveTime().AsTime(), c.decided.AsTime())
+				}
+			}
+		}
+		sum := func(envelope string, from, to int) int64 {
+			var s int64
+			for _, a := range amounts[envelope][from:to] {
+				s += a
+			}
+			return s
+		}
+
+		// The second call's rules, in force from 20 September 2021: recorded today, they keep
+		// their date, since nothing recorded on the fund took effect after it.
+		setRules("envelopes/fund", "appel-2", "rules-appel-2-fund", ruleSet(proto.Int64(7500), nil), date(2021, 9, 20))
+		setRules("envelopes/axis-2-national", "appel-2", "rules-appel-2-national", ruleSet(nil, proto.Int64(300_000)), date(2021, 9, 20))
+		recordedBeforeCall2, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund"})
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		commit := func(envelope, project string, amount, cost, population int64, effective *timestamppb.Timestamp) (*pb.CommitResponse, error) {
+			return h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: envelope, Beneficiary: "siren:" + project,
+				Project: project, Amount: amount, EligibleCost: givenIfNonZero(cost), Territory: "insee:" + project,
+				Population: givenIfNonZero(population), RequestId: fmt.Sprintf("%s-%s", project, effective.AsTime().Format(time.DateOnly)),
+				EffectiveTime: effective})
+		}
+		refusedBy := func(err error, rule, call string) {
+			t.Helper()
+			code, info := errorInfo(t, err)
+			if code != codes.FailedPrecondition || info.GetReason() != "POLICY_VIOLATION" ||
+				info.GetMetadata()["rule"] != rule || info.GetMetadata()["call"] != call {
+				t.Fatalf("got %v %s %v, want POLICY_VIOLATION of %s under %s", code, info.GetReason(), info.GetMetadata(), rule, call)
+			}
+		}
+		// A metropolis of 400,000 inhabitants decided on 10 September 2021 falls under the first
+		// call; decided on 15 October, under the second. So does 70 % of a project's cost.
+		_, err = commit("envelopes/axis-2-national", "metropole-400k", 50*million/10, 100*million/10, 400_000, date(2021, 9, 10))
+		refusedBy(err, "min_population", "appel-1")
+		_, err = commit("envelopes/axis-1", "outil-70", 70_000_000, 100_000_000, 0, date(2021, 9, 19))
+		refusedBy(err, "max_funding_share", "appel-1")
+		if _, err := commit("envelopes/axis-2-national", "metropole-400k", 50*million/10, 100*million/10, 400_000, date(2021, 10, 15)); err != nil {
+			t.Fatalf("the metropolis under the second call: %v", err)
+		}
+		if _, err := commit("envelopes/axis-1", "outil-70", 70_000_000, 100_000_000, 0, date(2021, 10, 15)); err != nil {
+			t.Fatalf("70 %% under the second call: %v", err)
+		}
+		// An award dated before the envelope's latest effective time (15 October) is refused: it
+		// could make axis 1 negative at a past instant.
+		_, err = commit("envelopes/axis-1", "late-decision", 1_000_000, 2_000_000, 0, date(2021, 10, 1))
+		if code, info := errorInfo(t, err); code != codes.FailedPrecondition || info.GetReason() != "EFFECTIVE_TIME_BEFORE_LATEST" {
+			t.Fatalf("an award backdated before axis 1's latest: %v %s, want EFFECTIVE_TIME_BEFORE_LATEST", code, info.GetReason())
+		}
+
+		// Payments (advances, balances) and closings of 2022-2024 come from another branch.
+		// TODO(lead, after the merge of payments): pay advances in 2022 and balances in 2023-2024
+		// (CreatePayment with effective_time), close the commitments, and report committed, paid
+		// and remaining to pay per axis as of 2021-12-31, 2022-12-31, 2023-12-31 and 2024-12-31.
+
+		type figures struct{ awarded, count int64 }
+		report := func(asOf, knownAt *timestamppb.Timestamp) map[string]figures {
+			t.Helper()
+			res, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", AsOfTime: asOf, KnownAtTime: knownAt})
+			if err != nil {
+				t.Fatalf("report as of %v known at %v: %v", asOf.AsTime(), knownAt.AsTime(), err)
+			}
+			if asOf != nil && !res.GetAsOfTime().AsTime().Equal(asOf.AsTime()) {
+				t.Errorf("report as of %v answers as of %v", asOf.AsTime(), res.GetAsOfTime().AsTime())
+			}
+			out := map[string]figures{}
+			for _, l := range res.GetEnvelopes() {
+				tot := l.GetTotal()
+				out[l.GetEnvelope()] = figures{tot.GetAwarded(), tot.GetAwardCount()}
+			}
+			return out
+		}
+		check := func(what string, got map[string]figures, want map[string]figures) {
+			t.Helper()
+			for name, w := range want {
+				if got[name] != w {
+					t.Errorf("%s: %s awarded %d in %d awards, want %d in %d", what, name, got[name].awarded, got[name].count, w.awarded, w.count)
+				}
+			}
+		}
+		axis3ByJune := sum("axis-3", 0, 200)
+		check("as of 30 June 2021", report(date(2021, 6, 30), nil), map[string]figures{
+			"envelopes/axis-1":               {1_330_000_000, 44},
+			"envelopes/axis-2-national":      {1_310_000_000, 75},
+			"envelopes/axis-2-franceconnect": {52_000_000, 104},
+			"envelopes/axis-2":               {1_362_000_000, 179},
+			"envelopes/axis-3":               {axis3ByJune, 200},
+			"envelopes/fund":                 {1_330_000_000 + 1_362_000_000 + axis3ByJune, 423},
+		})
+		// 8 October 2021: 500 axis-3 projects funded for 9.7 M€, the other axes' first wave.
+		firstWave := map[string]figures{
+			"envelopes/axis-1":               {1_330_000_000, 44},
+			"envelopes/axis-2-national":      {1_310_000_000, 75},
+			"envelopes/axis-2-franceconnect": {52_000_000, 104},
+			"envelopes/axis-2":               {1_362_000_000, 179},
+			"envelopes/axis-3":               {970_000_000, 500},
+			"envelopes/fund":                 {3_662_000_000, 723},
+		}
+		check("as of 8 October 2021", report(date(2021, 10, 8), nil), firstWave)
+		// 31 December 2021 (the README's example): the two awards of the second call too.
+		check("as of 31 December 2021", report(date(2021, 12, 31), nil), map[string]figures{
+			"envelopes/axis-1":          {1_330_000_000 + 70_000_000, 45},
+			"envelopes/axis-2-national": {1_310_000_000 + 5*million, 76},
+			"envelopes/fund":            {3_662_000_000 + 70_000_000 + 5*million, 725},
+		})
+		// As the ledger knew it before the second call's awards were recorded.
+		check("as of 31 December 2021, known before the second call's awards", report(date(2021, 12, 31), recordedBeforeCall2.GetKnownAtTime()), firstWave)
+		// Before the fund was announced, there was no fund.
+		_, err = reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", AsOfTime: date(2020, 12, 31)})
+		if code, info := errorInfo(t, err); code != codes.NotFound || info.GetReason() != "ENVELOPE_NOT_FOUND" {
+			t.Fatalf("the fund as of 2020: %v %s, want ENVELOPE_NOT_FOUND", code, info.GetReason())
+		}
+
+		v, err := pb.NewAuditServiceClient(h.conn).VerifyLedger(ctx, &pb.VerifyLedgerRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.GetDiscrepancies()) != 0 {
+			t.Fatalf("VerifyLedger: %v", v.GetDiscrepancies())
+		}
+	})
+}

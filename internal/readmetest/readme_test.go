@@ -677,8 +677,38 @@ func (w *walk) check(c command, out string) {
 			i64(resp, "destination.allocation") != w.allocation[dst] || i64(resp, "destination.available") != w.available[dst] {
 			fail("%d should have moved from %s to %s", amount, src, dst)
 		}
+	case "GetFundingReport":
+		// "The funding report as of an effective date counts what took effect by then": on 30
+		// June 2021, the awards of March and May, not the release of November.
+		asOf := str(payload, "as_of_time")
+		if str(resp, "asOfTime") != asOf {
+			fail("the report is as of %s, asked %s", str(resp, "asOfTime"), asOf)
+		}
+		var fund map[string]any
+		for _, e := range list(resp, "envelopes") {
+			if str(e, "envelope") == "envelopes/fund" {
+				fund = e
+			}
+		}
+		if fund == nil || i64(fund, "total.awarded") != 150_000_000 || i64(fund, "total.committed") != 150_000_000 ||
+			i64(fund, "total.released") != 0 || i64(fund, "total.awardCount") != 2 {
+			fail("as of %s the fund should show the two awards of 2021 (150000000 awarded and committed) and no release", asOf)
+		}
 	default:
 		fail("a call this test does not know; update the test with the README")
+	}
+	// What took effect when the README says: the effective_time asked is the one recorded.
+	if eff := str(payload, "effective_time"); eff != "" && !captured {
+		got := str(resp, "envelope.effectiveTime")
+		if method == "Commit" {
+			got = str(resp, "commitment.effectiveTime")
+		}
+		if method == "Release" {
+			got = str(resp, "effectiveTime")
+		}
+		if got != eff {
+			fail("%s took effect at %q, the README asked %q", method, got, eff)
+		}
 	}
 }
 

@@ -38,6 +38,11 @@ const (
 	ReasonDeadlineExceeded        Reason = "DEADLINE_EXCEEDED"
 	ReasonRateLimited             Reason = "RATE_LIMITED"
 	ReasonInternal                Reason = "INTERNAL"
+	// The refusals of effective times (see the server's docs/dates.md).
+	ReasonEffectiveTimeInFuture         Reason = "EFFECTIVE_TIME_IN_FUTURE"
+	ReasonEffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
+	ReasonEffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
+	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 )
 
 // Sentinel errors, one per reason, for errors.Is. A few also match every error of their gRPC code,
@@ -58,10 +63,19 @@ var (
 	ErrEnvelopeTooDeep         error = &sentinel{reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          error = &sentinel{reason: ReasonAmountOverflow}
 	ErrRequestIDReused         error = &sentinel{reason: ReasonRequestIDReused}
-	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
-	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
-	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
-	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrEffectiveTimeInFuture: an effective time later than the ledger's clock when it
+	// records the request; ErrEffectiveTimeBeforeEnvelope: before an envelope took effect;
+	// ErrEffectiveTimeBeforeLatest: a reduction of an envelope dated before the latest effective
+	// time recorded on it; ErrEffectiveTimeBeforeCommitment: a release dated before its
+	// commitment.
+	ErrEffectiveTimeInFuture         error = &sentinel{reason: ReasonEffectiveTimeInFuture}
+	ErrEffectiveTimeBeforeEnvelope   error = &sentinel{reason: ReasonEffectiveTimeBeforeEnvelope}
+	ErrEffectiveTimeBeforeLatest     error = &sentinel{reason: ReasonEffectiveTimeBeforeLatest}
+	ErrEffectiveTimeBeforeCommitment error = &sentinel{reason: ReasonEffectiveTimeBeforeCommitment}
+	ErrConflict                      error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
+	ErrUnavailable                   error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
+	ErrDeadlineExceeded              error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrInternal                      error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
 	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
 	// errors, such as a message over a size limit, do not match it and are not retried.

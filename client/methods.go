@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
@@ -31,6 +33,10 @@ type CommitParams struct {
 	Description string
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
+	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
+	// ledger records it. It may not be in the future nor before the envelope (see
+	// ErrEffectiveTimeInFuture and the others).
+	EffectiveTime time.Time
 }
 
 // Commit awards an amount from an envelope to one project of one beneficiary. It fails with
@@ -38,12 +44,13 @@ type CommitParams struct {
 // with errors.As and Error.Available), ErrEnvelopeNotFound, or ErrRequestIDReused.
 func (c *Client) Commit(ctx context.Context, p CommitParams) (*pb.CommitResponse, error) {
 	return c.commitments.Commit(ctx, &pb.CommitRequest{
-		Envelope:    p.Envelope,
-		Beneficiary: p.Beneficiary,
-		Project:     p.Project,
-		Amount:      p.Amount,
-		Description: p.Description,
-		RequestId:   requestID(p.RequestID),
+		Envelope:      p.Envelope,
+		Beneficiary:   p.Beneficiary,
+		Project:       p.Project,
+		Amount:        p.Amount,
+		Description:   p.Description,
+		RequestId:     requestID(p.RequestID),
+		EffectiveTime: timestamp(p.EffectiveTime),
 	})
 }
 
@@ -56,6 +63,10 @@ type BatchCommitParams struct {
 	// RequestID is the idempotency key of the whole call; empty makes a new UUIDv7 for this call
 	// and its retries.
 	RequestID string
+	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
+	// ledger records it. It may not be in the future nor before the envelope (see
+	// ErrEffectiveTimeInFuture and the others).
+	EffectiveTime time.Time
 }
 
 // BatchCommit makes up to 10,000 awards on one envelope in one call. Each item is accepted or
@@ -63,10 +74,11 @@ type BatchCommitParams struct {
 // fails with the first item's refusal (Error.Metadata["item"] names it) and no award is made.
 func (c *Client) BatchCommit(ctx context.Context, p BatchCommitParams) (*pb.BatchCommitResponse, error) {
 	return c.commitments.BatchCommit(ctx, &pb.BatchCommitRequest{
-		Envelope:     p.Envelope,
-		Items:        p.Items,
-		AllOrNothing: p.AllOrNothing,
-		RequestId:    requestID(p.RequestID),
+		Envelope:      p.Envelope,
+		Items:         p.Items,
+		AllOrNothing:  p.AllOrNothing,
+		RequestId:     requestID(p.RequestID),
+		EffectiveTime: timestamp(p.EffectiveTime),
 	})
 }
 
@@ -77,16 +89,21 @@ type ReleaseParams struct {
 	Reason     string // why, kept in the journal
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
+	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
+	// ledger records it. It may not be in the future nor before the envelope (see
+	// ErrEffectiveTimeInFuture and the others).
+	EffectiveTime time.Time
 }
 
 // Release returns part or all of a commitment's remaining amount to its envelope. It fails with
 // ErrCommitmentNotFound, ErrReleaseExceedsRemaining (see Error.Remaining) or ErrRequestIDReused.
 func (c *Client) Release(ctx context.Context, p ReleaseParams) (*pb.ReleaseResponse, error) {
 	return c.commitments.Release(ctx, &pb.ReleaseRequest{
-		Commitment: p.Commitment,
-		Amount:     p.Amount,
-		Reason:     p.Reason,
-		RequestId:  requestID(p.RequestID),
+		Commitment:    p.Commitment,
+		Amount:        p.Amount,
+		Reason:        p.Reason,
+		RequestId:     requestID(p.RequestID),
+		EffectiveTime: timestamp(p.EffectiveTime),
 	})
 }
 
@@ -99,6 +116,10 @@ type CreateEnvelopeParams struct {
 	CurrencyCode string // ISO 4217; empty: "EUR" for a root, the parent's for a child
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
+	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
+	// ledger records it. It may not be in the future nor before the envelope (see
+	// ErrEffectiveTimeInFuture and the others).
+	EffectiveTime time.Time
 }
 
 // CreateEnvelope creates a root envelope funded from outside the ledger, or a child envelope whose
@@ -107,12 +128,13 @@ type CreateEnvelopeParams struct {
 // ErrRequestIDReused.
 func (c *Client) CreateEnvelope(ctx context.Context, p CreateEnvelopeParams) (*pb.CreateEnvelopeResponse, error) {
 	return c.envelopes.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{
-		EnvelopeId:   p.EnvelopeID,
-		Parent:       p.Parent,
-		DisplayName:  p.DisplayName,
-		Allocation:   p.Allocation,
-		CurrencyCode: p.CurrencyCode,
-		RequestId:    requestID(p.RequestID),
+		EnvelopeId:    p.EnvelopeID,
+		Parent:        p.Parent,
+		DisplayName:   p.DisplayName,
+		Allocation:    p.Allocation,
+		CurrencyCode:  p.CurrencyCode,
+		RequestId:     requestID(p.RequestID),
+		EffectiveTime: timestamp(p.EffectiveTime),
 	})
 }
 
@@ -125,6 +147,10 @@ type MoveAllocationParams struct {
 	Reason      string // why, kept in the journal
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
+	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
+	// ledger records it. It may not be in the future nor before the envelope (see
+	// ErrEffectiveTimeInFuture and the others).
+	EffectiveTime time.Time
 }
 
 // MoveAllocation moves allocation between a parent and its child (either way) or between two
@@ -132,11 +158,12 @@ type MoveAllocationParams struct {
 // ErrCurrencyMismatch or ErrRequestIDReused.
 func (c *Client) MoveAllocation(ctx context.Context, p MoveAllocationParams) (*pb.MoveAllocationResponse, error) {
 	return c.envelopes.MoveAllocation(ctx, &pb.MoveAllocationRequest{
-		Source:      p.Source,
-		Destination: p.Destination,
-		Amount:      p.Amount,
-		Reason:      p.Reason,
-		RequestId:   requestID(p.RequestID),
+		Source:        p.Source,
+		Destination:   p.Destination,
+		Amount:        p.Amount,
+		Reason:        p.Reason,
+		RequestId:     requestID(p.RequestID),
+		EffectiveTime: timestamp(p.EffectiveTime),
 	})
 }
 
@@ -157,4 +184,12 @@ func (c *Client) GetCommitment(ctx context.Context, name string) (*pb.Commitment
 		return nil, err
 	}
 	return resp.GetCommitment(), nil
+}
+
+// timestamp is t as a Timestamp, nil (not given) when it is zero.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/report.proto.
  */
 export const file_budgetledger_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEimwIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIIqYBChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAyK1AgoORW52ZWxvcGVSZXBvcnQSOQoIZW52ZWxvcGUYASABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRI3CgZwYXJlbnQYAiABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRIZCgxkaXNwbGF5X25hbWUYAyABKAlCA+BBAxIaCg1jdXJyZW5jeV9jb2RlGAQgASgJQgPgQQMSEgoFZGVwdGgYBSABKAVCA+BBAxIwCgNvd24YBiABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDEjIKBXRvdGFsGAcgASgLMh4uYnVkZ2V0bGVkZ2VyLnYxLlJlcG9ydEZpZ3VyZXNCA+BBAyK/AQoNUmVwb3J0RmlndXJlcxIXCgphbGxvY2F0aW9uGAEgASgDQgPgQQMSFAoHYXdhcmRlZBgCIAEoA0ID4EEDEhYKCWNvbW1pdHRlZBgDIAEoA0ID4EEDEhUKCHJlbGVhc2VkGAQgASgDQgPgQQMSFgoJYXZhaWxhYmxlGAUgASgDQgPgQQMSGAoLYXdhcmRfY291bnQYBiABKANCA+BBAxIeChFiZW5lZmljaWFyeV9jb3VudBgHIAEoA0ID4EEDMngKDVJlcG9ydFNlcnZpY2USZwoQR2V0RnVuZGluZ1JlcG9ydBIoLmJ1ZGdldGxlZGdlci52MS5HZXRGdW5kaW5nUmVwb3J0UmVxdWVzdBopLmJ1ZGdldGxlZGdlci52MS5HZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEi9QIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIElgKDWtub3duX2F0X3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIt4BChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAxI2Cg1rbm93bl9hdF90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIrUCCg5FbnZlbG9wZVJlcG9ydBI5CghlbnZlbG9wZRgBIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEjcKBnBhcmVudBgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhkKDGRpc3BsYXlfbmFtZRgDIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxISCgVkZXB0aBgFIAEoBUID4EEDEjAKA293bhgGIAEoCzIeLmJ1ZGdldGxlZGdlci52MS5SZXBvcnRGaWd1cmVzQgPgQQMSMgoFdG90YWwYByABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDIr8BCg1SZXBvcnRGaWd1cmVzEhcKCmFsbG9jYXRpb24YASABKANCA+BBAxIUCgdhd2FyZGVkGAIgASgDQgPgQQMSFgoJY29tbWl0dGVkGAMgASgDQgPgQQMSFQoIcmVsZWFzZWQYBCABKANCA+BBAxIWCglhdmFpbGFibGUYBSABKANCA+BBAxIYCgthd2FyZF9jb3VudBgGIAEoA0ID4EEDEh4KEWJlbmVmaWNpYXJ5X2NvdW50GAcgASgDQgPgQQMyeAoNUmVwb3J0U2VydmljZRJnChBHZXRGdW5kaW5nUmVwb3J0EiguYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0GikuYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * GetFundingReportRequest is the request of GetFundingReport.
@@ -31,7 +31,8 @@ export type GetFundingReportRequest = Message<"budgetledger.v1.GetFundingReportR
   envelope: string;
 
   /**
-   * Optional. The time of the report, in the years 0001 to 9999; now when unset.
+   * Optional. The effective date of the report, in the years 0001 to 9999: what took effect at
+   * or before it; everything when unset.
    *
    * @generated from field: google.protobuf.Timestamp as_of_time = 2;
    */
@@ -47,12 +48,21 @@ export type GetFundingReportRequest = Message<"budgetledger.v1.GetFundingReportR
   pageSize: number;
 
   /**
-   * Optional. The next_page_token of a previous call with the same envelope and as_of_time; the
-   * next page is computed as of the same time as the first.
+   * Optional. The next_page_token of a previous call with the same envelope, as_of_time and
+   * known_at_time; the next page is computed as of the same times as the first.
    *
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Optional. The recorded horizon of the report, in the years 0001 to 9999: only what the
+   * ledger had recorded at or before it counts (what it knew then); everything recorded when
+   * unset.
+   *
+   * @generated from field: google.protobuf.Timestamp known_at_time = 40;
+   */
+  knownAtTime?: Timestamp | undefined;
 };
 
 /**
@@ -69,9 +79,9 @@ export const GetFundingReportRequestSchema: GenMessage<GetFundingReportRequest> 
  */
 export type GetFundingReportResponse = Message<"budgetledger.v1.GetFundingReportResponse"> & {
   /**
-   * Output only. The time of the report: the as_of_time asked, or for a current report the time
-   * of the latest journal entry counted (asking for the report as of this time gives the same
-   * report).
+   * Output only. The effective date of the report: the as_of_time asked, or else the latest
+   * effective time of the journal entries counted (asking for the report as of this time gives
+   * the same report).
    *
    * @generated from field: google.protobuf.Timestamp as_of_time = 1;
    */
@@ -91,6 +101,15 @@ export type GetFundingReportResponse = Message<"budgetledger.v1.GetFundingReport
    * @generated from field: string next_page_token = 3;
    */
   nextPageToken: string;
+
+  /**
+   * Output only. The recorded horizon of the report: the known_at_time asked, or else the latest
+   * create_time of the journal entries read (asking with this known_at_time gives the same
+   * report).
+   *
+   * @generated from field: google.protobuf.Timestamp known_at_time = 40;
+   */
+  knownAtTime?: Timestamp | undefined;
 };
 
 /**
@@ -239,8 +258,11 @@ export const ReportService: GenService<{
    * GetFundingReport returns, for an envelope and each of its descendants (or every envelope
    * tree), the allocation, awarded, committed, released and available amounts and the numbers of
    * awards and of distinct beneficiaries: the envelope's own, and rolled up through its
-   * descendants. With as_of_time, the report is computed from the journal entries, commitments
-   * and envelopes created at or before that time, and equals the report taken then.
+   * descendants. With as_of_time, an effective date, the report counts the journal entries,
+   * commitments and envelopes that took effect at or before it (their effective_time), including
+   * those recorded later with an earlier effective_time. With known_at_time, it counts only what
+   * the ledger had recorded by then (create_time): the report taken at that time. Both combine:
+   * "as of 31 December 2021, as known on 15 January 2022".
    *
    * The envelopes come a page at a time (AIP-158), every page of one report as of the same time.
    *

@@ -22,6 +22,13 @@ var (
 	timeLater  = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// Effective times of the generated requests lie in 2021, before every run (backdated), or at
+// timeFuture (refused: in the future); the generator's clock moves through 2021 as the run goes.
+var (
+	backdatedFrom  = time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+	backdatedUntil = time.Date(2022, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // view is what the generator knows of the ledger.
 type view interface {
 	// envelopes returns the envelopes the generator may name, existing or not, with the
@@ -46,6 +53,8 @@ type generator struct {
 
 	n    int
 	sent []op // mutating ops sent so far, for retries and reused ids
+	// clock is the generator's date in 2021: backdated requests are dated around it.
+	clock time.Time
 }
 
 func newGenerator(seed uint64, v view, prefix string, names []string) *generator {
@@ -53,6 +62,28 @@ func newGenerator(seed uint64, v view, prefix string, names []string) *generator
 }
 
 func (g *generator) chance(p float64) bool { return g.r.Float64() < p }
+
+// effective draws a request's effective time: mostly none (when recorded), often a date of 2021
+// around the generator's clock (which moves forward), so that some are accepted and some are
+// before an envelope or its latest effective time, rarely one in the future.
+func (g *generator) effective() time.Time {
+	if g.clock.IsZero() {
+		g.clock = backdatedFrom
+	}
+	switch x := g.r.IntN(100); {
+	case x < 60:
+		return time.Time{}
+	case x < 97:
+		if next := g.clock.AddDate(0, 0, g.r.IntN(6)); next.Before(backdatedUntil) {
+			g.clock = next
+		}
+		if g.chance(0.2) {
+			return g.clock.AddDate(0, 0, -g.r.IntN(30)) // perhaps before what is recorded
+		}
+		return g.clock
+	}
+	return timeFuture
+}
 
 func (g *generator) requestID() string {
 	g.n++
@@ -200,6 +231,10 @@ func (g *generator) create() op {
 	if c.Allocation <= 0 && g.chance(0.7) {
 		c.Allocation = 1
 	}
+	c.Effective = g.effective()
+	if c.Effective.IsZero() && g.chance(0.6) && !g.clock.IsZero() {
+		c.Effective = g.clock // envelopes dated in 2021 take backdated awards
+	}
 	return op{create: c}
 }
 
@@ -235,6 +270,7 @@ func (g *generator) move() op {
 	}
 	c.SourceID, c.DestinationID = src.ID, dst.ID
 	c.Amount = g.amount(src.Available())
+	c.Effective = g.effective()
 	return op{move: c}
 }
 
@@ -350,7 +386,7 @@ func (g *generator) commit() op {
 	it := g.item(env.Available())
 	return op{commit: &model.Commit{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: env.ID,
 		Beneficiary: it.Beneficiary, Project: it.Project, Amount: it.Amount, Description: it.Description,
-		Policy: it.Policy}}
+		Policy: it.Policy, Effective: g.effective()}}
 }
 
 func (g *generator) bulk() op {
@@ -361,6 +397,7 @@ func (g *generator) bulk() op {
 	for range n {
 		c.Items = append(c.Items, g.item(max(env.Available()/int64(n), 1)))
 	}
+	c.Effective = g.effective()
 	return op{bulk: c}
 }
 
@@ -373,10 +410,12 @@ func (g *generator) release() op {
 	cs := g.view.commitments()
 	if len(cs) == 0 || g.chance(0.1) {
 		c.CommitmentID, c.Amount = g.unknownCommitment(), 1+g.r.Int64N(100)
+		c.Effective = g.effective()
 		return op{release: c}
 	}
 	com := pick(g, cs)
 	c.CommitmentID = com.ID
 	c.Amount = g.amount(com.Remaining())
+	c.Effective = g.effective()
 	return op{release: c}
 }

@@ -140,23 +140,24 @@ func (o op) String() string {
 	switch {
 	case o.create != nil:
 		c := o.create
-		return fmt.Sprintf("CreateEnvelope(%s caller=%s id=%s parent=%q currency=%q allocation=%d)", c.RequestID, c.Caller,
-			c.EnvelopeID, c.ParentID, c.Currency, c.Allocation)
+		return fmt.Sprintf("CreateEnvelope(%s caller=%s id=%s parent=%q currency=%q allocation=%d%s)", c.RequestID, c.Caller,
+			c.EnvelopeID, c.ParentID, c.Currency, c.Allocation, effectiveText(c.Effective))
 	case o.move != nil:
 		c := o.move
-		return fmt.Sprintf("MoveAllocation(%s caller=%s %s -> %s amount=%d)", c.RequestID, c.Caller, c.SourceID,
-			c.DestinationID, c.Amount)
+		return fmt.Sprintf("MoveAllocation(%s caller=%s %s -> %s amount=%d%s)", c.RequestID, c.Caller, c.SourceID,
+			c.DestinationID, c.Amount, effectiveText(c.Effective))
 	case o.rules != nil:
 		c := o.rules
 		return fmt.Sprintf("SetRules(%s caller=%s envelope=%s call=%s effective=%s rules=%s)", c.RequestID, c.Caller,
 			c.EnvelopeID, c.Call, c.EffectiveTime.Format(time.RFC3339), c.Rules)
 	case o.commit != nil:
 		c := o.commit
-		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s})", c.RequestID, c.Caller,
-			c.EnvelopeID, c.Project, c.Amount, c.Policy.Text())
+		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s}%s)", c.RequestID, c.Caller,
+			c.EnvelopeID, c.Project, c.Amount, c.Policy.Text(), effectiveText(c.Effective))
 	case o.release != nil:
 		c := o.release
-		return fmt.Sprintf("Release(%s caller=%s commitment=%s amount=%d)", c.RequestID, c.Caller, c.CommitmentID, c.Amount)
+		return fmt.Sprintf("Release(%s caller=%s commitment=%s amount=%d%s)", c.RequestID, c.Caller, c.CommitmentID, c.Amount,
+			effectiveText(c.Effective))
 	case o.bulk != nil:
 		c := o.bulk
 		s := fmt.Sprintf("BulkCommit(%s caller=%s envelope=%s all_or_nothing=%t items=[", c.RequestID, c.Caller,
@@ -167,7 +168,7 @@ func (o op) String() string {
 			}
 			s += fmt.Sprintf("{%s %d {%s}}", it.Project, it.Amount, it.Policy.Text())
 		}
-		return s + "])"
+		return s + "]" + effectiveText(c.Effective) + ")"
 	case o.getEnvelope != "":
 		return "GetEnvelope(" + o.getEnvelope + ")"
 	case o.getCommitment != "":
@@ -235,16 +236,27 @@ func toLedgerRules(r model.Rules) ledger.Rules {
 
 // Translation of results: ledger → model.
 
+// modelTime writes a ledger's effective time as the model does: a time of the run as model.Now
+// (the generator backdates only to dates before backdatedUntil).
+func modelTime(t time.Time) time.Time {
+	if !t.Before(backdatedUntil) {
+		return model.Now
+	}
+	return t.UTC()
+}
+
 func fromEnvelope(e ledger.Envelope) model.Envelope {
 	return model.Envelope{ID: e.ID, ParentID: e.ParentID, DisplayName: e.DisplayName, Currency: e.Currency,
 		Allocation: e.Allocation, Committed: e.Committed, ChildrenAllocated: e.ChildrenAllocated,
-		Released: e.Released, CommitmentCount: e.CommitmentCount}
+		Released: e.Released, CommitmentCount: e.CommitmentCount,
+		EffectiveAt: modelTime(e.EffectiveAt), LatestEffectiveAt: modelTime(e.LatestEffectiveAt)}
 }
 
 func fromCommitment(c ledger.Commitment) model.Commitment {
 	return model.Commitment{ID: c.ID, EnvelopeID: c.EnvelopeID, Beneficiary: c.Beneficiary, Project: c.Project,
 		Currency: c.Currency, Description: c.Description, Amount: c.Amount, Released: c.Released,
-		Policy: model.Policy{EligibleCost: c.EligibleCost, Territory: c.Territory, Population: c.Population}}
+		Policy:      model.Policy{EligibleCost: c.EligibleCost, Territory: c.Territory, Population: c.Population},
+		EffectiveAt: modelTime(c.EffectiveAt)}
 }
 
 func fromRefusal(e *ledger.Error) *model.Refusal {
@@ -279,7 +291,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		var r ledger.CreateEnvelopeResult
 		r, err = l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: c.RequestID, Caller: c.Caller,
 			EnvelopeID: c.EnvelopeID, ParentID: c.ParentID, DisplayName: c.DisplayName, Currency: c.Currency,
-			Allocation: c.Allocation})
+			Allocation: c.Allocation, Effective: c.Effective})
 		if err == nil {
 			res := model.CreateEnvelopeResult{Envelope: fromEnvelope(r.Envelope)}
 			if r.Parent != nil {
@@ -292,7 +304,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		c := o.move
 		var r ledger.MoveAllocationResult
 		r, err = l.MoveAllocation(ctx, ledger.MoveAllocation{RequestID: c.RequestID, Caller: c.Caller,
-			SourceID: c.SourceID, DestinationID: c.DestinationID, Amount: c.Amount, Reason: c.Reason})
+			SourceID: c.SourceID, DestinationID: c.DestinationID, Amount: c.Amount, Reason: c.Reason, Effective: c.Effective})
 		if err == nil {
 			a.Move = &model.MoveAllocationResult{Source: fromEnvelope(r.Source), Destination: fromEnvelope(r.Destination)}
 			a.raw = r
@@ -318,7 +330,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		var r ledger.CommitResult
 		r, err = l.Commit(ctx, ledger.Commit{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
 			Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Description: c.Description,
-			Policy: toLedgerPolicy(c.Policy)})
+			Policy: toLedgerPolicy(c.Policy), Effective: c.Effective})
 		if err == nil {
 			a.Commit = &model.CommitResult{Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope)}
 			a.raw = r
@@ -327,7 +339,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		c := o.release
 		var r ledger.ReleaseResult
 		r, err = l.Release(ctx, ledger.Release{RequestID: c.RequestID, Caller: c.Caller, CommitmentID: c.CommitmentID,
-			Amount: c.Amount, Reason: c.Reason})
+			Amount: c.Amount, Reason: c.Reason, Effective: c.Effective})
 		if err == nil {
 			a.Release = &model.ReleaseResult{Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope)}
 			a.raw = r
@@ -335,7 +347,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 	case o.bulk != nil:
 		c := o.bulk
 		cmd := ledger.BulkCommit{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
-			AllOrNothing: c.AllOrNothing}
+			AllOrNothing: c.AllOrNothing, Effective: c.Effective}
 		for _, it := range c.Items {
 			cmd.Items = append(cmd.Items, ledger.BulkItem{Beneficiary: it.Beneficiary, Project: it.Project,
 				Amount: it.Amount, Description: it.Description, Policy: toLedgerPolicy(it.Policy)})
@@ -560,6 +572,9 @@ func (t tally) add(o op, a answer) {
 		}
 	}
 	t[kind+" "+outcome]++
+	if outcome == "ok" && o.rules == nil && strings.Contains(o.String(), " effective=") {
+		t[kind+" ok, backdated"]++ // the backdating rule's acceptances, beside its refusals
+	}
 }
 
 func (t tally) String() string {
@@ -582,4 +597,12 @@ func causes(err error) error {
 		msg += e.Error()
 	}
 	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// effectiveText writes a request's effective time, when it gives one.
+func effectiveText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " effective=" + t.Format(time.DateOnly)
 }

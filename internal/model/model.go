@@ -39,6 +39,13 @@
 // once", one after it "never within the run"; an award window either contains the whole span or
 // none of it). SetRules panics on a time inside the span: the model could not decide it.
 //
+// Effective times. A mutation may say when it took effect; the model writes a time within the run
+// as Now (later than every backdated time) and decides the backdating rule: not in the future
+// (after the span), not before an envelope it posts to, a reduction not before its envelope's
+// latest effective time, a release not before its commitment. A backdated award is checked
+// against the rules in force at its date: none of the model's rule sets is (each is in force
+// from a time within the run, or after it).
+//
 // Names. The ledger names commitments; the model is told the name (Commit's newID) and only
 // checks that it is fresh.
 //
@@ -70,6 +77,11 @@ const (
 	AmountOverflow          Reason = "AMOUNT_OVERFLOW"
 	RequestIDReused         Reason = "REQUEST_ID_REUSED"
 	PolicyViolation         Reason = "POLICY_VIOLATION"
+	// The refusals of effective times (the backdating rule).
+	EffectiveTimeInFuture         Reason = "EFFECTIVE_TIME_IN_FUTURE"
+	EffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
+	EffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
+	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 )
 
 // MaxBulkItems caps the items of one bulk award.
@@ -100,6 +112,9 @@ type Envelope struct {
 	Allocation, Committed               int64
 	ChildrenAllocated, Released         int64
 	CommitmentCount                     int64
+	// EffectiveAt is when the envelope took effect, LatestEffectiveAt the latest effective time
+	// of what posted to it; a time within the run is written Now.
+	EffectiveAt, LatestEffectiveAt time.Time
 }
 
 // Available is what can still be committed or allocated to children.
@@ -117,6 +132,8 @@ type Commitment struct {
 	ID, EnvelopeID, Beneficiary, Project, Currency, Description string
 	Amount, Released                                            int64
 	Policy
+	// EffectiveAt is when the award took effect (Now for a time within the run).
+	EffectiveAt time.Time
 }
 
 // Remaining is what the commitment still holds.
@@ -140,11 +157,13 @@ type (
 	CreateEnvelope struct {
 		RequestID, Caller, EnvelopeID, ParentID, DisplayName, Currency string
 		Allocation                                                     int64
+		Effective                                                      time.Time
 	}
 	MoveAllocation struct {
 		RequestID, Caller, SourceID, DestinationID string
 		Amount                                     int64
 		Reason                                     string
+		Effective                                  time.Time
 	}
 	SetRules struct {
 		RequestID, Caller, EnvelopeID, Call string
@@ -156,16 +175,19 @@ type (
 		Amount                                              int64
 		Description                                         string
 		Policy
+		Effective time.Time
 	}
 	Release struct {
 		RequestID, Caller, CommitmentID string
 		Amount                          int64
 		Reason                          string
+		Effective                       time.Time
 	}
 	BulkCommit struct {
 		RequestID, Caller, EnvelopeID string
 		Items                         []BulkItem
 		AllOrNothing                  bool
+		Effective                     time.Time
 	}
 	BulkItem struct {
 		Beneficiary, Project string
@@ -313,11 +335,13 @@ func (l *Ledger) remember(requestID, payload string, result any, refusal *Refusa
 // Payloads: everything the caller sent but the request id, written unambiguously.
 
 func (c CreateEnvelope) payload() string {
-	return fmt.Sprintf("create %q %q %q %q %q %d", c.Caller, c.EnvelopeID, c.ParentID, c.DisplayName, c.Currency, c.Allocation)
+	return fmt.Sprintf("create %q %q %q %q %q %d", c.Caller, c.EnvelopeID, c.ParentID, c.DisplayName, c.Currency, c.Allocation) +
+		effectiveText(c.Effective)
 }
 
 func (c MoveAllocation) payload() string {
-	return fmt.Sprintf("move %q %q %q %d %q", c.Caller, c.SourceID, c.DestinationID, c.Amount, c.Reason)
+	return fmt.Sprintf("move %q %q %q %d %q", c.Caller, c.SourceID, c.DestinationID, c.Amount, c.Reason) +
+		effectiveText(c.Effective)
 }
 
 func (r Rules) String() string {
@@ -346,11 +370,11 @@ func (p Policy) Text() string {
 
 func (c Commit) payload() string {
 	return fmt.Sprintf("commit %q %q %q %q %d %q %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy.Text())
+		c.Description, c.Policy.Text()) + effectiveText(c.Effective)
 }
 
 func (c Release) payload() string {
-	return fmt.Sprintf("release %q %q %d %q", c.Caller, c.CommitmentID, c.Amount, c.Reason)
+	return fmt.Sprintf("release %q %q %d %q", c.Caller, c.CommitmentID, c.Amount, c.Reason) + effectiveText(c.Effective)
 }
 
 func (c BulkCommit) payload() string {
@@ -358,7 +382,65 @@ func (c BulkCommit) payload() string {
 	for _, it := range c.Items {
 		s += fmt.Sprintf(" [%q %q %d %q %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy.Text())
 	}
-	return s
+	return s + effectiveText(c.Effective)
+}
+
+// effectiveText writes an effective time out, when one is given.
+func effectiveText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " effective " + t.UTC().Format(time.RFC3339Nano)
+}
+
+// Effective times. The model has no clock: an operation without an effective time takes effect
+// "now", within the run's span, written Now (every time within the span is later
+// than every backdated one, and a time within the run is never refused). An effective time given
+// must lie outside the span: before it (backdated, decided by the backdating rule) or after it
+// (in the future: EFFECTIVE_TIME_IN_FUTURE).
+
+// Now is how the model writes a time within the run (any of them: the model has no clock). It
+// is later than every backdated time, as every time within the run is.
+var Now = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// bound is one lower bound on an effective time, and the refusal when it is passed.
+type bound struct {
+	since  time.Time
+	reason Reason
+}
+
+func reduces(e Envelope) []bound {
+	return []bound{{e.EffectiveAt, EffectiveTimeBeforeEnvelope}, {e.LatestEffectiveAt, EffectiveTimeBeforeLatest}}
+}
+
+func adds(e Envelope) []bound { return []bound{{e.EffectiveAt, EffectiveTimeBeforeEnvelope}} }
+
+// effective decides an operation's effective time (see the ledger's docs/dates.md): not in the
+// future, not before any bound.
+func (l *Ledger) effective(given time.Time, bounds ...bound) (time.Time, *Refusal) {
+	if given.IsZero() {
+		return Now, nil
+	}
+	switch {
+	case !given.Before(l.span.To):
+		return time.Time{}, refuse(EffectiveTimeInFuture)
+	case !given.Before(l.span.From):
+		panic(fmt.Sprintf("model: effective time %s falls within the run's span; the model cannot decide it", given))
+	}
+	t := given.UTC().Truncate(time.Microsecond)
+	for _, b := range bounds {
+		if t.Before(b.since) {
+			return time.Time{}, refuse(b.reason)
+		}
+	}
+	return t, nil
+}
+
+// touch moves an envelope's latest effective time up to t.
+func touch(e *Envelope, t time.Time) {
+	if t.After(e.LatestEffectiveAt) {
+		e.LatestEffectiveAt = t
+	}
 }
 
 // Exact arithmetic.
@@ -399,6 +481,11 @@ func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 		if env.Currency == "" {
 			env.Currency = "EUR"
 		}
+		eff, refusal := l.effective(c.Effective)
+		if refusal != nil {
+			return res, refusal
+		}
+		env.EffectiveAt, env.LatestEffectiveAt = eff, eff
 	} else {
 		parent, refusal := l.Envelope(c.ParentID)
 		if refusal != nil {
@@ -410,6 +497,10 @@ func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 		if env.Currency != parent.Currency {
 			return res, refuse(CurrencyMismatch)
 		}
+		eff, refusal := l.effective(c.Effective, reduces(parent)...)
+		if refusal != nil {
+			return res, refusal
+		}
 		if parent.Available() < c.Allocation {
 			return res, refuse(InsufficientFunds, "available", itoa(parent.Available()), "requested", itoa(c.Allocation))
 		}
@@ -417,6 +508,8 @@ func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 		if parent.ChildrenAllocated, ok = add(parent.ChildrenAllocated, c.Allocation); !ok {
 			return res, overflow()
 		}
+		touch(&parent, eff)
+		env.EffectiveAt, env.LatestEffectiveAt = eff, eff
 		l.envelopes[parent.ID] = parent
 		res.Parent = &parent
 	}
@@ -457,6 +550,10 @@ func (l *Ledger) moveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 	if src.Currency != dst.Currency {
 		return MoveAllocationResult{}, refuse(CurrencyMismatch)
 	}
+	eff, refusal := l.effective(c.Effective, append(reduces(src), adds(dst)...)...)
+	if refusal != nil {
+		return MoveAllocationResult{}, refusal
+	}
 	if src.Available() < c.Amount {
 		return MoveAllocationResult{}, refuse(InsufficientFunds, "available", itoa(src.Available()), "requested", itoa(c.Amount))
 	}
@@ -479,6 +576,8 @@ func (l *Ledger) moveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 	if !ok {
 		return MoveAllocationResult{}, overflow()
 	}
+	touch(&src, eff)
+	touch(&dst, eff)
 	l.envelopes[src.ID], l.envelopes[dst.ID] = src, dst
 	return MoveAllocationResult{Source: src, Destination: dst}, nil
 }
@@ -628,13 +727,21 @@ func invalidAward(prefix string, amount int64, p Policy) string {
 }
 
 // award decides one award on the current state and applies it if accepted.
-func (l *Ledger) award(envelopeID, newID string, it BulkItem) (Commitment, Envelope, *Refusal) {
+func (l *Ledger) award(envelopeID, newID string, it BulkItem, given time.Time) (Commitment, Envelope, *Refusal) {
 	env, refusal := l.Envelope(envelopeID)
 	if refusal != nil {
 		return Commitment{}, Envelope{}, refusal
 	}
-	if refusal := l.checkRules(envelopeID, it.Project, it.Amount, it.Policy); refusal != nil {
+	eff, refusal := l.effective(given, reduces(env)...)
+	if refusal != nil {
 		return Commitment{}, Envelope{}, refusal
+	}
+	// A backdated award is checked against the rules in force at its date: every rule set the
+	// model knows is in force from a time within the run or after it, so none is.
+	if given.IsZero() {
+		if refusal := l.checkRules(envelopeID, it.Project, it.Amount, it.Policy); refusal != nil {
+			return Commitment{}, Envelope{}, refusal
+		}
 	}
 	if env.Available() < it.Amount {
 		return Commitment{}, Envelope{}, refuse(InsufficientFunds, "available", itoa(env.Available()), "requested", itoa(it.Amount))
@@ -647,8 +754,9 @@ func (l *Ledger) award(envelopeID, newID string, it BulkItem) (Commitment, Envel
 		panic("model: the commitment id " + newID + " is already taken")
 	}
 	env.CommitmentCount++
+	touch(&env, eff)
 	c := Commitment{ID: newID, EnvelopeID: envelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
-		Currency: env.Currency, Description: it.Description, Amount: it.Amount, Policy: it.Policy}
+		Currency: env.Currency, Description: it.Description, Amount: it.Amount, Policy: it.Policy, EffectiveAt: eff}
 	l.envelopes[envelopeID] = env
 	l.commitments[newID] = c
 	l.commitmentOrder = append(l.commitmentOrder, newID)
@@ -672,7 +780,7 @@ func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
 	}
 	var res CommitResult
 	com, env, refusal := l.award(c.EnvelopeID, newID, BulkItem{Beneficiary: c.Beneficiary, Project: c.Project,
-		Amount: c.Amount, Description: c.Description, Policy: c.Policy})
+		Amount: c.Amount, Description: c.Description, Policy: c.Policy}, c.Effective)
 	if refusal == nil {
 		res = CommitResult{Commitment: com, Envelope: env}
 	}
@@ -699,14 +807,20 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 	if refusal != nil {
 		return ReleaseResult{}, refusal
 	}
+	env := l.envelopes[com.EnvelopeID]
+	eff, refusal := l.effective(c.Effective, bound{env.EffectiveAt, EffectiveTimeBeforeEnvelope},
+		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
+	if refusal != nil {
+		return ReleaseResult{}, refusal
+	}
 	if com.Remaining() < c.Amount {
 		return ReleaseResult{}, refuse(ReleaseExceedsRemaining, "remaining", itoa(com.Remaining()), "requested", itoa(c.Amount))
 	}
-	env := l.envelopes[com.EnvelopeID]
 	var ok bool
 	if env.Released, ok = add(env.Released, c.Amount); !ok {
 		return ReleaseResult{}, overflow()
 	}
+	touch(&env, eff)
 	env.Committed -= c.Amount
 	com.Released += c.Amount
 	l.envelopes[env.ID], l.commitments[com.ID] = env, com
@@ -750,7 +864,7 @@ func (l *Ledger) bulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 		if i < len(newIDs) && newIDs[i] != "" {
 			id = newIDs[i]
 		}
-		com, env, refusal := work.award(c.EnvelopeID, id, it)
+		com, env, refusal := work.award(c.EnvelopeID, id, it, c.Effective)
 		if refusal != nil {
 			if c.AllOrNothing {
 				whole := refuse(refusal.Reason, "item", strconv.Itoa(i))

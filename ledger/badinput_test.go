@@ -42,6 +42,16 @@ func TestLedgerRefusesWhatTheDatabaseCannotHold(t *testing.T) {
 		invalid("Report as of 10^13 s", "as_of_time", err)
 		_, err = l.GetRules(ctx, "fund", year10000)
 		invalid("GetRules at year 10000", "time", err)
+		// Effective times and the recorded horizon: years 0001 to 9999 too.
+		dated := commitCmd("axis-1", "b", 1)
+		dated.Effective = year10000
+		_, err = l.Commit(ctx, dated)
+		invalid("Commit effective in year 10000", "effective_time", err)
+		_, err = l.CreateEnvelope(ctx, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "dated",
+			Allocation: 1, Effective: time.Unix(1e13, 0)})
+		invalid("CreateEnvelope effective at 10^13 s", "effective_time", err)
+		_, err = l.ReportKnown(ctx, "fund", nil, &year10000)
+		invalid("Report known at year 10000", "known_at_time", err)
 		// The zero time is a time: the fund did not exist in year 1.
 		if _, err := l.ReportAt(ctx, "fund", time.Time{}); !errors.Is(err, ErrEnvelopeNotFound) {
 			t.Errorf("ReportAt(0001-01-01): %v, want ENVELOPE_NOT_FOUND", err)

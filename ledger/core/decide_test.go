@@ -153,3 +153,42 @@ func TestDecideMoveAllocation(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckEffective: the backdating rule as a pure function (invariant 10 on dates): no time in
+// the future, none before an envelope, no reduction before the envelope's latest effective time,
+// no return before what it returns; an unset time is the recorded time and never refused.
+func TestCheckEffective(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2021, 1, d, 0, 0, 0, 0, time.UTC) }
+	recorded := day(30)
+	env := &Envelope{ID: "axis-1", EffectiveAt: day(5), LatestEffectiveAt: day(20)}
+	c := &Commitment{ID: "00000000-0000-7000-8000-000000000001", EffectiveAt: day(10)}
+	for _, tc := range []struct {
+		name   string
+		given  time.Time
+		bounds []EffectiveBound
+		want   Reason // "" when accepted
+	}{
+		{"unset: when recorded", time.Time{}, Reduces(env), ""},
+		{"in the future", day(31), nil, ReasonEffectiveTimeInFuture},
+		{"at the recorded time", recorded, Reduces(env), ""},
+		{"a reduction before the envelope", day(4), Reduces(env), ReasonEffectiveTimeBeforeEnvelope},
+		{"a reduction before the latest", day(19), Reduces(env), ReasonEffectiveTimeBeforeLatest},
+		{"a reduction at the latest", day(20), Reduces(env), ""},
+		{"an addition before the latest", day(6), Adds(env), ""},
+		{"an addition before the envelope", day(4), Adds(env), ReasonEffectiveTimeBeforeEnvelope},
+		{"a return before its commitment", day(9), Returns(env, c), ReasonEffectiveTimeBeforeCommitment},
+		{"a return after its commitment, before the latest", day(11), Returns(env, c), ""},
+	} {
+		got, err := CheckEffective(recorded, tc.given, tc.bounds...)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want == "" && tc.given.IsZero() && !got.Equal(recorded):
+			t.Errorf("%s: took effect %v, want the recorded time", tc.name, got)
+		case tc.want == "" && !tc.given.IsZero() && !got.Equal(tc.given):
+			t.Errorf("%s: took effect %v, want %v", tc.name, got, tc.given)
+		case tc.want != "" && !errors.Is(err, &Error{Reason: tc.want}):
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+		}
+	}
+}

@@ -70,7 +70,8 @@ type Envelope struct {
 	CommitmentCount int64 `protobuf:"varint,9,opt,name=commitment_count,json=commitmentCount,proto3" json:"commitment_count,omitempty"`
 	// Output only. Total amount released from this envelope's commitments, in minor units.
 	Released int64 `protobuf:"varint,10,opt,name=released,proto3" json:"released,omitempty"`
-	// Output only. When the envelope was created.
+	// Output only. When the ledger recorded the envelope's creation (effective_time says when it
+	// took effect).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the envelope's balances last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`

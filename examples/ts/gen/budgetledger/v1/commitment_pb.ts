@@ -90,7 +90,7 @@ export type Commitment = Message<"budgetledger.v1.Commitment"> & {
   description: string;
 
   /**
-   * Output only. When the award was made.
+   * Output only. When the ledger recorded the award (effective_time says when it took effect).
    *
    * @generated from field: google.protobuf.Timestamp create_time = 10;
    */

@@ -117,7 +117,8 @@ export type Envelope = Message<"budgetledger.v1.Envelope"> & {
   released: bigint;
 
   /**
-   * Output only. When the envelope was created.
+   * Output only. When the ledger recorded the envelope's creation (effective_time says when it
+   * took effect).
    *
    * @generated from field: google.protobuf.Timestamp create_time = 11;
    */

@@ -248,3 +248,59 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		}
 	})
 }
+
+// TestReportPagesPinBothTimes: the pages of one report are computed at the first page's
+// effective date and recorded horizon, so an envelope backdated into the report's date while a
+// client pages through it neither appears on a later page nor shifts one (AIP-158: no skipped or
+// repeated item).
+func TestReportPagesPinBothTimes(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		h := start(t, database)
+		ctx := context.Background()
+		reports := pb.NewReportServiceClient(h.conn)
+		for _, id := range []string{"fund", "axis-a", "axis-c"} {
+			req := &pb.CreateEnvelopeRequest{EnvelopeId: id, Allocation: 10 * million, RequestId: id, EffectiveTime: date(2021, 1, 15)}
+			if id != "fund" {
+				req.Parent, req.Allocation = "envelopes/fund", million
+			}
+			if _, err := h.envelopes.CreateEnvelope(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 2,
+			AsOfTime: date(2021, 12, 31)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Recorded now, dated 1 February 2021: in the report as of 31 December 2021 from now on,
+		// and between axis-a and axis-c in name order.
+		if _, err := h.envelopes.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: "axis-b", Parent: "envelopes/fund",
+			Allocation: 1, RequestId: "axis-b", EffectiveTime: date(2021, 2, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		second, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 2,
+			AsOfTime: date(2021, 12, 31), PageToken: first.GetNextPageToken()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range append(first.GetEnvelopes(), second.GetEnvelopes()...) {
+			names = append(names, r.GetEnvelope())
+		}
+		if fmt.Sprint(names) != "[envelopes/fund envelopes/axis-a envelopes/axis-c]" {
+			t.Errorf("pages = %v, want the report as the first page knew it", names)
+		}
+		if !second.GetKnownAtTime().AsTime().Equal(first.GetKnownAtTime().AsTime()) {
+			t.Errorf("second page known at %v, the first at %v", second.GetKnownAtTime().AsTime(), first.GetKnownAtTime().AsTime())
+		}
+		// A new report, as of the same date, counts it.
+		now, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", AsOfTime: date(2021, 12, 31)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(now.GetEnvelopes()) != 4 {
+			t.Errorf("the report as of 31 December 2021 now has %d envelopes, want 4", len(now.GetEnvelopes()))
+		}
+	})
+}

@@ -63,9 +63,20 @@ func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error
 		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
 	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), cfg: cfg}
+	if e.cockroach {
+		if err := checkCockroachVersion(version); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	// Migrations get connections of their own: the migration lock holds one while the migration
-	// runs on another, which must not come out of (or wait on) the service's pool.
-	db := stdlib.OpenDB(*pcfg.ConnConfig.Copy())
+	// runs on another, which must not come out of (or wait on) the service's pool. They use the
+	// simple protocol: CockroachDB 24.3 and 25.1 before their March 2025 patches refused CREATE
+	// TRIGGER sent as a prepared statement when autocommit_before_ddl is on
+	// (cockroachdb/cockroach#141810).
+	mcfg := pcfg.ConnConfig.Copy()
+	mcfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	db := stdlib.OpenDB(*mcfg)
 	defer db.Close()
 	if err := migrate(ctx, db, "postgres", e.cockroach); err != nil {
 		pool.Close()

@@ -144,8 +144,8 @@ type statementLog struct {
 }
 
 func (statementLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h statementLog) WithAttrs([]slog.Attr) slog.Handler    { return h }
-func (h statementLog) WithGroup(string) slog.Handler         { return h }
+func (h statementLog) WithAttrs([]slog.Attr) slog.Handler     { return h }
+func (h statementLog) WithGroup(string) slog.Handler          { return h }
 func (h statementLog) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message != "executing statement" {
 		return nil

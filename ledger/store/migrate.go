@@ -26,7 +26,10 @@ package store
 //   - no statement may rely on running in the same transaction as another one;
 //   - a Go migration is a list of statements per dialect in goMigrations (never a Go function
 //     of its own), so that it runs statement by statement on CockroachDB and the re-run test
-//     covers it.
+//     covers it;
+//   - a table keyed by an id the ledger makes (UUIDv7) gets, on CockroachDB, a native UUID
+//     column and a hash-sharded primary key: a file of the same name in migrations/cockroachdb/
+//     replaces the SQL file there (see migrations/cockroachdb/00001_schema.sql).
 //
 // TestMigrationsRerunAfterFailure runs every registered migration, fails it before each of its
 // statements in turn (and after the last one, before its version row, in the CockroachDB mode)
@@ -47,7 +50,7 @@ import (
 	"github.com/sethvargo/go-retry"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/cockroachdb/*.sql
 var migrationFiles embed.FS
 
 // appendOnlyTriggers (migration 2) make the journal and the request log append-only (invariant 6)
@@ -198,28 +201,36 @@ func (m migration) runStatements(version int64, stmts []string) *goose.GoFunc {
 // sqliteAddColumn is the clause SQLite does not have: ADD COLUMN IF NOT EXISTS.
 var sqliteAddColumn = regexp.MustCompile(`(?i)ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS`)
 
-// migrationSources returns the SQL migrations as the dialect runs them.
-func migrationSources(dialect string) (fs.FS, error) {
+// migrationSources returns the SQL migrations as the dialect runs them: on SQLite without the
+// IF NOT EXISTS of ADD COLUMN, which it lacks; on CockroachDB with the files of
+// migrations/cockroachdb/ in place of those of the same name (native UUIDs, hash-sharded keys).
+func migrationSources(dialect string, cockroach bool) (fs.FS, error) {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	if dialect != "sqlite" {
-		return sub, nil
+	names, err := fs.Glob(sub, "*.sql")
+	if err != nil {
+		return nil, err
 	}
 	out := fstest.MapFS{}
-	err = fs.WalkDir(sub, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	for _, name := range names {
+		path := name
+		if cockroach {
+			if _, err := fs.Stat(sub, "cockroachdb/"+name); err == nil {
+				path = "cockroachdb/" + name
+			}
 		}
 		b, err := fs.ReadFile(sub, path)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out[path] = &fstest.MapFile{Data: sqliteAddColumn.ReplaceAll(b, []byte("ADD COLUMN")), Mode: 0o444}
-		return nil
-	})
-	return out, err
+		if dialect == "sqlite" {
+			b = sqliteAddColumn.ReplaceAll(b, []byte("ADD COLUMN"))
+		}
+		out[name] = &fstest.MapFile{Data: b, Mode: 0o444}
+	}
+	return out, nil
 }
 
 // migrate brings the schema up to date with goose. dialect is "sqlite" or "postgres" (CockroachDB
@@ -234,7 +245,7 @@ func (m migration) provider(db *sql.DB) (*goose.Provider, error) {
 	if m.dialect == "sqlite" {
 		gooseDialect = goose.DialectSQLite3
 	}
-	sources, err := migrationSources(m.dialect)
+	sources, err := migrationSources(m.dialect, m.cockroach)
 	if err != nil {
 		return nil, err
 	}

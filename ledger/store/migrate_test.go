@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -39,19 +41,21 @@ var errInjected = errors.New("failure injected before this statement")
 func TestMigrationsRerunAfterFailure(t *testing.T) {
 	t.Parallel()
 	modes := []struct {
-		name     string
-		dialect  string
-		isolated bool
+		name      string
+		dialect   string
+		isolated  bool
+		cockroach bool
 	}{
-		{"sqlite", "sqlite", false},
-		{"postgres", "postgres", false},
-		{"postgres-statement-by-statement", "postgres", true},
+		{"sqlite", "sqlite", false, false},
+		{"postgres", "postgres", false, false},
+		{"postgres-statement-by-statement", "postgres", true, false},
+		{"cockroachdb", "postgres", true, true}, // where a cockroach binary is on PATH
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
-			fresh := freshDatabases(t, mode.dialect)
-			base := migration{dialect: mode.dialect, isolated: mode.isolated}
+			fresh := freshDatabases(t, mode.dialect, mode.cockroach)
+			base := migration{dialect: mode.dialect, isolated: mode.isolated, cockroach: mode.cockroach}
 
 			// A clean run: the schema every failed run must end with, and the statements of each
 			// migration.
@@ -162,8 +166,26 @@ func (h statementLog) Handle(ctx context.Context, r slog.Record) error {
 // freshDatabases returns a function that makes an empty database of dialect and a function that
 // dumps its schema (tables, columns, indexes, constraints, triggers, functions, row counts and
 // applied migrations) as text.
-func freshDatabases(t *testing.T, dialect string) func(t *testing.T) (*sql.DB, func(t *testing.T) string) {
+func freshDatabases(t *testing.T, dialect string, cockroach bool) func(t *testing.T) (*sql.DB, func(t *testing.T) string) {
 	t.Helper()
+	const pgTables = `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1`
+	if cockroach {
+		testdb.Cockroach(t) // skips the mode without a cockroach binary
+		return func(t *testing.T) (*sql.DB, func(t *testing.T) string) {
+			cfg, err := pgx.ParseConfig(testdb.Cockroach(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+			db := stdlib.OpenDB(*cfg)
+			t.Cleanup(func() { db.Close() })
+			return db, func(t *testing.T) string {
+				return dumpQueries(t, db, pgTables, "",
+					`SELECT create_statement FROM [SHOW CREATE ALL TABLES]`,
+					`SELECT trigger_name, action_statement FROM information_schema.triggers ORDER BY 1`)
+			}
+		}
+	}
 	if dialect == "sqlite" {
 		return func(t *testing.T) (*sql.DB, func(t *testing.T) string) {
 			db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "ledger.db"), Config{TxTimeout: testdb.TxTimeout}, "immediate"))
@@ -172,7 +194,7 @@ func freshDatabases(t *testing.T, dialect string) func(t *testing.T) (*sql.DB, f
 			}
 			t.Cleanup(func() { db.Close() })
 			return db, func(t *testing.T) string {
-				return dumpQueries(t, db, "",
+				return dumpQueries(t, db, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`, "",
 					`SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name`)
 			}
 		}
@@ -199,7 +221,7 @@ func freshDatabases(t *testing.T, dialect string) func(t *testing.T) (*sql.DB, f
 		t.Cleanup(func() { db.Close() })
 		return db, func(t *testing.T) string {
 			ns := `(SELECT oid FROM pg_namespace WHERE nspname = current_schema())`
-			return dumpQueries(t, db, schema,
+			return dumpQueries(t, db, pgTables, schema,
 				`SELECT table_name, column_name, data_type, is_nullable, COALESCE(column_default, '')
 				 FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY 1, 2`,
 				`SELECT c.relname, c.relkind, COALESCE(array_to_string(c.reloptions, ','), '')
@@ -216,8 +238,9 @@ func freshDatabases(t *testing.T, dialect string) func(t *testing.T) (*sql.DB, f
 }
 
 // dumpQueries runs each query and writes its rows as text, followed by the row count of every
-// table and the applied migrations; schema, if set, is replaced by a placeholder.
-func dumpQueries(t *testing.T, db *sql.DB, schema string, queries ...string) string {
+// table (listed by tablesQuery) and the applied migrations; schema, if set, is replaced by a
+// placeholder.
+func dumpQueries(t *testing.T, db *sql.DB, tablesQuery, schema string, queries ...string) string {
 	t.Helper()
 	ctx := t.Context()
 	var b strings.Builder
@@ -248,10 +271,6 @@ func dumpQueries(t *testing.T, db *sql.DB, schema string, queries ...string) str
 			t.Fatal(err)
 		}
 		rows.Close()
-	}
-	tablesQuery := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
-	if schema != "" {
-		tablesQuery = `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1`
 	}
 	var tables []string
 	rows, err := db.QueryContext(ctx, tablesQuery)
@@ -337,4 +356,60 @@ func TestCockroachVersionRefused(t *testing.T) {
 			t.Errorf("checkCockroachVersion(%q) = %q: the message must name the minimum version", tc.version, err)
 		}
 	}
+}
+
+// TestCockroachSchemaMatches protects the ledger's statements on CockroachDB, whose first schema
+// is its own file (native UUIDs, hash-sharded keys; migrations/cockroachdb/): every replacement
+// file declares the same tables, with the same columns in the same order, and the same indexes
+// as the file it replaces, so that the SQL the ledger runs everywhere finds the same names.
+func TestCockroachSchemaMatches(t *testing.T) {
+	t.Parallel()
+	replaced, err := fs.Glob(migrationFiles, "migrations/cockroachdb/*.sql")
+	if err != nil || len(replaced) == 0 {
+		t.Fatalf("no CockroachDB migration found (%v)", err)
+	}
+	for _, path := range replaced {
+		main, err := fs.ReadFile(migrationFiles, "migrations/"+filepath.Base(path))
+		if err != nil {
+			t.Fatalf("%s replaces no migration: %v", path, err)
+		}
+		crdb, err := fs.ReadFile(migrationFiles, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, got := declared(string(main)), declared(string(crdb))
+		if strings.Count(want, "table ") < strings.Count(string(main), "CREATE TABLE") {
+			t.Errorf("the test reads fewer tables than %s creates:\n%s", path, want)
+		}
+		if got != want {
+			t.Errorf("%s declares other names than the file it replaces:\n%s", path, lineDiff(want, got))
+		}
+	}
+}
+
+var (
+	createTable = regexp.MustCompile(`(?is)CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);`)
+	createIndex = regexp.MustCompile(`(?i)CREATE (UNIQUE )?INDEX IF NOT EXISTS (\w+) ON (\w+) (\([^)]*\))`)
+	notAColumn  = regexp.MustCompile(`(?i)^(CHECK|PRIMARY|CONSTRAINT|UNIQUE|--)`)
+)
+
+// declared lists the tables (with their columns) and indexes a migration's Up section creates.
+func declared(sql string) string {
+	up, _, _ := strings.Cut(sql, "-- +goose Down")
+	var b strings.Builder
+	for _, m := range createTable.FindAllStringSubmatch(up, -1) {
+		fmt.Fprintf(&b, "table %s:", m[1])
+		for _, line := range strings.Split(m[2], "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || notAColumn.MatchString(line) {
+				continue
+			}
+			fmt.Fprintf(&b, " %s", strings.Fields(line)[0])
+		}
+		b.WriteByte('\n')
+	}
+	for _, m := range createIndex.FindAllStringSubmatch(up, -1) {
+		fmt.Fprintf(&b, "index %s%s on %s %s\n", m[1], m[2], m[3], m[4])
+	}
+	return b.String()
 }

@@ -183,3 +183,30 @@ func TestReadOnlyRetried(t *testing.T) {
 		t.Errorf("ReadOnly after a serialization failure: %v, %d runs, %d retries counted; want success at the second run, one retry", err, runs, retries)
 	}
 }
+
+// TestReadOptions protects the freshness promise of docs/cockroachdb.md: only a read that accepts
+// a past snapshot (ReadingHistory: Verify, reports), on CockroachDB, with FollowerReads, reads at
+// follower_read_timestamp(); every other read sees the latest commits, in one snapshot.
+func TestReadOptions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                          string
+		cockroach, followerReads, old bool
+		want                          pgx.TxOptions
+	}{
+		{"postgres", false, false, false, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}},
+		{"postgres, follower reads asked for a report", false, true, true, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}},
+		{"cockroachdb", true, false, false, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}},
+		{"cockroachdb, a report without follower reads", true, false, true, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}},
+		{"cockroachdb, follower reads, a read that needs the latest", true, true, false, pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}},
+		{"cockroachdb, follower reads, a report", true, true, true, pgx.TxOptions{BeginQuery: followerRead}},
+	} {
+		ctx := t.Context()
+		if tc.old {
+			ctx = ReadingHistory(ctx)
+		}
+		if got := readOptions(tc.cockroach, tc.followerReads && historyAccepted(ctx)); got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}

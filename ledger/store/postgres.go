@@ -231,16 +231,25 @@ func (e *pgEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error
 	// to stream: ask for SERIALIZABLE there and retry like a write. A caller that accepts a
 	// past snapshot (ReadingHistory) reads, with Config.FollowerReads, at
 	// follower_read_timestamp(), which conflicts with no writer.
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	if e.cockroach {
-		opts.IsoLevel = pgx.Serializable
-		if e.cfg.FollowerReads && historyAccepted(ctx) {
-			opts = pgx.TxOptions{BeginQuery: "BEGIN TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"}
-		}
-	}
+	opts := readOptions(e.cockroach, e.cfg.FollowerReads && historyAccepted(ctx))
 	return e.retrying(ctx, func(ctx context.Context) error {
 		return pgx.BeginTxFunc(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(&pgxQuerier{q: tx}) })
 	})
+}
+
+// followerRead begins a CockroachDB transaction that reads, read-only, at the follower read
+// timestamp (a constant expression: CockroachDB takes no placeholder in AS OF SYSTEM TIME).
+const followerRead = "BEGIN TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
+
+// readOptions are the options of a read-only transaction (see ReadOnly).
+func readOptions(cockroach, past bool) pgx.TxOptions {
+	switch {
+	case cockroach && past:
+		return pgx.TxOptions{BeginQuery: followerRead}
+	case cockroach:
+		return pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}
+	}
+	return pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 }
 
 // pgRetryable reports the errors after which the same transaction may succeed: serialization

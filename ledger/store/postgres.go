@@ -239,7 +239,7 @@ func (e *pgEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error
 
 // followerRead begins a CockroachDB transaction that reads, read-only, at the follower read
 // timestamp (a constant expression: CockroachDB takes no placeholder in AS OF SYSTEM TIME).
-const followerRead = "BEGIN TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
+const followerRead = "BEGIN AS OF SYSTEM TIME follower_read_timestamp()"
 
 // readOptions are the options of a read-only transaction (see ReadOnly).
 func readOptions(cockroach, past bool) pgx.TxOptions {

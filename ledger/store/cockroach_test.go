@@ -1,13 +1,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -208,5 +213,45 @@ func TestReadOptions(t *testing.T) {
 		if got := readOptions(tc.cockroach, tc.followerReads && historyAccepted(ctx)); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestUUIDOrderIsTextOrder protects the order of lists on CockroachDB (issue 19 §5), where the
+// keys the ledger makes are native UUIDs sorted by their bytes, and elsewhere TEXT sorted by
+// their characters: for the canonical lower-case form the ledger writes, both orders are one, so
+// ORDER BY id and the page tokens (which hold the text) agree on every engine.
+func TestUUIDOrderIsTextOrder(t *testing.T) {
+	t.Parallel()
+	ids := make([]uuid.UUID, 0, 2000)
+	for range 1000 {
+		ids = append(ids, uuid.Must(uuid.NewV7()), uuid.New())
+	}
+	byText := slices.Clone(ids)
+	slices.SortFunc(byText, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	byBytes := slices.Clone(ids)
+	slices.SortFunc(byBytes, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	if !slices.Equal(byText, byBytes) {
+		t.Fatal("UUIDs sorted by their text and by their bytes differ")
+	}
+}
+
+// TestCommitmentPageTokenHoldsAUUID protects the commitment lists on CockroachDB: a hand-made
+// page token whose key is no UUID is refused as a bad token (INVALID_PAGE_TOKEN) before it
+// reaches a UUID column, where CockroachDB would fail the query.
+func TestCommitmentPageTokenHoldsAUUID(t *testing.T) {
+	t.Parallel()
+	eng, err := Open(t.Context(), filepath.Join(t.TempDir(), "ledger.db"), Config{TxTimeout: testdb.TxTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	f := CommitmentFilter{EnvelopeID: "axis-1"}
+	token := encodePageToken("not-a-uuid", "commitments\x00"+f.EnvelopeID+"\x00"+f.Beneficiary)
+	_, _, err = ListCommitments(t.Context(), eng.Reader(), f, Page{Token: token})
+	if want := badPageToken(); err == nil || err.Error() != want.Error() {
+		t.Errorf("ListCommitments with a token holding no UUID: %v, want %v", err, want)
+	}
+	if _, _, err := ListCommitments(t.Context(), eng.Reader(), f, Page{}); err != nil {
+		t.Errorf("first page: %v", err)
 	}
 }

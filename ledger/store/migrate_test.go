@@ -413,3 +413,49 @@ func declared(sql string) string {
 	}
 	return b.String()
 }
+
+// TestMigrationsPerEngine protects what each engine is given: CockroachDB its own schema file
+// (UUIDs, hash-sharded keys) and no PostgreSQL storage parameter, SQLite no ADD COLUMN IF NOT
+// EXISTS (which it cannot parse), PostgreSQL the shared files and its fillfactor.
+func TestMigrationsPerEngine(t *testing.T) {
+	t.Parallel()
+	read := func(dialect string, cockroach bool, name string) string {
+		t.Helper()
+		fsys, err := migrationSources(dialect, cockroach)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if s := read("postgres", true, "00001_schema.sql"); !strings.Contains(s, "USING HASH") || !strings.Contains(s, "UUID NOT NULL") {
+		t.Error("CockroachDB's 00001_schema.sql has no hash-sharded UUID key")
+	}
+	if s := read("postgres", false, "00001_schema.sql"); strings.Contains(s, "USING HASH") {
+		t.Error("PostgreSQL was given CockroachDB's schema")
+	}
+	if s := read("postgres", false, "00003_rules.sql"); !sqliteAddColumn.MatchString(s) {
+		t.Error("00003_rules.sql adds its columns without IF NOT EXISTS on PostgreSQL")
+	}
+	for _, name := range []string{"00003_rules.sql", "00004_sequence.sql"} {
+		if s := read("sqlite", false, name); sqliteAddColumn.MatchString(s) {
+			t.Errorf("SQLite was given ADD COLUMN IF NOT EXISTS in %s", name)
+		}
+	}
+	fillfactor := func(cockroach bool) bool {
+		for _, m := range goMigrations("postgres", cockroach) {
+			for _, stmt := range m.statements {
+				if strings.Contains(stmt, "fillfactor") {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !fillfactor(false) || fillfactor(true) {
+		t.Errorf("fillfactor given to PostgreSQL: %v, to CockroachDB: %v; want only PostgreSQL", fillfactor(false), fillfactor(true))
+	}
+}

@@ -62,6 +62,11 @@ type Config struct {
 	// MustExist opens only a ledger that exists: a missing SQLite file is ErrNoDatabase instead
 	// of a new, empty ledger (for the verifier and other tools that only read).
 	MustExist bool
+	// FollowerReads lets Verify and the reports read, on CockroachDB, a consistent snapshot a few
+	// seconds old (AS OF SYSTEM TIME follower_read_timestamp()): they then never conflict with
+	// writers, and any replica can serve them, but they do not see what committed in those last
+	// seconds. No effect on SQLite and PostgreSQL. See docs/cockroachdb.md.
+	FollowerReads bool
 	// TracerProvider, when set, traces the ledger's transactions (OpenTelemetry): a span per
 	// group-commit batch with its size and retries, and one per other mutation.
 	TracerProvider trace.TracerProvider
@@ -118,10 +123,15 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 		return nil, err
 	}
 	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried,
-		MustExist: cfg.MustExist})
+		MustExist: cfg.MustExist, FollowerReads: cfg.FollowerReads})
 	if err != nil {
 		return nil, err
 	}
+	return newLedger(db, cfg, m), nil
+}
+
+// newLedger starts a Ledger on an open engine (tests give it a wrapped one).
+func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 	tp := cfg.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()
@@ -138,7 +148,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 			ErrClosed: errShuttingDown,
 		})
 	}
-	return l, nil
+	return l
 }
 
 // errShuttingDown refuses work submitted after Close began; the caller may retry elsewhere.
@@ -186,7 +196,7 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 	}
 	if errors.Is(err, store.ErrCommitOutcomeUnknown) {
 		return core.Wrap(ReasonStoreUnavailable,
-			"the database connection broke during COMMIT and the database could not be reached again to check the outcome; retry with the same request_id to learn it", err)
+			"the outcome of COMMIT is unknown (the connection broke during COMMIT, or the database answered that the result is ambiguous) and the database could not be reached again to check it; retry with the same request_id to learn it", err)
 	}
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		if errors.Is(context.Cause(ctx), errTxTimeout) {
@@ -233,7 +243,7 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 // Verify recomputes every balance from the journal in one consistent snapshot and checks the
 // ledger's invariants (see package audit).
 func (l *Ledger) Verify(ctx context.Context) (VerifyReport, error) {
-	rep, err := audit.Verify(ctx, l.db)
+	rep, err := audit.Verify(store.ReadingHistory(ctx), l.db)
 	return rep, l.classify(ctx, err)
 }
 
@@ -276,6 +286,6 @@ func (l *Ledger) report(ctx context.Context, rootID string, asOf, knownAt *time.
 	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
-	rep, err := report.Compute(ctx, l.db, rootID, asOf, knownAt)
+	rep, err := report.Compute(store.ReadingHistory(ctx), l.db, rootID, asOf, knownAt)
 	return rep, l.classify(ctx, err)
 }

@@ -107,7 +107,7 @@ func TestRuleChangeHeldOpenOrdersAwards(t *testing.T) {
 
 				if db.engine == "postgres" {
 					// The award must queue behind the rule change's locks, not be decided.
-					waitForLockWaiter(t, db.dsn, awardDone)
+					waitForLockWaiter(t, db, awardDone)
 				}
 				letGo()
 				if err := <-ruleDone; err != nil {
@@ -126,11 +126,17 @@ func TestRuleChangeHeldOpenOrdersAwards(t *testing.T) {
 	})
 }
 
-// waitForLockWaiter returns once PostgreSQL shows a session waiting for a lock; it fails the test
-// if the award finished first.
-func waitForLockWaiter(t *testing.T, dsn string, awardDone chan error) {
+// waitForLockWaiter returns once PostgreSQL or CockroachDB shows a transaction waiting for a
+// lock; it fails the test if the award finished first.
+func waitForLockWaiter(t *testing.T, db testDB, awardDone chan error) {
 	t.Helper()
-	conn, err := pgx.Connect(t.Context(), dsn)
+	waiters := `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE NOT l.granted AND a.datname = current_database()`
+	if db.engine == "cockroachdb" {
+		// CockroachDB's pg_locks is empty: its lock table is crdb_internal.cluster_locks.
+		waiters = `SELECT count(*) FROM crdb_internal.cluster_locks WHERE NOT granted AND database_name = current_database()`
+	}
+	conn, err := pgx.Connect(t.Context(), db.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +149,7 @@ func waitForLockWaiter(t *testing.T, dsn string, awardDone chan error) {
 		default:
 		}
 		var waiting int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-			WHERE NOT l.granted AND a.datname = current_database()`).Scan(&waiting); err != nil {
+		if err := conn.QueryRow(t.Context(), waiters).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 {

@@ -5,26 +5,19 @@ package ledger
 //
 //   - SQLite: a fresh file in t.TempDir(); always runs.
 //   - PostgreSQL: a fresh database (CREATE DATABASE ledger_test_<random>) on the server named by
-//     LEDGER_TEST_POSTGRES_URL, dropped WITH (FORCE) when the test ends. Without the variable the
+//     LEDGER_TEST_POSTGRES_URL, dropped when the test ends. Without the variable the
 //     subtest is skipped — unless CI=true, where a missing variable or an unreachable server
 //     fails the test: CI must never pass by skipping the real server.
 //   - CockroachDB: one cockroach-go testserver for the whole package, a fresh database per test,
-//     only when a `cockroach` binary is on PATH (nothing is downloaded).
+//     only when a `cockroach` binary is on PATH (nothing is downloaded; testdb.Cockroach).
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
-
-	"github.com/cockroachdb/cockroach-go/v2/testserver"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 )
@@ -32,9 +25,7 @@ import (
 const postgresURLEnv = testdb.PostgresEnv
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	stopCockroach()
-	os.Exit(code)
+	os.Exit(testdb.Main(m))
 }
 
 // testDB is a database prepared for one test: its engine name and the string Open takes.
@@ -136,54 +127,9 @@ func newPostgresDB(t *testing.T) testDB {
 	return testDB{engine: "postgres", dsn: dsn}
 }
 
-// One CockroachDB server serves the whole package; it is started by the first test that needs
-// it and stopped by TestMain.
-var cockroach struct {
-	once sync.Once
-	ts   testserver.TestServer
-	err  error
-}
-
-func stopCockroach() {
-	if cockroach.ts != nil {
-		cockroach.ts.Stop()
-	}
-}
-
+// newCockroachDB creates a database of the test's own on a CockroachDB run from the `cockroach`
+// binary on PATH (testdb.Cockroach), or skips the test when there is none.
 func newCockroachDB(t *testing.T) testDB {
 	t.Helper()
-	bin, err := exec.LookPath("cockroach")
-	if err != nil {
-		t.Skip("no cockroach binary on PATH")
-	}
-	cockroach.once.Do(func() {
-		cockroach.ts, cockroach.err = testserver.NewTestServer(testserver.CockroachBinaryPathOpt(bin))
-		if cockroach.err == nil {
-			cockroach.err = cockroach.ts.WaitForInit()
-		}
-	})
-	if cockroach.err != nil {
-		t.Fatalf("starting CockroachDB from %s: %v", bin, cockroach.err)
-	}
-	base := cockroach.ts.PGURL().String()
-	ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to CockroachDB: %v", err)
-	}
-	defer admin.Close(context.Background())
-	name := "ledger_test_" + randomSuffix(t)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("CREATE DATABASE %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testdb.TxTimeout)
-		defer cancel()
-		if admin, err := pgx.Connect(ctx, base); err == nil {
-			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s CASCADE", name))
-			admin.Close(context.Background())
-		}
-	})
-	return testDB{engine: "cockroachdb", dsn: withDatabase(t, base, name)}
+	return testDB{engine: "cockroachdb", dsn: testdb.Cockroach(t)}
 }

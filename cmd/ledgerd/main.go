@@ -60,6 +60,7 @@ type config struct {
 	metricsListen   string
 	database        string
 	batching        bool
+	followerReads   bool
 	logFormat       string
 	logLevel        string
 	txTimeout       time.Duration
@@ -94,6 +95,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	fs.BoolVar(&c.batching, "batching", batching,
 		"group commit: decide the awards and releases queued for one envelope in one transaction (LEDGER_BATCHING)")
+	followerReads, err := envBool("LEDGER_FOLLOWER_READS", false)
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.followerReads, "follower-reads", followerReads,
+		"CockroachDB: Verify and reports read a consistent snapshot a few seconds old, which conflicts with no writer (LEDGER_FOLLOWER_READS)")
 	fs.StringVar(&c.database, "database", env("LEDGER_DATABASE", "ledger.db"),
 		"a SQLite file path, or a postgres:// URL for PostgreSQL or CockroachDB (LEDGER_DATABASE)")
 	fs.StringVar(&c.logFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json (LEDGER_LOG_FORMAT)")
@@ -328,7 +335,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching}
+	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching, FollowerReads: cfg.followerReads}
 	if tp != nil {
 		lcfg.TracerProvider = tp
 	}

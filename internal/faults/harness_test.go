@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/client"
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
 // ledgerdBin is the ledgerd binary TestMain builds (with -race when the tests run with -race).
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testdb.Main(m) // runs the tests, then stops the CockroachDB server testdb.Each may start
 	if err := writeFigures(); err != nil {
 		fmt.Fprintln(os.Stderr, "FAULTS_FIGURES:", err)
 		code = max(code, 1)

@@ -1,7 +1,10 @@
 // Package testdb gives tests a fresh, real database on every engine the machine offers: a SQLite
-// file always, and a PostgreSQL database of its own when LEDGER_TEST_POSTGRES_URL is set (for
-// example postgres://postgres@127.0.0.1:5432/test?sslmode=disable). With CI=true a PostgreSQL
-// that is not configured or cannot be reached fails the test instead of skipping it.
+// file always, a PostgreSQL database of its own when LEDGER_TEST_POSTGRES_URL is set (for
+// example postgres://postgres@127.0.0.1:5432/test?sslmode=disable), and a CockroachDB database
+// of its own when a `cockroach` binary is on PATH (one cockroach-go testserver per test binary,
+// started by the first test that needs it and stopped by Main; nothing is downloaded). With
+// CI=true a PostgreSQL that is not configured or cannot be reached fails the test instead of
+// skipping it.
 package testdb
 
 import (
@@ -10,10 +13,14 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/cockroach-go/v2/testserver"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -37,6 +44,56 @@ func Each(t *testing.T, fn func(t *testing.T, database string)) {
 	t.Run("postgres", func(t *testing.T) {
 		fn(t, Postgres(t))
 	})
+	t.Run("cockroachdb", func(t *testing.T) {
+		fn(t, Cockroach(t))
+	})
+}
+
+// One CockroachDB server serves a whole test binary: started by the first test that needs it,
+// stopped by Main.
+var cockroach struct {
+	once sync.Once
+	main bool
+	ts   testserver.TestServer
+	err  error
+}
+
+// Main runs the tests of a package that uses CockroachDB (Each or Cockroach), then stops the
+// server: call os.Exit(testdb.Main(m)) from its TestMain.
+func Main(m *testing.M) int {
+	cockroach.main = true
+	code := m.Run()
+	if cockroach.ts != nil {
+		cockroach.ts.Stop()
+	}
+	return code
+}
+
+// Cockroach creates a database of its own on a CockroachDB server run from the `cockroach`
+// binary on PATH and returns its URL; it skips the test when there is no such binary.
+func Cockroach(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("cockroach")
+	if err != nil {
+		t.Skip("CockroachDB run skipped: no cockroach binary on PATH (see docs/cockroachdb.md)")
+	}
+	if !cockroach.main {
+		t.Fatal("this package's TestMain must call testdb.Main, which stops the CockroachDB server")
+	}
+	cockroach.once.Do(func() {
+		cockroach.ts, cockroach.err = testserver.NewTestServer(testserver.CockroachBinaryPathOpt(bin))
+		if cockroach.err == nil {
+			cockroach.err = cockroach.ts.WaitForInit()
+		}
+	})
+	if cockroach.err != nil {
+		t.Fatalf("starting CockroachDB from %s: %v", bin, cockroach.err)
+	}
+	database, err := CreateDatabase(t, cockroach.ts.PGURL().String())
+	if err != nil {
+		t.Fatalf("connecting to CockroachDB: %v", err)
+	}
+	return database
 }
 
 // SQLite returns the path of a new SQLite file in a temporary directory.
@@ -78,7 +135,17 @@ func CreateDatabase(t testing.TB, serverURL string) (string, error) {
 		return "", err
 	}
 	defer admin.Close(ctx)
+	var version string
+	if err := admin.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return "", err
+	}
 	name := "ledger_test_" + randomSuffix()
+	// DROP DATABASE … WITH (FORCE) (PostgreSQL 13+) ends the sessions still connected; CockroachDB
+	// has no such clause, and drops a database its sessions still use (CASCADE: with its tables).
+	drop := "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"
+	if strings.Contains(version, "CockroachDB") {
+		drop = "DROP DATABASE IF EXISTS " + name + " CASCADE"
+	}
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("creating test database: %v", err)
 	}
@@ -91,7 +158,7 @@ func CreateDatabase(t testing.TB, serverURL string) (string, error) {
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if _, err := conn.Exec(ctx, drop); err != nil {
 			t.Errorf("dropping test database %s: %v", name, err)
 		}
 	})

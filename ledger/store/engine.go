@@ -53,7 +53,9 @@ type Engine interface {
 	// position taken inside a write transaction is its commit order, and entries are given theirs
 	// before they commit.
 	InlineSequence() bool
-	// ReadOnly runs fn in a read-only transaction with one consistent snapshot.
+	// ReadOnly runs fn in a read-only transaction with one consistent snapshot, retrying it on the
+	// engine's retryable errors (fn may run several times). With a context from ReadingHistory
+	// and Config.FollowerReads, CockroachDB reads a snapshot a few seconds old (see ReadingHistory).
 	ReadOnly(ctx context.Context, fn func(q Querier) error) error
 	// Reader runs single statements outside an explicit transaction; each statement reads one
 	// snapshot, which is all that Get and List need.
@@ -73,9 +75,31 @@ type Config struct {
 	MaxConns int
 	// OnRetry is called each time a transaction is run again after a retryable failure.
 	OnRetry func(engine string)
+	// FollowerReads lets the reads that accept a past snapshot (ReadingHistory: Verify and
+	// the reports) read on CockroachDB at follower_read_timestamp(), a few seconds in the past,
+	// so that they never conflict with writers and any replica can serve them. No effect on
+	// SQLite and PostgreSQL.
+	FollowerReads bool
 	// MustExist refuses to create the database: a SQLite file that does not exist is
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool
+}
+
+// historyKey marks a context whose reads accept a past snapshot.
+type historyKey struct{}
+
+// ReadingHistory marks ctx for reads that accept a consistent snapshot of the recent past
+// instead of the latest commits: whole-ledger scans (Verify, reports). With Config.FollowerReads
+// on CockroachDB, ReadOnly then reads at follower_read_timestamp() (about 4.8 s behind by default):
+// what committed after that instant is not seen, the snapshot is still consistent, and the read
+// can neither fail nor delay a writer. Elsewhere it changes nothing.
+func ReadingHistory(ctx context.Context) context.Context {
+	return context.WithValue(ctx, historyKey{}, true)
+}
+
+func historyAccepted(ctx context.Context) bool {
+	v, _ := ctx.Value(historyKey{}).(bool)
+	return v
 }
 
 // ErrNoDatabase says that Config.MustExist was set and the database does not exist.
@@ -117,8 +141,10 @@ func Unavailable(err error) bool {
 // deciding; the caller looks the request log up again and replays what it finds.
 var ErrRequestRecorded = errors.New("a request id was recorded by a concurrent transaction")
 
-// ErrCommitOutcomeUnknown says that the connection broke while COMMIT was in flight: the
-// transaction may or may not have committed.
+// ErrCommitOutcomeUnknown says that the transaction may or may not have committed: the
+// connection broke while COMMIT was in flight, or CockroachDB answered that the result is
+// ambiguous (SQLSTATE 40003, crdb.AmbiguousCommitError). The caller looks the request log up to
+// learn it.
 var ErrCommitOutcomeUnknown = errors.New("the outcome of COMMIT is unknown")
 
 // Limits shared by the engines.

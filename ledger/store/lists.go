@@ -69,8 +69,17 @@ func ListCommitments(ctx context.Context, q Querier, f CommitmentFilter, page Pa
 	if err != nil {
 		return nil, "", err
 	}
-	args := []any{after}
-	query := SelectCommitments + " WHERE id > $1"
+	// Commitment ids are UUIDs (native ones on CockroachDB, where "" is no UUID): the first page
+	// has no lower bound, and a token must hold a commitment id.
+	args := []any{}
+	query := SelectCommitments + " WHERE true"
+	if after != "" {
+		if core.CheckCommitmentID("page_token", after) != nil {
+			return nil, "", badPageToken()
+		}
+		args = append(args, after)
+		query += " AND id > $1"
+	}
 	if f.EnvelopeID != "" {
 		args = append(args, f.EnvelopeID)
 		query += fmt.Sprintf(" AND envelope_id = $%d", len(args))

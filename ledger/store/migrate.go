@@ -1,11 +1,48 @@
 package store
 
+// Migrations.
+//
+// The schema is versioned by goose: SQL files in migrations/ and Go migrations registered in
+// goMigrations below. SQLite and PostgreSQL run each migration in one transaction with its goose
+// version row, so a failed migration leaves nothing behind. CockroachDB does not: CREATE TRIGGER
+// runs only as a statement of its own, outside an explicit transaction (cockroachdb/cockroach#140053),
+// and from 25.1 autocommit_before_ddl commits every schema change on its own anyway. So on
+// CockroachDB every statement of every migration runs alone (goose's isolated DDL), and a process
+// that dies half-way through a migration leaves some of its statements applied and no version row:
+// the next start runs the whole migration again.
+//
+// THE RULE, for every migration (SQL or Go): each statement must succeed when run again after
+// any prefix of the migration has already been applied, and leave the same schema.
+//
+//   - CREATE TABLE IF NOT EXISTS, CREATE [UNIQUE] INDEX IF NOT EXISTS, DROP … IF EXISTS;
+//   - ALTER TABLE … ADD COLUMN IF NOT EXISTS (SQLite has no IF NOT EXISTS there: it is removed
+//     for SQLite, where the migration's transaction makes the statement atomic with its version
+//     row);
+//   - functions with CREATE OR REPLACE FUNCTION, but only after DROP TRIGGER IF EXISTS of every
+//     trigger that uses them (CockroachDB cannot replace a function a trigger uses, nor run
+//     CREATE OR REPLACE TRIGGER), then CREATE TRIGGER;
+//   - seed rows with INSERT … ON CONFLICT DO NOTHING, backfills written so that a second run
+//     changes nothing (set values, never add to them);
+//   - no statement may rely on running in the same transaction as another one;
+//   - a Go migration is a list of statements per dialect in goMigrations (never a Go function
+//     of its own), so that it runs statement by statement on CockroachDB and the re-run test
+//     covers it;
+//   - a table keyed by an id the ledger makes (UUIDv7) gets, on CockroachDB, a native UUID
+//     column and a hash-sharded primary key: a file of the same name in migrations/cockroachdb/
+//     replaces the SQL file there (see migrations/cockroachdb/00001_schema.sql).
+//
+// TestMigrationsRerunAfterFailure runs every registered migration, fails it before each of its
+// statements in turn (and after the last one, before its version row, in the CockroachDB mode)
+// and starts again: a migration that breaks the rule fails it.
+
 import (
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
+	"regexp"
+	"testing/fstest"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -13,29 +50,38 @@ import (
 	"github.com/sethvargo/go-retry"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/cockroachdb/*.sql
 var migrationFiles embed.FS
 
-// appendOnlyTriggers make the journal and the request log append-only (invariant 6) inside the
-// database itself, so that no code path, tool or operator session can edit history unnoticed.
-// Trigger syntax differs between engines, hence a Go migration.
+// appendOnlyTriggers (migration 2) make the journal and the request log append-only (invariant 6)
+// inside the database itself, so that no code path, tool or operator session can edit history
+// unnoticed. Trigger syntax differs between engines, hence a Go migration.
 var appendOnlyTriggers = map[string][]string{
 	"sqlite": {
+		`DROP TRIGGER IF EXISTS journal_entries_append_only`,
 		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
 		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`DROP TRIGGER IF EXISTS journal_entries_no_delete`,
 		`CREATE TRIGGER journal_entries_no_delete BEFORE DELETE ON journal_entries
 		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`DROP TRIGGER IF EXISTS postings_append_only`,
 		`CREATE TRIGGER postings_append_only BEFORE UPDATE ON postings
 		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`DROP TRIGGER IF EXISTS postings_no_delete`,
 		`CREATE TRIGGER postings_no_delete BEFORE DELETE ON postings
 		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`DROP TRIGGER IF EXISTS requests_append_only`,
 		`CREATE TRIGGER requests_append_only BEFORE UPDATE ON requests
 		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
+		`DROP TRIGGER IF EXISTS requests_no_delete`,
 		`CREATE TRIGGER requests_no_delete BEFORE DELETE ON requests
 		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
 	},
 	"postgres": {
-		`CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		`DROP TRIGGER IF EXISTS journal_entries_append_only ON journal_entries`,
+		`DROP TRIGGER IF EXISTS postings_append_only ON postings`,
+		`DROP TRIGGER IF EXISTS requests_append_only ON requests`,
+		`CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
 		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
 		 FOR EACH ROW EXECUTE FUNCTION ledger_append_only()`,
@@ -46,36 +92,10 @@ var appendOnlyTriggers = map[string][]string{
 	},
 }
 
-// sequenceTriggers let the journal's append-only trigger allow one change: giving an entry its
-// position (seq) once, from NULL, with nothing else changed (Go migration 7, after 00004).
-var sequenceTriggers = map[string][]string{
-	"sqlite": {
-		`DROP TRIGGER IF EXISTS journal_entries_append_only`,
-		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
-		 WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND NEW.kind = OLD.kind
-		   AND NEW.currency = OLD.currency AND NEW.caller = OLD.caller AND NEW.request_id = OLD.request_id
-		   AND NEW.memo = OLD.memo AND NEW.created_at = OLD.created_at)
-		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
-	},
-	"postgres": {
-		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-		 BEGIN
-		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
-		      AND (NEW.id, NEW.kind, NEW.currency, NEW.caller, NEW.request_id, NEW.memo, NEW.created_at)
-		          IS NOT DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.caller, OLD.request_id, OLD.memo, OLD.created_at)
-		   THEN RETURN NEW; END IF;
-		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
-		 END $$`,
-		`DROP TRIGGER IF EXISTS journal_entries_append_only ON journal_entries`,
-		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
-		 FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()`,
-	},
-}
-
 // rulesAppendOnly (migration 6) makes the rule sets append-only like the journal (invariant 6:
 // "every table that a decision reads"): a rule set edited in place would let awards through that
-// its RULES_CHANGED entry forbids. Each trigger is dropped first, so the migration is safe to run
-// again; the PostgreSQL function is its own, so it depends on no other migration.
+// its RULES_CHANGED entry forbids. The PostgreSQL function is its own, so it depends on no other
+// migration.
 var rulesAppendOnly = map[string][]string{
 	"sqlite": {
 		`DROP TRIGGER IF EXISTS envelope_rules_append_only`,
@@ -86,11 +106,37 @@ var rulesAppendOnly = map[string][]string{
 		 BEGIN SELECT RAISE(ABORT, 'the rule sets are append-only'); END`,
 	},
 	"postgres": {
+		`DROP TRIGGER IF EXISTS envelope_rules_append_only ON envelope_rules`,
 		`CREATE OR REPLACE FUNCTION ledger_rules_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
-		`DROP TRIGGER IF EXISTS envelope_rules_append_only ON envelope_rules`,
 		`CREATE TRIGGER envelope_rules_append_only BEFORE UPDATE OR DELETE ON envelope_rules
 		 FOR EACH ROW EXECUTE FUNCTION ledger_rules_append_only()`,
+	},
+}
+
+// sequenceTriggers (migration 7, after 00004) let the journal's append-only trigger allow one
+// change: giving an entry its position (seq) once, from NULL, with nothing else changed.
+var sequenceTriggers = map[string][]string{
+	"sqlite": {
+		`DROP TRIGGER IF EXISTS journal_entries_append_only`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
+		 WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND NEW.kind = OLD.kind
+		   AND NEW.currency = OLD.currency AND NEW.caller = OLD.caller AND NEW.request_id = OLD.request_id
+		   AND NEW.memo = OLD.memo AND NEW.created_at = OLD.created_at)
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+	},
+	"postgres": {
+		`DROP TRIGGER IF EXISTS journal_entries_append_only ON journal_entries`,
+		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+		      AND (NEW.id, NEW.kind, NEW.currency, NEW.caller, NEW.request_id, NEW.memo, NEW.created_at)
+		          IS NOT DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.caller, OLD.request_id, OLD.memo, OLD.created_at)
+		   THEN RETURN NEW; END IF;
+		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
+		 END $$`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
+		 FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()`,
 	},
 }
 
@@ -120,6 +166,7 @@ var effectiveTimes = map[string][]string{
 		`ALTER TABLE envelopes ADD COLUMN IF NOT EXISTS effective_at BIGINT`,
 		`ALTER TABLE envelopes ADD COLUMN IF NOT EXISTS latest_effective_at BIGINT`,
 		`ALTER TABLE commitments ADD COLUMN IF NOT EXISTS effective_at BIGINT`,
+		`DROP TRIGGER IF EXISTS journal_entries_append_only ON journal_entries`,
 		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 		 BEGIN
 		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
@@ -128,6 +175,8 @@ var effectiveTimes = map[string][]string{
 		   THEN RETURN NEW; END IF;
 		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
 		 END $$`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
+		 FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()`,
 	},
 }
 
@@ -136,63 +185,150 @@ var effectiveTimes = map[string][]string{
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
 var postgresOnly = []string{`ALTER TABLE envelopes SET (fillfactor = 10)`}
 
-// runStatements is a Go migration that runs stmts in order, in its transaction.
-func runStatements(stmts []string) *goose.GoFunc {
-	return &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+// goMigration is a Go migration: statements run in order (see THE RULE above).
+type goMigration struct {
+	version    int64
+	statements []string
+}
+
+// goMigrations lists the Go migrations for a dialect ("sqlite" or "postgres"; cockroach when the
+// PostgreSQL-speaking server is CockroachDB).
+func goMigrations(dialect string, cockroach bool) []goMigration {
+	triggers := appendOnlyTriggers[dialect]
+	if dialect == "postgres" && !cockroach {
+		triggers = append(triggers[:len(triggers):len(triggers)], postgresOnly...)
+	}
+	return []goMigration{
+		{2, triggers},
+		{6, rulesAppendOnly[dialect]},
+		{7, sequenceTriggers[dialect]},
+		{10, effectiveTimes[dialect]},
+	}
+}
+
+// migration settings: how the migrations of one database run.
+type migration struct {
+	dialect   string // "sqlite" or "postgres"
+	cockroach bool   // the server is CockroachDB
+	// isolated runs every statement on its own, outside a transaction (CockroachDB; tests use it
+	// on PostgreSQL to reproduce CockroachDB's partial migrations).
+	isolated bool
+	// beforeStatement, when set (tests), is called before each statement of a Go migration.
+	beforeStatement func(ctx context.Context, version int64, statement string)
+	// options are extra goose options (tests).
+	options []goose.ProviderOption
+}
+
+// runStatements is a Go migration that runs stmts in order: in goose's transaction, or, when
+// isolated, each on its own.
+func (m migration) runStatements(version int64, stmts []string) *goose.GoFunc {
+	run := func(ctx context.Context, exec func(ctx context.Context, query string, args ...any) (sql.Result, error)) error {
 		for _, stmt := range stmts {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return err
+			if m.beforeStatement != nil {
+				m.beforeStatement(ctx, version, stmt)
+			}
+			if _, err := exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %d: %w", version, err)
 			}
 		}
 		return nil
-	}}
+	}
+	if m.isolated {
+		return &goose.GoFunc{RunDB: func(ctx context.Context, db *sql.DB) error { return run(ctx, db.ExecContext) }}
+	}
+	return &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error { return run(ctx, tx.ExecContext) }}
+}
+
+// sqliteAddColumn is the clause SQLite does not have: ADD COLUMN IF NOT EXISTS.
+var sqliteAddColumn = regexp.MustCompile(`(?i)ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS`)
+
+// migrationSources returns the SQL migrations as the dialect runs them: on SQLite without the
+// IF NOT EXISTS of ADD COLUMN, which it lacks; on CockroachDB with the files of
+// migrations/cockroachdb/ in place of those of the same name (native UUIDs, hash-sharded keys).
+func migrationSources(dialect string, cockroach bool) (fs.FS, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	names, err := fs.Glob(sub, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	out := fstest.MapFS{}
+	for _, name := range names {
+		path := name
+		if cockroach {
+			if _, err := fs.Stat(sub, "cockroachdb/"+name); err == nil {
+				path = "cockroachdb/" + name
+			}
+		}
+		b, err := fs.ReadFile(sub, path)
+		if err != nil {
+			return nil, err
+		}
+		if dialect == "sqlite" {
+			b = sqliteAddColumn.ReplaceAll(b, []byte("ADD COLUMN"))
+		}
+		out[name] = &fstest.MapFile{Data: b, Mode: 0o444}
+	}
+	return out, nil
 }
 
 // migrate brings the schema up to date with goose. dialect is "sqlite" or "postgres" (CockroachDB
-// speaks the PostgreSQL dialect; cockroach is set when the server is CockroachDB).
+// speaks the PostgreSQL dialect; cockroach is set when the server is CockroachDB, whose
+// migrations run statement by statement: see the top of this file).
 func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) error {
+	return migration{dialect: dialect, cockroach: cockroach, isolated: cockroach}.run(ctx, db)
+}
+
+func (m migration) provider(db *sql.DB) (*goose.Provider, error) {
 	gooseDialect := goose.DialectPostgres
-	if dialect == "sqlite" {
+	if m.dialect == "sqlite" {
 		gooseDialect = goose.DialectSQLite3
 	}
-	sub, err := fs.Sub(migrationFiles, "migrations")
+	sources, err := migrationSources(m.dialect, m.cockroach)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	triggers := appendOnlyTriggers[dialect]
-	if dialect == "postgres" && !cockroach {
-		triggers = append(triggers, postgresOnly...)
+	var gos []*goose.Migration
+	for _, g := range goMigrations(m.dialect, m.cockroach) {
+		gos = append(gos, goose.NewGoMigration(g.version, m.runStatements(g.version, g.statements), nil))
 	}
 	opts := []goose.ProviderOption{
 		goose.WithDisableGlobalRegistry(true),
 		// A ledger upgraded by a build that had a later migration but not an earlier one (they were
-		// written side by side) still gets the earlier one; every migration after 4 is safe to
-		// run again.
+		// written side by side) still gets the earlier one: every migration is safe to run again.
 		goose.WithAllowOutofOrder(true),
-		goose.WithGoMigrations(
-			goose.NewGoMigration(2, runStatements(triggers), nil),
-			goose.NewGoMigration(6, runStatements(rulesAppendOnly[dialect]), nil),
-			goose.NewGoMigration(7, runStatements(sequenceTriggers[dialect]), nil),
-			goose.NewGoMigration(10, runStatements(effectiveTimes[dialect]), nil),
-		),
+		goose.WithGoMigrations(gos...),
+		goose.WithIsolateDDL(m.isolated),
 	}
-	if dialect == "postgres" {
+	if m.dialect == "postgres" {
 		// Several ledgerd processes may start at once on one database: a lock row in a plain
 		// table (not an advisory lock, which CockroachDB does not honour) lets one migrate while
 		// the others wait.
 		locker, err := lock.NewPostgresTableLocker(lock.WithTableName("ledger_migration_lock"),
 			lock.WithTableLockTimeout(100*time.Millisecond, 600))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts = append(opts, goose.WithLocker(locker))
 	}
-	provider, err := goose.NewProvider(gooseDialect, db, sub, opts...)
+	opts = append(opts, m.options...)
+	p, err := goose.NewProvider(gooseDialect, db, sources, opts...)
 	if err != nil {
-		return fmt.Errorf("preparing migrations: %w", err)
+		return nil, fmt.Errorf("preparing migrations: %w", err)
 	}
-	// Creating the lock table itself can race between processes starting together; each
-	// migration runs in a transaction, so trying again is safe.
+	return p, nil
+}
+
+func (m migration) run(ctx context.Context, db *sql.DB) error {
+	provider, err := m.provider(db)
+	if err != nil {
+		return err
+	}
+	// Creating the lock table itself can race between processes starting together, and a
+	// migration can fail half-way on CockroachDB (a node restarting, a schema change job
+	// failing): every migration is safe to run again (THE RULE above), so trying again is too.
 	b := retry.WithMaxRetries(4, retry.NewExponential(100*time.Millisecond))
 	err = retry.Do(ctx, b, func(ctx context.Context) error {
 		if _, err := provider.Up(ctx); err != nil {
@@ -202,6 +338,32 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) er
 	})
 	if err != nil {
 		return fmt.Errorf("migrating the schema: %w", err)
+	}
+	return nil
+}
+
+// minCockroach is the oldest CockroachDB the ledger runs on: 24.3 is the first with CREATE
+// TRIGGER, which keeps the journal, the request log and the rule sets append-only (invariant 6).
+var minCockroach = [2]int{24, 3}
+
+var cockroachVersion = regexp.MustCompile(`CockroachDB \S+ v(\d+)\.(\d+)`)
+
+// checkCockroachVersion refuses a CockroachDB older than minCockroach, from the answer of
+// SELECT version().
+func checkCockroachVersion(version string) error {
+	m := cockroachVersion.FindStringSubmatch(version)
+	if m == nil {
+		return fmt.Errorf("cannot read the CockroachDB version from %q: the ledger needs CockroachDB %d.%d or later",
+			version, minCockroach[0], minCockroach[1])
+	}
+	var major, minor int
+	fmt.Sscan(m[1], &major)
+	fmt.Sscan(m[2], &minor)
+	if major < minCockroach[0] || major == minCockroach[0] && minor < minCockroach[1] {
+		return fmt.Errorf("CockroachDB v%d.%d is too old: the ledger needs CockroachDB %d.%d or later "+
+			"(its append-only tables are kept by triggers, which CockroachDB has from %d.%d); "+
+			"nothing was changed in the database", major, minor, minCockroach[0], minCockroach[1],
+			minCockroach[0], minCockroach[1])
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"syscall"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
-	crdbpgx "github.com/cockroachdb/cockroach-go/v2/crdb/crdbpgxv5"
+	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,7 +30,9 @@ import (
 //     ExecuteTx must not be used here: it retries with SAVEPOINT cockroach_restart, which on
 //     PostgreSQL keeps the old snapshot, and it ignores the error of the final COMMIT, so writes
 //     PostgreSQL rolled back would be reported as successes (see TestCommitTimeSerializationFailure).
-//   - CockroachDB: cockroach-go's crdbpgx.ExecuteTx, the retry protocol CockroachDB defines.
+//   - CockroachDB: the same loop (retrying), each attempt a transaction begun on its own
+//     (cockroachAttempt); 40003 "result is ambiguous" leaves the outcome unknown
+//     (cockroachOutcome), like a connection lost during COMMIT.
 type pgEngine struct {
 	pool      *pgxpool.Pool
 	cockroach bool
@@ -63,9 +65,20 @@ func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error
 		return nil, fmt.Errorf("connecting to %s:%d: %w", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, err)
 	}
 	e := &pgEngine{pool: pool, cockroach: strings.Contains(version, "CockroachDB"), cfg: cfg}
+	if e.cockroach {
+		if err := checkCockroachVersion(version); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	// Migrations get connections of their own: the migration lock holds one while the migration
-	// runs on another, which must not come out of (or wait on) the service's pool.
-	db := stdlib.OpenDB(*pcfg.ConnConfig.Copy())
+	// runs on another, which must not come out of (or wait on) the service's pool. They use the
+	// simple protocol: CockroachDB 24.3 and 25.1 before their March 2025 patches refused CREATE
+	// TRIGGER sent as a prepared statement when autocommit_before_ddl is on
+	// (cockroachdb/cockroach#141810).
+	mcfg := pcfg.ConnConfig.Copy()
+	mcfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	db := stdlib.OpenDB(*mcfg)
 	defer db.Close()
 	if err := migrate(ctx, db, "postgres", e.cockroach); err != nil {
 		pool.Close()
@@ -88,43 +101,91 @@ func (e *pgEngine) Reader() Querier   { return &pgxQuerier{q: e.pool} }
 func (e *pgEngine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }
 
 func (e *pgEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) error {
-	opts := pgx.TxOptions{IsoLevel: pgx.Serializable}
 	if e.cockroach {
-		// cockroach-go runs CockroachDB's retry protocol (SAVEPOINT cockroach_restart) itself.
-		err := crdbpgx.ExecuteTx(ctx, e.pool, opts, func(tx pgx.Tx) error {
-			q := &pgxQuerier{q: tx}
-			if err := fn(q); err != nil {
-				return err
-			}
-			return q.flush(ctx)
+		return e.retrying(ctx, func(ctx context.Context) error {
+			return e.cockroachAttempt(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
 		})
-		if requestRecorded(err) {
-			return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
-		}
-		return err
 	}
-	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
-		err := e.attempt(ctx, fn)
-		if err != nil && pgRetryable(err) {
-			e.cfg.retried(e.Name())
-			return retry.RetryableError(err)
-		}
-		return err
-	})
+	return e.retrying(ctx, func(ctx context.Context) error { return e.attempt(ctx, fn) })
 }
 
 func (e *pgEngine) Sequencing(ctx context.Context, fn func(q Querier) error) error {
 	if e.cockroach {
 		return e.ReadWrite(ctx, fn)
 	}
+	return e.retrying(ctx, func(ctx context.Context) error {
+		return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", fn)
+	})
+}
+
+// retrying runs attempt until it succeeds or fails for good: serialization failures and
+// deadlocks (40001, 40P01) are retried with jittered exponential backoff, each retry counted
+// (Config.OnRetry, ledger_transaction_retries_total), at most maxTxAttempts times and never past
+// ctx's deadline, which the ledger sets from --tx-timeout. The same loop serves PostgreSQL and
+// CockroachDB, read-write and read-only transactions.
+func (e *pgEngine) retrying(ctx context.Context, attempt func(ctx context.Context) error) error {
+	attempts := 0
 	return retry.Do(ctx, backoff(), func(ctx context.Context) error {
-		err := e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", fn)
-		if err != nil && pgRetryable(err) {
+		if attempts++; attempts > 1 {
 			e.cfg.retried(e.Name())
+		}
+		err := attempt(ctx)
+		if err != nil && pgRetryable(err) {
 			return retry.RetryableError(err)
 		}
 		return err
 	})
+}
+
+// cockroachAttempt is one CockroachDB transaction: BEGIN (a round trip of its own), fn, its
+// held-back writes, COMMIT, with the error of COMMIT judged by cockroachOutcome. It does not use
+// cockroach-go's ExecuteTx: that retries inside one transaction (ROLLBACK TO SAVEPOINT
+// cockroach_restart) up to 50 times with no backoff, no count and no bound but the caller's
+// context; a fresh transaction per attempt lets retrying bound, space and count the retries like
+// PostgreSQL's, at the cost of the priority a restarted transaction keeps (group commit keeps
+// conflicts rare; docs/cockroachdb.md).
+func (e *pgEngine) cockroachAttempt(ctx context.Context, opts pgx.TxOptions, fn func(q Querier) error) error {
+	tx, err := e.pool.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	q := &pgxQuerier{q: tx}
+	err = fn(q)
+	if err == nil {
+		err = q.flush(ctx)
+	}
+	if err != nil {
+		// The rollback's own error adds nothing: the transaction is abandoned either way.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return cockroachOutcome(err, false)
+	}
+	return cockroachOutcome(tx.Commit(ctx), true)
+}
+
+// cockroachOutcome classifies the error of a CockroachDB transaction (atCommit: the error of
+// COMMIT itself). The outcome is unknown, and the caller must look the request log up again as
+// after a connection lost during COMMIT on PostgreSQL, when CockroachDB says so (SQLSTATE 40003,
+// "result is ambiguous", from any statement), when cockroach-go says so (crdb.AmbiguousCommitError,
+// a RELEASE SAVEPOINT that failed), or when COMMIT got no answer. A server's other answer to
+// COMMIT (40001 included) means nothing was committed.
+func cockroachOutcome(err error, atCommit bool) error {
+	var (
+		pe        *pgconn.PgError
+		ambiguous *crdb.AmbiguousCommitError
+		le        *core.Error
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ambiguous), errors.As(err, &pe) && pe.Code == "40003":
+		return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
+	case requestRecorded(err):
+		return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
+	case !atCommit, errors.As(err, &pe), errors.As(err, &le), errors.Is(err, pgx.ErrTxCommitRollback):
+		return err
+	}
+	// No answer to COMMIT (a broken connection, a deadline): it may have committed.
+	return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
 }
 
 func (e *pgEngine) InlineSequence() bool { return false }
@@ -164,8 +225,31 @@ func requestRecorded(err error) bool {
 }
 
 func (e *pgEngine) ReadOnly(ctx context.Context, fn func(q Querier) error) error {
-	return pgx.BeginTxFunc(ctx, e.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(tx pgx.Tx) error { return fn(&pgxQuerier{q: tx}) })
+	// PostgreSQL: one snapshot (REPEATABLE READ), which a read-only transaction never has to
+	// retry. CockroachDB runs REPEATABLE READ as SERIALIZABLE unless a cluster setting says
+	// otherwise, and a long serializable read can fail with 40001 once its results have begun
+	// to stream: ask for SERIALIZABLE there and retry like a write. A caller that accepts a
+	// past snapshot (ReadingHistory) reads, with Config.FollowerReads, at
+	// follower_read_timestamp(), which conflicts with no writer.
+	opts := readOptions(e.cockroach, e.cfg.FollowerReads && historyAccepted(ctx))
+	return e.retrying(ctx, func(ctx context.Context) error {
+		return pgx.BeginTxFunc(ctx, e.pool, opts, func(tx pgx.Tx) error { return fn(&pgxQuerier{q: tx}) })
+	})
+}
+
+// followerRead begins a CockroachDB transaction that reads, read-only, at the follower read
+// timestamp (a constant expression: CockroachDB takes no placeholder in AS OF SYSTEM TIME).
+const followerRead = "BEGIN AS OF SYSTEM TIME follower_read_timestamp()"
+
+// readOptions are the options of a read-only transaction (see ReadOnly).
+func readOptions(cockroach, past bool) pgx.TxOptions {
+	switch {
+	case cockroach && past:
+		return pgx.TxOptions{BeginQuery: followerRead}
+	case cockroach:
+		return pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadOnly}
+	}
+	return pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 }
 
 // pgRetryable reports the errors after which the same transaction may succeed: serialization

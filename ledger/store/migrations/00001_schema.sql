@@ -9,8 +9,12 @@
 -- same transaction that writes a row locks or writes its parent, and the auditor (Verify) checks
 -- that no row is orphaned.
 
+--
+-- Every statement is safe to run again (see migrate.go): CockroachDB runs them one by one, so a
+-- migration that failed half-way is run again from its first statement.
+
 -- +goose Up
-CREATE TABLE envelopes (
+CREATE TABLE IF NOT EXISTS envelopes (
     id                 TEXT PRIMARY KEY,
     parent_id          TEXT REFERENCES envelopes (id),
     display_name       TEXT NOT NULL,
@@ -25,9 +29,9 @@ CREATE TABLE envelopes (
     -- Invariant 2: available = allocation - committed - children_allocated is never negative.
     CHECK (allocation - committed - children_allocated >= 0)
 );
-CREATE INDEX envelopes_by_parent ON envelopes (parent_id, id);
+CREATE INDEX IF NOT EXISTS envelopes_by_parent ON envelopes (parent_id, id);
 
-CREATE TABLE commitments (
+CREATE TABLE IF NOT EXISTS commitments (
     id          TEXT PRIMARY KEY,
     envelope_id TEXT NOT NULL,
     beneficiary TEXT NOT NULL,
@@ -40,10 +44,10 @@ CREATE TABLE commitments (
     created_at  BIGINT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
-CREATE INDEX commitments_by_envelope ON commitments (envelope_id, id);
-CREATE INDEX commitments_by_beneficiary ON commitments (beneficiary, id);
+CREATE INDEX IF NOT EXISTS commitments_by_envelope ON commitments (envelope_id, id);
+CREATE INDEX IF NOT EXISTS commitments_by_beneficiary ON commitments (beneficiary, id);
 
-CREATE TABLE journal_entries (
+CREATE TABLE IF NOT EXISTS journal_entries (
     id         TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
     currency   TEXT NOT NULL,
@@ -53,18 +57,18 @@ CREATE TABLE journal_entries (
     created_at BIGINT NOT NULL
 );
 
-CREATE TABLE postings (
+CREATE TABLE IF NOT EXISTS postings (
     entry_id TEXT NOT NULL,
     seq      INTEGER NOT NULL,
     account  TEXT NOT NULL,
     amount   BIGINT NOT NULL CHECK (amount <> 0),
     PRIMARY KEY (entry_id, seq)
 );
-CREATE INDEX postings_by_account ON postings (account, entry_id);
+CREATE INDEX IF NOT EXISTS postings_by_account ON postings (account, entry_id);
 
 -- Invariant 5: one row per request id, holding the fingerprint of the request and its outcome
 -- (a JSON result or refusal), replayed to any retry of the same request.
-CREATE TABLE requests (
+CREATE TABLE IF NOT EXISTS requests (
     request_id  TEXT PRIMARY KEY,
     operation   TEXT NOT NULL,
     fingerprint TEXT NOT NULL,

@@ -15,8 +15,10 @@
 -- commitments gain what the rules look at: the project's eligible cost and the beneficiary's
 -- territory and population, as given with the award (0 and '' when not given).
 
+-- Every statement is safe to run again (see migrate.go): CockroachDB runs them one by one.
+
 -- +goose Up
-CREATE TABLE envelope_rules (
+CREATE TABLE IF NOT EXISTS envelope_rules (
     envelope_id    TEXT NOT NULL,
     effective_from BIGINT NOT NULL,
     id             TEXT NOT NULL,
@@ -28,7 +30,7 @@ CREATE TABLE envelope_rules (
     PRIMARY KEY (envelope_id, effective_from, id)
 );
 
-CREATE TABLE project_totals (
+CREATE TABLE IF NOT EXISTS project_totals (
     envelope_id TEXT NOT NULL,
     project     TEXT NOT NULL,
     awarded     BIGINT NOT NULL,
@@ -37,13 +39,14 @@ CREATE TABLE project_totals (
     PRIMARY KEY (envelope_id, project)
 );
 
-ALTER TABLE commitments ADD COLUMN eligible_cost BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE commitments ADD COLUMN territory TEXT NOT NULL DEFAULT '';
-ALTER TABLE commitments ADD COLUMN population BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE commitments ADD COLUMN IF NOT EXISTS eligible_cost BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE commitments ADD COLUMN IF NOT EXISTS territory TEXT NOT NULL DEFAULT '';
+ALTER TABLE commitments ADD COLUMN IF NOT EXISTS population BIGINT NOT NULL DEFAULT 0;
 
 INSERT INTO project_totals (envelope_id, project, awarded, award_count, updated_at)
 SELECT envelope_id, project, SUM(amount - released), COUNT(*), MAX(updated_at)
-FROM commitments GROUP BY envelope_id, project;
+FROM commitments GROUP BY envelope_id, project
+ON CONFLICT (envelope_id, project) DO NOTHING;
 
 -- +goose Down
 ALTER TABLE commitments DROP COLUMN population;

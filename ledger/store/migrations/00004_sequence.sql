@@ -4,15 +4,17 @@
 -- has an entry appear at or before it. An entry not yet given one is not served to readers.
 -- Entries of an existing ledger get theirs in (created_at, id) order at the first run.
 
+-- Every statement is safe to run again (see migrate.go): CockroachDB runs them one by one.
+
 -- +goose Up
-ALTER TABLE journal_entries ADD COLUMN seq BIGINT;
-CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq);
-CREATE INDEX journal_entries_unsequenced ON journal_entries (created_at, id) WHERE seq IS NULL;
-CREATE TABLE journal_head (
+ALTER TABLE journal_entries ADD COLUMN IF NOT EXISTS seq BIGINT;
+CREATE UNIQUE INDEX IF NOT EXISTS journal_entries_by_seq ON journal_entries (seq);
+CREATE INDEX IF NOT EXISTS journal_entries_unsequenced ON journal_entries (created_at, id) WHERE seq IS NULL;
+CREATE TABLE IF NOT EXISTS journal_head (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     last_seq BIGINT NOT NULL CHECK (last_seq >= 0)
 );
-INSERT INTO journal_head (id, last_seq) VALUES (1, 0);
+INSERT INTO journal_head (id, last_seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 
 -- +goose Down
 DROP TABLE journal_head;

@@ -1,0 +1,13 @@
+package model_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+)
+
+// TestMain stops the CockroachDB server that testdb.Each starts when a cockroach binary is on PATH.
+func TestMain(m *testing.M) {
+	os.Exit(testdb.Main(m))
+}

@@ -72,6 +72,9 @@ const (
 	ReasonStoreUnavailable        = core.ReasonStoreUnavailable
 	ReasonTransactionConflict     = core.ReasonTransactionConflict
 	ReasonPolicyViolation         = core.ReasonPolicyViolation
+	ReasonETagMismatch            = core.ReasonETagMismatch
+	ReasonVerificationNotFound    = core.ReasonVerificationNotFound
+	ReasonVerificationRunning     = core.ReasonVerificationRunning
 	KindAllocationMoved           = core.KindAllocationMoved
 	KindCommitted                 = core.KindCommitted
 	KindEnvelopeAllocated         = core.KindEnvelopeAllocated
@@ -86,6 +89,9 @@ const (
 // Sentinel errors, for errors.Is.
 var (
 	ErrAmountOverflow          = core.ErrAmountOverflow
+	ErrETagMismatch            = core.ErrETagMismatch
+	ErrVerificationNotFound    = core.ErrVerificationNotFound
+	ErrVerificationRunning     = core.ErrVerificationRunning
 	ErrCommitmentNotFound      = core.ErrCommitmentNotFound
 	ErrCurrencyMismatch        = core.ErrCurrencyMismatch
 	ErrEnvelopeAlreadyExists   = core.ErrEnvelopeAlreadyExists

@@ -31,6 +31,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		Released:            e.Released,
 		CreateTime:          timestamppb.New(e.CreatedAt),
 		UpdateTime:          timestamppb.New(e.UpdatedAt),
+		Etag:                ledger.EnvelopeETag(*e),
 	}
 }
 

@@ -53,12 +53,14 @@ func (s *envelopeService) ListEnvelopes(ctx context.Context, req *pb.ListEnvelop
 
 func (s *envelopeService) MoveAllocation(ctx context.Context, req *pb.MoveAllocationRequest) (*pb.MoveAllocationResponse, error) {
 	res, err := s.ledger.MoveAllocation(ctx, ledger.MoveAllocation{
-		RequestID:     req.GetRequestId(),
-		Caller:        callerFrom(ctx),
-		SourceID:      id(req.GetSource(), "envelopes"),
-		DestinationID: id(req.GetDestination(), "envelopes"),
-		Amount:        req.GetAmount(),
-		Reason:        req.GetReason(),
+		RequestID:       req.GetRequestId(),
+		Caller:          callerFrom(ctx),
+		SourceID:        id(req.GetSource(), "envelopes"),
+		DestinationID:   id(req.GetDestination(), "envelopes"),
+		Amount:          req.GetAmount(),
+		Reason:          req.GetReason(),
+		ETag:            req.GetEtag(),
+		DestinationETag: req.GetDestinationEtag(),
 	})
 	if err != nil {
 		return nil, toStatus(err)

@@ -124,6 +124,10 @@ type MoveAllocation struct {
 	DestinationID string
 	Amount        int64
 	Reason        string
+	// ETag and DestinationETag, when set, are the etags (EnvelopeETag) the source and the
+	// destination must still have: a precondition checked under their locks, not part of the
+	// request's fingerprint.
+	ETag, DestinationETag string
 }
 
 // MoveAllocationResult is the outcome of MoveAllocation.

@@ -146,7 +146,7 @@ func (c *CreateEnvelope) Validate() error {
 func (c *MoveAllocation) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
-		CheckField("reason", "reason", c.Reason))
+		CheckField("reason", "reason", c.Reason), checkETag("etag", c.ETag), checkETag("destination_etag", c.DestinationETag))
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,13 @@ type Envelope struct {
 	// Output only. When the envelope was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the envelope's balances last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. An opaque token (AIP-154) that changes whenever the envelope changes: its
+	// balances, or a rule change on it or on an ancestor (which marks it changed). Send it back as
+	// MoveAllocationRequest.etag (or destination_etag) so that the move is refused with ABORTED,
+	// reason ETAG_MISMATCH, if the envelope changed since it was read. Compare etags only for
+	// equality; their form may change.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +196,13 @@ func (x *Envelope) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Envelope) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
 }
 
 // CreateEnvelopeRequest is the request of CreateEnvelope.
@@ -598,9 +611,18 @@ type MoveAllocationRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. The source envelope's etag from the last read (Envelope.etag, AIP-154): when it is
+	// given and the source changed since, the move is refused with ABORTED, reason ETAG_MISMATCH
+	// (metadata: envelope), and nothing changes; read the envelope again and decide again. Empty:
+	// no check. The etag is a precondition, not part of the request: it is not compared when the
+	// request_id is sent again, and a refusal for a stale etag is not recorded, so the same
+	// request_id may be sent again with a fresh etag.
+	Etag string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Optional. The destination envelope's etag from the last read, checked like etag.
+	DestinationEtag string `protobuf:"bytes,61,opt,name=destination_etag,json=destinationEtag,proto3" json:"destination_etag,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MoveAllocationRequest) Reset() {
@@ -664,6 +686,20 @@ func (x *MoveAllocationRequest) GetReason() string {
 func (x *MoveAllocationRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *MoveAllocationRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *MoveAllocationRequest) GetDestinationEtag() string {
+	if x != nil {
+		return x.DestinationEtag
 	}
 	return ""
 }
@@ -1078,7 +1114,18 @@ type SetEnvelopeRulesRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. The etag of the envelope's rule sets from the last read
+	// (GetEnvelopeRulesResponse.etag or SetEnvelopeRulesResponse.etag, AIP-154): when it is given
+	// and a rule set was added to the envelope since, the request is refused with ABORTED, reason
+	// ETAG_MISMATCH (metadata: envelope), and nothing changes, so that one administrator cannot
+	// silently overwrite rules another just set; read the rules again and decide again. Empty: no
+	// check. It guards the envelope's own rule sets only (what this call adds to), not its
+	// balances, which awards change all the time, nor its ancestors' rule sets, which this call
+	// never replaces. The etag is a precondition, not part of the request: it is not compared when
+	// the request_id is sent again, and a refusal for a stale etag is not recorded, so the same
+	// request_id may be sent again with a fresh etag.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1148,6 +1195,13 @@ func (x *SetEnvelopeRulesRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *SetEnvelopeRulesRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // SetEnvelopeRulesResponse is the response of SetEnvelopeRules.
 type SetEnvelopeRulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1155,7 +1209,11 @@ type SetEnvelopeRulesResponse struct {
 	RuleSet *RuleSet `protobuf:"bytes,1,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
 	// Output only. Resource name of the journal entry that recorded the change,
 	// "journalEntries/{journal_entry}".
-	JournalEntry  string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	JournalEntry string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	// Output only. The etag of the envelope's rule sets right after this change, for the next
+	// SetEnvelopeRules; opaque, compare for equality only. A replay of the request (same
+	// request_id) returns the etag of its first outcome.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1200,6 +1258,13 @@ func (x *SetEnvelopeRulesResponse) GetRuleSet() *RuleSet {
 func (x *SetEnvelopeRulesResponse) GetJournalEntry() string {
 	if x != nil {
 		return x.JournalEntry
+	}
+	return ""
+}
+
+func (x *SetEnvelopeRulesResponse) GetEtag() string {
+	if x != nil {
+		return x.Etag
 	}
 	return ""
 }
@@ -1290,6 +1355,10 @@ type GetEnvelopeRulesResponse struct {
 	EffectiveRules *EffectiveRules `protobuf:"bytes,2,opt,name=effective_rules,json=effectiveRules,proto3" json:"effective_rules,omitempty"`
 	// Output only. Token for the next page of rule sets; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Output only. An opaque token (AIP-154) that changes whenever a rule set is added to the
+	// envelope (not when an ancestor's rules change, nor when its balances do): send it as
+	// SetEnvelopeRulesRequest.etag. The same on every page. Compare etags only for equality.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,11 +1414,18 @@ func (x *GetEnvelopeRulesResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *GetEnvelopeRulesResponse) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x05\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1368,7 +1444,8 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12@\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
-	"updateTime:O\xeaAL\n" +
+	"updateTime\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag:O\xeaAL\n" +
 	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xf6\r\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
@@ -1408,7 +1485,7 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListEnvelopesResponse\x12<\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\tenvelopes\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x92\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xfd\x04\n" +
 	"\x15MoveAllocationRequest\x12o\n" +
 	"\x06source\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12y\n" +
@@ -1418,7 +1495,9 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
 	"\x06reason\x18\x04 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId:s\xbaHp\x1an\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12(\n" +
+	"\x04etag\x18< \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x04etag\x12?\n" +
+	"\x10destination_etag\x18= \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x0fdestinationEtag:s\xbaHp\x1an\n" +
 	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xe4\x01\n" +
 	"\x16MoveAllocationResponse\x126\n" +
 	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06source\x12@\n" +
@@ -1460,7 +1539,7 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x15award_window_rule_set\x18\a \x01(\tB&\xe0A\x03\xfaA \n" +
 	"\x1ebudgetledger.github.io/RuleSetR\x12awardWindowRuleSetB\x18\n" +
 	"\x16_max_funding_share_bpsB\x11\n" +
-	"\x0f_min_population\"\xaa\x03\n" +
+	"\x0f_min_population\"\xd4\x03\n" +
 	"\x17SetEnvelopeRulesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x127\n" +
@@ -1468,11 +1547,13 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05rules\x12h\n" +
 	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa6\x01\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12(\n" +
+	"\x04etag\x18< \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x04etag\"\xbf\x01\n" +
 	"\x18SetEnvelopeRulesResponse\x128\n" +
 	"\brule_set\x18\x01 \x01(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\aruleSet\x12P\n" +
 	"\rjournal_entry\x18\x02 \x01(\tB+\xe0A\x03\xfaA%\n" +
-	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xba\x02\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag\"\xba\x02\n" +
 	"\x17GetEnvelopeRulesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12U\n" +
@@ -1480,11 +1561,12 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xd2\x01\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xeb\x01\n" +
 	"\x18GetEnvelopeRulesResponse\x12:\n" +
 	"\trule_sets\x18\x01 \x03(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\bruleSets\x12M\n" +
 	"\x0feffective_rules\x18\x02 \x01(\v2\x1f.budgetledger.v1.EffectiveRulesB\x03\xe0A\x03R\x0eeffectiveRules\x12+\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xe3\x04\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag2\xe3\x04\n" +
 	"\x0fEnvelopeService\x12a\n" +
 	"\x0eCreateEnvelope\x12&.budgetledger.v1.CreateEnvelopeRequest\x1a'.budgetledger.v1.CreateEnvelopeResponse\x12X\n" +
 	"\vGetEnvelope\x12#.budgetledger.v1.GetEnvelopeRequest\x1a$.budgetledger.v1.GetEnvelopeResponse\x12^\n" +

@@ -95,6 +95,19 @@ const (
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
 	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
+	// ABORTED: the etag sent with MoveAllocation or SetEnvelopeRules (AIP-154) is not the current
+	// one: the envelope (or its rule sets) changed since it was read. Nothing was recorded, not even
+	// under the request_id: read again, decide again, and send the request again (the same
+	// request_id may be used). Not worth retrying unchanged. Metadata: envelope.
+	ErrorReason_ERROR_REASON_ETAG_MISMATCH ErrorReason = 60
+	// NOT_FOUND: the named verification is not known to this server: it never existed, was
+	// forgotten (a server keeps the last 100 finished ones), or was started before the server
+	// restarted, or by another server process (verifications live in the memory of the process
+	// that runs them). Metadata: verification.
+	ErrorReason_ERROR_REASON_VERIFICATION_NOT_FOUND ErrorReason = 61
+	// RESOURCE_EXHAUSTED: a verification is already running on this server, which runs one at a
+	// time; poll it, then start another. Metadata: verification (the running one).
+	ErrorReason_ERROR_REASON_VERIFICATION_RUNNING ErrorReason = 62
 )
 
 // Enum value maps for ErrorReason.
@@ -122,6 +135,9 @@ var (
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
 		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
+		60: "ERROR_REASON_ETAG_MISMATCH",
+		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
+		62: "ERROR_REASON_VERIFICATION_RUNNING",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -146,6 +162,9 @@ var (
 		"ERROR_REASON_PERMISSION_DENIED":         19,
 		"ERROR_REASON_RATE_LIMITED":              20,
 		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
+		"ERROR_REASON_ETAG_MISMATCH":             60,
+		"ERROR_REASON_VERIFICATION_NOT_FOUND":    61,
+		"ERROR_REASON_VERIFICATION_RUNNING":      62,
 	}
 )
 
@@ -180,7 +199,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x8e\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -204,7 +223,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15\x12\x1e\n" +
+	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
+	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
+	"!ERROR_REASON_VERIFICATION_RUNNING\x10>BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

@@ -38,6 +38,15 @@ const (
 	ReasonDeadlineExceeded        Reason = "DEADLINE_EXCEEDED"
 	ReasonRateLimited             Reason = "RATE_LIMITED"
 	ReasonInternal                Reason = "INTERNAL"
+	// ReasonETagMismatch: the etag sent (MoveAllocationParams.ETag, a SetEnvelopeRules etag) is
+	// not the current one; nothing was recorded: read again, decide again, send again (AIP-154).
+	ReasonETagMismatch Reason = "ETAG_MISMATCH"
+	// ReasonVerificationNotFound: the server does not know the verification (see
+	// Client.GetVerification).
+	ReasonVerificationNotFound Reason = "VERIFICATION_NOT_FOUND"
+	// ReasonVerificationRunning: a verification is already running on the server; its name is in
+	// the error's metadata "verification".
+	ReasonVerificationRunning Reason = "VERIFICATION_RUNNING"
 )
 
 // Sentinel errors, one per reason, for errors.Is. A few also match every error of their gRPC code,
@@ -58,10 +67,15 @@ var (
 	ErrEnvelopeTooDeep         error = &sentinel{reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          error = &sentinel{reason: ReasonAmountOverflow}
 	ErrRequestIDReused         error = &sentinel{reason: ReasonRequestIDReused}
-	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
-	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
-	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
-	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrETagMismatch is a stale etag (ABORTED, so it also matches ErrConflict); the client does
+	// not retry it, since the same request would meet the same etag.
+	ErrETagMismatch         error = &sentinel{reason: ReasonETagMismatch}
+	ErrVerificationNotFound error = &sentinel{reason: ReasonVerificationNotFound}
+	ErrVerificationRunning  error = &sentinel{reason: ReasonVerificationRunning}
+	ErrConflict             error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
+	ErrUnavailable          error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
+	ErrDeadlineExceeded     error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrInternal             error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
 	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
 	// errors, such as a message over a size limit, do not match it and are not retried.

@@ -125,18 +125,23 @@ type MoveAllocationParams struct {
 	Reason      string // why, kept in the journal
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
+	// ETag and DestinationETag, when set, are the envelopes' etags (pb.Envelope's Etag) from the
+	// last read: the move happens only if neither changed since (AIP-154), else ErrETagMismatch.
+	ETag, DestinationETag string
 }
 
 // MoveAllocation moves allocation between a parent and its child (either way) or between two
-// siblings. It fails with ErrEnvelopeNotFound, ErrInsufficientFunds, ErrEnvelopesNotRelated,
-// ErrCurrencyMismatch or ErrRequestIDReused.
+// siblings. It fails with ErrEnvelopeNotFound, ErrETagMismatch, ErrInsufficientFunds,
+// ErrEnvelopesNotRelated, ErrCurrencyMismatch or ErrRequestIDReused.
 func (c *Client) MoveAllocation(ctx context.Context, p MoveAllocationParams) (*pb.MoveAllocationResponse, error) {
 	return c.envelopes.MoveAllocation(ctx, &pb.MoveAllocationRequest{
-		Source:      p.Source,
-		Destination: p.Destination,
-		Amount:      p.Amount,
-		Reason:      p.Reason,
-		RequestId:   requestID(p.RequestID),
+		Source:          p.Source,
+		Destination:     p.Destination,
+		Amount:          p.Amount,
+		Reason:          p.Reason,
+		RequestId:       requestID(p.RequestID),
+		Etag:            p.ETag,
+		DestinationEtag: p.DestinationETag,
 	})
 }
 

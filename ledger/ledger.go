@@ -103,6 +103,8 @@ type Ledger struct {
 	// shareRuled holds the ids of envelopes that had a funding-share rule in force at their last
 	// batch here: their project totals are read ahead, outside the transaction.
 	shareRuled shareRuled
+	// verifications are the verifications running or done in the background (verification.go).
+	verifications *verifications
 }
 
 // Open opens (creating it if needed) the ledger stored at database and brings its schema up to
@@ -126,7 +128,8 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger")}
+	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger"),
+		verifications: newVerifications()}
 	l.startSequencer()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
@@ -148,8 +151,10 @@ var errShuttingDown = &Error{Reason: ReasonStoreUnavailable, Message: "the ledge
 func (l *Ledger) Engine() string { return l.db.Name() }
 
 // Close finishes the operations already queued, then releases the database connections.
-// Operations submitted meanwhile are refused with STORE_UNAVAILABLE.
+// Operations submitted meanwhile are refused with STORE_UNAVAILABLE. A verification running in
+// the background is cancelled (it ends CANCELLED) and waited for.
 func (l *Ledger) Close() {
+	l.verifications.close()
 	if l.batcher != nil {
 		l.batcher.Close()
 	}

@@ -38,6 +38,10 @@ const (
 	ReasonDeadlineExceeded        Reason = "DEADLINE_EXCEEDED"
 	ReasonRateLimited             Reason = "RATE_LIMITED"
 	ReasonInternal                Reason = "INTERNAL"
+	ReasonPolicyViolation         Reason = "POLICY_VIOLATION"
+	ReasonCancelled               Reason = "CANCELLED"
+	ReasonUnauthenticated         Reason = "UNAUTHENTICATED"
+	ReasonPermissionDenied        Reason = "PERMISSION_DENIED"
 	// ReasonETagMismatch: the etag sent (MoveAllocationParams.ETag, a SetEnvelopeRules etag) is
 	// not the current one; nothing was recorded: read again, decide again, send again (AIP-154).
 	ReasonETagMismatch Reason = "ETAG_MISMATCH"
@@ -67,6 +71,8 @@ var (
 	ErrEnvelopeTooDeep         error = &sentinel{reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          error = &sentinel{reason: ReasonAmountOverflow}
 	ErrRequestIDReused         error = &sentinel{reason: ReasonRequestIDReused}
+	// ErrPolicyViolation is an award that breaks a funding rule (share, population, window).
+	ErrPolicyViolation error = &sentinel{reason: ReasonPolicyViolation}
 	// ErrETagMismatch is a stale etag (ABORTED, so it also matches ErrConflict); the client does
 	// not retry it, since the same request would meet the same etag.
 	ErrETagMismatch         error = &sentinel{reason: ReasonETagMismatch}

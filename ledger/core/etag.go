@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"regexp"
 )
 
 // Etags (AIP-154) let an administrator say "only if nothing changed since I read it". They are
@@ -55,17 +56,13 @@ func CheckETag(given, current, envelopeID, what string) error {
 		Metadata: map[string]string{"envelope": EnvelopeName(envelopeID)}}
 }
 
-// MaxETagLength bounds an etag field of a request; the ledger's own are 16 characters.
-const MaxETagLength = 64
+var etagPattern = regexp.MustCompile(Fields["etag"].Pattern)
 
+// checkETag checks an etag field of a request (Fields["etag"]): at most 64 printable ASCII
+// characters without spaces, or empty.
 func checkETag(field, v string) error {
-	if len(v) > MaxETagLength {
-		return InvalidArgument(field, "must be at most %d characters", MaxETagLength)
-	}
-	for i := 0; i < len(v); i++ {
-		if v[i] < '!' || v[i] > '~' {
-			return InvalidArgument(field, "must be printable ASCII without spaces")
-		}
+	if len(v) > Fields[field].MaxLen || !etagPattern.MatchString(v) {
+		return InvalidArgument(field, "must be at most %d printable ASCII characters without spaces", Fields[field].MaxLen)
 	}
 	return nil
 }

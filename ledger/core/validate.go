@@ -31,6 +31,9 @@ var Fields = map[string]Field{
 	"reason":       {1, 500, ""},
 	"territory":    {0, 200, ""},
 	"call":         {1, 200, ""},
+	// Etags (AIP-154): optional, opaque to clients; the ledger's are 16 characters.
+	"etag":             {0, 64, `^[!-~]*$`},
+	"destination_etag": {0, 64, `^[!-~]*$`},
 }
 
 var (

@@ -76,3 +76,28 @@ func TestBackgroundVerification(t *testing.T) {
 		t.Fatalf("an unknown verification: %v", err)
 	}
 }
+
+// TestVerificationForgottenByRestart: verifications live in the memory of the server process
+// (documented in the proto and the README); after a restart on the same database, the server
+// answers GetVerification with NOT_FOUND, reason VERIFICATION_NOT_FOUND, naming it.
+func TestVerificationForgottenByRestart(t *testing.T) {
+	t.Parallel()
+	database := testdb.SQLite(t)
+	first := startLedgerd(t, database, "127.0.0.1:0")
+	c := dial(t, first.addr)
+	ctx := context.Background()
+	v, err := c.StartVerification(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitVerification(ctx, v.GetName(), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	first.stop()
+	second := startLedgerd(t, database, "127.0.0.1:0")
+	_, err = dial(t, second.addr).GetVerification(ctx, v.GetName())
+	var ce *client.Error
+	if !errors.Is(err, client.ErrVerificationNotFound) || !errors.As(err, &ce) || ce.Metadata["verification"] != v.GetName() {
+		t.Fatalf("a verification of before the restart: %v, want VERIFICATION_NOT_FOUND naming %s", err, v.GetName())
+	}
+}

@@ -6,9 +6,9 @@
 // the same id; see core.RequestKey). The first outcome of a request (its result, or a business
 // refusal such as INSUFFICIENT_FUNDS) is recorded in the same transaction as its postings and
 // replayed to every retry by the same caller with the same id and payload; a different payload
-// under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT) and transient failures
-// (STORE_UNAVAILABLE, TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be
-// sent again.
+// under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT), stale
+// etags (ETAG_MISMATCH: see etag.go) and transient failures (STORE_UNAVAILABLE,
+// TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be sent again.
 //
 // The package only orchestrates; each responsibility lives in a package below it, and every
 // arrow points down:

@@ -85,9 +85,12 @@ func newVerifications() *verifications {
 	return &verifications{byID: map[string]*Verification{}, byRequest: map[string]string{}, ctx: ctx, cancel: cancel}
 }
 
-// close cancels the running verification and waits for it to end.
+// close cancels the running verification and waits for it to end. It cancels under mu, so that
+// no StartVerification adds to wg once Wait may have begun.
 func (v *verifications) close() {
+	v.mu.Lock()
 	v.cancel()
+	v.mu.Unlock()
 	v.wg.Wait()
 }
 

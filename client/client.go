@@ -20,6 +20,7 @@ type Client struct {
 	envelopes   pb.EnvelopeServiceClient
 	commitments pb.CommitmentServiceClient
 	journal     pb.JournalServiceClient
+	audit       pb.AuditServiceClient
 }
 
 // Option configures Dial.
@@ -102,6 +103,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 		envelopes:   pb.NewEnvelopeServiceClient(conn),
 		commitments: pb.NewCommitmentServiceClient(conn),
 		journal:     pb.NewJournalServiceClient(conn),
+		audit:       pb.NewAuditServiceClient(conn),
 	}, nil
 }
 

@@ -22,8 +22,14 @@
 // the same id. To be able to ask again after your own process restarts, make the id yourself
 // (NewRequestID), store it with the request, and pass it in.
 //
-// Calls failing with UNAVAILABLE, ABORTED, or RESOURCE_EXHAUSTED for the server's rate limit
-// (reason RATE_LIMITED; not for a message over a size limit) are retried (DefaultAttempts
+// MoveAllocationParams' ETag and DestinationETag carry the etags of the envelopes' last read
+// (AIP-154): the move is made only if neither changed since, else ErrETagMismatch, with nothing
+// recorded. StartVerification, GetVerification and WaitVerification run VerifyLedger's
+// verification in the background and poll it (AIP-151).
+//
+// Calls failing with UNAVAILABLE, ABORTED (but not ETAG_MISMATCH, a stale etag, which the same
+// request would meet again), or RESOURCE_EXHAUSTED for the server's rate limit (reason
+// RATE_LIMITED; not for a message over a size limit) are retried (DefaultAttempts
 // attempts in all by default, see WithRetry) after an exponential backoff with jitter, or after
 // the delay of the google.rpc.RetryInfo the server sent with the error. Retries stop at the bound,
 // or earlier when the next wait would outlast the context's deadline. Business refusals such as

@@ -43,6 +43,19 @@ const (
 	ReasonEffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
 	ReasonEffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
+	ReasonPolicyViolation               Reason = "POLICY_VIOLATION"
+	ReasonCancelled                     Reason = "CANCELLED"
+	ReasonUnauthenticated               Reason = "UNAUTHENTICATED"
+	ReasonPermissionDenied              Reason = "PERMISSION_DENIED"
+	// ReasonETagMismatch: the etag sent (MoveAllocationParams.ETag, a SetEnvelopeRules etag) is
+	// not the current one; nothing was recorded: read again, decide again, send again (AIP-154).
+	ReasonETagMismatch Reason = "ETAG_MISMATCH"
+	// ReasonVerificationNotFound: the server does not know the verification (see
+	// Client.GetVerification).
+	ReasonVerificationNotFound Reason = "VERIFICATION_NOT_FOUND"
+	// ReasonVerificationRunning: a verification is already running on the server; its name is in
+	// the error's metadata "verification".
+	ReasonVerificationRunning Reason = "VERIFICATION_RUNNING"
 )
 
 // Sentinel errors, one per reason, for errors.Is. A few also match every error of their gRPC code,
@@ -76,6 +89,13 @@ var (
 	ErrUnavailable                   error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded              error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
 	ErrInternal                      error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrPolicyViolation is an award that breaks a funding rule (share, population, window).
+	ErrPolicyViolation error = &sentinel{reason: ReasonPolicyViolation}
+	// ErrETagMismatch is a stale etag (ABORTED, so it also matches ErrConflict); the client does
+	// not retry it, since the same request would meet the same etag.
+	ErrETagMismatch         error = &sentinel{reason: ReasonETagMismatch}
+	ErrVerificationNotFound error = &sentinel{reason: ReasonVerificationNotFound}
+	ErrVerificationRunning  error = &sentinel{reason: ReasonVerificationRunning}
 	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
 	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
 	// errors, such as a message over a size limit, do not match it and are not retried.

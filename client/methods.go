@@ -151,19 +151,24 @@ type MoveAllocationParams struct {
 	// ledger records it. It may not be in the future nor before the envelope (see
 	// ErrEffectiveTimeInFuture and the others).
 	EffectiveTime time.Time
+	// ETag and DestinationETag, when set, are the envelopes' etags (pb.Envelope's Etag) from the
+	// last read: the move happens only if neither changed since (AIP-154), else ErrETagMismatch.
+	ETag, DestinationETag string
 }
 
 // MoveAllocation moves allocation between a parent and its child (either way) or between two
-// siblings. It fails with ErrEnvelopeNotFound, ErrInsufficientFunds, ErrEnvelopesNotRelated,
-// ErrCurrencyMismatch or ErrRequestIDReused.
+// siblings. It fails with ErrEnvelopeNotFound, ErrETagMismatch, ErrInsufficientFunds,
+// ErrEnvelopesNotRelated, ErrCurrencyMismatch or ErrRequestIDReused.
 func (c *Client) MoveAllocation(ctx context.Context, p MoveAllocationParams) (*pb.MoveAllocationResponse, error) {
 	return c.envelopes.MoveAllocation(ctx, &pb.MoveAllocationRequest{
-		Source:        p.Source,
-		Destination:   p.Destination,
-		Amount:        p.Amount,
-		Reason:        p.Reason,
-		RequestId:     requestID(p.RequestID),
-		EffectiveTime: timestamp(p.EffectiveTime),
+		Source:          p.Source,
+		Destination:     p.Destination,
+		Amount:          p.Amount,
+		Reason:          p.Reason,
+		RequestId:       requestID(p.RequestID),
+		EffectiveTime:   timestamp(p.EffectiveTime),
+		Etag:            p.ETag,
+		DestinationEtag: p.DestinationETag,
 	})
 }
 

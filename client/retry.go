@@ -24,14 +24,18 @@ const (
 // retryable reports whether a call that failed with st may be sent again unchanged. It is safe
 // for mutations because each carries a request id that the server decides once: the same request
 // sent again returns the first outcome. UNAVAILABLE and ABORTED (TRANSACTION_CONFLICT) mean
-// nothing was recorded, or the retry learns what was. RESOURCE_EXHAUSTED is retried only as the
+// nothing was recorded, or the retry learns what was; ABORTED for ETAG_MISMATCH is not retried. RESOURCE_EXHAUSTED is retried only as the
 // server's rate limit (reason RATE_LIMITED): gRPC itself answers RESOURCE_EXHAUSTED for a message
 // over a size limit, and then the same request gets the same answer — after the server did the
 // work, when it was the response that was too large.
 func retryable(st *status.Status) bool {
 	switch st.Code() {
-	case codes.Unavailable, codes.Aborted:
+	case codes.Unavailable:
 		return true
+	case codes.Aborted:
+		// A stale etag (AIP-154) is ABORTED too, but the same request would meet the same etag:
+		// the caller must read again first.
+		return reasonOf(st) != ReasonETagMismatch
 	case codes.ResourceExhausted:
 		return reasonOf(st) == ReasonRateLimited
 	}

@@ -86,11 +86,17 @@ const (
 	MaxBulkItems                        = core.MaxBulkItems
 	MaxEnvelopeDepth                    = core.MaxEnvelopeDepth
 	FundingAccount                      = core.FundingAccount
+	ReasonETagMismatch                  = core.ReasonETagMismatch
+	ReasonVerificationNotFound          = core.ReasonVerificationNotFound
+	ReasonVerificationRunning           = core.ReasonVerificationRunning
 )
 
 // Sentinel errors, for errors.Is.
 var (
 	ErrAmountOverflow          = core.ErrAmountOverflow
+	ErrETagMismatch            = core.ErrETagMismatch
+	ErrVerificationNotFound    = core.ErrVerificationNotFound
+	ErrVerificationRunning     = core.ErrVerificationRunning
 	ErrCommitmentNotFound      = core.ErrCommitmentNotFound
 	ErrCurrencyMismatch        = core.ErrCurrencyMismatch
 	ErrEnvelopeAlreadyExists   = core.ErrEnvelopeAlreadyExists

@@ -55,6 +55,9 @@ func (l *Ledger) MoveAllocation(ctx context.Context, cmd MoveAllocation) (MoveAl
 			if err != nil {
 				return loaded{}, err
 			}
+			if err := checkMoveETags(cmd, locked); err != nil {
+				return loaded{}, err
+			}
 			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
 				return result(core.DecideMoveAllocation(st, cmd, found(locked, cmd.SourceID), found(locked, cmd.DestinationID)))
 			}}, nil

@@ -6,9 +6,9 @@
 // the same id; see core.RequestKey). The first outcome of a request (its result, or a business
 // refusal such as INSUFFICIENT_FUNDS) is recorded in the same transaction as its postings and
 // replayed to every retry by the same caller with the same id and payload; a different payload
-// under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT) and transient failures
-// (STORE_UNAVAILABLE, TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be
-// sent again.
+// under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT), stale
+// etags (ETAG_MISMATCH: see etag.go) and transient failures (STORE_UNAVAILABLE,
+// TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be sent again.
 //
 // The package only orchestrates; each responsibility lives in a package below it, and every
 // arrow points down:
@@ -108,6 +108,8 @@ type Ledger struct {
 	// shareRuled holds the ids of envelopes that had a funding-share rule in force at their last
 	// batch here: their project totals are read ahead, outside the transaction.
 	shareRuled shareRuled
+	// verifications are the verifications running or done in the background (verification.go).
+	verifications *verifications
 }
 
 // Open opens (creating it if needed) the ledger stored at database and brings its schema up to
@@ -136,7 +138,8 @@ func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger")}
+	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger"),
+		verifications: newVerifications()}
 	l.startSequencer()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
@@ -158,8 +161,10 @@ var errShuttingDown = &Error{Reason: ReasonStoreUnavailable, Message: "the ledge
 func (l *Ledger) Engine() string { return l.db.Name() }
 
 // Close finishes the operations already queued, then releases the database connections.
-// Operations submitted meanwhile are refused with STORE_UNAVAILABLE.
+// Operations submitted meanwhile are refused with STORE_UNAVAILABLE. A verification running in
+// the background is cancelled (it ends CANCELLED) and waited for.
 func (l *Ledger) Close() {
+	l.verifications.close()
 	if l.batcher != nil {
 		l.batcher.Close()
 	}

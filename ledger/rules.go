@@ -30,8 +30,16 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 			if err != nil {
 				return loaded{}, err
 			}
+			count, err := l.checkRulesETag(ctx, q, cmd, locked)
+			if err != nil {
+				return loaded{}, err
+			}
 			return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
-				return result(core.DecideSetRules(st, cmd, found(locked, cmd.EnvelopeID), subtreeOf(locked)))
+				res, eff, err := core.DecideSetRules(st, cmd, found(locked, cmd.EnvelopeID), subtreeOf(locked))
+				if err == nil {
+					res.ETag = core.RulesETag(cmd.EnvelopeID, count+1)
+				}
+				return result(res, eff, err)
 			}}, nil
 		})
 	return res, err
@@ -67,6 +75,7 @@ func (l *Ledger) GetRulesAt(ctx context.Context, envelopeID string, at time.Time
 			return err
 		}
 		out.Effective = *rules[envelopeID]
+		out.ETag = core.RulesETag(envelopeID, int64(len(out.RuleSets)))
 		return nil
 	})
 	return out, l.classify(ctx, err)

@@ -79,6 +79,9 @@ var authorization = map[string][]Role{
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
 
 	pb.AuditService_VerifyLedger_FullMethodName: {RoleAuditor, RoleAdmin},
+	// Background verifications (AIP-151): who may verify may start one and poll it.
+	pb.AuditService_StartVerification_FullMethodName: {RoleAuditor, RoleAdmin},
+	pb.AuditService_GetVerification_FullMethodName:   {RoleAuditor, RoleAdmin},
 
 	// Server reflection (grpcurl list/describe) needs a credential, of any role.
 	reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      everyone,

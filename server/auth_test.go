@@ -108,6 +108,8 @@ var designRoles = map[string][]server.Role{
 	"/budgetledger.v1.CommitmentService/ListCommitments":             server.Roles,
 	"/budgetledger.v1.JournalService/ListJournalEntries":             server.Roles,
 	"/budgetledger.v1.AuditService/VerifyLedger":                     {server.RoleAuditor, server.RoleAdmin},
+	"/budgetledger.v1.AuditService/StartVerification":                {server.RoleAuditor, server.RoleAdmin},
+	"/budgetledger.v1.AuditService/GetVerification":                  {server.RoleAuditor, server.RoleAdmin},
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      server.Roles,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": server.Roles,
 }

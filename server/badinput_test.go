@@ -139,6 +139,7 @@ func testBadInput(t *testing.T, database string) {
 	}
 	otherFilterToken := page.GetNextPageToken()
 	reports := pb.NewReportServiceClient(h.conn)
+	audit := pb.NewAuditServiceClient(h.conn)
 	firstPage, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", PageSize: 1})
 	if err != nil || firstPage.GetNextPageToken() == "" {
 		t.Fatalf("GetFundingReport: %v, next page %q", err, firstPage.GetNextPageToken())
@@ -419,6 +420,29 @@ func testBadInput(t *testing.T, database string) {
 			_, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{KnownAtTime: &timestamppb.Timestamp{Seconds: 253402300800}})
 			return err
 		}, codes.InvalidArgument, invalid, "known_at_time"},
+		// Etags (AIP-154): malformed ones are INVALID_ARGUMENT; a stale one is ABORTED and, like
+		// every case here, changes nothing (not even the request log: see TestStaleETagRecordsNothing).
+		{"MoveAllocation etag 65 characters", move(func(r *pb.MoveAllocationRequest) { r.Etag = long(65) }), codes.InvalidArgument, invalid, "etag"},
+		{"MoveAllocation etag with a space", move(func(r *pb.MoveAllocationRequest) { r.Etag = "a b" }), codes.InvalidArgument, invalid, "etag"},
+		{"MoveAllocation destination etag with a NUL", move(func(r *pb.MoveAllocationRequest) { r.DestinationEtag = "a\x00" }), codes.InvalidArgument, invalid, "destination_etag"},
+		{"MoveAllocation stale source etag", move(func(r *pb.MoveAllocationRequest) { r.Etag = "stale" }), codes.Aborted, "ETAG_MISMATCH", ""},
+		{"MoveAllocation stale destination etag", move(func(r *pb.MoveAllocationRequest) { r.DestinationEtag = "stale" }), codes.Aborted, "ETAG_MISMATCH", ""},
+		{"SetEnvelopeRules etag non-ASCII", rules(func(r *pb.SetEnvelopeRulesRequest) { r.Etag = "étiquette" }), codes.InvalidArgument, invalid, "etag"},
+		{"SetEnvelopeRules stale etag", rules(func(r *pb.SetEnvelopeRulesRequest) { r.Etag = "stale" }), codes.Aborted, "ETAG_MISMATCH", ""},
+
+		// Background verifications (AIP-151).
+		{"GetVerification name not a UUID", func(ctx context.Context) error {
+			_, err := audit.GetVerification(ctx, &pb.GetVerificationRequest{Name: "verifications/latest"})
+			return err
+		}, codes.InvalidArgument, invalid, "name"},
+		{"GetVerification unknown", func(ctx context.Context) error {
+			_, err := audit.GetVerification(ctx, &pb.GetVerificationRequest{Name: "verifications/" + uuid})
+			return err
+		}, codes.NotFound, "VERIFICATION_NOT_FOUND", ""},
+		{"StartVerification request id with a space", func(ctx context.Context) error {
+			_, err := audit.StartVerification(ctx, &pb.StartVerificationRequest{RequestId: "verify now"})
+			return err
+		}, codes.InvalidArgument, invalid, "request_id"},
 
 		// Request ids: missing, malformed, reused with another payload.
 		{"Commit request id missing", commit(func(r *pb.CommitRequest) { r.RequestId = "" }), codes.InvalidArgument, invalid, "request_id"},

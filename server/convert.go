@@ -33,6 +33,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		UpdateTime:          timestamppb.New(e.UpdatedAt),
 		EffectiveTime:       timestamppb.New(orTime(e.EffectiveAt, e.CreatedAt)),
 		LatestEffectiveTime: timestamppb.New(orTime(e.LatestEffectiveAt, e.UpdatedAt)),
+		Etag:                ledger.EnvelopeETag(*e),
 	}
 }
 

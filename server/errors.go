@@ -70,6 +70,11 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonStoreUnavailable:              codes.Unavailable,
 	ledger.ReasonTransactionConflict:           codes.Aborted,
 	ledger.ReasonInternal:                      codes.Internal,
+	// AIP-154: a stale etag is ABORTED (read, modify and write again), not retried unchanged.
+	ledger.ReasonETagMismatch:         codes.Aborted,
+	ledger.ReasonVerificationNotFound: codes.NotFound,
+	// One verification runs at a time (AIP-151's work is bounded): poll the running one.
+	ledger.ReasonVerificationRunning: codes.ResourceExhausted,
 }
 
 // retryDelays are the waits suggested in a google.rpc.RetryInfo with the retryable reasons.

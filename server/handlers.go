@@ -62,13 +62,15 @@ func (s *envelopeService) MoveAllocation(ctx context.Context, req *pb.MoveAlloca
 		return nil, toStatus(err)
 	}
 	res, err := s.ledger.MoveAllocation(ctx, ledger.MoveAllocation{
-		Effective:     effective,
-		RequestID:     req.GetRequestId(),
-		Caller:        callerFrom(ctx),
-		SourceID:      id(req.GetSource(), "envelopes"),
-		DestinationID: id(req.GetDestination(), "envelopes"),
-		Amount:        req.GetAmount(),
-		Reason:        req.GetReason(),
+		Effective:       effective,
+		RequestID:       req.GetRequestId(),
+		Caller:          callerFrom(ctx),
+		SourceID:        id(req.GetSource(), "envelopes"),
+		DestinationID:   id(req.GetDestination(), "envelopes"),
+		Amount:          req.GetAmount(),
+		Reason:          req.GetReason(),
+		ETag:            req.GetEtag(),
+		DestinationETag: req.GetDestinationEtag(),
 	})
 	if err != nil {
 		return nil, toStatus(err)

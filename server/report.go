@@ -32,11 +32,13 @@ func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvel
 		Call:          req.GetCall(),
 		EffectiveTime: effective,
 		Rules:         rules,
+		ETag:          req.GetEtag(),
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.SetEnvelopeRulesResponse{RuleSet: ruleSetPB(&res.RuleSet), JournalEntry: ledger.EntryName(res.EntryID)}, nil
+	return &pb.SetEnvelopeRulesResponse{RuleSet: ruleSetPB(&res.RuleSet), JournalEntry: ledger.EntryName(res.EntryID),
+		Etag: res.ETag}, nil
 }
 
 func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvelopeRulesRequest) (*pb.GetEnvelopeRulesResponse, error) {
@@ -60,7 +62,7 @@ func (s *envelopeService) GetEnvelopeRules(ctx context.Context, req *pb.GetEnvel
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &pb.GetEnvelopeRulesResponse{}
+	out := &pb.GetEnvelopeRulesResponse{Etag: res.ETag}
 	sets := res.RuleSets
 	if after != "" {
 		sets = sets[sort.Search(len(sets), func(i int) bool { return ruleSetKey(&sets[i]) > after }):]

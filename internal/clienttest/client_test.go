@@ -796,6 +796,7 @@ func TestRetriedCodes(t *testing.T) {
 	}{
 		{codes.Unavailable, "", true},
 		{codes.Aborted, "", true},
+		{codes.Aborted, client.ReasonETagMismatch, false}, // a stale etag stays stale (AIP-154)
 		{codes.ResourceExhausted, client.ReasonRateLimited, true},
 		{codes.ResourceExhausted, "", false},
 		{codes.FailedPrecondition, "", false},

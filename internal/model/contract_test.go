@@ -139,3 +139,34 @@ func TestModelContractBalances(t *testing.T) {
 		t.Errorf("item by item: %+v", res)
 	}
 }
+
+// TestModelContractConcurrentAdmins: AIP-154 as the model states it. Two administrators read the
+// fund's etags; the first to change it wins, the second is ETAG_MISMATCH, recorded nowhere, and
+// wins once it has read again (same request id). A change elsewhere in the tree leaves the rules'
+// etag alone, but a rule change on the parent changes the child's envelope etag.
+func TestModelContractConcurrentAdmins(t *testing.T) {
+	m := New(testSpan)
+	_, r := m.CreateEnvelope(CreateEnvelope{RequestID: "c1", EnvelopeID: "fund", Allocation: 1_000})
+	mustAccept(t, "fund", r)
+	_, r = m.CreateEnvelope(CreateEnvelope{RequestID: "c2", EnvelopeID: "axis-1", ParentID: "fund", Allocation: 100})
+	mustAccept(t, "axis-1", r)
+	rulesRead, envRead, childRead := m.RulesETag("fund"), m.ETag("fund"), m.ETag("axis-1")
+	_, r = m.SetRules(SetRules{RequestID: "alice", Caller: "admin:alice", EnvelopeID: "fund", Call: "appel-1", Rules: Rules{MaxFundingShareBPS: i64(5000)}, ETag: rulesRead})
+	mustAccept(t, "alice's rules", r)
+	bob := SetRules{RequestID: "bob", Caller: "admin:bob", EnvelopeID: "fund", Call: "appel-1", Rules: Rules{MaxFundingShareBPS: i64(7500)}, ETag: rulesRead}
+	_, r = m.SetRules(bob)
+	mustRefuse(t, "bob's rules, same etag", r, ETagMismatch)
+	if m.Requested("admin:bob", "bob") {
+		t.Fatal("a stale etag was recorded under its request id")
+	}
+	bob.ETag = m.RulesETag("fund")
+	_, r = m.SetRules(bob)
+	mustAccept(t, "bob's rules, read again", r)
+	if m.ETag("axis-1") == childRead {
+		t.Error("a rule change on the parent left the child's envelope etag as it was")
+	}
+	_, r = m.MoveAllocation(MoveAllocation{RequestID: "m1", Caller: "admin:alice", SourceID: "fund", DestinationID: "axis-1", Amount: 1, Reason: "r", ETag: envRead})
+	mustRefuse(t, "a move with the fund's etag of before the rule changes", r, ETagMismatch)
+	_, r = m.MoveAllocation(MoveAllocation{RequestID: "m1", Caller: "admin:alice", SourceID: "fund", DestinationID: "axis-1", Amount: 1, Reason: "r", ETag: m.ETag("fund")})
+	mustAccept(t, "the move, read again", r)
+}

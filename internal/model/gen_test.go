@@ -55,6 +55,16 @@ type generator struct {
 	sent []op // mutating ops sent so far, for retries and reused ids
 	// clock is the generator's date in 2021: backdated requests are dated around it.
 	clock time.Time
+	// etags gives some moves and rule changes etags (AIP-154; the sequential test resolves them).
+	etags bool
+}
+
+// etag draws the etags of a move or a rule change: none most often.
+func (g *generator) etag() *etagUse {
+	if !g.etags || g.chance(0.6) {
+		return nil
+	}
+	return &etagUse{kind: pick(g, []etagKind{etagCurrent, etagCurrent, etagRemembered, etagRemembered, etagBogus})}
 }
 
 func newGenerator(seed uint64, v view, prefix string, names []string) *generator {
@@ -271,7 +281,7 @@ func (g *generator) move() op {
 	c.SourceID, c.DestinationID = src.ID, dst.ID
 	c.Amount = g.amount(src.Available())
 	c.Effective = g.effective()
-	return op{move: c}
+	return op{move: c, etag: g.etag()}
 }
 
 func ptr(v int64) *int64 { return &v }
@@ -331,7 +341,7 @@ func (g *generator) setRules() op {
 	default:
 		c.EffectiveTime = timeFuture // never within the run
 	}
-	return op{rules: c}
+	return op{rules: c, etag: g.etag()}
 }
 
 func (g *generator) policy(amount int64) model.Policy {

@@ -35,6 +35,78 @@ type op struct {
 
 	// partition names the independent part of the ledger the op touches (concurrent test).
 	partition string
+	// etag, for a move or a rule change, says which etags it carries (sequential test); shared
+	// by the op's retries.
+	etag *etagUse
+}
+
+// etagKind is where an op's etags come from (AIP-154).
+type etagKind int
+
+const (
+	etagCurrent    etagKind = iota // read just before the op is sent
+	etagRemembered                 // read earlier in the run (stale if the envelope changed since)
+	etagBogus                      // never an etag of anything
+)
+
+// etagUse is an op's etags: the ledger's (real, realDst), and the model's, which resolveETags
+// writes into the op's model command. They are resolved once, when the op is first sent.
+type etagUse struct {
+	kind          etagKind
+	resolved      bool
+	real, realDst string
+}
+
+// etagPair is an etag of the ledger and the model's read at the same point of a run.
+type etagPair struct{ real, model string }
+
+// resolveETags gives o its etags, reading the ledger and the model side by side; seen keeps every
+// pair read, for etagRemembered.
+func resolveETags(ctx context.Context, l *ledger.Ledger, m *model.Ledger, o op, seen map[string]etagPair) {
+	u := o.etag
+	if u == nil || u.resolved {
+		return
+	}
+	u.resolved = true
+	get := func(key string, read func() (string, string, bool)) (string, string) {
+		if u.kind == etagBogus {
+			return "bogus", "bogus"
+		}
+		if p, ok := seen[key]; ok && u.kind == etagRemembered {
+			return p.real, p.model
+		}
+		real, mod, ok := read()
+		if !ok {
+			return "", "" // no such envelope: nothing to check
+		}
+		seen[key] = etagPair{real, mod}
+		return real, mod
+	}
+	envelope := func(id string) func() (string, string, bool) {
+		return func() (string, string, bool) {
+			env, err := l.GetEnvelope(ctx, id)
+			return ledger.EnvelopeETag(env), m.ETag(id), err == nil
+		}
+	}
+	switch {
+	case o.move != nil:
+		u.real, o.move.ETag = get("envelope "+o.move.SourceID, envelope(o.move.SourceID))
+		u.realDst, o.move.DestinationETag = get("envelope "+o.move.DestinationID, envelope(o.move.DestinationID))
+	case o.rules != nil:
+		id := o.rules.EnvelopeID
+		u.real, o.rules.ETag = get("rules "+id, func() (string, string, bool) {
+			r, err := l.GetRules(ctx, id, time.Time{})
+			return r.ETag, m.RulesETag(id), err == nil
+		})
+	}
+}
+
+// realETags are the ledger's etags of o (none when it carries none).
+func (o op) realETags() (string, string) {
+	if o.etag == nil {
+		return "", ""
+	}
+	return o.etag.real, o.etag.realDst
 }
 
 func (o op) requestID() string {
@@ -144,12 +216,12 @@ func (o op) String() string {
 			c.EnvelopeID, c.ParentID, c.Currency, c.Allocation, effectiveText(c.Effective))
 	case o.move != nil:
 		c := o.move
-		return fmt.Sprintf("MoveAllocation(%s caller=%s %s -> %s amount=%d%s)", c.RequestID, c.Caller, c.SourceID,
-			c.DestinationID, c.Amount, effectiveText(c.Effective))
+		return fmt.Sprintf("MoveAllocation(%s caller=%s %s -> %s amount=%d%s etags=%q,%q)", c.RequestID, c.Caller, c.SourceID,
+			c.DestinationID, c.Amount, effectiveText(c.Effective), c.ETag, c.DestinationETag)
 	case o.rules != nil:
 		c := o.rules
-		return fmt.Sprintf("SetRules(%s caller=%s envelope=%s call=%s effective=%s rules=%s)", c.RequestID, c.Caller,
-			c.EnvelopeID, c.Call, c.EffectiveTime.Format(time.RFC3339), c.Rules)
+		return fmt.Sprintf("SetRules(%s caller=%s envelope=%s call=%s effective=%s rules=%s etag=%q)", c.RequestID, c.Caller,
+			c.EnvelopeID, c.Call, c.EffectiveTime.Format(time.RFC3339), c.Rules, c.ETag)
 	case o.commit != nil:
 		c := o.commit
 		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s}%s)", c.RequestID, c.Caller,
@@ -302,18 +374,21 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		}
 	case o.move != nil:
 		c := o.move
+		etag, dstETag := o.realETags()
 		var r ledger.MoveAllocationResult
 		r, err = l.MoveAllocation(ctx, ledger.MoveAllocation{RequestID: c.RequestID, Caller: c.Caller,
-			SourceID: c.SourceID, DestinationID: c.DestinationID, Amount: c.Amount, Reason: c.Reason, Effective: c.Effective})
+			SourceID: c.SourceID, DestinationID: c.DestinationID, Amount: c.Amount, Reason: c.Reason, Effective: c.Effective,
+			ETag: etag, DestinationETag: dstETag})
 		if err == nil {
 			a.Move = &model.MoveAllocationResult{Source: fromEnvelope(r.Source), Destination: fromEnvelope(r.Destination)}
 			a.raw = r
 		}
 	case o.rules != nil:
 		c := o.rules
+		etag, _ := o.realETags()
 		var r ledger.SetRulesResult
 		r, err = l.SetRules(ctx, ledger.SetRules{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
-			Call: c.Call, EffectiveTime: c.EffectiveTime, Rules: toLedgerRules(c.Rules)})
+			Call: c.Call, EffectiveTime: c.EffectiveTime, Rules: toLedgerRules(c.Rules), ETag: etag})
 		if err == nil {
 			rs := r.RuleSet
 			res := model.SetRulesResult{EnvelopeID: rs.EnvelopeID, Call: rs.Call, Rules: fromRules(rs.Rules)}

@@ -30,6 +30,14 @@
 //     and the same payload (caller included), which changes nothing; the same id with another
 //     payload is refused with REQUEST_ID_REUSED, which is not recorded. INVALID_ARGUMENT is
 //     decided before the request log is consulted and records nothing.
+//   - Etags (AIP-154): an envelope's etag changes whenever the envelope is written (an accepted
+//     award, release, move, child creation, or a rule change on it or an ancestor, which marks
+//     every envelope of the subtree), and never otherwise; the rules' etag of an envelope changes
+//     whenever a rule set is added to it. A move or a rule change sent with an etag that is not
+//     the current one is refused with ETAG_MISMATCH after the envelopes are found to exist and
+//     before any other check, and is not recorded (the same request id may come again with a
+//     fresh etag); the etag is not part of the payload, so a replay ignores it. The model's
+//     etags are its own strings: a test pairs them with the ledger's as it reads both.
 //   - A bulk award is one request id for the call: each item is decided in order as an award of
 //     its own, or, all-or-nothing, all items are accepted or none is (the refusal is the first
 //     refused item's, with its index in the metadata "item").
@@ -82,6 +90,7 @@ const (
 	EffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
 	EffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
+	ETagMismatch                  Reason = "ETAG_MISMATCH"
 )
 
 // MaxBulkItems caps the items of one bulk award.
@@ -164,11 +173,15 @@ type (
 		Amount                                     int64
 		Reason                                     string
 		Effective                                  time.Time
+		// ETag and DestinationETag are model etags (Ledger.ETag); empty checks nothing.
+		ETag, DestinationETag string
 	}
 	SetRules struct {
 		RequestID, Caller, EnvelopeID, Call string
 		EffectiveTime                       time.Time
 		Rules                               Rules
+		// ETag is a model rules etag (Ledger.RulesETag); empty checks nothing.
+		ETag string
 	}
 	Commit struct {
 		RequestID, Caller, EnvelopeID, Beneficiary, Project string
@@ -248,6 +261,9 @@ type Ledger struct {
 	// rules holds the rule set in force on each envelope that has one.
 	rules    map[string]Rules
 	requests map[string]record
+	// versions counts the writes of each envelope, ruleSets the rule sets given to it: the
+	// model's etags.
+	versions, ruleSets map[string]int64
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
 }
@@ -255,7 +271,7 @@ type Ledger struct {
 // New returns an empty ledger whose decisions are made within span.
 func New(span Span) *Ledger {
 	return &Ledger{span: span, envelopes: map[string]Envelope{}, commitments: map[string]Commitment{},
-		rules: map[string]Rules{}, requests: map[string]record{}}
+		rules: map[string]Rules{}, requests: map[string]record{}, versions: map[string]int64{}, ruleSets: map[string]int64{}}
 }
 
 // Clone returns a copy that shares nothing mutable with l.
@@ -276,6 +292,13 @@ func (l *Ledger) Clone() *Ledger {
 	}
 	for k, v := range l.requests {
 		c.requests[k] = v // results are values, never written after recording
+	}
+	c.versions, c.ruleSets = make(map[string]int64, len(l.versions)), make(map[string]int64, len(l.ruleSets))
+	for k, v := range l.versions {
+		c.versions[k] = v
+	}
+	for k, v := range l.ruleSets {
+		c.ruleSets[k] = v
 	}
 	return c
 }
@@ -511,6 +534,7 @@ func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 		touch(&parent, eff)
 		env.EffectiveAt, env.LatestEffectiveAt = eff, eff
 		l.envelopes[parent.ID] = parent
+		l.versions[parent.ID]++
 		res.Parent = &parent
 	}
 	l.envelopes[env.ID] = env
@@ -532,7 +556,9 @@ func (l *Ledger) MoveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 		return res, r.refusal
 	}
 	res, refusal := l.moveAllocation(c)
-	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
+	if refusal == nil || refusal.Reason != ETagMismatch {
+		l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
+	}
 	return res, refusal
 }
 
@@ -546,6 +572,12 @@ func (l *Ledger) moveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 		return MoveAllocationResult{}, refuse(EnvelopeNotFound, "envelope", "envelopes/"+c.SourceID)
 	case !dstFound:
 		return MoveAllocationResult{}, refuse(EnvelopeNotFound, "envelope", "envelopes/"+c.DestinationID)
+	}
+	if c.ETag != "" && c.ETag != l.ETag(src.ID) {
+		return MoveAllocationResult{}, refuse(ETagMismatch, "envelope", "envelopes/"+src.ID)
+	}
+	if c.DestinationETag != "" && c.DestinationETag != l.ETag(dst.ID) {
+		return MoveAllocationResult{}, refuse(ETagMismatch, "envelope", "envelopes/"+dst.ID)
 	}
 	if src.Currency != dst.Currency {
 		return MoveAllocationResult{}, refuse(CurrencyMismatch)
@@ -579,6 +611,8 @@ func (l *Ledger) moveAllocation(c MoveAllocation) (MoveAllocationResult, *Refusa
 	touch(&src, eff)
 	touch(&dst, eff)
 	l.envelopes[src.ID], l.envelopes[dst.ID] = src, dst
+	l.versions[src.ID]++
+	l.versions[dst.ID]++
 	return MoveAllocationResult{Source: src, Destination: dst}, nil
 }
 
@@ -633,7 +667,16 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 		res     SetRulesResult
 		refusal *Refusal
 	)
-	if _, refusal = l.Envelope(c.EnvelopeID); refusal == nil {
+	if _, refusal = l.Envelope(c.EnvelopeID); refusal == nil && c.ETag != "" && c.ETag != l.RulesETag(c.EnvelopeID) {
+		return res, refuse(ETagMismatch, "envelope", "envelopes/"+c.EnvelopeID) // not recorded
+	}
+	if refusal == nil {
+		l.ruleSets[c.EnvelopeID]++
+		for _, id := range l.envelopeOrder {
+			if l.inSubtree(id, c.EnvelopeID) {
+				l.versions[id]++
+			}
+		}
 		res = SetRulesResult{EnvelopeID: c.EnvelopeID, Call: c.Call, Rules: c.Rules, AtOnce: atOnce}
 		if atOnce {
 			l.rules[c.EnvelopeID] = c.Rules
@@ -758,6 +801,7 @@ func (l *Ledger) award(envelopeID, newID string, it BulkItem, given time.Time) (
 	c := Commitment{ID: newID, EnvelopeID: envelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
 		Currency: env.Currency, Description: it.Description, Amount: it.Amount, Policy: it.Policy, EffectiveAt: eff}
 	l.envelopes[envelopeID] = env
+	l.versions[envelopeID]++
 	l.commitments[newID] = c
 	l.commitmentOrder = append(l.commitmentOrder, newID)
 	return c, env, nil
@@ -824,6 +868,7 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 	env.Committed -= c.Amount
 	com.Released += c.Amount
 	l.envelopes[env.ID], l.commitments[com.ID] = env, com
+	l.versions[env.ID]++
 	return ReleaseResult{Commitment: com, Envelope: env}, nil
 }
 
@@ -888,4 +933,24 @@ func (l *Ledger) bulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 		res.Envelope = l.envelopes[c.EnvelopeID]
 	}
 	return res, nil
+}
+
+// ETag is the model's etag of an envelope: it changes whenever the envelope is written.
+func (l *Ledger) ETag(envelopeID string) string {
+	return fmt.Sprintf("%s@%d", envelopeID, l.versions[envelopeID])
+}
+
+// RulesETag is the model's etag of an envelope's rule sets: it changes whenever one is added.
+func (l *Ledger) RulesETag(envelopeID string) string {
+	return fmt.Sprintf("%s#%d", envelopeID, l.ruleSets[envelopeID])
+}
+
+// inSubtree reports whether envelope id is root or one of its descendants.
+func (l *Ledger) inSubtree(id, root string) bool {
+	for ; id != ""; id = l.envelopes[id].ParentID {
+		if id == root {
+			return true
+		}
+	}
+	return false
 }

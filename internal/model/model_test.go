@@ -177,6 +177,8 @@ func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) {
 	}
 	g := newGenerator(seed, modelView{m}, prefix, names)
 	g.roots = true
+	g.etags = true
+	seen := map[string]etagPair{} // etags read so far, for ops that send an old one
 	// The first operations fund two roots, so that the run does not start with refusals only.
 	g.sent = nil
 	var recent []step
@@ -204,6 +206,7 @@ func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) {
 		rid := o.requestID()
 		key := o.caller() + "\t" + rid // request ids belong to their caller
 		wasRecorded := rid != "" && m.Requested(o.caller(), rid)
+		resolveETags(ctx, l, m, o, seen)
 		got, err := doUntilDecided(ctx, l, o, span)
 		if err != nil {
 			fail(i, "%v", err)

@@ -45,6 +45,14 @@ const (
 	ReasonTransactionConflict Reason = "TRANSACTION_CONFLICT"
 	// ReasonInternal: a bug or an invariant found broken; nothing was recorded.
 	ReasonInternal Reason = "INTERNAL"
+	// ReasonETagMismatch: the etag sent with a request (AIP-154) is not the current one: what it
+	// guards changed since it was read. Nothing is recorded, not even under the request id (see
+	// IsRefusal), so the caller may read again and send the same request with a fresh etag.
+	ReasonETagMismatch Reason = "ETAG_MISMATCH"
+	// ReasonVerificationNotFound: the named verification is not known to this process.
+	ReasonVerificationNotFound Reason = "VERIFICATION_NOT_FOUND"
+	// ReasonVerificationRunning: a verification is already running; one runs at a time.
+	ReasonVerificationRunning Reason = "VERIFICATION_RUNNING"
 )
 
 // Error is a failure with a stable Reason. Errors returned by the ledger can be inspected with
@@ -99,6 +107,9 @@ var (
 	ErrStoreUnavailable        = &Error{Reason: ReasonStoreUnavailable}
 	ErrTransactionConflict     = &Error{Reason: ReasonTransactionConflict}
 	ErrInternal                = &Error{Reason: ReasonInternal}
+	ErrETagMismatch            = &Error{Reason: ReasonETagMismatch}
+	ErrVerificationNotFound    = &Error{Reason: ReasonVerificationNotFound}
+	ErrVerificationRunning     = &Error{Reason: ReasonVerificationRunning}
 )
 
 // InvalidArgument is the refusal of a malformed request field.

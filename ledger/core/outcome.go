@@ -99,10 +99,12 @@ func RequestIDReused(id string) *Error {
 	}
 }
 
-// IsRefusal reports whether err is a business decision to record as the request's outcome.
+// IsRefusal reports whether err is a business decision to record as the request's outcome. A
+// stale etag is not: it says the caller's view is old, not that the request is refused, and the
+// caller sends the request again (under the same id) once it has read again.
 func IsRefusal(err error) (*Error, bool) {
 	e, ok := AsError(err)
-	if !ok || e.Retryable() || e.Reason == ReasonInternal || e.Reason == ReasonRequestIDReused {
+	if !ok || e.Retryable() || e.Reason == ReasonInternal || e.Reason == ReasonRequestIDReused || e.Reason == ReasonETagMismatch {
 		return nil, false
 	}
 	return e, true

@@ -108,17 +108,23 @@ type SetRules struct {
 	// at once (rules never apply retroactively to awards already decided).
 	EffectiveTime time.Time
 	Rules         Rules
+	// ETag, when set, is the etag of the envelope's rule sets (RulesETag) the envelope must still
+	// have: a precondition checked under its lock, not part of the request's fingerprint.
+	ETag string
 }
 
 // SetRulesResult is the outcome of SetRules.
 type SetRulesResult struct {
 	RuleSet RuleSet `json:"rule_set"`
 	EntryID string  `json:"entry_id"`
+	// ETag is the etag of the envelope's rule sets right after this one was added (RulesETag);
+	// empty in outcomes recorded before etags existed.
+	ETag string `json:"etag,omitempty"`
 }
 
 func (c *SetRules) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
-		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime))
+		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime), checkETag("etag", c.ETag))
 	if err != nil {
 		return err
 	}
@@ -151,6 +157,8 @@ type EnvelopeRules struct {
 	Effective EffectiveRules
 	// At is the time the effective rules are for.
 	At time.Time
+	// ETag is the etag of the envelope's rule sets (RulesETag), for SetRules.
+	ETag string
 }
 
 // Effective merges the rule sets in force on an envelope's chain (the envelope, then its

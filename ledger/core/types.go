@@ -144,6 +144,10 @@ type MoveAllocation struct {
 	// Effective is when the act took effect (zero: not given, when recorded); see
 	// CheckEffective.
 	Effective time.Time
+	// ETag and DestinationETag, when set, are the etags (EnvelopeETag) the source and the
+	// destination must still have: a precondition checked under their locks, not part of the
+	// request's fingerprint.
+	ETag, DestinationETag string
 }
 
 // MoveAllocationResult is the outcome of MoveAllocation.

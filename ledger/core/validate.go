@@ -31,6 +31,9 @@ var Fields = map[string]Field{
 	"reason":       {1, 500, ""},
 	"territory":    {0, 200, ""},
 	"call":         {1, 200, ""},
+	// Etags (AIP-154): optional, opaque to clients; the ledger's are 16 characters.
+	"etag":             {0, 64, `^[!-~]*$`},
+	"destination_etag": {0, 64, `^[!-~]*$`},
 }
 
 var (
@@ -147,7 +150,8 @@ func (c *CreateEnvelope) Validate() error {
 func (c *MoveAllocation) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("source", c.SourceID),
 		CheckEnvelopeID("destination", c.DestinationID), checkAmount("amount", c.Amount),
-		CheckField("reason", "reason", c.Reason), checkEffectiveRange(c.Effective))
+		CheckField("reason", "reason", c.Reason), checkEffectiveRange(c.Effective),
+		checkETag("etag", c.ETag), checkETag("destination_etag", c.DestinationETag))
 	if err != nil {
 		return err
 	}

@@ -141,3 +141,10 @@ func (c *ParentCache) EffectiveRules(ctx context.Context, q Querier, envs []core
 	}
 	return out, nil
 }
+
+// CountRuleSets returns how many rule sets an envelope has (the rules' etag is made of it).
+func CountRuleSets(ctx context.Context, q Querier, envelopeID string) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, "SELECT COUNT(*) FROM envelope_rules WHERE envelope_id = $1", envelopeID).Scan(&n)
+	return n, err
+}

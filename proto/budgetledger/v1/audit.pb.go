@@ -7,9 +7,11 @@
 package budgetledgerv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -104,6 +106,70 @@ func (x Invariant) Number() protoreflect.EnumNumber {
 // Deprecated: Use Invariant.Descriptor instead.
 func (Invariant) EnumDescriptor() ([]byte, []int) {
 	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+// State is where a verification is. The enum is open: new states may be added; a client must
+// treat an unknown state as not done.
+type Verification_State int32
+
+const (
+	// Never used.
+	Verification_STATE_UNSPECIFIED Verification_State = 0
+	// The verification is reading the ledger.
+	Verification_STATE_RUNNING Verification_State = 1
+	// The verification finished: result holds what it checked and found (discrepancies
+	// included: a verification that finds broken invariants still succeeded).
+	Verification_STATE_SUCCEEDED Verification_State = 2
+	// The verification could not finish (the database could not be read): error_reason and
+	// error_message say why; start another.
+	Verification_STATE_FAILED Verification_State = 3
+	// The server shut down before the verification finished; start another.
+	Verification_STATE_CANCELLED Verification_State = 4
+)
+
+// Enum value maps for Verification_State.
+var (
+	Verification_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_RUNNING",
+		2: "STATE_SUCCEEDED",
+		3: "STATE_FAILED",
+		4: "STATE_CANCELLED",
+	}
+	Verification_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_RUNNING":     1,
+		"STATE_SUCCEEDED":   2,
+		"STATE_FAILED":      3,
+		"STATE_CANCELLED":   4,
+	}
+)
+
+func (x Verification_State) Enum() *Verification_State {
+	p := new(Verification_State)
+	*p = x
+	return p
+}
+
+func (x Verification_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Verification_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_budgetledger_v1_audit_proto_enumTypes[1].Descriptor()
+}
+
+func (Verification_State) Type() protoreflect.EnumType {
+	return &file_budgetledger_v1_audit_proto_enumTypes[1]
+}
+
+func (x Verification_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Verification_State.Descriptor instead.
+func (Verification_State) EnumDescriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{3, 0}
 }
 
 // VerifyLedgerRequest is the request of VerifyLedger. It has no field: the whole ledger is
@@ -310,11 +376,314 @@ func (x *Discrepancy) GetBrokenInvariant() Invariant {
 	return Invariant_INVARIANT_UNSPECIFIED
 }
 
+// Verification is one run of the ledger's verification in the background (AIP-151), started by
+// AuditService.StartVerification and polled with GetVerification.
+type Verification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier. Resource name, "verifications/{verification}", where {verification} is a UUID.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Output only. Where the verification is.
+	State Verification_State `protobuf:"varint,2,opt,name=state,proto3,enum=budgetledger.v1.Verification_State" json:"state,omitempty"`
+	// Output only. What the verification checked and found, as VerifyLedger answers it; set when
+	// state is STATE_SUCCEEDED.
+	Result *VerifyLedgerResponse `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	// Output only. When the verification was started.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only. When the verification ended (succeeded, failed or was cancelled); unset while it
+	// runs.
+	DoneTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=done_time,json=doneTime,proto3" json:"done_time,omitempty"`
+	// Output only. The principal that started it.
+	Caller string `protobuf:"bytes,6,opt,name=caller,proto3" json:"caller,omitempty"`
+	// Output only. Why the verification failed (STATE_FAILED): one of ErrorReason's, for example
+	// ERROR_REASON_STORE_UNAVAILABLE.
+	ErrorReason ErrorReason `protobuf:"varint,7,opt,name=error_reason,json=errorReason,proto3,enum=budgetledger.v1.ErrorReason" json:"error_reason,omitempty"`
+	// Output only. The failure in English (STATE_FAILED or STATE_CANCELLED).
+	ErrorMessage  string `protobuf:"bytes,8,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Verification) Reset() {
+	*x = Verification{}
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Verification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Verification) ProtoMessage() {}
+
+func (x *Verification) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Verification.ProtoReflect.Descriptor instead.
+func (*Verification) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Verification) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Verification) GetState() Verification_State {
+	if x != nil {
+		return x.State
+	}
+	return Verification_STATE_UNSPECIFIED
+}
+
+func (x *Verification) GetResult() *VerifyLedgerResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Verification) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Verification) GetDoneTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DoneTime
+	}
+	return nil
+}
+
+func (x *Verification) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *Verification) GetErrorReason() ErrorReason {
+	if x != nil {
+		return x.ErrorReason
+	}
+	return ErrorReason_ERROR_REASON_UNSPECIFIED
+}
+
+func (x *Verification) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+// StartVerificationRequest is the request of StartVerification.
+type StartVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces: the
+	// same caller's retry with the same request_id gets the verification the first call started,
+	// as long as the server remembers it. Empty: every call starts a verification of its own.
+	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartVerificationRequest) Reset() {
+	*x = StartVerificationRequest{}
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartVerificationRequest) ProtoMessage() {}
+
+func (x *StartVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartVerificationRequest.ProtoReflect.Descriptor instead.
+func (*StartVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StartVerificationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// StartVerificationResponse is the response of StartVerification.
+type StartVerificationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The verification started (state STATE_RUNNING), or, for a request_id already
+	// used, the one it started, as it is now.
+	Verification  *Verification `protobuf:"bytes,1,opt,name=verification,proto3" json:"verification,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartVerificationResponse) Reset() {
+	*x = StartVerificationResponse{}
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartVerificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartVerificationResponse) ProtoMessage() {}
+
+func (x *StartVerificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartVerificationResponse.ProtoReflect.Descriptor instead.
+func (*StartVerificationResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *StartVerificationResponse) GetVerification() *Verification {
+	if x != nil {
+		return x.Verification
+	}
+	return nil
+}
+
+// GetVerificationRequest is the request of GetVerification.
+type GetVerificationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Resource name, "verifications/{verification}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerificationRequest) Reset() {
+	*x = GetVerificationRequest{}
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerificationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerificationRequest) ProtoMessage() {}
+
+func (x *GetVerificationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerificationRequest.ProtoReflect.Descriptor instead.
+func (*GetVerificationRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetVerificationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetVerificationResponse is the response of GetVerification.
+//
+// aip.dev/not-precedent: AIP-131 returns the Verification itself; buf's STANDARD rules want an
+// XxxResponse, so it wraps it.
+type GetVerificationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The verification.
+	Verification  *Verification `protobuf:"bytes,1,opt,name=verification,proto3" json:"verification,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerificationResponse) Reset() {
+	*x = GetVerificationResponse{}
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerificationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerificationResponse) ProtoMessage() {}
+
+func (x *GetVerificationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerificationResponse.ProtoReflect.Descriptor instead.
+func (*GetVerificationResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetVerificationResponse) GetVerification() *Verification {
+	if x != nil {
+		return x.Verification
+	}
+	return nil
+}
+
 var File_budgetledger_v1_audit_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bbudgetledger/v1/audit.proto\x12\x0fbudgetledger.v1\x1a\x1fgoogle/api/field_behavior.proto\"\x15\n" +
+	"\x1bbudgetledger/v1/audit.proto\x12\x0fbudgetledger.v1\x1a\"budgetledger/v1/error_reason.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n" +
 	"\x13VerifyLedgerRequest\"\xa2\x02\n" +
 	"\x14VerifyLedgerResponse\x12*\n" +
 	"\x0eenvelope_count\x18\x01 \x01(\x03B\x03\xe0A\x03R\renvelopeCount\x12.\n" +
@@ -326,7 +695,34 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\tinvariant\x18\x01 \x01(\x05B\x05\xe0A\x03\x18\x01R\tinvariant\x12\x1d\n" +
 	"\asubject\x18\x02 \x01(\tB\x03\xe0A\x03R\asubject\x12\x1b\n" +
 	"\x06detail\x18\x03 \x01(\tB\x03\xe0A\x03R\x06detail\x12J\n" +
-	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xf8\x02\n" +
+	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant\"\x8c\x05\n" +
+	"\fVerification\x12\x17\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12>\n" +
+	"\x05state\x18\x02 \x01(\x0e2#.budgetledger.v1.Verification.StateB\x03\xe0A\x03R\x05state\x12B\n" +
+	"\x06result\x18\x03 \x01(\v2%.budgetledger.v1.VerifyLedgerResponseB\x03\xe0A\x03R\x06result\x12@\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
+	"createTime\x12<\n" +
+	"\tdone_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\bdoneTime\x12\x1b\n" +
+	"\x06caller\x18\x06 \x01(\tB\x03\xe0A\x03R\x06caller\x12D\n" +
+	"\ferror_reason\x18\a \x01(\x0e2\x1c.budgetledger.v1.ErrorReasonB\x03\xe0A\x03R\verrorReason\x12(\n" +
+	"\rerror_message\x18\b \x01(\tB\x03\xe0A\x03R\ferrorMessage\"m\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rSTATE_RUNNING\x10\x01\x12\x13\n" +
+	"\x0fSTATE_SUCCEEDED\x10\x02\x12\x10\n" +
+	"\fSTATE_FAILED\x10\x03\x12\x13\n" +
+	"\x0fSTATE_CANCELLED\x10\x04:c\xeaA`\n" +
+	"#budgetledger.github.io/Verification\x12\x1cverifications/{verification}*\rverifications2\fverification\"S\n" +
+	"\x18StartVerificationRequest\x127\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tB\x18\xe0A\x01\xbaH\x12\xd8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"c\n" +
+	"\x19StartVerificationResponse\x12F\n" +
+	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification\"\xb1\x01\n" +
+	"\x16GetVerificationRequest\x12\x96\x01\n" +
+	"\x04name\x18\x01 \x01(\tB\x81\x01\xe0A\x02\xfaA%\n" +
+	"#budgetledger.github.io/Verification\xbaHS\xc8\x01\x01rN2L^verifications/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x04name\"a\n" +
+	"\x17GetVerificationResponse\x12F\n" +
+	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification*\xf8\x02\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -337,9 +733,11 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
 	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
 	"\x17INVARIANT_JOURNAL_ORDER\x10\t\x12?\n" +
-	";INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT\x10(2k\n" +
+	";INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT\x10(2\xbd\x02\n" +
 	"\fAuditService\x12[\n" +
-	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponse\x12j\n" +
+	"\x11StartVerification\x12).budgetledger.v1.StartVerificationRequest\x1a*.budgetledger.v1.StartVerificationResponse\x12d\n" +
+	"\x0fGetVerification\x12'.budgetledger.v1.GetVerificationRequest\x1a(.budgetledger.v1.GetVerificationResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_audit_proto_rawDescOnce sync.Once
@@ -353,24 +751,43 @@ func file_budgetledger_v1_audit_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_audit_proto_rawDescData
 }
 
-var file_budgetledger_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_budgetledger_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_budgetledger_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_budgetledger_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_budgetledger_v1_audit_proto_goTypes = []any{
-	(Invariant)(0),               // 0: budgetledger.v1.Invariant
-	(*VerifyLedgerRequest)(nil),  // 1: budgetledger.v1.VerifyLedgerRequest
-	(*VerifyLedgerResponse)(nil), // 2: budgetledger.v1.VerifyLedgerResponse
-	(*Discrepancy)(nil),          // 3: budgetledger.v1.Discrepancy
+	(Invariant)(0),                    // 0: budgetledger.v1.Invariant
+	(Verification_State)(0),           // 1: budgetledger.v1.Verification.State
+	(*VerifyLedgerRequest)(nil),       // 2: budgetledger.v1.VerifyLedgerRequest
+	(*VerifyLedgerResponse)(nil),      // 3: budgetledger.v1.VerifyLedgerResponse
+	(*Discrepancy)(nil),               // 4: budgetledger.v1.Discrepancy
+	(*Verification)(nil),              // 5: budgetledger.v1.Verification
+	(*StartVerificationRequest)(nil),  // 6: budgetledger.v1.StartVerificationRequest
+	(*StartVerificationResponse)(nil), // 7: budgetledger.v1.StartVerificationResponse
+	(*GetVerificationRequest)(nil),    // 8: budgetledger.v1.GetVerificationRequest
+	(*GetVerificationResponse)(nil),   // 9: budgetledger.v1.GetVerificationResponse
+	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
+	(ErrorReason)(0),                  // 11: budgetledger.v1.ErrorReason
 }
 var file_budgetledger_v1_audit_proto_depIdxs = []int32{
-	3, // 0: budgetledger.v1.VerifyLedgerResponse.discrepancies:type_name -> budgetledger.v1.Discrepancy
-	0, // 1: budgetledger.v1.Discrepancy.broken_invariant:type_name -> budgetledger.v1.Invariant
-	1, // 2: budgetledger.v1.AuditService.VerifyLedger:input_type -> budgetledger.v1.VerifyLedgerRequest
-	2, // 3: budgetledger.v1.AuditService.VerifyLedger:output_type -> budgetledger.v1.VerifyLedgerResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4,  // 0: budgetledger.v1.VerifyLedgerResponse.discrepancies:type_name -> budgetledger.v1.Discrepancy
+	0,  // 1: budgetledger.v1.Discrepancy.broken_invariant:type_name -> budgetledger.v1.Invariant
+	1,  // 2: budgetledger.v1.Verification.state:type_name -> budgetledger.v1.Verification.State
+	3,  // 3: budgetledger.v1.Verification.result:type_name -> budgetledger.v1.VerifyLedgerResponse
+	10, // 4: budgetledger.v1.Verification.create_time:type_name -> google.protobuf.Timestamp
+	10, // 5: budgetledger.v1.Verification.done_time:type_name -> google.protobuf.Timestamp
+	11, // 6: budgetledger.v1.Verification.error_reason:type_name -> budgetledger.v1.ErrorReason
+	5,  // 7: budgetledger.v1.StartVerificationResponse.verification:type_name -> budgetledger.v1.Verification
+	5,  // 8: budgetledger.v1.GetVerificationResponse.verification:type_name -> budgetledger.v1.Verification
+	2,  // 9: budgetledger.v1.AuditService.VerifyLedger:input_type -> budgetledger.v1.VerifyLedgerRequest
+	6,  // 10: budgetledger.v1.AuditService.StartVerification:input_type -> budgetledger.v1.StartVerificationRequest
+	8,  // 11: budgetledger.v1.AuditService.GetVerification:input_type -> budgetledger.v1.GetVerificationRequest
+	3,  // 12: budgetledger.v1.AuditService.VerifyLedger:output_type -> budgetledger.v1.VerifyLedgerResponse
+	7,  // 13: budgetledger.v1.AuditService.StartVerification:output_type -> budgetledger.v1.StartVerificationResponse
+	9,  // 14: budgetledger.v1.AuditService.GetVerification:output_type -> budgetledger.v1.GetVerificationResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_audit_proto_init() }
@@ -378,13 +795,14 @@ func file_budgetledger_v1_audit_proto_init() {
 	if File_budgetledger_v1_audit_proto != nil {
 		return
 	}
+	file_budgetledger_v1_error_reason_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_audit_proto_rawDesc), len(file_budgetledger_v1_audit_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditService_VerifyLedger_FullMethodName = "/budgetledger.v1.AuditService/VerifyLedger"
+	AuditService_VerifyLedger_FullMethodName      = "/budgetledger.v1.AuditService/VerifyLedger"
+	AuditService_StartVerification_FullMethodName = "/budgetledger.v1.AuditService/StartVerification"
+	AuditService_GetVerification_FullMethodName   = "/budgetledger.v1.AuditService/GetVerification"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -36,14 +38,34 @@ type AuditServiceClient interface {
 	// posted anything (7). It changes nothing. A healthy ledger reports no discrepancy; any
 	// discrepancy is a bug or a tampering to investigate.
 	//
-	// It reads the whole ledger: on a large ledger it takes time and should be given a generous
-	// deadline.
-	//
-	// aip.dev/not-precedent: not yet a long-running operation (AIP-151); that needs the ledger to
-	// run a verification in the background, which is planned.
+	// It reads the whole ledger within the call: on a large ledger it takes time and must be given a
+	// generous deadline. StartVerification runs the same verification in the background instead
+	// (AIP-151), for ledgers too large for one call.
 	//
 	// Errors: STORE_UNAVAILABLE, DEADLINE_EXCEEDED.
 	VerifyLedger(ctx context.Context, in *VerifyLedgerRequest, opts ...grpc.CallOption) (*VerifyLedgerResponse, error)
+	// StartVerification starts VerifyLedger's verification in the background and returns at once a
+	// Verification in state RUNNING; poll it with GetVerification until it is done. Its result is
+	// what VerifyLedger would have answered.
+	//
+	// A server runs one verification at a time (another would read the same ledger again for the
+	// same answer), and keeps the last 100 finished ones in memory: they are lost when the server
+	// restarts (GetVerification then answers NOT_FOUND, VERIFICATION_NOT_FOUND), and are known only
+	// to the server process that runs them, so behind a load balancer poll the same process. A
+	// verification still running when the server shuts down ends in state CANCELLED.
+	//
+	// aip.dev/not-precedent: a resource of the API's own (AIP-151 allows one when the work yields a
+	// resource) rather than google.longrunning.Operation, whose Operations service and Any-typed
+	// results would have to be vendored and served beside the API; and a custom "Start" method
+	// (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
+	//
+	// Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+	StartVerification(ctx context.Context, in *StartVerificationRequest, opts ...grpc.CallOption) (*StartVerificationResponse, error)
+	// GetVerification returns a verification started by StartVerification, with its result once it
+	// is done.
+	//
+	// Errors: VERIFICATION_NOT_FOUND.
+	GetVerification(ctx context.Context, in *GetVerificationRequest, opts ...grpc.CallOption) (*GetVerificationResponse, error)
 }
 
 type auditServiceClient struct {
@@ -64,6 +86,26 @@ func (c *auditServiceClient) VerifyLedger(ctx context.Context, in *VerifyLedgerR
 	return out, nil
 }
 
+func (c *auditServiceClient) StartVerification(ctx context.Context, in *StartVerificationRequest, opts ...grpc.CallOption) (*StartVerificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartVerificationResponse)
+	err := c.cc.Invoke(ctx, AuditService_StartVerification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) GetVerification(ctx context.Context, in *GetVerificationRequest, opts ...grpc.CallOption) (*GetVerificationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVerificationResponse)
+	err := c.cc.Invoke(ctx, AuditService_GetVerification_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -78,14 +120,34 @@ type AuditServiceServer interface {
 	// posted anything (7). It changes nothing. A healthy ledger reports no discrepancy; any
 	// discrepancy is a bug or a tampering to investigate.
 	//
-	// It reads the whole ledger: on a large ledger it takes time and should be given a generous
-	// deadline.
-	//
-	// aip.dev/not-precedent: not yet a long-running operation (AIP-151); that needs the ledger to
-	// run a verification in the background, which is planned.
+	// It reads the whole ledger within the call: on a large ledger it takes time and must be given a
+	// generous deadline. StartVerification runs the same verification in the background instead
+	// (AIP-151), for ledgers too large for one call.
 	//
 	// Errors: STORE_UNAVAILABLE, DEADLINE_EXCEEDED.
 	VerifyLedger(context.Context, *VerifyLedgerRequest) (*VerifyLedgerResponse, error)
+	// StartVerification starts VerifyLedger's verification in the background and returns at once a
+	// Verification in state RUNNING; poll it with GetVerification until it is done. Its result is
+	// what VerifyLedger would have answered.
+	//
+	// A server runs one verification at a time (another would read the same ledger again for the
+	// same answer), and keeps the last 100 finished ones in memory: they are lost when the server
+	// restarts (GetVerification then answers NOT_FOUND, VERIFICATION_NOT_FOUND), and are known only
+	// to the server process that runs them, so behind a load balancer poll the same process. A
+	// verification still running when the server shuts down ends in state CANCELLED.
+	//
+	// aip.dev/not-precedent: a resource of the API's own (AIP-151 allows one when the work yields a
+	// resource) rather than google.longrunning.Operation, whose Operations service and Any-typed
+	// results would have to be vendored and served beside the API; and a custom "Start" method
+	// (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
+	//
+	// Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+	StartVerification(context.Context, *StartVerificationRequest) (*StartVerificationResponse, error)
+	// GetVerification returns a verification started by StartVerification, with its result once it
+	// is done.
+	//
+	// Errors: VERIFICATION_NOT_FOUND.
+	GetVerification(context.Context, *GetVerificationRequest) (*GetVerificationResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -98,6 +160,12 @@ type UnimplementedAuditServiceServer struct{}
 
 func (UnimplementedAuditServiceServer) VerifyLedger(context.Context, *VerifyLedgerRequest) (*VerifyLedgerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyLedger not implemented")
+}
+func (UnimplementedAuditServiceServer) StartVerification(context.Context, *StartVerificationRequest) (*StartVerificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartVerification not implemented")
+}
+func (UnimplementedAuditServiceServer) GetVerification(context.Context, *GetVerificationRequest) (*GetVerificationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVerification not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -138,6 +206,42 @@ func _AuditService_VerifyLedger_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_StartVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartVerificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).StartVerification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_StartVerification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).StartVerification(ctx, req.(*StartVerificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_GetVerification_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVerificationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).GetVerification(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_GetVerification_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).GetVerification(ctx, req.(*GetVerificationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -148,6 +252,14 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyLedger",
 			Handler:    _AuditService_VerifyLedger_Handler,
+		},
+		{
+			MethodName: "StartVerification",
+			Handler:    _AuditService_StartVerification_Handler,
+		},
+		{
+			MethodName: "GetVerification",
+			Handler:    _AuditService_GetVerification_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

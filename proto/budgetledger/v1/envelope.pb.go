@@ -84,8 +84,14 @@ type Envelope struct {
 	// effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available negative
 	// at any effective instant. Additions (releases, moves into it) may be backdated before it.
 	LatestEffectiveTime *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=latest_effective_time,json=latestEffectiveTime,proto3" json:"latest_effective_time,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Output only. An opaque token (AIP-154) that changes whenever the envelope changes: its
+	// balances, or a rule change on it or on an ancestor (which marks it changed). Send it back as
+	// MoveAllocationRequest.etag (or destination_etag) so that the move is refused with ABORTED,
+	// reason ETAG_MISMATCH, if the envelope changed since it was read. Compare etags only for
+	// equality; their form may change.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -214,6 +220,13 @@ func (x *Envelope) GetLatestEffectiveTime() *timestamppb.Timestamp {
 		return x.LatestEffectiveTime
 	}
 	return nil
+}
+
+func (x *Envelope) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
 }
 
 // CreateEnvelopeRequest is the request of CreateEnvelope.
@@ -640,8 +653,17 @@ type MoveAllocationRequest struct {
 	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
 	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Optional. The source envelope's etag from the last read (Envelope.etag, AIP-154): when it is
+	// given and the source changed since, the move is refused with ABORTED, reason ETAG_MISMATCH
+	// (metadata: envelope), and nothing changes; read the envelope again and decide again. Empty:
+	// no check. The etag is a precondition, not part of the request: it is not compared when the
+	// request_id is sent again, and a refusal for a stale etag is not recorded, so the same
+	// request_id may be sent again with a fresh etag.
+	Etag string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Optional. The destination envelope's etag from the last read, checked like etag.
+	DestinationEtag string `protobuf:"bytes,61,opt,name=destination_etag,json=destinationEtag,proto3" json:"destination_etag,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MoveAllocationRequest) Reset() {
@@ -714,6 +736,20 @@ func (x *MoveAllocationRequest) GetEffectiveTime() *timestamppb.Timestamp {
 		return x.EffectiveTime
 	}
 	return nil
+}
+
+func (x *MoveAllocationRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *MoveAllocationRequest) GetDestinationEtag() string {
+	if x != nil {
+		return x.DestinationEtag
+	}
+	return ""
 }
 
 // MoveAllocationResponse is the response of MoveAllocation.
@@ -1138,7 +1174,18 @@ type SetEnvelopeRulesRequest struct {
 	// Request ids belong to their caller: the same id sent by another principal names another
 	// request. The same caller's retry with the same payload gets the first outcome; another
 	// payload under the id is refused with REQUEST_ID_REUSED.
-	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. The etag of the envelope's rule sets from the last read
+	// (GetEnvelopeRulesResponse.etag or SetEnvelopeRulesResponse.etag, AIP-154): when it is given
+	// and a rule set was added to the envelope since, the request is refused with ABORTED, reason
+	// ETAG_MISMATCH (metadata: envelope), and nothing changes, so that one administrator cannot
+	// silently overwrite rules another just set; read the rules again and decide again. Empty: no
+	// check. It guards the envelope's own rule sets only (what this call adds to), not its
+	// balances, which awards change all the time, nor its ancestors' rule sets, which this call
+	// never replaces. The etag is a precondition, not part of the request: it is not compared when
+	// the request_id is sent again, and a refusal for a stale etag is not recorded, so the same
+	// request_id may be sent again with a fresh etag.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1255,13 @@ func (x *SetEnvelopeRulesRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *SetEnvelopeRulesRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // SetEnvelopeRulesResponse is the response of SetEnvelopeRules.
 type SetEnvelopeRulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1215,7 +1269,11 @@ type SetEnvelopeRulesResponse struct {
 	RuleSet *RuleSet `protobuf:"bytes,1,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
 	// Output only. Resource name of the journal entry that recorded the change,
 	// "journalEntries/{journal_entry}".
-	JournalEntry  string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	JournalEntry string `protobuf:"bytes,2,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	// Output only. The etag of the envelope's rule sets right after this change, for the next
+	// SetEnvelopeRules; opaque, compare for equality only. A replay of the request (same
+	// request_id) returns the etag of its first outcome.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1260,6 +1318,13 @@ func (x *SetEnvelopeRulesResponse) GetRuleSet() *RuleSet {
 func (x *SetEnvelopeRulesResponse) GetJournalEntry() string {
 	if x != nil {
 		return x.JournalEntry
+	}
+	return ""
+}
+
+func (x *SetEnvelopeRulesResponse) GetEtag() string {
+	if x != nil {
+		return x.Etag
 	}
 	return ""
 }
@@ -1350,6 +1415,10 @@ type GetEnvelopeRulesResponse struct {
 	EffectiveRules *EffectiveRules `protobuf:"bytes,2,opt,name=effective_rules,json=effectiveRules,proto3" json:"effective_rules,omitempty"`
 	// Output only. Token for the next page of rule sets; empty when this is the last page.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Output only. An opaque token (AIP-154) that changes whenever a rule set is added to the
+	// envelope (not when an ancestor's rules change, nor when its balances do): send it as
+	// SetEnvelopeRulesRequest.etag. The same on every page. Compare etags only for equality.
+	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1405,11 +1474,18 @@ func (x *GetEnvelopeRulesResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *GetEnvelopeRulesResponse) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x06\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x06\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1430,7 +1506,8 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"updateTime\x12F\n" +
 	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\x12S\n" +
-	"\x15latest_effective_time\x18) \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x13latestEffectiveTime:O\xeaAL\n" +
+	"\x15latest_effective_time\x18) \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x13latestEffectiveTime\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag:O\xeaAL\n" +
 	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xe0\x0e\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
@@ -1471,7 +1548,7 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListEnvelopesResponse\x12<\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\tenvelopes\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xfc\x04\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xe7\x05\n" +
 	"\x15MoveAllocationRequest\x12o\n" +
 	"\x06source\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12y\n" +
@@ -1482,7 +1559,9 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime:s\xbaHp\x1an\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12(\n" +
+	"\x04etag\x18< \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x04etag\x12?\n" +
+	"\x10destination_etag\x18= \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x0fdestinationEtag:s\xbaHp\x1an\n" +
 	"\x17move.distinct_envelopes\x122source and destination must be different envelopes\x1a\x1fthis.source != this.destination\"\xac\x02\n" +
 	"\x16MoveAllocationResponse\x126\n" +
 	"\x06source\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06source\x12@\n" +
@@ -1525,7 +1604,7 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x15award_window_rule_set\x18\a \x01(\tB&\xe0A\x03\xfaA \n" +
 	"\x1ebudgetledger.github.io/RuleSetR\x12awardWindowRuleSetB\x18\n" +
 	"\x16_max_funding_share_bpsB\x11\n" +
-	"\x0f_min_population\"\xaa\x03\n" +
+	"\x0f_min_population\"\xd4\x03\n" +
 	"\x17SetEnvelopeRulesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x127\n" +
@@ -1533,11 +1612,13 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05rules\x12h\n" +
 	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x127\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xa6\x01\n" +
+	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12(\n" +
+	"\x04etag\x18< \x01(\tB\x14\xe0A\x01\xbaH\x0er\f\x18@2\b^[!-~]*$R\x04etag\"\xbf\x01\n" +
 	"\x18SetEnvelopeRulesResponse\x128\n" +
 	"\brule_set\x18\x01 \x01(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\aruleSet\x12P\n" +
 	"\rjournal_entry\x18\x02 \x01(\tB+\xe0A\x03\xfaA%\n" +
-	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xba\x02\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag\"\xba\x02\n" +
 	"\x17GetEnvelopeRulesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12U\n" +
@@ -1545,11 +1626,12 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05B\n" +
 	"\xe0A\x01\xbaH\x04\x1a\x02(\x00R\bpageSize\x12*\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xd2\x01\n" +
+	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\xeb\x01\n" +
 	"\x18GetEnvelopeRulesResponse\x12:\n" +
 	"\trule_sets\x18\x01 \x03(\v2\x18.budgetledger.v1.RuleSetB\x03\xe0A\x03R\bruleSets\x12M\n" +
 	"\x0feffective_rules\x18\x02 \x01(\v2\x1f.budgetledger.v1.EffectiveRulesB\x03\xe0A\x03R\x0eeffectiveRules\x12+\n" +
-	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xe3\x04\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tB\x03\xe0A\x03R\rnextPageToken\x12\x17\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag2\xe3\x04\n" +
 	"\x0fEnvelopeService\x12a\n" +
 	"\x0eCreateEnvelope\x12&.budgetledger.v1.CreateEnvelopeRequest\x1a'.budgetledger.v1.CreateEnvelopeResponse\x12X\n" +
 	"\vGetEnvelope\x12#.budgetledger.v1.GetEnvelopeRequest\x1a$.budgetledger.v1.GetEnvelopeResponse\x12^\n" +

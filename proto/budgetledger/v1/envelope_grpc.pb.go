@@ -79,9 +79,14 @@ type EnvelopeServiceClient interface {
 	// its children (either way), or two envelopes with the same parent (or two roots). The amount
 	// must be available in the source envelope.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
-	// EFFECTIVE_TIME_BEFORE_LATEST (source).
+	// With etag (and destination_etag) from the last read, the move happens only if the envelope
+	// has not changed since (AIP-154); otherwise ABORTED, ETAG_MISMATCH, and nothing changes. The
+	// checks come in this order: the envelopes exist, the etags, then the currency, the funds and
+	// the relation.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, ETAG_MISMATCH, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED,
+	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE,
+	// EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_LATEST (source).
 	MoveAllocation(ctx context.Context, in *MoveAllocationRequest, opts ...grpc.CallOption) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's
@@ -90,7 +95,11 @@ type EnvelopeServiceClient interface {
 	// inherited from the envelope's ancestors. The change is recorded in the journal as an entry of
 	// kind ENTRY_KIND_RULES_CHANGED, without postings.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
+	// With etag from GetEnvelopeRules (or the previous SetEnvelopeRules), the rule set is added only
+	// if no other was added to the envelope since (AIP-154); otherwise ABORTED, ETAG_MISMATCH, and
+	// nothing changes.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, ETAG_MISMATCH, REQUEST_ID_REUSED.
 	SetEnvelopeRules(ctx context.Context, in *SetEnvelopeRulesRequest, opts ...grpc.CallOption) (*SetEnvelopeRulesResponse, error)
 	// GetEnvelopeRules returns an envelope's own rule sets, a page at a time, and the rules in force
 	// on it at a time, inherited through the envelope tree, each with the rule set it comes from.
@@ -201,9 +210,14 @@ type EnvelopeServiceServer interface {
 	// its children (either way), or two envelopes with the same parent (or two roots). The amount
 	// must be available in the source envelope.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED, CURRENCY_MISMATCH,
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
-	// EFFECTIVE_TIME_BEFORE_LATEST (source).
+	// With etag (and destination_etag) from the last read, the move happens only if the envelope
+	// has not changed since (AIP-154); otherwise ABORTED, ETAG_MISMATCH, and nothing changes. The
+	// checks come in this order: the envelopes exist, the etags, then the currency, the funds and
+	// the relation.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, ETAG_MISMATCH, INSUFFICIENT_FUNDS, ENVELOPES_NOT_RELATED,
+	// CURRENCY_MISMATCH, AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE,
+	// EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_LATEST (source).
 	MoveAllocation(context.Context, *MoveAllocationRequest) (*MoveAllocationResponse, error)
 	// SetEnvelopeRules gives an envelope a new rule set of one call of the programme: a maximum
 	// funding share of a project's eligible cost, a minimum population of the beneficiary's
@@ -212,7 +226,11 @@ type EnvelopeServiceServer interface {
 	// inherited from the envelope's ancestors. The change is recorded in the journal as an entry of
 	// kind ENTRY_KIND_RULES_CHANGED, without postings.
 	//
-	// Errors: ENVELOPE_NOT_FOUND, REQUEST_ID_REUSED.
+	// With etag from GetEnvelopeRules (or the previous SetEnvelopeRules), the rule set is added only
+	// if no other was added to the envelope since (AIP-154); otherwise ABORTED, ETAG_MISMATCH, and
+	// nothing changes.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, ETAG_MISMATCH, REQUEST_ID_REUSED.
 	SetEnvelopeRules(context.Context, *SetEnvelopeRulesRequest) (*SetEnvelopeRulesResponse, error)
 	// GetEnvelopeRules returns an envelope's own rule sets, a page at a time, and the rules in force
 	// on it at a time, inherited through the envelope tree, each with the rule set it comes from.

@@ -110,6 +110,19 @@ const (
 	// FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
 	// not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT ErrorReason = 43
+	// ABORTED: the etag sent with MoveAllocation or SetEnvelopeRules (AIP-154) is not the current
+	// one: the envelope (or its rule sets) changed since it was read. Nothing was recorded, not even
+	// under the request_id: read again, decide again, and send the request again (the same
+	// request_id may be used). Not worth retrying unchanged. Metadata: envelope.
+	ErrorReason_ERROR_REASON_ETAG_MISMATCH ErrorReason = 60
+	// NOT_FOUND: the named verification is not known to this server: it never existed, was
+	// forgotten (a server keeps the last 100 finished ones), or was started before the server
+	// restarted, or by another server process (verifications live in the memory of the process
+	// that runs them). Metadata: verification.
+	ErrorReason_ERROR_REASON_VERIFICATION_NOT_FOUND ErrorReason = 61
+	// RESOURCE_EXHAUSTED: a verification is already running on this server, which runs one at a
+	// time; poll it, then start another. Metadata: verification (the running one).
+	ErrorReason_ERROR_REASON_VERIFICATION_RUNNING ErrorReason = 62
 )
 
 // Enum value maps for ErrorReason.
@@ -141,6 +154,9 @@ var (
 		41: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE",
 		42: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST",
 		43: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT",
+		60: "ERROR_REASON_ETAG_MISMATCH",
+		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
+		62: "ERROR_REASON_VERIFICATION_RUNNING",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                      0,
@@ -169,6 +185,9 @@ var (
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE":   41,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST":     42,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT": 43,
+		"ERROR_REASON_ETAG_MISMATCH":                    60,
+		"ERROR_REASON_VERIFICATION_NOT_FOUND":           61,
+		"ERROR_REASON_VERIFICATION_RUNNING":             62,
 	}
 )
 
@@ -203,7 +222,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xdc\a\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xcc\b\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -231,7 +250,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE\x10(\x12/\n" +
 	"+ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE\x10)\x12-\n" +
 	")ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST\x10*\x121\n" +
-	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+\x12\x1e\n" +
+	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
+	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
+	"!ERROR_REASON_VERIFICATION_RUNNING\x10>BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

@@ -46,6 +46,7 @@ func TestMaxResponseSizeCoversLargestBatchCommit(t *testing.T) {
 		"budgetledger.v1.Envelope.parent":          envelopeName,
 		"budgetledger.v1.Envelope.display_name":    longest(maxLen(create, "display_name")),
 		"budgetledger.v1.Envelope.currency_code":   "EUR",
+		"budgetledger.v1.Envelope.etag":            strings.Repeat("A", 16), // core.EnvelopeETag: 12 bytes in base64url
 	}
 	result := &pb.BatchCommitResult{Commitment: &pb.Commitment{}}
 	fillLongest(t, result.GetCommitment().ProtoReflect(), strs)

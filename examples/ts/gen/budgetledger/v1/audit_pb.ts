@@ -4,14 +4,20 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { ErrorReason } from "./error_reason_pb.js";
+import { file_budgetledger_v1_error_reason } from "./error_reason_pb.js";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
+import { file_google_api_resource } from "../../google/api/resource_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file budgetledger/v1/audit.proto.
  */
 export const file_budgetledger_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChtidWRnZXRsZWRnZXIvdjEvYXVkaXQucHJvdG8SD2J1ZGdldGxlZGdlci52MSIVChNWZXJpZnlMZWRnZXJSZXF1ZXN0Is4BChRWZXJpZnlMZWRnZXJSZXNwb25zZRIbCg5lbnZlbG9wZV9jb3VudBgBIAEoA0ID4EEDEh0KEGNvbW1pdG1lbnRfY291bnQYAiABKANCA+BBAxIgChNqb3VybmFsX2VudHJ5X2NvdW50GAMgASgDQgPgQQMSOAoNZGlzY3JlcGFuY2llcxgEIAMoCzIcLmJ1ZGdldGxlZGdlci52MS5EaXNjcmVwYW5jeUID4EEDEh4KEWRpc2NyZXBhbmN5X2NvdW50GAUgASgDQgPgQQMijQEKC0Rpc2NyZXBhbmN5EhgKCWludmFyaWFudBgBIAEoBUIFGAHgQQMSFAoHc3ViamVjdBgCIAEoCUID4EEDEhMKBmRldGFpbBgDIAEoCUID4EEDEjkKEGJyb2tlbl9pbnZhcmlhbnQYBCABKA4yGi5idWRnZXRsZWRnZXIudjEuSW52YXJpYW50QgPgQQMq+AIKCUludmFyaWFudBIZChVJTlZBUklBTlRfVU5TUEVDSUZJRUQQABIcChhJTlZBUklBTlRfRU5UUllfQkFMQU5DRUQQARIkCiBJTlZBUklBTlRfQVZBSUxBQkxFX05PVF9ORUdBVElWRRACEiQKIElOVkFSSUFOVF9SRUxFQVNFRF9XSVRISU5fQU1PVU5UEAMSJAogSU5WQVJJQU5UX0JBTEFOQ0VTX01BVENIX0pPVVJOQUwQBBIhCh1JTlZBUklBTlRfUkVRVUVTVF9QT1NURURfT05DRRAFEhkKFUlOVkFSSUFOVF9BUFBFTkRfT05MWRAGEiQKIElOVkFSSUFOVF9SRUZVU0FMX1BPU1RFRF9OT1RISU5HEAcSGwoXSU5WQVJJQU5UX0pPVVJOQUxfT1JERVIQCRI/CjtJTlZBUklBTlRfQVZBSUxBQkxFX05PVF9ORUdBVElWRV9BVF9FVkVSWV9FRkZFQ1RJVkVfSU5TVEFOVBAoMmsKDEF1ZGl0U2VydmljZRJbCgxWZXJpZnlMZWRnZXISJC5idWRnZXRsZWRnZXIudjEuVmVyaWZ5TGVkZ2VyUmVxdWVzdBolLmJ1ZGdldGxlZGdlci52MS5WZXJpZnlMZWRnZXJSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_google_api_field_behavior]);
+  fileDesc("ChtidWRnZXRsZWRnZXIvdjEvYXVkaXQucHJvdG8SD2J1ZGdldGxlZGdlci52MSIVChNWZXJpZnlMZWRnZXJSZXF1ZXN0Is4BChRWZXJpZnlMZWRnZXJSZXNwb25zZRIbCg5lbnZlbG9wZV9jb3VudBgBIAEoA0ID4EEDEh0KEGNvbW1pdG1lbnRfY291bnQYAiABKANCA+BBAxIgChNqb3VybmFsX2VudHJ5X2NvdW50GAMgASgDQgPgQQMSOAoNZGlzY3JlcGFuY2llcxgEIAMoCzIcLmJ1ZGdldGxlZGdlci52MS5EaXNjcmVwYW5jeUID4EEDEh4KEWRpc2NyZXBhbmN5X2NvdW50GAUgASgDQgPgQQMijQEKC0Rpc2NyZXBhbmN5EhgKCWludmFyaWFudBgBIAEoBUIFGAHgQQMSFAoHc3ViamVjdBgCIAEoCUID4EEDEhMKBmRldGFpbBgDIAEoCUID4EEDEjkKEGJyb2tlbl9pbnZhcmlhbnQYBCABKA4yGi5idWRnZXRsZWRnZXIudjEuSW52YXJpYW50QgPgQQMivgQKDFZlcmlmaWNhdGlvbhIRCgRuYW1lGAEgASgJQgPgQQgSNwoFc3RhdGUYAiABKA4yIy5idWRnZXRsZWRnZXIudjEuVmVyaWZpY2F0aW9uLlN0YXRlQgPgQQMSOgoGcmVzdWx0GAMgASgLMiUuYnVkZ2V0bGVkZ2VyLnYxLlZlcmlmeUxlZGdlclJlc3BvbnNlQgPgQQMSNAoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSMgoJZG9uZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhMKBmNhbGxlchgGIAEoCUID4EEDEjcKDGVycm9yX3JlYXNvbhgHIAEoDjIcLmJ1ZGdldGxlZGdlci52MS5FcnJvclJlYXNvbkID4EEDEhoKDWVycm9yX21lc3NhZ2UYCCABKAlCA+BBAyJtCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEhEKDVNUQVRFX1JVTk5JTkcQARITCg9TVEFURV9TVUNDRUVERUQQAhIQCgxTVEFURV9GQUlMRUQQAxITCg9TVEFURV9DQU5DRUxMRUQQBDpj6kFgCiNidWRnZXRsZWRnZXIuZ2l0aHViLmlvL1ZlcmlmaWNhdGlvbhIcdmVyaWZpY2F0aW9ucy97dmVyaWZpY2F0aW9ufSoNdmVyaWZpY2F0aW9uczIMdmVyaWZpY2F0aW9uIkgKGFN0YXJ0VmVyaWZpY2F0aW9uUmVxdWVzdBIsCgpyZXF1ZXN0X2lkGAEgASgJQhjgQQG6SBLYAQFyDRiAATIIXlshLX5dKyQiVQoZU3RhcnRWZXJpZmljYXRpb25SZXNwb25zZRI4Cgx2ZXJpZmljYXRpb24YASABKAsyHS5idWRnZXRsZWRnZXIudjEuVmVyaWZpY2F0aW9uQgPgQQMiqwEKFkdldFZlcmlmaWNhdGlvblJlcXVlc3QSkAEKBG5hbWUYASABKAlCgQHgQQL6QSUKI2J1ZGdldGxlZGdlci5naXRodWIuaW8vVmVyaWZpY2F0aW9uukhTyAEBck4yTF52ZXJpZmljYXRpb25zL1swLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQiUwoXR2V0VmVyaWZpY2F0aW9uUmVzcG9uc2USOAoMdmVyaWZpY2F0aW9uGAEgASgLMh0uYnVkZ2V0bGVkZ2VyLnYxLlZlcmlmaWNhdGlvbkID4EEDKvgCCglJbnZhcmlhbnQSGQoVSU5WQVJJQU5UX1VOU1BFQ0lGSUVEEAASHAoYSU5WQVJJQU5UX0VOVFJZX0JBTEFOQ0VEEAESJAogSU5WQVJJQU5UX0FWQUlMQUJMRV9OT1RfTkVHQVRJVkUQAhIkCiBJTlZBUklBTlRfUkVMRUFTRURfV0lUSElOX0FNT1VOVBADEiQKIElOVkFSSUFOVF9CQUxBTkNFU19NQVRDSF9KT1VSTkFMEAQSIQodSU5WQVJJQU5UX1JFUVVFU1RfUE9TVEVEX09OQ0UQBRIZChVJTlZBUklBTlRfQVBQRU5EX09OTFkQBhIkCiBJTlZBUklBTlRfUkVGVVNBTF9QT1NURURfTk9USElORxAHEhsKF0lOVkFSSUFOVF9KT1VSTkFMX09SREVSEAkSPwo7SU5WQVJJQU5UX0FWQUlMQUJMRV9OT1RfTkVHQVRJVkVfQVRfRVZFUllfRUZGRUNUSVZFX0lOU1RBTlQQKDK9AgoMQXVkaXRTZXJ2aWNlElsKDFZlcmlmeUxlZGdlchIkLmJ1ZGdldGxlZGdlci52MS5WZXJpZnlMZWRnZXJSZXF1ZXN0GiUuYnVkZ2V0bGVkZ2VyLnYxLlZlcmlmeUxlZGdlclJlc3BvbnNlEmoKEVN0YXJ0VmVyaWZpY2F0aW9uEikuYnVkZ2V0bGVkZ2VyLnYxLlN0YXJ0VmVyaWZpY2F0aW9uUmVxdWVzdBoqLmJ1ZGdldGxlZGdlci52MS5TdGFydFZlcmlmaWNhdGlvblJlc3BvbnNlEmQKD0dldFZlcmlmaWNhdGlvbhInLmJ1ZGdldGxlZGdlci52MS5HZXRWZXJpZmljYXRpb25SZXF1ZXN0GiguYnVkZ2V0bGVkZ2VyLnYxLkdldFZlcmlmaWNhdGlvblJlc3BvbnNlQktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw", [file_budgetledger_v1_error_reason, file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * VerifyLedgerRequest is the request of VerifyLedger. It has no field: the whole ledger is
@@ -130,6 +136,221 @@ export const DiscrepancySchema: GenMessage<Discrepancy> = /*@__PURE__*/
   messageDesc(file_budgetledger_v1_audit, 2);
 
 /**
+ * Verification is one run of the ledger's verification in the background (AIP-151), started by
+ * AuditService.StartVerification and polled with GetVerification.
+ *
+ * @generated from message budgetledger.v1.Verification
+ */
+export type Verification = Message<"budgetledger.v1.Verification"> & {
+  /**
+   * Identifier. Resource name, "verifications/{verification}", where {verification} is a UUID.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Output only. Where the verification is.
+   *
+   * @generated from field: budgetledger.v1.Verification.State state = 2;
+   */
+  state: Verification_State;
+
+  /**
+   * Output only. What the verification checked and found, as VerifyLedger answers it; set when
+   * state is STATE_SUCCEEDED.
+   *
+   * @generated from field: budgetledger.v1.VerifyLedgerResponse result = 3;
+   */
+  result?: VerifyLedgerResponse | undefined;
+
+  /**
+   * Output only. When the verification was started.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Output only. When the verification ended (succeeded, failed or was cancelled); unset while it
+   * runs.
+   *
+   * @generated from field: google.protobuf.Timestamp done_time = 5;
+   */
+  doneTime?: Timestamp | undefined;
+
+  /**
+   * Output only. The principal that started it.
+   *
+   * @generated from field: string caller = 6;
+   */
+  caller: string;
+
+  /**
+   * Output only. Why the verification failed (STATE_FAILED): one of ErrorReason's, for example
+   * ERROR_REASON_STORE_UNAVAILABLE.
+   *
+   * @generated from field: budgetledger.v1.ErrorReason error_reason = 7;
+   */
+  errorReason: ErrorReason;
+
+  /**
+   * Output only. The failure in English (STATE_FAILED or STATE_CANCELLED).
+   *
+   * @generated from field: string error_message = 8;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.Verification.
+ * Use `create(VerificationSchema)` to create a new message.
+ */
+export const VerificationSchema: GenMessage<Verification> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_audit, 3);
+
+/**
+ * State is where a verification is. The enum is open: new states may be added; a client must
+ * treat an unknown state as not done.
+ *
+ * @generated from enum budgetledger.v1.Verification.State
+ */
+export enum Verification_State {
+  /**
+   * Never used.
+   *
+   * @generated from enum value: STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The verification is reading the ledger.
+   *
+   * @generated from enum value: STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * The verification finished: result holds what it checked and found (discrepancies
+   * included: a verification that finds broken invariants still succeeded).
+   *
+   * @generated from enum value: STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * The verification could not finish (the database could not be read): error_reason and
+   * error_message say why; start another.
+   *
+   * @generated from enum value: STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * The server shut down before the verification finished; start another.
+   *
+   * @generated from enum value: STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+}
+
+/**
+ * Describes the enum budgetledger.v1.Verification.State.
+ */
+export const Verification_StateSchema: GenEnum<Verification_State> = /*@__PURE__*/
+  enumDesc(file_budgetledger_v1_audit, 3, 0);
+
+/**
+ * StartVerificationRequest is the request of StartVerification.
+ *
+ * @generated from message budgetledger.v1.StartVerificationRequest
+ */
+export type StartVerificationRequest = Message<"budgetledger.v1.StartVerificationRequest"> & {
+  /**
+   * Optional. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces: the
+   * same caller's retry with the same request_id gets the verification the first call started,
+   * as long as the server remembers it. Empty: every call starts a verification of its own.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.StartVerificationRequest.
+ * Use `create(StartVerificationRequestSchema)` to create a new message.
+ */
+export const StartVerificationRequestSchema: GenMessage<StartVerificationRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_audit, 4);
+
+/**
+ * StartVerificationResponse is the response of StartVerification.
+ *
+ * @generated from message budgetledger.v1.StartVerificationResponse
+ */
+export type StartVerificationResponse = Message<"budgetledger.v1.StartVerificationResponse"> & {
+  /**
+   * Output only. The verification started (state STATE_RUNNING), or, for a request_id already
+   * used, the one it started, as it is now.
+   *
+   * @generated from field: budgetledger.v1.Verification verification = 1;
+   */
+  verification?: Verification | undefined;
+};
+
+/**
+ * Describes the message budgetledger.v1.StartVerificationResponse.
+ * Use `create(StartVerificationResponseSchema)` to create a new message.
+ */
+export const StartVerificationResponseSchema: GenMessage<StartVerificationResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_audit, 5);
+
+/**
+ * GetVerificationRequest is the request of GetVerification.
+ *
+ * @generated from message budgetledger.v1.GetVerificationRequest
+ */
+export type GetVerificationRequest = Message<"budgetledger.v1.GetVerificationRequest"> & {
+  /**
+   * Required. Resource name, "verifications/{verification}".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.GetVerificationRequest.
+ * Use `create(GetVerificationRequestSchema)` to create a new message.
+ */
+export const GetVerificationRequestSchema: GenMessage<GetVerificationRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_audit, 6);
+
+/**
+ * GetVerificationResponse is the response of GetVerification.
+ *
+ * aip.dev/not-precedent: AIP-131 returns the Verification itself; buf's STANDARD rules want an
+ * XxxResponse, so it wraps it.
+ *
+ * @generated from message budgetledger.v1.GetVerificationResponse
+ */
+export type GetVerificationResponse = Message<"budgetledger.v1.GetVerificationResponse"> & {
+  /**
+   * Output only. The verification.
+   *
+   * @generated from field: budgetledger.v1.Verification verification = 1;
+   */
+  verification?: Verification | undefined;
+};
+
+/**
+ * Describes the message budgetledger.v1.GetVerificationResponse.
+ * Use `create(GetVerificationResponseSchema)` to create a new message.
+ */
+export const GetVerificationResponseSchema: GenMessage<GetVerificationResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_audit, 7);
+
+/**
  * Invariant names one invariant of the ledger that VerifyLedger checks. The enum is open: new
  * invariants will be added (with holds and payments); a client must accept an unknown value.
  *
@@ -230,11 +451,9 @@ export const AuditService: GenService<{
    * posted anything (7). It changes nothing. A healthy ledger reports no discrepancy; any
    * discrepancy is a bug or a tampering to investigate.
    *
-   * It reads the whole ledger: on a large ledger it takes time and should be given a generous
-   * deadline.
-   *
-   * aip.dev/not-precedent: not yet a long-running operation (AIP-151); that needs the ledger to
-   * run a verification in the background, which is planned.
+   * It reads the whole ledger within the call: on a large ledger it takes time and must be given a
+   * generous deadline. StartVerification runs the same verification in the background instead
+   * (AIP-151), for ledgers too large for one call.
    *
    * Errors: STORE_UNAVAILABLE, DEADLINE_EXCEEDED.
    *
@@ -244,6 +463,44 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof VerifyLedgerRequestSchema;
     output: typeof VerifyLedgerResponseSchema;
+  },
+  /**
+   * StartVerification starts VerifyLedger's verification in the background and returns at once a
+   * Verification in state RUNNING; poll it with GetVerification until it is done. Its result is
+   * what VerifyLedger would have answered.
+   *
+   * A server runs one verification at a time (another would read the same ledger again for the
+   * same answer), and keeps the last 100 finished ones in memory: they are lost when the server
+   * restarts (GetVerification then answers NOT_FOUND, VERIFICATION_NOT_FOUND), and are known only
+   * to the server process that runs them, so behind a load balancer poll the same process. A
+   * verification still running when the server shuts down ends in state CANCELLED.
+   *
+   * aip.dev/not-precedent: a resource of the API's own (AIP-151 allows one when the work yields a
+   * resource) rather than google.longrunning.Operation, whose Operations service and Any-typed
+   * results would have to be vendored and served beside the API; and a custom "Start" method
+   * (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
+   *
+   * Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+   *
+   * @generated from rpc budgetledger.v1.AuditService.StartVerification
+   */
+  startVerification: {
+    methodKind: "unary";
+    input: typeof StartVerificationRequestSchema;
+    output: typeof StartVerificationResponseSchema;
+  },
+  /**
+   * GetVerification returns a verification started by StartVerification, with its result once it
+   * is done.
+   *
+   * Errors: VERIFICATION_NOT_FOUND.
+   *
+   * @generated from rpc budgetledger.v1.AuditService.GetVerification
+   */
+  getVerification: {
+    methodKind: "unary";
+    input: typeof GetVerificationRequestSchema;
+    output: typeof GetVerificationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_budgetledger_v1_audit, 0);

@@ -464,12 +464,15 @@ func applyCommit(st Stamp, env *Envelope, cmd *Commit) (*CommitResult, error) {
 	env.UpdatedAt = st.At
 	c := Commitment{ID: st.NewID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
 		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: st.At, UpdatedAt: st.At,
-		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
+		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population, Publication: cmd.Publication}
 	return &CommitResult{Commitment: c, Envelope: *env, EntryID: st.NewID()}, nil
 }
 
 // applyRelease decides one release against the in-memory commitment and envelope.
 func applyRelease(st Stamp, env *Envelope, c *Commitment, cmd *Release) (*ReleaseResult, error) {
+	if refusal := releaseRefusal(c, cmd.Amount); refusal != nil {
+		return nil, refusal // closed, or paid (payment.go)
+	}
 	if c.Remaining() < cmd.Amount {
 		return nil, &Error{Reason: ReasonReleaseExceedsRemaining,
 			Message: fmt.Sprintf("commitment %q holds %d, %d requested", CommitmentName(c.ID), c.Remaining(), cmd.Amount),

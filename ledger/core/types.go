@@ -20,17 +20,21 @@ func EntryName(id string) string { return "journalEntries/" + id }
 // Envelope is an amount of money set aside for one purpose. Its balances always satisfy
 // Allocation = Committed + ChildrenAllocated + Available(), with Available() >= 0.
 type Envelope struct {
-	ID                string    `json:"id"`
-	ParentID          string    `json:"parent_id,omitempty"`
-	DisplayName       string    `json:"display_name,omitempty"`
-	Currency          string    `json:"currency"`
-	Allocation        int64     `json:"allocation"`
-	Committed         int64     `json:"committed"`
-	ChildrenAllocated int64     `json:"children_allocated"`
-	Released          int64     `json:"released"`
-	CommitmentCount   int64     `json:"commitment_count"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
+	ID                string `json:"id"`
+	ParentID          string `json:"parent_id,omitempty"`
+	DisplayName       string `json:"display_name,omitempty"`
+	Currency          string `json:"currency"`
+	Allocation        int64  `json:"allocation"`
+	Committed         int64  `json:"committed"`
+	ChildrenAllocated int64  `json:"children_allocated"`
+	Released          int64  `json:"released"`
+	CommitmentCount   int64  `json:"commitment_count"`
+	// Paid is what was paid out of the envelope's commitments (part of Committed; see payment.go).
+	Paid      int64     `json:"paid,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// GrantingBody is what a root envelope says of the body granting its money (publication).
+	GrantingBody
 }
 
 // Available is what can still be committed or allocated to children.
@@ -54,6 +58,16 @@ type Commitment struct {
 	Population   int64     `json:"population,omitempty"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Paid is what was paid out of the commitment (see payment.go); Released counts the
+	// releases and the return of its closing.
+	Paid int64 `json:"paid,omitempty"`
+	// ClosedAt is when the commitment was closed (zero while it is open), CloseReason why, and
+	// CloseEffectiveAt when the closing took effect, if given.
+	ClosedAt         time.Time `json:"closed_at,omitzero"`
+	CloseReason      string    `json:"close_reason,omitempty"`
+	CloseEffectiveAt time.Time `json:"close_effective_at,omitzero"`
+	// Publication is what the award said for publication.
+	Publication
 }
 
 // Remaining is the amount the commitment still holds.
@@ -107,6 +121,9 @@ type CreateEnvelope struct {
 	// Currency is an ISO 4217 code; empty means EUR for a root and the parent's for a child.
 	Currency   string
 	Allocation int64
+	// GrantingBody names the body granting a root envelope's money (publication); a child
+	// envelope gives none.
+	GrantingBody
 }
 
 // CreateEnvelopeResult is the outcome of CreateEnvelope.
@@ -143,6 +160,7 @@ type Commit struct {
 	Amount      int64
 	Description string
 	Policy
+	Publication
 }
 
 // Policy is what an award says for the funding rules (see Rules): the project's eligible cost,

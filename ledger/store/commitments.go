@@ -11,7 +11,8 @@ import (
 // Commitments: one row per award, created by a batch and updated in place by releases.
 
 const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at, " +
-	"eligible_cost, territory, population"
+	"eligible_cost, territory, population, paid, closed_at, close_reason, close_effective_at, " +
+	"decision_reference, beneficiary_legal_name, beneficiary_siret, beneficiary_rna, purpose"
 
 // SelectCommitments is the SELECT of every commitment column, for FROM commitments.
 const SelectCommitments = "SELECT " + commitmentColumns + " FROM commitments"
@@ -19,12 +20,16 @@ const SelectCommitments = "SELECT " + commitmentColumns + " FROM commitments"
 // ScanCommitment reads a commitment row selected with SelectCommitments.
 func ScanCommitment(s Scanner) (core.Commitment, error) {
 	var (
-		c                core.Commitment
-		created, updated int64
+		c                 core.Commitment
+		created, updated  int64
+		closed, effective *int64
 	)
 	err := s.Scan(&c.ID, &c.EnvelopeID, &c.Beneficiary, &c.Project, &c.Currency, &c.Amount, &c.Released,
-		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population)
+		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population,
+		&c.Paid, &closed, &c.CloseReason, &effective,
+		&c.DecisionReference, &c.BeneficiaryLegalName, &c.BeneficiarySIRET, &c.BeneficiaryRNA, &c.Purpose)
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	c.ClosedAt, c.CloseEffectiveAt = optionalTime(closed), optionalTime(effective)
 	return c, err
 }
 
@@ -64,7 +69,9 @@ func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 	rows := make([][]any, 0, len(cs))
 	for _, c := range cs {
 		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
-			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population})
+			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population,
+			c.Paid, optionalMicros(c.ClosedAt), c.CloseReason, optionalMicros(c.CloseEffectiveAt),
+			c.DecisionReference, c.BeneficiaryLegalName, c.BeneficiarySIRET, c.BeneficiaryRNA, c.Purpose})
 	}
 	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
 		core.Internal("a commitment was not inserted"))

@@ -18,7 +18,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 	if e.ParentID != "" {
 		parent = ledger.EnvelopeName(e.ParentID)
 	}
-	return &pb.Envelope{
+	out := &pb.Envelope{
 		Name:                ledger.EnvelopeName(e.ID),
 		DisplayName:         e.DisplayName,
 		Parent:              parent,
@@ -32,10 +32,12 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		CreateTime:          timestamppb.New(e.CreatedAt),
 		UpdateTime:          timestamppb.New(e.UpdatedAt),
 	}
+	envelopePaymentFieldsPB(e, out)
+	return out
 }
 
 func commitmentPB(c *ledger.Commitment) *pb.Commitment {
-	return &pb.Commitment{
+	out := &pb.Commitment{
 		Name:         ledger.CommitmentName(c.ID),
 		Envelope:     ledger.EnvelopeName(c.EnvelopeID),
 		Beneficiary:  c.Beneficiary,
@@ -51,6 +53,8 @@ func commitmentPB(c *ledger.Commitment) *pb.Commitment {
 		Territory:    c.Territory,
 		Population:   c.Population,
 	}
+	paymentFieldsPB(c, out)
+	return out
 }
 
 var entryKinds = map[ledger.EntryKind]pb.EntryKind{
@@ -60,6 +64,8 @@ var entryKinds = map[ledger.EntryKind]pb.EntryKind{
 	ledger.KindCommitted:         pb.EntryKind_ENTRY_KIND_COMMITTED,
 	ledger.KindReleased:          pb.EntryKind_ENTRY_KIND_RELEASED,
 	ledger.KindRulesChanged:      pb.EntryKind_ENTRY_KIND_RULES_CHANGED,
+	ledger.KindPaid:              pb.EntryKind_ENTRY_KIND_PAID,
+	ledger.KindCommitmentClosed:  pb.EntryKind_ENTRY_KIND_COMMITMENT_CLOSED,
 }
 
 func entryPB(e *ledger.Entry) *pb.JournalEntry {

@@ -45,20 +45,25 @@ const (
 	Invariant_INVARIANT_REFUSAL_POSTED_NOTHING Invariant = 7
 	// (9) The journal's positions (JournalEntry.sequence) are 1, 2, 3, … each once, with no gap.
 	Invariant_INVARIANT_JOURNAL_ORDER Invariant = 9
+	// (10, for payments) A commitment paid no more than it holds: paid + released <= amount (so
+	// paid <= committed and remaining_to_pay = committed - paid >= 0), and a closed commitment has
+	// nothing left to pay.
+	Invariant_INVARIANT_PAID_WITHIN_COMMITTED Invariant = 30
 )
 
 // Enum value maps for Invariant.
 var (
 	Invariant_name = map[int32]string{
-		0: "INVARIANT_UNSPECIFIED",
-		1: "INVARIANT_ENTRY_BALANCED",
-		2: "INVARIANT_AVAILABLE_NOT_NEGATIVE",
-		3: "INVARIANT_RELEASED_WITHIN_AMOUNT",
-		4: "INVARIANT_BALANCES_MATCH_JOURNAL",
-		5: "INVARIANT_REQUEST_POSTED_ONCE",
-		6: "INVARIANT_APPEND_ONLY",
-		7: "INVARIANT_REFUSAL_POSTED_NOTHING",
-		9: "INVARIANT_JOURNAL_ORDER",
+		0:  "INVARIANT_UNSPECIFIED",
+		1:  "INVARIANT_ENTRY_BALANCED",
+		2:  "INVARIANT_AVAILABLE_NOT_NEGATIVE",
+		3:  "INVARIANT_RELEASED_WITHIN_AMOUNT",
+		4:  "INVARIANT_BALANCES_MATCH_JOURNAL",
+		5:  "INVARIANT_REQUEST_POSTED_ONCE",
+		6:  "INVARIANT_APPEND_ONLY",
+		7:  "INVARIANT_REFUSAL_POSTED_NOTHING",
+		9:  "INVARIANT_JOURNAL_ORDER",
+		30: "INVARIANT_PAID_WITHIN_COMMITTED",
 	}
 	Invariant_value = map[string]int32{
 		"INVARIANT_UNSPECIFIED":            0,
@@ -70,6 +75,7 @@ var (
 		"INVARIANT_APPEND_ONLY":            6,
 		"INVARIANT_REFUSAL_POSTED_NOTHING": 7,
 		"INVARIANT_JOURNAL_ORDER":          9,
+		"INVARIANT_PAID_WITHIN_COMMITTED":  30,
 	}
 )
 
@@ -320,7 +326,7 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\tinvariant\x18\x01 \x01(\x05B\x05\xe0A\x03\x18\x01R\tinvariant\x12\x1d\n" +
 	"\asubject\x18\x02 \x01(\tB\x03\xe0A\x03R\asubject\x12\x1b\n" +
 	"\x06detail\x18\x03 \x01(\tB\x03\xe0A\x03R\x06detail\x12J\n" +
-	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xb7\x02\n" +
+	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xdc\x02\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -330,7 +336,8 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x1dINVARIANT_REQUEST_POSTED_ONCE\x10\x05\x12\x19\n" +
 	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
 	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
-	"\x17INVARIANT_JOURNAL_ORDER\x10\t2k\n" +
+	"\x17INVARIANT_JOURNAL_ORDER\x10\t\x12#\n" +
+	"\x1fINVARIANT_PAID_WITHIN_COMMITTED\x10\x1e2k\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

@@ -73,9 +73,19 @@ type Envelope struct {
 	// Output only. When the envelope was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Output only. When the envelope's balances last changed.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only. What its commitments paid (décaissé), in minor units; part of committed.
+	Paid int64 `protobuf:"varint,30,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Output only. What its commitments still have to pay (reste à payer): committed - paid.
+	RemainingToPay int64 `protobuf:"varint,31,opt,name=remaining_to_pay,json=remainingToPay,proto3" json:"remaining_to_pay,omitempty"`
+	// Output only. For publication (SCDL nomAttribuant), on a root envelope: the granting body's
+	// name, as given at creation; empty if none (and on a child, whose is its root's).
+	GrantingBodyName string `protobuf:"bytes,32,opt,name=granting_body_name,json=grantingBodyName,proto3" json:"granting_body_name,omitempty"`
+	// Output only. For publication (idAttribuant), on a root envelope: the granting body's SIRET;
+	// empty if none.
+	GrantingBodySiret string `protobuf:"bytes,33,opt,name=granting_body_siret,json=grantingBodySiret,proto3" json:"granting_body_siret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -192,6 +202,34 @@ func (x *Envelope) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Envelope) GetPaid() int64 {
+	if x != nil {
+		return x.Paid
+	}
+	return 0
+}
+
+func (x *Envelope) GetRemainingToPay() int64 {
+	if x != nil {
+		return x.RemainingToPay
+	}
+	return 0
+}
+
+func (x *Envelope) GetGrantingBodyName() string {
+	if x != nil {
+		return x.GrantingBodyName
+	}
+	return ""
+}
+
+func (x *Envelope) GetGrantingBodySiret() string {
+	if x != nil {
+		return x.GrantingBodySiret
+	}
+	return ""
+}
+
 // CreateEnvelopeRequest is the request of CreateEnvelope.
 //
 // aip.dev/not-precedent: the fields are flat rather than an Envelope plus envelope_id (AIP-133),
@@ -222,9 +260,16 @@ type CreateEnvelopeRequest struct {
 	//
 	// aip.dev/not-precedent: AIP-155 asks for a UUID; any printable key is accepted so that callers
 	// can derive it from their own identifiers (a committee decision, a file number).
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional. For publication (SCDL nomAttribuant), on a root envelope only: the name of the body
+	// granting its money, at most 200 printable characters. Given for a child envelope, it is
+	// refused (INVALID_ARGUMENT): a child's granting body is its root's.
+	GrantingBodyName string `protobuf:"bytes,30,opt,name=granting_body_name,json=grantingBodyName,proto3" json:"granting_body_name,omitempty"`
+	// Optional. For publication (idAttribuant), on a root envelope only: the granting body's SIRET,
+	// 14 digits, its key checked by the ledger as CommitRequest.beneficiary_siret's.
+	GrantingBodySiret string `protobuf:"bytes,31,opt,name=granting_body_siret,json=grantingBodySiret,proto3" json:"granting_body_siret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateEnvelopeRequest) Reset() {
@@ -295,6 +340,20 @@ func (x *CreateEnvelopeRequest) GetCurrencyCode() string {
 func (x *CreateEnvelopeRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *CreateEnvelopeRequest) GetGrantingBodyName() string {
+	if x != nil {
+		return x.GrantingBodyName
+	}
+	return ""
+}
+
+func (x *CreateEnvelopeRequest) GetGrantingBodySiret() string {
+	if x != nil {
+		return x.GrantingBodySiret
 	}
 	return ""
 }
@@ -1349,7 +1408,7 @@ var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x05\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x06\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1368,8 +1427,12 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12@\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
-	"updateTime:O\xeaAL\n" +
-	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xf6\r\n" +
+	"updateTime\x12\x17\n" +
+	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
+	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x121\n" +
+	"\x12granting_body_name\x18  \x01(\tB\x03\xe0A\x03R\x10grantingBodyName\x123\n" +
+	"\x13granting_body_siret\x18! \x01(\tB\x03\xe0A\x03R\x11grantingBodySiret:O\xeaAL\n" +
+	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\x92\x0f\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
 	"envelopeId\x12o\n" +
@@ -1388,7 +1451,9 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x15currency_code.iso4217\x12!must be an ISO 4217 currency code\x1a\x82\n" +
 	"this in ['AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HRK', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XCG', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL']\xd8\x01\x01R\fcurrencyCode\x127\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\"\xde\x01\n" +
+	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12N\n" +
+	"\x12granting_body_name\x18\x1e \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x10grantingBodyName\x12J\n" +
+	"\x13granting_body_siret\x18\x1f \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\x0e2\v^[0-9]{14}$R\x11grantingBodySiret\"\xde\x01\n" +
 	"\x16CreateEnvelopeResponse\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x126\n" +
 	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06parent\x12P\n" +

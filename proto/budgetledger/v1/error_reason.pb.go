@@ -95,6 +95,16 @@ const (
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
 	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
+	// FAILED_PRECONDITION: the commitment was closed (CloseCommitment); it takes no payment,
+	// release or closing. Metadata: commitment, close_time.
+	ErrorReason_ERROR_REASON_COMMITMENT_CLOSED ErrorReason = 30
+	// FAILED_PRECONDITION: a payment larger than what remains to pay on the commitment. Metadata:
+	// commitment, remaining_to_pay, paid, requested, currency_code.
+	ErrorReason_ERROR_REASON_PAYMENT_EXCEEDS_REMAINING ErrorReason = 31
+	// FAILED_PRECONDITION: a release of a partly paid commitment larger than what remains to pay:
+	// what was paid cannot be returned. Metadata: commitment, remaining, paid, remaining_to_pay,
+	// requested.
+	ErrorReason_ERROR_REASON_RELEASE_EXCEEDS_UNPAID ErrorReason = 32
 )
 
 // Enum value maps for ErrorReason.
@@ -122,6 +132,9 @@ var (
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
 		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
+		30: "ERROR_REASON_COMMITMENT_CLOSED",
+		31: "ERROR_REASON_PAYMENT_EXCEEDS_REMAINING",
+		32: "ERROR_REASON_RELEASE_EXCEEDS_UNPAID",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -146,6 +159,9 @@ var (
 		"ERROR_REASON_PERMISSION_DENIED":         19,
 		"ERROR_REASON_RATE_LIMITED":              20,
 		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
+		"ERROR_REASON_COMMITMENT_CLOSED":         30,
+		"ERROR_REASON_PAYMENT_EXCEEDS_REMAINING": 31,
+		"ERROR_REASON_RELEASE_EXCEEDS_UNPAID":    32,
 	}
 )
 
@@ -180,7 +196,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x97\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -204,7 +220,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15\x12\"\n" +
+	"\x1eERROR_REASON_COMMITMENT_CLOSED\x10\x1e\x12*\n" +
+	"&ERROR_REASON_PAYMENT_EXCEEDS_REMAINING\x10\x1f\x12'\n" +
+	"#ERROR_REASON_RELEASE_EXCEEDS_UNPAID\x10 BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

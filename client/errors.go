@@ -38,6 +38,10 @@ const (
 	ReasonDeadlineExceeded        Reason = "DEADLINE_EXCEEDED"
 	ReasonRateLimited             Reason = "RATE_LIMITED"
 	ReasonInternal                Reason = "INTERNAL"
+	// Payments and closing.
+	ReasonCommitmentClosed        Reason = "COMMITMENT_CLOSED"
+	ReasonPaymentExceedsRemaining Reason = "PAYMENT_EXCEEDS_REMAINING"
+	ReasonReleaseExceedsUnpaid    Reason = "RELEASE_EXCEEDS_UNPAID"
 )
 
 // Sentinel errors, one per reason, for errors.Is. A few also match every error of their gRPC code,
@@ -58,10 +62,18 @@ var (
 	ErrEnvelopeTooDeep         error = &sentinel{reason: ReasonEnvelopeTooDeep}
 	ErrAmountOverflow          error = &sentinel{reason: ReasonAmountOverflow}
 	ErrRequestIDReused         error = &sentinel{reason: ReasonRequestIDReused}
-	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
-	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
-	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
-	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrCommitmentClosed: a payment, release or closing of a closed commitment.
+	ErrCommitmentClosed error = &sentinel{reason: ReasonCommitmentClosed}
+	// ErrPaymentExceedsRemaining: a payment larger than what remains to pay (metadata
+	// remaining_to_pay).
+	ErrPaymentExceedsRemaining error = &sentinel{reason: ReasonPaymentExceedsRemaining}
+	// ErrReleaseExceedsUnpaid: a release of a partly paid commitment larger than what remains to
+	// pay; what was paid cannot be returned (metadata remaining_to_pay, paid).
+	ErrReleaseExceedsUnpaid error = &sentinel{reason: ReasonReleaseExceedsUnpaid}
+	ErrConflict             error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
+	ErrUnavailable          error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
+	ErrDeadlineExceeded     error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrInternal             error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
 	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
 	// errors, such as a message over a size limit, do not match it and are not retried.

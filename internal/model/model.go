@@ -30,6 +30,12 @@
 //     and the same payload (caller included), which changes nothing; the same id with another
 //     payload is refused with REQUEST_ID_REUSED, which is not recorded. INVALID_ARGUMENT is
 //     decided before the request log is consulted and records nothing.
+//   - Payments and closing (payments.go): a payment takes at most what remains to pay on an open
+//     commitment (amount − released − paid) out of the ledger; it stays committed on the
+//     commitment and its envelope (paid ≤ committed). A release of a commitment partly paid
+//     may return only what remains to pay (RELEASE_EXCEEDS_UNPAID); a closing returns what
+//     remains to pay to the envelope, counted as released, and a closed commitment takes no
+//     payment, release or closing (COMMITMENT_CLOSED).
 //   - A bulk award is one request id for the call: each item is decided in order as an award of
 //     its own, or, all-or-nothing, all items are accepted or none is (the refusal is the first
 //     refused item's, with its index in the metadata "item").
@@ -70,6 +76,9 @@ const (
 	AmountOverflow          Reason = "AMOUNT_OVERFLOW"
 	RequestIDReused         Reason = "REQUEST_ID_REUSED"
 	PolicyViolation         Reason = "POLICY_VIOLATION"
+	CommitmentClosed        Reason = "COMMITMENT_CLOSED"
+	PaymentExceedsRemaining Reason = "PAYMENT_EXCEEDS_REMAINING"
+	ReleaseExceedsUnpaid    Reason = "RELEASE_EXCEEDS_UNPAID"
 )
 
 // MaxBulkItems caps the items of one bulk award.
@@ -100,6 +109,8 @@ type Envelope struct {
 	Allocation, Committed               int64
 	ChildrenAllocated, Released         int64
 	CommitmentCount                     int64
+	// Paid is what the envelope's commitments paid (part of Committed).
+	Paid int64
 }
 
 // Available is what can still be committed or allocated to children.
@@ -117,6 +128,9 @@ type Commitment struct {
 	ID, EnvelopeID, Beneficiary, Project, Currency, Description string
 	Amount, Released                                            int64
 	Policy
+	// Paid is what was paid out of the commitment; Closed, whether it was closed.
+	Paid   int64
+	Closed bool
 }
 
 // Remaining is what the commitment still holds.
@@ -226,6 +240,8 @@ type Ledger struct {
 	// rules holds the rule set in force on each envelope that has one.
 	rules    map[string]Rules
 	requests map[string]record
+	// payments are each commitment's payments, oldest first (payments.go).
+	payments map[string][]Payment
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
 }
@@ -254,6 +270,12 @@ func (l *Ledger) Clone() *Ledger {
 	}
 	for k, v := range l.requests {
 		c.requests[k] = v // results are values, never written after recording
+	}
+	if l.payments != nil {
+		c.payments = make(map[string][]Payment, len(l.payments))
+		for k, v := range l.payments {
+			c.payments[k] = v[:len(v):len(v)] // appends copy
+		}
 	}
 	return c
 }
@@ -698,6 +720,13 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 	com, refusal := l.Commitment(c.CommitmentID)
 	if refusal != nil {
 		return ReleaseResult{}, refusal
+	}
+	if com.Closed {
+		return ReleaseResult{}, refuse(CommitmentClosed, "commitment", "commitments/"+com.ID)
+	}
+	if com.Paid > 0 && com.RemainingToPay() < c.Amount {
+		return ReleaseResult{}, refuse(ReleaseExceedsUnpaid, "remaining_to_pay", itoa(com.RemainingToPay()),
+			"paid", itoa(com.Paid), "requested", itoa(c.Amount))
 	}
 	if com.Remaining() < c.Amount {
 		return ReleaseResult{}, refuse(ReleaseExceedsRemaining, "remaining", itoa(com.Remaining()), "requested", itoa(c.Amount))

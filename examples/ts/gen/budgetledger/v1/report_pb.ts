@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/report.proto.
  */
 export const file_budgetledger_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEimwIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIIqYBChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAyK1AgoORW52ZWxvcGVSZXBvcnQSOQoIZW52ZWxvcGUYASABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRI3CgZwYXJlbnQYAiABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRIZCgxkaXNwbGF5X25hbWUYAyABKAlCA+BBAxIaCg1jdXJyZW5jeV9jb2RlGAQgASgJQgPgQQMSEgoFZGVwdGgYBSABKAVCA+BBAxIwCgNvd24YBiABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDEjIKBXRvdGFsGAcgASgLMh4uYnVkZ2V0bGVkZ2VyLnYxLlJlcG9ydEZpZ3VyZXNCA+BBAyK/AQoNUmVwb3J0RmlndXJlcxIXCgphbGxvY2F0aW9uGAEgASgDQgPgQQMSFAoHYXdhcmRlZBgCIAEoA0ID4EEDEhYKCWNvbW1pdHRlZBgDIAEoA0ID4EEDEhUKCHJlbGVhc2VkGAQgASgDQgPgQQMSFgoJYXZhaWxhYmxlGAUgASgDQgPgQQMSGAoLYXdhcmRfY291bnQYBiABKANCA+BBAxIeChFiZW5lZmljaWFyeV9jb3VudBgHIAEoA0ID4EEDMngKDVJlcG9ydFNlcnZpY2USZwoQR2V0RnVuZGluZ1JlcG9ydBIoLmJ1ZGdldGxlZGdlci52MS5HZXRGdW5kaW5nUmVwb3J0UmVxdWVzdBopLmJ1ZGdldGxlZGdlci52MS5HZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEimwIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIIqYBChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAyK1AgoORW52ZWxvcGVSZXBvcnQSOQoIZW52ZWxvcGUYASABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRI3CgZwYXJlbnQYAiABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRIZCgxkaXNwbGF5X25hbWUYAyABKAlCA+BBAxIaCg1jdXJyZW5jeV9jb2RlGAQgASgJQgPgQQMSEgoFZGVwdGgYBSABKAVCA+BBAxIwCgNvd24YBiABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDEjIKBXRvdGFsGAcgASgLMh4uYnVkZ2V0bGVkZ2VyLnYxLlJlcG9ydEZpZ3VyZXNCA+BBAyLxAQoNUmVwb3J0RmlndXJlcxIXCgphbGxvY2F0aW9uGAEgASgDQgPgQQMSFAoHYXdhcmRlZBgCIAEoA0ID4EEDEhYKCWNvbW1pdHRlZBgDIAEoA0ID4EEDEhUKCHJlbGVhc2VkGAQgASgDQgPgQQMSFgoJYXZhaWxhYmxlGAUgASgDQgPgQQMSGAoLYXdhcmRfY291bnQYBiABKANCA+BBAxIeChFiZW5lZmljaWFyeV9jb3VudBgHIAEoA0ID4EEDEhEKBHBhaWQYHiABKANCA+BBAxIdChByZW1haW5pbmdfdG9fcGF5GB8gASgDQgPgQQMyeAoNUmVwb3J0U2VydmljZRJnChBHZXRGdW5kaW5nUmVwb3J0EiguYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0GikuYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * GetFundingReportRequest is the request of GetFundingReport.
@@ -192,7 +192,8 @@ export type ReportFigures = Message<"budgetledger.v1.ReportFigures"> & {
   committed: bigint;
 
   /**
-   * Output only. What was released from the awards.
+   * Output only. What was released from the awards (closings' returns of the unpaid rest
+   * included).
    *
    * @generated from field: int64 released = 4;
    */
@@ -219,6 +220,20 @@ export type ReportFigures = Message<"budgetledger.v1.ReportFigures"> & {
    * @generated from field: int64 beneficiary_count = 7;
    */
   beneficiaryCount: bigint;
+
+  /**
+   * Output only. What was paid out of the awards (décaissé); part of committed (engagé).
+   *
+   * @generated from field: int64 paid = 30;
+   */
+  paid: bigint;
+
+  /**
+   * Output only. What the awards still have to pay (reste à payer): committed - paid.
+   *
+   * @generated from field: int64 remaining_to_pay = 31;
+   */
+  remainingToPay: bigint;
 };
 
 /**

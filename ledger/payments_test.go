@@ -227,3 +227,46 @@ func TestPublicationFields(t *testing.T) {
 		requireVerifyOK(t, l)
 	})
 }
+
+// TestVerifyDetectsPaymentTampering protects invariants 10 and 4 for payments: a commitment whose
+// stored paid figure disagrees with its payments and the journal, and one marked closed with
+// money still to pay, are each reported (by the invariant they break, naming the commitment).
+func TestVerifyDetectsPaymentTampering(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000)
+		paid := mustCommit(t, l, "fund", "a", 100).Commitment
+		mustPay(t, l, paid.ID, 40)
+		open := mustCommit(t, l, "fund", "b", 100).Commitment
+		requireVerifyOK(t, l)
+
+		// Paid beyond the amount: more than it holds, and more than its payments.
+		if err := rawExec(ctx, l, "UPDATE commitments SET paid = 101 WHERE id = $1", paid.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Closed, with its 100 still held.
+		if err := rawExec(ctx, l, "UPDATE commitments SET closed_at = 1 WHERE id = $1", open.ID); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := map[string]map[int]bool{}
+		for _, d := range rep.Discrepancies {
+			if found[d.Subject] == nil {
+				found[d.Subject] = map[int]bool{}
+			}
+			found[d.Subject][d.Invariant] = true
+		}
+		if f := found[CommitmentName(paid.ID)]; !f[30] || !f[4] {
+			t.Errorf("the overpaid commitment is not reported under invariants 30 and 4: %v", rep.Discrepancies)
+		}
+		if f := found[CommitmentName(open.ID)]; !f[30] {
+			t.Errorf("the commitment closed with money to pay is not reported under invariant 30: %v", rep.Discrepancies)
+		}
+		if f := found[EnvelopeName("fund")]; !f[4] {
+			t.Errorf("the envelope whose paid disagrees with its commitments is not reported: %v", rep.Discrepancies)
+		}
+	})
+}

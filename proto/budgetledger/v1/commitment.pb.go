@@ -43,7 +43,8 @@ type Commitment struct {
 	Amount int64 `protobuf:"varint,6,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Output only. Amount released so far, in minor units.
 	Released int64 `protobuf:"varint,7,opt,name=released,proto3" json:"released,omitempty"`
-	// Output only. Amount still held, in minor units.
+	// Output only. Amount still held (committed), in minor units: amount - released. What was paid
+	// stays in it; remaining_to_pay is what is left once payments are deducted.
 	Remaining int64 `protobuf:"varint,8,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	// Output only. Free text given with the award.
 	Description string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
@@ -684,7 +685,8 @@ type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The commitment, "commitments/{commitment}" (the id is a UUID).
 	Commitment string `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// Required. Amount to return to the envelope, in minor units; at most the remaining amount.
+	// Required. Amount to return to the envelope, in minor units; at most the remaining amount, and
+	// once payments were made at most what remains to pay (remaining_to_pay).
 	Amount int64 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Required. Why it is released (project abandoned, cost lower than planned...), 1 to 500
 	// printable characters.

@@ -79,7 +79,8 @@ export type Commitment = Message<"budgetledger.v1.Commitment"> & {
   released: bigint;
 
   /**
-   * Output only. Amount still held, in minor units.
+   * Output only. Amount still held (committed), in minor units: amount - released. What was paid
+   * stays in it; remaining_to_pay is what is left once payments are deducted.
    *
    * @generated from field: int64 remaining = 8;
    */
@@ -477,7 +478,8 @@ export type ReleaseRequest = Message<"budgetledger.v1.ReleaseRequest"> & {
   commitment: string;
 
   /**
-   * Required. Amount to return to the envelope, in minor units; at most the remaining amount.
+   * Required. Amount to return to the envelope, in minor units; at most the remaining amount, and
+   * once payments were made at most what remains to pay (remaining_to_pay).
    *
    * @generated from field: int64 amount = 2;
    */

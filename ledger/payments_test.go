@@ -139,6 +139,15 @@ func TestPaymentsAndClosing(t *testing.T) {
 				t.Errorf("report line %s: %+v", line.EnvelopeID, line.Total)
 			}
 		}
+		// As of the advance: 30,000 paid of 100,000 committed (a report as of a past time counts
+		// the payments made by then).
+		past, err := l.ReportAt(ctx, "axis-3", adv.Payment.CreatedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := past.Lines[0].Own; got.Paid != 30_000 || got.Committed != 100_000 || got.RemainingToPay != 70_000 || got.Released != 0 {
+			t.Errorf("report as of the advance: %+v", got)
+		}
 		requireVerifyOK(t, l)
 	})
 }

@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +279,77 @@ func TestVerifyDetectsPaymentTampering(t *testing.T) {
 		if f := found[EnvelopeName("fund")]; !f[4] {
 			t.Errorf("the envelope whose paid disagrees with its commitments is not reported: %v", rep.Discrepancies)
 		}
+	})
+}
+
+// TestConcurrentPaymentsReleasesAndClosing protects invariant 10 under concurrency, with two
+// Ledgers (two processes) on one database: payments, releases and a closing of one commitment
+// race; what was accepted never exceeds the amount, the stored figures are the sums of what was
+// accepted, nothing is paid or released after the closing, and Verify is clean.
+func TestConcurrentPaymentsReleasesAndClosing(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l1, l2 := db.open(t), db.open(t)
+		mustCreateEnvelope(t, l1, "fund", "", 10_000)
+		c := mustCommit(t, l1, "fund", "b", 1_000).Commitment
+		var (
+			mu                 sync.Mutex
+			paid, released     int64
+			closings, returned int64
+			wg                 sync.WaitGroup
+		)
+		for i := range 24 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l := l1
+				if i%2 == 1 {
+					l = l2
+				}
+				switch {
+				case i == 17:
+					res, err := l.CloseCommitment(ctx, closeCmd(c.ID))
+					if err == nil {
+						mu.Lock()
+						closings++
+						returned += res.Returned
+						mu.Unlock()
+					} else if !errors.Is(err, ErrCommitmentClosed) {
+						t.Errorf("closing: %v", err)
+					}
+				case i%3 == 0:
+					_, err := l.Release(ctx, releaseCmd(c.ID, 50))
+					if err == nil {
+						mu.Lock()
+						released += 50
+						mu.Unlock()
+					} else if !errors.Is(err, ErrCommitmentClosed) && !errors.Is(err, ErrReleaseExceedsUnpaid) &&
+						!errors.Is(err, ErrReleaseExceedsRemaining) {
+						t.Errorf("release: %v", err)
+					}
+				default:
+					_, err := l.CreatePayment(ctx, payCmd(c.ID, 70))
+					if err == nil {
+						mu.Lock()
+						paid += 70
+						mu.Unlock()
+					} else if !errors.Is(err, ErrCommitmentClosed) && !errors.Is(err, ErrPaymentExceedsRemaining) {
+						t.Errorf("payment: %v", err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		got, err := l2.GetCommitment(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if closings != 1 || got.Paid != paid || got.Released != released+returned || got.RemainingToPay() != 0 || !got.Closed() {
+			t.Errorf("commitment %+v after %d paid, %d released, %d closing(s) returning %d", got, paid, released, closings, returned)
+		}
+		if paid+released+returned != 1_000 {
+			t.Errorf("paid %d + released %d + returned %d != 1000", paid, released, returned)
+		}
+		requireVerifyOK(t, l1)
 	})
 }

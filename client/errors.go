@@ -56,6 +56,10 @@ const (
 	// ReasonVerificationRunning: a verification is already running on the server; its name is in
 	// the error's metadata "verification".
 	ReasonVerificationRunning Reason = "VERIFICATION_RUNNING"
+	// Payments and closing.
+	ReasonCommitmentClosed        Reason = "COMMITMENT_CLOSED"
+	ReasonPaymentExceedsRemaining Reason = "PAYMENT_EXCEEDS_REMAINING"
+	ReasonReleaseExceedsUnpaid    Reason = "RELEASE_EXCEEDS_UNPAID"
 )
 
 // Sentinel errors, one per reason, for errors.Is. A few also match every error of their gRPC code,
@@ -96,6 +100,14 @@ var (
 	ErrETagMismatch         error = &sentinel{reason: ReasonETagMismatch}
 	ErrVerificationNotFound error = &sentinel{reason: ReasonVerificationNotFound}
 	ErrVerificationRunning  error = &sentinel{reason: ReasonVerificationRunning}
+	// ErrCommitmentClosed: a payment, release or closing of a closed commitment.
+	ErrCommitmentClosed error = &sentinel{reason: ReasonCommitmentClosed}
+	// ErrPaymentExceedsRemaining: a payment larger than what remains to pay (metadata
+	// remaining_to_pay).
+	ErrPaymentExceedsRemaining error = &sentinel{reason: ReasonPaymentExceedsRemaining}
+	// ErrReleaseExceedsUnpaid: a release of a partly paid commitment larger than what remains to
+	// pay; what was paid cannot be returned (metadata remaining_to_pay, paid).
+	ErrReleaseExceedsUnpaid error = &sentinel{reason: ReasonReleaseExceedsUnpaid}
 	// ErrRateLimited is the server's rate limit: the caller's principal is over it (the client
 	// retries it after the server's RetryInfo delay, within its bound). Other RESOURCE_EXHAUSTED
 	// errors, such as a message over a size limit, do not match it and are not retried.

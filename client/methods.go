@@ -31,6 +31,14 @@ type CommitParams struct {
 	Project     string
 	Amount      int64 // minor units of the envelope's currency
 	Description string
+	// Publication fields, all optional (the SCDL "subventions" data of the award): the decision
+	// or agreement's reference, the beneficiary's legal name, SIRET (14 digits, key checked) and
+	// RNA number ("W" and 9 digits), and the purpose (at most 256 characters).
+	DecisionReference    string
+	BeneficiaryLegalName string
+	BeneficiarySIRET     string
+	BeneficiaryRNA       string
+	Purpose              string
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
 	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
@@ -51,6 +59,12 @@ func (c *Client) Commit(ctx context.Context, p CommitParams) (*pb.CommitResponse
 		Description:   p.Description,
 		RequestId:     requestID(p.RequestID),
 		EffectiveTime: timestamp(p.EffectiveTime),
+
+		DecisionReference:    p.DecisionReference,
+		BeneficiaryLegalName: p.BeneficiaryLegalName,
+		BeneficiarySiret:     p.BeneficiarySIRET,
+		BeneficiaryRna:       p.BeneficiaryRNA,
+		Purpose:              p.Purpose,
 	})
 }
 
@@ -114,6 +128,10 @@ type CreateEnvelopeParams struct {
 	DisplayName  string
 	Allocation   int64  // minor units; taken from the parent's available amount
 	CurrencyCode string // ISO 4217; empty: "EUR" for a root, the parent's for a child
+	// GrantingBodyName and GrantingBodySIRET name the body granting a root envelope's money
+	// (publication); a child envelope gives neither.
+	GrantingBodyName  string
+	GrantingBodySIRET string
 	// RequestID is the idempotency key; empty makes a new UUIDv7 for this call and its retries.
 	RequestID string
 	// EffectiveTime is when the act took effect (the decision, the agreement); zero: when the
@@ -135,6 +153,9 @@ func (c *Client) CreateEnvelope(ctx context.Context, p CreateEnvelopeParams) (*p
 		CurrencyCode:  p.CurrencyCode,
 		RequestId:     requestID(p.RequestID),
 		EffectiveTime: timestamp(p.EffectiveTime),
+
+		GrantingBodyName:  p.GrantingBodyName,
+		GrantingBodySiret: p.GrantingBodySIRET,
 	})
 }
 

@@ -198,7 +198,15 @@ func TestRuleChangesRaceAwards(t *testing.T) {
 							return
 						default:
 						}
-						if err := setShare(context.Background(), ledgers[i%len(ledgers)], "fund", []int64{5_000, 10_000}[i%2]); err != nil {
+						err := setShare(context.Background(), ledgers[i%len(ledgers)], "fund", []int64{5_000, 10_000}[i%2])
+						// A rule change that keeps losing to the awards (TRANSACTION_CONFLICT once its
+						// retries are spent, likelier on a busy machine) recorded nothing: the race
+						// goes on, and what is checked is that every award obeys the rules in force.
+						var le *Error
+						if errors.As(err, &le) && le.Reason == ReasonTransactionConflict {
+							continue
+						}
+						if err != nil {
 							t.Errorf("rule change: %v", err)
 							return
 						}

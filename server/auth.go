@@ -40,8 +40,8 @@ type Role string
 
 // The roles. A principal has exactly one.
 const (
-	// RoleService is an internal system: it awards and releases (Commit, Release, BatchCommit)
-	// and reads.
+	// RoleService is an internal system: it awards and releases (Commit, Release, BatchCommit),
+	// pays and closes commitments (CreatePayment, CloseCommitment), and reads.
 	RoleService Role = "service"
 	// RoleAdmin is a person managing the envelopes: CreateEnvelope, MoveAllocation, and reads.
 	RoleAdmin Role = "admin"
@@ -75,6 +75,10 @@ var authorization = map[string][]Role{
 	pb.CommitmentService_BatchCommit_FullMethodName:     {RoleService},
 	pb.CommitmentService_GetCommitment_FullMethodName:   everyone,
 	pb.CommitmentService_ListCommitments_FullMethodName: everyone,
+	// Payments and closing are made by internal services, like awards (DESIGN §8).
+	pb.CommitmentService_CreatePayment_FullMethodName:   {RoleService},
+	pb.CommitmentService_CloseCommitment_FullMethodName: {RoleService},
+	pb.CommitmentService_ListPayments_FullMethodName:    everyone,
 
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
 

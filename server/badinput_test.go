@@ -160,6 +160,25 @@ func testBadInput(t *testing.T, database string) {
 			}
 		}
 	}
+	// Payments and closing (issue 13): a commitment partly paid, and one closed.
+	paidAward, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/axis-1", Beneficiary: "siren:217500016",
+		Project: "paid", Amount: 1_000, RequestId: "award-paid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid := paidAward.GetCommitment().GetName()
+	if _, err := h.commitments.CreatePayment(ctx, &pb.CreatePaymentRequest{Parent: paid, Amount: 400, RequestId: "pay-1"}); err != nil {
+		t.Fatal(err)
+	}
+	closedAward, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/axis-1", Beneficiary: "siren:217500016",
+		Project: "closed", Amount: 1_000, RequestId: "award-closed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := closedAward.GetCommitment().GetName()
+	if _, err := h.commitments.CloseCommitment(ctx, &pb.CloseCommitmentRequest{Commitment: closed, Reason: "abandoned", RequestId: "close-1"}); err != nil {
+		t.Fatal(err)
+	}
 	watched := []string{"envelopes/fund", "envelopes/axis-1", "envelopes/axis-2", "envelopes/axis-3",
 		"envelopes/big", "envelopes/small", "envelopes/dollars"}
 	before := h.state(t, watched...)
@@ -250,6 +269,24 @@ func testBadInput(t *testing.T, database string) {
 				Rules: &pb.FundingRules{MaxFundingShareBps: proto.Int64(5000)}, RequestId: rid}
 			mod(req)
 			_, err := h.envelopes.SetEnvelopeRules(ctx, req)
+			return err
+		}
+	}
+	pay := func(mod func(*pb.CreatePaymentRequest)) func(context.Context) error {
+		rid := nextID()
+		return func(ctx context.Context) error {
+			req := &pb.CreatePaymentRequest{Parent: paid, Amount: 10, RequestId: rid}
+			mod(req)
+			_, err := h.commitments.CreatePayment(ctx, req)
+			return err
+		}
+	}
+	closeCommitment := func(mod func(*pb.CloseCommitmentRequest)) func(context.Context) error {
+		rid := nextID()
+		return func(ctx context.Context) error {
+			req := &pb.CloseCommitmentRequest{Commitment: closed, Reason: "completed", RequestId: rid}
+			mod(req)
+			_, err := h.commitments.CloseCommitment(ctx, req)
 			return err
 		}
 	}
@@ -550,6 +587,53 @@ func testBadInput(t *testing.T, database string) {
 				Time: &timestamppb.Timestamp{Seconds: 253402300800}})
 			return err
 		}, codes.InvalidArgument, invalid, "time"},
+
+		// Payments and closing (issue 13 §2).
+		{"CreatePayment amount zero", pay(func(r *pb.CreatePaymentRequest) { r.Amount = 0 }), codes.InvalidArgument, invalid, "amount"},
+		{"CreatePayment parent not a UUID", pay(func(r *pb.CreatePaymentRequest) { r.Parent = "commitments/42" }), codes.InvalidArgument, invalid, "parent"},
+		{"CreatePayment parent an envelope", pay(func(r *pb.CreatePaymentRequest) { r.Parent = "envelopes/axis-1" }), codes.InvalidArgument, invalid, "parent"},
+		{"CreatePayment commitment unknown", pay(func(r *pb.CreatePaymentRequest) { r.Parent = "commitments/" + uuid }), codes.NotFound, noCommit, ""},
+		{"CreatePayment more than remains to pay", pay(func(r *pb.CreatePaymentRequest) { r.Amount = 601 }), codes.FailedPrecondition, "PAYMENT_EXCEEDS_REMAINING", ""},
+		{"CreatePayment of a closed commitment", pay(func(r *pb.CreatePaymentRequest) { r.Parent = closed }), codes.FailedPrecondition, "COMMITMENT_CLOSED", ""},
+		{"CreatePayment effective time in the year 10000", pay(func(r *pb.CreatePaymentRequest) {
+			r.EffectiveTime = &timestamppb.Timestamp{Seconds: 253402300800}
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		{"CreatePayment request id reused, another amount", pay(func(r *pb.CreatePaymentRequest) { r.Amount, r.RequestId = 401, "pay-1" }), codes.FailedPrecondition, reused, ""},
+		{"Release of what was paid", release(func(r *pb.ReleaseRequest) { r.Commitment, r.Amount = paid, 601 }), codes.FailedPrecondition, "RELEASE_EXCEEDS_UNPAID", ""},
+		{"Release of a closed commitment", release(func(r *pb.ReleaseRequest) { r.Commitment = closed }), codes.FailedPrecondition, "COMMITMENT_CLOSED", ""},
+		{"CloseCommitment already closed", closeCommitment(func(*pb.CloseCommitmentRequest) {}), codes.FailedPrecondition, "COMMITMENT_CLOSED", ""},
+		{"CloseCommitment reason empty", closeCommitment(func(r *pb.CloseCommitmentRequest) { r.Reason = "" }), codes.InvalidArgument, invalid, "reason"},
+		{"CloseCommitment reason with a line break", closeCommitment(func(r *pb.CloseCommitmentRequest) { r.Reason = "a\nb" }), codes.InvalidArgument, invalid, "reason"},
+		{"CloseCommitment commitment unknown", closeCommitment(func(r *pb.CloseCommitmentRequest) { r.Commitment = "commitments/" + uuid }), codes.NotFound, noCommit, ""},
+		{"CloseCommitment request id reused by a payment's", closeCommitment(func(r *pb.CloseCommitmentRequest) { r.RequestId = "pay-1" }), codes.FailedPrecondition, reused, ""},
+		{"ListPayments parent malformed", func(ctx context.Context) error {
+			_, err := h.commitments.ListPayments(ctx, &pb.ListPaymentsRequest{Parent: "commitments/"})
+			return err
+		}, codes.InvalidArgument, invalid, "parent"},
+		{"ListPayments commitment unknown", func(ctx context.Context) error {
+			_, err := h.commitments.ListPayments(ctx, &pb.ListPaymentsRequest{Parent: "commitments/" + uuid})
+			return err
+		}, codes.NotFound, noCommit, ""},
+		{"ListPayments page token of another listing", func(ctx context.Context) error {
+			_, err := h.commitments.ListPayments(ctx, &pb.ListPaymentsRequest{Parent: closed, PageToken: otherFilterToken})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
+
+		// Publication fields (issue 13 §4).
+		{"Commit SIRET with a wrong key", commit(func(r *pb.CommitRequest) { r.BeneficiarySiret = "21690123100012" }), codes.InvalidArgument, invalid, "beneficiary_siret"},
+		{"Commit SIRET of 13 digits", commit(func(r *pb.CommitRequest) { r.BeneficiarySiret = "2169012310001" }), codes.InvalidArgument, invalid, "beneficiary_siret"},
+		{"Commit SIRET with spaces", commit(func(r *pb.CommitRequest) { r.BeneficiarySiret = "216 901 231 00011" }), codes.InvalidArgument, invalid, "beneficiary_siret"},
+		{"Commit La Poste SIRET whose digits do not sum to a multiple of 5", commit(func(r *pb.CommitRequest) { r.BeneficiarySiret = "35600000049838" }), codes.InvalidArgument, invalid, "beneficiary_siret"},
+		{"Commit RNA without its W", commit(func(r *pb.CommitRequest) { r.BeneficiaryRna = "691234567" }), codes.InvalidArgument, invalid, "beneficiary_rna"},
+		{"Commit RNA of 8 digits", commit(func(r *pb.CommitRequest) { r.BeneficiaryRna = "W69123456" }), codes.InvalidArgument, invalid, "beneficiary_rna"},
+		{"Commit purpose 257 characters", commit(func(r *pb.CommitRequest) { r.Purpose = long(257) }), codes.InvalidArgument, invalid, "purpose"},
+		{"Commit decision reference with a line break", commit(func(r *pb.CommitRequest) { r.DecisionReference = "a\nb" }), codes.InvalidArgument, invalid, "decision_reference"},
+		{"Commit legal name 201 characters", commit(func(r *pb.CommitRequest) { r.BeneficiaryLegalName = long(201) }), codes.InvalidArgument, invalid, "beneficiary_legal_name"},
+		{"BatchCommit item SIRET with a wrong key", batchCommit(func(r *pb.BatchCommitRequest) { r.Items[0].BeneficiarySiret = "21690123100012" }), codes.InvalidArgument, invalid, "items[0].beneficiary_siret"},
+		{"CreateEnvelope child naming a granting body", create(func(r *pb.CreateEnvelopeRequest) { r.GrantingBodyName = "ANCT" }), codes.InvalidArgument, invalid, "granting_body_name"},
+		{"CreateEnvelope root granting body SIRET with a wrong key", create(func(r *pb.CreateEnvelopeRequest) {
+			r.Parent, r.GrantingBodySiret = "", "13001853500044"
+		}), codes.InvalidArgument, invalid, "granting_body_siret"},
 
 		// Report sums are exact, and refused when a figure does not fit an int64: awarded here is
 		// twice nearly the largest amount (see the set-up).

@@ -18,7 +18,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 	if e.ParentID != "" {
 		parent = ledger.EnvelopeName(e.ParentID)
 	}
-	return &pb.Envelope{
+	out := &pb.Envelope{
 		Name:                ledger.EnvelopeName(e.ID),
 		DisplayName:         e.DisplayName,
 		Parent:              parent,
@@ -35,6 +35,8 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		LatestEffectiveTime: timestamppb.New(orTime(e.LatestEffectiveAt, e.UpdatedAt)),
 		Etag:                ledger.EnvelopeETag(*e),
 	}
+	envelopePaymentFieldsPB(e, out)
+	return out
 }
 
 // orTime is t, or else when t is zero (an outcome recorded before effective times existed, in
@@ -55,7 +57,7 @@ func timeOrNil(t time.Time) *timestamppb.Timestamp {
 }
 
 func commitmentPB(c *ledger.Commitment) *pb.Commitment {
-	return &pb.Commitment{
+	out := &pb.Commitment{
 		Name:          ledger.CommitmentName(c.ID),
 		Envelope:      ledger.EnvelopeName(c.EnvelopeID),
 		Beneficiary:   c.Beneficiary,
@@ -72,6 +74,8 @@ func commitmentPB(c *ledger.Commitment) *pb.Commitment {
 		Population:    c.Population,
 		EffectiveTime: timestamppb.New(orTime(c.EffectiveAt, c.CreatedAt)),
 	}
+	paymentFieldsPB(c, out)
+	return out
 }
 
 var entryKinds = map[ledger.EntryKind]pb.EntryKind{
@@ -81,6 +85,8 @@ var entryKinds = map[ledger.EntryKind]pb.EntryKind{
 	ledger.KindCommitted:         pb.EntryKind_ENTRY_KIND_COMMITTED,
 	ledger.KindReleased:          pb.EntryKind_ENTRY_KIND_RELEASED,
 	ledger.KindRulesChanged:      pb.EntryKind_ENTRY_KIND_RULES_CHANGED,
+	ledger.KindPaid:              pb.EntryKind_ENTRY_KIND_PAID,
+	ledger.KindCommitmentClosed:  pb.EntryKind_ENTRY_KIND_COMMITMENT_CLOSED,
 }
 
 func entryPB(e *ledger.Entry) *pb.JournalEntry {

@@ -74,7 +74,10 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonETagMismatch:         codes.Aborted,
 	ledger.ReasonVerificationNotFound: codes.NotFound,
 	// One verification runs at a time (AIP-151's work is bounded): poll the running one.
-	ledger.ReasonVerificationRunning: codes.ResourceExhausted,
+	ledger.ReasonVerificationRunning:     codes.ResourceExhausted,
+	ledger.ReasonCommitmentClosed:        codes.FailedPrecondition,
+	ledger.ReasonPaymentExceedsRemaining: codes.FailedPrecondition,
+	ledger.ReasonReleaseExceedsUnpaid:    codes.FailedPrecondition,
 }
 
 // retryDelays are the waits suggested in a google.rpc.RetryInfo with the retryable reasons.

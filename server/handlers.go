@@ -27,6 +27,8 @@ func (s *envelopeService) CreateEnvelope(ctx context.Context, req *pb.CreateEnve
 		DisplayName: req.GetDisplayName(),
 		Currency:    req.GetCurrencyCode(),
 		Allocation:  req.GetAllocation(),
+		GrantingBody: ledger.GrantingBody{GrantingBodyName: req.GetGrantingBodyName(),
+			GrantingBodySIRET: req.GetGrantingBodySiret()},
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -102,6 +104,7 @@ func (s *commitmentService) Commit(ctx context.Context, req *pb.CommitRequest) (
 		Policy: ledger.Policy{EligibleCost: req.GetEligibleCost(), Territory: req.GetTerritory(),
 			Population: req.GetPopulation(), EligibleCostGiven: req.EligibleCost != nil,
 			PopulationGiven: req.Population != nil},
+		Publication: publicationOf(req),
 	})
 	if err != nil {
 		return nil, toStatus(err)
@@ -137,7 +140,8 @@ func (s *commitmentService) BatchCommit(ctx context.Context, req *pb.BatchCommit
 			Amount: it.GetAmount(), Description: it.GetDescription(),
 			Policy: ledger.Policy{EligibleCost: it.GetEligibleCost(), Territory: it.GetTerritory(),
 				Population: it.GetPopulation(), EligibleCostGiven: it.EligibleCost != nil,
-				PopulationGiven: it.Population != nil}}
+				PopulationGiven: it.Population != nil},
+			Publication: publicationOf(it)}
 	}
 	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {

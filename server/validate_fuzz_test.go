@@ -65,6 +65,18 @@ func fuzzRPCs(l *ledger.Ledger) []fuzzRPC {
 			func(ctx context.Context, r proto.Message) (any, error) {
 				return jnl.ListJournalEntries(ctx, r.(*pb.ListJournalEntriesRequest))
 			}},
+		{pb.CommitmentService_CreatePayment_FullMethodName, func() proto.Message { return &pb.CreatePaymentRequest{} },
+			func(ctx context.Context, r proto.Message) (any, error) {
+				return com.CreatePayment(ctx, r.(*pb.CreatePaymentRequest))
+			}},
+		{pb.CommitmentService_ListPayments_FullMethodName, func() proto.Message { return &pb.ListPaymentsRequest{} },
+			func(ctx context.Context, r proto.Message) (any, error) {
+				return com.ListPayments(ctx, r.(*pb.ListPaymentsRequest))
+			}},
+		{pb.CommitmentService_CloseCommitment_FullMethodName, func() proto.Message { return &pb.CloseCommitmentRequest{} },
+			func(ctx context.Context, r proto.Message) (any, error) {
+				return com.CloseCommitment(ctx, r.(*pb.CloseCommitmentRequest))
+			}},
 	}
 }
 
@@ -99,6 +111,13 @@ func FuzzRequestValidation(f *testing.F) {
 		&pb.GetCommitmentRequest{Name: "commitments/0190f7a2-8f7b-7c1d-9b1e-3f4a5b6c7d8e"},
 		&pb.ListCommitmentsRequest{Envelope: "envelopes/axis-1", Beneficiary: "siren:1", PageToken: "garbage"},
 		&pb.ListJournalEntriesRequest{Commitment: "commitments/0190f7a2-8f7b-7c1d-9b1e-3f4a5b6c7d8e", PageSize: 1000},
+		&pb.CreatePaymentRequest{Parent: "commitments/0190f7a2-8f7b-7c1d-9b1e-3f4a5b6c7d8e", Amount: 7_500_000, RequestId: "advance-1"},
+		&pb.ListPaymentsRequest{Parent: "commitments/0190f7a2-8f7b-7c1d-9b1e-3f4a5b6c7d8e", PageSize: 5000},
+		&pb.CloseCommitmentRequest{Commitment: "commitments/0190f7a2-8f7b-7c1d-9b1e-3f4a5b6c7d8e", Reason: "completed", RequestId: "close-1"},
+		&pb.CommitRequest{Envelope: "envelopes/axis-1", Beneficiary: "b", Project: "p", Amount: 1, RequestId: "pub",
+			BeneficiarySiret: "21690123100012", BeneficiaryRna: "W691234567", Purpose: "objet"},
+		&pb.CreateEnvelopeRequest{EnvelopeId: "axis-9", Parent: "envelopes/fund", Allocation: 1, RequestId: "gb",
+			GrantingBodyName: "ANCT", GrantingBodySiret: "13001853500042"},
 	}
 	for _, seed := range seeds {
 		raw, err := proto.Marshal(seed)

@@ -123,6 +123,10 @@ func (v *clientView) learn(a answer) {
 		got = append(got, a.Commit.Commitment)
 	case a.Release != nil:
 		got = append(got, a.Release.Commitment)
+	case a.Pay != nil:
+		got = append(got, a.Pay.Commitment)
+	case a.Close != nil:
+		got = append(got, a.Close.Commitment)
 	case a.Bulk != nil:
 		for _, it := range a.Bulk.Items {
 			if it.Commitment != nil {
@@ -477,6 +481,18 @@ func replayJournal(span model.Span, entries []ledger.Entry, history []porcupine.
 		case e.Kind == ledger.KindReleased && o.release != nil:
 			_, refusal = m.Release(*o.release)
 			amount = o.release.Amount
+		case e.Kind == ledger.KindPaid && o.pay != nil:
+			// The entry's memo names the payment, commitments/{c}/payments/{p}.
+			_, id, _ := strings.Cut(e.Memo, "/payments/")
+			if id == "" || m.PaymentIDTaken(id) {
+				return nil, fmt.Errorf("entry %s names no new payment: %q", e.ID, e.Memo)
+			}
+			_, refusal = m.CreatePayment(*o.pay, id)
+			amount = o.pay.Amount
+		case e.Kind == ledger.KindCommitmentClosed && o.close != nil:
+			var r model.CloseCommitmentResult
+			r, refusal = m.CloseCommitment(*o.close)
+			amount = r.Returned
 		default:
 			return nil, fmt.Errorf("entry %s is %s, the request %s", e.ID, e.Kind, o)
 		}

@@ -163,10 +163,14 @@ func (g *generator) next() op {
 		o = g.move()
 	case x < 21 && !g.noRules:
 		o = g.setRules()
-	case x < 50:
+	case x < 46:
 		o = g.commit()
-	case x < 64:
+	case x < 56:
 		o = g.release()
+	case x < 62:
+		o = g.pay()
+	case x < 64:
+		o = g.closeCommitment()
 	case x < 72:
 		o = g.bulk()
 	case x < 82 && len(g.sent) > 0:
@@ -207,6 +211,11 @@ func (g *generator) fresh() op {
 		return g.release()
 	case 4:
 		return g.bulk()
+	case 5:
+		if g.chance(0.5) {
+			return g.pay()
+		}
+		return g.closeCommitment()
 	}
 	return g.commit()
 }
@@ -428,4 +437,36 @@ func (g *generator) release() op {
 	c.Amount = g.amount(com.Remaining())
 	c.Effective = g.effective()
 	return op{release: c}
+}
+
+// pay draws a payment of a known commitment (an advance, the balance, one cent too many), now
+// and then of an unknown one.
+func (g *generator) pay() op {
+	c := &model.CreatePayment{RequestID: g.requestID(), Caller: g.caller(), Effective: g.effective()}
+	cs := g.view.commitments()
+	if len(cs) == 0 || g.chance(0.1) {
+		c.CommitmentID, c.Amount = g.unknownCommitment(), 1+g.r.Int64N(100)
+		return op{pay: c}
+	}
+	com := pick(g, cs)
+	c.CommitmentID = com.ID
+	switch rest := com.RemainingToPay(); {
+	case g.chance(0.3) && rest > 1:
+		c.Amount = rest / 3 // an advance
+	default:
+		c.Amount = g.amount(rest)
+	}
+	return op{pay: c}
+}
+
+// closeCommitment draws the closing of a known commitment, now and then of an unknown one.
+func (g *generator) closeCommitment() op {
+	c := &model.CloseCommitment{RequestID: g.requestID(), Caller: g.caller(), Reason: "closed", Effective: g.effective()}
+	cs := g.view.commitments()
+	if len(cs) == 0 || g.chance(0.1) {
+		c.CommitmentID = g.unknownCommitment()
+		return op{close: c}
+	}
+	c.CommitmentID = pick(g, cs).ID
+	return op{close: c}
 }

@@ -30,6 +30,8 @@ type op struct {
 	commit        *model.Commit
 	release       *model.Release
 	bulk          *model.BulkCommit
+	pay           *model.CreatePayment
+	close         *model.CloseCommitment
 	getEnvelope   string
 	getCommitment string
 
@@ -123,6 +125,10 @@ func (o op) requestID() string {
 		return o.release.RequestID
 	case o.bulk != nil:
 		return o.bulk.RequestID
+	case o.pay != nil:
+		return o.pay.RequestID
+	case o.close != nil:
+		return o.close.RequestID
 	}
 	return ""
 }
@@ -142,6 +148,10 @@ func (o op) caller() string {
 		return o.release.Caller
 	case o.bulk != nil:
 		return o.bulk.Caller
+	case o.pay != nil:
+		return o.pay.Caller
+	case o.close != nil:
+		return o.close.Caller
 	}
 	return ""
 }
@@ -173,6 +183,14 @@ func (o op) withRequestID(id string) op {
 		c := *o.bulk
 		c.RequestID = id
 		o.bulk = &c
+	case o.pay != nil:
+		c := *o.pay
+		c.RequestID = id
+		o.pay = &c
+	case o.close != nil:
+		c := *o.close
+		c.RequestID = id
+		o.close = &c
 	}
 	return o
 }
@@ -204,6 +222,14 @@ func (o op) withCaller(caller string) op {
 		c := *o.bulk
 		c.Caller = caller
 		o.bulk = &c
+	case o.pay != nil:
+		c := *o.pay
+		c.Caller = caller
+		o.pay = &c
+	case o.close != nil:
+		c := *o.close
+		c.Caller = caller
+		o.close = &c
 	}
 	return o
 }
@@ -241,6 +267,12 @@ func (o op) String() string {
 			s += fmt.Sprintf("{%s %d {%s}}", it.Project, it.Amount, it.Policy.Text())
 		}
 		return s + "]" + effectiveText(c.Effective) + ")"
+	case o.pay != nil:
+		c := o.pay
+		return fmt.Sprintf("CreatePayment(%s caller=%s commitment=%s amount=%d)", c.RequestID, c.Caller, c.CommitmentID, c.Amount)
+	case o.close != nil:
+		c := o.close
+		return fmt.Sprintf("CloseCommitment(%s caller=%s commitment=%s)", c.RequestID, c.Caller, c.CommitmentID)
 	case o.getEnvelope != "":
 		return "GetEnvelope(" + o.getEnvelope + ")"
 	case o.getCommitment != "":
@@ -262,6 +294,8 @@ type answer struct {
 	Commit     *model.CommitResult
 	Release    *model.ReleaseResult
 	Bulk       *model.BulkCommitResult
+	Pay        *model.CreatePaymentResult
+	Close      *model.CloseCommitmentResult
 	Envelope   *model.Envelope
 	Commitment *model.Commitment
 
@@ -320,7 +354,7 @@ func modelTime(t time.Time) time.Time {
 func fromEnvelope(e ledger.Envelope) model.Envelope {
 	return model.Envelope{ID: e.ID, ParentID: e.ParentID, DisplayName: e.DisplayName, Currency: e.Currency,
 		Allocation: e.Allocation, Committed: e.Committed, ChildrenAllocated: e.ChildrenAllocated,
-		Released: e.Released, CommitmentCount: e.CommitmentCount,
+		Released: e.Released, CommitmentCount: e.CommitmentCount, Paid: e.Paid,
 		EffectiveAt: modelTime(e.EffectiveAt), LatestEffectiveAt: modelTime(e.LatestEffectiveAt)}
 }
 
@@ -328,7 +362,7 @@ func fromCommitment(c ledger.Commitment) model.Commitment {
 	return model.Commitment{ID: c.ID, EnvelopeID: c.EnvelopeID, Beneficiary: c.Beneficiary, Project: c.Project,
 		Currency: c.Currency, Description: c.Description, Amount: c.Amount, Released: c.Released,
 		Policy:      model.Policy{EligibleCost: c.EligibleCost, Territory: c.Territory, Population: c.Population},
-		EffectiveAt: modelTime(c.EffectiveAt)}
+		EffectiveAt: modelTime(c.EffectiveAt), Paid: c.Paid, Closed: c.Closed()}
 }
 
 func fromRefusal(e *ledger.Error) *model.Refusal {
@@ -444,6 +478,26 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 			}
 			a.Bulk, a.raw = &res, r
 		}
+	case o.pay != nil:
+		c := o.pay
+		var r ledger.CreatePaymentResult
+		r, err = l.CreatePayment(ctx, ledger.CreatePayment{RequestID: c.RequestID, Caller: c.Caller, CommitmentID: c.CommitmentID,
+			Amount: c.Amount, Effective: c.Effective})
+		if err == nil {
+			a.Pay = &model.CreatePaymentResult{Payment: model.Payment{ID: r.Payment.ID, CommitmentID: r.Payment.CommitmentID,
+				Amount: r.Payment.Amount}, Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope)}
+			a.raw = r
+		}
+	case o.close != nil:
+		c := o.close
+		var r ledger.CloseCommitmentResult
+		r, err = l.CloseCommitment(ctx, ledger.CloseCommitment{RequestID: c.RequestID, Caller: c.Caller,
+			CommitmentID: c.CommitmentID, Reason: c.Reason, Effective: c.Effective})
+		if err == nil {
+			a.Close = &model.CloseCommitmentResult{Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope),
+				Returned: r.Returned}
+			a.raw = r
+		}
 	case o.getEnvelope != "":
 		var e ledger.Envelope
 		e, err = l.GetEnvelope(ctx, o.getEnvelope)
@@ -529,6 +583,19 @@ func expect(m *model.Ledger, o op, got answer) answer {
 		}
 		r, refusal := m.BulkCommit(*o.bulk, ids)
 		a.Bulk, a.Refusal = &r, refusal
+	case o.pay != nil:
+		id := ""
+		if got.Pay != nil && !m.Requested(o.pay.Caller, o.pay.RequestID) && !m.PaymentIDTaken(got.Pay.Payment.ID) {
+			id = got.Pay.Payment.ID
+		}
+		if id == "" {
+			id = "(no fresh payment id given)"
+		}
+		r, refusal := m.CreatePayment(*o.pay, id)
+		a.Pay, a.Refusal = &r, refusal
+	case o.close != nil:
+		r, refusal := m.CloseCommitment(*o.close)
+		a.Close, a.Refusal = &r, refusal
 	case o.getEnvelope != "":
 		e, refusal := m.Envelope(o.getEnvelope)
 		a.Envelope, a.Refusal = &e, refusal
@@ -538,6 +605,7 @@ func expect(m *model.Ledger, o op, got answer) answer {
 	}
 	if a.Refusal != nil {
 		a.Create, a.Move, a.Rules, a.Commit, a.Release, a.Bulk, a.Envelope, a.Commitment = nil, nil, nil, nil, nil, nil, nil, nil
+		a.Pay, a.Close = nil, nil
 	}
 	return a
 }

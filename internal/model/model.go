@@ -38,6 +38,12 @@
 //     before any other check, and is not recorded (the same request id may come again with a
 //     fresh etag); the etag is not part of the payload, so a replay ignores it. The model's
 //     etags are its own strings: a test pairs them with the ledger's as it reads both.
+//   - Payments and closing (payments.go): a payment takes at most what remains to pay on an open
+//     commitment (amount − released − paid) out of the ledger; it stays committed on the
+//     commitment and its envelope (paid ≤ committed). A release of a commitment partly paid
+//     may return only what remains to pay (RELEASE_EXCEEDS_UNPAID); a closing returns what
+//     remains to pay to the envelope, counted as released, and a closed commitment takes no
+//     payment, release or closing (COMMITMENT_CLOSED).
 //   - A bulk award is one request id for the call: each item is decided in order as an award of
 //     its own, or, all-or-nothing, all items are accepted or none is (the refusal is the first
 //     refused item's, with its index in the metadata "item").
@@ -91,6 +97,9 @@ const (
 	EffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 	ETagMismatch                  Reason = "ETAG_MISMATCH"
+	CommitmentClosed              Reason = "COMMITMENT_CLOSED"
+	PaymentExceedsRemaining       Reason = "PAYMENT_EXCEEDS_REMAINING"
+	ReleaseExceedsUnpaid          Reason = "RELEASE_EXCEEDS_UNPAID"
 )
 
 // MaxBulkItems caps the items of one bulk award.
@@ -124,6 +133,8 @@ type Envelope struct {
 	// EffectiveAt is when the envelope took effect, LatestEffectiveAt the latest effective time
 	// of what posted to it; a time within the run is written Now.
 	EffectiveAt, LatestEffectiveAt time.Time
+	// Paid is what the envelope's commitments paid (part of Committed).
+	Paid int64
 }
 
 // Available is what can still be committed or allocated to children.
@@ -143,6 +154,9 @@ type Commitment struct {
 	Policy
 	// EffectiveAt is when the award took effect (Now for a time within the run).
 	EffectiveAt time.Time
+	// Paid is what was paid out of the commitment; Closed, whether it was closed.
+	Paid   int64
+	Closed bool
 }
 
 // Remaining is what the commitment still holds.
@@ -264,6 +278,8 @@ type Ledger struct {
 	// versions counts the writes of each envelope, ruleSets the rule sets given to it: the
 	// model's etags.
 	versions, ruleSets map[string]int64
+	// payments are each commitment's payments, oldest first (payments.go).
+	payments map[string][]Payment
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
 }
@@ -299,6 +315,12 @@ func (l *Ledger) Clone() *Ledger {
 	}
 	for k, v := range l.ruleSets {
 		c.ruleSets[k] = v
+	}
+	if l.payments != nil {
+		c.payments = make(map[string][]Payment, len(l.payments))
+		for k, v := range l.payments {
+			c.payments[k] = v[:len(v):len(v)] // appends copy
+		}
 	}
 	return c
 }
@@ -856,6 +878,13 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
 	if refusal != nil {
 		return ReleaseResult{}, refusal
+	}
+	if com.Closed {
+		return ReleaseResult{}, refuse(CommitmentClosed, "commitment", "commitments/"+com.ID)
+	}
+	if com.Paid > 0 && com.RemainingToPay() < c.Amount {
+		return ReleaseResult{}, refuse(ReleaseExceedsUnpaid, "remaining_to_pay", itoa(com.RemainingToPay()),
+			"paid", itoa(com.Paid), "requested", itoa(c.Amount))
 	}
 	if com.Remaining() < c.Amount {
 		return ReleaseResult{}, refuse(ReleaseExceedsRemaining, "remaining", itoa(com.Remaining()), "requested", itoa(c.Amount))

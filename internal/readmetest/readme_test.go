@@ -447,6 +447,8 @@ type walk struct {
 	commits    map[string]int      // number of awards made, by envelope name
 	commitment string              // what `echo "$C"` printed
 	seen       map[string]bool
+	// paid and payments are what was paid of $C, and in how many payments.
+	paid, payments int64
 }
 
 // checkWalkthrough checks each command's output against the README, in order.
@@ -482,6 +484,7 @@ func checkWalkthrough(t *testing.T, cmds []command, results []result) {
 	for _, what := range []string{
 		"list", "health", "describe", "CreateEnvelope", "ListEnvelopes", "echo", "Commit", "Release", "error",
 		"GetEnvelope", "ListCommitments", "ListJournalEntries", "MoveAllocation",
+		"CreatePayment", "ListPayments", "CloseCommitment",
 	} {
 		if !w.seen[what] {
 			t.Errorf("README.md: the walkthrough no longer has a %s command that this test knows; update the test with the README", what)
@@ -693,6 +696,42 @@ func (w *walk) check(c command, out string) {
 		if fund == nil || i64(fund, "total.awarded") != 150_000_000 || i64(fund, "total.committed") != 150_000_000 ||
 			i64(fund, "total.released") != 0 || i64(fund, "total.awardCount") != 2 {
 			fail("as of %s the fund should show the two awards of 2021 (150000000 awarded and committed) and no release", asOf)
+		}
+	case "CreatePayment":
+		// "Paid money leaves the ledger for good ... but stays committed".
+		env := str(resp, "commitment.envelope")
+		amount := i64(resp, "payment.amount")
+		w.paid += amount
+		w.payments++
+		if !strings.HasPrefix(str(resp, "payment.name"), w.commitment+"/payments/") || amount <= 0 ||
+			i64(resp, "commitment.paid") != w.paid ||
+			i64(resp, "commitment.remainingToPay") != i64(resp, "commitment.remaining")-w.paid {
+			fail("the payment is not one of %s, paid %d in all", w.commitment, w.paid)
+		}
+		if i64(resp, "envelope.available") != w.available[env] || i64(resp, "envelope.paid") != w.paid ||
+			i64(resp, "envelope.remainingToPay") != i64(resp, "envelope.committed")-w.paid {
+			fail("%s should keep %d available and show %d paid", env, w.available[env], w.paid)
+		}
+	case "ListPayments":
+		var sum int64
+		ps := list(resp, "payments")
+		for _, p := range ps {
+			sum += i64(p, "amount")
+		}
+		if int64(len(ps)) != w.payments || sum != w.paid {
+			fail("%d payments of %d in all, want %d of %d", len(ps), sum, w.payments, w.paid)
+		}
+	case "CloseCommitment":
+		// "the 25,000 € left unpaid return to axis 1 in one journal entry"
+		env := str(resp, "commitment.envelope")
+		returned := i64(resp, "returned")
+		w.available[env] += returned
+		if returned != i64(resp, "commitment.amount")-releasedAmount-w.paid || str(resp, "commitment.state") != "COMMITMENT_STATE_CLOSED" ||
+			i64(resp, "commitment.remainingToPay") != 0 || i64(resp, "commitment.paid") != w.paid {
+			fail("the closing should return what remained to pay of %s and close it", w.commitment)
+		}
+		if i64(resp, "envelope.available") != w.available[env] {
+			fail("%s should have %d available after the closing", env, w.available[env])
 		}
 	default:
 		fail("a call this test does not know; update the test with the README")

@@ -6,7 +6,7 @@
 // The invariants (numbered as in the design notes): 1 every journal entry balances, between
 // accounts that exist, in one currency (a child in its parent's, a commitment in its envelope's);
 // 2 no envelope's available amount is negative; 3 no commitment released more than its amount; 4
-// stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal,
+// stored balances equal the journal's (payments and closing included: payments.go); 5 one request id posted at most one entry; 6 the journal,
 // the request log and the rule sets are append-only (each rule set equals its RULES_CHANGED
 // entry); 7 a refused request posted nothing; 9 the journal's positions are gap-free; 40
 // (InvariantEffective) every envelope's available amount was ≥ 0 at every effective instant.
@@ -31,7 +31,7 @@ type Discrepancy struct {
 	// exist, in one currency; 2: available >= 0; 3: released <= amount; 4: stored balances =
 	// journal; 5: one entry per request id; 6: the journal, the request log and the rule sets are
 	// append-only; 7: a refused request posted nothing; 9: the journal's positions are 1…N, each
-	// once).
+	// once; 30: paid + released ≤ amount and a closed commitment has nothing left to pay).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string
@@ -102,6 +102,8 @@ type snapshot struct {
 	envelopes   []core.Envelope
 	// totals are the stored project totals.
 	totals []projectTotal
+	// payments are the payments out of commitments (payments.go).
+	payments []core.Payment
 }
 
 type unlogged struct {
@@ -145,6 +147,7 @@ func check(s *snapshot) VerifyReport {
 	ruleSetsMatchJournal(s, &rep)
 	journalPositionsGapFree(s, &rep)
 	availableAtEveryEffectiveInstant(s, &rep)
+	paymentsMatchJournal(s, &rep)
 	return rep
 }
 
@@ -218,6 +221,8 @@ func entriesBalance(s *snapshot, rep *VerifyReport) {
 			if ok {
 				rep.add(1, core.EntryName(e.id), "changes rules but has postings")
 			}
+		case core.EntryKind(e.kind) == core.KindCommitmentClosed && !ok:
+			// A closing with nothing left to pay moves no money.
 		case !ok:
 			rep.add(1, core.EntryName(e.id), "has no postings")
 		case sum.Sign() != 0:
@@ -270,8 +275,9 @@ func commitmentsMatchJournal(s *snapshot, rep *VerifyReport) {
 		if c.Released < 0 || c.Released > c.Amount {
 			rep.add(3, name, "released %d of an amount of %d", c.Released, c.Amount)
 		}
-		if got := balance(s.accounts, name); got.Cmp(big.NewInt(c.Remaining())) != 0 {
-			rep.add(4, name, "stores %d remaining, the journal says %s", c.Remaining(), got)
+		// What was paid left the commitment's account (payments.go).
+		if got := balance(s.accounts, name); got.Cmp(big.NewInt(c.RemainingToPay())) != 0 {
+			rep.add(4, name, "stores %d remaining to pay, the journal says %s", c.RemainingToPay(), got)
 		}
 	}
 }

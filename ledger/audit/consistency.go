@@ -15,7 +15,7 @@ import (
 // accountCurrencies returns the currency of every account that exists: each envelope's and each
 // commitment's ("" for the funding account, which takes any currency).
 func accountCurrencies(s *snapshot) map[string]string {
-	out := map[string]string{core.FundingAccount: ""}
+	out := map[string]string{core.FundingAccount: "", core.PaymentsAccount: ""}
 	for _, e := range s.envelopes {
 		out[core.EnvelopeName(e.ID)] = e.Currency
 	}

@@ -528,12 +528,15 @@ func applyCommit(st Stamp, effective time.Time, env *Envelope, cmd *Commit) (*Co
 	c := Commitment{ID: st.NewID(), EnvelopeID: env.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project,
 		Currency: env.Currency, Amount: cmd.Amount, Description: cmd.Description, CreatedAt: st.At, UpdatedAt: st.At,
 		EffectiveAt:  effective,
-		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population}
+		EligibleCost: cmd.EligibleCost, Territory: cmd.Territory, Population: cmd.Population, Publication: cmd.Publication}
 	return &CommitResult{Commitment: c, Envelope: *env, EntryID: st.NewID()}, nil
 }
 
 // applyRelease decides one release against the in-memory commitment and envelope.
 func applyRelease(st Stamp, effective time.Time, env *Envelope, c *Commitment, cmd *Release) (*ReleaseResult, error) {
+	if refusal := releaseRefusal(c, cmd.Amount); refusal != nil {
+		return nil, refusal // closed, or paid (payment.go)
+	}
 	if c.Remaining() < cmd.Amount {
 		return nil, &Error{Reason: ReasonReleaseExceedsRemaining,
 			Message: fmt.Sprintf("commitment %q holds %d, %d requested", CommitmentName(c.ID), c.Remaining(), cmd.Amount),

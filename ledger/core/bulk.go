@@ -30,6 +30,7 @@ type BulkItem struct {
 	Amount      int64
 	Description string
 	Policy
+	Publication
 }
 
 // BulkItemResult is the outcome of one item: its commitment, or its refusal.
@@ -61,7 +62,7 @@ func (c *BulkCommit) Validate() error {
 		field := fmt.Sprintf("items[%d].", i)
 		if err := FirstError(CheckField(field+"beneficiary", "beneficiary", it.Beneficiary),
 			CheckField(field+"project", "project", it.Project), checkAmount(field+"amount", it.Amount),
-			CheckField(field+"description", "description", it.Description), it.Policy.validate(field)); err != nil {
+			CheckField(field+"description", "description", it.Description), it.Policy.validate(field), it.Publication.validate(field)); err != nil {
 			return err
 		}
 	}
@@ -80,7 +81,8 @@ func (c *BulkCommit) Unit() *Unit {
 		u.Ops = append(u.Ops, &Op{
 			Commit: &Commit{RequestID: c.RequestID + " " + strconv.Itoa(i), Caller: c.Caller,
 				EnvelopeID: c.EnvelopeID, Beneficiary: it.Beneficiary, Project: it.Project,
-				Amount: it.Amount, Description: it.Description, Policy: it.Policy, Effective: c.Effective},
+				Amount: it.Amount, Description: it.Description, Policy: it.Policy, Effective: c.Effective,
+				Publication: it.Publication},
 			Fingerprint: itemFingerprint(callFingerprint, i),
 		})
 	}

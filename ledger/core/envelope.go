@@ -17,6 +17,11 @@ type Effects struct {
 	RuleSet *RuleSet
 	// Entries are the journal entries to append.
 	Entries []Entry
+	// Commitments are commitments whose figures changed (payments, closing), Payments new
+	// payments, and Deltas changes of project totals.
+	Commitments []Commitment
+	Payments    []Payment
+	Deltas      []ProjectDelta
 }
 
 // Envelopes lists the envelopes the effects create or change, as they leave them.
@@ -47,7 +52,7 @@ func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelo
 	}
 	at := st.At
 	env := Envelope{ID: cmd.EnvelopeID, ParentID: cmd.ParentID, DisplayName: cmd.DisplayName,
-		Currency: cmd.Currency, Allocation: cmd.Allocation, CreatedAt: at, UpdatedAt: at}
+		Currency: cmd.Currency, Allocation: cmd.Allocation, CreatedAt: at, UpdatedAt: at, GrantingBody: cmd.GrantingBody}
 	res := &CreateEnvelopeResult{}
 	entry := Entry{Caller: cmd.Caller, RequestID: cmd.RequestID, Memo: cmd.DisplayName, CreatedAt: at}
 	if cmd.ParentID == "" {

@@ -97,12 +97,12 @@ func (f *fingerprinter) sumV2() string { return fingerprintV2 + f.sum() }
 
 func (c *CreateEnvelope) Fingerprint() Fingerprint {
 	legacy := &fingerprinter{}
-	return Fingerprint{
+	return newFieldsGiven(c.GrantingBody.Given(), Fingerprint{
 		Current: canonical("CreateEnvelope").str(c.Caller).str(c.EnvelopeID).str(c.ParentID).str(c.DisplayName).
-			str(c.Currency).num(c.Allocation).effective(c.Effective).sumV2(),
+			str(c.Currency).num(c.Allocation).effective(c.Effective).grantingBody(c.GrantingBody).sumV2(),
 		Legacy: legacy.str("CreateEnvelope").str(c.Caller).str(c.EnvelopeID).str(c.ParentID).str(c.DisplayName).
 			str(c.Currency).num(c.Allocation).effective(c.Effective).sum(),
-	}
+	})
 }
 
 func (c *MoveAllocation) Fingerprint() Fingerprint {
@@ -121,11 +121,11 @@ func (c *Commit) Fingerprint() Fingerprint {
 		num(c.Amount).str(c.Description)
 	c.Policy.addLegacy(legacy)
 	legacy.effective(c.Effective)
-	return Fingerprint{
+	return newFieldsGiven(c.Publication.Given(), Fingerprint{
 		Current: canonical("Commit").str(c.Caller).str(c.EnvelopeID).str(c.Beneficiary).str(c.Project).
-			num(c.Amount).str(c.Description).policy(c.Policy).effective(c.Effective).sumV2(),
+			num(c.Amount).str(c.Description).policy(c.Policy).effective(c.Effective).optionalPublication(c.Publication).sumV2(),
 		Legacy: legacy.sum(),
-	}
+	})
 }
 
 func (c *Release) Fingerprint() Fingerprint {
@@ -142,7 +142,8 @@ func (c *BulkCommit) Fingerprint() Fingerprint {
 		f.str(it.Beneficiary).str(it.Project).num(it.Amount).str(it.Description).policy(it.Policy)
 	}
 	f.effective(c.Effective)
-	return Fingerprint{Current: f.sumV2(), Legacy: c.legacyFingerprint()}
+	given := f.itemPublications(c.Items)
+	return newFieldsGiven(given, Fingerprint{Current: f.sumV2(), Legacy: c.legacyFingerprint()})
 }
 
 // legacyFingerprint is the legacy encoding of a bulk call, in which an item's policy fields are

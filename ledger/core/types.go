@@ -38,6 +38,10 @@ type Envelope struct {
 	// envelope: what reduces its available amount may not take effect earlier (see
 	// CheckEffective).
 	LatestEffectiveAt time.Time `json:"latest_effective_at,omitzero"`
+	// Paid is what was paid out of the envelope's commitments (part of Committed; see payment.go).
+	Paid int64 `json:"paid,omitempty"`
+	// GrantingBody is what a root envelope says of the body granting its money (publication).
+	GrantingBody
 }
 
 // Available is what can still be committed or allocated to children.
@@ -64,6 +68,16 @@ type Commitment struct {
 	// EffectiveAt is when the award took effect (the decision or agreement's date; CreatedAt
 	// unless the award was backdated). A release may not take effect earlier.
 	EffectiveAt time.Time `json:"effective_at,omitzero"`
+	// Paid is what was paid out of the commitment (see payment.go); Released counts the
+	// releases and the return of its closing.
+	Paid int64 `json:"paid,omitempty"`
+	// ClosedAt is when the commitment was closed (zero while it is open), CloseReason why, and
+	// CloseEffectiveAt when the closing took effect, if given.
+	ClosedAt         time.Time `json:"closed_at,omitzero"`
+	CloseReason      string    `json:"close_reason,omitempty"`
+	CloseEffectiveAt time.Time `json:"close_effective_at,omitzero"`
+	// Publication is what the award said for publication.
+	Publication
 }
 
 // Remaining is the amount the commitment still holds.
@@ -124,6 +138,9 @@ type CreateEnvelope struct {
 	// Effective is when the act took effect (zero: not given, when recorded); see
 	// CheckEffective.
 	Effective time.Time
+	// GrantingBody names the body granting a root envelope's money (publication); a child
+	// envelope gives none.
+	GrantingBody
 }
 
 // CreateEnvelopeResult is the outcome of CreateEnvelope.
@@ -173,6 +190,7 @@ type Commit struct {
 	// Effective is when the act took effect (zero: not given, when recorded); see
 	// CheckEffective.
 	Effective time.Time
+	Publication
 }
 
 // Policy is what an award says for the funding rules (see Rules): the project's eligible cost,

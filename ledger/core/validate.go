@@ -34,6 +34,15 @@ var Fields = map[string]Field{
 	// Etags (AIP-154): optional, opaque to clients; the ledger's are 16 characters.
 	"etag":             {0, 64, `^[!-~]*$`},
 	"destination_etag": {0, 64, `^[!-~]*$`},
+	// Publication (issue 13 §4; see publication.go). A SIRET's Luhn key is checked beyond its
+	// pattern, by the ledger only.
+	"decision_reference":     {0, 200, ""},
+	"beneficiary_legal_name": {0, 200, ""},
+	"beneficiary_siret":      {0, 14, `^[0-9]{14}$`},
+	"beneficiary_rna":        {0, 10, `^W[0-9]{9}$`},
+	"purpose":                {0, 256, ""},
+	"granting_body_name":     {0, 200, ""},
+	"granting_body_siret":    {0, 14, `^[0-9]{14}$`},
 }
 
 var (
@@ -143,6 +152,16 @@ func (c *CreateEnvelope) Validate() error {
 	if c.Currency != "" && !currencyPattern.MatchString(c.Currency) {
 		return InvalidArgument("currency_code", "must be an ISO 4217 code of three upper-case letters")
 	}
+	if err := c.GrantingBody.validate(); err != nil {
+		return err
+	}
+	if c.ParentID != "" && c.GrantingBody.Given() {
+		field := "granting_body_name"
+		if c.GrantingBodyName == "" {
+			field = "granting_body_siret"
+		}
+		return InvalidArgument(field, "only a root envelope names its granting body; a child envelope's is its root's")
+	}
 	return nil
 }
 
@@ -166,7 +185,7 @@ func (c *Commit) Validate() error {
 	return FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("beneficiary", "beneficiary", c.Beneficiary), CheckField("project", "project", c.Project),
 		checkAmount("amount", c.Amount), CheckField("description", "description", c.Description), c.Policy.validate(""),
-		checkEffectiveRange(c.Effective))
+		checkEffectiveRange(c.Effective), c.Publication.validate(""))
 }
 
 // CheckCommitmentID checks the id of a commitment named in field.

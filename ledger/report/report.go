@@ -32,6 +32,10 @@ type Figures struct {
 	AwardCount int64 `json:"award_count"`
 	// BeneficiaryCount is the number of distinct beneficiaries of those awards.
 	BeneficiaryCount int64 `json:"beneficiary_count"`
+	// Paid is what was paid out of the awards (décaissé), part of Committed (engagé).
+	Paid int64 `json:"paid"`
+	// RemainingToPay is what the awards still hold to pay (reste à payer): Committed - Paid.
+	RemainingToPay int64 `json:"remaining_to_pay"`
 }
 
 // ReportLine is one envelope of a report: its own figures, and its figures rolled up through its
@@ -128,6 +132,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 
 		// Balances of every account, and awards and releases per envelope, from the journal.
 		balances := map[string]*big.Int{}
+		paid := map[string]*big.Int{} // by commitment id
 		var latest, latestRecorded int64
 		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, COALESCE(e.effective_at, e.created_at), p.account, p.amount
 			FROM journal_entries e JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, known)
@@ -149,6 +154,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 			}
 			latest = max(latest, effective)
 			add(balances, account, amount)
+			if c, ok := strings.CutPrefix(account, "commitments/"); ok && core.EntryKind(kind) == core.KindPaid {
+				add(paid, c, -amount)
+			}
 			id, isEnvelope := strings.CutPrefix(account, "envelopes/")
 			n := nodes[id]
 			if !isEnvelope || n == nil {
@@ -158,7 +166,8 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 			case core.KindCommitted:
 				n.own.awarded.Sub(n.own.awarded, big.NewInt(amount))
 				n.line.Own.AwardCount++
-			case core.KindReleased:
+			case core.KindReleased, core.KindCommitmentClosed:
+				// A closing returns the unpaid rest: released, like a release.
 				n.own.released.Add(n.own.released, big.NewInt(amount))
 			}
 		}
@@ -185,8 +194,15 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 				return err
 			}
 			if n := nodes[envelope]; n != nil {
+				// The account holds what remains to pay; what was paid left it, yet stays
+				// committed.
 				if b := balances[core.CommitmentName(id)]; b != nil {
 					n.own.committed.Add(n.own.committed, b)
+					n.own.remainingToPay.Add(n.own.remainingToPay, b)
+				}
+				if p := paid[id]; p != nil {
+					n.own.committed.Add(n.own.committed, p)
+					n.own.paid.Add(n.own.paid, p)
 				}
 				n.benef[beneficiary] = true
 			}
@@ -285,19 +301,21 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 }
 
 // exact are an envelope's money figures, summed with arbitrary precision.
-type exact struct{ allocation, awarded, committed, released, available *big.Int }
+type exact struct{ allocation, awarded, committed, released, available, paid, remainingToPay *big.Int }
 
 func newExact() exact {
-	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
+	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
 }
 
-// add adds o's awarded, committed, released and available amounts to e's (allocations do not
+// add adds o's awarded, committed, released, available, paid and remaining amounts to e's (allocations do not
 // roll up: a child's is carved out of its parent's).
 func (e exact) add(o exact) {
 	e.awarded.Add(e.awarded, o.awarded)
 	e.committed.Add(e.committed, o.committed)
 	e.released.Add(e.released, o.released)
 	e.available.Add(e.available, o.available)
+	e.paid.Add(e.paid, o.paid)
+	e.remainingToPay.Add(e.remainingToPay, o.remainingToPay)
 }
 
 // fit copies e into f's int64 figures, or refuses with AMOUNT_OVERFLOW naming the envelope and the
@@ -310,7 +328,8 @@ func (e exact) fit(envelopeID, prefix string, f *Figures) error {
 	}{
 		{"allocation", e.allocation, &f.Allocation}, {"awarded", e.awarded, &f.Awarded},
 		{"committed", e.committed, &f.Committed}, {"released", e.released, &f.Released},
-		{"available", e.available, &f.Available},
+		{"available", e.available, &f.Available}, {"paid", e.paid, &f.Paid},
+		{"remaining_to_pay", e.remainingToPay, &f.RemainingToPay},
 	} {
 		if !v.from.IsInt64() {
 			return &core.Error{Reason: core.ReasonAmountOverflow,

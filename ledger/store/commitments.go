@@ -11,22 +11,28 @@ import (
 // Commitments: one row per award, created by a batch and updated in place by releases.
 
 const commitmentColumns = "id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, updated_at, " +
-	"eligible_cost, territory, population, effective_at"
+	"eligible_cost, territory, population, effective_at, paid, closed_at, close_reason, close_effective_at, " +
+	"decision_reference, beneficiary_legal_name, beneficiary_siret, beneficiary_rna, purpose"
 
 // SelectCommitments is the SELECT of every commitment column, for FROM commitments. A commitment
 // made before effective times existed took effect when it was made.
 const SelectCommitments = "SELECT id, envelope_id, beneficiary, project, currency, amount, released, description, created_at, " +
-	"updated_at, eligible_cost, territory, population, COALESCE(effective_at, created_at) FROM commitments"
+	"updated_at, eligible_cost, territory, population, COALESCE(effective_at, created_at), paid, closed_at, close_reason, " +
+	"close_effective_at, decision_reference, beneficiary_legal_name, beneficiary_siret, beneficiary_rna, purpose FROM commitments"
 
 // ScanCommitment reads a commitment row selected with SelectCommitments.
 func ScanCommitment(s Scanner) (core.Commitment, error) {
 	var (
 		c                           core.Commitment
 		created, updated, effective int64
+		closed, closeEffective      *int64
 	)
 	err := s.Scan(&c.ID, &c.EnvelopeID, &c.Beneficiary, &c.Project, &c.Currency, &c.Amount, &c.Released,
-		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population, &effective)
+		&c.Description, &created, &updated, &c.EligibleCost, &c.Territory, &c.Population, &effective,
+		&c.Paid, &closed, &c.CloseReason, &closeEffective,
+		&c.DecisionReference, &c.BeneficiaryLegalName, &c.BeneficiarySIRET, &c.BeneficiaryRNA, &c.Purpose)
 	c.CreatedAt, c.UpdatedAt, c.EffectiveAt = fromMicros(created), fromMicros(updated), fromMicros(effective)
+	c.ClosedAt, c.CloseEffectiveAt = optionalTime(closed), optionalTime(closeEffective)
 	return c, err
 }
 
@@ -67,7 +73,9 @@ func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 	for _, c := range cs {
 		rows = append(rows, []any{c.ID, c.EnvelopeID, c.Beneficiary, c.Project, c.Currency, c.Amount, c.Released,
 			c.Description, micros(c.CreatedAt), micros(c.UpdatedAt), c.EligibleCost, c.Territory, c.Population,
-			micros(orTime(c.EffectiveAt, c.CreatedAt))})
+			micros(orTime(c.EffectiveAt, c.CreatedAt)),
+			c.Paid, optionalMicros(c.ClosedAt), c.CloseReason, optionalMicros(c.CloseEffectiveAt),
+			c.DecisionReference, c.BeneficiaryLegalName, c.BeneficiarySIRET, c.BeneficiaryRNA, c.Purpose})
 	}
 	return bulkInsert(ctx, q, "commitments", strings.Split(commitmentColumns, ", "), rows, "",
 		core.Internal("a commitment was not inserted"))

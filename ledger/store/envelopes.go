@@ -13,13 +13,14 @@ import (
 // holds its lock.
 
 const envelopeColumns = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
-	"released, commitment_count, created_at, updated_at, effective_at, latest_effective_at"
+	"released, commitment_count, created_at, updated_at, effective_at, latest_effective_at, paid, granting_body_name, " +
+	"granting_body_siret"
 
 // envelopeSelect reads envelopeColumns; an envelope of a ledger from before effective times took
 // effect when it was created, and its last change bounds the latest effective time on it.
 const envelopeSelect = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
 	"released, commitment_count, created_at, updated_at, COALESCE(effective_at, created_at), " +
-	"COALESCE(latest_effective_at, updated_at)"
+	"COALESCE(latest_effective_at, updated_at), paid, granting_body_name, granting_body_siret"
 
 // ScanEnvelope reads an envelope row selected with envelopeColumns.
 func ScanEnvelope(s Scanner) (core.Envelope, error) {
@@ -29,7 +30,8 @@ func ScanEnvelope(s Scanner) (core.Envelope, error) {
 		created, updated, effective, latest int64
 	)
 	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,
-		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated, &effective, &latest)
+		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated, &effective, &latest, &e.Paid,
+		&e.GrantingBodyName, &e.GrantingBodySIRET)
 	if parent != nil {
 		e.ParentID = *parent
 	}
@@ -97,18 +99,18 @@ func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	if e.ParentID != "" {
 		parent = e.ParentID
 	}
-	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 13),
+	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 16),
 		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
 			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt), micros(orTime(e.EffectiveAt, e.CreatedAt)),
-			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt))}, nil)
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.GrantingBodyName, e.GrantingBodySIRET}, nil)
 }
 
 // UpdateEnvelope writes an envelope's balances.
 func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	return q.Write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
-		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8 WHERE id = $1`,
+		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8, paid = $9 WHERE id = $1`,
 		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt),
-			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt))},
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid},
 		func(n int64) error {
 			if n != 1 {
 				return core.Internal("updating envelope %s touched %d rows", e.ID, n)

@@ -53,6 +53,8 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 			if len(e.Postings) != 0 {
 				return core.Internal("entry %s changes rules but has postings", e.ID)
 			}
+		} else if e.Kind == core.KindCommitmentClosed && len(e.Postings) == 0 {
+			// A closing with nothing left to pay moves no money.
 		} else if sum != 0 || len(e.Postings) < 2 {
 			return core.Internal("entry %s is unbalanced: %d postings summing to %d", e.ID, len(e.Postings), sum)
 		}

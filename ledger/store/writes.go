@@ -49,5 +49,8 @@ func WriteEffects(ctx context.Context, q Querier, eff core.Effects) error {
 			return err
 		}
 	}
+	if err := writePaymentEffects(ctx, q, eff); err != nil {
+		return err
+	}
 	return InsertEntries(ctx, q, eff.Entries)
 }

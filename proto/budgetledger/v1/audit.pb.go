@@ -51,6 +51,10 @@ const (
 	// available amount and every commitment's remaining amount is ≥ 0 at every effective instant;
 	// no entry took effect after it was recorded, nor on an envelope before the envelope did.
 	Invariant_INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT Invariant = 40
+	// (10, for payments) A commitment paid no more than it holds: paid + released <= amount (so
+	// paid <= committed and remaining_to_pay = committed - paid >= 0), and a closed commitment has
+	// nothing left to pay.
+	Invariant_INVARIANT_PAID_WITHIN_COMMITTED Invariant = 30
 )
 
 // Enum value maps for Invariant.
@@ -66,6 +70,7 @@ var (
 		7:  "INVARIANT_REFUSAL_POSTED_NOTHING",
 		9:  "INVARIANT_JOURNAL_ORDER",
 		40: "INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT",
+		30: "INVARIANT_PAID_WITHIN_COMMITTED",
 	}
 	Invariant_value = map[string]int32{
 		"INVARIANT_UNSPECIFIED":                                       0,
@@ -78,6 +83,7 @@ var (
 		"INVARIANT_REFUSAL_POSTED_NOTHING":                            7,
 		"INVARIANT_JOURNAL_ORDER":                                     9,
 		"INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT": 40,
+		"INVARIANT_PAID_WITHIN_COMMITTED":                             30,
 	}
 )
 
@@ -722,7 +728,7 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x81\x01\xe0A\x02\xfaA%\n" +
 	"#budgetledger.github.io/Verification\xbaHS\xc8\x01\x01rN2L^verifications/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x04name\"a\n" +
 	"\x17GetVerificationResponse\x12F\n" +
-	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification*\xf8\x02\n" +
+	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification*\x9d\x03\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -733,7 +739,8 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
 	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
 	"\x17INVARIANT_JOURNAL_ORDER\x10\t\x12?\n" +
-	";INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT\x10(2\xbd\x02\n" +
+	";INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT\x10(\x12#\n" +
+	"\x1fINVARIANT_PAID_WITHIN_COMMITTED\x10\x1e2\xbd\x02\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponse\x12j\n" +
 	"\x11StartVerification\x12).budgetledger.v1.StartVerificationRequest\x1a*.budgetledger.v1.StartVerificationResponse\x12d\n" +

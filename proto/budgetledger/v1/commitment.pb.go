@@ -25,7 +25,8 @@ const (
 )
 
 // Commitment is an award: an amount of an envelope reserved for one project of one beneficiary.
-// remaining = amount - released, and released never exceeds amount.
+// remaining = amount - released, and released never exceeds amount. Once payments are made,
+// remaining = paid + remaining_to_pay: amount = released + paid + remaining_to_pay.
 type Commitment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier. Resource name, "commitments/{commitment}" (a UUIDv7 made by the server).
@@ -42,7 +43,8 @@ type Commitment struct {
 	Amount int64 `protobuf:"varint,6,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Output only. Amount released so far, in minor units.
 	Released int64 `protobuf:"varint,7,opt,name=released,proto3" json:"released,omitempty"`
-	// Output only. Amount still held, in minor units.
+	// Output only. Amount still held (committed), in minor units: amount - released. What was paid
+	// stays in it; remaining_to_pay is what is left once payments are deducted.
 	Remaining int64 `protobuf:"varint,8,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	// Output only. Free text given with the award.
 	Description string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
@@ -61,6 +63,28 @@ type Commitment struct {
 	// Output only. When the award took effect (the decision or agreement): the request's
 	// effective_time, its create_time when none was given. A release may not take effect earlier.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// Output only. Amount paid so far (décaissé), in minor units; part of remaining, which stays
+	// committed.
+	Paid int64 `protobuf:"varint,30,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Output only. Amount still to pay (reste à payer), in minor units: remaining - paid; 0 once
+	// closed.
+	RemainingToPay int64 `protobuf:"varint,31,opt,name=remaining_to_pay,json=remainingToPay,proto3" json:"remaining_to_pay,omitempty"`
+	// Output only. Whether the commitment is open or closed.
+	State CommitmentState `protobuf:"varint,32,opt,name=state,proto3,enum=budgetledger.v1.CommitmentState" json:"state,omitempty"`
+	// Output only. When the commitment was closed; unset while it is open.
+	CloseTime *timestamppb.Timestamp `protobuf:"bytes,33,opt,name=close_time,json=closeTime,proto3" json:"close_time,omitempty"`
+	// Output only. Why it was closed; empty while it is open.
+	CloseReason string `protobuf:"bytes,34,opt,name=close_reason,json=closeReason,proto3" json:"close_reason,omitempty"`
+	// Output only. The reference of the decision or agreement given with the award; empty if none.
+	DecisionReference string `protobuf:"bytes,35,opt,name=decision_reference,json=decisionReference,proto3" json:"decision_reference,omitempty"`
+	// Output only. The beneficiary's legal name given with the award; empty if none.
+	BeneficiaryLegalName string `protobuf:"bytes,36,opt,name=beneficiary_legal_name,json=beneficiaryLegalName,proto3" json:"beneficiary_legal_name,omitempty"`
+	// Output only. The beneficiary's SIRET given with the award; empty if none.
+	BeneficiarySiret string `protobuf:"bytes,37,opt,name=beneficiary_siret,json=beneficiarySiret,proto3" json:"beneficiary_siret,omitempty"`
+	// Output only. The beneficiary's RNA number given with the award; empty if none.
+	BeneficiaryRna string `protobuf:"bytes,38,opt,name=beneficiary_rna,json=beneficiaryRna,proto3" json:"beneficiary_rna,omitempty"`
+	// Output only. The purpose of the award given with it; empty if none.
+	Purpose       string `protobuf:"bytes,39,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +224,76 @@ func (x *Commitment) GetEffectiveTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Commitment) GetPaid() int64 {
+	if x != nil {
+		return x.Paid
+	}
+	return 0
+}
+
+func (x *Commitment) GetRemainingToPay() int64 {
+	if x != nil {
+		return x.RemainingToPay
+	}
+	return 0
+}
+
+func (x *Commitment) GetState() CommitmentState {
+	if x != nil {
+		return x.State
+	}
+	return CommitmentState_COMMITMENT_STATE_UNSPECIFIED
+}
+
+func (x *Commitment) GetCloseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CloseTime
+	}
+	return nil
+}
+
+func (x *Commitment) GetCloseReason() string {
+	if x != nil {
+		return x.CloseReason
+	}
+	return ""
+}
+
+func (x *Commitment) GetDecisionReference() string {
+	if x != nil {
+		return x.DecisionReference
+	}
+	return ""
+}
+
+func (x *Commitment) GetBeneficiaryLegalName() string {
+	if x != nil {
+		return x.BeneficiaryLegalName
+	}
+	return ""
+}
+
+func (x *Commitment) GetBeneficiarySiret() string {
+	if x != nil {
+		return x.BeneficiarySiret
+	}
+	return ""
+}
+
+func (x *Commitment) GetBeneficiaryRna() string {
+	if x != nil {
+		return x.BeneficiaryRna
+	}
+	return ""
+}
+
+func (x *Commitment) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 // CommitRequest is the request of Commit.
 type CommitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -237,6 +331,22 @@ type CommitRequest struct {
 	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
 	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
+	// Optional. For publication (SCDL "subventions" referenceDecision): the reference of the
+	// decision or agreement, at most 200 printable characters.
+	DecisionReference string `protobuf:"bytes,30,opt,name=decision_reference,json=decisionReference,proto3" json:"decision_reference,omitempty"`
+	// Optional. For publication (nomBeneficiaire): the beneficiary's legal name, at most 200
+	// printable characters.
+	BeneficiaryLegalName string `protobuf:"bytes,31,opt,name=beneficiary_legal_name,json=beneficiaryLegalName,proto3" json:"beneficiary_legal_name,omitempty"`
+	// Optional. For publication (idBeneficiaire): the beneficiary's SIRET, 14 digits. The ledger
+	// also checks its key (INVALID_ARGUMENT naming the field): the Luhn sum of the 14 digits is a
+	// multiple of 10 — or, under La Poste's SIREN 356000000, whose establishments are numbered
+	// beyond what that key allows, either that or the digits' plain sum a multiple of 5.
+	BeneficiarySiret string `protobuf:"bytes,32,opt,name=beneficiary_siret,json=beneficiarySiret,proto3" json:"beneficiary_siret,omitempty"`
+	// Optional. For publication (rnaBeneficiaire): the beneficiary's number in the register of
+	// associations (RNA), "W" and 9 digits. An association may give it with or without a SIRET.
+	BeneficiaryRna string `protobuf:"bytes,33,opt,name=beneficiary_rna,json=beneficiaryRna,proto3" json:"beneficiary_rna,omitempty"`
+	// Optional. For publication (objet): what the award is for, at most 256 printable characters.
+	Purpose       string `protobuf:"bytes,34,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -341,6 +451,41 @@ func (x *CommitRequest) GetEffectiveTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CommitRequest) GetDecisionReference() string {
+	if x != nil {
+		return x.DecisionReference
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetBeneficiaryLegalName() string {
+	if x != nil {
+		return x.BeneficiaryLegalName
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetBeneficiarySiret() string {
+	if x != nil {
+		return x.BeneficiarySiret
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetBeneficiaryRna() string {
+	if x != nil {
+		return x.BeneficiaryRna
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 // CommitResponse is the response of Commit.
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -406,12 +551,164 @@ func (x *CommitResponse) GetJournalEntry() string {
 	return ""
 }
 
+// CreatePaymentResponse is the response of CreatePayment (declared here, beside Commitment; the
+// request is in payment.proto).
+type CreatePaymentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The payment as made, with its name.
+	Payment *Payment `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"`
+	// Output only. The commitment right after the payment.
+	Commitment *Commitment `protobuf:"bytes,2,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Output only. The envelope's balances right after the payment.
+	Envelope *Envelope `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. Resource name of the journal entry that recorded the payment,
+	// "journalEntries/{journal_entry}".
+	JournalEntry  string `protobuf:"bytes,4,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePaymentResponse) Reset() {
+	*x = CreatePaymentResponse{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePaymentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePaymentResponse) ProtoMessage() {}
+
+func (x *CreatePaymentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePaymentResponse.ProtoReflect.Descriptor instead.
+func (*CreatePaymentResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreatePaymentResponse) GetPayment() *Payment {
+	if x != nil {
+		return x.Payment
+	}
+	return nil
+}
+
+func (x *CreatePaymentResponse) GetCommitment() *Commitment {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *CreatePaymentResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *CreatePaymentResponse) GetJournalEntry() string {
+	if x != nil {
+		return x.JournalEntry
+	}
+	return ""
+}
+
+// CloseCommitmentResponse is the response of CloseCommitment (declared here, beside Commitment;
+// the request is in payment.proto).
+type CloseCommitmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The commitment as closed.
+	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Output only. The envelope's balances right after the closing.
+	Envelope *Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. What returned to the envelope (what remained to pay), in minor units; 0 when
+	// all was paid.
+	Returned int64 `protobuf:"varint,3,opt,name=returned,proto3" json:"returned,omitempty"`
+	// Output only. Resource name of the journal entry that recorded the closing,
+	// "journalEntries/{journal_entry}".
+	JournalEntry  string `protobuf:"bytes,4,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseCommitmentResponse) Reset() {
+	*x = CloseCommitmentResponse{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseCommitmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseCommitmentResponse) ProtoMessage() {}
+
+func (x *CloseCommitmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseCommitmentResponse.ProtoReflect.Descriptor instead.
+func (*CloseCommitmentResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CloseCommitmentResponse) GetCommitment() *Commitment {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *CloseCommitmentResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *CloseCommitmentResponse) GetReturned() int64 {
+	if x != nil {
+		return x.Returned
+	}
+	return 0
+}
+
+func (x *CloseCommitmentResponse) GetJournalEntry() string {
+	if x != nil {
+		return x.JournalEntry
+	}
+	return ""
+}
+
 // ReleaseRequest is the request of Release.
 type ReleaseRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The commitment, "commitments/{commitment}" (the id is a UUID).
 	Commitment string `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
-	// Required. Amount to return to the envelope, in minor units; at most the remaining amount.
+	// Required. Amount to return to the envelope, in minor units; at most the remaining amount, and
+	// once payments were made at most what remains to pay (remaining_to_pay).
 	Amount int64 `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Required. Why it is released (project abandoned, cost lower than planned...), 1 to 500
 	// printable characters.
@@ -432,7 +729,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[3]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +741,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[3]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +754,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{3}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReleaseRequest) GetCommitment() string {
@@ -514,7 +811,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[4]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +823,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[4]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +836,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{4}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReleaseResponse) GetCommitment() *Commitment {
@@ -596,7 +893,7 @@ type BatchCommitRequest struct {
 
 func (x *BatchCommitRequest) Reset() {
 	*x = BatchCommitRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +905,7 @@ func (x *BatchCommitRequest) String() string {
 func (*BatchCommitRequest) ProtoMessage() {}
 
 func (x *BatchCommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[5]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +918,7 @@ func (x *BatchCommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommitRequest.ProtoReflect.Descriptor instead.
 func (*BatchCommitRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{5}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BatchCommitRequest) GetEnvelope() string {
@@ -683,14 +980,30 @@ type BatchCommitItem struct {
 	Territory string `protobuf:"bytes,6,opt,name=territory,proto3" json:"territory,omitempty"`
 	// Optional. The number of inhabitants of the beneficiary's territory, as
 	// CommitRequest.population: not given and 0 differ.
-	Population    *int64 `protobuf:"varint,7,opt,name=population,proto3,oneof" json:"population,omitempty"`
+	Population *int64 `protobuf:"varint,7,opt,name=population,proto3,oneof" json:"population,omitempty"`
+	// Optional. For publication (SCDL "subventions" referenceDecision): the reference of the
+	// decision or agreement, at most 200 printable characters.
+	DecisionReference string `protobuf:"bytes,30,opt,name=decision_reference,json=decisionReference,proto3" json:"decision_reference,omitempty"`
+	// Optional. For publication (nomBeneficiaire): the beneficiary's legal name, at most 200
+	// printable characters.
+	BeneficiaryLegalName string `protobuf:"bytes,31,opt,name=beneficiary_legal_name,json=beneficiaryLegalName,proto3" json:"beneficiary_legal_name,omitempty"`
+	// Optional. For publication (idBeneficiaire): the beneficiary's SIRET, 14 digits. The ledger
+	// also checks its key (INVALID_ARGUMENT naming the field): the Luhn sum of the 14 digits is a
+	// multiple of 10 — or, under La Poste's SIREN 356000000, whose establishments are numbered
+	// beyond what that key allows, either that or the digits' plain sum a multiple of 5.
+	BeneficiarySiret string `protobuf:"bytes,32,opt,name=beneficiary_siret,json=beneficiarySiret,proto3" json:"beneficiary_siret,omitempty"`
+	// Optional. For publication (rnaBeneficiaire): the beneficiary's number in the register of
+	// associations (RNA), "W" and 9 digits. An association may give it with or without a SIRET.
+	BeneficiaryRna string `protobuf:"bytes,33,opt,name=beneficiary_rna,json=beneficiaryRna,proto3" json:"beneficiary_rna,omitempty"`
+	// Optional. For publication (objet): what the award is for, at most 256 printable characters.
+	Purpose       string `protobuf:"bytes,34,opt,name=purpose,proto3" json:"purpose,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BatchCommitItem) Reset() {
 	*x = BatchCommitItem{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +1015,7 @@ func (x *BatchCommitItem) String() string {
 func (*BatchCommitItem) ProtoMessage() {}
 
 func (x *BatchCommitItem) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +1028,7 @@ func (x *BatchCommitItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommitItem.ProtoReflect.Descriptor instead.
 func (*BatchCommitItem) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{6}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchCommitItem) GetBeneficiary() string {
@@ -767,6 +1080,41 @@ func (x *BatchCommitItem) GetPopulation() int64 {
 	return 0
 }
 
+func (x *BatchCommitItem) GetDecisionReference() string {
+	if x != nil {
+		return x.DecisionReference
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetBeneficiaryLegalName() string {
+	if x != nil {
+		return x.BeneficiaryLegalName
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetBeneficiarySiret() string {
+	if x != nil {
+		return x.BeneficiarySiret
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetBeneficiaryRna() string {
+	if x != nil {
+		return x.BeneficiaryRna
+	}
+	return ""
+}
+
+func (x *BatchCommitItem) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
 // BatchCommitResponse is the response of BatchCommit.
 type BatchCommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -784,7 +1132,7 @@ type BatchCommitResponse struct {
 
 func (x *BatchCommitResponse) Reset() {
 	*x = BatchCommitResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1144,7 @@ func (x *BatchCommitResponse) String() string {
 func (*BatchCommitResponse) ProtoMessage() {}
 
 func (x *BatchCommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1157,7 @@ func (x *BatchCommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommitResponse.ProtoReflect.Descriptor instead.
 func (*BatchCommitResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{7}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BatchCommitResponse) GetResults() []*BatchCommitResult {
@@ -853,7 +1201,7 @@ type BatchCommitResult struct {
 
 func (x *BatchCommitResult) Reset() {
 	*x = BatchCommitResult{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1213,7 @@ func (x *BatchCommitResult) String() string {
 func (*BatchCommitResult) ProtoMessage() {}
 
 func (x *BatchCommitResult) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1226,7 @@ func (x *BatchCommitResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCommitResult.ProtoReflect.Descriptor instead.
 func (*BatchCommitResult) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{8}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BatchCommitResult) GetCommitment() *Commitment {
@@ -911,7 +1259,7 @@ type ItemRefusal struct {
 
 func (x *ItemRefusal) Reset() {
 	*x = ItemRefusal{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1271,7 @@ func (x *ItemRefusal) String() string {
 func (*ItemRefusal) ProtoMessage() {}
 
 func (x *ItemRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[9]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1284,7 @@ func (x *ItemRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemRefusal.ProtoReflect.Descriptor instead.
 func (*ItemRefusal) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{9}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ItemRefusal) GetReason() string {
@@ -971,7 +1319,7 @@ type GetCommitmentRequest struct {
 
 func (x *GetCommitmentRequest) Reset() {
 	*x = GetCommitmentRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1331,7 @@ func (x *GetCommitmentRequest) String() string {
 func (*GetCommitmentRequest) ProtoMessage() {}
 
 func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[10]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1344,7 @@ func (x *GetCommitmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentRequest.ProtoReflect.Descriptor instead.
 func (*GetCommitmentRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{10}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetCommitmentRequest) GetName() string {
@@ -1020,7 +1368,7 @@ type GetCommitmentResponse struct {
 
 func (x *GetCommitmentResponse) Reset() {
 	*x = GetCommitmentResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1380,7 @@ func (x *GetCommitmentResponse) String() string {
 func (*GetCommitmentResponse) ProtoMessage() {}
 
 func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[11]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1393,7 @@ func (x *GetCommitmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCommitmentResponse.ProtoReflect.Descriptor instead.
 func (*GetCommitmentResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{11}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetCommitmentResponse) GetCommitment() *Commitment {
@@ -1076,7 +1424,7 @@ type ListCommitmentsRequest struct {
 
 func (x *ListCommitmentsRequest) Reset() {
 	*x = ListCommitmentsRequest{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1436,7 @@ func (x *ListCommitmentsRequest) String() string {
 func (*ListCommitmentsRequest) ProtoMessage() {}
 
 func (x *ListCommitmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[12]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1449,7 @@ func (x *ListCommitmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListCommitmentsRequest) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{12}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCommitmentsRequest) GetEnvelope() string {
@@ -1145,7 +1493,7 @@ type ListCommitmentsResponse struct {
 
 func (x *ListCommitmentsResponse) Reset() {
 	*x = ListCommitmentsResponse{}
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1505,7 @@ func (x *ListCommitmentsResponse) String() string {
 func (*ListCommitmentsResponse) ProtoMessage() {}
 
 func (x *ListCommitmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_commitment_proto_msgTypes[13]
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1518,7 @@ func (x *ListCommitmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCommitmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListCommitmentsResponse) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{13}
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListCommitmentsResponse) GetCommitments() []*Commitment {
@@ -1191,7 +1539,7 @@ var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x05\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1dbudgetledger/v1/payment.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\t\n" +
 	"\n" +
 	"Commitment\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
@@ -1214,9 +1562,20 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
 	"population\x18\x0e \x01(\x03B\x03\xe0A\x03R\n" +
 	"population\x12F\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime:Y\xeaAV\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\x12\x17\n" +
+	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
+	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x12;\n" +
+	"\x05state\x18  \x01(\x0e2 .budgetledger.v1.CommitmentStateB\x03\xe0A\x03R\x05state\x12>\n" +
+	"\n" +
+	"close_time\x18! \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\tcloseTime\x12&\n" +
+	"\fclose_reason\x18\" \x01(\tB\x03\xe0A\x03R\vcloseReason\x122\n" +
+	"\x12decision_reference\x18# \x01(\tB\x03\xe0A\x03R\x11decisionReference\x129\n" +
+	"\x16beneficiary_legal_name\x18$ \x01(\tB\x03\xe0A\x03R\x14beneficiaryLegalName\x120\n" +
+	"\x11beneficiary_siret\x18% \x01(\tB\x03\xe0A\x03R\x10beneficiarySiret\x12,\n" +
+	"\x0fbeneficiary_rna\x18& \x01(\tB\x03\xe0A\x03R\x0ebeneficiaryRna\x12\x1d\n" +
+	"\apurpose\x18' \x01(\tB\x03\xe0A\x03R\apurpose:Y\xeaAV\n" +
 	"!budgetledger.github.io/Commitment\x12\x18commitments/{commitment}*\vcommitments2\n" +
-	"commitment\"\xdd\x05\n" +
+	"commitment\"\xd0\b\n" +
 	"\rCommitRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12E\n" +
@@ -1234,7 +1593,13 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"population\x18\t \x01(\x03B\n" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\n" +
 	"population\x88\x01\x01\x12h\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTimeB\x10\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12O\n" +
+	"\x12decision_reference\x18\x1e \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x11decisionReference\x12V\n" +
+	"\x16beneficiary_legal_name\x18\x1f \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x14beneficiaryLegalName\x12G\n" +
+	"\x11beneficiary_siret\x18  \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\x0e2\v^[0-9]{14}$R\x10beneficiarySiret\x12C\n" +
+	"\x0fbeneficiary_rna\x18! \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\n" +
+	"2\v^W[0-9]{9}$R\x0ebeneficiaryRna\x12:\n" +
+	"\apurpose\x18\" \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\x80\x022\x13^[^\\x00-\\x1f\\x7f]*$R\apurposeB\x10\n" +
 	"\x0e_eligible_costB\r\n" +
 	"\v_population\"\xe0\x01\n" +
 	"\x0eCommitResponse\x12@\n" +
@@ -1243,6 +1608,22 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"commitment\x12:\n" +
 	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
 	"\rjournal_entry\x18\x03 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xa0\x02\n" +
+	"\x15CreatePaymentResponse\x127\n" +
+	"\apayment\x18\x01 \x01(\v2\x18.budgetledger.v1.PaymentB\x03\xe0A\x03R\apayment\x12@\n" +
+	"\n" +
+	"commitment\x18\x02 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12:\n" +
+	"\benvelope\x18\x03 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
+	"\rjournal_entry\x18\x04 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\x8a\x02\n" +
+	"\x17CloseCommitmentResponse\x12@\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12:\n" +
+	"\benvelope\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12\x1f\n" +
+	"\breturned\x18\x03 \x01(\x03B\x03\xe0A\x03R\breturned\x12P\n" +
+	"\rjournal_entry\x18\x04 \x01(\tB+\xe0A\x03\xfaA%\n" +
 	"#budgetledger.github.io/JournalEntryR\fjournalEntry\"\xb4\x03\n" +
 	"\x0eReleaseRequest\x12\x9d\x01\n" +
 	"\n" +
@@ -1270,7 +1651,7 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\x0eall_or_nothing\x18\x03 \x01(\bB\x03\xe0A\x01R\fallOrNothing\x127\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xc7\x03\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xba\x06\n" +
 	"\x0fBatchCommitItem\x12E\n" +
 	"\vbeneficiary\x18\x01 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vbeneficiary\x12=\n" +
 	"\aproject\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\aproject\x12\"\n" +
@@ -1283,7 +1664,13 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
 	"population\x18\a \x01(\x03B\n" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00H\x01R\n" +
-	"population\x88\x01\x01B\x10\n" +
+	"population\x88\x01\x01\x12O\n" +
+	"\x12decision_reference\x18\x1e \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x11decisionReference\x12V\n" +
+	"\x16beneficiary_legal_name\x18\x1f \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x14beneficiaryLegalName\x12G\n" +
+	"\x11beneficiary_siret\x18  \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\x0e2\v^[0-9]{14}$R\x10beneficiarySiret\x12C\n" +
+	"\x0fbeneficiary_rna\x18! \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\n" +
+	"2\v^W[0-9]{9}$R\x0ebeneficiaryRna\x12:\n" +
+	"\apurpose\x18\" \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\x80\x022\x13^[^\\x00-\\x1f\\x7f]*$R\apurposeB\x10\n" +
 	"\x0e_eligible_costB\r\n" +
 	"\v_population\"\xea\x01\n" +
 	"\x13BatchCommitResponse\x12A\n" +
@@ -1320,13 +1707,16 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8a\x01\n" +
 	"\x17ListCommitmentsResponse\x12B\n" +
 	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\vcommitments\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xcc\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xef\x05\n" +
 	"\x11CommitmentService\x12I\n" +
 	"\x06Commit\x12\x1e.budgetledger.v1.CommitRequest\x1a\x1f.budgetledger.v1.CommitResponse\x12L\n" +
 	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12X\n" +
 	"\vBatchCommit\x12#.budgetledger.v1.BatchCommitRequest\x1a$.budgetledger.v1.BatchCommitResponse\x12^\n" +
 	"\rGetCommitment\x12%.budgetledger.v1.GetCommitmentRequest\x1a&.budgetledger.v1.GetCommitmentResponse\x12d\n" +
-	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponse\x12^\n" +
+	"\rCreatePayment\x12%.budgetledger.v1.CreatePaymentRequest\x1a&.budgetledger.v1.CreatePaymentResponse\x12[\n" +
+	"\fListPayments\x12$.budgetledger.v1.ListPaymentsRequest\x1a%.budgetledger.v1.ListPaymentsResponse\x12d\n" +
+	"\x0fCloseCommitment\x12'.budgetledger.v1.CloseCommitmentRequest\x1a(.budgetledger.v1.CloseCommitmentResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_commitment_proto_rawDescOnce sync.Once
@@ -1340,61 +1730,82 @@ func file_budgetledger_v1_commitment_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_commitment_proto_rawDescData
 }
 
-var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*Commitment)(nil),              // 0: budgetledger.v1.Commitment
 	(*CommitRequest)(nil),           // 1: budgetledger.v1.CommitRequest
 	(*CommitResponse)(nil),          // 2: budgetledger.v1.CommitResponse
-	(*ReleaseRequest)(nil),          // 3: budgetledger.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),         // 4: budgetledger.v1.ReleaseResponse
-	(*BatchCommitRequest)(nil),      // 5: budgetledger.v1.BatchCommitRequest
-	(*BatchCommitItem)(nil),         // 6: budgetledger.v1.BatchCommitItem
-	(*BatchCommitResponse)(nil),     // 7: budgetledger.v1.BatchCommitResponse
-	(*BatchCommitResult)(nil),       // 8: budgetledger.v1.BatchCommitResult
-	(*ItemRefusal)(nil),             // 9: budgetledger.v1.ItemRefusal
-	(*GetCommitmentRequest)(nil),    // 10: budgetledger.v1.GetCommitmentRequest
-	(*GetCommitmentResponse)(nil),   // 11: budgetledger.v1.GetCommitmentResponse
-	(*ListCommitmentsRequest)(nil),  // 12: budgetledger.v1.ListCommitmentsRequest
-	(*ListCommitmentsResponse)(nil), // 13: budgetledger.v1.ListCommitmentsResponse
-	nil,                             // 14: budgetledger.v1.ItemRefusal.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(*Envelope)(nil),                // 16: budgetledger.v1.Envelope
+	(*CreatePaymentResponse)(nil),   // 3: budgetledger.v1.CreatePaymentResponse
+	(*CloseCommitmentResponse)(nil), // 4: budgetledger.v1.CloseCommitmentResponse
+	(*ReleaseRequest)(nil),          // 5: budgetledger.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),         // 6: budgetledger.v1.ReleaseResponse
+	(*BatchCommitRequest)(nil),      // 7: budgetledger.v1.BatchCommitRequest
+	(*BatchCommitItem)(nil),         // 8: budgetledger.v1.BatchCommitItem
+	(*BatchCommitResponse)(nil),     // 9: budgetledger.v1.BatchCommitResponse
+	(*BatchCommitResult)(nil),       // 10: budgetledger.v1.BatchCommitResult
+	(*ItemRefusal)(nil),             // 11: budgetledger.v1.ItemRefusal
+	(*GetCommitmentRequest)(nil),    // 12: budgetledger.v1.GetCommitmentRequest
+	(*GetCommitmentResponse)(nil),   // 13: budgetledger.v1.GetCommitmentResponse
+	(*ListCommitmentsRequest)(nil),  // 14: budgetledger.v1.ListCommitmentsRequest
+	(*ListCommitmentsResponse)(nil), // 15: budgetledger.v1.ListCommitmentsResponse
+	nil,                             // 16: budgetledger.v1.ItemRefusal.MetadataEntry
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(CommitmentState)(0),            // 18: budgetledger.v1.CommitmentState
+	(*Envelope)(nil),                // 19: budgetledger.v1.Envelope
+	(*Payment)(nil),                 // 20: budgetledger.v1.Payment
+	(*CreatePaymentRequest)(nil),    // 21: budgetledger.v1.CreatePaymentRequest
+	(*ListPaymentsRequest)(nil),     // 22: budgetledger.v1.ListPaymentsRequest
+	(*CloseCommitmentRequest)(nil),  // 23: budgetledger.v1.CloseCommitmentRequest
+	(*ListPaymentsResponse)(nil),    // 24: budgetledger.v1.ListPaymentsResponse
 }
 var file_budgetledger_v1_commitment_proto_depIdxs = []int32{
-	15, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
-	15, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
-	15, // 2: budgetledger.v1.Commitment.effective_time:type_name -> google.protobuf.Timestamp
-	15, // 3: budgetledger.v1.CommitRequest.effective_time:type_name -> google.protobuf.Timestamp
-	0,  // 4: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 5: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
-	15, // 6: budgetledger.v1.ReleaseRequest.effective_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 8: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
-	15, // 9: budgetledger.v1.ReleaseResponse.effective_time:type_name -> google.protobuf.Timestamp
-	6,  // 10: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
-	15, // 11: budgetledger.v1.BatchCommitRequest.effective_time:type_name -> google.protobuf.Timestamp
-	8,  // 12: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
-	16, // 13: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
-	0,  // 14: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
-	9,  // 15: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
-	14, // 16: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
-	0,  // 17: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
-	0,  // 18: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
-	1,  // 19: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
-	3,  // 20: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
-	5,  // 21: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
-	10, // 22: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
-	12, // 23: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
-	2,  // 24: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
-	4,  // 25: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
-	7,  // 26: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
-	11, // 27: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
-	13, // 28: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	17, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
+	17, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
+	17, // 2: budgetledger.v1.Commitment.effective_time:type_name -> google.protobuf.Timestamp
+	18, // 3: budgetledger.v1.Commitment.state:type_name -> budgetledger.v1.CommitmentState
+	17, // 4: budgetledger.v1.Commitment.close_time:type_name -> google.protobuf.Timestamp
+	17, // 5: budgetledger.v1.CommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
+	19, // 7: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	20, // 8: budgetledger.v1.CreatePaymentResponse.payment:type_name -> budgetledger.v1.Payment
+	0,  // 9: budgetledger.v1.CreatePaymentResponse.commitment:type_name -> budgetledger.v1.Commitment
+	19, // 10: budgetledger.v1.CreatePaymentResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 11: budgetledger.v1.CloseCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
+	19, // 12: budgetledger.v1.CloseCommitmentResponse.envelope:type_name -> budgetledger.v1.Envelope
+	17, // 13: budgetledger.v1.ReleaseRequest.effective_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
+	19, // 15: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
+	17, // 16: budgetledger.v1.ReleaseResponse.effective_time:type_name -> google.protobuf.Timestamp
+	8,  // 17: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
+	17, // 18: budgetledger.v1.BatchCommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	10, // 19: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
+	19, // 20: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	0,  // 21: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
+	11, // 22: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
+	16, // 23: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
+	0,  // 24: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
+	0,  // 25: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
+	1,  // 26: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
+	5,  // 27: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
+	7,  // 28: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
+	12, // 29: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
+	14, // 30: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
+	21, // 31: budgetledger.v1.CommitmentService.CreatePayment:input_type -> budgetledger.v1.CreatePaymentRequest
+	22, // 32: budgetledger.v1.CommitmentService.ListPayments:input_type -> budgetledger.v1.ListPaymentsRequest
+	23, // 33: budgetledger.v1.CommitmentService.CloseCommitment:input_type -> budgetledger.v1.CloseCommitmentRequest
+	2,  // 34: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
+	6,  // 35: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
+	9,  // 36: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
+	13, // 37: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
+	15, // 38: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
+	3,  // 39: budgetledger.v1.CommitmentService.CreatePayment:output_type -> budgetledger.v1.CreatePaymentResponse
+	24, // 40: budgetledger.v1.CommitmentService.ListPayments:output_type -> budgetledger.v1.ListPaymentsResponse
+	4,  // 41: budgetledger.v1.CommitmentService.CloseCommitment:output_type -> budgetledger.v1.CloseCommitmentResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_commitment_proto_init() }
@@ -1403,15 +1814,16 @@ func file_budgetledger_v1_commitment_proto_init() {
 		return
 	}
 	file_budgetledger_v1_envelope_proto_init()
+	file_budgetledger_v1_payment_proto_init()
 	file_budgetledger_v1_commitment_proto_msgTypes[1].OneofWrappers = []any{}
-	file_budgetledger_v1_commitment_proto_msgTypes[6].OneofWrappers = []any{}
+	file_budgetledger_v1_commitment_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_commitment_proto_rawDesc), len(file_budgetledger_v1_commitment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,9 @@ const (
 	CommitmentService_BatchCommit_FullMethodName     = "/budgetledger.v1.CommitmentService/BatchCommit"
 	CommitmentService_GetCommitment_FullMethodName   = "/budgetledger.v1.CommitmentService/GetCommitment"
 	CommitmentService_ListCommitments_FullMethodName = "/budgetledger.v1.CommitmentService/ListCommitments"
+	CommitmentService_CreatePayment_FullMethodName   = "/budgetledger.v1.CommitmentService/CreatePayment"
+	CommitmentService_ListPayments_FullMethodName    = "/budgetledger.v1.CommitmentService/ListPayments"
+	CommitmentService_CloseCommitment_FullMethodName = "/budgetledger.v1.CommitmentService/CloseCommitment"
 )
 
 // CommitmentServiceClient is the client API for CommitmentService service.
@@ -51,8 +54,13 @@ type CommitmentServiceClient interface {
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
+	// What was paid cannot be returned: a release of a commitment partly paid is at most what
+	// remains to pay; a closed commitment takes no release.
+	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+	// RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
+	// COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
@@ -73,6 +81,28 @@ type CommitmentServiceClient interface {
 	//
 	// Errors: INVALID_PAGE_TOKEN.
 	ListCommitments(ctx context.Context, in *ListCommitmentsRequest, opts ...grpc.CallOption) (*ListCommitmentsResponse, error)
+	// CreatePayment pays part of a commitment (an advance, an instalment, the balance), never more
+	// than what remains to pay. The money leaves the ledger for good (journal account
+	// "external/payments", entry kind PAID): it stays committed on the commitment and its envelope
+	// (paid, part of committed), and can no longer be released. Returns the payment, the
+	// commitment and the envelope right after it.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
+	// remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
+	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+	CreatePayment(ctx context.Context, in *CreatePaymentRequest, opts ...grpc.CallOption) (*CreatePaymentResponse, error)
+	// ListPayments lists a commitment's payments, oldest first.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, INVALID_PAGE_TOKEN.
+	ListPayments(ctx context.Context, in *ListPaymentsRequest, opts ...grpc.CallOption) (*ListPaymentsResponse, error)
+	// CloseCommitment ends a commitment's life, after its last payment: what remains to pay returns
+	// to the envelope in one journal entry (kind COMMITMENT_CLOSED, without postings when all was
+	// paid), counted as released, and the commitment takes no payment, release or closing after
+	// it.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	CloseCommitment(ctx context.Context, in *CloseCommitmentRequest, opts ...grpc.CallOption) (*CloseCommitmentResponse, error)
 }
 
 type commitmentServiceClient struct {
@@ -133,6 +163,36 @@ func (c *commitmentServiceClient) ListCommitments(ctx context.Context, in *ListC
 	return out, nil
 }
 
+func (c *commitmentServiceClient) CreatePayment(ctx context.Context, in *CreatePaymentRequest, opts ...grpc.CallOption) (*CreatePaymentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePaymentResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_CreatePayment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) ListPayments(ctx context.Context, in *ListPaymentsRequest, opts ...grpc.CallOption) (*ListPaymentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPaymentsResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_ListPayments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) CloseCommitment(ctx context.Context, in *CloseCommitmentRequest, opts ...grpc.CallOption) (*CloseCommitmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseCommitmentResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_CloseCommitment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommitmentServiceServer is the server API for CommitmentService service.
 // All implementations must embed UnimplementedCommitmentServiceServer
 // for forward compatibility.
@@ -158,8 +218,13 @@ type CommitmentServiceServer interface {
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// Release returns part or all of a commitment's remaining amount to its envelope.
 	//
+	// What was paid cannot be returned: a release of a commitment partly paid is at most what
+	// remains to pay; a closed commitment takes no release.
+	//
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+	// RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
+	// COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
@@ -180,6 +245,28 @@ type CommitmentServiceServer interface {
 	//
 	// Errors: INVALID_PAGE_TOKEN.
 	ListCommitments(context.Context, *ListCommitmentsRequest) (*ListCommitmentsResponse, error)
+	// CreatePayment pays part of a commitment (an advance, an instalment, the balance), never more
+	// than what remains to pay. The money leaves the ledger for good (journal account
+	// "external/payments", entry kind PAID): it stays committed on the commitment and its envelope
+	// (paid, part of committed), and can no longer be released. Returns the payment, the
+	// commitment and the envelope right after it.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
+	// remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
+	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+	CreatePayment(context.Context, *CreatePaymentRequest) (*CreatePaymentResponse, error)
+	// ListPayments lists a commitment's payments, oldest first.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, INVALID_PAGE_TOKEN.
+	ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error)
+	// CloseCommitment ends a commitment's life, after its last payment: what remains to pay returns
+	// to the envelope in one journal entry (kind COMMITMENT_CLOSED, without postings when all was
+	// paid), counted as released, and the commitment takes no payment, release or closing after
+	// it.
+	//
+	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error)
 	mustEmbedUnimplementedCommitmentServiceServer()
 }
 
@@ -204,6 +291,15 @@ func (UnimplementedCommitmentServiceServer) GetCommitment(context.Context, *GetC
 }
 func (UnimplementedCommitmentServiceServer) ListCommitments(context.Context, *ListCommitmentsRequest) (*ListCommitmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCommitments not implemented")
+}
+func (UnimplementedCommitmentServiceServer) CreatePayment(context.Context, *CreatePaymentRequest) (*CreatePaymentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePayment not implemented")
+}
+func (UnimplementedCommitmentServiceServer) ListPayments(context.Context, *ListPaymentsRequest) (*ListPaymentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPayments not implemented")
+}
+func (UnimplementedCommitmentServiceServer) CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseCommitment not implemented")
 }
 func (UnimplementedCommitmentServiceServer) mustEmbedUnimplementedCommitmentServiceServer() {}
 func (UnimplementedCommitmentServiceServer) testEmbeddedByValue()                           {}
@@ -316,6 +412,60 @@ func _CommitmentService_ListCommitments_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommitmentService_CreatePayment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePaymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).CreatePayment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_CreatePayment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).CreatePayment(ctx, req.(*CreatePaymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_ListPayments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPaymentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).ListPayments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_ListPayments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).ListPayments(ctx, req.(*ListPaymentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_CloseCommitment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseCommitmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).CloseCommitment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_CloseCommitment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).CloseCommitment(ctx, req.(*CloseCommitmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommitmentService_ServiceDesc is the grpc.ServiceDesc for CommitmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -342,6 +492,18 @@ var CommitmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCommitments",
 			Handler:    _CommitmentService_ListCommitments_Handler,
+		},
+		{
+			MethodName: "CreatePayment",
+			Handler:    _CommitmentService_CreatePayment_Handler,
+		},
+		{
+			MethodName: "ListPayments",
+			Handler:    _CommitmentService_ListPayments_Handler,
+		},
+		{
+			MethodName: "CloseCommitment",
+			Handler:    _CommitmentService_CloseCommitment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -89,9 +89,19 @@ type Envelope struct {
 	// MoveAllocationRequest.etag (or destination_etag) so that the move is refused with ABORTED,
 	// reason ETAG_MISMATCH, if the envelope changed since it was read. Compare etags only for
 	// equality; their form may change.
-	Etag          string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Etag string `protobuf:"bytes,60,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Output only. What its commitments paid (décaissé), in minor units; part of committed.
+	Paid int64 `protobuf:"varint,30,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Output only. What its commitments still have to pay (reste à payer): committed - paid.
+	RemainingToPay int64 `protobuf:"varint,31,opt,name=remaining_to_pay,json=remainingToPay,proto3" json:"remaining_to_pay,omitempty"`
+	// Output only. For publication (SCDL nomAttribuant), on a root envelope: the granting body's
+	// name, as given at creation; empty if none (and on a child, whose is its root's).
+	GrantingBodyName string `protobuf:"bytes,32,opt,name=granting_body_name,json=grantingBodyName,proto3" json:"granting_body_name,omitempty"`
+	// Output only. For publication (idAttribuant), on a root envelope: the granting body's SIRET;
+	// empty if none.
+	GrantingBodySiret string `protobuf:"bytes,33,opt,name=granting_body_siret,json=grantingBodySiret,proto3" json:"granting_body_siret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -229,6 +239,34 @@ func (x *Envelope) GetEtag() string {
 	return ""
 }
 
+func (x *Envelope) GetPaid() int64 {
+	if x != nil {
+		return x.Paid
+	}
+	return 0
+}
+
+func (x *Envelope) GetRemainingToPay() int64 {
+	if x != nil {
+		return x.RemainingToPay
+	}
+	return 0
+}
+
+func (x *Envelope) GetGrantingBodyName() string {
+	if x != nil {
+		return x.GrantingBodyName
+	}
+	return ""
+}
+
+func (x *Envelope) GetGrantingBodySiret() string {
+	if x != nil {
+		return x.GrantingBodySiret
+	}
+	return ""
+}
+
 // CreateEnvelopeRequest is the request of CreateEnvelope.
 //
 // aip.dev/not-precedent: the fields are flat rather than an Envelope plus envelope_id (AIP-133),
@@ -265,8 +303,15 @@ type CreateEnvelopeRequest struct {
 	// clock-skew allowance, leave it unset to mean now) nor before the effective_time of an
 	// envelope it posts to (EFFECTIVE_TIME_BEFORE_ENVELOPE). See docs/dates.md.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Optional. For publication (SCDL nomAttribuant), on a root envelope only: the name of the body
+	// granting its money, at most 200 printable characters. Given for a child envelope, it is
+	// refused (INVALID_ARGUMENT): a child's granting body is its root's.
+	GrantingBodyName string `protobuf:"bytes,30,opt,name=granting_body_name,json=grantingBodyName,proto3" json:"granting_body_name,omitempty"`
+	// Optional. For publication (idAttribuant), on a root envelope only: the granting body's SIRET,
+	// 14 digits, its key checked by the ledger as CommitRequest.beneficiary_siret's.
+	GrantingBodySiret string `protobuf:"bytes,31,opt,name=granting_body_siret,json=grantingBodySiret,proto3" json:"granting_body_siret,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateEnvelopeRequest) Reset() {
@@ -346,6 +391,20 @@ func (x *CreateEnvelopeRequest) GetEffectiveTime() *timestamppb.Timestamp {
 		return x.EffectiveTime
 	}
 	return nil
+}
+
+func (x *CreateEnvelopeRequest) GetGrantingBodyName() string {
+	if x != nil {
+		return x.GrantingBodyName
+	}
+	return ""
+}
+
+func (x *CreateEnvelopeRequest) GetGrantingBodySiret() string {
+	if x != nil {
+		return x.GrantingBodySiret
+	}
+	return ""
 }
 
 // CreateEnvelopeResponse is the response of CreateEnvelope.
@@ -1485,7 +1544,7 @@ var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x06\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\a\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1507,8 +1566,12 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"updateTime\x12F\n" +
 	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\reffectiveTime\x12S\n" +
 	"\x15latest_effective_time\x18) \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\x13latestEffectiveTime\x12\x17\n" +
-	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag:O\xeaAL\n" +
-	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xe0\x0e\n" +
+	"\x04etag\x18< \x01(\tB\x03\xe0A\x03R\x04etag\x12\x17\n" +
+	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
+	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x121\n" +
+	"\x12granting_body_name\x18  \x01(\tB\x03\xe0A\x03R\x10grantingBodyName\x123\n" +
+	"\x13granting_body_siret\x18! \x01(\tB\x03\xe0A\x03R\x11grantingBodySiret:O\xeaAL\n" +
+	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xfc\x0f\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
 	"envelopeId\x12o\n" +
@@ -1528,7 +1591,9 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"this in ['AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HRK', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XCG', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL']\xd8\x01\x01R\fcurrencyCode\x127\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\"\xde\x01\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12N\n" +
+	"\x12granting_body_name\x18\x1e \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x10grantingBodyName\x12J\n" +
+	"\x13granting_body_siret\x18\x1f \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\x0e2\v^[0-9]{14}$R\x11grantingBodySiret\"\xde\x01\n" +
 	"\x16CreateEnvelopeResponse\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x126\n" +
 	"\x06parent\x18\x02 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\x06parent\x12P\n" +

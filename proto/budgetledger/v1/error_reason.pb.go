@@ -123,6 +123,16 @@ const (
 	// RESOURCE_EXHAUSTED: a verification is already running on this server, which runs one at a
 	// time; poll it, then start another. Metadata: verification (the running one).
 	ErrorReason_ERROR_REASON_VERIFICATION_RUNNING ErrorReason = 62
+	// FAILED_PRECONDITION: the commitment was closed (CloseCommitment); it takes no payment,
+	// release or closing. Metadata: commitment, close_time.
+	ErrorReason_ERROR_REASON_COMMITMENT_CLOSED ErrorReason = 30
+	// FAILED_PRECONDITION: a payment larger than what remains to pay on the commitment. Metadata:
+	// commitment, remaining_to_pay, paid, requested, currency_code.
+	ErrorReason_ERROR_REASON_PAYMENT_EXCEEDS_REMAINING ErrorReason = 31
+	// FAILED_PRECONDITION: a release of a partly paid commitment larger than what remains to pay:
+	// what was paid cannot be returned. Metadata: commitment, remaining, paid, remaining_to_pay,
+	// requested.
+	ErrorReason_ERROR_REASON_RELEASE_EXCEEDS_UNPAID ErrorReason = 32
 )
 
 // Enum value maps for ErrorReason.
@@ -157,6 +167,9 @@ var (
 		60: "ERROR_REASON_ETAG_MISMATCH",
 		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
 		62: "ERROR_REASON_VERIFICATION_RUNNING",
+		30: "ERROR_REASON_COMMITMENT_CLOSED",
+		31: "ERROR_REASON_PAYMENT_EXCEEDS_REMAINING",
+		32: "ERROR_REASON_RELEASE_EXCEEDS_UNPAID",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                      0,
@@ -188,6 +201,9 @@ var (
 		"ERROR_REASON_ETAG_MISMATCH":                    60,
 		"ERROR_REASON_VERIFICATION_NOT_FOUND":           61,
 		"ERROR_REASON_VERIFICATION_RUNNING":             62,
+		"ERROR_REASON_COMMITMENT_CLOSED":                30,
+		"ERROR_REASON_PAYMENT_EXCEEDS_REMAINING":        31,
+		"ERROR_REASON_RELEASE_EXCEEDS_UNPAID":           32,
 	}
 )
 
@@ -222,7 +238,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xcc\b\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xc5\t\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -253,7 +269,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+\x12\x1e\n" +
 	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
 	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
-	"!ERROR_REASON_VERIFICATION_RUNNING\x10>BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12\"\n" +
+	"\x1eERROR_REASON_COMMITMENT_CLOSED\x10\x1e\x12*\n" +
+	"&ERROR_REASON_PAYMENT_EXCEEDS_REMAINING\x10\x1f\x12'\n" +
+	"#ERROR_REASON_RELEASE_EXCEEDS_UNPAID\x10 BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

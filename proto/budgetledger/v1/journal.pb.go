@@ -47,18 +47,26 @@ const (
 	// An envelope was given a new rule set (SetEnvelopeRules); it moves no money and has no
 	// postings.
 	EntryKind_ENTRY_KIND_RULES_CHANGED EntryKind = 6
+	// Part of a commitment was paid (CreatePayment): from the commitment to "external/payments",
+	// out of the ledger. Its memo is the payment's name.
+	EntryKind_ENTRY_KIND_PAID EntryKind = 30
+	// A commitment was closed (CloseCommitment): its unpaid rest returned to its envelope; no
+	// postings when all was paid. Its memo names the commitment and the reason.
+	EntryKind_ENTRY_KIND_COMMITMENT_CLOSED EntryKind = 31
 )
 
 // Enum value maps for EntryKind.
 var (
 	EntryKind_name = map[int32]string{
-		0: "ENTRY_KIND_UNSPECIFIED",
-		1: "ENTRY_KIND_ENVELOPE_FUNDED",
-		2: "ENTRY_KIND_ENVELOPE_ALLOCATED",
-		3: "ENTRY_KIND_ALLOCATION_MOVED",
-		4: "ENTRY_KIND_COMMITTED",
-		5: "ENTRY_KIND_RELEASED",
-		6: "ENTRY_KIND_RULES_CHANGED",
+		0:  "ENTRY_KIND_UNSPECIFIED",
+		1:  "ENTRY_KIND_ENVELOPE_FUNDED",
+		2:  "ENTRY_KIND_ENVELOPE_ALLOCATED",
+		3:  "ENTRY_KIND_ALLOCATION_MOVED",
+		4:  "ENTRY_KIND_COMMITTED",
+		5:  "ENTRY_KIND_RELEASED",
+		6:  "ENTRY_KIND_RULES_CHANGED",
+		30: "ENTRY_KIND_PAID",
+		31: "ENTRY_KIND_COMMITMENT_CLOSED",
 	}
 	EntryKind_value = map[string]int32{
 		"ENTRY_KIND_UNSPECIFIED":        0,
@@ -68,6 +76,8 @@ var (
 		"ENTRY_KIND_COMMITTED":          4,
 		"ENTRY_KIND_RELEASED":           5,
 		"ENTRY_KIND_RULES_CHANGED":      6,
+		"ENTRY_KIND_PAID":               30,
+		"ENTRY_KIND_COMMITMENT_CLOSED":  31,
 	}
 )
 
@@ -468,7 +478,7 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\"\x96\x01\n" +
 	"\x1aListJournalEntriesResponse\x12K\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\xdc\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\x93\x02\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +
@@ -476,7 +486,9 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x1bENTRY_KIND_ALLOCATION_MOVED\x10\x03\x12\x18\n" +
 	"\x14ENTRY_KIND_COMMITTED\x10\x04\x12\x17\n" +
 	"\x13ENTRY_KIND_RELEASED\x10\x05\x12\x1c\n" +
-	"\x18ENTRY_KIND_RULES_CHANGED\x10\x062\x7f\n" +
+	"\x18ENTRY_KIND_RULES_CHANGED\x10\x06\x12\x13\n" +
+	"\x0fENTRY_KIND_PAID\x10\x1e\x12 \n" +
+	"\x1cENTRY_KIND_COMMITMENT_CLOSED\x10\x1f2\x7f\n" +
 	"\x0eJournalService\x12m\n" +
 	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

@@ -47,6 +47,15 @@ func TestMaxResponseSizeCoversLargestBatchCommit(t *testing.T) {
 		"budgetledger.v1.Envelope.display_name":    longest(maxLen(create, "display_name")),
 		"budgetledger.v1.Envelope.currency_code":   "EUR",
 		"budgetledger.v1.Envelope.etag":            strings.Repeat("A", 16), // core.EnvelopeETag: 12 bytes in base64url
+		// Closing and publication (issue 13): a closing's reason is a release reason's length.
+		"budgetledger.v1.Commitment.close_reason":           longest(maxLen((&pb.CloseCommitmentRequest{}).ProtoReflect().Descriptor(), "reason")),
+		"budgetledger.v1.Commitment.decision_reference":     longest(maxLen(item, "decision_reference")),
+		"budgetledger.v1.Commitment.beneficiary_legal_name": longest(maxLen(item, "beneficiary_legal_name")),
+		"budgetledger.v1.Commitment.beneficiary_siret":      strings.Repeat("9", maxLen(item, "beneficiary_siret")),
+		"budgetledger.v1.Commitment.beneficiary_rna":        "W" + strings.Repeat("9", maxLen(item, "beneficiary_rna")-1),
+		"budgetledger.v1.Commitment.purpose":                longest(maxLen(item, "purpose")),
+		"budgetledger.v1.Envelope.granting_body_name":       longest(maxLen(create, "granting_body_name")),
+		"budgetledger.v1.Envelope.granting_body_siret":      strings.Repeat("9", maxLen(create, "granting_body_siret")),
 	}
 	result := &pb.BatchCommitResult{Commitment: &pb.Commitment{}}
 	fillLongest(t, result.GetCommitment().ProtoReflect(), strs)
@@ -97,6 +106,9 @@ func fillLongest(t *testing.T, m protoreflect.Message, strs map[protoreflect.Ful
 			m.Set(fd, protoreflect.ValueOfInt64(-1))
 		case fd.Kind() == protoreflect.Int32Kind:
 			m.Set(fd, protoreflect.ValueOfInt32(-1))
+		case fd.Kind() == protoreflect.EnumKind:
+			values := fd.Enum().Values()
+			m.Set(fd, protoreflect.ValueOfEnum(values.Get(values.Len()-1).Number()))
 		case fd.Kind() == protoreflect.BoolKind:
 			m.Set(fd, protoreflect.ValueOfBool(true))
 		case fd.Message() != nil && fd.Message().FullName() == "google.protobuf.Timestamp":

@@ -300,7 +300,8 @@ type ReportFigures struct {
 	Awarded int64 `protobuf:"varint,2,opt,name=awarded,proto3" json:"awarded,omitempty"`
 	// Output only. What the awards still hold: awarded - released.
 	Committed int64 `protobuf:"varint,3,opt,name=committed,proto3" json:"committed,omitempty"`
-	// Output only. What was released from the awards.
+	// Output only. What was released from the awards (closings' returns of the unpaid rest
+	// included).
 	Released int64 `protobuf:"varint,4,opt,name=released,proto3" json:"released,omitempty"`
 	// Output only. What is free to commit (rolled up: in the envelope and all its descendants).
 	Available int64 `protobuf:"varint,5,opt,name=available,proto3" json:"available,omitempty"`
@@ -309,8 +310,12 @@ type ReportFigures struct {
 	// Output only. The number of distinct beneficiaries of those awards (rolled up: across the
 	// descendants).
 	BeneficiaryCount int64 `protobuf:"varint,7,opt,name=beneficiary_count,json=beneficiaryCount,proto3" json:"beneficiary_count,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Output only. What was paid out of the awards (décaissé); part of committed (engagé).
+	Paid int64 `protobuf:"varint,30,opt,name=paid,proto3" json:"paid,omitempty"`
+	// Output only. What the awards still have to pay (reste à payer): committed - paid.
+	RemainingToPay int64 `protobuf:"varint,31,opt,name=remaining_to_pay,json=remainingToPay,proto3" json:"remaining_to_pay,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReportFigures) Reset() {
@@ -392,6 +397,20 @@ func (x *ReportFigures) GetBeneficiaryCount() int64 {
 	return 0
 }
 
+func (x *ReportFigures) GetPaid() int64 {
+	if x != nil {
+		return x.Paid
+	}
+	return 0
+}
+
+func (x *ReportFigures) GetRemainingToPay() int64 {
+	if x != nil {
+		return x.RemainingToPay
+	}
+	return 0
+}
+
 var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
@@ -422,7 +441,7 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x19\n" +
 	"\x05depth\x18\x05 \x01(\x05B\x03\xe0A\x03R\x05depth\x125\n" +
 	"\x03own\x18\x06 \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x03own\x129\n" +
-	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\x92\x02\n" +
+	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\xda\x02\n" +
 	"\rReportFigures\x12#\n" +
 	"\n" +
 	"allocation\x18\x01 \x01(\x03B\x03\xe0A\x03R\n" +
@@ -433,7 +452,9 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\tavailable\x18\x05 \x01(\x03B\x03\xe0A\x03R\tavailable\x12$\n" +
 	"\vaward_count\x18\x06 \x01(\x03B\x03\xe0A\x03R\n" +
 	"awardCount\x120\n" +
-	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount2x\n" +
+	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount\x12\x17\n" +
+	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
+	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay2x\n" +
 	"\rReportService\x12g\n" +
 	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Envelope } from "./envelope_pb.js";
 import { file_budgetledger_v1_envelope } from "./envelope_pb.js";
+import type { CloseCommitmentRequestSchema, CommitmentState, CreatePaymentRequestSchema, ListPaymentsRequestSchema, ListPaymentsResponseSchema, Payment } from "./payment_pb.js";
+import { file_budgetledger_v1_payment } from "./payment_pb.js";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
@@ -17,11 +19,12 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/commitment.proto.
  */
 export const file_budgetledger_v1_commitment: GenFile = /*@__PURE__*/
-  fileDesc("CiBidWRnZXRsZWRnZXIvdjEvY29tbWl0bWVudC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxItEECgpDb21taXRtZW50EhEKBG5hbWUYASABKAlCA+BBCBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhgKC2JlbmVmaWNpYXJ5GAMgASgJQgPgQQMSFAoHcHJvamVjdBgEIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBSABKAlCA+BBAxITCgZhbW91bnQYBiABKANCA+BBAxIVCghyZWxlYXNlZBgHIAEoA0ID4EEDEhYKCXJlbWFpbmluZxgIIAEoA0ID4EEDEhgKC2Rlc2NyaXB0aW9uGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGgoNZWxpZ2libGVfY29zdBgMIAEoA0ID4EEDEhYKCXRlcnJpdG9yeRgNIAEoCUID4EEDEhcKCnBvcHVsYXRpb24YDiABKANCA+BBAxI3Cg5lZmZlY3RpdmVfdGltZRgoIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAzpZ6kFWCiFidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0NvbW1pdG1lbnQSGGNvbW1pdG1lbnRzL3tjb21taXRtZW50fSoLY29tbWl0bWVudHMyCmNvbW1pdG1lbnQi6QQKDUNvbW1pdFJlcXVlc3QSaQoIZW52ZWxvcGUYASABKAlCV+BBAvpBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZbpILcgBAXIoMiZeZW52ZWxvcGVzL1thLXpdKFthLXowLTktXSpbYS16MC05XSk/JBI4CgtiZW5lZmljaWFyeRgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgDIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAQgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAUgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAYgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQSJgoNZWxpZ2libGVfY29zdBgHIAEoA0IK4EEBukgEIgIoAEgAiAEBEjMKCXRlcnJpdG9yeRgIIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSIwoKcG9wdWxhdGlvbhgJIAEoA0IK4EEBukgEIgIoAEgBiAEBElkKDmVmZmVjdGl2ZV90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIl4EEBukgfsgEcIg0I/4LR/68HEP+T69wDMgsIgJK4w5j+////AUIQCg5fZWxpZ2libGVfY29zdEINCgtfcG9wdWxhdGlvbiK8AQoOQ29tbWl0UmVzcG9uc2USNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMAoIZW52ZWxvcGUYAiABKAsyGS5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVCA+BBAxJCCg1qb3VybmFsX2VudHJ5GAMgASgJQivgQQP6QSUKI2J1ZGdldGxlZGdlci5naXRodWIuaW8vSm91cm5hbEVudHJ5Iv4CCg5SZWxlYXNlUmVxdWVzdBKRAQoKY29tbWl0bWVudBgBIAEoCUJ94EEC+kEjCiFidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0NvbW1pdG1lbnS6SFHIAQFyTDJKXmNvbW1pdG1lbnRzL1swLTlhLWZdezh9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezR9LVswLTlhLWZdezEyfSQSGgoGYW1vdW50GAIgASgDQgrgQQK6SAQiAiAAEjMKBnJlYXNvbhgDIAEoCUIj4EECukgdyAEBchgY9AMyE15bXlx4MDAtXHgxZlx4N2ZdKiQSLAoKcmVxdWVzdF9pZBgEIAEoCUIY4EECukgSyAEBcg0YgAEyCF5bIS1+XSskElkKDmVmZmVjdGl2ZV90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIl4EEBukgfsgEcIg0I/4LR/68HEP+T69wDMgsIgJK4w5j+////ASL2AQoPUmVsZWFzZVJlc3BvbnNlEjQKCmNvbW1pdG1lbnQYASABKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEjAKCGVudmVsb3BlGAIgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSQgoNam91cm5hbF9lbnRyeRgDIAEoCUIr4EED+kElCiNidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0pvdXJuYWxFbnRyeRI3Cg5lZmZlY3RpdmVfdGltZRgoIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAyLmAgoSQmF0Y2hDb21taXRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQL6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3IAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSPwoFaXRlbXMYAiADKAsyIC5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRJdGVtQg7gQQK6SAiSAQUIARCQThIbCg5hbGxfb3Jfbm90aGluZxgDIAEoCEID4EEBEiwKCnJlcXVlc3RfaWQYBCABKAlCGOBBArpIEsgBAXINGIABMgheWyEtfl0rJBJZCg5lZmZlY3RpdmVfdGltZRgoIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wEi9wIKD0JhdGNoQ29tbWl0SXRlbRI4CgtiZW5lZmljaWFyeRgBIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAMgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAQgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBImCg1lbGlnaWJsZV9jb3N0GAUgASgDQgrgQQG6SAQiAigASACIAQESMwoJdGVycml0b3J5GAYgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIjCgpwb3B1bGF0aW9uGAcgASgDQgrgQQG6SAQiAigASAGIAQFCEAoOX2VsaWdpYmxlX2Nvc3RCDQoLX3BvcHVsYXRpb24iugEKE0JhdGNoQ29tbWl0UmVzcG9uc2USOAoHcmVzdWx0cxgBIAMoCzIiLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdFJlc3VsdEID4EEDEjAKCGVudmVsb3BlGAIgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSGwoOYWNjZXB0ZWRfY291bnQYAyABKAVCA+BBAxIaCg1yZWZ1c2VkX2NvdW50GAQgASgFQgPgQQMifQoRQmF0Y2hDb21taXRSZXN1bHQSNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMgoHcmVmdXNhbBgCIAEoCzIcLmJ1ZGdldGxlZGdlci52MS5JdGVtUmVmdXNhbEID4EEDIqwBCgtJdGVtUmVmdXNhbBITCgZyZWFzb24YASABKAlCA+BBAxIUCgdtZXNzYWdlGAIgASgJQgPgQQMSQQoIbWV0YWRhdGEYAyADKAsyKi5idWRnZXRsZWRnZXIudjEuSXRlbVJlZnVzYWwuTWV0YWRhdGFFbnRyeUID4EEDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKkAQoUR2V0Q29tbWl0bWVudFJlcXVlc3QSiwEKBG5hbWUYASABKAlCfeBBAvpBIwohYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Db21taXRtZW50ukhRyAEBckwySl5jb21taXRtZW50cy9bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIk0KFUdldENvbW1pdG1lbnRSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAyL6AQoWTGlzdENvbW1pdG1lbnRzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEjUKC2JlbmVmaWNpYXJ5GAIgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgibgoXTGlzdENvbW1pdG1lbnRzUmVzcG9uc2USNQoLY29tbWl0bWVudHMYASADKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDMswDChFDb21taXRtZW50U2VydmljZRJJCgZDb21taXQSHi5idWRnZXRsZWRnZXIudjEuQ29tbWl0UmVxdWVzdBofLmJ1ZGdldGxlZGdlci52MS5Db21taXRSZXNwb25zZRJMCgdSZWxlYXNlEh8uYnVkZ2V0bGVkZ2VyLnYxLlJlbGVhc2VSZXF1ZXN0GiAuYnVkZ2V0bGVkZ2VyLnYxLlJlbGVhc2VSZXNwb25zZRJYCgtCYXRjaENvbW1pdBIjLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdFJlcXVlc3QaJC5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRSZXNwb25zZRJeCg1HZXRDb21taXRtZW50EiUuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbW1pdG1lbnRSZXF1ZXN0GiYuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbW1pdG1lbnRSZXNwb25zZRJkCg9MaXN0Q29tbWl0bWVudHMSJy5idWRnZXRsZWRnZXIudjEuTGlzdENvbW1pdG1lbnRzUmVxdWVzdBooLmJ1ZGdldGxlZGdlci52MS5MaXN0Q29tbWl0bWVudHNSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_budgetledger_v1_envelope, file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("CiBidWRnZXRsZWRnZXIvdjEvY29tbWl0bWVudC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIqMHCgpDb21taXRtZW50EhEKBG5hbWUYASABKAlCA+BBCBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhgKC2JlbmVmaWNpYXJ5GAMgASgJQgPgQQMSFAoHcHJvamVjdBgEIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBSABKAlCA+BBAxITCgZhbW91bnQYBiABKANCA+BBAxIVCghyZWxlYXNlZBgHIAEoA0ID4EEDEhYKCXJlbWFpbmluZxgIIAEoA0ID4EEDEhgKC2Rlc2NyaXB0aW9uGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGgoNZWxpZ2libGVfY29zdBgMIAEoA0ID4EEDEhYKCXRlcnJpdG9yeRgNIAEoCUID4EEDEhcKCnBvcHVsYXRpb24YDiABKANCA+BBAxI3Cg5lZmZlY3RpdmVfdGltZRgoIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIRCgRwYWlkGB4gASgDQgPgQQMSHQoQcmVtYWluaW5nX3RvX3BheRgfIAEoA0ID4EEDEjQKBXN0YXRlGCAgASgOMiAuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRTdGF0ZUID4EEDEjMKCmNsb3NlX3RpbWUYISABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGQoMY2xvc2VfcmVhc29uGCIgASgJQgPgQQMSHwoSZGVjaXNpb25fcmVmZXJlbmNlGCMgASgJQgPgQQMSIwoWYmVuZWZpY2lhcnlfbGVnYWxfbmFtZRgkIAEoCUID4EEDEh4KEWJlbmVmaWNpYXJ5X3NpcmV0GCUgASgJQgPgQQMSHAoPYmVuZWZpY2lhcnlfcm5hGCYgASgJQgPgQQMSFAoHcHVycG9zZRgnIAEoCUID4EEDOlnqQVYKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudBIYY29tbWl0bWVudHMve2NvbW1pdG1lbnR9Kgtjb21taXRtZW50czIKY29tbWl0bWVudCKIBwoNQ29tbWl0UmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEjgKC2JlbmVmaWNpYXJ5GAIgASgJQiPgQQK6SB3IAQFyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBI0Cgdwcm9qZWN0GAMgASgJQiPgQQK6SB3IAQFyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIaCgZhbW91bnQYBCABKANCCuBBArpIBCICIAASNQoLZGVzY3JpcHRpb24YBSABKAlCIOBBAbpIGnIYGPQDMhNeW15ceDAwLVx4MWZceDdmXSokEiwKCnJlcXVlc3RfaWQYBiABKAlCGOBBArpIEsgBAXINGIABMgheWyEtfl0rJBImCg1lbGlnaWJsZV9jb3N0GAcgASgDQgrgQQG6SAQiAigASACIAQESMwoJdGVycml0b3J5GAggASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIjCgpwb3B1bGF0aW9uGAkgASgDQgrgQQG6SAQiAigASAGIAQESWQoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BEjwKEmRlY2lzaW9uX3JlZmVyZW5jZRgeIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSQAoWYmVuZWZpY2lhcnlfbGVnYWxfbmFtZRgfIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNQoRYmVuZWZpY2lhcnlfc2lyZXQYICABKAlCGuBBAbpIFNgBAXIPGA4yC15bMC05XXsxNH0kEjMKD2JlbmVmaWNpYXJ5X3JuYRghIAEoCUIa4EEBukgU2AEBcg8YCjILXldbMC05XXs5fSQSMQoHcHVycG9zZRgiIAEoCUIg4EEBukgachgYgAIyE15bXlx4MDAtXHgxZlx4N2ZdKiRCEAoOX2VsaWdpYmxlX2Nvc3RCDQoLX3BvcHVsYXRpb24ivAEKDkNvbW1pdFJlc3BvbnNlEjQKCmNvbW1pdG1lbnQYASABKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEjAKCGVudmVsb3BlGAIgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSQgoNam91cm5hbF9lbnRyeRgDIAEoCUIr4EED+kElCiNidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0pvdXJuYWxFbnRyeSLzAQoVQ3JlYXRlUGF5bWVudFJlc3BvbnNlEi4KB3BheW1lbnQYASABKAsyGC5idWRnZXRsZWRnZXIudjEuUGF5bWVudEID4EEDEjQKCmNvbW1pdG1lbnQYAiABKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEjAKCGVudmVsb3BlGAMgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSQgoNam91cm5hbF9lbnRyeRgEIAEoCUIr4EED+kElCiNidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0pvdXJuYWxFbnRyeSLcAQoXQ2xvc2VDb21taXRtZW50UmVzcG9uc2USNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMAoIZW52ZWxvcGUYAiABKAsyGS5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVCA+BBAxIVCghyZXR1cm5lZBgDIAEoA0ID4EEDEkIKDWpvdXJuYWxfZW50cnkYBCABKAlCK+BBA/pBJQojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnki/gIKDlJlbGVhc2VSZXF1ZXN0EpEBCgpjb21taXRtZW50GAEgASgJQn3gQQL6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUcgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIaCgZhbW91bnQYAiABKANCCuBBArpIBCICIAASMwoGcmVhc29uGAMgASgJQiPgQQK6SB3IAQFyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAQgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQSWQoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIvYBCg9SZWxlYXNlUmVzcG9uc2USNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMAoIZW52ZWxvcGUYAiABKAsyGS5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVCA+BBAxJCCg1qb3VybmFsX2VudHJ5GAMgASgJQivgQQP6QSUKI2J1ZGdldGxlZGdlci5naXRodWIuaW8vSm91cm5hbEVudHJ5EjcKDmVmZmVjdGl2ZV90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIuYCChJCYXRjaENvbW1pdFJlcXVlc3QSaQoIZW52ZWxvcGUYASABKAlCV+BBAvpBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZbpILcgBAXIoMiZeZW52ZWxvcGVzL1thLXpdKFthLXowLTktXSpbYS16MC05XSk/JBI/CgVpdGVtcxgCIAMoCzIgLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdEl0ZW1CDuBBArpICJIBBQgBEJBOEhsKDmFsbF9vcl9ub3RoaW5nGAMgASgIQgPgQQESLAoKcmVxdWVzdF9pZBgEIAEoCUIY4EECukgSyAEBcg0YgAEyCF5bIS1+XSskElkKDmVmZmVjdGl2ZV90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIl4EEBukgfsgEcIg0I/4LR/68HEP+T69wDMgsIgJK4w5j+////ASKWBQoPQmF0Y2hDb21taXRJdGVtEjgKC2JlbmVmaWNpYXJ5GAEgASgJQiPgQQK6SB3IAQFyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBI0Cgdwcm9qZWN0GAIgASgJQiPgQQK6SB3IAQFyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIaCgZhbW91bnQYAyABKANCCuBBArpIBCICIAASNQoLZGVzY3JpcHRpb24YBCABKAlCIOBBAbpIGnIYGPQDMhNeW15ceDAwLVx4MWZceDdmXSokEiYKDWVsaWdpYmxlX2Nvc3QYBSABKANCCuBBAbpIBCICKABIAIgBARIzCgl0ZXJyaXRvcnkYBiABKAlCIOBBAbpIGnIYGMgBMhNeW15ceDAwLVx4MWZceDdmXSokEiMKCnBvcHVsYXRpb24YByABKANCCuBBAbpIBCICKABIAYgBARI8ChJkZWNpc2lvbl9yZWZlcmVuY2UYHiABKAlCIOBBAbpIGnIYGMgBMhNeW15ceDAwLVx4MWZceDdmXSokEkAKFmJlbmVmaWNpYXJ5X2xlZ2FsX25hbWUYHyABKAlCIOBBAbpIGnIYGMgBMhNeW15ceDAwLVx4MWZceDdmXSokEjUKEWJlbmVmaWNpYXJ5X3NpcmV0GCAgASgJQhrgQQG6SBTYAQFyDxgOMgteWzAtOV17MTR9JBIzCg9iZW5lZmljaWFyeV9ybmEYISABKAlCGuBBAbpIFNgBAXIPGAoyC15XWzAtOV17OX0kEjEKB3B1cnBvc2UYIiABKAlCIOBBAbpIGnIYGIACMhNeW15ceDAwLVx4MWZceDdmXSokQhAKDl9lbGlnaWJsZV9jb3N0Qg0KC19wb3B1bGF0aW9uIroBChNCYXRjaENvbW1pdFJlc3BvbnNlEjgKB3Jlc3VsdHMYASADKAsyIi5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRSZXN1bHRCA+BBAxIwCghlbnZlbG9wZRgCIAEoCzIZLmJ1ZGdldGxlZGdlci52MS5FbnZlbG9wZUID4EEDEhsKDmFjY2VwdGVkX2NvdW50GAMgASgFQgPgQQMSGgoNcmVmdXNlZF9jb3VudBgEIAEoBUID4EEDIn0KEUJhdGNoQ29tbWl0UmVzdWx0EjQKCmNvbW1pdG1lbnQYASABKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEjIKB3JlZnVzYWwYAiABKAsyHC5idWRnZXRsZWRnZXIudjEuSXRlbVJlZnVzYWxCA+BBAyKsAQoLSXRlbVJlZnVzYWwSEwoGcmVhc29uGAEgASgJQgPgQQMSFAoHbWVzc2FnZRgCIAEoCUID4EEDEkEKCG1ldGFkYXRhGAMgAygLMiouYnVkZ2V0bGVkZ2VyLnYxLkl0ZW1SZWZ1c2FsLk1ldGFkYXRhRW50cnlCA+BBAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEipAEKFEdldENvbW1pdG1lbnRSZXF1ZXN0EosBCgRuYW1lGAEgASgJQn3gQQL6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUcgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JCJNChVHZXRDb21taXRtZW50UmVzcG9uc2USNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMi+gEKFkxpc3RDb21taXRtZW50c1JlcXVlc3QSaQoIZW52ZWxvcGUYASABKAlCV+BBAfpBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZbpILdgBAXIoMiZeZW52ZWxvcGVzL1thLXpdKFthLXowLTktXSpbYS16MC05XSk/JBI1CgtiZW5lZmljaWFyeRgCIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIIm4KF0xpc3RDb21taXRtZW50c1Jlc3BvbnNlEjUKC2NvbW1pdG1lbnRzGAEgAygLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAlCA+BBAzLvBQoRQ29tbWl0bWVudFNlcnZpY2USSQoGQ29tbWl0Eh4uYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdFJlcXVlc3QaHy5idWRnZXRsZWRnZXIudjEuQ29tbWl0UmVzcG9uc2USTAoHUmVsZWFzZRIfLmJ1ZGdldGxlZGdlci52MS5SZWxlYXNlUmVxdWVzdBogLmJ1ZGdldGxlZGdlci52MS5SZWxlYXNlUmVzcG9uc2USWAoLQmF0Y2hDb21taXQSIy5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRSZXF1ZXN0GiQuYnVkZ2V0bGVkZ2VyLnYxLkJhdGNoQ29tbWl0UmVzcG9uc2USXgoNR2V0Q29tbWl0bWVudBIlLmJ1ZGdldGxlZGdlci52MS5HZXRDb21taXRtZW50UmVxdWVzdBomLmJ1ZGdldGxlZGdlci52MS5HZXRDb21taXRtZW50UmVzcG9uc2USZAoPTGlzdENvbW1pdG1lbnRzEicuYnVkZ2V0bGVkZ2VyLnYxLkxpc3RDb21taXRtZW50c1JlcXVlc3QaKC5idWRnZXRsZWRnZXIudjEuTGlzdENvbW1pdG1lbnRzUmVzcG9uc2USXgoNQ3JlYXRlUGF5bWVudBIlLmJ1ZGdldGxlZGdlci52MS5DcmVhdGVQYXltZW50UmVxdWVzdBomLmJ1ZGdldGxlZGdlci52MS5DcmVhdGVQYXltZW50UmVzcG9uc2USWwoMTGlzdFBheW1lbnRzEiQuYnVkZ2V0bGVkZ2VyLnYxLkxpc3RQYXltZW50c1JlcXVlc3QaJS5idWRnZXRsZWRnZXIudjEuTGlzdFBheW1lbnRzUmVzcG9uc2USZAoPQ2xvc2VDb21taXRtZW50EicuYnVkZ2V0bGVkZ2VyLnYxLkNsb3NlQ29tbWl0bWVudFJlcXVlc3QaKC5idWRnZXRsZWRnZXIudjEuQ2xvc2VDb21taXRtZW50UmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_budgetledger_v1_envelope, file_budgetledger_v1_payment, file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Commitment is an award: an amount of an envelope reserved for one project of one beneficiary.
- * remaining = amount - released, and released never exceeds amount.
+ * remaining = amount - released, and released never exceeds amount. Once payments are made,
+ * remaining = paid + remaining_to_pay: amount = released + paid + remaining_to_pay.
  *
  * @generated from message budgetledger.v1.Commitment
  */
@@ -76,7 +79,8 @@ export type Commitment = Message<"budgetledger.v1.Commitment"> & {
   released: bigint;
 
   /**
-   * Output only. Amount still held, in minor units.
+   * Output only. Amount still held (committed), in minor units: amount - released. What was paid
+   * stays in it; remaining_to_pay is what is left once payments are deducted.
    *
    * @generated from field: int64 remaining = 8;
    */
@@ -133,6 +137,78 @@ export type Commitment = Message<"budgetledger.v1.Commitment"> & {
    * @generated from field: google.protobuf.Timestamp effective_time = 40;
    */
   effectiveTime?: Timestamp | undefined;
+
+  /**
+   * Output only. Amount paid so far (décaissé), in minor units; part of remaining, which stays
+   * committed.
+   *
+   * @generated from field: int64 paid = 30;
+   */
+  paid: bigint;
+
+  /**
+   * Output only. Amount still to pay (reste à payer), in minor units: remaining - paid; 0 once
+   * closed.
+   *
+   * @generated from field: int64 remaining_to_pay = 31;
+   */
+  remainingToPay: bigint;
+
+  /**
+   * Output only. Whether the commitment is open or closed.
+   *
+   * @generated from field: budgetledger.v1.CommitmentState state = 32;
+   */
+  state: CommitmentState;
+
+  /**
+   * Output only. When the commitment was closed; unset while it is open.
+   *
+   * @generated from field: google.protobuf.Timestamp close_time = 33;
+   */
+  closeTime?: Timestamp | undefined;
+
+  /**
+   * Output only. Why it was closed; empty while it is open.
+   *
+   * @generated from field: string close_reason = 34;
+   */
+  closeReason: string;
+
+  /**
+   * Output only. The reference of the decision or agreement given with the award; empty if none.
+   *
+   * @generated from field: string decision_reference = 35;
+   */
+  decisionReference: string;
+
+  /**
+   * Output only. The beneficiary's legal name given with the award; empty if none.
+   *
+   * @generated from field: string beneficiary_legal_name = 36;
+   */
+  beneficiaryLegalName: string;
+
+  /**
+   * Output only. The beneficiary's SIRET given with the award; empty if none.
+   *
+   * @generated from field: string beneficiary_siret = 37;
+   */
+  beneficiarySiret: string;
+
+  /**
+   * Output only. The beneficiary's RNA number given with the award; empty if none.
+   *
+   * @generated from field: string beneficiary_rna = 38;
+   */
+  beneficiaryRna: string;
+
+  /**
+   * Output only. The purpose of the award given with it; empty if none.
+   *
+   * @generated from field: string purpose = 39;
+   */
+  purpose: string;
 };
 
 /**
@@ -231,6 +307,47 @@ export type CommitRequest = Message<"budgetledger.v1.CommitRequest"> & {
    * @generated from field: google.protobuf.Timestamp effective_time = 40;
    */
   effectiveTime?: Timestamp | undefined;
+
+  /**
+   * Optional. For publication (SCDL "subventions" referenceDecision): the reference of the
+   * decision or agreement, at most 200 printable characters.
+   *
+   * @generated from field: string decision_reference = 30;
+   */
+  decisionReference: string;
+
+  /**
+   * Optional. For publication (nomBeneficiaire): the beneficiary's legal name, at most 200
+   * printable characters.
+   *
+   * @generated from field: string beneficiary_legal_name = 31;
+   */
+  beneficiaryLegalName: string;
+
+  /**
+   * Optional. For publication (idBeneficiaire): the beneficiary's SIRET, 14 digits. The ledger
+   * also checks its key (INVALID_ARGUMENT naming the field): the Luhn sum of the 14 digits is a
+   * multiple of 10 — or, under La Poste's SIREN 356000000, whose establishments are numbered
+   * beyond what that key allows, either that or the digits' plain sum a multiple of 5.
+   *
+   * @generated from field: string beneficiary_siret = 32;
+   */
+  beneficiarySiret: string;
+
+  /**
+   * Optional. For publication (rnaBeneficiaire): the beneficiary's number in the register of
+   * associations (RNA), "W" and 9 digits. An association may give it with or without a SIRET.
+   *
+   * @generated from field: string beneficiary_rna = 33;
+   */
+  beneficiaryRna: string;
+
+  /**
+   * Optional. For publication (objet): what the award is for, at most 256 printable characters.
+   *
+   * @generated from field: string purpose = 34;
+   */
+  purpose: string;
 };
 
 /**
@@ -277,6 +394,95 @@ export const CommitResponseSchema: GenMessage<CommitResponse> = /*@__PURE__*/
   messageDesc(file_budgetledger_v1_commitment, 2);
 
 /**
+ * CreatePaymentResponse is the response of CreatePayment (declared here, beside Commitment; the
+ * request is in payment.proto).
+ *
+ * @generated from message budgetledger.v1.CreatePaymentResponse
+ */
+export type CreatePaymentResponse = Message<"budgetledger.v1.CreatePaymentResponse"> & {
+  /**
+   * Output only. The payment as made, with its name.
+   *
+   * @generated from field: budgetledger.v1.Payment payment = 1;
+   */
+  payment?: Payment | undefined;
+
+  /**
+   * Output only. The commitment right after the payment.
+   *
+   * @generated from field: budgetledger.v1.Commitment commitment = 2;
+   */
+  commitment?: Commitment | undefined;
+
+  /**
+   * Output only. The envelope's balances right after the payment.
+   *
+   * @generated from field: budgetledger.v1.Envelope envelope = 3;
+   */
+  envelope?: Envelope | undefined;
+
+  /**
+   * Output only. Resource name of the journal entry that recorded the payment,
+   * "journalEntries/{journal_entry}".
+   *
+   * @generated from field: string journal_entry = 4;
+   */
+  journalEntry: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.CreatePaymentResponse.
+ * Use `create(CreatePaymentResponseSchema)` to create a new message.
+ */
+export const CreatePaymentResponseSchema: GenMessage<CreatePaymentResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_commitment, 3);
+
+/**
+ * CloseCommitmentResponse is the response of CloseCommitment (declared here, beside Commitment;
+ * the request is in payment.proto).
+ *
+ * @generated from message budgetledger.v1.CloseCommitmentResponse
+ */
+export type CloseCommitmentResponse = Message<"budgetledger.v1.CloseCommitmentResponse"> & {
+  /**
+   * Output only. The commitment as closed.
+   *
+   * @generated from field: budgetledger.v1.Commitment commitment = 1;
+   */
+  commitment?: Commitment | undefined;
+
+  /**
+   * Output only. The envelope's balances right after the closing.
+   *
+   * @generated from field: budgetledger.v1.Envelope envelope = 2;
+   */
+  envelope?: Envelope | undefined;
+
+  /**
+   * Output only. What returned to the envelope (what remained to pay), in minor units; 0 when
+   * all was paid.
+   *
+   * @generated from field: int64 returned = 3;
+   */
+  returned: bigint;
+
+  /**
+   * Output only. Resource name of the journal entry that recorded the closing,
+   * "journalEntries/{journal_entry}".
+   *
+   * @generated from field: string journal_entry = 4;
+   */
+  journalEntry: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.CloseCommitmentResponse.
+ * Use `create(CloseCommitmentResponseSchema)` to create a new message.
+ */
+export const CloseCommitmentResponseSchema: GenMessage<CloseCommitmentResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_commitment, 4);
+
+/**
  * ReleaseRequest is the request of Release.
  *
  * @generated from message budgetledger.v1.ReleaseRequest
@@ -290,7 +496,8 @@ export type ReleaseRequest = Message<"budgetledger.v1.ReleaseRequest"> & {
   commitment: string;
 
   /**
-   * Required. Amount to return to the envelope, in minor units; at most the remaining amount.
+   * Required. Amount to return to the envelope, in minor units; at most the remaining amount, and
+   * once payments were made at most what remains to pay (remaining_to_pay).
    *
    * @generated from field: int64 amount = 2;
    */
@@ -330,7 +537,7 @@ export type ReleaseRequest = Message<"budgetledger.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 3);
+  messageDesc(file_budgetledger_v1_commitment, 5);
 
 /**
  * ReleaseResponse is the response of Release.
@@ -374,7 +581,7 @@ export type ReleaseResponse = Message<"budgetledger.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 4);
+  messageDesc(file_budgetledger_v1_commitment, 6);
 
 /**
  * BatchCommitRequest is the request of BatchCommit.
@@ -430,7 +637,7 @@ export type BatchCommitRequest = Message<"budgetledger.v1.BatchCommitRequest"> &
  * Use `create(BatchCommitRequestSchema)` to create a new message.
  */
 export const BatchCommitRequestSchema: GenMessage<BatchCommitRequest> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 5);
+  messageDesc(file_budgetledger_v1_commitment, 7);
 
 /**
  * BatchCommitItem is one award of a BatchCommit: the fields of CommitRequest that vary from award
@@ -494,6 +701,47 @@ export type BatchCommitItem = Message<"budgetledger.v1.BatchCommitItem"> & {
    * @generated from field: optional int64 population = 7;
    */
   population?: bigint | undefined;
+
+  /**
+   * Optional. For publication (SCDL "subventions" referenceDecision): the reference of the
+   * decision or agreement, at most 200 printable characters.
+   *
+   * @generated from field: string decision_reference = 30;
+   */
+  decisionReference: string;
+
+  /**
+   * Optional. For publication (nomBeneficiaire): the beneficiary's legal name, at most 200
+   * printable characters.
+   *
+   * @generated from field: string beneficiary_legal_name = 31;
+   */
+  beneficiaryLegalName: string;
+
+  /**
+   * Optional. For publication (idBeneficiaire): the beneficiary's SIRET, 14 digits. The ledger
+   * also checks its key (INVALID_ARGUMENT naming the field): the Luhn sum of the 14 digits is a
+   * multiple of 10 — or, under La Poste's SIREN 356000000, whose establishments are numbered
+   * beyond what that key allows, either that or the digits' plain sum a multiple of 5.
+   *
+   * @generated from field: string beneficiary_siret = 32;
+   */
+  beneficiarySiret: string;
+
+  /**
+   * Optional. For publication (rnaBeneficiaire): the beneficiary's number in the register of
+   * associations (RNA), "W" and 9 digits. An association may give it with or without a SIRET.
+   *
+   * @generated from field: string beneficiary_rna = 33;
+   */
+  beneficiaryRna: string;
+
+  /**
+   * Optional. For publication (objet): what the award is for, at most 256 printable characters.
+   *
+   * @generated from field: string purpose = 34;
+   */
+  purpose: string;
 };
 
 /**
@@ -501,7 +749,7 @@ export type BatchCommitItem = Message<"budgetledger.v1.BatchCommitItem"> & {
  * Use `create(BatchCommitItemSchema)` to create a new message.
  */
 export const BatchCommitItemSchema: GenMessage<BatchCommitItem> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 6);
+  messageDesc(file_budgetledger_v1_commitment, 8);
 
 /**
  * BatchCommitResponse is the response of BatchCommit.
@@ -543,7 +791,7 @@ export type BatchCommitResponse = Message<"budgetledger.v1.BatchCommitResponse">
  * Use `create(BatchCommitResponseSchema)` to create a new message.
  */
 export const BatchCommitResponseSchema: GenMessage<BatchCommitResponse> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 7);
+  messageDesc(file_budgetledger_v1_commitment, 9);
 
 /**
  * BatchCommitResult is the outcome of one item of a BatchCommit: its commitment, or its refusal.
@@ -571,7 +819,7 @@ export type BatchCommitResult = Message<"budgetledger.v1.BatchCommitResult"> & {
  * Use `create(BatchCommitResultSchema)` to create a new message.
  */
 export const BatchCommitResultSchema: GenMessage<BatchCommitResult> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 8);
+  messageDesc(file_budgetledger_v1_commitment, 10);
 
 /**
  * ItemRefusal says why one item of a batch was refused, as google.rpc.ErrorInfo would.
@@ -607,7 +855,7 @@ export type ItemRefusal = Message<"budgetledger.v1.ItemRefusal"> & {
  * Use `create(ItemRefusalSchema)` to create a new message.
  */
 export const ItemRefusalSchema: GenMessage<ItemRefusal> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 9);
+  messageDesc(file_budgetledger_v1_commitment, 11);
 
 /**
  * GetCommitmentRequest is the request of GetCommitment.
@@ -628,7 +876,7 @@ export type GetCommitmentRequest = Message<"budgetledger.v1.GetCommitmentRequest
  * Use `create(GetCommitmentRequestSchema)` to create a new message.
  */
 export const GetCommitmentRequestSchema: GenMessage<GetCommitmentRequest> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 10);
+  messageDesc(file_budgetledger_v1_commitment, 12);
 
 /**
  * GetCommitmentResponse is the response of GetCommitment.
@@ -652,7 +900,7 @@ export type GetCommitmentResponse = Message<"budgetledger.v1.GetCommitmentRespon
  * Use `create(GetCommitmentResponseSchema)` to create a new message.
  */
 export const GetCommitmentResponseSchema: GenMessage<GetCommitmentResponse> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 11);
+  messageDesc(file_budgetledger_v1_commitment, 13);
 
 /**
  * ListCommitmentsRequest is the request of ListCommitments (AIP-158 pagination).
@@ -698,7 +946,7 @@ export type ListCommitmentsRequest = Message<"budgetledger.v1.ListCommitmentsReq
  * Use `create(ListCommitmentsRequestSchema)` to create a new message.
  */
 export const ListCommitmentsRequestSchema: GenMessage<ListCommitmentsRequest> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 12);
+  messageDesc(file_budgetledger_v1_commitment, 14);
 
 /**
  * ListCommitmentsResponse is the response of ListCommitments.
@@ -726,7 +974,7 @@ export type ListCommitmentsResponse = Message<"budgetledger.v1.ListCommitmentsRe
  * Use `create(ListCommitmentsResponseSchema)` to create a new message.
  */
 export const ListCommitmentsResponseSchema: GenMessage<ListCommitmentsResponse> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_commitment, 13);
+  messageDesc(file_budgetledger_v1_commitment, 15);
 
 /**
  * CommitmentService lets internal services award money from envelopes and release it, and anyone
@@ -762,8 +1010,13 @@ export const CommitmentService: GenService<{
   /**
    * Release returns part or all of a commitment's remaining amount to its envelope.
    *
+   * What was paid cannot be returned: a release of a commitment partly paid is at most what
+   * remains to pay; a closed commitment takes no release.
+   *
    * Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
-   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+   * RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
+   * COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
+   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.Release
    */
@@ -814,6 +1067,52 @@ export const CommitmentService: GenService<{
     methodKind: "unary";
     input: typeof ListCommitmentsRequestSchema;
     output: typeof ListCommitmentsResponseSchema;
+  },
+  /**
+   * CreatePayment pays part of a commitment (an advance, an instalment, the balance), never more
+   * than what remains to pay. The money leaves the ledger for good (journal account
+   * "external/payments", entry kind PAID): it stays committed on the commitment and its envelope
+   * (paid, part of committed), and can no longer be released. Returns the payment, the
+   * commitment and the envelope right after it.
+   *
+   * Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
+   * remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
+   * close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.CreatePayment
+   */
+  createPayment: {
+    methodKind: "unary";
+    input: typeof CreatePaymentRequestSchema;
+    output: typeof CreatePaymentResponseSchema;
+  },
+  /**
+   * ListPayments lists a commitment's payments, oldest first.
+   *
+   * Errors: COMMITMENT_NOT_FOUND, INVALID_PAGE_TOKEN.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.ListPayments
+   */
+  listPayments: {
+    methodKind: "unary";
+    input: typeof ListPaymentsRequestSchema;
+    output: typeof ListPaymentsResponseSchema;
+  },
+  /**
+   * CloseCommitment ends a commitment's life, after its last payment: what remains to pay returns
+   * to the envelope in one journal entry (kind COMMITMENT_CLOSED, without postings when all was
+   * paid), counted as released, and the commitment takes no payment, release or closing after
+   * it.
+   *
+   * Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
+   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.CloseCommitment
+   */
+  closeCommitment: {
+    methodKind: "unary";
+    input: typeof CloseCommitmentRequestSchema;
+    output: typeof CloseCommitmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_budgetledger_v1_commitment, 0);

@@ -1,0 +1,126 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// Payments and closing (issue 13 §2; see core/payment.go). Each runs in a transaction of its
+// own, outside group commit: it locks its commitment's envelope, as every batch on that envelope
+// does, so a payment, a closing and a release of one commitment are decided one after the other,
+// each on what the one before left.
+
+// The vocabulary of payments, closing and publication (package core).
+type (
+	CreatePayment         = core.CreatePayment
+	CreatePaymentResult   = core.CreatePaymentResult
+	CloseCommitment       = core.CloseCommitment
+	CloseCommitmentResult = core.CloseCommitmentResult
+	Payment               = core.Payment
+	Publication           = core.Publication
+	GrantingBody          = core.GrantingBody
+)
+
+// Reasons and entry kinds of payments and closing.
+const (
+	ReasonCommitmentClosed        = core.ReasonCommitmentClosed
+	ReasonPaymentExceedsRemaining = core.ReasonPaymentExceedsRemaining
+	ReasonReleaseExceedsUnpaid    = core.ReasonReleaseExceedsUnpaid
+	KindPaid                      = core.KindPaid
+	KindCommitmentClosed          = core.KindCommitmentClosed
+	PaymentsAccount               = core.PaymentsAccount
+)
+
+// Sentinels of payments and closing, for errors.Is.
+var (
+	ErrCommitmentClosed        = core.ErrCommitmentClosed
+	ErrPaymentExceedsRemaining = core.ErrPaymentExceedsRemaining
+	ErrReleaseExceedsUnpaid    = core.ErrReleaseExceedsUnpaid
+	PaymentName                = core.PaymentName
+)
+
+// CreatePayment pays cmd.Amount of a commitment (an advance, an instalment, the balance): the
+// money leaves the ledger for good, to PaymentsAccount. It never pays more than remains to pay.
+func (l *Ledger) CreatePayment(ctx context.Context, cmd CreatePayment) (CreatePaymentResult, error) {
+	var res CreatePaymentResult
+	if err := cmd.Validate(); err != nil {
+		return res, err
+	}
+	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
+			return result(core.DecideCreatePayment(st, cmd, env, c))
+		})
+	return res, err
+}
+
+// CloseCommitment returns the unpaid rest of a commitment to its envelope, in one journal entry,
+// and closes it to further payments, releases and closings.
+func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (CloseCommitmentResult, error) {
+	var res CloseCommitmentResult
+	if err := cmd.Validate(); err != nil {
+		return res, err
+	}
+	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
+			return result(core.DecideCloseCommitment(st, cmd, env, c))
+		})
+	return res, err
+}
+
+// onCommitment runs a decision on one commitment (through mutate): it locks the commitment's
+// envelope, then reads the commitment under that lock. The envelope is learnt first, outside the
+// transaction (a commitment never changes envelope); an unknown commitment is refused, and the
+// refusal recorded, after checking in the transaction that it still does not exist.
+func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any,
+	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error)) error {
+	envelopeID := ""
+	c, err := l.GetCommitment(ctx, commitmentID)
+	switch {
+	case err == nil:
+		envelopeID = c.EnvelopeID
+	case !errors.Is(err, ErrCommitmentNotFound):
+		return err
+	}
+	return l.mutate(ctx, caller, requestID, fp, out, func(ctx context.Context, q store.Querier) (loaded, error) {
+		locked := map[string]core.Envelope{}
+		if envelopeID != "" {
+			var err error
+			if locked, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{envelopeID}); err != nil {
+				return loaded{}, err
+			}
+		}
+		var cm *core.Commitment
+		c, err := store.LoadCommitment(ctx, q, commitmentID)
+		switch {
+		case err == nil:
+			cm = &c
+			if envelopeID == "" {
+				// Made since it was looked up: not locked here, so decided on the next try.
+				return loaded{}, core.Internal("commitment %s appeared during a payment or closing", commitmentID)
+			}
+		case !errors.Is(err, ErrCommitmentNotFound):
+			return loaded{}, err
+		}
+		return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
+			return decide(st, found(locked, envelopeID), cm)
+		}}, nil
+	})
+}
+
+// ListPayments returns a commitment's payments, oldest first, and the token of the next page. An
+// unknown commitment is COMMITMENT_NOT_FOUND.
+func (l *Ledger) ListPayments(ctx context.Context, commitmentID string, page Page) ([]Payment, string, error) {
+	if err := core.CheckCommitmentID("parent", commitmentID); err != nil {
+		return nil, "", err
+	}
+	if _, err := l.GetCommitment(ctx, commitmentID); err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	items, next, err := store.ListPayments(ctx, l.db.Reader(), commitmentID, page)
+	return items, next, l.classify(ctx, err)
+}

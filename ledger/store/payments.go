@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// Payments: one row per payment out of a commitment, appended by CreatePayment; and what payments
+// and closing change of a commitment.
+
+const paymentColumns = "commitment_id, id, envelope_id, currency, amount, effective_at, caller, request_id, entry_id, created_at"
+
+// SelectPayments is the SELECT of every payment column, for FROM payments.
+const SelectPayments = "SELECT " + paymentColumns + " FROM payments"
+
+// ScanPayment reads a payment row selected with SelectPayments.
+func ScanPayment(s Scanner) (core.Payment, error) {
+	var (
+		p         core.Payment
+		effective *int64
+		created   int64
+	)
+	err := s.Scan(&p.CommitmentID, &p.ID, &p.EnvelopeID, &p.Currency, &p.Amount, &effective, &p.Caller,
+		&p.RequestID, &p.EntryID, &created)
+	p.EffectiveAt, p.CreatedAt = optionalTime(effective), fromMicros(created)
+	return p, err
+}
+
+// InsertPayments appends payments.
+func InsertPayments(ctx context.Context, q Querier, ps []core.Payment) error {
+	rows := make([][]any, 0, len(ps))
+	for _, p := range ps {
+		rows = append(rows, []any{p.CommitmentID, p.ID, p.EnvelopeID, p.Currency, p.Amount, optionalMicros(p.EffectiveAt),
+			p.Caller, p.RequestID, p.EntryID, micros(p.CreatedAt)})
+	}
+	return bulkInsert(ctx, q, "payments", []string{"commitment_id", "id", "envelope_id", "currency", "amount",
+		"effective_at", "caller", "request_id", "entry_id", "created_at"}, rows, "", core.Internal("a payment was not inserted"))
+}
+
+// UpdateCommitmentFigures writes what payments and closing change of a commitment: what it paid and
+// released, and its closing.
+func UpdateCommitmentFigures(ctx context.Context, q Querier, c *core.Commitment) error {
+	return q.Write(ctx, `UPDATE commitments SET paid = $2, released = $3, closed_at = $4, close_reason = $5,
+		close_effective_at = $6, updated_at = $7 WHERE id = $1`,
+		[]any{c.ID, c.Paid, c.Released, optionalMicros(c.ClosedAt), c.CloseReason, optionalMicros(c.CloseEffectiveAt),
+			micros(c.UpdatedAt)}, func(n int64) error {
+			if n != 1 {
+				return core.Internal("updating commitment %s touched %d rows", c.ID, n)
+			}
+			return nil
+		})
+}
+
+// writePaymentEffects writes the commitments, payments and project totals a payment or closing
+// changed (see WriteEffects).
+func writePaymentEffects(ctx context.Context, q Querier, eff core.Effects) error {
+	for i := range eff.Commitments {
+		if err := UpdateCommitmentFigures(ctx, q, &eff.Commitments[i]); err != nil {
+			return err
+		}
+	}
+	if len(eff.Payments) > 0 {
+		if err := InsertPayments(ctx, q, eff.Payments); err != nil {
+			return err
+		}
+	}
+	if len(eff.Deltas) > 0 && len(eff.Commitments) > 0 {
+		// The totals change at the decision's time, which the commitments carry.
+		return WriteTotals(ctx, q, eff.Deltas, eff.Commitments[0].UpdatedAt)
+	}
+	return nil
+}
+
+// ListPayments returns the payments of a commitment, oldest first, and the token of the next page.
+func ListPayments(ctx context.Context, q Querier, commitmentID string, page Page) ([]core.Payment, string, error) {
+	filterKey := "payments\x00" + commitmentID
+	after, err := decodePageToken(page.Token, filterKey)
+	if err != nil {
+		return nil, "", err
+	}
+	return listPage(ctx, q, SelectPayments+" WHERE commitment_id = $1 AND id > $2 ORDER BY commitment_id, id",
+		[]any{commitmentID, after}, page.limit(), filterKey, ScanPayment, func(p core.Payment) string { return p.ID })
+}
+
+// optionalTime reads a nullable time column (NULL: the zero time).
+func optionalTime(v *int64) time.Time {
+	if v == nil {
+		return time.Time{}
+	}
+	return fromMicros(*v)
+}
+
+// optionalMicros writes a nullable time column (the zero time: NULL).
+func optionalMicros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return micros(t)
+}

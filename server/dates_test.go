@@ -91,6 +91,7 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		for id, w := range waves {
 			amounts[id] = split(w.total, w.count)
 		}
+		awards := map[string][]*pb.Commitment{} // by envelope, in the order awarded
 		committees := []committee{
 			{"axis-1", "a1", 0, 44, date(2021, 3, 11)},
 			{"axis-3", "a3", 0, 200, date(2021, 5, 6)},
@@ -121,6 +122,7 @@ func TestFranceRelanceWithDates(t *testing.T) {
 				t.Fatalf("%s on %v: %d accepted, want %d", c.envelope, c.decided.AsTime(), res.GetAcceptedCount(), c.count)
 			}
 			for _, r := range res.GetResults() {
+				awards[c.envelope] = append(awards[c.envelope], r.GetCommitment())
 				if !r.GetCommitment().GetEffectiveTime().AsTime().Equal(c.decided.AsTime()) {
 					t.Fatalf("award %s took effect %v, want %v", r.GetCommitment().GetName(), r.GetCommitment().GetEffectiveTime().AsTime(), c.decided.AsTime())
 				}
@@ -166,9 +168,11 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		if _, err := commit("envelopes/axis-2-national", "metropole-400k", 50*million/10, 100*million/10, 400_000, date(2021, 10, 15)); err != nil {
 			t.Fatalf("the metropolis under the second call: %v", err)
 		}
-		if _, err := commit("envelopes/axis-1", "outil-70", 70_000_000, 100_000_000, 0, date(2021, 10, 15)); err != nil {
+		outil70, err := commit("envelopes/axis-1", "outil-70", 70_000_000, 100_000_000, 0, date(2021, 10, 15))
+		if err != nil {
 			t.Fatalf("70 %% under the second call: %v", err)
 		}
+		awards["axis-1"] = append(awards["axis-1"], outil70.GetCommitment())
 		// An award dated before the envelope's latest effective time (15 October) is refused: it
 		// could make axis 1 negative at a past instant.
 		_, err = commit("envelopes/axis-1", "late-decision", 1_000_000, 2_000_000, 0, date(2021, 10, 1))
@@ -176,10 +180,97 @@ func TestFranceRelanceWithDates(t *testing.T) {
 			t.Fatalf("an award backdated before axis 1's latest: %v %s, want EFFECTIVE_TIME_BEFORE_LATEST", code, info.GetReason())
 		}
 
-		// Payments (advances, balances) and closings of 2022-2024 come from another branch.
-		// TODO(lead, after the merge of payments): pay advances in 2022 and balances in 2023-2024
-		// (CreatePayment with effective_time), close the commitments, and report committed, paid
-		// and remaining to pay per axis as of 2021-12-31, 2022-12-31, 2023-12-31 and 2024-12-31.
+		// Payments and closings of 2022-2024 (issue 13 §2), recorded today with their dates, on
+		// axis 1's 45 awards and axis 3's first 100: an advance of 30 % on 15 March 2022; the
+		// balance on 30 June 2023 for every other award; for the others, a last payment of half of
+		// what remained on 30 June 2024, and the closing on 30 September 2024, which returns the
+		// unpaid rest to the axis (engagé, décaissé, reste à payer).
+		type money struct{ committed, paid, remaining int64 }
+		yearEnd := map[int]map[string]money{} // year -> envelope -> figures expected at 31 December
+		for _, year := range []int{2021, 2022, 2023, 2024} {
+			yearEnd[year] = map[string]money{}
+		}
+		pay := func(c *pb.Commitment, amount int64, when *timestamppb.Timestamp, what string) {
+			t.Helper()
+			res, err := h.commitments.CreatePayment(ctx, &pb.CreatePaymentRequest{Parent: c.GetName(), Amount: amount,
+				EffectiveTime: when, RequestId: what + "-" + c.GetProject()})
+			if err != nil {
+				t.Fatalf("%s of %s: %v", what, c.GetProject(), err)
+			}
+			if res.GetPayment().GetAmount() != amount {
+				t.Fatalf("%s of %s paid %d, want %d", what, c.GetProject(), res.GetPayment().GetAmount(), amount)
+			}
+		}
+		for _, axis := range []string{"axis-1", "axis-3"} {
+			list := awards[axis]
+			if axis == "axis-3" {
+				list = list[:100]
+			}
+			var awarded int64
+			for _, c := range awards[axis] {
+				awarded += c.GetAmount()
+			}
+			byYear := map[int]money{2021: {awarded, 0, awarded}}
+			m := byYear[2021]
+			for _, c := range list {
+				advance := c.GetAmount() * 3 / 10
+				pay(c, advance, date(2022, 3, 15), "advance")
+				m.paid += advance
+			}
+			m.remaining = m.committed - m.paid
+			byYear[2022] = m
+			for i, c := range list {
+				if i%2 == 0 {
+					balance := c.GetAmount() - c.GetAmount()*3/10
+					pay(c, balance, date(2023, 6, 30), "balance")
+					m.paid += balance
+				}
+			}
+			m.remaining = m.committed - m.paid
+			byYear[2023] = m
+			for i, c := range list {
+				if i%2 == 1 {
+					rest := c.GetAmount() - c.GetAmount()*3/10
+					pay(c, rest/2, date(2024, 6, 30), "last-payment")
+					m.paid += rest / 2
+					res, err := h.commitments.CloseCommitment(ctx, &pb.CloseCommitmentRequest{Commitment: c.GetName(),
+						Reason: "project completed below its cost", RequestId: "close-" + c.GetProject(), EffectiveTime: date(2024, 9, 30)})
+					if err != nil {
+						t.Fatalf("closing %s: %v", c.GetProject(), err)
+					}
+					if res.GetReturned() != rest-rest/2 {
+						t.Fatalf("closing %s returned %d, want %d", c.GetProject(), res.GetReturned(), rest-rest/2)
+					}
+					m.committed -= rest - rest/2
+				}
+			}
+			m.remaining = m.committed - m.paid
+			byYear[2024] = m
+			for year, f := range byYear {
+				yearEnd[year]["envelopes/"+axis] = f
+			}
+		}
+		for _, year := range []int{2021, 2022, 2023, 2024} {
+			res, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", AsOfTime: date(year, 12, 31)})
+			if err != nil {
+				t.Fatalf("report as of %d-12-31: %v", year, err)
+			}
+			got := map[string]money{}
+			for _, l := range res.GetEnvelopes() {
+				got[l.GetEnvelope()] = money{l.GetTotal().GetCommitted(), l.GetTotal().GetPaid(), l.GetTotal().GetRemainingToPay()}
+			}
+			for name, want := range yearEnd[year] {
+				if got[name] != want {
+					t.Errorf("as of %d-12-31, %s: committed, paid, remaining to pay = %+v, want %+v", year, name, got[name], want)
+				}
+			}
+			// The fund rolls up its axes: axis 2 was committed and not paid.
+			a1, a2, a3 := got["envelopes/axis-1"], got["envelopes/axis-2"], got["envelopes/axis-3"]
+			if fund := got["envelopes/fund"]; fund != (money{a1.committed + a2.committed + a3.committed, a1.paid + a3.paid,
+				a1.remaining + a2.remaining + a3.remaining}) || a2.paid != 0 {
+				t.Errorf("as of %d-12-31 the fund shows %+v, not the sum of its axes %+v %+v %+v", year, fund, a1, a2, a3)
+			}
+		}
 
 		type figures struct{ awarded, count int64 }
 		report := func(asOf, knownAt *timestamppb.Timestamp) map[string]figures {

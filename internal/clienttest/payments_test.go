@@ -20,17 +20,24 @@ func TestPaymentMethods(t *testing.T) {
 	c := dial(t, d.addr)
 	ctx := context.Background()
 	if _, err := c.CreateEnvelope(ctx, client.CreateEnvelopeParams{EnvelopeID: "fund", Allocation: 88 * million,
-		GrantingBodyName: "Agence nationale de la cohésion des territoires", GrantingBodySIRET: "13001853500042"}); err != nil {
+		GrantingBodyName: "Agence nationale de la cohésion des territoires", GrantingBodySIRET: "13001853500042",
+		EffectiveTime: time.Date(2021, 1, 15, 0, 0, 0, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
 	award, err := c.Commit(ctx, client.CommitParams{Envelope: "envelopes/fund", Beneficiary: "siren:216901231", Project: "guichet",
-		Amount: 50_000_00, BeneficiarySIRET: "21690123100011", Purpose: "Guichet numérique"})
+		Amount: 50_000_00, BeneficiarySIRET: "21690123100011", Purpose: "Guichet numérique",
+		EffectiveTime: time.Date(2021, 12, 15, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := award.GetCommitment().GetName()
 	if award.GetCommitment().GetBeneficiarySiret() != "21690123100011" || award.GetEnvelope().GetGrantingBodySiret() != "13001853500042" {
 		t.Errorf("publication fields not returned: %v", award)
+	}
+	// An advance dated before its award is refused: a payment may not predate its commitment.
+	if _, err := c.CreatePayment(ctx, client.PaymentParams{Commitment: name, Amount: 15_000_00,
+		EffectiveTime: time.Date(2021, 12, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, client.ErrEffectiveTimeBeforeCommitment) {
+		t.Errorf("an advance before its award: %v", err)
 	}
 	if _, err := c.CreatePayment(ctx, client.PaymentParams{Commitment: name, Amount: 15_000_00,
 		EffectiveTime: time.Date(2022, 2, 1, 0, 0, 0, 0, time.UTC)}); err != nil {

@@ -65,6 +65,10 @@ type Config struct {
 	// TracerProvider, when set, traces the ledger's transactions (OpenTelemetry): a span per
 	// group-commit batch with its size and retries, and one per other mutation.
 	TracerProvider trace.TracerProvider
+	// HoldSweepInterval is how often the hold sweeper looks for expired holds when no hold of
+	// this process is due sooner (default 200ms); negative: no sweeper runs in this process (tests
+	// and tools then call SweepExpiredHolds).
+	HoldSweepInterval time.Duration
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -97,6 +101,8 @@ type Ledger struct {
 	tracer  trace.Tracer
 	// seq assigns journal positions after commits (nil where they are assigned inline).
 	seq *sequencer
+	// sweep returns expired holds to their envelopes (nil when disabled; see holdsweeper.go).
+	sweep *sweeper
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
 	// its COMMIT, so that a test can hold a decision open.
 	beforeCommit func()
@@ -128,6 +134,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	}
 	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger")}
 	l.startSequencer()
+	l.startSweeper()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
 			Queues:    cfg.BatchQueues,
@@ -153,6 +160,7 @@ func (l *Ledger) Close() {
 	if l.batcher != nil {
 		l.batcher.Close()
 	}
+	l.stopSweeper()
 	l.stopSequencer()
 	l.db.Close()
 }

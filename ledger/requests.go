@@ -53,7 +53,7 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 			}
 			changed, wrote = nil, decided.Refusal == nil
 			if wrote {
-				if err := store.WriteEffects(ctx, q, eff); err != nil {
+				if err := store.WriteEffects(ctx, q, eff, st.At); err != nil {
 					return err
 				}
 				changed = eff.Envelopes()

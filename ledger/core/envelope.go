@@ -17,6 +17,8 @@ type Effects struct {
 	RuleSet *RuleSet
 	// Entries are the journal entries to append.
 	Entries []Entry
+	// Holds are the holds and commitments a decision on holds writes (nil for others).
+	Holds *HoldWrites
 }
 
 // Envelopes lists the envelopes the effects create or change, as they leave them.

@@ -18,23 +18,27 @@ func CommitmentName(id string) string { return "commitments/" + id }
 func EntryName(id string) string { return "journalEntries/" + id }
 
 // Envelope is an amount of money set aside for one purpose. Its balances always satisfy
-// Allocation = Committed + ChildrenAllocated + Available(), with Available() >= 0.
+// Allocation = Held + Committed + ChildrenAllocated + Available(), with Available() >= 0.
 type Envelope struct {
-	ID                string    `json:"id"`
-	ParentID          string    `json:"parent_id,omitempty"`
-	DisplayName       string    `json:"display_name,omitempty"`
-	Currency          string    `json:"currency"`
-	Allocation        int64     `json:"allocation"`
-	Committed         int64     `json:"committed"`
-	ChildrenAllocated int64     `json:"children_allocated"`
-	Released          int64     `json:"released"`
-	CommitmentCount   int64     `json:"commitment_count"`
-	CreatedAt         time.Time `json:"created_at"`
-	UpdatedAt         time.Time `json:"updated_at"`
+	ID                string `json:"id"`
+	ParentID          string `json:"parent_id,omitempty"`
+	DisplayName       string `json:"display_name,omitempty"`
+	Currency          string `json:"currency"`
+	Allocation        int64  `json:"allocation"`
+	Committed         int64  `json:"committed"`
+	ChildrenAllocated int64  `json:"children_allocated"`
+	Released          int64  `json:"released"`
+	CommitmentCount   int64  `json:"commitment_count"`
+	// Held is what the envelope's holds in state HELD reserve (see Hold).
+	Held      int64     `json:"held,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Available is what can still be committed or allocated to children.
-func (e *Envelope) Available() int64 { return e.Allocation - e.Committed - e.ChildrenAllocated }
+func (e *Envelope) Available() int64 {
+	return e.Allocation - e.Committed - e.ChildrenAllocated - e.Held
+}
 
 // Commitment is an award of part of an envelope to one project of one beneficiary.
 type Commitment struct {

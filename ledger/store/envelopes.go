@@ -12,7 +12,7 @@ import (
 // holds its lock.
 
 const envelopeColumns = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
-	"released, commitment_count, created_at, updated_at"
+	"released, commitment_count, created_at, updated_at, held"
 
 // ScanEnvelope reads an envelope row selected with envelopeColumns.
 func ScanEnvelope(s Scanner) (core.Envelope, error) {
@@ -22,7 +22,7 @@ func ScanEnvelope(s Scanner) (core.Envelope, error) {
 		created, updated int64
 	)
 	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,
-		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated)
+		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated, &e.Held)
 	if parent != nil {
 		e.ParentID = *parent
 	}
@@ -89,16 +89,16 @@ func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	if e.ParentID != "" {
 		parent = e.ParentID
 	}
-	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 11),
+	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 12),
 		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
-			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt)}, nil)
+			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt), e.Held}, nil)
 }
 
 // UpdateEnvelope writes an envelope's balances.
 func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	return q.Write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
-		released = $5, commitment_count = $6, updated_at = $7 WHERE id = $1`,
-		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt)},
+		released = $5, commitment_count = $6, updated_at = $7, held = $8 WHERE id = $1`,
+		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt), e.Held},
 		func(n int64) error {
 			if n != 1 {
 				return core.Internal("updating envelope %s touched %d rows", e.ID, n)

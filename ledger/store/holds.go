@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+)
+
+// Holds: one row per hold, inserted HELD and updated once, when it ends (confirmed, cancelled or
+// expired). The update is guarded by the state (WHERE state = 'HELD') and, in the database, by a
+// trigger that refuses any change of a hold in a final state: a hold ends at most once, whichever
+// process or path ends it.
+
+const holdColumns = "id, envelope_id, beneficiary, project, currency, amount, state, description, " +
+	"eligible_cost, territory, population, expire_at, effective_at, confirmed_amount, commitment_id, reason, " +
+	"created_at, updated_at"
+
+// SelectHolds is the SELECT of every hold column, for FROM holds.
+const SelectHolds = "SELECT " + holdColumns + " FROM holds"
+
+// ScanHold reads a hold row selected with SelectHolds.
+func ScanHold(s Scanner) (core.Hold, error) {
+	var (
+		h                                   core.Hold
+		state                               string
+		eligible, population                *int64
+		expire, effective, created, updated int64
+	)
+	err := s.Scan(&h.ID, &h.EnvelopeID, &h.Beneficiary, &h.Project, &h.Currency, &h.Amount, &state, &h.Description,
+		&eligible, &h.Policy.Territory, &population, &expire, &effective, &h.ConfirmedAmount, &h.CommitmentID, &h.Reason,
+		&created, &updated)
+	h.State = core.HoldState(state)
+	if eligible != nil {
+		h.Policy.EligibleCost, h.Policy.EligibleCostGiven = *eligible, true
+	}
+	if population != nil {
+		h.Policy.Population, h.Policy.PopulationGiven = *population, true
+	}
+	if expire != 0 {
+		h.ExpireAt = fromMicros(expire)
+	}
+	if effective != 0 {
+		h.EffectiveAt = fromMicros(effective)
+	}
+	h.CreatedAt, h.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return h, err
+}
+
+// LoadHold reads one hold (HOLD_NOT_FOUND when it does not exist).
+func LoadHold(ctx context.Context, q Querier, id string) (core.Hold, error) {
+	h, err := ScanHold(q.QueryRow(ctx, SelectHolds+" WHERE id = $1", id))
+	if errors.Is(err, ErrNoRows) {
+		return h, core.HoldNotFound(id)
+	}
+	return h, err
+}
+
+// FindHold reads one hold; nil when it does not exist.
+func FindHold(ctx context.Context, q Querier, id string) (*core.Hold, error) {
+	h, err := LoadHold(ctx, q, id)
+	if errors.Is(err, core.ErrHoldNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// LoadHolds reads holds by id, each by its primary key (sent together): a scan would take
+// predicate locks on the whole table under SERIALIZABLE. Missing ids are absent.
+func LoadHolds(ctx context.Context, q Querier, ids []string) (map[string]*core.Hold, error) {
+	found := map[string]*core.Hold{}
+	argsList := make([][]any, len(ids))
+	for i, id := range ids {
+		argsList[i] = []any{id}
+	}
+	err := q.QueryEach(ctx, SelectHolds+" WHERE id = $1", argsList, func(s Scanner) error {
+		h, err := ScanHold(s)
+		if errors.Is(err, ErrNoRows) {
+			return nil
+		}
+		if err == nil {
+			found[h.ID] = &h
+		}
+		return err
+	})
+	return found, err
+}
+
+func optional(v int64, given bool) any {
+	if given || v != 0 {
+		return v
+	}
+	return nil
+}
+
+func microsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return micros(t)
+}
+
+// InsertHolds writes new holds.
+func InsertHolds(ctx context.Context, q Querier, hs []core.Hold) error {
+	rows := make([][]any, 0, len(hs))
+	for _, h := range hs {
+		rows = append(rows, []any{h.ID, h.EnvelopeID, h.Beneficiary, h.Project, h.Currency, h.Amount, string(h.State),
+			h.Description, optional(h.Policy.EligibleCost, h.Policy.EligibleCostGiven), h.Policy.Territory,
+			optional(h.Policy.Population, h.Policy.PopulationGiven), microsOrZero(h.ExpireAt), microsOrZero(h.EffectiveAt),
+			h.ConfirmedAmount, h.CommitmentID, h.Reason, micros(h.CreatedAt), micros(h.UpdatedAt)})
+	}
+	return bulkInsert(ctx, q, "holds", strings.Split(holdColumns, ", "), rows, "",
+		core.Internal("a hold was not inserted"))
+}
+
+// errHoldEnded says that a hold this transaction was ending had already left HELD: a concurrent
+// transaction ended it first. Nothing of this one is recorded; the caller may retry.
+var errHoldEnded = core.Wrap(core.ReasonTransactionConflict,
+	"a concurrent transaction ended the same hold; nothing was recorded; retry", errors.New("hold no longer HELD"))
+
+// EndHolds writes holds that left HELD, each only if it is still HELD.
+func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
+	for _, h := range hs {
+		if h.State == core.HoldHeld {
+			return core.Internal("hold %s is ended as HELD", h.ID)
+		}
+		err := q.Write(ctx, `UPDATE holds SET state = $2, confirmed_amount = $3, commitment_id = $4, reason = $5,
+			updated_at = $6 WHERE id = $1 AND state = 'HELD'`,
+			[]any{h.ID, string(h.State), h.ConfirmedAmount, h.CommitmentID, h.Reason, micros(h.UpdatedAt)},
+			func(n int64) error {
+				if n != 1 {
+					return errHoldEnded
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteHolds writes what a decision on holds decided beside its envelopes and entries.
+func WriteHolds(ctx context.Context, q Querier, w *core.HoldWrites, at time.Time) error {
+	if w == nil {
+		return nil
+	}
+	if err := InsertHolds(ctx, q, w.New); err != nil {
+		return err
+	}
+	if err := EndHolds(ctx, q, w.Ended); err != nil {
+		return err
+	}
+	if err := InsertCommitments(ctx, q, w.Commitments); err != nil {
+		return err
+	}
+	if err := WriteTotals(ctx, q, w.Deltas, at); err != nil {
+		return err
+	}
+	return InsertRequests(ctx, q, at, w.Requests)
+}
+
+// ExpiringHold names a hold due to expire, and its envelope.
+type ExpiringHold struct{ ID, EnvelopeID string }
+
+// ExpiringHolds lists at most limit holds still HELD whose expire time is at or before at, the
+// earliest first. It is meant to run outside any transaction (the sweeper then loads each by
+// primary key under its envelope's lock): a range scan in a serializable transaction would make
+// every new hold conflict with it.
+func ExpiringHolds(ctx context.Context, q Querier, at time.Time, limit int) ([]ExpiringHold, error) {
+	rs, err := q.Query(ctx, `SELECT id, envelope_id FROM holds WHERE state = 'HELD' AND expire_at > 0 AND expire_at <= $1
+		ORDER BY expire_at, id LIMIT $2`, micros(at), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []ExpiringHold
+	for rs.Next() {
+		var h ExpiringHold
+		if err := rs.Scan(&h.ID, &h.EnvelopeID); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rs.Err()
+}
+
+// NextExpiry returns the earliest expire time of a hold still HELD (zero when none expires).
+func NextExpiry(ctx context.Context, q Querier) (time.Time, error) {
+	var at *int64
+	err := q.QueryRow(ctx, `SELECT MIN(expire_at) FROM holds WHERE state = 'HELD' AND expire_at > 0`).Scan(&at)
+	if err != nil || at == nil {
+		return time.Time{}, err
+	}
+	return fromMicros(*at), nil
+}
+
+// HoldFilter selects holds for ListHolds; empty fields select everything.
+type HoldFilter struct {
+	EnvelopeID string
+	State      core.HoldState
+}
+
+// ListHolds returns holds oldest first and the token of the next page.
+func ListHolds(ctx context.Context, q Querier, f HoldFilter, page Page) ([]core.Hold, string, error) {
+	filterKey := "holds\x00" + f.EnvelopeID + "\x00" + string(f.State)
+	after, err := decodePageToken(page.Token, filterKey)
+	if err != nil {
+		return nil, "", err
+	}
+	args := []any{after}
+	query := SelectHolds + " WHERE id > $1"
+	if f.EnvelopeID != "" {
+		args = append(args, f.EnvelopeID)
+		query += fmt.Sprintf(" AND envelope_id = $%d", len(args))
+	}
+	if f.State != "" {
+		args = append(args, string(f.State))
+		query += fmt.Sprintf(" AND state = $%d", len(args))
+	}
+	return listPage(ctx, q, query+" ORDER BY id", args, page.limit(), filterKey, ScanHold,
+		func(h core.Hold) string { return h.ID })
+}

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -68,7 +67,7 @@ func (l *Ledger) loadRuled(ctx context.Context, q store.Querier, id, project str
 	if err != nil {
 		return nil, ruled{}, err
 	}
-	r := ruled{st: stampAfter(locked), env: found(locked, id)}
+	r := ruled{st: l.stampAfter(locked), env: found(locked, id)}
 	if r.env == nil {
 		return locked, r, nil
 	}
@@ -161,7 +160,7 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 func (l *Ledger) loadHold(ctx context.Context, q store.Querier, id string) (*core.Hold, map[string]core.Envelope, ruled, error) {
 	h, err := store.FindHold(ctx, q, id)
 	if err != nil || h == nil {
-		return nil, nil, ruled{st: stamp()}, err
+		return nil, nil, ruled{st: l.stamp()}, err
 	}
 	locked, r, err := l.loadRuled(ctx, q, h.EnvelopeID, h.Project, h.Policy)
 	if err != nil {
@@ -203,6 +202,3 @@ func (l *Ledger) ListHolds(ctx context.Context, f HoldFilter, page Page) ([]Hold
 	items, next, err := store.ListHolds(ctx, l.db.Reader(), f, page)
 	return items, next, l.classify(ctx, err)
 }
-
-// nowUTC is the ledger's clock for the sweeper's lookups.
-func nowUTC() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

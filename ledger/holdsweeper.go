@@ -124,7 +124,7 @@ func (l *Ledger) SweepExpiredHolds(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		lookup, cancel := l.txContext(ctx)
-		due, err := store.ExpiringHolds(lookup, l.db.Reader(), nowUTC(), MaxSweepBatch*4)
+		due, err := store.ExpiringHolds(lookup, l.db.Reader(), l.now(), MaxSweepBatch*4)
 		err = l.classify(lookup, err)
 		cancel()
 		if err != nil {
@@ -190,7 +190,7 @@ func (l *Ledger) expireOn(ctx context.Context, envID string, ids []string) (n in
 			for _, id := range ids {
 				list = append(list, holds[id])
 			}
-			st := stampAfter(locked)
+			st := l.stampAfter(locked)
 			expired, eff, err := core.DecideExpireHolds(st, env, list)
 			if err != nil || expired == 0 {
 				return err

@@ -69,6 +69,10 @@ type Config struct {
 	// this process is due sooner (default 200ms); negative: no sweeper runs in this process (tests
 	// and tools then call SweepExpiredHolds).
 	HoldSweepInterval time.Duration
+	// Clock, when set, is the time every decision takes as now instead of the system's clock:
+	// tests (and the reference model's comparison) drive holds' expiry and rules' windows with it.
+	// Decisions on one envelope still follow the order of its lock (see stampAfter).
+	Clock func() time.Time
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -217,8 +221,21 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 }
 
 // stamp is what a decision made now takes from the world.
+func (l *Ledger) stamp() core.Stamp {
+	return core.Stamp{At: l.now(), NewID: newID}
+}
+
+// stamp is the stamp of a decision made now by the system's clock.
 func stamp() core.Stamp {
 	return core.Stamp{At: time.Now().UTC().Truncate(time.Microsecond), NewID: newID}
+}
+
+// now is the ledger's clock (Config.Clock, else the system's), at the microsecond stored.
+func (l *Ledger) now() time.Time {
+	if l.cfg.Clock != nil {
+		return l.cfg.Clock().UTC().Truncate(time.Microsecond)
+	}
+	return time.Now().UTC().Truncate(time.Microsecond)
 }
 
 // stampAfter is the stamp of a decision that holds the locks of envelopes: it is taken once the
@@ -226,8 +243,8 @@ func stamp() core.Stamp {
 // process's clock ran ahead. So the times of the decisions on one envelope follow the order in
 // which they held its lock, and a rule change is in force for exactly the decisions that come
 // after it (invariant 8).
-func stampAfter(envs map[string]core.Envelope) core.Stamp {
-	st := stamp()
+func (l *Ledger) stampAfter(envs map[string]core.Envelope) core.Stamp {
+	st := l.stamp()
 	for _, env := range envs {
 		if !env.UpdatedAt.Before(st.At) {
 			st.At = env.UpdatedAt.Add(time.Microsecond)

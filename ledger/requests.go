@@ -46,7 +46,7 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 			if err != nil {
 				return err
 			}
-			st := stampAfter(in.locked)
+			st := l.stampAfter(in.locked)
 			result, eff, err := in.decide(st)
 			if decided, err = core.Settle(result, err); err != nil {
 				return err

@@ -94,6 +94,9 @@ type snapshot struct {
 	envelopes   []core.Envelope
 	// totals are the stored project totals.
 	totals []projectTotal
+	// holds and holdPostings are the holds and the postings to their accounts (holds.go).
+	holds        []core.Hold
+	holdPostings []holdPosting
 }
 
 type unlogged struct {
@@ -136,6 +139,7 @@ func check(s *snapshot) VerifyReport {
 	entryCurrenciesMatchAccounts(s, &rep)
 	ruleSetsMatchJournal(s, &rep)
 	journalPositionsGapFree(s, &rep)
+	holdsSettledOnce(s, &rep)
 	return rep
 }
 

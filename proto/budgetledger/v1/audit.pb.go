@@ -45,20 +45,26 @@ const (
 	Invariant_INVARIANT_REFUSAL_POSTED_NOTHING Invariant = 7
 	// (9) The journal's positions (JournalEntry.sequence) are 1, 2, 3, … each once, with no gap.
 	Invariant_INVARIANT_JOURNAL_ORDER Invariant = 9
+	// (20) A hold ends in exactly one final state and returns or commits its amount exactly once:
+	// its account holds its amount while it is HELD and nothing after, filled by one HOLD_CREATED
+	// entry and emptied by one entry of its final state's kind; a confirmed hold's commitment has
+	// the confirmed amount. An envelope's held amount is what its HELD holds reserve.
+	Invariant_INVARIANT_HOLD_SETTLED_ONCE Invariant = 20
 )
 
 // Enum value maps for Invariant.
 var (
 	Invariant_name = map[int32]string{
-		0: "INVARIANT_UNSPECIFIED",
-		1: "INVARIANT_ENTRY_BALANCED",
-		2: "INVARIANT_AVAILABLE_NOT_NEGATIVE",
-		3: "INVARIANT_RELEASED_WITHIN_AMOUNT",
-		4: "INVARIANT_BALANCES_MATCH_JOURNAL",
-		5: "INVARIANT_REQUEST_POSTED_ONCE",
-		6: "INVARIANT_APPEND_ONLY",
-		7: "INVARIANT_REFUSAL_POSTED_NOTHING",
-		9: "INVARIANT_JOURNAL_ORDER",
+		0:  "INVARIANT_UNSPECIFIED",
+		1:  "INVARIANT_ENTRY_BALANCED",
+		2:  "INVARIANT_AVAILABLE_NOT_NEGATIVE",
+		3:  "INVARIANT_RELEASED_WITHIN_AMOUNT",
+		4:  "INVARIANT_BALANCES_MATCH_JOURNAL",
+		5:  "INVARIANT_REQUEST_POSTED_ONCE",
+		6:  "INVARIANT_APPEND_ONLY",
+		7:  "INVARIANT_REFUSAL_POSTED_NOTHING",
+		9:  "INVARIANT_JOURNAL_ORDER",
+		20: "INVARIANT_HOLD_SETTLED_ONCE",
 	}
 	Invariant_value = map[string]int32{
 		"INVARIANT_UNSPECIFIED":            0,
@@ -70,6 +76,7 @@ var (
 		"INVARIANT_APPEND_ONLY":            6,
 		"INVARIANT_REFUSAL_POSTED_NOTHING": 7,
 		"INVARIANT_JOURNAL_ORDER":          9,
+		"INVARIANT_HOLD_SETTLED_ONCE":      20,
 	}
 )
 
@@ -320,7 +327,7 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\tinvariant\x18\x01 \x01(\x05B\x05\xe0A\x03\x18\x01R\tinvariant\x12\x1d\n" +
 	"\asubject\x18\x02 \x01(\tB\x03\xe0A\x03R\asubject\x12\x1b\n" +
 	"\x06detail\x18\x03 \x01(\tB\x03\xe0A\x03R\x06detail\x12J\n" +
-	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xb7\x02\n" +
+	"\x10broken_invariant\x18\x04 \x01(\x0e2\x1a.budgetledger.v1.InvariantB\x03\xe0A\x03R\x0fbrokenInvariant*\xd8\x02\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -330,7 +337,8 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x1dINVARIANT_REQUEST_POSTED_ONCE\x10\x05\x12\x19\n" +
 	"\x15INVARIANT_APPEND_ONLY\x10\x06\x12$\n" +
 	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
-	"\x17INVARIANT_JOURNAL_ORDER\x10\t2k\n" +
+	"\x17INVARIANT_JOURNAL_ORDER\x10\t\x12\x1f\n" +
+	"\x1bINVARIANT_HOLD_SETTLED_ONCE\x10\x142k\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

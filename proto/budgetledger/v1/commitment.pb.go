@@ -1131,11 +1131,87 @@ func (x *ListCommitmentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ConfirmHoldResponse is the response of ConfirmHold. (It lives here, beside Commitment, because
+// hold.proto cannot import this file, which imports it.)
+type ConfirmHoldResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The new commitment, of the confirmed amount.
+	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Output only. The hold, CONFIRMED.
+	Hold *Hold `protobuf:"bytes,2,opt,name=hold,proto3" json:"hold,omitempty"`
+	// Output only. The envelope's balances right after the confirmation.
+	Envelope *Envelope `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. Resource name of the journal entry that recorded the confirmation (it moves the
+	// held amount to the commitment and what was not confirmed back to the envelope),
+	// "journalEntries/{journal_entry}".
+	JournalEntry  string `protobuf:"bytes,4,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmHoldResponse) Reset() {
+	*x = ConfirmHoldResponse{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmHoldResponse) ProtoMessage() {}
+
+func (x *ConfirmHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmHoldResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmHoldResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConfirmHoldResponse) GetCommitment() *Commitment {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetHold() *Hold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetJournalEntry() string {
+	if x != nil {
+		return x.JournalEntry
+	}
+	return ""
+}
+
 var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x05\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1abudgetledger/v1/hold.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x05\n" +
 	"\n" +
 	"Commitment\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
@@ -1259,13 +1335,28 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8a\x01\n" +
 	"\x17ListCommitmentsResponse\x12B\n" +
 	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\vcommitments\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xcc\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x95\x02\n" +
+	"\x13ConfirmHoldResponse\x12@\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12.\n" +
+	"\x04hold\x18\x02 \x01(\v2\x15.budgetledger.v1.HoldB\x03\xe0A\x03R\x04hold\x12:\n" +
+	"\benvelope\x18\x03 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
+	"\rjournal_entry\x18\x04 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry2\xf6\x06\n" +
 	"\x11CommitmentService\x12I\n" +
 	"\x06Commit\x12\x1e.budgetledger.v1.CommitRequest\x1a\x1f.budgetledger.v1.CommitResponse\x12L\n" +
 	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12X\n" +
 	"\vBatchCommit\x12#.budgetledger.v1.BatchCommitRequest\x1a$.budgetledger.v1.BatchCommitResponse\x12^\n" +
 	"\rGetCommitment\x12%.budgetledger.v1.GetCommitmentRequest\x1a&.budgetledger.v1.GetCommitmentResponse\x12d\n" +
-	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponse\x12U\n" +
+	"\n" +
+	"CreateHold\x12\".budgetledger.v1.CreateHoldRequest\x1a#.budgetledger.v1.CreateHoldResponse\x12X\n" +
+	"\vConfirmHold\x12#.budgetledger.v1.ConfirmHoldRequest\x1a$.budgetledger.v1.ConfirmHoldResponse\x12U\n" +
+	"\n" +
+	"CancelHold\x12\".budgetledger.v1.CancelHoldRequest\x1a#.budgetledger.v1.CancelHoldResponse\x12L\n" +
+	"\aGetHold\x12\x1f.budgetledger.v1.GetHoldRequest\x1a .budgetledger.v1.GetHoldResponse\x12R\n" +
+	"\tListHolds\x12!.budgetledger.v1.ListHoldsRequest\x1a\".budgetledger.v1.ListHoldsResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_commitment_proto_rawDescOnce sync.Once
@@ -1279,7 +1370,7 @@ func file_budgetledger_v1_commitment_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_commitment_proto_rawDescData
 }
 
-var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*Commitment)(nil),              // 0: budgetledger.v1.Commitment
 	(*CommitRequest)(nil),           // 1: budgetledger.v1.CommitRequest
@@ -1295,40 +1386,64 @@ var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*GetCommitmentResponse)(nil),   // 11: budgetledger.v1.GetCommitmentResponse
 	(*ListCommitmentsRequest)(nil),  // 12: budgetledger.v1.ListCommitmentsRequest
 	(*ListCommitmentsResponse)(nil), // 13: budgetledger.v1.ListCommitmentsResponse
-	nil,                             // 14: budgetledger.v1.ItemRefusal.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(*Envelope)(nil),                // 16: budgetledger.v1.Envelope
+	(*ConfirmHoldResponse)(nil),     // 14: budgetledger.v1.ConfirmHoldResponse
+	nil,                             // 15: budgetledger.v1.ItemRefusal.MetadataEntry
+	(*timestamppb.Timestamp)(nil),   // 16: google.protobuf.Timestamp
+	(*Envelope)(nil),                // 17: budgetledger.v1.Envelope
+	(*Hold)(nil),                    // 18: budgetledger.v1.Hold
+	(*CreateHoldRequest)(nil),       // 19: budgetledger.v1.CreateHoldRequest
+	(*ConfirmHoldRequest)(nil),      // 20: budgetledger.v1.ConfirmHoldRequest
+	(*CancelHoldRequest)(nil),       // 21: budgetledger.v1.CancelHoldRequest
+	(*GetHoldRequest)(nil),          // 22: budgetledger.v1.GetHoldRequest
+	(*ListHoldsRequest)(nil),        // 23: budgetledger.v1.ListHoldsRequest
+	(*CreateHoldResponse)(nil),      // 24: budgetledger.v1.CreateHoldResponse
+	(*CancelHoldResponse)(nil),      // 25: budgetledger.v1.CancelHoldResponse
+	(*GetHoldResponse)(nil),         // 26: budgetledger.v1.GetHoldResponse
+	(*ListHoldsResponse)(nil),       // 27: budgetledger.v1.ListHoldsResponse
 }
 var file_budgetledger_v1_commitment_proto_depIdxs = []int32{
-	15, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
-	15, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
+	16, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
+	16, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 3: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	17, // 3: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 4: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
-	16, // 5: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
+	17, // 5: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
 	6,  // 6: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
 	8,  // 7: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
-	16, // 8: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	17, // 8: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 9: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
 	9,  // 10: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
-	14, // 11: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
+	15, // 11: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
 	0,  // 12: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
 	0,  // 13: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
-	1,  // 14: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
-	3,  // 15: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
-	5,  // 16: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
-	10, // 17: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
-	12, // 18: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
-	2,  // 19: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
-	4,  // 20: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
-	7,  // 21: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
-	11, // 22: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
-	13, // 23: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	0,  // 14: budgetledger.v1.ConfirmHoldResponse.commitment:type_name -> budgetledger.v1.Commitment
+	18, // 15: budgetledger.v1.ConfirmHoldResponse.hold:type_name -> budgetledger.v1.Hold
+	17, // 16: budgetledger.v1.ConfirmHoldResponse.envelope:type_name -> budgetledger.v1.Envelope
+	1,  // 17: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
+	3,  // 18: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
+	5,  // 19: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
+	10, // 20: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
+	12, // 21: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
+	19, // 22: budgetledger.v1.CommitmentService.CreateHold:input_type -> budgetledger.v1.CreateHoldRequest
+	20, // 23: budgetledger.v1.CommitmentService.ConfirmHold:input_type -> budgetledger.v1.ConfirmHoldRequest
+	21, // 24: budgetledger.v1.CommitmentService.CancelHold:input_type -> budgetledger.v1.CancelHoldRequest
+	22, // 25: budgetledger.v1.CommitmentService.GetHold:input_type -> budgetledger.v1.GetHoldRequest
+	23, // 26: budgetledger.v1.CommitmentService.ListHolds:input_type -> budgetledger.v1.ListHoldsRequest
+	2,  // 27: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
+	4,  // 28: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
+	7,  // 29: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
+	11, // 30: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
+	13, // 31: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
+	24, // 32: budgetledger.v1.CommitmentService.CreateHold:output_type -> budgetledger.v1.CreateHoldResponse
+	14, // 33: budgetledger.v1.CommitmentService.ConfirmHold:output_type -> budgetledger.v1.ConfirmHoldResponse
+	25, // 34: budgetledger.v1.CommitmentService.CancelHold:output_type -> budgetledger.v1.CancelHoldResponse
+	26, // 35: budgetledger.v1.CommitmentService.GetHold:output_type -> budgetledger.v1.GetHoldResponse
+	27, // 36: budgetledger.v1.CommitmentService.ListHolds:output_type -> budgetledger.v1.ListHoldsResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_commitment_proto_init() }
@@ -1337,6 +1452,7 @@ func file_budgetledger_v1_commitment_proto_init() {
 		return
 	}
 	file_budgetledger_v1_envelope_proto_init()
+	file_budgetledger_v1_hold_proto_init()
 	file_budgetledger_v1_commitment_proto_msgTypes[1].OneofWrappers = []any{}
 	file_budgetledger_v1_commitment_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1345,7 +1461,7 @@ func file_budgetledger_v1_commitment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_commitment_proto_rawDesc), len(file_budgetledger_v1_commitment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

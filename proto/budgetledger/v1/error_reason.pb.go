@@ -95,6 +95,18 @@ const (
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
 	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
+	// NOT_FOUND: the named hold does not exist. Metadata: hold.
+	ErrorReason_ERROR_REASON_HOLD_NOT_FOUND ErrorReason = 22
+	// FAILED_PRECONDITION: the hold's expire_time has passed, whether or not the ledger's sweeper
+	// has returned its amount yet: it can no longer be confirmed or cancelled. Metadata: hold,
+	// expire_time.
+	ErrorReason_ERROR_REASON_HOLD_EXPIRED ErrorReason = 23
+	// FAILED_PRECONDITION: the hold is already confirmed, cancelled or expired. Metadata: hold,
+	// state.
+	ErrorReason_ERROR_REASON_HOLD_NOT_HELD ErrorReason = 24
+	// FAILED_PRECONDITION: a confirmation for more than the hold's amount. Metadata: hold, held,
+	// requested.
+	ErrorReason_ERROR_REASON_CONFIRM_EXCEEDS_HELD ErrorReason = 25
 )
 
 // Enum value maps for ErrorReason.
@@ -122,6 +134,10 @@ var (
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
 		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
+		22: "ERROR_REASON_HOLD_NOT_FOUND",
+		23: "ERROR_REASON_HOLD_EXPIRED",
+		24: "ERROR_REASON_HOLD_NOT_HELD",
+		25: "ERROR_REASON_CONFIRM_EXCEEDS_HELD",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -146,6 +162,10 @@ var (
 		"ERROR_REASON_PERMISSION_DENIED":         19,
 		"ERROR_REASON_RATE_LIMITED":              20,
 		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
+		"ERROR_REASON_HOLD_NOT_FOUND":            22,
+		"ERROR_REASON_HOLD_EXPIRED":              23,
+		"ERROR_REASON_HOLD_NOT_HELD":             24,
+		"ERROR_REASON_CONFIRM_EXCEEDS_HELD":      25,
 	}
 )
 
@@ -180,7 +200,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xa5\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -204,7 +224,11 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15\x12\x1f\n" +
+	"\x1bERROR_REASON_HOLD_NOT_FOUND\x10\x16\x12\x1d\n" +
+	"\x19ERROR_REASON_HOLD_EXPIRED\x10\x17\x12\x1e\n" +
+	"\x1aERROR_REASON_HOLD_NOT_HELD\x10\x18\x12%\n" +
+	"!ERROR_REASON_CONFIRM_EXCEEDS_HELD\x10\x19BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

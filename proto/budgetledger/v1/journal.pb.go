@@ -47,18 +47,32 @@ const (
 	// An envelope was given a new rule set (SetEnvelopeRules); it moves no money and has no
 	// postings.
 	EntryKind_ENTRY_KIND_RULES_CHANGED EntryKind = 6
+	// An amount moved from an envelope to a new hold's account, "holds/{hold}" (CreateHold).
+	EntryKind_ENTRY_KIND_HOLD_CREATED EntryKind = 20
+	// A hold was confirmed: its account emptied into a new commitment, and what was not confirmed
+	// back into the envelope (ConfirmHold).
+	EntryKind_ENTRY_KIND_HOLD_CONFIRMED EntryKind = 21
+	// A hold was cancelled: its amount returned to the envelope (CancelHold).
+	EntryKind_ENTRY_KIND_HOLD_CANCELLED EntryKind = 22
+	// A hold expired: its amount returned to the envelope. Made by the ledger's sweeper, with the
+	// caller "ledger:hold-expiry" and the request id "expire/{hold id}".
+	EntryKind_ENTRY_KIND_HOLD_EXPIRED EntryKind = 23
 )
 
 // Enum value maps for EntryKind.
 var (
 	EntryKind_name = map[int32]string{
-		0: "ENTRY_KIND_UNSPECIFIED",
-		1: "ENTRY_KIND_ENVELOPE_FUNDED",
-		2: "ENTRY_KIND_ENVELOPE_ALLOCATED",
-		3: "ENTRY_KIND_ALLOCATION_MOVED",
-		4: "ENTRY_KIND_COMMITTED",
-		5: "ENTRY_KIND_RELEASED",
-		6: "ENTRY_KIND_RULES_CHANGED",
+		0:  "ENTRY_KIND_UNSPECIFIED",
+		1:  "ENTRY_KIND_ENVELOPE_FUNDED",
+		2:  "ENTRY_KIND_ENVELOPE_ALLOCATED",
+		3:  "ENTRY_KIND_ALLOCATION_MOVED",
+		4:  "ENTRY_KIND_COMMITTED",
+		5:  "ENTRY_KIND_RELEASED",
+		6:  "ENTRY_KIND_RULES_CHANGED",
+		20: "ENTRY_KIND_HOLD_CREATED",
+		21: "ENTRY_KIND_HOLD_CONFIRMED",
+		22: "ENTRY_KIND_HOLD_CANCELLED",
+		23: "ENTRY_KIND_HOLD_EXPIRED",
 	}
 	EntryKind_value = map[string]int32{
 		"ENTRY_KIND_UNSPECIFIED":        0,
@@ -68,6 +82,10 @@ var (
 		"ENTRY_KIND_COMMITTED":          4,
 		"ENTRY_KIND_RELEASED":           5,
 		"ENTRY_KIND_RULES_CHANGED":      6,
+		"ENTRY_KIND_HOLD_CREATED":       20,
+		"ENTRY_KIND_HOLD_CONFIRMED":     21,
+		"ENTRY_KIND_HOLD_CANCELLED":     22,
+		"ENTRY_KIND_HOLD_EXPIRED":       23,
 	}
 )
 
@@ -103,8 +121,8 @@ func (EntryKind) EnumDescriptor() ([]byte, []int) {
 type Posting struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
-	// "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
-	// entering the ledger). It names a resource of one of several types, or none, so it carries no
+	// "commitments/{commitment}" (a commitment's remaining amount), "holds/{hold}" (a hold's amount
+	// while it is HELD) or "external/funding" (money entering the ledger). It names a resource of one of several types, or none, so it carries no
 	// google.api.resource_reference.
 	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
 	// Output only. Signed amount in minor units.
@@ -456,7 +474,7 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\"\x96\x01\n" +
 	"\x1aListJournalEntriesResponse\x12K\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\xdc\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\xd4\x02\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +
@@ -464,7 +482,11 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x1bENTRY_KIND_ALLOCATION_MOVED\x10\x03\x12\x18\n" +
 	"\x14ENTRY_KIND_COMMITTED\x10\x04\x12\x17\n" +
 	"\x13ENTRY_KIND_RELEASED\x10\x05\x12\x1c\n" +
-	"\x18ENTRY_KIND_RULES_CHANGED\x10\x062\x7f\n" +
+	"\x18ENTRY_KIND_RULES_CHANGED\x10\x06\x12\x1b\n" +
+	"\x17ENTRY_KIND_HOLD_CREATED\x10\x14\x12\x1d\n" +
+	"\x19ENTRY_KIND_HOLD_CONFIRMED\x10\x15\x12\x1d\n" +
+	"\x19ENTRY_KIND_HOLD_CANCELLED\x10\x16\x12\x1b\n" +
+	"\x17ENTRY_KIND_HOLD_EXPIRED\x10\x172\x7f\n" +
 	"\x0eJournalService\x12m\n" +
 	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

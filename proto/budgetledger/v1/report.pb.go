@@ -286,8 +286,11 @@ type ReportFigures struct {
 	// Output only. The number of distinct beneficiaries of those awards (rolled up: across the
 	// descendants).
 	BeneficiaryCount int64 `protobuf:"varint,7,opt,name=beneficiary_count,json=beneficiaryCount,proto3" json:"beneficiary_count,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Output only. What holds still HELD reserve (rolled up: in the envelope and all its
+	// descendants). allocation = available + held + committed + allocated to children.
+	Held          int64 `protobuf:"varint,20,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportFigures) Reset() {
@@ -369,6 +372,13 @@ func (x *ReportFigures) GetBeneficiaryCount() int64 {
 	return 0
 }
 
+func (x *ReportFigures) GetHeld() int64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
 var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
@@ -397,7 +407,7 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x19\n" +
 	"\x05depth\x18\x05 \x01(\x05B\x03\xe0A\x03R\x05depth\x125\n" +
 	"\x03own\x18\x06 \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x03own\x129\n" +
-	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\x92\x02\n" +
+	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\xab\x02\n" +
 	"\rReportFigures\x12#\n" +
 	"\n" +
 	"allocation\x18\x01 \x01(\x03B\x03\xe0A\x03R\n" +
@@ -408,7 +418,8 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\tavailable\x18\x05 \x01(\x03B\x03\xe0A\x03R\tavailable\x12$\n" +
 	"\vaward_count\x18\x06 \x01(\x03B\x03\xe0A\x03R\n" +
 	"awardCount\x120\n" +
-	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount2x\n" +
+	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount\x12\x17\n" +
+	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held2x\n" +
 	"\rReportService\x12g\n" +
 	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

@@ -75,6 +75,11 @@ var authorization = map[string][]Role{
 	pb.CommitmentService_BatchCommit_FullMethodName:     {RoleService},
 	pb.CommitmentService_GetCommitment_FullMethodName:   everyone,
 	pb.CommitmentService_ListCommitments_FullMethodName: everyone,
+	pb.CommitmentService_CreateHold_FullMethodName:      {RoleService},
+	pb.CommitmentService_ConfirmHold_FullMethodName:     {RoleService},
+	pb.CommitmentService_CancelHold_FullMethodName:      {RoleService},
+	pb.CommitmentService_GetHold_FullMethodName:         everyone,
+	pb.CommitmentService_ListHolds_FullMethodName:       everyone,
 
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
 

@@ -31,6 +31,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		Released:            e.Released,
 		CreateTime:          timestamppb.New(e.CreatedAt),
 		UpdateTime:          timestamppb.New(e.UpdatedAt),
+		Held:                e.Held,
 	}
 }
 
@@ -60,6 +61,10 @@ var entryKinds = map[ledger.EntryKind]pb.EntryKind{
 	ledger.KindCommitted:         pb.EntryKind_ENTRY_KIND_COMMITTED,
 	ledger.KindReleased:          pb.EntryKind_ENTRY_KIND_RELEASED,
 	ledger.KindRulesChanged:      pb.EntryKind_ENTRY_KIND_RULES_CHANGED,
+	ledger.KindHoldCreated:       pb.EntryKind_ENTRY_KIND_HOLD_CREATED,
+	ledger.KindHoldConfirmed:     pb.EntryKind_ENTRY_KIND_HOLD_CONFIRMED,
+	ledger.KindHoldCancelled:     pb.EntryKind_ENTRY_KIND_HOLD_CANCELLED,
+	ledger.KindHoldExpired:       pb.EntryKind_ENTRY_KIND_HOLD_EXPIRED,
 }
 
 func entryPB(e *ledger.Entry) *pb.JournalEntry {

@@ -260,3 +260,38 @@ func TestHoldExpiryRacesConfirmation(t *testing.T) {
 		requireVerifyOK(t, a)
 	})
 }
+
+// TestHoldsInReport: the funding report shows what holds reserve, per envelope and rolled up, and
+// counts a confirmed hold as an award of the confirmed amount; allocation = available + held +
+// committed + allocated to children holds in the report too (invariant 10).
+func TestHoldsInReport(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		clock := newTestClock()
+		l := openClocked(t, db, clock)
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		mustCreateEnvelope(t, l, "axis-3", "fund", 600_000)
+		mustHold(t, l, holdCmd("axis-3", "siren:1", 100_000))
+		h := mustHold(t, l, holdCmd("axis-3", "siren:2", 50_000))
+		mustHold(t, l, holdCmd("fund", "siren:3", 7_000))
+		if _, err := l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h.Hold.ID, Amount: 30_000}); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Report(ctx, "fund", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]ReportLine{}
+		for _, line := range rep.Lines {
+			byID[line.EnvelopeID] = line
+		}
+		axis, fund := byID["axis-3"], byID["fund"]
+		if axis.Own.Held != 100_000 || axis.Own.Awarded != 30_000 || axis.Own.AwardCount != 1 || axis.Own.Committed != 30_000 ||
+			axis.Own.Available != 470_000 || axis.Own.Allocation != 600_000 {
+			t.Errorf("axis-3 own figures: %+v", axis.Own)
+		}
+		if fund.Own.Held != 7_000 || fund.Total.Held != 107_000 || fund.Own.Allocation != 1_000_000 || fund.Own.Available != 393_000 {
+			t.Errorf("fund figures: own %+v, total %+v", fund.Own, fund.Total)
+		}
+	})
+}

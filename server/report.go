@@ -231,5 +231,5 @@ func parseReportKey(key string) (offset int, asOf time.Time, ok bool) {
 
 func figuresPB(f ledger.Figures) *pb.ReportFigures {
 	return &pb.ReportFigures{Allocation: f.Allocation, Awarded: f.Awarded, Committed: f.Committed,
-		Released: f.Released, Available: f.Available, AwardCount: f.AwardCount, BeneficiaryCount: f.BeneficiaryCount}
+		Released: f.Released, Available: f.Available, AwardCount: f.AwardCount, BeneficiaryCount: f.BeneficiaryCount, Held: f.Held}
 }

@@ -32,6 +32,8 @@ type Figures struct {
 	AwardCount int64 `json:"award_count"`
 	// BeneficiaryCount is the number of distinct beneficiaries of those awards.
 	BeneficiaryCount int64 `json:"beneficiary_count"`
+	// Held is what holds still HELD reserve (rolled up: in the envelope and its descendants).
+	Held int64 `json:"held"`
 }
 
 // ReportLine is one envelope of a report: its own figures, and its figures rolled up through its
@@ -114,6 +116,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 
 		// Balances of every account, and awards and releases per envelope, from the journal.
 		balances := map[string]*big.Int{}
+		// confirmed are the awards made by confirming holds, by commitment account: their
+		// entries post to the envelope only what was not confirmed.
+		confirmed := map[string]int64{}
 		var latest int64
 		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, p.account, p.amount FROM journal_entries e
 			JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, limit)
@@ -131,6 +136,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			}
 			latest = max(latest, created)
 			add(balances, account, amount)
+			if core.EntryKind(kind) == core.KindHoldConfirmed && strings.HasPrefix(account, "commitments/") {
+				confirmed[account] = amount
+			}
 			id, isEnvelope := strings.CutPrefix(account, "envelopes/")
 			n := nodes[id]
 			if !isEnvelope || n == nil {
@@ -169,7 +177,33 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 				if b := balances[core.CommitmentName(id)]; b != nil {
 					n.own.committed.Add(n.own.committed, b)
 				}
+				if amount, ok := confirmed[core.CommitmentName(id)]; ok {
+					n.own.awarded.Add(n.own.awarded, big.NewInt(amount))
+					n.line.Own.AwardCount++
+				}
 				n.benef[beneficiary] = true
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+
+		// Holds made by then: what those still HELD reserve.
+		rs, err = q.Query(ctx, "SELECT id, envelope_id FROM holds WHERE created_at <= $1", limit)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id, envelope string
+			if err := rs.Scan(&id, &envelope); err != nil {
+				rs.Close()
+				return err
+			}
+			if n := nodes[envelope]; n != nil {
+				if b := balances[core.HoldName(id)]; b != nil {
+					n.own.held.Add(n.own.held, b)
+				}
 			}
 		}
 		rs.Close()
@@ -186,7 +220,8 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 				roots = append(roots, id)
 			}
 		}
-		// Roll up, children first: allocation = committed + children's allocations + available.
+		// Roll up, children first: allocation = held + committed + children's allocations +
+		// available.
 		var rollUp func(id string)
 		rollUp = func(id string) {
 			n := nodes[id]
@@ -214,6 +249,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 			}
 			n.own.allocation.Add(n.own.committed, childrenAllocation)
 			n.own.allocation.Add(n.own.allocation, n.own.available)
+			n.own.allocation.Add(n.own.allocation, n.own.held)
 			n.total.allocation.Set(n.own.allocation)
 			n.line.Total.AwardCount = count
 			n.line.Total.BeneficiaryCount = int64(len(n.subtree))
@@ -261,10 +297,10 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf *time.Tim
 }
 
 // exact are an envelope's money figures, summed with arbitrary precision.
-type exact struct{ allocation, awarded, committed, released, available *big.Int }
+type exact struct{ allocation, awarded, committed, released, available, held *big.Int }
 
 func newExact() exact {
-	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
+	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
 }
 
 // add adds o's awarded, committed, released and available amounts to e's (allocations do not
@@ -274,6 +310,7 @@ func (e exact) add(o exact) {
 	e.committed.Add(e.committed, o.committed)
 	e.released.Add(e.released, o.released)
 	e.available.Add(e.available, o.available)
+	e.held.Add(e.held, o.held)
 }
 
 // fit copies e into f's int64 figures, or refuses with AMOUNT_OVERFLOW naming the envelope and the
@@ -286,7 +323,7 @@ func (e exact) fit(envelopeID, prefix string, f *Figures) error {
 	}{
 		{"allocation", e.allocation, &f.Allocation}, {"awarded", e.awarded, &f.Awarded},
 		{"committed", e.committed, &f.Committed}, {"released", e.released, &f.Released},
-		{"available", e.available, &f.Available},
+		{"available", e.available, &f.Available}, {"held", e.held, &f.Held},
 	} {
 		if !v.from.IsInt64() {
 			return &core.Error{Reason: core.ReasonAmountOverflow,

@@ -238,7 +238,7 @@ func toLedgerRules(r model.Rules) ledger.Rules {
 func fromEnvelope(e ledger.Envelope) model.Envelope {
 	return model.Envelope{ID: e.ID, ParentID: e.ParentID, DisplayName: e.DisplayName, Currency: e.Currency,
 		Allocation: e.Allocation, Committed: e.Committed, ChildrenAllocated: e.ChildrenAllocated,
-		Released: e.Released, CommitmentCount: e.CommitmentCount}
+		Released: e.Released, CommitmentCount: e.CommitmentCount, Held: e.Held}
 }
 
 func fromCommitment(c ledger.Commitment) model.Commitment {

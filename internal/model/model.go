@@ -250,7 +250,7 @@ func (l *Ledger) Clone() *Ledger {
 		envelopeOrder:   l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)],
 		commitmentOrder: l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)],
 		holds:           make(map[string]Hold, len(l.holds)), holdOrder: l.holdOrder[:len(l.holdOrder):len(l.holdOrder)],
-		now:             l.now}
+		now: l.now}
 	for k, v := range l.holds {
 		c.holds[k] = v
 	}

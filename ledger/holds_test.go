@@ -177,6 +177,9 @@ func TestHoldExpiry(t *testing.T) {
 		if err != nil || got.State != HoldExpired {
 			t.Fatalf("GetHold = %+v, %v", got, err)
 		}
+		// Swept, the same refusal.
+		_, err = other.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h.Hold.ID})
+		requireError(t, err, ErrHoldExpired)
 		// The other hold is confirmed before its time.
 		if _, err := other.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: kept.Hold.ID}); err != nil {
 			t.Fatal(err)

@@ -15,7 +15,8 @@ import (
 //     amount becomes a commitment, named by the ledger, and the rest returns to the envelope, the
 //     rules being checked again now for the confirmed amount) or cancelled (all of it returns),
 //     until its expire time: from then on both are refused with HOLD_EXPIRED, swept or not.
-//     Checked in order: the hold's existence, its state (HOLD_NOT_HELD), its expiry, the amount
+//     Checked in order: the hold's existence, its state (HOLD_NOT_HELD once confirmed or
+//     cancelled), its expiry (HOLD_EXPIRED, swept or not), the amount
 //     (CONFIRM_EXCEEDS_HELD), the rules.
 //   - The sweeper (Sweep) expires every HELD hold whose expire time has passed: its whole amount
 //     returns to the envelope, once.
@@ -176,9 +177,9 @@ func (l *Ledger) held(id string) (Hold, *Refusal) {
 	switch {
 	case refusal != nil:
 		return h, refusal
-	case h.State != Held:
+	case h.State == Confirmed || h.State == Cancelled:
 		return h, refuse(HoldNotHeld, "hold", "holds/"+id, "state", string(h.State))
-	case l.expired(h):
+	case h.State == Expired || l.expired(h):
 		return h, refuse(HoldExpired, "hold", "holds/"+id)
 	}
 	return h, nil

@@ -51,7 +51,8 @@ const (
 	// ReasonHoldExpired: the hold's expire time has passed (swept or not): it can no longer be
 	// confirmed or cancelled, and its amount returns (or has returned) to the envelope.
 	ReasonHoldExpired Reason = "HOLD_EXPIRED"
-	// ReasonHoldNotHeld: the hold is already confirmed, cancelled or expired.
+	// ReasonHoldNotHeld: the hold is already confirmed or cancelled (an expired one is
+	// ReasonHoldExpired).
 	ReasonHoldNotHeld Reason = "HOLD_NOT_HELD"
 	// ReasonConfirmExceedsHeld: a confirmation for more than the hold's amount.
 	ReasonConfirmExceedsHeld Reason = "CONFIRM_EXCEEDS_HELD"
@@ -308,11 +309,12 @@ func checkHeld(h *Hold, id string, at time.Time) error {
 	switch {
 	case h == nil:
 		return HoldNotFound(id)
-	case h.State != HoldHeld:
+	case h.State != HoldHeld && h.State != HoldExpired:
 		return &Error{Reason: ReasonHoldNotHeld,
 			Message:  fmt.Sprintf("hold %q is %s already", HoldName(h.ID), h.State),
 			Metadata: map[string]string{"hold": HoldName(h.ID), "state": string(h.State)}}
-	case h.ExpiredAt(at):
+	case h.State == HoldExpired || h.ExpiredAt(at):
+		// The same refusal whether or not the sweeper has expired the hold yet.
 		return &Error{Reason: ReasonHoldExpired,
 			Message: fmt.Sprintf("hold %q expired at %s; its amount returns to the envelope", HoldName(h.ID),
 				h.ExpireAt.Format(time.RFC3339Nano)),

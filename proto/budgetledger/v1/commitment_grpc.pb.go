@@ -92,9 +92,10 @@ type CommitmentServiceClient interface {
 	// the figures of the hold's creation). The envelope's available amount is not checked again: the
 	// confirmed amount was held. A refused confirmation leaves the hold HELD.
 	//
-	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (metadata: hold, state), HOLD_EXPIRED (its expire_time
-	// has passed, swept or not; metadata: hold, expire_time), CONFIRM_EXCEEDS_HELD (metadata: hold,
-	// held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
+	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED.
 	ConfirmHold(ctx context.Context, in *ConfirmHoldRequest, opts ...grpc.CallOption) (*ConfirmHoldResponse, error)
 	// CancelHold returns a HELD hold's whole amount to its envelope.
 	//
@@ -280,9 +281,10 @@ type CommitmentServiceServer interface {
 	// the figures of the hold's creation). The envelope's available amount is not checked again: the
 	// confirmed amount was held. A refused confirmation leaves the hold HELD.
 	//
-	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (metadata: hold, state), HOLD_EXPIRED (its expire_time
-	// has passed, swept or not; metadata: hold, expire_time), CONFIRM_EXCEEDS_HELD (metadata: hold,
-	// held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
+	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED.
 	ConfirmHold(context.Context, *ConfirmHoldRequest) (*ConfirmHoldResponse, error)
 	// CancelHold returns a HELD hold's whole amount to its envelope.
 	//

@@ -101,8 +101,8 @@ const (
 	// has returned its amount yet: it can no longer be confirmed or cancelled. Metadata: hold,
 	// expire_time.
 	ErrorReason_ERROR_REASON_HOLD_EXPIRED ErrorReason = 23
-	// FAILED_PRECONDITION: the hold is already confirmed, cancelled or expired. Metadata: hold,
-	// state.
+	// FAILED_PRECONDITION: the hold is already confirmed or cancelled (an expired hold is
+	// HOLD_EXPIRED). Metadata: hold, state.
 	ErrorReason_ERROR_REASON_HOLD_NOT_HELD ErrorReason = 24
 	// FAILED_PRECONDITION: a confirmation for more than the hold's amount. Metadata: hold, held,
 	// requested.

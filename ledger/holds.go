@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"sync"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -48,6 +49,29 @@ var (
 	ErrConfirmExceedsHeld = core.ErrConfirmExceedsHeld
 	HoldName              = core.HoldName
 )
+
+// envelopeLocks serializes, within this process, the decisions on holds of one envelope (and the
+// sweeper's expiries there): they all lock the envelope's row, and on PostgreSQL concurrent
+// serializable transactions waiting on one row abort each other (40001) far more often than they
+// succeed. Correctness does not rest on it: the database transaction still decides, and other
+// processes' transactions are retried.
+type envelopeLocks struct{ m sync.Map } // envelope id -> *sync.Mutex
+
+func (e *envelopeLocks) lock(id string) func() {
+	mu, _ := e.m.LoadOrStore(id, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// holdEnvelopeLock takes the in-process lock of the envelope of hold id (read outside any
+// transaction: a hold never changes envelope); none when the hold does not exist.
+func (l *Ledger) holdEnvelopeLock(ctx context.Context, id string) func() {
+	h, err := store.FindHold(ctx, l.db.Reader(), id)
+	if err != nil || h == nil {
+		return func() {}
+	}
+	return l.holdLocks.lock(h.EnvelopeID)
+}
 
 // ruled is an envelope locked for a decision on holds, with the funding rules in force at the
 // decision's time and what a project holds on it.
@@ -97,6 +121,8 @@ func (l *Ledger) CreateHold(ctx context.Context, cmd CreateHold) (CreateHoldResu
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	unlock := l.holdLocks.lock(cmd.EnvelopeID)
+	defer unlock()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			locked, r, err := l.loadRuled(ctx, q, cmd.EnvelopeID, cmd.Project, cmd.Policy)
@@ -121,6 +147,7 @@ func (l *Ledger) ConfirmHold(ctx context.Context, cmd ConfirmHold) (ConfirmHoldR
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID)
@@ -141,6 +168,7 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID)

@@ -145,12 +145,23 @@ func (l *Ledger) SweepExpiredHolds(ctx context.Context) (int, error) {
 		for _, envID := range order {
 			ids := byEnvelope[envID]
 			for start := 0; start < len(ids); start += MaxSweepBatch {
+				began := time.Now()
 				n, err := l.expireOn(ctx, envID, ids[start:min(start+MaxSweepBatch, len(ids))])
 				if err != nil {
 					return total, err
 				}
 				total += n
 				progress += n
+				if l.db.InlineSequence() {
+					// One writer at a time (SQLite), and a waiting writer only polls for the
+					// lock: leave it free as long as the expiry held it, so that awards are
+					// not starved while thousands of holds expire.
+					select {
+					case <-ctx.Done():
+						return total, ctx.Err()
+					case <-time.After(time.Since(began)):
+					}
+				}
 			}
 		}
 		if progress == 0 || len(due) < MaxSweepBatch*4 {
@@ -170,6 +181,7 @@ func (l *Ledger) expireOn(ctx context.Context, envID string, ids []string) (n in
 	attempts := 0
 	defer func() { endSpan(span, attempts, err) }()
 	var changed []core.Envelope
+	defer l.holdLocks.lock(envID)()
 	for try := 0; ; try++ {
 		err = l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++

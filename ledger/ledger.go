@@ -107,6 +107,8 @@ type Ledger struct {
 	seq *sequencer
 	// sweep returns expired holds to their envelopes (nil when disabled; see holdsweeper.go).
 	sweep *sweeper
+	// holdLocks serializes this process's decisions on the holds of one envelope (holds.go).
+	holdLocks envelopeLocks
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
 	// its COMMIT, so that a test can hold a decision open.
 	beforeCommit func()

@@ -124,8 +124,12 @@ func InsertHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 var errHoldEnded = core.Wrap(core.ReasonTransactionConflict,
 	"a concurrent transaction ended the same hold; nothing was recorded; retry", errors.New("hold no longer HELD"))
 
-// EndHolds writes holds that left HELD, each only if it is still HELD.
+// EndHolds writes holds that left HELD, each only if it is still HELD. Holds expired together
+// (the sweeper's) are written with one statement per chunk, the others one by one.
 func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
+	if len(hs) > 1 && sameExpiry(hs) {
+		return expireHolds(ctx, q, hs)
+	}
 	for _, h := range hs {
 		if h.State == core.HoldHeld {
 			return core.Internal("hold %s is ended as HELD", h.ID)
@@ -226,4 +230,39 @@ func ListHolds(ctx context.Context, q Querier, f HoldFilter, page Page) ([]core.
 	}
 	return listPage(ctx, q, query+" ORDER BY id", args, page.limit(), filterKey, ScanHold,
 		func(h core.Hold) string { return h.ID })
+}
+
+// sameExpiry reports whether every hold of hs expired at the same time.
+func sameExpiry(hs []core.Hold) bool {
+	for _, h := range hs {
+		if h.State != core.HoldExpired || !h.UpdatedAt.Equal(hs[0].UpdatedAt) {
+			return false
+		}
+	}
+	return true
+}
+
+// expireHolds marks holds EXPIRED, each only if it is still HELD, a chunk of ids per statement.
+func expireHolds(ctx context.Context, q Querier, hs []core.Hold) error {
+	const chunk = 500
+	for start := 0; start < len(hs); start += chunk {
+		part := hs[start:min(start+chunk, len(hs))]
+		ids := make([]string, len(part))
+		for i, h := range part {
+			ids[i] = h.ID
+		}
+		list, args := inList(1, ids)
+		want := int64(len(part))
+		err := q.Write(ctx, "UPDATE holds SET state = 'EXPIRED', updated_at = $1 WHERE state = 'HELD' AND id IN ("+list+")",
+			append([]any{micros(part[0].UpdatedAt)}, args...), func(n int64) error {
+				if n != want {
+					return errHoldEnded
+				}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

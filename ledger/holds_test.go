@@ -298,3 +298,57 @@ func TestHoldsInReport(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldsRefuseBadInput: below the gRPC boundary, the ledger's own validation refuses malformed
+// hold requests with the field named, whoever calls it, and records nothing (invariant 7).
+func TestHoldsRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "axis-3", "", 1_000_000)
+		h := mustHold(t, l, holdCmd("axis-3", "b", 10))
+		before := entryCount(t, l)
+		invalid := func(name, field string, err error) {
+			t.Helper()
+			if e := requireError(t, err, ErrInvalidArgument); e.Field != field {
+				t.Errorf("%s: refused on field %q, want %q", name, e.Field, field)
+			}
+		}
+		year10000 := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+		for name, c := range map[string]struct {
+			mod   func(*CreateHold)
+			field string
+		}{
+			"amount zero":             {func(c *CreateHold) { c.Amount = 0 }, "amount"},
+			"amount negative":         {func(c *CreateHold) { c.Amount = -1 }, "amount"},
+			"envelope malformed":      {func(c *CreateHold) { c.EnvelopeID = "Axis 3" }, "envelope"},
+			"beneficiary empty":       {func(c *CreateHold) { c.Beneficiary = "" }, "beneficiary"},
+			"project with a NUL":      {func(c *CreateHold) { c.Project = "p\x00" }, "project"},
+			"caller with a NUL":       {func(c *CreateHold) { c.Caller = "s\x00" }, "caller"},
+			"request id with a space": {func(c *CreateHold) { c.RequestID = "a b" }, "request_id"},
+			"eligible cost negative":  {func(c *CreateHold) { c.EligibleCost = -1 }, "eligible_cost"},
+			"expire time year 10000":  {func(c *CreateHold) { c.ExpireTime = year10000 }, "expire_time"},
+			"effective time year 0":   {func(c *CreateHold) { c.Effective = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC) }, "effective_time"},
+		} {
+			cmd := holdCmd("axis-3", "b", 10)
+			c.mod(&cmd)
+			_, err := l.CreateHold(ctx, cmd)
+			invalid("CreateHold "+name, c.field, err)
+		}
+		_, err := l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "s", HoldID: "42"})
+		invalid("ConfirmHold hold not a UUID", "hold", err)
+		_, err = l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "s", HoldID: h.Hold.ID, Amount: -5})
+		invalid("ConfirmHold amount negative", "amount", err)
+		_, err = l.CancelHold(ctx, CancelHold{RequestID: newRequestID(), Caller: "s", HoldID: h.Hold.ID})
+		invalid("CancelHold without a reason", "reason", err)
+		_, _, err = l.ListHolds(ctx, HoldFilter{State: "PENDING"}, Page{})
+		invalid("ListHolds unknown state", "state", err)
+		_, err = l.GetHold(ctx, "holds/"+h.Hold.ID)
+		invalid("GetHold by resource name", "name", err)
+		if n := entryCount(t, l); n != before {
+			t.Errorf("refused requests posted %d entries", n-before)
+		}
+		checkHeld(t, l, "axis-3", heldBalances{1_000_000, 999_990, 10, 0, 0})
+		requireVerifyOK(t, l)
+	})
+}

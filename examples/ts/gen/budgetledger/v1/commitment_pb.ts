@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Envelope } from "./envelope_pb.js";
 import { file_budgetledger_v1_envelope } from "./envelope_pb.js";
+import type { CancelHoldRequestSchema, CancelHoldResponseSchema, ConfirmHoldRequestSchema, CreateHoldRequestSchema, CreateHoldResponseSchema, GetHoldRequestSchema, GetHoldResponseSchema, Hold, ListHoldsRequestSchema, ListHoldsResponseSchema } from "./hold_pb.js";
+import { file_budgetledger_v1_hold } from "./hold_pb.js";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
@@ -17,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/commitment.proto.
  */
 export const file_budgetledger_v1_commitment: GenFile = /*@__PURE__*/
-  fileDesc("CiBidWRnZXRsZWRnZXIvdjEvY29tbWl0bWVudC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIpgECgpDb21taXRtZW50EhEKBG5hbWUYASABKAlCA+BBCBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhgKC2JlbmVmaWNpYXJ5GAMgASgJQgPgQQMSFAoHcHJvamVjdBgEIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBSABKAlCA+BBAxITCgZhbW91bnQYBiABKANCA+BBAxIVCghyZWxlYXNlZBgHIAEoA0ID4EEDEhYKCXJlbWFpbmluZxgIIAEoA0ID4EEDEhgKC2Rlc2NyaXB0aW9uGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGgoNZWxpZ2libGVfY29zdBgMIAEoA0ID4EEDEhYKCXRlcnJpdG9yeRgNIAEoCUID4EEDEhcKCnBvcHVsYXRpb24YDiABKANCA+BBAzpZ6kFWCiFidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0NvbW1pdG1lbnQSGGNvbW1pdG1lbnRzL3tjb21taXRtZW50fSoLY29tbWl0bWVudHMyCmNvbW1pdG1lbnQijgQKDUNvbW1pdFJlcXVlc3QSaQoIZW52ZWxvcGUYASABKAlCV+BBAvpBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZbpILcgBAXIoMiZeZW52ZWxvcGVzL1thLXpdKFthLXowLTktXSpbYS16MC05XSk/JBI4CgtiZW5lZmljaWFyeRgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgDIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAQgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAUgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAYgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQSJgoNZWxpZ2libGVfY29zdBgHIAEoA0IK4EEBukgEIgIoAEgAiAEBEjMKCXRlcnJpdG9yeRgIIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSIwoKcG9wdWxhdGlvbhgJIAEoA0IK4EEBukgEIgIoAEgBiAEBQhAKDl9lbGlnaWJsZV9jb3N0Qg0KC19wb3B1bGF0aW9uIrwBCg5Db21taXRSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAxIwCghlbnZlbG9wZRgCIAEoCzIZLmJ1ZGdldGxlZGdlci52MS5FbnZlbG9wZUID4EEDEkIKDWpvdXJuYWxfZW50cnkYAyABKAlCK+BBA/pBJQojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkiowIKDlJlbGVhc2VSZXF1ZXN0EpEBCgpjb21taXRtZW50GAEgASgJQn3gQQL6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUcgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIaCgZhbW91bnQYAiABKANCCuBBArpIBCICIAASMwoGcmVhc29uGAMgASgJQiPgQQK6SB3IAQFyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAQgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQivQEKD1JlbGVhc2VSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAxIwCghlbnZlbG9wZRgCIAEoCzIZLmJ1ZGdldGxlZGdlci52MS5FbnZlbG9wZUID4EEDEkIKDWpvdXJuYWxfZW50cnkYAyABKAlCK+BBA/pBJQojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkiiwIKEkJhdGNoQ29tbWl0UmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEj8KBWl0ZW1zGAIgAygLMiAuYnVkZ2V0bGVkZ2VyLnYxLkJhdGNoQ29tbWl0SXRlbUIO4EECukgIkgEFCAEQkE4SGwoOYWxsX29yX25vdGhpbmcYAyABKAhCA+BBARIsCgpyZXF1ZXN0X2lkGAQgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQi9wIKD0JhdGNoQ29tbWl0SXRlbRI4CgtiZW5lZmljaWFyeRgBIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAMgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAQgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBImCg1lbGlnaWJsZV9jb3N0GAUgASgDQgrgQQG6SAQiAigASACIAQESMwoJdGVycml0b3J5GAYgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIjCgpwb3B1bGF0aW9uGAcgASgDQgrgQQG6SAQiAigASAGIAQFCEAoOX2VsaWdpYmxlX2Nvc3RCDQoLX3BvcHVsYXRpb24iugEKE0JhdGNoQ29tbWl0UmVzcG9uc2USOAoHcmVzdWx0cxgBIAMoCzIiLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdFJlc3VsdEID4EEDEjAKCGVudmVsb3BlGAIgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSGwoOYWNjZXB0ZWRfY291bnQYAyABKAVCA+BBAxIaCg1yZWZ1c2VkX2NvdW50GAQgASgFQgPgQQMifQoRQmF0Y2hDb21taXRSZXN1bHQSNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMgoHcmVmdXNhbBgCIAEoCzIcLmJ1ZGdldGxlZGdlci52MS5JdGVtUmVmdXNhbEID4EEDIqwBCgtJdGVtUmVmdXNhbBITCgZyZWFzb24YASABKAlCA+BBAxIUCgdtZXNzYWdlGAIgASgJQgPgQQMSQQoIbWV0YWRhdGEYAyADKAsyKi5idWRnZXRsZWRnZXIudjEuSXRlbVJlZnVzYWwuTWV0YWRhdGFFbnRyeUID4EEDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKkAQoUR2V0Q29tbWl0bWVudFJlcXVlc3QSiwEKBG5hbWUYASABKAlCfeBBAvpBIwohYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Db21taXRtZW50ukhRyAEBckwySl5jb21taXRtZW50cy9bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIk0KFUdldENvbW1pdG1lbnRSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAyL6AQoWTGlzdENvbW1pdG1lbnRzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEjUKC2JlbmVmaWNpYXJ5GAIgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgibgoXTGlzdENvbW1pdG1lbnRzUmVzcG9uc2USNQoLY29tbWl0bWVudHMYASADKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDMswDChFDb21taXRtZW50U2VydmljZRJJCgZDb21taXQSHi5idWRnZXRsZWRnZXIudjEuQ29tbWl0UmVxdWVzdBofLmJ1ZGdldGxlZGdlci52MS5Db21taXRSZXNwb25zZRJMCgdSZWxlYXNlEh8uYnVkZ2V0bGVkZ2VyLnYxLlJlbGVhc2VSZXF1ZXN0GiAuYnVkZ2V0bGVkZ2VyLnYxLlJlbGVhc2VSZXNwb25zZRJYCgtCYXRjaENvbW1pdBIjLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdFJlcXVlc3QaJC5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRSZXNwb25zZRJeCg1HZXRDb21taXRtZW50EiUuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbW1pdG1lbnRSZXF1ZXN0GiYuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbW1pdG1lbnRSZXNwb25zZRJkCg9MaXN0Q29tbWl0bWVudHMSJy5idWRnZXRsZWRnZXIudjEuTGlzdENvbW1pdG1lbnRzUmVxdWVzdBooLmJ1ZGdldGxlZGdlci52MS5MaXN0Q29tbWl0bWVudHNSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_budgetledger_v1_envelope, file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("CiBidWRnZXRsZWRnZXIvdjEvY29tbWl0bWVudC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIpgECgpDb21taXRtZW50EhEKBG5hbWUYASABKAlCA+BBCBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhgKC2JlbmVmaWNpYXJ5GAMgASgJQgPgQQMSFAoHcHJvamVjdBgEIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBSABKAlCA+BBAxITCgZhbW91bnQYBiABKANCA+BBAxIVCghyZWxlYXNlZBgHIAEoA0ID4EEDEhYKCXJlbWFpbmluZxgIIAEoA0ID4EEDEhgKC2Rlc2NyaXB0aW9uGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGgoNZWxpZ2libGVfY29zdBgMIAEoA0ID4EEDEhYKCXRlcnJpdG9yeRgNIAEoCUID4EEDEhcKCnBvcHVsYXRpb24YDiABKANCA+BBAzpZ6kFWCiFidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0NvbW1pdG1lbnQSGGNvbW1pdG1lbnRzL3tjb21taXRtZW50fSoLY29tbWl0bWVudHMyCmNvbW1pdG1lbnQijgQKDUNvbW1pdFJlcXVlc3QSaQoIZW52ZWxvcGUYASABKAlCV+BBAvpBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZbpILcgBAXIoMiZeZW52ZWxvcGVzL1thLXpdKFthLXowLTktXSpbYS16MC05XSk/JBI4CgtiZW5lZmljaWFyeRgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgDIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAQgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAUgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAYgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQSJgoNZWxpZ2libGVfY29zdBgHIAEoA0IK4EEBukgEIgIoAEgAiAEBEjMKCXRlcnJpdG9yeRgIIAEoCUIg4EEBukgachgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSIwoKcG9wdWxhdGlvbhgJIAEoA0IK4EEBukgEIgIoAEgBiAEBQhAKDl9lbGlnaWJsZV9jb3N0Qg0KC19wb3B1bGF0aW9uIrwBCg5Db21taXRSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAxIwCghlbnZlbG9wZRgCIAEoCzIZLmJ1ZGdldGxlZGdlci52MS5FbnZlbG9wZUID4EEDEkIKDWpvdXJuYWxfZW50cnkYAyABKAlCK+BBA/pBJQojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkiowIKDlJlbGVhc2VSZXF1ZXN0EpEBCgpjb21taXRtZW50GAEgASgJQn3gQQL6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUcgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIaCgZhbW91bnQYAiABKANCCuBBArpIBCICIAASMwoGcmVhc29uGAMgASgJQiPgQQK6SB3IAQFyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBIsCgpyZXF1ZXN0X2lkGAQgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQivQEKD1JlbGVhc2VSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAxIwCghlbnZlbG9wZRgCIAEoCzIZLmJ1ZGdldGxlZGdlci52MS5FbnZlbG9wZUID4EEDEkIKDWpvdXJuYWxfZW50cnkYAyABKAlCK+BBA/pBJQojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkiiwIKEkJhdGNoQ29tbWl0UmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEj8KBWl0ZW1zGAIgAygLMiAuYnVkZ2V0bGVkZ2VyLnYxLkJhdGNoQ29tbWl0SXRlbUIO4EECukgIkgEFCAEQkE4SGwoOYWxsX29yX25vdGhpbmcYAyABKAhCA+BBARIsCgpyZXF1ZXN0X2lkGAQgASgJQhjgQQK6SBLIAQFyDRiAATIIXlshLX5dKyQi9wIKD0JhdGNoQ29tbWl0SXRlbRI4CgtiZW5lZmljaWFyeRgBIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSNAoHcHJvamVjdBgCIAEoCUIj4EECukgdyAEBchgYyAEyE15bXlx4MDAtXHgxZlx4N2ZdKiQSGgoGYW1vdW50GAMgASgDQgrgQQK6SAQiAiAAEjUKC2Rlc2NyaXB0aW9uGAQgASgJQiDgQQG6SBpyGBj0AzITXlteXHgwMC1ceDFmXHg3Zl0qJBImCg1lbGlnaWJsZV9jb3N0GAUgASgDQgrgQQG6SAQiAigASACIAQESMwoJdGVycml0b3J5GAYgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIjCgpwb3B1bGF0aW9uGAcgASgDQgrgQQG6SAQiAigASAGIAQFCEAoOX2VsaWdpYmxlX2Nvc3RCDQoLX3BvcHVsYXRpb24iugEKE0JhdGNoQ29tbWl0UmVzcG9uc2USOAoHcmVzdWx0cxgBIAMoCzIiLmJ1ZGdldGxlZGdlci52MS5CYXRjaENvbW1pdFJlc3VsdEID4EEDEjAKCGVudmVsb3BlGAIgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSGwoOYWNjZXB0ZWRfY291bnQYAyABKAVCA+BBAxIaCg1yZWZ1c2VkX2NvdW50GAQgASgFQgPgQQMifQoRQmF0Y2hDb21taXRSZXN1bHQSNAoKY29tbWl0bWVudBgBIAEoCzIbLmJ1ZGdldGxlZGdlci52MS5Db21taXRtZW50QgPgQQMSMgoHcmVmdXNhbBgCIAEoCzIcLmJ1ZGdldGxlZGdlci52MS5JdGVtUmVmdXNhbEID4EEDIqwBCgtJdGVtUmVmdXNhbBITCgZyZWFzb24YASABKAlCA+BBAxIUCgdtZXNzYWdlGAIgASgJQgPgQQMSQQoIbWV0YWRhdGEYAyADKAsyKi5idWRnZXRsZWRnZXIudjEuSXRlbVJlZnVzYWwuTWV0YWRhdGFFbnRyeUID4EEDGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKkAQoUR2V0Q29tbWl0bWVudFJlcXVlc3QSiwEKBG5hbWUYASABKAlCfeBBAvpBIwohYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Db21taXRtZW50ukhRyAEBckwySl5jb21taXRtZW50cy9bMC05YS1mXXs4fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXs0fS1bMC05YS1mXXsxMn0kIk0KFUdldENvbW1pdG1lbnRSZXNwb25zZRI0Cgpjb21taXRtZW50GAEgASgLMhsuYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdG1lbnRCA+BBAyL6AQoWTGlzdENvbW1pdG1lbnRzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEjUKC2JlbmVmaWNpYXJ5GAIgASgJQiDgQQG6SBpyGBjIATITXlteXHgwMC1ceDFmXHg3Zl0qJBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgibgoXTGlzdENvbW1pdG1lbnRzUmVzcG9uc2USNQoLY29tbWl0bWVudHMYASADKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDIusBChNDb25maXJtSG9sZFJlc3BvbnNlEjQKCmNvbW1pdG1lbnQYASABKAsyGy5idWRnZXRsZWRnZXIudjEuQ29tbWl0bWVudEID4EEDEigKBGhvbGQYAiABKAsyFS5idWRnZXRsZWRnZXIudjEuSG9sZEID4EEDEjAKCGVudmVsb3BlGAMgASgLMhkuYnVkZ2V0bGVkZ2VyLnYxLkVudmVsb3BlQgPgQQMSQgoNam91cm5hbF9lbnRyeRgEIAEoCUIr4EED+kElCiNidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0pvdXJuYWxFbnRyeTL2BgoRQ29tbWl0bWVudFNlcnZpY2USSQoGQ29tbWl0Eh4uYnVkZ2V0bGVkZ2VyLnYxLkNvbW1pdFJlcXVlc3QaHy5idWRnZXRsZWRnZXIudjEuQ29tbWl0UmVzcG9uc2USTAoHUmVsZWFzZRIfLmJ1ZGdldGxlZGdlci52MS5SZWxlYXNlUmVxdWVzdBogLmJ1ZGdldGxlZGdlci52MS5SZWxlYXNlUmVzcG9uc2USWAoLQmF0Y2hDb21taXQSIy5idWRnZXRsZWRnZXIudjEuQmF0Y2hDb21taXRSZXF1ZXN0GiQuYnVkZ2V0bGVkZ2VyLnYxLkJhdGNoQ29tbWl0UmVzcG9uc2USXgoNR2V0Q29tbWl0bWVudBIlLmJ1ZGdldGxlZGdlci52MS5HZXRDb21taXRtZW50UmVxdWVzdBomLmJ1ZGdldGxlZGdlci52MS5HZXRDb21taXRtZW50UmVzcG9uc2USZAoPTGlzdENvbW1pdG1lbnRzEicuYnVkZ2V0bGVkZ2VyLnYxLkxpc3RDb21taXRtZW50c1JlcXVlc3QaKC5idWRnZXRsZWRnZXIudjEuTGlzdENvbW1pdG1lbnRzUmVzcG9uc2USVQoKQ3JlYXRlSG9sZBIiLmJ1ZGdldGxlZGdlci52MS5DcmVhdGVIb2xkUmVxdWVzdBojLmJ1ZGdldGxlZGdlci52MS5DcmVhdGVIb2xkUmVzcG9uc2USWAoLQ29uZmlybUhvbGQSIy5idWRnZXRsZWRnZXIudjEuQ29uZmlybUhvbGRSZXF1ZXN0GiQuYnVkZ2V0bGVkZ2VyLnYxLkNvbmZpcm1Ib2xkUmVzcG9uc2USVQoKQ2FuY2VsSG9sZBIiLmJ1ZGdldGxlZGdlci52MS5DYW5jZWxIb2xkUmVxdWVzdBojLmJ1ZGdldGxlZGdlci52MS5DYW5jZWxIb2xkUmVzcG9uc2USTAoHR2V0SG9sZBIfLmJ1ZGdldGxlZGdlci52MS5HZXRIb2xkUmVxdWVzdBogLmJ1ZGdldGxlZGdlci52MS5HZXRIb2xkUmVzcG9uc2USUgoJTGlzdEhvbGRzEiEuYnVkZ2V0bGVkZ2VyLnYxLkxpc3RIb2xkc1JlcXVlc3QaIi5idWRnZXRsZWRnZXIudjEuTGlzdEhvbGRzUmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_budgetledger_v1_envelope, file_budgetledger_v1_hold, file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Commitment is an award: an amount of an envelope reserved for one project of one beneficiary.
@@ -683,8 +685,53 @@ export const ListCommitmentsResponseSchema: GenMessage<ListCommitmentsResponse> 
   messageDesc(file_budgetledger_v1_commitment, 13);
 
 /**
- * CommitmentService lets internal services award money from envelopes and release it, and anyone
- * read the commitments.
+ * ConfirmHoldResponse is the response of ConfirmHold. (It lives here, beside Commitment, because
+ * hold.proto cannot import this file, which imports it.)
+ *
+ * @generated from message budgetledger.v1.ConfirmHoldResponse
+ */
+export type ConfirmHoldResponse = Message<"budgetledger.v1.ConfirmHoldResponse"> & {
+  /**
+   * Output only. The new commitment, of the confirmed amount.
+   *
+   * @generated from field: budgetledger.v1.Commitment commitment = 1;
+   */
+  commitment?: Commitment | undefined;
+
+  /**
+   * Output only. The hold, CONFIRMED.
+   *
+   * @generated from field: budgetledger.v1.Hold hold = 2;
+   */
+  hold?: Hold | undefined;
+
+  /**
+   * Output only. The envelope's balances right after the confirmation.
+   *
+   * @generated from field: budgetledger.v1.Envelope envelope = 3;
+   */
+  envelope?: Envelope | undefined;
+
+  /**
+   * Output only. Resource name of the journal entry that recorded the confirmation (it moves the
+   * held amount to the commitment and what was not confirmed back to the envelope),
+   * "journalEntries/{journal_entry}".
+   *
+   * @generated from field: string journal_entry = 4;
+   */
+  journalEntry: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.ConfirmHoldResponse.
+ * Use `create(ConfirmHoldResponseSchema)` to create a new message.
+ */
+export const ConfirmHoldResponseSchema: GenMessage<ConfirmHoldResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_commitment, 14);
+
+/**
+ * CommitmentService lets internal services hold money of envelopes for applications under review,
+ * award it and release it, and anyone read the holds and commitments.
  *
  * @generated from service budgetledger.v1.CommitmentService
  */
@@ -764,6 +811,82 @@ export const CommitmentService: GenService<{
     methodKind: "unary";
     input: typeof ListCommitmentsRequestSchema;
     output: typeof ListCommitmentsResponseSchema;
+  },
+  /**
+   * CreateHold holds an amount of an envelope for an application under review (see Hold): the
+   * amount leaves the envelope's available amount for its held amount. It succeeds only if the
+   * envelope's available amount covers it and the envelope's funding rules allow it: the rules in
+   * force when the hold is made are checked as for a Commit of the held amount made then (the
+   * project's awards already committed on the envelope, without other holds, count towards the
+   * funding share). Returns the hold and the envelope's balances right after it.
+   *
+   * Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
+   * INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
+   * refusal is final for its request_id.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.CreateHold
+   */
+  createHold: {
+    methodKind: "unary";
+    input: typeof CreateHoldRequestSchema;
+    output: typeof CreateHoldResponseSchema;
+  },
+  /**
+   * ConfirmHold turns a HELD hold into a commitment of the confirmed amount (the whole hold by
+   * default); what is not confirmed returns to the envelope at once, in the same journal entry.
+   * The funding rules are checked again at confirmation: the rules in force at confirmation, for
+   * the confirmed amount, with the project's awards committed on the envelope at confirmation (not
+   * the figures of the hold's creation). The envelope's available amount is not checked again: the
+   * confirmed amount was held. A refused confirmation leaves the hold HELD.
+   *
+   * Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
+   * state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
+   * CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
+   * REQUEST_ID_REUSED.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.ConfirmHold
+   */
+  confirmHold: {
+    methodKind: "unary";
+    input: typeof ConfirmHoldRequestSchema;
+    output: typeof ConfirmHoldResponseSchema;
+  },
+  /**
+   * CancelHold returns a HELD hold's whole amount to its envelope.
+   *
+   * Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+   * REQUEST_ID_REUSED.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.CancelHold
+   */
+  cancelHold: {
+    methodKind: "unary";
+    input: typeof CancelHoldRequestSchema;
+    output: typeof CancelHoldResponseSchema;
+  },
+  /**
+   * GetHold returns one hold.
+   *
+   * Errors: HOLD_NOT_FOUND.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.GetHold
+   */
+  getHold: {
+    methodKind: "unary";
+    input: typeof GetHoldRequestSchema;
+    output: typeof GetHoldResponseSchema;
+  },
+  /**
+   * ListHolds lists holds, oldest first, filtered by envelope and/or state.
+   *
+   * Errors: INVALID_PAGE_TOKEN.
+   *
+   * @generated from rpc budgetledger.v1.CommitmentService.ListHolds
+   */
+  listHolds: {
+    methodKind: "unary";
+    input: typeof ListHoldsRequestSchema;
+    output: typeof ListHoldsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_budgetledger_v1_commitment, 0);

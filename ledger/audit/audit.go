@@ -8,7 +8,8 @@
 // 2 no envelope's available amount is negative; 3 no commitment released more than its amount; 4
 // stored balances equal the journal's; 5 one request id posted at most one entry; 6 the journal,
 // the request log and the rule sets are append-only (each rule set equals its RULES_CHANGED
-// entry); 7 a refused request posted nothing.
+// entry); 7 a refused request posted nothing; 20 every hold returned or committed its amount
+// exactly once (holds.go).
 package audit
 
 import (
@@ -28,7 +29,7 @@ type Discrepancy struct {
 	// exist, in one currency; 2: available >= 0; 3: released <= amount; 4: stored balances =
 	// journal; 5: one entry per request id; 6: the journal, the request log and the rule sets are
 	// append-only; 7: a refused request posted nothing; 9: the journal's positions are 1…N, each
-	// once).
+	// once; 20: every hold settled once, see InvariantHoldSettledOnce).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string

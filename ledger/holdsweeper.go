@@ -45,7 +45,8 @@ type sweeper struct {
 
 func (l *Ledger) startSweeper() {
 	interval := l.cfg.HoldSweepInterval
-	if interval < 0 {
+	if interval < 0 || l.cfg.MustExist {
+		// MustExist is for tools that only read (the verifier): they expire nothing.
 		return
 	}
 	if interval == 0 {

@@ -67,7 +67,7 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// HoldSweepInterval is how often the hold sweeper looks for expired holds when no hold of
 	// this process is due sooner (default 200ms); negative: no sweeper runs in this process (tests
-	// and tools then call SweepExpiredHolds).
+	// and tools then call SweepExpiredHolds). No sweeper runs with MustExist either.
 	HoldSweepInterval time.Duration
 	// Clock, when set, is the time every decision takes as now instead of the system's clock:
 	// tests (and the reference model's comparison) drive holds' expiry and rules' windows with it.

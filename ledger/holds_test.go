@@ -352,3 +352,52 @@ func TestHoldsRefuseBadInput(t *testing.T) {
 		requireVerifyOK(t, l)
 	})
 }
+
+// TestVerifyFindsAHoldReturnedTwice: the verifier catches a hold whose amount was returned a
+// second time (an expiry entry written again behind the ledger's back, as a double sweep would),
+// and a hold row edited back to HELD after it ended (invariant 20).
+func TestVerifyFindsAHoldReturnedTwice(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		clock := newTestClock()
+		l := openClocked(t, db, clock)
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "axis-3", "", 1_000_000)
+		cmd := holdCmd("axis-3", "b", 700)
+		cmd.ExpireTime = clock.Now().Add(time.Minute)
+		h := mustHold(t, l, cmd)
+		clock.Advance(time.Hour)
+		if n, err := l.SweepExpiredHolds(ctx); err != nil || n != 1 {
+			t.Fatalf("SweepExpiredHolds = %d, %v", n, err)
+		}
+		requireVerifyOK(t, l)
+		entry := newID()
+		for _, stmt := range []struct {
+			q    string
+			args []any
+		}{
+			{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'HOLD_EXPIRED', 'EUR', $2, $3, '', 1)",
+				[]any{entry, "ledger:hold-expiry", "expire-again/" + h.Hold.ID}},
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, $2, -700)", []any{entry, HoldName(h.Hold.ID)}},
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-3', 700)", []any{entry}},
+		} {
+			if err := rawExec(ctx, l, stmt.q, stmt.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, d := range rep.Discrepancies {
+			found = found || (d.Invariant == 20 && d.Subject == HoldName(h.Hold.ID))
+		}
+		if !found {
+			t.Errorf("Verify did not find the hold returned twice: %v", rep.Discrepancies)
+		}
+		// The database refuses to bring an ended hold back to HELD.
+		if err := rawExec(ctx, l, "UPDATE holds SET state = 'HELD' WHERE id = $1", h.Hold.ID); err == nil {
+			t.Error("an EXPIRED hold was set back to HELD")
+		}
+	})
+}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
@@ -210,12 +209,4 @@ func (c *Client) GetCommitment(ctx context.Context, name string) (*pb.Commitment
 		return nil, err
 	}
 	return resp.GetCommitment(), nil
-}
-
-// timestamp is t as a Timestamp, nil (not given) when it is zero.
-func timestamp(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }

@@ -85,7 +85,7 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	if in.Envelopes, err = store.LockEnvelopes(ctx, q, l.db.ForUpdate(), envelopeIDs); err != nil {
 		return in, core.Stamp{}, err
 	}
-	st := stampAfter(in.Envelopes)
+	st := l.stampAfter(in.Envelopes)
 	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
 		return in, st, err
 	}

@@ -70,6 +70,14 @@ type Config struct {
 	// TracerProvider, when set, traces the ledger's transactions (OpenTelemetry): a span per
 	// group-commit batch with its size and retries, and one per other mutation.
 	TracerProvider trace.TracerProvider
+	// HoldSweepInterval is how often the hold sweeper looks for expired holds when no hold of
+	// this process is due sooner (default 200ms); negative: no sweeper runs in this process (tests
+	// and tools then call SweepExpiredHolds). No sweeper runs with MustExist either.
+	HoldSweepInterval time.Duration
+	// Clock, when set, is the time every decision takes as now instead of the system's clock:
+	// tests (and the reference model's comparison) drive holds' expiry and rules' windows with it.
+	// Decisions on one envelope still follow the order of its lock (see stampAfter).
+	Clock func() time.Time
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -102,6 +110,10 @@ type Ledger struct {
 	tracer  trace.Tracer
 	// seq assigns journal positions after commits (nil where they are assigned inline).
 	seq *sequencer
+	// sweep returns expired holds to their envelopes (nil when disabled; see holdsweeper.go).
+	sweep *sweeper
+	// holdLocks serializes this process's decisions on the holds of one envelope (holds.go).
+	holdLocks envelopeLocks
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
 	// its COMMIT, so that a test can hold a decision open.
 	beforeCommit func()
@@ -141,6 +153,7 @@ func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger"),
 		verifications: newVerifications()}
 	l.startSequencer()
+	l.startSweeper()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
 			Queues:    cfg.BatchQueues,
@@ -168,6 +181,7 @@ func (l *Ledger) Close() {
 	if l.batcher != nil {
 		l.batcher.Close()
 	}
+	l.stopSweeper()
 	l.stopSequencer()
 	l.db.Close()
 }
@@ -224,8 +238,21 @@ func (l *Ledger) classify(ctx context.Context, err error) error {
 }
 
 // stamp is what a decision made now takes from the world.
+func (l *Ledger) stamp() core.Stamp {
+	return core.Stamp{At: l.now(), NewID: newID}
+}
+
+// stamp is the stamp of a decision made now by the system's clock.
 func stamp() core.Stamp {
 	return core.Stamp{At: time.Now().UTC().Truncate(time.Microsecond), NewID: newID}
+}
+
+// now is the ledger's clock (Config.Clock, else the system's), at the microsecond stored.
+func (l *Ledger) now() time.Time {
+	if l.cfg.Clock != nil {
+		return l.cfg.Clock().UTC().Truncate(time.Microsecond)
+	}
+	return time.Now().UTC().Truncate(time.Microsecond)
 }
 
 // stampAfter is the stamp of a decision that holds the locks of envelopes: it is taken once the
@@ -233,8 +260,8 @@ func stamp() core.Stamp {
 // process's clock ran ahead. So the times of the decisions on one envelope follow the order in
 // which they held its lock, and a rule change is in force for exactly the decisions that come
 // after it (invariant 8).
-func stampAfter(envs map[string]core.Envelope) core.Stamp {
-	st := stamp()
+func (l *Ledger) stampAfter(envs map[string]core.Envelope) core.Stamp {
+	st := l.stamp()
 	for _, env := range envs {
 		if !env.UpdatedAt.Before(st.At) {
 			st.At = env.UpdatedAt.Add(time.Microsecond)

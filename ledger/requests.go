@@ -46,14 +46,14 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 			if err != nil {
 				return err
 			}
-			st := stampAfter(in.locked)
+			st := l.stampAfter(in.locked)
 			result, eff, err := in.decide(st)
 			if decided, err = core.Settle(result, err); err != nil {
 				return err
 			}
 			changed, wrote = nil, decided.Refusal == nil
 			if wrote {
-				if err := store.WriteEffects(ctx, q, eff); err != nil {
+				if err := store.WriteEffects(ctx, q, eff, st.At); err != nil {
 					return err
 				}
 				changed = eff.Envelopes()

@@ -48,7 +48,7 @@ func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, er
 // GetRules returns an envelope's rule sets and the rules in force on it at time at (now if zero).
 func (l *Ledger) GetRules(ctx context.Context, envelopeID string, at time.Time) (EnvelopeRules, error) {
 	if at.IsZero() {
-		at = stamp().At
+		at = l.now()
 	}
 	return l.GetRulesAt(ctx, envelopeID, at)
 }

@@ -137,7 +137,7 @@ func TestResourcesAreAnnotated(t *testing.T) {
 		}
 	})
 	slices.Sort(resources)
-	if want := []string{"Commitment", "Envelope", "JournalEntry", "Payment", "RuleSet", "Verification"}; !slices.Equal(resources, want) {
+	if want := []string{"Commitment", "Envelope", "Hold", "JournalEntry", "Payment", "RuleSet", "Verification"}; !slices.Equal(resources, want) {
 		t.Errorf("resources %v, want %v", resources, want)
 	}
 	eachMessage(t, func(m protoreflect.MessageDescriptor) {

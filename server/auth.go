@@ -79,6 +79,11 @@ var authorization = map[string][]Role{
 	pb.CommitmentService_CreatePayment_FullMethodName:   {RoleService},
 	pb.CommitmentService_CloseCommitment_FullMethodName: {RoleService},
 	pb.CommitmentService_ListPayments_FullMethodName:    everyone,
+	pb.CommitmentService_CreateHold_FullMethodName:      {RoleService},
+	pb.CommitmentService_ConfirmHold_FullMethodName:     {RoleService},
+	pb.CommitmentService_CancelHold_FullMethodName:      {RoleService},
+	pb.CommitmentService_GetHold_FullMethodName:         everyone,
+	pb.CommitmentService_ListHolds_FullMethodName:       everyone,
 
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
 

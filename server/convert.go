@@ -34,6 +34,7 @@ func envelopePB(e *ledger.Envelope) *pb.Envelope {
 		EffectiveTime:       timestamppb.New(orTime(e.EffectiveAt, e.CreatedAt)),
 		LatestEffectiveTime: timestamppb.New(orTime(e.LatestEffectiveAt, e.UpdatedAt)),
 		Etag:                ledger.EnvelopeETag(*e),
+		Held:                e.Held,
 	}
 	envelopePaymentFieldsPB(e, out)
 	return out
@@ -87,6 +88,10 @@ var entryKinds = map[ledger.EntryKind]pb.EntryKind{
 	ledger.KindRulesChanged:      pb.EntryKind_ENTRY_KIND_RULES_CHANGED,
 	ledger.KindPaid:              pb.EntryKind_ENTRY_KIND_PAID,
 	ledger.KindCommitmentClosed:  pb.EntryKind_ENTRY_KIND_COMMITMENT_CLOSED,
+	ledger.KindHoldCreated:       pb.EntryKind_ENTRY_KIND_HOLD_CREATED,
+	ledger.KindHoldConfirmed:     pb.EntryKind_ENTRY_KIND_HOLD_CONFIRMED,
+	ledger.KindHoldCancelled:     pb.EntryKind_ENTRY_KIND_HOLD_CANCELLED,
+	ledger.KindHoldExpired:       pb.EntryKind_ENTRY_KIND_HOLD_EXPIRED,
 }
 
 func entryPB(e *ledger.Entry) *pb.JournalEntry {

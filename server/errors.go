@@ -78,6 +78,10 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonCommitmentClosed:        codes.FailedPrecondition,
 	ledger.ReasonPaymentExceedsRemaining: codes.FailedPrecondition,
 	ledger.ReasonReleaseExceedsUnpaid:    codes.FailedPrecondition,
+	ledger.ReasonHoldNotFound:            codes.NotFound,
+	ledger.ReasonHoldExpired:             codes.FailedPrecondition,
+	ledger.ReasonHoldNotHeld:             codes.FailedPrecondition,
+	ledger.ReasonConfirmExceedsHeld:      codes.FailedPrecondition,
 }
 
 // retryDelays are the waits suggested in a google.rpc.RetryInfo with the retryable reasons.

@@ -263,5 +263,5 @@ func parseReportKey(key string) (offset int, asOf time.Time, knownAt *time.Time,
 func figuresPB(f ledger.Figures) *pb.ReportFigures {
 	return &pb.ReportFigures{Allocation: f.Allocation, Awarded: f.Awarded, Committed: f.Committed,
 		Released: f.Released, Available: f.Available, AwardCount: f.AwardCount, BeneficiaryCount: f.BeneficiaryCount,
-		Paid: f.Paid, RemainingToPay: f.RemainingToPay}
+		Paid: f.Paid, RemainingToPay: f.RemainingToPay, Held: f.Held}
 }

@@ -6,6 +6,7 @@
 //	go run ./cmd/ledgerbench --database 'postgres://postgres@127.0.0.1:5432/bench?sslmode=disable' --envelopes 30
 //	go run ./cmd/ledgerbench --bulk 1000 --clients 4
 //	go run ./cmd/ledgerbench --target 127.0.0.1:50051 --database ledger.db
+//	go run ./cmd/ledgerbench holds-expiry --holds 100000     # 100,000 holds expiring together (holds.go)
 //
 // Without --target it runs a ledgerd in-process, on --database (default: a new SQLite file in a
 // temporary directory), served on a loopback TCP port: the calls go through the whole gRPC stack.
@@ -55,7 +56,12 @@ func main() {
 		}
 		return
 	}
-	ok, err := realMain(ctx, os.Args[1:], os.Stdout)
+	run := realMain
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "holds-expiry" {
+		run, args = holdsExpiry, args[1:]
+	}
+	ok, err := run(ctx, args, os.Stdout)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "ledgerbench:", err)

@@ -8,6 +8,8 @@
 //   - ledgerd stopped with SIGTERM under load (TestSIGTERM);
 //   - calls that time out on the client side and are retried with the same request id
 //     (TestClientTimeouts);
+//   - two ledgerd processes on one database killed in turn while holds expire and are confirmed
+//     and cancelled (TestHoldsSIGKILL): every hold ends in one final state, once;
 //   - a bank-style conservation check with concurrent moves, awards and releases, with ledgerd
 //     killed along the way (TestBank).
 //

@@ -354,7 +354,7 @@ func modelTime(t time.Time) time.Time {
 func fromEnvelope(e ledger.Envelope) model.Envelope {
 	return model.Envelope{ID: e.ID, ParentID: e.ParentID, DisplayName: e.DisplayName, Currency: e.Currency,
 		Allocation: e.Allocation, Committed: e.Committed, ChildrenAllocated: e.ChildrenAllocated,
-		Released: e.Released, CommitmentCount: e.CommitmentCount, Paid: e.Paid,
+		Released: e.Released, CommitmentCount: e.CommitmentCount, Paid: e.Paid, Held: e.Held,
 		EffectiveAt: modelTime(e.EffectiveAt), LatestEffectiveAt: modelTime(e.LatestEffectiveAt)}
 }
 

@@ -135,10 +135,12 @@ type Envelope struct {
 	EffectiveAt, LatestEffectiveAt time.Time
 	// Paid is what the envelope's commitments paid (part of Committed).
 	Paid int64
+	// Held is what the envelope's holds still HELD reserve (see holds.go).
+	Held int64
 }
 
-// Available is what can still be committed or allocated to children.
-func (e Envelope) Available() int64 { return e.Allocation - e.Committed - e.ChildrenAllocated }
+// Available is what can still be committed, held or allocated to children.
+func (e Envelope) Available() int64 { return e.Allocation - e.Committed - e.ChildrenAllocated - e.Held }
 
 // Policy is what an award says for the funding rules; zero means not given.
 type Policy struct {
@@ -282,12 +284,17 @@ type Ledger struct {
 	payments map[string][]Payment
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
+	// holds and the model's clock (holds.go).
+	holds     map[string]Hold
+	holdOrder []string
+	now       time.Time
 }
 
 // New returns an empty ledger whose decisions are made within span.
 func New(span Span) *Ledger {
 	return &Ledger{span: span, envelopes: map[string]Envelope{}, commitments: map[string]Commitment{},
-		rules: map[string]Rules{}, requests: map[string]record{}, versions: map[string]int64{}, ruleSets: map[string]int64{}}
+		rules: map[string]Rules{}, requests: map[string]record{}, versions: map[string]int64{}, ruleSets: map[string]int64{},
+		holds: map[string]Hold{}, now: span.From}
 }
 
 // Clone returns a copy that shares nothing mutable with l.
@@ -296,7 +303,12 @@ func (l *Ledger) Clone() *Ledger {
 		commitments: make(map[string]Commitment, len(l.commitments)), rules: make(map[string]Rules, len(l.rules)),
 		requests:        make(map[string]record, len(l.requests)),
 		envelopeOrder:   l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)],
-		commitmentOrder: l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)]}
+		commitmentOrder: l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)],
+		holds:           make(map[string]Hold, len(l.holds)), holdOrder: l.holdOrder[:len(l.holdOrder):len(l.holdOrder)],
+		now: l.now}
+	for k, v := range l.holds {
+		c.holds[k] = v
+	}
 	for k, v := range l.envelopes {
 		c.envelopes[k] = v
 	}

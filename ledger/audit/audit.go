@@ -8,7 +8,8 @@
 // 2 no envelope's available amount is negative; 3 no commitment released more than its amount; 4
 // stored balances equal the journal's (payments and closing included: payments.go); 5 one request id posted at most one entry; 6 the journal,
 // the request log and the rule sets are append-only (each rule set equals its RULES_CHANGED
-// entry); 7 a refused request posted nothing; 9 the journal's positions are gap-free; 40
+// entry); 7 a refused request posted nothing; 9 the journal's positions are gap-free; 20 every
+// hold returned or committed its amount exactly once (holds.go); 30 paid + released ≤ amount; 40
 // (InvariantEffective) every envelope's available amount was ≥ 0 at every effective instant.
 package audit
 
@@ -31,7 +32,8 @@ type Discrepancy struct {
 	// exist, in one currency; 2: available >= 0; 3: released <= amount; 4: stored balances =
 	// journal; 5: one entry per request id; 6: the journal, the request log and the rule sets are
 	// append-only; 7: a refused request posted nothing; 9: the journal's positions are 1…N, each
-	// once; 30: paid + released ≤ amount and a closed commitment has nothing left to pay).
+	// once; 20: every hold settled once, see InvariantHoldSettledOnce; 30: paid + released ≤
+	// amount and a closed commitment has nothing left to pay).
 	Invariant int
 	// Subject is the resource concerned, e.g. "envelopes/axis-1".
 	Subject string
@@ -104,6 +106,9 @@ type snapshot struct {
 	totals []projectTotal
 	// payments are the payments out of commitments (payments.go).
 	payments []core.Payment
+	// holds and holdPostings are the holds and the postings to their accounts (holds.go).
+	holds        []core.Hold
+	holdPostings []holdPosting
 }
 
 type unlogged struct {
@@ -148,6 +153,7 @@ func check(s *snapshot) VerifyReport {
 	journalPositionsGapFree(s, &rep)
 	availableAtEveryEffectiveInstant(s, &rep)
 	paymentsMatchJournal(s, &rep)
+	holdsSettledOnce(s, &rep)
 	return rep
 }
 

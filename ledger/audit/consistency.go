@@ -22,6 +22,9 @@ func accountCurrencies(s *snapshot) map[string]string {
 	for _, c := range s.commitments {
 		out[core.CommitmentName(c.ID)] = c.Currency
 	}
+	for _, h := range s.holds {
+		out[core.HoldName(h.ID)] = h.Currency
+	}
 	return out
 }
 

@@ -121,6 +121,9 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 	if err == nil {
 		err = loadPayments(ctx, q, s)
 	}
+	if err == nil {
+		err = loadHolds(ctx, q, s)
+	}
 	sort.Slice(s.envelopes, func(i, j int) bool { return s.envelopes[i].ID < s.envelopes[j].ID })
 	sort.Slice(s.entries, func(i, j int) bool { return s.entries[i].id < s.entries[j].id })
 	sort.Slice(s.commitments, func(i, j int) bool { return s.commitments[i].ID < s.commitments[j].ID })

@@ -22,6 +22,8 @@ type Effects struct {
 	Commitments []Commitment
 	Payments    []Payment
 	Deltas      []ProjectDelta
+	// Holds are the holds and commitments a decision on holds writes (nil for others).
+	Holds *HoldWrites
 }
 
 // Envelopes lists the envelopes the effects create or change, as they leave them.

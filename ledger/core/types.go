@@ -18,7 +18,7 @@ func CommitmentName(id string) string { return "commitments/" + id }
 func EntryName(id string) string { return "journalEntries/" + id }
 
 // Envelope is an amount of money set aside for one purpose. Its balances always satisfy
-// Allocation = Committed + ChildrenAllocated + Available(), with Available() >= 0.
+// Allocation = Held + Committed + ChildrenAllocated + Available(), with Available() >= 0.
 type Envelope struct {
 	ID                string    `json:"id"`
 	ParentID          string    `json:"parent_id,omitempty"`
@@ -42,10 +42,14 @@ type Envelope struct {
 	Paid int64 `json:"paid,omitempty"`
 	// GrantingBody is what a root envelope says of the body granting its money (publication).
 	GrantingBody
+	// Held is what the envelope's holds in state HELD reserve (see Hold).
+	Held int64 `json:"held,omitempty"`
 }
 
 // Available is what can still be committed or allocated to children.
-func (e *Envelope) Available() int64 { return e.Allocation - e.Committed - e.ChildrenAllocated }
+func (e *Envelope) Available() int64 {
+	return e.Allocation - e.Committed - e.ChildrenAllocated - e.Held
+}
 
 // Commitment is an award of part of an envelope to one project of one beneficiary.
 type Commitment struct {

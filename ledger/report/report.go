@@ -36,6 +36,8 @@ type Figures struct {
 	Paid int64 `json:"paid"`
 	// RemainingToPay is what the awards still hold to pay (reste à payer): Committed - Paid.
 	RemainingToPay int64 `json:"remaining_to_pay"`
+	// Held is what holds still HELD reserve (rolled up: in the envelope and its descendants).
+	Held int64 `json:"held"`
 }
 
 // ReportLine is one envelope of a report: its own figures, and its figures rolled up through its
@@ -133,6 +135,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 		// Balances of every account, and awards and releases per envelope, from the journal.
 		balances := map[string]*big.Int{}
 		paid := map[string]*big.Int{} // by commitment id
+		// confirmed are the awards made by confirming holds, by commitment account: their
+		// entries post to the envelope only what was not confirmed.
+		confirmed := map[string]int64{}
 		var latest, latestRecorded int64
 		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, COALESCE(e.effective_at, e.created_at), p.account, p.amount
 			FROM journal_entries e JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, known)
@@ -156,6 +161,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 			add(balances, account, amount)
 			if c, ok := strings.CutPrefix(account, "commitments/"); ok && core.EntryKind(kind) == core.KindPaid {
 				add(paid, c, -amount)
+			}
+			if core.EntryKind(kind) == core.KindHoldConfirmed && strings.HasPrefix(account, "commitments/") {
+				confirmed[account] = amount
 			}
 			id, isEnvelope := strings.CutPrefix(account, "envelopes/")
 			n := nodes[id]
@@ -204,7 +212,33 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 					n.own.committed.Add(n.own.committed, p)
 					n.own.paid.Add(n.own.paid, p)
 				}
+				if amount, ok := confirmed[core.CommitmentName(id)]; ok {
+					n.own.awarded.Add(n.own.awarded, big.NewInt(amount))
+					n.line.Own.AwardCount++
+				}
 				n.benef[beneficiary] = true
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+
+		// Holds made by then: what those still HELD reserve.
+		rs, err = q.Query(ctx, "SELECT id, envelope_id FROM holds WHERE created_at <= $1", limit)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id, envelope string
+			if err := rs.Scan(&id, &envelope); err != nil {
+				rs.Close()
+				return err
+			}
+			if n := nodes[envelope]; n != nil {
+				if b := balances[core.HoldName(id)]; b != nil {
+					n.own.held.Add(n.own.held, b)
+				}
 			}
 		}
 		rs.Close()
@@ -221,7 +255,8 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 				roots = append(roots, id)
 			}
 		}
-		// Roll up, children first: allocation = committed + children's allocations + available.
+		// Roll up, children first: allocation = held + committed + children's allocations +
+		// available.
 		var rollUp func(id string)
 		rollUp = func(id string) {
 			n := nodes[id]
@@ -249,6 +284,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 			}
 			n.own.allocation.Add(n.own.committed, childrenAllocation)
 			n.own.allocation.Add(n.own.allocation, n.own.available)
+			n.own.allocation.Add(n.own.allocation, n.own.held)
 			n.total.allocation.Set(n.own.allocation)
 			n.line.Total.AwardCount = count
 			n.line.Total.BeneficiaryCount = int64(len(n.subtree))
@@ -301,10 +337,12 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 }
 
 // exact are an envelope's money figures, summed with arbitrary precision.
-type exact struct{ allocation, awarded, committed, released, available, paid, remainingToPay *big.Int }
+type exact struct {
+	allocation, awarded, committed, released, available, paid, remainingToPay, held *big.Int
+}
 
 func newExact() exact {
-	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
+	return exact{new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int), new(big.Int)}
 }
 
 // add adds o's awarded, committed, released, available, paid and remaining amounts to e's (allocations do not
@@ -316,6 +354,7 @@ func (e exact) add(o exact) {
 	e.available.Add(e.available, o.available)
 	e.paid.Add(e.paid, o.paid)
 	e.remainingToPay.Add(e.remainingToPay, o.remainingToPay)
+	e.held.Add(e.held, o.held)
 }
 
 // fit copies e into f's int64 figures, or refuses with AMOUNT_OVERFLOW naming the envelope and the
@@ -330,6 +369,7 @@ func (e exact) fit(envelopeID, prefix string, f *Figures) error {
 		{"committed", e.committed, &f.Committed}, {"released", e.released, &f.Released},
 		{"available", e.available, &f.Available}, {"paid", e.paid, &f.Paid},
 		{"remaining_to_pay", e.remainingToPay, &f.RemainingToPay},
+		{"available", e.available, &f.Available}, {"held", e.held, &f.Held},
 	} {
 		if !v.from.IsInt64() {
 			return &core.Error{Reason: core.ReasonAmountOverflow,

@@ -14,13 +14,13 @@ import (
 
 const envelopeColumns = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
 	"released, commitment_count, created_at, updated_at, effective_at, latest_effective_at, paid, granting_body_name, " +
-	"granting_body_siret"
+	"granting_body_siret, held"
 
 // envelopeSelect reads envelopeColumns; an envelope of a ledger from before effective times took
 // effect when it was created, and its last change bounds the latest effective time on it.
 const envelopeSelect = "id, parent_id, display_name, currency, allocation, committed, children_allocated, " +
 	"released, commitment_count, created_at, updated_at, COALESCE(effective_at, created_at), " +
-	"COALESCE(latest_effective_at, updated_at), paid, granting_body_name, granting_body_siret"
+	"COALESCE(latest_effective_at, updated_at), paid, granting_body_name, granting_body_siret, held"
 
 // ScanEnvelope reads an envelope row selected with envelopeColumns.
 func ScanEnvelope(s Scanner) (core.Envelope, error) {
@@ -31,7 +31,7 @@ func ScanEnvelope(s Scanner) (core.Envelope, error) {
 	)
 	err := s.Scan(&e.ID, &parent, &e.DisplayName, &e.Currency, &e.Allocation, &e.Committed,
 		&e.ChildrenAllocated, &e.Released, &e.CommitmentCount, &created, &updated, &effective, &latest, &e.Paid,
-		&e.GrantingBodyName, &e.GrantingBodySIRET)
+		&e.GrantingBodyName, &e.GrantingBodySIRET, &e.Held)
 	if parent != nil {
 		e.ParentID = *parent
 	}
@@ -99,18 +99,18 @@ func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	if e.ParentID != "" {
 		parent = e.ParentID
 	}
-	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 16),
+	return q.Write(ctx, "INSERT INTO envelopes ("+envelopeColumns+") VALUES "+placeholders(0, 17),
 		[]any{e.ID, parent, e.DisplayName, e.Currency, e.Allocation, e.Committed, e.ChildrenAllocated,
 			e.Released, e.CommitmentCount, micros(e.CreatedAt), micros(e.UpdatedAt), micros(orTime(e.EffectiveAt, e.CreatedAt)),
-			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.GrantingBodyName, e.GrantingBodySIRET}, nil)
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.GrantingBodyName, e.GrantingBodySIRET, e.Held}, nil)
 }
 
 // UpdateEnvelope writes an envelope's balances.
 func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 	return q.Write(ctx, `UPDATE envelopes SET allocation = $2, committed = $3, children_allocated = $4,
-		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8, paid = $9 WHERE id = $1`,
+		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8, paid = $9, held = $10 WHERE id = $1`,
 		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt),
-			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid},
+			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.Held},
 		func(n int64) error {
 			if n != 1 {
 				return core.Internal("updating envelope %s touched %d rows", e.ID, n)

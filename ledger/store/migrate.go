@@ -180,6 +180,70 @@ var effectiveTimes = map[string][]string{
 	},
 }
 
+// holdsSchema (migration 8) adds holds: the envelopes' held amount, with the invariant
+// allocation = available + held + committed + allocated_to_children and available >= 0 checked by
+// the database, and the holds table. A hold in a final state never changes and no hold is deleted
+// (a trigger): a hold ends, and returns or commits its amount, at most once.
+var holdsSchema = map[string][]string{
+	"sqlite": {
+		`ALTER TABLE envelopes ADD COLUMN held BIGINT NOT NULL DEFAULT 0
+		 CHECK (held >= 0 AND allocation - committed - children_allocated - held >= 0)`,
+		holdsTable,
+		`CREATE INDEX IF NOT EXISTS holds_by_envelope ON holds (envelope_id, id)`,
+		`CREATE INDEX IF NOT EXISTS holds_expiring ON holds (expire_at, id) WHERE state = 'HELD' AND expire_at > 0`,
+		`DROP TRIGGER IF EXISTS holds_end_once`,
+		`CREATE TRIGGER holds_end_once BEFORE UPDATE ON holds
+		 WHEN OLD.state <> 'HELD' OR NEW.id <> OLD.id OR NEW.envelope_id <> OLD.envelope_id OR NEW.amount <> OLD.amount
+		 BEGIN SELECT RAISE(ABORT, 'a hold ends once: a hold in a final state never changes'); END`,
+		`DROP TRIGGER IF EXISTS holds_no_delete`,
+		`CREATE TRIGGER holds_no_delete BEFORE DELETE ON holds
+		 BEGIN SELECT RAISE(ABORT, 'holds are never deleted'); END`,
+	},
+	"postgres": {
+		`ALTER TABLE envelopes ADD COLUMN IF NOT EXISTS held BIGINT NOT NULL DEFAULT 0 CHECK (held >= 0)`,
+		`ALTER TABLE envelopes DROP CONSTRAINT IF EXISTS envelopes_available_with_holds`,
+		`ALTER TABLE envelopes ADD CONSTRAINT envelopes_available_with_holds
+		 CHECK (allocation - committed - children_allocated - held >= 0)`,
+		holdsTable,
+		`CREATE INDEX IF NOT EXISTS holds_by_envelope ON holds (envelope_id, id)`,
+		`CREATE INDEX IF NOT EXISTS holds_expiring ON holds (expire_at, id) WHERE state = 'HELD' AND expire_at > 0`,
+		`DROP TRIGGER IF EXISTS holds_end_once ON holds`,
+		`CREATE OR REPLACE FUNCTION ledger_holds_end_once() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF TG_OP = 'UPDATE' AND OLD.state = 'HELD' AND NEW.id = OLD.id AND NEW.envelope_id = OLD.envelope_id
+		      AND NEW.amount = OLD.amount THEN RETURN NEW; END IF;
+		   RAISE EXCEPTION 'a hold ends once: a hold in a final state never changes, and no hold is deleted';
+		 END $$`,
+		`CREATE TRIGGER holds_end_once BEFORE UPDATE OR DELETE ON holds
+		 FOR EACH ROW EXECUTE FUNCTION ledger_holds_end_once()`,
+	},
+}
+
+// holdsTable is the holds table, the same on every engine. eligible_cost and population are NULL
+// when the hold did not give them (0 given is another figure for the funding rules); expire_at
+// and effective_at are 0 when not given.
+const holdsTable = `CREATE TABLE IF NOT EXISTS holds (
+    id               TEXT PRIMARY KEY,
+    envelope_id      TEXT NOT NULL,
+    beneficiary      TEXT NOT NULL,
+    project          TEXT NOT NULL,
+    currency         TEXT NOT NULL,
+    amount           BIGINT NOT NULL CHECK (amount > 0),
+    state            TEXT NOT NULL CHECK (state IN ('HELD', 'CONFIRMED', 'CANCELLED', 'EXPIRED')),
+    description      TEXT NOT NULL,
+    eligible_cost    BIGINT,
+    territory        TEXT NOT NULL,
+    population       BIGINT,
+    expire_at        BIGINT NOT NULL,
+    effective_at     BIGINT NOT NULL,
+    confirmed_amount BIGINT NOT NULL CHECK (confirmed_amount >= 0 AND confirmed_amount <= amount),
+    commitment_id    TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    CHECK ((state = 'CONFIRMED') = (confirmed_amount > 0))
+)`
+
 // postgresOnly are statements for PostgreSQL proper, not CockroachDB: envelope rows are updated by
 // every batch, so each gets room on its page for HOT updates, which write no index entry; an
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
@@ -202,6 +266,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{2, triggers},
 		{6, rulesAppendOnly[dialect]},
 		{7, sequenceTriggers[dialect]},
+		{8, holdsSchema[dialect]},
 		{10, effectiveTimes[dialect]},
 	}
 }

@@ -33,7 +33,7 @@ func WriteBatch(ctx context.Context, q Querier, w *core.Writes, at time.Time) er
 
 // WriteEffects writes what a decision on envelopes or rules decided (core.Decide*), in its
 // transaction.
-func WriteEffects(ctx context.Context, q Querier, eff core.Effects) error {
+func WriteEffects(ctx context.Context, q Querier, eff core.Effects, at time.Time) error {
 	for i := range eff.Updated {
 		if err := UpdateEnvelope(ctx, q, &eff.Updated[i]); err != nil {
 			return err
@@ -43,6 +43,9 @@ func WriteEffects(ctx context.Context, q Querier, eff core.Effects) error {
 		if err := InsertEnvelope(ctx, q, eff.Created); err != nil {
 			return err
 		}
+	}
+	if err := WriteHolds(ctx, q, eff.Holds, at); err != nil {
+		return err
 	}
 	if eff.RuleSet != nil {
 		if err := InsertRuleSet(ctx, q, eff.RuleSet); err != nil {

@@ -55,6 +55,11 @@ const (
 	// paid <= committed and remaining_to_pay = committed - paid >= 0), and a closed commitment has
 	// nothing left to pay.
 	Invariant_INVARIANT_PAID_WITHIN_COMMITTED Invariant = 30
+	// (20) A hold ends in exactly one final state and returns or commits its amount exactly once:
+	// its account holds its amount while it is HELD and nothing after, filled by one HOLD_CREATED
+	// entry and emptied by one entry of its final state's kind; a confirmed hold's commitment has
+	// the confirmed amount. An envelope's held amount is what its HELD holds reserve.
+	Invariant_INVARIANT_HOLD_SETTLED_ONCE Invariant = 20
 )
 
 // Enum value maps for Invariant.
@@ -71,6 +76,7 @@ var (
 		9:  "INVARIANT_JOURNAL_ORDER",
 		40: "INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT",
 		30: "INVARIANT_PAID_WITHIN_COMMITTED",
+		20: "INVARIANT_HOLD_SETTLED_ONCE",
 	}
 	Invariant_value = map[string]int32{
 		"INVARIANT_UNSPECIFIED":                                       0,
@@ -84,6 +90,7 @@ var (
 		"INVARIANT_JOURNAL_ORDER":                                     9,
 		"INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT": 40,
 		"INVARIANT_PAID_WITHIN_COMMITTED":                             30,
+		"INVARIANT_HOLD_SETTLED_ONCE":                                 20,
 	}
 )
 
@@ -728,7 +735,7 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tB\x81\x01\xe0A\x02\xfaA%\n" +
 	"#budgetledger.github.io/Verification\xbaHS\xc8\x01\x01rN2L^verifications/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$R\x04name\"a\n" +
 	"\x17GetVerificationResponse\x12F\n" +
-	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification*\x9d\x03\n" +
+	"\fverification\x18\x01 \x01(\v2\x1d.budgetledger.v1.VerificationB\x03\xe0A\x03R\fverification*\xbe\x03\n" +
 	"\tInvariant\x12\x19\n" +
 	"\x15INVARIANT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INVARIANT_ENTRY_BALANCED\x10\x01\x12$\n" +
@@ -740,7 +747,8 @@ const file_budgetledger_v1_audit_proto_rawDesc = "" +
 	" INVARIANT_REFUSAL_POSTED_NOTHING\x10\a\x12\x1b\n" +
 	"\x17INVARIANT_JOURNAL_ORDER\x10\t\x12?\n" +
 	";INVARIANT_AVAILABLE_NOT_NEGATIVE_AT_EVERY_EFFECTIVE_INSTANT\x10(\x12#\n" +
-	"\x1fINVARIANT_PAID_WITHIN_COMMITTED\x10\x1e2\xbd\x02\n" +
+	"\x1fINVARIANT_PAID_WITHIN_COMMITTED\x10\x1e\x12\x1f\n" +
+	"\x1bINVARIANT_HOLD_SETTLED_ONCE\x10\x142\xbd\x02\n" +
 	"\fAuditService\x12[\n" +
 	"\fVerifyLedger\x12$.budgetledger.v1.VerifyLedgerRequest\x1a%.budgetledger.v1.VerifyLedgerResponse\x12j\n" +
 	"\x11StartVerification\x12).budgetledger.v1.StartVerificationRequest\x1a*.budgetledger.v1.StartVerificationResponse\x12d\n" +

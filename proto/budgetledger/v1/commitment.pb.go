@@ -1535,11 +1535,87 @@ func (x *ListCommitmentsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ConfirmHoldResponse is the response of ConfirmHold. (It lives here, beside Commitment, because
+// hold.proto cannot import this file, which imports it.)
+type ConfirmHoldResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The new commitment, of the confirmed amount.
+	Commitment *Commitment `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Output only. The hold, CONFIRMED.
+	Hold *Hold `protobuf:"bytes,2,opt,name=hold,proto3" json:"hold,omitempty"`
+	// Output only. The envelope's balances right after the confirmation.
+	Envelope *Envelope `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. Resource name of the journal entry that recorded the confirmation (it moves the
+	// held amount to the commitment and what was not confirmed back to the envelope),
+	// "journalEntries/{journal_entry}".
+	JournalEntry  string `protobuf:"bytes,4,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmHoldResponse) Reset() {
+	*x = ConfirmHoldResponse{}
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmHoldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmHoldResponse) ProtoMessage() {}
+
+func (x *ConfirmHoldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_commitment_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmHoldResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmHoldResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_commitment_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConfirmHoldResponse) GetCommitment() *Commitment {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetHold() *Hold {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *ConfirmHoldResponse) GetJournalEntry() string {
+	if x != nil {
+		return x.JournalEntry
+	}
+	return ""
+}
+
 var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1dbudgetledger/v1/payment.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\t\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1dbudgetledger/v1/payment.proto\x1a\x1abudgetledger/v1/hold.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\t\n" +
 	"\n" +
 	"Commitment\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
@@ -1707,7 +1783,15 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x8a\x01\n" +
 	"\x17ListCommitmentsResponse\x12B\n" +
 	"\vcommitments\x18\x01 \x03(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\vcommitments\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken2\xef\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x95\x02\n" +
+	"\x13ConfirmHoldResponse\x12@\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\v2\x1b.budgetledger.v1.CommitmentB\x03\xe0A\x03R\n" +
+	"commitment\x12.\n" +
+	"\x04hold\x18\x02 \x01(\v2\x15.budgetledger.v1.HoldB\x03\xe0A\x03R\x04hold\x12:\n" +
+	"\benvelope\x18\x03 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x12P\n" +
+	"\rjournal_entry\x18\x04 \x01(\tB+\xe0A\x03\xfaA%\n" +
+	"#budgetledger.github.io/JournalEntryR\fjournalEntry2\x99\t\n" +
 	"\x11CommitmentService\x12I\n" +
 	"\x06Commit\x12\x1e.budgetledger.v1.CommitRequest\x1a\x1f.budgetledger.v1.CommitResponse\x12L\n" +
 	"\aRelease\x12\x1f.budgetledger.v1.ReleaseRequest\x1a .budgetledger.v1.ReleaseResponse\x12X\n" +
@@ -1716,7 +1800,14 @@ const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\x0fListCommitments\x12'.budgetledger.v1.ListCommitmentsRequest\x1a(.budgetledger.v1.ListCommitmentsResponse\x12^\n" +
 	"\rCreatePayment\x12%.budgetledger.v1.CreatePaymentRequest\x1a&.budgetledger.v1.CreatePaymentResponse\x12[\n" +
 	"\fListPayments\x12$.budgetledger.v1.ListPaymentsRequest\x1a%.budgetledger.v1.ListPaymentsResponse\x12d\n" +
-	"\x0fCloseCommitment\x12'.budgetledger.v1.CloseCommitmentRequest\x1a(.budgetledger.v1.CloseCommitmentResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x0fCloseCommitment\x12'.budgetledger.v1.CloseCommitmentRequest\x1a(.budgetledger.v1.CloseCommitmentResponse\x12U\n" +
+	"\n" +
+	"CreateHold\x12\".budgetledger.v1.CreateHoldRequest\x1a#.budgetledger.v1.CreateHoldResponse\x12X\n" +
+	"\vConfirmHold\x12#.budgetledger.v1.ConfirmHoldRequest\x1a$.budgetledger.v1.ConfirmHoldResponse\x12U\n" +
+	"\n" +
+	"CancelHold\x12\".budgetledger.v1.CancelHoldRequest\x1a#.budgetledger.v1.CancelHoldResponse\x12L\n" +
+	"\aGetHold\x12\x1f.budgetledger.v1.GetHoldRequest\x1a .budgetledger.v1.GetHoldResponse\x12R\n" +
+	"\tListHolds\x12!.budgetledger.v1.ListHoldsRequest\x1a\".budgetledger.v1.ListHoldsResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_commitment_proto_rawDescOnce sync.Once
@@ -1730,7 +1821,7 @@ func file_budgetledger_v1_commitment_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_commitment_proto_rawDescData
 }
 
-var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_budgetledger_v1_commitment_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*Commitment)(nil),              // 0: budgetledger.v1.Commitment
 	(*CommitRequest)(nil),           // 1: budgetledger.v1.CommitRequest
@@ -1748,64 +1839,88 @@ var file_budgetledger_v1_commitment_proto_goTypes = []any{
 	(*GetCommitmentResponse)(nil),   // 13: budgetledger.v1.GetCommitmentResponse
 	(*ListCommitmentsRequest)(nil),  // 14: budgetledger.v1.ListCommitmentsRequest
 	(*ListCommitmentsResponse)(nil), // 15: budgetledger.v1.ListCommitmentsResponse
-	nil,                             // 16: budgetledger.v1.ItemRefusal.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
-	(CommitmentState)(0),            // 18: budgetledger.v1.CommitmentState
-	(*Envelope)(nil),                // 19: budgetledger.v1.Envelope
-	(*Payment)(nil),                 // 20: budgetledger.v1.Payment
-	(*CreatePaymentRequest)(nil),    // 21: budgetledger.v1.CreatePaymentRequest
-	(*ListPaymentsRequest)(nil),     // 22: budgetledger.v1.ListPaymentsRequest
-	(*CloseCommitmentRequest)(nil),  // 23: budgetledger.v1.CloseCommitmentRequest
-	(*ListPaymentsResponse)(nil),    // 24: budgetledger.v1.ListPaymentsResponse
+	(*ConfirmHoldResponse)(nil),     // 16: budgetledger.v1.ConfirmHoldResponse
+	nil,                             // 17: budgetledger.v1.ItemRefusal.MetadataEntry
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(CommitmentState)(0),            // 19: budgetledger.v1.CommitmentState
+	(*Envelope)(nil),                // 20: budgetledger.v1.Envelope
+	(*Payment)(nil),                 // 21: budgetledger.v1.Payment
+	(*Hold)(nil),                    // 22: budgetledger.v1.Hold
+	(*CreatePaymentRequest)(nil),    // 23: budgetledger.v1.CreatePaymentRequest
+	(*ListPaymentsRequest)(nil),     // 24: budgetledger.v1.ListPaymentsRequest
+	(*CloseCommitmentRequest)(nil),  // 25: budgetledger.v1.CloseCommitmentRequest
+	(*CreateHoldRequest)(nil),       // 26: budgetledger.v1.CreateHoldRequest
+	(*ConfirmHoldRequest)(nil),      // 27: budgetledger.v1.ConfirmHoldRequest
+	(*CancelHoldRequest)(nil),       // 28: budgetledger.v1.CancelHoldRequest
+	(*GetHoldRequest)(nil),          // 29: budgetledger.v1.GetHoldRequest
+	(*ListHoldsRequest)(nil),        // 30: budgetledger.v1.ListHoldsRequest
+	(*ListPaymentsResponse)(nil),    // 31: budgetledger.v1.ListPaymentsResponse
+	(*CreateHoldResponse)(nil),      // 32: budgetledger.v1.CreateHoldResponse
+	(*CancelHoldResponse)(nil),      // 33: budgetledger.v1.CancelHoldResponse
+	(*GetHoldResponse)(nil),         // 34: budgetledger.v1.GetHoldResponse
+	(*ListHoldsResponse)(nil),       // 35: budgetledger.v1.ListHoldsResponse
 }
 var file_budgetledger_v1_commitment_proto_depIdxs = []int32{
-	17, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
-	17, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
-	17, // 2: budgetledger.v1.Commitment.effective_time:type_name -> google.protobuf.Timestamp
-	18, // 3: budgetledger.v1.Commitment.state:type_name -> budgetledger.v1.CommitmentState
-	17, // 4: budgetledger.v1.Commitment.close_time:type_name -> google.protobuf.Timestamp
-	17, // 5: budgetledger.v1.CommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	18, // 0: budgetledger.v1.Commitment.create_time:type_name -> google.protobuf.Timestamp
+	18, // 1: budgetledger.v1.Commitment.update_time:type_name -> google.protobuf.Timestamp
+	18, // 2: budgetledger.v1.Commitment.effective_time:type_name -> google.protobuf.Timestamp
+	19, // 3: budgetledger.v1.Commitment.state:type_name -> budgetledger.v1.CommitmentState
+	18, // 4: budgetledger.v1.Commitment.close_time:type_name -> google.protobuf.Timestamp
+	18, // 5: budgetledger.v1.CommitRequest.effective_time:type_name -> google.protobuf.Timestamp
 	0,  // 6: budgetledger.v1.CommitResponse.commitment:type_name -> budgetledger.v1.Commitment
-	19, // 7: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
-	20, // 8: budgetledger.v1.CreatePaymentResponse.payment:type_name -> budgetledger.v1.Payment
+	20, // 7: budgetledger.v1.CommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	21, // 8: budgetledger.v1.CreatePaymentResponse.payment:type_name -> budgetledger.v1.Payment
 	0,  // 9: budgetledger.v1.CreatePaymentResponse.commitment:type_name -> budgetledger.v1.Commitment
-	19, // 10: budgetledger.v1.CreatePaymentResponse.envelope:type_name -> budgetledger.v1.Envelope
+	20, // 10: budgetledger.v1.CreatePaymentResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 11: budgetledger.v1.CloseCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
-	19, // 12: budgetledger.v1.CloseCommitmentResponse.envelope:type_name -> budgetledger.v1.Envelope
-	17, // 13: budgetledger.v1.ReleaseRequest.effective_time:type_name -> google.protobuf.Timestamp
+	20, // 12: budgetledger.v1.CloseCommitmentResponse.envelope:type_name -> budgetledger.v1.Envelope
+	18, // 13: budgetledger.v1.ReleaseRequest.effective_time:type_name -> google.protobuf.Timestamp
 	0,  // 14: budgetledger.v1.ReleaseResponse.commitment:type_name -> budgetledger.v1.Commitment
-	19, // 15: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
-	17, // 16: budgetledger.v1.ReleaseResponse.effective_time:type_name -> google.protobuf.Timestamp
+	20, // 15: budgetledger.v1.ReleaseResponse.envelope:type_name -> budgetledger.v1.Envelope
+	18, // 16: budgetledger.v1.ReleaseResponse.effective_time:type_name -> google.protobuf.Timestamp
 	8,  // 17: budgetledger.v1.BatchCommitRequest.items:type_name -> budgetledger.v1.BatchCommitItem
-	17, // 18: budgetledger.v1.BatchCommitRequest.effective_time:type_name -> google.protobuf.Timestamp
+	18, // 18: budgetledger.v1.BatchCommitRequest.effective_time:type_name -> google.protobuf.Timestamp
 	10, // 19: budgetledger.v1.BatchCommitResponse.results:type_name -> budgetledger.v1.BatchCommitResult
-	19, // 20: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
+	20, // 20: budgetledger.v1.BatchCommitResponse.envelope:type_name -> budgetledger.v1.Envelope
 	0,  // 21: budgetledger.v1.BatchCommitResult.commitment:type_name -> budgetledger.v1.Commitment
 	11, // 22: budgetledger.v1.BatchCommitResult.refusal:type_name -> budgetledger.v1.ItemRefusal
-	16, // 23: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
+	17, // 23: budgetledger.v1.ItemRefusal.metadata:type_name -> budgetledger.v1.ItemRefusal.MetadataEntry
 	0,  // 24: budgetledger.v1.GetCommitmentResponse.commitment:type_name -> budgetledger.v1.Commitment
 	0,  // 25: budgetledger.v1.ListCommitmentsResponse.commitments:type_name -> budgetledger.v1.Commitment
-	1,  // 26: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
-	5,  // 27: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
-	7,  // 28: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
-	12, // 29: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
-	14, // 30: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
-	21, // 31: budgetledger.v1.CommitmentService.CreatePayment:input_type -> budgetledger.v1.CreatePaymentRequest
-	22, // 32: budgetledger.v1.CommitmentService.ListPayments:input_type -> budgetledger.v1.ListPaymentsRequest
-	23, // 33: budgetledger.v1.CommitmentService.CloseCommitment:input_type -> budgetledger.v1.CloseCommitmentRequest
-	2,  // 34: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
-	6,  // 35: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
-	9,  // 36: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
-	13, // 37: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
-	15, // 38: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
-	3,  // 39: budgetledger.v1.CommitmentService.CreatePayment:output_type -> budgetledger.v1.CreatePaymentResponse
-	24, // 40: budgetledger.v1.CommitmentService.ListPayments:output_type -> budgetledger.v1.ListPaymentsResponse
-	4,  // 41: budgetledger.v1.CommitmentService.CloseCommitment:output_type -> budgetledger.v1.CloseCommitmentResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	0,  // 26: budgetledger.v1.ConfirmHoldResponse.commitment:type_name -> budgetledger.v1.Commitment
+	22, // 27: budgetledger.v1.ConfirmHoldResponse.hold:type_name -> budgetledger.v1.Hold
+	20, // 28: budgetledger.v1.ConfirmHoldResponse.envelope:type_name -> budgetledger.v1.Envelope
+	1,  // 29: budgetledger.v1.CommitmentService.Commit:input_type -> budgetledger.v1.CommitRequest
+	5,  // 30: budgetledger.v1.CommitmentService.Release:input_type -> budgetledger.v1.ReleaseRequest
+	7,  // 31: budgetledger.v1.CommitmentService.BatchCommit:input_type -> budgetledger.v1.BatchCommitRequest
+	12, // 32: budgetledger.v1.CommitmentService.GetCommitment:input_type -> budgetledger.v1.GetCommitmentRequest
+	14, // 33: budgetledger.v1.CommitmentService.ListCommitments:input_type -> budgetledger.v1.ListCommitmentsRequest
+	23, // 34: budgetledger.v1.CommitmentService.CreatePayment:input_type -> budgetledger.v1.CreatePaymentRequest
+	24, // 35: budgetledger.v1.CommitmentService.ListPayments:input_type -> budgetledger.v1.ListPaymentsRequest
+	25, // 36: budgetledger.v1.CommitmentService.CloseCommitment:input_type -> budgetledger.v1.CloseCommitmentRequest
+	26, // 37: budgetledger.v1.CommitmentService.CreateHold:input_type -> budgetledger.v1.CreateHoldRequest
+	27, // 38: budgetledger.v1.CommitmentService.ConfirmHold:input_type -> budgetledger.v1.ConfirmHoldRequest
+	28, // 39: budgetledger.v1.CommitmentService.CancelHold:input_type -> budgetledger.v1.CancelHoldRequest
+	29, // 40: budgetledger.v1.CommitmentService.GetHold:input_type -> budgetledger.v1.GetHoldRequest
+	30, // 41: budgetledger.v1.CommitmentService.ListHolds:input_type -> budgetledger.v1.ListHoldsRequest
+	2,  // 42: budgetledger.v1.CommitmentService.Commit:output_type -> budgetledger.v1.CommitResponse
+	6,  // 43: budgetledger.v1.CommitmentService.Release:output_type -> budgetledger.v1.ReleaseResponse
+	9,  // 44: budgetledger.v1.CommitmentService.BatchCommit:output_type -> budgetledger.v1.BatchCommitResponse
+	13, // 45: budgetledger.v1.CommitmentService.GetCommitment:output_type -> budgetledger.v1.GetCommitmentResponse
+	15, // 46: budgetledger.v1.CommitmentService.ListCommitments:output_type -> budgetledger.v1.ListCommitmentsResponse
+	3,  // 47: budgetledger.v1.CommitmentService.CreatePayment:output_type -> budgetledger.v1.CreatePaymentResponse
+	31, // 48: budgetledger.v1.CommitmentService.ListPayments:output_type -> budgetledger.v1.ListPaymentsResponse
+	4,  // 49: budgetledger.v1.CommitmentService.CloseCommitment:output_type -> budgetledger.v1.CloseCommitmentResponse
+	32, // 50: budgetledger.v1.CommitmentService.CreateHold:output_type -> budgetledger.v1.CreateHoldResponse
+	16, // 51: budgetledger.v1.CommitmentService.ConfirmHold:output_type -> budgetledger.v1.ConfirmHoldResponse
+	33, // 52: budgetledger.v1.CommitmentService.CancelHold:output_type -> budgetledger.v1.CancelHoldResponse
+	34, // 53: budgetledger.v1.CommitmentService.GetHold:output_type -> budgetledger.v1.GetHoldResponse
+	35, // 54: budgetledger.v1.CommitmentService.ListHolds:output_type -> budgetledger.v1.ListHoldsResponse
+	42, // [42:55] is the sub-list for method output_type
+	29, // [29:42] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_commitment_proto_init() }
@@ -1815,6 +1930,7 @@ func file_budgetledger_v1_commitment_proto_init() {
 	}
 	file_budgetledger_v1_envelope_proto_init()
 	file_budgetledger_v1_payment_proto_init()
+	file_budgetledger_v1_hold_proto_init()
 	file_budgetledger_v1_commitment_proto_msgTypes[1].OneofWrappers = []any{}
 	file_budgetledger_v1_commitment_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
@@ -1823,7 +1939,7 @@ func file_budgetledger_v1_commitment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_commitment_proto_rawDesc), len(file_budgetledger_v1_commitment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

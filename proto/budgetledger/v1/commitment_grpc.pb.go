@@ -27,14 +27,19 @@ const (
 	CommitmentService_CreatePayment_FullMethodName   = "/budgetledger.v1.CommitmentService/CreatePayment"
 	CommitmentService_ListPayments_FullMethodName    = "/budgetledger.v1.CommitmentService/ListPayments"
 	CommitmentService_CloseCommitment_FullMethodName = "/budgetledger.v1.CommitmentService/CloseCommitment"
+	CommitmentService_CreateHold_FullMethodName      = "/budgetledger.v1.CommitmentService/CreateHold"
+	CommitmentService_ConfirmHold_FullMethodName     = "/budgetledger.v1.CommitmentService/ConfirmHold"
+	CommitmentService_CancelHold_FullMethodName      = "/budgetledger.v1.CommitmentService/CancelHold"
+	CommitmentService_GetHold_FullMethodName         = "/budgetledger.v1.CommitmentService/GetHold"
+	CommitmentService_ListHolds_FullMethodName       = "/budgetledger.v1.CommitmentService/ListHolds"
 )
 
 // CommitmentServiceClient is the client API for CommitmentService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CommitmentService lets internal services award money from envelopes and release it, and anyone
-// read the commitments.
+// CommitmentService lets internal services hold money of envelopes for applications under review,
+// award it and release it, and anyone read the holds and commitments.
 type CommitmentServiceClient interface {
 	// Commit awards an amount from an envelope to one project of one beneficiary. It succeeds only if
 	// the envelope's available amount covers it, and returns the commitment and the envelope's
@@ -103,6 +108,42 @@ type CommitmentServiceClient interface {
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
 	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CloseCommitment(ctx context.Context, in *CloseCommitmentRequest, opts ...grpc.CallOption) (*CloseCommitmentResponse, error)
+	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
+	// amount leaves the envelope's available amount for its held amount. It succeeds only if the
+	// envelope's available amount covers it and the envelope's funding rules allow it: the rules in
+	// force when the hold is made are checked as for a Commit of the held amount made then (the
+	// project's awards already committed on the envelope, without other holds, count towards the
+	// funding share). Returns the hold and the envelope's balances right after it.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
+	// INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
+	// refusal is final for its request_id.
+	CreateHold(ctx context.Context, in *CreateHoldRequest, opts ...grpc.CallOption) (*CreateHoldResponse, error)
+	// ConfirmHold turns a HELD hold into a commitment of the confirmed amount (the whole hold by
+	// default); what is not confirmed returns to the envelope at once, in the same journal entry.
+	// The funding rules are checked again at confirmation: the rules in force at confirmation, for
+	// the confirmed amount, with the project's awards committed on the envelope at confirmation (not
+	// the figures of the hold's creation). The envelope's available amount is not checked again: the
+	// confirmed amount was held. A refused confirmation leaves the hold HELD.
+	//
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
+	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED.
+	ConfirmHold(ctx context.Context, in *ConfirmHoldRequest, opts ...grpc.CallOption) (*ConfirmHoldResponse, error)
+	// CancelHold returns a HELD hold's whole amount to its envelope.
+	//
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+	// REQUEST_ID_REUSED.
+	CancelHold(ctx context.Context, in *CancelHoldRequest, opts ...grpc.CallOption) (*CancelHoldResponse, error)
+	// GetHold returns one hold.
+	//
+	// Errors: HOLD_NOT_FOUND.
+	GetHold(ctx context.Context, in *GetHoldRequest, opts ...grpc.CallOption) (*GetHoldResponse, error)
+	// ListHolds lists holds, oldest first, filtered by envelope and/or state.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
+	ListHolds(ctx context.Context, in *ListHoldsRequest, opts ...grpc.CallOption) (*ListHoldsResponse, error)
 }
 
 type commitmentServiceClient struct {
@@ -193,12 +234,62 @@ func (c *commitmentServiceClient) CloseCommitment(ctx context.Context, in *Close
 	return out, nil
 }
 
+func (c *commitmentServiceClient) CreateHold(ctx context.Context, in *CreateHoldRequest, opts ...grpc.CallOption) (*CreateHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateHoldResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_CreateHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) ConfirmHold(ctx context.Context, in *ConfirmHoldRequest, opts ...grpc.CallOption) (*ConfirmHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmHoldResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_ConfirmHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) CancelHold(ctx context.Context, in *CancelHoldRequest, opts ...grpc.CallOption) (*CancelHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelHoldResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_CancelHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) GetHold(ctx context.Context, in *GetHoldRequest, opts ...grpc.CallOption) (*GetHoldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHoldResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_GetHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *commitmentServiceClient) ListHolds(ctx context.Context, in *ListHoldsRequest, opts ...grpc.CallOption) (*ListHoldsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHoldsResponse)
+	err := c.cc.Invoke(ctx, CommitmentService_ListHolds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CommitmentServiceServer is the server API for CommitmentService service.
 // All implementations must embed UnimplementedCommitmentServiceServer
 // for forward compatibility.
 //
-// CommitmentService lets internal services award money from envelopes and release it, and anyone
-// read the commitments.
+// CommitmentService lets internal services hold money of envelopes for applications under review,
+// award it and release it, and anyone read the holds and commitments.
 type CommitmentServiceServer interface {
 	// Commit awards an amount from an envelope to one project of one beneficiary. It succeeds only if
 	// the envelope's available amount covers it, and returns the commitment and the envelope's
@@ -267,6 +358,42 @@ type CommitmentServiceServer interface {
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
 	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error)
+	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
+	// amount leaves the envelope's available amount for its held amount. It succeeds only if the
+	// envelope's available amount covers it and the envelope's funding rules allow it: the rules in
+	// force when the hold is made are checked as for a Commit of the held amount made then (the
+	// project's awards already committed on the envelope, without other holds, count towards the
+	// funding share). Returns the hold and the envelope's balances right after it.
+	//
+	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
+	// INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
+	// refusal is final for its request_id.
+	CreateHold(context.Context, *CreateHoldRequest) (*CreateHoldResponse, error)
+	// ConfirmHold turns a HELD hold into a commitment of the confirmed amount (the whole hold by
+	// default); what is not confirmed returns to the envelope at once, in the same journal entry.
+	// The funding rules are checked again at confirmation: the rules in force at confirmation, for
+	// the confirmed amount, with the project's awards committed on the envelope at confirmation (not
+	// the figures of the hold's creation). The envelope's available amount is not checked again: the
+	// confirmed amount was held. A refused confirmation leaves the hold HELD.
+	//
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
+	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
+	// REQUEST_ID_REUSED.
+	ConfirmHold(context.Context, *ConfirmHoldRequest) (*ConfirmHoldResponse, error)
+	// CancelHold returns a HELD hold's whole amount to its envelope.
+	//
+	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+	// REQUEST_ID_REUSED.
+	CancelHold(context.Context, *CancelHoldRequest) (*CancelHoldResponse, error)
+	// GetHold returns one hold.
+	//
+	// Errors: HOLD_NOT_FOUND.
+	GetHold(context.Context, *GetHoldRequest) (*GetHoldResponse, error)
+	// ListHolds lists holds, oldest first, filtered by envelope and/or state.
+	//
+	// Errors: INVALID_PAGE_TOKEN.
+	ListHolds(context.Context, *ListHoldsRequest) (*ListHoldsResponse, error)
 	mustEmbedUnimplementedCommitmentServiceServer()
 }
 
@@ -300,6 +427,21 @@ func (UnimplementedCommitmentServiceServer) ListPayments(context.Context, *ListP
 }
 func (UnimplementedCommitmentServiceServer) CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseCommitment not implemented")
+}
+func (UnimplementedCommitmentServiceServer) CreateHold(context.Context, *CreateHoldRequest) (*CreateHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateHold not implemented")
+}
+func (UnimplementedCommitmentServiceServer) ConfirmHold(context.Context, *ConfirmHoldRequest) (*ConfirmHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmHold not implemented")
+}
+func (UnimplementedCommitmentServiceServer) CancelHold(context.Context, *CancelHoldRequest) (*CancelHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelHold not implemented")
+}
+func (UnimplementedCommitmentServiceServer) GetHold(context.Context, *GetHoldRequest) (*GetHoldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHold not implemented")
+}
+func (UnimplementedCommitmentServiceServer) ListHolds(context.Context, *ListHoldsRequest) (*ListHoldsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHolds not implemented")
 }
 func (UnimplementedCommitmentServiceServer) mustEmbedUnimplementedCommitmentServiceServer() {}
 func (UnimplementedCommitmentServiceServer) testEmbeddedByValue()                           {}
@@ -466,6 +608,96 @@ func _CommitmentService_CloseCommitment_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CommitmentService_CreateHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).CreateHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_CreateHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).CreateHold(ctx, req.(*CreateHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_ConfirmHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).ConfirmHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_ConfirmHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).ConfirmHold(ctx, req.(*ConfirmHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_CancelHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).CancelHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_CancelHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).CancelHold(ctx, req.(*CancelHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_GetHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).GetHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_GetHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).GetHold(ctx, req.(*GetHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CommitmentService_ListHolds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHoldsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CommitmentServiceServer).ListHolds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CommitmentService_ListHolds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CommitmentServiceServer).ListHolds(ctx, req.(*ListHoldsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CommitmentService_ServiceDesc is the grpc.ServiceDesc for CommitmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +736,26 @@ var CommitmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseCommitment",
 			Handler:    _CommitmentService_CloseCommitment_Handler,
+		},
+		{
+			MethodName: "CreateHold",
+			Handler:    _CommitmentService_CreateHold_Handler,
+		},
+		{
+			MethodName: "ConfirmHold",
+			Handler:    _CommitmentService_ConfirmHold_Handler,
+		},
+		{
+			MethodName: "CancelHold",
+			Handler:    _CommitmentService_CancelHold_Handler,
+		},
+		{
+			MethodName: "GetHold",
+			Handler:    _CommitmentService_GetHold_Handler,
+		},
+		{
+			MethodName: "ListHolds",
+			Handler:    _CommitmentService_ListHolds_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

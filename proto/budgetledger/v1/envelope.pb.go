@@ -46,8 +46,8 @@ const (
 )
 
 // Envelope is an amount of public money set aside for one purpose, such as a fund or one axis of
-// a fund. Its balances always satisfy: allocation = committed + allocated_to_children + available,
-// and available is never negative.
+// a fund. Its balances always satisfy: allocation = held + committed + allocated_to_children +
+// available, and available is never negative.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier. Resource name, "envelopes/{envelope}".
@@ -100,8 +100,11 @@ type Envelope struct {
 	// Output only. For publication (idAttribuant), on a root envelope: the granting body's SIRET;
 	// empty if none.
 	GrantingBodySiret string `protobuf:"bytes,33,opt,name=granting_body_siret,json=grantingBodySiret,proto3" json:"granting_body_siret,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Output only. Amount reserved by the envelope's holds still HELD, in minor units: allocation =
+	// available + held + committed + allocated_to_children.
+	Held          int64 `protobuf:"varint,20,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -265,6 +268,13 @@ func (x *Envelope) GetGrantingBodySiret() string {
 		return x.GrantingBodySiret
 	}
 	return ""
+}
+
+func (x *Envelope) GetHeld() int64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
 }
 
 // CreateEnvelopeRequest is the request of CreateEnvelope.
@@ -1544,7 +1554,7 @@ var File_budgetledger_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\a\n" +
+	"\x1ebudgetledger/v1/envelope.proto\x12\x0fbudgetledger.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\a\n" +
 	"\bEnvelope\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12&\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\x03\xe0A\x03R\vdisplayName\x12?\n" +
@@ -1570,7 +1580,8 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
 	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x121\n" +
 	"\x12granting_body_name\x18  \x01(\tB\x03\xe0A\x03R\x10grantingBodyName\x123\n" +
-	"\x13granting_body_siret\x18! \x01(\tB\x03\xe0A\x03R\x11grantingBodySiret:O\xeaAL\n" +
+	"\x13granting_body_siret\x18! \x01(\tB\x03\xe0A\x03R\x11grantingBodySiret\x12\x17\n" +
+	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held:O\xeaAL\n" +
 	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xfc\x0f\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +

@@ -133,6 +133,18 @@ const (
 	// what was paid cannot be returned. Metadata: commitment, remaining, paid, remaining_to_pay,
 	// requested.
 	ErrorReason_ERROR_REASON_RELEASE_EXCEEDS_UNPAID ErrorReason = 32
+	// NOT_FOUND: the named hold does not exist. Metadata: hold.
+	ErrorReason_ERROR_REASON_HOLD_NOT_FOUND ErrorReason = 22
+	// FAILED_PRECONDITION: the hold's expire_time has passed, whether or not the ledger's sweeper
+	// has returned its amount yet: it can no longer be confirmed or cancelled. Metadata: hold,
+	// expire_time.
+	ErrorReason_ERROR_REASON_HOLD_EXPIRED ErrorReason = 23
+	// FAILED_PRECONDITION: the hold is already confirmed or cancelled (an expired hold is
+	// HOLD_EXPIRED). Metadata: hold, state.
+	ErrorReason_ERROR_REASON_HOLD_NOT_HELD ErrorReason = 24
+	// FAILED_PRECONDITION: a confirmation for more than the hold's amount. Metadata: hold, held,
+	// requested.
+	ErrorReason_ERROR_REASON_CONFIRM_EXCEEDS_HELD ErrorReason = 25
 )
 
 // Enum value maps for ErrorReason.
@@ -170,6 +182,10 @@ var (
 		30: "ERROR_REASON_COMMITMENT_CLOSED",
 		31: "ERROR_REASON_PAYMENT_EXCEEDS_REMAINING",
 		32: "ERROR_REASON_RELEASE_EXCEEDS_UNPAID",
+		22: "ERROR_REASON_HOLD_NOT_FOUND",
+		23: "ERROR_REASON_HOLD_EXPIRED",
+		24: "ERROR_REASON_HOLD_NOT_HELD",
+		25: "ERROR_REASON_CONFIRM_EXCEEDS_HELD",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                      0,
@@ -204,6 +220,10 @@ var (
 		"ERROR_REASON_COMMITMENT_CLOSED":                30,
 		"ERROR_REASON_PAYMENT_EXCEEDS_REMAINING":        31,
 		"ERROR_REASON_RELEASE_EXCEEDS_UNPAID":           32,
+		"ERROR_REASON_HOLD_NOT_FOUND":                   22,
+		"ERROR_REASON_HOLD_EXPIRED":                     23,
+		"ERROR_REASON_HOLD_NOT_HELD":                    24,
+		"ERROR_REASON_CONFIRM_EXCEEDS_HELD":             25,
 	}
 )
 
@@ -238,7 +258,8 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xc5\t\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xcc\n" +
+	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -272,7 +293,11 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12\"\n" +
 	"\x1eERROR_REASON_COMMITMENT_CLOSED\x10\x1e\x12*\n" +
 	"&ERROR_REASON_PAYMENT_EXCEEDS_REMAINING\x10\x1f\x12'\n" +
-	"#ERROR_REASON_RELEASE_EXCEEDS_UNPAID\x10 BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"#ERROR_REASON_RELEASE_EXCEEDS_UNPAID\x10 \x12\x1f\n" +
+	"\x1bERROR_REASON_HOLD_NOT_FOUND\x10\x16\x12\x1d\n" +
+	"\x19ERROR_REASON_HOLD_EXPIRED\x10\x17\x12\x1e\n" +
+	"\x1aERROR_REASON_HOLD_NOT_HELD\x10\x18\x12%\n" +
+	"!ERROR_REASON_CONFIRM_EXCEEDS_HELD\x10\x19BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

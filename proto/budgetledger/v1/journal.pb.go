@@ -53,6 +53,16 @@ const (
 	// A commitment was closed (CloseCommitment): its unpaid rest returned to its envelope; no
 	// postings when all was paid. Its memo names the commitment and the reason.
 	EntryKind_ENTRY_KIND_COMMITMENT_CLOSED EntryKind = 31
+	// An amount moved from an envelope to a new hold's account, "holds/{hold}" (CreateHold).
+	EntryKind_ENTRY_KIND_HOLD_CREATED EntryKind = 20
+	// A hold was confirmed: its account emptied into a new commitment, and what was not confirmed
+	// back into the envelope (ConfirmHold).
+	EntryKind_ENTRY_KIND_HOLD_CONFIRMED EntryKind = 21
+	// A hold was cancelled: its amount returned to the envelope (CancelHold).
+	EntryKind_ENTRY_KIND_HOLD_CANCELLED EntryKind = 22
+	// A hold expired: its amount returned to the envelope. Made by the ledger's sweeper, with the
+	// caller "ledger:hold-expiry" and the request id "expire/{hold id}".
+	EntryKind_ENTRY_KIND_HOLD_EXPIRED EntryKind = 23
 )
 
 // Enum value maps for EntryKind.
@@ -67,6 +77,10 @@ var (
 		6:  "ENTRY_KIND_RULES_CHANGED",
 		30: "ENTRY_KIND_PAID",
 		31: "ENTRY_KIND_COMMITMENT_CLOSED",
+		20: "ENTRY_KIND_HOLD_CREATED",
+		21: "ENTRY_KIND_HOLD_CONFIRMED",
+		22: "ENTRY_KIND_HOLD_CANCELLED",
+		23: "ENTRY_KIND_HOLD_EXPIRED",
 	}
 	EntryKind_value = map[string]int32{
 		"ENTRY_KIND_UNSPECIFIED":        0,
@@ -78,6 +92,10 @@ var (
 		"ENTRY_KIND_RULES_CHANGED":      6,
 		"ENTRY_KIND_PAID":               30,
 		"ENTRY_KIND_COMMITMENT_CLOSED":  31,
+		"ENTRY_KIND_HOLD_CREATED":       20,
+		"ENTRY_KIND_HOLD_CONFIRMED":     21,
+		"ENTRY_KIND_HOLD_CANCELLED":     22,
+		"ENTRY_KIND_HOLD_EXPIRED":       23,
 	}
 )
 
@@ -113,8 +131,8 @@ func (EntryKind) EnumDescriptor() ([]byte, []int) {
 type Posting struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
-	// "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
-	// entering the ledger). It names a resource of one of several types, or none, so it carries no
+	// "commitments/{commitment}" (a commitment's remaining amount), "holds/{hold}" (a hold's amount
+	// while it is HELD) or "external/funding" (money entering the ledger). It names a resource of one of several types, or none, so it carries no
 	// google.api.resource_reference.
 	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
 	// Output only. Signed amount in minor units.
@@ -478,7 +496,7 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\"\x96\x01\n" +
 	"\x1aListJournalEntriesResponse\x12K\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\x93\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\x8b\x03\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +
@@ -488,7 +506,11 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x13ENTRY_KIND_RELEASED\x10\x05\x12\x1c\n" +
 	"\x18ENTRY_KIND_RULES_CHANGED\x10\x06\x12\x13\n" +
 	"\x0fENTRY_KIND_PAID\x10\x1e\x12 \n" +
-	"\x1cENTRY_KIND_COMMITMENT_CLOSED\x10\x1f2\x7f\n" +
+	"\x1cENTRY_KIND_COMMITMENT_CLOSED\x10\x1f\x12\x1b\n" +
+	"\x17ENTRY_KIND_HOLD_CREATED\x10\x14\x12\x1d\n" +
+	"\x19ENTRY_KIND_HOLD_CONFIRMED\x10\x15\x12\x1d\n" +
+	"\x19ENTRY_KIND_HOLD_CANCELLED\x10\x16\x12\x1b\n" +
+	"\x17ENTRY_KIND_HOLD_EXPIRED\x10\x172\x7f\n" +
 	"\x0eJournalService\x12m\n" +
 	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

@@ -314,8 +314,11 @@ type ReportFigures struct {
 	Paid int64 `protobuf:"varint,30,opt,name=paid,proto3" json:"paid,omitempty"`
 	// Output only. What the awards still have to pay (reste à payer): committed - paid.
 	RemainingToPay int64 `protobuf:"varint,31,opt,name=remaining_to_pay,json=remainingToPay,proto3" json:"remaining_to_pay,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Output only. What holds still HELD reserve (rolled up: in the envelope and all its
+	// descendants). allocation = available + held + committed + allocated to children.
+	Held          int64 `protobuf:"varint,20,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportFigures) Reset() {
@@ -411,6 +414,13 @@ func (x *ReportFigures) GetRemainingToPay() int64 {
 	return 0
 }
 
+func (x *ReportFigures) GetHeld() int64 {
+	if x != nil {
+		return x.Held
+	}
+	return 0
+}
+
 var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
@@ -441,7 +451,7 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\rcurrency_code\x18\x04 \x01(\tB\x03\xe0A\x03R\fcurrencyCode\x12\x19\n" +
 	"\x05depth\x18\x05 \x01(\x05B\x03\xe0A\x03R\x05depth\x125\n" +
 	"\x03own\x18\x06 \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x03own\x129\n" +
-	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\xda\x02\n" +
+	"\x05total\x18\a \x01(\v2\x1e.budgetledger.v1.ReportFiguresB\x03\xe0A\x03R\x05total\"\xf3\x02\n" +
 	"\rReportFigures\x12#\n" +
 	"\n" +
 	"allocation\x18\x01 \x01(\x03B\x03\xe0A\x03R\n" +
@@ -454,7 +464,8 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"awardCount\x120\n" +
 	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount\x12\x17\n" +
 	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
-	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay2x\n" +
+	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x12\x17\n" +
+	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held2x\n" +
 	"\rReportService\x12g\n" +
 	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 

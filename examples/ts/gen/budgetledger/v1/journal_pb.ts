@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/journal.proto.
  */
 export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
-  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIswDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQMSNwoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDKpMCCglFbnRyeUtpbmQSGgoWRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEh4KGkVOVFJZX0tJTkRfRU5WRUxPUEVfRlVOREVEEAESIQodRU5UUllfS0lORF9FTlZFTE9QRV9BTExPQ0FURUQQAhIfChtFTlRSWV9LSU5EX0FMTE9DQVRJT05fTU9WRUQQAxIYChRFTlRSWV9LSU5EX0NPTU1JVFRFRBAEEhcKE0VOVFJZX0tJTkRfUkVMRUFTRUQQBRIcChhFTlRSWV9LSU5EX1JVTEVTX0NIQU5HRUQQBhITCg9FTlRSWV9LSU5EX1BBSUQQHhIgChxFTlRSWV9LSU5EX0NPTU1JVE1FTlRfQ0xPU0VEEB8yfwoOSm91cm5hbFNlcnZpY2USbQoSTGlzdEpvdXJuYWxFbnRyaWVzEiouYnVkZ2V0bGVkZ2VyLnYxLkxpc3RKb3VybmFsRW50cmllc1JlcXVlc3QaKy5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIswDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQMSNwoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDKosDCglFbnRyeUtpbmQSGgoWRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEh4KGkVOVFJZX0tJTkRfRU5WRUxPUEVfRlVOREVEEAESIQodRU5UUllfS0lORF9FTlZFTE9QRV9BTExPQ0FURUQQAhIfChtFTlRSWV9LSU5EX0FMTE9DQVRJT05fTU9WRUQQAxIYChRFTlRSWV9LSU5EX0NPTU1JVFRFRBAEEhcKE0VOVFJZX0tJTkRfUkVMRUFTRUQQBRIcChhFTlRSWV9LSU5EX1JVTEVTX0NIQU5HRUQQBhITCg9FTlRSWV9LSU5EX1BBSUQQHhIgChxFTlRSWV9LSU5EX0NPTU1JVE1FTlRfQ0xPU0VEEB8SGwoXRU5UUllfS0lORF9IT0xEX0NSRUFURUQQFBIdChlFTlRSWV9LSU5EX0hPTERfQ09ORklSTUVEEBUSHQoZRU5UUllfS0lORF9IT0xEX0NBTkNFTExFRBAWEhsKF0VOVFJZX0tJTkRfSE9MRF9FWFBJUkVEEBcyfwoOSm91cm5hbFNlcnZpY2USbQoSTGlzdEpvdXJuYWxFbnRyaWVzEiouYnVkZ2V0bGVkZ2VyLnYxLkxpc3RKb3VybmFsRW50cmllc1JlcXVlc3QaKy5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Posting is one line of a journal entry: an amount added to (positive) or taken from (negative)
@@ -26,8 +26,8 @@ export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
 export type Posting = Message<"budgetledger.v1.Posting"> & {
   /**
    * Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
-   * "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
-   * entering the ledger). It names a resource of one of several types, or none, so it carries no
+   * "commitments/{commitment}" (a commitment's remaining amount), "holds/{hold}" (a hold's amount
+   * while it is HELD) or "external/funding" (money entering the ledger). It names a resource of one of several types, or none, so it carries no
    * google.api.resource_reference.
    *
    * @generated from field: string account = 1;
@@ -295,6 +295,36 @@ export enum EntryKind {
    * @generated from enum value: ENTRY_KIND_COMMITMENT_CLOSED = 31;
    */
   COMMITMENT_CLOSED = 31,
+
+  /**
+   * An amount moved from an envelope to a new hold's account, "holds/{hold}" (CreateHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CREATED = 20;
+   */
+  HOLD_CREATED = 20,
+
+  /**
+   * A hold was confirmed: its account emptied into a new commitment, and what was not confirmed
+   * back into the envelope (ConfirmHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CONFIRMED = 21;
+   */
+  HOLD_CONFIRMED = 21,
+
+  /**
+   * A hold was cancelled: its amount returned to the envelope (CancelHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CANCELLED = 22;
+   */
+  HOLD_CANCELLED = 22,
+
+  /**
+   * A hold expired: its amount returned to the envelope. Made by the ledger's sweeper, with the
+   * caller "ledger:hold-expiry" and the request id "expire/{hold id}".
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_EXPIRED = 23;
+   */
+  HOLD_EXPIRED = 23,
 }
 
 /**

@@ -43,6 +43,7 @@ const (
 	ReasonEffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
 	ReasonEffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
+	ReasonEffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 	ReasonPolicyViolation               Reason = "POLICY_VIOLATION"
 	ReasonCancelled                     Reason = "CANCELLED"
 	ReasonUnauthenticated               Reason = "UNAUTHENTICATED"
@@ -89,6 +90,8 @@ var (
 	ErrEffectiveTimeBeforeEnvelope   error = &sentinel{reason: ReasonEffectiveTimeBeforeEnvelope}
 	ErrEffectiveTimeBeforeLatest     error = &sentinel{reason: ReasonEffectiveTimeBeforeLatest}
 	ErrEffectiveTimeBeforeCommitment error = &sentinel{reason: ReasonEffectiveTimeBeforeCommitment}
+	// ErrEffectiveTimeBeforeHold: a hold's confirmation or cancellation dated before the hold.
+	ErrEffectiveTimeBeforeHold error = &sentinel{reason: ReasonEffectiveTimeBeforeHold}
 	ErrConflict                      error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
 	ErrUnavailable                   error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded              error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}

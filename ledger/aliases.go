@@ -77,6 +77,7 @@ const (
 	ReasonEffectiveTimeBeforeEnvelope   = core.ReasonEffectiveTimeBeforeEnvelope
 	ReasonEffectiveTimeBeforeLatest     = core.ReasonEffectiveTimeBeforeLatest
 	ReasonEffectiveTimeBeforeCommitment = core.ReasonEffectiveTimeBeforeCommitment
+	ReasonEffectiveTimeBeforeHold       = core.ReasonEffectiveTimeBeforeHold
 	KindAllocationMoved                 = core.KindAllocationMoved
 	KindCommitted                       = core.KindCommitted
 	KindEnvelopeAllocated               = core.KindEnvelopeAllocated

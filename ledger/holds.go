@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -84,9 +85,11 @@ type ruled struct {
 
 // loadRuled locks envelope id and, if it exists, reads its rules at a stamp taken after the lock
 // (stampAfter) and, when a funding-share rule is in force and the hold gives an eligible cost,
-// what the project holds on the envelope. The decision must use the returned stamp's time, at
-// which the rules were read.
-func (l *Ledger) loadRuled(ctx context.Context, q store.Querier, id, project string, policy core.Policy) (map[string]core.Envelope, ruled, error) {
+// what the project holds on the envelope. The decision must use the returned stamp's time. The
+// rules are those in force at the request's effective time when it gives one (funding rules apply
+// by effective date; a time after the stamp's is refused by core.CheckEffective), else at the
+// stamp's.
+func (l *Ledger) loadRuled(ctx context.Context, q store.Querier, id, project string, policy core.Policy, effective time.Time) (map[string]core.Envelope, ruled, error) {
 	locked, err := store.LockEnvelopes(ctx, q, l.db.ForUpdate(), []string{id})
 	if err != nil {
 		return nil, ruled{}, err
@@ -95,7 +98,11 @@ func (l *Ledger) loadRuled(ctx context.Context, q store.Querier, id, project str
 	if r.env == nil {
 		return locked, r, nil
 	}
-	rules, err := l.parents.EffectiveRules(ctx, q, []core.Envelope{*r.env}, r.st.At)
+	rulesAt := r.st.At
+	if !effective.IsZero() && effective.Before(rulesAt) {
+		rulesAt = effective.UTC().Truncate(time.Microsecond)
+	}
+	rules, err := l.parents.EffectiveRules(ctx, q, []core.Envelope{*r.env}, rulesAt)
 	if err != nil {
 		return nil, ruled{}, err
 	}
@@ -125,7 +132,7 @@ func (l *Ledger) CreateHold(ctx context.Context, cmd CreateHold) (CreateHoldResu
 	defer unlock()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
-			locked, r, err := l.loadRuled(ctx, q, cmd.EnvelopeID, cmd.Project, cmd.Policy)
+			locked, r, err := l.loadRuled(ctx, q, cmd.EnvelopeID, cmd.Project, cmd.Policy, cmd.Effective)
 			if err != nil {
 				return loaded{}, err
 			}
@@ -150,7 +157,7 @@ func (l *Ledger) ConfirmHold(ctx context.Context, cmd ConfirmHold) (ConfirmHoldR
 	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
-			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID)
+			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID, cmd.Effective)
 			if err != nil {
 				return loaded{}, err
 			}
@@ -171,7 +178,7 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
-			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID)
+			h, locked, r, err := l.loadHold(ctx, q, cmd.HoldID, cmd.Effective)
 			if err != nil {
 				return loaded{}, err
 			}
@@ -185,12 +192,12 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 // loadHold reads a hold (nil when it does not exist), locks its envelope, and reads the hold
 // again under the lock: the first read only names the envelope, which never changes; the second
 // is the state the decision is made on.
-func (l *Ledger) loadHold(ctx context.Context, q store.Querier, id string) (*core.Hold, map[string]core.Envelope, ruled, error) {
+func (l *Ledger) loadHold(ctx context.Context, q store.Querier, id string, effective time.Time) (*core.Hold, map[string]core.Envelope, ruled, error) {
 	h, err := store.FindHold(ctx, q, id)
 	if err != nil || h == nil {
 		return nil, nil, ruled{st: l.stamp()}, err
 	}
-	locked, r, err := l.loadRuled(ctx, q, h.EnvelopeID, h.Project, h.Policy)
+	locked, r, err := l.loadRuled(ctx, q, h.EnvelopeID, h.Project, h.Policy, effective)
 	if err != nil {
 		return nil, nil, ruled{}, err
 	}

@@ -67,6 +67,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonEffectiveTimeBeforeEnvelope:   codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforeLatest:     codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforeCommitment: codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforeHold:       codes.FailedPrecondition,
 	ledger.ReasonStoreUnavailable:              codes.Unavailable,
 	ledger.ReasonTransactionConflict:           codes.Aborted,
 	ledger.ReasonInternal:                      codes.Internal,

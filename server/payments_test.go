@@ -3,11 +3,9 @@ package server_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
@@ -36,8 +34,7 @@ func TestPaymentLifeOverGRPC(t *testing.T) {
 			c.GetRemainingToPay() != 40_000_00 {
 			t.Fatalf("commitment = %v", c)
 		}
-		advanceReq := &pb.CreatePaymentRequest{Parent: c.GetName(), Amount: 12_000_00, RequestId: "advance",
-			EffectiveTime: timestamppb.New(time.Date(2022, 3, 1, 0, 0, 0, 0, time.UTC))}
+		advanceReq := &pb.CreatePaymentRequest{Parent: c.GetName(), Amount: 12_000_00, RequestId: "advance"}
 		advance, err := h.commitments.CreatePayment(ctx, advanceReq)
 		if err != nil {
 			t.Fatal(err)

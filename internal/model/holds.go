@@ -166,7 +166,9 @@ func (l *Ledger) createHold(c CreateHold, newID string) (CreateHoldResult, *Refu
 	}
 	h := Hold{ID: newID, EnvelopeID: env.ID, Beneficiary: c.Beneficiary, Project: c.Project, Currency: env.Currency,
 		Description: c.Description, Amount: c.Amount, State: Held, ExpireAt: c.ExpireTime.UTC(), Policy: c.Policy}
+	touch(&env, Now) // holds in the model take effect when recorded
 	l.envelopes[env.ID], l.holds[newID] = env, h
+	l.versions[env.ID]++
 	l.holdOrder = append(l.holdOrder, newID)
 	return CreateHoldResult{Hold: h, Envelope: env}, nil
 }
@@ -226,9 +228,11 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 	env.Held -= h.Amount
 	env.CommitmentCount++
 	com := Commitment{ID: newID, EnvelopeID: env.ID, Beneficiary: h.Beneficiary, Project: h.Project, Currency: env.Currency,
-		Description: h.Description, Amount: amount, Policy: h.Policy}
+		Description: h.Description, Amount: amount, Policy: h.Policy, EffectiveAt: Now}
 	h.State, h.ConfirmedAmount, h.CommitmentID = Confirmed, amount, newID
+	touch(&env, Now)
 	l.envelopes[env.ID], l.holds[h.ID], l.commitments[newID] = env, h, com
+	l.versions[env.ID]++
 	l.commitmentOrder = append(l.commitmentOrder, newID)
 	return ConfirmHoldResult{Hold: h, Commitment: com, Envelope: env}, nil
 }
@@ -246,7 +250,9 @@ func (l *Ledger) CancelHold(c CancelHold) (CancelHoldResult, *Refusal) {
 		env := l.envelopes[h.EnvelopeID]
 		env.Held -= h.Amount
 		h.State, h.Reason = Cancelled, c.Reason
+		touch(&env, Now)
 		l.envelopes[env.ID], l.holds[h.ID] = env, h
+		l.versions[env.ID]++
 		res = CancelHoldResult{Hold: h, Envelope: env}
 	}
 	l.remember(key, c.payload(), res, refusal)
@@ -264,7 +270,9 @@ func (l *Ledger) Sweep() int {
 		env := l.envelopes[h.EnvelopeID]
 		env.Held -= h.Amount
 		h.State = Expired
+		touch(&env, Now) // an expiry takes effect at the hold's expire time, within the run
 		l.envelopes[env.ID], l.holds[id] = env, h
+		l.versions[env.ID]++
 		n++
 	}
 	return n

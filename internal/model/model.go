@@ -96,6 +96,7 @@ const (
 	EffectiveTimeBeforeEnvelope   Reason = "EFFECTIVE_TIME_BEFORE_ENVELOPE"
 	EffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
+	EffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 	ETagMismatch                  Reason = "ETAG_MISMATCH"
 	CommitmentClosed              Reason = "COMMITMENT_CLOSED"
 	PaymentExceedsRemaining       Reason = "PAYMENT_EXCEEDS_REMAINING"

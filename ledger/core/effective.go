@@ -63,6 +63,9 @@ const (
 	// effective time before the commitment's. Metadata: commitment, commitment_effective_time,
 	// effective_time.
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
+	// ReasonEffectiveTimeBeforeHold: the confirmation or cancellation of a hold with an
+	// effective time before the hold's. Metadata: hold, hold_effective_time, effective_time.
+	ReasonEffectiveTimeBeforeHold Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 )
 
 // Sentinels of the effective-time refusals, for errors.Is.
@@ -71,6 +74,7 @@ var (
 	ErrEffectiveTimeBeforeEnvelope   = &Error{Reason: ReasonEffectiveTimeBeforeEnvelope}
 	ErrEffectiveTimeBeforeLatest     = &Error{Reason: ReasonEffectiveTimeBeforeLatest}
 	ErrEffectiveTimeBeforeCommitment = &Error{Reason: ReasonEffectiveTimeBeforeCommitment}
+	ErrEffectiveTimeBeforeHold       = &Error{Reason: ReasonEffectiveTimeBeforeHold}
 )
 
 // EffectiveBound is one lower bound on an operation's effective time: the time may not be
@@ -99,6 +103,13 @@ func Adds(env *Envelope) []EffectiveBound { return []EffectiveBound{envelopeBoun
 func Returns(env *Envelope, c *Commitment) []EffectiveBound {
 	return []EffectiveBound{envelopeBound(env), {Since: c.EffectiveAt, Reason: ReasonEffectiveTimeBeforeCommitment,
 		SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "commitment_effective_time"}}
+}
+
+// Settles are the bounds of an operation that ends hold h on env (a confirmation, a
+// cancellation): not before the envelope, nor before the hold took effect.
+func Settles(env *Envelope, h *Hold) []EffectiveBound {
+	return []EffectiveBound{envelopeBound(env), {Since: h.EffectiveAt, Reason: ReasonEffectiveTimeBeforeHold,
+		SubjectKey: "hold", Subject: HoldName(h.ID), SinceKey: "hold_effective_time"}}
 }
 
 func envelopeBound(env *Envelope) EffectiveBound {
@@ -144,6 +155,8 @@ func boundWhat(r Reason) string {
 		return "the latest effective time recorded on envelope (what reduces an envelope's available amount may not be backdated before it)"
 	case ReasonEffectiveTimeBeforeCommitment:
 		return "the effective time of commitment (a release may not predate what it returns)"
+	case ReasonEffectiveTimeBeforeHold:
+		return "the effective time of hold (a hold's confirmation or cancellation may not predate it)"
 	}
 	return "the effective time of envelope"
 }

@@ -270,14 +270,20 @@ func DecideCreateHold(st Stamp, cmd CreateHold, env *Envelope, rules *EffectiveR
 		return nil, eff, EnvelopeNotFound(cmd.EnvelopeID)
 	}
 	e := *env
+	// A hold takes money out of the envelope's available amount: not before the latest effective
+	// time recorded on it (docs/dates.md).
+	effective, err := CheckEffective(st.At, cmd.Effective, Reduces(&e)...)
+	if err != nil {
+		return nil, eff, err
+	}
 	expire := cmd.ExpireTime.UTC().Truncate(time.Microsecond)
 	if !expire.IsZero() && !expire.After(st.At) {
 		return nil, eff, InvalidArgument("expire_time", "must be later than now (%s)", st.At.Format(time.RFC3339Nano))
 	}
 	h := Hold{EnvelopeID: e.ID, Beneficiary: cmd.Beneficiary, Project: cmd.Project, Currency: e.Currency,
 		Amount: cmd.Amount, State: HoldHeld, Description: cmd.Description, Policy: cmd.Policy, ExpireAt: expire,
-		EffectiveAt: cmd.Effective.UTC().Truncate(time.Microsecond), CreatedAt: st.At, UpdatedAt: st.At}
-	if violation := CheckRules(rules, &e, h.asCommit(cmd.Amount), already, st.At); violation != nil {
+		EffectiveAt: effective, CreatedAt: st.At, UpdatedAt: st.At}
+	if violation := CheckRules(rules, &e, h.asCommit(cmd.Amount), already, effective); violation != nil {
 		return nil, eff, violation
 	}
 	if e.Available() < cmd.Amount {
@@ -287,13 +293,14 @@ func DecideCreateHold(st Stamp, cmd CreateHold, env *Envelope, rules *EffectiveR
 	if err != nil {
 		return nil, eff, err
 	}
-	e.Held, e.UpdatedAt = held, st.At
+	e.Held = held
+	e.Touch(st.At, effective)
 	h.ID = st.NewID()
 	res := &CreateHoldResult{Hold: h, Envelope: e, EntryID: st.NewID()}
 	eff.Updated = []Envelope{e}
 	eff.Holds = &HoldWrites{New: []Hold{h}}
 	eff.Entries = []Entry{{ID: res.EntryID, Kind: KindHoldCreated, Currency: e.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: st.At,
+		RequestID: cmd.RequestID, Memo: cmd.Description, CreatedAt: st.At, EffectiveAt: effective,
 		Postings: []Posting{{EnvelopeName(e.ID), -cmd.Amount}, {HoldName(h.ID), cmd.Amount}}}}
 	return res, eff, nil
 }
@@ -336,6 +343,10 @@ func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules 
 	if env == nil {
 		return nil, eff, Internal("hold %s names envelope %s, which does not exist", h.ID, h.EnvelopeID)
 	}
+	effective, err := CheckEffective(st.At, cmd.Effective, Settles(env, h)...)
+	if err != nil {
+		return nil, eff, err
+	}
 	amount := cmd.Amount
 	if amount == 0 {
 		amount = h.Amount
@@ -347,7 +358,7 @@ func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules 
 				"requested": strconv.FormatInt(amount, 10)}}
 	}
 	e := *env
-	if violation := CheckRules(rules, &e, h.asCommit(amount), already, st.At); violation != nil {
+	if violation := CheckRules(rules, &e, h.asCommit(amount), already, effective); violation != nil {
 		return nil, eff, violation
 	}
 	committed, err := AddAmount("the envelope's committed amount", e.Committed, amount)
@@ -357,9 +368,10 @@ func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules 
 	e.Held -= h.Amount
 	e.Committed = committed
 	e.CommitmentCount++
-	e.UpdatedAt = st.At
+	e.Touch(st.At, effective)
 	c := Commitment{ID: st.NewID(), EnvelopeID: e.ID, Beneficiary: h.Beneficiary, Project: h.Project,
 		Currency: e.Currency, Amount: amount, Description: h.Description, CreatedAt: st.At, UpdatedAt: st.At,
+		EffectiveAt: effective,
 		EligibleCost: h.Policy.EligibleCost, Territory: h.Policy.Territory, Population: h.Policy.Population}
 	ended := *h
 	ended.State, ended.ConfirmedAmount, ended.CommitmentID, ended.UpdatedAt = HoldConfirmed, amount, c.ID, st.At
@@ -372,7 +384,7 @@ func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules 
 	eff.Holds = &HoldWrites{Ended: []Hold{ended}, Commitments: []*Commitment{&res.Commitment},
 		Deltas: []ProjectDelta{{ProjectKey{e.ID, h.Project}, amount, 1}}}
 	eff.Entries = []Entry{{ID: res.EntryID, Kind: KindHoldConfirmed, Currency: e.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: h.Description, CreatedAt: st.At, Postings: postings}}
+		RequestID: cmd.RequestID, Memo: h.Description, CreatedAt: st.At, EffectiveAt: effective, Postings: postings}}
 	return res, eff, nil
 }
 
@@ -386,16 +398,20 @@ func DecideCancelHold(st Stamp, cmd CancelHold, h *Hold, env *Envelope) (*Cancel
 	if env == nil {
 		return nil, eff, Internal("hold %s names envelope %s, which does not exist", h.ID, h.EnvelopeID)
 	}
+	effective, err := CheckEffective(st.At, cmd.Effective, Settles(env, h)...)
+	if err != nil {
+		return nil, eff, err
+	}
 	e := *env
 	e.Held -= h.Amount
-	e.UpdatedAt = st.At
+	e.Touch(st.At, effective)
 	ended := *h
 	ended.State, ended.Reason, ended.UpdatedAt = HoldCancelled, cmd.Reason, st.At
 	res := &CancelHoldResult{Hold: ended, Envelope: e, EntryID: st.NewID()}
 	eff.Updated = []Envelope{e}
 	eff.Holds = &HoldWrites{Ended: []Hold{ended}}
 	eff.Entries = []Entry{{ID: res.EntryID, Kind: KindHoldCancelled, Currency: e.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: st.At,
+		RequestID: cmd.RequestID, Memo: cmd.Reason, CreatedAt: st.At, EffectiveAt: effective,
 		Postings: []Posting{{HoldName(h.ID), -h.Amount}, {EnvelopeName(e.ID), h.Amount}}}}
 	return res, eff, nil
 }
@@ -420,10 +436,12 @@ func DecideExpireHolds(st Stamp, env Envelope, holds []*Hold) (expired int, eff 
 			return 0, Effects{}, Internal("envelope %s holds %d, less than hold %s's %d", env.ID, env.Held, h.ID, h.Amount)
 		}
 		env.Held -= h.Amount
+		env.Touch(st.At, minTime(h.ExpireAt, st.At))
 		ended := *h
 		ended.State, ended.UpdatedAt = HoldExpired, st.At
 		entry := Entry{ID: st.NewID(), Kind: KindHoldExpired, Currency: env.Currency, Caller: ExpiryCaller,
 			RequestID: ExpiryRequestID(h.ID), Memo: "expired at " + h.ExpireAt.Format(time.RFC3339Nano), CreatedAt: st.At,
+			EffectiveAt: minTime(h.ExpireAt, st.At),
 			Postings: []Posting{{HoldName(h.ID), -h.Amount}, {EnvelopeName(env.ID), h.Amount}}}
 		outcome, err := Settle(ExpiredHold{Hold: ended, EntryID: entry.ID}, nil)
 		if err != nil {
@@ -436,7 +454,6 @@ func DecideExpireHolds(st Stamp, env Envelope, holds []*Hold) (expired int, eff 
 		expired++
 	}
 	if expired > 0 {
-		env.UpdatedAt = st.At
 		eff.Updated = []Envelope{env}
 		eff.Holds = w
 	}

@@ -110,6 +110,10 @@ const (
 	// FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
 	// not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT ErrorReason = 43
+	// FAILED_PRECONDITION: a hold's confirmation or cancellation with an effective_time before the
+	// hold's: it may not predate the hold it ends. Metadata: hold, hold_effective_time,
+	// effective_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD ErrorReason = 44
 	// ABORTED: the etag sent with MoveAllocation or SetEnvelopeRules (AIP-154) is not the current
 	// one: the envelope (or its rule sets) changed since it was read. Nothing was recorded, not even
 	// under the request_id: read again, decide again, and send the request again (the same
@@ -176,6 +180,7 @@ var (
 		41: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE",
 		42: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST",
 		43: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT",
+		44: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD",
 		60: "ERROR_REASON_ETAG_MISMATCH",
 		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
 		62: "ERROR_REASON_VERIFICATION_RUNNING",
@@ -214,6 +219,7 @@ var (
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE":   41,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST":     42,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT": 43,
+		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD":       44,
 		"ERROR_REASON_ETAG_MISMATCH":                    60,
 		"ERROR_REASON_VERIFICATION_NOT_FOUND":           61,
 		"ERROR_REASON_VERIFICATION_RUNNING":             62,
@@ -258,7 +264,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xcc\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xf9\n" +
 	"\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
@@ -287,7 +293,8 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"%ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE\x10(\x12/\n" +
 	"+ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE\x10)\x12-\n" +
 	")ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST\x10*\x121\n" +
-	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+\x12\x1e\n" +
+	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+\x12+\n" +
+	"'ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD\x10,\x12\x1e\n" +
 	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
 	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
 	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12\"\n" +

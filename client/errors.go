@@ -92,10 +92,10 @@ var (
 	ErrEffectiveTimeBeforeCommitment error = &sentinel{reason: ReasonEffectiveTimeBeforeCommitment}
 	// ErrEffectiveTimeBeforeHold: a hold's confirmation or cancellation dated before the hold.
 	ErrEffectiveTimeBeforeHold error = &sentinel{reason: ReasonEffectiveTimeBeforeHold}
-	ErrConflict                      error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
-	ErrUnavailable                   error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
-	ErrDeadlineExceeded              error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
-	ErrInternal                      error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
+	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
+	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrPolicyViolation is an award that breaks a funding rule (share, population, window).
 	ErrPolicyViolation error = &sentinel{reason: ReasonPolicyViolation}
 	// ErrETagMismatch is a stale etag (ABORTED, so it also matches ErrConflict); the client does

@@ -371,7 +371,7 @@ func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules 
 	e.Touch(st.At, effective)
 	c := Commitment{ID: st.NewID(), EnvelopeID: e.ID, Beneficiary: h.Beneficiary, Project: h.Project,
 		Currency: e.Currency, Amount: amount, Description: h.Description, CreatedAt: st.At, UpdatedAt: st.At,
-		EffectiveAt: effective,
+		EffectiveAt:  effective,
 		EligibleCost: h.Policy.EligibleCost, Territory: h.Policy.Territory, Population: h.Policy.Population}
 	ended := *h
 	ended.State, ended.ConfirmedAmount, ended.CommitmentID, ended.UpdatedAt = HoldConfirmed, amount, c.ID, st.At
@@ -442,7 +442,7 @@ func DecideExpireHolds(st Stamp, env Envelope, holds []*Hold) (expired int, eff 
 		entry := Entry{ID: st.NewID(), Kind: KindHoldExpired, Currency: env.Currency, Caller: ExpiryCaller,
 			RequestID: ExpiryRequestID(h.ID), Memo: "expired at " + h.ExpireAt.Format(time.RFC3339Nano), CreatedAt: st.At,
 			EffectiveAt: minTime(h.ExpireAt, st.At),
-			Postings: []Posting{{HoldName(h.ID), -h.Amount}, {EnvelopeName(env.ID), h.Amount}}}
+			Postings:    []Posting{{HoldName(h.ID), -h.Amount}, {EnvelopeName(env.ID), h.Amount}}}
 		outcome, err := Settle(ExpiredHold{Hold: ended, EntryID: entry.ID}, nil)
 		if err != nil {
 			return 0, Effects{}, err

@@ -17,28 +17,22 @@ import (
 
 // TestClientKnowsEveryReason: the Go client names every reason of the contract's ErrorReason
 // enum (issue 18: every refusal reason in the contract), so that a caller can switch on any of
-// them. It reads the client's Reason constants from its source.
+// them. It reads the client's Reason constants from its source, in every file of the package.
 func TestClientKnowsEveryReason(t *testing.T) {
-	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "..", "client", "errors.go"), nil, 0)
+	files, err := filepath.Glob(filepath.Join("..", "..", "client", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var client []string
-	for _, d := range f.Decls {
-		gd, ok := d.(*ast.GenDecl)
-		if !ok || gd.Tok != token.CONST {
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
 			continue
 		}
-		for _, spec := range gd.Specs {
-			vs := spec.(*ast.ValueSpec)
-			if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Reason" {
-				continue
-			}
-			for _, v := range vs.Values {
-				s, _ := strconv.Unquote(v.(*ast.BasicLit).Value)
-				client = append(client, s)
-			}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
+		client = append(client, reasonConstants(f)...)
 	}
 	var enum []string
 	values := pb.ErrorReason(0).Descriptor().Values()
@@ -52,4 +46,26 @@ func TestClientKnowsEveryReason(t *testing.T) {
 	if diff := cmp.Diff(enum, client); diff != "" {
 		t.Errorf("the ErrorReason enum (-) and the client's Reason constants (+) differ:\n%s", diff)
 	}
+}
+
+// reasonConstants are the values of the constants of type Reason declared in f.
+func reasonConstants(f *ast.File) []string {
+	var out []string
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			if typ, ok := vs.Type.(*ast.Ident); !ok || typ.Name != "Reason" {
+				continue
+			}
+			for _, v := range vs.Values {
+				s, _ := strconv.Unquote(v.(*ast.BasicLit).Value)
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }

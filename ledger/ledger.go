@@ -65,6 +65,8 @@ type Config struct {
 	// TracerProvider, when set, traces the ledger's transactions (OpenTelemetry): a span per
 	// group-commit batch with its size and retries, and one per other mutation.
 	TracerProvider trace.TracerProvider
+	// Log configures the transparency log (tlog.go).
+	Log LogConfig
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -97,6 +99,8 @@ type Ledger struct {
 	tracer  trace.Tracer
 	// seq assigns journal positions after commits (nil where they are assigned inline).
 	seq *sequencer
+	// tlog is the transparency log's state (tlog.go).
+	tlog *tlogState
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
 	// its COMMIT, so that a test can hold a decision open.
 	beforeCommit func()
@@ -127,6 +131,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 		tp = noop.NewTracerProvider()
 	}
 	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger")}
+	l.startLog()
 	l.startSequencer()
 	if !cfg.DisableBatching {
 		l.batcher = groupcommit.New(groupcommit.Config[*core.Unit]{
@@ -154,6 +159,7 @@ func (l *Ledger) Close() {
 		l.batcher.Close()
 	}
 	l.stopSequencer()
+	l.stopLog()
 	l.db.Close()
 }
 

@@ -107,6 +107,10 @@ var designRoles = map[string][]server.Role{
 	"/budgetledger.v1.CommitmentService/GetCommitment":               server.Roles,
 	"/budgetledger.v1.CommitmentService/ListCommitments":             server.Roles,
 	"/budgetledger.v1.JournalService/ListJournalEntries":             server.Roles,
+	"/budgetledger.v1.JournalService/GetCheckpoint":                  server.Roles,
+	"/budgetledger.v1.JournalService/GetInclusionProof":              server.Roles,
+	"/budgetledger.v1.JournalService/GetConsistencyProof":            server.Roles,
+	"/budgetledger.v1.JournalService/WatchJournalEntries":            server.Roles,
 	"/budgetledger.v1.AuditService/VerifyLedger":                     {server.RoleAuditor, server.RoleAdmin},
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      server.Roles,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": server.Roles,
@@ -119,6 +123,8 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, m protoreflect.MethodDes
 	if !m.IsStreamingClient() && !m.IsStreamingServer() {
 		return conn.Invoke(ctx, full, req, dynamicpb.NewMessage(m.Output()))
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: m.IsStreamingClient(), ServerStreams: m.IsStreamingServer()}, full)
 	if err != nil {
 		return err
@@ -128,6 +134,13 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, m protoreflect.MethodDes
 	}
 	if err := stream.CloseSend(); err != nil {
 		return err
+	}
+	// A stream that may wait for messages (WatchJournalEntries) sends its headers once the call
+	// is admitted: that is the answer; a refused call ends without them.
+	if md, err := stream.Header(); err != nil {
+		return err
+	} else if md != nil && m.IsStreamingServer() && len(md.Get("budgetledger-stream")) > 0 {
+		return nil
 	}
 	return stream.RecvMsg(dynamicpb.NewMessage(m.Output()))
 }

@@ -95,6 +95,16 @@ const (
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
 	ErrorReason_ERROR_REASON_ENVELOPE_TOO_DEEP ErrorReason = 21
+	// FAILED_PRECONDITION: the server runs without a transparency log key (ledgerd --log-key), so
+	// it signs no checkpoint and serves no proof; ask its operator.
+	ErrorReason_ERROR_REASON_LOG_DISABLED ErrorReason = 50
+	// OUT_OF_RANGE: a tree size larger than the transparency log's current size was asked for; ask
+	// again later or for a smaller tree. Metadata: log_size, requested.
+	ErrorReason_ERROR_REASON_TREE_SIZE_TOO_LARGE ErrorReason = 51
+	// RESOURCE_EXHAUSTED: a WatchJournalEntries stream fell too far behind the journal (its
+	// buffer filled) and was ended; open a new stream with after_sequence set to the metadata's
+	// resume_after_sequence (the last sequence sent) to continue exactly where it stopped.
+	ErrorReason_ERROR_REASON_STREAM_OVERFLOW ErrorReason = 52
 )
 
 // Enum value maps for ErrorReason.
@@ -122,6 +132,9 @@ var (
 		19: "ERROR_REASON_PERMISSION_DENIED",
 		20: "ERROR_REASON_RATE_LIMITED",
 		21: "ERROR_REASON_ENVELOPE_TOO_DEEP",
+		50: "ERROR_REASON_LOG_DISABLED",
+		51: "ERROR_REASON_TREE_SIZE_TOO_LARGE",
+		52: "ERROR_REASON_STREAM_OVERFLOW",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":               0,
@@ -146,6 +159,9 @@ var (
 		"ERROR_REASON_PERMISSION_DENIED":         19,
 		"ERROR_REASON_RATE_LIMITED":              20,
 		"ERROR_REASON_ENVELOPE_TOO_DEEP":         21,
+		"ERROR_REASON_LOG_DISABLED":              50,
+		"ERROR_REASON_TREE_SIZE_TOO_LARGE":       51,
+		"ERROR_REASON_STREAM_OVERFLOW":           52,
 	}
 )
 
@@ -180,7 +196,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x9e\x06\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x85\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -204,7 +220,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x12\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x13\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x1eERROR_REASON_ENVELOPE_TOO_DEEP\x10\x15\x12\x1d\n" +
+	"\x19ERROR_REASON_LOG_DISABLED\x102\x12$\n" +
+	" ERROR_REASON_TREE_SIZE_TOO_LARGE\x103\x12 \n" +
+	"\x1cERROR_REASON_STREAM_OVERFLOW\x104BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

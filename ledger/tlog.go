@@ -87,6 +87,13 @@ func (l *Ledger) stopLog() {
 			close(l.tlog.stop)
 		}
 		l.tlog.done.Wait()
+		if l.cfg.Log.Signer != nil {
+			// A last checkpoint covers everything this process wrote (errors: the database
+			// is away, and the next start signs it).
+			if l.catchUp(context.Background(), false) == nil {
+				_ = l.checkpoint(context.Background())
+			}
+		}
 	}
 }
 
@@ -304,4 +311,19 @@ func (l *Ledger) GetConsistencyProof(ctx context.Context, fromSize, toSize int64
 		return err
 	})
 	return hashes, l.classify(ctx, err)
+}
+
+// LatestCheckpointNote is the latest kept checkpoint's signed note, signed or not by this process
+// (for exports and tools that run without the key); ErrNoCheckpoint's reason is LOG_DISABLED.
+func (l *Ledger) LatestCheckpointNote(ctx context.Context) (string, error) {
+	if err := l.catchUp(ctx, true); err != nil {
+		return "", err
+	}
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	c, err := store.LatestCheckpoint(ctx, l.db.Reader())
+	if errors.Is(err, store.ErrNoCheckpoint) {
+		return "", &Error{Reason: ReasonLogDisabled, Message: "the ledger has no signed checkpoint: run ledgerd with --log-key"}
+	}
+	return c.Note, l.classify(ctx, err)
 }

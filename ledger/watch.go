@@ -25,6 +25,8 @@ type WatchConfig struct {
 	// Stall is how long a full buffer may wait for the reader (default 1 minute; negative: not
 	// at all).
 	Stall time.Duration
+	// overflowed, set by tests only, is called when the buffer overflows.
+	overflowed func()
 	// MaxBatch is the most entries given to one send (default 100).
 	MaxBatch int
 }
@@ -63,7 +65,11 @@ func (l *Ledger) WatchJournal(ctx context.Context, after int64, cfg WatchConfig,
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		readErr <- l.followJournal(ctx, after, cfg, batches)
+		err := l.followJournal(ctx, after, cfg, batches)
+		if err == errOverflow && cfg.overflowed != nil {
+			cfg.overflowed()
+		}
+		readErr <- err
 	}()
 	for batch := range batches {
 		if err := send(batch); err != nil {

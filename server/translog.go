@@ -55,7 +55,15 @@ func (s *journalService) WatchJournalEntries(req *pb.WatchJournalEntriesRequest,
 	if err := protovalidate.Validate(req); err != nil {
 		return validationStatus(err)
 	}
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	// Headers at once: the client knows the stream is open before any entry comes.
 	if err := stream.SendHeader(metadata.Pairs("budgetledger-stream", "open")); err != nil {
 		return err
@@ -68,8 +76,14 @@ func (s *journalService) WatchJournalEntries(req *pb.WatchJournalEntriesRequest,
 			}
 			return stream.Send(out)
 		})
-	if refusal := revocation(ctx); refusal != nil {
+	if refusal := revocation(stream.Context()); refusal != nil {
 		return refusal
+	}
+	select {
+	case <-s.stop:
+		return toStatus(&ledger.Error{Reason: ledger.ReasonStoreUnavailable,
+			Message: "the server is shutting down; open a new stream, with after_sequence the last sequence received, on another server or later"})
+	default:
 	}
 	var st interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &st) {

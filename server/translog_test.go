@@ -122,7 +122,7 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 						last = e.GetSequence()
 					}
 					thisStream += len(resp.GetJournalEntries())
-					if thisStream >= 40 && reconnects < 5 {
+					if thisStream >= 1 && reconnects < 5 {
 						reconnects++
 						if reconnects == 3 && !killed {
 							// The server goes away under the stream: resume on the other.

@@ -173,7 +173,7 @@ def ed25519_verify(public, msg, sig):
 
 def open_checkpoint(note, vkey):
     """Verifies a signed checkpoint with a note verifier key; returns (origin, size, root)."""
-    name, keyhash, key = vkey.strip().split("+")
+    name, keyhash, key = vkey.strip().split("+", 2)  # the base64 key may hold "+"
     key = base64.b64decode(key)
     if key[0] != 1 or len(key) != 33:
         raise ValueError("not an Ed25519 verifier key")

@@ -23,6 +23,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 # ---- RFC 6962 hashing and the canonical leaf (docs/transparency.md) ----
 
@@ -250,8 +251,16 @@ def main(target, vkey):
     except ImportError as e:
         sys.exit(f"transparency.py: {e}: run examples/python/generate.sh first, with Debian's python3-grpcio")
     journal = journal_pb2_grpc.JournalServiceStub(grpc.insecure_channel(target))
-    note = journal.GetCheckpoint(journal_pb2.GetCheckpointRequest(), timeout=10).checkpoint
-    origin, size, root = open_checkpoint(note, vkey)
+    # Checkpoints are signed every N entries or T seconds: wait (up to 10 s) for one that covers
+    # some entries.
+    for _ in range(50):
+        note = journal.GetCheckpoint(journal_pb2.GetCheckpointRequest(), timeout=10).checkpoint
+        origin, size, root = open_checkpoint(note, vkey)
+        if size > 0:
+            break
+        time.sleep(0.2)
+    if size == 0:
+        raise ValueError("no checkpoint covers any entry: write some first")
     print(f"checkpoint of {origin}: {size} entries, signature verified")
     resp = journal.ListJournalEntries(journal_pb2.ListJournalEntriesRequest(page_size=1000), timeout=10)
     checked = 0

@@ -38,8 +38,12 @@ const HashSize = sha256.Size
 //	u32  number of postings, then for each posting in order: str account, i64 amount
 //
 // where every integer is big-endian (i64 in two's complement) and str is a u32 byte length
-// followed by the UTF-8 bytes. This is the only function that encodes a leaf: to add a field,
-// add it here after a new version byte.
+// followed by the UTF-8 bytes. This is the only function that encodes a leaf (the store, the
+// verifiers and the proofs all call it). To add a field, such as issue 13's effective time: add
+// it here under a new version byte chosen from the entry itself, so that every leaf already in
+// the log keeps its bytes — version 2 (effective_at appended after created_at) for entries that
+// carry the field, version 1 for entries written before it existed, whose field stays unset
+// (backfilling it would change their leaves, and VerifyLog would rightly report them).
 func EncodeLeaf(e core.Entry) []byte {
 	size := 1 + 8 + 8 + 4
 	for _, s := range []string{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo} {

@@ -169,3 +169,34 @@ func TestLogRefusals(t *testing.T) {
 		t.Fatalf("proof of entry 1 in a tree of 2: %+v", p)
 	}
 }
+
+// TestLogTablesAppendOnly protects invariant 6 for the log: its node hashes and checkpoints cannot
+// be changed or deleted, nor its size moved back, by any session of the database.
+func TestLogTablesAppendOnly(t *testing.T) {
+	t.Parallel()
+	skey, _, err := translog.GenerateKey("ledger.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		l := openWithLog(t, db, skey)
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		if _, err := l.Checkpoint(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.checkpoint(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for _, stmt := range []string{
+			"UPDATE tlog_nodes SET hash = 'forged'",
+			"DELETE FROM tlog_nodes",
+			"UPDATE tlog_checkpoints SET note = 'forged'",
+			"DELETE FROM tlog_checkpoints",
+			"UPDATE tlog_head SET size = 0",
+		} {
+			if err := rawExec(t.Context(), l, stmt); err == nil {
+				t.Errorf("%s: allowed, want refused by the database", stmt)
+			}
+		}
+	})
+}

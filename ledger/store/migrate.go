@@ -136,6 +136,7 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) er
 			goose.NewGoMigration(2, runStatements(triggers), nil),
 			goose.NewGoMigration(6, runStatements(rulesAppendOnly[dialect]), nil),
 			goose.NewGoMigration(7, runStatements(sequenceTriggers[dialect]), nil),
+			goose.NewGoMigration(11, runStatements(tlogSchema[dialect]), nil), // the transparency log (tlog_schema.go)
 		),
 	}
 	if dialect == "postgres" {

@@ -881,10 +881,9 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x15GetCheckpointResponse\x12#\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tB\x03\xe0A\x03R\n" +
-	"checkpoint\"k\n" +
-	"\x18GetInclusionProofRequest\x12&\n" +
-	"\bsequence\x18\x01 \x01(\x03B\n" +
-	"\xe0A\x02\xbaH\x04\"\x02(\x01R\bsequence\x12'\n" +
+	"checkpoint\"n\n" +
+	"\x18GetInclusionProofRequest\x12)\n" +
+	"\bsequence\x18\x01 \x01(\x03B\r\xe0A\x02\xbaH\a\xc8\x01\x01\"\x02(\x01R\bsequence\x12'\n" +
 	"\ttree_size\x18\x02 \x01(\x03B\n" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\btreeSize\"\x97\x01\n" +
 	"\x19GetInclusionProofResponse\x12\"\n" +
@@ -892,10 +891,9 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"leaf_index\x18\x01 \x01(\x03B\x03\xe0A\x03R\tleafIndex\x12 \n" +
 	"\ttree_size\x18\x02 \x01(\x03B\x03\xe0A\x03R\btreeSize\x12\x17\n" +
 	"\x04leaf\x18\x03 \x01(\fB\x03\xe0A\x03R\x04leaf\x12\x1b\n" +
-	"\x06hashes\x18\x04 \x03(\fB\x03\xe0A\x03R\x06hashes\"j\n" +
-	"\x1aGetConsistencyProofRequest\x12'\n" +
-	"\tfrom_size\x18\x01 \x01(\x03B\n" +
-	"\xe0A\x02\xbaH\x04\"\x02(\x01R\bfromSize\x12#\n" +
+	"\x06hashes\x18\x04 \x03(\fB\x03\xe0A\x03R\x06hashes\"m\n" +
+	"\x1aGetConsistencyProofRequest\x12*\n" +
+	"\tfrom_size\x18\x01 \x01(\x03B\r\xe0A\x02\xbaH\a\xc8\x01\x01\"\x02(\x01R\bfromSize\x12#\n" +
 	"\ato_size\x18\x02 \x01(\x03B\n" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\x06toSize\":\n" +
 	"\x1bGetConsistencyProofResponse\x12\x1b\n" +

@@ -72,7 +72,10 @@ echo "built in $(since "$start")"
 # the examples call a plaintext ledgerd without credentials, as on loopback by default.
 ledgerd_env=()
 while IFS= read -r v; do ledgerd_env+=(-u "$v"); done < <(compgen -e | grep '^LEDGER_' || true)
+# The transparency log on (docs/transparency.md), a checkpoint at every entry, for transparency.py.
+"$tmp/ledgerd" log-key generate --origin run-all.example/log --out "$tmp/log.key" >"$tmp/log.vkey"
 env "${ledgerd_env[@]}" "$tmp/ledgerd" --listen 127.0.0.1:0 --database "$tmp/ledger.db" --log-format text --log-level info \
+  --log-key "$tmp/log.key" --checkpoint-every 1 \
   2>"$tmp/ledgerd.log" &
 ledgerd_pid=$!
 address=""
@@ -108,7 +111,8 @@ run_example() {
   fi
 }
 python_example() {
-  bash examples/python/generate.sh && "$python" examples/python/client.py "$address"
+  bash examples/python/generate.sh && "$python" examples/python/client.py "$address" &&
+    "$python" examples/python/transparency.py "$address" "$(cat "$tmp/log.vkey")"
 }
 node_example() {
   node examples/node/client.js "$address"

@@ -78,6 +78,8 @@ type Config struct {
 	// tests (and the reference model's comparison) drive holds' expiry and rules' windows with it.
 	// Decisions on one envelope still follow the order of its lock (see stampAfter).
 	Clock func() time.Time
+	// Log configures the transparency log (tlog.go).
+	Log LogConfig
 }
 
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
@@ -114,6 +116,8 @@ type Ledger struct {
 	sweep *sweeper
 	// holdLocks serializes this process's decisions on the holds of one envelope (holds.go).
 	holdLocks envelopeLocks
+	// tlog is the transparency log's state (tlog.go).
+	tlog *tlogState
 	// beforeCommit, set by tests only, runs at the end of every transaction of mutate, before
 	// its COMMIT, so that a test can hold a decision open.
 	beforeCommit func()
@@ -152,6 +156,7 @@ func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 	}
 	l := &Ledger{db: db, cfg: cfg, metrics: m, tracer: tp.Tracer("github.com/budgetledger/budgetledger/ledger"),
 		verifications: newVerifications()}
+	l.startLog()
 	l.startSequencer()
 	l.startSweeper()
 	if !cfg.DisableBatching {
@@ -183,6 +188,7 @@ func (l *Ledger) Close() {
 	}
 	l.stopSweeper()
 	l.stopSequencer()
+	l.stopLog()
 	l.db.Close()
 }
 

@@ -60,6 +60,9 @@ func (l *Ledger) startSequencer() {
 // poke tells the sequencer that entries were committed.
 func (l *Ledger) poke() {
 	if l.seq == nil {
+		// Entries are positioned by the transactions that wrote them: they are there for
+		// the journal's watchers.
+		l.journalMoved()
 		return
 	}
 	select {
@@ -90,16 +93,22 @@ func (l *Ledger) catchUp(ctx context.Context, check bool) error {
 		}
 	}
 	for {
-		var n int
+		var n, appended int
 		err := l.db.Sequencing(ctx, func(q store.Querier) error {
 			var err error
-			n, _, err = store.AssignSequences(ctx, q, l.db.ForUpdate(), store.MaxSequenceBatch)
+			if n, _, err = store.AssignSequences(ctx, q, l.db.ForUpdate(), store.MaxSequenceBatch); err != nil {
+				return err
+			}
+			appended, err = l.extendLog(ctx, q)
 			return err
 		})
 		if err != nil {
 			return l.classify(ctx, err)
 		}
-		if n < store.MaxSequenceBatch {
+		if n > 0 {
+			l.journalMoved()
+		}
+		if n < store.MaxSequenceBatch && appended < store.MaxSequenceBatch {
 			return nil
 		}
 	}
@@ -113,8 +122,15 @@ func (l *Ledger) sequenceInline(ctx context.Context, q store.Querier) error {
 	}
 	for {
 		n, _, err := store.AssignSequences(ctx, q, "", store.MaxSequenceBatch)
-		if err != nil || n < store.MaxSequenceBatch {
+		if err != nil {
 			return err
+		}
+		appended, err := l.extendLog(ctx, q)
+		if err != nil {
+			return err
+		}
+		if n < store.MaxSequenceBatch && appended < store.MaxSequenceBatch {
+			return nil
 		}
 	}
 }

@@ -86,6 +86,12 @@ var authorization = map[string][]Role{
 	pb.CommitmentService_ListHolds_FullMethodName:       everyone,
 
 	pb.JournalService_ListJournalEntries_FullMethodName: everyone,
+	// The transparency log and the journal stream (issue 14): for auditors, and for the
+	// internal systems that follow the journal.
+	pb.JournalService_GetCheckpoint_FullMethodName:       everyone,
+	pb.JournalService_GetInclusionProof_FullMethodName:   everyone,
+	pb.JournalService_GetConsistencyProof_FullMethodName: everyone,
+	pb.JournalService_WatchJournalEntries_FullMethodName: everyone,
 
 	pb.AuditService_VerifyLedger_FullMethodName: {RoleAuditor, RoleAdmin},
 	// Background verifications (AIP-151): who may verify may start one and poll it.

@@ -115,6 +115,10 @@ var designRoles = map[string][]server.Role{
 	"/budgetledger.v1.CommitmentService/GetHold":                     server.Roles,
 	"/budgetledger.v1.CommitmentService/ListHolds":                   server.Roles,
 	"/budgetledger.v1.JournalService/ListJournalEntries":             server.Roles,
+	"/budgetledger.v1.JournalService/GetCheckpoint":                  server.Roles,
+	"/budgetledger.v1.JournalService/GetInclusionProof":              server.Roles,
+	"/budgetledger.v1.JournalService/GetConsistencyProof":            server.Roles,
+	"/budgetledger.v1.JournalService/WatchJournalEntries":            server.Roles,
 	"/budgetledger.v1.AuditService/VerifyLedger":                     {server.RoleAuditor, server.RoleAdmin},
 	"/budgetledger.v1.AuditService/StartVerification":                {server.RoleAuditor, server.RoleAdmin},
 	"/budgetledger.v1.AuditService/GetVerification":                  {server.RoleAuditor, server.RoleAdmin},
@@ -129,6 +133,8 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, m protoreflect.MethodDes
 	if !m.IsStreamingClient() && !m.IsStreamingServer() {
 		return conn.Invoke(ctx, full, req, dynamicpb.NewMessage(m.Output()))
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: m.IsStreamingClient(), ServerStreams: m.IsStreamingServer()}, full)
 	if err != nil {
 		return err
@@ -138,6 +144,13 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, m protoreflect.MethodDes
 	}
 	if err := stream.CloseSend(); err != nil {
 		return err
+	}
+	// A stream that may wait for messages (WatchJournalEntries) sends its headers once the call
+	// is admitted: that is the answer; a refused call ends without them.
+	if md, err := stream.Header(); err != nil {
+		return err
+	} else if md != nil && m.IsStreamingServer() && len(md.Get("budgetledger-stream")) > 0 {
+		return nil
 	}
 	return stream.RecvMsg(dynamicpb.NewMessage(m.Output()))
 }

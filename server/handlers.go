@@ -198,6 +198,7 @@ func (s *commitmentService) ListCommitments(ctx context.Context, req *pb.ListCom
 type journalService struct {
 	pb.UnimplementedJournalServiceServer
 	ledger *ledger.Ledger
+	stop   <-chan struct{} // closed when the server shuts down (translog.go)
 }
 
 func (s *journalService) ListJournalEntries(ctx context.Context, req *pb.ListJournalEntriesRequest) (*pb.ListJournalEntriesResponse, error) {

@@ -96,6 +96,9 @@ type Server struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 	stopOnce  sync.Once
+	// streams is closed at Shutdown, which ends the journal streams (translog.go): a graceful
+	// stop would otherwise wait for them forever.
+	streams chan struct{}
 }
 
 // serviceNames are the services whose health is reported, besides the server as a whole ("").
@@ -216,10 +219,10 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	g := grpc.NewServer(opts...)
-	s := &Server{grpc: g, health: newHealthService(), ledger: l, log: log, cfg: cfg}
+	s := &Server{grpc: g, health: newHealthService(), ledger: l, log: log, cfg: cfg, streams: make(chan struct{})}
 	pb.RegisterEnvelopeServiceServer(g, &envelopeService{ledger: l})
 	pb.RegisterCommitmentServiceServer(g, &commitmentService{ledger: l})
-	pb.RegisterJournalServiceServer(g, &journalService{ledger: l})
+	pb.RegisterJournalServiceServer(g, &journalService{ledger: l, stop: s.streams})
 	pb.RegisterReportServiceServer(g, &reportService{ledger: l})
 	pb.RegisterAuditServiceServer(g, &auditService{ledger: l})
 	healthpb.RegisterHealthServer(g, s.health)
@@ -292,6 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.stopWatch()
 		<-s.watchDone
 		s.health.shutdown()
+		close(s.streams)
 		done := make(chan struct{})
 		go func() {
 			s.grpc.GracefulStop()

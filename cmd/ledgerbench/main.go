@@ -42,6 +42,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/translog"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
 )
@@ -87,6 +88,7 @@ type config struct {
 	preload      int
 	json         bool
 	cpuProfile   string
+	log          string // --log: the transparency log, on or off
 }
 
 func parseFlags(args []string) (config, error) {
@@ -104,6 +106,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
 	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
 	fs.BoolVar(&c.json, "json", false, "print the figures as a JSON object on the last line")
+	fs.StringVar(&c.log, "log", "off", "transparency log of the in-process ledgerd (issue 14): on (a fresh signing key, checkpoints every 1000 entries or 10s) or off")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -119,6 +122,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("--target needs --database to check the invariants after the run")
 	case c.bulk < 0 || c.bulk > ledger.MaxBulkItems:
 		return c, fmt.Errorf("--bulk must be 0 to %d", ledger.MaxBulkItems)
+	case c.log != "on" && c.log != "off":
+		return c, fmt.Errorf("--log must be on or off, not %q", c.log)
 	case c.releaseRatio < 0 || c.releaseRatio > 1:
 		return c, errors.New("--release-ratio must be between 0 and 1")
 	}
@@ -129,6 +134,7 @@ func parseFlags(args []string) (config, error) {
 type result struct {
 	Engine          string  `json:"engine"`
 	Batching        string  `json:"batching"`
+	Log             string  `json:"log,omitempty"`
 	Clients         int     `json:"clients"`
 	Envelopes       int     `json:"envelopes"`
 	Bulk            int     `json:"bulk,omitempty"`
@@ -215,12 +221,24 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 // runPhase starts (or reaches) a ledgerd, prepares fresh envelopes, drives it, and checks the
 // invariants.
 func runPhase(ctx context.Context, cfg config, batching string, first bool) (*result, error) {
-	r := &result{Batching: batching, Clients: cfg.clients, Envelopes: cfg.envelopes, Bulk: cfg.bulk}
+	r := &result{Batching: batching, Clients: cfg.clients, Envelopes: cfg.envelopes, Bulk: cfg.bulk, Log: cfg.log}
 	target := cfg.target
 	var l *ledger.Ledger
 	if target == "" {
 		var err error
-		l, err = ledger.Open(ctx, cfg.database, ledger.Config{DisableBatching: batching == "off", BatchQueues: cfg.batchQueues})
+		lcfg := ledger.Config{DisableBatching: batching == "off", BatchQueues: cfg.batchQueues}
+		if cfg.log == "on" {
+			skey, _, err := translog.GenerateKey("ledgerbench.invalid/log")
+			if err != nil {
+				return nil, err
+			}
+			signer, err := translog.NewSigner(skey)
+			if err != nil {
+				return nil, err
+			}
+			lcfg.Log = ledger.LogConfig{Signer: signer, CheckpointEvery: 1000, CheckpointInterval: 10 * time.Second}
+		}
+		l, err = ledger.Open(ctx, cfg.database, lcfg)
 		if err != nil {
 			return nil, err
 		}

@@ -80,6 +80,8 @@ type config struct {
 	maxConnectionAge      time.Duration
 	maxConnectionAgeGrace time.Duration
 	keepaliveMinTime      time.Duration
+
+	log logFlags // the transparency log's (logkey.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -176,6 +178,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return c, err
 		}
 		fs.DurationVar(d.to, d.flag, v, d.usage+" ("+d.env+")")
+	}
+	if err := c.log.register(fs); err != nil {
+		return c, err
 	}
 	showVersion := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
 	if err := fs.Parse(args); err != nil {
@@ -278,6 +283,9 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return verifyMain(ctx, args[1:], os.Stdout, stderr)
 	}
+	if len(args) > 0 && logSubcommands[args[0]] != nil {
+		return logSubcommands[args[0]](ctx, args[1:], os.Stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, errVersion) {
 		fmt.Fprintln(os.Stdout, version())
@@ -336,6 +344,9 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching, FollowerReads: cfg.followerReads}
+	if err := cfg.log.apply(&lcfg); err != nil {
+		return err
+	}
 	if tp != nil {
 		lcfg.TracerProvider = tp
 	}

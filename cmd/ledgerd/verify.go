@@ -26,6 +26,8 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"discrepancy and a summary. Exits 1 when any is found, 0 otherwise.")
 		fs.PrintDefaults()
 	}
+	vkey := fs.String("log-verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""),
+		"the transparency log's verifier key, to check the signatures of its checkpoints too (LEDGER_LOG_VERIFIER_KEY)")
 	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"),
 		"a SQLite file path, or a postgres:// URL for PostgreSQL or CockroachDB (LEDGER_DATABASE)")
 	if err := fs.Parse(args); err != nil {
@@ -53,8 +55,19 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "%s (%s): checked %d envelopes, %d commitments, %d journal entries: %d discrepancies\n",
 		describe(*database), l.Engine(), rep.Envelopes, rep.Commitments, rep.Entries, len(rep.Discrepancies))
-	if !rep.OK() {
-		return fmt.Errorf("%w: %d discrepancies", errDiscrepancies, len(rep.Discrepancies))
+	// The transparency log: the tree rebuilt from the journal against the stored leaves and
+	// every signed checkpoint.
+	logRep, err := l.VerifyLog(ctx, *vkey)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	for _, d := range logRep.Discrepancies {
+		fmt.Fprintln(stdout, "transparency log:", d)
+	}
+	fmt.Fprintf(stdout, "transparency log: %d leaves, %d checkpoints: %d discrepancies\n",
+		logRep.TreeSize, logRep.Checkpoints, len(logRep.Discrepancies))
+	if n := len(rep.Discrepancies) + len(logRep.Discrepancies); n > 0 {
+		return fmt.Errorf("%w: %d discrepancies", errDiscrepancies, n)
 	}
 	return nil
 }

@@ -73,7 +73,7 @@ func opsPerRun(def int) int {
 // long enough for a busy machine: the tests never depend on speed.
 func openLedger(t *testing.T, database string) *ledger.Ledger {
 	t.Helper()
-	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute})
+	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute, Log: modelLogConfig()})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -302,4 +302,5 @@ func verify(t *testing.T, l *ledger.Ledger, context string) {
 		}
 		t.Fatalf("Verify found %d discrepancies%s:%s", len(rep.Discrepancies), context, b.String())
 	}
+	verifyLog(t, l, context)
 }

@@ -268,6 +268,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{7, sequenceTriggers[dialect]},
 		{8, holdsSchema[dialect]},
 		{10, effectiveTimes[dialect]},
+		{11, tlogSchema[dialect]}, // the transparency log (tlog_schema.go)
 	}
 }
 

@@ -149,6 +149,16 @@ const (
 	// FAILED_PRECONDITION: a confirmation for more than the hold's amount. Metadata: hold, held,
 	// requested.
 	ErrorReason_ERROR_REASON_CONFIRM_EXCEEDS_HELD ErrorReason = 25
+	// FAILED_PRECONDITION: the server runs without a transparency log key (ledgerd --log-key), so
+	// it signs no checkpoint and serves no proof; ask its operator.
+	ErrorReason_ERROR_REASON_LOG_DISABLED ErrorReason = 50
+	// OUT_OF_RANGE: a tree size larger than the transparency log's current size was asked for; ask
+	// again later or for a smaller tree. Metadata: log_size, requested.
+	ErrorReason_ERROR_REASON_TREE_SIZE_TOO_LARGE ErrorReason = 51
+	// RESOURCE_EXHAUSTED: a WatchJournalEntries stream fell too far behind the journal (its
+	// buffer filled) and was ended; open a new stream with after_sequence set to the metadata's
+	// resume_after_sequence (the last sequence sent) to continue exactly where it stopped.
+	ErrorReason_ERROR_REASON_STREAM_OVERFLOW ErrorReason = 52
 )
 
 // Enum value maps for ErrorReason.
@@ -191,6 +201,9 @@ var (
 		23: "ERROR_REASON_HOLD_EXPIRED",
 		24: "ERROR_REASON_HOLD_NOT_HELD",
 		25: "ERROR_REASON_CONFIRM_EXCEEDS_HELD",
+		50: "ERROR_REASON_LOG_DISABLED",
+		51: "ERROR_REASON_TREE_SIZE_TOO_LARGE",
+		52: "ERROR_REASON_STREAM_OVERFLOW",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                      0,
@@ -230,6 +243,9 @@ var (
 		"ERROR_REASON_HOLD_EXPIRED":                     23,
 		"ERROR_REASON_HOLD_NOT_HELD":                    24,
 		"ERROR_REASON_CONFIRM_EXCEEDS_HELD":             25,
+		"ERROR_REASON_LOG_DISABLED":                     50,
+		"ERROR_REASON_TREE_SIZE_TOO_LARGE":              51,
+		"ERROR_REASON_STREAM_OVERFLOW":                  52,
 	}
 )
 
@@ -264,8 +280,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xf9\n" +
-	"\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xe0\v\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -304,7 +319,10 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\x1bERROR_REASON_HOLD_NOT_FOUND\x10\x16\x12\x1d\n" +
 	"\x19ERROR_REASON_HOLD_EXPIRED\x10\x17\x12\x1e\n" +
 	"\x1aERROR_REASON_HOLD_NOT_HELD\x10\x18\x12%\n" +
-	"!ERROR_REASON_CONFIRM_EXCEEDS_HELD\x10\x19BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"!ERROR_REASON_CONFIRM_EXCEEDS_HELD\x10\x19\x12\x1d\n" +
+	"\x19ERROR_REASON_LOG_DISABLED\x102\x12$\n" +
+	" ERROR_REASON_TREE_SIZE_TOO_LARGE\x103\x12 \n" +
+	"\x1cERROR_REASON_STREAM_OVERFLOW\x104BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_error_reason_proto_rawDescOnce sync.Once

@@ -459,6 +459,426 @@ func (x *ListJournalEntriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// GetCheckpointRequest is the request of GetCheckpoint.
+type GetCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{4}
+}
+
+// GetCheckpointResponse is the response of GetCheckpoint.
+type GetCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The signed note: "<origin>\n<tree size>\n<base64 root hash>\n", a blank line,
+	// then the signature lines ("— <key name> <base64 signature>"). Verify it with the log's
+	// verifier key (golang.org/x/mod/sumdb/note) before trusting the size and root.
+	Checkpoint    string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetCheckpointResponse) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+// GetInclusionProofRequest is the request of GetInclusionProof.
+type GetInclusionProofRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The position of the journal entry (JournalEntry.sequence), 1 or more; it is leaf
+	// sequence - 1 of the log.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Optional. The size of the tree to prove inclusion in: a checkpoint's tree size, at least
+	// sequence. 0 means the latest checkpoint's.
+	TreeSize      int64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInclusionProofRequest) Reset() {
+	*x = GetInclusionProofRequest{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInclusionProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInclusionProofRequest) ProtoMessage() {}
+
+func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
+func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetInclusionProofRequest) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *GetInclusionProofRequest) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+// GetInclusionProofResponse is the response of GetInclusionProof.
+type GetInclusionProofResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The leaf's index in the tree: sequence - 1.
+	LeafIndex int64 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// Output only. The size of the tree the proof is for.
+	TreeSize int64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// Output only. The entry's canonical encoding (docs/transparency.md): its leaf hash is
+	// SHA-256(0x00 || leaf). Recompute it from the entry to check that it is the entry listed.
+	Leaf []byte `protobuf:"bytes,3,opt,name=leaf,proto3" json:"leaf,omitempty"`
+	// Output only. The audit path, from the leaf's sibling up to the root's child (32 bytes each).
+	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInclusionProofResponse) Reset() {
+	*x = GetInclusionProofResponse{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInclusionProofResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInclusionProofResponse) ProtoMessage() {}
+
+func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
+func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetInclusionProofResponse) GetLeafIndex() int64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *GetInclusionProofResponse) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *GetInclusionProofResponse) GetLeaf() []byte {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
+func (x *GetInclusionProofResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// GetConsistencyProofRequest is the request of GetConsistencyProof.
+type GetConsistencyProofRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The size of the older tree, 1 or more (a checkpoint kept earlier).
+	FromSize int64 `protobuf:"varint,1,opt,name=from_size,json=fromSize,proto3" json:"from_size,omitempty"`
+	// Optional. The size of the newer tree, at least from_size; 0 means the latest checkpoint's.
+	ToSize        int64 `protobuf:"varint,2,opt,name=to_size,json=toSize,proto3" json:"to_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsistencyProofRequest) Reset() {
+	*x = GetConsistencyProofRequest{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsistencyProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsistencyProofRequest) ProtoMessage() {}
+
+func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
+func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetConsistencyProofRequest) GetFromSize() int64 {
+	if x != nil {
+		return x.FromSize
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofRequest) GetToSize() int64 {
+	if x != nil {
+		return x.ToSize
+	}
+	return 0
+}
+
+// GetConsistencyProofResponse is the response of GetConsistencyProof.
+type GetConsistencyProofResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The RFC 6962 consistency proof (32 bytes each); empty when the sizes are equal.
+	Hashes        [][]byte `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsistencyProofResponse) Reset() {
+	*x = GetConsistencyProofResponse{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsistencyProofResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsistencyProofResponse) ProtoMessage() {}
+
+func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
+func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetConsistencyProofResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// WatchJournalEntriesRequest is the request of WatchJournalEntries.
+type WatchJournalEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional. Start after this position of the journal (0: from the first entry): the last
+	// sequence received, to resume.
+	AfterSequence int64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// Optional. Only entries that post to this envelope, "envelopes/{envelope}".
+	Envelope      string `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchJournalEntriesRequest) Reset() {
+	*x = WatchJournalEntriesRequest{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJournalEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJournalEntriesRequest) ProtoMessage() {}
+
+func (x *WatchJournalEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJournalEntriesRequest.ProtoReflect.Descriptor instead.
+func (*WatchJournalEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WatchJournalEntriesRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+func (x *WatchJournalEntriesRequest) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+// WatchJournalEntriesResponse is one message of WatchJournalEntries.
+type WatchJournalEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. Entries in the journal's order (by sequence), each after the previous
+	// message's: at least one, at most 100 per message.
+	JournalEntries []*JournalEntry `protobuf:"bytes,1,rep,name=journal_entries,json=journalEntries,proto3" json:"journal_entries,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WatchJournalEntriesResponse) Reset() {
+	*x = WatchJournalEntriesResponse{}
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchJournalEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchJournalEntriesResponse) ProtoMessage() {}
+
+func (x *WatchJournalEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_journal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchJournalEntriesResponse.ProtoReflect.Descriptor instead.
+func (*WatchJournalEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_journal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WatchJournalEntriesResponse) GetJournalEntries() []*JournalEntry {
+	if x != nil {
+		return x.JournalEntries
+	}
+	return nil
+}
+
 var File_budgetledger_v1_journal_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_journal_proto_rawDesc = "" +
@@ -496,7 +916,35 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\"\x96\x01\n" +
 	"\x1aListJournalEntriesResponse\x12K\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken*\x8b\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x16\n" +
+	"\x14GetCheckpointRequest\"<\n" +
+	"\x15GetCheckpointResponse\x12#\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tB\x03\xe0A\x03R\n" +
+	"checkpoint\"n\n" +
+	"\x18GetInclusionProofRequest\x12)\n" +
+	"\bsequence\x18\x01 \x01(\x03B\r\xe0A\x02\xbaH\a\xc8\x01\x01\"\x02(\x01R\bsequence\x12'\n" +
+	"\ttree_size\x18\x02 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00R\btreeSize\"\x97\x01\n" +
+	"\x19GetInclusionProofResponse\x12\"\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x03B\x03\xe0A\x03R\tleafIndex\x12 \n" +
+	"\ttree_size\x18\x02 \x01(\x03B\x03\xe0A\x03R\btreeSize\x12\x17\n" +
+	"\x04leaf\x18\x03 \x01(\fB\x03\xe0A\x03R\x04leaf\x12\x1b\n" +
+	"\x06hashes\x18\x04 \x03(\fB\x03\xe0A\x03R\x06hashes\"m\n" +
+	"\x1aGetConsistencyProofRequest\x12*\n" +
+	"\tfrom_size\x18\x01 \x01(\x03B\r\xe0A\x02\xbaH\a\xc8\x01\x01\"\x02(\x01R\bfromSize\x12#\n" +
+	"\ato_size\x18\x02 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00R\x06toSize\":\n" +
+	"\x1bGetConsistencyProofResponse\x12\x1b\n" +
+	"\x06hashes\x18\x01 \x03(\fB\x03\xe0A\x03R\x06hashes\"\xc4\x01\n" +
+	"\x1aWatchJournalEntriesRequest\x121\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x03B\n" +
+	"\xe0A\x01\xbaH\x04\"\x02(\x00R\rafterSequence\x12s\n" +
+	"\benvelope\x18\x02 \x01(\tBW\xe0A\x01\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\"j\n" +
+	"\x1bWatchJournalEntriesResponse\x12K\n" +
+	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries*\x8b\x03\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aENTRY_KIND_ENVELOPE_FUNDED\x10\x01\x12!\n" +
@@ -510,9 +958,13 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x17ENTRY_KIND_HOLD_CREATED\x10\x14\x12\x1d\n" +
 	"\x19ENTRY_KIND_HOLD_CONFIRMED\x10\x15\x12\x1d\n" +
 	"\x19ENTRY_KIND_HOLD_CANCELLED\x10\x16\x12\x1b\n" +
-	"\x17ENTRY_KIND_HOLD_EXPIRED\x10\x172\x7f\n" +
+	"\x17ENTRY_KIND_HOLD_EXPIRED\x10\x172\xb1\x04\n" +
 	"\x0eJournalService\x12m\n" +
-	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x12ListJournalEntries\x12*.budgetledger.v1.ListJournalEntriesRequest\x1a+.budgetledger.v1.ListJournalEntriesResponse\x12^\n" +
+	"\rGetCheckpoint\x12%.budgetledger.v1.GetCheckpointRequest\x1a&.budgetledger.v1.GetCheckpointResponse\x12j\n" +
+	"\x11GetInclusionProof\x12).budgetledger.v1.GetInclusionProofRequest\x1a*.budgetledger.v1.GetInclusionProofResponse\x12p\n" +
+	"\x13GetConsistencyProof\x12+.budgetledger.v1.GetConsistencyProofRequest\x1a,.budgetledger.v1.GetConsistencyProofResponse\x12r\n" +
+	"\x13WatchJournalEntries\x12+.budgetledger.v1.WatchJournalEntriesRequest\x1a,.budgetledger.v1.WatchJournalEntriesResponse0\x01BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_journal_proto_rawDescOnce sync.Once
@@ -527,28 +979,45 @@ func file_budgetledger_v1_journal_proto_rawDescGZIP() []byte {
 }
 
 var file_budgetledger_v1_journal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_budgetledger_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_budgetledger_v1_journal_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_budgetledger_v1_journal_proto_goTypes = []any{
-	(EntryKind)(0),                     // 0: budgetledger.v1.EntryKind
-	(*Posting)(nil),                    // 1: budgetledger.v1.Posting
-	(*JournalEntry)(nil),               // 2: budgetledger.v1.JournalEntry
-	(*ListJournalEntriesRequest)(nil),  // 3: budgetledger.v1.ListJournalEntriesRequest
-	(*ListJournalEntriesResponse)(nil), // 4: budgetledger.v1.ListJournalEntriesResponse
-	(*timestamppb.Timestamp)(nil),      // 5: google.protobuf.Timestamp
+	(EntryKind)(0),                      // 0: budgetledger.v1.EntryKind
+	(*Posting)(nil),                     // 1: budgetledger.v1.Posting
+	(*JournalEntry)(nil),                // 2: budgetledger.v1.JournalEntry
+	(*ListJournalEntriesRequest)(nil),   // 3: budgetledger.v1.ListJournalEntriesRequest
+	(*ListJournalEntriesResponse)(nil),  // 4: budgetledger.v1.ListJournalEntriesResponse
+	(*GetCheckpointRequest)(nil),        // 5: budgetledger.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 6: budgetledger.v1.GetCheckpointResponse
+	(*GetInclusionProofRequest)(nil),    // 7: budgetledger.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 8: budgetledger.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 9: budgetledger.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 10: budgetledger.v1.GetConsistencyProofResponse
+	(*WatchJournalEntriesRequest)(nil),  // 11: budgetledger.v1.WatchJournalEntriesRequest
+	(*WatchJournalEntriesResponse)(nil), // 12: budgetledger.v1.WatchJournalEntriesResponse
+	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
 }
 var file_budgetledger_v1_journal_proto_depIdxs = []int32{
-	0, // 0: budgetledger.v1.JournalEntry.kind:type_name -> budgetledger.v1.EntryKind
-	1, // 1: budgetledger.v1.JournalEntry.postings:type_name -> budgetledger.v1.Posting
-	5, // 2: budgetledger.v1.JournalEntry.create_time:type_name -> google.protobuf.Timestamp
-	5, // 3: budgetledger.v1.JournalEntry.effective_time:type_name -> google.protobuf.Timestamp
-	2, // 4: budgetledger.v1.ListJournalEntriesResponse.journal_entries:type_name -> budgetledger.v1.JournalEntry
-	3, // 5: budgetledger.v1.JournalService.ListJournalEntries:input_type -> budgetledger.v1.ListJournalEntriesRequest
-	4, // 6: budgetledger.v1.JournalService.ListJournalEntries:output_type -> budgetledger.v1.ListJournalEntriesResponse
-	6, // [6:7] is the sub-list for method output_type
-	5, // [5:6] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	0,  // 0: budgetledger.v1.JournalEntry.kind:type_name -> budgetledger.v1.EntryKind
+	1,  // 1: budgetledger.v1.JournalEntry.postings:type_name -> budgetledger.v1.Posting
+	13, // 2: budgetledger.v1.JournalEntry.create_time:type_name -> google.protobuf.Timestamp
+	13, // 3: budgetledger.v1.JournalEntry.effective_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: budgetledger.v1.ListJournalEntriesResponse.journal_entries:type_name -> budgetledger.v1.JournalEntry
+	2,  // 5: budgetledger.v1.WatchJournalEntriesResponse.journal_entries:type_name -> budgetledger.v1.JournalEntry
+	3,  // 6: budgetledger.v1.JournalService.ListJournalEntries:input_type -> budgetledger.v1.ListJournalEntriesRequest
+	5,  // 7: budgetledger.v1.JournalService.GetCheckpoint:input_type -> budgetledger.v1.GetCheckpointRequest
+	7,  // 8: budgetledger.v1.JournalService.GetInclusionProof:input_type -> budgetledger.v1.GetInclusionProofRequest
+	9,  // 9: budgetledger.v1.JournalService.GetConsistencyProof:input_type -> budgetledger.v1.GetConsistencyProofRequest
+	11, // 10: budgetledger.v1.JournalService.WatchJournalEntries:input_type -> budgetledger.v1.WatchJournalEntriesRequest
+	4,  // 11: budgetledger.v1.JournalService.ListJournalEntries:output_type -> budgetledger.v1.ListJournalEntriesResponse
+	6,  // 12: budgetledger.v1.JournalService.GetCheckpoint:output_type -> budgetledger.v1.GetCheckpointResponse
+	8,  // 13: budgetledger.v1.JournalService.GetInclusionProof:output_type -> budgetledger.v1.GetInclusionProofResponse
+	10, // 14: budgetledger.v1.JournalService.GetConsistencyProof:output_type -> budgetledger.v1.GetConsistencyProofResponse
+	12, // 15: budgetledger.v1.JournalService.WatchJournalEntries:output_type -> budgetledger.v1.WatchJournalEntriesResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_journal_proto_init() }
@@ -562,7 +1031,7 @@ func file_budgetledger_v1_journal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_journal_proto_rawDesc), len(file_budgetledger_v1_journal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

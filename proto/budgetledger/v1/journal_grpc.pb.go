@@ -19,7 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JournalService_ListJournalEntries_FullMethodName = "/budgetledger.v1.JournalService/ListJournalEntries"
+	JournalService_ListJournalEntries_FullMethodName  = "/budgetledger.v1.JournalService/ListJournalEntries"
+	JournalService_GetCheckpoint_FullMethodName       = "/budgetledger.v1.JournalService/GetCheckpoint"
+	JournalService_GetInclusionProof_FullMethodName   = "/budgetledger.v1.JournalService/GetInclusionProof"
+	JournalService_GetConsistencyProof_FullMethodName = "/budgetledger.v1.JournalService/GetConsistencyProof"
+	JournalService_WatchJournalEntries_FullMethodName = "/budgetledger.v1.JournalService/WatchJournalEntries"
 )
 
 // JournalServiceClient is the client API for JournalService service.
@@ -33,6 +37,31 @@ type JournalServiceClient interface {
 	//
 	// Errors: INVALID_PAGE_TOKEN.
 	ListJournalEntries(ctx context.Context, in *ListJournalEntriesRequest, opts ...grpc.CallOption) (*ListJournalEntriesResponse, error)
+	// GetCheckpoint returns the transparency log's latest signed checkpoint: a C2SP tlog-checkpoint
+	// (origin, tree size, base64 root hash) signed as a note with the log's Ed25519 key. See
+	// docs/transparency.md.
+	//
+	// Errors: LOG_DISABLED.
+	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
+	// GetInclusionProof proves that the journal entry at a position is a leaf of the log's tree of
+	// a given size (RFC 6962 audit path; leaf n - 1 is the entry at position n).
+	//
+	// Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (sequence beyond tree_size).
+	GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*GetInclusionProofResponse, error)
+	// GetConsistencyProof proves that the log's tree of one size is a prefix of its tree of a
+	// larger size (RFC 6962 consistency proof): nothing of what the first checkpoint covers was
+	// changed, removed or reordered since.
+	//
+	// Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (from_size beyond to_size).
+	GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error)
+	// WatchJournalEntries streams the journal: first the entries after after_sequence, then new
+	// entries as they are given their positions, in the journal's order, each once. A client that
+	// reconnects with the last sequence it received resumes exactly. A stream that falls too far
+	// behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
+	// rate limit are checked at every message, and a revoked credential ends the stream.
+	//
+	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+	WatchJournalEntries(ctx context.Context, in *WatchJournalEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJournalEntriesResponse], error)
 }
 
 type journalServiceClient struct {
@@ -53,6 +82,55 @@ func (c *journalServiceClient) ListJournalEntries(ctx context.Context, in *ListJ
 	return out, nil
 }
 
+func (c *journalServiceClient) GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCheckpointResponse)
+	err := c.cc.Invoke(ctx, JournalService_GetCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journalServiceClient) GetInclusionProof(ctx context.Context, in *GetInclusionProofRequest, opts ...grpc.CallOption) (*GetInclusionProofResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInclusionProofResponse)
+	err := c.cc.Invoke(ctx, JournalService_GetInclusionProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journalServiceClient) GetConsistencyProof(ctx context.Context, in *GetConsistencyProofRequest, opts ...grpc.CallOption) (*GetConsistencyProofResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConsistencyProofResponse)
+	err := c.cc.Invoke(ctx, JournalService_GetConsistencyProof_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *journalServiceClient) WatchJournalEntries(ctx context.Context, in *WatchJournalEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJournalEntriesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JournalService_ServiceDesc.Streams[0], JournalService_WatchJournalEntries_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchJournalEntriesRequest, WatchJournalEntriesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JournalService_WatchJournalEntriesClient = grpc.ServerStreamingClient[WatchJournalEntriesResponse]
+
 // JournalServiceServer is the server API for JournalService service.
 // All implementations must embed UnimplementedJournalServiceServer
 // for forward compatibility.
@@ -64,6 +142,31 @@ type JournalServiceServer interface {
 	//
 	// Errors: INVALID_PAGE_TOKEN.
 	ListJournalEntries(context.Context, *ListJournalEntriesRequest) (*ListJournalEntriesResponse, error)
+	// GetCheckpoint returns the transparency log's latest signed checkpoint: a C2SP tlog-checkpoint
+	// (origin, tree size, base64 root hash) signed as a note with the log's Ed25519 key. See
+	// docs/transparency.md.
+	//
+	// Errors: LOG_DISABLED.
+	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
+	// GetInclusionProof proves that the journal entry at a position is a leaf of the log's tree of
+	// a given size (RFC 6962 audit path; leaf n - 1 is the entry at position n).
+	//
+	// Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (sequence beyond tree_size).
+	GetInclusionProof(context.Context, *GetInclusionProofRequest) (*GetInclusionProofResponse, error)
+	// GetConsistencyProof proves that the log's tree of one size is a prefix of its tree of a
+	// larger size (RFC 6962 consistency proof): nothing of what the first checkpoint covers was
+	// changed, removed or reordered since.
+	//
+	// Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (from_size beyond to_size).
+	GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error)
+	// WatchJournalEntries streams the journal: first the entries after after_sequence, then new
+	// entries as they are given their positions, in the journal's order, each once. A client that
+	// reconnects with the last sequence it received resumes exactly. A stream that falls too far
+	// behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
+	// rate limit are checked at every message, and a revoked credential ends the stream.
+	//
+	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+	WatchJournalEntries(*WatchJournalEntriesRequest, grpc.ServerStreamingServer[WatchJournalEntriesResponse]) error
 	mustEmbedUnimplementedJournalServiceServer()
 }
 
@@ -76,6 +179,18 @@ type UnimplementedJournalServiceServer struct{}
 
 func (UnimplementedJournalServiceServer) ListJournalEntries(context.Context, *ListJournalEntriesRequest) (*ListJournalEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJournalEntries not implemented")
+}
+func (UnimplementedJournalServiceServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCheckpoint not implemented")
+}
+func (UnimplementedJournalServiceServer) GetInclusionProof(context.Context, *GetInclusionProofRequest) (*GetInclusionProofResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInclusionProof not implemented")
+}
+func (UnimplementedJournalServiceServer) GetConsistencyProof(context.Context, *GetConsistencyProofRequest) (*GetConsistencyProofResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConsistencyProof not implemented")
+}
+func (UnimplementedJournalServiceServer) WatchJournalEntries(*WatchJournalEntriesRequest, grpc.ServerStreamingServer[WatchJournalEntriesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchJournalEntries not implemented")
 }
 func (UnimplementedJournalServiceServer) mustEmbedUnimplementedJournalServiceServer() {}
 func (UnimplementedJournalServiceServer) testEmbeddedByValue()                        {}
@@ -116,6 +231,71 @@ func _JournalService_ListJournalEntries_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JournalService_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JournalServiceServer).GetCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JournalService_GetCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JournalServiceServer).GetCheckpoint(ctx, req.(*GetCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JournalService_GetInclusionProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInclusionProofRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JournalServiceServer).GetInclusionProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JournalService_GetInclusionProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JournalServiceServer).GetInclusionProof(ctx, req.(*GetInclusionProofRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JournalService_GetConsistencyProof_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConsistencyProofRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JournalServiceServer).GetConsistencyProof(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JournalService_GetConsistencyProof_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JournalServiceServer).GetConsistencyProof(ctx, req.(*GetConsistencyProofRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JournalService_WatchJournalEntries_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchJournalEntriesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JournalServiceServer).WatchJournalEntries(m, &grpc.GenericServerStream[WatchJournalEntriesRequest, WatchJournalEntriesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JournalService_WatchJournalEntriesServer = grpc.ServerStreamingServer[WatchJournalEntriesResponse]
+
 // JournalService_ServiceDesc is the grpc.ServiceDesc for JournalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -127,7 +307,25 @@ var JournalService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListJournalEntries",
 			Handler:    _JournalService_ListJournalEntries_Handler,
 		},
+		{
+			MethodName: "GetCheckpoint",
+			Handler:    _JournalService_GetCheckpoint_Handler,
+		},
+		{
+			MethodName: "GetInclusionProof",
+			Handler:    _JournalService_GetInclusionProof_Handler,
+		},
+		{
+			MethodName: "GetConsistencyProof",
+			Handler:    _JournalService_GetConsistencyProof_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchJournalEntries",
+			Handler:       _JournalService_WatchJournalEntries_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "budgetledger/v1/journal.proto",
 }

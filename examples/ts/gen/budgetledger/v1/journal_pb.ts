@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/journal.proto.
  */
 export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
-  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIswDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQMSNwoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDKosDCglFbnRyeUtpbmQSGgoWRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEh4KGkVOVFJZX0tJTkRfRU5WRUxPUEVfRlVOREVEEAESIQodRU5UUllfS0lORF9FTlZFTE9QRV9BTExPQ0FURUQQAhIfChtFTlRSWV9LSU5EX0FMTE9DQVRJT05fTU9WRUQQAxIYChRFTlRSWV9LSU5EX0NPTU1JVFRFRBAEEhcKE0VOVFJZX0tJTkRfUkVMRUFTRUQQBRIcChhFTlRSWV9LSU5EX1JVTEVTX0NIQU5HRUQQBhITCg9FTlRSWV9LSU5EX1BBSUQQHhIgChxFTlRSWV9LSU5EX0NPTU1JVE1FTlRfQ0xPU0VEEB8SGwoXRU5UUllfS0lORF9IT0xEX0NSRUFURUQQFBIdChlFTlRSWV9LSU5EX0hPTERfQ09ORklSTUVEEBUSHQoZRU5UUllfS0lORF9IT0xEX0NBTkNFTExFRBAWEhsKF0VOVFJZX0tJTkRfSE9MRF9FWFBJUkVEEBcyfwoOSm91cm5hbFNlcnZpY2USbQoSTGlzdEpvdXJuYWxFbnRyaWVzEiouYnVkZ2V0bGVkZ2VyLnYxLkxpc3RKb3VybmFsRW50cmllc1JlcXVlc3QaKy5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2VCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIpMDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IjAKFUdldENoZWNrcG9pbnRSZXNwb25zZRIXCgpjaGVja3BvaW50GAEgASgJQgPgQQMiWgoYR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0Eh8KCHNlcXVlbmNlGAEgASgDQg3gQQK6SAfIAQEiAigBEh0KCXRyZWVfc2l6ZRgCIAEoA0IK4EEBukgEIgIoACJ0ChlHZXRJbmNsdXNpb25Qcm9vZlJlc3BvbnNlEhcKCmxlYWZfaW5kZXgYASABKANCA+BBAxIWCgl0cmVlX3NpemUYAiABKANCA+BBAxIRCgRsZWFmGAMgASgMQgPgQQMSEwoGaGFzaGVzGAQgAygMQgPgQQMiWwoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSIAoJZnJvbV9zaXplGAEgASgDQg3gQQK6SAfIAQEiAigBEhsKB3RvX3NpemUYAiABKANCCuBBAbpIBCICKAAiMgobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhMKBmhhc2hlcxgBIAMoDEID4EEDIqsBChpXYXRjaEpvdXJuYWxFbnRyaWVzUmVxdWVzdBIiCg5hZnRlcl9zZXF1ZW5jZRgBIAEoA0IK4EEBukgEIgIoABJpCghlbnZlbG9wZRgCIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kIloKG1dhdGNoSm91cm5hbEVudHJpZXNSZXNwb25zZRI7Cg9qb3VybmFsX2VudHJpZXMYASADKAsyHS5idWRnZXRsZWRnZXIudjEuSm91cm5hbEVudHJ5QgPgQQMq3AEKCUVudHJ5S2luZBIaChZFTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaRU5UUllfS0lORF9FTlZFTE9QRV9GVU5ERUQQARIhCh1FTlRSWV9LSU5EX0VOVkVMT1BFX0FMTE9DQVRFRBACEh8KG0VOVFJZX0tJTkRfQUxMT0NBVElPTl9NT1ZFRBADEhgKFEVOVFJZX0tJTkRfQ09NTUlUVEVEEAQSFwoTRU5UUllfS0lORF9SRUxFQVNFRBAFEhwKGEVOVFJZX0tJTkRfUlVMRVNfQ0hBTkdFRBAGMrEECg5Kb3VybmFsU2VydmljZRJtChJMaXN0Sm91cm5hbEVudHJpZXMSKi5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBorLmJ1ZGdldGxlZGdlci52MS5MaXN0Sm91cm5hbEVudHJpZXNSZXNwb25zZRJeCg1HZXRDaGVja3BvaW50EiUuYnVkZ2V0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0GiYuYnVkZ2V0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXNwb25zZRJqChFHZXRJbmNsdXNpb25Qcm9vZhIpLmJ1ZGdldGxlZGdlci52MS5HZXRJbmNsdXNpb25Qcm9vZlJlcXVlc3QaKi5idWRnZXRsZWRnZXIudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRJwChNHZXRDb25zaXN0ZW5jeVByb29mEisuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbnNpc3RlbmN5UHJvb2ZSZXF1ZXN0GiwuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbnNpc3RlbmN5UHJvb2ZSZXNwb25zZRJyChNXYXRjaEpvdXJuYWxFbnRyaWVzEisuYnVkZ2V0bGVkZ2VyLnYxLldhdGNoSm91cm5hbEVudHJpZXNSZXF1ZXN0GiwuYnVkZ2V0bGVkZ2VyLnYxLldhdGNoSm91cm5hbEVudHJpZXNSZXNwb25zZTABQktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Posting is one line of a journal entry: an amount added to (positive) or taken from (negative)
@@ -26,8 +26,8 @@ export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
 export type Posting = Message<"budgetledger.v1.Posting"> & {
   /**
    * Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
-   * "commitments/{commitment}" (a commitment's remaining amount), "holds/{hold}" (a hold's amount
-   * while it is HELD) or "external/funding" (money entering the ledger). It names a resource of one of several types, or none, so it carries no
+   * "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
+   * entering the ledger). It names a resource of one of several types, or none, so it carries no
    * google.api.resource_reference.
    *
    * @generated from field: string account = 1;
@@ -106,7 +106,7 @@ export type JournalEntry = Message<"budgetledger.v1.JournalEntry"> & {
   memo: string;
 
   /**
-   * Output only. When the entry was written (recorded by the ledger).
+   * Output only. When the entry was written.
    *
    * @generated from field: google.protobuf.Timestamp create_time = 8;
    */
@@ -122,15 +122,6 @@ export type JournalEntry = Message<"budgetledger.v1.JournalEntry"> & {
    * @generated from field: int64 sequence = 9;
    */
   sequence: bigint;
-
-  /**
-   * Output only. When what the entry records took effect (the decision, agreement or move): the
-   * request's effective_time, create_time when none was given; never later than create_time.
-   * Reports as of a date count the entries effective by then (see GetFundingReport).
-   *
-   * @generated from field: google.protobuf.Timestamp effective_time = 40;
-   */
-  effectiveTime?: Timestamp | undefined;
 };
 
 /**
@@ -221,6 +212,217 @@ export const ListJournalEntriesResponseSchema: GenMessage<ListJournalEntriesResp
   messageDesc(file_budgetledger_v1_journal, 3);
 
 /**
+ * GetCheckpointRequest is the request of GetCheckpoint.
+ *
+ * @generated from message budgetledger.v1.GetCheckpointRequest
+ */
+export type GetCheckpointRequest = Message<"budgetledger.v1.GetCheckpointRequest"> & {
+};
+
+/**
+ * Describes the message budgetledger.v1.GetCheckpointRequest.
+ * Use `create(GetCheckpointRequestSchema)` to create a new message.
+ */
+export const GetCheckpointRequestSchema: GenMessage<GetCheckpointRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 4);
+
+/**
+ * GetCheckpointResponse is the response of GetCheckpoint.
+ *
+ * @generated from message budgetledger.v1.GetCheckpointResponse
+ */
+export type GetCheckpointResponse = Message<"budgetledger.v1.GetCheckpointResponse"> & {
+  /**
+   * Output only. The signed note: "<origin>\n<tree size>\n<base64 root hash>\n", a blank line,
+   * then the signature lines ("— <key name> <base64 signature>"). Verify it with the log's
+   * verifier key (golang.org/x/mod/sumdb/note) before trusting the size and root.
+   *
+   * @generated from field: string checkpoint = 1;
+   */
+  checkpoint: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.GetCheckpointResponse.
+ * Use `create(GetCheckpointResponseSchema)` to create a new message.
+ */
+export const GetCheckpointResponseSchema: GenMessage<GetCheckpointResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 5);
+
+/**
+ * GetInclusionProofRequest is the request of GetInclusionProof.
+ *
+ * @generated from message budgetledger.v1.GetInclusionProofRequest
+ */
+export type GetInclusionProofRequest = Message<"budgetledger.v1.GetInclusionProofRequest"> & {
+  /**
+   * Required. The position of the journal entry (JournalEntry.sequence), 1 or more; it is leaf
+   * sequence - 1 of the log.
+   *
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * Optional. The size of the tree to prove inclusion in: a checkpoint's tree size, at least
+   * sequence. 0 means the latest checkpoint's.
+   *
+   * @generated from field: int64 tree_size = 2;
+   */
+  treeSize: bigint;
+};
+
+/**
+ * Describes the message budgetledger.v1.GetInclusionProofRequest.
+ * Use `create(GetInclusionProofRequestSchema)` to create a new message.
+ */
+export const GetInclusionProofRequestSchema: GenMessage<GetInclusionProofRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 6);
+
+/**
+ * GetInclusionProofResponse is the response of GetInclusionProof.
+ *
+ * @generated from message budgetledger.v1.GetInclusionProofResponse
+ */
+export type GetInclusionProofResponse = Message<"budgetledger.v1.GetInclusionProofResponse"> & {
+  /**
+   * Output only. The leaf's index in the tree: sequence - 1.
+   *
+   * @generated from field: int64 leaf_index = 1;
+   */
+  leafIndex: bigint;
+
+  /**
+   * Output only. The size of the tree the proof is for.
+   *
+   * @generated from field: int64 tree_size = 2;
+   */
+  treeSize: bigint;
+
+  /**
+   * Output only. The entry's canonical encoding (docs/transparency.md): its leaf hash is
+   * SHA-256(0x00 || leaf). Recompute it from the entry to check that it is the entry listed.
+   *
+   * @generated from field: bytes leaf = 3;
+   */
+  leaf: Uint8Array;
+
+  /**
+   * Output only. The audit path, from the leaf's sibling up to the root's child (32 bytes each).
+   *
+   * @generated from field: repeated bytes hashes = 4;
+   */
+  hashes: Uint8Array[];
+};
+
+/**
+ * Describes the message budgetledger.v1.GetInclusionProofResponse.
+ * Use `create(GetInclusionProofResponseSchema)` to create a new message.
+ */
+export const GetInclusionProofResponseSchema: GenMessage<GetInclusionProofResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 7);
+
+/**
+ * GetConsistencyProofRequest is the request of GetConsistencyProof.
+ *
+ * @generated from message budgetledger.v1.GetConsistencyProofRequest
+ */
+export type GetConsistencyProofRequest = Message<"budgetledger.v1.GetConsistencyProofRequest"> & {
+  /**
+   * Required. The size of the older tree, 1 or more (a checkpoint kept earlier).
+   *
+   * @generated from field: int64 from_size = 1;
+   */
+  fromSize: bigint;
+
+  /**
+   * Optional. The size of the newer tree, at least from_size; 0 means the latest checkpoint's.
+   *
+   * @generated from field: int64 to_size = 2;
+   */
+  toSize: bigint;
+};
+
+/**
+ * Describes the message budgetledger.v1.GetConsistencyProofRequest.
+ * Use `create(GetConsistencyProofRequestSchema)` to create a new message.
+ */
+export const GetConsistencyProofRequestSchema: GenMessage<GetConsistencyProofRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 8);
+
+/**
+ * GetConsistencyProofResponse is the response of GetConsistencyProof.
+ *
+ * @generated from message budgetledger.v1.GetConsistencyProofResponse
+ */
+export type GetConsistencyProofResponse = Message<"budgetledger.v1.GetConsistencyProofResponse"> & {
+  /**
+   * Output only. The RFC 6962 consistency proof (32 bytes each); empty when the sizes are equal.
+   *
+   * @generated from field: repeated bytes hashes = 1;
+   */
+  hashes: Uint8Array[];
+};
+
+/**
+ * Describes the message budgetledger.v1.GetConsistencyProofResponse.
+ * Use `create(GetConsistencyProofResponseSchema)` to create a new message.
+ */
+export const GetConsistencyProofResponseSchema: GenMessage<GetConsistencyProofResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 9);
+
+/**
+ * WatchJournalEntriesRequest is the request of WatchJournalEntries.
+ *
+ * @generated from message budgetledger.v1.WatchJournalEntriesRequest
+ */
+export type WatchJournalEntriesRequest = Message<"budgetledger.v1.WatchJournalEntriesRequest"> & {
+  /**
+   * Optional. Start after this position of the journal (0: from the first entry): the last
+   * sequence received, to resume.
+   *
+   * @generated from field: int64 after_sequence = 1;
+   */
+  afterSequence: bigint;
+
+  /**
+   * Optional. Only entries that post to this envelope, "envelopes/{envelope}".
+   *
+   * @generated from field: string envelope = 2;
+   */
+  envelope: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.WatchJournalEntriesRequest.
+ * Use `create(WatchJournalEntriesRequestSchema)` to create a new message.
+ */
+export const WatchJournalEntriesRequestSchema: GenMessage<WatchJournalEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 10);
+
+/**
+ * WatchJournalEntriesResponse is one message of WatchJournalEntries.
+ *
+ * @generated from message budgetledger.v1.WatchJournalEntriesResponse
+ */
+export type WatchJournalEntriesResponse = Message<"budgetledger.v1.WatchJournalEntriesResponse"> & {
+  /**
+   * Output only. Entries in the journal's order (by sequence), each after the previous
+   * message's: at least one, at most 100 per message.
+   *
+   * @generated from field: repeated budgetledger.v1.JournalEntry journal_entries = 1;
+   */
+  journalEntries: JournalEntry[];
+};
+
+/**
+ * Describes the message budgetledger.v1.WatchJournalEntriesResponse.
+ * Use `create(WatchJournalEntriesResponseSchema)` to create a new message.
+ */
+export const WatchJournalEntriesResponseSchema: GenMessage<WatchJournalEntriesResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_journal, 11);
+
+/**
  * EntryKind says which operation made a journal entry.
  *
  * The enum is open: new kinds will be added as the ledger learns new operations (holds, payments,
@@ -279,52 +481,6 @@ export enum EntryKind {
    * @generated from enum value: ENTRY_KIND_RULES_CHANGED = 6;
    */
   RULES_CHANGED = 6,
-
-  /**
-   * Part of a commitment was paid (CreatePayment): from the commitment to "external/payments",
-   * out of the ledger. Its memo is the payment's name.
-   *
-   * @generated from enum value: ENTRY_KIND_PAID = 30;
-   */
-  PAID = 30,
-
-  /**
-   * A commitment was closed (CloseCommitment): its unpaid rest returned to its envelope; no
-   * postings when all was paid. Its memo names the commitment and the reason.
-   *
-   * @generated from enum value: ENTRY_KIND_COMMITMENT_CLOSED = 31;
-   */
-  COMMITMENT_CLOSED = 31,
-
-  /**
-   * An amount moved from an envelope to a new hold's account, "holds/{hold}" (CreateHold).
-   *
-   * @generated from enum value: ENTRY_KIND_HOLD_CREATED = 20;
-   */
-  HOLD_CREATED = 20,
-
-  /**
-   * A hold was confirmed: its account emptied into a new commitment, and what was not confirmed
-   * back into the envelope (ConfirmHold).
-   *
-   * @generated from enum value: ENTRY_KIND_HOLD_CONFIRMED = 21;
-   */
-  HOLD_CONFIRMED = 21,
-
-  /**
-   * A hold was cancelled: its amount returned to the envelope (CancelHold).
-   *
-   * @generated from enum value: ENTRY_KIND_HOLD_CANCELLED = 22;
-   */
-  HOLD_CANCELLED = 22,
-
-  /**
-   * A hold expired: its amount returned to the envelope. Made by the ledger's sweeper, with the
-   * caller "ledger:hold-expiry" and the request id "expire/{hold id}".
-   *
-   * @generated from enum value: ENTRY_KIND_HOLD_EXPIRED = 23;
-   */
-  HOLD_EXPIRED = 23,
 }
 
 /**
@@ -351,6 +507,63 @@ export const JournalService: GenService<{
     methodKind: "unary";
     input: typeof ListJournalEntriesRequestSchema;
     output: typeof ListJournalEntriesResponseSchema;
+  },
+  /**
+   * GetCheckpoint returns the transparency log's latest signed checkpoint: a C2SP tlog-checkpoint
+   * (origin, tree size, base64 root hash) signed as a note with the log's Ed25519 key. See
+   * docs/transparency.md.
+   *
+   * Errors: LOG_DISABLED.
+   *
+   * @generated from rpc budgetledger.v1.JournalService.GetCheckpoint
+   */
+  getCheckpoint: {
+    methodKind: "unary";
+    input: typeof GetCheckpointRequestSchema;
+    output: typeof GetCheckpointResponseSchema;
+  },
+  /**
+   * GetInclusionProof proves that the journal entry at a position is a leaf of the log's tree of
+   * a given size (RFC 6962 audit path; leaf n - 1 is the entry at position n).
+   *
+   * Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (sequence beyond tree_size).
+   *
+   * @generated from rpc budgetledger.v1.JournalService.GetInclusionProof
+   */
+  getInclusionProof: {
+    methodKind: "unary";
+    input: typeof GetInclusionProofRequestSchema;
+    output: typeof GetInclusionProofResponseSchema;
+  },
+  /**
+   * GetConsistencyProof proves that the log's tree of one size is a prefix of its tree of a
+   * larger size (RFC 6962 consistency proof): nothing of what the first checkpoint covers was
+   * changed, removed or reordered since.
+   *
+   * Errors: LOG_DISABLED, TREE_SIZE_TOO_LARGE, INVALID_ARGUMENT (from_size beyond to_size).
+   *
+   * @generated from rpc budgetledger.v1.JournalService.GetConsistencyProof
+   */
+  getConsistencyProof: {
+    methodKind: "unary";
+    input: typeof GetConsistencyProofRequestSchema;
+    output: typeof GetConsistencyProofResponseSchema;
+  },
+  /**
+   * WatchJournalEntries streams the journal: first the entries after after_sequence, then new
+   * entries as they are given their positions, in the journal's order, each once. A client that
+   * reconnects with the last sequence it received resumes exactly. A stream that falls too far
+   * behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
+   * rate limit are checked at every message, and a revoked credential ends the stream.
+   *
+   * Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+   *
+   * @generated from rpc budgetledger.v1.JournalService.WatchJournalEntries
+   */
+  watchJournalEntries: {
+    methodKind: "server_streaming";
+    input: typeof WatchJournalEntriesRequestSchema;
+    output: typeof WatchJournalEntriesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_budgetledger_v1_journal, 0);

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/translog"
+)
+
+// The transparency log's side of ledgerd (issue 14, docs/transparency.md): the signing flags of
+// the server, and the commands log-key generate, export-journal and verify-log.
+
+// logSubcommands are the commands of this file, by their first argument.
+var logSubcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"log-key":        logKeyMain,
+	"export-journal": exportJournalMain,
+	"verify-log":     verifyLogMain,
+}
+
+// logFlags are the server's flags of the transparency log.
+type logFlags struct {
+	keyFile  string
+	every    int64
+	interval time.Duration
+}
+
+func (f *logFlags) register(fs *flag.FlagSet) error {
+	fs.StringVar(&f.keyFile, "log-key", env("LEDGER_LOG_KEY", ""),
+		"file holding the transparency log's signing key (ledgerd log-key generate); empty: no log, its RPCs answer LOG_DISABLED (LEDGER_LOG_KEY)")
+	every, err := envInt("LEDGER_CHECKPOINT_EVERY", 1000)
+	if err != nil {
+		return err
+	}
+	fs.Int64Var(&f.every, "checkpoint-every", int64(every), "sign a checkpoint once the log has grown by this many entries (LEDGER_CHECKPOINT_EVERY)")
+	interval, err := envDuration("LEDGER_CHECKPOINT_INTERVAL", 10*time.Second)
+	if err != nil {
+		return err
+	}
+	fs.DurationVar(&f.interval, "checkpoint-interval", interval, "sign a checkpoint this often when the log has grown (LEDGER_CHECKPOINT_INTERVAL)")
+	return nil
+}
+
+// apply reads the signing key into cfg.
+func (f *logFlags) apply(cfg *ledger.Config) error {
+	if f.keyFile == "" {
+		return nil
+	}
+	if f.every <= 0 || f.interval <= 0 {
+		return errors.New("--checkpoint-every and --checkpoint-interval must be positive")
+	}
+	skey, err := os.ReadFile(f.keyFile)
+	if err != nil {
+		return fmt.Errorf("--log-key: %w", err)
+	}
+	signer, err := translog.NewSigner(string(skey))
+	if err != nil {
+		return fmt.Errorf("--log-key %s: %w", f.keyFile, err)
+	}
+	cfg.Log = ledger.LogConfig{Enabled: true, Signer: signer, CheckpointEvery: f.every, CheckpointInterval: f.interval}
+	return nil
+}
+
+// logKeyMain is `ledgerd log-key generate --origin NAME --out FILE`: it writes a new Ed25519
+// signing key to FILE (mode 0600, never overwritten) and prints the verifier key to publish.
+func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "generate" {
+		return errors.New("usage: ledgerd log-key generate --origin NAME --out FILE")
+	}
+	fs := flag.NewFlagSet("ledgerd log-key generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	origin := fs.String("origin", "", "the log's name, first line of its checkpoints (e.g. budgetledger.example.org/fund-2021)")
+	out := fs.String("out", "", "file to write the signing key to (created, mode 0600)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *origin == "" || *out == "" || fs.NArg() > 0 {
+		return errors.New("usage: ledgerd log-key generate --origin NAME --out FILE")
+	}
+	skey, vkey, err := translog.GenerateKey(*origin)
+	if err != nil {
+		return fmt.Errorf("log-key generate: %w", err)
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("log-key generate: %w", err)
+	}
+	if _, err := fmt.Fprintln(f, skey); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, vkey)
+	return nil
+}
+
+// exportJournalMain is `ledgerd export-journal --database URL`: every positioned journal entry,
+// one JSON object a line, in order, to stdout (with --checkpoint FILE, the latest checkpoint is
+// written to FILE too, taken before the entries are read).
+func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ledgerd export-journal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"), "the ledger (LEDGER_DATABASE)")
+	cpFile := fs.String("checkpoint", "", "also write the latest signed checkpoint to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true, MustExist: true})
+	if err != nil {
+		return fmt.Errorf("export-journal: %w", err)
+	}
+	defer l.Close()
+	if *cpFile != "" {
+		note, err := l.LatestCheckpointNote(ctx)
+		if err != nil {
+			return fmt.Errorf("export-journal: %w", err)
+		}
+		if err := os.WriteFile(*cpFile, []byte(note), 0o644); err != nil {
+			return err
+		}
+	}
+	w := bufio.NewWriter(stdout)
+	enc := json.NewEncoder(w)
+	var after int64
+	for {
+		entries, _, err := l.ListEntries(ctx, ledger.EntryFilter{AfterSequence: after}, ledger.Page{Size: 1000})
+		if err != nil {
+			return fmt.Errorf("export-journal: %w", err)
+		}
+		for _, e := range entries {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			after = e.Sequence
+		}
+		if len(entries) < 1000 {
+			return w.Flush()
+		}
+	}
+}
+
+// verifyLogMain is `ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY`: with
+// no database at all, it checks the checkpoint's signature, then that the first tree-size entries
+// of an exported journal (JSON lines, in order) rebuild the checkpoint's root.
+func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ledgerd verify-log", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	journal := fs.String("journal", "", "the exported journal (ledgerd export-journal); - for stdin")
+	cpFile := fs.String("checkpoint", "", "a signed checkpoint (GetCheckpoint, or export-journal --checkpoint)")
+	vkey := fs.String("verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""), "the log's verifier key, or @FILE holding it (LEDGER_LOG_VERIFIER_KEY)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *journal == "" || *cpFile == "" || *vkey == "" {
+		return errors.New("usage: ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY|@FILE")
+	}
+	key := *vkey
+	if name, ok := strings.CutPrefix(key, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		key = string(b)
+	}
+	note, err := os.ReadFile(*cpFile)
+	if err != nil {
+		return err
+	}
+	cp, err := translog.OpenCheckpoint(note, key)
+	if err != nil {
+		return fmt.Errorf("verify-log: %w", err)
+	}
+	var in io.Reader = os.Stdin
+	if *journal != "-" {
+		f, err := os.Open(*journal)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, 64<<20)
+	b := translog.NewBuilder()
+	var problems []string
+	for sc.Scan() && b.Size() < cp.Size {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var e ledger.Entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("verify-log: line %d: %w", b.Size()+1, err)
+		}
+		if e.Sequence != int64(b.Size())+1 {
+			problems = append(problems, fmt.Sprintf("entry %s has position %d where %d was expected", e.ID, e.Sequence, b.Size()+1))
+		}
+		b.Add(translog.EncodeLeaf(e))
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	switch {
+	case b.Size() < cp.Size:
+		problems = append(problems, fmt.Sprintf("the journal has %d entries, the checkpoint covers %d", b.Size(), cp.Size))
+	case !translog.SameRoot(b.Root(), cp.Root):
+		problems = append(problems, fmt.Sprintf("the journal's first %d entries do not rebuild the checkpoint's root: an entry was changed, deleted, inserted or moved", cp.Size))
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %d", errDiscrepancies, len(problems))
+	}
+	fmt.Fprintf(stdout, "checkpoint of %s verified: signature, and the root of the journal's first %d entries\n", cp.Origin, cp.Size)
+	return nil
+}

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/translog"
+)
+
+// The transparency log's storage (see ledger/translog and docs/transparency.md): tlog_nodes holds
+// the hash of every complete perfect subtree, tlog_head the tree's size, tlog_checkpoints the
+// signed checkpoints. ExtendLog runs in the transaction that positions entries, so the tree
+// follows the journal's order exactly.
+
+// EntriesBySequence returns up to limit positioned journal entries after position after, in
+// order, with their postings.
+func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) ([]core.Entry, error) {
+	rs, err := q.Query(ctx, "SELECT id, seq, kind, currency, caller, request_id, memo, created_at FROM journal_entries WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
+	if err != nil {
+		return nil, err
+	}
+	var entries []core.Entry
+	for rs.Next() {
+		var (
+			e       core.Entry
+			kind    string
+			created int64
+		)
+		if err := rs.Scan(&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created); err != nil {
+			rs.Close()
+			return nil, err
+		}
+		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
+		entries = append(entries, e)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil || len(entries) == 0 {
+		return entries, err
+	}
+	index := make(map[string]int, len(entries))
+	for i, e := range entries {
+		index[e.ID] = i
+	}
+	const chunk = 500
+	for start := 0; start < len(entries); start += chunk {
+		part := entries[start:min(start+chunk, len(entries))]
+		ids := make([]string, len(part))
+		for i, e := range part {
+			ids[i] = e.ID
+		}
+		list, args := inList(0, ids)
+		rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", args...)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			var (
+				id string
+				p  core.Posting
+			)
+			if err := rs.Scan(&id, &p.Account, &p.Amount); err != nil {
+				rs.Close()
+				return nil, err
+			}
+			entries[index[id]].Postings = append(entries[index[id]].Postings, p)
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+// LogSize is the number of leaves of the transparency log.
+func LogSize(ctx context.Context, q Querier) (int64, error) {
+	var size int64
+	err := q.QueryRow(ctx, "SELECT size FROM tlog_head WHERE id = 1").Scan(&size)
+	return size, err
+}
+
+// LogNodes reads stored node hashes (a translog.ReadNodes over q).
+func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
+	return func(ids []translog.NodeID) ([][]byte, error) {
+		out := make([][]byte, len(ids))
+		if len(ids) == 0 {
+			return out, nil
+		}
+		pos := make(map[translog.NodeID][]int, len(ids))
+		var b strings.Builder
+		args := make([]any, 0, 2*len(ids))
+		b.WriteString("SELECT level, idx, hash FROM tlog_nodes WHERE ")
+		for i, id := range ids {
+			if _, seen := pos[id]; !seen {
+				if len(args) > 0 {
+					b.WriteString(" OR ")
+				}
+				args = append(args, int64(id.Level), int64(id.Index))
+				fmt.Fprintf(&b, "(level = $%d AND idx = $%d)", len(args)-1, len(args))
+			}
+			pos[id] = append(pos[id], i)
+		}
+		rs, err := q.Query(ctx, b.String(), args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var (
+				level, idx int64
+				h          string
+			)
+			if err := rs.Scan(&level, &idx, &h); err != nil {
+				return nil, err
+			}
+			hash, err := hex.DecodeString(h)
+			if err != nil || len(hash) != translog.HashSize {
+				return nil, core.Internal("transparency log node (%d, %d) holds %q, not a hash", level, idx, h)
+			}
+			for _, i := range pos[translog.NodeID{Level: uint(level), Index: uint64(idx)}] {
+				out[i] = hash
+			}
+		}
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+		for i, h := range out {
+			if h == nil {
+				return nil, core.Internal("transparency log node (%d, %d) is missing", ids[i].Level, ids[i].Index)
+			}
+		}
+		return out, nil
+	}
+}
+
+// ExtendLog appends to the transparency log, in q's transaction, up to limit journal entries
+// positioned after its last leaf (entry n is leaf n−1), and stores the nodes this completes. It
+// must run where positions are assigned (it relies on the journal_head lock, or on SQLite's one
+// writer, to be the only one extending). It returns how many leaves it appended.
+func ExtendLog(ctx context.Context, q Querier, limit int) (int, error) {
+	size, err := LogSize(ctx, q)
+	if err != nil {
+		return 0, fmt.Errorf("reading the transparency log's size: %w", err)
+	}
+	entries, err := EntriesBySequence(ctx, q, size, limit)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	r, err := translog.LoadRange(uint64(size), LogNodes(ctx, q))
+	if err != nil {
+		return 0, err
+	}
+	var rows [][]any
+	visit := func(id translog.NodeID, hash []byte) {
+		rows = append(rows, []any{int64(id.Level), int64(id.Index), hex.EncodeToString(hash)})
+	}
+	for i, e := range entries {
+		if e.Sequence != size+int64(i)+1 {
+			return 0, core.Internal("the journal has position %d where the log expects %d", e.Sequence, size+int64(i)+1)
+		}
+		if err := r.Append(translog.LeafHash(e), visit); err != nil {
+			return 0, err
+		}
+	}
+	if err := bulkInsert(ctx, q, "tlog_nodes", []string{"level", "idx", "hash"}, rows, "",
+		core.Internal("a transparency log node was not inserted")); err != nil {
+		return 0, err
+	}
+	newSize := size + int64(len(entries))
+	if err := q.Write(ctx, "UPDATE tlog_head SET size = $1 WHERE id = 1 AND size = $2", []any{newSize, size}, func(n int64) error {
+		if n != 1 {
+			return core.Internal("the transparency log grew under its writer")
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}
+
+// Checkpoint is a signed checkpoint as kept.
+type Checkpoint struct {
+	Size      int64
+	Root      []byte
+	Note      string
+	CreatedAt time.Time
+}
+
+// InsertCheckpoint keeps a signed checkpoint (a second one of the same size is ignored).
+func InsertCheckpoint(ctx context.Context, q Querier, c Checkpoint) error {
+	_, err := q.Exec(ctx, "INSERT INTO tlog_checkpoints (size, root_hash, note, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
+		c.Size, hex.EncodeToString(c.Root), c.Note, micros(c.CreatedAt))
+	return err
+}
+
+// ErrNoCheckpoint says that no checkpoint has been signed.
+var ErrNoCheckpoint = errors.New("no checkpoint has been signed")
+
+// LatestCheckpoint is the checkpoint of the largest tree (ErrNoCheckpoint when there is none).
+func LatestCheckpoint(ctx context.Context, q Querier) (Checkpoint, error) {
+	cs, err := scanCheckpoints(ctx, q, "SELECT size, root_hash, note, created_at FROM tlog_checkpoints ORDER BY size DESC LIMIT 1")
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if len(cs) == 0 {
+		return Checkpoint{}, ErrNoCheckpoint
+	}
+	return cs[0], nil
+}
+
+// Checkpoints lists every kept checkpoint, smallest tree first.
+func Checkpoints(ctx context.Context, q Querier) ([]Checkpoint, error) {
+	return scanCheckpoints(ctx, q, "SELECT size, root_hash, note, created_at FROM tlog_checkpoints ORDER BY size")
+}
+
+func scanCheckpoints(ctx context.Context, q Querier, query string) ([]Checkpoint, error) {
+	rs, err := q.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []Checkpoint
+	for rs.Next() {
+		var (
+			c       Checkpoint
+			root    string
+			created int64
+		)
+		if err := rs.Scan(&c.Size, &root, &c.Note, &created); err != nil {
+			return nil, err
+		}
+		if c.Root, err = hex.DecodeString(root); err != nil {
+			return nil, core.Internal("checkpoint of size %d has root %q, not hex", c.Size, root)
+		}
+		c.CreatedAt = fromMicros(created)
+		out = append(out, c)
+	}
+	return out, rs.Err()
+}

@@ -1,0 +1,84 @@
+package ledger
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/budgetledger/budgetledger/ledger/translog"
+)
+
+// TestVerifyLogFindsTampering protects the log's promise against an operator with database
+// access: an entry changed, deleted, inserted or reordered in the journal (the append-only
+// triggers dropped first) is found by VerifyLog and named by its position, and the signed
+// checkpoint no longer matches.
+func TestVerifyLogFindsTampering(t *testing.T) {
+	t.Parallel()
+	skey, vkey, err := translog.GenerateKey("ledger.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		stmts []string
+		want  []string // substrings every one of which a discrepancy must hold
+	}{
+		{"changed", []string{"UPDATE journal_entries SET memo = 'edited' WHERE seq = 3"},
+			[]string{"position 3 "}},
+		{"deleted", []string{"DELETE FROM journal_entries WHERE seq = 3"},
+			[]string{"positions 3 to 3 are missing"}},
+		{"inserted", []string{
+			"UPDATE journal_entries SET seq = seq + 1000 WHERE seq >= 3",
+			"UPDATE journal_entries SET seq = seq - 999 WHERE seq >= 1003",
+			"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at, seq) " +
+				"SELECT '00000000-0000-7000-8000-000000000000', kind, currency, caller, 'forged', memo, created_at, 3 FROM journal_entries WHERE seq = 4"},
+			[]string{"position 3 ", "position 4 "}},
+		{"reordered", []string{
+			"UPDATE journal_entries SET seq = 1000 WHERE seq = 3",
+			"UPDATE journal_entries SET seq = 3 WHERE seq = 4",
+			"UPDATE journal_entries SET seq = 4 WHERE seq = 1000"},
+			[]string{"position 3 ", "position 4 "}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forEachDatabase(t, func(t *testing.T, db testDB) {
+				ctx := t.Context()
+				l := openWithLog(t, db, skey)
+				mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+				for i := range 6 {
+					if _, err := l.Commit(ctx, commitCmd("fund", fmt.Sprintf("siren:%d", i), 1_000)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				readJournal(t, l, 0)
+				if err := l.checkpoint(ctx); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := l.VerifyLog(ctx, vkey)
+				if err != nil || !rep.OK() || rep.Entries != 7 || rep.Checkpoints == 0 {
+					t.Fatalf("VerifyLog before tampering: %+v, %v", rep, err)
+				}
+				drops := []string{"DROP TRIGGER journal_entries_append_only", "DROP TRIGGER journal_entries_no_delete"}
+				if l.Engine() != "sqlite" {
+					drops = []string{"DROP TRIGGER journal_entries_append_only ON journal_entries"}
+				}
+				for _, stmt := range append(drops, tc.stmts...) {
+					if err := rawExec(ctx, l, stmt); err != nil {
+						t.Fatalf("tampering: %s: %v", stmt, err)
+					}
+				}
+				rep, err = l.VerifyLog(ctx, vkey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				all := strings.Join(rep.Discrepancies, "\n")
+				for _, w := range append(tc.want, "checkpoint of tree size 7") {
+					if !strings.Contains(all, w) {
+						t.Errorf("VerifyLog after the entry was %s: no discrepancy says %q:\n%s", tc.name, w, all)
+					}
+				}
+			})
+		})
+	}
+}

@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file budgetledger/v1/error_reason.proto.
  */
 export const file_budgetledger_v1_error_reason: GenFile = /*@__PURE__*/
-  fileDesc("CiJidWRnZXRsZWRnZXIvdjEvZXJyb3JfcmVhc29uLnByb3RvEg9idWRnZXRsZWRnZXIudjEqhQcKC0Vycm9yUmVhc29uEhwKGEVSUk9SX1JFQVNPTl9VTlNQRUNJRklFRBAAEiEKHUVSUk9SX1JFQVNPTl9JTlZBTElEX0FSR1VNRU5UEAESIwofRVJST1JfUkVBU09OX0lOVkFMSURfUEFHRV9UT0tFThACEiMKH0VSUk9SX1JFQVNPTl9FTlZFTE9QRV9OT1RfRk9VTkQQAxIlCiFFUlJPUl9SRUFTT05fQ09NTUlUTUVOVF9OT1RfRk9VTkQQBBIoCiRFUlJPUl9SRUFTT05fRU5WRUxPUEVfQUxSRUFEWV9FWElTVFMQBRIjCh9FUlJPUl9SRUFTT05fSU5TVUZGSUNJRU5UX0ZVTkRTEAYSKgomRVJST1JfUkVBU09OX1JFTEVBU0VfRVhDRUVEU19SRU1BSU5JTkcQBxIiCh5FUlJPUl9SRUFTT05fQ1VSUkVOQ1lfTUlTTUFUQ0gQCBImCiJFUlJPUl9SRUFTT05fRU5WRUxPUEVTX05PVF9SRUxBVEVEEAkSIAocRVJST1JfUkVBU09OX0FNT1VOVF9PVkVSRkxPVxAKEiIKHkVSUk9SX1JFQVNPTl9SRVFVRVNUX0lEX1JFVVNFRBALEiEKHUVSUk9SX1JFQVNPTl9QT0xJQ1lfVklPTEFUSU9OEAwSIgoeRVJST1JfUkVBU09OX1NUT1JFX1VOQVZBSUxBQkxFEA0SJQohRVJST1JfUkVBU09OX1RSQU5TQUNUSU9OX0NPTkZMSUNUEA4SGQoVRVJST1JfUkVBU09OX0lOVEVSTkFMEA8SIgoeRVJST1JfUkVBU09OX0RFQURMSU5FX0VYQ0VFREVEEBASGgoWRVJST1JfUkVBU09OX0NBTkNFTExFRBAREiAKHEVSUk9SX1JFQVNPTl9VTkFVVEhFTlRJQ0FURUQQEhIiCh5FUlJPUl9SRUFTT05fUEVSTUlTU0lPTl9ERU5JRUQQExIdChlFUlJPUl9SRUFTT05fUkFURV9MSU1JVEVEEBQSIgoeRVJST1JfUkVBU09OX0VOVkVMT1BFX1RPT19ERUVQEBUSHQoZRVJST1JfUkVBU09OX0xPR19ESVNBQkxFRBAyEiQKIEVSUk9SX1JFQVNPTl9UUkVFX1NJWkVfVE9PX0xBUkdFEDMSIAocRVJST1JfUkVBU09OX1NUUkVBTV9PVkVSRkxPVxA0QktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw");
+  fileDesc("CiJidWRnZXRsZWRnZXIvdjEvZXJyb3JfcmVhc29uLnByb3RvEg9idWRnZXRsZWRnZXIudjEq4AsKC0Vycm9yUmVhc29uEhwKGEVSUk9SX1JFQVNPTl9VTlNQRUNJRklFRBAAEiEKHUVSUk9SX1JFQVNPTl9JTlZBTElEX0FSR1VNRU5UEAESIwofRVJST1JfUkVBU09OX0lOVkFMSURfUEFHRV9UT0tFThACEiMKH0VSUk9SX1JFQVNPTl9FTlZFTE9QRV9OT1RfRk9VTkQQAxIlCiFFUlJPUl9SRUFTT05fQ09NTUlUTUVOVF9OT1RfRk9VTkQQBBIoCiRFUlJPUl9SRUFTT05fRU5WRUxPUEVfQUxSRUFEWV9FWElTVFMQBRIjCh9FUlJPUl9SRUFTT05fSU5TVUZGSUNJRU5UX0ZVTkRTEAYSKgomRVJST1JfUkVBU09OX1JFTEVBU0VfRVhDRUVEU19SRU1BSU5JTkcQBxIiCh5FUlJPUl9SRUFTT05fQ1VSUkVOQ1lfTUlTTUFUQ0gQCBImCiJFUlJPUl9SRUFTT05fRU5WRUxPUEVTX05PVF9SRUxBVEVEEAkSIAocRVJST1JfUkVBU09OX0FNT1VOVF9PVkVSRkxPVxAKEiIKHkVSUk9SX1JFQVNPTl9SRVFVRVNUX0lEX1JFVVNFRBALEiEKHUVSUk9SX1JFQVNPTl9QT0xJQ1lfVklPTEFUSU9OEAwSIgoeRVJST1JfUkVBU09OX1NUT1JFX1VOQVZBSUxBQkxFEA0SJQohRVJST1JfUkVBU09OX1RSQU5TQUNUSU9OX0NPTkZMSUNUEA4SGQoVRVJST1JfUkVBU09OX0lOVEVSTkFMEA8SIgoeRVJST1JfUkVBU09OX0RFQURMSU5FX0VYQ0VFREVEEBASGgoWRVJST1JfUkVBU09OX0NBTkNFTExFRBAREiAKHEVSUk9SX1JFQVNPTl9VTkFVVEhFTlRJQ0FURUQQEhIiCh5FUlJPUl9SRUFTT05fUEVSTUlTU0lPTl9ERU5JRUQQExIdChlFUlJPUl9SRUFTT05fUkFURV9MSU1JVEVEEBQSIgoeRVJST1JfUkVBU09OX0VOVkVMT1BFX1RPT19ERUVQEBUSKQolRVJST1JfUkVBU09OX0VGRkVDVElWRV9USU1FX0lOX0ZVVFVSRRAoEi8KK0VSUk9SX1JFQVNPTl9FRkZFQ1RJVkVfVElNRV9CRUZPUkVfRU5WRUxPUEUQKRItCilFUlJPUl9SRUFTT05fRUZGRUNUSVZFX1RJTUVfQkVGT1JFX0xBVEVTVBAqEjEKLUVSUk9SX1JFQVNPTl9FRkZFQ1RJVkVfVElNRV9CRUZPUkVfQ09NTUlUTUVOVBArEisKJ0VSUk9SX1JFQVNPTl9FRkZFQ1RJVkVfVElNRV9CRUZPUkVfSE9MRBAsEh4KGkVSUk9SX1JFQVNPTl9FVEFHX01JU01BVENIEDwSJwojRVJST1JfUkVBU09OX1ZFUklGSUNBVElPTl9OT1RfRk9VTkQQPRIlCiFFUlJPUl9SRUFTT05fVkVSSUZJQ0FUSU9OX1JVTk5JTkcQPhIiCh5FUlJPUl9SRUFTT05fQ09NTUlUTUVOVF9DTE9TRUQQHhIqCiZFUlJPUl9SRUFTT05fUEFZTUVOVF9FWENFRURTX1JFTUFJTklORxAfEicKI0VSUk9SX1JFQVNPTl9SRUxFQVNFX0VYQ0VFRFNfVU5QQUlEECASHwobRVJST1JfUkVBU09OX0hPTERfTk9UX0ZPVU5EEBYSHQoZRVJST1JfUkVBU09OX0hPTERfRVhQSVJFRBAXEh4KGkVSUk9SX1JFQVNPTl9IT0xEX05PVF9IRUxEEBgSJQohRVJST1JfUkVBU09OX0NPTkZJUk1fRVhDRUVEU19IRUxEEBkSHQoZRVJST1JfUkVBU09OX0xPR19ESVNBQkxFRBAyEiQKIEVSUk9SX1JFQVNPTl9UUkVFX1NJWkVfVE9PX0xBUkdFEDMSIAocRVJST1JfUkVBU09OX1NUUkVBTV9PVkVSRkxPVxA0QktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw");
 
 /**
  * ErrorReason lists every reason the server puts in a google.rpc.ErrorInfo (AIP-193), as
@@ -196,6 +196,135 @@ export enum ErrorReason {
    * @generated from enum value: ERROR_REASON_ENVELOPE_TOO_DEEP = 21;
    */
   ENVELOPE_TOO_DEEP = 21,
+
+  /**
+   * FAILED_PRECONDITION: an effective_time later than the time the ledger records the request
+   * (there is no clock-skew allowance: leave effective_time unset to mean now). Metadata:
+   * effective_time, record_time.
+   *
+   * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_IN_FUTURE = 40;
+   */
+  EFFECTIVE_TIME_IN_FUTURE = 40,
+
+  /**
+   * FAILED_PRECONDITION: an effective_time before the effective_time of an envelope the request
+   * posts to (it did not exist yet). Metadata: envelope, envelope_effective_time, effective_time.
+   *
+   * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE = 41;
+   */
+  EFFECTIVE_TIME_BEFORE_ENVELOPE = 41,
+
+  /**
+   * FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a move
+   * out of it, a child's allocation) with an effective_time before the envelope's
+   * latest_effective_time: backdated there, it could make available negative at an earlier
+   * instant. Metadata: envelope, latest_effective_time, effective_time.
+   *
+   * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST = 42;
+   */
+  EFFECTIVE_TIME_BEFORE_LATEST = 42,
+
+  /**
+   * FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
+   * not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
+   *
+   * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT = 43;
+   */
+  EFFECTIVE_TIME_BEFORE_COMMITMENT = 43,
+
+  /**
+   * FAILED_PRECONDITION: a hold's confirmation or cancellation with an effective_time before the
+   * hold's: it may not predate the hold it ends. Metadata: hold, hold_effective_time,
+   * effective_time.
+   *
+   * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD = 44;
+   */
+  EFFECTIVE_TIME_BEFORE_HOLD = 44,
+
+  /**
+   * ABORTED: the etag sent with MoveAllocation or SetEnvelopeRules (AIP-154) is not the current
+   * one: the envelope (or its rule sets) changed since it was read. Nothing was recorded, not even
+   * under the request_id: read again, decide again, and send the request again (the same
+   * request_id may be used). Not worth retrying unchanged. Metadata: envelope.
+   *
+   * @generated from enum value: ERROR_REASON_ETAG_MISMATCH = 60;
+   */
+  ETAG_MISMATCH = 60,
+
+  /**
+   * NOT_FOUND: the named verification is not known to this server: it never existed, was
+   * forgotten (a server keeps the last 100 finished ones), or was started before the server
+   * restarted, or by another server process (verifications live in the memory of the process
+   * that runs them). Metadata: verification.
+   *
+   * @generated from enum value: ERROR_REASON_VERIFICATION_NOT_FOUND = 61;
+   */
+  VERIFICATION_NOT_FOUND = 61,
+
+  /**
+   * RESOURCE_EXHAUSTED: a verification is already running on this server, which runs one at a
+   * time; poll it, then start another. Metadata: verification (the running one).
+   *
+   * @generated from enum value: ERROR_REASON_VERIFICATION_RUNNING = 62;
+   */
+  VERIFICATION_RUNNING = 62,
+
+  /**
+   * FAILED_PRECONDITION: the commitment was closed (CloseCommitment); it takes no payment,
+   * release or closing. Metadata: commitment, close_time.
+   *
+   * @generated from enum value: ERROR_REASON_COMMITMENT_CLOSED = 30;
+   */
+  COMMITMENT_CLOSED = 30,
+
+  /**
+   * FAILED_PRECONDITION: a payment larger than what remains to pay on the commitment. Metadata:
+   * commitment, remaining_to_pay, paid, requested, currency_code.
+   *
+   * @generated from enum value: ERROR_REASON_PAYMENT_EXCEEDS_REMAINING = 31;
+   */
+  PAYMENT_EXCEEDS_REMAINING = 31,
+
+  /**
+   * FAILED_PRECONDITION: a release of a partly paid commitment larger than what remains to pay:
+   * what was paid cannot be returned. Metadata: commitment, remaining, paid, remaining_to_pay,
+   * requested.
+   *
+   * @generated from enum value: ERROR_REASON_RELEASE_EXCEEDS_UNPAID = 32;
+   */
+  RELEASE_EXCEEDS_UNPAID = 32,
+
+  /**
+   * NOT_FOUND: the named hold does not exist. Metadata: hold.
+   *
+   * @generated from enum value: ERROR_REASON_HOLD_NOT_FOUND = 22;
+   */
+  HOLD_NOT_FOUND = 22,
+
+  /**
+   * FAILED_PRECONDITION: the hold's expire_time has passed, whether or not the ledger's sweeper
+   * has returned its amount yet: it can no longer be confirmed or cancelled. Metadata: hold,
+   * expire_time.
+   *
+   * @generated from enum value: ERROR_REASON_HOLD_EXPIRED = 23;
+   */
+  HOLD_EXPIRED = 23,
+
+  /**
+   * FAILED_PRECONDITION: the hold is already confirmed or cancelled (an expired hold is
+   * HOLD_EXPIRED). Metadata: hold, state.
+   *
+   * @generated from enum value: ERROR_REASON_HOLD_NOT_HELD = 24;
+   */
+  HOLD_NOT_HELD = 24,
+
+  /**
+   * FAILED_PRECONDITION: a confirmation for more than the hold's amount. Metadata: hold, held,
+   * requested.
+   *
+   * @generated from enum value: ERROR_REASON_CONFIRM_EXCEEDS_HELD = 25;
+   */
+  CONFIRM_EXCEEDS_HELD = 25,
 
   /**
    * FAILED_PRECONDITION: the server runs without a transparency log key (ledgerd --log-key), so

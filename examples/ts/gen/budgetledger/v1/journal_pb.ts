@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/journal.proto.
  */
 export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
-  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIpMDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IjAKFUdldENoZWNrcG9pbnRSZXNwb25zZRIXCgpjaGVja3BvaW50GAEgASgJQgPgQQMiWgoYR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0Eh8KCHNlcXVlbmNlGAEgASgDQg3gQQK6SAfIAQEiAigBEh0KCXRyZWVfc2l6ZRgCIAEoA0IK4EEBukgEIgIoACJ0ChlHZXRJbmNsdXNpb25Qcm9vZlJlc3BvbnNlEhcKCmxlYWZfaW5kZXgYASABKANCA+BBAxIWCgl0cmVlX3NpemUYAiABKANCA+BBAxIRCgRsZWFmGAMgASgMQgPgQQMSEwoGaGFzaGVzGAQgAygMQgPgQQMiWwoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSIAoJZnJvbV9zaXplGAEgASgDQg3gQQK6SAfIAQEiAigBEhsKB3RvX3NpemUYAiABKANCCuBBAbpIBCICKAAiMgobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhMKBmhhc2hlcxgBIAMoDEID4EEDIqsBChpXYXRjaEpvdXJuYWxFbnRyaWVzUmVxdWVzdBIiCg5hZnRlcl9zZXF1ZW5jZRgBIAEoA0IK4EEBukgEIgIoABJpCghlbnZlbG9wZRgCIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kIloKG1dhdGNoSm91cm5hbEVudHJpZXNSZXNwb25zZRI7Cg9qb3VybmFsX2VudHJpZXMYASADKAsyHS5idWRnZXRsZWRnZXIudjEuSm91cm5hbEVudHJ5QgPgQQMq3AEKCUVudHJ5S2luZBIaChZFTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaRU5UUllfS0lORF9FTlZFTE9QRV9GVU5ERUQQARIhCh1FTlRSWV9LSU5EX0VOVkVMT1BFX0FMTE9DQVRFRBACEh8KG0VOVFJZX0tJTkRfQUxMT0NBVElPTl9NT1ZFRBADEhgKFEVOVFJZX0tJTkRfQ09NTUlUVEVEEAQSFwoTRU5UUllfS0lORF9SRUxFQVNFRBAFEhwKGEVOVFJZX0tJTkRfUlVMRVNfQ0hBTkdFRBAGMrEECg5Kb3VybmFsU2VydmljZRJtChJMaXN0Sm91cm5hbEVudHJpZXMSKi5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBorLmJ1ZGdldGxlZGdlci52MS5MaXN0Sm91cm5hbEVudHJpZXNSZXNwb25zZRJeCg1HZXRDaGVja3BvaW50EiUuYnVkZ2V0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0GiYuYnVkZ2V0bGVkZ2VyLnYxLkdldENoZWNrcG9pbnRSZXNwb25zZRJqChFHZXRJbmNsdXNpb25Qcm9vZhIpLmJ1ZGdldGxlZGdlci52MS5HZXRJbmNsdXNpb25Qcm9vZlJlcXVlc3QaKi5idWRnZXRsZWRnZXIudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRJwChNHZXRDb25zaXN0ZW5jeVByb29mEisuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbnNpc3RlbmN5UHJvb2ZSZXF1ZXN0GiwuYnVkZ2V0bGVkZ2VyLnYxLkdldENvbnNpc3RlbmN5UHJvb2ZSZXNwb25zZRJyChNXYXRjaEpvdXJuYWxFbnRyaWVzEisuYnVkZ2V0bGVkZ2VyLnYxLldhdGNoSm91cm5hbEVudHJpZXNSZXF1ZXN0GiwuYnVkZ2V0bGVkZ2VyLnYxLldhdGNoSm91cm5hbEVudHJpZXNSZXNwb25zZTABQktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("Ch1idWRnZXRsZWRnZXIvdjEvam91cm5hbC5wcm90bxIPYnVkZ2V0bGVkZ2VyLnYxIjQKB1Bvc3RpbmcSFAoHYWNjb3VudBgBIAEoCUID4EEDEhMKBmFtb3VudBgCIAEoA0ID4EEDIswDCgxKb3VybmFsRW50cnkSEQoEbmFtZRgBIAEoCUID4EEIEi0KBGtpbmQYAiABKA4yGi5idWRnZXRsZWRnZXIudjEuRW50cnlLaW5kQgPgQQMSLwoIcG9zdGluZ3MYAyADKAsyGC5idWRnZXRsZWRnZXIudjEuUG9zdGluZ0ID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxITCgZjYWxsZXIYBSABKAlCA+BBAxIXCgpyZXF1ZXN0X2lkGAYgASgJQgPgQQMSEQoEbWVtbxgHIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhUKCHNlcXVlbmNlGAkgASgDQgPgQQMSNwoOZWZmZWN0aXZlX3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6ZupBYwojYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9Kb3VybmFsRW50cnkSHmpvdXJuYWxFbnRyaWVzL3tqb3VybmFsX2VudHJ5fSoOam91cm5hbEVudHJpZXMyDGpvdXJuYWxFbnRyeSL+AgoZTGlzdEpvdXJuYWxFbnRyaWVzUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kEpEBCgpjb21taXRtZW50GAIgASgJQn3gQQH6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudLpIUdgBAXJMMkpeY29tbWl0bWVudHMvWzAtOWEtZl17OH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17NH0tWzAtOWEtZl17MTJ9JBIdCglwYWdlX3NpemUYAyABKAVCCuBBAbpIBBoCKAASHwoKcGFnZV90b2tlbhgEIAEoCUIL4EEBukgFcgMYgAgSIgoOYWZ0ZXJfc2VxdWVuY2UYBSABKANCCuBBAbpIBCICKAAidwoaTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USOwoPam91cm5hbF9lbnRyaWVzGAEgAygLMh0uYnVkZ2V0bGVkZ2VyLnYxLkpvdXJuYWxFbnRyeUID4EEDEhwKD25leHRfcGFnZV90b2tlbhgCIAEoCUID4EEDIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IjAKFUdldENoZWNrcG9pbnRSZXNwb25zZRIXCgpjaGVja3BvaW50GAEgASgJQgPgQQMiWgoYR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0Eh8KCHNlcXVlbmNlGAEgASgDQg3gQQK6SAfIAQEiAigBEh0KCXRyZWVfc2l6ZRgCIAEoA0IK4EEBukgEIgIoACJ0ChlHZXRJbmNsdXNpb25Qcm9vZlJlc3BvbnNlEhcKCmxlYWZfaW5kZXgYASABKANCA+BBAxIWCgl0cmVlX3NpemUYAiABKANCA+BBAxIRCgRsZWFmGAMgASgMQgPgQQMSEwoGaGFzaGVzGAQgAygMQgPgQQMiWwoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSIAoJZnJvbV9zaXplGAEgASgDQg3gQQK6SAfIAQEiAigBEhsKB3RvX3NpemUYAiABKANCCuBBAbpIBCICKAAiMgobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhMKBmhhc2hlcxgBIAMoDEID4EEDIqsBChpXYXRjaEpvdXJuYWxFbnRyaWVzUmVxdWVzdBIiCg5hZnRlcl9zZXF1ZW5jZRgBIAEoA0IK4EEBukgEIgIoABJpCghlbnZlbG9wZRgCIAEoCUJX4EEB+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3Blukgt2AEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kIloKG1dhdGNoSm91cm5hbEVudHJpZXNSZXNwb25zZRI7Cg9qb3VybmFsX2VudHJpZXMYASADKAsyHS5idWRnZXRsZWRnZXIudjEuSm91cm5hbEVudHJ5QgPgQQMqiwMKCUVudHJ5S2luZBIaChZFTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaRU5UUllfS0lORF9FTlZFTE9QRV9GVU5ERUQQARIhCh1FTlRSWV9LSU5EX0VOVkVMT1BFX0FMTE9DQVRFRBACEh8KG0VOVFJZX0tJTkRfQUxMT0NBVElPTl9NT1ZFRBADEhgKFEVOVFJZX0tJTkRfQ09NTUlUVEVEEAQSFwoTRU5UUllfS0lORF9SRUxFQVNFRBAFEhwKGEVOVFJZX0tJTkRfUlVMRVNfQ0hBTkdFRBAGEhMKD0VOVFJZX0tJTkRfUEFJRBAeEiAKHEVOVFJZX0tJTkRfQ09NTUlUTUVOVF9DTE9TRUQQHxIbChdFTlRSWV9LSU5EX0hPTERfQ1JFQVRFRBAUEh0KGUVOVFJZX0tJTkRfSE9MRF9DT05GSVJNRUQQFRIdChlFTlRSWV9LSU5EX0hPTERfQ0FOQ0VMTEVEEBYSGwoXRU5UUllfS0lORF9IT0xEX0VYUElSRUQQFzKxBAoOSm91cm5hbFNlcnZpY2USbQoSTGlzdEpvdXJuYWxFbnRyaWVzEiouYnVkZ2V0bGVkZ2VyLnYxLkxpc3RKb3VybmFsRW50cmllc1JlcXVlc3QaKy5idWRnZXRsZWRnZXIudjEuTGlzdEpvdXJuYWxFbnRyaWVzUmVzcG9uc2USXgoNR2V0Q2hlY2twb2ludBIlLmJ1ZGdldGxlZGdlci52MS5HZXRDaGVja3BvaW50UmVxdWVzdBomLmJ1ZGdldGxlZGdlci52MS5HZXRDaGVja3BvaW50UmVzcG9uc2USagoRR2V0SW5jbHVzaW9uUHJvb2YSKS5idWRnZXRsZWRnZXIudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0GiouYnVkZ2V0bGVkZ2VyLnYxLkdldEluY2x1c2lvblByb29mUmVzcG9uc2UScAoTR2V0Q29uc2lzdGVuY3lQcm9vZhIrLmJ1ZGdldGxlZGdlci52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVxdWVzdBosLmJ1ZGdldGxlZGdlci52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVzcG9uc2UScgoTV2F0Y2hKb3VybmFsRW50cmllcxIrLmJ1ZGdldGxlZGdlci52MS5XYXRjaEpvdXJuYWxFbnRyaWVzUmVxdWVzdBosLmJ1ZGdldGxlZGdlci52MS5XYXRjaEpvdXJuYWxFbnRyaWVzUmVzcG9uc2UwAUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Posting is one line of a journal entry: an amount added to (positive) or taken from (negative)
@@ -26,8 +26,8 @@ export const file_budgetledger_v1_journal: GenFile = /*@__PURE__*/
 export type Posting = Message<"budgetledger.v1.Posting"> & {
   /**
    * Output only. The account: "envelopes/{envelope}" (an envelope's available amount),
-   * "commitments/{commitment}" (a commitment's remaining amount) or "external/funding" (money
-   * entering the ledger). It names a resource of one of several types, or none, so it carries no
+   * "commitments/{commitment}" (a commitment's remaining amount), "holds/{hold}" (a hold's amount
+   * while it is HELD) or "external/funding" (money entering the ledger). It names a resource of one of several types, or none, so it carries no
    * google.api.resource_reference.
    *
    * @generated from field: string account = 1;
@@ -106,7 +106,7 @@ export type JournalEntry = Message<"budgetledger.v1.JournalEntry"> & {
   memo: string;
 
   /**
-   * Output only. When the entry was written.
+   * Output only. When the entry was written (recorded by the ledger).
    *
    * @generated from field: google.protobuf.Timestamp create_time = 8;
    */
@@ -122,6 +122,15 @@ export type JournalEntry = Message<"budgetledger.v1.JournalEntry"> & {
    * @generated from field: int64 sequence = 9;
    */
   sequence: bigint;
+
+  /**
+   * Output only. When what the entry records took effect (the decision, agreement or move): the
+   * request's effective_time, create_time when none was given; never later than create_time.
+   * Reports as of a date count the entries effective by then (see GetFundingReport).
+   *
+   * @generated from field: google.protobuf.Timestamp effective_time = 40;
+   */
+  effectiveTime?: Timestamp | undefined;
 };
 
 /**
@@ -481,6 +490,52 @@ export enum EntryKind {
    * @generated from enum value: ENTRY_KIND_RULES_CHANGED = 6;
    */
   RULES_CHANGED = 6,
+
+  /**
+   * Part of a commitment was paid (CreatePayment): from the commitment to "external/payments",
+   * out of the ledger. Its memo is the payment's name.
+   *
+   * @generated from enum value: ENTRY_KIND_PAID = 30;
+   */
+  PAID = 30,
+
+  /**
+   * A commitment was closed (CloseCommitment): its unpaid rest returned to its envelope; no
+   * postings when all was paid. Its memo names the commitment and the reason.
+   *
+   * @generated from enum value: ENTRY_KIND_COMMITMENT_CLOSED = 31;
+   */
+  COMMITMENT_CLOSED = 31,
+
+  /**
+   * An amount moved from an envelope to a new hold's account, "holds/{hold}" (CreateHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CREATED = 20;
+   */
+  HOLD_CREATED = 20,
+
+  /**
+   * A hold was confirmed: its account emptied into a new commitment, and what was not confirmed
+   * back into the envelope (ConfirmHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CONFIRMED = 21;
+   */
+  HOLD_CONFIRMED = 21,
+
+  /**
+   * A hold was cancelled: its amount returned to the envelope (CancelHold).
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_CANCELLED = 22;
+   */
+  HOLD_CANCELLED = 22,
+
+  /**
+   * A hold expired: its amount returned to the envelope. Made by the ledger's sweeper, with the
+   * caller "ledger:hold-expiry" and the request id "expire/{hold id}".
+   *
+   * @generated from enum value: ENTRY_KIND_HOLD_EXPIRED = 23;
+   */
+  HOLD_EXPIRED = 23,
 }
 
 /**

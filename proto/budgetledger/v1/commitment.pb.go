@@ -1615,7 +1615,7 @@ var File_budgetledger_v1_commitment_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_commitment_proto_rawDesc = "" +
 	"\n" +
-	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1dbudgetledger/v1/payment.proto\x1a\x1abudgetledger/v1/hold.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\t\n" +
+	" budgetledger/v1/commitment.proto\x12\x0fbudgetledger.v1\x1a\x1ebudgetledger/v1/envelope.proto\x1a\x1abudgetledger/v1/hold.proto\x1a\x1dbudgetledger/v1/payment.proto\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\t\n" +
 	"\n" +
 	"Commitment\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12C\n" +
@@ -1929,8 +1929,8 @@ func file_budgetledger_v1_commitment_proto_init() {
 		return
 	}
 	file_budgetledger_v1_envelope_proto_init()
-	file_budgetledger_v1_payment_proto_init()
 	file_budgetledger_v1_hold_proto_init()
+	file_budgetledger_v1_payment_proto_init()
 	file_budgetledger_v1_commitment_proto_msgTypes[1].OneofWrappers = []any{}
 	file_budgetledger_v1_commitment_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,11 +30,15 @@ type committee struct {
 // collectivités territoriales" with its real dates (issue 13 §3), recorded today after the fact:
 // the fund announced in January 2021 and the first call's rules; the first wave's committees of
 // 2021 (axis 1: 44 projects, 13.3 M€; axis 2: 75 projects, 13.1 M€, and 104 FranceConnect
-// deployments, 520 k€; axis 3: 500 projects, 9.7 M€ by 8 October 2021); the second call's rules in
-// force from 20 September 2021 (75 %; 300,000 inhabitants). Reports as of an effective date give
-// each group to the cent at that date (invariant 4 by date), awards are decided under the rules
-// in force at their effective date (invariant 8), the README's "as of 2021-12-31" report works,
-// and Verify finds every envelope ≥ 0 at every effective instant (invariant 40).
+// deployments, 520 k€; axis 3: 500 projects, 9.7 M€ by 8 October 2021); 1,200 axis-3 applications
+// under review as holds (issue 13 §1) filed from 1 March 2021, recorded in date order with the
+// axis-3 committees, all held on 8 October 2021; the second call's rules in force from 20 September
+// 2021 (75 %; 300,000 inhabitants); the selection of 15 December 2021, which confirms 300 of the
+// held files (100 of them at 80 %, the rest returning to axis 3) and cancels the other 900. Reports
+// as of an effective date give each group to the cent at that date, held amounts included
+// (invariant 4 by date), awards are decided under the rules in force at their effective date
+// (invariant 8), the README's "as of 2021-12-31" report works, and Verify finds every envelope ≥ 0
+// at every effective instant (invariant 40).
 func TestFranceRelanceWithDates(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
@@ -74,13 +79,6 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		setRules("envelopes/fund", "appel-1", "rules-appel-1-fund", ruleSet(proto.Int64(5000), nil), date(2021, 1, 18))
 		setRules("envelopes/axis-2-national", "appel-1", "rules-appel-1-national", ruleSet(nil, proto.Int64(500_000)), date(2021, 1, 18))
 
-		// Axis-3 applications are filed from 1 March 2021: as holds (issue 13 §1), which come from
-		// another branch.
-		// TODO(lead, after the merge of holds): record the 2,076 axis-3 applications as holds
-		// effective from 2021-03-01, of which 1,200 still held on 2021-10-08 (CreateHold with
-		// effective_time); confirm the 500 funded ones instead of the committees' BatchCommit
-		// below; and check the "held" figures of the 8 October report.
-
 		waves := map[string]wave{
 			"axis-1":               {"axis-1", "a1", 44, 1_330_000_000, 44, 0},
 			"axis-2-national":      {"axis-2-national", "a2n", 75, 1_310_000_000, 75, 500_000},
@@ -92,15 +90,8 @@ func TestFranceRelanceWithDates(t *testing.T) {
 			amounts[id] = split(w.total, w.count)
 		}
 		awards := map[string][]*pb.Commitment{} // by envelope, in the order awarded
-		committees := []committee{
-			{"axis-1", "a1", 0, 44, date(2021, 3, 11)},
-			{"axis-3", "a3", 0, 200, date(2021, 5, 6)},
-			{"axis-2-national", "a2n", 0, 75, date(2021, 5, 20)},
-			{"axis-2-franceconnect", "a2fc", 0, 104, date(2021, 6, 10)},
-			{"axis-3", "a3", 200, 200, date(2021, 7, 8)},
-			{"axis-3", "a3", 400, 100, date(2021, 9, 16)},
-		}
-		for _, c := range committees {
+		decide := func(c committee) {
+			t.Helper()
 			w := waves[c.envelope]
 			req := &pb.BatchCommitRequest{Envelope: "envelopes/" + c.envelope, AllOrNothing: true,
 				RequestId: fmt.Sprintf("wave-1-%s-%d", c.envelope, c.from), EffectiveTime: c.decided}
@@ -128,6 +119,63 @@ func TestFranceRelanceWithDates(t *testing.T) {
 				}
 			}
 		}
+
+		// Axis-3 applications under review are holds (issue 13 §1): 1,200 files filed from 1 March
+		// 2021, in groups of 150 at the dates below, each of 20,000.00 € and a few cents, at 50 %
+		// of its eligible cost (the first call's maximum share), without expiry. A hold reduces
+		// axis 3's available amount, so holds and axis-3 committees are recorded in date order,
+		// and all of them before the second call's rules of 20 September 2021.
+		const filesPerGroup = 150
+		filed := []*timestamppb.Timestamp{date(2021, 3, 1), date(2021, 4, 1), date(2021, 5, 1), date(2021, 6, 1),
+			date(2021, 7, 1), date(2021, 8, 1), date(2021, 9, 1), date(2021, 9, 15)}
+		var holds []*pb.Hold // by file number
+		var heldTotal int64
+		file := func(group int) {
+			t.Helper()
+			when := filed[group]
+			for i := group * filesPerGroup; i < (group+1)*filesPerGroup; i++ {
+				amount := 2_000_000 + int64(i*7%100)
+				res, err := h.commitments.CreateHold(ctx, &pb.CreateHoldRequest{Envelope: "envelopes/axis-3",
+					Beneficiary: fmt.Sprintf("a3h-benef-%04d", i), Project: fmt.Sprintf("a3h-p%04d", i), Amount: amount,
+					EligibleCost: proto.Int64(2 * amount), Territory: fmt.Sprintf("insee:%05d", 50_000+i),
+					RequestId: fmt.Sprintf("file-a3h-%04d", i), EffectiveTime: when})
+				if err != nil {
+					t.Fatalf("CreateHold(file %d, %v): %v", i, when.AsTime(), err)
+				}
+				hold := res.GetHold()
+				if hold.GetState() != pb.HoldState_HOLD_STATE_HELD || hold.GetAmount() != amount ||
+					!hold.GetEffectiveTime().AsTime().Equal(when.AsTime()) {
+					t.Fatalf("hold of file %d = %v, want %d HELD from %v", i, hold, amount, when.AsTime())
+				}
+				holds = append(holds, hold)
+				heldTotal += amount
+			}
+		}
+		type event struct {
+			when *timestamppb.Timestamp
+			do   func()
+		}
+		var events []event
+		for _, c := range []committee{
+			{"axis-1", "a1", 0, 44, date(2021, 3, 11)},
+			{"axis-3", "a3", 0, 200, date(2021, 5, 6)},
+			{"axis-2-national", "a2n", 0, 75, date(2021, 5, 20)},
+			{"axis-2-franceconnect", "a2fc", 0, 104, date(2021, 6, 10)},
+			{"axis-3", "a3", 200, 200, date(2021, 7, 8)},
+			{"axis-3", "a3", 400, 100, date(2021, 9, 16)},
+		} {
+			events = append(events, event{c.decided, func() { decide(c) }})
+		}
+		for g, when := range filed {
+			events = append(events, event{when, func() { file(g) }})
+		}
+		slices.SortStableFunc(events, func(a, b event) int { return a.when.AsTime().Compare(b.when.AsTime()) })
+		for _, e := range events {
+			e.do()
+		}
+		if len(holds) != len(filed)*filesPerGroup {
+			t.Fatalf("%d holds filed, want %d", len(holds), len(filed)*filesPerGroup)
+		}
 		sum := func(envelope string, from, to int) int64 {
 			var s int64
 			for _, a := range amounts[envelope][from:to] {
@@ -137,7 +185,8 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		}
 
 		// The second call's rules, in force from 20 September 2021: recorded today, they keep
-		// their date, since nothing recorded on the fund took effect after it.
+		// their date, since nothing recorded on the fund and its descendants (awards and holds,
+		// up to 16 September) took effect after it.
 		setRules("envelopes/fund", "appel-2", "rules-appel-2-fund", ruleSet(proto.Int64(7500), nil), date(2021, 9, 20))
 		setRules("envelopes/axis-2-national", "appel-2", "rules-appel-2-national", ruleSet(nil, proto.Int64(300_000)), date(2021, 9, 20))
 		recordedBeforeCall2, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund"})
@@ -178,6 +227,69 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		_, err = commit("envelopes/axis-1", "late-decision", 1_000_000, 2_000_000, 0, date(2021, 10, 1))
 		if code, info := errorInfo(t, err); code != codes.FailedPrecondition || info.GetReason() != "EFFECTIVE_TIME_BEFORE_LATEST" {
 			t.Fatalf("an award backdated before axis 1's latest: %v %s, want EFFECTIVE_TIME_BEFORE_LATEST", code, info.GetReason())
+		}
+
+		// The selection of December 2021, effective 15 December (under the second call's rules,
+		// recorded after them): of the 1,200 files still held, one in four is funded (300), one in
+		// three of those at 80 % of the amount held, the rest of which returns to axis 3's
+		// available amount; the other 900 are cancelled, their whole amount returned.
+		selected := date(2021, 12, 15)
+		axis3, err := h.envelopes.GetEnvelope(ctx, &pb.GetEnvelopeRequest{Name: "envelopes/axis-3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		available := axis3.GetEnvelope().GetAvailable()
+		var confirmedTotal int64
+		confirmedCount := 0
+		for i, hold := range holds {
+			var env *pb.Envelope
+			var returned int64
+			if i%4 == 0 {
+				amount := hold.GetAmount()
+				if i%12 == 0 {
+					amount = hold.GetAmount() * 8 / 10
+				}
+				res, err := h.commitments.ConfirmHold(ctx, &pb.ConfirmHoldRequest{Hold: hold.GetName(), Amount: amount,
+					RequestId: fmt.Sprintf("selection-a3h-%04d", i), EffectiveTime: selected})
+				if err != nil {
+					t.Fatalf("ConfirmHold(file %d): %v", i, err)
+				}
+				c := res.GetCommitment()
+				if c.GetAmount() != amount || res.GetHold().GetState() != pb.HoldState_HOLD_STATE_CONFIRMED ||
+					res.GetHold().GetConfirmedAmount() != amount || res.GetHold().GetCommitment() != c.GetName() ||
+					c.GetProject() != hold.GetProject() || !c.GetEffectiveTime().AsTime().Equal(selected.AsTime()) {
+					t.Fatalf("ConfirmHold(file %d) = %v, want a commitment of %d effective %v", i, res, amount, selected.AsTime())
+				}
+				awards["axis-3"] = append(awards["axis-3"], c)
+				confirmedTotal += amount
+				confirmedCount++
+				env, returned = res.GetEnvelope(), hold.GetAmount()-amount
+			} else {
+				res, err := h.commitments.CancelHold(ctx, &pb.CancelHoldRequest{Hold: hold.GetName(),
+					Reason: "dossier non retenu par le comité de sélection", RequestId: fmt.Sprintf("selection-a3h-%04d", i),
+					EffectiveTime: selected})
+				if err != nil {
+					t.Fatalf("CancelHold(file %d): %v", i, err)
+				}
+				if res.GetHold().GetState() != pb.HoldState_HOLD_STATE_CANCELLED || res.GetHold().GetCancelReason() == "" {
+					t.Fatalf("CancelHold(file %d) = %v", i, res)
+				}
+				env, returned = res.GetEnvelope(), hold.GetAmount()
+			}
+			if env.GetAvailable() != available+returned {
+				t.Fatalf("file %d: axis 3 available %d after the selection, want %d + %d returned", i, env.GetAvailable(), available, returned)
+			}
+			available = env.GetAvailable()
+		}
+		if confirmedCount != 300 {
+			t.Fatalf("%d files funded, want 300", confirmedCount)
+		}
+		for state, want := range map[pb.HoldState]int{pb.HoldState_HOLD_STATE_HELD: 0, pb.HoldState_HOLD_STATE_CONFIRMED: 300,
+			pb.HoldState_HOLD_STATE_CANCELLED: 900} {
+			list, err := h.commitments.ListHolds(ctx, &pb.ListHoldsRequest{Envelope: "envelopes/axis-3", State: state, PageSize: 1000})
+			if err != nil || len(list.GetHolds()) != want || list.GetNextPageToken() != "" {
+				t.Fatalf("ListHolds(axis-3, %v): %d holds, %v; want %d", state, len(list.GetHolds()), err, want)
+			}
 		}
 
 		// Payments and closings of 2022-2024 (issue 13 §2), recorded today with their dates, on
@@ -316,12 +428,43 @@ func TestFranceRelanceWithDates(t *testing.T) {
 			"envelopes/fund":                 {3_662_000_000, 723},
 		}
 		check("as of 8 October 2021", report(date(2021, 10, 8), nil), firstWave)
-		// 31 December 2021 (the README's example): the two awards of the second call too.
+		// What holds still HELD reserve, as of a date: rolled up, the fund's is axis 3's.
+		held := func(asOf *timestamppb.Timestamp) map[string]int64 {
+			t.Helper()
+			res, err := reports.GetFundingReport(ctx, &pb.GetFundingReportRequest{Envelope: "envelopes/fund", AsOfTime: asOf})
+			if err != nil {
+				t.Fatalf("report as of %v: %v", asOf.AsTime(), err)
+			}
+			out := map[string]int64{}
+			for _, l := range res.GetEnvelopes() {
+				out[l.GetEnvelope()] = l.GetTotal().GetHeld()
+			}
+			return out
+		}
+		checkHeld := func(what string, got map[string]int64, want int64) {
+			t.Helper()
+			for _, name := range []string{"envelopes/axis-3", "envelopes/fund"} {
+				if got[name] != want {
+					t.Errorf("%s: %s held %d, want %d", what, name, got[name], want)
+				}
+			}
+			for _, name := range []string{"envelopes/axis-1", "envelopes/axis-2"} {
+				if got[name] != 0 {
+					t.Errorf("%s: %s held %d, want 0", what, name, got[name])
+				}
+			}
+		}
+		// On 8 October 2021 the 1,200 files were all under review.
+		checkHeld("as of 8 October 2021", held(date(2021, 10, 8)), heldTotal)
+		// 31 December 2021 (the README's example): the two awards of the second call and the 300
+		// files funded in December too; nothing held any more.
 		check("as of 31 December 2021", report(date(2021, 12, 31), nil), map[string]figures{
 			"envelopes/axis-1":          {1_330_000_000 + 70_000_000, 45},
 			"envelopes/axis-2-national": {1_310_000_000 + 5*million, 76},
-			"envelopes/fund":            {3_662_000_000 + 70_000_000 + 5*million, 725},
+			"envelopes/axis-3":          {970_000_000 + confirmedTotal, 800},
+			"envelopes/fund":            {3_662_000_000 + 70_000_000 + 5*million + confirmedTotal, 1025},
 		})
+		checkHeld("as of 31 December 2021", held(date(2021, 12, 31)), 0)
 		// As the ledger knew it before the second call's awards were recorded.
 		check("as of 31 December 2021, known before the second call's awards", report(date(2021, 12, 31), recordedBeforeCall2.GetKnownAtTime()), firstWave)
 		// Before the fund was announced, there was no fund.

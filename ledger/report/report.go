@@ -224,8 +224,9 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 			return err
 		}
 
-		// Holds made by then: what those still HELD reserve.
-		rs, err = q.Query(ctx, "SELECT id, envelope_id FROM holds WHERE created_at <= $1", limit)
+		// Holds made by then (recorded by the horizon, in effect at the date): what those still
+		// HELD reserve.
+		rs, err = q.Query(ctx, "SELECT id, envelope_id FROM holds WHERE created_at <= $1 AND effective_at <= $2", known, limit)
 		if err != nil {
 			return err
 		}

@@ -46,7 +46,7 @@ func TestPaymentLifeOverGRPC(t *testing.T) {
 			t.Errorf("after the advance: envelope %v", env)
 		}
 		p := advance.GetPayment()
-		if p.GetName() == "" || p.GetAmount() != 12_000_00 || !p.GetEffectiveTime().AsTime().Equal(advanceReq.GetEffectiveTime().AsTime()) ||
+		if p.GetName() == "" || p.GetAmount() != 12_000_00 || !p.GetEffectiveTime().AsTime().Equal(p.GetCreateTime().AsTime()) ||
 			p.GetJournalEntry() != advance.GetJournalEntry() {
 			t.Errorf("payment = %v", p)
 		}

@@ -87,11 +87,16 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 			defer close(consumerDone)
 			journal := pb.NewJournalServiceClient(dialPlain(t, addrA))
 			for {
+				sctx, cancel := context.WithCancel(ctx)
+				// Checked and published under mu, with the main goroutine's Store and cancel
+				// under mu too: either this stream's cancel is the one it calls, or the consumer
+				// sees the target here (a stream opened after the wake-up would wait forever).
+				mu.Lock()
 				if n := target.Load(); n > 0 && last == n {
+					mu.Unlock()
+					cancel()
 					return
 				}
-				sctx, cancel := context.WithCancel(ctx)
-				mu.Lock()
 				cancelFn = cancel
 				mu.Unlock()
 				stream, err := journal.WatchJournalEntries(sctx, &pb.WatchJournalEntriesRequest{AfterSequence: last})
@@ -120,6 +125,10 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 						}
 						received = append(received, e)
 						last = e.GetSequence()
+					}
+					if n := target.Load(); n > 0 && last == n {
+						cancel()
+						return
 					}
 					thisStream += len(resp.GetJournalEntries())
 					if thisStream >= 1 && reconnects < 5 {
@@ -163,9 +172,9 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 		if want := 1 + 30 + callers*awards; len(final) != want {
 			t.Fatalf("the journal has %d entries, want %d", len(final), want)
 		}
-		target.Store(int64(len(final)))
 		// Wake a consumer that already has everything and waits for more.
 		mu.Lock()
+		target.Store(int64(len(final)))
 		cancelFn()
 		mu.Unlock()
 		<-consumerDone

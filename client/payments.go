@@ -5,8 +5,6 @@ import (
 	"iter"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
@@ -28,7 +26,7 @@ func (c *Client) CreatePayment(ctx context.Context, p PaymentParams) (*pb.Create
 	return c.commitments.CreatePayment(ctx, &pb.CreatePaymentRequest{
 		Parent:        p.Commitment,
 		Amount:        p.Amount,
-		EffectiveTime: timestampOrNil(p.EffectiveTime),
+		EffectiveTime: timestamp(p.EffectiveTime),
 		RequestId:     requestID(p.RequestID),
 	})
 }
@@ -50,7 +48,7 @@ func (c *Client) CloseCommitment(ctx context.Context, p CloseParams) (*pb.CloseC
 	return c.commitments.CloseCommitment(ctx, &pb.CloseCommitmentRequest{
 		Commitment:    p.Commitment,
 		Reason:        p.Reason,
-		EffectiveTime: timestampOrNil(p.EffectiveTime),
+		EffectiveTime: timestamp(p.EffectiveTime),
 		RequestId:     requestID(p.RequestID),
 	})
 }
@@ -63,11 +61,4 @@ func (c *Client) ListPayments(ctx context.Context, commitment string, pageSize i
 		resp, err := c.commitments.ListPayments(ctx, &pb.ListPaymentsRequest{Parent: commitment, PageSize: pageSize, PageToken: token})
 		return resp.GetPayments(), resp.GetNextPageToken(), err
 	})
-}
-
-func timestampOrNil(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		return nil
-	}
-	return timestamppb.New(t)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -16,7 +17,7 @@ func (s *commitmentService) CreateHold(ctx context.Context, req *pb.CreateHoldRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -42,7 +43,7 @@ func (s *commitmentService) CreateHold(ctx context.Context, req *pb.CreateHoldRe
 }
 
 func (s *commitmentService) ConfirmHold(ctx context.Context, req *pb.ConfirmHoldRequest) (*pb.ConfirmHoldResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -61,7 +62,7 @@ func (s *commitmentService) ConfirmHold(ctx context.Context, req *pb.ConfirmHold
 }
 
 func (s *commitmentService) CancelHold(ctx context.Context, req *pb.CancelHoldRequest) (*pb.CancelHoldResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -118,11 +119,12 @@ func holdStatePB(s ledger.HoldState) pb.HoldState {
 	return pb.HoldState_HOLD_STATE_UNSPECIFIED
 }
 
-func optionalTime(t interface{ IsZero() bool }, ts *timestamppb.Timestamp) *timestamppb.Timestamp {
+// optionalTime is t as a Timestamp, nil (unset) when t is zero.
+func optionalTime(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
 	}
-	return ts
+	return timestamppb.New(t)
 }
 
 func holdPB(h *ledger.Hold) *pb.Hold {
@@ -136,8 +138,8 @@ func holdPB(h *ledger.Hold) *pb.Hold {
 		State:           holdStatePB(h.State),
 		Description:     h.Description,
 		Territory:       h.Policy.Territory,
-		ExpireTime:      optionalTime(h.ExpireAt, timestamppb.New(h.ExpireAt)),
-		EffectiveTime:   optionalTime(h.EffectiveAt, timestamppb.New(h.EffectiveAt)),
+		ExpireTime:      optionalTime(h.ExpireAt),
+		EffectiveTime:   optionalTime(h.EffectiveAt),
 		ConfirmedAmount: h.ConfirmedAmount,
 		CancelReason:    h.Reason,
 		CreateTime:      timestamppb.New(h.CreatedAt),

@@ -12,7 +12,7 @@ import (
 // Payments and closing (issue 13 §2), on commitmentService.
 
 func (s *commitmentService) CreatePayment(ctx context.Context, req *pb.CreatePaymentRequest) (*pb.CreatePaymentResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -44,7 +44,7 @@ func (s *commitmentService) ListPayments(ctx context.Context, req *pb.ListPaymen
 }
 
 func (s *commitmentService) CloseCommitment(ctx context.Context, req *pb.CloseCommitmentRequest) (*pb.CloseCommitmentResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := effectiveOf(req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}

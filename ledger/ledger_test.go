@@ -1279,6 +1279,7 @@ func TestJournalAppendOnly(t *testing.T) {
 		if _, err := l.Release(ctx, releaseCmd(c.Commitment.ID, 10)); err != nil {
 			t.Fatal(err)
 		}
+		paid := mustPay(t, l, c.Commitment.ID, 100)
 		if _, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
 			Call: "appel-1", Rules: Rules{MaxFundingShareBPS: ptr(5000)}}); err != nil {
 			t.Fatal(err)
@@ -1298,6 +1299,9 @@ func TestJournalAppendOnly(t *testing.T) {
 			"DELETE FROM postings",
 			"UPDATE requests SET outcome = '{}'",
 			"DELETE FROM requests",
+			// Payments are money that left: recorded once (migration 16).
+			"UPDATE payments SET amount = amount + 1",
+			"DELETE FROM payments",
 		} {
 			err := rawExec(ctx, l, stmt)
 			if err == nil {
@@ -1313,6 +1317,11 @@ func TestJournalAppendOnly(t *testing.T) {
 			t.Fatal(err)
 		} else if diff := cmp.Diff(rulesBefore.RuleSets, rulesAfter.RuleSets); diff != "" {
 			t.Errorf("the rule sets changed (-before +after):\n%s", diff)
+		}
+		if payments, _, err := l.ListPayments(ctx, c.Commitment.ID, Page{}); err != nil {
+			t.Fatal(err)
+		} else if diff := cmp.Diff([]Payment{paid.Payment}, payments); diff != "" {
+			t.Errorf("the payments changed (-before +after):\n%s", diff)
 		}
 		// The request log still replays: the commit's outcome was not erased.
 		requireVerifyOK(t, l)

@@ -114,6 +114,29 @@ var rulesAppendOnly = map[string][]string{
 	},
 }
 
+// paymentsAppendOnly (migration 16) makes the payments append-only like the journal (invariant 6):
+// a payment is money that left the programme, recorded once; its amount, date and commitment
+// are never edited or removed. A payment undone is not a thing the ledger knows: what was paid
+// stays paid (docs/payments.md). The PostgreSQL function is its own, so it depends on no other
+// migration.
+var paymentsAppendOnly = map[string][]string{
+	"sqlite": {
+		`DROP TRIGGER IF EXISTS payments_append_only`,
+		`CREATE TRIGGER payments_append_only BEFORE UPDATE ON payments
+		 BEGIN SELECT RAISE(ABORT, 'the payments are append-only'); END`,
+		`DROP TRIGGER IF EXISTS payments_no_delete`,
+		`CREATE TRIGGER payments_no_delete BEFORE DELETE ON payments
+		 BEGIN SELECT RAISE(ABORT, 'the payments are append-only'); END`,
+	},
+	"postgres": {
+		`DROP TRIGGER IF EXISTS payments_append_only ON payments`,
+		`CREATE OR REPLACE FUNCTION ledger_payments_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
+		`CREATE TRIGGER payments_append_only BEFORE UPDATE OR DELETE ON payments
+		 FOR EACH ROW EXECUTE FUNCTION ledger_payments_append_only()`,
+	},
+}
+
 // sequenceTriggers (migration 7, after 00004) let the journal's append-only trigger allow one
 // change: giving an entry its position (seq) once, from NULL, with nothing else changed.
 var sequenceTriggers = map[string][]string{
@@ -269,6 +292,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{8, holdsSchema[dialect]},
 		{10, effectiveTimes[dialect]},
 		{11, tlogSchema[dialect]}, // the transparency log (tlog_schema.go)
+		{16, paymentsAppendOnly[dialect]},
 	}
 }
 

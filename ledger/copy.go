@@ -118,3 +118,38 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, e
 	}
 	return rep, nil
 }
+
+// BackupReport is the verification of a backup.
+type BackupReport struct {
+	Verify       VerifyReport
+	Log          LogReport
+	LastSequence int64
+	LogSize      int64
+	LogRoot      []byte
+}
+
+// ErrBackupUnsound says that the backup was written but fails verification.
+var ErrBackupUnsound = errors.New("the backup fails verification")
+
+// Backup writes an online, consistent copy of the SQLite ledger at database to the new file out
+// (store.Backup), then opens the copy and verifies it and its log (vkey, when set, checks the
+// checkpoints' signatures too).
+func Backup(ctx context.Context, database, out, vkey string) (BackupReport, error) {
+	var rep BackupReport
+	// Opening the backup to verify it would migrate a ledger of another schema version.
+	if err := store.CheckSchema(ctx, database); err != nil {
+		return rep, err
+	}
+	if err := store.Backup(ctx, database, out); err != nil {
+		return rep, err
+	}
+	var err error
+	rep.Verify, rep.Log, rep.LastSequence, rep.LogSize, rep.LogRoot, err = verifyAll(ctx, out, vkey)
+	if err != nil {
+		return rep, fmt.Errorf("verifying the backup %s: %w", out, err)
+	}
+	if n := len(rep.Verify.Discrepancies) + len(rep.Log.Discrepancies); n > 0 {
+		return rep, fmt.Errorf("%w: %s: %d discrepancies: %v %v", ErrBackupUnsound, out, n, rep.Verify.Discrepancies, rep.Log.Discrepancies)
+	}
+	return rep, nil
+}

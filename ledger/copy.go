@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/budgetledger/budgetledger/ledger/translog"
@@ -32,8 +33,10 @@ type CopyReport struct {
 	// Source and SourceLog are the source's verification (before the copy).
 	Source    VerifyReport
 	SourceLog LogReport
-	// Copy is what store.Copy wrote: the rows per table.
-	Copy store.CopyResult
+	// Copy is what store.Copy wrote: the rows per table; CopyTime how long it took (the
+	// verifications excluded).
+	Copy     store.CopyResult
+	CopyTime time.Duration
 	// Target and TargetLog are the target's verification (after the copy).
 	Target    VerifyReport
 	TargetLog LogReport
@@ -105,7 +108,9 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, e
 		return rep, fmt.Errorf("%w (%d discrepancies; nothing was copied; --force copies it as it is): %v",
 			ErrSourceUnsound, len(bad), bad)
 	}
+	start := time.Now()
 	rep.Copy, err = store.Copy(ctx, from, to, store.CopyOptions{BatchRows: opts.BatchRows, Progress: opts.Progress, AfterBatch: opts.AfterBatch})
+	rep.CopyTime = time.Since(start)
 	if err != nil {
 		return rep, err
 	}

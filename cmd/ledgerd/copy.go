@@ -110,8 +110,9 @@ func copyMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, t := range rep.Copy.Tables {
 		fmt.Fprintf(stdout, "  %-22s %d rows\n", t.Table, t.Rows)
 	}
-	fmt.Fprintf(stdout, "journal: %d entries, last position %d (%.0f entries/s)\n", rep.Target.Entries, rep.LastSequence,
-		float64(rep.Target.Entries)/elapsed.Seconds())
+	fmt.Fprintf(stdout, "journal: %d entries, last position %d; the copy itself took %s: %.0f entries/s, %.0f rows/s (verifications excluded)\n",
+		rep.Target.Entries, rep.LastSequence, rep.CopyTime.Round(time.Millisecond),
+		float64(rep.Target.Entries)/rep.CopyTime.Seconds(), float64(rep.Copy.Rows)/rep.CopyTime.Seconds())
 	fmt.Fprintf(stdout, "transparency log: size %d, root %s\n", rep.LogSize, hex.EncodeToString(rep.LogRoot))
 	fmt.Fprintf(stdout, "target verified: %d envelopes, %d commitments, %d journal entries, %d checkpoints: %d discrepancies\n",
 		rep.Target.Envelopes, rep.Target.Commitments, rep.Target.Entries, rep.TargetLog.Checkpoints,

@@ -52,6 +52,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -920,6 +921,16 @@ func (c *ledgerCopier) writeBatch(ctx context.Context, t copyTable, batch [][]an
 			return err
 		}
 	}
+	if c.dst.dialect == "postgres" && !c.dst.cockroach && len(c.fresh[t.name]) == 0 {
+		// PostgreSQL loads rows fastest with COPY, in the same transaction as the progress row.
+		if err := c.copyIn(ctx, t, batch, keyText, copied, phase); err != nil {
+			return err
+		}
+		c.done += int64(len(batch))
+		c.rowsThisRun += int64(len(batch))
+		c.report(t.name)
+		return nil
+	}
 	perStmt := max(1, min(len(batch), maxParamsPerInsert/max(1, len(t.cols)), maxRowsPerInsert))
 	err := c.inTarget(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(batch); start += perStmt {
@@ -1077,4 +1088,36 @@ func CheckSchema(ctx context.Context, database string) error {
 	h := handles(e)
 	defer h.close()
 	return checkVersions(ctx, h.read, "source")
+}
+
+// copyIn writes a batch to PostgreSQL with COPY and records the progress, in one transaction on
+// one connection (database/sql has no COPY: the transaction is begun and ended by hand around
+// pgx's CopyFrom).
+func (c *ledgerCopier) copyIn(ctx context.Context, t copyTable, batch [][]any, keyText string, copied int64, phase int) error {
+	conn, err := c.dst.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("copy: a PostgreSQL connection of type %T", dc)
+		}
+		_, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(batch))
+		return err
+	})
+	if err == nil {
+		_, err = conn.ExecContext(ctx, c.progressStmt, t.name, keyText, copied, phase)
+	}
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "COMMIT")
+		return err
+	}
+	// The connection goes back to the pool: its transaction must not stay open.
+	_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	return err
 }

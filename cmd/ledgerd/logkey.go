@@ -25,6 +25,8 @@ var logSubcommands = map[string]func(ctx context.Context, args []string, stdout,
 	"log-key":        logKeyMain,
 	"export-journal": exportJournalMain,
 	"verify-log":     verifyLogMain,
+	"backup":         backupMain, // copy.go
+	"copy":           copyMain,   // copy.go
 }
 
 // logFlags are the server's flags of the transparency log.

@@ -83,6 +83,12 @@ type Config struct {
 	// MustExist refuses to create the database: a SQLite file that does not exist is
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool
+
+	// noMigrate opens the database as it is, without migrating it (the source of a copy).
+	noMigrate bool
+	// unfinishedCopy opens a database that `ledgerd copy` has not finished filling (the
+	// target of a copy resuming); any other Open refuses it (ErrUnfinishedCopy).
+	unfinishedCopy bool
 }
 
 // historyKey marks a context whose reads accept a past snapshot.
@@ -120,10 +126,33 @@ func Open(ctx context.Context, database string, cfg Config) (Engine, error) {
 	if cfg.TxTimeout <= 0 {
 		cfg.TxTimeout = 5 * time.Second
 	}
-	if strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://") {
+	e, err := open(ctx, database, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.unfinishedCopy {
+		if err := checkCopyFinished(ctx, e); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// open opens the engine of database, without the checks of Open.
+func open(ctx context.Context, database string, cfg Config) (Engine, error) {
+	if cfg.TxTimeout <= 0 {
+		cfg.TxTimeout = 5 * time.Second
+	}
+	if isPostgres(database) {
 		return openPostgres(ctx, database, cfg)
 	}
 	return openSQLite(ctx, sqlitePath(database), cfg)
+}
+
+// isPostgres reports whether database names a PostgreSQL or CockroachDB server.
+func isPostgres(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
 }
 
 // Retryable reports whether err is a transient conflict: the same transaction may succeed if

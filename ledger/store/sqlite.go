@@ -71,7 +71,7 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 		db.Close()
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
-	if err := migrate(ctx, db, "sqlite", false); err != nil {
+	if err := cfg.migrate(ctx, db, "sqlite", false); err != nil {
 		db.Close()
 		return nil, err
 	}

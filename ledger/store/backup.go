@@ -1,0 +1,40 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// ErrBackupExists refuses to write a backup over an existing file.
+var ErrBackupExists = errors.New("the backup file exists already: a backup never overwrites a file")
+
+// Backup writes an online, consistent copy of the SQLite ledger at database to the new file out,
+// with SQLite's VACUUM INTO (issue 20, docs/operations.md): it reads one snapshot of the WAL
+// database, as any reader does, so ledgerd goes on serving and committing beside it, and the
+// copy holds exactly the transactions committed before the snapshot began, its pages written
+// anew (no WAL to carry). PostgreSQL and CockroachDB are backed up with their own tools
+// (pg_dump, pg_basebackup; BACKUP): Backup refuses them.
+func Backup(ctx context.Context, database, out string) error {
+	if isPostgres(database) {
+		return errors.New("ledgerd backup copies a SQLite ledger; back up PostgreSQL with pg_dump or pg_basebackup, CockroachDB with BACKUP (docs/operations.md)")
+	}
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("%w: %s", ErrBackupExists, out)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	e, err := open(ctx, database, Config{MustExist: true, noMigrate: true, TxTimeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	// VACUUM INTO fails, too, on a file that exists and is not empty.
+	if _, err := e.(*sqliteEngine).db.ExecContext(ctx, `VACUUM INTO $1`, out); err != nil {
+		return fmt.Errorf("writing the backup %s: %w", out, err)
+	}
+	return nil
+}

@@ -25,6 +25,8 @@ var logSubcommands = map[string]func(ctx context.Context, args []string, stdout,
 	"log-key":        logKeyMain,
 	"export-journal": exportJournalMain,
 	"verify-log":     verifyLogMain,
+	// The open-data export (issue 15 §1, export.go): `ledgerd export scdl`.
+	"export": exportMain,
 }
 
 // logFlags are the server's flags of the transparency log.

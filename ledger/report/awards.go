@@ -36,7 +36,7 @@ type Awards struct {
 	// Envelope is the envelope asked for, and Root the root of its tree (the envelope itself for
 	// a root): the granting body is the root's.
 	Envelope, Root core.Envelope
-	// Awards are in the order of their effective times, then of their ids.
+	// Awards are in the order of their effective times, then of their recording, then of ids.
 	Awards []Award
 }
 
@@ -193,7 +193,7 @@ func ComputeAwards(ctx context.Context, db store.Engine, rootID string, asOf *ti
 			slices.SortFunc(out.Awards[i].PaymentDates, time.Time.Compare)
 		}
 		slices.SortFunc(out.Awards, func(a, b Award) int {
-			return cmp.Or(a.EffectiveAt.Compare(b.EffectiveAt), strings.Compare(a.ID, b.ID))
+			return cmp.Or(a.EffectiveAt.Compare(b.EffectiveAt), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 		})
 		if asOf == nil {
 			out.AsOf = time.UnixMicro(latest).UTC()

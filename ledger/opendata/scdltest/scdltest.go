@@ -252,3 +252,24 @@ func CheckAmounts(data []byte, sum opendata.Summary) error {
 	}
 	return nil
 }
+
+// SIRET completes 13 digits with the Luhn check digit the ledger checks: a valid SIRET.
+func SIRET(digits13 string) string {
+	for c := '0'; c <= '9'; c++ {
+		s := digits13 + string(c)
+		sum := 0
+		for i := range len(s) {
+			d := int(s[len(s)-1-i] - '0')
+			if i%2 == 1 {
+				if d *= 2; d > 9 {
+					d -= 9
+				}
+			}
+			sum += d
+		}
+		if sum%10 == 0 {
+			return s
+		}
+	}
+	panic("unreachable: one of ten digits completes a Luhn sum")
+}

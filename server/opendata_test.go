@@ -236,6 +236,8 @@ func TestExportSubventions(t *testing.T) {
 				AsOfTime: &timestamppb.Timestamp{Seconds: 253402300800}}, codes.InvalidArgument, "INVALID_ARGUMENT"},
 			{"a nature the schema lacks", &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", Nature: "subvention"},
 				codes.InvalidArgument, "INVALID_ARGUMENT"},
+			{"a nature twice", &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", Nature: "aide en nature;aide en nature"},
+				codes.InvalidArgument, "INVALID_ARGUMENT"},
 			{"payment terms the schema lacks", &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", PaymentTerms: "mensuel"},
 				codes.InvalidArgument, "INVALID_ARGUMENT"},
 			{"a period that is not one", &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", PaymentPeriod: "2023"},

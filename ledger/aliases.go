@@ -52,6 +52,8 @@ type (
 	Figures          = report.Figures
 	ReportLine       = report.ReportLine
 	Report           = report.Report
+	Award            = report.Award
+	Awards           = report.Awards
 )
 
 // Reasons, entry kinds and limits.

@@ -327,3 +327,16 @@ func (l *Ledger) report(ctx context.Context, rootID string, asOf, knownAt *time.
 	rep, err := report.Compute(store.ReadingHistory(ctx), l.db, rootID, asOf, knownAt)
 	return rep, l.classify(ctx, err)
 }
+
+// Awards reads the awards of the envelope rootID and its descendants as of the effective date
+// *asOf (everything when nil), with what each holds and was paid by then, in one consistent
+// snapshot; see report.ComputeAwards. The open-data export (package opendata) is built on it.
+func (l *Ledger) Awards(ctx context.Context, rootID string, asOf *time.Time) (Awards, error) {
+	if err := core.CheckEnvelopeID("envelope", rootID); err != nil {
+		return Awards{}, err
+	}
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	aw, err := report.ComputeAwards(store.ReadingHistory(ctx), l.db, rootID, asOf)
+	return aw, l.classify(ctx, err)
+}

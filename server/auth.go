@@ -69,6 +69,8 @@ var authorization = map[string][]Role{
 	pb.EnvelopeService_GetEnvelopeRules_FullMethodName: everyone,
 
 	pb.ReportService_GetFundingReport_FullMethodName: everyone,
+	// The open-data export reads what the funding report reads: the same roles.
+	pb.ReportService_ExportSubventions_FullMethodName: everyone,
 
 	pb.CommitmentService_Commit_FullMethodName:          {RoleService},
 	pb.CommitmentService_Release_FullMethodName:         {RoleService},

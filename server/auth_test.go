@@ -101,6 +101,7 @@ var designRoles = map[string][]server.Role{
 	"/budgetledger.v1.EnvelopeService/SetEnvelopeRules":              {server.RoleAdmin},
 	"/budgetledger.v1.EnvelopeService/GetEnvelopeRules":              server.Roles,
 	"/budgetledger.v1.ReportService/GetFundingReport":                server.Roles,
+	"/budgetledger.v1.ReportService/ExportSubventions":               server.Roles, // reads what the report reads
 	"/budgetledger.v1.CommitmentService/Commit":                      {server.RoleService},
 	"/budgetledger.v1.CommitmentService/Release":                     {server.RoleService},
 	"/budgetledger.v1.CommitmentService/BatchCommit":                 {server.RoleService},

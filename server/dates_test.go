@@ -47,7 +47,8 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		reports := pb.NewReportServiceClient(h.conn)
 		announced := date(2021, 1, 15)
 		for _, req := range []*pb.CreateEnvelopeRequest{
-			{EnvelopeId: "fund", DisplayName: "Transformation numérique des collectivités territoriales", Allocation: 88 * million, RequestId: "fund"},
+			{EnvelopeId: "fund", DisplayName: "Transformation numérique des collectivités territoriales", Allocation: 88 * million, RequestId: "fund",
+				GrantingBodyName: seedGrantingBody, GrantingBodySiret: seedGrantingBodySIRET},
 			{EnvelopeId: "axis-1", Parent: "envelopes/fund", DisplayName: "Axe 1 - outils numériques communs", Allocation: 30 * million, RequestId: "axis-1"},
 			{EnvelopeId: "axis-2", Parent: "envelopes/fund", DisplayName: "Axe 2 - projets d'envergure", Allocation: 24 * million, RequestId: "axis-2"},
 			{EnvelopeId: "axis-3", Parent: "envelopes/fund", DisplayName: "Axe 3 - projets locaux", Allocation: 34 * million, RequestId: "axis-3"},
@@ -102,6 +103,15 @@ func TestFranceRelanceWithDates(t *testing.T) {
 					Territory: fmt.Sprintf("insee:%05d", i)}
 				if w.population > 0 {
 					it.Population = proto.Int64(w.population + int64(i)*1000)
+				}
+				if c.envelope != "axis-2-franceconnect" {
+					// What publication needs (SCDL): the FranceConnect deployments have none, so
+					// that the open-data export lists them as unpublishable.
+					b := i % w.beneficiaries
+					it.DecisionReference = fmt.Sprintf("%s-%s", c.decided.AsTime().Format(time.DateOnly), w.prefix)
+					it.BeneficiaryLegalName = fmt.Sprintf("Collectivité %s-%03d", w.prefix, b)
+					it.BeneficiarySiret = seedSIRET(w.prefix, b)
+					it.Purpose = fmt.Sprintf("Projet %s-p%03d", w.prefix, i)
 				}
 				req.Items = append(req.Items, it)
 			}
@@ -472,6 +482,10 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		if code, info := errorInfo(t, err); code != codes.NotFound || info.GetReason() != "ENVELOPE_NOT_FOUND" {
 			t.Fatalf("the fund as of 2020: %v %s, want ENVELOPE_NOT_FOUND", code, info.GetReason())
 		}
+
+		// The open-data export of the replay (issue 15 §1): every column rule, and the amounts to
+		// the cent against the funding report, at the year ends.
+		checkSeedExport(t, h, awards)
 
 		v, err := pb.NewAuditServiceClient(h.conn).VerifyLedger(ctx, &pb.VerifyLedgerRequest{})
 		if err != nil {

@@ -1,15 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"buf.build/go/protovalidate"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/opendata"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
@@ -264,4 +268,50 @@ func figuresPB(f ledger.Figures) *pb.ReportFigures {
 	return &pb.ReportFigures{Allocation: f.Allocation, Awarded: f.Awarded, Committed: f.Committed,
 		Released: f.Released, Available: f.Available, AwardCount: f.AwardCount, BeneficiaryCount: f.BeneficiaryCount,
 		Paid: f.Paid, RemainingToPay: f.RemainingToPay, Held: f.Held}
+}
+
+// exportChunk is the most CSV bytes one message of ExportSubventions carries.
+const exportChunk = 64 << 10
+
+// ExportSubventions streams the SCDL CSV of an envelope's awards (package opendata) in pieces of
+// at most exportChunk bytes, then the summary. The export is read in one snapshot before the
+// first message, so that a refusal (a bad option, an unknown envelope) comes as the call's
+// status and never after part of a file.
+func (s *reportService) ExportSubventions(req *pb.ExportSubventionsRequest, stream grpc.ServerStreamingServer[pb.ExportSubventionsResponse]) error {
+	// The validation interceptor sees unary calls only.
+	if err := protovalidate.Validate(req); err != nil {
+		return validationStatus(err)
+	}
+	asOf, err := timeOf("as_of_time", req.GetAsOfTime())
+	if err != nil {
+		return toStatus(err)
+	}
+	var asOfP *time.Time
+	if req.GetAsOfTime() != nil {
+		asOfP = &asOf // as of exactly the time given, even 0001-01-01T00:00:00Z
+	}
+	opt := opendata.Options{Nature: req.GetNature(), NotificationUE: req.GetEuNotified(), DispositifAide: req.GetAidScheme(),
+		ConditionsVersement: req.GetPaymentTerms(), PaymentPeriod: req.GetPaymentPeriod()}
+	var csv bytes.Buffer
+	sum, err := opendata.Export(stream.Context(), s.ledger, id(req.GetEnvelope(), "envelopes"), asOfP, opt, &csv)
+	if err != nil {
+		return toStatus(err)
+	}
+	for data := csv.Bytes(); len(data) > 0; {
+		n := min(len(data), exportChunk)
+		if err := stream.Send(&pb.ExportSubventionsResponse{Content: &pb.ExportSubventionsResponse_CsvData{CsvData: data[:n]}}); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	out := &pb.ExportSubventionsSummary{AsOfTime: timestamppb.New(sum.AsOf), TotalAmount: sum.Total,
+		PublishedCount: int64(sum.Published), PublishedAmount: sum.PublishedAmount, UnpublishableAmount: sum.UnpublishableAmount}
+	for _, u := range sum.Unpublishable {
+		a := &pb.UnpublishableAward{Commitment: u.Commitment, Envelope: u.Envelope, Amount: u.Amount}
+		for _, p := range u.Problems {
+			a.Problems = append(a.Problems, &pb.ColumnProblem{Column: p.Column, Reason: p.Reason})
+		}
+		out.UnpublishableAwards = append(out.UnpublishableAwards, a)
+	}
+	return stream.Send(&pb.ExportSubventionsResponse{Content: &pb.ExportSubventionsResponse_Summary{Summary: out}})
 }

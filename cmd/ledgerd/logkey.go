@@ -27,6 +27,8 @@ var logSubcommands = map[string]func(ctx context.Context, args []string, stdout,
 	"verify-log":     verifyLogMain,
 	"backup":         backupMain, // copy.go
 	"copy":           copyMain,   // copy.go
+	// The open-data export (issue 15 §1, export.go): `ledgerd export scdl`.
+	"export": exportMain,
 }
 
 // logFlags are the server's flags of the transparency log.

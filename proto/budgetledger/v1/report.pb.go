@@ -421,6 +421,428 @@ func (x *ReportFigures) GetHeld() int64 {
 	return 0
 }
 
+// ExportSubventionsRequest is the request of ExportSubventions. The options give what the SCDL
+// schema needs and the ledger does not keep; they are the same for every row.
+type ExportSubventionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The envelope whose awards, and its descendants', are exported,
+	// "envelopes/{envelope}". nomAttribuant and idAttribuant are its root's granting body.
+	Envelope string `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Optional. The effective date of the export, in the years 0001 to 9999: the awards, releases
+	// and payments that took effect at or before it; everything when unset.
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Optional. nature: one of "aide en numéraire", "aide en nature", "aide en numéraire;aide en
+	// nature", "aide en nature;aide en numéraire"; "aide en numéraire" when empty.
+	Nature string `protobuf:"bytes,3,opt,name=nature,proto3" json:"nature,omitempty"`
+	// Optional. notificationUE: true when the awards are state aid notified to the European
+	// Commission ("oui"); "non" when false.
+	EuNotified bool `protobuf:"varint,4,opt,name=eu_notified,json=euNotified,proto3" json:"eu_notified,omitempty"`
+	// Optional. dispositifAide: the identifier of the aid scheme, at most 256 characters; the root
+	// envelope's display name when empty.
+	AidScheme string `protobuf:"bytes,5,opt,name=aid_scheme,json=aidScheme,proto3" json:"aid_scheme,omitempty"`
+	// Optional. conditionsVersement of every award: "unique", "échelonné" or "autre". When empty,
+	// it is derived from the award's payments by as_of_time: one, "unique"; several, "échelonné";
+	// none, empty, and the award cannot be published (the schema requires the column).
+	PaymentTerms string `protobuf:"bytes,6,opt,name=payment_terms,json=paymentTerms,proto3" json:"payment_terms,omitempty"`
+	// Optional. datesPeriodeVersement of the awards without any payment by as_of_time: a date
+	// AAAA-MM-JJ or a period AAAA-MM-JJ/AAAA-MM-JJ (what their agreements plan). When empty, such
+	// an award cannot be published (the schema requires the column). An award with payments has
+	// the date of its payment, or the period from its first payment's date to its last's.
+	PaymentPeriod string `protobuf:"bytes,7,opt,name=payment_period,json=paymentPeriod,proto3" json:"payment_period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSubventionsRequest) Reset() {
+	*x = ExportSubventionsRequest{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSubventionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSubventionsRequest) ProtoMessage() {}
+
+func (x *ExportSubventionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSubventionsRequest.ProtoReflect.Descriptor instead.
+func (*ExportSubventionsRequest) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ExportSubventionsRequest) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *ExportSubventionsRequest) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *ExportSubventionsRequest) GetNature() string {
+	if x != nil {
+		return x.Nature
+	}
+	return ""
+}
+
+func (x *ExportSubventionsRequest) GetEuNotified() bool {
+	if x != nil {
+		return x.EuNotified
+	}
+	return false
+}
+
+func (x *ExportSubventionsRequest) GetAidScheme() string {
+	if x != nil {
+		return x.AidScheme
+	}
+	return ""
+}
+
+func (x *ExportSubventionsRequest) GetPaymentTerms() string {
+	if x != nil {
+		return x.PaymentTerms
+	}
+	return ""
+}
+
+func (x *ExportSubventionsRequest) GetPaymentPeriod() string {
+	if x != nil {
+		return x.PaymentPeriod
+	}
+	return ""
+}
+
+// ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV,
+// or the summary that ends the stream.
+type ExportSubventionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. What the message carries.
+	//
+	// Types that are valid to be assigned to Content:
+	//
+	//	*ExportSubventionsResponse_CsvData
+	//	*ExportSubventionsResponse_Summary
+	Content       isExportSubventionsResponse_Content `protobuf_oneof:"content"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSubventionsResponse) Reset() {
+	*x = ExportSubventionsResponse{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSubventionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSubventionsResponse) ProtoMessage() {}
+
+func (x *ExportSubventionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSubventionsResponse.ProtoReflect.Descriptor instead.
+func (*ExportSubventionsResponse) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExportSubventionsResponse) GetContent() isExportSubventionsResponse_Content {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ExportSubventionsResponse) GetCsvData() []byte {
+	if x != nil {
+		if x, ok := x.Content.(*ExportSubventionsResponse_CsvData); ok {
+			return x.CsvData
+		}
+	}
+	return nil
+}
+
+func (x *ExportSubventionsResponse) GetSummary() *ExportSubventionsSummary {
+	if x != nil {
+		if x, ok := x.Content.(*ExportSubventionsResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+type isExportSubventionsResponse_Content interface {
+	isExportSubventionsResponse_Content()
+}
+
+type ExportSubventionsResponse_CsvData struct {
+	// Output only. The next bytes of the CSV, at most 64 KiB.
+	CsvData []byte `protobuf:"bytes,1,opt,name=csv_data,json=csvData,proto3,oneof"`
+}
+
+type ExportSubventionsResponse_Summary struct {
+	// Output only. The summary of the export: the last message.
+	Summary *ExportSubventionsSummary `protobuf:"bytes,2,opt,name=summary,proto3,oneof"`
+}
+
+func (*ExportSubventionsResponse_CsvData) isExportSubventionsResponse_Content() {}
+
+func (*ExportSubventionsResponse_Summary) isExportSubventionsResponse_Content() {}
+
+// ExportSubventionsSummary is what an export published and what it could not. Amounts are in
+// minor units (cents).
+type ExportSubventionsSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The effective date of the export: the as_of_time asked, or else the latest
+	// effective time of the awards, releases and payments read.
+	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
+	// Output only. The amount of every award exported, published or not: the funding report's
+	// committed total of the envelope as of as_of_time.
+	TotalAmount int64 `protobuf:"varint,2,opt,name=total_amount,json=totalAmount,proto3" json:"total_amount,omitempty"`
+	// Output only. The number of rows of the CSV (the header aside).
+	PublishedCount int64 `protobuf:"varint,3,opt,name=published_count,json=publishedCount,proto3" json:"published_count,omitempty"`
+	// Output only. The total of the rows' montant. published_amount + unpublishable_amount =
+	// total_amount.
+	PublishedAmount int64 `protobuf:"varint,4,opt,name=published_amount,json=publishedAmount,proto3" json:"published_amount,omitempty"`
+	// Output only. The total of the amounts of the awards that cannot be published.
+	UnpublishableAmount int64 `protobuf:"varint,5,opt,name=unpublishable_amount,json=unpublishableAmount,proto3" json:"unpublishable_amount,omitempty"`
+	// Output only. Every award that cannot be published, in the order of the export.
+	UnpublishableAwards []*UnpublishableAward `protobuf:"bytes,6,rep,name=unpublishable_awards,json=unpublishableAwards,proto3" json:"unpublishable_awards,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ExportSubventionsSummary) Reset() {
+	*x = ExportSubventionsSummary{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSubventionsSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSubventionsSummary) ProtoMessage() {}
+
+func (x *ExportSubventionsSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSubventionsSummary.ProtoReflect.Descriptor instead.
+func (*ExportSubventionsSummary) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExportSubventionsSummary) GetAsOfTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOfTime
+	}
+	return nil
+}
+
+func (x *ExportSubventionsSummary) GetTotalAmount() int64 {
+	if x != nil {
+		return x.TotalAmount
+	}
+	return 0
+}
+
+func (x *ExportSubventionsSummary) GetPublishedCount() int64 {
+	if x != nil {
+		return x.PublishedCount
+	}
+	return 0
+}
+
+func (x *ExportSubventionsSummary) GetPublishedAmount() int64 {
+	if x != nil {
+		return x.PublishedAmount
+	}
+	return 0
+}
+
+func (x *ExportSubventionsSummary) GetUnpublishableAmount() int64 {
+	if x != nil {
+		return x.UnpublishableAmount
+	}
+	return 0
+}
+
+func (x *ExportSubventionsSummary) GetUnpublishableAwards() []*UnpublishableAward {
+	if x != nil {
+		return x.UnpublishableAwards
+	}
+	return nil
+}
+
+// UnpublishableAward is an award the export could not publish, and why.
+type UnpublishableAward struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The award, "commitments/{commitment}".
+	Commitment string `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// Output only. Its envelope, "envelopes/{envelope}".
+	Envelope string `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Output only. What it holds as of the export's date (its montant), in minor units.
+	Amount int64 `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// Output only. The columns at fault.
+	Problems      []*ColumnProblem `protobuf:"bytes,4,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpublishableAward) Reset() {
+	*x = UnpublishableAward{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpublishableAward) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpublishableAward) ProtoMessage() {}
+
+func (x *UnpublishableAward) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpublishableAward.ProtoReflect.Descriptor instead.
+func (*UnpublishableAward) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UnpublishableAward) GetCommitment() string {
+	if x != nil {
+		return x.Commitment
+	}
+	return ""
+}
+
+func (x *UnpublishableAward) GetEnvelope() string {
+	if x != nil {
+		return x.Envelope
+	}
+	return ""
+}
+
+func (x *UnpublishableAward) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *UnpublishableAward) GetProblems() []*ColumnProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// ColumnProblem is a column of the SCDL schema an award cannot fill.
+type ColumnProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. The column, as the schema names it ("nomBeneficiaire").
+	Column string `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// Output only. What is wrong: missing, and which field of the ledger would give it.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ColumnProblem) Reset() {
+	*x = ColumnProblem{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ColumnProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ColumnProblem) ProtoMessage() {}
+
+func (x *ColumnProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ColumnProblem.ProtoReflect.Descriptor instead.
+func (*ColumnProblem) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ColumnProblem) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *ColumnProblem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_budgetledger_v1_report_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_report_proto_rawDesc = "" +
@@ -465,9 +887,47 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount\x12\x17\n" +
 	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
 	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x12\x17\n" +
-	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held2x\n" +
+	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held\"\xd4\x06\n" +
+	"\x18ExportSubventionsRequest\x12s\n" +
+	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12_\n" +
+	"\n" +
+	"as_of_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\basOfTime\x12\xba\x02\n" +
+	"\x06nature\x18\x03 \x01(\tB\xa1\x02\xe0A\x01\xbaH\x9a\x02\xba\x01\xd3\x01\n" +
+	"\x0enature.allowed\x12Emust be \"aide en numéraire\", \"aide en nature\", or both joined by \";\"\x1azthis in ['aide en numéraire', 'aide en nature', 'aide en numéraire;aide en nature', 'aide en nature;aide en numéraire']\xd8\x01\x01r>2<^aide en (numéraire|nature)(;aide en (numéraire|nature))?$R\x06nature\x12$\n" +
+	"\veu_notified\x18\x04 \x01(\bB\x03\xe0A\x01R\n" +
+	"euNotified\x12?\n" +
+	"\n" +
+	"aid_scheme\x18\x05 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\x80\x022\x13^[^\\x00-\\x1f\\x7f]*$R\taidScheme\x12N\n" +
+	"\rpayment_terms\x18\x06 \x01(\tB)\xe0A\x01\xbaH#\xd8\x01\x01r\x1e2\x1c^(unique|échelonné|autre)$R\fpaymentTerms\x12n\n" +
+	"\x0epayment_period\x18\a \x01(\tBG\xe0A\x01\xbaHA\xd8\x01\x01r<2:^[0-9]{4}-[0-9]{2}-[0-9]{2}(/[0-9]{4}-[0-9]{2}-[0-9]{2})?$R\rpaymentPeriod\"\x94\x01\n" +
+	"\x19ExportSubventionsResponse\x12 \n" +
+	"\bcsv_data\x18\x01 \x01(\fB\x03\xe0A\x03H\x00R\acsvData\x12J\n" +
+	"\asummary\x18\x02 \x01(\v2).budgetledger.v1.ExportSubventionsSummaryB\x03\xe0A\x03H\x00R\asummaryB\t\n" +
+	"\acontent\"\xf4\x02\n" +
+	"\x18ExportSubventionsSummary\x12=\n" +
+	"\n" +
+	"as_of_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\basOfTime\x12&\n" +
+	"\ftotal_amount\x18\x02 \x01(\x03B\x03\xe0A\x03R\vtotalAmount\x12,\n" +
+	"\x0fpublished_count\x18\x03 \x01(\x03B\x03\xe0A\x03R\x0epublishedCount\x12.\n" +
+	"\x10published_amount\x18\x04 \x01(\x03B\x03\xe0A\x03R\x0fpublishedAmount\x126\n" +
+	"\x14unpublishable_amount\x18\x05 \x01(\x03B\x03\xe0A\x03R\x13unpublishableAmount\x12[\n" +
+	"\x14unpublishable_awards\x18\x06 \x03(\v2#.budgetledger.v1.UnpublishableAwardB\x03\xe0A\x03R\x13unpublishableAwards\"\x82\x02\n" +
+	"\x12UnpublishableAward\x12I\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\tB)\xe0A\x03\xfaA#\n" +
+	"!budgetledger.github.io/CommitmentR\n" +
+	"commitment\x12C\n" +
+	"\benvelope\x18\x02 \x01(\tB'\xe0A\x03\xfaA!\n" +
+	"\x1fbudgetledger.github.io/EnvelopeR\benvelope\x12\x1b\n" +
+	"\x06amount\x18\x03 \x01(\x03B\x03\xe0A\x03R\x06amount\x12?\n" +
+	"\bproblems\x18\x04 \x03(\v2\x1e.budgetledger.v1.ColumnProblemB\x03\xe0A\x03R\bproblems\"I\n" +
+	"\rColumnProblem\x12\x1b\n" +
+	"\x06column\x18\x01 \x01(\tB\x03\xe0A\x03R\x06column\x12\x1b\n" +
+	"\x06reason\x18\x02 \x01(\tB\x03\xe0A\x03R\x06reason2\xe6\x01\n" +
 	"\rReportService\x12g\n" +
-	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponseBKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
+	"\x10GetFundingReport\x12(.budgetledger.v1.GetFundingReportRequest\x1a).budgetledger.v1.GetFundingReportResponse\x12l\n" +
+	"\x11ExportSubventions\x12).budgetledger.v1.ExportSubventionsRequest\x1a*.budgetledger.v1.ExportSubventionsResponse0\x01BKZIgithub.com/budgetledger/budgetledger/proto/budgetledger/v1;budgetledgerv1b\x06proto3"
 
 var (
 	file_budgetledger_v1_report_proto_rawDescOnce sync.Once
@@ -481,29 +941,41 @@ func file_budgetledger_v1_report_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_report_proto_rawDescData
 }
 
-var file_budgetledger_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_budgetledger_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_budgetledger_v1_report_proto_goTypes = []any{
-	(*GetFundingReportRequest)(nil),  // 0: budgetledger.v1.GetFundingReportRequest
-	(*GetFundingReportResponse)(nil), // 1: budgetledger.v1.GetFundingReportResponse
-	(*EnvelopeReport)(nil),           // 2: budgetledger.v1.EnvelopeReport
-	(*ReportFigures)(nil),            // 3: budgetledger.v1.ReportFigures
-	(*timestamppb.Timestamp)(nil),    // 4: google.protobuf.Timestamp
+	(*GetFundingReportRequest)(nil),   // 0: budgetledger.v1.GetFundingReportRequest
+	(*GetFundingReportResponse)(nil),  // 1: budgetledger.v1.GetFundingReportResponse
+	(*EnvelopeReport)(nil),            // 2: budgetledger.v1.EnvelopeReport
+	(*ReportFigures)(nil),             // 3: budgetledger.v1.ReportFigures
+	(*ExportSubventionsRequest)(nil),  // 4: budgetledger.v1.ExportSubventionsRequest
+	(*ExportSubventionsResponse)(nil), // 5: budgetledger.v1.ExportSubventionsResponse
+	(*ExportSubventionsSummary)(nil),  // 6: budgetledger.v1.ExportSubventionsSummary
+	(*UnpublishableAward)(nil),        // 7: budgetledger.v1.UnpublishableAward
+	(*ColumnProblem)(nil),             // 8: budgetledger.v1.ColumnProblem
+	(*timestamppb.Timestamp)(nil),     // 9: google.protobuf.Timestamp
 }
 var file_budgetledger_v1_report_proto_depIdxs = []int32{
-	4, // 0: budgetledger.v1.GetFundingReportRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	4, // 1: budgetledger.v1.GetFundingReportRequest.known_at_time:type_name -> google.protobuf.Timestamp
-	4, // 2: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
-	2, // 3: budgetledger.v1.GetFundingReportResponse.envelopes:type_name -> budgetledger.v1.EnvelopeReport
-	4, // 4: budgetledger.v1.GetFundingReportResponse.known_at_time:type_name -> google.protobuf.Timestamp
-	3, // 5: budgetledger.v1.EnvelopeReport.own:type_name -> budgetledger.v1.ReportFigures
-	3, // 6: budgetledger.v1.EnvelopeReport.total:type_name -> budgetledger.v1.ReportFigures
-	0, // 7: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
-	1, // 8: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
-	8, // [8:9] is the sub-list for method output_type
-	7, // [7:8] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	9,  // 0: budgetledger.v1.GetFundingReportRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: budgetledger.v1.GetFundingReportRequest.known_at_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: budgetledger.v1.GetFundingReportResponse.envelopes:type_name -> budgetledger.v1.EnvelopeReport
+	9,  // 4: budgetledger.v1.GetFundingReportResponse.known_at_time:type_name -> google.protobuf.Timestamp
+	3,  // 5: budgetledger.v1.EnvelopeReport.own:type_name -> budgetledger.v1.ReportFigures
+	3,  // 6: budgetledger.v1.EnvelopeReport.total:type_name -> budgetledger.v1.ReportFigures
+	9,  // 7: budgetledger.v1.ExportSubventionsRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	6,  // 8: budgetledger.v1.ExportSubventionsResponse.summary:type_name -> budgetledger.v1.ExportSubventionsSummary
+	9,  // 9: budgetledger.v1.ExportSubventionsSummary.as_of_time:type_name -> google.protobuf.Timestamp
+	7,  // 10: budgetledger.v1.ExportSubventionsSummary.unpublishable_awards:type_name -> budgetledger.v1.UnpublishableAward
+	8,  // 11: budgetledger.v1.UnpublishableAward.problems:type_name -> budgetledger.v1.ColumnProblem
+	0,  // 12: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
+	4,  // 13: budgetledger.v1.ReportService.ExportSubventions:input_type -> budgetledger.v1.ExportSubventionsRequest
+	1,  // 14: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
+	5,  // 15: budgetledger.v1.ReportService.ExportSubventions:output_type -> budgetledger.v1.ExportSubventionsResponse
+	14, // [14:16] is the sub-list for method output_type
+	12, // [12:14] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_report_proto_init() }
@@ -511,13 +983,17 @@ func file_budgetledger_v1_report_proto_init() {
 	if File_budgetledger_v1_report_proto != nil {
 		return
 	}
+	file_budgetledger_v1_report_proto_msgTypes[5].OneofWrappers = []any{
+		(*ExportSubventionsResponse_CsvData)(nil),
+		(*ExportSubventionsResponse_Summary)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_report_proto_rawDesc), len(file_budgetledger_v1_report_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

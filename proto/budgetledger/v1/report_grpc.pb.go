@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReportService_GetFundingReport_FullMethodName = "/budgetledger.v1.ReportService/GetFundingReport"
+	ReportService_GetFundingReport_FullMethodName  = "/budgetledger.v1.ReportService/GetFundingReport"
+	ReportService_ExportSubventions_FullMethodName = "/budgetledger.v1.ReportService/ExportSubventions"
 )
 
 // ReportServiceClient is the client API for ReportService service.
@@ -45,6 +46,25 @@ type ReportServiceClient interface {
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetFundingReport(ctx context.Context, in *GetFundingReportRequest, opts ...grpc.CallOption) (*GetFundingReportResponse, error)
+	// ExportSubventions streams the open data of an envelope's awards: the SCDL "subventions"
+	// schema, version 2.1.1 (schema.data.gouv.fr/scdl/subventions), in which French administrations
+	// publish the essential data of their grant agreements (décret n° 2017-779). The CSV (UTF-8,
+	// comma-separated, the schema's 16 columns in its order) has one row per award (commitment) of
+	// the envelope and its descendants that took effect by as_of_time, in the order of their
+	// effective times: montant is what the award holds as of that time (awarded net of releases),
+	// dateConvention its effective date in Europe/Paris, conditionsVersement and
+	// datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
+	//
+	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
+	// then one summary, last: the total of the awards' amounts, what was published, and each award
+	// that cannot be published (a value the schema requires is missing) with its amount and the
+	// columns at fault. Published and unpublishable amounts add up to the total to the cent, which
+	// is the funding report's committed total of the envelope as of the same time. Nothing is
+	// written by an export.
+	//
+	// Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
+	// (also for an envelope that had not taken effect by as_of_time).
+	ExportSubventions(ctx context.Context, in *ExportSubventionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSubventionsResponse], error)
 }
 
 type reportServiceClient struct {
@@ -64,6 +84,25 @@ func (c *reportServiceClient) GetFundingReport(ctx context.Context, in *GetFundi
 	}
 	return out, nil
 }
+
+func (c *reportServiceClient) ExportSubventions(ctx context.Context, in *ExportSubventionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSubventionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportService_ServiceDesc.Streams[0], ReportService_ExportSubventions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportSubventionsRequest, ExportSubventionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportService_ExportSubventionsClient = grpc.ServerStreamingClient[ExportSubventionsResponse]
 
 // ReportServiceServer is the server API for ReportService service.
 // All implementations must embed UnimplementedReportServiceServer
@@ -88,6 +127,25 @@ type ReportServiceServer interface {
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INVALID_PAGE_TOKEN.
 	GetFundingReport(context.Context, *GetFundingReportRequest) (*GetFundingReportResponse, error)
+	// ExportSubventions streams the open data of an envelope's awards: the SCDL "subventions"
+	// schema, version 2.1.1 (schema.data.gouv.fr/scdl/subventions), in which French administrations
+	// publish the essential data of their grant agreements (décret n° 2017-779). The CSV (UTF-8,
+	// comma-separated, the schema's 16 columns in its order) has one row per award (commitment) of
+	// the envelope and its descendants that took effect by as_of_time, in the order of their
+	// effective times: montant is what the award holds as of that time (awarded net of releases),
+	// dateConvention its effective date in Europe/Paris, conditionsVersement and
+	// datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
+	//
+	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
+	// then one summary, last: the total of the awards' amounts, what was published, and each award
+	// that cannot be published (a value the schema requires is missing) with its amount and the
+	// columns at fault. Published and unpublishable amounts add up to the total to the cent, which
+	// is the funding report's committed total of the envelope as of the same time. Nothing is
+	// written by an export.
+	//
+	// Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
+	// (also for an envelope that had not taken effect by as_of_time).
+	ExportSubventions(*ExportSubventionsRequest, grpc.ServerStreamingServer[ExportSubventionsResponse]) error
 	mustEmbedUnimplementedReportServiceServer()
 }
 
@@ -100,6 +158,9 @@ type UnimplementedReportServiceServer struct{}
 
 func (UnimplementedReportServiceServer) GetFundingReport(context.Context, *GetFundingReportRequest) (*GetFundingReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFundingReport not implemented")
+}
+func (UnimplementedReportServiceServer) ExportSubventions(*ExportSubventionsRequest, grpc.ServerStreamingServer[ExportSubventionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportSubventions not implemented")
 }
 func (UnimplementedReportServiceServer) mustEmbedUnimplementedReportServiceServer() {}
 func (UnimplementedReportServiceServer) testEmbeddedByValue()                       {}
@@ -140,6 +201,17 @@ func _ReportService_GetFundingReport_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportService_ExportSubventions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportSubventionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportServiceServer).ExportSubventions(m, &grpc.GenericServerStream[ExportSubventionsRequest, ExportSubventionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportService_ExportSubventionsServer = grpc.ServerStreamingServer[ExportSubventionsResponse]
+
 // ReportService_ServiceDesc is the grpc.ServiceDesc for ReportService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -152,6 +224,12 @@ var ReportService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ReportService_GetFundingReport_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportSubventions",
+			Handler:       _ReportService_ExportSubventions_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "budgetledger/v1/report.proto",
 }

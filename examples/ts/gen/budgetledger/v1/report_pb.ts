@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/report.proto.
  */
 export const file_budgetledger_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEi9QIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIElgKDWtub3duX2F0X3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIt4BChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAxI2Cg1rbm93bl9hdF90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIrUCCg5FbnZlbG9wZVJlcG9ydBI5CghlbnZlbG9wZRgBIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEjcKBnBhcmVudBgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhkKDGRpc3BsYXlfbmFtZRgDIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxISCgVkZXB0aBgFIAEoBUID4EEDEjAKA293bhgGIAEoCzIeLmJ1ZGdldGxlZGdlci52MS5SZXBvcnRGaWd1cmVzQgPgQQMSMgoFdG90YWwYByABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDIoQCCg1SZXBvcnRGaWd1cmVzEhcKCmFsbG9jYXRpb24YASABKANCA+BBAxIUCgdhd2FyZGVkGAIgASgDQgPgQQMSFgoJY29tbWl0dGVkGAMgASgDQgPgQQMSFQoIcmVsZWFzZWQYBCABKANCA+BBAxIWCglhdmFpbGFibGUYBSABKANCA+BBAxIYCgthd2FyZF9jb3VudBgGIAEoA0ID4EEDEh4KEWJlbmVmaWNpYXJ5X2NvdW50GAcgASgDQgPgQQMSEQoEcGFpZBgeIAEoA0ID4EEDEh0KEHJlbWFpbmluZ190b19wYXkYHyABKANCA+BBAxIRCgRoZWxkGBQgASgDQgPgQQMyeAoNUmVwb3J0U2VydmljZRJnChBHZXRGdW5kaW5nUmVwb3J0EiguYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0GikuYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXNwb25zZUJLWklnaXRodWIuY29tL2J1ZGdldGxlZGdlci9idWRnZXRsZWRnZXIvcHJvdG8vYnVkZ2V0bGVkZ2VyL3YxO2J1ZGdldGxlZGdlcnYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEi9QIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIElgKDWtub3duX2F0X3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIt4BChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAxI2Cg1rbm93bl9hdF90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIrUCCg5FbnZlbG9wZVJlcG9ydBI5CghlbnZlbG9wZRgBIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEjcKBnBhcmVudBgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhkKDGRpc3BsYXlfbmFtZRgDIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxISCgVkZXB0aBgFIAEoBUID4EEDEjAKA293bhgGIAEoCzIeLmJ1ZGdldGxlZGdlci52MS5SZXBvcnRGaWd1cmVzQgPgQQMSMgoFdG90YWwYByABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDIoQCCg1SZXBvcnRGaWd1cmVzEhcKCmFsbG9jYXRpb24YASABKANCA+BBAxIUCgdhd2FyZGVkGAIgASgDQgPgQQMSFgoJY29tbWl0dGVkGAMgASgDQgPgQQMSFQoIcmVsZWFzZWQYBCABKANCA+BBAxIWCglhdmFpbGFibGUYBSABKANCA+BBAxIYCgthd2FyZF9jb3VudBgGIAEoA0ID4EEDEh4KEWJlbmVmaWNpYXJ5X2NvdW50GAcgASgDQgPgQQMSEQoEcGFpZBgeIAEoA0ID4EEDEh0KEHJlbWFpbmluZ190b19wYXkYHyABKANCA+BBAxIRCgRoZWxkGBQgASgDQgPgQQMihAYKGEV4cG9ydFN1YnZlbnRpb25zUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kElUKCmFzX29mX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BErICCgZuYXR1cmUYAyABKAlCoQLgQQG6SJoCugHTAQoObmF0dXJlLmFsbG93ZWQSRW11c3QgYmUgImFpZGUgZW4gbnVtw6lyYWlyZSIsICJhaWRlIGVuIG5hdHVyZSIsIG9yIGJvdGggam9pbmVkIGJ5ICI7Ihp6dGhpcyBpbiBbJ2FpZGUgZW4gbnVtw6lyYWlyZScsICdhaWRlIGVuIG5hdHVyZScsICdhaWRlIGVuIG51bcOpcmFpcmU7YWlkZSBlbiBuYXR1cmUnLCAnYWlkZSBlbiBuYXR1cmU7YWlkZSBlbiBudW3DqXJhaXJlJ13YAQFyPjI8XmFpZGUgZW4gKG51bcOpcmFpcmV8bmF0dXJlKSg7YWlkZSBlbiAobnVtw6lyYWlyZXxuYXR1cmUpKT8kEhgKC2V1X25vdGlmaWVkGAQgASgIQgPgQQESNAoKYWlkX3NjaGVtZRgFIAEoCUIg4EEBukgachgYgAIyE15bXlx4MDAtXHgxZlx4N2ZdKiQSQAoNcGF5bWVudF90ZXJtcxgGIAEoCUIp4EEBukgj2AEBch4yHF4odW5pcXVlfMOpY2hlbG9ubsOpfGF1dHJlKSQSXwoOcGF5bWVudF9wZXJpb2QYByABKAlCR+BBAbpIQdgBAXI8MjpeWzAtOV17NH0tWzAtOV17Mn0tWzAtOV17Mn0oL1swLTldezR9LVswLTldezJ9LVswLTldezJ9KT8kIoIBChlFeHBvcnRTdWJ2ZW50aW9uc1Jlc3BvbnNlEhcKCGNzdl9kYXRhGAEgASgMQgPgQQNIABJBCgdzdW1tYXJ5GAIgASgLMikuYnVkZ2V0bGVkZ2VyLnYxLkV4cG9ydFN1YnZlbnRpb25zU3VtbWFyeUID4EEDSABCCQoHY29udGVudCKSAgoYRXhwb3J0U3VidmVudGlvbnNTdW1tYXJ5EjMKCmFzX29mX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGQoMdG90YWxfYW1vdW50GAIgASgDQgPgQQMSHAoPcHVibGlzaGVkX2NvdW50GAMgASgDQgPgQQMSHQoQcHVibGlzaGVkX2Ftb3VudBgEIAEoA0ID4EEDEiEKFHVucHVibGlzaGFibGVfYW1vdW50GAUgASgDQgPgQQMSRgoUdW5wdWJsaXNoYWJsZV9hd2FyZHMYBiADKAsyIy5idWRnZXRsZWRnZXIudjEuVW5wdWJsaXNoYWJsZUF3YXJkQgPgQQMi2gEKElVucHVibGlzaGFibGVBd2FyZBI9Cgpjb21taXRtZW50GAEgASgJQingQQP6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhMKBmFtb3VudBgDIAEoA0ID4EEDEjUKCHByb2JsZW1zGAQgAygLMh4uYnVkZ2V0bGVkZ2VyLnYxLkNvbHVtblByb2JsZW1CA+BBAyI5Cg1Db2x1bW5Qcm9ibGVtEhMKBmNvbHVtbhgBIAEoCUID4EEDEhMKBnJlYXNvbhgCIAEoCUID4EEDMuYBCg1SZXBvcnRTZXJ2aWNlEmcKEEdldEZ1bmRpbmdSZXBvcnQSKC5idWRnZXRsZWRnZXIudjEuR2V0RnVuZGluZ1JlcG9ydFJlcXVlc3QaKS5idWRnZXRsZWRnZXIudjEuR2V0RnVuZGluZ1JlcG9ydFJlc3BvbnNlEmwKEUV4cG9ydFN1YnZlbnRpb25zEikuYnVkZ2V0bGVkZ2VyLnYxLkV4cG9ydFN1YnZlbnRpb25zUmVxdWVzdBoqLmJ1ZGdldGxlZGdlci52MS5FeHBvcnRTdWJ2ZW50aW9uc1Jlc3BvbnNlMAFCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * GetFundingReportRequest is the request of GetFundingReport.
@@ -271,6 +271,248 @@ export const ReportFiguresSchema: GenMessage<ReportFigures> = /*@__PURE__*/
   messageDesc(file_budgetledger_v1_report, 3);
 
 /**
+ * ExportSubventionsRequest is the request of ExportSubventions. The options give what the SCDL
+ * schema needs and the ledger does not keep; they are the same for every row.
+ *
+ * @generated from message budgetledger.v1.ExportSubventionsRequest
+ */
+export type ExportSubventionsRequest = Message<"budgetledger.v1.ExportSubventionsRequest"> & {
+  /**
+   * Required. The envelope whose awards, and its descendants', are exported,
+   * "envelopes/{envelope}". nomAttribuant and idAttribuant are its root's granting body.
+   *
+   * @generated from field: string envelope = 1;
+   */
+  envelope: string;
+
+  /**
+   * Optional. The effective date of the export, in the years 0001 to 9999: the awards, releases
+   * and payments that took effect at or before it; everything when unset.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 2;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * Optional. nature: one of "aide en numéraire", "aide en nature", "aide en numéraire;aide en
+   * nature", "aide en nature;aide en numéraire"; "aide en numéraire" when empty.
+   *
+   * @generated from field: string nature = 3;
+   */
+  nature: string;
+
+  /**
+   * Optional. notificationUE: true when the awards are state aid notified to the European
+   * Commission ("oui"); "non" when false.
+   *
+   * @generated from field: bool eu_notified = 4;
+   */
+  euNotified: boolean;
+
+  /**
+   * Optional. dispositifAide: the identifier of the aid scheme, at most 256 characters; the root
+   * envelope's display name when empty.
+   *
+   * @generated from field: string aid_scheme = 5;
+   */
+  aidScheme: string;
+
+  /**
+   * Optional. conditionsVersement of every award: "unique", "échelonné" or "autre". When empty,
+   * it is derived from the award's payments by as_of_time: one, "unique"; several, "échelonné";
+   * none, empty, and the award cannot be published (the schema requires the column).
+   *
+   * @generated from field: string payment_terms = 6;
+   */
+  paymentTerms: string;
+
+  /**
+   * Optional. datesPeriodeVersement of the awards without any payment by as_of_time: a date
+   * AAAA-MM-JJ or a period AAAA-MM-JJ/AAAA-MM-JJ (what their agreements plan). When empty, such
+   * an award cannot be published (the schema requires the column). An award with payments has
+   * the date of its payment, or the period from its first payment's date to its last's.
+   *
+   * @generated from field: string payment_period = 7;
+   */
+  paymentPeriod: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.ExportSubventionsRequest.
+ * Use `create(ExportSubventionsRequestSchema)` to create a new message.
+ */
+export const ExportSubventionsRequestSchema: GenMessage<ExportSubventionsRequest> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 4);
+
+/**
+ * ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV,
+ * or the summary that ends the stream.
+ *
+ * @generated from message budgetledger.v1.ExportSubventionsResponse
+ */
+export type ExportSubventionsResponse = Message<"budgetledger.v1.ExportSubventionsResponse"> & {
+  /**
+   * Output only. What the message carries.
+   *
+   * @generated from oneof budgetledger.v1.ExportSubventionsResponse.content
+   */
+  content: {
+    /**
+     * Output only. The next bytes of the CSV, at most 64 KiB.
+     *
+     * @generated from field: bytes csv_data = 1;
+     */
+    value: Uint8Array;
+    case: "csvData";
+  } | {
+    /**
+     * Output only. The summary of the export: the last message.
+     *
+     * @generated from field: budgetledger.v1.ExportSubventionsSummary summary = 2;
+     */
+    value: ExportSubventionsSummary;
+    case: "summary";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message budgetledger.v1.ExportSubventionsResponse.
+ * Use `create(ExportSubventionsResponseSchema)` to create a new message.
+ */
+export const ExportSubventionsResponseSchema: GenMessage<ExportSubventionsResponse> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 5);
+
+/**
+ * ExportSubventionsSummary is what an export published and what it could not. Amounts are in
+ * minor units (cents).
+ *
+ * @generated from message budgetledger.v1.ExportSubventionsSummary
+ */
+export type ExportSubventionsSummary = Message<"budgetledger.v1.ExportSubventionsSummary"> & {
+  /**
+   * Output only. The effective date of the export: the as_of_time asked, or else the latest
+   * effective time of the awards, releases and payments read.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of_time = 1;
+   */
+  asOfTime?: Timestamp | undefined;
+
+  /**
+   * Output only. The amount of every award exported, published or not: the funding report's
+   * committed total of the envelope as of as_of_time.
+   *
+   * @generated from field: int64 total_amount = 2;
+   */
+  totalAmount: bigint;
+
+  /**
+   * Output only. The number of rows of the CSV (the header aside).
+   *
+   * @generated from field: int64 published_count = 3;
+   */
+  publishedCount: bigint;
+
+  /**
+   * Output only. The total of the rows' montant. published_amount + unpublishable_amount =
+   * total_amount.
+   *
+   * @generated from field: int64 published_amount = 4;
+   */
+  publishedAmount: bigint;
+
+  /**
+   * Output only. The total of the amounts of the awards that cannot be published.
+   *
+   * @generated from field: int64 unpublishable_amount = 5;
+   */
+  unpublishableAmount: bigint;
+
+  /**
+   * Output only. Every award that cannot be published, in the order of the export.
+   *
+   * @generated from field: repeated budgetledger.v1.UnpublishableAward unpublishable_awards = 6;
+   */
+  unpublishableAwards: UnpublishableAward[];
+};
+
+/**
+ * Describes the message budgetledger.v1.ExportSubventionsSummary.
+ * Use `create(ExportSubventionsSummarySchema)` to create a new message.
+ */
+export const ExportSubventionsSummarySchema: GenMessage<ExportSubventionsSummary> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 6);
+
+/**
+ * UnpublishableAward is an award the export could not publish, and why.
+ *
+ * @generated from message budgetledger.v1.UnpublishableAward
+ */
+export type UnpublishableAward = Message<"budgetledger.v1.UnpublishableAward"> & {
+  /**
+   * Output only. The award, "commitments/{commitment}".
+   *
+   * @generated from field: string commitment = 1;
+   */
+  commitment: string;
+
+  /**
+   * Output only. Its envelope, "envelopes/{envelope}".
+   *
+   * @generated from field: string envelope = 2;
+   */
+  envelope: string;
+
+  /**
+   * Output only. What it holds as of the export's date (its montant), in minor units.
+   *
+   * @generated from field: int64 amount = 3;
+   */
+  amount: bigint;
+
+  /**
+   * Output only. The columns at fault.
+   *
+   * @generated from field: repeated budgetledger.v1.ColumnProblem problems = 4;
+   */
+  problems: ColumnProblem[];
+};
+
+/**
+ * Describes the message budgetledger.v1.UnpublishableAward.
+ * Use `create(UnpublishableAwardSchema)` to create a new message.
+ */
+export const UnpublishableAwardSchema: GenMessage<UnpublishableAward> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 7);
+
+/**
+ * ColumnProblem is a column of the SCDL schema an award cannot fill.
+ *
+ * @generated from message budgetledger.v1.ColumnProblem
+ */
+export type ColumnProblem = Message<"budgetledger.v1.ColumnProblem"> & {
+  /**
+   * Output only. The column, as the schema names it ("nomBeneficiaire").
+   *
+   * @generated from field: string column = 1;
+   */
+  column: string;
+
+  /**
+   * Output only. What is wrong: missing, and which field of the ledger would give it.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message budgetledger.v1.ColumnProblem.
+ * Use `create(ColumnProblemSchema)` to create a new message.
+ */
+export const ColumnProblemSchema: GenMessage<ColumnProblem> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 8);
+
+/**
  * ReportService reports what the envelopes were given and what was awarded from them, now or as
  * of a past time, computed from the journal.
  *
@@ -300,6 +542,33 @@ export const ReportService: GenService<{
     methodKind: "unary";
     input: typeof GetFundingReportRequestSchema;
     output: typeof GetFundingReportResponseSchema;
+  },
+  /**
+   * ExportSubventions streams the open data of an envelope's awards: the SCDL "subventions"
+   * schema, version 2.1.1 (schema.data.gouv.fr/scdl/subventions), in which French administrations
+   * publish the essential data of their grant agreements (décret n° 2017-779). The CSV (UTF-8,
+   * comma-separated, the schema's 16 columns in its order) has one row per award (commitment) of
+   * the envelope and its descendants that took effect by as_of_time, in the order of their
+   * effective times: montant is what the award holds as of that time (awarded net of releases),
+   * dateConvention its effective date in Europe/Paris, conditionsVersement and
+   * datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
+   *
+   * The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
+   * then one summary, last: the total of the awards' amounts, what was published, and each award
+   * that cannot be published (a value the schema requires is missing) with its amount and the
+   * columns at fault. Published and unpublishable amounts add up to the total to the cent, which
+   * is the funding report's committed total of the envelope as of the same time. Nothing is
+   * written by an export.
+   *
+   * Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
+   * (also for an envelope that had not taken effect by as_of_time).
+   *
+   * @generated from rpc budgetledger.v1.ReportService.ExportSubventions
+   */
+  exportSubventions: {
+    methodKind: "server_streaming";
+    input: typeof ExportSubventionsRequestSchema;
+    output: typeof ExportSubventionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_budgetledger_v1_report, 0);

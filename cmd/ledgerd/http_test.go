@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/budgetledger/budgetledger/internal/testpki"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
 )
@@ -276,5 +278,44 @@ func TestHTTPListenBindRule(t *testing.T) {
 	_, logged := runLedgerd(t, "--listen", "127.0.0.1:0", "--http-listen", "0.0.0.0:0", "--insecure", "--database", database)
 	if !strings.Contains(logged, "serving HTTP beyond loopback") {
 		t.Errorf("--insecure --http-listen 0.0.0.0:0: no warning logged:\n%s", logged)
+	}
+}
+
+// TestHTTPOverMutualTLS protects "same TLS certificate when given": with --tls-cert, the HTTP
+// listener serves HTTPS with the gRPC listener's certificate, and a client certificate of the
+// tokens file (mutual TLS) authenticates a JSON call as it does a gRPC call: the transcoded call
+// carries the TLS connection's verified certificate to the same authenticator.
+func TestHTTPOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "ledger test CA")
+	certFile, keyFile := ca.Server(t).WriteFiles(t, dir, "server")
+	tokens := filepath.Join(dir, "tokens")
+	writeFile(t, tokens, "cert:CN=reporting reports auditor\n")
+	_, base := runHTTPLedgerd(t, "--tokens-file", tokens, "--tls-cert", certFile, "--tls-key", keyFile,
+		"--tls-client-ca", ca.WriteFile(t, dir))
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("the HTTP listener with --tls-cert is %s, want https", base)
+	}
+	get := func(certs ...tls.Certificate) (int, string) {
+		tc := trusting(ca)
+		tc.Certificates = certs
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get(base + "/v1/envelopes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(ca.Client(t, "reporting").TLS); code != http.StatusOK || !strings.Contains(body, `"envelopes"`) {
+		t.Errorf("GET /v1/envelopes with a client certificate of the file: %d %s, want 200", code, body)
+	}
+	if code, body := get(ca.Client(t, "stranger").TLS); code != http.StatusUnauthorized || !strings.Contains(body, "UNAUTHENTICATED") {
+		t.Errorf("GET /v1/envelopes with a client certificate not in the file: %d %s, want 401 UNAUTHENTICATED", code, body)
+	}
+	if code, _ := get(); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/envelopes without a credential: %d, want 401", code)
 	}
 }

@@ -79,7 +79,8 @@ func TestTransparencyPageInBrowser(t *testing.T) {
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
-	bctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	// A bound on a stuck browser, not a measure of speed.
+	bctx, cancel := context.WithTimeout(bctx, 10*time.Minute)
 	defer cancel()
 
 	type figures struct{ Committed, Paid, Held, Available string }

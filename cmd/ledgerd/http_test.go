@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/internal/testpki"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -28,11 +29,12 @@ import (
 var httpLine = regexp.MustCompile(`msg="http listening" address=(\S+)`)
 
 // runHTTPLedgerd runs ledgerd with --http-listen on a free loopback port, and returns its gRPC
-// address and the base URL of its HTTP listener ("http://127.0.0.1:PORT").
+// address and the base URL of its HTTP listener ("http://127.0.0.1:PORT"). Its transactions have
+// the tests' timeout (testdb.TxTimeout), not the production one: a busy machine is not a failure.
 func runHTTPLedgerd(t *testing.T, args ...string) (grpcAddr, base string) {
 	t.Helper()
 	addr, logged := runLedgerd(t, append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-		"--database", filepath.Join(t.TempDir(), "ledger.db")}, args...)...)
+		"--database", filepath.Join(t.TempDir(), "ledger.db"), "--tx-timeout", testdb.TxTimeout.String()}, args...)...)
 	m := httpLine.FindStringSubmatch(logged)
 	if m == nil {
 		t.Fatalf("ledgerd did not log its HTTP address:\n%s", logged)

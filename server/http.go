@@ -92,7 +92,20 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 		}
 		next = t
 	}
-	return next, nil
+	// A request body is bounded as a gRPC request is (Config.MaxRecvMsgSize), before the
+	// transcoder buffers it; answers as gRPC's are (every valid answer fits).
+	limit := int64(s.cfg.MaxRecvMsgSize)
+	api := next
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			http.Error(w, fmt.Sprintf("request body of %d bytes, over the limit of %d (--max-recv-msg-size)", r.ContentLength, limit),
+				http.StatusRequestEntityTooLarge)
+			return
+		}
+		// A body without a length is cut at the limit (the transcoder then answers UNAVAILABLE).
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		api.ServeHTTP(w, r)
+	}), nil
 }
 
 // transcoder serves routes, and passes other requests to unknown.
@@ -118,7 +131,8 @@ func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (
 			return nil, err
 		}
 		services = append(services, vanguard.NewServiceWithSchema(schema, target,
-			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto)))
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(pb.MaxResponseSize)))
 	}
 	return vanguard.NewTranscoder(services, vanguard.WithRules(rules...), vanguard.WithUnknownHandler(unknown))
 }

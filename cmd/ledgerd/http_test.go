@@ -125,6 +125,11 @@ func TestHTTPEnvelopeEqualsGRPC(t *testing.T) {
 	if code != http.StatusOK || protojson.Unmarshal(body, &gotRep) != nil || !proto.Equal(&gotRep, wantRep) {
 		t.Errorf("GET /v1/fundingReport: %d %s, want the gRPC report %v", code, body, wantRep)
 	}
+	// A request body over --max-recv-msg-size (4 MiB) is refused before it is read: 413.
+	huge := `{"name": "envelopes/` + strings.Repeat("a", 5<<20) + `"}`
+	if code, _, body := httpDo(t, "POST", base+"/budgetledger.v1.EnvelopeService/GetEnvelope", "", huge); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 5 MiB request: %d %.200s, want 413", code, body)
+	}
 	// Bad input: the same INVALID_ARGUMENT and ErrorInfo over HTTP (400) as over gRPC.
 	_, err = envelopes.GetEnvelope(ctx, &pb.GetEnvelopeRequest{Name: "envelopes/NOT VALID"})
 	wantCode, wantReason := grpcReason(t, err)

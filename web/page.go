@@ -39,8 +39,8 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 // LatestAwards is how many awards the page lists.
 const LatestAwards = 20
 
-// Handler serves the page at "/" and its stylesheet under "/static/", reading l directly
-// (read-only: the funding report, the commitments and the latest checkpoint).
+// Handler serves the page at "/" and its stylesheet under "/static/", reading l directly as the
+// read RPCs do: the funding report, the commitments and the latest checkpoint.
 func Handler(l *ledger.Ledger, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.FileServerFS(static))

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEuros protects the amounts shown to French readers: grouped by three with a narrow no-break
@@ -52,6 +53,26 @@ func TestShare(t *testing.T) {
 	} {
 		if got := share(c.part, c.whole); got != c.want {
 			t.Errorf("share(%d, %d) = %q, want %q", c.part, c.whole, got, c.want)
+		}
+	}
+}
+
+// TestAsOfTime protects the instant a chosen date stands for: the last microsecond of that day in
+// Europe/Paris, winter and summer time alike (the SCDL export's as_of), and only real dates.
+func TestAsOfTime(t *testing.T) {
+	for date, want := range map[string]string{
+		"2021-12-31": "2021-12-31T22:59:59.999999Z",
+		"2021-06-30": "2021-06-30T21:59:59.999999Z",
+		"2021-03-28": "2021-03-28T21:59:59.999999Z", // the day summer time starts
+	} {
+		got, err := AsOfTime(date)
+		if err != nil || got.UTC().Format(time.RFC3339Nano) != want {
+			t.Errorf("AsOfTime(%s) = %v, %v; want %s", date, got.UTC().Format(time.RFC3339Nano), err, want)
+		}
+	}
+	for _, bad := range []string{"", "2021-02-30", "31/12/2021", "2021-12-31T00:00:00Z"} {
+		if _, err := AsOfTime(bad); err == nil {
+			t.Errorf("AsOfTime(%q) accepted", bad)
 		}
 	}
 }

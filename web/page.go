@@ -10,6 +10,7 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // Europe/Paris wherever the binary runs
 
 	"github.com/budgetledger/budgetledger/ledger"
 )
@@ -31,6 +33,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"euros": Euros,
 	"width": func(part, whole int64) template.CSS { return template.CSS("width:" + share(part, whole)) },
 	"pct":   share,
+	"date":  func(t time.Time) string { return t.In(paris).Format(time.DateOnly) },
 	"indent": func(depth int) template.CSS {
 		return template.CSS("padding-left:" + []string{"0.5", "1.75", "3", "4.25", "5.5"}[min(depth, 4)] + "em")
 	},
@@ -67,7 +70,7 @@ type award struct {
 type view struct {
 	AsOf       string // the date asked for, "2021-12-31", or ""
 	AsOfShown  string // the report's effective date, in French
-	Root       string // the envelope id asked for, or ""
+	Root       string // the envelope asked for, by name ("envelopes/fund"), or ""
 	Error      string
 	Lines      []line
 	Roots      []line
@@ -77,24 +80,31 @@ type view struct {
 	AsOfTime   string // the report's as_of_time for the API links (RFC 3339)
 }
 
-// endOfDay is the effective instant a date stands for: its last second (UTC), so that what took
-// effect that day counts.
-func endOfDay(d time.Time) time.Time { return d.Add(24*time.Hour - time.Second) }
-
-// AsOfTime is the effective time of the page as of date (YYYY-MM-DD): the end of that day, UTC.
-func AsOfTime(date string) (time.Time, error) {
-	d, err := time.Parse(time.DateOnly, date)
+// paris is the zone of the dates readers choose, the SCDL export's (package opendata).
+var paris = func() *time.Location {
+	loc, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
-		return time.Time{}, err
+		panic(err) // time/tzdata is embedded: it cannot be missing
 	}
-	return endOfDay(d), nil
+	return loc
+}()
+
+// AsOfTime is the effective time of the page as of date (AAAA-MM-JJ): the last instant of that day
+// in Europe/Paris, to the microsecond the ledger keeps, so that what took effect during that day
+// counts — the instant the SCDL export takes for the same as_of.
+func AsOfTime(date string) (time.Time, error) {
+	d, err := time.ParseInLocation(time.DateOnly, date, paris)
+	if err != nil || d.Format(time.DateOnly) != date {
+		return time.Time{}, fmt.Errorf("%q is not a date AAAA-MM-JJ", date)
+	}
+	return time.Date(d.Year(), d.Month(), d.Day()+1, 0, 0, 0, 0, paris).Add(-time.Microsecond), nil
 }
 
 var frenchMonths = []string{"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
 	"septembre", "octobre", "novembre", "décembre"}
 
 func frenchDate(t time.Time) string {
-	t = t.UTC()
+	t = t.In(paris)
 	day := t.Format("2")
 	if day == "1" {
 		day = "1er"
@@ -107,7 +117,11 @@ func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v := view{AsOf: r.URL.Query().Get("as_of"), Root: r.URL.Query().Get("envelope")}
 	status := http.StatusOK
 	var asOf time.Time
-	if v.AsOf != "" {
+	rootID, named := strings.CutPrefix(v.Root, "envelopes/")
+	if v.Root != "" && !named {
+		v.Error, status = "L'enveloppe se désigne par son nom, envelopes/ID, par exemple envelopes/fund.", http.StatusBadRequest
+	}
+	if v.AsOf != "" && v.Error == "" {
 		t, err := AsOfTime(v.AsOf)
 		if err != nil {
 			v.Error, status = "La date doit s'écrire AAAA-MM-JJ, par exemple 2021-12-31.", http.StatusBadRequest
@@ -126,7 +140,7 @@ func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v.Query = "?" + q.Encode()
 	}
 	if v.Error == "" {
-		if err := p.load(ctx, &v, asOf); err != nil {
+		if err := p.load(ctx, &v, rootID, asOf); err != nil {
 			status = http.StatusInternalServerError
 			var lerr *ledger.Error
 			if errors.As(err, &lerr) && (lerr.Reason == ledger.ReasonInvalidArgument || lerr.Reason == ledger.ReasonEnvelopeNotFound) {
@@ -149,8 +163,8 @@ func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (p *page) load(ctx context.Context, v *view, asOf time.Time) error {
-	rep, err := p.ledger.Report(ctx, v.Root, asOf)
+func (p *page) load(ctx context.Context, v *view, rootID string, asOf time.Time) error {
+	rep, err := p.ledger.Report(ctx, rootID, asOf)
 	if err != nil {
 		return err
 	}

@@ -82,18 +82,20 @@ func TestPage(t *testing.T) {
 		}
 
 		// Before the award, as of 1 March 2021: nothing committed, no award listed.
-		resp, body = get(t, h, "/?as_of=2021-03-01&envelope=fund")
+		resp, body = get(t, h, "/?as_of=2021-03-01&envelope=envelopes/fund")
 		committed = regexp.MustCompile(`<tr data-envelope="envelopes/axis-1">[\s\S]*?data-figure="committed">([^<]*)<`).FindStringSubmatch(body)
 		if resp.StatusCode != http.StatusOK || committed == nil || committed[1] != web.Euros(0) || strings.Contains(body, "siren:200054781") ||
-			!strings.Contains(body, "1er mars 2021") || !strings.Contains(body, "subventions.csv?envelope=fund&amp;as_of=2021-03-01") {
+			!strings.Contains(body, "1er mars 2021") || !strings.Contains(body, "subventions.csv?envelope=envelopes/fund&amp;as_of=2021-03-01") {
 			t.Errorf("GET /?as_of=2021-03-01: %d, committed %q\n%s", resp.StatusCode, committed, body)
 		}
 		for target, want := range map[string]int{
-			"/?as_of=31/12/2021":     http.StatusBadRequest,
-			"/?envelope=NOT%20VALID": http.StatusBadRequest,
-			"/?envelope=nope":        http.StatusNotFound,
-			"/?as_of=0001-01-01":     http.StatusOK,
-			"/nothing-here":          http.StatusNotFound,
+			"/?as_of=31/12/2021":               http.StatusBadRequest,
+			"/?envelope=envelopes/NOT%20VALID": http.StatusBadRequest,
+			"/?envelope=fund":                  http.StatusBadRequest,
+			"/?envelope=envelopes/nope":        http.StatusNotFound,
+			"/?as_of=2021-02-30":               http.StatusBadRequest,
+			"/?as_of=0001-01-01":               http.StatusOK,
+			"/nothing-here":                    http.StatusNotFound,
 		} {
 			resp, body := get(t, h, target)
 			if resp.StatusCode != want || (want == http.StatusBadRequest && !strings.Contains(body, `role="alert"`)) {

@@ -87,7 +87,7 @@ func TestTransparencyPageInBrowser(t *testing.T) {
 	// The page as a reader reaches it: the current figures, then 31 December 2021 picked in the
 	// form; the new page's input carries the date in its markup.
 	if err := chromedp.Do(bctx,
-		chromedp.Navigate(base+"/?envelope=fund"),
+		chromedp.Navigate(base+"/?envelope=envelopes/fund"),
 		chromedp.WaitVisible(chromedp.CSS("#as_of")),
 		chromedp.SetValue(chromedp.CSS("#as_of"), "2021-12-31"),
 		chromedp.Click(chromedp.CSS("form.as-of button")),
@@ -166,8 +166,8 @@ func TestTransparencyPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := csvURL.Query(); csvURL.Path != "/opendata/subventions.csv" || q.Get("envelope") != "fund" || q.Get("as_of") != "2021-12-31" {
-		t.Errorf("the SCDL link is %s, want /opendata/subventions.csv?envelope=fund&as_of=2021-12-31", csvURL)
+	if q := csvURL.Query(); csvURL.Path != "/opendata/subventions.csv" || q.Get("envelope") != "envelopes/fund" || q.Get("as_of") != "2021-12-31" {
+		t.Errorf("the SCDL link is %s, want /opendata/subventions.csv?envelope=envelopes/fund&as_of=2021-12-31", csvURL)
 	}
 	code, hdr, body := httpDo(t, "GET", csvURL.String(), "", "")
 	if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") ||

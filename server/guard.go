@@ -74,11 +74,19 @@ func (g *guard) tap(ctx context.Context, info *tap.Info) (context.Context, error
 	return withPrincipal(ctx, p), nil
 }
 
-// requirePrincipal refuses a guarded unary call that the tap did not admit; the tap admits every
-// call when authentication is on, so this only guards against a change that would skip it.
+// requirePrincipal admits a guarded unary call that the tap did not see: grpc-go runs no tap
+// handle for the calls it serves through ServeHTTP, which is how the JSON-over-HTTP transcoder
+// (http.go) calls this server. Such a call is authenticated and authorized here, by the same
+// check and against the same table as the tap, from the same headers (the HTTP request's) and
+// client certificate (its TLS connection's); a refusal is logged and counted alike.
 func (g *guard) requirePrincipal(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if _, _, ok := PrincipalFrom(ctx); !ok {
-		return nil, unauthenticated("the call was not authenticated")
+		p, err := g.auth.admit(ctx, info.FullMethod)
+		if err != nil {
+			g.refuse(ctx, info.FullMethod, p, err)
+			return nil, err
+		}
+		ctx = withPrincipal(ctx, p)
 	}
 	return handler(ctx, req)
 }

@@ -17,22 +17,10 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/opendata"
+	"github.com/budgetledger/budgetledger/internal/seed"
 	"github.com/budgetledger/budgetledger/ledger/opendata/scdltest"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
-
-// The France Relance replay's publication fields (TestFranceRelanceWithDates): the fund's granting
-// body, and each beneficiary's SIRET.
-const (
-	seedGrantingBody      = "État - France Relance (exemple)"
-	seedGrantingBodySIRET = "13000000000013"
-)
-
-// seedSIRET is a valid SIRET for beneficiary b of the wave whose awards are prefixed prefix.
-func seedSIRET(prefix string, b int) string {
-	code := map[string]int{"a1": 1, "a2n": 2, "a3": 3}[prefix]
-	return scdltest.SIRET(fmt.Sprintf("2%d%011d", code, b))
-}
 
 // exportSCDL calls ExportSubventions and returns the CSV, the pieces put together, and the
 // summary; it fails the test when a piece of CSV comes after the summary, a piece is larger than
@@ -151,7 +139,7 @@ func checkSeedExport(t *testing.T, h *harness, awards map[string][]*pb.Commitmen
 		t.Errorf("as of 2021-12-31 with payment columns: %d published, %d not; want 619 and 406 (104 FranceConnect, 300 confirmed files, 2 single awards)",
 			sum.GetPublishedCount(), len(sum.GetUnpublishableAwards()))
 	}
-	if r := byObjet(rows)["Projet a3-p000"]; r["dateConvention"] != "2021-05-06" || r["idAttribuant"] != seedGrantingBodySIRET ||
+	if r := byObjet(rows)["Projet a3-p000"]; r["dateConvention"] != "2021-05-06" || r["idAttribuant"] != seed.GrantingBodySIRET ||
 		r["dispositifAide"] != "Transformation numérique des collectivités territoriales" || r["nomBeneficiaire"] != "Collectivité a3-000" {
 		t.Errorf("as of 2021-12-31, a3-p000: %v", r)
 	}
@@ -186,7 +174,7 @@ func checkSeedExport(t *testing.T, h *harness, awards map[string][]*pb.Commitmen
 	}
 	// A subtree: axis 3 alone, under the fund's granting body.
 	rows, _ = checkExport(t, h.conn, &pb.ExportSubventionsRequest{Envelope: "envelopes/axis-3", AsOfTime: date(2024, 12, 31)})
-	if len(rows) != 101 || rows[1]["nomAttribuant"] != seedGrantingBody {
+	if len(rows) != 101 || rows[1]["nomAttribuant"] != seed.GrantingBody {
 		t.Errorf("axis 3 as of 2024-12-31: %d rows, first %v; want 100 under the fund's granting body", len(rows)-1, rows[1])
 	}
 }

@@ -58,6 +58,8 @@ func main() {
 type config struct {
 	listen          string
 	metricsListen   string
+	httpListen      string
+	publicPage      bool
 	database        string
 	batching        bool
 	followerReads   bool
@@ -91,6 +93,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.listen, "listen", env("LEDGER_LISTEN", "127.0.0.1:50051"), "address to serve gRPC on (LEDGER_LISTEN)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", env("LEDGER_METRICS_LISTEN", ""),
 		"address to serve Prometheus metrics on, at /metrics; empty: no metrics (LEDGER_METRICS_LISTEN)")
+	fs.StringVar(&c.httpListen, "http-listen", env("LEDGER_HTTP_LISTEN", ""),
+		"address to serve the public page, the open data and the JSON API on (HTTP, HTTPS with --tls-cert); empty: none (LEDGER_HTTP_LISTEN)")
+	publicPage, err := envBool("LEDGER_PUBLIC_PAGE", false)
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.publicPage, "public-page", publicPage,
+		"with --tokens-file: serve the page and the open data of --http-listen to anyone, without a credential (LEDGER_PUBLIC_PAGE)")
 	batching, err := envBool("LEDGER_BATCHING", true)
 	if err != nil {
 		return c, err
@@ -226,6 +236,12 @@ func checkSecurity(c config) error {
 	if err := checkExposure("--listen", c.listen, c); err != nil {
 		return err
 	}
+	if c.httpListen != "" {
+		// The JSON API is the gRPC API's reads: the same rule as --listen.
+		if err := checkExposure("--http-listen", c.httpListen, c); err != nil {
+			return err
+		}
+	}
 	if c.metricsListen != "" {
 		// The metrics name every envelope and its available amount: the same rule as the API.
 		return checkExposure("--metrics-listen", c.metricsListen, c)
@@ -258,6 +274,12 @@ func checkExposure(flag, addr string, c config) error {
 	them := "them"
 	if len(missing) == 1 {
 		them = "it"
+	}
+	if flag == "--http-listen" {
+		risks = []string{"anyone who reaches the port could read every envelope, award and journal entry"}
+		if c.tlsCert == "" {
+			risks = append(risks, "tokens and ledger data would cross the network in clear")
+		}
 	}
 	if flag == "--metrics-listen" {
 		risks = []string{"anyone who reaches the port could read every envelope's available amount"}
@@ -338,6 +360,13 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer lis.Close()
+	var httpLis net.Listener
+	if cfg.httpListen != "" {
+		if httpLis, err = net.Listen("tcp", cfg.httpListen); err != nil {
+			return fmt.Errorf("--http-listen: %w", err)
+		}
+		defer httpLis.Close()
+	}
 	var reg *prometheus.Registry
 	if cfg.metricsListen != "" {
 		reg = prometheus.NewRegistry()
@@ -369,6 +398,16 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		defer stopMetrics()
+	}
+	if httpLis != nil {
+		h, err := httpHandler(l, srv, scfg.Auth, cfg.publicPage, log)
+		if err != nil {
+			return err
+		}
+		defer serveHTTP(httpLis, h, scfg.TLS, log)()
+		if host, _, _ := net.SplitHostPort(cfg.httpListen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
+			log.Warn("--insecure: serving HTTP beyond loopback without authentication and TLS", "address", cfg.httpListen)
+		}
 	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
 		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/opendata"
+	"github.com/budgetledger/budgetledger/server"
+	"github.com/budgetledger/budgetledger/web"
+)
+
+// This file serves --http-listen (docs/http.md): the public transparency page at "/", the SCDL
+// open data at /opendata/subventions.csv, and the read RPCs as JSON (REST under /v1/, and the
+// Connect protocol at /budgetledger.v1.<Service>/<Method>), over TLS with the gRPC listener's
+// certificate when it has one.
+
+// httpHandler is everything --http-listen serves. The JSON API goes through the gRPC server
+// (its interceptors: authentication, roles, validation). The page and the open data read the
+// ledger directly: with authentication on they are public only with --public-page, otherwise
+// they need a credential of the tokens file, as a metrics scrape does.
+func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticator, publicPage bool, log *slog.Logger) (http.Handler, error) {
+	api, err := srv.HTTPHandler()
+	if err != nil {
+		return nil, err
+	}
+	var public http.Handler
+	{
+		mux := http.NewServeMux()
+		mux.Handle("GET /opendata/subventions.csv", opendata.Handler(l))
+		mux.Handle("/", web.Handler(l, log))
+		public = mux
+	}
+	if auth != nil && !publicPage {
+		public = requireCredential(auth, public, log)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") || strings.HasPrefix(r.URL.Path, "/budgetledger.v1.") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		public.ServeHTTP(w, r)
+	}), nil
+}
+
+// serveHTTP serves h on lis (over TLS with tlsConfig) until the returned function is called.
+func serveHTTP(lis net.Listener, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		lis = tls.NewListener(lis, tlsConfig)
+	}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "error", err)
+		}
+	}()
+	log.Info("http listening", "address", scheme+"://"+lis.Addr().String()+"/")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}

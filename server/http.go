@@ -1,0 +1,197 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"connectrpc.com/vanguard"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
+)
+
+// This file serves the read RPCs as JSON over HTTP (issue 15 §3), through connectrpc.com/vanguard
+// transcoding requests into gRPC calls of this very server (grpc.Server.ServeHTTP): the calls go
+// through the same interceptors as over gRPC (authentication and the role table, rate limit,
+// validation, recovery, logging), and their errors carry the same ErrorInfo reasons. See
+// docs/http.md.
+
+// HTTPRoute is one read RPC served over HTTP: its REST route, besides its Connect path
+// (POST /budgetledger.v1.EnvelopeService/GetEnvelope, with a JSON body).
+type HTTPRoute struct {
+	Method string // the RPC's full method, "/budgetledger.v1.EnvelopeService/GetEnvelope"
+	Path   string // the GET route, with google.api.http's path template syntax
+}
+
+// HTTPRoutes are the RPCs served over HTTP, and only those: the reads. Mutations, streams and the
+// audit service stay gRPC-only (a mutation over HTTP would need CSRF protection and idempotency
+// rules of its own; the journal's stream and VerifyLedger are long-running). The REST paths are
+// HTTP rules given to vanguard here rather than google.api.http options in the .proto files, so
+// that the API contract (frozen, checked by buf breaking) is unchanged.
+var HTTPRoutes = []HTTPRoute{
+	{pb.EnvelopeService_GetEnvelope_FullMethodName, "/v1/{name=envelopes/*}"},
+	{pb.EnvelopeService_ListEnvelopes_FullMethodName, "/v1/envelopes"},
+	{pb.EnvelopeService_GetEnvelopeRules_FullMethodName, "/v1/envelopeRules"},
+	{pb.CommitmentService_GetCommitment_FullMethodName, "/v1/{name=commitments/*}"},
+	{pb.CommitmentService_ListCommitments_FullMethodName, "/v1/commitments"},
+	{pb.CommitmentService_ListPayments_FullMethodName, "/v1/payments"},
+	{pb.CommitmentService_GetHold_FullMethodName, "/v1/{name=holds/*}"},
+	{pb.CommitmentService_ListHolds_FullMethodName, "/v1/holds"},
+	{pb.JournalService_ListJournalEntries_FullMethodName, "/v1/journalEntries"},
+	{pb.JournalService_GetCheckpoint_FullMethodName, "/v1/checkpoint"},
+	{pb.JournalService_GetInclusionProof_FullMethodName, "/v1/checkpoint:inclusionProof"},
+	{pb.JournalService_GetConsistencyProof_FullMethodName, "/v1/checkpoint:consistencyProof"},
+	{pb.ReportService_GetFundingReport_FullMethodName, "/v1/fundingReport"},
+}
+
+// httpServed reports whether method is one of HTTPRoutes.
+func httpServed(method string) bool {
+	return slices.ContainsFunc(HTTPRoutes, func(r HTTPRoute) bool { return r.Method == method })
+}
+
+// HTTPHandler serves the read RPCs of HTTPRoutes as JSON over HTTP: REST (GET /v1/envelopes/fund,
+// query parameters for the other request fields, errors as a google.rpc.Status in JSON) and the
+// Connect protocol (POST /budgetledger.v1.EnvelopeService/GetEnvelope with a JSON body). No other
+// method is known to the transcoder (its schemas hold the reads only: a mutation's path is 404),
+// and readOnlyHandler stops any other before the gRPC server (501).
+func (s *Server) HTTPHandler() (http.Handler, error) {
+	// vanguard v0.4.0 applies a rule to every method whose name starts with the rule's selector,
+	// so that GetEnvelope's rule would also go to GetEnvelopeRules: the methods are split into
+	// transcoders in which no name is a prefix of another's, each passing what it does not know
+	// to the next.
+	var groups [][]HTTPRoute
+	for _, r := range HTTPRoutes {
+		placed := false
+		for i, g := range groups {
+			if !slices.ContainsFunc(g, func(o HTTPRoute) bool {
+				return strings.HasPrefix(o.Method, r.Method) || strings.HasPrefix(r.Method, o.Method)
+			}) {
+				groups[i], placed = append(g, r), true
+				break
+			}
+		}
+		if !placed {
+			groups = append(groups, []HTTPRoute{r})
+		}
+	}
+	readOnly := readOnlyHandler{s.grpc}
+	var next http.Handler = http.NotFoundHandler()
+	for i := len(groups) - 1; i >= 0; i-- {
+		t, err := transcoder(groups[i], readOnly, next)
+		if err != nil {
+			return nil, err
+		}
+		next = t
+	}
+	// A request body is bounded as a gRPC request is (Config.MaxRecvMsgSize), before the
+	// transcoder buffers it; answers as gRPC's are (every valid answer fits).
+	limit := int64(s.cfg.MaxRecvMsgSize)
+	api := next
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			http.Error(w, fmt.Sprintf("request body of %d bytes, over the limit of %d (--max-recv-msg-size)", r.ContentLength, limit),
+				http.StatusRequestEntityTooLarge)
+			return
+		}
+		// A body without a length is cut at the limit (the transcoder then answers UNAVAILABLE).
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		api.ServeHTTP(w, r)
+	}), nil
+}
+
+// transcoder serves routes, and passes other requests to unknown.
+func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (http.Handler, error) {
+	byService := map[string][]string{}
+	var order []string
+	rules := make([]*annotations.HttpRule, 0, len(routes))
+	for _, r := range routes {
+		service, method, _ := strings.Cut(strings.TrimPrefix(r.Method, "/"), "/")
+		if byService[service] == nil {
+			order = append(order, service)
+		}
+		byService[service] = append(byService[service], method)
+		rules = append(rules, &annotations.HttpRule{
+			Selector: service + "." + method,
+			Pattern:  &annotations.HttpRule_Get{Get: r.Path},
+		})
+	}
+	services := make([]*vanguard.Service, 0, len(order))
+	for i, name := range order {
+		schema, err := readSchema(name, byService[name], i)
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, vanguard.NewServiceWithSchema(schema, target,
+			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithMaxMessageBufferBytes(pb.MaxResponseSize)))
+	}
+	return vanguard.NewTranscoder(services, vanguard.WithRules(rules...), vanguard.WithUnknownHandler(unknown))
+}
+
+// readSchema is the service name with only the methods given: a file of its own that declares the
+// service again, over the request and response messages of the generated code (so that the
+// transcoder decodes into the generated types).
+func readSchema(name string, methods []string, n int) (protoreflect.ServiceDescriptor, error) {
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+	if err != nil {
+		return nil, err
+	}
+	full, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a service", name)
+	}
+	svc := &descriptorpb.ServiceDescriptorProto{Name: proto.String(string(full.Name()))}
+	deps := map[string]bool{}
+	for _, m := range methods {
+		md := full.Methods().ByName(protoreflect.Name(m))
+		if md == nil || md.IsStreamingClient() || md.IsStreamingServer() {
+			return nil, fmt.Errorf("%s/%s is not a unary method of the service", name, m)
+		}
+		svc.Method = append(svc.Method, &descriptorpb.MethodDescriptorProto{Name: proto.String(m),
+			InputType: proto.String("." + string(md.Input().FullName())), OutputType: proto.String("." + string(md.Output().FullName()))})
+		deps[md.Input().ParentFile().Path()] = true
+		deps[md.Output().ParentFile().Path()] = true
+	}
+	file := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String(fmt.Sprintf("budgetledger/v1/http_reads_%d_%s.proto", n, full.Name())),
+		Package: proto.String(string(full.ParentFile().Package())),
+		Syntax:  proto.String("proto3"),
+		Service: []*descriptorpb.ServiceDescriptorProto{svc},
+	}
+	for dep := range deps {
+		file.Dependency = append(file.Dependency, dep)
+	}
+	slices.Sort(file.Dependency)
+	fd, err := protodesc.NewFile(file, protoregistry.GlobalFiles)
+	if err != nil {
+		return nil, err
+	}
+	return fd.Services().Get(0), nil
+}
+
+// readOnlyHandler passes to the gRPC server the calls of HTTPRoutes only: the transcoder knows
+// every method of the services (their schema), so a mutation is stopped here, after transcoding
+// and whatever protocol it came in (REST, Connect, gRPC-Web or gRPC), before any interceptor.
+type readOnlyHandler struct{ next http.Handler }
+
+func (h readOnlyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !httpServed(r.URL.Path) {
+		// A trailers-only gRPC response, which the transcoder turns into the caller's protocol.
+		st := status.New(codes.Unimplemented, "served over gRPC only: "+r.URL.Path)
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "12")
+		w.Header().Set("Grpc-Message", st.Message())
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.next.ServeHTTP(w, r)
+}

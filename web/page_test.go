@@ -1,0 +1,106 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/web"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+
+func get(t *testing.T, h http.Handler, target string) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Result(), string(body)
+}
+
+// TestPage protects the page's contract without a browser, on every engine: it answers in French
+// (lang="fr") with the envelopes' figures formatted for French readers, its only resource is the
+// embedded stylesheet (the Content-Security-Policy forbids every other origin and every script),
+// a bad date or envelope is a 400/404 page saying what is wrong and no 500, a date before the
+// award leaves it out, and without the transparency log there is no checkpoint section.
+func TestPage(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, database string) {
+		ctx := context.Background()
+		l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		announced := time.Date(2021, 1, 15, 0, 0, 0, 0, time.UTC)
+		for _, c := range []ledger.CreateEnvelope{
+			{RequestID: "fund", EnvelopeID: "fund", DisplayName: "Fonds <b>", Allocation: 8_800_000_000, Effective: announced},
+			{RequestID: "axis-1", EnvelopeID: "axis-1", ParentID: "fund", DisplayName: "Axe 1", Allocation: 3_000_000_000, Effective: announced},
+		} {
+			if _, err := l.CreateEnvelope(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := l.Commit(ctx, ledger.Commit{RequestID: "a1", EnvelopeID: "axis-1", Beneficiary: "siren:200054781",
+			Project: "guichet", Amount: 1_330_000_000, Effective: time.Date(2021, 3, 11, 0, 0, 0, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+		h := web.Handler(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+		resp, body := get(t, h, "/")
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<html lang="fr">`) {
+			t.Fatalf("GET /: %d\n%s", resp.StatusCode, body)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
+			t.Errorf("Content-Security-Policy %q, want default-src 'none' and no script", csp)
+		}
+		committed := regexp.MustCompile(`<tr data-envelope="envelopes/axis-1">[\s\S]*?data-figure="committed">([^<]*)<`).FindStringSubmatch(body)
+		if committed == nil || committed[1] != web.Euros(1_330_000_000) || committed[1] != "13\u202f300\u202f000,00\u00a0€" {
+			t.Errorf("axis 1's committed amount shown: %q, want 13 300 000,00 €", committed)
+		}
+		if strings.Contains(body, "Fonds <b>") || !strings.Contains(body, "Fonds &lt;b&gt;") {
+			t.Error("a display name was not escaped")
+		}
+		for _, res := range regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(body, -1) {
+			if strings.Contains(res[1], "//") {
+				t.Errorf("the page links to another site: %s", res[1])
+			}
+		}
+		if strings.Contains(body, "<script") || strings.Contains(body, "point de contrôle") {
+			t.Error("the page has a script, or a checkpoint section without the transparency log")
+		}
+		if resp, css := get(t, h, "/static/style.css"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || !strings.Contains(css, ".bar") {
+			t.Errorf("GET /static/style.css: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+
+		// Before the award, as of 1 March 2021: nothing committed, no award listed.
+		resp, body = get(t, h, "/?as_of=2021-03-01&envelope=envelopes/fund")
+		committed = regexp.MustCompile(`<tr data-envelope="envelopes/axis-1">[\s\S]*?data-figure="committed">([^<]*)<`).FindStringSubmatch(body)
+		if resp.StatusCode != http.StatusOK || committed == nil || committed[1] != web.Euros(0) || strings.Contains(body, "siren:200054781") ||
+			!strings.Contains(body, "1er mars 2021") || !strings.Contains(body, "subventions.csv?envelope=envelopes/fund&amp;as_of=2021-03-01") {
+			t.Errorf("GET /?as_of=2021-03-01: %d, committed %q\n%s", resp.StatusCode, committed, body)
+		}
+		for target, want := range map[string]int{
+			"/?as_of=31/12/2021":               http.StatusBadRequest,
+			"/?envelope=envelopes/NOT%20VALID": http.StatusBadRequest,
+			"/?envelope=fund":                  http.StatusBadRequest,
+			"/?envelope=envelopes/nope":        http.StatusNotFound,
+			"/?as_of=2021-02-30":               http.StatusBadRequest,
+			"/?as_of=0001-01-01":               http.StatusOK,
+			"/nothing-here":                    http.StatusNotFound,
+		} {
+			resp, body := get(t, h, target)
+			if resp.StatusCode != want || (want == http.StatusBadRequest && !strings.Contains(body, `role="alert"`)) {
+				t.Errorf("GET %s: %d, want %d\n%.300s", target, resp.StatusCode, want, body)
+			}
+		}
+	})
+}

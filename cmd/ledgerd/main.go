@@ -537,7 +537,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 	}
 	var handler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	if auth != nil {
-		handler = requireCredential(auth, handler, log)
+		handler = requireCredential(auth, handler, log, "metrics")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
@@ -561,12 +561,12 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 }
 
 // requireCredential lets a request through to next only with a credential of the tokens file,
-// of any role; a refusal is logged and answered 401.
-func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger) http.Handler {
+// of any role; a refusal is logged and answered 401. what names the endpoint ("metrics").
+func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger, what string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, err := auth.AuthenticateHTTP(r); err != nil {
-			log.Warn("metrics scrape refused", "peer.address", r.RemoteAddr, "reason", err.Error())
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd metrics"`)
+			log.Warn(what+" request refused", "peer.address", r.RemoteAddr, "path", truncate(r.URL.Path, 200), "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd `+what+`"`)
 			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
 			return
 		}

@@ -53,7 +53,7 @@ func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticato
 		public = mux
 	}
 	if auth != nil && !publicPage {
-		public = requireCredential(auth, public, log, "page")
+		public = requireCredential(auth, public, log, "page request", "transparency page")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") || strings.HasPrefix(r.URL.Path, "/budgetledger.v1.") {

@@ -537,7 +537,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 	}
 	var handler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	if auth != nil {
-		handler = requireCredential(auth, handler, log, "metrics")
+		handler = requireCredential(auth, handler, log, "metrics scrape", "metrics")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
@@ -561,12 +561,13 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 }
 
 // requireCredential lets a request through to next only with a credential of the tokens file,
-// of any role; a refusal is logged and answered 401. what names the endpoint ("metrics").
-func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger, what string) http.Handler {
+// of any role; a refusal is logged ("<what> refused", "metrics scrape refused") and answered 401
+// with the realm "ledgerd <realm>".
+func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger, what, realm string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, err := auth.AuthenticateHTTP(r); err != nil {
-			log.Warn(what+" request refused", "peer.address", r.RemoteAddr, "path", truncate(r.URL.Path, 200), "reason", err.Error())
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd `+what+`"`)
+			log.Warn(what+" refused", "peer.address", r.RemoteAddr, "path", truncate(r.URL.Path, 200), "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd `+realm+`"`)
 			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
 			return
 		}

@@ -399,12 +399,14 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer stopMetrics()
 	}
+	stopHTTP := func() {}
 	if httpLis != nil {
 		h, err := httpHandler(l, srv, scfg.Auth, cfg.publicPage, log)
 		if err != nil {
 			return err
 		}
-		defer serveHTTP(httpLis, h, scfg.TLS, log)()
+		stopHTTP = serveHTTP(httpLis, h, scfg.TLS, log)
+		defer stopHTTP()
 		if host, _, _ := net.SplitHostPort(cfg.httpListen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
 			log.Warn("--insecure: serving HTTP beyond loopback without authentication and TLS", "address", cfg.httpListen)
 		}
@@ -444,6 +446,7 @@ wait:
 	log.Info("stopping: finishing calls in flight", "timeout", cfg.shutdownTimeout.String())
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	stopHTTP() // its calls go through the gRPC server: they finish first
 	srv.Shutdown(stopCtx)
 	log.Info("stopped")
 	return <-served

@@ -11,13 +11,19 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/budgetledger/budgetledger/internal/seed"
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 func date(y int, m time.Month, d int) *timestamppb.Timestamp {
 	return timestamppb.New(time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+}
+
+// committee is one BatchCommit of the first wave, with the date of its decision.
+type committee struct {
+	envelope, prefix string
+	from, count      int // the wave's awards from..from+count
+	decided          *timestamppb.Timestamp
 }
 
 // TestFranceRelanceWithDates replays the France Relance fund "Transformation numérique des
@@ -40,7 +46,14 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		ctx := context.Background()
 		reports := pb.NewReportServiceClient(h.conn)
 		announced := date(2021, 1, 15)
-		for _, req := range seed.Envelopes() {
+		for _, req := range []*pb.CreateEnvelopeRequest{
+			{EnvelopeId: "fund", DisplayName: "Transformation numérique des collectivités territoriales", Allocation: 88 * million, RequestId: "fund"},
+			{EnvelopeId: "axis-1", Parent: "envelopes/fund", DisplayName: "Axe 1 - outils numériques communs", Allocation: 30 * million, RequestId: "axis-1"},
+			{EnvelopeId: "axis-2", Parent: "envelopes/fund", DisplayName: "Axe 2 - projets d'envergure", Allocation: 24 * million, RequestId: "axis-2"},
+			{EnvelopeId: "axis-3", Parent: "envelopes/fund", DisplayName: "Axe 3 - projets locaux", Allocation: 34 * million, RequestId: "axis-3"},
+			{EnvelopeId: "axis-2-national", Parent: "envelopes/axis-2", DisplayName: "Axe 2 - guichet national", Allocation: 23 * million, RequestId: "axis-2-national"},
+			{EnvelopeId: "axis-2-franceconnect", Parent: "envelopes/axis-2", DisplayName: "Axe 2 - FranceConnect", Allocation: 1 * million, RequestId: "axis-2-franceconnect"},
+		} {
 			req.EffectiveTime = announced
 			res, err := h.envelopes.CreateEnvelope(ctx, req)
 			if err != nil {
@@ -66,25 +79,43 @@ func TestFranceRelanceWithDates(t *testing.T) {
 		setRules("envelopes/fund", "appel-1", "rules-appel-1-fund", ruleSet(proto.Int64(5000), nil), date(2021, 1, 18))
 		setRules("envelopes/axis-2-national", "appel-1", "rules-appel-1-national", ruleSet(nil, proto.Int64(500_000)), date(2021, 1, 18))
 
+		waves := map[string]wave{
+			"axis-1":               {"axis-1", "a1", 44, 1_330_000_000, 44, 0},
+			"axis-2-national":      {"axis-2-national", "a2n", 75, 1_310_000_000, 75, 500_000},
+			"axis-2-franceconnect": {"axis-2-franceconnect", "a2fc", 104, 52_000_000, 104, 0},
+			"axis-3":               {"axis-3", "a3", 500, 970_000_000, 480, 0},
+		}
 		amounts := map[string][]int64{}
-		for id, w := range seed.FirstWave {
-			amounts[id] = seed.Split(w.Total, w.Count)
+		for id, w := range waves {
+			amounts[id] = split(w.total, w.count)
 		}
 		awards := map[string][]*pb.Commitment{} // by envelope, in the order awarded
-		decide := func(c seed.Committee) {
+		decide := func(c committee) {
 			t.Helper()
-			req := c.BatchCommit()
+			w := waves[c.envelope]
+			req := &pb.BatchCommitRequest{Envelope: "envelopes/" + c.envelope, AllOrNothing: true,
+				RequestId: fmt.Sprintf("wave-1-%s-%d", c.envelope, c.from), EffectiveTime: c.decided}
+			for i := c.from; i < c.from+c.count; i++ {
+				a := amounts[c.envelope][i]
+				it := &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("%s-benef-%03d", w.prefix, i%w.beneficiaries),
+					Project: fmt.Sprintf("%s-p%03d", w.prefix, i), Amount: a, EligibleCost: proto.Int64(2 * a),
+					Territory: fmt.Sprintf("insee:%05d", i)}
+				if w.population > 0 {
+					it.Population = proto.Int64(w.population + int64(i)*1000)
+				}
+				req.Items = append(req.Items, it)
+			}
 			res, err := h.commitments.BatchCommit(ctx, req)
 			if err != nil {
-				t.Fatalf("BatchCommit(%s, %v): %v", c.Envelope, c.Decided.AsTime(), err)
+				t.Fatalf("BatchCommit(%s, %v): %v", c.envelope, c.decided.AsTime(), err)
 			}
-			if int(res.GetAcceptedCount()) != c.Count {
-				t.Fatalf("%s on %v: %d accepted, want %d", c.Envelope, c.Decided.AsTime(), res.GetAcceptedCount(), c.Count)
+			if int(res.GetAcceptedCount()) != c.count {
+				t.Fatalf("%s on %v: %d accepted, want %d", c.envelope, c.decided.AsTime(), res.GetAcceptedCount(), c.count)
 			}
 			for _, r := range res.GetResults() {
-				awards[c.Envelope] = append(awards[c.Envelope], r.GetCommitment())
-				if !r.GetCommitment().GetEffectiveTime().AsTime().Equal(c.Decided.AsTime()) {
-					t.Fatalf("award %s took effect %v, want %v", r.GetCommitment().GetName(), r.GetCommitment().GetEffectiveTime().AsTime(), c.Decided.AsTime())
+				awards[c.envelope] = append(awards[c.envelope], r.GetCommitment())
+				if !r.GetCommitment().GetEffectiveTime().AsTime().Equal(c.decided.AsTime()) {
+					t.Fatalf("award %s took effect %v, want %v", r.GetCommitment().GetName(), r.GetCommitment().GetEffectiveTime().AsTime(), c.decided.AsTime())
 				}
 			}
 		}
@@ -125,8 +156,15 @@ func TestFranceRelanceWithDates(t *testing.T) {
 			do   func()
 		}
 		var events []event
-		for _, c := range seed.Committees {
-			events = append(events, event{c.Decided, func() { decide(c) }})
+		for _, c := range []committee{
+			{"axis-1", "a1", 0, 44, date(2021, 3, 11)},
+			{"axis-3", "a3", 0, 200, date(2021, 5, 6)},
+			{"axis-2-national", "a2n", 0, 75, date(2021, 5, 20)},
+			{"axis-2-franceconnect", "a2fc", 0, 104, date(2021, 6, 10)},
+			{"axis-3", "a3", 200, 200, date(2021, 7, 8)},
+			{"axis-3", "a3", 400, 100, date(2021, 9, 16)},
+		} {
+			events = append(events, event{c.decided, func() { decide(c) }})
 		}
 		for g, when := range filed {
 			events = append(events, event{when, func() { file(g) }})

@@ -12,14 +12,27 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/budgetledger/budgetledger/internal/seed"
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
 // split returns n positive amounts, varied but deterministic, that sum to total exactly.
-func split(total int64, n int) []int64 { return seed.Split(total, n) }
+func split(total int64, n int) []int64 {
+	base := total / int64(n)
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = base
+	}
+	out[0] += total - base*int64(n)
+	for i := 0; i+1 < n; i += 2 {
+		v := int64((i*37)%11-5) * (base / 20)
+		out[i] += v
+		out[i+1] -= v
+	}
+	return out
+}
 
+// wave is one group of awards of the first wave: how many, for how much, on which envelope.
 type wave struct {
 	envelope string
 	prefix   string

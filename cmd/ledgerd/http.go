@@ -38,7 +38,7 @@ func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticato
 		public = mux
 	}
 	if auth != nil && !publicPage {
-		public = requireCredential(auth, public, log)
+		public = requireCredential(auth, public, log, "page request", "transparency page")
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") || strings.HasPrefix(r.URL.Path, "/budgetledger.v1.") {
@@ -68,4 +68,12 @@ func serveHTTP(lis net.Listener, h http.Handler, tlsConfig *tls.Config, log *slo
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}
+}
+
+// truncate cuts s to n bytes, for logging what a caller sent.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -125,6 +125,19 @@ func TestHTTPEnvelopeEqualsGRPC(t *testing.T) {
 	if code != http.StatusOK || protojson.Unmarshal(body, &gotRep) != nil || !proto.Equal(&gotRep, wantRep) {
 		t.Errorf("GET /v1/fundingReport: %d %s, want the gRPC report %v", code, body, wantRep)
 	}
+	// GetEnvelopeRules, served by the second transcoder (GetEnvelope's name is a prefix of its).
+	wantRules, err := envelopes.GetEnvelopeRules(ctx, &pb.GetEnvelopeRulesRequest{Envelope: "envelopes/axis-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, body = httpDo(t, "GET", base+"/v1/envelopeRules?envelope=envelopes/axis-1", "", "")
+	var gotRules pb.GetEnvelopeRulesResponse
+	err = protojson.Unmarshal(body, &gotRules)
+	// The rules are those in force at the time of the call: each answer has its own.
+	gotRules.GetEffectiveRules().Time, wantRules.GetEffectiveRules().Time = nil, nil
+	if code != http.StatusOK || err != nil || !proto.Equal(&gotRules, wantRules) {
+		t.Errorf("GET /v1/envelopeRules: %d %s, want the gRPC answer %v", code, body, wantRules)
+	}
 	// A request body over --max-recv-msg-size (4 MiB) is refused before it is read: 413.
 	huge := `{"name": "envelopes/` + strings.Repeat("a", 5<<20) + `"}`
 	if code, _, body := httpDo(t, "POST", base+"/budgetledger.v1.EnvelopeService/GetEnvelope", "", huge); code != http.StatusRequestEntityTooLarge {

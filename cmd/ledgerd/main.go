@@ -399,12 +399,14 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer stopMetrics()
 	}
+	stopHTTP := func() {}
 	if httpLis != nil {
 		h, err := httpHandler(l, srv, scfg.Auth, cfg.publicPage, log)
 		if err != nil {
 			return err
 		}
-		defer serveHTTP(httpLis, h, scfg.TLS, log)()
+		stopHTTP = serveHTTP(httpLis, h, scfg.TLS, log)
+		defer stopHTTP()
 		if host, _, _ := net.SplitHostPort(cfg.httpListen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
 			log.Warn("--insecure: serving HTTP beyond loopback without authentication and TLS", "address", cfg.httpListen)
 		}
@@ -444,6 +446,7 @@ wait:
 	log.Info("stopping: finishing calls in flight", "timeout", cfg.shutdownTimeout.String())
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
+	stopHTTP() // its calls go through the gRPC server: they finish first
 	srv.Shutdown(stopCtx)
 	log.Info("stopped")
 	return <-served
@@ -537,7 +540,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 	}
 	var handler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	if auth != nil {
-		handler = requireCredential(auth, handler, log)
+		handler = requireCredential(auth, handler, log, "metrics scrape", "metrics")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
@@ -561,12 +564,13 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 }
 
 // requireCredential lets a request through to next only with a credential of the tokens file,
-// of any role; a refusal is logged and answered 401.
-func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger) http.Handler {
+// of any role; a refusal is logged ("<what> refused", "metrics scrape refused") and answered 401
+// with the realm "ledgerd <realm>".
+func requireCredential(auth *server.Authenticator, next http.Handler, log *slog.Logger, what, realm string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, err := auth.AuthenticateHTTP(r); err != nil {
-			log.Warn("metrics scrape refused", "peer.address", r.RemoteAddr, "reason", err.Error())
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd metrics"`)
+			log.Warn(what+" refused", "peer.address", r.RemoteAddr, "path", truncate(r.URL.Path, 200), "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledgerd `+realm+`"`)
 			http.Error(w, "unauthenticated: "+err.Error(), http.StatusUnauthorized)
 			return
 		}

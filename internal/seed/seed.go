@@ -3,8 +3,10 @@
 // the first wave's committees with their real dates (as server/dates_test.go's
 // TestFranceRelanceWithDates records them), the first axis-3 applications under review as holds,
 // and the payment of axis 1's awards. Tests that need a realistic ledger (the transparency page's
-// browser test) replay it; its tables are the ones TestFranceRelanceWithDates and
-// TestFranceRelanceFirstWave replay and check step by step.
+// browser test) replay it. Its tables (envelopes, first wave, committees, Split) are those that
+// TestFranceRelanceWithDates and TestFranceRelanceFirstWave (server/) replay and check step by
+// step, still written out there too: that test is being extended on another branch (the SCDL
+// export's publication fields), and pointing it at these tables is left to after that merge.
 package seed
 
 import (

@@ -18,7 +18,7 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/seed"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
-	"github.com/budgetledger/budgetledger/web"
+	"github.com/budgetledger/budgetledger/server/web"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false,

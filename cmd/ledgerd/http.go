@@ -13,7 +13,7 @@ import (
 	"github.com/budgetledger/budgetledger/ledger"
 	"github.com/budgetledger/budgetledger/ledger/opendata"
 	"github.com/budgetledger/budgetledger/server"
-	"github.com/budgetledger/budgetledger/web"
+	"github.com/budgetledger/budgetledger/server/web"
 )
 
 // This file serves --http-listen (docs/http.md): the public transparency page at "/", the SCDL

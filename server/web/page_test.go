@@ -14,7 +14,7 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
-	"github.com/budgetledger/budgetledger/web"
+	"github.com/budgetledger/budgetledger/server/web"
 )
 
 func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }

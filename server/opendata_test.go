@@ -22,18 +22,26 @@ import (
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
-// exportSCDL calls ExportSubventions and returns the CSV, the pieces put together, and the
-// summary; it fails the test when a piece of CSV comes after the summary, a piece is larger than
-// 64 KiB, or the stream ends without a summary.
-func exportSCDL(t *testing.T, conn *grpc.ClientConn, req *pb.ExportSubventionsRequest) ([]byte, *pb.ExportSubventionsSummary, error) {
+// export is what an ExportSubventions stream carried.
+type export struct {
+	csv           []byte
+	unpublishable []*pb.UnpublishableAward
+	summary       *pb.ExportSubventionsSummary
+}
+
+// exportSCDL calls ExportSubventions and returns the CSV (the pieces put together), the
+// unpublishable awards and the summary; it fails the test when the messages come out of order
+// (CSV, unpublishable awards, summary), a piece is larger than 64 KiB or a batch than 1000
+// awards, or the stream ends without a summary.
+func exportSCDL(t *testing.T, conn *grpc.ClientConn, req *pb.ExportSubventionsRequest) (export, error) {
 	t.Helper()
 	stream, err := pb.NewReportServiceClient(conn).ExportSubventions(context.Background(), req)
 	if err != nil {
-		return nil, nil, err
+		return export{}, err
 	}
 	var (
-		buf     bytes.Buffer
-		summary *pb.ExportSubventionsSummary
+		out export
+		buf bytes.Buffer
 	)
 	for {
 		msg, err := stream.Recv()
@@ -41,34 +49,44 @@ func exportSCDL(t *testing.T, conn *grpc.ClientConn, req *pb.ExportSubventionsRe
 			break
 		}
 		if err != nil {
-			return nil, nil, err
+			return export{}, err
 		}
-		if summary != nil {
+		if out.summary != nil {
 			t.Fatalf("a message after the summary: %v", msg)
 		}
 		switch c := msg.GetContent().(type) {
 		case *pb.ExportSubventionsResponse_CsvData:
-			if len(c.CsvData) > 64<<10 {
-				t.Fatalf("a piece of %d bytes, over 64 KiB", len(c.CsvData))
+			if len(c.CsvData) > 64<<10 || out.unpublishable != nil {
+				t.Fatalf("a piece of %d bytes (at most 64 KiB), after %d unpublishable awards (none)", len(c.CsvData), len(out.unpublishable))
 			}
 			buf.Write(c.CsvData)
+		case *pb.ExportSubventionsResponse_UnpublishableAwards:
+			if n := len(c.UnpublishableAwards.GetAwards()); n == 0 || n > 1000 {
+				t.Fatalf("a batch of %d unpublishable awards, want 1 to 1000", n)
+			}
+			out.unpublishable = append(out.unpublishable, c.UnpublishableAwards.GetAwards()...)
 		case *pb.ExportSubventionsResponse_Summary:
-			summary = c.Summary
+			out.summary = c.Summary
 		default:
 			t.Fatalf("an empty message: %v", msg)
 		}
 	}
-	if summary == nil {
+	if out.summary == nil {
 		t.Fatal("the stream ended without a summary")
 	}
-	return buf.Bytes(), summary, nil
+	if int(out.summary.GetUnpublishableCount()) != len(out.unpublishable) {
+		t.Errorf("the summary counts %d unpublishable awards, the stream carried %d", out.summary.GetUnpublishableCount(), len(out.unpublishable))
+	}
+	out.csv = buf.Bytes()
+	return out, nil
 }
 
 // summaryOf is the summary as package opendata has it, for scdltest.CheckAmounts.
-func summaryOf(s *pb.ExportSubventionsSummary) opendata.Summary {
+func summaryOf(e export) opendata.Summary {
+	s := e.summary
 	out := opendata.Summary{Total: s.GetTotalAmount(), Published: int(s.GetPublishedCount()),
 		PublishedAmount: s.GetPublishedAmount(), UnpublishableAmount: s.GetUnpublishableAmount()}
-	for _, u := range s.GetUnpublishableAwards() {
+	for _, u := range e.unpublishable {
 		out.Unpublishable = append(out.Unpublishable, opendata.Unpublishable{Commitment: u.GetCommitment(),
 			Envelope: u.GetEnvelope(), Amount: u.GetAmount()})
 	}
@@ -80,18 +98,19 @@ func summaryOf(s *pb.ExportSubventionsSummary) opendata.Summary {
 // committed total of the envelope as of the same time. It returns the rows (header first).
 func checkExport(t *testing.T, conn *grpc.ClientConn, req *pb.ExportSubventionsRequest) ([]map[string]string, *pb.ExportSubventionsSummary) {
 	t.Helper()
-	data, sum, err := exportSCDL(t, conn, req)
+	e, err := exportSCDL(t, conn, req)
 	if err != nil {
 		t.Fatalf("ExportSubventions(%v): %v", req, err)
 	}
-	rows, problems := scdltest.CheckRules(data)
+	sum := e.summary
+	rows, problems := scdltest.CheckRules(e.csv)
 	for _, p := range problems {
 		t.Errorf("export %v: %s", req, p)
 	}
-	if err := scdltest.CheckAmounts(data, summaryOf(sum)); err != nil {
+	if err := scdltest.CheckAmounts(e.csv, summaryOf(e)); err != nil {
 		t.Errorf("export %v: %v", req, err)
 	}
-	for _, u := range sum.GetUnpublishableAwards() {
+	for _, u := range e.unpublishable {
 		if len(u.GetProblems()) == 0 || u.GetCommitment() == "" || u.GetEnvelope() == "" {
 			t.Errorf("export %v: an unpublishable award without its name or problems: %v", req, u)
 		}
@@ -130,14 +149,14 @@ func checkSeedExport(t *testing.T, h *harness, awards map[string][]*pb.Commitmen
 	// 31 December 2021: 1,025 awards, none paid yet. Without payment columns, none can be
 	// published; given them, all those with their publication fields (44 + 75 + 500) are.
 	_, sum := checkExport(t, h.conn, &pb.ExportSubventionsRequest{Envelope: fund, AsOfTime: date(2021, 12, 31)})
-	if sum.GetPublishedCount() != 0 || len(sum.GetUnpublishableAwards()) != 1025 {
-		t.Errorf("as of 2021-12-31: %d published, %d not; want 0 and 1025", sum.GetPublishedCount(), len(sum.GetUnpublishableAwards()))
+	if sum.GetPublishedCount() != 0 || sum.GetUnpublishableCount() != 1025 {
+		t.Errorf("as of 2021-12-31: %d published, %d not; want 0 and 1025", sum.GetPublishedCount(), sum.GetUnpublishableCount())
 	}
 	rows, sum := checkExport(t, h.conn, &pb.ExportSubventionsRequest{Envelope: fund, AsOfTime: date(2021, 12, 31),
 		PaymentTerms: "échelonné", PaymentPeriod: "2022-01-01/2024-12-31"})
-	if sum.GetPublishedCount() != 619 || len(sum.GetUnpublishableAwards()) != 406 {
+	if sum.GetPublishedCount() != 619 || sum.GetUnpublishableCount() != 406 {
 		t.Errorf("as of 2021-12-31 with payment columns: %d published, %d not; want 619 and 406 (104 FranceConnect, 300 confirmed files, 2 single awards)",
-			sum.GetPublishedCount(), len(sum.GetUnpublishableAwards()))
+			sum.GetPublishedCount(), sum.GetUnpublishableCount())
 	}
 	if r := byObjet(rows)["Projet a3-p000"]; r["dateConvention"] != "2021-05-06" || r["idAttribuant"] != seed.GrantingBodySIRET ||
 		r["dispositifAide"] != "Transformation numérique des collectivités territoriales" || r["nomBeneficiaire"] != "Collectivité a3-000" {
@@ -189,10 +208,11 @@ func TestExportSubventions(t *testing.T) {
 		h := start(t, database)
 		scdltest.Build(t, h.ledger)
 		asOf := timestamppb.New(mustEndOfDay(t, "2022-12-31"))
-		data, sum, err := exportSCDL(t, h.conn, &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", AsOfTime: asOf})
+		e, err := exportSCDL(t, h.conn, &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", AsOfTime: asOf})
 		if err != nil {
 			t.Fatal(err)
 		}
+		data, sum := e.csv, e.summary
 		want, err := os.ReadFile(filepath.Join("..", "ledger", "opendata", "testdata", "programme.csv"))
 		if err != nil {
 			t.Fatal(err)
@@ -200,7 +220,7 @@ func TestExportSubventions(t *testing.T) {
 		if !bytes.Equal(data, want) {
 			t.Errorf("the RPC's CSV differs from the golden file:\n%s", data)
 		}
-		if sum.GetPublishedCount() != 3 || len(sum.GetUnpublishableAwards()) != 2 {
+		if sum.GetPublishedCount() != 3 || sum.GetUnpublishableCount() != 2 || len(e.unpublishable) != 2 {
 			t.Errorf("summary %v, want 3 published and 2 unpublishable", sum)
 		}
 		checkExport(t, h.conn, &pb.ExportSubventionsRequest{Envelope: "envelopes/programme", AsOfTime: asOf})

@@ -270,11 +270,16 @@ func figuresPB(f ledger.Figures) *pb.ReportFigures {
 		Paid: f.Paid, RemainingToPay: f.RemainingToPay, Held: f.Held}
 }
 
-// exportChunk is the most CSV bytes one message of ExportSubventions carries.
-const exportChunk = 64 << 10
+// exportChunk is the most CSV bytes one message of ExportSubventions carries, and
+// exportUnpublishableBatch the most unpublishable awards (about 1 KB each at most).
+const (
+	exportChunk              = 64 << 10
+	exportUnpublishableBatch = 1000
+)
 
 // ExportSubventions streams the SCDL CSV of an envelope's awards (package opendata) in pieces of
-// at most exportChunk bytes, then the summary. The export is read in one snapshot before the
+// at most exportChunk bytes, then the awards that cannot be published in batches, then the
+// summary. The export is read in one snapshot before the
 // first message, so that a refusal (a bad option, an unknown envelope) comes as the call's
 // status and never after part of a file.
 func (s *reportService) ExportSubventions(req *pb.ExportSubventionsRequest, stream grpc.ServerStreamingServer[pb.ExportSubventionsResponse]) error {
@@ -304,14 +309,23 @@ func (s *reportService) ExportSubventions(req *pb.ExportSubventionsRequest, stre
 		}
 		data = data[n:]
 	}
-	out := &pb.ExportSubventionsSummary{AsOfTime: timestamppb.New(sum.AsOf), TotalAmount: sum.Total,
-		PublishedCount: int64(sum.Published), PublishedAmount: sum.PublishedAmount, UnpublishableAmount: sum.UnpublishableAmount}
-	for _, u := range sum.Unpublishable {
-		a := &pb.UnpublishableAward{Commitment: u.Commitment, Envelope: u.Envelope, Amount: u.Amount}
-		for _, p := range u.Problems {
-			a.Problems = append(a.Problems, &pb.ColumnProblem{Column: p.Column, Reason: p.Reason})
+	// The unpublishable awards in batches, each message well under gRPC's default 4 MiB.
+	for list := sum.Unpublishable; len(list) > 0; {
+		batch := &pb.UnpublishableAwards{}
+		for _, u := range list[:min(len(list), exportUnpublishableBatch)] {
+			a := &pb.UnpublishableAward{Commitment: u.Commitment, Envelope: u.Envelope, Amount: u.Amount}
+			for _, p := range u.Problems {
+				a.Problems = append(a.Problems, &pb.ColumnProblem{Column: p.Column, Reason: p.Reason})
+			}
+			batch.Awards = append(batch.Awards, a)
 		}
-		out.UnpublishableAwards = append(out.UnpublishableAwards, a)
+		list = list[len(batch.Awards):]
+		if err := stream.Send(&pb.ExportSubventionsResponse{Content: &pb.ExportSubventionsResponse_UnpublishableAwards{UnpublishableAwards: batch}}); err != nil {
+			return err
+		}
 	}
+	out := &pb.ExportSubventionsSummary{AsOfTime: timestamppb.New(sum.AsOf), TotalAmount: sum.Total,
+		PublishedCount: int64(sum.Published), PublishedAmount: sum.PublishedAmount, UnpublishableAmount: sum.UnpublishableAmount,
+		UnpublishableCount: int64(len(sum.Unpublishable))}
 	return stream.Send(&pb.ExportSubventionsResponse{Content: &pb.ExportSubventionsResponse_Summary{Summary: out}})
 }

@@ -532,8 +532,8 @@ func (x *ExportSubventionsRequest) GetPaymentPeriod() string {
 	return ""
 }
 
-// ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV,
-// or the summary that ends the stream.
+// ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV, a
+// batch of the awards that cannot be published, or the summary that ends the stream.
 type ExportSubventionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. What the message carries.
@@ -541,6 +541,7 @@ type ExportSubventionsResponse struct {
 	// Types that are valid to be assigned to Content:
 	//
 	//	*ExportSubventionsResponse_CsvData
+	//	*ExportSubventionsResponse_UnpublishableAwards
 	//	*ExportSubventionsResponse_Summary
 	Content       isExportSubventionsResponse_Content `protobuf_oneof:"content"`
 	unknownFields protoimpl.UnknownFields
@@ -593,6 +594,15 @@ func (x *ExportSubventionsResponse) GetCsvData() []byte {
 	return nil
 }
 
+func (x *ExportSubventionsResponse) GetUnpublishableAwards() *UnpublishableAwards {
+	if x != nil {
+		if x, ok := x.Content.(*ExportSubventionsResponse_UnpublishableAwards); ok {
+			return x.UnpublishableAwards
+		}
+	}
+	return nil
+}
+
 func (x *ExportSubventionsResponse) GetSummary() *ExportSubventionsSummary {
 	if x != nil {
 		if x, ok := x.Content.(*ExportSubventionsResponse_Summary); ok {
@@ -611,6 +621,12 @@ type ExportSubventionsResponse_CsvData struct {
 	CsvData []byte `protobuf:"bytes,1,opt,name=csv_data,json=csvData,proto3,oneof"`
 }
 
+type ExportSubventionsResponse_UnpublishableAwards struct {
+	// Output only. The next awards that cannot be published, at most 1000; they come after the
+	// CSV and before the summary.
+	UnpublishableAwards *UnpublishableAwards `protobuf:"bytes,3,opt,name=unpublishable_awards,json=unpublishableAwards,proto3,oneof"`
+}
+
 type ExportSubventionsResponse_Summary struct {
 	// Output only. The summary of the export: the last message.
 	Summary *ExportSubventionsSummary `protobuf:"bytes,2,opt,name=summary,proto3,oneof"`
@@ -618,7 +634,56 @@ type ExportSubventionsResponse_Summary struct {
 
 func (*ExportSubventionsResponse_CsvData) isExportSubventionsResponse_Content() {}
 
+func (*ExportSubventionsResponse_UnpublishableAwards) isExportSubventionsResponse_Content() {}
+
 func (*ExportSubventionsResponse_Summary) isExportSubventionsResponse_Content() {}
+
+// UnpublishableAwards is a batch of the awards an export could not publish, in the order of the
+// export.
+type UnpublishableAwards struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. At most 1000 awards.
+	Awards        []*UnpublishableAward `protobuf:"bytes,1,rep,name=awards,proto3" json:"awards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpublishableAwards) Reset() {
+	*x = UnpublishableAwards{}
+	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpublishableAwards) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpublishableAwards) ProtoMessage() {}
+
+func (x *UnpublishableAwards) ProtoReflect() protoreflect.Message {
+	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpublishableAwards.ProtoReflect.Descriptor instead.
+func (*UnpublishableAwards) Descriptor() ([]byte, []int) {
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UnpublishableAwards) GetAwards() []*UnpublishableAward {
+	if x != nil {
+		return x.Awards
+	}
+	return nil
+}
 
 // ExportSubventionsSummary is what an export published and what it could not. Amounts are in
 // minor units (cents).
@@ -637,15 +702,16 @@ type ExportSubventionsSummary struct {
 	PublishedAmount int64 `protobuf:"varint,4,opt,name=published_amount,json=publishedAmount,proto3" json:"published_amount,omitempty"`
 	// Output only. The total of the amounts of the awards that cannot be published.
 	UnpublishableAmount int64 `protobuf:"varint,5,opt,name=unpublishable_amount,json=unpublishableAmount,proto3" json:"unpublishable_amount,omitempty"`
-	// Output only. Every award that cannot be published, in the order of the export.
-	UnpublishableAwards []*UnpublishableAward `protobuf:"bytes,6,rep,name=unpublishable_awards,json=unpublishableAwards,proto3" json:"unpublishable_awards,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Output only. The number of awards that cannot be published: those of the
+	// unpublishable_awards messages before this one.
+	UnpublishableCount int64 `protobuf:"varint,6,opt,name=unpublishable_count,json=unpublishableCount,proto3" json:"unpublishable_count,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ExportSubventionsSummary) Reset() {
 	*x = ExportSubventionsSummary{}
-	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +723,7 @@ func (x *ExportSubventionsSummary) String() string {
 func (*ExportSubventionsSummary) ProtoMessage() {}
 
 func (x *ExportSubventionsSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_report_proto_msgTypes[6]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +736,7 @@ func (x *ExportSubventionsSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSubventionsSummary.ProtoReflect.Descriptor instead.
 func (*ExportSubventionsSummary) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{6}
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExportSubventionsSummary) GetAsOfTime() *timestamppb.Timestamp {
@@ -708,11 +774,11 @@ func (x *ExportSubventionsSummary) GetUnpublishableAmount() int64 {
 	return 0
 }
 
-func (x *ExportSubventionsSummary) GetUnpublishableAwards() []*UnpublishableAward {
+func (x *ExportSubventionsSummary) GetUnpublishableCount() int64 {
 	if x != nil {
-		return x.UnpublishableAwards
+		return x.UnpublishableCount
 	}
-	return nil
+	return 0
 }
 
 // UnpublishableAward is an award the export could not publish, and why.
@@ -732,7 +798,7 @@ type UnpublishableAward struct {
 
 func (x *UnpublishableAward) Reset() {
 	*x = UnpublishableAward{}
-	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +810,7 @@ func (x *UnpublishableAward) String() string {
 func (*UnpublishableAward) ProtoMessage() {}
 
 func (x *UnpublishableAward) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_report_proto_msgTypes[7]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +823,7 @@ func (x *UnpublishableAward) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishableAward.ProtoReflect.Descriptor instead.
 func (*UnpublishableAward) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{7}
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UnpublishableAward) GetCommitment() string {
@@ -801,7 +867,7 @@ type ColumnProblem struct {
 
 func (x *ColumnProblem) Reset() {
 	*x = ColumnProblem{}
-	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +879,7 @@ func (x *ColumnProblem) String() string {
 func (*ColumnProblem) ProtoMessage() {}
 
 func (x *ColumnProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_budgetledger_v1_report_proto_msgTypes[8]
+	mi := &file_budgetledger_v1_report_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +892,7 @@ func (x *ColumnProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ColumnProblem.ProtoReflect.Descriptor instead.
 func (*ColumnProblem) Descriptor() ([]byte, []int) {
-	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{8}
+	return file_budgetledger_v1_report_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ColumnProblem) GetColumn() string {
@@ -900,19 +966,22 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\n" +
 	"aid_scheme\x18\x05 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\x80\x022\x13^[^\\x00-\\x1f\\x7f]*$R\taidScheme\x12N\n" +
 	"\rpayment_terms\x18\x06 \x01(\tB)\xe0A\x01\xbaH#\xd8\x01\x01r\x1e2\x1c^(unique|échelonné|autre)$R\fpaymentTerms\x12n\n" +
-	"\x0epayment_period\x18\a \x01(\tBG\xe0A\x01\xbaHA\xd8\x01\x01r<2:^[0-9]{4}-[0-9]{2}-[0-9]{2}(/[0-9]{4}-[0-9]{2}-[0-9]{2})?$R\rpaymentPeriod\"\x94\x01\n" +
+	"\x0epayment_period\x18\a \x01(\tBG\xe0A\x01\xbaHA\xd8\x01\x01r<2:^[0-9]{4}-[0-9]{2}-[0-9]{2}(/[0-9]{4}-[0-9]{2}-[0-9]{2})?$R\rpaymentPeriod\"\xf4\x01\n" +
 	"\x19ExportSubventionsResponse\x12 \n" +
-	"\bcsv_data\x18\x01 \x01(\fB\x03\xe0A\x03H\x00R\acsvData\x12J\n" +
+	"\bcsv_data\x18\x01 \x01(\fB\x03\xe0A\x03H\x00R\acsvData\x12^\n" +
+	"\x14unpublishable_awards\x18\x03 \x01(\v2$.budgetledger.v1.UnpublishableAwardsB\x03\xe0A\x03H\x00R\x13unpublishableAwards\x12J\n" +
 	"\asummary\x18\x02 \x01(\v2).budgetledger.v1.ExportSubventionsSummaryB\x03\xe0A\x03H\x00R\asummaryB\t\n" +
-	"\acontent\"\xf4\x02\n" +
+	"\acontent\"W\n" +
+	"\x13UnpublishableAwards\x12@\n" +
+	"\x06awards\x18\x01 \x03(\v2#.budgetledger.v1.UnpublishableAwardB\x03\xe0A\x03R\x06awards\"\xcd\x02\n" +
 	"\x18ExportSubventionsSummary\x12=\n" +
 	"\n" +
 	"as_of_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\basOfTime\x12&\n" +
 	"\ftotal_amount\x18\x02 \x01(\x03B\x03\xe0A\x03R\vtotalAmount\x12,\n" +
 	"\x0fpublished_count\x18\x03 \x01(\x03B\x03\xe0A\x03R\x0epublishedCount\x12.\n" +
 	"\x10published_amount\x18\x04 \x01(\x03B\x03\xe0A\x03R\x0fpublishedAmount\x126\n" +
-	"\x14unpublishable_amount\x18\x05 \x01(\x03B\x03\xe0A\x03R\x13unpublishableAmount\x12[\n" +
-	"\x14unpublishable_awards\x18\x06 \x03(\v2#.budgetledger.v1.UnpublishableAwardB\x03\xe0A\x03R\x13unpublishableAwards\"\x82\x02\n" +
+	"\x14unpublishable_amount\x18\x05 \x01(\x03B\x03\xe0A\x03R\x13unpublishableAmount\x124\n" +
+	"\x13unpublishable_count\x18\x06 \x01(\x03B\x03\xe0A\x03R\x12unpublishableCount\"\x82\x02\n" +
 	"\x12UnpublishableAward\x12I\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\tB)\xe0A\x03\xfaA#\n" +
@@ -941,7 +1010,7 @@ func file_budgetledger_v1_report_proto_rawDescGZIP() []byte {
 	return file_budgetledger_v1_report_proto_rawDescData
 }
 
-var file_budgetledger_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_budgetledger_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_budgetledger_v1_report_proto_goTypes = []any{
 	(*GetFundingReportRequest)(nil),   // 0: budgetledger.v1.GetFundingReportRequest
 	(*GetFundingReportResponse)(nil),  // 1: budgetledger.v1.GetFundingReportResponse
@@ -949,33 +1018,35 @@ var file_budgetledger_v1_report_proto_goTypes = []any{
 	(*ReportFigures)(nil),             // 3: budgetledger.v1.ReportFigures
 	(*ExportSubventionsRequest)(nil),  // 4: budgetledger.v1.ExportSubventionsRequest
 	(*ExportSubventionsResponse)(nil), // 5: budgetledger.v1.ExportSubventionsResponse
-	(*ExportSubventionsSummary)(nil),  // 6: budgetledger.v1.ExportSubventionsSummary
-	(*UnpublishableAward)(nil),        // 7: budgetledger.v1.UnpublishableAward
-	(*ColumnProblem)(nil),             // 8: budgetledger.v1.ColumnProblem
-	(*timestamppb.Timestamp)(nil),     // 9: google.protobuf.Timestamp
+	(*UnpublishableAwards)(nil),       // 6: budgetledger.v1.UnpublishableAwards
+	(*ExportSubventionsSummary)(nil),  // 7: budgetledger.v1.ExportSubventionsSummary
+	(*UnpublishableAward)(nil),        // 8: budgetledger.v1.UnpublishableAward
+	(*ColumnProblem)(nil),             // 9: budgetledger.v1.ColumnProblem
+	(*timestamppb.Timestamp)(nil),     // 10: google.protobuf.Timestamp
 }
 var file_budgetledger_v1_report_proto_depIdxs = []int32{
-	9,  // 0: budgetledger.v1.GetFundingReportRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	9,  // 1: budgetledger.v1.GetFundingReportRequest.known_at_time:type_name -> google.protobuf.Timestamp
-	9,  // 2: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
+	10, // 0: budgetledger.v1.GetFundingReportRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	10, // 1: budgetledger.v1.GetFundingReportRequest.known_at_time:type_name -> google.protobuf.Timestamp
+	10, // 2: budgetledger.v1.GetFundingReportResponse.as_of_time:type_name -> google.protobuf.Timestamp
 	2,  // 3: budgetledger.v1.GetFundingReportResponse.envelopes:type_name -> budgetledger.v1.EnvelopeReport
-	9,  // 4: budgetledger.v1.GetFundingReportResponse.known_at_time:type_name -> google.protobuf.Timestamp
+	10, // 4: budgetledger.v1.GetFundingReportResponse.known_at_time:type_name -> google.protobuf.Timestamp
 	3,  // 5: budgetledger.v1.EnvelopeReport.own:type_name -> budgetledger.v1.ReportFigures
 	3,  // 6: budgetledger.v1.EnvelopeReport.total:type_name -> budgetledger.v1.ReportFigures
-	9,  // 7: budgetledger.v1.ExportSubventionsRequest.as_of_time:type_name -> google.protobuf.Timestamp
-	6,  // 8: budgetledger.v1.ExportSubventionsResponse.summary:type_name -> budgetledger.v1.ExportSubventionsSummary
-	9,  // 9: budgetledger.v1.ExportSubventionsSummary.as_of_time:type_name -> google.protobuf.Timestamp
-	7,  // 10: budgetledger.v1.ExportSubventionsSummary.unpublishable_awards:type_name -> budgetledger.v1.UnpublishableAward
-	8,  // 11: budgetledger.v1.UnpublishableAward.problems:type_name -> budgetledger.v1.ColumnProblem
-	0,  // 12: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
-	4,  // 13: budgetledger.v1.ReportService.ExportSubventions:input_type -> budgetledger.v1.ExportSubventionsRequest
-	1,  // 14: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
-	5,  // 15: budgetledger.v1.ReportService.ExportSubventions:output_type -> budgetledger.v1.ExportSubventionsResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 7: budgetledger.v1.ExportSubventionsRequest.as_of_time:type_name -> google.protobuf.Timestamp
+	6,  // 8: budgetledger.v1.ExportSubventionsResponse.unpublishable_awards:type_name -> budgetledger.v1.UnpublishableAwards
+	7,  // 9: budgetledger.v1.ExportSubventionsResponse.summary:type_name -> budgetledger.v1.ExportSubventionsSummary
+	8,  // 10: budgetledger.v1.UnpublishableAwards.awards:type_name -> budgetledger.v1.UnpublishableAward
+	10, // 11: budgetledger.v1.ExportSubventionsSummary.as_of_time:type_name -> google.protobuf.Timestamp
+	9,  // 12: budgetledger.v1.UnpublishableAward.problems:type_name -> budgetledger.v1.ColumnProblem
+	0,  // 13: budgetledger.v1.ReportService.GetFundingReport:input_type -> budgetledger.v1.GetFundingReportRequest
+	4,  // 14: budgetledger.v1.ReportService.ExportSubventions:input_type -> budgetledger.v1.ExportSubventionsRequest
+	1,  // 15: budgetledger.v1.ReportService.GetFundingReport:output_type -> budgetledger.v1.GetFundingReportResponse
+	5,  // 16: budgetledger.v1.ReportService.ExportSubventions:output_type -> budgetledger.v1.ExportSubventionsResponse
+	15, // [15:17] is the sub-list for method output_type
+	13, // [13:15] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_budgetledger_v1_report_proto_init() }
@@ -985,6 +1056,7 @@ func file_budgetledger_v1_report_proto_init() {
 	}
 	file_budgetledger_v1_report_proto_msgTypes[5].OneofWrappers = []any{
 		(*ExportSubventionsResponse_CsvData)(nil),
+		(*ExportSubventionsResponse_UnpublishableAwards)(nil),
 		(*ExportSubventionsResponse_Summary)(nil),
 	}
 	type x struct{}
@@ -993,7 +1065,7 @@ func file_budgetledger_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_budgetledger_v1_report_proto_rawDesc), len(file_budgetledger_v1_report_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -55,12 +55,13 @@ type ReportServiceClient interface {
 	// dateConvention its effective date in Europe/Paris, conditionsVersement and
 	// datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
 	//
-	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
-	// then one summary, last: the total of the awards' amounts, what was published, and each award
-	// that cannot be published (a value the schema requires is missing) with its amount and the
-	// columns at fault. Published and unpublishable amounts add up to the total to the cent, which
-	// is the funding report's committed total of the envelope as of the same time. Nothing is
-	// written by an export.
+	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file);
+	// then the awards that cannot be published (a value the schema requires is missing), with
+	// their amounts and the columns at fault, in messages of unpublishable_awards of at most 1000;
+	// then one summary, last: the total of the awards' amounts, what was published and what not.
+	// Published and unpublishable amounts add up to the total to the cent, which is the funding
+	// report's committed total of the envelope as of the same time. Nothing is written by an
+	// export.
 	//
 	// Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
 	// (also for an envelope that had not taken effect by as_of_time).
@@ -136,12 +137,13 @@ type ReportServiceServer interface {
 	// dateConvention its effective date in Europe/Paris, conditionsVersement and
 	// datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
 	//
-	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
-	// then one summary, last: the total of the awards' amounts, what was published, and each award
-	// that cannot be published (a value the schema requires is missing) with its amount and the
-	// columns at fault. Published and unpublishable amounts add up to the total to the cent, which
-	// is the funding report's committed total of the envelope as of the same time. Nothing is
-	// written by an export.
+	// The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file);
+	// then the awards that cannot be published (a value the schema requires is missing), with
+	// their amounts and the columns at fault, in messages of unpublishable_awards of at most 1000;
+	// then one summary, last: the total of the awards' amounts, what was published and what not.
+	// Published and unpublishable amounts add up to the total to the cent, which is the funding
+	// report's committed total of the envelope as of the same time. Nothing is written by an
+	// export.
 	//
 	// Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
 	// (also for an envelope that had not taken effect by as_of_time).

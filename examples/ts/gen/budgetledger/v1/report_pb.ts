@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file budgetledger/v1/report.proto.
  */
 export const file_budgetledger_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEi9QIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIElgKDWtub3duX2F0X3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIt4BChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAxI2Cg1rbm93bl9hdF90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIrUCCg5FbnZlbG9wZVJlcG9ydBI5CghlbnZlbG9wZRgBIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEjcKBnBhcmVudBgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhkKDGRpc3BsYXlfbmFtZRgDIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxISCgVkZXB0aBgFIAEoBUID4EEDEjAKA293bhgGIAEoCzIeLmJ1ZGdldGxlZGdlci52MS5SZXBvcnRGaWd1cmVzQgPgQQMSMgoFdG90YWwYByABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDIoQCCg1SZXBvcnRGaWd1cmVzEhcKCmFsbG9jYXRpb24YASABKANCA+BBAxIUCgdhd2FyZGVkGAIgASgDQgPgQQMSFgoJY29tbWl0dGVkGAMgASgDQgPgQQMSFQoIcmVsZWFzZWQYBCABKANCA+BBAxIWCglhdmFpbGFibGUYBSABKANCA+BBAxIYCgthd2FyZF9jb3VudBgGIAEoA0ID4EEDEh4KEWJlbmVmaWNpYXJ5X2NvdW50GAcgASgDQgPgQQMSEQoEcGFpZBgeIAEoA0ID4EEDEh0KEHJlbWFpbmluZ190b19wYXkYHyABKANCA+BBAxIRCgRoZWxkGBQgASgDQgPgQQMihAYKGEV4cG9ydFN1YnZlbnRpb25zUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kElUKCmFzX29mX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BErICCgZuYXR1cmUYAyABKAlCoQLgQQG6SJoCugHTAQoObmF0dXJlLmFsbG93ZWQSRW11c3QgYmUgImFpZGUgZW4gbnVtw6lyYWlyZSIsICJhaWRlIGVuIG5hdHVyZSIsIG9yIGJvdGggam9pbmVkIGJ5ICI7Ihp6dGhpcyBpbiBbJ2FpZGUgZW4gbnVtw6lyYWlyZScsICdhaWRlIGVuIG5hdHVyZScsICdhaWRlIGVuIG51bcOpcmFpcmU7YWlkZSBlbiBuYXR1cmUnLCAnYWlkZSBlbiBuYXR1cmU7YWlkZSBlbiBudW3DqXJhaXJlJ13YAQFyPjI8XmFpZGUgZW4gKG51bcOpcmFpcmV8bmF0dXJlKSg7YWlkZSBlbiAobnVtw6lyYWlyZXxuYXR1cmUpKT8kEhgKC2V1X25vdGlmaWVkGAQgASgIQgPgQQESNAoKYWlkX3NjaGVtZRgFIAEoCUIg4EEBukgachgYgAIyE15bXlx4MDAtXHgxZlx4N2ZdKiQSQAoNcGF5bWVudF90ZXJtcxgGIAEoCUIp4EEBukgj2AEBch4yHF4odW5pcXVlfMOpY2hlbG9ubsOpfGF1dHJlKSQSXwoOcGF5bWVudF9wZXJpb2QYByABKAlCR+BBAbpIQdgBAXI8MjpeWzAtOV17NH0tWzAtOV17Mn0tWzAtOV17Mn0oL1swLTldezR9LVswLTldezJ9LVswLTldezJ9KT8kIoIBChlFeHBvcnRTdWJ2ZW50aW9uc1Jlc3BvbnNlEhcKCGNzdl9kYXRhGAEgASgMQgPgQQNIABJBCgdzdW1tYXJ5GAIgASgLMikuYnVkZ2V0bGVkZ2VyLnYxLkV4cG9ydFN1YnZlbnRpb25zU3VtbWFyeUID4EEDSABCCQoHY29udGVudCKSAgoYRXhwb3J0U3VidmVudGlvbnNTdW1tYXJ5EjMKCmFzX29mX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGQoMdG90YWxfYW1vdW50GAIgASgDQgPgQQMSHAoPcHVibGlzaGVkX2NvdW50GAMgASgDQgPgQQMSHQoQcHVibGlzaGVkX2Ftb3VudBgEIAEoA0ID4EEDEiEKFHVucHVibGlzaGFibGVfYW1vdW50GAUgASgDQgPgQQMSRgoUdW5wdWJsaXNoYWJsZV9hd2FyZHMYBiADKAsyIy5idWRnZXRsZWRnZXIudjEuVW5wdWJsaXNoYWJsZUF3YXJkQgPgQQMi2gEKElVucHVibGlzaGFibGVBd2FyZBI9Cgpjb21taXRtZW50GAEgASgJQingQQP6QSMKIWJ1ZGdldGxlZGdlci5naXRodWIuaW8vQ29tbWl0bWVudBI5CghlbnZlbG9wZRgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhMKBmFtb3VudBgDIAEoA0ID4EEDEjUKCHByb2JsZW1zGAQgAygLMh4uYnVkZ2V0bGVkZ2VyLnYxLkNvbHVtblByb2JsZW1CA+BBAyI5Cg1Db2x1bW5Qcm9ibGVtEhMKBmNvbHVtbhgBIAEoCUID4EEDEhMKBnJlYXNvbhgCIAEoCUID4EEDMuYBCg1SZXBvcnRTZXJ2aWNlEmcKEEdldEZ1bmRpbmdSZXBvcnQSKC5idWRnZXRsZWRnZXIudjEuR2V0RnVuZGluZ1JlcG9ydFJlcXVlc3QaKS5idWRnZXRsZWRnZXIudjEuR2V0RnVuZGluZ1JlcG9ydFJlc3BvbnNlEmwKEUV4cG9ydFN1YnZlbnRpb25zEikuYnVkZ2V0bGVkZ2VyLnYxLkV4cG9ydFN1YnZlbnRpb25zUmVxdWVzdBoqLmJ1ZGdldGxlZGdlci52MS5FeHBvcnRTdWJ2ZW50aW9uc1Jlc3BvbnNlMAFCS1pJZ2l0aHViLmNvbS9idWRnZXRsZWRnZXIvYnVkZ2V0bGVkZ2VyL3Byb3RvL2J1ZGdldGxlZGdlci92MTtidWRnZXRsZWRnZXJ2MWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("ChxidWRnZXRsZWRnZXIvdjEvcmVwb3J0LnByb3RvEg9idWRnZXRsZWRnZXIudjEi9QIKF0dldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0EmkKCGVudmVsb3BlGAEgASgJQlfgQQH6QSEKH2J1ZGdldGxlZGdlci5naXRodWIuaW8vRW52ZWxvcGW6SC3YAQFyKDImXmVudmVsb3Blcy9bYS16XShbYS16MC05LV0qW2EtejAtOV0pPyQSVQoKYXNfb2ZfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCJeBBAbpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESHQoJcGFnZV9zaXplGAMgASgFQgrgQQG6SAQaAigAEh8KCnBhZ2VfdG9rZW4YBCABKAlCC+BBAbpIBXIDGIAIElgKDWtub3duX2F0X3RpbWUYKCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BIt4BChhHZXRGdW5kaW5nUmVwb3J0UmVzcG9uc2USMwoKYXNfb2ZfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3CgllbnZlbG9wZXMYAiADKAsyHy5idWRnZXRsZWRnZXIudjEuRW52ZWxvcGVSZXBvcnRCA+BBAxIcCg9uZXh0X3BhZ2VfdG9rZW4YAyABKAlCA+BBAxI2Cg1rbm93bl9hdF90aW1lGCggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDIrUCCg5FbnZlbG9wZVJlcG9ydBI5CghlbnZlbG9wZRgBIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEjcKBnBhcmVudBgCIAEoCUIn4EED+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlEhkKDGRpc3BsYXlfbmFtZRgDIAEoCUID4EEDEhoKDWN1cnJlbmN5X2NvZGUYBCABKAlCA+BBAxISCgVkZXB0aBgFIAEoBUID4EEDEjAKA293bhgGIAEoCzIeLmJ1ZGdldGxlZGdlci52MS5SZXBvcnRGaWd1cmVzQgPgQQMSMgoFdG90YWwYByABKAsyHi5idWRnZXRsZWRnZXIudjEuUmVwb3J0RmlndXJlc0ID4EEDIoQCCg1SZXBvcnRGaWd1cmVzEhcKCmFsbG9jYXRpb24YASABKANCA+BBAxIUCgdhd2FyZGVkGAIgASgDQgPgQQMSFgoJY29tbWl0dGVkGAMgASgDQgPgQQMSFQoIcmVsZWFzZWQYBCABKANCA+BBAxIWCglhdmFpbGFibGUYBSABKANCA+BBAxIYCgthd2FyZF9jb3VudBgGIAEoA0ID4EEDEh4KEWJlbmVmaWNpYXJ5X2NvdW50GAcgASgDQgPgQQMSEQoEcGFpZBgeIAEoA0ID4EEDEh0KEHJlbWFpbmluZ190b19wYXkYHyABKANCA+BBAxIRCgRoZWxkGBQgASgDQgPgQQMihAYKGEV4cG9ydFN1YnZlbnRpb25zUmVxdWVzdBJpCghlbnZlbG9wZRgBIAEoCUJX4EEC+kEhCh9idWRnZXRsZWRnZXIuZ2l0aHViLmlvL0VudmVsb3BlukgtyAEBcigyJl5lbnZlbG9wZXMvW2Etel0oW2EtejAtOS1dKlthLXowLTldKT8kElUKCmFzX29mX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQiXgQQG6SB+yARwiDQj/gtH/rwcQ/5Pr3AMyCwiAkrjDmP7///8BErICCgZuYXR1cmUYAyABKAlCoQLgQQG6SJoCugHTAQoObmF0dXJlLmFsbG93ZWQSRW11c3QgYmUgImFpZGUgZW4gbnVtw6lyYWlyZSIsICJhaWRlIGVuIG5hdHVyZSIsIG9yIGJvdGggam9pbmVkIGJ5ICI7Ihp6dGhpcyBpbiBbJ2FpZGUgZW4gbnVtw6lyYWlyZScsICdhaWRlIGVuIG5hdHVyZScsICdhaWRlIGVuIG51bcOpcmFpcmU7YWlkZSBlbiBuYXR1cmUnLCAnYWlkZSBlbiBuYXR1cmU7YWlkZSBlbiBudW3DqXJhaXJlJ13YAQFyPjI8XmFpZGUgZW4gKG51bcOpcmFpcmV8bmF0dXJlKSg7YWlkZSBlbiAobnVtw6lyYWlyZXxuYXR1cmUpKT8kEhgKC2V1X25vdGlmaWVkGAQgASgIQgPgQQESNAoKYWlkX3NjaGVtZRgFIAEoCUIg4EEBukgachgYgAIyE15bXlx4MDAtXHgxZlx4N2ZdKiQSQAoNcGF5bWVudF90ZXJtcxgGIAEoCUIp4EEBukgj2AEBch4yHF4odW5pcXVlfMOpY2hlbG9ubsOpfGF1dHJlKSQSXwoOcGF5bWVudF9wZXJpb2QYByABKAlCR+BBAbpIQdgBAXI8MjpeWzAtOV17NH0tWzAtOV17Mn0tWzAtOV17Mn0oL1swLTldezR9LVswLTldezJ9LVswLTldezJ9KT8kIs0BChlFeHBvcnRTdWJ2ZW50aW9uc1Jlc3BvbnNlEhcKCGNzdl9kYXRhGAEgASgMQgPgQQNIABJJChR1bnB1Ymxpc2hhYmxlX2F3YXJkcxgDIAEoCzIkLmJ1ZGdldGxlZGdlci52MS5VbnB1Ymxpc2hhYmxlQXdhcmRzQgPgQQNIABJBCgdzdW1tYXJ5GAIgASgLMikuYnVkZ2V0bGVkZ2VyLnYxLkV4cG9ydFN1YnZlbnRpb25zU3VtbWFyeUID4EEDSABCCQoHY29udGVudCJPChNVbnB1Ymxpc2hhYmxlQXdhcmRzEjgKBmF3YXJkcxgBIAMoCzIjLmJ1ZGdldGxlZGdlci52MS5VbnB1Ymxpc2hhYmxlQXdhcmRCA+BBAyLsAQoYRXhwb3J0U3VidmVudGlvbnNTdW1tYXJ5EjMKCmFzX29mX3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSGQoMdG90YWxfYW1vdW50GAIgASgDQgPgQQMSHAoPcHVibGlzaGVkX2NvdW50GAMgASgDQgPgQQMSHQoQcHVibGlzaGVkX2Ftb3VudBgEIAEoA0ID4EEDEiEKFHVucHVibGlzaGFibGVfYW1vdW50GAUgASgDQgPgQQMSIAoTdW5wdWJsaXNoYWJsZV9jb3VudBgGIAEoA0ID4EEDItoBChJVbnB1Ymxpc2hhYmxlQXdhcmQSPQoKY29tbWl0bWVudBgBIAEoCUIp4EED+kEjCiFidWRnZXRsZWRnZXIuZ2l0aHViLmlvL0NvbW1pdG1lbnQSOQoIZW52ZWxvcGUYAiABKAlCJ+BBA/pBIQofYnVkZ2V0bGVkZ2VyLmdpdGh1Yi5pby9FbnZlbG9wZRITCgZhbW91bnQYAyABKANCA+BBAxI1Cghwcm9ibGVtcxgEIAMoCzIeLmJ1ZGdldGxlZGdlci52MS5Db2x1bW5Qcm9ibGVtQgPgQQMiOQoNQ29sdW1uUHJvYmxlbRITCgZjb2x1bW4YASABKAlCA+BBAxITCgZyZWFzb24YAiABKAlCA+BBAzLmAQoNUmVwb3J0U2VydmljZRJnChBHZXRGdW5kaW5nUmVwb3J0EiguYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXF1ZXN0GikuYnVkZ2V0bGVkZ2VyLnYxLkdldEZ1bmRpbmdSZXBvcnRSZXNwb25zZRJsChFFeHBvcnRTdWJ2ZW50aW9ucxIpLmJ1ZGdldGxlZGdlci52MS5FeHBvcnRTdWJ2ZW50aW9uc1JlcXVlc3QaKi5idWRnZXRsZWRnZXIudjEuRXhwb3J0U3VidmVudGlvbnNSZXNwb25zZTABQktaSWdpdGh1Yi5jb20vYnVkZ2V0bGVkZ2VyL2J1ZGdldGxlZGdlci9wcm90by9idWRnZXRsZWRnZXIvdjE7YnVkZ2V0bGVkZ2VydjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * GetFundingReportRequest is the request of GetFundingReport.
@@ -345,8 +345,8 @@ export const ExportSubventionsRequestSchema: GenMessage<ExportSubventionsRequest
   messageDesc(file_budgetledger_v1_report, 4);
 
 /**
- * ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV,
- * or the summary that ends the stream.
+ * ExportSubventionsResponse is one message of the ExportSubventions stream: a piece of the CSV, a
+ * batch of the awards that cannot be published, or the summary that ends the stream.
  *
  * @generated from message budgetledger.v1.ExportSubventionsResponse
  */
@@ -366,6 +366,15 @@ export type ExportSubventionsResponse = Message<"budgetledger.v1.ExportSubventio
     case: "csvData";
   } | {
     /**
+     * Output only. The next awards that cannot be published, at most 1000; they come after the
+     * CSV and before the summary.
+     *
+     * @generated from field: budgetledger.v1.UnpublishableAwards unpublishable_awards = 3;
+     */
+    value: UnpublishableAwards;
+    case: "unpublishableAwards";
+  } | {
+    /**
      * Output only. The summary of the export: the last message.
      *
      * @generated from field: budgetledger.v1.ExportSubventionsSummary summary = 2;
@@ -381,6 +390,28 @@ export type ExportSubventionsResponse = Message<"budgetledger.v1.ExportSubventio
  */
 export const ExportSubventionsResponseSchema: GenMessage<ExportSubventionsResponse> = /*@__PURE__*/
   messageDesc(file_budgetledger_v1_report, 5);
+
+/**
+ * UnpublishableAwards is a batch of the awards an export could not publish, in the order of the
+ * export.
+ *
+ * @generated from message budgetledger.v1.UnpublishableAwards
+ */
+export type UnpublishableAwards = Message<"budgetledger.v1.UnpublishableAwards"> & {
+  /**
+   * Output only. At most 1000 awards.
+   *
+   * @generated from field: repeated budgetledger.v1.UnpublishableAward awards = 1;
+   */
+  awards: UnpublishableAward[];
+};
+
+/**
+ * Describes the message budgetledger.v1.UnpublishableAwards.
+ * Use `create(UnpublishableAwardsSchema)` to create a new message.
+ */
+export const UnpublishableAwardsSchema: GenMessage<UnpublishableAwards> = /*@__PURE__*/
+  messageDesc(file_budgetledger_v1_report, 6);
 
 /**
  * ExportSubventionsSummary is what an export published and what it could not. Amounts are in
@@ -428,11 +459,12 @@ export type ExportSubventionsSummary = Message<"budgetledger.v1.ExportSubvention
   unpublishableAmount: bigint;
 
   /**
-   * Output only. Every award that cannot be published, in the order of the export.
+   * Output only. The number of awards that cannot be published: those of the
+   * unpublishable_awards messages before this one.
    *
-   * @generated from field: repeated budgetledger.v1.UnpublishableAward unpublishable_awards = 6;
+   * @generated from field: int64 unpublishable_count = 6;
    */
-  unpublishableAwards: UnpublishableAward[];
+  unpublishableCount: bigint;
 };
 
 /**
@@ -440,7 +472,7 @@ export type ExportSubventionsSummary = Message<"budgetledger.v1.ExportSubvention
  * Use `create(ExportSubventionsSummarySchema)` to create a new message.
  */
 export const ExportSubventionsSummarySchema: GenMessage<ExportSubventionsSummary> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_report, 6);
+  messageDesc(file_budgetledger_v1_report, 7);
 
 /**
  * UnpublishableAward is an award the export could not publish, and why.
@@ -482,7 +514,7 @@ export type UnpublishableAward = Message<"budgetledger.v1.UnpublishableAward"> &
  * Use `create(UnpublishableAwardSchema)` to create a new message.
  */
 export const UnpublishableAwardSchema: GenMessage<UnpublishableAward> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_report, 7);
+  messageDesc(file_budgetledger_v1_report, 8);
 
 /**
  * ColumnProblem is a column of the SCDL schema an award cannot fill.
@@ -510,7 +542,7 @@ export type ColumnProblem = Message<"budgetledger.v1.ColumnProblem"> & {
  * Use `create(ColumnProblemSchema)` to create a new message.
  */
 export const ColumnProblemSchema: GenMessage<ColumnProblem> = /*@__PURE__*/
-  messageDesc(file_budgetledger_v1_report, 8);
+  messageDesc(file_budgetledger_v1_report, 9);
 
 /**
  * ReportService reports what the envelopes were given and what was awarded from them, now or as
@@ -553,12 +585,13 @@ export const ReportService: GenService<{
    * dateConvention its effective date in Europe/Paris, conditionsVersement and
    * datesPeriodeVersement from its payments by then; see docs/opendata.md, column by column.
    *
-   * The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file),
-   * then one summary, last: the total of the awards' amounts, what was published, and each award
-   * that cannot be published (a value the schema requires is missing) with its amount and the
-   * columns at fault. Published and unpublishable amounts add up to the total to the cent, which
-   * is the funding report's committed total of the envelope as of the same time. Nothing is
-   * written by an export.
+   * The CSV comes in messages of csv_data of at most 64 KiB (concatenated, they are the file);
+   * then the awards that cannot be published (a value the schema requires is missing), with
+   * their amounts and the columns at fault, in messages of unpublishable_awards of at most 1000;
+   * then one summary, last: the total of the awards' amounts, what was published and what not.
+   * Published and unpublishable amounts add up to the total to the cent, which is the funding
+   * report's committed total of the envelope as of the same time. Nothing is written by an
+   * export.
    *
    * Errors: INVALID_ARGUMENT (a malformed envelope name, as_of_time or option), ENVELOPE_NOT_FOUND
    * (also for an envelope that had not taken effect by as_of_time).

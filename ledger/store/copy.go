@@ -703,7 +703,7 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyResult, e
 	}
 	for _, t := range tables {
 		if err := c.copyTable(ctx, snap, t); err != nil {
-			return CopyResult{}, fmt.Errorf("copying table %s: %w", t.name, err)
+			return CopyResult{}, fmt.Errorf("copying table %s: %w (the target is left marked unfinished: run the same copy again to resume it)", t.name, err)
 		}
 	}
 	// Every table holds what the source's snapshot held, and the copy is finished.

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/budgetledger/budgetledger/internal/seed"
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/opendata"
-	"github.com/budgetledger/budgetledger/internal/seed"
 	"github.com/budgetledger/budgetledger/ledger/opendata/scdltest"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )

@@ -40,6 +40,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
@@ -112,7 +113,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.holdRatio, "hold-ratio", 0, "the probability that an award is made as a hold then its confirmation (CreateHold + ConfirmHold) instead of a Commit")
 	fs.Float64Var(&c.paymentRatio, "payment-ratio", 0, "after an award, the probability of paying part of it (CreatePayment)")
 	fs.StringVar(&c.server, "server", "inprocess", "where the ledgerd runs without --target: inprocess (this process) or process (a child process, whose CPU time is then measured apart)")
-	fs.StringVar(&c.ledgerdProf, "ledgerd-cpuprofile", "", "with --server process: write a CPU profile of the ledgerd alone to this file (of the last phase)")
+	fs.StringVar(&c.ledgerdProf, "ledgerd-cpuprofile", "", "with --server process: write a CPU profile of the ledgerd alone, while the awards are made, to this file (of the last phase)")
 	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
 	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
 	fs.BoolVar(&c.json, "json", false, "print the figures as a JSON object on the last line")
@@ -217,6 +218,9 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 			return false, err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if cfg.target == "" && cfg.server == "inprocess" {
+		gcpercent.Apply() // as ledgerd does, for the ledgerd in this process
 	}
 	phases := []string{cfg.batching}
 	if cfg.batching == "both" {
@@ -335,9 +339,20 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 		}
 	}
 
+	profiling := d != nil && d.command != nil && cfg.ledgerdProf != ""
+	if profiling {
+		if err := d.command("profile-start"); err != nil {
+			return nil, err
+		}
+	}
 	cpu0 := meter.sample(ctx)
 	drive(ctx, cfg, conns, envelopes, run, r)
 	cpu1 := meter.sample(ctx)
+	if profiling {
+		if err := d.command("profile-stop"); err != nil {
+			return nil, err
+		}
+	}
 	c := meter.cost(cpu0, cpu1, r.Commits)
 	r.CPUBenchUs, r.CPULedgerdUs, r.CPUPostgresUs = c.Self, c.Ledgerd, c.Postgres
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
 	"github.com/budgetledger/budgetledger/ledger/translog"
 	"github.com/budgetledger/budgetledger/server"
@@ -40,7 +41,8 @@ type runningLedgerd struct {
 	pid          int                          // the child's, 0 in-process
 	stats        func() (ledger.Stats, error) // its counters since it started
 	stop         func() error
-	ledger       *ledger.Ledger // in-process only
+	command      func(string) error // a child's: profile-start, profile-stop
+	ledger       *ledger.Ledger     // in-process only
 }
 
 // startInProcess opens the ledger and serves it on a loopback port, as ledgerd does.
@@ -110,17 +112,7 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 	if o.database == "" {
 		return false, errors.New("--database is required")
 	}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return false, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return false, err
-		}
-		defer pprof.StopCPUProfile()
-	}
+	gcpercent.Apply() // as ledgerd does
 	d, err := startInProcess(ctx, o)
 	if err != nil {
 		return false, err
@@ -131,14 +123,56 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 		return false, err
 	}
 	in := bufio.NewScanner(os.Stdin)
+	var profile *os.File
+	defer func() {
+		if profile != nil {
+			pprof.StopCPUProfile()
+			profile.Close()
+		}
+	}()
 	for in.Scan() {
-		if in.Text() == "stats" {
+		switch in.Text() {
+		case "stats":
 			if err := enc.Encode(d.ledger.Stats()); err != nil {
 				return false, err
+			}
+		case "profile-start": // the awards phase only: not the set-up, the empty RPCs or the check
+			if o.cpuProfile == "" || profile != nil {
+				continue
+			}
+			if profile, err = os.Create(o.cpuProfile); err != nil {
+				return false, err
+			}
+			if err := pprof.StartCPUProfile(profile); err != nil {
+				return false, err
+			}
+		case "profile-stop":
+			if profile != nil {
+				pprof.StopCPUProfile()
+				if err := profile.Close(); err != nil {
+					return false, err
+				}
+				profile = nil
+				// Beside it, the allocations since the start (go tool pprof -sample_index=alloc_objects).
+				if err := writeAllocs(o.cpuProfile + ".allocs"); err != nil {
+					return false, err
+				}
 			}
 		}
 	}
 	return true, in.Err()
+}
+
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startChild runs `ledgerbench serve` in a child process (this executable) and waits for its
@@ -182,6 +216,10 @@ func startChild(ctx context.Context, o ledgerdOptions) (*runningLedgerd, error) 
 	}
 	return &runningLedgerd{
 		addr: hello.Addr, engine: hello.Engine, pid: cmd.Process.Pid, stop: stop,
+		command: func(c string) error {
+			_, err := io.WriteString(stdin, c+"\n")
+			return err
+		},
 		stats: func() (ledger.Stats, error) {
 			var s ledger.Stats
 			if _, err := io.WriteString(stdin, "stats\n"); err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 )
@@ -39,6 +40,14 @@ const maxParamsPerInsert = 1000
 // instead of INSERT: parsing and binding thousands of parameters costs more than the round trip.
 const copyThreshold = 100
 
+// maxRowsPerCachedInsert bounds the rows of one INSERT where statements are prepared once
+// (insertLimiter).
+const maxRowsPerCachedInsert = 512
+
+// insertLimiter is a Querier that keeps its prepared statements and binds up to maxInsertParams
+// parameters in one (SQLite's write transactions).
+type insertLimiter interface{ maxInsertParams() int }
+
 // copier is a Querier that can COPY rows into a table (PostgreSQL).
 type copier interface {
 	copyRows(ctx context.Context, table string, columns []string, rows [][]any) (bool, error)
@@ -52,12 +61,22 @@ func bulkInsert(ctx context.Context, q Querier, table string, columns []string, 
 			return err
 		}
 	}
-	// SQLite resolves each $N parameter by a linear search of those already seen, so a statement's
-	// parse time grows with the square of its parameters: keep each statement to about
-	// maxParamsPerInsert of them.
+	// Each statement binds at most maxParamsPerInsert parameters (PostgreSQL: its few rows go
+	// in one statement; COPY takes the many), or the engine's own limit where statements are
+	// prepared once and kept (SQLite): there rows go in chunks of a power of two, so that a few
+	// sizes of statement serve every batch.
 	perStatement := max(1, min(maxRowsPerInsert, maxParamsPerInsert/max(1, len(columns))))
-	for start := 0; start < len(rows); start += perStatement {
-		chunk := rows[start:min(start+perStatement, len(rows))]
+	limiter, pow2 := q.(insertLimiter)
+	if pow2 {
+		perStatement = max(1, min(maxRowsPerCachedInsert, limiter.maxInsertParams()/max(1, len(columns))))
+	}
+	for start := 0; start < len(rows); {
+		n := min(perStatement, len(rows)-start)
+		if pow2 {
+			n = 1 << (bits.Len(uint(n)) - 1)
+		}
+		chunk := rows[start : start+n]
+		start += n
 		var b strings.Builder
 		fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(columns, ", "))
 		args := make([]any, 0, len(chunk)*len(columns))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -152,5 +153,25 @@ func TestSQLiteWriterCachesStatementsSafely(t *testing.T) {
 	var v int64
 	if err := db.Reader().QueryRow(ctx, "SELECT amount FROM writer_test WHERE id = -1").Scan(&v); err != nil || v != 400 {
 		t.Fatalf("counter = %d (%v), want 400", v, err)
+	}
+}
+
+// The statements' placeholders are numbered from after n, in order, each once: what bulkInsert
+// and IN lists send, and what sqliteParams turns into nameless parameters.
+func TestPlaceholdersNumberInOrder(t *testing.T) {
+	if got, want := placeholders(3, 3), "($4, $5, $6)"; got != want {
+		t.Errorf("placeholders(3, 3) = %q, want %q", got, want)
+	}
+	list, args := inList(9, []string{"a", "b"})
+	if list != "$10, $11" || len(args) != 2 || args[0] != "a" || args[1] != "b" {
+		t.Errorf("inList(9, [a b]) = %q, %v", list, args)
+	}
+	// Alone it does not start at $1: numbered. After $1 … $9 it is in order: nameless.
+	if got := sqliteParams("SELECT * FROM t WHERE a IN (" + list + ")"); got != "SELECT * FROM t WHERE a IN (?10, ?11)" {
+		t.Errorf("an IN list starting at $10 became %q", got)
+	}
+	first, _ := inList(0, make([]string, 9))
+	if got := sqliteParams("SELECT * FROM t WHERE a IN (" + first + ") AND b IN (" + list + ")"); strings.Count(got, "?") != 11 || strings.ContainsAny(got, "$0123456789") {
+		t.Errorf("$1 … $11 in order became %q", got)
 	}
 }

@@ -7,6 +7,12 @@
 //	go run ./cmd/ledgerbench --bulk 1000 --clients 4
 //	go run ./cmd/ledgerbench --target 127.0.0.1:50051 --database ledger.db
 //	go run ./cmd/ledgerbench holds-expiry --holds 100000     # 100,000 holds expiring together (holds.go)
+//	go run ./cmd/ledgerbench --server process --hold-ratio 0.3 --payment-ratio 0.5 --database postgres://…
+//
+// With --server process the ledgerd runs in a child process (`ledgerbench serve`, serve.go) and
+// each run reports CPU time per award for ledgerd, PostgreSQL's backends and the load generator
+// apart, from the processes' own counters, with an empty RPC's beside it; on PostgreSQL, the
+// bytes per award of every table after VACUUM FULL (cost.go).
 //
 // Without --target it runs a ledgerd in-process, on --database (default: a new SQLite file in a
 // temporary directory), served on a loopback TCP port: the calls go through the whole gRPC stack.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sethvargo/go-retry"
 	"modernc.org/sqlite"
@@ -34,6 +35,7 @@ type sqliteEngine struct {
 	read   *sql.DB // read-only: BEGIN (deferred), query_only
 	cfg    Config
 	writer chan *sqliteWriter // holds the writer while no write transaction runs
+	closed atomic.Bool
 }
 
 // sqliteWriter is the connection of this process's write transactions, and the statements
@@ -118,11 +120,13 @@ func (e *sqliteEngine) ForUpdate() string { return "" }
 func (e *sqliteEngine) Reader() Querier   { return sqlQuerier{e.read} }
 
 func (e *sqliteEngine) Close() {
+	e.closed.Store(true)
 	e.read.Close()
 	select {
-	case w := <-e.writer: // a transaction still running keeps it: db.Close waits for it
+	case w := <-e.writer:
 		w.reset()
-	default:
+		e.writer <- w
+	default: // a transaction still running: attempt closes the connection when it ends
 	}
 	e.db.Close()
 }
@@ -159,7 +163,12 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q Querier) error) er
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { e.writer <- w }()
+	defer func() {
+		if e.closed.Load() {
+			w.reset()
+		}
+		e.writer <- w
+	}()
 	if w.conn == nil {
 		conn, err := e.db.Conn(ctx)
 		if err != nil {
@@ -168,6 +177,9 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q Querier) error) er
 		w.conn, w.stmts = conn, map[string]*sql.Stmt{}
 	}
 	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		// The driver reports the context's end even when BEGIN went through: never leave the
+		// connection inside a transaction.
+		w.rollback()
 		return err
 	}
 	if err := fn(&sqliteTx{w: w}); err != nil {
@@ -194,6 +206,9 @@ func (e *sqliteEngine) attempt(ctx context.Context, fn func(q Querier) error) er
 // statement, some I/O errors): "no transaction is active" is then expected. On any other failure
 // the connection is given up, its statements with it, and the next transaction opens another.
 func (w *sqliteWriter) rollback() {
+	if w.conn == nil {
+		return
+	}
 	_, err := w.conn.ExecContext(context.Background(), "ROLLBACK")
 	if err != nil && !strings.Contains(err.Error(), "no transaction is active") {
 		w.reset()

@@ -7,6 +7,12 @@
 //	go run ./cmd/ledgerbench --bulk 1000 --clients 4
 //	go run ./cmd/ledgerbench --target 127.0.0.1:50051 --database ledger.db
 //	go run ./cmd/ledgerbench holds-expiry --holds 100000     # 100,000 holds expiring together (holds.go)
+//	go run ./cmd/ledgerbench --server process --hold-ratio 0.3 --payment-ratio 0.5 --database postgres://…
+//
+// With --server process the ledgerd runs in a child process (`ledgerbench serve`, serve.go) and
+// each run reports CPU time per award for ledgerd, PostgreSQL's backends and the load generator
+// apart, from the processes' own counters, with an empty RPC's beside it; on PostgreSQL, the
+// bytes per award of every table after VACUUM FULL (cost.go).
 //
 // Without --target it runs a ledgerd in-process, on --database (default: a new SQLite file in a
 // temporary directory), served on a loopback TCP port: the calls go through the whole gRPC stack.
@@ -22,14 +28,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -41,10 +46,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
-	"github.com/budgetledger/budgetledger/ledger/translog"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
-	"github.com/budgetledger/budgetledger/server"
 )
 
 func main() {
@@ -59,8 +63,11 @@ func main() {
 	}
 	run := realMain
 	args := os.Args[1:]
-	if len(args) > 0 && args[0] == "holds-expiry" {
+	switch {
+	case len(args) > 0 && args[0] == "holds-expiry":
 		run, args = holdsExpiry, args[1:]
+	case len(args) > 0 && args[0] == "serve":
+		run, args = serveChild, args[1:]
 	}
 	ok, err := run(ctx, args, os.Stdout)
 	if err != nil {
@@ -76,6 +83,7 @@ func main() {
 
 type config struct {
 	target       string
+	targetPID    int
 	database     string
 	clients      int
 	conns        int
@@ -84,17 +92,22 @@ type config struct {
 	batching     string
 	batchQueues  int
 	releaseRatio float64
+	holdRatio    float64
+	paymentRatio float64
 	bulk         int
 	preload      int
 	json         bool
 	cpuProfile   string
 	log          string // --log: the transparency log, on or off
+	server       string // --server: inprocess or process
+	ledgerdProf  string
 }
 
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ledgerbench", flag.ContinueOnError)
 	fs.StringVar(&c.target, "target", "", "address of a running ledgerd; empty runs one in-process")
+	fs.IntVar(&c.targetPID, "target-pid", 0, "process id of the --target ledgerd, on this machine, to measure its CPU time")
 	fs.StringVar(&c.database, "database", "", "database of the in-process ledgerd (default: a new SQLite file), or of --target, to check the invariants after the run")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent callers")
 	fs.IntVar(&c.conns, "conns", 4, "gRPC connections the callers share")
@@ -103,6 +116,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.batching, "batching", "on", "group commit of the in-process ledgerd: on, off, or both (off then on, in the same run)")
 	fs.IntVar(&c.batchQueues, "batch-queues", 0, "group-commit queues of the in-process ledgerd (0: the ledger's default)")
 	fs.Float64Var(&c.releaseRatio, "release-ratio", 0, "after an award, the probability of releasing part of it (a Commit/Release mix)")
+	fs.Float64Var(&c.holdRatio, "hold-ratio", 0, "the probability that an award is made as a hold then its confirmation (CreateHold + ConfirmHold) instead of a Commit")
+	fs.Float64Var(&c.paymentRatio, "payment-ratio", 0, "after an award, the probability of paying part of it (CreatePayment)")
+	fs.StringVar(&c.server, "server", "inprocess", "where the ledgerd runs without --target: inprocess (this process) or process (a child process, whose CPU time is then measured apart)")
+	fs.StringVar(&c.ledgerdProf, "ledgerd-cpuprofile", "", "with --server process: write a CPU profile of the ledgerd alone, while the awards are made, to this file (of the last phase)")
 	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
 	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
 	fs.BoolVar(&c.json, "json", false, "print the figures as a JSON object on the last line")
@@ -124,8 +141,14 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--bulk must be 0 to %d", ledger.MaxBulkItems)
 	case c.log != "on" && c.log != "off":
 		return c, fmt.Errorf("--log must be on or off, not %q", c.log)
-	case c.releaseRatio < 0 || c.releaseRatio > 1:
-		return c, errors.New("--release-ratio must be between 0 and 1")
+	case c.releaseRatio < 0 || c.releaseRatio > 1 || c.holdRatio < 0 || c.holdRatio > 1 || c.paymentRatio < 0 || c.paymentRatio > 1:
+		return c, errors.New("--release-ratio, --hold-ratio and --payment-ratio must be between 0 and 1")
+	case c.bulk > 0 && (c.holdRatio > 0 || c.paymentRatio > 0 || c.releaseRatio > 0):
+		return c, errors.New("--bulk sends BatchCommit calls only: no --release-ratio, --hold-ratio or --payment-ratio")
+	case c.server != "inprocess" && c.server != "process":
+		return c, fmt.Errorf("--server must be inprocess or process, not %q", c.server)
+	case c.ledgerdProf != "" && c.server != "process":
+		return c, errors.New("--ledgerd-cpuprofile needs --server process (--cpuprofile profiles an in-process ledgerd with the load generator)")
 	}
 	return c, nil
 }
@@ -143,6 +166,8 @@ type result struct {
 	Commits         int64   `json:"commits"`
 	CommitsPerSec   float64 `json:"commits_per_sec"`
 	Releases        int64   `json:"releases"`
+	Holds           int64   `json:"holds,omitempty"` // awards made as CreateHold + ConfirmHold (counted in commits)
+	Payments        int64   `json:"payments,omitempty"`
 	Refused         int64   `json:"refused"`
 	ClientRetries   int64   `json:"client_retries"`
 	Failed          int64   `json:"failed"`
@@ -159,6 +184,21 @@ type result struct {
 	BatchingOffP99ms         float64 `json:"batching_off_p99_ms,omitempty"`
 	Speedup                  float64 `json:"speedup,omitempty"`
 	CommitsPerEmptyRPC       float64 `json:"commits_per_empty_rpc"`
+
+	// CPU time in microseconds per award (every call of the mix included), from the processes'
+	// own counters (cost.go), and per empty RPC in the health-check phase. Server is "inprocess"
+	// (the load generator's figure includes ledgerd's) or "process" (ledgerd's is apart).
+	Server               string  `json:"server"`
+	CPUBenchUs           float64 `json:"cpu_bench_us_per_award"`
+	CPULedgerdUs         float64 `json:"cpu_ledgerd_us_per_award,omitempty"`
+	CPUPostgresUs        float64 `json:"cpu_postgres_us_per_award,omitempty"`
+	EmptyRPCCPUBenchUs   float64 `json:"empty_rpc_cpu_bench_us"`
+	EmptyRPCCPULedgerdUs float64 `json:"empty_rpc_cpu_ledgerd_us,omitempty"`
+
+	// PostgreSQL's storage after the run (every phase's awards), after VACUUM FULL.
+	Storage       []tableSize `json:"storage,omitempty"`
+	StoredAwards  int64       `json:"stored_awards,omitempty"`
+	BytesPerAward float64     `json:"bytes_per_award,omitempty"`
 }
 
 func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
@@ -185,6 +225,9 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if cfg.target == "" && cfg.server == "inprocess" {
+		gcpercent.Apply() // as ledgerd does, for the ledgerd in this process
+	}
 	phases := []string{cfg.batching}
 	if cfg.batching == "both" {
 		phases = []string{"off", "on"}
@@ -208,6 +251,21 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 		final.InvariantsOK = final.InvariantsOK && off.InvariantsOK
 		fmt.Fprintf(out, "group commit: %.1f× the awards/s of one transaction per award\n", final.Speedup)
 	}
+	if isPostgres(cfg.database) {
+		sizes, awards, err := measureStorage(ctx, cfg.database)
+		if err != nil {
+			return false, fmt.Errorf("measuring the storage: %w", err)
+		}
+		final.Storage, final.StoredAwards = sizes, awards
+		var total int64
+		for _, s := range sizes {
+			total += s.Bytes + s.IndexBytes
+		}
+		if awards > 0 {
+			final.BytesPerAward = float64(total) / float64(awards)
+		}
+		printStorage(out, final)
+	}
 	if cfg.json {
 		line, err := json.Marshal(final)
 		if err != nil {
@@ -223,46 +281,41 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 func runPhase(ctx context.Context, cfg config, batching string, first bool) (*result, error) {
 	r := &result{Batching: batching, Clients: cfg.clients, Envelopes: cfg.envelopes, Bulk: cfg.bulk, Log: cfg.log}
 	target := cfg.target
-	var l *ledger.Ledger
+	var meter cpuMeter
+	var d *runningLedgerd
 	if target == "" {
+		o := ledgerdOptions{database: cfg.database, batching: batching, batchQueues: cfg.batchQueues, log: cfg.log}
 		var err error
-		lcfg := ledger.Config{DisableBatching: batching == "off", BatchQueues: cfg.batchQueues}
-		if cfg.log == "on" {
-			skey, _, err := translog.GenerateKey("ledgerbench.invalid/log")
-			if err != nil {
-				return nil, err
-			}
-			signer, err := translog.NewSigner(skey)
-			if err != nil {
-				return nil, err
-			}
-			lcfg.Log = ledger.LogConfig{Signer: signer, CheckpointEvery: 1000, CheckpointInterval: 10 * time.Second}
+		if cfg.server == "process" {
+			o.cpuProfile = cfg.ledgerdProf
+			d, err = startChild(ctx, o)
+		} else {
+			d, err = startInProcess(ctx, o)
 		}
-		l, err = ledger.Open(ctx, cfg.database, lcfg)
 		if err != nil {
 			return nil, err
 		}
-		defer l.Close()
-		// As ledgerd with --log-level warn: a log line per call is not what is measured here.
-		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		srv, err := server.New(l, server.Config{Logger: quiet})
-		if err != nil {
-			return nil, err
-		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		go func() { _ = srv.Serve(lis) }()
 		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Shutdown(stopCtx)
+			if err := d.stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "ledgerbench: stopping ledgerd:", err)
+			}
 		}()
-		target = lis.Addr().String()
-		r.Engine = l.Engine()
+		target, r.Engine, meter.ledgerdPID = d.addr, d.engine, d.pid
 	} else {
 		r.Engine = "remote"
+		meter.ledgerdPID = cfg.targetPID
+	}
+	r.Server = cfg.server
+	if cfg.target != "" {
+		r.Server = "target"
+	}
+	if isPostgres(cfg.database) {
+		pg, err := openPGBackends(ctx, cfg.database)
+		if err != nil {
+			return nil, err
+		}
+		defer pg.Close()
+		meter.pg = pg
 	}
 
 	conns := make([]*grpc.ClientConn, cfg.conns)
@@ -286,26 +339,52 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 		r.Preloaded = cfg.preload
 	}
 	var before ledger.Stats
-	if l != nil {
-		before = l.Stats()
+	if d != nil {
+		if before, err = d.stats(); err != nil {
+			return nil, err
+		}
 	}
 
+	profiling := d != nil && d.command != nil && cfg.ledgerdProf != ""
+	if profiling {
+		if err := d.command("profile-start"); err != nil {
+			return nil, err
+		}
+	}
+	cpu0 := meter.sample(ctx)
 	drive(ctx, cfg, conns, envelopes, run, r)
+	cpu1 := meter.sample(ctx)
+	if profiling {
+		if err := d.command("profile-stop"); err != nil {
+			return nil, err
+		}
+	}
+	c := meter.cost(cpu0, cpu1, r.Commits)
+	r.CPUBenchUs, r.CPULedgerdUs, r.CPUPostgresUs = c.Self, c.Ledgerd, c.Postgres
 
-	if l != nil {
-		after := l.Stats()
+	if d != nil {
+		after, err := d.stats()
+		if err != nil {
+			return nil, err
+		}
 		r.Batches = after.Batches - before.Batches
 		r.TxRetries = after.Retries - before.Retries
 		if r.Batches > 0 {
 			r.RetriesPerBatch = float64(r.TxRetries) / float64(r.Batches)
 		}
 	}
-	r.EmptyRPCPerSec = emptyRPCRate(ctx, cfg, conns)
+	var calls int64
+	r.EmptyRPCPerSec, calls = emptyRPCRate(ctx, cfg, conns)
 	if r.EmptyRPCPerSec > 0 {
 		r.CommitsPerEmptyRPC = r.CommitsPerSec / r.EmptyRPCPerSec
 	}
+	c = meter.cost(cpu1, meter.sample(ctx), calls)
+	r.EmptyRPCCPUBenchUs, r.EmptyRPCCPULedgerdUs = c.Self, c.Ledgerd
 
-	check := l
+	var check *ledger.Ledger
+	if d != nil {
+		check = d.ledger
+	}
 	if check == nil {
 		check, err = ledger.Open(ctx, cfg.database, ledger.Config{})
 		if err != nil {
@@ -368,6 +447,7 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 	defer cancel()
 	var (
 		commits, releases, refused, retries, failed atomic.Int64
+		holds, payments                             atomic.Int64
 		mu                                          sync.Mutex
 		latencies                                   []time.Duration
 		wg                                          sync.WaitGroup
@@ -407,6 +487,12 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 						accepted = int64(resp.GetAcceptedCount())
 						refused.Add(int64(resp.GetRefusedCount()))
 					}
+				} else if cfg.holdRatio > 0 && rng.Float64() < cfg.holdRatio {
+					name, err = holdAndConfirm(ctx, cs, &retries, envelope, c, i, rid)
+					if err == nil {
+						accepted = 1
+						holds.Add(1)
+					}
 				} else {
 					var resp *pb.CommitResponse
 					err = sendWithRetry(ctx, &retries, func(ctx context.Context) error {
@@ -441,6 +527,15 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 						releases.Add(1)
 					}
 				}
+				if name != "" && rng.Float64() < cfg.paymentRatio {
+					err := sendWithRetry(ctx, &retries, func(ctx context.Context) error {
+						_, err := cs.CreatePayment(ctx, &pb.CreatePaymentRequest{Parent: name, Amount: 30, RequestId: rid + "-p"})
+						return err
+					})
+					if err == nil {
+						payments.Add(1)
+					}
+				}
 			}
 		})
 	}
@@ -448,9 +543,32 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 	elapsed := time.Since(started).Seconds()
 	r.DurationSec = elapsed
 	r.Commits, r.Releases, r.Refused, r.ClientRetries, r.Failed = commits.Load(), releases.Load(), refused.Load(), retries.Load(), failed.Load()
+	r.Holds, r.Payments = holds.Load(), payments.Load()
 	r.CommitsPerSec = float64(r.Commits) / elapsed
 	slices.Sort(latencies)
 	r.P50ms, r.P95ms, r.P99ms = percentile(latencies, 0.50), percentile(latencies, 0.95), percentile(latencies, 0.99)
+}
+
+// holdAndConfirm makes one award as a hold and its confirmation in full, and returns the
+// commitment's name.
+func holdAndConfirm(ctx context.Context, cs pb.CommitmentServiceClient, retries *atomic.Int64, envelope string, c, i int, rid string) (string, error) {
+	var hold *pb.CreateHoldResponse
+	err := sendWithRetry(ctx, retries, func(ctx context.Context) error {
+		var err error
+		hold, err = cs.CreateHold(ctx, &pb.CreateHoldRequest{Envelope: envelope, Beneficiary: fmt.Sprintf("b%d", c),
+			Project: fmt.Sprintf("p%d", i), Amount: 100, RequestId: rid})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	var confirmed *pb.ConfirmHoldResponse
+	err = sendWithRetry(ctx, retries, func(ctx context.Context) error {
+		var err error
+		confirmed, err = cs.ConfirmHold(ctx, &pb.ConfirmHoldRequest{Hold: hold.GetHold().GetName(), RequestId: rid + "-c"})
+		return err
+	})
+	return confirmed.GetCommitment().GetName(), err
 }
 
 // sendWithRetry resends a call told to retry (ABORTED, UNAVAILABLE) with the same request id, as
@@ -468,7 +586,7 @@ func sendWithRetry(ctx context.Context, retries *atomic.Int64, call func(context
 
 // emptyRPCRate measures the health check, an RPC that does no work, with the same callers and
 // connections, for min(duration, 5s).
-func emptyRPCRate(ctx context.Context, cfg config, conns []*grpc.ClientConn) float64 {
+func emptyRPCRate(ctx context.Context, cfg config, conns []*grpc.ClientConn) (float64, int64) {
 	ctx, cancel := context.WithTimeout(ctx, min(cfg.duration, 5*time.Second))
 	defer cancel()
 	var calls atomic.Int64
@@ -485,7 +603,7 @@ func emptyRPCRate(ctx context.Context, cfg config, conns []*grpc.ClientConn) flo
 		})
 	}
 	wg.Wait()
-	return float64(calls.Load()) / time.Since(started).Seconds()
+	return float64(calls.Load()) / time.Since(started).Seconds(), calls.Load()
 }
 
 func percentile(sorted []time.Duration, p float64) float64 {
@@ -515,30 +633,58 @@ func printHuman(w io.Writer, r *result) {
 		fmt.Fprintf(w, "  failed calls      %d\n", r.Failed)
 	}
 	fmt.Fprintf(w, "  empty RPC/s       %.0f (awards/s = %.0f%% of it)\n", r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC)
+	if r.Holds > 0 || r.Payments > 0 {
+		fmt.Fprintf(w, "  mix               %d awards as hold + confirm, %d payments\n", r.Holds, r.Payments)
+	}
+	switch r.Server {
+	case "inprocess":
+		fmt.Fprintf(w, "  CPU per award     %.0f µs load generator + ledgerd (one process); empty RPC %.0f µs\n", r.CPUBenchUs, r.EmptyRPCCPUBenchUs)
+	default:
+		fmt.Fprintf(w, "  CPU per award     %.0f µs ledgerd, %.0f µs load generator; empty RPC %.0f µs ledgerd, %.0f µs load generator\n",
+			r.CPULedgerdUs, r.CPUBenchUs, r.EmptyRPCCPULedgerdUs, r.EmptyRPCCPUBenchUs)
+	}
+	if r.CPUPostgresUs > 0 {
+		fmt.Fprintf(w, "  CPU per award     %.0f µs PostgreSQL (its backends for this database)\n", r.CPUPostgresUs)
+	}
 	fmt.Fprintf(w, "  invariants        %s\n", map[bool]string{true: "ok", false: "BROKEN"}[r.InvariantsOK])
 }
 
-// printTable reads JSON result lines (other lines are skipped) and writes a Markdown table.
+// printStorage prints the storage of the run, per table and per award.
+func printStorage(w io.Writer, r *result) {
+	var total int64
+	for _, s := range r.Storage {
+		total += s.Bytes + s.IndexBytes
+	}
+	fmt.Fprintf(w, "  storage           %.0f bytes per award after VACUUM FULL (%d bytes, %d commitments)\n", r.BytesPerAward, total, r.StoredAwards)
+	for _, s := range r.Storage {
+		if s.Bytes+s.IndexBytes < 8192*4 {
+			continue
+		}
+		fmt.Fprintf(w, "    %-22s %8.0f + %5.0f bytes per award (table + indexes), %d rows\n", s.Table,
+			float64(s.Bytes)/float64(max(1, r.StoredAwards)), float64(s.IndexBytes)/float64(max(1, r.StoredAwards)), s.Rows)
+	}
+}
+
+// printTable reads JSON result lines (other lines are skipped) and writes two Markdown tables:
+// throughput and latency, then CPU time and storage per award.
 func printTable(in io.Reader, out io.Writer) error {
-	fmt.Fprintln(out, "| engine | call | envelopes | clients | batching | awards/s | p50 ms | p99 ms | off: awards/s | off: p99 ms | on/off | tx retries per batch | empty RPC/s | awards / empty RPC | preloaded | invariants |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	var results []result
 	dec := json.NewDecoder(in)
 	for {
 		var r result
 		err := dec.Decode(&r)
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return err
 		}
-		call := "Commit"
-		if r.Bulk > 0 {
-			call = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
-		}
-		if r.Releases > 0 {
-			call = fmt.Sprintf("Commit + Release (%d releases)", r.Releases)
-		}
+		results = append(results, r)
+	}
+	ok := map[bool]string{true: "ok", false: "BROKEN"}
+	fmt.Fprintln(out, "| engine | call | envelopes | clients | batching | awards/s | p50 ms | p99 ms | off: awards/s | off: p99 ms | on/off | tx retries per batch | empty RPC/s | awards / empty RPC | preloaded | invariants |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range results {
 		off, offP99, ratio := "", "", ""
 		if r.BatchingOffCommitsPerSec > 0 {
 			off, offP99, ratio = fmt.Sprintf("%.0f", r.BatchingOffCommitsPerSec), fmt.Sprintf("%.1f", r.BatchingOffP99ms), fmt.Sprintf("%.1f×", r.Speedup)
@@ -548,7 +694,57 @@ func printTable(in io.Reader, out io.Writer) error {
 			batching = "off → on"
 		}
 		fmt.Fprintf(out, "| %s | %s | %d | %d | %s | %.0f | %.1f | %.1f | %s | %s | %s | %.3f | %.0f | %.0f%% | %d | %v |\n",
-			r.Engine, call, r.Envelopes, r.Clients, batching, r.CommitsPerSec, r.P50ms, r.P99ms, off, offP99, ratio,
-			r.RetriesPerBatch, r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC, r.Preloaded, map[bool]string{true: "ok", false: "BROKEN"}[r.InvariantsOK])
+			r.Engine, callName(r), r.Envelopes, r.Clients, batching, r.CommitsPerSec, r.P50ms, r.P99ms, off, offP99, ratio,
+			r.RetriesPerBatch, r.EmptyRPCPerSec, 100*r.CommitsPerEmptyRPC, r.Preloaded, ok[r.InvariantsOK])
 	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| engine | call | envelopes | clients | ledgerd | µs CPU per award: ledgerd | PostgreSQL | load generator | µs CPU per empty RPC: ledgerd | load generator | bytes per award (VACUUM FULL) | largest tables, bytes per award (table + indexes) |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range results {
+		ledgerd, empty := fmt.Sprintf("%.0f", r.CPULedgerdUs), fmt.Sprintf("%.0f", r.EmptyRPCCPULedgerdUs)
+		if r.Server == "inprocess" {
+			ledgerd, empty = "(in the load generator's)", "(in the load generator's)"
+		}
+		pg, bytes, tables := "", "", ""
+		if r.CPUPostgresUs > 0 {
+			pg = fmt.Sprintf("%.0f", r.CPUPostgresUs)
+		}
+		if r.StoredAwards > 0 {
+			bytes = fmt.Sprintf("%.0f", r.BytesPerAward)
+			var parts []string
+			for _, t := range r.Storage {
+				if len(parts) == 5 {
+					break
+				}
+				parts = append(parts, fmt.Sprintf("%s %.0f + %.0f", t.Table, float64(t.Bytes)/float64(r.StoredAwards), float64(t.IndexBytes)/float64(r.StoredAwards)))
+			}
+			tables = strings.Join(parts, "; ")
+		}
+		fmt.Fprintf(out, "| %s | %s | %d | %d | %s | %s | %s | %.0f | %s | %.0f | %s | %s |\n", r.Engine, callName(r), r.Envelopes, r.Clients,
+			r.Server, ledgerd, pg, r.CPUBenchUs, empty, r.EmptyRPCCPUBenchUs, bytes, tables)
+	}
+	return nil
+}
+
+// callName names the calls of a run in the tables.
+func callName(r result) string {
+	call := "Commit"
+	switch {
+	case r.Bulk > 0:
+		call = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
+	case r.Holds > 0 && r.Holds == r.Commits:
+		call = "CreateHold + ConfirmHold"
+	case r.Holds > 0:
+		call = fmt.Sprintf("Commit or hold + confirm (%d holds)", r.Holds)
+	}
+	if r.Releases > 0 {
+		call += fmt.Sprintf(" + Release (%d)", r.Releases)
+	}
+	if r.Payments > 0 {
+		call += fmt.Sprintf(" + CreatePayment (%d)", r.Payments)
+	}
+	if r.Log == "on" {
+		call += ", log on"
+	}
+	return call
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -84,6 +86,8 @@ type config struct {
 	keepaliveMinTime      time.Duration
 
 	log logFlags // the transparency log's (logkey.go)
+
+	cpuProfile string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -117,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		"a SQLite file path, or a postgres:// URL for PostgreSQL or CockroachDB (LEDGER_DATABASE)")
 	fs.StringVar(&c.logFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json (LEDGER_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", env("LEDGER_CPUPROFILE", ""),
+		"write a CPU profile (go tool pprof) of the whole life of the server to this file, completed when it stops (LEDGER_CPUPROFILE)")
 	txTimeout, err := envDuration("LEDGER_TX_TIMEOUT", 5*time.Second)
 	if err != nil {
 		return c, err
@@ -319,6 +325,18 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
+	}
+	gcpercent.Apply()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	tp, tracing, err := newTracerProvider(ctx)
 	if err != nil {

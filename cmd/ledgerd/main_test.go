@@ -120,6 +120,28 @@ func TestServesOnDefaults(t *testing.T) {
 	}
 }
 
+// TestCPUProfileWrittenWhenStopped: --cpuprofile leaves a complete profile (gzip-compressed
+// protocol buffer, as go tool pprof reads) once ledgerd stops on its signal, covering the calls
+// it served.
+func TestCPUProfileWrittenWhenStopped(t *testing.T) {
+	t.Chdir(t.TempDir())
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	t.Run("serve", func(t *testing.T) {
+		addr, _ := runLedgerd(t, "--listen", "127.0.0.1:0", "--cpuprofile", profile)
+		if _, err := pb.NewEnvelopeServiceClient(dial(t, addr)).CreateEnvelope(context.Background(),
+			&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 100, RequestId: "fund"}); err != nil {
+			t.Fatal(err)
+		}
+	}) // ledgerd stops at the end of the subtest
+	raw, err := os.ReadFile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		t.Fatalf("the profile is not a gzip-compressed pprof file (%d bytes)", len(raw))
+	}
+}
+
 // TestRejectsBadConfiguration checks that ledgerd refuses to start on a bad setting and says
 // which, before it creates anything.
 func TestRejectsBadConfiguration(t *testing.T) {

@@ -2,7 +2,8 @@ package store
 
 import (
 	"context"
-	"fmt"
+	"math/bits"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,16 +17,22 @@ func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // placeholders returns "($n+1, $n+2, …)" for one row of width columns starting after n.
 func placeholders(n, width int) string {
-	var b strings.Builder
-	b.WriteByte('(')
+	b := make([]byte, 0, width*6+2)
+	return string(appendPlaceholders(b, n, width))
+}
+
+// appendPlaceholders appends "($n+1, $n+2, …)" to b: without fmt, which took 5 % of ledgerd's CPU
+// per award when every multi-row INSERT was spelled out with it.
+func appendPlaceholders(b []byte, n, width int) []byte {
+	b = append(b, '(')
 	for i := range width {
 		if i > 0 {
-			b.WriteString(", ")
+			b = append(b, ", "...)
 		}
-		fmt.Fprintf(&b, "$%d", n+i+1)
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(n+i+1), 10)
 	}
-	b.WriteByte(')')
-	return b.String()
+	return append(b, ')')
 }
 
 // maxRowsPerInsert keeps every statement under SQLite's and PostgreSQL's limits on bound
@@ -38,6 +45,14 @@ const maxParamsPerInsert = 1000
 // copyThreshold is the row count from which an engine that can COPY rows in (PostgreSQL) does so
 // instead of INSERT: parsing and binding thousands of parameters costs more than the round trip.
 const copyThreshold = 100
+
+// maxRowsPerCachedInsert bounds the rows of one INSERT where statements are prepared once
+// (insertLimiter).
+const maxRowsPerCachedInsert = 512
+
+// insertLimiter is a Querier that keeps its prepared statements and binds up to maxInsertParams
+// parameters in one (SQLite's write transactions).
+type insertLimiter interface{ maxInsertParams() int }
 
 // copier is a Querier that can COPY rows into a table (PostgreSQL).
 type copier interface {
@@ -52,25 +67,39 @@ func bulkInsert(ctx context.Context, q Querier, table string, columns []string, 
 			return err
 		}
 	}
-	// SQLite resolves each $N parameter by a linear search of those already seen, so a statement's
-	// parse time grows with the square of its parameters: keep each statement to about
-	// maxParamsPerInsert of them.
+	// Each statement binds at most maxParamsPerInsert parameters (PostgreSQL: its few rows go
+	// in one statement; COPY takes the many), or the engine's own limit where statements are
+	// prepared once and kept (SQLite): there rows go in chunks of a power of two, so that a few
+	// sizes of statement serve every batch.
 	perStatement := max(1, min(maxRowsPerInsert, maxParamsPerInsert/max(1, len(columns))))
-	for start := 0; start < len(rows); start += perStatement {
-		chunk := rows[start:min(start+perStatement, len(rows))]
-		var b strings.Builder
-		fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(columns, ", "))
+	limiter, pow2 := q.(insertLimiter)
+	if pow2 {
+		perStatement = max(1, min(maxRowsPerCachedInsert, limiter.maxInsertParams()/max(1, len(columns))))
+	}
+	for start := 0; start < len(rows); {
+		n := min(perStatement, len(rows)-start)
+		if pow2 {
+			n = 1 << (bits.Len(uint(n)) - 1)
+		}
+		chunk := rows[start : start+n]
+		start += n
+		b := make([]byte, 0, 64+len(chunk)*len(columns)*6)
+		b = append(b, "INSERT INTO "...)
+		b = append(b, table...)
+		b = append(b, " ("...)
+		b = append(b, strings.Join(columns, ", ")...)
+		b = append(b, ") VALUES "...)
 		args := make([]any, 0, len(chunk)*len(columns))
 		for i, row := range chunk {
 			if i > 0 {
-				b.WriteString(", ")
+				b = append(b, ", "...)
 			}
-			b.WriteString(placeholders(len(args), len(columns)))
+			b = appendPlaceholders(b, len(args), len(columns))
 			args = append(args, row...)
 		}
-		b.WriteString(suffix)
+		b = append(b, suffix...)
 		want := int64(len(chunk))
-		if err := q.Write(ctx, b.String(), args, func(n int64) error {
+		if err := q.Write(ctx, string(b), args, func(n int64) error {
 			if n != want {
 				return onShort
 			}
@@ -84,13 +113,17 @@ func bulkInsert(ctx context.Context, q Querier, table string, columns []string, 
 
 // inList returns "$n+1, $n+2, …" and the args for a list of strings.
 func inList(n int, values []string) (string, []any) {
-	ph := make([]string, len(values))
+	b := make([]byte, 0, len(values)*6)
 	args := make([]any, len(values))
 	for i, v := range values {
-		ph[i] = fmt.Sprintf("$%d", n+i+1)
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(n+i+1), 10)
 		args[i] = v
 	}
-	return strings.Join(ph, ", "), args
+	return string(b), args
 }
 
 // Request log.

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sethvargo/go-retry"
 	"modernc.org/sqlite"
@@ -21,11 +23,32 @@ import (
 // Reads go through a second pool on the same file whose transactions are deferred and whose
 // connections are query_only: a WAL reader reads the snapshot it started in and neither waits for
 // the writer nor makes it wait, so Verify and the report never stall awards (issue 12, item 8).
+//
+// Write transactions run on one connection of the read-write pool, kept for the engine's life
+// (sqliteWriter), one transaction at a time in this process (SQLite has one writer anyway; waiting
+// here is cheaper than polling SQLite's lock), with the statements it ran prepared on that very
+// connection and kept for the next transactions. Preparing elsewhere — on the pool, while a
+// transaction holds a connection and the write lock — is what deadlocked an earlier attempt at a
+// statement cache (TestEveryOperationOnOneConnection).
 type sqliteEngine struct {
-	db   *sql.DB // read-write: BEGIN IMMEDIATE
-	read *sql.DB // read-only: BEGIN (deferred), query_only
-	cfg  Config
+	db     *sql.DB // read-write: the writer's connection
+	read   *sql.DB // read-only: BEGIN (deferred), query_only
+	cfg    Config
+	writer chan *sqliteWriter // holds the writer while no write transaction runs
+	closed atomic.Bool
 }
+
+// sqliteWriter is the connection of this process's write transactions, and the statements
+// prepared on it, by SQL text.
+type sqliteWriter struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+// maxCachedStatements bounds the writer's prepared statements; when it is reached they are all
+// closed and the cache starts again (multi-row statements come in a few sizes, see bulkInsert,
+// and IN lists in as many as a batch has items).
+const maxCachedStatements = 512
 
 // sqliteDSN is the DSN of the SQLite file at path, its transactions begun with txlock
 // ("immediate" or "deferred"), plus extra pragmas.
@@ -85,7 +108,11 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 	if cfg.MaxConns > 0 {
 		read.SetMaxOpenConns(cfg.MaxConns)
 	}
-	return &sqliteEngine{db: db, read: read, cfg: cfg}, nil
+	// The read-write pool serves the writer's connection only.
+	db.SetMaxOpenConns(1)
+	e := &sqliteEngine{db: db, read: read, cfg: cfg, writer: make(chan *sqliteWriter, 1)}
+	e.writer <- &sqliteWriter{}
+	return e, nil
 }
 
 func (e *sqliteEngine) Name() string      { return "sqlite" }
@@ -93,13 +120,22 @@ func (e *sqliteEngine) ForUpdate() string { return "" }
 func (e *sqliteEngine) Reader() Querier   { return sqlQuerier{e.read} }
 
 func (e *sqliteEngine) Close() {
+	e.closed.Store(true)
 	e.read.Close()
+	select {
+	case w := <-e.writer:
+		w.reset()
+		e.writer <- w
+	default: // a transaction still running: attempt closes the connection when it ends
+	}
 	e.db.Close()
 }
 
+// Ping reads through the read pool: the read-write pool's one connection may be in a write
+// transaction.
 func (e *sqliteEngine) Ping(ctx context.Context) error {
 	var one int
-	return e.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return e.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 func (e *sqliteEngine) Sequencing(ctx context.Context, fn func(q Querier) error) error {
@@ -119,19 +155,226 @@ func (e *sqliteEngine) ReadWrite(ctx context.Context, fn func(q Querier) error) 
 	})
 }
 
+// attempt is one write transaction on the writer's connection: BEGIN IMMEDIATE, fn, COMMIT.
 func (e *sqliteEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
-	tx, err := e.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE, from _txlock
-	if err != nil {
+	var w *sqliteWriter
+	select {
+	case w = <-e.writer:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() {
+		if e.closed.Load() {
+			w.reset()
+		}
+		e.writer <- w
+	}()
+	if w.conn == nil {
+		conn, err := e.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		w.conn, w.stmts = conn, map[string]*sql.Stmt{}
+	}
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		// The driver reports the context's end even when BEGIN went through: never leave the
+		// connection inside a transaction.
+		w.rollback()
 		return err
 	}
-	if err := fn(sqlQuerier{tx}); err != nil {
-		tx.Rollback()
+	if err := fn(&sqliteTx{w: w}); err != nil {
+		w.rollback()
 		if sqliteRequestRecorded(err) {
 			return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
 		}
 		return err
 	}
-	return tx.Commit()
+	if err := ctx.Err(); err != nil {
+		w.rollback()
+		return err
+	}
+	// As database/sql's Tx.Commit: once begun, COMMIT is not interrupted by the context (the
+	// driver would report the context's error whatever COMMIT did).
+	if _, err := w.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
+		w.rollback() // a COMMIT refused (SQLITE_BUSY) leaves the transaction open
+		return err
+	}
+	return nil
+}
+
+// rollback ends the transaction. SQLite may have rolled it back already (an interrupted
+// statement, some I/O errors): "no transaction is active" is then expected. On any other failure
+// the connection is given up, its statements with it, and the next transaction opens another.
+func (w *sqliteWriter) rollback() {
+	if w.conn == nil {
+		return
+	}
+	_, err := w.conn.ExecContext(context.Background(), "ROLLBACK")
+	if err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+		w.reset()
+	}
+}
+
+// reset closes the writer's statements and connection.
+func (w *sqliteWriter) reset() {
+	for _, s := range w.stmts {
+		s.Close()
+	}
+	if w.conn != nil {
+		w.conn.Close()
+	}
+	w.conn, w.stmts = nil, nil
+}
+
+// sqliteTx is the Querier of a write transaction: every statement is prepared once on the
+// writer's connection, with SQLite's parameters (sqliteParams), and kept.
+type sqliteTx struct{ w *sqliteWriter }
+
+func (t *sqliteTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := t.w.stmts[query]; ok {
+		return s, nil
+	}
+	if len(t.w.stmts) >= maxCachedStatements {
+		for k, s := range t.w.stmts {
+			s.Close()
+			delete(t.w.stmts, k)
+		}
+	}
+	s, err := t.w.conn.PrepareContext(ctx, sqliteParams(query))
+	if err != nil {
+		return nil, err
+	}
+	t.w.stmts[query] = s
+	return s, nil
+}
+
+// maxInsertParams is what bulkInsert may bind in one statement: SQLite's limit (32,766 since
+// 3.32, the limit of modernc.org/sqlite's build). With nameless parameters (sqliteParams)
+// parsing and binding are linear in their number, and each size of statement is parsed once.
+func (t *sqliteTx) maxInsertParams() int { return 32766 }
+
+func (t *sqliteTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (t *sqliteTx) Write(ctx context.Context, query string, args []any, check func(int64) error) error {
+	n, err := t.Exec(ctx, query, args...)
+	if err != nil || check == nil {
+		return err
+	}
+	return check(n)
+}
+
+func (t *sqliteTx) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
+	for _, args := range argsList {
+		if err := scan(t.QueryRow(ctx, query, args...)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *sqliteTx) QueryRow(ctx context.Context, query string, args ...any) Scanner {
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return errScanner{err}
+	}
+	return sqlRow{s.QueryRowContext(ctx, args...)}
+}
+
+func (t *sqliteTx) Query(ctx context.Context, query string, args ...any) (Rows, error) {
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{r}, nil
+}
+
+type errScanner struct{ err error }
+
+func (e errScanner) Scan(...any) error { return e.err }
+
+// sqliteParams turns PostgreSQL's $N parameters into SQLite's, outside quoted strings and names:
+// plain ? when the statement names $1, $2, … each once and in order (the usual case), ?N
+// otherwise. SQLite takes $N too, but it is a name: parsing looks each one up among those seen
+// before, and so does modernc.org/sqlite's binding, for every parameter of every execution
+// (sqlite3_bind_parameter_name), both quadratic in the statement's parameters. A nameless ?
+// costs neither.
+func sqliteParams(query string) string {
+	if !strings.Contains(query, "$") {
+		return query
+	}
+	var (
+		out     strings.Builder
+		quote   byte
+		inOrder = true
+		next    = 1
+	)
+	out.Grow(len(query))
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '$' && i+1 < len(query) && query[i+1] >= '0' && query[i+1] <= '9':
+			j := i + 1
+			for j < len(query) && query[j] >= '0' && query[j] <= '9' {
+				j++
+			}
+			if n, err := strconv.Atoi(query[i+1 : j]); err != nil || n != next {
+				inOrder = false
+			}
+			next++
+			out.WriteByte('?')
+			out.WriteString(query[i+1 : j])
+			i = j - 1
+			continue
+		}
+		out.WriteByte(c)
+	}
+	if !inOrder {
+		return out.String()
+	}
+	// Every parameter in order, once: drop the numbers.
+	b := []byte(out.String())
+	w, quote := 0, byte(0)
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '?':
+			b[w] = '?'
+			w++
+			for i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9' {
+				i++
+			}
+			continue
+		}
+		b[w] = c
+		w++
+	}
+	return string(b[:w])
 }
 
 // sqliteRequestRecorded reports a primary-key violation on the request log: a request id recorded
@@ -186,8 +429,9 @@ func sqliteFatal(err error) bool {
 	return false
 }
 
-// sqlQuerier adapts database/sql (a transaction, or the pool for single-statement reads) to
-// Querier. SQLite runs in process: writes are run at once, there is no round trip to save.
+// sqlQuerier adapts database/sql (a read transaction, or the read pool for single-statement
+// reads) to Querier, with SQLite's parameters (sqliteParams). SQLite runs in process: writes are
+// run at once, there is no round trip to save.
 type sqlQuerier struct {
 	q interface {
 		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -197,7 +441,7 @@ type sqlQuerier struct {
 }
 
 func (s sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := s.q.ExecContext(ctx, query, args...)
+	res, err := s.q.ExecContext(ctx, sqliteParams(query), args...)
 	if err != nil {
 		return 0, err
 	}
@@ -222,11 +466,11 @@ func (s sqlQuerier) QueryEach(ctx context.Context, query string, argsList [][]an
 }
 
 func (s sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) Scanner {
-	return sqlRow{s.q.QueryRowContext(ctx, query, args...)}
+	return sqlRow{s.q.QueryRowContext(ctx, sqliteParams(query), args...)}
 }
 
 func (s sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
-	r, err := s.q.QueryContext(ctx, query, args...)
+	r, err := s.q.QueryContext(ctx, sqliteParams(query), args...)
 	if err != nil {
 		return nil, err
 	}

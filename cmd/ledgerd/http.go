@@ -49,8 +49,10 @@ func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticato
 	}), nil
 }
 
-// serveHTTP serves h on lis (over TLS with tlsConfig) until the returned function is called.
-func serveHTTP(lis net.Listener, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) (stop func()) {
+// serveHTTP serves h on lis (over TLS with tlsConfig) until the returned function is called, and
+// logs "<name> listening" with the address of path and attrs. The gRPC listener's neighbours
+// (--http-listen, --metrics-listen) both start this way.
+func serveHTTP(name string, lis net.Listener, h http.Handler, tlsConfig *tls.Config, log *slog.Logger, path string, attrs ...any) (stop func()) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 	scheme := "http"
 	if tlsConfig != nil {
@@ -59,10 +61,10 @@ func serveHTTP(lis net.Listener, h http.Handler, tlsConfig *tls.Config, log *slo
 	}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "error", err)
+			log.Error(name+" server stopped", "error", err)
 		}
 	}()
-	log.Info("http listening", "address", scheme+"://"+lis.Addr().String()+"/")
+	log.Info(name+" listening", append([]any{"address", scheme + "://" + lis.Addr().String() + path}, attrs...)...)
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

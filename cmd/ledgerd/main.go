@@ -423,7 +423,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		stopHTTP = serveHTTP(httpLis, h, scfg.TLS, log)
+		stopHTTP = serveHTTP("http", httpLis, h, scfg.TLS, log, "/")
 		defer stopHTTP()
 		if host, _, _ := net.SplitHostPort(cfg.httpListen); !loopback(host) && (scfg.Auth == nil || scfg.TLS == nil) {
 			log.Warn("--insecure: serving HTTP beyond loopback without authentication and TLS", "address", cfg.httpListen)
@@ -562,23 +562,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authentica
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-		lis = tls.NewListener(lis, tlsConfig)
-	}
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "error", err)
-		}
-	}()
-	log.Info("metrics listening", "address", scheme+"://"+lis.Addr().String()+"/metrics", "authentication", auth != nil)
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
+	return serveHTTP("metrics", lis, mux, tlsConfig, log, "/metrics", "authentication", auth != nil), nil
 }
 
 // requireCredential lets a request through to next only with a credential of the tokens file,

@@ -514,43 +514,47 @@ func scanAny(rows *sql.Rows, n int) ([]any, error) {
 // TableRows returns every row of table in its primary key's order, rendered as text (tests:
 // comparing two ledgers table by table).
 func TableRows(ctx context.Context, database, table string) ([]string, error) {
-	e, err := open(ctx, database, Config{MustExist: true, noMigrate: true, TxTimeout: 30 * time.Second})
-	if err != nil {
-		return nil, err
-	}
-	defer e.Close()
-	h := handles(e)
-	defer h.close()
-	tables, err := catalog(ctx, h.read, h)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range tables {
-		if t.name == table {
-			return tableRows(ctx, h.read, t)
+	var rows []string
+	err := withCatalog(ctx, database, func(h sqlDBs, tables []copyTable) error {
+		for _, t := range tables {
+			if t.name == table {
+				var err error
+				rows, err = tableRows(ctx, h.read, t)
+				return err
+			}
 		}
-	}
-	return nil, fmt.Errorf("no table %s", table)
+		return fmt.Errorf("no table %s", table)
+	})
+	return rows, err
 }
 
 // Tables lists the ledger's tables (the copy's: goose's and the copy's own excluded), parents first.
 func Tables(ctx context.Context, database string) ([]string, error) {
+	var names []string
+	err := withCatalog(ctx, database, func(_ sqlDBs, tables []copyTable) error {
+		for _, t := range tables {
+			names = append(names, t.name)
+		}
+		return nil
+	})
+	return names, err
+}
+
+// withCatalog opens the ledger at database as it is (never migrated) and calls fn with its
+// handles and the tables the copy carries.
+func withCatalog(ctx context.Context, database string, fn func(h sqlDBs, tables []copyTable) error) error {
 	e, err := open(ctx, database, Config{MustExist: true, noMigrate: true, TxTimeout: 30 * time.Second})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer e.Close()
 	h := handles(e)
 	defer h.close()
 	tables, err := catalog(ctx, h.read, h)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var names []string
-	for _, t := range tables {
-		names = append(names, t.name)
-	}
-	return names, nil
+	return fn(h, tables)
 }
 
 func tableRows(ctx context.Context, q queryer, t copyTable) ([]string, error) {

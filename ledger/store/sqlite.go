@@ -317,12 +317,13 @@ func sqliteParams(query string) string {
 		return query
 	}
 	var (
-		out     strings.Builder
-		quote   byte
-		inOrder = true
-		next    = 1
+		numbered, plain strings.Builder // ?N for every $N; plain ? (valid while in order)
+		quote           byte
+		inOrder         = true
+		next            = 1
 	)
-	out.Grow(len(query))
+	numbered.Grow(len(query))
+	plain.Grow(len(query))
 	for i := 0; i < len(query); i++ {
 		c := query[i]
 		switch {
@@ -341,40 +342,20 @@ func sqliteParams(query string) string {
 				inOrder = false
 			}
 			next++
-			out.WriteByte('?')
-			out.WriteString(query[i+1 : j])
+			numbered.WriteByte('?')
+			numbered.WriteString(query[i+1 : j])
+			plain.WriteByte('?')
 			i = j - 1
 			continue
 		}
-		out.WriteByte(c)
+		numbered.WriteByte(c)
+		plain.WriteByte(c)
 	}
-	if !inOrder {
-		return out.String()
+	if inOrder {
+		// Every parameter in order, once: the numbers are not needed.
+		return plain.String()
 	}
-	// Every parameter in order, once: drop the numbers.
-	b := []byte(out.String())
-	w, quote := 0, byte(0)
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == '?':
-			b[w] = '?'
-			w++
-			for i+1 < len(b) && b[i+1] >= '0' && b[i+1] <= '9' {
-				i++
-			}
-			continue
-		}
-		b[w] = c
-		w++
-	}
-	return string(b[:w])
+	return numbered.String()
 }
 
 // sqliteRequestRecorded reports a primary-key violation on the request log: a request id recorded

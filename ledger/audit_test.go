@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -66,6 +67,69 @@ func TestVerifyDetectsMissingRequestsAndPostedRefusals(t *testing.T) {
 		want := []finding{
 			{6, EntryName("00000000-0000-7000-8000-000000000001")},
 			{7, EntryName("00000000-0000-7000-8000-000000000002")},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)
+		}
+	})
+}
+
+// TestVerifyFindsOrphanPostingsAndRequestsPostedTwice protects invariants 1 and 5 as the auditor
+// sees them without a map of every entry: postings whose entry does not exist (their entry ids
+// sort before and after every real entry, so both ends of the auditor's merge of postings into
+// entries are crossed) and a request that posted two journal entries are each reported, once.
+// What is slipped in balances and moves no stored balance, so that nothing else gives it away.
+func TestVerifyFindsOrphanPostingsAndRequestsPostedTwice(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		c := mustCommit(t, l, "axis-1", "commune", 1_000)
+		mustCommit(t, l, "axis-2", "region", 2_000)
+		requireVerifyOK(t, l)
+
+		var requestID, caller string
+		if err := l.db.ReadOnly(ctx, func(q store.Querier) error {
+			return q.QueryRow(ctx, "SELECT request_id, caller FROM journal_entries WHERE id = $1", c.EntryID).Scan(&requestID, &caller)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		const before, after = "00000000-0000-7000-8000-00000000000a", "ffffffff-ffff-7fff-bfff-ffffffffffff"
+		tampers := []struct {
+			query string
+			args  []any
+		}{
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-1', -3)", []any{before}},
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-1', 3)", []any{before}},
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-2', -4)", []any{after}},
+			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'envelopes/axis-2', 4)", []any{after}},
+			// A second entry under the commitment's request, moving nothing (a closing with
+			// nothing left to pay has no postings).
+			{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at) VALUES ($1, 'COMMITMENT_CLOSED', 'EUR', $2, $3, '', $4)",
+				[]any{"00000000-0000-7000-8000-00000000000b", caller, requestID, time.Now().UnixMicro()}},
+		}
+		for _, tamper := range tampers {
+			if err := rawExec(ctx, l, tamper.query, tamper.args...); err != nil {
+				t.Fatalf("tampering with %q: %v", tamper.query, err)
+			}
+		}
+
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		type finding struct {
+			Invariant int
+			Subject   string
+		}
+		var got []finding
+		for _, d := range rep.Discrepancies {
+			got = append(got, finding{d.Invariant, d.Subject})
+		}
+		want := []finding{
+			{1, EntryName(before)}, // has postings but no journal entry
+			{1, EntryName(after)},
+			{5, "request " + requestID + " of " + caller}, // posted 2 journal entries
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)

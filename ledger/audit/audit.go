@@ -14,6 +14,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/big"
@@ -68,6 +69,8 @@ type entryRow struct {
 	effectiveAt int64
 	// seq is the entry's position in the journal (nil: not given yet).
 	seq *int64
+	// postings are the entry's postings, in order.
+	postings []core.Posting
 }
 
 // answeredRuleSet is what the request log recorded of a rule set that the journal entry does not
@@ -85,15 +88,16 @@ type ruleSetRow struct {
 
 // snapshot is every row the checks read, from one consistent snapshot.
 type snapshot struct {
-	// entrySums and accounts are the postings summed per entry and per account.
-	entrySums, accounts map[string]*big.Int
+	// accounts are the postings summed per account.
+	accounts map[string]*big.Int
 	// lastSeq is journal_head's last position given.
 	lastSeq int64
-	// entryAccounts are the accounts each entry posts to, in posting order.
-	entryAccounts map[string][]string
-	// postings are each entry's postings, in order.
-	postings map[string][]core.Posting
-	entries  []entryRow
+	// entries are the journal's entries, sorted by id, each with its postings. The snapshot
+	// keeps one row per entry and per commitment and a balance per account, nothing more per
+	// entry: a ledger of millions of awards is verified in memory proportional to its rows.
+	entries []entryRow
+	// orphans are postings whose entry does not exist, by entry id (normally none).
+	orphans  map[string][]core.Posting
 	ruleSets []ruleSetRow
 	// answeredRuleSets are the rule sets as SetRules answered them, by id (request log).
 	answeredRuleSets map[string]answeredRuleSet
@@ -169,11 +173,13 @@ const InvariantEffective = 40
 // backdating rule's premises: no entry took effect after it was recorded, and none took effect
 // on an envelope before the envelope itself did.
 func availableAtEveryEffectiveInstant(s *snapshot, rep *VerifyReport) {
+	// One event per posting to an envelope or a commitment, sorted by account then effective
+	// time (stable: the journal's order within an instant does not matter, its sum does).
 	type event struct {
-		at     int64
-		amount int64
+		account    string
+		at, amount int64
 	}
-	perAccount := map[string][]event{}
+	var events []event
 	envEffective := map[string]int64{}
 	for _, e := range s.envelopes {
 		envEffective[core.EnvelopeName(e.ID)] = e.EffectiveAt.UnixMicro()
@@ -183,31 +189,38 @@ func availableAtEveryEffectiveInstant(s *snapshot, rep *VerifyReport) {
 			rep.add(InvariantEffective, core.EntryName(e.id), "took effect at %s, after it was recorded at %s",
 				micro(e.effectiveAt), micro(e.createdAt))
 		}
-		early := map[string]bool{}
-		for _, p := range s.postings[e.id] {
-			if since, ok := envEffective[p.Account]; ok && e.effectiveAt < since && !early[p.Account] {
-				early[p.Account] = true
+		var early []string // the accounts reported for this entry
+		for _, p := range e.postings {
+			if since, ok := envEffective[p.Account]; ok && e.effectiveAt < since && !slices.Contains(early, p.Account) {
+				early = append(early, p.Account)
 				rep.add(InvariantEffective, core.EntryName(e.id), "took effect at %s on %s, which took effect at %s",
 					micro(e.effectiveAt), p.Account, micro(since))
 			}
 			if strings.HasPrefix(p.Account, "envelopes/") || strings.HasPrefix(p.Account, "commitments/") {
-				perAccount[p.Account] = append(perAccount[p.Account], event{e.effectiveAt, p.Amount})
+				events = append(events, event{p.Account, e.effectiveAt, p.Amount})
 			}
 		}
 	}
-	for _, account := range sortedKeys(perAccount) {
-		events := perAccount[account]
-		sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
-		balance := new(big.Int)
-		for i, ev := range events {
-			balance.Add(balance, big.NewInt(ev.amount))
-			if i+1 < len(events) && events[i+1].at == ev.at {
-				continue // the instant is not over
-			}
-			if balance.Sign() < 0 {
-				rep.add(InvariantEffective, account, "its balance was %s at the effective instant %s", balance, micro(ev.at))
-				break
-			}
+	slices.SortFunc(events, func(a, b event) int {
+		if c := strings.Compare(a.account, b.account); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.at, b.at)
+	})
+	balance := new(big.Int)
+	negative := false // the current account was already reported
+	for i, ev := range events {
+		if i == 0 || ev.account != events[i-1].account {
+			balance.SetInt64(0)
+			negative = false
+		}
+		balance.Add(balance, big.NewInt(ev.amount))
+		if negative || (i+1 < len(events) && events[i+1].account == ev.account && events[i+1].at == ev.at) {
+			continue // reported already, or the instant is not over
+		}
+		if balance.Sign() < 0 {
+			rep.add(InvariantEffective, ev.account, "its balance was %s at the effective instant %s", balance, micro(ev.at))
+			negative = true
 		}
 	}
 }
@@ -217,10 +230,11 @@ func micro(v int64) string { return time.UnixMicro(v).UTC().Format(time.RFC3339N
 // entriesBalance checks invariant 1: each entry's postings sum to zero (a rule change has none),
 // and every posting belongs to an entry (there is no foreign key; see the schema).
 func entriesBalance(s *snapshot, rep *VerifyReport) {
-	known := map[string]bool{}
 	for _, e := range s.entries {
-		known[e.id] = true
-		sum, ok := s.entrySums[e.id]
+		sum, ok := new(big.Int), len(e.postings) > 0
+		for _, p := range e.postings {
+			sum.Add(sum, big.NewInt(p.Amount))
+		}
 		switch {
 		case core.EntryKind(e.kind) == core.KindRulesChanged:
 			// A rule change moves no money: it must have no postings (see KindRulesChanged).
@@ -235,28 +249,40 @@ func entriesBalance(s *snapshot, rep *VerifyReport) {
 			rep.add(1, core.EntryName(e.id), "postings sum to %s, not 0", sum)
 		}
 	}
-	for _, id := range sortedKeys(s.entrySums) {
-		if !known[id] {
-			rep.add(1, core.EntryName(id), "has postings but no journal entry")
-		}
+	for _, id := range sortedKeys(s.orphans) {
+		rep.add(1, core.EntryName(id), "has postings but no journal entry")
 	}
 }
 
 // onePostingEntryPerRequest checks invariant 5: no request id posted twice. Request ids belong
 // to their caller: two callers' requests with the same id are two requests.
 func onePostingEntryPerRequest(s *snapshot, rep *VerifyReport) {
-	type request struct{ requestID, caller string }
-	perRequest := map[string]int{}
-	named := map[string]request{}
-	for _, e := range s.entries {
-		key := core.RequestKey(e.caller, e.requestID)
-		perRequest[key]++
-		named[key] = request{e.requestID, e.caller}
+	// The entries sorted by request key (core.RequestKey: the request id, a tab, the caller), so
+	// that one request's entries are neighbours; no map of every request.
+	order := make([]int32, len(s.entries))
+	for i := range order {
+		order[i] = int32(i)
 	}
-	for _, key := range sortedKeys(perRequest) {
-		if n := perRequest[key]; n > 1 {
-			rep.add(5, fmt.Sprintf("request %s of %s", named[key].requestID, named[key].caller), "posted %d journal entries", n)
+	key := func(i int32) (string, string) { return s.entries[i].requestID, s.entries[i].caller }
+	slices.SortFunc(order, func(a, b int32) int {
+		ra, ca := key(a)
+		rb, cb := key(b)
+		if c := strings.Compare(ra, rb); c != 0 {
+			return c
 		}
+		return strings.Compare(ca, cb)
+	})
+	for i := 0; i < len(order); {
+		j := i + 1
+		for j < len(order) && s.entries[order[j]].requestID == s.entries[order[i]].requestID &&
+			s.entries[order[j]].caller == s.entries[order[i]].caller {
+			j++
+		}
+		if n := j - i; n > 1 {
+			e := s.entries[order[i]]
+			rep.add(5, fmt.Sprintf("request %s of %s", e.requestID, e.caller), "posted %d journal entries", n)
+		}
+		i = j
 	}
 }
 
@@ -426,23 +452,34 @@ func sortedKeys[V any](m map[string]V) []string {
 // exactly 1 … journal_head.last_seq, each once (entries not yet given one are committed entries
 // waiting for the sequencer, never a gap behind a position already served).
 func journalPositionsGapFree(s *snapshot, rep *VerifyReport) {
-	var seqs []int64
-	byPosition := map[int64]string{}
-	for _, e := range s.entries {
-		if e.seq == nil {
-			continue
+	// The positioned entries sorted by position (then id); no map of every position.
+	var placed []*entryRow
+	for i := range s.entries {
+		if s.entries[i].seq != nil {
+			placed = append(placed, &s.entries[i])
 		}
-		if other, ok := byPosition[*e.seq]; ok {
-			rep.add(9, core.EntryName(e.id), "has position %d, as %s has", *e.seq, core.EntryName(other))
-			continue
-		}
-		byPosition[*e.seq] = e.id
-		seqs = append(seqs, *e.seq)
 	}
-	slices.Sort(seqs)
-	for i, seq := range seqs {
-		if seq != int64(i+1) {
-			rep.add(9, core.EntryName(byPosition[seq]), "has position %d, where %d was expected: the journal has a gap", seq, i+1)
+	slices.SortFunc(placed, func(a, b *entryRow) int {
+		if c := cmp.Compare(*a.seq, *b.seq); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	var seqs []*entryRow // placed without duplicates
+	for i, e := range placed {
+		if i > 0 && *e.seq == *placed[i-1].seq {
+			first := placed[i-1]
+			for k := i - 1; k >= 0 && *placed[k].seq == *e.seq; k-- {
+				first = placed[k]
+			}
+			rep.add(9, core.EntryName(e.id), "has position %d, as %s has", *e.seq, core.EntryName(first.id))
+			continue
+		}
+		seqs = append(seqs, e)
+	}
+	for i, e := range seqs {
+		if *e.seq != int64(i+1) {
+			rep.add(9, core.EntryName(e.id), "has position %d, where %d was expected: the journal has a gap", *e.seq, i+1)
 			return
 		}
 	}

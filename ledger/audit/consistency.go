@@ -2,6 +2,7 @@ package audit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,13 +35,36 @@ func accountCurrencies(s *snapshot) map[string]string {
 // no other check sees them.
 func postingAccountsExist(s *snapshot, rep *VerifyReport) {
 	exists := accountCurrencies(s)
-	for _, id := range sortedKeys(s.entryAccounts) {
-		for _, account := range s.entryAccounts[id] {
+	check := func(id string, postings []core.Posting) {
+		for _, account := range accountsOf(postings) {
 			if _, ok := exists[account]; !ok {
 				rep.add(1, core.EntryName(id), "posts to account %s, which does not exist", account)
 			}
 		}
 	}
+	// The entries and the orphaned postings' entries, in id order (s.entries is sorted).
+	orphans := sortedKeys(s.orphans)
+	for _, e := range s.entries {
+		for len(orphans) > 0 && orphans[0] < e.id {
+			check(orphans[0], s.orphans[orphans[0]])
+			orphans = orphans[1:]
+		}
+		check(e.id, e.postings)
+	}
+	for _, id := range orphans {
+		check(id, s.orphans[id])
+	}
+}
+
+// accountsOf lists the accounts postings move money on, each once, in the postings' order.
+func accountsOf(postings []core.Posting) []string {
+	var out []string
+	for _, p := range postings {
+		if !slices.Contains(out, p.Account) {
+			out = append(out, p.Account)
+		}
+	}
+	return out
 }
 
 // childCurrenciesMatchParents checks invariant 1 for allocations: a child envelope's allocation
@@ -85,7 +109,7 @@ func commitmentCurrenciesMatchEnvelopes(s *snapshot, rep *VerifyReport) {
 func entryCurrenciesMatchAccounts(s *snapshot, rep *VerifyReport) {
 	currencies := accountCurrencies(s)
 	for _, e := range s.entries {
-		for _, account := range s.entryAccounts[e.id] {
+		for _, account := range accountsOf(e.postings) {
 			if c, ok := currencies[account]; ok && c != "" && c != e.currency {
 				rep.add(1, core.EntryName(e.id), "is in %s but posts to %s, in %s", e.currency, account, c)
 			}
@@ -101,10 +125,6 @@ func entryCurrenciesMatchAccounts(s *snapshot, rep *VerifyReport) {
 // rule set. An edited or deleted rule set would let awards through
 // that the recorded rules refuse.
 func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
-	entries := map[string]*entryRow{}
-	for i := range s.entries {
-		entries[s.entries[i].id] = &s.entries[i]
-	}
 	currency := map[string]string{}
 	for _, e := range s.envelopes {
 		currency[e.ID] = e.Currency
@@ -114,7 +134,7 @@ func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
 	for _, rs := range s.ruleSets {
 		recorded[rs.id] = true
 		name := core.RuleSetName(rs.envelopeID, rs.id)
-		e := entries[rs.id]
+		e := s.entry(rs.id)
 		if e == nil {
 			rep.add(6, name, "has no journal entry %s", core.EntryName(rs.id))
 			continue

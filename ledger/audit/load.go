@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -14,31 +15,17 @@ import (
 
 // load reads every row the checks need, in the transaction of q.
 func load(ctx context.Context, q store.Querier) (*snapshot, error) {
-	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{},
-		postings: map[string][]core.Posting{}}
-	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
-		var (
-			entry, account string
-			amount         int64
-		)
-		if err := r.Scan(&entry, &account, &amount); err != nil {
-			return err
-		}
-		bigAdd(s.entrySums, entry, amount)
-		s.postings[entry] = append(s.postings[entry], core.Posting{Account: account, Amount: amount})
-		bigAdd(s.accounts, account, amount)
-		if !slices.Contains(s.entryAccounts[entry], account) {
-			s.entryAccounts[entry] = append(s.entryAccounts[entry], account)
-		}
-		return nil
+	s := &snapshot{accounts: map[string]*big.Int{}}
+	err := each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at, seq, COALESCE(effective_at, created_at) FROM journal_entries", func(r store.Rows) error {
+		var e entryRow
+		err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt, &e.seq, &e.effectiveAt)
+		s.entries = append(s.entries, e)
+		return err
 	})
 	if err == nil {
-		err = each(ctx, q, "SELECT id, request_id, kind, currency, caller, memo, created_at, seq, COALESCE(effective_at, created_at) FROM journal_entries", func(r store.Rows) error {
-			var e entryRow
-			err := r.Scan(&e.id, &e.requestID, &e.kind, &e.currency, &e.caller, &e.memo, &e.createdAt, &e.seq, &e.effectiveAt)
-			s.entries = append(s.entries, e)
-			return err
-		})
+		// Sorted by id in Go, not by the database: its collation need not be byte order.
+		slices.SortFunc(s.entries, func(a, b entryRow) int { return strings.Compare(a.id, b.id) })
+		err = loadPostings(ctx, q, s)
 	}
 	if err == nil {
 		err = q.QueryRow(ctx, "SELECT last_seq FROM journal_head WHERE id = 1").Scan(&s.lastSeq)
@@ -125,9 +112,64 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		err = loadHolds(ctx, q, s)
 	}
 	sort.Slice(s.envelopes, func(i, j int) bool { return s.envelopes[i].ID < s.envelopes[j].ID })
-	sort.Slice(s.entries, func(i, j int) bool { return s.entries[i].id < s.entries[j].id })
 	sort.Slice(s.commitments, func(i, j int) bool { return s.commitments[i].ID < s.commitments[j].ID })
 	return s, err
+}
+
+// entry returns the entry of id, nil if there is none (s.entries is sorted by id).
+func (s *snapshot) entry(id string) *entryRow {
+	if i, ok := slices.BinarySearchFunc(s.entries, id, compareEntryID); ok {
+		return &s.entries[i]
+	}
+	return nil
+}
+
+func compareEntryID(e entryRow, id string) int { return strings.Compare(e.id, id) }
+
+// loadPostings gives each entry of s.entries (sorted by id) its postings, in order, and sums
+// them per account. Postings arrive grouped by entry, so an entry is looked up (by binary search,
+// no map of every entry) once per group. A posting whose entry does not exist is kept in
+// s.orphans.
+func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
+	var (
+		last    string
+		current []core.Posting // the postings of entry last, where they are appended
+		at      = -1           // its index in s.entries, -1 when it has none
+	)
+	flush := func() {
+		if at >= 0 {
+			s.entries[at].postings = current
+		} else if last != "" {
+			if s.orphans == nil {
+				s.orphans = map[string][]core.Posting{}
+			}
+			s.orphans[last] = current
+		}
+	}
+	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
+		var (
+			entry, account string
+			amount         int64
+		)
+		if err := r.Scan(&entry, &account, &amount); err != nil {
+			return err
+		}
+		if entry != last || last == "" {
+			flush()
+			last, at = entry, -1
+			if i, ok := slices.BinarySearchFunc(s.entries, entry, compareEntryID); ok {
+				at = i
+				current = s.entries[i].postings
+			} else {
+				current = s.orphans[entry]
+			}
+		}
+		current = append(current, core.Posting{Account: account, Amount: amount})
+		bigAdd(s.accounts, account, amount)
+		return nil
+	})
+	flush()
+	return err
 }
 
 // each runs query and calls scan for each row.

@@ -60,7 +60,9 @@ func (r *VerifyReport) add(inv int, subject, format string, args ...any) {
 	r.Discrepancies = append(r.Discrepancies, Discrepancy{inv, subject, fmt.Sprintf(format, args...)})
 }
 
-// entryRow is what the checks read of a journal entry.
+// entryRow is what the checks read of a journal entry. Its requestID, caller and memo are kept
+// for a rule change and a payment only (the checks that compare them with other rows); they are
+// empty for every other entry.
 type entryRow struct {
 	id, requestID, kind, currency, caller, memo string
 	createdAt                                   int64
@@ -104,6 +106,7 @@ type snapshot struct {
 	// unlogged are entries whose request is missing from the request log or recorded as refused
 	// (operation is nil for a missing one).
 	unlogged    []unlogged
+	postedTwice []postedTwice
 	commitments []core.Commitment
 	envelopes   []core.Envelope
 	// totals are the stored project totals.
@@ -113,6 +116,12 @@ type snapshot struct {
 	// holds and holdPostings are the holds and the postings to their accounts (holds.go).
 	holds        []core.Hold
 	holdPostings []holdPosting
+}
+
+// postedTwice is a request under which the journal holds more than one entry.
+type postedTwice struct {
+	requestID, caller string
+	entries           int64
 }
 
 type unlogged struct {
@@ -257,32 +266,12 @@ func entriesBalance(s *snapshot, rep *VerifyReport) {
 // onePostingEntryPerRequest checks invariant 5: no request id posted twice. Request ids belong
 // to their caller: two callers' requests with the same id are two requests.
 func onePostingEntryPerRequest(s *snapshot, rep *VerifyReport) {
-	// The entries sorted by request key (core.RequestKey: the request id, a tab, the caller), so
-	// that one request's entries are neighbours; no map of every request.
-	order := make([]int32, len(s.entries))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	key := func(i int32) (string, string) { return s.entries[i].requestID, s.entries[i].caller }
-	slices.SortFunc(order, func(a, b int32) int {
-		ra, ca := key(a)
-		rb, cb := key(b)
-		if c := strings.Compare(ra, rb); c != 0 {
-			return c
-		}
-		return strings.Compare(ca, cb)
+	// In the order of the request log's keys (core.RequestKey: the request id, a tab, the caller).
+	slices.SortFunc(s.postedTwice, func(a, b postedTwice) int {
+		return strings.Compare(core.RequestKey(a.caller, a.requestID), core.RequestKey(b.caller, b.requestID))
 	})
-	for i := 0; i < len(order); {
-		j := i + 1
-		for j < len(order) && s.entries[order[j]].requestID == s.entries[order[i]].requestID &&
-			s.entries[order[j]].caller == s.entries[order[i]].caller {
-			j++
-		}
-		if n := j - i; n > 1 {
-			e := s.entries[order[i]]
-			rep.add(5, fmt.Sprintf("request %s of %s", e.requestID, e.caller), "posted %d journal entries", n)
-		}
-		i = j
+	for _, d := range s.postedTwice {
+		rep.add(5, fmt.Sprintf("request %s of %s", d.requestID, d.caller), "posted %d journal entries", d.entries)
 	}
 }
 

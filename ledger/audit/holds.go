@@ -56,10 +56,6 @@ func holdsSettledOnce(s *snapshot, rep *VerifyReport) {
 	for _, p := range s.holdPostings {
 		perHold[strings.TrimPrefix(p.account, "holds/")] = append(perHold[strings.TrimPrefix(p.account, "holds/")], p)
 	}
-	commitments := map[string]core.Commitment{}
-	for _, c := range s.commitments {
-		commitments[c.ID] = c
-	}
 	held := map[string]*big.Int{}
 	for _, h := range s.holds {
 		name := core.HoldName(h.ID)
@@ -99,9 +95,9 @@ func holdsSettledOnce(s *snapshot, rep *VerifyReport) {
 				h.State, created, closed, wantClosed)
 		}
 		if h.State == core.HoldConfirmed {
-			c, ok := commitments[h.CommitmentID]
+			c := s.commitment(h.CommitmentID)
 			switch {
-			case !ok:
+			case c == nil:
 				rep.add(InvariantHoldSettledOnce, name, "was confirmed as %s, which does not exist", core.CommitmentName(h.CommitmentID))
 			case c.Amount != h.ConfirmedAmount || c.EnvelopeID != h.EnvelopeID:
 				rep.add(InvariantHoldSettledOnce, name, "was confirmed for %d on %s; its commitment %s is of %d on %s",

@@ -38,11 +38,9 @@ func loadPayments(ctx context.Context, q store.Querier, s *snapshot) error {
 //     PAID entry of its own; every PAID entry has its payment; what left for PaymentsAccount is
 //     what the payments paid.
 func paymentsMatchJournal(s *snapshot, rep *VerifyReport) {
-	commitments := map[string]*core.Commitment{}
 	paidPerEnvelope := map[string]*big.Int{}
 	for i := range s.commitments {
 		c := &s.commitments[i]
-		commitments[c.ID] = c
 		name := core.CommitmentName(c.ID)
 		if c.Paid < 0 || new(big.Int).Add(big.NewInt(c.Paid), big.NewInt(c.Released)).Cmp(big.NewInt(c.Amount)) > 0 {
 			rep.add(InvariantPaidWithinCommitted, name, "paid %d and released %d of an amount of %d", c.Paid, c.Released, c.Amount)
@@ -57,10 +55,6 @@ func paymentsMatchJournal(s *snapshot, rep *VerifyReport) {
 			rep.add(4, core.EnvelopeName(e.ID), "stores %d paid, its commitments paid %s", e.Paid, got)
 		}
 	}
-	entries := map[string]*entryRow{}
-	for i := range s.entries {
-		entries[s.entries[i].id] = &s.entries[i]
-	}
 	paidPerCommitment := map[string]*big.Int{}
 	total := new(big.Int)
 	withPayment := map[string]bool{}
@@ -69,14 +63,14 @@ func paymentsMatchJournal(s *snapshot, rep *VerifyReport) {
 		bigAdd(paidPerCommitment, p.CommitmentID, p.Amount)
 		total.Add(total, big.NewInt(p.Amount))
 		withPayment[p.EntryID] = true
-		c := commitments[p.CommitmentID]
+		c := s.commitment(p.CommitmentID)
 		switch {
 		case c == nil:
 			rep.add(4, name, "its commitment does not exist")
 		case c.EnvelopeID != p.EnvelopeID || c.Currency != p.Currency:
 			rep.add(4, name, "names envelope %s in %s, its commitment is of %s in %s", p.EnvelopeID, p.Currency, c.EnvelopeID, c.Currency)
 		}
-		e := entries[p.EntryID]
+		e := s.entry(p.EntryID)
 		if e == nil || core.EntryKind(e.kind) != core.KindPaid || e.memo != name || e.requestID != p.RequestID || e.caller != p.Caller {
 			rep.add(6, name, "is not what a PAID journal entry %s recorded", core.EntryName(p.EntryID))
 		}
@@ -88,7 +82,7 @@ func paymentsMatchJournal(s *snapshot, rep *VerifyReport) {
 		}
 	}
 	for _, id := range sortedKeys(paidPerCommitment) {
-		if commitments[id] == nil {
+		if s.commitment(id) == nil {
 			rep.add(4, core.CommitmentName(id), "has payments but does not exist")
 		}
 	}

@@ -91,6 +91,7 @@ type config struct {
 	envelopes    int
 	batching     string
 	batchQueues  int
+	txTimeout    time.Duration
 	releaseRatio float64
 	holdRatio    float64
 	paymentRatio float64
@@ -115,6 +116,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.envelopes, "envelopes", 1, "envelopes the awards are spread over (1: one hot envelope)")
 	fs.StringVar(&c.batching, "batching", "on", "group commit of the in-process ledgerd: on, off, or both (off then on, in the same run)")
 	fs.IntVar(&c.batchQueues, "batch-queues", 0, "group-commit queues of the in-process ledgerd (0: the ledger's default)")
+	fs.DurationVar(&c.txTimeout, "tx-timeout", 0, "deadline of every transaction of the ledgerd it starts (0: the ledger's default, 5s); a --preload of 1,000-award calls on a loaded machine may need more")
 	fs.Float64Var(&c.releaseRatio, "release-ratio", 0, "after an award, the probability of releasing part of it (a Commit/Release mix)")
 	fs.Float64Var(&c.holdRatio, "hold-ratio", 0, "the probability that an award is made as a hold then its confirmation (CreateHold + ConfirmHold) instead of a Commit")
 	fs.Float64Var(&c.paymentRatio, "payment-ratio", 0, "after an award, the probability of paying part of it (CreatePayment)")
@@ -284,7 +286,7 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 	var meter cpuMeter
 	var d *runningLedgerd
 	if target == "" {
-		o := ledgerdOptions{database: cfg.database, batching: batching, batchQueues: cfg.batchQueues, log: cfg.log}
+		o := ledgerdOptions{database: cfg.database, batching: batching, batchQueues: cfg.batchQueues, txTimeout: cfg.txTimeout, log: cfg.log}
 		var err error
 		if cfg.server == "process" {
 			o.cpuProfile = cfg.ledgerdProf
@@ -386,7 +388,9 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 		check = d.ledger
 	}
 	if check == nil {
-		check, err = ledger.Open(ctx, cfg.database, ledger.Config{})
+		// The check reads the whole ledger in one transaction: not the measured path, so no
+		// production deadline (a million awards take minutes to verify).
+		check, err = ledger.Open(ctx, cfg.database, ledger.Config{TxTimeout: time.Hour})
 		if err != nil {
 			return nil, err
 		}

@@ -31,8 +31,9 @@ type ledgerdOptions struct {
 	database    string
 	batching    string // on or off
 	batchQueues int
-	log         string // on or off
-	cpuProfile  string // child only: profile of the ledgerd alone
+	txTimeout   time.Duration // 0: the ledger's default
+	log         string        // on or off
+	cpuProfile  string        // child only: profile of the ledgerd alone
 }
 
 // runningLedgerd is a ledgerd serving on addr, in this process or in a child.
@@ -47,7 +48,7 @@ type runningLedgerd struct {
 
 // startInProcess opens the ledger and serves it on a loopback port, as ledgerd does.
 func startInProcess(ctx context.Context, o ledgerdOptions) (*runningLedgerd, error) {
-	lcfg := ledger.Config{DisableBatching: o.batching == "off", BatchQueues: o.batchQueues}
+	lcfg := ledger.Config{DisableBatching: o.batching == "off", BatchQueues: o.batchQueues, TxTimeout: o.txTimeout}
 	if o.log == "on" {
 		skey, _, err := translog.GenerateKey("ledgerbench.invalid/log")
 		if err != nil {
@@ -104,6 +105,7 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 	fs.StringVar(&o.database, "database", "", "database")
 	fs.StringVar(&o.batching, "batching", "on", "on or off")
 	fs.IntVar(&o.batchQueues, "batch-queues", 0, "group-commit queues (0: the ledger's default)")
+	fs.DurationVar(&o.txTimeout, "tx-timeout", 0, "deadline of every transaction (0: the ledger's default)")
 	fs.StringVar(&o.log, "log", "off", "on or off")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this ledgerd to this file")
 	if err := fs.Parse(args); err != nil {
@@ -182,7 +184,8 @@ func startChild(ctx context.Context, o ledgerdOptions) (*runningLedgerd, error) 
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--database", o.database, "--batching", o.batching, "--batch-queues", strconv.Itoa(o.batchQueues), "--log", o.log}
+	args := []string{"serve", "--database", o.database, "--batching", o.batching, "--batch-queues", strconv.Itoa(o.batchQueues),
+		"--tx-timeout", o.txTimeout.String(), "--log", o.log}
 	if o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)
 	}

@@ -16,7 +16,7 @@ import (
 func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 	s := &snapshot{entrySums: map[string]*big.Int{}, accounts: map[string]*big.Int{}, entryAccounts: map[string][]string{},
 		postings: map[string][]core.Posting{}}
-	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
+	err := each(ctx, q, "SELECT entry_id, account, amount FROM entry_postings ORDER BY entry_id, seq", func(r store.Rows) error {
 		var (
 			entry, account string
 			amount         int64

@@ -23,6 +23,11 @@ package store
 // changes nothing else). The journal's and the postings' append-only triggers are dropped for
 // the move and made again after it. Every statement can run again (migrate.go's rule): the
 // UPDATE moves only entries not yet moved, the DELETE removes only rows already moved.
+//
+// The PostgreSQL statements are CockroachDB's too: UPDATE … FROM, CREATE OR REPLACE VIEW and the
+// CHECK are in its dialect, and an entry's id is a UUID in both journal_entries and postings
+// there (migrations/cockroachdb/00001_schema.sql), so the joins and the view's UNION ALL line up.
+// No cockroach binary was at hand where this was written: on CockroachDB they are untested.
 
 // entryPostingsView is the journal's postings, whatever their storage.
 const entryPostingsView = ` AS

@@ -1269,7 +1269,8 @@ func TestAmountOverflow(t *testing.T) {
 }
 
 // TestJournalAppendOnly protects invariant 6: the database itself refuses to edit or delete
-// journal entries, postings and the request log, whatever code path sends the statement.
+// journal entries (their legs too, for an entry of two), postings and the request log, whatever
+// code path sends the statement.
 func TestJournalAppendOnly(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
@@ -1280,6 +1281,12 @@ func TestJournalAppendOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		paid := mustPay(t, l, c.Commitment.ID, 100)
+		// A hold confirmed at a lower amount: three postings, kept in the postings table (the
+		// entries of two legs are kept in their journal_entries row, migration 17).
+		h := mustHold(t, l, holdCmd("axis-1", "commune-2", 500))
+		if _, err := l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: testCaller, HoldID: h.Hold.ID, Amount: 400}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis-1",
 			Call: "appel-1", Rules: Rules{MaxFundingShareBPS: ptr(5000)}}); err != nil {
 			t.Fatal(err)
@@ -1294,6 +1301,10 @@ func TestJournalAppendOnly(t *testing.T) {
 			`UPDATE envelope_rules SET rules = '{"max_funding_share_bps":10000}'`,
 			"DELETE FROM envelope_rules",
 			"UPDATE journal_entries SET memo = 'x'",
+			// An entry of two legs is one row: its legs are as append-only as the postings.
+			"UPDATE journal_entries SET amount = amount * 2 WHERE amount IS NOT NULL",
+			"UPDATE journal_entries SET credit_account = 'suspense/tamper' WHERE amount IS NOT NULL",
+			"UPDATE journal_entries SET debit_account = NULL, credit_account = NULL, amount = NULL",
 			"DELETE FROM journal_entries",
 			"UPDATE postings SET amount = amount * 2",
 			"DELETE FROM postings",

@@ -32,7 +32,7 @@ func loadHolds(ctx context.Context, q store.Querier, s *snapshot) error {
 	if err != nil {
 		return err
 	}
-	return each(ctx, q, `SELECT p.entry_id, p.account, p.amount, COALESCE(e.kind, '') FROM postings p
+	return each(ctx, q, `SELECT p.entry_id, p.account, p.amount, COALESCE(e.kind, '') FROM entry_postings p
 		LEFT JOIN journal_entries e ON e.id = p.entry_id WHERE p.account LIKE 'holds/%' ORDER BY p.entry_id, p.seq`,
 		func(r store.Rows) error {
 			var p holdPosting

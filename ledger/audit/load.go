@@ -157,8 +157,9 @@ func (s *snapshot) commitment(id string) *core.Commitment {
 
 func compareEntryID(e entryRow, id string) int { return strings.Compare(e.id, id) }
 
-// loadPostings gives each entry of s.entries (sorted by id) its postings, in order, and sums
-// them per account. Postings arrive grouped by entry, so an entry is looked up (by binary search,
+// loadPostings gives each entry of s.entries (sorted by id) its postings, in order, whatever
+// their storage (the entry_postings view: a two-leg entry's own row, or the postings table; see
+// store/transfers.go), and sums them per account. Postings arrive grouped by entry, so an entry is looked up (by binary search,
 // no map of every entry) once per group. A posting whose entry does not exist is kept in
 // s.orphans.
 func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
@@ -177,7 +178,7 @@ func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
 			s.orphans[last] = current
 		}
 	}
-	err := each(ctx, q, "SELECT entry_id, account, amount FROM postings ORDER BY entry_id, seq", func(r store.Rows) error {
+	err := each(ctx, q, "SELECT entry_id, account, amount FROM entry_postings ORDER BY entry_id, seq", func(r store.Rows) error {
 		var (
 			entry, account string
 			amount         int64

@@ -127,7 +127,7 @@ func ComputeAwards(ctx context.Context, db store.Engine, rootID string, asOf *ti
 		// What each award's account holds as of the date, and what left it as payments: the
 		// account holds what remains to pay, so committed = balance + paid (as in Compute).
 		rs, err = q.Query(ctx, `SELECT e.kind, COALESCE(e.effective_at, e.created_at), p.account, p.amount
-			FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+			FROM journal_entries e JOIN entry_postings p ON p.entry_id = e.id
 			WHERE COALESCE(e.effective_at, e.created_at) <= $1 AND p.account LIKE 'commitments/%'`, limit)
 		if err != nil {
 			return err

@@ -140,7 +140,7 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 		confirmed := map[string]int64{}
 		var latest, latestRecorded int64
 		rs, err = q.Query(ctx, `SELECT e.kind, e.created_at, COALESCE(e.effective_at, e.created_at), p.account, p.amount
-			FROM journal_entries e JOIN postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, known)
+			FROM journal_entries e JOIN entry_postings p ON p.entry_id = e.id WHERE e.created_at <= $1`, known)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,10 @@
 // connection lost during COMMIT is ErrCommitOutcomeUnknown, never a success or a failure it
 // cannot know); a request id recorded twice fails the transaction (ErrRequestRecorded); an entry
 // that does not balance is never written; the journal, postings and request log are append-only
-// in the database itself (triggers). The same SQL runs on every engine; on CockroachDB an
+// in the database itself (triggers). An entry of two legs, "−a from A, +a to B" (nearly every
+// entry), is one journal_entries row with debit_account, credit_account and amount; the
+// postings table keeps the postings of the entries of any other shape; readers see every
+// entry's postings, in order, through the view entry_postings (transfers.go, migration 17). The same SQL runs on every engine; on CockroachDB an
 // ambiguous commit (40003) is ErrCommitOutcomeUnknown too, and every migration is safe to run
 // again after a failure at any of its statements (see migrate.go and docs/cockroachdb.md).
 package store

@@ -32,7 +32,19 @@ func ScanEntry(s Scanner) (core.Entry, error) {
 	return e, err
 }
 
-// InsertEntries appends journal entries and their postings, after asserting invariant 1.
+// insertEntryColumns are the columns InsertEntries writes: EntryColumns, then an entry's two
+// legs when it has the transfer's shape (see transfers.go).
+var insertEntryColumns = append(EntryColumns[:len(EntryColumns):len(EntryColumns)], "debit_account", "credit_account", "amount")
+
+// transferLegs reports whether postings have the transfer's shape, (A, −a) then (B, +a) with
+// a > 0, stored in the entry's own row; any other shape is stored in the postings table.
+func transferLegs(postings []core.Posting) bool {
+	return len(postings) == 2 && postings[1].Amount > 0 && postings[0].Amount == -postings[1].Amount
+}
+
+// InsertEntries appends journal entries and their postings, after asserting invariant 1: an
+// entry of two legs (the transfer's shape) in one row, any other's postings in the postings
+// table.
 func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -42,12 +54,11 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 	for _, e := range entries {
 		// Invariant 1, asserted before anything is written: the postings sum to zero.
 		var sum int64
-		for i, p := range e.Postings {
+		for _, p := range e.Postings {
 			var err error
 			if sum, err = core.AddAmount("an entry's postings", sum, p.Amount); err != nil {
 				return err
 			}
-			postings = append(postings, []any{e.ID, i, p.Account, p.Amount})
 		}
 		if e.Kind == core.KindRulesChanged {
 			if len(e.Postings) != 0 {
@@ -62,12 +73,23 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 		if effective.IsZero() {
 			effective = e.CreatedAt
 		}
+		var debit, credit, amount any
+		if transferLegs(e.Postings) {
+			debit, credit, amount = e.Postings[0].Account, e.Postings[1].Account, e.Postings[1].Amount
+		} else {
+			for i, p := range e.Postings {
+				postings = append(postings, []any{e.ID, i, p.Account, p.Amount})
+			}
+		}
 		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt),
-			micros(effective)})
+			micros(effective), debit, credit, amount})
 	}
-	if err := bulkInsert(ctx, q, "journal_entries", EntryColumns, rows, "",
+	if err := bulkInsert(ctx, q, "journal_entries", insertEntryColumns, rows, "",
 		core.Internal("a journal entry was not inserted")); err != nil {
 		return err
+	}
+	if len(postings) == 0 {
+		return nil
 	}
 	return bulkInsert(ctx, q, "postings", []string{"entry_id", "seq", "account", "amount"}, postings, "",
 		core.Internal("a posting was not inserted"))

@@ -127,7 +127,7 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 	}
 	for _, account := range accounts {
 		args = append(args, account)
-		query += fmt.Sprintf(" AND EXISTS (SELECT 1 FROM postings p WHERE p.entry_id = e.id AND p.account = $%d)", len(args))
+		query += fmt.Sprintf(" AND e.id IN (SELECT p.entry_id FROM entry_postings p WHERE p.account = $%d)", len(args))
 	}
 	entries, next, err := listPage(ctx, q, query+" ORDER BY e.seq", args, page.limit(), filterKey, ScanEntry,
 		func(e core.Entry) string { return strconv.FormatInt(e.Sequence, 10) })
@@ -142,7 +142,7 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 		index[e.ID] = i
 	}
 	list, pargs := inList(0, ids)
-	rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", pargs...)
+	rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM entry_postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", pargs...)
 	if err != nil {
 		return nil, "", err
 	}

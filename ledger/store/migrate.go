@@ -293,6 +293,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{10, effectiveTimes[dialect]},
 		{11, tlogSchema[dialect]}, // the transparency log (tlog_schema.go)
 		{16, paymentsAppendOnly[dialect]},
+		{17, transfersSchema[dialect]}, // two-leg entries in one row (transfers.go)
 	}
 }
 

@@ -54,7 +54,7 @@ func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) (
 			ids[i] = e.ID
 		}
 		list, args := inList(0, ids)
-		rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", args...)
+		rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM entry_postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", args...)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,221 @@
+package ledger
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/store"
+	"github.com/budgetledger/budgetledger/ledger/translog"
+	"github.com/google/go-cmp/cmp"
+)
+
+// toMigration16 puts a ledger written by this code back into the shape migration 16 left and the
+// code before migration 17 wrote: every posting a row of the postings table (seq 0, 1, … in the
+// entry's order), journal_entries without the transfer columns and their indexes, the journal's
+// append-only trigger of migration 10. The view entry_postings is left as the postings table
+// itself, which is what the readers before migration 17 read; migration 17 replaces it. Goose's
+// row for 17 stays until dropMigration17, so that the ledger can be opened at the old shape to
+// record what it serves.
+var toMigration16 = map[string][]string{
+	"sqlite": {
+		`DROP VIEW entry_postings`,
+		`DROP TRIGGER journal_entries_append_only`,
+		`INSERT INTO postings (entry_id, seq, account, amount)
+		 SELECT id, 0, debit_account, -amount FROM journal_entries WHERE amount IS NOT NULL
+		 UNION ALL SELECT id, 1, credit_account, amount FROM journal_entries WHERE amount IS NOT NULL`,
+		`DROP INDEX journal_entries_by_debit`,
+		`DROP INDEX journal_entries_by_credit`,
+		`ALTER TABLE journal_entries DROP COLUMN amount`,
+		`ALTER TABLE journal_entries DROP COLUMN debit_account`,
+		`ALTER TABLE journal_entries DROP COLUMN credit_account`,
+		// Migration 10's trigger.
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE ON journal_entries
+		 WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND NEW.kind = OLD.kind
+		   AND NEW.currency = OLD.currency AND NEW.caller = OLD.caller AND NEW.request_id = OLD.request_id
+		   AND NEW.memo = OLD.memo AND NEW.created_at = OLD.created_at AND NEW.effective_at IS OLD.effective_at)
+		 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END`,
+		`CREATE VIEW entry_postings AS SELECT entry_id, seq, account, amount FROM postings`,
+	},
+	"postgres": {
+		`DROP VIEW entry_postings`,
+		`DROP TRIGGER journal_entries_append_only ON journal_entries`,
+		`INSERT INTO postings (entry_id, seq, account, amount)
+		 SELECT id, 0, debit_account, -amount FROM journal_entries WHERE amount IS NOT NULL
+		 UNION ALL SELECT id, 1, credit_account, amount FROM journal_entries WHERE amount IS NOT NULL`,
+		`ALTER TABLE journal_entries DROP COLUMN amount, DROP COLUMN debit_account, DROP COLUMN credit_account`,
+		// Migration 10's function and trigger.
+		`CREATE OR REPLACE FUNCTION ledger_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+		      AND (NEW.id, NEW.kind, NEW.currency, NEW.caller, NEW.request_id, NEW.memo, NEW.created_at, NEW.effective_at)
+		          IS NOT DISTINCT FROM (OLD.id, OLD.kind, OLD.currency, OLD.caller, OLD.request_id, OLD.memo, OLD.created_at, OLD.effective_at)
+		   THEN RETURN NEW; END IF;
+		   RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME;
+		 END $$`,
+		`CREATE TRIGGER journal_entries_append_only BEFORE UPDATE OR DELETE ON journal_entries
+		 FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()`,
+		`CREATE VIEW entry_postings AS SELECT entry_id, seq, account, amount FROM postings`,
+	},
+}
+
+// TestTransfersMigration protects migration 17 (two-leg entries in one row) on a ledger with every
+// kind of entry in the shape the code before it wrote: before and after the migration, every
+// entry has the same postings in the same order, the journal lists the same entries by envelope
+// and by commitment, the reports are equal at several dates, Verify and VerifyLog are clean
+// (the Merkle leaves, encoded from the postings, are the stored ones: invariant 11), the
+// checkpoint signed before it verifies against a newer one by a consistency proof, and the
+// postings table keeps only the entries of another shape.
+func TestTransfersMigration(t *testing.T) {
+	t.Parallel()
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		if db.engine == "cockroachdb" {
+			t.Skip("the demotion to migration 16 is written for SQLite and PostgreSQL")
+		}
+		ctx := t.Context()
+		src := fillForCopy(t, db)
+		signer, err := translog.NewSigner(src.skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := func() *Ledger {
+			l, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1,
+				Log: LogConfig{Signer: signer, CheckpointEvery: 1000}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		l := open()
+		for _, stmt := range toMigration16[db.engine] {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		l.Close()
+
+		type served struct {
+			entries   []Entry
+			byAccount map[string][]Entry
+			reports   []Report
+			awards    []Awards
+			postings  int64 // rows of the postings table
+			transfers int64 // entries stored as one row
+		}
+		read := func(l *Ledger) served {
+			t.Helper()
+			s := served{entries: allEntries(t, l, EntryFilter{}), byAccount: map[string][]Entry{}}
+			for _, e := range []string{"z-programme", "a-axis-1", "m-axis-2", "b-other"} {
+				s.byAccount[EnvelopeName(e)] = allEntries(t, l, EntryFilter{EnvelopeID: e})
+				commitments, _, err := l.ListCommitments(ctx, CommitmentFilter{EnvelopeID: e}, Page{Size: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range commitments {
+					s.byAccount[CommitmentName(c.ID)] = allEntries(t, l, EntryFilter{CommitmentID: c.ID})
+					s.byAccount[EnvelopeName(e)+" "+CommitmentName(c.ID)] = allEntries(t, l, EntryFilter{EnvelopeID: e, CommitmentID: c.ID})
+				}
+			}
+			for _, asOf := range []time.Time{src.now.Add(-50 * 24 * time.Hour), src.now.Add(-15 * 24 * time.Hour), src.now.Add(time.Hour)} {
+				r, err := l.ReportAt(ctx, "", asOf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.reports = append(s.reports, r)
+			}
+			for _, root := range []string{"z-programme", "b-other"} {
+				a, err := l.Awards(ctx, root, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.awards = append(s.awards, a)
+			}
+			err := l.db.ReadOnly(ctx, func(q store.Querier) error {
+				return q.QueryRow(ctx, "SELECT COUNT(*) FROM postings").Scan(&s.postings)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			requireVerifyOK(t, l)
+			if rep, err := l.VerifyLog(ctx, src.vkey); err != nil || !rep.OK() {
+				t.Fatalf("VerifyLog = %+v, %v", rep, err)
+			}
+			return s
+		}
+
+		// At migration 16's shape (goose's row for 17 kept, so that opening does not migrate).
+		l = open()
+		before := read(l)
+		var twoLegs int64
+		for _, e := range before.entries {
+			if len(e.Postings) == 2 && e.Postings[1].Amount > 0 && e.Postings[0].Amount == -e.Postings[1].Amount {
+				twoLegs++
+			}
+		}
+		if twoLegs == 0 || before.postings != 2*twoLegs+3 {
+			t.Fatalf("before: %d posting rows for %d two-leg entries, want every posting a row plus the confirmed hold's three", before.postings, twoLegs)
+		}
+		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id = 17"); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+
+		l = open() // runs migration 17
+		defer l.Close()
+		after := read(l)
+		err = l.db.ReadOnly(ctx, func(q store.Querier) error {
+			return q.QueryRow(ctx, "SELECT COUNT(*) FROM journal_entries WHERE amount IS NOT NULL").Scan(&after.transfers)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.postings != 3 || after.transfers != twoLegs {
+			t.Errorf("after: %d posting rows (want the confirmed hold's 3) and %d entries in one row (want %d)",
+				after.postings, after.transfers, twoLegs)
+		}
+		if diff := cmp.Diff(before.entries, after.entries); diff != "" {
+			t.Errorf("the journal changed (-before +after):\n%s", diff)
+		}
+		if diff := cmp.Diff(before.byAccount, after.byAccount); diff != "" {
+			t.Errorf("the journal by account changed (-before +after):\n%s", diff)
+		}
+		if !reflect.DeepEqual(before.reports, after.reports) {
+			t.Errorf("the reports changed:\n before %+v\n after  %+v", before.reports, after.reports)
+		}
+		if !reflect.DeepEqual(before.awards, after.awards) {
+			t.Errorf("the awards report changed:\n before %+v\n after  %+v", before.awards, after.awards)
+		}
+
+		// The checkpoint signed before the migration verifies against a newer one.
+		if _, err := l.Commit(ctx, commitCmd("b-other", "siren:after-17", 1_000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		newer, err := l.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c1, err := translog.OpenCheckpoint([]byte(src.checkpoint), src.vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := translog.OpenCheckpoint([]byte(newer), src.vkey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof, err := l.GetConsistencyProof(ctx, int64(c1.Size), int64(c2.Size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c2.Size <= c1.Size {
+			t.Fatalf("the newer checkpoint has size %d, the old one %d", c2.Size, c1.Size)
+		}
+		if err := translog.VerifyConsistency(c1.Size, c2.Size, proof, c1.Root, c2.Root); err != nil {
+			t.Errorf("the checkpoint signed before migration 17 does not verify against a newer one: %v", err)
+		}
+		requireVerifyOK(t, l)
+	})
+}

@@ -480,11 +480,11 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		op.Outcome, refused = Outcome{Refusal: e}, e
 	} else {
 		s.accepted++
-		raw, err := json.Marshal(result)
+		outcome, err := NewOutcome(result)
 		if err != nil {
 			return nil, err
 		}
-		op.Outcome, op.Result = Outcome{Result: raw}, result
+		op.Outcome, op.Result = outcome, result
 	}
 	b.decidedHere[key] = op
 	b.recorded = append(b.recorded, RequestRow{key, op.Fingerprint.Current, op.Outcome})

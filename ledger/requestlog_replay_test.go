@@ -77,17 +77,20 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			EnvelopeID: "axis", ParentID: "prog", DisplayName: "Axis", Allocation: 2_000_000, Effective: start}))
 		do(call("CreateEnvelope other", (*Ledger).CreateEnvelope, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
 			EnvelopeID: "side", ParentID: "prog", Allocation: 1_000_000}))
+		backdated := commitCmd("axis", "siren:2", 20_000)
+		backdated.Effective = clock.Now().Add(-20 * 24 * time.Hour)
+		do(call("Commit backdated", (*Ledger).Commit, backdated))
 		do(call("MoveAllocation", (*Ledger).MoveAllocation, MoveAllocation{RequestID: newRequestID(), Caller: testCaller,
 			SourceID: "side", DestinationID: "axis", Amount: 100_000, Reason: "rebalance"}))
 		share := int64(8000)
 		do(call("SetRules", (*Ledger).SetRules, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "side",
 			Call: "appel-1", EffectiveTime: start, Rules: Rules{MaxFundingShareBPS: &share}}))
 		plain := do(call("Commit", (*Ledger).Commit, commitCmd("axis", "siren:1", 10_000))).(CommitResult)
-		backdated := commitCmd("axis", "siren:2", 20_000)
-		backdated.Effective = clock.Now().Add(-24 * time.Hour)
-		do(call("Commit backdated", (*Ledger).Commit, backdated))
-		// After a backdated award, one not backdated: the envelope's latest effective time is
-		// not the award's.
+		// A backdated award refused: its envelope has a later entry.
+		tooEarly := commitCmd("axis", "siren:2a", 2_000)
+		tooEarly.Effective = clock.Now().Add(-25 * 24 * time.Hour)
+		do(call("Commit refused: backdated too far", (*Ledger).Commit, tooEarly))
+		do(call("Commit after others", (*Ledger).Commit, commitCmd("prog", "siren:2c", 2_000)))
 		do(call("Commit after a backdated one", (*Ledger).Commit, commitCmd("axis", "siren:2b", 2_000)))
 		published := commitCmd("side", "siren:3", 30_000)
 		published.Description = "a described award"
@@ -102,6 +105,10 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			Items: []BulkItem{{Beneficiary: "siren:b1", Project: "p1", Amount: 1_000},
 				{Beneficiary: "siren:b2", Project: "p2", Amount: 90_000_000},
 				{Beneficiary: "siren:b3", Project: "p3", Amount: 3_000}}}))
+		// Every item refused on its own: the answer shows the envelope as the call found it,
+		// which a replay from one row per call gives back too.
+		do(call("BulkCommit every item refused", (*Ledger).BulkCommit, BulkCommit{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "axis", Items: []BulkItem{{Beneficiary: "siren:d1", Project: "p1", Amount: 90_000_000}}}))
 		do(call("BulkCommit all or nothing, refused", (*Ledger).BulkCommit, BulkCommit{RequestID: newRequestID(), Caller: testCaller,
 			EnvelopeID: "axis", AllOrNothing: true,
 			Items: []BulkItem{{Beneficiary: "siren:c1", Project: "p1", Amount: 1_000}, {Beneficiary: "siren:c2", Project: "p2", Amount: 90_000_000}}}))
@@ -131,8 +138,8 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			Scan(&packed, &texts); err != nil {
 			t.Fatal(err)
 		}
-		if packed < 6 || texts != 0 {
-			t.Errorf("%d packed rows and %d text fingerprints; want the Commits packed and no text fingerprint", packed, texts)
+		if packed != 8 || texts != 0 {
+			t.Errorf("%d packed rows and %d text fingerprints; want the 6 accepted Commits and 2 bulk calls packed, and no text fingerprint", packed, texts)
 		}
 
 		replayAll := func(what string, l *Ledger) {

@@ -21,6 +21,8 @@ type Outcome struct {
 	Refusal *Error          `json:"refusal,omitempty"`
 	// Commit is a Commit's result (Result is then empty). It is not shared: NewOutcome copies it.
 	Commit *CommitResult `json:"-"`
+	// Bulk is a bulk call's result, recorded as one row for the call (PackBulk).
+	Bulk *BulkCommitResult `json:"-"`
 }
 
 // NewOutcome is the outcome of an accepted request with result: a Commit's result kept typed,
@@ -43,6 +45,9 @@ func (o Outcome) Encode() ([]byte, error) {
 	if o.Refusal != nil {
 		return json.Marshal(o)
 	}
+	if o.Bulk != nil {
+		return nil, Internal("a bulk call's outcome is recorded packed only")
+	}
 	if o.Commit != nil {
 		raw, err := json.Marshal(o.Commit)
 		if err != nil {
@@ -60,6 +65,13 @@ func (o Outcome) Encode() ([]byte, error) {
 func (o Outcome) Decode(out any) error {
 	if o.Refusal != nil {
 		return o.Refusal
+	}
+	if o.Bulk != nil {
+		if br, ok := out.(*BulkCommitResult); ok {
+			*br = *o.Bulk
+			return nil
+		}
+		return Internal("a bulk call's outcome decoded as %T", out)
 	}
 	if o.Commit != nil {
 		if cr, ok := out.(*CommitResult); ok {

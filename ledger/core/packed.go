@@ -59,12 +59,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // its rows give back exactly (then the request log keeps its JSON).
 func PackCommit(r *CommitResult) []byte {
 	c, env := &r.Commitment, &r.Envelope
-	fresh := c.Released == 0 && c.Paid == 0 && c.ClosedAt.IsZero() && c.CloseReason == "" &&
-		c.CloseEffectiveAt.IsZero() && c.UpdatedAt.Equal(c.CreatedAt)
-	if !fresh || c.EnvelopeID != env.ID || c.ID == "" || r.EntryID == "" ||
-		!storedTime(c.CreatedAt) || !storedTime(c.UpdatedAt) || !storedTime(c.EffectiveAt) ||
-		!storedTime(env.CreatedAt) || !storedTime(env.UpdatedAt) || !storedTime(env.EffectiveAt) ||
-		!storedTime(env.LatestEffectiveAt) {
+	if !kept(c, env) || r.EntryID == "" || !keptEnvelope(env) {
 		return nil
 	}
 	raw, err := json.Marshal(r)
@@ -75,16 +70,7 @@ func PackCommit(r *CommitResult) []byte {
 	b[0] = packedCommit
 	b = appendID(b, pcCommitmentUUID, pcCommitmentID, c.ID)
 	b = appendID(b, pcEntryUUID, pcEntryID, r.EntryID)
-	for _, f := range []struct {
-		n protowire.Number
-		v int64
-	}{{pcAllocation, env.Allocation}, {pcCommitted, env.Committed}, {pcChildren, env.ChildrenAllocated},
-		{pcReleased, env.Released}, {pcCount, env.CommitmentCount}, {pcPaid, env.Paid}, {pcHeld, env.Held}} {
-		if f.v != 0 {
-			b = protowire.AppendTag(b, f.n, protowire.VarintType)
-			b = protowire.AppendVarint(b, uint64(f.v))
-		}
-	}
+	b = appendBalances(b, env)
 	if !env.UpdatedAt.Equal(c.CreatedAt) {
 		b = protowire.AppendTag(b, pcUpdatedAt, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(env.UpdatedAt.UnixMicro()))
@@ -95,6 +81,27 @@ func PackCommit(r *CommitResult) []byte {
 	}
 	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
 	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli))
+}
+
+// kept reports whether commitment c, as an award on env just made it, is what its row will give
+// back once the columns updated later are reset (see UnpackCommit).
+func kept(c *Commitment, env *Envelope) bool {
+	fresh := c.Released == 0 && c.Paid == 0 && c.ClosedAt.IsZero() && c.CloseReason == "" &&
+		c.CloseEffectiveAt.IsZero() && c.UpdatedAt.Equal(c.CreatedAt)
+	return fresh && c.EnvelopeID == env.ID && c.ID != "" &&
+		storedTime(c.CreatedAt) && storedTime(c.UpdatedAt) && storedTime(c.EffectiveAt)
+}
+
+// keptEnvelope reports whether env's row gives back its times as they are.
+func keptEnvelope(env *Envelope) bool {
+	return storedTime(env.CreatedAt) && storedTime(env.UpdatedAt) && storedTime(env.EffectiveAt) &&
+		storedTime(env.LatestEffectiveAt)
+}
+
+// fresh resets what later operations update of a commitment's row to what its award made.
+func fresh(c *Commitment) {
+	c.Released, c.Paid, c.UpdatedAt = 0, 0, c.CreatedAt
+	c.ClosedAt, c.CloseReason, c.CloseEffectiveAt = time.Time{}, "", time.Time{}
 }
 
 // storedTime reports whether t is one the database gives back as it is: set, in UTC, at the
@@ -115,6 +122,9 @@ func appendID(b []byte, asUUID, asText protowire.Number, id string) []byte {
 
 // IsPackedCommit reports whether a request log record is a packed Commit result.
 func IsPackedCommit(packed []byte) bool { return len(packed) > 0 && packed[0] == packedCommit }
+
+// IsPackedBulk reports whether a request log record is a packed bulk call's result.
+func IsPackedBulk(packed []byte) bool { return len(packed) > 0 && packed[0] == packedBulk }
 
 // packedResult is a packed Commit result's fields.
 type packedResult struct {
@@ -228,8 +238,7 @@ func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, err
 		return nil, Internal("packed result of commitment %s rebuilt from commitment %s on envelope %s", p.commitmentID, c.ID, env.ID)
 	}
 	// The commitment as the award made it.
-	c.Released, c.Paid, c.UpdatedAt = 0, 0, c.CreatedAt
-	c.ClosedAt, c.CloseReason, c.CloseEffectiveAt = time.Time{}, "", time.Time{}
+	fresh(&c)
 	// The envelope's balances and times just after it.
 	env.Allocation, env.Committed, env.ChildrenAllocated, env.Released = p.allocation, p.committed, p.children, p.released
 	env.CommitmentCount, env.Paid, env.Held = p.count, p.paid, p.held
@@ -249,4 +258,224 @@ func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, err
 		return nil, Internal("the commitment %s or its envelope %s no longer holds what its award recorded", c.ID, env.ID)
 	}
 	return r, nil
+}
+
+// A bulk call (BulkCommit) is recorded as one row under the call's key (migration 18), instead of
+// a row for the call and one per item: its result packed by reference (packedBulk), or its whole
+// refusal as JSON. The record holds the envelope's id, each item in order (the id of its
+// commitment, or its refusal's JSON), the envelope's balances and times after the call, and the
+// CRC-32C of the result's JSON. A replay rebuilds each commitment from its row as its award made
+// it, and the envelope from its row and the record, and checks the checksum.
+
+const packedBulk byte = 2
+
+// Fields of a packed bulk result (the balances and times use the Commit's numbers).
+const (
+	pbEnvelopeID     protowire.Number = 1
+	pbCommitmentUUID protowire.Number = 2 // an accepted item, its commitment's id as 16 bytes
+	pbCommitmentID   protowire.Number = 3 // an accepted item, its commitment's id as text
+	pbRefusal        protowire.Number = 4 // a refused item: its refusal's JSON
+)
+
+// BulkPackable reports whether PackBulk packs res (every commitment kept by its row).
+func BulkPackable(res *BulkCommitResult) bool {
+	if !keptEnvelope(&res.Envelope) || res.Envelope.ID == "" {
+		return false
+	}
+	for _, it := range res.Items {
+		if it.Commitment != nil && !kept(it.Commitment, &res.Envelope) {
+			return false
+		}
+	}
+	return true
+}
+
+// PackBulk returns the packed record of a bulk call's result, or nil when not BulkPackable.
+func PackBulk(res *BulkCommitResult) ([]byte, error) {
+	if !BulkPackable(res) {
+		return nil, nil
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	env := &res.Envelope
+	b := make([]byte, 1, 64+18*len(res.Items))
+	b[0] = packedBulk
+	b = protowire.AppendTag(b, pbEnvelopeID, protowire.BytesType)
+	b = protowire.AppendString(b, env.ID)
+	for _, it := range res.Items {
+		if it.Commitment != nil {
+			b = appendID(b, pbCommitmentUUID, pbCommitmentID, it.Commitment.ID)
+			continue
+		}
+		refusal, err := json.Marshal(it.Refusal)
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, pbRefusal, protowire.BytesType)
+		b = protowire.AppendBytes(b, refusal)
+	}
+	b = appendBalances(b, env)
+	b = protowire.AppendTag(b, pcUpdatedAt, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(env.UpdatedAt.UnixMicro()))
+	b = protowire.AppendTag(b, pcLatestEffAt, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(env.LatestEffectiveAt.UnixMicro()))
+	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli)), nil
+}
+
+// appendBalances appends an envelope's balances, each left out when 0.
+func appendBalances(b []byte, env *Envelope) []byte {
+	for _, f := range []struct {
+		n protowire.Number
+		v int64
+	}{{pcAllocation, env.Allocation}, {pcCommitted, env.Committed}, {pcChildren, env.ChildrenAllocated},
+		{pcReleased, env.Released}, {pcCount, env.CommitmentCount}, {pcPaid, env.Paid}, {pcHeld, env.Held}} {
+		if f.v != 0 {
+			b = protowire.AppendTag(b, f.n, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(f.v))
+		}
+	}
+	return b
+}
+
+// PackedBulk is a packed bulk result's references: its envelope, and its accepted items'
+// commitments.
+type PackedBulk struct {
+	EnvelopeID  string
+	Commitments []string
+	// items: a commitment id, or a refusal (nil commitment id).
+	items   []packedItem
+	balance packedResult
+}
+
+type packedItem struct {
+	commitmentID string
+	refusal      *Error
+}
+
+// UnpackBulkRefs reads a packed bulk result's references.
+func UnpackBulkRefs(packed []byte) (*PackedBulk, error) {
+	if !IsPackedBulk(packed) {
+		return nil, errPacked
+	}
+	p := &PackedBulk{}
+	b := packed[1:]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errPacked
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, errPacked
+			}
+			b = b[n:]
+			switch num {
+			case pbEnvelopeID:
+				p.EnvelopeID = string(v)
+			case pbCommitmentUUID:
+				u, err := uuid.FromBytes(v)
+				if err != nil {
+					return nil, errPacked
+				}
+				p.items = append(p.items, packedItem{commitmentID: u.String()})
+				p.Commitments = append(p.Commitments, u.String())
+			case pbCommitmentID:
+				p.items = append(p.items, packedItem{commitmentID: string(v)})
+				p.Commitments = append(p.Commitments, string(v))
+			case pbRefusal:
+				e := &Error{}
+				if err := json.Unmarshal(v, e); err != nil {
+					return nil, errPacked
+				}
+				p.items = append(p.items, packedItem{refusal: e})
+			default:
+				return nil, errPacked
+			}
+		case protowire.VarintType:
+			u, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, errPacked
+			}
+			b = b[n:]
+			v := int64(u)
+			bal := &p.balance
+			switch num {
+			case pcAllocation:
+				bal.allocation = v
+			case pcCommitted:
+				bal.committed = v
+			case pcChildren:
+				bal.children = v
+			case pcReleased:
+				bal.released = v
+			case pcCount:
+				bal.count = v
+			case pcPaid:
+				bal.paid = v
+			case pcHeld:
+				bal.held = v
+			case pcUpdatedAt:
+				bal.updatedAt = &v
+			case pcLatestEffAt:
+				bal.latestEffectiveAt = &v
+			default:
+				return nil, errPacked
+			}
+		case protowire.Fixed32Type:
+			v, n := protowire.ConsumeFixed32(b)
+			if n < 0 || num != pcChecksum {
+				return nil, errPacked
+			}
+			b = b[n:]
+			p.balance.checksum, p.balance.hasChecksum = v, true
+		default:
+			return nil, errPacked
+		}
+	}
+	if p.EnvelopeID == "" || !p.balance.hasChecksum || p.balance.updatedAt == nil || p.balance.latestEffectiveAt == nil {
+		return nil, errPacked
+	}
+	return p, nil
+}
+
+// Rebuild rebuilds the bulk call's result from the rows of its commitments (by id) and of its
+// envelope. It fails when the result rebuilt is not the one recorded.
+func (p *PackedBulk) Rebuild(commitments map[string]*Commitment, env Envelope) (*BulkCommitResult, error) {
+	if env.ID != p.EnvelopeID {
+		return nil, Internal("packed bulk result on envelope %s rebuilt from envelope %s", p.EnvelopeID, env.ID)
+	}
+	bal := &p.balance
+	env.Allocation, env.Committed, env.ChildrenAllocated, env.Released = bal.allocation, bal.committed, bal.children, bal.released
+	env.CommitmentCount, env.Paid, env.Held = bal.count, bal.paid, bal.held
+	env.UpdatedAt, env.LatestEffectiveAt = time.UnixMicro(*bal.updatedAt).UTC(), time.UnixMicro(*bal.latestEffectiveAt).UTC()
+	res := &BulkCommitResult{Items: make([]BulkItemResult, len(p.items)), Envelope: env}
+	for i, it := range p.items {
+		if it.refusal != nil {
+			res.Items[i].Refusal = it.refusal
+			res.Refused++
+			continue
+		}
+		row, ok := commitments[it.commitmentID]
+		if !ok || row.EnvelopeID != env.ID {
+			return nil, Internal("packed bulk result names commitment %s, not found on envelope %s", it.commitmentID, env.ID)
+		}
+		c := *row
+		fresh(&c)
+		res.Items[i].Commitment = &c
+		res.Accepted++
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(raw, castagnoli) != bal.checksum {
+		return nil, Internal("the commitments of a bulk call on envelope %s no longer hold what their awards recorded", env.ID)
+	}
+	return res, nil
 }

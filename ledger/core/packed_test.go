@@ -98,3 +98,57 @@ func TestFingerprintDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkCallIsOneRequestRow protects invariant 5 with one request-log row per bulk call
+// (migration 18): a call decided now records one row under the call's key (its items none), a
+// retry in the same batch gets the first answer, and a retry that finds the row gets it whole,
+// without deciding any item again.
+func TestBulkCallIsOneRequestRow(t *testing.T) {
+	call := &BulkCommit{RequestID: "b1", Caller: "svc", EnvelopeID: "e1", Items: []BulkItem{
+		{Beneficiary: "siren:1", Project: "p", Amount: 100}, {Beneficiary: "siren:2", Project: "p", Amount: 1_000_000}}}
+	e1 := env("e1", "", 1000, 0)
+	e1.CreatedAt = time.Date(2021, 10, 1, 0, 0, 0, 0, time.UTC)
+	e1.UpdatedAt, e1.EffectiveAt, e1.LatestEffectiveAt = e1.CreatedAt, e1.CreatedAt, e1.CreatedAt
+	in := Loaded{Envelopes: map[string]Envelope{"e1": e1}}
+	first, again := call.Unit(), call.Unit()
+	w, err := DecideBatch(testStamp(), []*Unit{first, again}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Requests) != 1 || w.Requests[0].Key != RequestKey("svc", "b1") || w.Requests[0].Outcome.Bulk == nil {
+		t.Fatalf("recorded %+v, want one row for the call", w.Requests)
+	}
+	want, _, err := call.BulkResult(first)
+	if err != nil || want.Accepted != 1 || want.Refused != 1 {
+		t.Fatalf("first answer %+v, %v", want, err)
+	}
+	got, _, err := call.BulkResult(again)
+	if err != nil || !jsonEqual(t, got, want) {
+		t.Errorf("retry in the same batch: %+v, %v", got, err)
+	}
+	in.Priors = map[string]Prior{RequestKey("svc", "b1"): {Fingerprint: w.Requests[0].Fingerprint, Outcome: w.Requests[0].Outcome}}
+	retry := call.Unit()
+	w, err = DecideBatch(testStamp(), []*Unit{retry}, in)
+	if err != nil || len(w.Requests) != 0 || len(w.Entries) != 0 {
+		t.Fatalf("retry wrote %+v, %v", w, err)
+	}
+	got, _, err = call.BulkResult(retry)
+	if err != nil || !jsonEqual(t, got, want) {
+		t.Errorf("retry: %+v, %v", got, err)
+	}
+
+	// A result its rows cannot give back (an envelope without times) is recorded as before
+	// migration 18: a row for the call and one per item.
+	in = Loaded{Envelopes: map[string]Envelope{"e1": env("e1", "", 1000, 0)}}
+	w, err = DecideBatch(testStamp(), []*Unit{call.Unit()}, in)
+	if err != nil || len(w.Requests) != 3 {
+		t.Errorf("unpackable call recorded %d rows, %v; want 3", len(w.Requests), err)
+	}
+}
+
+func jsonEqual(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}

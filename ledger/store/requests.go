@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -65,51 +66,86 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 	return unpackRequests(ctx, q, packed, found)
 }
 
-// unpackRequests rebuilds the Commit results recorded by reference (core.PackCommit) from their
-// commitments' and envelopes' rows.
+// unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk
+// call's, core.PackBulk) from their commitments' and envelopes' rows.
 func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, found map[string]core.Prior) error {
 	if len(packed) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(packed))
+	var ids []string
+	bulks := map[string]*core.PackedBulk{}
 	for key, record := range packed {
-		if !core.IsPackedCommit(record) {
+		switch {
+		case core.IsPackedCommit(record):
+			id, err := core.PackedCommitmentID(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			ids = append(ids, id)
+		case core.IsPackedBulk(record):
+			p, err := core.UnpackBulkRefs(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			bulks[key] = p
+			ids = append(ids, p.Commitments...)
+		default:
 			return core.Internal("request %s has an unreadable outcome: unknown record format %d", key, record[0])
 		}
-		id, err := core.PackedCommitmentID(record)
-		if err != nil {
-			return core.Internal("request %s has an unreadable outcome: %w", key, err)
-		}
-		ids = append(ids, id)
 	}
-	commitments, err := LoadCommitments(ctx, q, ids)
-	if err != nil {
-		return err
+	commitments := map[string]*core.Commitment{}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), lookupChunk)]
+		ids = ids[len(chunk):]
+		got, err := LoadCommitments(ctx, q, chunk)
+		if err != nil {
+			return err
+		}
+		for id, c := range got {
+			commitments[id] = c
+		}
 	}
 	var envelopeIDs []string
 	for _, c := range commitments {
 		envelopeIDs = append(envelopeIDs, c.EnvelopeID)
 	}
-	envelopes, err := LockEnvelopes(ctx, q, "", envelopeIDs)
+	for _, p := range bulks {
+		envelopeIDs = append(envelopeIDs, p.EnvelopeID)
+	}
+	envelopes, err := LockEnvelopes(ctx, q, "", slices.Compact(slices.Sorted(slices.Values(envelopeIDs))))
 	if err != nil {
 		return err
 	}
 	for key, record := range packed {
-		id, _ := core.PackedCommitmentID(record)
-		c, ok := commitments[id]
-		if !ok {
-			return core.Internal("request %s names commitment %s, which does not exist", key, id)
-		}
-		env, ok := envelopes[c.EnvelopeID]
-		if !ok {
-			return core.Internal("request %s names envelope %s, which does not exist", key, c.EnvelopeID)
-		}
-		r, err := core.UnpackCommit(record, *c, env)
-		if err != nil {
-			return core.Internal("request %s: %w", key, err)
+		var o core.Outcome
+		if p, ok := bulks[key]; ok {
+			env, ok := envelopes[p.EnvelopeID]
+			if !ok {
+				return core.Internal("request %s names envelope %s, which does not exist", key, p.EnvelopeID)
+			}
+			r, err := p.Rebuild(commitments, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.Bulk = r
+		} else {
+			id, _ := core.PackedCommitmentID(record)
+			c, ok := commitments[id]
+			if !ok {
+				return core.Internal("request %s names commitment %s, which does not exist", key, id)
+			}
+			env, ok := envelopes[c.EnvelopeID]
+			if !ok {
+				return core.Internal("request %s names envelope %s, which does not exist", key, c.EnvelopeID)
+			}
+			r, err := core.UnpackCommit(record, *c, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.Commit = r
 		}
 		p := found[key]
-		p.Outcome = core.Outcome{Commit: r}
+		p.Outcome = o
 		found[key] = p
 	}
 	return nil
@@ -134,7 +170,18 @@ func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.Re
 			raw    []byte
 			packed any
 		)
-		if r.Outcome.Commit != nil && r.Outcome.Refusal == nil {
+		switch {
+		case r.Outcome.Refusal != nil:
+		case r.Outcome.Bulk != nil:
+			p, err := core.PackBulk(r.Outcome.Bulk)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				return core.Internal("bulk call %s cannot be packed", r.Key)
+			}
+			packed = p
+		case r.Outcome.Commit != nil:
 			if p := core.PackCommit(r.Outcome.Commit); p != nil {
 				packed = p
 			}

@@ -45,8 +45,9 @@ type BulkCommitResult struct {
 	Items []BulkItemResult
 	// Accepted and Refused count the items.
 	Accepted, Refused int
-	// Envelope is the envelope after the last accepted item (after the call when it is first
-	// decided; on a replay, as the last accepted award left it), or as found when none was accepted.
+	// Envelope is the envelope after the last accepted item, or as the call found it when none
+	// was accepted; a replay answers it as first answered (a call recorded before migration 18,
+	// a row per item, that accepted no item answers the envelope as it is now).
 	Envelope Envelope
 }
 

@@ -7,7 +7,10 @@
 // connection lost during COMMIT is ErrCommitOutcomeUnknown, never a success or a failure it
 // cannot know); a request id recorded twice fails the transaction (ErrRequestRecorded); an entry
 // that does not balance is never written; the journal, postings and request log are append-only
-// in the database itself (triggers). The same SQL runs on every engine; on CockroachDB an
+// in the database itself (triggers). The request log (requests.go) keeps a canonical fingerprint
+// as its 32 bytes and an award's or a bulk call's result by reference (core.PackCommit,
+// core.PackBulk), rebuilt from the commitments' and envelopes' rows when replayed; rows written
+// before migration 18 (JSON) are read as they are. The same SQL runs on every engine; on CockroachDB an
 // ambiguous commit (40003) is ErrCommitOutcomeUnknown too, and every migration is safe to run
 // again after a failure at any of its statements (see migrate.go and docs/cockroachdb.md).
 package store

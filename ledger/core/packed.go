@@ -1,12 +1,12 @@
 package core
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"hash/crc32"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -112,12 +112,31 @@ func storedTime(t time.Time) bool {
 
 // appendID appends an id: as 16 bytes when it is a canonical UUID (the ledger's ids), else as text.
 func appendID(b []byte, asUUID, asText protowire.Number, id string) []byte {
-	if u, err := uuid.Parse(id); err == nil && u.String() == id {
+	if u, ok := parseUUID(id); ok {
 		b = protowire.AppendTag(b, asUUID, protowire.BytesType)
 		return protowire.AppendBytes(b, u[:])
 	}
 	b = protowire.AppendTag(b, asText, protowire.BytesType)
 	return protowire.AppendString(b, id)
+}
+
+// parseUUID returns the 16 bytes of a UUID in its canonical text form (lowercase, with dashes:
+// what the ledger's ids are), which formatUUID gives back; false for any other text.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	digits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+	if _, err := hex.Decode(u[:], []byte(digits)); err != nil {
+		return u, false
+	}
+	return u, formatUUID(u[:]) == s
+}
+
+// formatUUID is the canonical text of a UUID's 16 bytes.
+func formatUUID(u []byte) string {
+	h := hex.EncodeToString(u)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // IsPackedCommit reports whether a request log record is a packed Commit result.
@@ -159,11 +178,10 @@ func unpack(packed []byte) (packedResult, error) {
 			var id string
 			switch num {
 			case pcCommitmentUUID, pcEntryUUID:
-				u, err := uuid.FromBytes(v)
-				if err != nil {
+				if len(v) != 16 {
 					return p, errPacked
 				}
-				id = u.String()
+				id = formatUUID(v)
 			case pcCommitmentID, pcEntryID:
 				id = string(v)
 			default:
@@ -379,12 +397,12 @@ func UnpackBulkRefs(packed []byte) (*PackedBulk, error) {
 			case pbEnvelopeID:
 				p.EnvelopeID = string(v)
 			case pbCommitmentUUID:
-				u, err := uuid.FromBytes(v)
-				if err != nil {
+				if len(v) != 16 {
 					return nil, errPacked
 				}
-				p.items = append(p.items, packedItem{commitmentID: u.String()})
-				p.Commitments = append(p.Commitments, u.String())
+				id := formatUUID(v)
+				p.items = append(p.items, packedItem{commitmentID: id})
+				p.Commitments = append(p.Commitments, id)
 			case pbCommitmentID:
 				p.items = append(p.items, packedItem{commitmentID: string(v)})
 				p.Commitments = append(p.Commitments, string(v))

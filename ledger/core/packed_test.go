@@ -152,3 +152,18 @@ func jsonEqual(t *testing.T, a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+func TestParseUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b":   true,
+		"0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B":   false, // not canonical: would not come back as sent
+		"{0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}": false,
+		"0193a1b2c3d47e5f8a9b0c1d2e3f4a5b":       false,
+		"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g":   false,
+		"c-1":                                    false,
+	} {
+		if u, ok := parseUUID(s); ok != want || (ok && formatUUID(u[:]) != s) {
+			t.Errorf("parseUUID(%q) = %x, %v", s, u, ok)
+		}
+	}
+}

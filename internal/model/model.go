@@ -257,8 +257,8 @@ type (
 	BulkCommitResult struct {
 		Items             []BulkItemResult
 		Accepted, Refused int
-		// Envelope is as the last accepted item left it (when first decided), or the envelope
-		// now when no item was accepted.
+		// Envelope is as the last accepted item left it, or as the call found it when no item
+		// was accepted; a replay answers it as first answered.
 		Envelope Envelope
 	}
 )
@@ -925,10 +925,10 @@ func (l *Ledger) BulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 		}
 	}
 	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
+		// The first answer, the envelope included (the ledger records a bulk call as one row
+		// since migration 18; calls recorded before that which accepted no item answered the
+		// envelope as it is now, outside what this model runs).
 		res, _ := r.result.(BulkCommitResult)
-		if r.refusal == nil && res.Accepted == 0 {
-			res.Envelope = l.envelopes[c.EnvelopeID]
-		}
 		return res, r.refusal
 	}
 	res, refusal := l.bulkCommit(c, newIDs)

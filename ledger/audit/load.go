@@ -65,11 +65,15 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 	if err == nil {
 		// An entry's request is recorded under its caller's key (core.RequestKey: the request
 		// id, a tab, the caller), or under the bare request id if it was recorded before request
-		// ids were scoped per caller.
-		err = each(ctx, q, "SELECT e.id, e.request_id, COALESCE(r.operation, l.operation) FROM journal_entries e"+
+		// ids were scoped per caller. A bulk call's item ("<id> <index>") is recorded under its
+		// own key before migration 18, under the call's key (the id without " <index>") since.
+		err = each(ctx, q, "SELECT e.id, e.request_id, COALESCE(r.operation, l.operation, b.operation) FROM journal_entries e"+
 			" LEFT JOIN requests r ON r.request_id = e.request_id || '\t' || e.caller"+
 			" LEFT JOIN requests l ON l.request_id = e.request_id"+
-			" WHERE COALESCE(r.operation, l.operation) IS NULL OR COALESCE(r.operation, l.operation) <> 'result'", func(r store.Rows) error {
+			" LEFT JOIN requests b ON e.request_id LIKE '% %'"+
+			" AND b.request_id = rtrim(rtrim(e.request_id, '0123456789'), ' ') || '\t' || e.caller"+
+			" WHERE COALESCE(r.operation, l.operation, b.operation) IS NULL"+
+			" OR COALESCE(r.operation, l.operation, b.operation) <> 'result'", func(r store.Rows) error {
 			var u unlogged
 			err := r.Scan(&u.entry, &u.requestID, &u.operation)
 			s.unlogged = append(s.unlogged, u)

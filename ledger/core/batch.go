@@ -76,6 +76,9 @@ type Unit struct {
 	CallFingerprint    Fingerprint
 	// Envelope is the envelope as this unit left it, once decided (nil if it does not exist).
 	Envelope *Envelope
+	// Replayed is the recorded outcome of a bulk call recorded as one row (migration 18), when
+	// the unit is a retry of it: its ops are then not decided.
+	Replayed *Outcome
 	// Err is the failure of a unit that could not be decided (see Op.Err): nothing of it was
 	// recorded, and the other units of its batch were decided without it.
 	Err error
@@ -218,9 +221,8 @@ type batchState struct {
 	recorded       []RequestRow
 	// decidedHere are the ops decided in this batch, by request log key.
 	decidedHere map[string]*Op
-	// callsHere are the bulk calls decided in this batch, by request log key, with their
-	// fingerprint.
-	callsHere map[string]Fingerprint
+	// callsHere are the bulk calls decided in this batch, by request log key.
+	callsHere map[string]callHere
 	// deltas are the changes to project totals made by accepted awards and releases, in order.
 	deltas []ProjectDelta
 	// undo records what releases changed of commitments, for reset.
@@ -235,7 +237,7 @@ type batchState struct {
 // request's failure stays its own.
 func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 	b := &batchState{st: st, in: in, envs: map[string]*envState{}, changed: map[string]*Commitment{},
-		decidedHere: map[string]*Op{}, callsHere: map[string]Fingerprint{}}
+		decidedHere: map[string]*Op{}, callsHere: map[string]callHere{}}
 	if b.in.Totals == nil {
 		b.in.Totals = map[ProjectKey]int64{}
 	} else {
@@ -252,7 +254,7 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 		b.envs[id] = &envState{env: env, found: found}
 	}
 	for _, u := range units {
-		u.Envelope, u.Err = nil, nil
+		u.Envelope, u.Err, u.Replayed = nil, nil, nil
 		for _, op := range u.Ops {
 			op.Outcome, op.Result, op.Err = Outcome{}, nil, nil // the transaction may be a retry
 		}
@@ -284,14 +286,24 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 	return w, nil
 }
 
+// callHere is a bulk call decided in this batch: its fingerprint, and its outcome when it is
+// recorded as one row (nil: recorded a row per item).
+type callHere struct {
+	fingerprint Fingerprint
+	outcome     *Outcome
+}
+
 // decideUnit decides one unit's ops.
 func (b *batchState) decideUnit(u *Unit) error {
 	s := b.envs[u.EnvelopeID]
+	var callKey string
+	fresh := false // a bulk call decided now, not a retry
 	if u.CallID != "" {
-		key := RequestKey(u.CallCaller, u.CallID)
-		first, seen := b.callsHere[key]
-		same := first == u.CallFingerprint
-		if prior, ok := FindPrior(b.in.Priors, u.CallCaller, u.CallID); ok {
+		callKey = RequestKey(u.CallCaller, u.CallID)
+		first, seen := b.callsHere[callKey]
+		same := first.fingerprint == u.CallFingerprint
+		prior, found := FindPrior(b.in.Priors, u.CallCaller, u.CallID)
+		if found {
 			seen, same = true, u.CallFingerprint.Matches(prior.Fingerprint)
 		}
 		if seen && !same {
@@ -301,11 +313,17 @@ func (b *batchState) decideUnit(u *Unit) error {
 			}
 			return nil
 		}
-		if !seen {
-			b.callsHere[key] = u.CallFingerprint
-			b.recorded = append(b.recorded, RequestRow{key, u.CallFingerprint.Current,
-				Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))}})
+		switch {
+		case found && (prior.Outcome.Bulk != nil || prior.Outcome.Refusal != nil):
+			// Recorded as one row: the call's outcome. (A call recorded before migration 18
+			// has a row {"items": n} and one per item, which its ops replay below.)
+			u.Replayed = &prior.Outcome
+			return nil
+		case !found && first.outcome != nil:
+			u.Replayed = first.outcome
+			return nil
 		}
+		fresh = !seen
 	}
 	m := b.mark(s)
 	var failed *Error
@@ -338,6 +356,36 @@ func (b *batchState) decideUnit(u *Unit) error {
 		snapshot := s.env
 		u.Envelope = &snapshot
 	}
+	if fresh {
+		return b.recordCall(u, callKey, m)
+	}
+	return nil
+}
+
+// recordCall records a bulk call decided now as one request-log row (migration 18) in place of
+// its items' rows: its refusal as a whole, or its result packed by reference (PackBulk). A result
+// that cannot be packed is recorded as before: a row {"items": n} for the call beside its items'.
+func (b *batchState) recordCall(u *Unit, key string, m batchMark) error {
+	res, _, err := bulkOutcome(u.AllOrNothing, u.Ops, u.Envelope)
+	var o *Outcome
+	if refusal, ok := IsRefusal(err); ok {
+		o = &Outcome{Refusal: refusal}
+	} else if err != nil {
+		return err
+	} else if BulkPackable(&res) {
+		o = &Outcome{Bulk: &res}
+	}
+	if o == nil {
+		b.recorded = append(b.recorded, RequestRow{key, u.CallFingerprint.Current,
+			Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))}})
+		b.callsHere[key] = callHere{u.CallFingerprint, nil}
+		return nil
+	}
+	for _, r := range b.recorded[m.recordN:] {
+		delete(b.decidedHere, r.Key)
+	}
+	b.recorded = append(b.recorded[:m.recordN], RequestRow{key, u.CallFingerprint.Current, *o})
+	b.callsHere[key] = callHere{u.CallFingerprint, o}
 	return nil
 }
 
@@ -480,11 +528,11 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		op.Outcome, refused = Outcome{Refusal: e}, e
 	} else {
 		s.accepted++
-		raw, err := json.Marshal(result)
+		outcome, err := NewOutcome(result)
 		if err != nil {
 			return nil, err
 		}
-		op.Outcome, op.Result = Outcome{Result: raw}, result
+		op.Outcome, op.Result = outcome, result
 	}
 	b.decidedHere[key] = op
 	b.recorded = append(b.recorded, RequestRow{key, op.Fingerprint.Current, op.Outcome})

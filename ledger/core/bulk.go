@@ -45,8 +45,9 @@ type BulkCommitResult struct {
 	Items []BulkItemResult
 	// Accepted and Refused count the items.
 	Accepted, Refused int
-	// Envelope is the envelope after the last accepted item (after the call when it is first
-	// decided; on a replay, as the last accepted award left it), or as found when none was accepted.
+	// Envelope is the envelope after the last accepted item, or as the call found it when none
+	// was accepted; a replay answers it as first answered (a call recorded before migration 18,
+	// a row per item, that accepted no item answers the envelope as it is now).
 	Envelope Envelope
 }
 
@@ -90,16 +91,32 @@ func (c *BulkCommit) Unit() *Unit {
 }
 
 // BulkResult assembles the result of a decided bulk unit. found is false when the envelope is
-// to be read afresh (no item was accepted and the unit did not find it: a replay).
+// to be read afresh (no item was accepted and the unit did not find it: a replay of a call
+// recorded one row per item, before migration 18).
 func (c *BulkCommit) BulkResult(u *Unit) (res BulkCommitResult, found bool, err error) {
 	if u.Err != nil {
 		return BulkCommitResult{}, true, u.Err
 	}
-	res.Items = make([]BulkItemResult, len(u.Ops))
+	if r := u.Replayed; r != nil {
+		// A call recorded as one row: its outcome, as first answered.
+		if r.Refusal != nil {
+			return BulkCommitResult{}, true, r.Refusal
+		}
+		if r.Bulk != nil {
+			return *r.Bulk, true, nil
+		}
+	}
+	return bulkOutcome(c.AllOrNothing, u.Ops, u.Envelope)
+}
+
+// bulkOutcome assembles a bulk call's result from its ops' outcomes and the envelope as the call
+// left it (nil: not found), or returns the refusal of the call as a whole.
+func bulkOutcome(allOrNothing bool, ops []*Op, envelope *Envelope) (res BulkCommitResult, found bool, err error) {
+	res.Items = make([]BulkItemResult, len(ops))
 	var last *Envelope
-	for i, op := range u.Ops {
+	for i, op := range ops {
 		if op.Outcome.Refusal != nil {
-			if c.AllOrNothing || op.Outcome.Refusal.Reason == ReasonRequestIDReused ||
+			if allOrNothing || op.Outcome.Refusal.Reason == ReasonRequestIDReused ||
 				op.Outcome.Refusal.Reason == ReasonEnvelopeNotFound {
 				// The call as a whole was refused.
 				return BulkCommitResult{}, true, op.Outcome.Refusal
@@ -119,8 +136,8 @@ func (c *BulkCommit) BulkResult(u *Unit) (res BulkCommitResult, found bool, err 
 	switch {
 	case last != nil:
 		res.Envelope = *last
-	case u.Envelope != nil:
-		res.Envelope = *u.Envelope
+	case envelope != nil:
+		res.Envelope = *envelope
 	default:
 		return res, false, nil
 	}

@@ -45,6 +45,23 @@ func (f Fingerprint) Matches(stored string) bool {
 	return stored == f.Legacy
 }
 
+// FingerprintDigest returns the 32 bytes of a canonical fingerprint ("v2:" and 64 lowercase hex
+// digits), which the request log stores instead of its 67 characters; nil for any other.
+func FingerprintDigest(fp string) []byte {
+	hexDigits, ok := strings.CutPrefix(fp, fingerprintV2)
+	if !ok || len(hexDigits) != 2*sha256.Size {
+		return nil
+	}
+	d, err := hex.DecodeString(hexDigits)
+	if err != nil || hex.EncodeToString(d) != hexDigits {
+		return nil
+	}
+	return d
+}
+
+// FingerprintFromDigest is the canonical fingerprint whose digest is d (FingerprintDigest).
+func FingerprintFromDigest(d []byte) string { return fingerprintV2 + hex.EncodeToString(d) }
+
 type fingerprinter struct{ buf []byte }
 
 // canonical starts a canonical fingerprint of the operation op.

@@ -70,7 +70,7 @@ func TestDecideBatchFailedReleaseIsUndone(t *testing.T) {
 	}
 	rel := &Release{RequestID: "r1", Caller: "svc", CommitmentID: c.ID, Amount: 200, Reason: "cheaper"}
 	b := &batchState{st: testStamp(), in: in, envs: map[string]*envState{"axis-1": {env: in.Envelopes["axis-1"], found: true}},
-		changed: map[string]*Commitment{}, decidedHere: map[string]*Op{}, callsHere: map[string]Fingerprint{}}
+		changed: map[string]*Commitment{}, decidedHere: map[string]*Op{}, callsHere: map[string]callHere{}}
 	b.in.Totals = map[ProjectKey]int64{}
 	s := b.envs["axis-1"]
 	m := b.mark(s)

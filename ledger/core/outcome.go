@@ -13,16 +13,47 @@ type Stamp struct {
 	NewID func() string
 }
 
-// Outcome is what the request log keeps of a decided request: a JSON result, or a refusal.
+// Outcome is what the request log keeps of a decided request: a JSON result, or a refusal; or,
+// for a Commit, its result kept typed (Commit), which the request log stores by reference
+// (PackCommit) and gives back typed (UnpackCommit).
 type Outcome struct {
 	Result  json.RawMessage `json:"result,omitempty"`
 	Refusal *Error          `json:"refusal,omitempty"`
+	// Commit is a Commit's result (Result is then empty). It is not shared: NewOutcome copies it.
+	Commit *CommitResult `json:"-"`
+	// Bulk is a bulk call's result, recorded as one row for the call (PackBulk).
+	Bulk *BulkCommitResult `json:"-"`
 }
 
-// Encode is json.Marshal(o) without re-validating the result, which is JSON this process made.
+// NewOutcome is the outcome of an accepted request with result: a Commit's result kept typed,
+// any other as JSON.
+func NewOutcome(result any) (Outcome, error) {
+	if r, ok := result.(*CommitResult); ok && r != nil {
+		cp := *r
+		return Outcome{Commit: &cp}, nil
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Result: raw}, nil
+}
+
+// Encode is the outcome's JSON (the request log's format before migration 18), without
+// re-validating the result, which is JSON this process made.
 func (o Outcome) Encode() ([]byte, error) {
 	if o.Refusal != nil {
 		return json.Marshal(o)
+	}
+	if o.Bulk != nil {
+		return nil, Internal("a bulk call's outcome is recorded packed only")
+	}
+	if o.Commit != nil {
+		raw, err := json.Marshal(o.Commit)
+		if err != nil {
+			return nil, err
+		}
+		o.Result = raw
 	}
 	raw := make([]byte, 0, len(o.Result)+12)
 	raw = append(raw, `{"result":`...)
@@ -34,6 +65,24 @@ func (o Outcome) Encode() ([]byte, error) {
 func (o Outcome) Decode(out any) error {
 	if o.Refusal != nil {
 		return o.Refusal
+	}
+	if o.Bulk != nil {
+		if br, ok := out.(*BulkCommitResult); ok {
+			*br = *o.Bulk
+			return nil
+		}
+		return Internal("a bulk call's outcome decoded as %T", out)
+	}
+	if o.Commit != nil {
+		if cr, ok := out.(*CommitResult); ok {
+			*cr = *o.Commit
+			return nil
+		}
+		raw, err := json.Marshal(o.Commit)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, out)
 	}
 	return json.Unmarshal(o.Result, out)
 }
@@ -118,9 +167,5 @@ func Settle(result any, err error) (Outcome, error) {
 	} else if err != nil {
 		return Outcome{}, err
 	}
-	raw, err := json.Marshal(result)
-	if err != nil {
-		return Outcome{}, err
-	}
-	return Outcome{Result: raw}, nil
+	return NewOutcome(result)
 }

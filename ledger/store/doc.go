@@ -10,7 +10,11 @@
 // in the database itself (triggers). An entry of two legs, "−a from A, +a to B" (nearly every
 // entry), is one journal_entries row with debit_account, credit_account and amount; the
 // postings table keeps the postings of the entries of any other shape; readers see every
-// entry's postings, in order, through the view entry_postings (transfers.go, migration 17). The same SQL runs on every engine; on CockroachDB an
+// entry's postings, in order, through the view entry_postings (transfers.go, migration 17).
+// The request log (requests.go) keeps a canonical fingerprint as its 32 bytes and an award's or
+// a bulk call's result by reference (core.PackCommit, core.PackBulk), rebuilt from the
+// commitments' and envelopes' rows when replayed; rows written before migration 18 (JSON) are
+// read as they are. The same SQL runs on every engine; on CockroachDB an
 // ambiguous commit (40003) is ErrCommitOutcomeUnknown too, and every migration is safe to run
 // again after a failure at any of its statements (see migrate.go and docs/cockroachdb.md).
 package store

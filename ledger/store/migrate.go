@@ -272,6 +272,22 @@ const holdsTable = `CREATE TABLE IF NOT EXISTS holds (
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
 var postgresOnly = []string{`ALTER TABLE envelopes SET (fillfactor = 10)`}
 
+// requestLogPacked (migration 18) gives the request log two columns for its compact rows:
+// digest, a canonical fingerprint's 32 bytes (instead of its 67 characters in fingerprint), and
+// packed, a Commit's result by reference (core.PackCommit; instead of its JSON in outcome). Rows
+// written before keep them NULL and are read as before; new rows leave fingerprint and outcome ”
+// where the new columns hold them. Plain nullable columns: the copy reads them from the catalog.
+var requestLogPacked = map[string][]string{
+	"sqlite": {
+		`ALTER TABLE requests ADD COLUMN digest BLOB`,
+		`ALTER TABLE requests ADD COLUMN packed BLOB`,
+	},
+	"postgres": {
+		`ALTER TABLE requests ADD COLUMN IF NOT EXISTS digest BYTEA`,
+		`ALTER TABLE requests ADD COLUMN IF NOT EXISTS packed BYTEA`,
+	},
+}
+
 // goMigration is a Go migration: statements run in order (see THE RULE above).
 type goMigration struct {
 	version    int64
@@ -294,6 +310,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{11, tlogSchema[dialect]}, // the transparency log (tlog_schema.go)
 		{16, paymentsAppendOnly[dialect]},
 		{17, transfersSchema[dialect]}, // two-leg entries in one row (transfers.go)
+		{18, requestLogPacked[dialect]},
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -33,42 +34,170 @@ const lookupChunk = 1000
 
 func loadRequests(ctx context.Context, q Querier, keys []string, found map[string]core.Prior) error {
 	list, args := inList(0, keys)
-	rs, err := q.Query(ctx, "SELECT request_id, fingerprint, outcome FROM requests WHERE request_id IN ("+list+")", args...)
+	rs, err := q.Query(ctx, "SELECT request_id, fingerprint, outcome, digest, packed FROM requests WHERE request_id IN ("+list+")", args...)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
+	packed := map[string][]byte{}
 	for rs.Next() {
-		var id, fp, raw string
-		if err := rs.Scan(&id, &fp, &raw); err != nil {
+		var (
+			id, fp, raw    string
+			digest, record []byte
+		)
+		if err := rs.Scan(&id, &fp, &raw, &digest, &record); err != nil {
 			return err
 		}
+		if digest != nil {
+			fp = core.FingerprintFromDigest(digest)
+		}
 		var o core.Outcome
-		if err := json.Unmarshal([]byte(raw), &o); err != nil {
+		if record != nil {
+			packed[id] = record
+		} else if err := json.Unmarshal([]byte(raw), &o); err != nil {
 			return core.Internal("request %s has an unreadable outcome: %w", id, err)
 		}
 		found[id] = core.Prior{Fingerprint: fp, Outcome: o}
 	}
-	return rs.Err()
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	rs.Close()
+	return unpackRequests(ctx, q, packed, found)
+}
+
+// unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk
+// call's, core.PackBulk) from their commitments' and envelopes' rows.
+func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, found map[string]core.Prior) error {
+	if len(packed) == 0 {
+		return nil
+	}
+	var ids []string
+	bulks := map[string]*core.PackedBulk{}
+	for key, record := range packed {
+		switch {
+		case core.IsPackedCommit(record):
+			id, err := core.PackedCommitmentID(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			ids = append(ids, id)
+		case core.IsPackedBulk(record):
+			p, err := core.UnpackBulkRefs(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			bulks[key] = p
+			ids = append(ids, p.Commitments...)
+		default:
+			return core.Internal("request %s has an unreadable outcome: unknown record format %d", key, record[0])
+		}
+	}
+	commitments := map[string]*core.Commitment{}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), lookupChunk)]
+		ids = ids[len(chunk):]
+		got, err := LoadCommitments(ctx, q, chunk)
+		if err != nil {
+			return err
+		}
+		for id, c := range got {
+			commitments[id] = c
+		}
+	}
+	var envelopeIDs []string
+	for _, c := range commitments {
+		envelopeIDs = append(envelopeIDs, c.EnvelopeID)
+	}
+	for _, p := range bulks {
+		envelopeIDs = append(envelopeIDs, p.EnvelopeID)
+	}
+	envelopes, err := LockEnvelopes(ctx, q, "", slices.Compact(slices.Sorted(slices.Values(envelopeIDs))))
+	if err != nil {
+		return err
+	}
+	for key, record := range packed {
+		var o core.Outcome
+		if p, ok := bulks[key]; ok {
+			env, ok := envelopes[p.EnvelopeID]
+			if !ok {
+				return core.Internal("request %s names envelope %s, which does not exist", key, p.EnvelopeID)
+			}
+			r, err := p.Rebuild(commitments, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.Bulk = r
+		} else {
+			id, _ := core.PackedCommitmentID(record)
+			c, ok := commitments[id]
+			if !ok {
+				return core.Internal("request %s names commitment %s, which does not exist", key, id)
+			}
+			env, ok := envelopes[c.EnvelopeID]
+			if !ok {
+				return core.Internal("request %s names envelope %s, which does not exist", key, c.EnvelopeID)
+			}
+			r, err := core.UnpackCommit(record, *c, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.Commit = r
+		}
+		p := found[key]
+		p.Outcome = o
+		found[key] = p
+	}
+	return nil
 }
 
 // InsertRequests records decided requests. If another transaction recorded one of the same keys
 // first, the insert fails on the primary key (the engines report ErrRequestRecorded): the
 // transaction is rolled back and run again after a fresh look at the request log, so that the
 // first outcome is replayed instead of a second decision being made.
+//
+// A canonical fingerprint is stored as its 32 bytes (digest), a Commit's result by reference
+// (packed, core.PackCommit); the text columns then hold ”. Anything else is stored as before
+// migration 18: the fingerprint's text, the outcome's JSON.
 func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.RequestRow) error {
 	rows := make([][]any, 0, len(reqs))
 	for _, r := range reqs {
-		raw, err := r.Outcome.Encode()
-		if err != nil {
-			return err
+		fp, digest := r.Fingerprint, any(nil)
+		if d := core.FingerprintDigest(fp); d != nil {
+			fp, digest = "", d
+		}
+		var (
+			raw    []byte
+			packed any
+		)
+		switch {
+		case r.Outcome.Refusal != nil:
+		case r.Outcome.Bulk != nil:
+			p, err := core.PackBulk(r.Outcome.Bulk)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				return core.Internal("bulk call %s cannot be packed", r.Key)
+			}
+			packed = p
+		case r.Outcome.Commit != nil:
+			if p := core.PackCommit(r.Outcome.Commit); p != nil {
+				packed = p
+			}
+		}
+		if packed == nil {
+			var err error
+			if raw, err = r.Outcome.Encode(); err != nil {
+				return err
+			}
 		}
 		op := "result"
 		if r.Outcome.Refusal != nil {
 			op = string(r.Outcome.Refusal.Reason)
 		}
-		rows = append(rows, []any{r.Key, op, r.Fingerprint, string(raw), micros(at)})
+		rows = append(rows, []any{r.Key, op, fp, string(raw), micros(at), digest, packed})
 	}
-	return bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at"},
+	return bulkInsert(ctx, q, "requests", []string{"request_id", "operation", "fingerprint", "outcome", "created_at", "digest", "packed"},
 		rows, "", ErrRequestRecorded)
 }

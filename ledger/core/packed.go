@@ -1,0 +1,499 @@
+package core
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The request log keeps a Commit's result by reference (migration 18; docs/benchmarks.md, "A
+// smaller request log"). A CommitResult is the new commitment and the envelope just after the
+// award. Most of it is in rows that keep it for good:
+//
+//   - the commitment's row holds every field of the commitment as the award made it, except the
+//     ones later operations update in place (released, paid, closed_at, close_reason,
+//     close_effective_at, updated_at: store.UpdateCommitment, UpdateCommitmentFigures), whose
+//     values right after an award are known (nothing released, paid or closed; updated when
+//     made);
+//   - the envelope's row holds its id, parent, name, currency, creation and effective times and
+//     granting body, which no operation updates (store.UpdateEnvelope writes balances only).
+//
+// What is nowhere else is the envelope's balances and times just after the award, and the
+// journal entry's id: the packed record holds those, the commitment's id, and the CRC-32C of the
+// JSON the request log stored before migration 18 for the same result. A replay rebuilds the
+// result from the record and the two rows and checks that its JSON has that checksum: it is the
+// first answer, byte for byte, or an internal error (were a row ever edited), never another
+// answer. PackCommit refuses (and the full JSON is stored) a result that the rows could not give
+// back exactly.
+//
+// Layout: one tag byte (packedCommit), then protobuf wire-format fields (protowire), a field
+// left out when zero or, for the envelope's two times, when equal to the commitment's.
+
+const packedCommit byte = 1
+
+// Fields of a packed Commit result.
+const (
+	pcCommitmentUUID protowire.Number = 1 // 16 bytes, when the id is a canonical UUID
+	pcCommitmentID   protowire.Number = 2 // the id's text otherwise
+	pcEntryUUID      protowire.Number = 3
+	pcEntryID        protowire.Number = 4
+	pcAllocation     protowire.Number = 5
+	pcCommitted      protowire.Number = 6
+	pcChildren       protowire.Number = 7
+	pcReleased       protowire.Number = 8
+	pcCount          protowire.Number = 9
+	pcPaid           protowire.Number = 10
+	pcHeld           protowire.Number = 11
+	pcUpdatedAt      protowire.Number = 12 // microseconds; left out: the commitment's creation
+	pcLatestEffAt    protowire.Number = 13 // microseconds; left out: the commitment's effective time
+	pcChecksum       protowire.Number = 14 // CRC-32C of the result's JSON
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// PackCommit returns the packed record of a Commit's result, or nil when the result is not one
+// its rows give back exactly (then the request log keeps its JSON).
+func PackCommit(r *CommitResult) []byte {
+	c, env := &r.Commitment, &r.Envelope
+	if !kept(c, env) || r.EntryID == "" || !keptEnvelope(env) {
+		return nil
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, 1, 96)
+	b[0] = packedCommit
+	b = appendID(b, pcCommitmentUUID, pcCommitmentID, c.ID)
+	b = appendID(b, pcEntryUUID, pcEntryID, r.EntryID)
+	b = appendBalances(b, env)
+	if !env.UpdatedAt.Equal(c.CreatedAt) {
+		b = protowire.AppendTag(b, pcUpdatedAt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(env.UpdatedAt.UnixMicro()))
+	}
+	if !env.LatestEffectiveAt.Equal(c.EffectiveAt) {
+		b = protowire.AppendTag(b, pcLatestEffAt, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(env.LatestEffectiveAt.UnixMicro()))
+	}
+	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli))
+}
+
+// kept reports whether commitment c, as an award on env just made it, is what its row will give
+// back once the columns updated later are reset (see UnpackCommit).
+func kept(c *Commitment, env *Envelope) bool {
+	fresh := c.Released == 0 && c.Paid == 0 && c.ClosedAt.IsZero() && c.CloseReason == "" &&
+		c.CloseEffectiveAt.IsZero() && c.UpdatedAt.Equal(c.CreatedAt)
+	return fresh && c.EnvelopeID == env.ID && c.ID != "" &&
+		storedTime(c.CreatedAt) && storedTime(c.UpdatedAt) && storedTime(c.EffectiveAt)
+}
+
+// keptEnvelope reports whether env's row gives back its times as they are.
+func keptEnvelope(env *Envelope) bool {
+	return storedTime(env.CreatedAt) && storedTime(env.UpdatedAt) && storedTime(env.EffectiveAt) &&
+		storedTime(env.LatestEffectiveAt)
+}
+
+// fresh resets what later operations update of a commitment's row to what its award made.
+func fresh(c *Commitment) {
+	c.Released, c.Paid, c.UpdatedAt = 0, 0, c.CreatedAt
+	c.ClosedAt, c.CloseReason, c.CloseEffectiveAt = time.Time{}, "", time.Time{}
+}
+
+// storedTime reports whether t is one the database gives back as it is: set, in UTC, at the
+// microsecond.
+func storedTime(t time.Time) bool {
+	return !t.IsZero() && t.Location() == time.UTC && t.Nanosecond()%1000 == 0
+}
+
+// appendID appends an id: as 16 bytes when it is a canonical UUID (the ledger's ids), else as text.
+func appendID(b []byte, asUUID, asText protowire.Number, id string) []byte {
+	if u, ok := parseUUID(id); ok {
+		b = protowire.AppendTag(b, asUUID, protowire.BytesType)
+		return protowire.AppendBytes(b, u[:])
+	}
+	b = protowire.AppendTag(b, asText, protowire.BytesType)
+	return protowire.AppendString(b, id)
+}
+
+// parseUUID returns the 16 bytes of a UUID in its canonical text form (lowercase, with dashes:
+// what the ledger's ids are), which formatUUID gives back; false for any other text.
+func parseUUID(s string) (u [16]byte, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	digits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+	if _, err := hex.Decode(u[:], []byte(digits)); err != nil {
+		return u, false
+	}
+	return u, formatUUID(u[:]) == s
+}
+
+// formatUUID is the canonical text of a UUID's 16 bytes.
+func formatUUID(u []byte) string {
+	h := hex.EncodeToString(u)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// IsPackedCommit reports whether a request log record is a packed Commit result.
+func IsPackedCommit(packed []byte) bool { return len(packed) > 0 && packed[0] == packedCommit }
+
+// IsPackedBulk reports whether a request log record is a packed bulk call's result.
+func IsPackedBulk(packed []byte) bool { return len(packed) > 0 && packed[0] == packedBulk }
+
+// packedResult is a packed Commit result's fields.
+type packedResult struct {
+	commitmentID, entryID                                        string
+	allocation, committed, children, released, count, paid, held int64
+	updatedAt, latestEffectiveAt                                 *int64
+	checksum                                                     uint32
+	hasChecksum                                                  bool
+}
+
+var errPacked = errors.New("malformed packed result")
+
+func unpack(packed []byte) (packedResult, error) {
+	var p packedResult
+	if !IsPackedCommit(packed) {
+		return p, errPacked
+	}
+	b := packed[1:]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return p, errPacked
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return p, errPacked
+			}
+			b = b[n:]
+			var id string
+			switch num {
+			case pcCommitmentUUID, pcEntryUUID:
+				if len(v) != 16 {
+					return p, errPacked
+				}
+				id = formatUUID(v)
+			case pcCommitmentID, pcEntryID:
+				id = string(v)
+			default:
+				return p, errPacked
+			}
+			if num == pcCommitmentUUID || num == pcCommitmentID {
+				p.commitmentID = id
+			} else {
+				p.entryID = id
+			}
+		case protowire.VarintType:
+			u, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return p, errPacked
+			}
+			b = b[n:]
+			v := int64(u)
+			switch num {
+			case pcAllocation:
+				p.allocation = v
+			case pcCommitted:
+				p.committed = v
+			case pcChildren:
+				p.children = v
+			case pcReleased:
+				p.released = v
+			case pcCount:
+				p.count = v
+			case pcPaid:
+				p.paid = v
+			case pcHeld:
+				p.held = v
+			case pcUpdatedAt:
+				p.updatedAt = &v
+			case pcLatestEffAt:
+				p.latestEffectiveAt = &v
+			default:
+				return p, errPacked
+			}
+		case protowire.Fixed32Type:
+			v, n := protowire.ConsumeFixed32(b)
+			if n < 0 || num != pcChecksum {
+				return p, errPacked
+			}
+			b = b[n:]
+			p.checksum, p.hasChecksum = v, true
+		default:
+			return p, errPacked
+		}
+	}
+	if p.commitmentID == "" || p.entryID == "" || !p.hasChecksum {
+		return p, errPacked
+	}
+	return p, nil
+}
+
+// PackedCommitmentID returns the id of the commitment a packed Commit result names.
+func PackedCommitmentID(packed []byte) (string, error) {
+	p, err := unpack(packed)
+	return p.commitmentID, err
+}
+
+// UnpackCommit rebuilds a Commit's result from its packed record, its commitment's row and its
+// envelope's row (as read now: the columns updated since are not used). It fails when the
+// rebuilt result is not the one recorded (its JSON's checksum differs).
+func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, error) {
+	p, err := unpack(packed)
+	if err != nil {
+		return nil, err
+	}
+	if c.ID != p.commitmentID || c.EnvelopeID != env.ID {
+		return nil, Internal("packed result of commitment %s rebuilt from commitment %s on envelope %s", p.commitmentID, c.ID, env.ID)
+	}
+	// The commitment as the award made it.
+	fresh(&c)
+	// The envelope's balances and times just after it.
+	env.Allocation, env.Committed, env.ChildrenAllocated, env.Released = p.allocation, p.committed, p.children, p.released
+	env.CommitmentCount, env.Paid, env.Held = p.count, p.paid, p.held
+	env.UpdatedAt, env.LatestEffectiveAt = c.CreatedAt, c.EffectiveAt
+	if p.updatedAt != nil {
+		env.UpdatedAt = time.UnixMicro(*p.updatedAt).UTC()
+	}
+	if p.latestEffectiveAt != nil {
+		env.LatestEffectiveAt = time.UnixMicro(*p.latestEffectiveAt).UTC()
+	}
+	r := &CommitResult{Commitment: c, Envelope: env, EntryID: p.entryID}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(raw, castagnoli) != p.checksum {
+		return nil, Internal("the commitment %s or its envelope %s no longer holds what its award recorded", c.ID, env.ID)
+	}
+	return r, nil
+}
+
+// A bulk call (BulkCommit) is recorded as one row under the call's key (migration 18), instead of
+// a row for the call and one per item: its result packed by reference (packedBulk), or its whole
+// refusal as JSON. The record holds the envelope's id, each item in order (the id of its
+// commitment, or its refusal's JSON), the envelope's balances and times after the call, and the
+// CRC-32C of the result's JSON. A replay rebuilds each commitment from its row as its award made
+// it, and the envelope from its row and the record, and checks the checksum.
+
+const packedBulk byte = 2
+
+// Fields of a packed bulk result (the balances and times use the Commit's numbers).
+const (
+	pbEnvelopeID     protowire.Number = 1
+	pbCommitmentUUID protowire.Number = 2 // an accepted item, its commitment's id as 16 bytes
+	pbCommitmentID   protowire.Number = 3 // an accepted item, its commitment's id as text
+	pbRefusal        protowire.Number = 4 // a refused item: its refusal's JSON
+)
+
+// BulkPackable reports whether PackBulk packs res (every commitment kept by its row).
+func BulkPackable(res *BulkCommitResult) bool {
+	if !keptEnvelope(&res.Envelope) || res.Envelope.ID == "" {
+		return false
+	}
+	for _, it := range res.Items {
+		if it.Commitment != nil && !kept(it.Commitment, &res.Envelope) {
+			return false
+		}
+	}
+	return true
+}
+
+// PackBulk returns the packed record of a bulk call's result, or nil when not BulkPackable.
+func PackBulk(res *BulkCommitResult) ([]byte, error) {
+	if !BulkPackable(res) {
+		return nil, nil
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	env := &res.Envelope
+	b := make([]byte, 1, 64+18*len(res.Items))
+	b[0] = packedBulk
+	b = protowire.AppendTag(b, pbEnvelopeID, protowire.BytesType)
+	b = protowire.AppendString(b, env.ID)
+	for _, it := range res.Items {
+		if it.Commitment != nil {
+			b = appendID(b, pbCommitmentUUID, pbCommitmentID, it.Commitment.ID)
+			continue
+		}
+		refusal, err := json.Marshal(it.Refusal)
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, pbRefusal, protowire.BytesType)
+		b = protowire.AppendBytes(b, refusal)
+	}
+	b = appendBalances(b, env)
+	b = protowire.AppendTag(b, pcUpdatedAt, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(env.UpdatedAt.UnixMicro()))
+	b = protowire.AppendTag(b, pcLatestEffAt, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(env.LatestEffectiveAt.UnixMicro()))
+	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli)), nil
+}
+
+// appendBalances appends an envelope's balances, each left out when 0.
+func appendBalances(b []byte, env *Envelope) []byte {
+	for _, f := range []struct {
+		n protowire.Number
+		v int64
+	}{{pcAllocation, env.Allocation}, {pcCommitted, env.Committed}, {pcChildren, env.ChildrenAllocated},
+		{pcReleased, env.Released}, {pcCount, env.CommitmentCount}, {pcPaid, env.Paid}, {pcHeld, env.Held}} {
+		if f.v != 0 {
+			b = protowire.AppendTag(b, f.n, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(f.v))
+		}
+	}
+	return b
+}
+
+// PackedBulk is a packed bulk result's references: its envelope, and its accepted items'
+// commitments.
+type PackedBulk struct {
+	EnvelopeID  string
+	Commitments []string
+	// items: a commitment id, or a refusal (nil commitment id).
+	items   []packedItem
+	balance packedResult
+}
+
+type packedItem struct {
+	commitmentID string
+	refusal      *Error
+}
+
+// UnpackBulkRefs reads a packed bulk result's references.
+func UnpackBulkRefs(packed []byte) (*PackedBulk, error) {
+	if !IsPackedBulk(packed) {
+		return nil, errPacked
+	}
+	p := &PackedBulk{}
+	b := packed[1:]
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errPacked
+		}
+		b = b[n:]
+		switch typ {
+		case protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, errPacked
+			}
+			b = b[n:]
+			switch num {
+			case pbEnvelopeID:
+				p.EnvelopeID = string(v)
+			case pbCommitmentUUID:
+				if len(v) != 16 {
+					return nil, errPacked
+				}
+				id := formatUUID(v)
+				p.items = append(p.items, packedItem{commitmentID: id})
+				p.Commitments = append(p.Commitments, id)
+			case pbCommitmentID:
+				p.items = append(p.items, packedItem{commitmentID: string(v)})
+				p.Commitments = append(p.Commitments, string(v))
+			case pbRefusal:
+				e := &Error{}
+				if err := json.Unmarshal(v, e); err != nil {
+					return nil, errPacked
+				}
+				p.items = append(p.items, packedItem{refusal: e})
+			default:
+				return nil, errPacked
+			}
+		case protowire.VarintType:
+			u, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return nil, errPacked
+			}
+			b = b[n:]
+			v := int64(u)
+			bal := &p.balance
+			switch num {
+			case pcAllocation:
+				bal.allocation = v
+			case pcCommitted:
+				bal.committed = v
+			case pcChildren:
+				bal.children = v
+			case pcReleased:
+				bal.released = v
+			case pcCount:
+				bal.count = v
+			case pcPaid:
+				bal.paid = v
+			case pcHeld:
+				bal.held = v
+			case pcUpdatedAt:
+				bal.updatedAt = &v
+			case pcLatestEffAt:
+				bal.latestEffectiveAt = &v
+			default:
+				return nil, errPacked
+			}
+		case protowire.Fixed32Type:
+			v, n := protowire.ConsumeFixed32(b)
+			if n < 0 || num != pcChecksum {
+				return nil, errPacked
+			}
+			b = b[n:]
+			p.balance.checksum, p.balance.hasChecksum = v, true
+		default:
+			return nil, errPacked
+		}
+	}
+	if p.EnvelopeID == "" || !p.balance.hasChecksum || p.balance.updatedAt == nil || p.balance.latestEffectiveAt == nil {
+		return nil, errPacked
+	}
+	return p, nil
+}
+
+// Rebuild rebuilds the bulk call's result from the rows of its commitments (by id) and of its
+// envelope. It fails when the result rebuilt is not the one recorded.
+func (p *PackedBulk) Rebuild(commitments map[string]*Commitment, env Envelope) (*BulkCommitResult, error) {
+	if env.ID != p.EnvelopeID {
+		return nil, Internal("packed bulk result on envelope %s rebuilt from envelope %s", p.EnvelopeID, env.ID)
+	}
+	bal := &p.balance
+	env.Allocation, env.Committed, env.ChildrenAllocated, env.Released = bal.allocation, bal.committed, bal.children, bal.released
+	env.CommitmentCount, env.Paid, env.Held = bal.count, bal.paid, bal.held
+	env.UpdatedAt, env.LatestEffectiveAt = time.UnixMicro(*bal.updatedAt).UTC(), time.UnixMicro(*bal.latestEffectiveAt).UTC()
+	res := &BulkCommitResult{Items: make([]BulkItemResult, len(p.items)), Envelope: env}
+	for i, it := range p.items {
+		if it.refusal != nil {
+			res.Items[i].Refusal = it.refusal
+			res.Refused++
+			continue
+		}
+		row, ok := commitments[it.commitmentID]
+		if !ok || row.EnvelopeID != env.ID {
+			return nil, Internal("packed bulk result names commitment %s, not found on envelope %s", it.commitmentID, env.ID)
+		}
+		c := *row
+		fresh(&c)
+		res.Items[i].Commitment = &c
+		res.Accepted++
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(raw, castagnoli) != bal.checksum {
+		return nil, Internal("the commitments of a bulk call on envelope %s no longer hold what their awards recorded", env.ID)
+	}
+	return res, nil
+}

@@ -1,0 +1,295 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/core"
+	"github.com/budgetledger/budgetledger/ledger/store"
+)
+
+// replayCall is a request sent again with the same request id and payload, and the bytes of its
+// answer (the result's JSON, or the refusal's).
+type replayCall struct {
+	name string
+	send func(ctx context.Context, l *Ledger) (any, error)
+}
+
+// answerBytes is an answer as bytes: the result's JSON, or the refusal's (reason, message,
+// field, metadata).
+func answerBytes(t *testing.T, res any, err error) string {
+	t.Helper()
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("not a refusal: %v", err)
+		}
+		b, _ := json.Marshal(e)
+		return "refused " + string(b)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func call[C any, R any](name string, f func(*Ledger, context.Context, C) (R, error), cmd C) replayCall {
+	return replayCall{name, func(ctx context.Context, l *Ledger) (any, error) { return f(l, ctx, cmd) }}
+}
+
+// TestEveryAnswerReplaysAfterRestartAndCopy protects invariant 5 over the request log's compact
+// rows (migration 18: a Commit's result by reference, fingerprints as bytes): every kind of
+// request, accepted or refused, sent again with its request id after the ledger is closed and
+// reopened, and again after `ledgerd copy` to the other engine, gets the same answer byte for byte
+// and posts nothing, even though the commitments and envelopes its first answer showed were
+// changed in between (released, paid, closed, awarded from).
+func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
+	t.Parallel()
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		clock := newTestClock()
+		cfg := Config{TxTimeout: testdb.TxTimeout, Clock: clock.Now, HoldSweepInterval: -1}
+		l, err := Open(ctx, db.dsn, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := clock.Now().Add(-30 * 24 * time.Hour)
+		var calls []replayCall
+		answers := map[string]string{}
+		do := func(c replayCall) any {
+			t.Helper()
+			res, err := c.send(ctx, l)
+			answers[c.name] = answerBytes(t, res, err)
+			calls = append(calls, c)
+			clock.Advance(time.Minute)
+			return res
+		}
+		do(call("CreateEnvelope root", (*Ledger).CreateEnvelope, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "prog", DisplayName: "Programme", Allocation: 10_000_000, Effective: start,
+			GrantingBody: GrantingBody{GrantingBodyName: "Région"}}))
+		do(call("CreateEnvelope child", (*Ledger).CreateEnvelope, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "axis", ParentID: "prog", DisplayName: "Axis", Allocation: 2_000_000, Effective: start}))
+		do(call("CreateEnvelope other", (*Ledger).CreateEnvelope, CreateEnvelope{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "side", ParentID: "prog", Allocation: 1_000_000}))
+		backdated := commitCmd("axis", "siren:2", 20_000)
+		backdated.Effective = clock.Now().Add(-20 * 24 * time.Hour)
+		do(call("Commit backdated", (*Ledger).Commit, backdated))
+		do(call("MoveAllocation", (*Ledger).MoveAllocation, MoveAllocation{RequestID: newRequestID(), Caller: testCaller,
+			SourceID: "side", DestinationID: "axis", Amount: 100_000, Reason: "rebalance"}))
+		share := int64(8000)
+		do(call("SetRules", (*Ledger).SetRules, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "side",
+			Call: "appel-1", EffectiveTime: start, Rules: Rules{MaxFundingShareBPS: &share}}))
+		plain := do(call("Commit", (*Ledger).Commit, commitCmd("axis", "siren:1", 10_000))).(CommitResult)
+		// A backdated award refused: its envelope has a later entry.
+		tooEarly := commitCmd("axis", "siren:2a", 2_000)
+		tooEarly.Effective = clock.Now().Add(-25 * 24 * time.Hour)
+		do(call("Commit refused: backdated too far", (*Ledger).Commit, tooEarly))
+		do(call("Commit after others", (*Ledger).Commit, commitCmd("prog", "siren:2c", 2_000)))
+		do(call("Commit after a backdated one", (*Ledger).Commit, commitCmd("axis", "siren:2b", 2_000)))
+		published := commitCmd("side", "siren:3", 30_000)
+		published.Description = "a described award"
+		published.Policy = Policy{EligibleCost: 100_000, Territory: "insee:69123", Population: 0, PopulationGiven: true}
+		published.Publication = Publication{DecisionReference: "délib-2026-1", Purpose: "équipement"}
+		paid := do(call("Commit with policy and publication", (*Ledger).Commit, published)).(CommitResult)
+		do(call("Commit refused: funds", (*Ledger).Commit, commitCmd("axis", "siren:big", 50_000_000)))
+		over := commitCmd("side", "siren:over", 90_000)
+		over.Policy = Policy{EligibleCost: 100_000}
+		do(call("Commit refused: rules", (*Ledger).Commit, over))
+		do(call("BulkCommit", (*Ledger).BulkCommit, BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "axis",
+			Items: []BulkItem{{Beneficiary: "siren:b1", Project: "p1", Amount: 1_000},
+				{Beneficiary: "siren:b2", Project: "p2", Amount: 90_000_000},
+				{Beneficiary: "siren:b3", Project: "p3", Amount: 3_000}}}))
+		// Every item refused on its own: the answer shows the envelope as the call found it,
+		// which a replay from one row per call gives back too.
+		do(call("BulkCommit every item refused", (*Ledger).BulkCommit, BulkCommit{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "axis", Items: []BulkItem{{Beneficiary: "siren:d1", Project: "p1", Amount: 90_000_000}}}))
+		do(call("BulkCommit all or nothing, refused", (*Ledger).BulkCommit, BulkCommit{RequestID: newRequestID(), Caller: testCaller,
+			EnvelopeID: "axis", AllOrNothing: true,
+			Items: []BulkItem{{Beneficiary: "siren:c1", Project: "p1", Amount: 1_000}, {Beneficiary: "siren:c2", Project: "p2", Amount: 90_000_000}}}))
+		do(call("Release", (*Ledger).Release, Release{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: plain.Commitment.ID, Amount: 1_000, Reason: "lower cost"}))
+		held := do(call("CreateHold", (*Ledger).CreateHold, holdCmd("axis", "siren:h1", 40_000))).(CreateHoldResult)
+		do(call("ConfirmHold", (*Ledger).ConfirmHold, ConfirmHold{RequestID: newRequestID(), Caller: testCaller,
+			HoldID: held.Hold.ID, Amount: 30_000}))
+		cancelled := do(call("CreateHold to cancel", (*Ledger).CreateHold, holdCmd("axis", "siren:h2", 5_000))).(CreateHoldResult)
+		do(call("CancelHold", (*Ledger).CancelHold, CancelHold{RequestID: newRequestID(), Caller: testCaller,
+			HoldID: cancelled.Hold.ID, Reason: "withdrawn"}))
+		do(call("CreatePayment", (*Ledger).CreatePayment, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: paid.Commitment.ID, Amount: 5_000}))
+		do(call("CloseCommitment", (*Ledger).CloseCommitment, CloseCommitment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: paid.Commitment.ID, Reason: "done"}))
+		// More changes to what the first answers showed: the first award released again, the
+		// envelopes awarded from.
+		mustCommit(t, l, "axis", "siren:later", 7_000)
+		if _, err := l.Release(ctx, Release{RequestID: newRequestID(), Caller: testCaller, CommitmentID: plain.Commitment.ID,
+			Amount: 2_000, Reason: "later"}); err != nil {
+			t.Fatal(err)
+		}
+
+		// New rows are compact: a Commit's row holds no JSON, no row a 67-character fingerprint.
+		var packed, texts int
+		if err := l.db.Reader().QueryRow(ctx, "SELECT COUNT(packed), COUNT(CASE WHEN fingerprint <> '' THEN 1 END) FROM requests").
+			Scan(&packed, &texts); err != nil {
+			t.Fatal(err)
+		}
+		if packed != 8 || texts != 0 {
+			t.Errorf("%d packed rows and %d text fingerprints; want the 6 accepted Commits and 2 bulk calls packed, and no text fingerprint", packed, texts)
+		}
+
+		replayAll := func(what string, l *Ledger) {
+			t.Helper()
+			entries := entryCount(t, l)
+			for _, c := range calls {
+				res, err := c.send(ctx, l)
+				if got := answerBytes(t, res, err); got != answers[c.name] {
+					t.Errorf("%s, %s:\n got %s\nwant %s", what, c.name, got, answers[c.name])
+				}
+			}
+			if got := entryCount(t, l); got != entries {
+				t.Errorf("%s: the replays posted %d entries", what, got-entries)
+			}
+			requireVerifyOK(t, l)
+		}
+		replayAll("same process", l)
+		l.Close()
+		reopened, err := Open(ctx, db.dsn, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replayAll("after reopening", reopened)
+		reopened.Close()
+
+		other := newPostgresDB(t)
+		if db.engine == "postgres" {
+			other = newSQLiteDB(t)
+		}
+		if _, err := Copy(ctx, db.dsn, other.dsn, CopyOptions{}); err != nil {
+			t.Fatalf("Copy: %v", err)
+		}
+		copied, err := Open(ctx, other.dsn, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer copied.Close()
+		replayAll("after a copy to "+other.engine, copied)
+	})
+}
+
+// insertOldRequestRow writes a request-log row as the code before migration 18 wrote it: the
+// fingerprint's text and the outcome's JSON.
+func insertOldRequestRow(t *testing.T, l *Ledger, key, fingerprint string, outcome core.Outcome) {
+	t.Helper()
+	raw, err := outcome.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := "result"
+	if outcome.Refusal != nil {
+		op = string(outcome.Refusal.Reason)
+	}
+	err = l.db.ReadWrite(t.Context(), func(q store.Querier) error {
+		return q.Write(t.Context(), "INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at) VALUES ($1, $2, $3, $4, $5)",
+			[]any{key, op, fingerprint, string(raw), stamp().At.UnixMicro()}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRequestRowsBeforeMigration18Replay protects invariant 5 across migration 18: rows written
+// in the former format (the fingerprint as text, the whole outcome as JSON; a bulk call as a row
+// for the call and one per item) keep replaying their outcome byte for byte, refuse another
+// payload under their id, and post nothing.
+func TestRequestRowsBeforeMigration18Replay(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		// Answers of requests decided now, recorded again under other request ids in the old
+		// format (a Commit's fingerprint does not include its request id).
+		cmd := commitCmd("fund", "siren:1", 100)
+		first, err := l.Commit(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := cmd
+		old.RequestID = newRequestID()
+		outcome, err := core.Settle(&first, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insertOldRequestRow(t, l, core.RequestKey(old.Caller, old.RequestID), old.Fingerprint().Current, outcome)
+
+		refused := commitCmd("fund", "siren:2", 10_000_000)
+		_, refusal := l.Commit(ctx, refused)
+		var e *Error
+		if !errors.As(refusal, &e) {
+			t.Fatalf("the refused award: %v", refusal)
+		}
+		oldRefused := refused
+		oldRefused.RequestID = newRequestID()
+		insertOldRequestRow(t, l, core.RequestKey(oldRefused.Caller, oldRefused.RequestID), oldRefused.Fingerprint().Current,
+			core.Outcome{Refusal: e})
+
+		bulk := BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "fund",
+			Items: []BulkItem{{Beneficiary: "siren:3", Project: "p3", Amount: 10}, {Beneficiary: "siren:4", Project: "p4", Amount: 90_000_000},
+				{Beneficiary: "siren:5", Project: "p5", Amount: 20}}}
+		bulkFirst, err := l.BulkCommit(ctx, bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldBulk := bulk
+		oldBulk.RequestID = newRequestID()
+		u := oldBulk.Unit()
+		insertOldRequestRow(t, l, core.RequestKey(oldBulk.Caller, oldBulk.RequestID), u.CallFingerprint.Current,
+			core.Outcome{Result: json.RawMessage(fmt.Sprintf(`{"items":%d}`, len(u.Ops)))})
+		for i, op := range u.Ops {
+			o := core.Outcome{Refusal: bulkFirst.Items[i].Refusal}
+			if c := bulkFirst.Items[i].Commitment; c != nil {
+				raw, err := json.Marshal(CommitResult{Commitment: *c, Envelope: bulkFirst.Envelope, EntryID: newID()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o = core.Outcome{Result: raw}
+			}
+			insertOldRequestRow(t, l, op.Key(), op.Fingerprint.Current, o)
+		}
+
+		// Changes since: the first award released.
+		if _, err := l.Release(ctx, Release{RequestID: newRequestID(), Caller: testCaller, CommitmentID: first.Commitment.ID,
+			Amount: 50, Reason: "later"}); err != nil {
+			t.Fatal(err)
+		}
+		entries := entryCount(t, l)
+		res, err := l.Commit(ctx, old)
+		if got, want := answerBytes(t, res, err), answerBytes(t, first, nil); got != want {
+			t.Errorf("old Commit row:\n got %s\nwant %s", got, want)
+		}
+		res, err = l.Commit(ctx, oldRefused)
+		if got, want := answerBytes(t, res, err), answerBytes(t, nil, refusal); got != want {
+			t.Errorf("old refusal row:\n got %s\nwant %s", got, want)
+		}
+		bulkRes, err := l.BulkCommit(ctx, oldBulk)
+		if got, want := answerBytes(t, bulkRes, err), answerBytes(t, bulkFirst, nil); got != want {
+			t.Errorf("old bulk rows:\n got %s\nwant %s", got, want)
+		}
+		changed := old
+		changed.Amount++
+		_, err = l.Commit(ctx, changed)
+		requireError(t, err, ErrRequestIDReused)
+		changedBulk := oldBulk
+		changedBulk.Items = changedBulk.Items[:2]
+		_, err = l.BulkCommit(ctx, changedBulk)
+		requireError(t, err, ErrRequestIDReused)
+		if got := entryCount(t, l); got != entries {
+			t.Errorf("replays of old rows posted %d entries", got-entries)
+		}
+		requireVerifyOK(t, l)
+	})
+}

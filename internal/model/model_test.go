@@ -73,7 +73,14 @@ func opsPerRun(def int) int {
 // long enough for a busy machine: the tests never depend on speed.
 func openLedger(t *testing.T, database string) *ledger.Ledger {
 	t.Helper()
-	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute, Log: modelLogConfig()})
+	return openLedgerWith(t, database, ledger.Config{})
+}
+
+// openLedgerWith is openLedger with cfg's other settings (DisableBatching, say).
+func openLedgerWith(t *testing.T, database string, cfg ledger.Config) *ledger.Ledger {
+	t.Helper()
+	cfg.TxTimeout, cfg.Log = 10*time.Minute, modelLogConfig()
+	l, err := ledger.Open(t.Context(), database, cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -135,21 +142,31 @@ func (v modelView) commitments() []model.Commitment {
 
 // TestModelSequential sends random operations one at a time to the ledger and to the model and
 // compares every answer, every replay with the first answer, every balance every checkEvery
-// operations and at the end, and runs Verify (invariants 1–7 of DESIGN.md §2).
+// operations and at the end, and runs Verify (invariants 1–7 of DESIGN.md §2). It runs with
+// group commit on (awards, releases, payments and closings in their envelope's batch) and off
+// (one transaction each): both paths must agree with the model.
 func TestModelSequential(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
-		l := openLedger(t, database)
-		ops := opsPerRun(defaultSequentialOps)
-		start := time.Now()
-		total := 0
-		for run, seed := range seeds(t) {
-			t.Logf("run %d: seed %d, %d operations", run, seed, ops)
-			runSequential(t, l, seed, ops)
-			total += ops
+		for _, batching := range []bool{true, false} {
+			t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
+				l := openLedgerWith(t, database, ledger.Config{DisableBatching: !batching})
+				ops := opsPerRun(defaultSequentialOps)
+				start := time.Now()
+				total := 0
+				for run, seed := range seeds(t) {
+					t.Logf("run %d: seed %d, %d operations", run, seed, ops)
+					kind := "s"
+					if !batching {
+						kind = "s1" // another namespace on the same database
+					}
+					runSequential(t, l, kind, seed, ops)
+					total += ops
+				}
+				verify(t, l, "")
+				t.Logf("%s: %d operations in %v", l.Engine(), total, time.Since(start).Round(time.Millisecond))
+			})
 		}
-		verify(t, l, "")
-		t.Logf("%s: %d operations in %v", l.Engine(), total, time.Since(start).Round(time.Millisecond))
 	})
 }
 
@@ -162,12 +179,12 @@ type step struct {
 	got answer
 }
 
-func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) {
+func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops int) {
 	t.Helper()
 	ctx := t.Context()
 	span := newSpan()
 	m := model.New(span)
-	prefix := runPrefix("s", seed)
+	prefix := runPrefix(kind, seed)
 	var names []string
 	for i := range 4 {
 		names = append(names, fmt.Sprintf("%sr%d", prefix, i))

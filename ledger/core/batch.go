@@ -303,6 +303,9 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 		s := b.envs[u.EnvelopeID]
 		m := b.mark(s)
 		err := in.Broken[u.EnvelopeID]
+		if err != nil && readsNoRules(u) {
+			err = nil // as in a transaction of its own, which reads no parents for it
+		}
 		if err == nil {
 			err = b.decideUnit(u)
 		}

@@ -65,6 +65,18 @@ func (op *Op) ProjectChecked() (project string, ok bool) {
 	return "", false
 }
 
+// readsNoRules reports whether a unit only pays or closes commitments: those decisions read no
+// funding rule, so an envelope whose chain of parents cannot be read whole (Loaded.Broken) does
+// not fail them, as it does not in a transaction of their own.
+func readsNoRules(u *Unit) bool {
+	for _, op := range u.Ops {
+		if op.Payment == nil && op.Close == nil {
+			return false
+		}
+	}
+	return len(u.Ops) > 0
+}
+
 // HoldIDs lists the holds a batch of units confirms or cancels.
 func HoldIDs(units []*Unit) []string {
 	var ids []string

@@ -215,9 +215,12 @@ func (l *Ledger) batchOnHold(ctx context.Context, id string, op *core.Op, out an
 	if l.batcher == nil {
 		return false, nil
 	}
-	h, err := store.FindHold(ctx, l.db.Reader(), id)
+	rctx, cancel := l.txContext(ctx)
+	h, err := store.FindHold(rctx, l.db.Reader(), id)
+	err = l.classify(rctx, err)
+	cancel()
 	if err != nil {
-		return true, l.classify(ctx, err)
+		return true, err
 	}
 	if h == nil {
 		return false, nil

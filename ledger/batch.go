@@ -30,7 +30,8 @@ func (l *Ledger) run(ctx context.Context, u *core.Unit) error {
 }
 
 // applyBatch decides a batch of units in one serializable transaction, in three phases: load (the
-// envelopes they name, locked once each in id order, the commitments released from, the funding
+// envelopes they name, locked once each in id order, the commitments released from, paid or
+// closed, the holds confirmed or cancelled, the funding
 // rules and project totals), decide (core.DecideBatch, in memory: each operation accepted or
 // refused on its own, in order), write (entries in bulk, each balance once). The returned error
 // is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
@@ -88,6 +89,11 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	st := l.stampAfter(in.Envelopes)
 	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
 		return in, st, err
+	}
+	if ids := core.HoldIDs(units); len(ids) > 0 {
+		if in.Holds, err = store.LoadHolds(ctx, q, ids); err != nil {
+			return in, st, err
+		}
 	}
 	// An envelope whose chain of parents cannot be read whole (one created deeper than the
 	// depth limit before there was one, or a broken tree) fails only the units on it.
@@ -173,8 +179,8 @@ func (l *Ledger) peekTotals(ctx context.Context, units []*core.Unit) map[core.Pr
 	return out
 }
 
-// projectsToCheck lists the projects of the awards in units on envelopes for which ruled is true
-// and that give an eligible cost, each once.
+// projectsToCheck lists the projects of the awards, new holds and confirmations in units on
+// envelopes for which ruled is true and that give an eligible cost, each once.
 func projectsToCheck(units []*core.Unit, ruled func(envelopeID string) bool) []core.ProjectKey {
 	var keys []core.ProjectKey
 	seen := map[core.ProjectKey]bool{}
@@ -183,10 +189,11 @@ func projectsToCheck(units []*core.Unit, ruled func(envelopeID string) bool) []c
 			continue
 		}
 		for _, op := range u.Ops {
-			if op.Commit == nil || !op.Commit.HasEligibleCost() {
+			project, ok := op.ProjectChecked()
+			if !ok {
 				continue
 			}
-			k := core.ProjectKey{EnvelopeID: u.EnvelopeID, Project: op.Commit.Project}
+			k := core.ProjectKey{EnvelopeID: u.EnvelopeID, Project: project}
 			if !seen[k] {
 				seen[k] = true
 				keys = append(keys, k)

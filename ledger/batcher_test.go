@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
@@ -265,4 +266,120 @@ func TestMovesBesideBatches(t *testing.T) {
 		}
 		t.Logf("%s: %d accepted, %d told to retry, %d entries", l.Engine(), accepted, conflicts, rep.Entries)
 	})
+}
+
+// TestGroupCommitDecidesHoldsAndPaymentsInOrder: holds, confirmations, cancellations, payments and
+// closings queued behind a running transaction share the next batch with awards, and each is
+// decided on what the ones before it left, as one transaction after another would: a second
+// confirmation of a hold confirmed earlier in the batch is HOLD_NOT_HELD, a payment of more than
+// an earlier one left is PAYMENT_EXCEEDS_REMAINING, a closing returns what the payment left. A
+// refused request (a hold whose expire time has already passed: INVALID_ARGUMENT, recorded as in
+// a transaction of its own) changes nothing for the others, and a retry is answered the same.
+func TestGroupCommitDecidesHoldsAndPaymentsInOrder(t *testing.T) {
+	t.Parallel()
+	l, path := openBatched(t)
+	ctx := t.Context()
+	toConfirm := mustHold(t, l, holdCmd("hot", "a", 500)).Hold
+	toCancel := mustHold(t, l, holdCmd("hot", "b", 700)).Hold
+	toPay := mustCommit(t, l, "hot", "c", 1000).Commitment
+	release := writeLock(t, path)
+	before := l.Stats()
+
+	first := make(chan error, 1)
+	go func() { _, err := l.Commit(ctx, commitCmd("hot", "first", 10)); first <- err }()
+	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+
+	// Queue the requests one by one, so that the batch holds them in this order.
+	type answer struct {
+		res any
+		err error
+	}
+	var answers []chan answer
+	queue := func(send func() (any, error)) {
+		ch := make(chan answer, 1)
+		answers = append(answers, ch)
+		go func() { res, err := send(); ch <- answer{res, err} }()
+		waitUntil(t, fmt.Sprintf("request %d queued", len(answers)), func() bool {
+			if len(ch) > 0 {
+				a := <-ch
+				t.Fatalf("request %d answered before its batch ran: %v, %v", len(answers)-1, a.res, a.err)
+			}
+			ops, _ := queueState(l)
+			return ops == len(answers)
+		})
+	}
+	confirm := func(amount int64) func() (any, error) {
+		return func() (any, error) {
+			return l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: toConfirm.ID, Amount: amount})
+		}
+	}
+	pay := func(amount int64) func() (any, error) {
+		return func() (any, error) {
+			return l.CreatePayment(ctx, CreatePayment{RequestID: newRequestID(), Caller: "service:test", CommitmentID: toPay.ID, Amount: amount})
+		}
+	}
+	late := holdCmd("hot", "late", 50)
+	late.ExpireTime = time.Now().Add(-time.Hour)
+	queue(confirm(300)) // 0: accepted, 200 back to the envelope
+	queue(confirm(0))   // 1: HOLD_NOT_HELD
+	queue(func() (any, error) {
+		return l.CancelHold(ctx, CancelHold{RequestID: newRequestID(), Caller: "service:test", HoldID: toCancel.ID, Reason: "withdrawn"})
+	}) // 2: accepted
+	queue(pay(400))                                                                    // 3: accepted
+	queue(pay(1000))                                                                   // 4: PAYMENT_EXCEEDS_REMAINING (600 left)
+	queue(func() (any, error) { return l.CreateHold(ctx, late) })                      // 5: INVALID_ARGUMENT, fails alone
+	queue(func() (any, error) { return l.CreateHold(ctx, holdCmd("hot", "d", 2000)) }) // 6: accepted
+	queue(func() (any, error) { return l.Commit(ctx, commitCmd("hot", "e", 20)) })     // 7: accepted
+	queue(func() (any, error) {
+		return l.CloseCommitment(ctx, CloseCommitment{RequestID: newRequestID(), Caller: "service:test", CommitmentID: toPay.ID, Reason: "done"})
+	}) // 8: accepted, returns 600
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	got := make([]answer, len(answers))
+	for i, ch := range answers {
+		got[i] = <-ch
+	}
+	for i, a := range got {
+		var want error
+		switch i {
+		case 1:
+			want = ErrHoldNotHeld
+		case 4:
+			want = ErrPaymentExceedsRemaining
+		case 5:
+			if e, ok := core.AsError(a.err); !ok || e.Reason != ReasonInvalidArgument {
+				t.Errorf("request %d: %v, want INVALID_ARGUMENT", i, a.err)
+			}
+			continue
+		}
+		if !errors.Is(a.err, want) && (want != nil || a.err != nil) {
+			t.Errorf("request %d: %v, want %v", i, a.err, want)
+		}
+	}
+	if c := got[0].res.(ConfirmHoldResult); c.Commitment.Amount != 300 || c.Hold.State != HoldConfirmed {
+		t.Errorf("confirmation: %+v", c)
+	}
+	if c := got[8].res.(CloseCommitmentResult); c.Returned != 600 || c.Commitment.Paid != 400 {
+		t.Errorf("closing after a payment of 400 out of 1000: %+v", c)
+	}
+	after := l.Stats()
+	if n := after.Batches - before.Batches; n != 2 {
+		t.Errorf("%d transactions, want 2 (the first award alone, then the 9 queued behind it)", n)
+	}
+	// allocation 1,000,000; committed: 1000 (c) + 10 + 300 (confirmed) + 20 - 600 (closed) = 730,
+	// of which 400 paid; held: 2000 (d); hold b cancelled, hold a confirmed.
+	env := mustGetEnvelope(t, l, "hot")
+	if env.Committed != 730 || env.Paid != 400 || env.Held != 2000 || env.CommitmentCount != 4 {
+		t.Errorf("envelope after the batch: %+v", env)
+	}
+	// Retries are answered as the first time.
+	if _, err := l.CreateHold(ctx, late); !errors.Is(err, got[5].err) {
+		t.Errorf("the refused hold sent again: %v, first %v", err, got[5].err)
+	}
+	if _, err := l.CancelHold(ctx, CancelHold{RequestID: newRequestID(), Caller: "service:test", HoldID: toCancel.ID, Reason: "again"}); !errors.Is(err, ErrHoldNotHeld) {
+		t.Errorf("cancelling a cancelled hold: %v", err)
+	}
+	requireVerifyOK(t, l)
 }

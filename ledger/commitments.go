@@ -54,6 +54,14 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 	return res, op.Decode(&res)
 }
 
+// runOp decides one op on envelopeID through its group commit and decodes its outcome into out.
+func (l *Ledger) runOp(ctx context.Context, envelopeID string, op *core.Op, out any) error {
+	if err := l.run(ctx, &core.Unit{EnvelopeID: envelopeID, Ops: []*core.Op{op}}); err != nil {
+		return err
+	}
+	return op.Decode(out)
+}
+
 // BulkCommit makes every award of cmd on one envelope in one transaction. A retry with the same
 // request id and items returns the first outcome, item by item.
 func (l *Ledger) BulkCommit(ctx context.Context, cmd BulkCommit) (BulkCommitResult, error) {

@@ -9,9 +9,11 @@ import (
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
-// Holds (see core/hold.go). Every decision on a hold runs in one serializable transaction that
-// locks the hold's envelope: creation, confirmation and cancellation through mutate, expiry
-// through the sweeper (holdsweeper.go). A hold's envelope never changes, so its lock orders every
+// Holds (see core/hold.go). Every decision on a hold runs in a serializable transaction that
+// locks the hold's envelope: creation, confirmation and cancellation in the group-commit batch of
+// that envelope, beside its awards (batch.go, core/batchops.go), or through mutate in a
+// transaction of their own when batching is disabled (and for a hold not found); expiry through
+// the sweeper (holdsweeper.go). A hold's envelope never changes, so its lock orders every
 // decision on the hold.
 
 // Types and names of holds.
@@ -128,6 +130,14 @@ func (l *Ledger) CreateHold(ctx context.Context, cmd CreateHold) (CreateHoldResu
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	if l.batcher != nil {
+		op := &core.Op{CreateHold: &cmd, Fingerprint: cmd.Fingerprint()}
+		err := l.runOp(ctx, cmd.EnvelopeID, op, &res)
+		if err == nil {
+			l.wakeSweeper(res.Hold.ExpireAt)
+		}
+		return res, err
+	}
 	unlock := l.holdLocks.lock(cmd.EnvelopeID)
 	defer unlock()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
@@ -154,6 +164,9 @@ func (l *Ledger) ConfirmHold(ctx context.Context, cmd ConfirmHold) (ConfirmHoldR
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	if done, err := l.batchOnHold(ctx, cmd.HoldID, &core.Op{ConfirmHold: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
+		return res, err
+	}
 	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
@@ -175,6 +188,9 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	if done, err := l.batchOnHold(ctx, cmd.HoldID, &core.Op{CancelHold: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
+		return res, err
+	}
 	defer l.holdEnvelopeLock(ctx, cmd.HoldID)()
 	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
@@ -187,6 +203,30 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 			}}, nil
 		})
 	return res, err
+}
+
+// batchOnHold routes a confirmation or cancellation of hold id through the group commit of the
+// hold's envelope, read first outside any transaction (a hold never changes envelope or project;
+// the batch reads it again under the envelope's lock). It reports false, having done nothing,
+// when batching is disabled or the hold was not found: the request then runs in a transaction of
+// its own, which records HOLD_NOT_FOUND after checking under the locks that the hold still does
+// not exist.
+func (l *Ledger) batchOnHold(ctx context.Context, id string, op *core.Op, out any) (bool, error) {
+	if l.batcher == nil {
+		return false, nil
+	}
+	rctx, cancel := l.txContext(ctx)
+	h, err := store.FindHold(rctx, l.db.Reader(), id)
+	err = l.classify(rctx, err)
+	cancel()
+	if err != nil {
+		return true, err
+	}
+	if h == nil {
+		return false, nil
+	}
+	op.Seen = h
+	return true, l.runOp(ctx, h.EnvelopeID, op, out)
 }
 
 // loadHold reads a hold (nil when it does not exist), locks its envelope, and reads the hold

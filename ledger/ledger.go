@@ -49,8 +49,9 @@ type Config struct {
 	// MaxConns caps the connection pool (PostgreSQL/CockroachDB default: pool_max_conns in the
 	// URL, else 16; SQLite: 8).
 	MaxConns int
-	// DisableBatching runs one transaction per Commit or Release instead of group commit per
-	// envelope; for comparison and diagnosis.
+	// DisableBatching runs one transaction per Commit, Release, hold decision (create, confirm,
+	// cancel), payment or closing instead of group commit per envelope; for comparison and
+	// diagnosis.
 	DisableBatching bool
 	// MaxBatch caps how many operations one group-commit transaction decides (default 1000).
 	MaxBatch int

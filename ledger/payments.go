@@ -8,10 +8,11 @@ import (
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
-// Payments and closing (issue 13 §2; see core/payment.go). Each runs in a transaction of its
-// own, outside group commit: it locks its commitment's envelope, as every batch on that envelope
-// does, so a payment, a closing and a release of one commitment are decided one after the other,
-// each on what the one before left.
+// Payments and closing (issue 13 §2; see core/payment.go). Each runs in the group-commit batch of
+// its commitment's envelope, beside that envelope's awards and releases (core/batchops.go), or,
+// when batching is disabled (and for a commitment not found), in a transaction of its own that
+// locks the same envelope: either way a payment, a closing and a release of one commitment are
+// decided one after the other, each on what the one before left.
 
 // The vocabulary of payments, closing and publication (package core).
 type (
@@ -49,6 +50,9 @@ func (l *Ledger) CreatePayment(ctx context.Context, cmd CreatePayment) (CreatePa
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	if done, err := l.batchOnCommitment(ctx, cmd.CommitmentID, &core.Op{Payment: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
+		return res, err
+	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
 		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
 			return result(core.DecideCreatePayment(st, cmd, env, c))
@@ -63,11 +67,34 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
+	if done, err := l.batchOnCommitment(ctx, cmd.CommitmentID, &core.Op{Close: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
+		return res, err
+	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
 		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
 			return result(core.DecideCloseCommitment(st, cmd, env, c))
 		})
 	return res, err
+}
+
+// batchOnCommitment routes a payment or closing of commitment id through the group commit of the
+// commitment's envelope, read first outside any transaction (a commitment never changes
+// envelope; the batch reads it again under the envelope's lock), as Release does. It reports
+// false, having done nothing, when batching is disabled or the commitment was not found: the
+// request then runs through onCommitment, which records COMMITMENT_NOT_FOUND after checking in
+// its transaction that the commitment still does not exist.
+func (l *Ledger) batchOnCommitment(ctx context.Context, id string, op *core.Op, out any) (bool, error) {
+	if l.batcher == nil {
+		return false, nil
+	}
+	c, err := l.GetCommitment(ctx, id)
+	switch {
+	case errors.Is(err, ErrCommitmentNotFound):
+		return false, nil
+	case err != nil:
+		return true, err
+	}
+	return true, l.runOp(ctx, c.EnvelopeID, op, out)
 }
 
 // onCommitment runs a decision on one commitment (through mutate): it locks the commitment's

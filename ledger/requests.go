@@ -21,7 +21,8 @@ type loaded struct {
 }
 
 // mutate runs one request that is not routed through an envelope batch (envelope creation, moves,
-// rule changes, refusals of unknown commitments): look up its request id, decide, write the
+// rule changes, refusals of unknown commitments or holds; holds, payments and closings when
+// batching is disabled): look up its request id, decide, write the
 // effects and record the outcome, all in one serializable transaction. A refusal is recorded with
 // nothing written.
 func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerprint core.Fingerprint, out any, decide decision) (err error) {

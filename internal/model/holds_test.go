@@ -42,21 +42,30 @@ func (c *sharedClock) set(t time.Time) {
 // agree, and the verifier must find every hold settled once (invariant 10). Expire times fall on
 // half hours and the clock moves by whole hours, so that no decision is made at an expire time
 // (the ledger stamps decisions a few microseconds apart).
+//
+// It runs with group commit on (holds decided in their envelope's batch, beside its awards) and
+// off (one transaction each): both paths must agree with the model.
 func TestModelHolds(t *testing.T) {
 	t.Parallel()
-	testdb.Each(t, func(t *testing.T, database string) {
-		for run, seed := range seeds(t) {
-			ops := opsPerRun(600)
-			t.Logf("run %d: seed %d, %d operations", run, seed, ops)
-			runHolds(t, database, seed, ops)
-		}
-	})
+	for _, batching := range []bool{true, false} {
+		// A database each: the sweeper expires every hold of its database.
+		t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, database string) {
+				for run, seed := range seeds(t) {
+					ops := opsPerRun(600)
+					t.Logf("run %d: seed %d, %d operations", run, seed, ops)
+					runHolds(t, database, batching, seed, ops)
+				}
+			})
+		})
+	}
 }
 
-func runHolds(t *testing.T, database string, seed uint64, ops int) {
+func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int) {
 	t0 := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
 	clock := &sharedClock{t: t0}
-	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute, Clock: clock.now, HoldSweepInterval: -1})
+	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute, Clock: clock.now, HoldSweepInterval: -1,
+		DisableBatching: !batching})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +73,7 @@ func runHolds(t *testing.T, database string, seed uint64, ops int) {
 	m := model.New(model.Span{From: t0, To: spanEnd})
 	r := rand.New(rand.NewPCG(seed, seed^0x51f15e))
 	ctx := t.Context()
-	prefix := fmt.Sprintf("h%d-", seed%100000)
+	prefix := fmt.Sprintf("h%t%d-", batching, seed%100000)
 	var (
 		tally    = newTally()
 		envs     []string

@@ -73,7 +73,14 @@ func opsPerRun(def int) int {
 // long enough for a busy machine: the tests never depend on speed.
 func openLedger(t *testing.T, database string) *ledger.Ledger {
 	t.Helper()
-	l, err := ledger.Open(t.Context(), database, ledger.Config{TxTimeout: 10 * time.Minute, Log: modelLogConfig()})
+	return openLedgerWith(t, database, ledger.Config{})
+}
+
+// openLedgerWith is openLedger with cfg's other settings (DisableBatching, say).
+func openLedgerWith(t *testing.T, database string, cfg ledger.Config) *ledger.Ledger {
+	t.Helper()
+	cfg.TxTimeout, cfg.Log = 10*time.Minute, modelLogConfig()
+	l, err := ledger.Open(t.Context(), database, cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -135,47 +142,59 @@ func (v modelView) commitments() []model.Commitment {
 
 // TestModelSequential sends random operations one at a time to the ledger and to the model and
 // compares every answer, every replay with the first answer, every balance every checkEvery
-// operations and at the end, and runs Verify (invariants 1–7 of DESIGN.md §2).
+// operations and at the end, and runs Verify (invariants 1–7 of DESIGN.md §2). It runs with
+// group commit on (awards, releases, payments and closings in their envelope's batch) and off
+// (one transaction each): both paths must agree with the model.
 func TestModelSequential(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
-		l := openLedger(t, database)
-		ops := opsPerRun(defaultSequentialOps)
-		start := time.Now()
-		total := 0
-		type recorded struct {
-			first map[string]step
-			span  model.Span
-		}
-		var runs []recorded
-		for run, seed := range seeds(t) {
-			t.Logf("run %d: seed %d, %d operations", run, seed, ops)
-			first, span := runSequential(t, l, seed, ops)
-			runs = append(runs, recorded{first, span})
-			total += ops
-		}
-		verify(t, l, "")
-		// Invariant 5 across a restart: every recorded request of every kind, sent again to a
-		// ledger reopened on the same database, gets its first answer (the request log's rows,
-		// compact since migration 18, rebuilt from the commitments and envelopes as they are now).
-		l.Close()
-		reopened := openLedger(t, database)
-		replays := 0
-		for _, run := range runs {
-			for _, f := range run.first {
-				got, err := doUntilDecided(t.Context(), reopened, f.op, run.span)
-				if err != nil {
-					t.Fatalf("%s after reopening: %v", f.op, err)
+		for _, batching := range []bool{true, false} {
+			t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
+				cfg := ledger.Config{DisableBatching: !batching}
+				l := openLedgerWith(t, database, cfg)
+				ops := opsPerRun(defaultSequentialOps)
+				start := time.Now()
+				total := 0
+				type recorded struct {
+					first map[string]step
+					span  model.Span
 				}
-				if d := diffReplay(f.got, got); d != "" {
-					t.Errorf("%s: a replay after reopening differs from the first answer (-first +replay):\n%s", f.op, d)
+				var runs []recorded
+				for run, seed := range seeds(t) {
+					t.Logf("run %d: seed %d, %d operations", run, seed, ops)
+					kind := "s"
+					if !batching {
+						kind = "s1" // another namespace on the same database
+					}
+					first, span := runSequential(t, l, kind, seed, ops)
+					runs = append(runs, recorded{first, span})
+					total += ops
 				}
-				replays++
-			}
+				verify(t, l, "")
+				// Invariant 5 across a restart: every recorded request of every kind, sent again to
+				// a ledger reopened on the same database, gets its first answer (the request log's
+				// rows, compact since migration 18, rebuilt from the commitments and envelopes as
+				// they are now).
+				l.Close()
+				reopened := openLedgerWith(t, database, cfg)
+				replays := 0
+				for _, run := range runs {
+					for _, f := range run.first {
+						got, err := doUntilDecided(t.Context(), reopened, f.op, run.span)
+						if err != nil {
+							t.Fatalf("%s after reopening: %v", f.op, err)
+						}
+						if d := diffReplay(f.got, got); d != "" {
+							t.Errorf("%s: a replay after reopening differs from the first answer (-first +replay):\n%s", f.op, d)
+						}
+						replays++
+					}
+				}
+				t.Logf("%d recorded requests replayed after reopening", replays)
+				verify(t, reopened, "after the replays")
+				t.Logf("%s: %d operations in %v", reopened.Engine(), total, time.Since(start).Round(time.Millisecond))
+			})
 		}
-		t.Logf("%d recorded requests replayed after reopening", replays)
-		verify(t, reopened, "after the replays")
-		t.Logf("%s: %d operations in %v", l.Engine(), total, time.Since(start).Round(time.Millisecond))
 	})
 }
 
@@ -190,12 +209,12 @@ type step struct {
 
 // runSequential returns the ledger's first answer to each request it recorded, by caller and
 // request id, and the span of its decisions.
-func runSequential(t *testing.T, l *ledger.Ledger, seed uint64, ops int) (map[string]step, model.Span) {
+func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops int) (map[string]step, model.Span) {
 	t.Helper()
 	ctx := t.Context()
 	span := newSpan()
 	m := model.New(span)
-	prefix := runPrefix("s", seed)
+	prefix := runPrefix(kind, seed)
 	var names []string
 	for i := range 4 {
 		names = append(names, fmt.Sprintf("%sr%d", prefix, i))

@@ -10,10 +10,21 @@ import (
 // locks (Loaded), DecideBatch decides every operation in order, and storage writes what it
 // returns (Writes) in the same transaction.
 
-// Op is one Commit or Release, and its outcome once decided.
+// Op is one Commit or Release, or one of the envelope-keyed operations on holds and commitments
+// that share its batches (batchops.go), and its outcome once decided.
 type Op struct {
-	Commit      *Commit
-	Release     *Release
+	Commit  *Commit
+	Release *Release
+	// Others: exactly one of the fields above and these is set.
+	CreateHold  *CreateHold
+	ConfirmHold *ConfirmHold
+	CancelHold  *CancelHold
+	Payment     *CreatePayment
+	Close       *CloseCommitment
+	// Seen is the hold a ConfirmHold or CancelHold names as read before the batch, to route it
+	// to its envelope and to know its project (neither ever changes); the decision reads the
+	// hold again under the envelope's lock.
+	Seen        *Hold
 	Fingerprint Fingerprint
 
 	Outcome Outcome
@@ -39,6 +50,9 @@ func (op *Op) Decode(out any) error {
 			*out.(*ReleaseResult) = *r
 			return nil
 		}
+		if decodeOther(op.Result, out) {
+			return nil
+		}
 	}
 	return op.Outcome.Decode(out)
 }
@@ -48,7 +62,11 @@ func (op *Op) RequestID() string {
 	if op.Commit != nil {
 		return op.Commit.RequestID
 	}
-	return op.Release.RequestID
+	if op.Release != nil {
+		return op.Release.RequestID
+	}
+	id, _ := op.other()
+	return id
 }
 
 // Caller is the principal that sent the op.
@@ -56,7 +74,11 @@ func (op *Op) Caller() string {
 	if op.Commit != nil {
 		return op.Commit.Caller
 	}
-	return op.Release.Caller
+	if op.Release != nil {
+		return op.Release.Caller
+	}
+	_, caller := op.other()
+	return caller
 }
 
 // Key is the request log's key of the op (see RequestKey).
@@ -113,6 +135,8 @@ type Loaded struct {
 	RulesAt map[RulesKey]*EffectiveRules
 	// Totals are the current totals of the projects a funding-share rule is checked for.
 	Totals map[ProjectKey]int64
+	// Holds are the holds the ops name that exist (HoldIDs), read under the envelopes' locks.
+	Holds map[string]*Hold
 	// Priors are the request log's rows for the batch's request keys (RequestKeys).
 	Priors map[string]Prior
 	// Broken are envelopes whose state could not be loaded whole (their chain of parents is
@@ -133,10 +157,11 @@ func RulesKeys(units []*Unit, at time.Time) []RulesKey {
 	seen := map[RulesKey]bool{}
 	for _, u := range units {
 		for _, op := range u.Ops {
-			if op.Commit == nil || op.Commit.Effective.IsZero() {
+			given := op.rulesTime()
+			if given.IsZero() {
 				continue
 			}
-			t := op.Commit.Effective.UTC().Truncate(time.Microsecond)
+			t := given.UTC().Truncate(time.Microsecond)
 			if t.After(at) {
 				continue
 			}
@@ -176,13 +201,18 @@ func EnvelopeIDs(units []*Unit) []string {
 	return ids
 }
 
-// CommitmentIDs lists the commitments a batch of units releases from.
+// CommitmentIDs lists the commitments a batch of units releases from, pays or closes.
 func CommitmentIDs(units []*Unit) []string {
 	var ids []string
 	for _, u := range units {
 		for _, op := range u.Ops {
-			if op.Release != nil {
+			switch {
+			case op.Release != nil:
 				ids = append(ids, op.Release.CommitmentID)
+			case op.Payment != nil:
+				ids = append(ids, op.Payment.CommitmentID)
+			case op.Close != nil:
+				ids = append(ids, op.Close.CommitmentID)
 			}
 		}
 	}
@@ -201,6 +231,11 @@ type Writes struct {
 	Deltas   []ProjectDelta
 	Entries  []Entry
 	Requests []RequestRow
+	// NewHolds and EndedHolds are the holds made and ended (confirmed or cancelled), Payments
+	// the payments made (batchops.go). Changed holds the commitments paid or closed too.
+	NewHolds   []Hold
+	EndedHolds []Hold
+	Payments   []Payment
 }
 
 type envState struct {
@@ -227,6 +262,13 @@ type batchState struct {
 	deltas []ProjectDelta
 	// undo records what releases changed of commitments, for reset.
 	undo []commitmentUndo
+	// holds are the working copies of the loaded holds and of those made here, holdUndo what
+	// decisions changed of them, newHolds, endedHolds and payments what to write (batchops.go).
+	holds      map[string]*Hold
+	holdUndo   []holdUndo
+	newHolds   []Hold
+	endedHolds []Hold
+	payments   []Payment
 }
 
 // DecideBatch decides every op of units in order, each accepted or refused on its own (an
@@ -237,7 +279,7 @@ type batchState struct {
 // request's failure stays its own.
 func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 	b := &batchState{st: st, in: in, envs: map[string]*envState{}, changed: map[string]*Commitment{},
-		decidedHere: map[string]*Op{}, callsHere: map[string]callHere{}}
+		decidedHere: map[string]*Op{}, callsHere: map[string]callHere{}, holds: map[string]*Hold{}}
 	if b.in.Totals == nil {
 		b.in.Totals = map[ProjectKey]int64{}
 	} else {
@@ -263,6 +305,9 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 		s := b.envs[u.EnvelopeID]
 		m := b.mark(s)
 		err := in.Broken[u.EnvelopeID]
+		if err != nil && readsNoRules(u) {
+			err = nil // as in a transaction of its own, which reads no parents for it
+		}
 		if err == nil {
 			err = b.decideUnit(u)
 		}
@@ -271,7 +316,7 @@ func DecideBatch(st Stamp, units []*Unit, in Loaded) (*Writes, error) {
 		}
 	}
 	w := &Writes{NewCommitments: b.newCommitments, Changed: b.changedOrder, Deltas: b.deltas,
-		Entries: b.entries, Requests: b.recorded}
+		Entries: b.entries, Requests: b.recorded, NewHolds: b.newHolds, EndedHolds: b.endedHolds, Payments: b.payments}
 	for _, id := range envelopeIDs {
 		s := b.envs[id]
 		if !s.found {
@@ -394,11 +439,13 @@ func (b *batchState) recordCall(u *Unit, key string, m batchMark) error {
 type batchMark struct {
 	env                                             Envelope
 	accepted, entries, newC, recordN, deltaN, undoN int
+	holdUndoN, newHoldsN, endedHoldsN, paymentsN    int
 }
 
 // mark notes where the batch stands before a unit.
 func (b *batchState) mark(s *envState) batchMark {
-	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas), len(b.undo)}
+	return batchMark{s.env, s.accepted, len(b.entries), len(b.newCommitments), len(b.recorded), len(b.deltas), len(b.undo),
+		len(b.holdUndo), len(b.newHolds), len(b.endedHolds), len(b.payments)}
 }
 
 // commitmentUndo is what a release changed of a commitment's working copy.
@@ -431,6 +478,15 @@ func (b *batchState) reset(s *envState, m batchMark) {
 		}
 	}
 	b.undo = b.undo[:m.undoN]
+	for i := len(b.holdUndo) - 1; i >= m.holdUndoN; i-- {
+		if u := b.holdUndo[i]; u.before == nil {
+			delete(b.holds, u.id)
+		} else {
+			b.holds[u.id] = u.before
+		}
+	}
+	b.holdUndo = b.holdUndo[:m.holdUndoN]
+	b.newHolds, b.endedHolds, b.payments = b.newHolds[:m.newHoldsN], b.endedHolds[:m.endedHoldsN], b.payments[:m.paymentsN]
 	for _, r := range b.recorded[m.recordN:] {
 		delete(b.decidedHere, r.Key)
 		delete(b.callsHere, r.Key)
@@ -467,6 +523,12 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		refusal error
 	)
 	switch {
+	case op.Commit == nil && op.Release == nil:
+		// A decision on a hold or a commitment, by the same function as outside a batch.
+		var err error
+		if result, refusal, err = b.decideOther(op, s, envelopeID); err != nil {
+			return nil, err
+		}
 	case !s.found:
 		refusal = EnvelopeNotFound(envelopeID)
 	case op.Commit != nil:

@@ -14,6 +14,15 @@ func WriteBatch(ctx context.Context, q Querier, w *core.Writes, at time.Time) er
 			return err
 		}
 	}
+	// Holds made and ended, in WriteHolds' order.
+	if len(w.NewHolds) > 0 {
+		if err := InsertHolds(ctx, q, w.NewHolds); err != nil {
+			return err
+		}
+	}
+	if err := EndHolds(ctx, q, w.EndedHolds); err != nil {
+		return err
+	}
 	if err := InsertCommitments(ctx, q, w.NewCommitments); err != nil {
 		return err
 	}
@@ -21,7 +30,16 @@ func WriteBatch(ctx context.Context, q Querier, w *core.Writes, at time.Time) er
 		return err
 	}
 	for _, c := range w.Changed {
-		if err := UpdateCommitment(ctx, q, c); err != nil {
+		update := UpdateCommitment
+		if c.Paid != 0 || c.Closed() {
+			update = UpdateCommitmentFigures // paid or closed: every figure
+		}
+		if err := update(ctx, q, c); err != nil {
+			return err
+		}
+	}
+	if len(w.Payments) > 0 {
+		if err := InsertPayments(ctx, q, w.Payments); err != nil {
 			return err
 		}
 	}

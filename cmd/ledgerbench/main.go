@@ -88,6 +88,7 @@ type config struct {
 	clients      int
 	conns        int
 	duration     time.Duration
+	minCalls     int
 	envelopes    int
 	batching     string
 	batchQueues  int
@@ -113,6 +114,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.clients, "clients", 64, "concurrent callers")
 	fs.IntVar(&c.conns, "conns", 4, "gRPC connections the callers share")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to drive each phase")
+	fs.IntVar(&c.minCalls, "min-calls", 0, "each client makes at least this many calls, however long they take (tests: a run whose work does not depend on the machine's speed)")
 	fs.IntVar(&c.envelopes, "envelopes", 1, "envelopes the awards are spread over (1: one hot envelope)")
 	fs.StringVar(&c.batching, "batching", "on", "group commit of the in-process ledgerd: on, off, or both (off then on, in the same run)")
 	fs.IntVar(&c.batchQueues, "batch-queues", 0, "group-commit queues of the in-process ledgerd (0: the ledger's default)")
@@ -446,9 +448,14 @@ func preload(ctx context.Context, conn *grpc.ClientConn, n int, run string) erro
 }
 
 // drive runs the callers for cfg.duration and fills r.
-func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes []string, run string, r *result) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.duration)
+// With --min-calls, each client makes at least that many calls, none cut by the end of the phase.
+func drive(parent context.Context, cfg config, conns []*grpc.ClientConn, envelopes []string, run string, r *result) {
+	phase, cancel := context.WithTimeout(parent, cfg.duration)
 	defer cancel()
+	ctx := phase // the calls' context
+	if cfg.minCalls > 0 {
+		ctx = parent
+	}
 	var (
 		commits, releases, refused, retries, failed atomic.Int64
 		holds, payments                             atomic.Int64
@@ -467,7 +474,7 @@ func drive(ctx context.Context, cfg config, conns []*grpc.ClientConn, envelopes 
 				latencies = append(latencies, mine...)
 				mu.Unlock()
 			}()
-			for i := 0; ctx.Err() == nil; i++ {
+			for i := 0; ctx.Err() == nil && (i < cfg.minCalls || phase.Err() == nil); i++ {
 				envelope := envelopes[(c+i)%len(envelopes)]
 				rid := fmt.Sprintf("%s-c%d-%d", run, c, i)
 				t0 := time.Now()

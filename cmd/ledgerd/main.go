@@ -64,6 +64,7 @@ type config struct {
 	publicPage      bool
 	database        string
 	batching        bool
+	batchQueues     int
 	followerReads   bool
 	logFormat       string
 	logLevel        string
@@ -110,7 +111,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, err
 	}
 	fs.BoolVar(&c.batching, "batching", batching,
-		"group commit: decide the awards and releases queued for one envelope in one transaction (LEDGER_BATCHING)")
+		"group commit: decide the awards, releases, holds and payments queued for one envelope in one transaction (LEDGER_BATCHING)")
+	batchQueues, err := envInt("LEDGER_BATCH_QUEUES", 0)
+	if err != nil {
+		return c, err
+	}
+	fs.IntVar(&c.batchQueues, "batch-queues", batchQueues,
+		"group-commit queues, and so batch transactions at once, the envelopes are spread over; 0: half the CPUs, 1 to 4 (LEDGER_BATCH_QUEUES)")
 	followerReads, err := envBool("LEDGER_FOLLOWER_READS", false)
 	if err != nil {
 		return c, err
@@ -207,6 +214,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.batchQueues < 0 {
+		return c, errors.New("--batch-queues must not be negative (0: the default, half the CPUs)")
 	}
 	if c.maxRecvMsgSize <= 0 {
 		return c, errors.New("--max-recv-msg-size must be a positive number of bytes")
@@ -390,7 +400,8 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching, FollowerReads: cfg.followerReads}
+	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching, BatchQueues: cfg.batchQueues,
+		FollowerReads: cfg.followerReads}
 	if err := cfg.log.apply(&lcfg); err != nil {
 		return err
 	}

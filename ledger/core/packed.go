@@ -199,26 +199,7 @@ func unpack(packed []byte) (packedResult, error) {
 			}
 			b = b[n:]
 			v := int64(u)
-			switch num {
-			case pcAllocation:
-				p.allocation = v
-			case pcCommitted:
-				p.committed = v
-			case pcChildren:
-				p.children = v
-			case pcReleased:
-				p.released = v
-			case pcCount:
-				p.count = v
-			case pcPaid:
-				p.paid = v
-			case pcHeld:
-				p.held = v
-			case pcUpdatedAt:
-				p.updatedAt = &v
-			case pcLatestEffAt:
-				p.latestEffectiveAt = &v
-			default:
+			if !p.setBalance(num, v) {
 				return p, errPacked
 			}
 		case protowire.Fixed32Type:
@@ -236,6 +217,34 @@ func unpack(packed []byte) (packedResult, error) {
 		return p, errPacked
 	}
 	return p, nil
+}
+
+// setBalance sets the envelope figure numbered num (a varint field of a packed result) to v, and
+// reports whether num is one.
+func (p *packedResult) setBalance(num protowire.Number, v int64) bool {
+	switch num {
+	case pcAllocation:
+		p.allocation = v
+	case pcCommitted:
+		p.committed = v
+	case pcChildren:
+		p.children = v
+	case pcReleased:
+		p.released = v
+	case pcCount:
+		p.count = v
+	case pcPaid:
+		p.paid = v
+	case pcHeld:
+		p.held = v
+	case pcUpdatedAt:
+		p.updatedAt = &v
+	case pcLatestEffAt:
+		p.latestEffectiveAt = &v
+	default:
+		return false
+	}
+	return true
 }
 
 // PackedCommitmentID returns the id of the commitment a packed Commit result names.
@@ -422,27 +431,7 @@ func UnpackBulkRefs(packed []byte) (*PackedBulk, error) {
 			}
 			b = b[n:]
 			v := int64(u)
-			bal := &p.balance
-			switch num {
-			case pcAllocation:
-				bal.allocation = v
-			case pcCommitted:
-				bal.committed = v
-			case pcChildren:
-				bal.children = v
-			case pcReleased:
-				bal.released = v
-			case pcCount:
-				bal.count = v
-			case pcPaid:
-				bal.paid = v
-			case pcHeld:
-				bal.held = v
-			case pcUpdatedAt:
-				bal.updatedAt = &v
-			case pcLatestEffAt:
-				bal.latestEffectiveAt = &v
-			default:
+			if !p.balance.setBalance(num, v) {
 				return nil, errPacked
 			}
 		case protowire.Fixed32Type:

@@ -1309,6 +1309,8 @@ func TestJournalAppendOnly(t *testing.T) {
 			"UPDATE postings SET amount = amount * 2",
 			"DELETE FROM postings",
 			"UPDATE requests SET outcome = '{}'",
+			// Outcomes kept by reference or deflated (migration 18) are as append-only.
+			"UPDATE requests SET packed = NULL",
 			"DELETE FROM requests",
 			// Payments are money that left: recorded once (migration 16).
 			"UPDATE payments SET amount = amount + 1",

@@ -87,12 +87,22 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 		s.answeredRuleSets = map[string]answeredRuleSet{}
 		// The request log keys a rule change by its request id and caller (core.RequestKey), or
 		// by the bare request id if it was recorded before request ids were scoped per caller.
-		err = each(ctx, q, "SELECT r.outcome FROM requests r"+
+		err = each(ctx, q, "SELECT r.outcome, r.packed FROM requests r"+
 			" WHERE r.request_id IN (SELECT request_id || '\t' || caller FROM envelope_rules)"+
 			" OR r.request_id IN (SELECT request_id FROM envelope_rules)", func(r store.Rows) error {
-			var raw string
-			if err := r.Scan(&raw); err != nil {
+			var (
+				raw    string
+				record []byte
+			)
+			if err := r.Scan(&raw, &record); err != nil {
 				return err
+			}
+			if core.IsDeflated(record) {
+				inflated, err := core.InflateOutcome(record)
+				if err != nil {
+					return nil // unreadable: the rule set is then reported as unanswered
+				}
+				raw = string(inflated)
 			}
 			var o struct {
 				Result struct {

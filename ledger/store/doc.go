@@ -13,8 +13,9 @@
 // entry's postings, in order, through the view entry_postings (transfers.go, migration 17).
 // The request log (requests.go) keeps a canonical fingerprint as its 32 bytes and an award's or
 // a bulk call's result by reference (core.PackCommit, core.PackBulk), rebuilt from the
-// commitments' and envelopes' rows when replayed; rows written before migration 18 (JSON) are
-// read as they are. The same SQL runs on every engine; on CockroachDB an
+// commitments' and envelopes' rows when replayed, and any other outcome as its JSON deflated
+// with a preset dictionary and checksummed (core.DeflateOutcome); rows written before migration
+// 18 (JSON) are read as they are. The same SQL runs on every engine; on CockroachDB an
 // ambiguous commit (40003) is ErrCommitOutcomeUnknown too, and every migration is safe to run
 // again after a failure at any of its statements (see migrate.go and docs/cockroachdb.md).
 package store

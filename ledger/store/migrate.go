@@ -274,7 +274,8 @@ var postgresOnly = []string{`ALTER TABLE envelopes SET (fillfactor = 10)`}
 
 // requestLogPacked (migration 18) gives the request log two columns for its compact rows:
 // digest, a canonical fingerprint's 32 bytes (instead of its 67 characters in fingerprint), and
-// packed, a Commit's result by reference (core.PackCommit; instead of its JSON in outcome). Rows
+// packed, a Commit's or bulk call's result by reference (core.PackCommit, core.PackBulk) or any
+// other outcome deflated (core.DeflateOutcome), instead of its JSON in outcome. Rows
 // written before keep them NULL and are read as before; new rows leave fingerprint and outcome ”
 // where the new columns hold them. Plain nullable columns: the copy reads them from the catalog.
 var requestLogPacked = map[string][]string{

@@ -52,6 +52,13 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 			fp = core.FingerprintFromDigest(digest)
 		}
 		var o core.Outcome
+		if core.IsDeflated(record) {
+			inflated, err := core.InflateOutcome(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", id, err)
+			}
+			raw, record = string(inflated), nil
+		}
 		if record != nil {
 			packed[id] = record
 		} else if err := json.Unmarshal([]byte(raw), &o); err != nil {
@@ -156,8 +163,9 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 // transaction is rolled back and run again after a fresh look at the request log, so that the
 // first outcome is replayed instead of a second decision being made.
 //
-// A canonical fingerprint is stored as its 32 bytes (digest), a Commit's result by reference
-// (packed, core.PackCommit); the text columns then hold ”. Anything else is stored as before
+// A canonical fingerprint is stored as its 32 bytes (digest), a Commit's or a bulk call's result
+// by reference (packed, core.PackCommit, core.PackBulk), any other outcome as its JSON deflated
+// (packed, core.DeflateOutcome); the text columns then hold ”. Anything else is stored as before
 // migration 18: the fingerprint's text, the outcome's JSON.
 func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.RequestRow) error {
 	rows := make([][]any, 0, len(reqs))
@@ -190,6 +198,9 @@ func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.Re
 			var err error
 			if raw, err = r.Outcome.Encode(); err != nil {
 				return err
+			}
+			if d := core.DeflateOutcome(raw); d != nil {
+				packed, raw = d, nil
 			}
 		}
 		op := "result"

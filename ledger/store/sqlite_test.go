@@ -175,3 +175,70 @@ func TestPlaceholdersNumberInOrder(t *testing.T) {
 		t.Errorf("$1 … $11 in order became %q", got)
 	}
 }
+
+// The writer keeps SQLite's statement journal in memory (temp_store = MEMORY on its connection;
+// docs/benchmarks.md, "SQLite's statement journal"). What must hold: a statement that fails
+// midway inside a write transaction still undoes itself alone — here an insert whose rows land
+// between the index entries an earlier statement of the transaction wrote, so that its journal
+// passes the 64 KiB at which SQLite would spill it to a file, failing on its last row — while the
+// transaction's earlier writes stay and commit; readers keep temporary files for their sorts.
+func TestSQLiteWriterStatementJournalInMemory(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(ctx, testdb.SQLite(t), Config{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := db.ReadWrite(ctx, func(q Querier) error {
+		_, err := q.Exec(ctx, "CREATE TABLE journal_test (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+		if err == nil {
+			_, err = q.Exec(ctx, "CREATE INDEX journal_test_by_name ON journal_test (name)")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q Querier) (n int64) {
+		t.Helper()
+		if err := q.QueryRow(ctx, "SELECT count(*) FROM journal_test").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const numbers = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) "
+	pad := strings.Repeat("x", 200)
+	if err := db.ReadWrite(ctx, func(q Querier) error {
+		var store int
+		if err := q.QueryRow(ctx, "PRAGMA temp_store").Scan(&store); err != nil {
+			return err
+		}
+		if store != 2 {
+			t.Errorf("the writer's temp_store is %d, want 2 (MEMORY)", store)
+		}
+		if _, err := q.Exec(ctx, numbers+"INSERT INTO journal_test (id, name) SELECT i, printf('%04d a', i) || $1 FROM n", pad); err != nil {
+			return err
+		}
+		// Names "0001 b…" go between "0001 a…" and "0002 a…": every index page is changed.
+		_, err := q.Exec(ctx, numbers+"INSERT INTO journal_test (id, name) SELECT 1000 + i, printf('%04d b', i) || $1 FROM n "+
+			"UNION ALL SELECT 1, 'duplicate'", pad)
+		if err == nil {
+			t.Error("an insert repeating a primary key succeeded")
+		}
+		if n := count(q); n != 1000 {
+			t.Errorf("after the failed insert, the transaction sees %d rows, want the 1,000 written before it", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(db.Reader()); n != 1000 {
+		t.Errorf("after commit, %d rows, want 1,000", n)
+	}
+	var store int
+	if err := db.Reader().QueryRow(ctx, "PRAGMA temp_store").Scan(&store); err != nil {
+		t.Fatal(err)
+	}
+	if store == 2 {
+		t.Error("the read pool's temp_store is MEMORY: large sorts would hold the whole sort in memory")
+	}
+}

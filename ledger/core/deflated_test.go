@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"testing"
 	"time"
@@ -91,4 +92,23 @@ func BenchmarkDeflateOutcome(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(raw)), "json-bytes")
 	b.ReportMetric(float64(n), "record-bytes")
+}
+
+// TestDeflatedRecordsOfTodayInflateForever protects the request log's rows already written: a
+// record deflated on 2026-12-01 still inflates to its JSON. It fails if the preset dictionary is
+// edited (the record would inflate to other bytes, which its checksum refuses): a new dictionary
+// needs a new tag byte, and the old one kept for the rows written with it.
+func TestDeflatedRecordsOfTodayInflateForever(t *testing.T) {
+	const (
+		record = "03a3a41837304c3432364a31d63548494ed63537b348d54d4c4e31d53537b1b4344fb23435313732412deac18e3534d235300c31b4b03234b73230d233b23032328e22b2124029f921d9195a8ae3361abd7c27c6d94ab5b5b500aa5be6ed"
+		want   = `{"refusal":{"reason":"HOLD_EXPIRED","message":"hold \"holds/01a232d3-0dcc-768e-acd5-74997b954724\" expired at 2026-12-01T18:17:02.28223Z; its amount returns to the envelope","metadata":{"expire_time":"2026-12-01T18:17:02.28223Z","hold":"holds/01a232d3-0dcc-768e-acd5-74997b954724"}}}`
+	)
+	b, err := hex.DecodeString(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := InflateOutcome(b)
+	if err != nil || string(got) != want {
+		t.Fatalf("a record of 2026-12-01 inflated to %q, %v; want %q", got, err, want)
+	}
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -81,4 +82,43 @@ func TestVerifyLogFindsTampering(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestVerifyLogOfALargeJournal protects the auditor's check of a ledger of any size: VerifyLog
+// reads the journal and the log's leaves 2,000 at a time, and on SQLite a statement naming that
+// many nodes passed the 1,000-deep limit of its expressions ("Expression tree is too large"):
+// VerifyLog failed on every SQLite ledger of more than about 1,000 entries with the log on. Here
+// 4,501 entries, and a checkpoint past the first page.
+func TestVerifyLogOfALargeJournal(t *testing.T) {
+	t.Parallel()
+	skey, vkey, err := translog.GenerateKey("ledger.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := openWithLog(t, db, skey)
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000_000)
+		for call := range 3 {
+			items := make([]BulkItem, 1500)
+			for i := range items {
+				items[i] = BulkItem{Beneficiary: fmt.Sprintf("siren:%d-%d", call, i), Project: "p", Amount: 100}
+			}
+			if _, err := l.BulkCommit(ctx, BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "fund",
+				Items: items}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		readJournal(t, l, 0)
+		if err := l.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.VerifyLog(ctx, vkey)
+		if err != nil {
+			t.Fatalf("VerifyLog: %v (%v)", err, errors.Unwrap(err))
+		}
+		if !rep.OK() || rep.Entries != 4501 || rep.TreeSize != 4501 || rep.Checkpoints == 0 {
+			t.Fatalf("VerifyLog of 4,501 entries: %+v", rep)
+		}
+	})
 }

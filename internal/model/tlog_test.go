@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func verifyLog(t *testing.T, l *ledger.Ledger, context string) {
 	t.Helper()
 	rep, err := l.VerifyLog(t.Context(), modelLogVerifier)
 	if err != nil {
-		t.Fatalf("VerifyLog: %v", err)
+		t.Fatalf("VerifyLog: %v (%v)", err, errors.Unwrap(err))
 	}
 	if !rep.OK() {
 		var b strings.Builder

@@ -49,6 +49,20 @@ func Each(t *testing.T, fn func(t *testing.T, database string)) {
 	})
 }
 
+// EachFresh runs fn as a subtest once per engine, with a maker of fresh, empty databases of that
+// engine (each dropped when the subtest ends): for a test that needs several, one per run.
+func EachFresh(t *testing.T, fn func(t *testing.T, fresh func() string)) {
+	t.Helper()
+	for _, e := range []struct {
+		name string
+		open func(testing.TB) string
+	}{{"sqlite", SQLite}, {"postgres", Postgres}, {"cockroachdb", Cockroach}} {
+		t.Run(e.name, func(t *testing.T) {
+			fn(t, func() string { return e.open(t) })
+		})
+	}
+}
+
 // One CockroachDB server serves a whole test binary: started by the first test that needs it,
 // stopped by Main.
 var cockroach struct {

@@ -88,46 +88,24 @@ func LogSize(ctx context.Context, q Querier) (int64, error) {
 func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
 	return func(ids []translog.NodeID) ([][]byte, error) {
 		out := make([][]byte, len(ids))
-		if len(ids) == 0 {
-			return out, nil
-		}
 		pos := make(map[translog.NodeID][]int, len(ids))
-		var b strings.Builder
-		args := make([]any, 0, 2*len(ids))
-		b.WriteString("SELECT level, idx, hash FROM tlog_nodes WHERE ")
+		var distinct []translog.NodeID
 		for i, id := range ids {
 			if _, seen := pos[id]; !seen {
-				if len(args) > 0 {
-					b.WriteString(" OR ")
-				}
-				args = append(args, int64(id.Level), int64(id.Index))
-				fmt.Fprintf(&b, "(level = $%d AND idx = $%d)", len(args)-1, len(args))
+				distinct = append(distinct, id)
 			}
 			pos[id] = append(pos[id], i)
 		}
-		rs, err := q.Query(ctx, b.String(), args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rs.Close()
-		for rs.Next() {
-			var (
-				level, idx int64
-				h          string
-			)
-			if err := rs.Scan(&level, &idx, &h); err != nil {
+		for len(distinct) > 0 {
+			chunk := distinct[:min(len(distinct), logNodesChunk)]
+			distinct = distinct[len(chunk):]
+			if err := readLogNodes(ctx, q, chunk, func(id translog.NodeID, hash []byte) {
+				for _, i := range pos[id] {
+					out[i] = hash
+				}
+			}); err != nil {
 				return nil, err
 			}
-			hash, err := hex.DecodeString(h)
-			if err != nil || len(hash) != translog.HashSize {
-				return nil, core.Internal("transparency log node (%d, %d) holds %q, not a hash", level, idx, h)
-			}
-			for _, i := range pos[translog.NodeID{Level: uint(level), Index: uint64(idx)}] {
-				out[i] = hash
-			}
-		}
-		if err := rs.Err(); err != nil {
-			return nil, err
 		}
 		for i, h := range out {
 			if h == nil {
@@ -136,6 +114,46 @@ func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
 		}
 		return out, nil
 	}
+}
+
+// logNodesChunk is how many nodes one statement of LogNodes names. Its condition is a chain of
+// ORs, one level deeper each on SQLite, whose expressions may be at most 1,000 deep: VerifyLog
+// reads 2,000 leaves at a time, and failed with "Expression tree is too large" on any SQLite
+// ledger of more than about 1,000 entries with the log on.
+const logNodesChunk = 250
+
+// readLogNodes reads the hashes of nodes ids (each once) in one statement, and gives each found.
+func readLogNodes(ctx context.Context, q Querier, ids []translog.NodeID, found func(translog.NodeID, []byte)) error {
+	var b strings.Builder
+	args := make([]any, 0, 2*len(ids))
+	b.WriteString("SELECT level, idx, hash FROM tlog_nodes WHERE ")
+	for _, id := range ids {
+		if len(args) > 0 {
+			b.WriteString(" OR ")
+		}
+		args = append(args, int64(id.Level), int64(id.Index))
+		fmt.Fprintf(&b, "(level = $%d AND idx = $%d)", len(args)-1, len(args))
+	}
+	rs, err := q.Query(ctx, b.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			level, idx int64
+			h          string
+		)
+		if err := rs.Scan(&level, &idx, &h); err != nil {
+			return err
+		}
+		hash, err := hex.DecodeString(h)
+		if err != nil || len(hash) != translog.HashSize {
+			return core.Internal("transparency log node (%d, %d) holds %q, not a hash", level, idx, h)
+		}
+		found(translog.NodeID{Level: uint(level), Index: uint64(idx)}, hash)
+	}
+	return rs.Err()
 }
 
 // ExtendLog appends to the transparency log, in q's transaction, up to limit journal entries

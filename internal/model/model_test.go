@@ -6,7 +6,7 @@ package model_test
 //
 //	go test -race -run Model ./internal/model/                      # what CI runs
 //	go test -race -run Model ./internal/model/ -model.seed=N        # replay a failure
-//	go test -run Model ./internal/model/ -model.duration=10m        # run for as long as one wants
+//	go test -run Model ./internal/model/ -model.duration=10m -timeout 0  # run for as long as one wants
 //	go test -run Model ./internal/model/ -model.ops=20000           # a longer single run
 
 import (

@@ -221,29 +221,7 @@ func checkCopy(t *testing.T, src copySource, dst testDB) {
 			t.Fatal(err)
 		}
 	}
-	if err := to.checkpoint(ctx); err != nil {
-		t.Fatal(err)
-	}
-	newer, err := to.Checkpoint(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c1, err := translog.OpenCheckpoint([]byte(src.checkpoint), src.vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c2, err := translog.OpenCheckpoint([]byte(newer), src.vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c2.Size <= c1.Size {
-		t.Fatalf("the target's checkpoint has size %d, the source's %d", c2.Size, c1.Size)
-	}
-	proof, err := to.GetConsistencyProof(ctx, int64(c1.Size), int64(c2.Size))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := translog.VerifyConsistency(c1.Size, c2.Size, proof, c1.Root, c2.Root); err != nil {
+	if err := checkpointExtends(t, to, src.checkpoint, src.vkey); err != nil {
 		t.Errorf("the source's checkpoint does not verify against the target's: %v", err)
 	}
 }
@@ -348,4 +326,34 @@ func TestCopyRefusesANonEmptyTarget(t *testing.T) {
 		t.Fatalf("Copy into a ledger = %v, want a refusal", err)
 	}
 	requireSameTables(t, "refused target", sortedTables(t, dst.dsn), before)
+}
+
+// checkpointExtends signs a new checkpoint of l and returns whether the older signed checkpoint
+// old (of vkey) verifies against it by a consistency proof from l: the log only grew.
+func checkpointExtends(t *testing.T, l *Ledger, old, vkey string) error {
+	t.Helper()
+	ctx := t.Context()
+	if err := l.checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newer, err := l.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := translog.OpenCheckpoint([]byte(old), vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := translog.OpenCheckpoint([]byte(newer), vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Size <= c1.Size {
+		t.Fatalf("the newer checkpoint has size %d, the old one %d", c2.Size, c1.Size)
+	}
+	proof, err := l.GetConsistencyProof(ctx, int64(c1.Size), int64(c2.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return translog.VerifyConsistency(c1.Size, c2.Size, proof, c1.Root, c2.Root)
 }

@@ -191,29 +191,7 @@ func TestTransfersMigration(t *testing.T) {
 		if _, err := l.Commit(ctx, commitCmd("b-other", "siren:after-17", 1_000)); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.checkpoint(ctx); err != nil {
-			t.Fatal(err)
-		}
-		newer, err := l.Checkpoint(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c1, err := translog.OpenCheckpoint([]byte(src.checkpoint), src.vkey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c2, err := translog.OpenCheckpoint([]byte(newer), src.vkey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		proof, err := l.GetConsistencyProof(ctx, int64(c1.Size), int64(c2.Size))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c2.Size <= c1.Size {
-			t.Fatalf("the newer checkpoint has size %d, the old one %d", c2.Size, c1.Size)
-		}
-		if err := translog.VerifyConsistency(c1.Size, c2.Size, proof, c1.Root, c2.Root); err != nil {
+		if err := checkpointExtends(t, l, src.checkpoint, src.vkey); err != nil {
 			t.Errorf("the checkpoint signed before migration 17 does not verify against a newer one: %v", err)
 		}
 		requireVerifyOK(t, l)

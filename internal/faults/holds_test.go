@@ -44,10 +44,9 @@ func TestHoldsSIGKILL(t *testing.T) {
 		}
 
 		type fate struct {
-			confirmed  string // the commitment of an acknowledged confirmation
-			cancelled  bool
-			expired    bool // a confirmation or cancellation refused with HOLD_EXPIRED
-			lastExpire time.Time
+			confirmed string // the commitment of an acknowledged confirmation
+			cancelled bool
+			expired   bool // a confirmation or cancellation refused with HOLD_EXPIRED
 		}
 		var (
 			mu      sync.Mutex
@@ -83,7 +82,7 @@ func TestHoldsSIGKILL(t *testing.T) {
 				}
 				name := held.GetHold().GetName()
 				mu.Lock()
-				fates[name] = &fate{lastExpire: expire}
+				fates[name] = &fate{}
 				mu.Unlock()
 				// Confirm (at a lower amount, sometimes) or cancel about when the hold expires, so
 				// that decisions race the sweepers.

@@ -51,12 +51,11 @@ func TestModelHoldsConcurrent(t *testing.T) {
 type hcCall struct {
 	kind    string
 	cmd     any    // the model's command
-	send    func() // sends it again, into again
+	send    func() // sends it (again), its answer into result, entryID, id and err
 	result  any    // the ledger's result, in the model's types
 	entryID string // the journal entry of an accepted request
 	id      string // the name the ledger gave (hold, commitment or payment)
 	err     error
-	again   []hcAnswer
 }
 
 type hcAnswer struct {

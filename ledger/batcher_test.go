@@ -59,6 +59,20 @@ func queueState(l *Ledger) (ops int, running bool) {
 	return l.batcher.QueueState(0)
 }
 
+// blockWorker starts send, an operation on the one queue of l, and returns once the queue's worker
+// has taken it (in a batch of its own) and the queue is empty: with the database's write lock
+// held, what is queued from then on waits for the next batch. It first waits until the worker of
+// any earlier request has gone: a worker that has just answered is still running, with an empty
+// queue, until it finds the queue empty, and it would take send together with what comes next.
+func blockWorker(t *testing.T, l *Ledger, send func() error) <-chan error {
+	t.Helper()
+	waitUntil(t, "the worker is idle", func() bool { ops, running := queueState(l); return !running && ops == 0 })
+	done := make(chan error, 1)
+	go func() { done <- send() }()
+	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	return done
+}
+
 func openBatched(t *testing.T) (*Ledger, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
@@ -79,9 +93,7 @@ func TestGroupCommitBatchesQueuedRequests(t *testing.T) {
 	release := writeLock(t, path)
 	before := l.Stats()
 
-	first := make(chan error, 1)
-	go func() { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); first <- err }()
-	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	first := blockWorker(t, l, func() error { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); return err })
 
 	const queued = 63
 	var wg sync.WaitGroup
@@ -121,9 +133,7 @@ func TestGroupCommitDropsCancelledRequests(t *testing.T) {
 	l, path := openBatched(t)
 	release := writeLock(t, path)
 
-	first := make(chan error, 1)
-	go func() { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); first <- err }()
-	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	first := blockWorker(t, l, func() error { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); return err })
 
 	ctx, cancel := context.WithCancel(t.Context())
 	abandoned := commitCmd("hot", "gives-up", 10)
@@ -173,8 +183,7 @@ func TestGroupCommitShutdown(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]CommitResult, 3)
 	errs := make([]error, 3)
-	wg.Go(func() { results[0], errs[0] = l.Commit(t.Context(), commitCmd("hot", "a", 10)) })
-	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	first := blockWorker(t, l, func() (err error) { results[0], err = l.Commit(t.Context(), commitCmd("hot", "a", 10)); return err })
 	for i := 1; i < 3; i++ {
 		wg.Go(func() { results[i], errs[i] = l.Commit(t.Context(), commitCmd("hot", fmt.Sprint("q", i), 10)) })
 	}
@@ -188,6 +197,7 @@ func TestGroupCommitShutdown(t *testing.T) {
 	}
 	release()
 	wg.Wait()
+	errs[0] = <-first
 	<-closed
 	for i, err := range errs {
 		if err != nil {
@@ -285,9 +295,7 @@ func TestGroupCommitDecidesHoldsAndPaymentsInOrder(t *testing.T) {
 	release := writeLock(t, path)
 	before := l.Stats()
 
-	first := make(chan error, 1)
-	go func() { _, err := l.Commit(ctx, commitCmd("hot", "first", 10)); first <- err }()
-	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	first := blockWorker(t, l, func() error { _, err := l.Commit(ctx, commitCmd("hot", "first", 10)); return err })
 
 	// Queue the requests one by one, so that the batch holds them in this order.
 	type answer struct {

@@ -62,14 +62,9 @@ func TestFailingRequestFailsAlone(t *testing.T) {
 	if _, err := l.Commit(ctx, deep); !errors.Is(err, ErrInternal) {
 		t.Fatalf("an award on the deep envelope alone: %v, want INTERNAL", err)
 	}
-	// The worker that decided it may still be finishing its loop: wait until it has gone, so
-	// that the next wait sees the next request taken.
-	waitUntil(t, "the worker is idle", func() bool { ops, running := queueState(l); return !running && ops == 0 })
 
 	release := writeLock(t, path)
-	first := make(chan error, 1)
-	go func() { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); first <- err }()
-	waitUntil(t, "the worker took the first request", func() bool { ops, running := queueState(l); return running && ops == 0 })
+	first := blockWorker(t, l, func() error { _, err := l.Commit(t.Context(), commitCmd("hot", "first", 10)); return err })
 	errs := make([]error, 3)
 	done := make(chan int, 3)
 	for i, cmd := range []Commit{commitCmd("hot", "before", 10), deep, commitCmd("hot", "after", 10)} {

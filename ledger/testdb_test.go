@@ -12,9 +12,6 @@ package ledger
 //     only when a `cockroach` binary is on PATH (nothing is downloaded; testdb.Cockroach).
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,26 +90,6 @@ func requirePostgresURL(t *testing.T) string {
 			postgresURLEnv)
 	}
 	return u
-}
-
-func randomSuffix(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// withDatabase returns dsn with its path (the database name) replaced.
-func withDatabase(t *testing.T, dsn, database string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parsing the database URL: %v", err)
-	}
-	u.Path = "/" + database
-	return u.String()
 }
 
 // newPostgresDB creates a database of the test's own on the PostgreSQL server and drops it when

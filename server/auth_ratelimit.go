@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -68,18 +67,4 @@ func (l *principalLimiter) check(ctx context.Context) error {
 		&errdetails.ErrorInfo{Reason: ReasonRateLimited, Domain: ErrorDomain, Metadata: map[string]string{
 			"principal": name, "limit": strconv.FormatFloat(float64(l.limit), 'g', -1, 64), "burst": strconv.Itoa(l.burst)}},
 		&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)})
-}
-
-func (l *principalLimiter) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := l.check(ctx); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
-}
-
-func (l *principalLimiter) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := l.check(ss.Context()); err != nil {
-		return err
-	}
-	return handler(srv, ss)
 }

@@ -83,6 +83,19 @@ func commitCmd(envelope, beneficiary string, amount int64) Commit {
 		Beneficiary: beneficiary, Project: "project of " + beneficiary, Amount: amount}
 }
 
+// untilDecided sends a request again, unchanged (the same request id), while it answers
+// TRANSACTION_CONFLICT, as a client is told to: a request that lost its serializable retries to
+// other processes' transactions recorded nothing. Tests of several processes racing on PostgreSQL
+// use it where they check what was decided, not how often a transaction had to start again.
+func untilDecided[R any](send func() (R, error)) (R, error) {
+	for tries := 1; ; tries++ {
+		res, err := send()
+		if !errors.Is(err, ErrTransactionConflict) || tries == 50 {
+			return res, err
+		}
+	}
+}
+
 func mustCommit(t *testing.T, l *Ledger, envelope, beneficiary string, amount int64) CommitResult {
 	t.Helper()
 	res, err := l.Commit(t.Context(), commitCmd(envelope, beneficiary, amount))

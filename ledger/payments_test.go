@@ -308,7 +308,8 @@ func TestConcurrentPaymentsReleasesAndClosing(t *testing.T) {
 				}
 				switch {
 				case i == 17:
-					res, err := l.CloseCommitment(ctx, closeCmd(c.ID))
+					cmd := closeCmd(c.ID)
+					res, err := untilDecided(func() (CloseCommitmentResult, error) { return l.CloseCommitment(ctx, cmd) })
 					if err == nil {
 						mu.Lock()
 						closings++
@@ -318,7 +319,8 @@ func TestConcurrentPaymentsReleasesAndClosing(t *testing.T) {
 						t.Errorf("closing: %v", err)
 					}
 				case i%3 == 0:
-					_, err := l.Release(ctx, releaseCmd(c.ID, 50))
+					cmd := releaseCmd(c.ID, 50)
+					_, err := untilDecided(func() (ReleaseResult, error) { return l.Release(ctx, cmd) })
 					if err == nil {
 						mu.Lock()
 						released += 50
@@ -328,7 +330,8 @@ func TestConcurrentPaymentsReleasesAndClosing(t *testing.T) {
 						t.Errorf("release: %v", err)
 					}
 				default:
-					_, err := l.CreatePayment(ctx, payCmd(c.ID, 70))
+					cmd := payCmd(c.ID, 70)
+					_, err := untilDecided(func() (CreatePaymentResult, error) { return l.CreatePayment(ctx, cmd) })
 					if err == nil {
 						mu.Lock()
 						paid += 70

@@ -60,7 +60,7 @@ func setShare(ctx context.Context, l *Ledger, envelope string, bps int64) error 
 func award80(l *Ledger, envelope, project string) error {
 	cmd := commitCmd(envelope, "siren:"+project, 800)
 	cmd.Project, cmd.EligibleCost = project, 1_000
-	_, err := l.Commit(context.Background(), cmd)
+	_, err := untilDecided(func() (CommitResult, error) { return l.Commit(context.Background(), cmd) })
 	if errors.Is(err, ErrPolicyViolation) {
 		return nil
 	}

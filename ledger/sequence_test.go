@@ -126,7 +126,7 @@ func TestFollowerReadsEveryEntryOnce(t *testing.T) {
 				l := ledgers[c%2]
 				for a := range awards {
 					cmd := commitCmd(fmt.Sprintf("line-%02d", (c+a)%30), fmt.Sprintf("siren:%d-%d", c, a), 1_000)
-					if _, err := l.Commit(context.Background(), cmd); err != nil {
+					if _, err := untilDecided(func() (CommitResult, error) { return l.Commit(context.Background(), cmd) }); err != nil {
 						t.Errorf("award: %v", err)
 					}
 					committed <- struct{}{}

@@ -53,7 +53,7 @@ func TestLogProvesTheJournalToAnOutsider(t *testing.T) {
 				l := ledgers[c%2]
 				for a := range awards {
 					cmd := commitCmd(fmt.Sprintf("line-%02d", (c+a)%10), fmt.Sprintf("siren:%d-%d", c, a), 1_000)
-					if _, err := l.Commit(context.Background(), cmd); err != nil {
+					if _, err := untilDecided(func() (CommitResult, error) { return l.Commit(context.Background(), cmd) }); err != nil {
 						t.Errorf("award: %v", err)
 					}
 					if a == awards/2 {

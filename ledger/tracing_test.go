@@ -3,6 +3,7 @@ package ledger
 import (
 	"testing"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
@@ -14,7 +15,7 @@ func TestTransactionsAreTraced(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
 		rec := tracetest.NewSpanRecorder()
-		l, err := Open(t.Context(), db.dsn, Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
+		l, err := Open(t.Context(), db.dsn, Config{TxTimeout: testdb.TxTimeout, TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
 		if err != nil {
 			t.Fatal(err)
 		}

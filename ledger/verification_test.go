@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
 // Background verifications (AIP-151): the result of a verification is Verify's; one runs at a
@@ -83,7 +85,7 @@ func TestOneVerificationAtATime(t *testing.T) {
 // and Close waits for it.
 func TestCloseCancelsVerification(t *testing.T) {
 	t.Parallel()
-	l, err := Open(t.Context(), newSQLiteDB(t).dsn, Config{})
+	l, err := Open(t.Context(), newSQLiteDB(t).dsn, Config{TxTimeout: testdb.TxTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

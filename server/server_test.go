@@ -9,9 +9,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
@@ -351,20 +353,24 @@ func TestConcurrentOverCommit(t *testing.T) {
 				for i := range perClient {
 					_, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/hot", Beneficiary: fmt.Sprintf("b-%d", c),
 						Project: fmt.Sprintf("p-%d-%d", c, i), Amount: award, RequestId: fmt.Sprintf("race-%d-%d", c, i)})
+					// Not errorInfo: its t.Fatal would end this goroutine with mu held.
+					var reason string
+					for _, d := range status.Convert(err).Details() {
+						if info, ok := d.(*errdetails.ErrorInfo); ok {
+							reason = info.GetReason()
+						}
+					}
+					code := status.Code(err)
 					mu.Lock()
 					switch {
 					case err == nil:
 						accepted++
+					case code == codes.FailedPrecondition && reason == "INSUFFICIENT_FUNDS":
+						refused++
+					case code == codes.Aborted || code == codes.Unavailable:
+						retry++ // told to retry: must have posted nothing, checked below
 					default:
-						code, info := errorInfo(t, err)
-						switch {
-						case code == codes.FailedPrecondition && info.GetReason() == "INSUFFICIENT_FUNDS":
-							refused++
-						case code == codes.Aborted || code == codes.Unavailable:
-							retry++ // told to retry: must have posted nothing, checked below
-						default:
-							t.Errorf("unexpected refusal %v %s", code, info.GetReason())
-						}
+						t.Errorf("unexpected refusal %v %q: %v", code, reason, err)
 					}
 					mu.Unlock()
 				}

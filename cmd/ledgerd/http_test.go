@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/internal/testpki"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
@@ -34,7 +33,7 @@ var httpLine = regexp.MustCompile(`msg="http listening" address=(\S+)`)
 func runHTTPLedgerd(t *testing.T, args ...string) (grpcAddr, base string) {
 	t.Helper()
 	addr, logged := runLedgerd(t, append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-		"--database", filepath.Join(t.TempDir(), "ledger.db"), "--tx-timeout", testdb.TxTimeout.String()}, args...)...)
+		"--database", filepath.Join(t.TempDir(), "ledger.db")}, args...)...)
 	m := httpLine.FindStringSubmatch(logged)
 	if m == nil {
 		t.Fatalf("ledgerd did not log its HTTP address:\n%s", logged)

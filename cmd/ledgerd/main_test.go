@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/budgetledger/budgetledger/internal/testdb"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
@@ -52,8 +54,19 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 
 // runLedgerd runs ledgerd in-process with args and returns the loopback address it serves on and
 // what it had logged until then. It stops (as on a signal: its context ends) when the test ends,
-// and the test fails if it did not stop cleanly.
+// and the test fails if it did not stop cleanly. Unless args set one, the transaction timeout is
+// the tests' (testdb.TxTimeout): the default of 5 s is not meant for a machine busy with a whole
+// test suite under -race.
 func runLedgerd(t *testing.T, args ...string) (addr, logged string) {
+	t.Helper()
+	if !slices.Contains(args, "--tx-timeout") {
+		args = append(args, "--tx-timeout", testdb.TxTimeout.String())
+	}
+	return runLedgerdAsGiven(t, args...)
+}
+
+// runLedgerdAsGiven is runLedgerd with args exactly as given.
+func runLedgerdAsGiven(t *testing.T, args ...string) (addr, logged string) {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	logR, logW := io.Pipe()
@@ -105,7 +118,7 @@ func (b *lockedBuffer) String() string {
 func TestServesOnDefaults(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
-	addr, _ := runLedgerd(t, "--listen", "127.0.0.1:0")
+	addr, _ := runLedgerdAsGiven(t, "--listen", "127.0.0.1:0")
 	conn := dial(t, addr)
 	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {

@@ -137,7 +137,7 @@ func TestVerifyCommandSeesEveryTamper(t *testing.T) {
 			t.Parallel()
 			testdb.Each(t, func(t *testing.T, database string) {
 				ctx := context.Background()
-				l, err := ledger.Open(ctx, database, ledger.Config{})
+				l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
 				if err != nil {
 					t.Fatal(err)
 				}

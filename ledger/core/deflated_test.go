@@ -94,6 +94,22 @@ func BenchmarkDeflateOutcome(b *testing.B) {
 	b.ReportMetric(float64(n), "record-bytes")
 }
 
+// BenchmarkInflateOutcome is what a retry of a hold's confirmation, and the verifier for each such
+// answer, pay to read it back.
+func BenchmarkInflateOutcome(b *testing.B) {
+	raw, err := confirmationOutcome(b).Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	record := DeflateOutcome(raw)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := InflateOutcome(record); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // TestDeflatedRecordsOfTodayInflateForever protects the request log's rows already written: a
 // record deflated on 2026-12-01 still inflates to its JSON. It fails if the preset dictionary is
 // edited (the record would inflate to other bytes, which its checksum refuses): a new dictionary

@@ -2,10 +2,12 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/google/go-cmp/cmp"
 )
@@ -131,6 +133,73 @@ func TestVerifyFindsOrphanPostingsAndRequestsPostedTwice(t *testing.T) {
 			{1, EntryName(after)},
 			{5, "request " + requestID + " of " + caller}, // posted 2 journal entries
 		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)
+		}
+	})
+}
+
+// TestVerifyFindsAnswersARetryCannotGet protects what idempotency rests on (invariant 6's request
+// log): every answer the log keeps can be given back to a retry as it was given the first time.
+// A deflated answer with a damaged byte (its checksum no longer matches) and an award whose
+// commitment row was rewritten behind the ledger's back (its answer, kept by reference, no
+// longer rebuilds to what was answered) are each reported, naming the request; the untouched
+// requests are not.
+func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		buildFund(t, l)
+		award := commitCmd("axis-1", "commune", 1_000)
+		res, err := l.Commit(ctx, award)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold := holdCmd("axis-1", "ville", 2_000)
+		mustHold(t, l, hold)
+		mustCommit(t, l, "axis-1", "untouched", 3_000)
+		mustHold(t, l, holdCmd("axis-1", "untouched", 4_000))
+		requireVerifyOK(t, l)
+
+		drop := "DROP TRIGGER requests_append_only"
+		if l.Engine() != "sqlite" {
+			drop += " ON requests"
+		}
+		if err := rawExec(ctx, l, drop); err != nil {
+			t.Fatal(err)
+		}
+		key := core.RequestKey(hold.Caller, hold.RequestID)
+		var packed []byte
+		if err := l.db.Reader().QueryRow(ctx, "SELECT packed FROM requests WHERE request_id = $1", key).Scan(&packed); err != nil {
+			t.Fatal(err)
+		}
+		if !core.IsDeflated(packed) {
+			t.Fatalf("the hold's answer is not stored deflated: %x", packed)
+		}
+		packed[len(packed)/2] ^= 0x40
+		if err := rawExec(ctx, l, "UPDATE requests SET packed = $1 WHERE request_id = $2", packed, key); err != nil {
+			t.Fatal(err)
+		}
+		// The commitments table is updated by releases and payments, so no trigger guards it;
+		// a beneficiary changed by hand is found by nothing else.
+		if err := rawExec(ctx, l, "UPDATE commitments SET beneficiary = 'someone else' WHERE id = $1", res.Commitment.ID); err != nil {
+			t.Fatal(err)
+		}
+
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		var got []string
+		for _, d := range rep.Discrepancies {
+			got = append(got, fmt.Sprintf("%d %s", d.Invariant, d.Subject))
+		}
+		slices.Sort(got)
+		want := []string{
+			fmt.Sprintf("6 request %s of %s", award.RequestID, award.Caller),
+			fmt.Sprintf("6 request %s of %s", hold.RequestID, hold.Caller),
+		}
+		slices.Sort(want)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)
 		}

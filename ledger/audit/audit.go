@@ -105,10 +105,12 @@ type snapshot struct {
 	answeredRuleSets map[string]answeredRuleSet
 	// unlogged are entries whose request is missing from the request log or recorded as refused
 	// (operation is nil for a missing one).
-	unlogged    []unlogged
-	postedTwice []postedTwice
-	commitments []core.Commitment
-	envelopes   []core.Envelope
+	unlogged []unlogged
+	// unanswerable are the request log's rows that cannot give back their first answer.
+	unanswerable []unanswerable
+	postedTwice  []postedTwice
+	commitments  []core.Commitment
+	envelopes    []core.Envelope
 	// totals are the stored project totals.
 	totals []projectTotal
 	// payments are the payments out of commitments (payments.go).
@@ -122,6 +124,10 @@ type snapshot struct {
 type postedTwice struct {
 	requestID, caller string
 	entries           int64
+}
+
+type unanswerable struct {
+	key, why string
 }
 
 type unlogged struct {
@@ -277,8 +283,17 @@ func onePostingEntryPerRequest(s *snapshot, rep *VerifyReport) {
 
 // requestLogComplete checks invariants 6 and 7, as far as the rows left can show them: every entry
 // was recorded in the request log in the same transaction (an entry whose request is missing
-// means a row of the log was removed), and a request recorded as refused posted nothing.
+// means a row of the log was removed), a request recorded as refused posted nothing, and every
+// answer the log keeps can still be given back to a retry as it was given the first time.
 func requestLogComplete(s *snapshot, rep *VerifyReport) {
+	for _, u := range s.unanswerable {
+		requestID, caller, _ := strings.Cut(u.key, "\t")
+		subject := "request " + requestID
+		if caller != "" {
+			subject += " of " + caller
+		}
+		rep.add(6, subject, "its recorded answer cannot be given back to a retry: %s", u.why)
+	}
 	for _, u := range s.unlogged {
 		if u.operation == nil {
 			rep.add(6, core.EntryName(u.entry), "its request %q is missing from the request log", u.requestID)

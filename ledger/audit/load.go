@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"slices"
 	"sort"
@@ -100,7 +101,7 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 			if core.IsDeflated(record) {
 				inflated, err := core.InflateOutcome(record)
 				if err != nil {
-					return nil // unreadable: the rule set is then reported as unanswered
+					return nil // unreadable: reported by loadUnanswerable
 				}
 				raw = string(inflated)
 			}
@@ -141,6 +142,9 @@ func load(ctx context.Context, q store.Querier) (*snapshot, error) {
 			s.totals = append(s.totals, t)
 			return err
 		})
+	}
+	if err == nil {
+		err = loadUnanswerable(ctx, q, s)
 	}
 	if err == nil {
 		err = loadPayments(ctx, q, s)
@@ -219,6 +223,56 @@ func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
 }
 
 // each runs query and calls scan for each row.
+// answerPage is how many of the request log's rows loadUnanswerable replays at once.
+const answerPage = 1000
+
+// loadUnanswerable gives back, as a retry would be answered, every answer the request log keeps
+// (store.LoadRequests: a deflated one inflated and checked against its checksum, one kept by
+// reference rebuilt from its commitments and envelope and checked against the checksum of what
+// was answered), and keeps those it cannot give back: a retry of them would fail INTERNAL
+// instead of being answered as the first time.
+func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
+	// unreadable reports whether err is a record's (INTERNAL: it cannot answer), not the database's.
+	unreadable := func(err error) bool {
+		e, ok := core.AsError(err)
+		return ok && e.Reason == core.ReasonInternal
+	}
+	after := ""
+	for {
+		keys := make([]string, 0, answerPage)
+		rs, err := q.Query(ctx, "SELECT request_id FROM requests WHERE request_id > $1 ORDER BY request_id LIMIT $2", after, answerPage)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var k string
+			if err := rs.Scan(&k); err != nil {
+				rs.Close()
+				return err
+			}
+			keys = append(keys, k)
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil || len(keys) == 0 {
+			return err
+		}
+		after = keys[len(keys)-1]
+		if _, err := store.LoadRequests(ctx, q, keys); err == nil {
+			continue
+		} else if !unreadable(err) {
+			return err
+		}
+		// One at a time, to name each record that cannot answer.
+		for _, k := range keys {
+			if _, err := store.LoadRequests(ctx, q, []string{k}); unreadable(err) {
+				s.unanswerable = append(s.unanswerable, unanswerable{key: k, why: errors.Unwrap(err).Error()})
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+}
+
 func each(ctx context.Context, q store.Querier, query string, scan func(store.Rows) error) error {
 	rs, err := q.Query(ctx, query)
 	if err != nil {

@@ -222,7 +222,6 @@ func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
 	return err
 }
 
-// each runs query and calls scan for each row.
 // answerPage is how many of the request log's rows loadUnanswerable replays at once.
 const answerPage = 1000
 
@@ -265,7 +264,11 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 		// One at a time, to name each record that cannot answer.
 		for _, k := range keys {
 			if _, err := store.LoadRequests(ctx, q, []string{k}); unreadable(err) {
-				s.unanswerable = append(s.unanswerable, unanswerable{key: k, why: errors.Unwrap(err).Error()})
+				why := err // "internal error": what was wrong is its cause
+				if cause := errors.Unwrap(err); cause != nil {
+					why = cause
+				}
+				s.unanswerable = append(s.unanswerable, unanswerable{key: k, why: why.Error()})
 			} else if err != nil {
 				return err
 			}
@@ -273,6 +276,7 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 	}
 }
 
+// each runs query and calls scan for each row.
 func each(ctx context.Context, q store.Querier, query string, scan func(store.Rows) error) error {
 	rs, err := q.Query(ctx, query)
 	if err != nil {

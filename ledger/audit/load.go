@@ -226,7 +226,7 @@ func loadPostings(ctx context.Context, q store.Querier, s *snapshot) error {
 const answerPage = 1000
 
 // loadUnanswerable gives back, as a retry would be answered, every answer the request log keeps
-// (store.LoadRequests: a deflated one inflated and checked against its checksum, one kept by
+// (store.ReplayRequests: a deflated one inflated and checked against its checksum, one kept by
 // reference rebuilt from its commitments and envelope and checked against the checksum of what
 // was answered), and keeps those it cannot give back: a retry of them would fail INTERNAL
 // instead of being answered as the first time.
@@ -238,30 +238,25 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 	}
 	after := ""
 	for {
-		keys := make([]string, 0, answerPage)
-		rs, err := q.Query(ctx, "SELECT request_id FROM requests WHERE request_id > $1 ORDER BY request_id LIMIT $2", after, answerPage)
-		if err != nil {
-			return err
-		}
-		for rs.Next() {
-			var k string
-			if err := rs.Scan(&k); err != nil {
-				rs.Close()
-				return err
+		keys, err := store.ReplayRequests(ctx, q, after, answerPage)
+		if err == nil {
+			if len(keys) == 0 {
+				return nil
 			}
-			keys = append(keys, k)
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil || len(keys) == 0 {
-			return err
-		}
-		after = keys[len(keys)-1]
-		if _, err := store.LoadRequests(ctx, q, keys); err == nil {
+			after = keys[len(keys)-1]
 			continue
-		} else if !unreadable(err) {
+		}
+		if !unreadable(err) {
 			return err
 		}
-		// One at a time, to name each record that cannot answer.
+		// The page again, one request at a time, to name each that cannot answer.
+		replayErr := err
+		if keys, err = pageOfRequests(ctx, q, after); err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return replayErr // not in the same snapshot: never so
+		}
 		for _, k := range keys {
 			if _, err := store.LoadRequests(ctx, q, []string{k}); unreadable(err) {
 				why := err // "internal error": what was wrong is its cause
@@ -273,7 +268,27 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 				return err
 			}
 		}
+		after = keys[len(keys)-1]
 	}
+}
+
+// pageOfRequests returns the keys of the request log's page that store.ReplayRequests read after
+// key after, in the same order.
+func pageOfRequests(ctx context.Context, q store.Querier, after string) ([]string, error) {
+	rs, err := q.Query(ctx, "SELECT request_id FROM requests WHERE request_id > $1 ORDER BY request_id LIMIT $2", after, answerPage)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var keys []string
+	for rs.Next() {
+		var k string
+		if err := rs.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rs.Err()
 }
 
 // each runs query and calls scan for each row.

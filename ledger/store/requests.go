@@ -32,13 +32,36 @@ func LoadRequests(ctx context.Context, q Querier, keys []string) (map[string]cor
 // lookupChunk is how many keys one request-log lookup names.
 const lookupChunk = 1000
 
+// requestColumns are what a retry's answer is made of, read by decodeRequests.
+const requestColumns = "SELECT request_id, fingerprint, outcome, digest, packed FROM requests"
+
 func loadRequests(ctx context.Context, q Querier, keys []string, found map[string]core.Prior) error {
 	list, args := inList(0, keys)
-	rs, err := q.Query(ctx, "SELECT request_id, fingerprint, outcome, digest, packed FROM requests WHERE request_id IN ("+list+")", args...)
+	rs, err := q.Query(ctx, requestColumns+" WHERE request_id IN ("+list+")", args...)
 	if err != nil {
 		return err
 	}
+	_, err = decodeRequests(ctx, q, rs, found)
+	return err
+}
+
+// ReplayRequests reads up to limit rows of the request log, the first after key after in the
+// database's order of keys, as LoadRequests reads them for a retry (every answer decoded and
+// checked), and returns their keys in that order. An answer that cannot be given back is an
+// INTERNAL error, as for a retry; the keys read until then are returned with it.
+func ReplayRequests(ctx context.Context, q Querier, after string, limit int) ([]string, error) {
+	rs, err := q.Query(ctx, requestColumns+" WHERE request_id > $1 ORDER BY request_id LIMIT $2", after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRequests(ctx, q, rs, map[string]core.Prior{})
+}
+
+// decodeRequests decodes the request-log rows of rs (requestColumns) into found, and returns
+// their keys in the order read. It closes rs.
+func decodeRequests(ctx context.Context, q Querier, rs Rows, found map[string]core.Prior) ([]string, error) {
 	defer rs.Close()
+	var keys []string
 	packed := map[string][]byte{}
 	for rs.Next() {
 		var (
@@ -46,8 +69,9 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 			digest, record []byte
 		)
 		if err := rs.Scan(&id, &fp, &raw, &digest, &record); err != nil {
-			return err
+			return keys, err
 		}
+		keys = append(keys, id)
 		if digest != nil {
 			fp = core.FingerprintFromDigest(digest)
 		}
@@ -55,22 +79,22 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 		if core.IsDeflated(record) {
 			inflated, err := core.InflateOutcome(record)
 			if err != nil {
-				return core.Internal("request %s has an unreadable outcome: %w", id, err)
+				return keys, core.Internal("request %s has an unreadable outcome: %w", id, err)
 			}
 			raw, record = string(inflated), nil
 		}
 		if record != nil {
 			packed[id] = record
 		} else if err := json.Unmarshal([]byte(raw), &o); err != nil {
-			return core.Internal("request %s has an unreadable outcome: %w", id, err)
+			return keys, core.Internal("request %s has an unreadable outcome: %w", id, err)
 		}
 		found[id] = core.Prior{Fingerprint: fp, Outcome: o}
 	}
 	if err := rs.Err(); err != nil {
-		return err
+		return keys, err
 	}
 	rs.Close()
-	return unpackRequests(ctx, q, packed, found)
+	return keys, unpackRequests(ctx, q, packed, found)
 }
 
 // unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk

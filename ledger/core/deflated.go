@@ -54,7 +54,7 @@ func DeflateOutcome(raw []byte) []byte {
 	var buf bytes.Buffer
 	buf.Grow(len(raw)/3 + 16)
 	buf.WriteByte(packedDeflated)
-	if err := kflate.StatelessDeflate(&buf, raw, true, []byte(deflateDict)); err != nil {
+	if err := kflate.StatelessDeflate(&buf, raw, true, dictBytes); err != nil {
 		return nil
 	}
 	record := binary.BigEndian.AppendUint32(buf.Bytes(), crc32.Checksum(raw, castagnoli))
@@ -73,10 +73,11 @@ const maxInflated = 64 << 20
 
 var errDeflated = errors.New("malformed deflated outcome")
 
-// inflaters keeps decompressors for InflateOutcome; dict is the preset dictionary as bytes.
+// inflaters keeps decompressors for InflateOutcome; dictBytes is the preset dictionary as bytes,
+// made once (both flate packages only read it).
 var (
 	inflaters sync.Pool
-	dict      = []byte(deflateDict)
+	dictBytes = []byte(deflateDict)
 )
 
 // InflateOutcome returns the JSON a deflated record holds.
@@ -88,8 +89,8 @@ func InflateOutcome(record []byte) ([]byte, error) {
 	// A reader is 40 KB and its dictionary copied in: reused, it costs a fifth of a new one.
 	r, _ := inflaters.Get().(io.ReadCloser)
 	if r == nil {
-		r = flate.NewReaderDict(bytes.NewReader(body), dict)
-	} else if err := r.(flate.Resetter).Reset(bytes.NewReader(body), dict); err != nil {
+		r = flate.NewReaderDict(bytes.NewReader(body), dictBytes)
+	} else if err := r.(flate.Resetter).Reset(bytes.NewReader(body), dictBytes); err != nil {
 		return nil, errDeflated
 	}
 	defer inflaters.Put(r)

@@ -23,11 +23,11 @@ import (
 //     granting body, which no operation updates (store.UpdateEnvelope writes balances only).
 //
 // What is nowhere else is the envelope's balances and times just after the award, and the
-// journal entry's id: the packed record holds those, the commitment's id, and the CRC-32C of the
-// JSON the request log stored before migration 18 for the same result. A replay rebuilds the
-// result from the record and the two rows and checks that its JSON has that checksum: it is the
-// first answer, byte for byte, or an internal error (were a row ever edited), never another
-// answer. PackCommit refuses (and the full JSON is stored) a result that the rows could not give
+// journal entry's id: the packed record holds those, the commitment's id, and a checksum of the
+// result (canonical.go: the CRC-32C of its canonical encoding; in a record written before
+// 2026-12-02, of its JSON). A replay rebuilds the result from the record and the two rows and
+// checks the checksum: it is the first answer, byte for byte, or an internal error (were a row
+// ever edited), never another answer. PackCommit refuses (and the full JSON is stored) a result that the rows could not give
 // back exactly.
 //
 // Layout: one tag byte (packedCommit), then protobuf wire-format fields (protowire), a field
@@ -50,7 +50,8 @@ const (
 	pcHeld           protowire.Number = 11
 	pcUpdatedAt      protowire.Number = 12 // microseconds; left out: the commitment's creation
 	pcLatestEffAt    protowire.Number = 13 // microseconds; left out: the commitment's effective time
-	pcChecksum       protowire.Number = 14 // CRC-32C of the result's JSON
+	pcChecksum       protowire.Number = 14 // CRC-32C of the result's JSON (records written before pcSum)
+	pcSum            protowire.Number = 15 // CRC-32C of the result's canonical encoding (canonical.go)
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -60,10 +61,6 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func PackCommit(r *CommitResult) []byte {
 	c, env := &r.Commitment, &r.Envelope
 	if !kept(c, env) || r.EntryID == "" || !keptEnvelope(env) {
-		return nil
-	}
-	raw, err := json.Marshal(r)
-	if err != nil {
 		return nil
 	}
 	b := make([]byte, 1, 96)
@@ -79,8 +76,8 @@ func PackCommit(r *CommitResult) []byte {
 		b = protowire.AppendTag(b, pcLatestEffAt, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(env.LatestEffectiveAt.UnixMicro()))
 	}
-	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
-	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli))
+	b = protowire.AppendTag(b, pcSum, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, commitSum(r))
 }
 
 // kept reports whether commitment c, as an award on env just made it, is what its row will give
@@ -151,7 +148,33 @@ type packedResult struct {
 	allocation, committed, children, released, count, paid, held int64
 	updatedAt, latestEffectiveAt                                 *int64
 	checksum                                                     uint32
-	hasChecksum                                                  bool
+	// sumKind is the checksum's field: pcSum, or pcChecksum in a record written before it (0:
+	// none yet).
+	sumKind protowire.Number
+}
+
+// setChecksum sets the checksum read from field num, and reports whether the record may hold
+// it: one checksum, of either kind.
+func (p *packedResult) setChecksum(num protowire.Number, v uint32) bool {
+	if (num != pcSum && num != pcChecksum) || p.sumKind != 0 {
+		return false
+	}
+	p.checksum, p.sumKind = v, num
+	return true
+}
+
+// matches reports whether a rebuilt result has the recorded checksum: sum is its canonical
+// checksum, result what its JSON is made of (for a record of before pcSum).
+func (p *packedResult) matches(sum func() (uint32, error), result any) (bool, error) {
+	if p.sumKind == pcSum {
+		s, err := sum()
+		return err == nil && s == p.checksum, err
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return false, err
+	}
+	return crc32.Checksum(raw, castagnoli) == p.checksum, nil
 }
 
 var errPacked = errors.New("malformed packed result")
@@ -204,16 +227,15 @@ func unpack(packed []byte) (packedResult, error) {
 			}
 		case protowire.Fixed32Type:
 			v, n := protowire.ConsumeFixed32(b)
-			if n < 0 || num != pcChecksum {
+			if n < 0 || !p.setChecksum(num, v) {
 				return p, errPacked
 			}
 			b = b[n:]
-			p.checksum, p.hasChecksum = v, true
 		default:
 			return p, errPacked
 		}
 	}
-	if p.commitmentID == "" || p.entryID == "" || !p.hasChecksum {
+	if p.commitmentID == "" || p.entryID == "" || p.sumKind == 0 {
 		return p, errPacked
 	}
 	return p, nil
@@ -255,7 +277,7 @@ func PackedCommitmentID(packed []byte) (string, error) {
 
 // UnpackCommit rebuilds a Commit's result from its packed record, its commitment's row and its
 // envelope's row (as read now: the columns updated since are not used). It fails when the
-// rebuilt result is not the one recorded (its JSON's checksum differs).
+// rebuilt result is not the one recorded (its checksum differs).
 func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, error) {
 	p, err := unpack(packed)
 	if err != nil {
@@ -277,11 +299,11 @@ func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, err
 		env.LatestEffectiveAt = time.UnixMicro(*p.latestEffectiveAt).UTC()
 	}
 	r := &CommitResult{Commitment: c, Envelope: env, EntryID: p.entryID}
-	raw, err := json.Marshal(r)
+	ok, err := p.matches(func() (uint32, error) { return commitSum(r), nil }, r)
 	if err != nil {
 		return nil, err
 	}
-	if crc32.Checksum(raw, castagnoli) != p.checksum {
+	if !ok {
 		return nil, Internal("the commitment %s or its envelope %s no longer holds what its award recorded", c.ID, env.ID)
 	}
 	return r, nil
@@ -291,7 +313,7 @@ func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, err
 // a row for the call and one per item: its result packed by reference (packedBulk), or its whole
 // refusal as JSON. The record holds the envelope's id, each item in order (the id of its
 // commitment, or its refusal's JSON), the envelope's balances and times after the call, and the
-// CRC-32C of the result's JSON. A replay rebuilds each commitment from its row as its award made
+// result's checksum (bulkSum; the CRC-32C of its JSON before 2026-12-02). A replay rebuilds each commitment from its row as its award made
 // it, and the envelope from its row and the record, and checks the checksum.
 
 const packedBulk byte = 2
@@ -322,16 +344,13 @@ func PackBulk(res *BulkCommitResult) ([]byte, error) {
 	if !BulkPackable(res) {
 		return nil, nil
 	}
-	raw, err := json.Marshal(res)
-	if err != nil {
-		return nil, err
-	}
 	env := &res.Envelope
+	refusals := make([][]byte, len(res.Items))
 	b := make([]byte, 1, 64+18*len(res.Items))
 	b[0] = packedBulk
 	b = protowire.AppendTag(b, pbEnvelopeID, protowire.BytesType)
 	b = protowire.AppendString(b, env.ID)
-	for _, it := range res.Items {
+	for i, it := range res.Items {
 		if it.Commitment != nil {
 			b = appendID(b, pbCommitmentUUID, pbCommitmentID, it.Commitment.ID)
 			continue
@@ -340,6 +359,7 @@ func PackBulk(res *BulkCommitResult) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		refusals[i] = refusal
 		b = protowire.AppendTag(b, pbRefusal, protowire.BytesType)
 		b = protowire.AppendBytes(b, refusal)
 	}
@@ -348,8 +368,8 @@ func PackBulk(res *BulkCommitResult) ([]byte, error) {
 	b = protowire.AppendVarint(b, uint64(env.UpdatedAt.UnixMicro()))
 	b = protowire.AppendTag(b, pcLatestEffAt, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(env.LatestEffectiveAt.UnixMicro()))
-	b = protowire.AppendTag(b, pcChecksum, protowire.Fixed32Type)
-	return protowire.AppendFixed32(b, crc32.Checksum(raw, castagnoli)), nil
+	b = protowire.AppendTag(b, pcSum, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, bulkSum(res, refusals)), nil
 }
 
 // appendBalances appends an envelope's balances, each left out when 0.
@@ -436,16 +456,15 @@ func UnpackBulkRefs(packed []byte) (*PackedBulk, error) {
 			}
 		case protowire.Fixed32Type:
 			v, n := protowire.ConsumeFixed32(b)
-			if n < 0 || num != pcChecksum {
+			if n < 0 || !p.balance.setChecksum(num, v) {
 				return nil, errPacked
 			}
 			b = b[n:]
-			p.balance.checksum, p.balance.hasChecksum = v, true
 		default:
 			return nil, errPacked
 		}
 	}
-	if p.EnvelopeID == "" || !p.balance.hasChecksum || p.balance.updatedAt == nil || p.balance.latestEffectiveAt == nil {
+	if p.EnvelopeID == "" || p.balance.sumKind == 0 || p.balance.updatedAt == nil || p.balance.latestEffectiveAt == nil {
 		return nil, errPacked
 	}
 	return p, nil
@@ -477,11 +496,24 @@ func (p *PackedBulk) Rebuild(commitments map[string]*Commitment, env Envelope) (
 		res.Items[i].Commitment = &c
 		res.Accepted++
 	}
-	raw, err := json.Marshal(res)
+	ok, err := bal.matches(func() (uint32, error) {
+		// A refusal's JSON as encoded again from what was read: what is answered.
+		refusals := make([][]byte, len(res.Items))
+		for i, it := range res.Items {
+			if it.Refusal != nil {
+				raw, err := json.Marshal(it.Refusal)
+				if err != nil {
+					return 0, err
+				}
+				refusals[i] = raw
+			}
+		}
+		return bulkSum(res, refusals), nil
+	}, res)
 	if err != nil {
 		return nil, err
 	}
-	if crc32.Checksum(raw, castagnoli) != bal.checksum {
+	if !ok {
 		return nil, Internal("the commitments of a bulk call on envelope %s no longer hold what their awards recorded", env.ID)
 	}
 	return res, nil

@@ -1,9 +1,17 @@
 package core
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func packedTestResult() *CommitResult {
@@ -164,6 +172,212 @@ func TestParseUUID(t *testing.T) {
 	} {
 		if u, ok := parseUUID(s); ok != want || (ok && formatUUID(u[:]) != s) {
 			t.Errorf("parseUUID(%q) = %x, %v", s, u, ok)
+		}
+	}
+}
+
+func packedTestBulk() *BulkCommitResult {
+	r := packedTestResult()
+	c1, c2 := r.Commitment, r.Commitment
+	c2.ID, c2.Beneficiary, c2.Amount = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d", "siren:2", 7_000
+	return &BulkCommitResult{Items: []BulkItemResult{{Commitment: &c1}, {Refusal: InvalidArgument("amount", "must be positive")}, {Commitment: &c2}},
+		Accepted: 2, Refused: 1, Envelope: r.Envelope}
+}
+
+// packedRecordsOfBefore reads testdata/packed-json-checksum.txt: records written before pcSum.
+func packedRecordsOfBefore(t *testing.T) map[string][]byte {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/packed-json-checksum.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := map[string][]byte{}
+	for line := range strings.Lines(string(raw)) {
+		name, record, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if records[name], err = hex.DecodeString(record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return records
+}
+
+// TestPackedRecordsOfBeforeReplay protects invariant 5 across the change of checksum: a Commit's
+// or a bulk call's record written before pcSum (its checksum over the result's JSON) replays
+// forever as it was first answered, and still refuses a row changed since.
+func TestPackedRecordsOfBeforeReplay(t *testing.T) {
+	records := packedRecordsOfBefore(t)
+	r := packedTestResult()
+	got, err := UnpackCommit(records["commit"], r.Commitment, r.Envelope)
+	if err != nil || !jsonEqual(t, got, r) {
+		t.Errorf("a Commit's record of before: %+v, %v", got, err)
+	}
+	edited := r.Commitment
+	edited.Purpose = "edited"
+	if _, err := UnpackCommit(records["commit"], edited, r.Envelope); err == nil {
+		t.Error("a Commit's record of before replayed on an edited commitment")
+	}
+
+	want := packedTestBulk()
+	refs, err := UnpackBulkRefs(records["bulk"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]*Commitment{}
+	for _, it := range want.Items {
+		if it.Commitment != nil {
+			rows[it.Commitment.ID] = it.Commitment
+		}
+	}
+	bulk, err := refs.Rebuild(rows, want.Envelope)
+	if err != nil || !jsonEqual(t, bulk, want) {
+		t.Errorf("a bulk call's record of before: %+v, %v", bulk, err)
+	}
+	c := *rows[refs.Commitments[1]]
+	c.Amount++
+	rows[c.ID] = &c
+	if _, err := refs.Rebuild(rows, want.Envelope); err == nil {
+		t.Error("a bulk call's record of before replayed on an edited commitment")
+	}
+	// Both checksums, or one twice, is no record.
+	for _, extra := range []protowire.Number{pcSum, pcChecksum} {
+		record := protowire.AppendFixed32(protowire.AppendTag(slices.Clone(records["commit"]), extra, protowire.Fixed32Type), 7)
+		if _, err := UnpackCommit(record, r.Commitment, r.Envelope); err == nil {
+			t.Errorf("a record with a second checksum (field %d) replayed", extra)
+		}
+	}
+}
+
+// TestPackedBulkRebuildsTheSameJSON: a bulk call's result packed now (pcSum) rebuilds to the
+// same JSON, and refuses a changed commitment, envelope or refusal.
+func TestPackedBulkRebuildsTheSameJSON(t *testing.T) {
+	want := packedTestBulk()
+	record, err := PackBulk(want)
+	if err != nil || record == nil {
+		t.Fatalf("packed %x, %v", record, err)
+	}
+	refs, err := UnpackBulkRefs(record)
+	if err != nil || refs.balance.sumKind != pcSum {
+		t.Fatalf("refs %+v, %v", refs, err)
+	}
+	rows := map[string]*Commitment{}
+	for _, it := range want.Items {
+		if it.Commitment != nil {
+			c := *it.Commitment
+			c.Released, c.UpdatedAt = 10, c.UpdatedAt.Add(time.Hour) // updated since: not used
+			rows[c.ID] = &c
+		}
+	}
+	got, err := refs.Rebuild(rows, want.Envelope)
+	if err != nil || !jsonEqual(t, got, want) {
+		t.Errorf("rebuilt %+v, %v", got, err)
+	}
+	env := want.Envelope
+	env.GrantingBodyName = "another"
+	if _, err := refs.Rebuild(rows, env); err == nil {
+		t.Error("replayed on an envelope whose granting body changed")
+	}
+	refs.items[1].refusal.Message = "another"
+	if _, err := refs.Rebuild(rows, want.Envelope); err == nil {
+		t.Error("replayed another refusal")
+	}
+}
+
+// TestCanonicalCoversEveryField protects the packed records' checksum (canonical.go): changing
+// any field of a Commit's result — every exported field of the commitment and the envelope,
+// embedded ones included, and the entry's id — changes its checksum, so a rebuilt result that
+// differs in anything is refused. A field added to Commitment or Envelope is covered without a
+// word, or, of a kind the encoding does not know, makes this test (and the program) stop.
+func TestCanonicalCoversEveryField(t *testing.T) {
+	base := packedTestResult()
+	fill(t, reflect.ValueOf(&base.Commitment).Elem(), 1)
+	fill(t, reflect.ValueOf(&base.Envelope).Elem(), 1000)
+	sum := commitSum(base)
+	seen := map[uint32]string{sum: "the base"}
+	fields := 0
+	for _, part := range []struct {
+		name string
+		of   func(*CommitResult) reflect.Value
+	}{
+		{"commitment", func(r *CommitResult) reflect.Value { return reflect.ValueOf(&r.Commitment).Elem() }},
+		{"envelope", func(r *CommitResult) reflect.Value { return reflect.ValueOf(&r.Envelope).Elem() }},
+	} {
+		for _, f := range reflect.VisibleFields(part.of(base).Type()) {
+			if !f.IsExported() || (f.Anonymous && f.Type.Kind() == reflect.Struct) {
+				continue
+			}
+			for _, change := range []string{"set", "zero"} {
+				r := *base
+				v := part.of(&r).FieldByIndex(f.Index)
+				if change == "set" {
+					setLeaf(t, v, 7777)
+				} else {
+					v.SetZero()
+				}
+				s := commitSum(&r)
+				if other, dup := seen[s]; dup {
+					t.Errorf("%s.%s %s: checksum %08x, as %s", part.name, f.Name, change, s, other)
+				}
+				seen[s] = part.name + "." + f.Name + " " + change
+			}
+			fields++
+		}
+	}
+	r := *base
+	r.EntryID += "x"
+	if commitSum(&r) == sum {
+		t.Error("another entry id: same checksum")
+	}
+	if want := len(commitmentPlan) + len(envelopePlan); fields != want {
+		t.Errorf("changed %d fields, the plans have %d", fields, want)
+	}
+	// A time is told apart by its offset, as JSON tells it.
+	r = *base
+	r.Commitment.CreatedAt = r.Commitment.CreatedAt.In(time.FixedZone("x", 3600))
+	if commitSum(&r) == sum {
+		t.Error("a time in another offset: same checksum")
+	}
+}
+
+// fill sets every leaf field of struct v to a distinct value that is not zero.
+func fill(t *testing.T, v reflect.Value, seed int64) {
+	t.Helper()
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		if f.IsExported() && !(f.Anonymous && f.Type.Kind() == reflect.Struct) {
+			setLeaf(t, v.FieldByIndex(f.Index), seed+int64(f.Index[len(f.Index)-1])+int64(10*len(f.Index)))
+		}
+	}
+}
+
+func setLeaf(t *testing.T, v reflect.Value, n int64) {
+	t.Helper()
+	switch {
+	case v.Type() == reflect.TypeFor[time.Time]():
+		v.Set(reflect.ValueOf(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Second)))
+	case v.Kind() == reflect.String:
+		v.SetString(fmt.Sprintf("v%d", n))
+	case v.CanInt():
+		v.SetInt(n)
+	default:
+		t.Fatalf("no test value for %s", v.Type())
+	}
+}
+
+func BenchmarkPackCommit(b *testing.B) {
+	r := packedTestResult()
+	for b.Loop() {
+		PackCommit(r)
+	}
+}
+
+func BenchmarkUnpackCommit(b *testing.B) {
+	r := packedTestResult()
+	packed := PackCommit(r)
+	for b.Loop() {
+		if _, err := UnpackCommit(packed, r.Commitment, r.Envelope); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

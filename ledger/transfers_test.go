@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,11 +62,11 @@ var toMigration16 = map[string][]string{
 }
 
 // TestTransfersMigration protects migration 17 (two-leg entries in one row) on a ledger with every
-// kind of entry in the shape the code before it wrote: before and after the migration, every
-// entry has the same postings in the same order, the journal lists the same entries by envelope
-// and by commitment, the reports are equal at several dates, Verify and VerifyLog are clean
-// (the Merkle leaves, encoded from the postings, are the stored ones: invariant 11), the
-// checkpoint signed before it verifies against a newer one by a consistency proof, and the
+// kind of entry put back in the shape the code before it wrote: after the migration, every entry
+// has the postings it had before in the same order, the journal lists the same entries by
+// envelope and by commitment, the reports are equal at several dates, Verify and VerifyLog are
+// clean (the Merkle leaves, encoded from the postings, are the ones stored before: invariant 11),
+// the checkpoint signed before it verifies against a newer one by a consistency proof, and the
 // postings table keeps only the entries of another shape.
 func TestTransfersMigration(t *testing.T) {
 	t.Parallel()
@@ -87,14 +88,6 @@ func TestTransfersMigration(t *testing.T) {
 			}
 			return l
 		}
-		l := open()
-		for _, stmt := range toMigration16[db.engine] {
-			if err := rawExec(ctx, l, stmt); err != nil {
-				t.Fatalf("%s: %v", stmt, err)
-			}
-		}
-		l.Close()
-
 		type served struct {
 			entries   []Entry
 			byAccount map[string][]Entry
@@ -144,8 +137,10 @@ func TestTransfersMigration(t *testing.T) {
 			return s
 		}
 
-		// At migration 16's shape (goose's row for 17 kept, so that opening does not migrate).
-		l = open()
+		// What the ledger serves, then the ledger put back at migration 16's shape (goose's row
+		// for 17 kept until the shape is checked). The readers read the transfer columns, so what
+		// is served is read before: after the migration, the same must be served.
+		l := open()
 		before := read(l)
 		var twoLegs int64
 		for _, e := range before.entries {
@@ -153,8 +148,20 @@ func TestTransfersMigration(t *testing.T) {
 				twoLegs++
 			}
 		}
-		if twoLegs == 0 || before.postings != 2*twoLegs+3 {
-			t.Fatalf("before: %d posting rows for %d two-leg entries, want every posting a row plus the confirmed hold's three", before.postings, twoLegs)
+		for _, stmt := range toMigration16[db.engine] {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		var rows int64
+		err = l.db.ReadOnly(ctx, func(q store.Querier) error {
+			return q.QueryRow(ctx, "SELECT COUNT(*) FROM postings").Scan(&rows)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if twoLegs == 0 || rows != 2*twoLegs+3 {
+			t.Fatalf("at migration 16's shape: %d posting rows for %d two-leg entries, want every posting a row plus the confirmed hold's three", rows, twoLegs)
 		}
 		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id = 17"); err != nil {
 			t.Fatal(err)
@@ -170,7 +177,7 @@ func TestTransfersMigration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if after.postings != 3 || after.transfers != twoLegs {
+		if before.postings != 3 || after.postings != 3 || after.transfers != twoLegs {
 			t.Errorf("after: %d posting rows (want the confirmed hold's 3) and %d entries in one row (want %d)",
 				after.postings, after.transfers, twoLegs)
 		}
@@ -195,5 +202,92 @@ func TestTransfersMigration(t *testing.T) {
 			t.Errorf("the checkpoint signed before migration 17 does not verify against a newer one: %v", err)
 		}
 		requireVerifyOK(t, l)
+	})
+}
+
+// TestEntryReadersGiveTheViewsPostings protects the journal's postings as served and as logged
+// (invariants 1 and 11): ListEntries and the transparency log's reader (EntriesBySequence) take a
+// two-leg entry's legs from its own row and read only the postings table, and must give every
+// entry exactly the postings of the entry_postings view, in its order, on a ledger with every kind
+// of entry — and still the view's, with an extra row beside the legs, in a database edited behind
+// the ledger's back (so that the verifier sees what the view shows).
+func TestEntryReadersGiveTheViewsPostings(t *testing.T) {
+	t.Parallel()
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		src := fillForCopy(t, db)
+		l, err := Open(ctx, src.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		check := func(when string) {
+			t.Helper()
+			view := map[string][]Posting{}
+			bySeq := map[string][]Posting{}
+			err := l.db.ReadOnly(ctx, func(q store.Querier) error {
+				rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM entry_postings ORDER BY entry_id, seq")
+				if err != nil {
+					return err
+				}
+				defer rs.Close()
+				for rs.Next() {
+					var (
+						id string
+						p  Posting
+					)
+					if err := rs.Scan(&id, &p.Account, &p.Amount); err != nil {
+						return err
+					}
+					view[id] = append(view[id], p)
+				}
+				if err := rs.Err(); err != nil {
+					return err
+				}
+				// Three entries a call: every chunk boundary of the reader is crossed.
+				for after := int64(0); ; {
+					entries, err := store.EntriesBySequence(ctx, q, after, 3)
+					if err != nil || len(entries) == 0 {
+						return err
+					}
+					for _, e := range entries {
+						bySeq[e.ID] = e.Postings
+						after = e.Sequence
+					}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed := map[string][]Posting{}
+			for _, e := range allEntries(t, l, EntryFilter{}) {
+				listed[e.ID] = e.Postings
+			}
+			if len(listed) < 10 || len(listed) != len(bySeq) {
+				t.Fatalf("%s: %d entries listed, %d read by position", when, len(listed), len(bySeq))
+			}
+			for id, got := range listed {
+				if !slices.Equal(got, view[id]) {
+					t.Errorf("%s: ListEntries gives entry %s %v, the view %v", when, id, got, view[id])
+				}
+				if !slices.Equal(bySeq[id], view[id]) {
+					t.Errorf("%s: EntriesBySequence gives entry %s %v, the view %v", when, id, bySeq[id], view[id])
+				}
+			}
+		}
+		check("as written")
+
+		// A row added to the postings table of a two-leg entry, as an edit of the database would.
+		var id string
+		err = l.db.ReadOnly(ctx, func(q store.Querier) error {
+			return q.QueryRow(ctx, "SELECT id FROM journal_entries WHERE amount IS NOT NULL ORDER BY seq LIMIT 1").Scan(&id)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rawExec(ctx, l, "INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 2, 'envelope/forged', 5)", id); err != nil {
+			t.Fatal(err)
+		}
+		check("edited")
 	})
 }

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -30,6 +32,100 @@ func ScanEntry(s Scanner) (core.Entry, error) {
 	}
 	e.Kind, e.CreatedAt, e.EffectiveAt = core.EntryKind(kind), fromMicros(created), fromMicros(effective)
 	return e, err
+}
+
+// The postings of entries already read. The entry_postings view gives them (transfers.go), but
+// asked for a list of entries it probes the journal's primary key twice an entry (once for each
+// leg of a two-leg entry) on top of the postings table. A reader that has just read the entries'
+// rows holds their legs already: it selects them with SelectEntryLegs, sets them with
+// entryLegs.add, and reads only the postings table (readPostingRows). The postings are the view's,
+// in its order (by their seq: a two-leg entry's legs are 0 and 1).
+
+// SelectEntryLegs reads a two-leg entry's legs (alias e), for entryLegs.scan.
+const SelectEntryLegs = "e.debit_account, e.credit_account, e.amount"
+
+// entryLegs holds the columns SelectEntryLegs reads, for one row.
+type entryLegs struct {
+	debit, credit *string
+	amount        *int64
+}
+
+// targets are the scan targets of SelectEntryLegs.
+func (l *entryLegs) targets() []any { return []any{&l.debit, &l.credit, &l.amount} }
+
+// add sets the postings of e to its legs, and reports whether it is a two-leg entry.
+func (l *entryLegs) add(e *core.Entry) bool {
+	if l.amount == nil || l.debit == nil || l.credit == nil {
+		return false
+	}
+	e.Postings = []core.Posting{{Account: *l.debit, Amount: -*l.amount}, {Account: *l.credit, Amount: *l.amount}}
+	return true
+}
+
+// withTargets scans what its caller asks for, then extra.
+type withTargets struct {
+	s     Scanner
+	extra []any
+}
+
+func (w withTargets) Scan(dest ...any) error { return w.s.Scan(append(dest, w.extra...)...) }
+
+// readPostingRows adds to entries the rows of the postings table, in the order of their seq;
+// legged[i] says whether entries[i] is a two-leg entry whose legs entryLegs.add has set. An entry
+// is either two-leg or has posting rows; one that had both (an edited database) gets both, ordered
+// by seq, its legs first at an equal seq, as the view would give them.
+func readPostingRows(ctx context.Context, q Querier, entries []core.Entry, legged []bool) error {
+	index := make(map[string]int, len(entries))
+	for i := range entries {
+		index[entries[i].ID] = i
+	}
+	type row struct {
+		seq int64
+		p   core.Posting
+	}
+	both := map[int][]row{} // the rows of two-leg entries
+	const chunk = 500
+	for start := 0; start < len(entries); start += chunk {
+		part := entries[start:min(start+chunk, len(entries))]
+		ids := make([]string, len(part))
+		for i := range part {
+			ids[i] = part[i].ID
+		}
+		list, args := inList(0, ids)
+		rs, err := q.Query(ctx, "SELECT entry_id, seq, account, amount FROM postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", args...)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var r row
+			var id string
+			if err := rs.Scan(&id, &r.seq, &r.p.Account, &r.p.Amount); err != nil {
+				rs.Close()
+				return err
+			}
+			i := index[id]
+			if legged[i] {
+				both[i] = append(both[i], r)
+			} else {
+				entries[i].Postings = append(entries[i].Postings, r.p)
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+	}
+	for i, rows := range both {
+		e := &entries[i]
+		merged := []row{{0, e.Postings[0]}, {1, e.Postings[1]}}
+		merged = append(merged, rows...)
+		slices.SortStableFunc(merged, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+		e.Postings = e.Postings[:0]
+		for _, r := range merged {
+			e.Postings = append(e.Postings, r.p)
+		}
+	}
+	return nil
 }
 
 // insertEntryColumns are the columns InsertEntries writes: EntryColumns, then an entry's two

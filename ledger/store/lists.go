@@ -117,7 +117,7 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 		}
 	}
 	args := []any{after}
-	query := "SELECT " + SelectEntryColumns + " FROM journal_entries e WHERE e.seq > $1"
+	query := "SELECT " + SelectEntryColumns + ", " + SelectEntryLegs + " FROM journal_entries e WHERE e.seq > $1"
 	var accounts []string
 	if f.EnvelopeID != "" {
 		accounts = append(accounts, core.EnvelopeName(f.EnvelopeID))
@@ -129,35 +129,26 @@ func ListEntries(ctx context.Context, q Querier, f EntryFilter, page Page) ([]co
 		args = append(args, account)
 		query += fmt.Sprintf(" AND e.id IN (SELECT p.entry_id FROM entry_postings p WHERE p.account = $%d)", len(args))
 	}
-	entries, next, err := listPage(ctx, q, query+" ORDER BY e.seq", args, page.limit(), filterKey, ScanEntry,
-		func(e core.Entry) string { return strconv.FormatInt(e.Sequence, 10) })
+	type listed struct {
+		core.Entry
+		legged bool
+	}
+	rows, next, err := listPage(ctx, q, query+" ORDER BY e.seq",
+		args, page.limit(), filterKey, func(s Scanner) (listed, error) {
+			var legs entryLegs
+			e, err := ScanEntry(withTargets{s, legs.targets()})
+			return listed{e, legs.add(&e)}, err
+		},
+		func(l listed) string { return strconv.FormatInt(l.Sequence, 10) })
+	entries, legged := make([]core.Entry, len(rows)), make([]bool, len(rows))
+	for i, r := range rows {
+		entries[i], legged[i] = r.Entry, r.legged
+	}
 	if err != nil || len(entries) == 0 {
 		return entries, next, err
 	}
 	// Entries are immutable, so their postings can be read in a second statement.
-	ids := make([]string, len(entries))
-	index := map[string]int{}
-	for i, e := range entries {
-		ids[i] = e.ID
-		index[e.ID] = i
-	}
-	list, pargs := inList(0, ids)
-	rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM entry_postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", pargs...)
-	if err != nil {
-		return nil, "", err
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var (
-			id string
-			p  core.Posting
-		)
-		if err := rs.Scan(&id, &p.Account, &p.Amount); err != nil {
-			return nil, "", err
-		}
-		entries[index[id]].Postings = append(entries[index[id]].Postings, p)
-	}
-	return entries, next, rs.Err()
+	return entries, next, readPostingRows(ctx, q, entries, legged)
 }
 
 // listPage runs a keyset-paginated query: it asks for one row more than the page to know whether

@@ -20,61 +20,35 @@ import (
 // EntriesBySequence returns up to limit positioned journal entries after position after, in
 // order, with their postings.
 func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) ([]core.Entry, error) {
-	rs, err := q.Query(ctx, "SELECT id, seq, kind, currency, caller, request_id, memo, created_at FROM journal_entries WHERE seq > $1 ORDER BY seq LIMIT $2", after, limit)
+	rs, err := q.Query(ctx, "SELECT e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at, "+SelectEntryLegs+
+		" FROM journal_entries e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2", after, limit)
 	if err != nil {
 		return nil, err
 	}
-	var entries []core.Entry
+	var (
+		entries []core.Entry
+		legged  []bool
+	)
 	for rs.Next() {
 		var (
 			e       core.Entry
 			kind    string
 			created int64
+			legs    entryLegs
 		)
-		if err := rs.Scan(&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created); err != nil {
+		if err := rs.Scan(append([]any{&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created}, legs.targets()...)...); err != nil {
 			rs.Close()
 			return nil, err
 		}
 		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
+		legged = append(legged, legs.add(&e))
 		entries = append(entries, e)
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil || len(entries) == 0 {
 		return entries, err
 	}
-	index := make(map[string]int, len(entries))
-	for i, e := range entries {
-		index[e.ID] = i
-	}
-	const chunk = 500
-	for start := 0; start < len(entries); start += chunk {
-		part := entries[start:min(start+chunk, len(entries))]
-		ids := make([]string, len(part))
-		for i, e := range part {
-			ids[i] = e.ID
-		}
-		list, args := inList(0, ids)
-		rs, err := q.Query(ctx, "SELECT entry_id, account, amount FROM entry_postings WHERE entry_id IN ("+list+") ORDER BY entry_id, seq", args...)
-		if err != nil {
-			return nil, err
-		}
-		for rs.Next() {
-			var (
-				id string
-				p  core.Posting
-			)
-			if err := rs.Scan(&id, &p.Account, &p.Amount); err != nil {
-				rs.Close()
-				return nil, err
-			}
-			entries[index[id]].Postings = append(entries[index[id]].Postings, p)
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return entries, nil
+	return entries, readPostingRows(ctx, q, entries, legged)
 }
 
 // LogSize is the number of leaves of the transparency log.

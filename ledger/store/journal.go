@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
@@ -11,7 +12,7 @@ import (
 // The journal: append-only entries and their postings.
 
 // EntryColumns are the columns of a journal entry as written (its position, seq, is given
-// later). Every field of core.Entry but its postings and position is here, in this order.
+// later, or beside them where the writer runs alone: insertPositionedColumns). Every field of core.Entry but its postings and position is here, in this order.
 var EntryColumns = []string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at", "effective_at"}
 
 // SelectEntryColumns reads a journal entry (alias e) in ScanEntry's order; an entry written
@@ -132,6 +133,10 @@ func readPostingRows(ctx context.Context, q Querier, entries []core.Entry, legge
 // legs when it has the transfer's shape (see transfers.go).
 var insertEntryColumns = append(EntryColumns[:len(EntryColumns):len(EntryColumns)], "debit_account", "credit_account", "amount")
 
+// insertPositionedColumns are insertEntryColumns and the entry's position, which InsertEntries
+// writes with the entry on an engine whose writers run one at a time (inlinePositioner).
+var insertPositionedColumns = append(insertEntryColumns[:len(insertEntryColumns):len(insertEntryColumns)], "seq")
+
 // transferLegs reports whether postings have the transfer's shape, (A, −a) then (B, +a) with
 // a > 0, stored in the entry's own row; any other shape is stored in the postings table.
 func transferLegs(postings []core.Posting) bool {
@@ -180,7 +185,28 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt),
 			micros(effective), debit, credit, amount})
 	}
-	if err := bulkInsert(ctx, q, "journal_entries", insertEntryColumns, rows, "",
+	columns := insertEntryColumns
+	if p, ok := q.(inlinePositioner); ok && p.positionsInline() {
+		// The positions AssignSequences would give them: in (created_at, id) order, as the
+		// database compares them, after every entry already written.
+		first, err := positionFrom(ctx, q, len(entries))
+		if err != nil {
+			return err
+		}
+		order := make([]int, len(entries))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int {
+			return cmp.Or(cmp.Compare(micros(entries[a].CreatedAt), micros(entries[b].CreatedAt)),
+				strings.Compare(entries[a].ID, entries[b].ID))
+		})
+		for k, i := range order {
+			rows[i] = append(rows[i], first+int64(k))
+		}
+		columns = insertPositionedColumns
+	}
+	if err := bulkInsert(ctx, q, "journal_entries", columns, rows, "",
 		core.Internal("a journal entry was not inserted")); err != nil {
 		return err
 	}

@@ -17,7 +17,9 @@ import (
 // simply gets a later position.
 //
 // On SQLite, write transactions run one at a time: the position is taken inside the write
-// transaction itself (Engine.InlineSequence), so entries never wait for one.
+// transaction itself (Engine.InlineSequence), so entries never wait for one. InsertEntries writes
+// it with the entry (inlinePositioner), in the order AssignSequences would give; AssignSequences,
+// run again before the transaction commits, finds nothing left to position.
 
 // MaxSequenceBatch bounds the entries one AssignSequences call positions.
 const MaxSequenceBatch = 5000
@@ -81,6 +83,38 @@ func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (as
 		return 0, last, err
 	}
 	return len(ids), last, nil
+}
+
+// inlinePositioner is the Querier of a write transaction of an engine whose writers run one at a
+// time (SQLite): InsertEntries inserts entries with their positions (positionFrom) instead of
+// leaving them to AssignSequences' UPDATE. On SQLite that UPDATE rewrote each row just inserted,
+// took it out of the unpositioned index and put it in the positions' index: about as much CPU
+// and WAL as the insert itself (docs/benchmarks.md, "Positions written with the entry").
+type inlinePositioner interface{ positionsInline() bool }
+
+// positionFrom reserves the next n positions, in the transaction of q, which must be the only
+// writer: it positions first any entry left without one (AssignSequences: an entry written
+// before the journal had positions, or by a path that does not position), then moves the head
+// past the n reserved. It returns the first of them.
+func positionFrom(ctx context.Context, q Querier, n int) (int64, error) {
+	for {
+		assigned, last, err := AssignSequences(ctx, q, "", MaxSequenceBatch)
+		if err != nil {
+			return 0, err
+		}
+		if assigned == MaxSequenceBatch {
+			continue
+		}
+		if err := q.Write(ctx, "UPDATE journal_head SET last_seq = $1 WHERE id = 1", []any{last + int64(n)}, func(r int64) error {
+			if r != 1 {
+				return fmt.Errorf("reserving journal positions: the journal head was not updated")
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		return last + 1, nil
+	}
 }
 
 // Unsequenced reports whether some committed journal entry has no position yet.

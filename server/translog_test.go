@@ -58,21 +58,6 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 			create(fmt.Sprintf("line-%02d", i), "fund", 1_000_000)
 		}
 
-		const callers, awards = 64, 6
-		var writers sync.WaitGroup
-		for c := range callers {
-			writers.Go(func() {
-				for a := range awards {
-					_, err := commitments.Commit(ctx, &pb.CommitRequest{RequestId: uuid.NewString(),
-						Envelope: fmt.Sprintf("envelopes/line-%02d", (c+a)%30), Beneficiary: fmt.Sprintf("siren:%d-%d", c, a),
-						Project: "p", Amount: 1_000})
-					if err != nil {
-						t.Errorf("Commit: %v", err)
-					}
-				}
-			})
-		}
-
 		// The consumer.
 		var (
 			mu       sync.Mutex
@@ -82,6 +67,8 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 		var received []*pb.JournalEntry
 		last := int64(0)
 		consumerDone := make(chan struct{})
+		// The last position received, after each message (never more messages than entries).
+		progress := make(chan int64, 1+30+64*6)
 		reconnects, killed := 0, false
 		go func() {
 			defer close(consumerDone)
@@ -126,6 +113,9 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 						received = append(received, e)
 						last = e.GetSequence()
 					}
+					if len(resp.GetJournalEntries()) > 0 {
+						progress <- last
+					}
 					if n := target.Load(); n > 0 && last == n {
 						cancel()
 						return
@@ -149,7 +139,32 @@ func TestWatchJournalFollowsUnderLoad(t *testing.T) {
 			}
 		}()
 
-		writers.Wait()
+		// The writers, in rounds of one award per caller, all at once. Each round waits until the
+		// consumer has received the journal so far, so that every round reaches it in messages of
+		// their own, and it reconnects five times however fast the machine writes (in one pass,
+		// a fast writer could hand it the whole journal in four messages).
+		const callers, awards = 64, 6
+		for a := range awards {
+			var writers sync.WaitGroup
+			for c := range callers {
+				writers.Go(func() {
+					_, err := commitments.Commit(ctx, &pb.CommitRequest{RequestId: uuid.NewString(),
+						Envelope: fmt.Sprintf("envelopes/line-%02d", (c+a)%30), Beneficiary: fmt.Sprintf("siren:%d-%d", c, a),
+						Project: "p", Amount: 1_000})
+					if err != nil {
+						t.Errorf("Commit: %v", err)
+					}
+				})
+			}
+			writers.Wait()
+			for seen, want := int64(0), int64(1+30+callers*(a+1)); seen < want && !t.Failed(); {
+				select {
+				case seen = <-progress:
+				case <-consumerDone:
+					t.Errorf("the consumer stopped at position %d of %d", seen, want)
+				}
+			}
+		}
 		if t.Failed() {
 			mu.Lock()
 			cancelFn()

@@ -12,7 +12,8 @@ import (
 // The journal: append-only entries and their postings.
 
 // EntryColumns are the columns of a journal entry as written (its position, seq, is given
-// later, or beside them where the writer runs alone: insertPositionedColumns). Every field of core.Entry but its postings and position is here, in this order.
+// later, or beside them where the writer runs alone: insertPositionedColumns). Every field of
+// core.Entry but its postings and position is here, in this order.
 var EntryColumns = []string{"id", "kind", "currency", "caller", "request_id", "memo", "created_at", "effective_at"}
 
 // SelectEntryColumns reads a journal entry (alias e) in ScanEntry's order; an entry written

@@ -64,7 +64,7 @@ func CheckField(path, name, s string) error {
 
 // CheckRequestID checks a request id.
 func CheckRequestID(id string) error {
-	if len(id) > Fields["request_id"].MaxLen || !requestIDPattern.MatchString(id) {
+	if !isRequestID(id) {
 		return InvalidArgument("request_id", "must be 1 to 128 printable ASCII characters without spaces")
 	}
 	return nil
@@ -72,10 +72,46 @@ func CheckRequestID(id string) error {
 
 // CheckEnvelopeID checks the id of an envelope named in field.
 func CheckEnvelopeID(field, id string) error {
-	if len(id) > Fields["envelope_id"].MaxLen || !envelopeIDPattern.MatchString(id) {
+	if !isEnvelopeID(id) {
 		return InvalidArgument(field, "must be 1 to 63 lower-case letters, digits and hyphens, starting with a letter")
 	}
 	return nil
+}
+
+// Every request names its request id and its envelope's, and the ledger checks them again after
+// the gRPC boundary did: by hand, since a regular expression cost about 2 % of the server's CPU
+// per award. isRequestID and isEnvelopeID are the rules of Fields, length and pattern, byte by
+// byte; TestIDCheckersMatchTheirPatterns holds them to requestIDPattern and envelopeIDPattern.
+var (
+	requestIDMaxLen  = Fields["request_id"].MaxLen
+	envelopeIDMaxLen = Fields["envelope_id"].MaxLen
+)
+
+// isRequestID: 1 to 128 bytes, each printable ASCII other than space ('!' to '~').
+func isRequestID(id string) bool {
+	if len(id) == 0 || len(id) > requestIDMaxLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < '!' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// isEnvelopeID: 1 to 63 bytes, lower-case letters, digits and hyphens, a letter first, no hyphen
+// last.
+func isEnvelopeID(id string) bool {
+	if len(id) == 0 || len(id) > envelopeIDMaxLen || id[0] < 'a' || id[0] > 'z' || id[len(id)-1] == '-' {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		if c := id[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckText checks a free-text field: valid UTF-8, min to max characters, no control character.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
 	"github.com/budgetledger/budgetledger/ledger/translog"
 )
@@ -25,6 +26,10 @@ type copySource struct {
 	refusal       Commit
 	refusalErr    error
 	checkpoint    string // a checkpoint the source signed
+	// legacy is a request recorded under its bare request id, as before request ids were scoped
+	// per caller (its row written as the code of then wrote it); legacyResult its answer.
+	legacy       Commit
+	legacyResult CommitResult
 }
 
 // fillForCopy fills a new ledger at db with every kind of operation through the ledger's API:
@@ -91,6 +96,18 @@ func fillForCopy(t *testing.T, db testDB) copySource {
 		_, err := l.Commit(ctx, commitCmd("m-axis-2", fmt.Sprintf("siren:m%d", i), int64(20_000+i)))
 		must("Commit", err)
 	}
+	// A request recorded under its bare request id, before the scoping: its award, and its row.
+	src.legacy = commitCmd("m-axis-2", "siren:legacy", 3_000)
+	first := src.legacy
+	first.RequestID = newRequestID()
+	src.legacyResult, err = l.Commit(ctx, first)
+	must("Commit", err)
+	outcome, err := core.Settle(&src.legacyResult, nil)
+	must("Settle", err)
+	must("the legacy row", l.db.ReadWrite(ctx, func(q store.Querier) error {
+		return store.InsertRequests(ctx, q, clock.Now(), []core.RequestRow{{Key: src.legacy.RequestID,
+			Fingerprint: src.legacy.Fingerprint().Legacy, Outcome: outcome}})
+	}))
 	// A refusal, recorded under its request id.
 	src.refusal = commitCmd("b-other", "siren:big", 600_000)
 	_, src.refusalErr = l.Commit(ctx, src.refusal)
@@ -210,6 +227,11 @@ func checkCopy(t *testing.T, src copySource, dst testDB) {
 	again, err := to.Commit(ctx, src.success)
 	if err != nil || !reflect.DeepEqual(again, src.successResult) {
 		t.Errorf("retried award on the target = %+v, %v; the source answered %+v", again, err, src.successResult)
+	}
+	// Rows under a bare request id are still looked up on the target (requests_bare_keys is
+	// carried with them).
+	if again, err := to.Commit(ctx, src.legacy); err != nil || !reflect.DeepEqual(again, src.legacyResult) {
+		t.Errorf("retried legacy award on the target = %+v, %v; the source answered %+v", again, err, src.legacyResult)
 	}
 	_, err = to.Commit(ctx, src.refusal)
 	if err == nil || err.Error() != src.refusalErr.Error() || !errors.Is(err, ErrInsufficientFunds) {

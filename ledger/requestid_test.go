@@ -126,6 +126,34 @@ func TestLegacyRequestRowsReplay(t *testing.T) {
 	})
 }
 
+// TestVerifyReportsBareRowsNotLookedUp protects invariant 5 through invariant 6's check: a row
+// under a bare request id is looked up only where requests_bare_keys has its row (migration 19).
+// A bare row written behind the ledger's back, without that row, would not be found by a retry,
+// which would be decided again: Verify reports it, and no longer once the row is there.
+func TestVerifyReportsBareRowsNotLookedUp(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		requireVerifyOK(t, l)
+		if err := rawExec(ctx, l, `INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at)
+			VALUES ('r-bare', 'NOT_FOUND', 'f', '{"refusal":{"reason":"NOT_FOUND","message":"m"}}', 1)`); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Discrepancies) != 1 || rep.Discrepancies[0].Invariant != 6 || rep.Discrepancies[0].Subject != "request r-bare" {
+			t.Fatalf("Verify = %v; want one discrepancy of invariant 6 on request r-bare", rep.Discrepancies)
+		}
+		if err := rawExec(ctx, l, "INSERT INTO requests_bare_keys (id) VALUES (1)"); err != nil {
+			t.Fatal(err)
+		}
+		requireVerifyOK(t, l)
+	})
+}
+
 // TestBulkFingerprintCollision protects invariant 5 ("the same id with another payload is
 // refused"): two different bulk calls that the legacy fingerprint could not tell apart (the
 // first call's first item carries policy fields, which the legacy encoding appended only when

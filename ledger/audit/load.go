@@ -236,6 +236,21 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 		e, ok := core.AsError(err)
 		return ok && e.Reason == core.ReasonInternal
 	}
+	// A row under a bare request id is looked up only where requests_bare_keys has its row
+	// (migration 19, store.LoadRequests): without it, a retry of that request would be decided
+	// again instead of answered.
+	var marked int
+	if err := q.QueryRow(ctx, "SELECT count(*) FROM requests_bare_keys").Scan(&marked); err != nil {
+		return err
+	}
+	unlooked := func(keys []string) {
+		for _, k := range keys {
+			if marked == 0 && !strings.Contains(k, "\t") {
+				s.unanswerable = append(s.unanswerable, unanswerable{key: k,
+					why: "it is recorded under its bare request id, which this ledger does not look up (requests_bare_keys is empty): a retry would be decided again"})
+			}
+		}
+	}
 	after := ""
 	for {
 		keys, err := store.ReplayRequests(ctx, q, after, answerPage)
@@ -243,6 +258,7 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 			if len(keys) == 0 {
 				return nil
 			}
+			unlooked(keys)
 			after = keys[len(keys)-1]
 			continue
 		}
@@ -257,6 +273,7 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 		if len(keys) == 0 {
 			return replayErr // not in the same snapshot: never so
 		}
+		unlooked(keys)
 		for _, k := range keys {
 			if _, err := store.LoadRequests(ctx, q, []string{k}); unreadable(err) {
 				why := err // "internal error": what was wrong is its cause

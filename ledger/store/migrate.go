@@ -289,6 +289,37 @@ var requestLogPacked = map[string][]string{
 	},
 }
 
+// requestsBareKeys (migration 19) records whether the request log may hold rows keyed by a bare
+// request id, recorded before request ids were scoped per caller (core.LookupKeys). A retry is
+// looked up under both its keys only where the table has its row (LoadRequests): a ledger made
+// since has none, and each lookup names half the keys. The row is written by this migration
+// where such a row exists (a scan of the request log, once, stopped by the first), by
+// InsertRequests with any row under a bare key, and by `ledgerd copy` with the rest of a ledger
+// that has it. It is never removed: its trigger refuses it, like the request log's own.
+var requestsBareKeys = map[string][]string{
+	"sqlite": {
+		`CREATE TABLE IF NOT EXISTS requests_bare_keys (id INTEGER PRIMARY KEY CHECK (id = 1))`,
+		`INSERT INTO requests_bare_keys (id) SELECT 1 WHERE EXISTS
+		 (SELECT 1 FROM requests WHERE instr(request_id, char(9)) = 0) ON CONFLICT DO NOTHING`,
+		`DROP TRIGGER IF EXISTS requests_bare_keys_append_only`,
+		`CREATE TRIGGER requests_bare_keys_append_only BEFORE UPDATE ON requests_bare_keys
+		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
+		`DROP TRIGGER IF EXISTS requests_bare_keys_no_delete`,
+		`CREATE TRIGGER requests_bare_keys_no_delete BEFORE DELETE ON requests_bare_keys
+		 BEGIN SELECT RAISE(ABORT, 'the request log is append-only'); END`,
+	},
+	"postgres": {
+		`CREATE TABLE IF NOT EXISTS requests_bare_keys (id INTEGER PRIMARY KEY CHECK (id = 1))`,
+		`INSERT INTO requests_bare_keys (id) SELECT 1 WHERE EXISTS
+		 (SELECT 1 FROM requests WHERE strpos(request_id, chr(9)) = 0) ON CONFLICT DO NOTHING`,
+		`DROP TRIGGER IF EXISTS requests_bare_keys_append_only ON requests_bare_keys`,
+		`CREATE OR REPLACE FUNCTION ledger_requests_bare_keys_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN RAISE EXCEPTION 'the ledger table % is append-only', TG_TABLE_NAME; END $$`,
+		`CREATE TRIGGER requests_bare_keys_append_only BEFORE UPDATE OR DELETE ON requests_bare_keys
+		 FOR EACH ROW EXECUTE FUNCTION ledger_requests_bare_keys_kept()`,
+	},
+}
+
 // goMigration is a Go migration: statements run in order (see THE RULE above).
 type goMigration struct {
 	version    int64
@@ -312,6 +343,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{16, paymentsAppendOnly[dialect]},
 		{17, transfersSchema[dialect]}, // two-leg entries in one row (transfers.go)
 		{18, requestLogPacked[dialect]},
+		{19, requestsBareKeys[dialect]},
 	}
 }
 

@@ -47,7 +47,8 @@ type Engine interface {
 	// Sequencing runs fn in a transaction meant for assigning journal positions (see
 	// sequence.go), retrying it like ReadWrite. Its exclusion comes from the journal_head row it
 	// locks, so it reads what is committed when each statement runs (READ COMMITTED on
-	// PostgreSQL) and never makes serializable write transactions abort.
+	// PostgreSQL) and takes no predicate lock. A write transaction that positions its own entries
+	// (inlinePositioner) and finds the head moved by it since its snapshot is retried.
 	Sequencing(ctx context.Context, fn func(q Querier) error) error
 	// InlineSequence reports whether write transactions run one at a time (SQLite): then a
 	// position taken inside a write transaction is its commit order, and entries are given theirs
@@ -84,6 +85,9 @@ type Config struct {
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool
 
+	// positionAfterCommit leaves every entry written on PostgreSQL to the sequencer, as when
+	// another positioner is always at work (tests of that path).
+	positionAfterCommit bool
 	// noMigrate opens the database as it is, without migrating it (the source of a copy).
 	noMigrate bool
 	// unfinishedCopy opens a database that `ledgerd copy` has not finished filling (the

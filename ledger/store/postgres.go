@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -114,7 +115,7 @@ func (e *pgEngine) Sequencing(ctx context.Context, fn func(q Querier) error) err
 		return e.ReadWrite(ctx, fn)
 	}
 	return e.retrying(ctx, func(ctx context.Context) error {
-		return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", fn)
+		return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", positioner, fn)
 	})
 }
 
@@ -190,20 +191,37 @@ func cockroachOutcome(err error, atCommit bool) error {
 
 func (e *pgEngine) InlineSequence() bool { return false }
 
-// attempt is one serializable PostgreSQL transaction.
+// attempt is one serializable PostgreSQL transaction, which may position its own entries
+// (inlinePositioner).
 func (e *pgEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
-	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", fn)
+	mode := ownPositions
+	if e.cfg.positionAfterCommit {
+		mode = 0
+	}
+	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", mode, fn)
 }
 
+// querierMode says how a PostgreSQL transaction takes part in positioning journal entries.
+type querierMode int
+
+const (
+	// ownPositions: a serializable write transaction, which positions its own entries when no
+	// other positioner is at work (insertPositioned).
+	ownPositions querierMode = 1 + iota
+	// positioner: a sequencer's transaction, which waits for the positioners' lock before it
+	// positions entries (lockPositioners).
+	positioner
+)
+
 // attemptAt is one PostgreSQL transaction: begin, fn, COMMIT, with COMMIT's error returned.
-func (e *pgEngine) attemptAt(ctx context.Context, begin string, fn func(q Querier) error) error {
+func (e *pgEngine) attemptAt(ctx context.Context, begin string, mode querierMode, fn func(q Querier) error) error {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// A connection released inside a transaction is closed by the pool, never reused.
 	defer conn.Release()
-	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true}
+	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true, mode: mode}
 	err = fn(q)
 	if err == nil {
 		err = q.commit(ctx)
@@ -293,6 +311,74 @@ type pgxQuerier struct {
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string
+	// mode: how the transaction takes part in positioning entries (PostgreSQL only); declined:
+	// an ownPositions transaction found another positioner at work (insertPositioned).
+	mode     querierMode
+	declined bool
+}
+
+// lockPositioners waits, in a sequencer's transaction, for the positioners' lock (see
+// sequencerLock): write transactions do not position their own entries while it is held.
+func (p *pgxQuerier) lockPositioners(ctx context.Context) error {
+	if p.mode != positioner {
+		return nil
+	}
+	_, err := p.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", sequencerLock)
+	return err
+}
+
+// insertPositioned inserts a transaction's journal entries with the next positions if it gets
+// the advisory lock sequencerLock at once, and without positions, for the sequencer, if another
+// positioner holds it (see inlinePositioner). The lock, once taken, is held until the transaction
+// ends, so a sequencer positions nothing while positions this one reserved are not yet visible.
+// Moving the head fails with 40001 if another transaction moved it since this one's snapshot: the
+// transaction is then retried, never given positions above some it cannot see.
+//
+// A few rows go in one statement that moves the head and inserts them, held back with the other
+// writes until COMMIT like any write: no round trip of its own, and the locks taken at the very
+// end. Many rows (COPY) first move the head, in a round trip that their number pays for.
+func (p *pgxQuerier) insertPositioned(ctx context.Context, rows [][]any, onShort error) error {
+	if p.mode != ownPositions || p.declined {
+		return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
+	}
+	if len(rows) >= copyThreshold {
+		var last int64
+		err := p.QueryRow(ctx, "UPDATE journal_head SET last_seq = last_seq + $1 WHERE id = 1 AND pg_try_advisory_xact_lock($2) RETURNING last_seq",
+			int64(len(rows)), sequencerLock).Scan(&last)
+		switch {
+		case errors.Is(err, ErrNoRows):
+			p.declined = true
+			return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
+		case err != nil:
+			return err
+		}
+		return bulkInsert(ctx, p, "journal_entries", insertPositionedColumns, withPositions(rows, last-int64(len(rows))+1), "", onShort)
+	}
+	// WITH h AS (UPDATE journal_head … RETURNING the position before the first) INSERT … VALUES
+	// (…, (SELECT base FROM h) + 1), …: NULL positions where h is empty (the lock is taken).
+	b := make([]byte, 0, 256+len(rows)*len(insertEntryColumns)*6)
+	b = append(b, "WITH h AS (UPDATE journal_head SET last_seq = last_seq + $1 WHERE id = 1 AND pg_try_advisory_xact_lock($2) RETURNING last_seq - $1 AS base) INSERT INTO journal_entries ("...)
+	b = append(b, strings.Join(insertPositionedColumns, ", ")...)
+	b = append(b, ") VALUES "...)
+	args := make([]any, 2, 2+len(rows)*len(insertEntryColumns))
+	args[0], args[1] = int64(len(rows)), sequencerLock
+	for k, row := range rows {
+		if k > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendPlaceholders(b, len(args), len(row))
+		b = append(b[:len(b)-1], ", (SELECT base FROM h) + "...)
+		b = strconv.AppendInt(b, int64(k+1), 10)
+		b = append(b, ')')
+		args = append(args, row...)
+	}
+	want := int64(len(rows))
+	return p.Write(ctx, string(b), args, func(n int64) error {
+		if n != want {
+			return onShort
+		}
+		return nil
+	})
 }
 
 // started sends BEGIN if it is still pending.

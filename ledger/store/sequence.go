@@ -156,8 +156,13 @@ func positionFrom(ctx context.Context, q Querier, n int) (int64, error) {
 
 // Unsequenced reports whether some committed journal entry has no position yet.
 func Unsequenced(ctx context.Context, q Querier) (bool, error) {
+	return rowExists(ctx, q, "SELECT 1 FROM journal_entries WHERE seq IS NULL LIMIT 1")
+}
+
+// rowExists reports whether query, a SELECT 1 …, returns a row.
+func rowExists(ctx context.Context, q Querier, query string) (bool, error) {
 	var one int
-	err := q.QueryRow(ctx, "SELECT 1 FROM journal_entries WHERE seq IS NULL LIMIT 1").Scan(&one)
+	err := q.QueryRow(ctx, query).Scan(&one)
 	if errors.Is(err, ErrNoRows) {
 		return false, nil
 	}

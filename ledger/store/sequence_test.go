@@ -35,11 +35,7 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				database := databases[k]
 				ctx := t.Context()
-				db, err := Open(ctx, database, Config{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(db.Close)
+				db := openEngine(t, database)
 				release := func() {}
 				if otherPositioner {
 					if db.Name() != "postgres" {
@@ -169,11 +165,7 @@ func TestManyInsertedEntriesTakeTheirPositions(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, database string) {
 		t.Parallel()
 		ctx := t.Context()
-		db, err := Open(ctx, database, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		db := openEngine(t, database)
 		at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 		var handed []core.Entry
 		for i := range copyThreshold + 50 {

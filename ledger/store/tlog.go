@@ -61,12 +61,7 @@ func LogSize(ctx context.Context, q Querier) (int64, error) {
 // LogLags reports whether the journal holds positioned entries that the transparency log has not
 // appended yet.
 func LogLags(ctx context.Context, q Querier) (bool, error) {
-	var one int
-	err := q.QueryRow(ctx, "SELECT 1 FROM journal_head j, tlog_head t WHERE j.id = 1 AND t.id = 1 AND j.last_seq > t.size").Scan(&one)
-	if errors.Is(err, ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return rowExists(ctx, q, "SELECT 1 FROM journal_head j, tlog_head t WHERE j.id = 1 AND t.id = 1 AND j.last_seq > t.size")
 }
 
 // LogNodes reads stored node hashes (a translog.ReadNodes over q).

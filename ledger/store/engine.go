@@ -84,10 +84,13 @@ type Config struct {
 	// MustExist refuses to create the database: a SQLite file that does not exist is
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool
+	// PositionAfterCommit leaves every journal entry written on PostgreSQL to the sequencer
+	// instead of letting a write transaction position its own when no other positioner is at work
+	// (see inlinePositioner). Set it where one process runs several write transactions at once
+	// as a rule (several group-commit queues): each would find another positioner at work and
+	// leave its entries to the sequencer anyway, after waiting on the positioners' lock.
+	PositionAfterCommit bool
 
-	// positionAfterCommit leaves every entry written on PostgreSQL to the sequencer, as when
-	// another positioner is always at work (tests of that path).
-	positionAfterCommit bool
 	// noMigrate opens the database as it is, without migrating it (the source of a copy).
 	noMigrate bool
 	// unfinishedCopy opens a database that `ledgerd copy` has not finished filling (the

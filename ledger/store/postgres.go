@@ -195,7 +195,7 @@ func (e *pgEngine) InlineSequence() bool { return false }
 // (inlinePositioner).
 func (e *pgEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
 	mode := ownPositions
-	if e.cfg.positionAfterCommit {
+	if e.cfg.PositionAfterCommit {
 		mode = 0
 	}
 	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", mode, fn)
@@ -311,10 +311,10 @@ type pgxQuerier struct {
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string
-	// mode: how the transaction takes part in positioning entries (PostgreSQL only); declined:
-	// an ownPositions transaction found another positioner at work (insertPositioned).
+	// mode: how the transaction takes part in positioning entries (PostgreSQL only); ownsLock:
+	// an ownPositions transaction got the positioners' lock as it began (started).
 	mode     querierMode
-	declined bool
+	ownsLock bool
 }
 
 // lockPositioners waits, in a sequencer's transaction, for the positioners' lock (see
@@ -327,18 +327,30 @@ func (p *pgxQuerier) lockPositioners(ctx context.Context) error {
 	return err
 }
 
-// insertPositioned inserts a transaction's journal entries with the next positions if it gets
-// the advisory lock sequencerLock at once, and without positions, for the sequencer, if another
-// positioner holds it (see inlinePositioner). The lock, once taken, is held until the transaction
-// ends, so a sequencer positions nothing while positions this one reserved are not yet visible.
-// Moving the head fails with 40001 if another transaction moved it since this one's snapshot: the
-// transaction is then retried, never given positions above some it cannot see.
+// insertPositioned inserts a transaction's journal entries with the next positions if it took the
+// advisory lock sequencerLock as it began (started), and without positions, for the sequencer,
+// otherwise (see inlinePositioner). The lock is held until the transaction ends, so a sequencer
+// positions nothing while positions this one reserved are not yet visible. Moving the head would
+// fail with 40001 if another transaction had moved it since this one's snapshot (the transaction
+// would then be retried, never given positions above some it cannot see); holding the lock since
+// its snapshot, it finds the head as it saw it.
 //
 // A few rows go in one statement that moves the head and inserts them, held back with the other
-// writes until COMMIT like any write: no round trip of its own, and the locks taken at the very
-// end. Many rows (COPY) first move the head, in a round trip that their number pays for.
+// writes until COMMIT like any write: no round trip of its own. Many rows (COPY) first move the
+// head, in a round trip that their number pays for. Both ask for the lock again (it is held: the
+// answer is yes), so that a row is never positioned by a transaction without it.
 func (p *pgxQuerier) insertPositioned(ctx context.Context, rows [][]any, onShort error) error {
-	if p.mode != ownPositions || p.declined {
+	if p.mode == ownPositions && p.begin != "" {
+		// Nothing sent yet (a transaction that writes before it reads): begin it, and learn
+		// whether it holds the lock.
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		if err := p.started(ctx); err != nil {
+			return err
+		}
+	}
+	if p.mode != ownPositions || !p.ownsLock {
 		return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
 	}
 	if len(rows) >= copyThreshold {
@@ -347,7 +359,6 @@ func (p *pgxQuerier) insertPositioned(ctx context.Context, rows [][]any, onShort
 			int64(len(rows)), sequencerLock).Scan(&last)
 		switch {
 		case errors.Is(err, ErrNoRows):
-			p.declined = true
 			return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
 		case err != nil:
 			return err
@@ -382,12 +393,60 @@ func (p *pgxQuerier) insertPositioned(ctx context.Context, rows [][]any, onShort
 }
 
 // started sends BEGIN if it is still pending.
+//
+// A transaction that may position its own entries (ownPositions) tries the positioners' lock in
+// the same round trip, in the statement that takes its snapshot: holding it from there on, it
+// sees every position given before (whoever gives one holds the lock) and no one gives one until
+// it ends, so moving the head at its end never conflicts. Without the lock its entries are left
+// to the sequencer.
 func (p *pgxQuerier) started(ctx context.Context) error {
 	if p.begin == "" {
 		return nil
 	}
-	_, err := p.q.Exec(ctx, p.begin)
+	if p.mode != ownPositions {
+		_, err := p.q.Exec(ctx, p.begin)
+		p.begin = ""
+		return err
+	}
+	b := &pgx.Batch{}
+	begun := p.queueBegin(b)
+	br := p.q.SendBatch(ctx, b)
+	err := p.readBegin(br, begun)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// begun says what queueBegin queued: BEGIN, and the try of the positioners' lock.
+type begun struct{ begin, tryLock bool }
+
+// queueBegin queues the pending BEGIN, if any, at the head of b, with the try of the positioners'
+// lock for an ownPositions transaction (see started).
+func (p *pgxQuerier) queueBegin(b *pgx.Batch) begun {
+	if p.begin == "" {
+		return begun{}
+	}
+	b.Queue(p.begin)
 	p.begin = ""
+	if p.mode != ownPositions {
+		return begun{begin: true}
+	}
+	b.Queue("SELECT pg_try_advisory_xact_lock($1)", sequencerLock)
+	return begun{begin: true, tryLock: true}
+}
+
+// readBegin reads the results of what queueBegin queued.
+func (p *pgxQuerier) readBegin(br pgx.BatchResults, q begun) error {
+	if !q.begin {
+		return nil
+	}
+	_, err := br.Exec()
+	if q.tryLock { // read even after a failed BEGIN, so that the next result is the next statement's
+		if lerr := br.QueryRow().Scan(&p.ownsLock); err == nil {
+			err = lerr
+		}
+	}
 	return err
 }
 
@@ -444,10 +503,7 @@ var errWriteFailed = errors.New("a write failed")
 // not empty. It judges each write's row count.
 func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 	b := &pgx.Batch{}
-	hadBegin := p.begin != ""
-	if hadBegin {
-		b.Queue(p.begin)
-	}
+	begun := p.queueBegin(b)
 	for _, w := range p.pending {
 		b.Queue(w.query, w.args...)
 	}
@@ -455,13 +511,11 @@ func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 		b.Queue(tail)
 	}
 	pending := p.pending
-	p.pending, p.begin = nil, ""
+	p.pending = nil
 	br := p.q.SendBatch(ctx, b)
 	var firstErr error
-	if hadBegin {
-		if _, err := br.Exec(); err != nil {
-			firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
-		}
+	if err := p.readBegin(br, begun); err != nil {
+		firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
 	}
 	for _, w := range pending {
 		tag, err := br.Exec()
@@ -532,20 +586,14 @@ func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]a
 		return err
 	}
 	b := &pgx.Batch{}
-	hadBegin := p.begin != ""
-	if hadBegin {
-		b.Queue(p.begin)
-		p.begin = ""
-	}
+	begun := p.queueBegin(b)
 	for _, args := range argsList {
 		b.Queue(query, args...)
 	}
 	br := p.q.SendBatch(ctx, b)
-	if hadBegin {
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
+	if err := p.readBegin(br, begun); err != nil {
+		br.Close()
+		return err
 	}
 	for range argsList {
 		if err := scan(pgxRow{br.QueryRow()}); err != nil {

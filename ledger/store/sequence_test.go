@@ -26,13 +26,22 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 	t.Parallel()
 	testdb.EachFresh(t, func(t *testing.T, fresh func() string) {
 		t.Parallel()
-		databases := []string{fresh(), fresh()} // here: an engine that is not there skips this test, not a subtest
-		for k, otherPositioner := range []bool{false, true} {
-			name := "alone"
-			if otherPositioner {
-				name = "another-positioner-at-work"
-			}
-			t.Run(name, func(t *testing.T) {
+		// The transaction begins with what it sends first, and every way of sending it must try
+		// the positioners' lock with its BEGIN: a write (InsertEntries itself), a read, a pipeline
+		// of reads (QueryEach, as a batch of awards does).
+		cases := []struct {
+			name            string
+			otherPositioner bool
+			first           string
+		}{{"alone", false, ""}, {"alone-read-first", false, "QueryRow"}, {"alone-reads-first", false, "QueryEach"},
+			{"another-positioner-at-work", true, ""}}
+		var databases []string // here: an engine that is not there skips this test, not a subtest
+		for range cases {
+			databases = append(databases, fresh())
+		}
+		for k, tc := range cases {
+			otherPositioner := tc.otherPositioner
+			t.Run(tc.name, func(t *testing.T) {
 				database := databases[k]
 				ctx := t.Context()
 				db := openEngine(t, database)
@@ -76,6 +85,18 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 				handed := []core.Entry{entry("e-b", at.Add(2*time.Microsecond)), entry("e-z", at.Add(time.Microsecond)),
 					entry("e-a", at.Add(2*time.Microsecond))}
 				if err := db.ReadWrite(ctx, func(q Querier) error {
+					var n int64
+					switch tc.first {
+					case "QueryRow":
+						if err := q.QueryRow(ctx, "SELECT count(*) FROM journal_head WHERE id = $1", 1).Scan(&n); err != nil {
+							return err
+						}
+					case "QueryEach":
+						if err := q.QueryEach(ctx, "SELECT count(*) FROM journal_head WHERE id = $1", [][]any{{1}, {2}},
+							func(r Scanner) error { return r.Scan(&n) }); err != nil {
+							return err
+						}
+					}
 					if err := InsertEntries(ctx, q, handed); err != nil {
 						return err
 					}

@@ -151,10 +151,8 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	// With several group-commit queues, batches run side by side: one at a time could position
-	// its own entries, and the others would wait for nothing (store.Config.PositionAfterCommit).
 	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried,
-		MustExist: cfg.MustExist, FollowerReads: cfg.FollowerReads, PositionAfterCommit: cfg.BatchQueues > 1})
+		MustExist: cfg.MustExist, FollowerReads: cfg.FollowerReads})
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func (l *Ledger) ListEntries(ctx context.Context, f EntryFilter, page Page) ([]E
 		return nil, "", core.InvalidArgument("after_sequence", "must not be negative")
 	}
 	// Position what has committed, so that a caller reads its own writes.
-	if err := l.catchUp(ctx); err != nil {
+	if err := l.catchUp(ctx, true); err != nil {
 		return nil, "", err
 	}
 	ctx, cancel := l.txContext(ctx)

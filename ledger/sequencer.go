@@ -12,9 +12,7 @@ import (
 // SQLite it runs inside every write transaction. On PostgreSQL and CockroachDB it runs after
 // commits: a goroutine of each process is woken by its own commits and polls for other
 // processes' (sequencePoll), and every journal read catches up first, so that a caller reads its
-// own writes. On PostgreSQL most write transactions position their own entries (those that find
-// no other positioner at work): the sequencer then finds nothing to do, and with the
-// transparency log off it does not even begin a transaction.
+// own writes.
 
 // sequencePoll is how often the sequencer looks for entries committed by other processes.
 const sequencePoll = 200 * time.Millisecond
@@ -49,7 +47,7 @@ func (l *Ledger) startSequencer() {
 			case <-t.C:
 			}
 			// A failure (the database away) is tried again at the next wake or tick.
-			_ = l.catchUp(context.Background())
+			_ = l.catchUp(context.Background(), false)
 			select {
 			case <-s.stop:
 				return
@@ -61,11 +59,10 @@ func (l *Ledger) startSequencer() {
 
 // poke tells the sequencer that entries were committed.
 func (l *Ledger) poke() {
-	// Entries positioned by the transaction that wrote them (always on SQLite, mostly on
-	// PostgreSQL) are there for the journal's watchers now; the others are once the sequencer
-	// has positioned them, and it tells them again.
-	l.journalMoved()
 	if l.seq == nil {
+		// Entries are positioned by the transactions that wrote them: they are there for
+		// the journal's watchers.
+		l.journalMoved()
 		return
 	}
 	select {
@@ -81,37 +78,28 @@ func (l *Ledger) stopSequencer() {
 	}
 }
 
-// catchUp positions every entry committed so far and, with the transparency log on, appends to
-// the log what has been positioned. It first looks whether anything waits (cheap reads): on
-// PostgreSQL most entries are positioned by their own transactions, and readers of a quiet
-// journal write nothing. When no entry waits, only the log is extended, without taking the
-// positioners' lock (store.AssignSequences), so that write transactions go on positioning their
-// own entries meanwhile.
-func (l *Ledger) catchUp(ctx context.Context) error {
+// catchUp positions every entry committed so far. With check set, it first looks whether any
+// entry waits (a cheap indexed read), so that readers of a quiet journal write nothing.
+func (l *Ledger) catchUp(ctx context.Context, check bool) error {
 	if l.db.InlineSequence() {
 		return nil
 	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
-	waiting, err := store.Unsequenced(ctx, l.db.Reader())
-	lagging := false
-	if err == nil && !waiting && l.logEnabled() {
-		lagging, err = store.LogLags(ctx, l.db.Reader())
-	}
-	if err != nil || (!waiting && !lagging) {
-		return l.classify(ctx, err)
+	if check {
+		waiting, err := store.Unsequenced(ctx, l.db.Reader())
+		if err != nil || !waiting {
+			return l.classify(ctx, err)
+		}
 	}
 	for {
 		var n, appended int
 		err := l.db.Sequencing(ctx, func(q store.Querier) error {
-			n, appended = 0, 0
 			var err error
-			if waiting {
-				if n, _, err = store.AssignSequences(ctx, q, l.db.ForUpdate(), store.MaxSequenceBatch); err != nil {
-					return err
-				}
+			if n, _, err = store.AssignSequences(ctx, q, l.db.ForUpdate(), store.MaxSequenceBatch); err != nil {
+				return err
 			}
-			appended, err = l.extendLog(ctx, q, l.db.ForUpdate())
+			appended, err = l.extendLog(ctx, q)
 			return err
 		})
 		if err != nil {
@@ -123,7 +111,6 @@ func (l *Ledger) catchUp(ctx context.Context) error {
 		if n < store.MaxSequenceBatch && appended < store.MaxSequenceBatch {
 			return nil
 		}
-		waiting = n == store.MaxSequenceBatch
 	}
 }
 
@@ -138,7 +125,7 @@ func (l *Ledger) sequenceInline(ctx context.Context, q store.Querier) error {
 		if err != nil {
 			return err
 		}
-		appended, err := l.extendLog(ctx, q, "")
+		appended, err := l.extendLog(ctx, q)
 		if err != nil {
 			return err
 		}

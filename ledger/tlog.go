@@ -90,7 +90,7 @@ func (l *Ledger) stopLog() {
 		if l.cfg.Log.Signer != nil {
 			// A last checkpoint covers everything this process wrote (errors: the database
 			// is away, and the next start signs it).
-			if l.catchUp(context.Background()) == nil {
+			if l.catchUp(context.Background(), false) == nil {
 				_ = l.checkpoint(context.Background())
 			}
 		}
@@ -115,13 +115,13 @@ func (l *Ledger) journalMovedChan() <-chan struct{} {
 	return l.tlog.moved
 }
 
-// extendLog appends the newly positioned entries to the tree, in q's transaction (lock: see
-// store.ExtendLog). It returns how many it appended (store.MaxSequenceBatch at most).
-func (l *Ledger) extendLog(ctx context.Context, q store.Querier, lock string) (int, error) {
+// extendLog appends the newly positioned entries to the tree, in the positioning transaction. It
+// returns how many it appended (store.MaxSequenceBatch at most).
+func (l *Ledger) extendLog(ctx context.Context, q store.Querier) (int, error) {
 	if !l.logEnabled() {
 		return 0, nil
 	}
-	n, err := store.ExtendLog(ctx, q, lock, store.MaxSequenceBatch)
+	n, err := store.ExtendLog(ctx, q, store.MaxSequenceBatch)
 	if err != nil || n == 0 {
 		return n, err
 	}
@@ -178,7 +178,7 @@ func (l *Ledger) Checkpoint(ctx context.Context) (string, error) {
 		return "", err
 	}
 	for range 2 {
-		if err := l.catchUp(ctx); err != nil {
+		if err := l.catchUp(ctx, true); err != nil {
 			return "", err
 		}
 		rctx, cancel := l.txContext(ctx)
@@ -234,7 +234,7 @@ func (l *Ledger) GetInclusionProof(ctx context.Context, sequence, treeSize int64
 	if treeSize < 0 {
 		return InclusionProof{}, core.InvalidArgument("tree_size", "must not be negative")
 	}
-	if err := l.catchUp(ctx); err != nil {
+	if err := l.catchUp(ctx, true); err != nil {
 		return InclusionProof{}, err
 	}
 	ctx, cancel := l.txContext(ctx)
@@ -285,7 +285,7 @@ func (l *Ledger) GetConsistencyProof(ctx context.Context, fromSize, toSize int64
 	if toSize < 0 {
 		return nil, core.InvalidArgument("to_size", "must not be negative")
 	}
-	if err := l.catchUp(ctx); err != nil {
+	if err := l.catchUp(ctx, true); err != nil {
 		return nil, err
 	}
 	ctx, cancel := l.txContext(ctx)
@@ -316,7 +316,7 @@ func (l *Ledger) GetConsistencyProof(ctx context.Context, fromSize, toSize int64
 // LatestCheckpointNote is the latest kept checkpoint's signed note, signed or not by this process
 // (for exports and tools that run without the key); ErrNoCheckpoint's reason is LOG_DISABLED.
 func (l *Ledger) LatestCheckpointNote(ctx context.Context) (string, error) {
-	if err := l.catchUp(ctx); err != nil {
+	if err := l.catchUp(ctx, true); err != nil {
 		return "", err
 	}
 	ctx, cancel := l.txContext(ctx)

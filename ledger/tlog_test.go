@@ -62,7 +62,7 @@ func TestLogProvesTheJournalToAnOutsider(t *testing.T) {
 							// positioned first, since on PostgreSQL the sequencer may not have
 							// reached them yet (the checkpoint would then be the empty one
 							// signed at start, and this test would fail by timing alone).
-							if err := l.catchUp(t.Context()); err != nil {
+							if err := l.catchUp(t.Context(), false); err != nil {
 								t.Errorf("catchUp: %v", err)
 							}
 							if err := l.checkpoint(t.Context()); err != nil {

@@ -47,8 +47,7 @@ type Engine interface {
 	// Sequencing runs fn in a transaction meant for assigning journal positions (see
 	// sequence.go), retrying it like ReadWrite. Its exclusion comes from the journal_head row it
 	// locks, so it reads what is committed when each statement runs (READ COMMITTED on
-	// PostgreSQL) and takes no predicate lock. A write transaction that positions its own entries
-	// (inlinePositioner) and finds the head moved by it since its snapshot is retried.
+	// PostgreSQL) and never makes serializable write transactions abort.
 	Sequencing(ctx context.Context, fn func(q Querier) error) error
 	// InlineSequence reports whether write transactions run one at a time (SQLite): then a
 	// position taken inside a write transaction is its commit order, and entries are given theirs
@@ -84,12 +83,6 @@ type Config struct {
 	// MustExist refuses to create the database: a SQLite file that does not exist is
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool
-	// PositionAfterCommit leaves every journal entry written on PostgreSQL to the sequencer
-	// instead of letting a write transaction position its own when no other positioner is at work
-	// (see inlinePositioner). Set it where one process runs several write transactions at once
-	// as a rule (several group-commit queues): each would find another positioner at work and
-	// leave its entries to the sequencer anyway, after waiting on the positioners' lock.
-	PositionAfterCommit bool
 
 	// noMigrate opens the database as it is, without migrating it (the source of a copy).
 	noMigrate bool

@@ -186,17 +186,29 @@ func InsertEntries(ctx context.Context, q Querier, entries []core.Entry) error {
 		rows = append(rows, []any{e.ID, string(e.Kind), e.Currency, e.Caller, e.RequestID, e.Memo, micros(e.CreatedAt),
 			micros(effective), debit, credit, amount})
 	}
-	notInserted := core.Internal("a journal entry was not inserted")
-	if p, ok := q.(inlinePositioner); ok {
-		// In the order of the positions AssignSequences would give them: (created_at, id), as
-		// the database compares them.
-		slices.SortFunc(rows, func(a, b []any) int {
-			return cmp.Or(cmp.Compare(a[6].(int64), b[6].(int64)), strings.Compare(a[0].(string), b[0].(string)))
-		})
-		if err := p.insertPositioned(ctx, rows, notInserted); err != nil {
+	columns := insertEntryColumns
+	if p, ok := q.(inlinePositioner); ok && p.positionsInline() {
+		// The positions AssignSequences would give them: in (created_at, id) order, as the
+		// database compares them, after every entry already written.
+		first, err := positionFrom(ctx, q, len(entries))
+		if err != nil {
 			return err
 		}
-	} else if err := bulkInsert(ctx, q, "journal_entries", insertEntryColumns, rows, "", notInserted); err != nil {
+		order := make([]int, len(entries))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int {
+			return cmp.Or(cmp.Compare(micros(entries[a].CreatedAt), micros(entries[b].CreatedAt)),
+				strings.Compare(entries[a].ID, entries[b].ID))
+		})
+		for k, i := range order {
+			rows[i] = append(rows[i], first+int64(k))
+		}
+		columns = insertPositionedColumns
+	}
+	if err := bulkInsert(ctx, q, "journal_entries", columns, rows, "",
+		core.Internal("a journal entry was not inserted")); err != nil {
 		return err
 	}
 	if len(postings) == 0 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -115,7 +114,7 @@ func (e *pgEngine) Sequencing(ctx context.Context, fn func(q Querier) error) err
 		return e.ReadWrite(ctx, fn)
 	}
 	return e.retrying(ctx, func(ctx context.Context) error {
-		return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", positioner, fn)
+		return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED", fn)
 	})
 }
 
@@ -191,37 +190,20 @@ func cockroachOutcome(err error, atCommit bool) error {
 
 func (e *pgEngine) InlineSequence() bool { return false }
 
-// attempt is one serializable PostgreSQL transaction, which may position its own entries
-// (inlinePositioner).
+// attempt is one serializable PostgreSQL transaction.
 func (e *pgEngine) attempt(ctx context.Context, fn func(q Querier) error) error {
-	mode := ownPositions
-	if e.cfg.PositionAfterCommit {
-		mode = 0
-	}
-	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", mode, fn)
+	return e.attemptAt(ctx, "BEGIN ISOLATION LEVEL SERIALIZABLE", fn)
 }
 
-// querierMode says how a PostgreSQL transaction takes part in positioning journal entries.
-type querierMode int
-
-const (
-	// ownPositions: a serializable write transaction, which positions its own entries when no
-	// other positioner is at work (insertPositioned).
-	ownPositions querierMode = 1 + iota
-	// positioner: a sequencer's transaction, which waits for the positioners' lock before it
-	// positions entries (lockPositioners).
-	positioner
-)
-
 // attemptAt is one PostgreSQL transaction: begin, fn, COMMIT, with COMMIT's error returned.
-func (e *pgEngine) attemptAt(ctx context.Context, begin string, mode querierMode, fn func(q Querier) error) error {
+func (e *pgEngine) attemptAt(ctx context.Context, begin string, fn func(q Querier) error) error {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// A connection released inside a transaction is closed by the pool, never reused.
 	defer conn.Release()
-	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true, mode: mode}
+	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true}
 	err = fn(q)
 	if err == nil {
 		err = q.commit(ctx)
@@ -311,142 +293,15 @@ type pgxQuerier struct {
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string
-	// mode: how the transaction takes part in positioning entries (PostgreSQL only); ownsLock:
-	// an ownPositions transaction got the positioners' lock as it began (started).
-	mode     querierMode
-	ownsLock bool
-}
-
-// lockPositioners waits, in a sequencer's transaction, for the positioners' lock (see
-// sequencerLock): write transactions do not position their own entries while it is held.
-func (p *pgxQuerier) lockPositioners(ctx context.Context) error {
-	if p.mode != positioner {
-		return nil
-	}
-	_, err := p.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", sequencerLock)
-	return err
-}
-
-// insertPositioned inserts a transaction's journal entries with the next positions if it took the
-// advisory lock sequencerLock as it began (started), and without positions, for the sequencer,
-// otherwise (see inlinePositioner). The lock is held until the transaction ends, so a sequencer
-// positions nothing while positions this one reserved are not yet visible. Moving the head would
-// fail with 40001 if another transaction had moved it since this one's snapshot (the transaction
-// would then be retried, never given positions above some it cannot see); holding the lock since
-// its snapshot, it finds the head as it saw it.
-//
-// A few rows go in one statement that moves the head and inserts them, held back with the other
-// writes until COMMIT like any write: no round trip of its own. Many rows (COPY) first move the
-// head, in a round trip that their number pays for. Both ask for the lock again (it is held: the
-// answer is yes), so that a row is never positioned by a transaction without it.
-func (p *pgxQuerier) insertPositioned(ctx context.Context, rows [][]any, onShort error) error {
-	if p.mode == ownPositions && p.begin != "" {
-		// Nothing sent yet (a transaction that writes before it reads): begin it, and learn
-		// whether it holds the lock.
-		if err := p.flush(ctx); err != nil {
-			return err
-		}
-		if err := p.started(ctx); err != nil {
-			return err
-		}
-	}
-	if p.mode != ownPositions || !p.ownsLock {
-		return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
-	}
-	if len(rows) >= copyThreshold {
-		var last int64
-		err := p.QueryRow(ctx, "UPDATE journal_head SET last_seq = last_seq + $1 WHERE id = 1 AND pg_try_advisory_xact_lock($2) RETURNING last_seq",
-			int64(len(rows)), sequencerLock).Scan(&last)
-		switch {
-		case errors.Is(err, ErrNoRows):
-			return bulkInsert(ctx, p, "journal_entries", insertEntryColumns, rows, "", onShort)
-		case err != nil:
-			return err
-		}
-		return bulkInsert(ctx, p, "journal_entries", insertPositionedColumns, withPositions(rows, last-int64(len(rows))+1), "", onShort)
-	}
-	// WITH h AS (UPDATE journal_head … RETURNING the position before the first) INSERT … VALUES
-	// (…, (SELECT base FROM h) + 1), …: NULL positions where h is empty (the lock is taken).
-	b := make([]byte, 0, 256+len(rows)*len(insertEntryColumns)*6)
-	b = append(b, "WITH h AS (UPDATE journal_head SET last_seq = last_seq + $1 WHERE id = 1 AND pg_try_advisory_xact_lock($2) RETURNING last_seq - $1 AS base) INSERT INTO journal_entries ("...)
-	b = append(b, strings.Join(insertPositionedColumns, ", ")...)
-	b = append(b, ") VALUES "...)
-	args := make([]any, 2, 2+len(rows)*len(insertEntryColumns))
-	args[0], args[1] = int64(len(rows)), sequencerLock
-	for k, row := range rows {
-		if k > 0 {
-			b = append(b, ", "...)
-		}
-		b = appendPlaceholders(b, len(args), len(row))
-		b = append(b[:len(b)-1], ", (SELECT base FROM h) + "...)
-		b = strconv.AppendInt(b, int64(k+1), 10)
-		b = append(b, ')')
-		args = append(args, row...)
-	}
-	want := int64(len(rows))
-	return p.Write(ctx, string(b), args, func(n int64) error {
-		if n != want {
-			return onShort
-		}
-		return nil
-	})
 }
 
 // started sends BEGIN if it is still pending.
-//
-// A transaction that may position its own entries (ownPositions) tries the positioners' lock in
-// the same round trip, in the statement that takes its snapshot: holding it from there on, it
-// sees every position given before (whoever gives one holds the lock) and no one gives one until
-// it ends, so moving the head at its end never conflicts. Without the lock its entries are left
-// to the sequencer.
 func (p *pgxQuerier) started(ctx context.Context) error {
 	if p.begin == "" {
 		return nil
 	}
-	if p.mode != ownPositions {
-		_, err := p.q.Exec(ctx, p.begin)
-		p.begin = ""
-		return err
-	}
-	b := &pgx.Batch{}
-	begun := p.queueBegin(b)
-	br := p.q.SendBatch(ctx, b)
-	err := p.readBegin(br, begun)
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// begun says what queueBegin queued: BEGIN, and the try of the positioners' lock.
-type begun struct{ begin, tryLock bool }
-
-// queueBegin queues the pending BEGIN, if any, at the head of b, with the try of the positioners'
-// lock for an ownPositions transaction (see started).
-func (p *pgxQuerier) queueBegin(b *pgx.Batch) begun {
-	if p.begin == "" {
-		return begun{}
-	}
-	b.Queue(p.begin)
+	_, err := p.q.Exec(ctx, p.begin)
 	p.begin = ""
-	if p.mode != ownPositions {
-		return begun{begin: true}
-	}
-	b.Queue("SELECT pg_try_advisory_xact_lock($1)", sequencerLock)
-	return begun{begin: true, tryLock: true}
-}
-
-// readBegin reads the results of what queueBegin queued.
-func (p *pgxQuerier) readBegin(br pgx.BatchResults, q begun) error {
-	if !q.begin {
-		return nil
-	}
-	_, err := br.Exec()
-	if q.tryLock { // read even after a failed BEGIN, so that the next result is the next statement's
-		if lerr := br.QueryRow().Scan(&p.ownsLock); err == nil {
-			err = lerr
-		}
-	}
 	return err
 }
 
@@ -503,7 +358,10 @@ var errWriteFailed = errors.New("a write failed")
 // not empty. It judges each write's row count.
 func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 	b := &pgx.Batch{}
-	begun := p.queueBegin(b)
+	hadBegin := p.begin != ""
+	if hadBegin {
+		b.Queue(p.begin)
+	}
 	for _, w := range p.pending {
 		b.Queue(w.query, w.args...)
 	}
@@ -511,11 +369,13 @@ func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 		b.Queue(tail)
 	}
 	pending := p.pending
-	p.pending = nil
+	p.pending, p.begin = nil, ""
 	br := p.q.SendBatch(ctx, b)
 	var firstErr error
-	if err := p.readBegin(br, begun); err != nil {
-		firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
+	if hadBegin {
+		if _, err := br.Exec(); err != nil {
+			firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
+		}
 	}
 	for _, w := range pending {
 		tag, err := br.Exec()
@@ -586,14 +446,20 @@ func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]a
 		return err
 	}
 	b := &pgx.Batch{}
-	begun := p.queueBegin(b)
+	hadBegin := p.begin != ""
+	if hadBegin {
+		b.Queue(p.begin)
+		p.begin = ""
+	}
 	for _, args := range argsList {
 		b.Queue(query, args...)
 	}
 	br := p.q.SendBatch(ctx, b)
-	if err := p.readBegin(br, begun); err != nil {
-		br.Close()
-		return err
+	if hadBegin {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
 	}
 	for range argsList {
 		if err := scan(pgxRow{br.QueryRow()}); err != nil {

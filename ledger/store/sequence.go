@@ -20,10 +20,6 @@ import (
 // transaction itself (Engine.InlineSequence), so entries never wait for one. InsertEntries writes
 // it with the entry (inlinePositioner), in the order AssignSequences would give; AssignSequences,
 // run again before the transaction commits, finds nothing left to position.
-//
-// On PostgreSQL, a write transaction that finds no other positioner at work (sequencerLock)
-// reserves positions by moving the head itself, and InsertEntries writes them with its entries
-// (inlinePositioner); the others leave theirs to the sequencer.
 
 // MaxSequenceBatch bounds the entries one AssignSequences call positions.
 const MaxSequenceBatch = 5000
@@ -32,11 +28,6 @@ const MaxSequenceBatch = 5000
 // transaction of q (Engine.Sequencing, or a write transaction where InlineSequence). It returns
 // how many it assigned and the last position.
 func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (assigned int, last int64, err error) {
-	if l, ok := q.(interface{ lockPositioners(context.Context) error }); ok {
-		if err := l.lockPositioners(ctx); err != nil {
-			return 0, 0, err
-		}
-	}
 	if err := q.QueryRow(ctx, "SELECT last_seq FROM journal_head WHERE id = 1"+lock).Scan(&last); err != nil {
 		return 0, 0, fmt.Errorf("reading the journal head: %w", err)
 	}
@@ -94,40 +85,12 @@ func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (as
 	return len(ids), last, nil
 }
 
-// inlinePositioner is the Querier of a write transaction that may give the entries it inserts
-// their positions itself: InsertEntries then inserts entries with their positions instead of
-// leaving them to AssignSequences' UPDATE, which rewrites each row just inserted, takes it out of
-// the unpositioned index and puts it in the positions' index: about as much work as the insert
-// itself (docs/benchmarks.md, "Positions written with the entry").
-//
-//   - SQLite (sqliteTx): always; its writer runs alone (positionFrom).
-//   - PostgreSQL (pgxQuerier of a serializable write): when no other transaction is positioning
-//     entries, which the advisory lock sequencerLock says; the transaction moves the head, which
-//     makes it conflict with any other that moved it since its snapshot (it is retried), so
-//     that, as with AssignSequences, every position below its own is visible when its own are.
-//     Otherwise its entries are left to the sequencer, as before.
-//   - CockroachDB: never (it honours no advisory lock, and every write would move the one head
-//     row).
-type inlinePositioner interface {
-	// insertPositioned inserts rows of insertEntryColumns, sorted in the order of their
-	// positions, with the next positions where the transaction takes them, else without.
-	insertPositioned(ctx context.Context, rows [][]any, onShort error) error
-}
-
-// withPositions appends to each row its position, from first on.
-func withPositions(rows [][]any, first int64) [][]any {
-	for k := range rows {
-		rows[k] = append(rows[k], first+int64(k))
-	}
-	return rows
-}
-
-// sequencerLock is the key of the PostgreSQL advisory lock (transaction-scoped) held by whoever
-// positions journal entries: a sequencer's AssignSequences waits for it (lockPositioners), a write
-// transaction positions its own entries only if it gets it at once (insertPositioned). It steers
-// positioners away from each other; correctness rests on the journal_head row, which every one of
-// them locks and moves.
-const sequencerLock int64 = 0x6c65646765727371 // "ledgersq"
+// inlinePositioner is the Querier of a write transaction of an engine whose writers run one at a
+// time (SQLite): InsertEntries inserts entries with their positions (positionFrom) instead of
+// leaving them to AssignSequences' UPDATE. On SQLite that UPDATE rewrote each row just inserted,
+// took it out of the unpositioned index and put it in the positions' index: about as much CPU
+// and WAL as the insert itself (docs/benchmarks.md, "Positions written with the entry").
+type inlinePositioner interface{ positionsInline() bool }
 
 // positionFrom reserves the next n positions, in the transaction of q, which must be the only
 // writer: it positions first any entry left without one (AssignSequences: an entry written
@@ -156,13 +119,8 @@ func positionFrom(ctx context.Context, q Querier, n int) (int64, error) {
 
 // Unsequenced reports whether some committed journal entry has no position yet.
 func Unsequenced(ctx context.Context, q Querier) (bool, error) {
-	return rowExists(ctx, q, "SELECT 1 FROM journal_entries WHERE seq IS NULL LIMIT 1")
-}
-
-// rowExists reports whether query, a SELECT 1 …, returns a row.
-func rowExists(ctx context.Context, q Querier, query string) (bool, error) {
 	var one int
-	err := q.QueryRow(ctx, query).Scan(&one)
+	err := q.QueryRow(ctx, "SELECT 1 FROM journal_entries WHERE seq IS NULL LIMIT 1").Scan(&one)
 	if errors.Is(err, ErrNoRows) {
 		return false, nil
 	}

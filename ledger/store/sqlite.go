@@ -265,15 +265,9 @@ func (t *sqliteTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 // parsing and binding are linear in their number, and each size of statement is parsed once.
 func (t *sqliteTx) maxInsertParams() int { return 32766 }
 
-// insertPositioned: SQLite runs one write transaction at a time, so InsertEntries gives entries
-// their positions as it inserts them (see inlinePositioner), after any entry left without one.
-func (t *sqliteTx) insertPositioned(ctx context.Context, rows [][]any, onShort error) error {
-	first, err := positionFrom(ctx, t, len(rows))
-	if err != nil {
-		return err
-	}
-	return bulkInsert(ctx, t, "journal_entries", insertPositionedColumns, withPositions(rows, first), "", onShort)
-}
+// positionsInline: SQLite runs one write transaction at a time, so InsertEntries gives entries
+// their positions as it inserts them (see inlinePositioner).
+func (t *sqliteTx) positionsInline() bool { return true }
 
 func (t *sqliteTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	s, err := t.stmt(ctx, query)

@@ -58,12 +58,6 @@ func LogSize(ctx context.Context, q Querier) (int64, error) {
 	return size, err
 }
 
-// LogLags reports whether the journal holds positioned entries that the transparency log has not
-// appended yet.
-func LogLags(ctx context.Context, q Querier) (bool, error) {
-	return rowExists(ctx, q, "SELECT 1 FROM journal_head j, tlog_head t WHERE j.id = 1 AND t.id = 1 AND j.last_seq > t.size")
-}
-
 // LogNodes reads stored node hashes (a translog.ReadNodes over q).
 func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
 	return func(ids []translog.NodeID) ([][]byte, error) {
@@ -138,13 +132,10 @@ func readLogNodes(ctx context.Context, q Querier, ids []translog.NodeID, found f
 
 // ExtendLog appends to the transparency log, in q's transaction, up to limit journal entries
 // positioned after its last leaf (entry n is leaf n−1), and stores the nodes this completes. It
-// locks the log's head row first (lock: Engine.ForUpdate, or "" where the writer runs alone,
-// SQLite), so that one extender at a time reads its size and grows it; a READ COMMITTED
-// transaction (Engine.Sequencing) then reads the size the previous extender left. It returns how
-// many leaves it appended.
-func ExtendLog(ctx context.Context, q Querier, lock string, limit int) (int, error) {
-	var size int64
-	err := q.QueryRow(ctx, "SELECT size FROM tlog_head WHERE id = 1"+lock).Scan(&size)
+// must run where positions are assigned (it relies on the journal_head lock, or on SQLite's one
+// writer, to be the only one extending). It returns how many leaves it appended.
+func ExtendLog(ctx context.Context, q Querier, limit int) (int, error) {
+	size, err := LogSize(ctx, q)
 	if err != nil {
 		return 0, fmt.Errorf("reading the transparency log's size: %w", err)
 	}

@@ -23,11 +23,7 @@ func TestBareRequestKeysAreLookedUpWhereRecorded(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, database string) {
 		t.Parallel()
 		ctx := t.Context()
-		db, err := Open(ctx, database, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		db := openEngine(t, database)
 		at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 		scoped := core.RequestKey("alice", "r-1")
 		marked := func() bool {
@@ -101,7 +97,7 @@ func TestBareRequestKeysAreLookedUpWhereRecorded(t *testing.T) {
 			t.Fatalf("a lookup of both kinds found %v, want the scoped row and the bare one", got)
 		}
 		// The row is kept: removing it would hide the bare rows again.
-		err = db.ReadWrite(ctx, func(q Querier) error { _, err := q.Exec(ctx, "DELETE FROM requests_bare_keys"); return err })
+		err := db.ReadWrite(ctx, func(q Querier) error { _, err := q.Exec(ctx, "DELETE FROM requests_bare_keys"); return err })
 		if err == nil || !marked() {
 			t.Fatalf("DELETE FROM requests_bare_keys: %v, and the row is there: %v; want it refused", err, marked())
 		}
@@ -115,11 +111,7 @@ func TestInsertRequestsMarksBareKeys(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, database string) {
 		t.Parallel()
 		ctx := t.Context()
-		db, err := Open(ctx, database, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		db := openEngine(t, database)
 		if err := db.ReadWrite(ctx, func(q Querier) error {
 			return InsertRequests(ctx, q, time.Now(), []core.RequestRow{
 				{Key: core.RequestKey("alice", "r-2"), Fingerprint: "f2", Outcome: core.Outcome{Result: []byte(`{}`)}},
@@ -136,4 +128,15 @@ func TestInsertRequestsMarksBareKeys(t *testing.T) {
 			t.Fatalf("a bare row written by InsertRequests is not found: %v", priors)
 		}
 	})
+}
+
+// openEngine opens the ledger database at database for a test, closed when it ends.
+func openEngine(t *testing.T, database string) Engine {
+	t.Helper()
+	db, err := Open(t.Context(), database, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
 }

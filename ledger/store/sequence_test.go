@@ -20,11 +20,7 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, database string) {
 		t.Parallel()
 		ctx := t.Context()
-		db, err := Open(ctx, database, Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		db := openEngine(t, database)
 		inline := db.InlineSequence()
 		at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 		entry := func(id string, at time.Time) core.Entry {

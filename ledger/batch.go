@@ -46,18 +46,24 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 	ctx, span := l.tracer.Start(ctx, "ledger.batch", trace.WithAttributes(
 		attribute.Int("ledger.batch.units", len(units)), attribute.Int("ledger.batch.operations", n)))
 	defer func() { endSpan(span, attempts, err) }()
-	var w *core.Writes
+	var (
+		w      *core.Writes
+		phases = batchPhases{start: time.Now()}
+	)
 	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
+			phases.loading = time.Now()
 			in, st, err := l.loadBatch(ctx, q, units, priors, pre)
 			if err != nil {
 				return err
 			}
+			phases.deciding = time.Now()
 			if w, err = core.DecideBatch(st, units, in); err != nil {
 				return err
 			}
+			phases.writing = time.Now()
 			if err := store.WriteBatch(ctx, q, w, st.At); err != nil {
 				return err
 			}
@@ -65,7 +71,7 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 		})
 	})
 	if err == nil {
-		l.metrics.batchDecided(n, w.Touched)
+		l.metrics.batchDecided(n, w.Touched, phases, time.Now())
 		if len(w.Entries) > 0 {
 			l.poke()
 		}

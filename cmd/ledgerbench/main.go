@@ -181,8 +181,13 @@ type result struct {
 	Batches         int64   `json:"batches,omitempty"`
 	TxRetries       int64   `json:"tx_retries"`
 	RetriesPerBatch float64 `json:"retries_per_batch"`
-	EmptyRPCPerSec  float64 `json:"empty_rpc_per_sec"`
-	InvariantsOK    bool    `json:"invariants_ok"`
+	// The mean time of a batch in each of its phases (ledger.BatchPhases), in microseconds.
+	PhaseLookupUs  float64 `json:"batch_lookup_us,omitempty"`
+	PhaseLoadUs    float64 `json:"batch_load_us,omitempty"`
+	PhaseDecideUs  float64 `json:"batch_decide_us,omitempty"`
+	PhaseWriteUs   float64 `json:"batch_write_us,omitempty"`
+	EmptyRPCPerSec float64 `json:"empty_rpc_per_sec"`
+	InvariantsOK   bool    `json:"invariants_ok"`
 
 	BatchingOffCommitsPerSec float64 `json:"batching_off_commits_per_sec,omitempty"`
 	BatchingOffP99ms         float64 `json:"batching_off_p99_ms,omitempty"`
@@ -375,6 +380,11 @@ func runPhase(ctx context.Context, cfg config, batching string, first bool) (*re
 		r.TxRetries = after.Retries - before.Retries
 		if r.Batches > 0 {
 			r.RetriesPerBatch = float64(r.TxRetries) / float64(r.Batches)
+			perBatch := func(a, b time.Duration) float64 { return float64((a - b).Microseconds()) / float64(r.Batches) }
+			r.PhaseLookupUs = perBatch(after.Phases.Lookup, before.Phases.Lookup)
+			r.PhaseLoadUs = perBatch(after.Phases.Load, before.Phases.Load)
+			r.PhaseDecideUs = perBatch(after.Phases.Decide, before.Phases.Decide)
+			r.PhaseWriteUs = perBatch(after.Phases.Write, before.Phases.Write)
 		}
 	}
 	var calls int64
@@ -639,6 +649,8 @@ func printHuman(w io.Writer, r *result) {
 		r.ClientRetries, r.TxRetries, r.RetriesPerBatch)
 	if r.Batches > 0 {
 		fmt.Fprintf(w, "  transactions      %d (%.1f operations each)\n", r.Batches, float64(r.Commits+r.Releases)/float64(r.Batches))
+		fmt.Fprintf(w, "  batch phases      lookup %.0f µs, load %.0f, decide %.0f, write and COMMIT %.0f (mean per batch)\n",
+			r.PhaseLookupUs, r.PhaseLoadUs, r.PhaseDecideUs, r.PhaseWriteUs)
 	}
 	if r.Failed > 0 {
 		fmt.Fprintf(w, "  failed calls      %d\n", r.Failed)

@@ -51,6 +51,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="Commit",grpc_service="budgetledger.v1.CommitmentService",grpc_type="unary"} 1`,
 		`grpc_server_handling_seconds_count{grpc_method="CreateEnvelope",grpc_service="budgetledger.v1.EnvelopeService",grpc_type="unary"} 1`,
 		`ledger_batch_size_count 1`,
+		`ledger_batch_phase_seconds_count{phase="write"} 1`,
 		`ledger_envelope_available_minor_units{currency="EUR",envelope="envelopes/fund"} 600`,
 		`ledger_queue_depth{queue="`,
 		`go_goroutines`,

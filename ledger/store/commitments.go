@@ -52,7 +52,7 @@ func LoadCommitments(ctx context.Context, q Querier, ids []string) (map[string]*
 		return found, nil
 	}
 	list, args := inList(0, ids)
-	rs, err := q.Query(ctx, SelectCommitments+" WHERE id IN ("+list+")", args...)
+	rs, err := queryByKeys(ctx, q, SelectCommitments+" WHERE id IN ("+list+")", args...)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func LoadHolds(ctx context.Context, q Querier, ids []string) (map[string]*core.H
 	const chunk = 500
 	for start := 0; start < len(ids); start += chunk {
 		list, args := inList(0, ids[start:min(start+chunk, len(ids))])
-		rs, err := q.Query(ctx, SelectHolds+" WHERE id IN ("+list+")", args...)
+		rs, err := queryByKeys(ctx, q, SelectHolds+" WHERE id IN ("+list+")", args...)
 		if err != nil {
 			return nil, err
 		}

@@ -71,7 +71,7 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 		query.WriteString(requestColumns + " WHERE request_id IN (" + list + ") AND EXISTS (SELECT 1 FROM requests_bare_keys)")
 		args = append(args, a...)
 	}
-	rs, err := q.Query(ctx, query.String(), args...)
+	rs, err := queryByKeys(ctx, q, query.String(), args...)
 	if err != nil {
 		return err
 	}

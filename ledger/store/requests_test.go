@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -139,4 +140,74 @@ func openEngine(t *testing.T, database string) Engine {
 	}
 	t.Cleanup(db.Close)
 	return db
+}
+
+// TestKeyLookupsArePlannedForTheTableAsItIs: the request log, read by a list of keys, is never
+// read whole once it has grown, on a connection that looked keys up while it was small
+// (queryByKeys). PostgreSQL would otherwise keep the generic plan it settles on after five runs of
+// one statement, made for a table of a few rows: a sequential scan. The count of sequential scans
+// comes from pg_stat_xact_user_tables, read before and after the lookup; the pool has one
+// connection, so every lookup runs on the connection whose plans are at stake.
+func TestKeyLookupsArePlannedForTheTableAsItIs(t *testing.T) {
+	t.Parallel()
+	db, err := Open(t.Context(), testdb.Postgres(t), Config{MaxConns: 1, TxTimeout: testdb.TxTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	ctx := t.Context()
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	record := func(from, n int) {
+		t.Helper()
+		rows := make([]core.RequestRow, n)
+		for i := range rows {
+			rows[i] = core.RequestRow{Key: core.RequestKey("alice", fmt.Sprintf("r-%06d", from+i)), Fingerprint: "f",
+				Outcome: core.Outcome{Result: []byte(`{}`)}}
+		}
+		if err := db.ReadWrite(ctx, func(q Querier) error { return InsertRequests(ctx, q, at, rows) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := []string{core.RequestKey("alice", "r-000001"), core.RequestKey("alice", "r-000002"), core.RequestKey("bob", "r-1")}
+	// Each lookup in a transaction that reads the backend's counts of scans before and after it
+	// (they are not flushed to the shared statistics inside a transaction).
+	lookup := func() (found int, seqScans, indexScans int64) {
+		t.Helper()
+		counts := func(q Querier) (seq, idx int64, err error) {
+			err = q.QueryRow(ctx, `SELECT COALESCE(sum(seq_scan), 0), COALESCE(sum(idx_scan), 0)
+				FROM pg_stat_xact_user_tables WHERE relname = 'requests'`).Scan(&seq, &idx)
+			return seq, idx, err
+		}
+		err := db.ReadWrite(ctx, func(q Querier) error {
+			seq0, idx0, err := counts(q)
+			if err != nil {
+				return err
+			}
+			priors, err := LoadRequests(ctx, q, keys)
+			found = len(priors)
+			if err != nil {
+				return err
+			}
+			seq1, idx1, err := counts(q)
+			seqScans, indexScans = seq1-seq0, idx1-idx0
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found, seqScans, indexScans
+	}
+	record(0, 5)
+	for range 8 { // more than the five custom plans after which PostgreSQL may keep a generic one
+		lookup()
+	}
+	record(5, 20_000)
+	found, seqScans, indexScans := lookup()
+	if found != 2 {
+		t.Fatalf("the lookup found %d of its keys; want the 2 recorded", found)
+	}
+	if seqScans != 0 || indexScans == 0 {
+		t.Fatalf("a lookup of 3 keys in a request log of 20,005 rows made %d sequential scans and %d index scans; "+
+			"want it read by its primary key only", seqScans, indexScans)
+	}
 }

@@ -51,8 +51,8 @@ func LoadCommitments(ctx context.Context, q Querier, ids []string) (map[string]*
 	if len(ids) == 0 {
 		return found, nil
 	}
-	list, args := inList(0, ids)
-	rs, err := queryByKeys(ctx, q, SelectCommitments+" WHERE id IN ("+list+")", args...)
+	cond, args := keysIn(q, "id", 0, ids)
+	rs, err := queryByKeys(ctx, q, SelectCommitments+" WHERE "+cond, args...)
 	if err != nil {
 		return nil, err
 	}

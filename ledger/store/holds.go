@@ -78,8 +78,8 @@ func LoadHolds(ctx context.Context, q Querier, ids []string) (map[string]*core.H
 	found := map[string]*core.Hold{}
 	const chunk = 500
 	for start := 0; start < len(ids); start += chunk {
-		list, args := inList(0, ids[start:min(start+chunk, len(ids))])
-		rs, err := queryByKeys(ctx, q, SelectHolds+" WHERE id IN ("+list+")", args...)
+		cond, args := keysIn(q, "id", 0, ids[start:min(start+chunk, len(ids))])
+		rs, err := queryByKeys(ctx, q, SelectHolds+" WHERE "+cond, args...)
 		if err != nil {
 			return nil, err
 		}

@@ -59,16 +59,16 @@ func loadRequests(ctx context.Context, q Querier, keys []string, found map[strin
 	var query strings.Builder
 	var args []any
 	if len(scoped) > 0 {
-		list, a := inList(0, scoped)
-		query.WriteString(requestColumns + " WHERE request_id IN (" + list + ")")
+		cond, a := keysIn(q, "request_id", 0, scoped)
+		query.WriteString(requestColumns + " WHERE " + cond)
 		args = a
 	}
 	if len(bare) > 0 {
 		if query.Len() > 0 {
 			query.WriteString(" UNION ALL ")
 		}
-		list, a := inList(len(args), bare)
-		query.WriteString(requestColumns + " WHERE request_id IN (" + list + ") AND EXISTS (SELECT 1 FROM requests_bare_keys)")
+		cond, a := keysIn(q, "request_id", len(args), bare)
+		query.WriteString(requestColumns + " WHERE " + cond + " AND EXISTS (SELECT 1 FROM requests_bare_keys)")
 		args = append(args, a...)
 	}
 	rs, err := queryByKeys(ctx, q, query.String(), args...)

@@ -245,7 +245,7 @@ func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 	}
 	unlooked := func(keys []string) {
 		for _, k := range keys {
-			if marked == 0 && !strings.Contains(k, "\t") {
+			if marked == 0 && core.IsBareKey(k) {
 				s.unanswerable = append(s.unanswerable, unanswerable{key: k,
 					why: "it is recorded under its bare request id, which this ledger does not look up (requests_bare_keys is empty): a retry would be decided again"})
 			}

@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -123,6 +124,10 @@ func (p Prior) Replay(id string, fingerprint Fingerprint) Outcome {
 
 // RequestKey is the request log's key of request id sent by caller.
 func RequestKey(caller, id string) string { return id + "\t" + caller }
+
+// IsBareKey reports whether a request-log key is a bare request id (a row recorded before request
+// ids were scoped per caller) rather than a RequestKey.
+func IsBareKey(key string) bool { return strings.IndexByte(key, '\t') < 0 }
 
 // LookupKeys lists the keys under which the request log may hold request id of caller: its own
 // key, and the bare id of a row recorded before request ids were scoped per caller.

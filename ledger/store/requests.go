@@ -38,10 +38,10 @@ const lookupChunk = 1000
 func splitBareKeys(keys []string) (scoped, bare []string) {
 	scoped = make([]string, 0, len(keys))
 	for _, k := range keys {
-		if strings.IndexByte(k, '\t') >= 0 {
-			scoped = append(scoped, k)
-		} else {
+		if core.IsBareKey(k) {
 			bare = append(bare, k)
+		} else {
+			scoped = append(scoped, k)
 		}
 	}
 	return scoped, bare
@@ -274,7 +274,7 @@ func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.Re
 	// A row under a bare request id (only tests and tools write one now: the ledger scopes every
 	// request id) is looked up only where requests_bare_keys says such rows exist.
 	for _, r := range reqs {
-		if strings.IndexByte(r.Key, '\t') < 0 {
+		if core.IsBareKey(r.Key) {
 			return q.Write(ctx, "INSERT INTO requests_bare_keys (id) VALUES (1) ON CONFLICT DO NOTHING", nil, nil)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"slices"
@@ -173,6 +174,57 @@ func TestParseUUID(t *testing.T) {
 		if u, ok := parseUUID(s); ok != want || (ok && formatUUID(u[:]) != s) {
 			t.Errorf("parseUUID(%q) = %x, %v", s, u, ok)
 		}
+	}
+}
+
+// TestParseUUIDAgreesWithItsDefinition protects the packed records' exactness (an id packed as
+// 16 bytes must come back as the very text it was): parseUUID accepts exactly the strings that
+// decode as hexadecimal with dashes at 8, 13, 18 and 23 and that formatUUID gives back, on
+// canonical ids with each byte replaced in turn by every byte value, and on random strings over
+// the hexadecimal digits of both cases and the dash.
+func TestParseUUIDAgreesWithItsDefinition(t *testing.T) {
+	definition := func(s string) ([16]byte, bool) {
+		var u [16]byte
+		if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+			return u, false
+		}
+		digits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+		if _, err := hex.Decode(u[:], []byte(digits)); err != nil {
+			return u, false
+		}
+		return u, formatUUID(u[:]) == s
+	}
+	check := func(s string) {
+		u, ok := parseUUID(s)
+		wu, wok := definition(s)
+		if ok != wok || (ok && u != wu) {
+			t.Fatalf("parseUUID(%q) = %x, %v; the definition gives %x, %v", s, u, ok, wu, wok)
+		}
+	}
+	for _, base := range []string{"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+		"00000000-0000-0000-0000-000000000000"} {
+		check(base)
+		for i := range len(base) {
+			for c := range 256 {
+				b := []byte(base)
+				b[i] = byte(c)
+				check(string(b))
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(17, 1))
+	const alphabet = "0123456789abcdefABCDEF-"
+	for range 200_000 {
+		b := make([]byte, 34+rng.IntN(4))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		for _, i := range []int{8, 13, 18, 23} {
+			if i < len(b) && rng.IntN(8) != 0 {
+				b[i] = '-'
+			}
+		}
+		check(string(b))
 	}
 }
 

@@ -288,7 +288,8 @@ type pgxQuerier struct {
 		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 		CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
 	}
-	// copy allows COPY for large inserts (PostgreSQL; not CockroachDB).
+	// copy allows COPY for large inserts, and marks a transaction of PostgreSQL proper (not
+	// CockroachDB), whose planner settings queryIndexed and writeIndexed use.
 	copy    bool
 	pending []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
@@ -468,6 +469,74 @@ func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]a
 		}
 	}
 	return br.Close()
+}
+
+// Sequential scans off for one statement: see indexedStatements (envelopes.go).
+const (
+	seqscanOff = "SET LOCAL enable_seqscan = off"
+	seqscanOn  = "SET LOCAL enable_seqscan = on"
+)
+
+// indexed reports whether q is a transaction of PostgreSQL proper, where queryIndexed and
+// writeIndexed may be used.
+func indexed(q Querier) (*pgxQuerier, bool) {
+	p, ok := q.(*pgxQuerier)
+	return p, ok && p.copy
+}
+
+// queryIndexed runs query, scanning each row it returns, with sequential scans disabled for it
+// alone: SET LOCAL enable_seqscan before it and after it, in its round trip (with BEGIN if that
+// is still to send).
+func (p *pgxQuerier) queryIndexed(ctx context.Context, query string, args []any, scan func(Scanner) error) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	hadBegin := p.begin != ""
+	if hadBegin {
+		b.Queue(p.begin)
+		p.begin = ""
+	}
+	b.Queue(seqscanOff)
+	b.Queue(query, args...)
+	b.Queue(seqscanOn)
+	br := p.q.SendBatch(ctx, b)
+	err := func() error {
+		if hadBegin {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if _, err := br.Exec(); err != nil { // the first SET
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeIndexed holds back a write like Write, with sequential scans disabled for it alone.
+func (p *pgxQuerier) writeIndexed(query string, args []any, check func(int64) error) {
+	p.pending = append(p.pending, pendingWrite{query: seqscanOff}, pendingWrite{query, args, check},
+		pendingWrite{query: seqscanOn})
 }
 
 // copyRows copies rows into table with COPY, after the held-back writes (one round trip). It

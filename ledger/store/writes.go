@@ -9,10 +9,8 @@ import (
 
 // WriteBatch writes what a group-commit batch decided (core.DecideBatch), in its transaction.
 func WriteBatch(ctx context.Context, q Querier, w *core.Writes, at time.Time) error {
-	for _, env := range w.Envelopes {
-		if err := UpdateEnvelope(ctx, q, env); err != nil {
-			return err
-		}
+	if err := UpdateEnvelopes(ctx, q, w.Envelopes); err != nil {
+		return err
 	}
 	// Holds made and ended, in WriteHolds' order.
 	if len(w.NewHolds) > 0 {

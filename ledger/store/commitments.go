@@ -82,6 +82,46 @@ func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 }
 
 // UpdateCommitment writes what a commitment released.
+// UpdateCommitments writes what a batch changed of commitments it read (released, paid or
+// closed): on PostgreSQL every such column of them with updateByKeys, elsewhere one statement each
+// (UpdateCommitment, or UpdateCommitmentFigures for one paid or closed).
+func UpdateCommitments(ctx context.Context, q Querier, cs []*core.Commitment) error {
+	p, ok := indexed(q)
+	if !ok || len(cs) < 2 {
+		for _, c := range cs {
+			update := UpdateCommitment
+			if c.Paid != 0 || c.Closed() {
+				update = UpdateCommitmentFigures // paid or closed: every figure
+			}
+			if err := update(ctx, q, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	inChunks(cs, func(part []*core.Commitment) {
+		ids := make([]string, len(part))
+		paid, released, updated := make([]int64, len(part)), make([]int64, len(part)), make([]int64, len(part))
+		closedAt, closeEffective := make([]*int64, len(part)), make([]*int64, len(part))
+		reasons := make([]string, len(part))
+		for i, c := range part {
+			ids[i], paid[i], released[i], updated[i], reasons[i] = c.ID, c.Paid, c.Released, micros(c.UpdatedAt), c.CloseReason
+			closedAt[i], closeEffective[i] = optionalMicrosPtr(c.ClosedAt), optionalMicrosPtr(c.CloseEffectiveAt)
+		}
+		want := int64(len(part))
+		query, args := updateByKeys("commitments", "id", ids, []setColumn{{"paid", "bigint", paid},
+			{"released", "bigint", released}, {"closed_at", "bigint", closedAt}, {"close_reason", "text", reasons},
+			{"close_effective_at", "bigint", closeEffective}, {"updated_at", "bigint", updated}}, "")
+		p.writeIndexed(query, args, func(n int64) error {
+			if n != want {
+				return core.Internal("updating %d commitments touched %d rows", want, n)
+			}
+			return nil
+		})
+	})
+	return nil
+}
+
 func UpdateCommitment(ctx context.Context, q Querier, c *core.Commitment) error {
 	return q.Write(ctx, "UPDATE commitments SET released = $2, updated_at = $3 WHERE id = $1",
 		[]any{c.ID, c.Released, micros(c.UpdatedAt)}, func(n int64) error {

@@ -133,13 +133,8 @@ func InsertEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 // whatever the statement, and SQLite has neither the statements' cost nor concurrent writers:
 // both keep one statement per envelope.
 
-// maxEnvelopesPerUpdate bounds the envelopes one UPDATE writes: each row finds its values by
-// array_position, a search of the statement's ids.
-const maxEnvelopesPerUpdate = 100
-
 // UpdateEnvelopes writes the balances of envelopes (each once), whose rows the transaction has
-// locked: on PostgreSQL in one statement per up to maxEnvelopesPerUpdate, elsewhere with
-// UpdateEnvelope each.
+// locked: on PostgreSQL with updateByKeys, elsewhere with UpdateEnvelope each.
 func UpdateEnvelopes(ctx context.Context, q Querier, envs []*core.Envelope) error {
 	p, ok := indexed(q)
 	if !ok || len(envs) < 2 {
@@ -150,35 +145,28 @@ func UpdateEnvelopes(ctx context.Context, q Querier, envs []*core.Envelope) erro
 		}
 		return nil
 	}
-	for start := 0; start < len(envs); start += maxEnvelopesPerUpdate {
-		part := envs[start:min(start+maxEnvelopesPerUpdate, len(envs))]
+	inChunks(envs, func(part []*core.Envelope) {
 		ids := make([]string, len(part))
-		cols := make([][]int64, 9)
-		for i := range cols {
-			cols[i] = make([]int64, len(part))
-		}
+		cols := []setColumn{{"allocation", "bigint", []int64{}}, {"committed", "bigint", []int64{}},
+			{"children_allocated", "bigint", []int64{}}, {"released", "bigint", []int64{}},
+			{"commitment_count", "bigint", []int64{}}, {"updated_at", "bigint", []int64{}},
+			{"latest_effective_at", "bigint", []int64{}}, {"paid", "bigint", []int64{}}, {"held", "bigint", []int64{}}}
 		for i, e := range part {
 			ids[i] = e.ID
 			for c, v := range []int64{e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount,
 				micros(e.UpdatedAt), micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.Held} {
-				cols[c][i] = v
+				cols[c].values = append(cols[c].values.([]int64), v)
 			}
 		}
 		want := int64(len(part))
-		p.writeIndexed(`UPDATE envelopes SET (allocation, committed, children_allocated, released, commitment_count,
-			updated_at, latest_effective_at, paid, held) = (SELECT a[i], c[i], ca[i], r[i], n[i], u[i], l[i], p[i], h[i]
-			FROM (SELECT array_position($1::text[], envelopes.id) AS i, $2::bigint[] AS a, $3::bigint[] AS c,
-			$4::bigint[] AS ca, $5::bigint[] AS r, $6::bigint[] AS n, $7::bigint[] AS u, $8::bigint[] AS l,
-			$9::bigint[] AS p, $10::bigint[] AS h) AS v)
-			WHERE id = ANY($1::text[])`,
-			[]any{ids, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]},
-			func(n int64) error {
-				if n != want {
-					return core.Internal("updating %d envelopes touched %d rows", want, n)
-				}
-				return nil
-			})
-	}
+		query, args := updateByKeys("envelopes", "id", ids, cols, "")
+		p.writeIndexed(query, args, func(n int64) error {
+			if n != want {
+				return core.Internal("updating %d envelopes touched %d rows", want, n)
+			}
+			return nil
+		})
+	})
 	return nil
 }
 

@@ -137,6 +137,9 @@ func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 	if len(hs) > 1 && sameExpiry(hs) {
 		return expireHolds(ctx, q, hs)
 	}
+	if p, ok := indexed(q); ok && len(hs) > 1 {
+		return endHoldsByKeys(p, hs)
+	}
 	for _, h := range hs {
 		if h.State == core.HoldHeld {
 			return core.Internal("hold %s is ended as HELD", h.ID)
@@ -154,6 +157,36 @@ func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// endHoldsByKeys is EndHolds on PostgreSQL: one statement per up to maxRowsPerUpdate holds
+// (updateByKeys), each hold only if it is still HELD.
+func endHoldsByKeys(p *pgxQuerier, hs []core.Hold) error {
+	for _, h := range hs {
+		if h.State == core.HoldHeld {
+			return core.Internal("hold %s is ended as HELD", h.ID)
+		}
+	}
+	inChunks(hs, func(part []core.Hold) {
+		ids, states, commitments, reasons := make([]string, len(part)), make([]string, len(part)),
+			make([]string, len(part)), make([]string, len(part))
+		confirmed, updated := make([]int64, len(part)), make([]int64, len(part))
+		for i, h := range part {
+			ids[i], states[i], commitments[i], reasons[i] = h.ID, string(h.State), h.CommitmentID, h.Reason
+			confirmed[i], updated[i] = h.ConfirmedAmount, micros(h.UpdatedAt)
+		}
+		want := int64(len(part))
+		query, args := updateByKeys("holds", "id", ids, []setColumn{{"state", "text", states},
+			{"confirmed_amount", "bigint", confirmed}, {"commitment_id", "text", commitments},
+			{"reason", "text", reasons}, {"updated_at", "bigint", updated}}, " AND state = 'HELD'")
+		p.writeIndexed(query, args, func(n int64) error {
+			if n != want {
+				return errHoldEnded
+			}
+			return nil
+		})
+	})
 	return nil
 }
 

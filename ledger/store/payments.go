@@ -99,3 +99,12 @@ func optionalMicros(t time.Time) any {
 	}
 	return micros(t)
 }
+
+// optionalMicrosPtr is optionalMicros for an array's element.
+func optionalMicrosPtr(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	v := micros(t)
+	return &v
+}

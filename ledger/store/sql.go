@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -139,6 +140,44 @@ func queryByKeys(ctx context.Context, q Querier, query string, args ...any) (Row
 		return p.Query(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	}
 	return q.Query(ctx, query, args...)
+}
+
+// setColumn is a column updateByKeys sets: its name, its SQL type, and its values, a slice with
+// one value per key (nil pointers for NULL).
+type setColumn struct {
+	name, sqlType string
+	values        any
+}
+
+// maxRowsPerUpdate bounds the rows one updateByKeys statement writes: each row finds its values
+// by array_position, a search of the statement's keys.
+const maxRowsPerUpdate = 100
+
+// updateByKeys returns an UPDATE of table, for PostgreSQL, that sets cols of each row whose key
+// column is one of keys to that key's values, and its arguments; where, if not empty, adds a
+// condition ("AND …"). The rows are found by key = ANY($1): run it with writeIndexed, so that they
+// are read through the key's index (indexedStatements, envelopes.go).
+func updateByKeys(table, key string, keys []string, cols []setColumn, where string) (string, []any) {
+	var names, values strings.Builder
+	args := []any{keys}
+	for i, c := range cols {
+		if i > 0 {
+			names.WriteString(", ")
+			values.WriteString(", ")
+		}
+		names.WriteString(c.name)
+		args = append(args, c.values)
+		fmt.Fprintf(&values, "($%d::%s[])[k.i]", len(args), c.sqlType)
+	}
+	return fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::text[], %s.%s) AS i) AS k) "+
+		"WHERE %s = ANY($1::text[])%s", table, names.String(), values.String(), table, key, key, where), args
+}
+
+// inChunks calls write with rows cut in chunks of at most maxRowsPerUpdate.
+func inChunks[T any](rows []T, write func(part []T)) {
+	for start := 0; start < len(rows); start += maxRowsPerUpdate {
+		write(rows[start:min(start+maxRowsPerUpdate, len(rows))])
+	}
 }
 
 // inList returns "$n+1, $n+2, …" and the args for a list of strings.

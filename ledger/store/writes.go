@@ -27,14 +27,8 @@ func WriteBatch(ctx context.Context, q Querier, w *core.Writes, at time.Time) er
 	if err := WriteTotals(ctx, q, w.Deltas, at); err != nil {
 		return err
 	}
-	for _, c := range w.Changed {
-		update := UpdateCommitment
-		if c.Paid != 0 || c.Closed() {
-			update = UpdateCommitmentFigures // paid or closed: every figure
-		}
-		if err := update(ctx, q, c); err != nil {
-			return err
-		}
+	if err := UpdateCommitments(ctx, q, w.Changed); err != nil {
+		return err
 	}
 	if len(w.Payments) > 0 {
 		if err := InsertPayments(ctx, q, w.Payments); err != nil {

@@ -96,9 +96,9 @@ func (c *ParentCache) Chain(ctx context.Context, q Querier, env core.Envelope) (
 }
 
 // EffectiveRules returns the rules in force at time at on each envelope given. It reads the rule
-// set in force on each envelope of their chains with one primary-key range statement per
-// envelope: the table is written only by SetRules, so these reads conflict with nothing but a
-// rule change.
+// set in force on each envelope of their chains through the primary key: on PostgreSQL one
+// statement for all of them, elsewhere one range statement per envelope. The table is written
+// only by SetRules, so these reads conflict with nothing but a rule change.
 func (c *ParentCache) EffectiveRules(ctx context.Context, q Querier, envs []core.Envelope, at time.Time) (map[string]*core.EffectiveRules, error) {
 	chains := map[string][]string{}
 	var all []string
@@ -117,12 +117,7 @@ func (c *ParentCache) EffectiveRules(ctx context.Context, q Querier, envs []core
 		}
 	}
 	inForce := map[string]*core.RuleSet{}
-	argsList := make([][]any, len(all))
-	for i, id := range all {
-		argsList[i] = []any{id, micros(at)}
-	}
-	err := q.QueryEach(ctx, "SELECT "+ruleSetColumns+` FROM envelope_rules WHERE envelope_id = $1 AND effective_from <= $2
-		ORDER BY effective_from DESC, id DESC LIMIT 1`, argsList, func(s Scanner) error {
+	keep := func(s Scanner) error {
 		rs, err := scanRuleSet(s)
 		if errors.Is(err, ErrNoRows) {
 			return nil
@@ -131,7 +126,21 @@ func (c *ParentCache) EffectiveRules(ctx context.Context, q Querier, envs []core
 			inForce[rs.EnvelopeID] = &rs
 		}
 		return err
-	})
+	}
+	var err error
+	if p, ok := indexed(q); ok && len(all) > 1 {
+		// PostgreSQL: one statement for every envelope, read by the key (indexedStatements).
+		err = p.queryIndexed(ctx, "SELECT DISTINCT ON (envelope_id) "+ruleSetColumns+` FROM envelope_rules
+			WHERE envelope_id = ANY($1) AND effective_from <= $2 ORDER BY envelope_id, effective_from DESC, id DESC`,
+			[]any{all, micros(at)}, keep)
+	} else {
+		argsList := make([][]any, len(all))
+		for i, id := range all {
+			argsList[i] = []any{id, micros(at)}
+		}
+		err = q.QueryEach(ctx, "SELECT "+ruleSetColumns+` FROM envelope_rules WHERE envelope_id = $1 AND effective_from <= $2
+			ORDER BY effective_from DESC, id DESC LIMIT 1`, argsList, keep)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -441,16 +441,25 @@ func (p *pgxQuerier) Query(ctx context.Context, query string, args ...any) (Rows
 	return r, nil
 }
 
-// queryEach sends the queries as one pipelined batch: one round trip.
-func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
+// batch begins a pipelined batch, after the held-back writes are sent: with BEGIN first (hadBegin)
+// if it is still to send.
+func (p *pgxQuerier) batch(ctx context.Context) (b *pgx.Batch, hadBegin bool, err error) {
 	if err := p.flush(ctx); err != nil {
-		return err
+		return nil, false, err
 	}
-	b := &pgx.Batch{}
-	hadBegin := p.begin != ""
-	if hadBegin {
+	b = &pgx.Batch{}
+	if hadBegin = p.begin != ""; hadBegin {
 		b.Queue(p.begin)
 		p.begin = ""
+	}
+	return b, hadBegin, nil
+}
+
+// queryEach sends the queries as one pipelined batch: one round trip.
+func (p *pgxQuerier) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
+	b, hadBegin, err := p.batch(ctx)
+	if err != nil {
+		return err
 	}
 	for _, args := range argsList {
 		b.Queue(query, args...)
@@ -488,20 +497,15 @@ func indexed(q Querier) (*pgxQuerier, bool) {
 // alone: SET LOCAL enable_seqscan before it and after it, in its round trip (with BEGIN if that
 // is still to send).
 func (p *pgxQuerier) queryIndexed(ctx context.Context, query string, args []any, scan func(Scanner) error) error {
-	if err := p.flush(ctx); err != nil {
+	b, hadBegin, err := p.batch(ctx)
+	if err != nil {
 		return err
-	}
-	b := &pgx.Batch{}
-	hadBegin := p.begin != ""
-	if hadBegin {
-		b.Queue(p.begin)
-		p.begin = ""
 	}
 	b.Queue(seqscanOff)
 	b.Queue(query, args...)
 	b.Queue(seqscanOn)
 	br := p.q.SendBatch(ctx, b)
-	err := func() error {
+	err = func() error {
 		if hadBegin {
 			if _, err := br.Exec(); err != nil {
 				return err

@@ -52,10 +52,11 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 	)
 	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
+		rows := store.PeekCommitments(ctx, l.db.Reader(), core.CommitmentIDs(units))
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
 			phases.loading = time.Now()
-			in, st, err := l.loadBatch(ctx, q, units, priors, pre)
+			in, st, err := l.loadBatch(ctx, q, units, priors, pre, rows)
 			if err != nil {
 				return err
 			}
@@ -82,10 +83,11 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 // loadBatch loads, inside the batch's transaction, what its decisions read: the envelopes (locked),
 // the commitments released from, the effective rules of every envelope found at the batch's
 // time, and the totals of the projects a funding-share rule will be checked for (those read ahead
-// by peekTotals whose envelope kept its version, the others by primary key here). It returns the
+// by peekTotals whose envelope kept its version, the others by primary key here); the commitments
+// at the addresses PeekCommitments found (rows). It returns the
 // batch's stamp, taken once the envelopes are locked (stampAfter), at which the rules are read.
 func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.Unit, priors map[string]core.Prior,
-	pre map[core.ProjectKey]store.ProjectTotal) (core.Loaded, core.Stamp, error) {
+	pre map[core.ProjectKey]store.ProjectTotal, rows store.CommitmentRows) (core.Loaded, core.Stamp, error) {
 	in := core.Loaded{Priors: priors, Totals: map[core.ProjectKey]int64{}}
 	envelopeIDs := core.EnvelopeIDs(units)
 	var err error
@@ -93,7 +95,7 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 		return in, core.Stamp{}, err
 	}
 	st := l.stampAfter(in.Envelopes)
-	if in.Commitments, err = store.LoadCommitments(ctx, q, core.CommitmentIDs(units)); err != nil {
+	if in.Commitments, err = store.LoadCommitmentsAt(ctx, q, core.CommitmentIDs(units), rows); err != nil {
 		return in, st, err
 	}
 	if ids := core.HoldIDs(units); len(ids) > 0 {

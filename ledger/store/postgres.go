@@ -96,7 +96,7 @@ func (e *pgEngine) Name() string {
 
 func (e *pgEngine) ForUpdate() string { return " FOR UPDATE" }
 func (e *pgEngine) Close()            { e.pool.Close() }
-func (e *pgEngine) Reader() Querier   { return &pgxQuerier{q: e.pool} }
+func (e *pgEngine) Reader() Querier   { return &pgxQuerier{q: e.pool, postgres: !e.cockroach} }
 
 func (e *pgEngine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }
 
@@ -203,7 +203,7 @@ func (e *pgEngine) attemptAt(ctx context.Context, begin string, fn func(q Querie
 	}
 	// A connection released inside a transaction is closed by the pool, never reused.
 	defer conn.Release()
-	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true}
+	q := &pgxQuerier{q: conn.Conn(), begin: begin, copy: true, postgres: true}
 	err = fn(q)
 	if err == nil {
 		err = q.commit(ctx)
@@ -290,8 +290,10 @@ type pgxQuerier struct {
 	}
 	// copy allows COPY for large inserts, and marks a transaction of PostgreSQL proper (not
 	// CockroachDB), whose planner settings queryIndexed and writeIndexed use.
-	copy    bool
-	pending []pendingWrite
+	copy bool
+	// postgres marks PostgreSQL proper, in or out of a transaction (PeekCommitments).
+	postgres bool
+	pending  []pendingWrite
 	// begin, when set, is the BEGIN statement still to send: it goes with the first statement.
 	begin string
 }

@@ -52,7 +52,8 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 	)
 	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
-		rows := store.PeekCommitments(ctx, l.db.Reader(), core.CommitmentIDs(units))
+		rows := peeked{commitments: store.PeekCommitments(ctx, l.db.Reader(), core.CommitmentIDs(units)),
+			holds: store.PeekHolds(ctx, l.db.Reader(), core.HoldIDs(units))}
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
 			phases.loading = time.Now()
@@ -84,10 +85,10 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 // the commitments released from, the effective rules of every envelope found at the batch's
 // time, and the totals of the projects a funding-share rule will be checked for (those read ahead
 // by peekTotals whose envelope kept its version, the others by primary key here); the commitments
-// at the addresses PeekCommitments found (rows). It returns the
+// and holds at the addresses peeked before the transaction (rows). It returns the
 // batch's stamp, taken once the envelopes are locked (stampAfter), at which the rules are read.
 func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.Unit, priors map[string]core.Prior,
-	pre map[core.ProjectKey]store.ProjectTotal, rows store.CommitmentRows) (core.Loaded, core.Stamp, error) {
+	pre map[core.ProjectKey]store.ProjectTotal, rows peeked) (core.Loaded, core.Stamp, error) {
 	in := core.Loaded{Priors: priors, Totals: map[core.ProjectKey]int64{}}
 	envelopeIDs := core.EnvelopeIDs(units)
 	var err error
@@ -95,11 +96,11 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 		return in, core.Stamp{}, err
 	}
 	st := l.stampAfter(in.Envelopes)
-	if in.Commitments, err = store.LoadCommitmentsAt(ctx, q, core.CommitmentIDs(units), rows); err != nil {
+	if in.Commitments, err = store.LoadCommitmentsAt(ctx, q, core.CommitmentIDs(units), rows.commitments); err != nil {
 		return in, st, err
 	}
 	if ids := core.HoldIDs(units); len(ids) > 0 {
-		if in.Holds, err = store.LoadHolds(ctx, q, ids); err != nil {
+		if in.Holds, err = store.LoadHoldsAt(ctx, q, ids, rows.holds); err != nil {
 			return in, st, err
 		}
 	}
@@ -171,6 +172,10 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	}
 	return in, st, err
 }
+
+// peeked are the addresses of a batch's commitments and holds, read before its transaction
+// (store.PeekCommitments, store.PeekHolds): the transaction reads the rows there.
+type peeked struct{ commitments, holds store.RowAddresses }
 
 // peekTotals reads, outside any transaction, the totals of the projects that a funding-share rule
 // will be checked for, each with its envelope's version. Inside the transaction, a total whose

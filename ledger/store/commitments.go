@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Commitments: one row per award, created by a batch and updated in place by releases.
@@ -68,101 +67,17 @@ func LoadCommitments(ctx context.Context, q Querier, ids []string) (map[string]*
 	return found, rs.Err()
 }
 
-// Commitments read by their row's address (PostgreSQL).
-//
-// A batch that releases from, pays or closes commitments reads them inside its SERIALIZABLE
-// transaction. Read by key, PostgreSQL's predicate lock covers the primary key's whole leaf page;
-// commitment ids are UUIDv7, so the recent commitments share the key's last leaf, into which every
-// concurrent award inserts: batches of other queues or processes that award and pay then abort
-// each other (docs/benchmarks.md, "Concurrent batches that pay or release"). So a batch first
-// peeks at where its commitments' rows are, outside any transaction (PeekCommitments), and inside
-// it reads the rows at those addresses (LoadCommitmentsAt): a read by ctid locks the rows alone,
-// never the index. A row that has moved since (updated, or its slot reused) is read by key.
-
-// CommitmentRows are commitments' row addresses (ctid) by id, from PeekCommitments.
-type CommitmentRows map[string]pgtype.TID
-
-// PeekCommitments reads where the rows of commitments are, outside any transaction, on
-// PostgreSQL proper; elsewhere, or on any error, it returns nil and the rows are read by key.
-func PeekCommitments(ctx context.Context, q Querier, ids []string) CommitmentRows {
-	if p, ok := q.(*pgxQuerier); !ok || !p.postgres || len(ids) == 0 {
-		return nil
-	}
-	rs, err := queryByKeys(ctx, q, "SELECT id, ctid FROM commitments WHERE id = ANY($1)", ids)
-	if err != nil {
-		return nil
-	}
-	defer rs.Close()
-	out := CommitmentRows{}
-	for rs.Next() {
-		var (
-			id  string
-			tid pgtype.TID
-		)
-		if rs.Scan(&id, &tid) != nil {
-			return nil
-		}
-		out[id] = tid
-	}
-	if rs.Err() != nil {
-		return nil
-	}
-	return out
+// PeekCommitments and LoadCommitmentsAt read a batch's commitments at their rows' addresses
+// (rowaddress.go).
+func PeekCommitments(ctx context.Context, q Querier, ids []string) RowAddresses {
+	return peekRows(ctx, q, "commitments", ids)
 }
 
-// LoadCommitmentsAt is LoadCommitments inside a PostgreSQL transaction, reading the rows found by
-// PeekCommitments at their addresses first (sequential scans off: a TID scan), then by key those
-// not found there as the same commitment.
-func LoadCommitmentsAt(ctx context.Context, q Querier, ids []string, rows CommitmentRows) (map[string]*core.Commitment, error) {
-	p, ok := indexed(q)
-	if !ok || len(rows) == 0 {
-		return LoadCommitments(ctx, q, ids)
-	}
-	tids := make([]pgtype.TID, 0, len(rows))
-	for _, id := range ids {
-		if tid, ok := rows[id]; ok {
-			tids = append(tids, tid)
-		}
-	}
-	found := map[string]*core.Commitment{}
-	err := p.queryIndexed(ctx, "SELECT ctid, "+strings.TrimPrefix(SelectCommitments, "SELECT ")+" WHERE ctid = ANY($1)",
-		[]any{tids}, func(s Scanner) error {
-			var tid pgtype.TID
-			c, err := ScanCommitment(prefixScanner{s, &tid})
-			if err != nil {
-				return err
-			}
-			if want, ok := rows[c.ID]; ok && want == tid {
-				found[c.ID] = &c
-			}
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	var rest []string
-	for _, id := range ids {
-		if found[id] == nil {
-			rest = append(rest, id)
-		}
-	}
-	if len(rest) == 0 {
-		return found, nil
-	}
-	more, err := LoadCommitments(ctx, q, rest)
-	for id, c := range more {
-		found[id] = c
-	}
-	return found, err
+// LoadCommitmentsAt is LoadCommitments inside a transaction, at the rows PeekCommitments found.
+func LoadCommitmentsAt(ctx context.Context, q Querier, ids []string, rows RowAddresses) (map[string]*core.Commitment, error) {
+	return loadAt(ctx, q, SelectCommitments, ids, rows, ScanCommitment,
+		func(c core.Commitment) string { return c.ID }, LoadCommitments)
 }
-
-// prefixScanner scans one more column, first, into first.
-type prefixScanner struct {
-	s     Scanner
-	first any
-}
-
-func (p prefixScanner) Scan(dest ...any) error { return p.s.Scan(append([]any{p.first}, dest...)...) }
 
 // InsertCommitments writes new commitments in bulk.
 func InsertCommitments(ctx context.Context, q Querier, cs []*core.Commitment) error {

@@ -99,6 +99,16 @@ func LoadHolds(ctx context.Context, q Querier, ids []string) (map[string]*core.H
 	return found, nil
 }
 
+// PeekHolds and LoadHoldsAt read a batch's holds at their rows' addresses (rowaddress.go).
+func PeekHolds(ctx context.Context, q Querier, ids []string) RowAddresses {
+	return peekRows(ctx, q, "holds", ids)
+}
+
+// LoadHoldsAt is LoadHolds inside a transaction, at the rows PeekHolds found.
+func LoadHoldsAt(ctx context.Context, q Querier, ids []string, rows RowAddresses) (map[string]*core.Hold, error) {
+	return loadAt(ctx, q, SelectHolds, ids, rows, ScanHold, func(h core.Hold) string { return h.ID }, LoadHolds)
+}
+
 func optional(v int64, given bool) any {
 	if given || v != 0 {
 		return v

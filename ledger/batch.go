@@ -50,10 +50,10 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 		w      *core.Writes
 		phases = batchPhases{start: time.Now()}
 	)
+	peek := l.peekRows(ctx, units)
 	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
 		pre := l.peekTotals(ctx, units)
-		rows := peeked{commitments: store.PeekCommitments(ctx, l.db.Reader(), core.CommitmentIDs(units)),
-			holds: store.PeekHolds(ctx, l.db.Reader(), core.HoldIDs(units))}
+		rows := peek()
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
 			phases.loading = time.Now()
@@ -176,6 +176,22 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 // peeked are the addresses of a batch's commitments and holds, read before its transaction
 // (store.PeekCommitments, store.PeekHolds): the transaction reads the rows there.
 type peeked struct{ commitments, holds store.RowAddresses }
+
+// peekRows reads the addresses of the commitments and holds units name, outside any transaction,
+// on another connection while the request log is looked up (so that it adds no round trip to the
+// batch's chain); the function it returns waits for them.
+func (l *Ledger) peekRows(ctx context.Context, units []*core.Unit) func() peeked {
+	commitments, holds := core.CommitmentIDs(units), core.HoldIDs(units)
+	if len(commitments) == 0 && len(holds) == 0 {
+		return func() peeked { return peeked{} }
+	}
+	done := make(chan peeked, 1)
+	go func() {
+		done <- peeked{commitments: store.PeekCommitments(ctx, l.db.Reader(), commitments),
+			holds: store.PeekHolds(ctx, l.db.Reader(), holds)}
+	}()
+	return sync.OnceValue(func() peeked { return <-done })
+}
 
 // peekTotals reads, outside any transaction, the totals of the projects that a funding-share rule
 // will be checked for, each with its envelope's version. Inside the transaction, a total whose

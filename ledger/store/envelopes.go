@@ -147,24 +147,21 @@ func UpdateEnvelopes(ctx context.Context, q Querier, envs []*core.Envelope) erro
 	}
 	inChunks(envs, func(part []*core.Envelope) {
 		ids := make([]string, len(part))
-		cols := []setColumn{{"allocation", "bigint", []int64{}}, {"committed", "bigint", []int64{}},
-			{"children_allocated", "bigint", []int64{}}, {"released", "bigint", []int64{}},
-			{"commitment_count", "bigint", []int64{}}, {"updated_at", "bigint", []int64{}},
-			{"latest_effective_at", "bigint", []int64{}}, {"paid", "bigint", []int64{}}, {"held", "bigint", []int64{}}}
+		var vals [9][]int64
 		for i, e := range part {
 			ids[i] = e.ID
 			for c, v := range []int64{e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount,
 				micros(e.UpdatedAt), micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.Held} {
-				cols[c].values = append(cols[c].values.([]int64), v)
+				vals[c] = append(vals[c], v)
 			}
 		}
-		want := int64(len(part))
-		query, args := updateByKeys("envelopes", "id", ids, cols, "")
-		p.writeIndexed(query, args, func(n int64) error {
-			if n != want {
-				return core.Internal("updating %d envelopes touched %d rows", want, n)
-			}
-			return nil
+		var cols []setColumn
+		for c, name := range []string{"allocation", "committed", "children_allocated", "released", "commitment_count",
+			"updated_at", "latest_effective_at", "paid", "held"} {
+			cols = append(cols, setColumn{name, "bigint", vals[c]})
+		}
+		p.updateByKeys("envelopes", ids, cols, "", func(n int64) error {
+			return core.Internal("updating %d envelopes touched %d rows", len(ids), n)
 		})
 	})
 	return nil

@@ -147,13 +147,16 @@ func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 	if len(hs) > 1 && sameExpiry(hs) {
 		return expireHolds(ctx, q, hs)
 	}
-	if p, ok := indexed(q); ok && len(hs) > 1 {
-		return endHoldsByKeys(p, hs)
-	}
 	for _, h := range hs {
 		if h.State == core.HoldHeld {
 			return core.Internal("hold %s is ended as HELD", h.ID)
 		}
+	}
+	if p, ok := indexed(q); ok && len(hs) > 1 {
+		endHoldsByKeys(p, hs)
+		return nil
+	}
+	for _, h := range hs {
 		err := q.Write(ctx, `UPDATE holds SET state = $2, confirmed_amount = $3, commitment_id = $4, reason = $5,
 			updated_at = $6 WHERE id = $1 AND state = 'HELD'`,
 			[]any{h.ID, string(h.State), h.ConfirmedAmount, h.CommitmentID, h.Reason, micros(h.UpdatedAt)},
@@ -171,13 +174,8 @@ func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 }
 
 // endHoldsByKeys is EndHolds on PostgreSQL: one statement per up to maxRowsPerUpdate holds
-// (updateByKeys), each hold only if it is still HELD.
-func endHoldsByKeys(p *pgxQuerier, hs []core.Hold) error {
-	for _, h := range hs {
-		if h.State == core.HoldHeld {
-			return core.Internal("hold %s is ended as HELD", h.ID)
-		}
-	}
+// (updateByKeys), each hold only if it is still HELD; hs holds no HELD hold.
+func endHoldsByKeys(p *pgxQuerier, hs []core.Hold) {
 	inChunks(hs, func(part []core.Hold) {
 		ids, states, commitments, reasons := make([]string, len(part)), make([]string, len(part)),
 			make([]string, len(part)), make([]string, len(part))
@@ -186,18 +184,11 @@ func endHoldsByKeys(p *pgxQuerier, hs []core.Hold) error {
 			ids[i], states[i], commitments[i], reasons[i] = h.ID, string(h.State), h.CommitmentID, h.Reason
 			confirmed[i], updated[i] = h.ConfirmedAmount, micros(h.UpdatedAt)
 		}
-		want := int64(len(part))
-		query, args := updateByKeys("holds", "id", ids, []setColumn{{"state", "text", states},
+		p.updateByKeys("holds", ids, []setColumn{{"state", "text", states},
 			{"confirmed_amount", "bigint", confirmed}, {"commitment_id", "text", commitments},
-			{"reason", "text", reasons}, {"updated_at", "bigint", updated}}, " AND state = 'HELD'")
-		p.writeIndexed(query, args, func(n int64) error {
-			if n != want {
-				return errHoldEnded
-			}
-			return nil
-		})
+			{"reason", "text", reasons}, {"updated_at", "bigint", updated}}, " AND state = 'HELD'",
+			func(int64) error { return errHoldEnded })
 	})
-	return nil
 }
 
 // WriteHolds writes what a decision on holds decided beside its envelopes and entries.

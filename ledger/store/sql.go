@@ -153,13 +153,13 @@ type setColumn struct {
 // by array_position, a search of the statement's keys.
 const maxRowsPerUpdate = 100
 
-// updateByKeys returns an UPDATE of table, for PostgreSQL, that sets cols of each row whose key
-// column is one of keys to that key's values, and its arguments; where, if not empty, adds a
-// condition ("AND …"). The rows are found by key = ANY($1): run it with writeIndexed, so that they
-// are read through the key's index (indexedStatements, envelopes.go).
-func updateByKeys(table, key string, keys []string, cols []setColumn, where string) (string, []any) {
+// updateByKeys holds back, with writeIndexed, an UPDATE of table (PostgreSQL) that sets cols of
+// each row whose id is one of ids to that id's values; where, if not empty, adds a condition
+// ("AND …"). The rows are found by id = ANY($1), read through the key's index
+// (indexedStatements, envelopes.go). short is the error when fewer rows than ids were updated.
+func (p *pgxQuerier) updateByKeys(table string, ids []string, cols []setColumn, where string, short func(n int64) error) {
 	var names, values strings.Builder
-	args := []any{keys}
+	args := []any{ids}
 	for i, c := range cols {
 		if i > 0 {
 			names.WriteString(", ")
@@ -169,8 +169,15 @@ func updateByKeys(table, key string, keys []string, cols []setColumn, where stri
 		args = append(args, c.values)
 		fmt.Fprintf(&values, "($%d::%s[])[k.i]", len(args), c.sqlType)
 	}
-	return fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::text[], %s.%s) AS i) AS k) "+
-		"WHERE %s = ANY($1::text[])%s", table, names.String(), values.String(), table, key, key, where), args
+	want := int64(len(ids))
+	p.writeIndexed(fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::text[], %s.id) AS i) AS k) "+
+		"WHERE id = ANY($1::text[])%s", table, names.String(), values.String(), table, where), args,
+		func(n int64) error {
+			if n != want {
+				return short(n)
+			}
+			return nil
+		})
 }
 
 // inChunks calls write with rows cut in chunks of at most maxRowsPerUpdate.

@@ -130,10 +130,7 @@ func UpdateCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 
 func UpdateCommitment(ctx context.Context, q Querier, c *core.Commitment) error {
 	return q.Write(ctx, "UPDATE commitments SET released = $2, updated_at = $3 WHERE id = $1",
-		[]any{c.ID, c.Released, micros(c.UpdatedAt)}, func(n int64) error {
-			if n != 1 {
-				return core.Internal("updating commitment %s touched %d rows", c.ID, n)
-			}
-			return nil
-		})
+		[]any{c.ID, c.Released, micros(c.UpdatedAt)}, Expect(1, func(n int64) error {
+			return core.Internal("updating commitment %s touched %d rows", c.ID, n)
+		}))
 }

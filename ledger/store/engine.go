@@ -12,15 +12,36 @@ import (
 // engine.
 type Querier interface {
 	Exec(ctx context.Context, query string, args ...any) (rowsAffected int64, err error)
-	// Write runs a statement whose only answer is a row count, which check judges. An engine may
-	// hold writes back and send them together, in order, before COMMIT (or before the next
-	// read), to save round trips; a failed check then fails the transaction before it commits.
-	Write(ctx context.Context, query string, args []any, check func(rowsAffected int64) error) error
+	// Write runs a statement whose only answer is a row count, which want, if not nil, judges.
+	// An engine may hold writes back and send them together, in order, before COMMIT (or before
+	// the next read), to save round trips; a row count other than want's then fails the
+	// transaction before it commits, with want's error, on every engine (PostgreSQL judges it in
+	// the server: pgxQuerier.send).
+	Write(ctx context.Context, query string, args []any, want *RowCount) error
 	QueryRow(ctx context.Context, query string, args ...any) Scanner
 	Query(ctx context.Context, query string, args ...any) (Rows, error)
 	// QueryEach runs one single-row query once per argument list, in order, and scans each
 	// answer (ErrNoRows when a query matched nothing). An engine may send them together.
 	QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error
+}
+
+// RowCount is the row count a Write must report, and the error when it reports another.
+type RowCount struct {
+	Rows  int64
+	Short func(got int64) error
+}
+
+// Expect is the RowCount of rows, with short the error of another count.
+func Expect(rows int64, short func(got int64) error) *RowCount {
+	return &RowCount{Rows: rows, Short: short}
+}
+
+// judge is nil when got is the count wanted (or nothing is wanted), else want's error.
+func (want *RowCount) judge(got int64) error {
+	if want == nil || got == want.Rows {
+		return nil
+	}
+	return want.Short(got)
 }
 
 // Scanner reads one row.

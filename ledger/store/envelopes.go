@@ -173,12 +173,7 @@ func UpdateEnvelope(ctx context.Context, q Querier, e *core.Envelope) error {
 		released = $5, commitment_count = $6, updated_at = $7, latest_effective_at = $8, paid = $9, held = $10 WHERE id = $1`,
 		[]any{e.ID, e.Allocation, e.Committed, e.ChildrenAllocated, e.Released, e.CommitmentCount, micros(e.UpdatedAt),
 			micros(orTime(e.LatestEffectiveAt, e.UpdatedAt)), e.Paid, e.Held},
-		func(n int64) error {
-			if n != 1 {
-				return core.Internal("updating envelope %s touched %d rows", e.ID, n)
-			}
-			return nil
-		})
+		Expect(1, func(n int64) error { return core.Internal("updating envelope %s touched %d rows", e.ID, n) }))
 }
 
 // Subtree returns the ids of envelope id and all its descendants (in no order); empty when id

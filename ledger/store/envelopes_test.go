@@ -168,10 +168,9 @@ func isCheckViolation(err error) bool {
 // (EndHolds), on PostgreSQL one statement for all of them:
 //   - each row gets exactly its own figures (a release, a payment, a closing with its reason and
 //     times, a confirmation with its commitment, a cancellation with its reason), the others none;
-//   - a hold already ended is never ended again: it keeps its first end, and the call reports
-//     the conflict (on PostgreSQL the row count is judged once the batch has run, COMMIT
-//     included: a short count there is a bug detector, since under SERIALIZABLE a hold ended by
-//     another transaction fails the update with 40001 first; see pgxQuerier.send);
+//   - a hold already ended is never ended again: it keeps its first end, the call reports the
+//     conflict, and the transaction writes nothing (the hold ended beside it stays HELD; on
+//     PostgreSQL the row count is judged by the server, before the COMMIT sent with it);
 //   - on PostgreSQL, no sequential scan of either table (whose predicate lock would make every
 //     other batch's write to the table conflict with this transaction).
 func TestSeveralCommitmentsAndHoldsUpdatedByTheirKey(t *testing.T) {
@@ -279,6 +278,9 @@ func TestSeveralCommitmentsAndHoldsUpdatedByTheirKey(t *testing.T) {
 		_, hs := stored()
 		if got := hs["h-3"]; !reflect.DeepEqual(got, &cancelled) {
 			t.Fatalf("hold h-3, cancelled, then ended again, reads %+v; want its first end %+v", got, cancelled)
+		}
+		if got := hs["h-1"]; !reflect.DeepEqual(got, wantHolds["h-1"]) {
+			t.Fatalf("hold h-1, ended in the transaction that failed, reads %+v; want it untouched %+v", got, wantHolds["h-1"])
 		}
 	})
 }

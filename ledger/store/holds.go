@@ -160,12 +160,7 @@ func EndHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 		err := q.Write(ctx, `UPDATE holds SET state = $2, confirmed_amount = $3, commitment_id = $4, reason = $5,
 			updated_at = $6 WHERE id = $1 AND state = 'HELD'`,
 			[]any{h.ID, string(h.State), h.ConfirmedAmount, h.CommitmentID, h.Reason, micros(h.UpdatedAt)},
-			func(n int64) error {
-				if n != 1 {
-					return errHoldEnded
-				}
-				return nil
-			})
+			Expect(1, func(int64) error { return errHoldEnded }))
 		if err != nil {
 			return err
 		}
@@ -295,12 +290,7 @@ func expireHolds(ctx context.Context, q Querier, hs []core.Hold) error {
 		list, args := inList(1, ids)
 		want := int64(len(part))
 		err := q.Write(ctx, "UPDATE holds SET state = 'EXPIRED', updated_at = $1 WHERE state = 'HELD' AND id IN ("+list+")",
-			append([]any{micros(part[0].UpdatedAt)}, args...), func(n int64) error {
-				if n != want {
-					return errHoldEnded
-				}
-				return nil
-			})
+			append([]any{micros(part[0].UpdatedAt)}, args...), Expect(want, func(int64) error { return errHoldEnded }))
 		if err != nil {
 			return err
 		}

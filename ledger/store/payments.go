@@ -45,12 +45,9 @@ func UpdateCommitmentFigures(ctx context.Context, q Querier, c *core.Commitment)
 	return q.Write(ctx, `UPDATE commitments SET paid = $2, released = $3, closed_at = $4, close_reason = $5,
 		close_effective_at = $6, updated_at = $7 WHERE id = $1`,
 		[]any{c.ID, c.Paid, c.Released, optionalMicros(c.ClosedAt), c.CloseReason, optionalMicros(c.CloseEffectiveAt),
-			micros(c.UpdatedAt)}, func(n int64) error {
-			if n != 1 {
-				return core.Internal("updating commitment %s touched %d rows", c.ID, n)
-			}
-			return nil
-		})
+			micros(c.UpdatedAt)}, Expect(1, func(n int64) error {
+			return core.Internal("updating commitment %s touched %d rows", c.ID, n)
+		}))
 }
 
 // writePaymentEffects writes the commitments, payments and project totals a payment or closing

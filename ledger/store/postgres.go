@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -26,7 +27,8 @@ import (
 //     checked, and SQLSTATE 40001/40P01 are retried with jittered backoff. To save round trips,
 //     BEGIN travels with the transaction's first statements and COMMIT with its writes, in
 //     pipelined batches: after an error PostgreSQL skips the rest of a batch, COMMIT included, so
-//     a failed write never commits. cockroach-go's
+//     a failed write never commits; a write's row count is judged by the server for the same
+//     reason (pgxQuerier.hold). cockroach-go's
 //     ExecuteTx must not be used here: it retries with SAVEPOINT cockroach_restart, which on
 //     PostgreSQL keeps the old snapshot, and it ignores the error of the final COMMIT, so writes
 //     PostgreSQL rolled back would be reported as successes (see TestCommitTimeSerializationFailure).
@@ -311,12 +313,61 @@ func (p *pgxQuerier) started(ctx context.Context) error {
 type pendingWrite struct {
 	query string
 	args  []any
-	check func(int64) error
+	want  *RowCount
+	// judged: the server judges want's count (judgedByServer), and answers a row, not a count.
+	judged bool
 }
 
-func (p *pgxQuerier) Write(_ context.Context, query string, args []any, check func(int64) error) error {
-	p.pending = append(p.pending, pendingWrite{query, args, check})
+func (p *pgxQuerier) Write(_ context.Context, query string, args []any, want *RowCount) error {
+	p.pending = append(p.pending, p.hold(query, args, want))
 	return nil
+}
+
+// hold is a write held back. In a transaction of PostgreSQL proper, COMMIT travels in the same
+// pipeline as the writes, so a row count judged on its answer would be judged after the
+// transaction committed: a write with a count to meet is sent as judgedByServer's statement
+// instead, which fails in the server when the count differs, and the failure skips COMMIT.
+// CockroachDB's transactions send their writes before COMMIT (cockroachAttempt): their counts
+// are judged on the answer.
+func (p *pgxQuerier) hold(query string, args []any, want *RowCount) pendingWrite {
+	if want == nil || !p.copy {
+		return pendingWrite{query: query, args: args, want: want}
+	}
+	return pendingWrite{query: judgedByServer(query, len(args)), args: append(args[:len(args):len(args)], want.Rows),
+		want: want, judged: true}
+}
+
+// rowCountMark begins the text judgedByServer's statement fails to cast, followed by the count.
+const rowCountMark = "ledger: rows written "
+
+// judgedByServer is a write of n parameters rewritten to fail, in the server, when its row count
+// differs from parameter n+1: the cast of a text to integer fails with SQLSTATE 22P02 and a
+// message that quotes the text, rowCountMark and the count (judgedRowCount reads it back).
+func judgedByServer(query string, n int) string {
+	return fmt.Sprintf("WITH w AS (%s RETURNING 1) SELECT CASE WHEN count(*) = $%d::bigint THEN 0 "+
+		"ELSE CAST('%s' || count(*) AS integer) END FROM w", query, n+1, rowCountMark)
+}
+
+// errRowCount marks a write the server refused for its row count.
+var errRowCount = errors.New("a write's row count was refused")
+
+// judgedRowCount turns the server's refusal of a judged write's row count into want's error.
+func judgedRowCount(err error, want *RowCount) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "22P02" {
+		return err
+	}
+	at := strings.Index(pe.Message, rowCountMark)
+	if at < 0 {
+		return err
+	}
+	digits := pe.Message[at+len(rowCountMark):]
+	digits = digits[:len(digits)-len(strings.TrimLeft(digits, "0123456789"))]
+	got, perr := strconv.ParseInt(digits, 10, 64)
+	if perr != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errRowCount, want.Short(got))
 }
 
 // commit sends the held-back writes and COMMIT as one batch. A serializable transaction can fail
@@ -325,21 +376,17 @@ func (p *pgxQuerier) Write(_ context.Context, query string, args []any, check fu
 // PostgreSQL skip the rest of the batch, COMMIT included; the transaction is then rolled back.
 func (p *pgxQuerier) commit(ctx context.Context) error {
 	err := p.send(ctx, "COMMIT")
-	var (
-		pe *pgconn.PgError
-		le *core.Error
-	)
+	var pe *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &pe):
-		// PostgreSQL answered with an error: nothing was committed.
+	case errors.As(err, &pe), errors.Is(err, errRowCount):
+		// PostgreSQL answered with an error, or refused a write's row count: nothing was
+		// committed.
 		if errors.Is(err, errWriteFailed) {
 			_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 		return err
-	case errors.As(err, &le):
-		return err // a failed row-count check: a bug, reported as such
 	}
 	// No answer (a broken connection, a deadline), even if it surfaced while reading a write's
 	// result: COMMIT may have run on the server.
@@ -382,10 +429,11 @@ func (p *pgxQuerier) send(ctx context.Context, tail string) error {
 	}
 	for _, w := range pending {
 		tag, err := br.Exec()
-		if err == nil && w.check != nil {
-			// The statements cannot fall short without an error (plain INSERTs, updates of rows
-			// this transaction has locked): a failed check is a bug, reported as such.
-			err = w.check(tag.RowsAffected())
+		switch {
+		case w.judged && err != nil:
+			err = judgedRowCount(err, w.want)
+		case err == nil && !w.judged:
+			err = w.want.judge(tag.RowsAffected())
 		}
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("%w: %w", errWriteFailed, err)
@@ -540,8 +588,8 @@ func (p *pgxQuerier) queryIndexed(ctx context.Context, query string, args []any,
 }
 
 // writeIndexed holds back a write like Write, with sequential scans disabled for it alone.
-func (p *pgxQuerier) writeIndexed(query string, args []any, check func(int64) error) {
-	p.pending = append(p.pending, pendingWrite{query: seqscanOff}, pendingWrite{query, args, check},
+func (p *pgxQuerier) writeIndexed(query string, args []any, want *RowCount) {
+	p.pending = append(p.pending, pendingWrite{query: seqscanOff}, p.hold(query, args, want),
 		pendingWrite{query: seqscanOn})
 }
 

@@ -69,12 +69,10 @@ func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (as
 		}
 		b.WriteString(")")
 		want := int64(len(part))
-		if err := q.Write(ctx, b.String(), args, func(n int64) error {
-			if n != want {
-				return fmt.Errorf("positioning journal entries: %d of %d updated", n, want)
-			}
-			return nil
-		}); err != nil {
+		positioned := Expect(want, func(n int64) error {
+			return fmt.Errorf("positioning journal entries: %d of %d updated", n, want)
+		})
+		if err := q.Write(ctx, b.String(), args, positioned); err != nil {
 			return 0, last, err
 		}
 	}
@@ -105,12 +103,10 @@ func positionFrom(ctx context.Context, q Querier, n int) (int64, error) {
 		if assigned == MaxSequenceBatch {
 			continue
 		}
-		if err := q.Write(ctx, "UPDATE journal_head SET last_seq = $1 WHERE id = 1", []any{last + int64(n)}, func(r int64) error {
-			if r != 1 {
-				return fmt.Errorf("reserving journal positions: the journal head was not updated")
-			}
-			return nil
-		}); err != nil {
+		moved := Expect(1, func(int64) error {
+			return errors.New("reserving journal positions: the journal head was not updated")
+		})
+		if err := q.Write(ctx, "UPDATE journal_head SET last_seq = $1 WHERE id = 1", []any{last + int64(n)}, moved); err != nil {
 			return 0, err
 		}
 		return last + 1, nil

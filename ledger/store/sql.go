@@ -102,12 +102,7 @@ func bulkInsert(ctx context.Context, q Querier, table string, columns []string, 
 		}
 		b = append(b, suffix...)
 		want := int64(len(chunk))
-		if err := q.Write(ctx, string(b), args, func(n int64) error {
-			if n != want {
-				return onShort
-			}
-			return nil
-		}); err != nil {
+		if err := q.Write(ctx, string(b), args, Expect(want, func(int64) error { return onShort })); err != nil {
 			return err
 		}
 	}
@@ -169,15 +164,9 @@ func (p *pgxQuerier) updateByKeys(table string, ids []string, cols []setColumn, 
 		args = append(args, c.values)
 		fmt.Fprintf(&values, "($%d::%s[])[k.i]", len(args), c.sqlType)
 	}
-	want := int64(len(ids))
 	p.writeIndexed(fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::text[], %s.id) AS i) AS k) "+
 		"WHERE id = ANY($1::text[])%s", table, names.String(), values.String(), table, where), args,
-		func(n int64) error {
-			if n != want {
-				return short(n)
-			}
-			return nil
-		})
+		Expect(int64(len(ids)), short))
 }
 
 // inChunks calls write with rows cut in chunks of at most maxRowsPerUpdate.

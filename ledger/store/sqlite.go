@@ -281,12 +281,12 @@ func (t *sqliteTx) Exec(ctx context.Context, query string, args ...any) (int64, 
 	return res.RowsAffected()
 }
 
-func (t *sqliteTx) Write(ctx context.Context, query string, args []any, check func(int64) error) error {
+func (t *sqliteTx) Write(ctx context.Context, query string, args []any, want *RowCount) error {
 	n, err := t.Exec(ctx, query, args...)
-	if err != nil || check == nil {
+	if err != nil {
 		return err
 	}
-	return check(n)
+	return want.judge(n)
 }
 
 func (t *sqliteTx) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {
@@ -445,12 +445,12 @@ func (s sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64,
 	return res.RowsAffected()
 }
 
-func (s sqlQuerier) Write(ctx context.Context, query string, args []any, check func(int64) error) error {
+func (s sqlQuerier) Write(ctx context.Context, query string, args []any, want *RowCount) error {
 	n, err := s.Exec(ctx, query, args...)
-	if err != nil || check == nil {
+	if err != nil {
 		return err
 	}
-	return check(n)
+	return want.judge(n)
 }
 
 func (s sqlQuerier) QueryEach(ctx context.Context, query string, argsList [][]any, scan func(Scanner) error) error {

@@ -164,12 +164,8 @@ func ExtendLog(ctx context.Context, q Querier, limit int) (int, error) {
 		return 0, err
 	}
 	newSize := size + int64(len(entries))
-	if err := q.Write(ctx, "UPDATE tlog_head SET size = $1 WHERE id = 1 AND size = $2", []any{newSize, size}, func(n int64) error {
-		if n != 1 {
-			return core.Internal("the transparency log grew under its writer")
-		}
-		return nil
-	}); err != nil {
+	grown := Expect(1, func(int64) error { return core.Internal("the transparency log grew under its writer") })
+	if err := q.Write(ctx, "UPDATE tlog_head SET size = $1 WHERE id = 1 AND size = $2", []any{newSize, size}, grown); err != nil {
 		return 0, err
 	}
 	return len(entries), nil

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/audit"
@@ -137,6 +138,8 @@ type Ledger struct {
 	shareRuled shareRuled
 	// verifications are the verifications running or done in the background (verification.go).
 	verifications *verifications
+	// retriedAt is when (Unix nanoseconds) a batch's transaction last had to be retried (peeking).
+	retriedAt atomic.Int64
 }
 
 // Open opens (creating it if needed) the ledger stored at database and brings its schema up to

@@ -127,7 +127,7 @@ func TestRuleChangeHeldOpenOrdersAwards(t *testing.T) {
 }
 
 // waitForLockWaiter returns once PostgreSQL or CockroachDB shows a transaction waiting for a
-// lock; it fails the test if the award finished first.
+// lock; it fails the test if the award finished first (the transaction holding the lock open).
 func waitForLockWaiter(t *testing.T, db testDB, awardDone chan error) {
 	t.Helper()
 	waiters := `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -145,7 +145,7 @@ func waitForLockWaiter(t *testing.T, db testDB, awardDone chan error) {
 		select {
 		case err := <-awardDone:
 			awardDone <- err
-			t.Fatalf("the award was decided (%v) while the rule change was held open", err)
+			t.Fatalf("the award was decided (%v) while the transaction holding its lock was open", err)
 		default:
 		}
 		var waiting int

@@ -69,14 +69,9 @@ func opsPerRun(def int) int {
 	return def
 }
 
-// openLedger opens the real ledger with its defaults (group commit on) and a transaction timeout
-// long enough for a busy machine: the tests never depend on speed.
-func openLedger(t *testing.T, database string) *ledger.Ledger {
-	t.Helper()
-	return openLedgerWith(t, database, ledger.Config{})
-}
-
-// openLedgerWith is openLedger with cfg's other settings (DisableBatching, say).
+// openLedgerWith opens the real ledger with cfg's settings (DisableBatching, say; group commit
+// on by default) and a transaction timeout long enough for a busy machine: the tests never depend
+// on speed.
 func openLedgerWith(t *testing.T, database string, cfg ledger.Config) *ledger.Ledger {
 	t.Helper()
 	cfg.TxTimeout, cfg.Log = 10*time.Minute, modelLogConfig()

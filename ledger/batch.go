@@ -76,6 +76,9 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 		l.retriedAt.Store(time.Now().UnixNano())
 	}
 	if err == nil {
+		for _, c := range w.NewCommitments {
+			l.homes.learn(c.ID, c.EnvelopeID)
+		}
 		l.metrics.batchDecided(n, w.Touched, phases, time.Now())
 		if len(w.Entries) > 0 {
 			l.poke()

@@ -28,8 +28,8 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		return res, err
 	}
 	// Route the release to its envelope's batch; a commitment never changes envelope, so this
-	// read needs no transaction.
-	c, err := l.GetCommitment(ctx, cmd.CommitmentID)
+	// read needs no transaction, and its answer can be remembered (commitmentHome).
+	envelope, err := l.commitmentHome(ctx, cmd.CommitmentID)
 	if errors.Is(err, ErrCommitmentNotFound) {
 		// Record the refusal under the request id, checking in the transaction that the
 		// commitment still does not exist.
@@ -48,7 +48,7 @@ func (l *Ledger) Release(ctx context.Context, cmd Release) (ReleaseResult, error
 		return res, err
 	}
 	op := &core.Op{Release: &cmd, Fingerprint: cmd.Fingerprint()}
-	if err := l.run(ctx, &core.Unit{EnvelopeID: c.EnvelopeID, Ops: []*core.Op{op}}); err != nil {
+	if err := l.run(ctx, &core.Unit{EnvelopeID: envelope, Ops: []*core.Op{op}}); err != nil {
 		return res, err
 	}
 	return res, op.Decode(&res)

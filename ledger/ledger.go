@@ -138,6 +138,8 @@ type Ledger struct {
 	shareRuled shareRuled
 	// verifications are the verifications running or done in the background (verification.go).
 	verifications *verifications
+	// homes remembers the envelopes of recent commitments (homes.go).
+	homes homes
 	// retriedAt is when (Unix nanoseconds) a batch's transaction last had to be retried (peeking).
 	retriedAt atomic.Int64
 }

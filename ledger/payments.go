@@ -78,8 +78,9 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 }
 
 // batchOnCommitment routes a payment or closing of commitment id through the group commit of the
-// commitment's envelope, read first outside any transaction (a commitment never changes
-// envelope; the batch reads it again under the envelope's lock), as Release does. It reports
+// commitment's envelope, remembered or read first outside any transaction (commitmentHome: a
+// commitment never changes envelope; the batch reads it again under the envelope's lock), as
+// Release does. It reports
 // false, having done nothing, when batching is disabled or the commitment was not found: the
 // request then runs through onCommitment, which records COMMITMENT_NOT_FOUND after checking in
 // its transaction that the commitment still does not exist.
@@ -87,14 +88,28 @@ func (l *Ledger) batchOnCommitment(ctx context.Context, id string, op *core.Op, 
 	if l.batcher == nil {
 		return false, nil
 	}
-	c, err := l.GetCommitment(ctx, id)
+	envelope, err := l.commitmentHome(ctx, id)
 	switch {
 	case errors.Is(err, ErrCommitmentNotFound):
 		return false, nil
 	case err != nil:
 		return true, err
 	}
-	return true, l.runOp(ctx, c.EnvelopeID, op, out)
+	return true, l.runOp(ctx, envelope, op, out)
+}
+
+// commitmentHome returns the envelope of commitment id: remembered (homes), or read outside any
+// transaction (ErrCommitmentNotFound when it does not exist).
+func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) {
+	if envelope, ok := l.homes.envelope(id); ok {
+		return envelope, nil
+	}
+	c, err := l.GetCommitment(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	l.homes.learn(c.ID, c.EnvelopeID)
+	return c.EnvelopeID, nil
 }
 
 // onCommitment runs a decision on one commitment (through mutate): it locks the commitment's

@@ -1,0 +1,76 @@
+package ledger
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestHomesBounded protects the bound of the commitments' envelopes a ledger remembers (homes):
+// never more than two generations, the most recent always remembered, and the oldest forgotten
+// once two generations followed it.
+func TestHomesBounded(t *testing.T) {
+	var h homes
+	id := func(i int) string { return fmt.Sprintf("c-%d", i) }
+	for i := range 2*homesPerGeneration + 1 {
+		h.learn(id(i), fmt.Sprintf("env-%d", i%7))
+		if n := len(h.cur) + len(h.old); n > 2*homesPerGeneration {
+			t.Fatalf("after %d learnt, %d remembered; want at most %d", i+1, n, 2*homesPerGeneration)
+		}
+	}
+	for _, i := range []int{2 * homesPerGeneration, 2*homesPerGeneration - 1, homesPerGeneration} {
+		if got, ok := h.envelope(id(i)); !ok || got != fmt.Sprintf("env-%d", i%7) {
+			t.Errorf("commitment %d of the last two generations: %q, %t; want env-%d", i, got, ok, i%7)
+		}
+	}
+	if got, ok := h.envelope(id(0)); ok {
+		t.Errorf("the first commitment, two generations ago, is still remembered (%q)", got)
+	}
+}
+
+// TestReleaseRoutedByTheRememberedEnvelope: a release, payment or closing is routed to its
+// commitment's envelope by what the ledger remembers (homes) when a batch of its own committed
+// the commitment, and by a read otherwise (a ledger reopened on the same database), which it
+// then remembers; either way the decisions are those of the commitment's own figures, and an
+// unknown commitment is refused as before.
+func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := db.open(t)
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		mustCreateEnvelope(t, l, "other", "", 1_000_000)
+		c := mustCommit(t, l, "fund", "siren:217500016", 100_000).Commitment
+		mustCommit(t, l, "other", "siren:217500017", 50_000)
+		if got, ok := l.homes.envelope(c.ID); !ok || got != "fund" {
+			t.Fatalf("after its award, commitment %s remembered in %q (%t); want fund", c.ID, got, ok)
+		}
+		r, err := l.Release(ctx, releaseCmd(c.ID, 10_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Commitment.Released != 10_000 || r.Envelope.ID != "fund" || r.Envelope.Committed != 90_000 {
+			t.Fatalf("release routed by the remembered envelope: commitment released %d, envelope %s committed %d; "+
+				"want 10000, fund, 90000", r.Commitment.Released, r.Envelope.ID, r.Envelope.Committed)
+		}
+
+		reopened := db.open(t)
+		if _, ok := reopened.homes.envelope(c.ID); ok {
+			t.Fatal("a ledger just opened remembers a commitment")
+		}
+		p, err := reopened.CreatePayment(ctx, payCmd(c.ID, 20_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Commitment.Paid != 20_000 || p.Envelope.ID != "fund" {
+			t.Fatalf("payment routed by a read: paid %d on %s; want 20000 on fund", p.Commitment.Paid, p.Envelope.ID)
+		}
+		if got, ok := reopened.homes.envelope(c.ID); !ok || got != "fund" {
+			t.Fatalf("after it was read to route a payment, commitment %s remembered in %q (%t); want fund", c.ID, got, ok)
+		}
+		r, err = reopened.Release(ctx, releaseCmd(c.ID, 5_000))
+		if err != nil || r.Commitment.Released != 15_000 || r.Envelope.Committed != 85_000 {
+			t.Fatalf("second release: %+v, %v; want 15000 released, 85000 committed", r.Commitment, err)
+		}
+		_, err = reopened.Release(ctx, releaseCmd("01a23713-ffc9-7a82-aeb0-285ee14f0067", 1))
+		requireError(t, err, ErrCommitmentNotFound)
+	})
+}

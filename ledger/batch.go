@@ -77,7 +77,10 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error)
 	}
 	if err == nil {
 		for _, c := range w.NewCommitments {
-			l.homes.learn(c.ID, c.EnvelopeID)
+			l.commitmentHomes.learn(c.ID, c.EnvelopeID)
+		}
+		for i := range w.NewHolds {
+			l.holdHomes.learn(w.NewHolds[i].ID, holdHome(&w.NewHolds[i]))
 		}
 		l.metrics.batchDecided(n, w.Touched, phases, time.Now())
 		if len(w.Entries) > 0 {

@@ -206,8 +206,8 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 }
 
 // batchOnHold routes a confirmation or cancellation of hold id through the group commit of the
-// hold's envelope, read first outside any transaction (a hold never changes envelope or project;
-// the batch reads it again under the envelope's lock). It reports false, having done nothing,
+// hold's envelope, remembered (holdHomes) or read first outside any transaction (a hold never
+// changes envelope, project or policy; the batch reads it again under the envelope's lock). It reports false, having done nothing,
 // when batching is disabled or the hold was not found: the request then runs in a transaction of
 // its own, which records HOLD_NOT_FOUND after checking under the locks that the hold still does
 // not exist.
@@ -215,17 +215,23 @@ func (l *Ledger) batchOnHold(ctx context.Context, id string, op *core.Op, out an
 	if l.batcher == nil {
 		return false, nil
 	}
-	rctx, cancel := l.txContext(ctx)
-	h, err := store.FindHold(rctx, l.db.Reader(), id)
-	err = l.classify(rctx, err)
-	cancel()
-	if err != nil {
-		return true, err
+	h, ok := l.holdHomes.get(id)
+	if !ok {
+		rctx, cancel := l.txContext(ctx)
+		found, err := store.FindHold(rctx, l.db.Reader(), id)
+		err = l.classify(rctx, err)
+		cancel()
+		if err != nil {
+			return true, err
+		}
+		if found == nil {
+			return false, nil
+		}
+		h = holdHome(found)
+		l.holdHomes.learn(id, h)
 	}
-	if h == nil {
-		return false, nil
-	}
-	op.Seen = h
+	seen := *h // the op's own copy of what is remembered
+	op.Seen = &seen
 	return true, l.runOp(ctx, h.EnvelopeID, op, out)
 }
 

@@ -9,7 +9,7 @@ import (
 // never more than two generations, the most recent always remembered, and the oldest forgotten
 // once two generations followed it.
 func TestHomesBounded(t *testing.T) {
-	var h homes
+	var h homes[string]
 	id := func(i int) string { return fmt.Sprintf("c-%d", i) }
 	for i := range 2*homesPerGeneration + 1 {
 		h.learn(id(i), fmt.Sprintf("env-%d", i%7))
@@ -18,11 +18,11 @@ func TestHomesBounded(t *testing.T) {
 		}
 	}
 	for _, i := range []int{2 * homesPerGeneration, 2*homesPerGeneration - 1, homesPerGeneration} {
-		if got, ok := h.envelope(id(i)); !ok || got != fmt.Sprintf("env-%d", i%7) {
+		if got, ok := h.get(id(i)); !ok || got != fmt.Sprintf("env-%d", i%7) {
 			t.Errorf("commitment %d of the last two generations: %q, %t; want env-%d", i, got, ok, i%7)
 		}
 	}
-	if got, ok := h.envelope(id(0)); ok {
+	if got, ok := h.get(id(0)); ok {
 		t.Errorf("the first commitment, two generations ago, is still remembered (%q)", got)
 	}
 }
@@ -40,7 +40,7 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 		mustCreateEnvelope(t, l, "other", "", 1_000_000)
 		c := mustCommit(t, l, "fund", "siren:217500016", 100_000).Commitment
 		mustCommit(t, l, "other", "siren:217500017", 50_000)
-		if got, ok := l.homes.envelope(c.ID); !ok || got != "fund" {
+		if got, ok := l.commitmentHomes.get(c.ID); !ok || got != "fund" {
 			t.Fatalf("after its award, commitment %s remembered in %q (%t); want fund", c.ID, got, ok)
 		}
 		r, err := l.Release(ctx, releaseCmd(c.ID, 10_000))
@@ -53,7 +53,7 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 		}
 
 		reopened := db.open(t)
-		if _, ok := reopened.homes.envelope(c.ID); ok {
+		if _, ok := reopened.commitmentHomes.get(c.ID); ok {
 			t.Fatal("a ledger just opened remembers a commitment")
 		}
 		p, err := reopened.CreatePayment(ctx, payCmd(c.ID, 20_000))
@@ -63,7 +63,7 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 		if p.Commitment.Paid != 20_000 || p.Envelope.ID != "fund" {
 			t.Fatalf("payment routed by a read: paid %d on %s; want 20000 on fund", p.Commitment.Paid, p.Envelope.ID)
 		}
-		if got, ok := reopened.homes.envelope(c.ID); !ok || got != "fund" {
+		if got, ok := reopened.commitmentHomes.get(c.ID); !ok || got != "fund" {
 			t.Fatalf("after it was read to route a payment, commitment %s remembered in %q (%t); want fund", c.ID, got, ok)
 		}
 		r, err = reopened.Release(ctx, releaseCmd(c.ID, 5_000))
@@ -72,5 +72,52 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 		}
 		_, err = reopened.Release(ctx, releaseCmd("01a23713-ffc9-7a82-aeb0-285ee14f0067", 1))
 		requireError(t, err, ErrCommitmentNotFound)
+	})
+}
+
+// TestHoldRoutedByTheRememberedHold is TestReleaseRoutedByTheRememberedEnvelope for holds: a
+// confirmation or cancellation is routed by what the ledger remembers of the hold (its envelope,
+// project and policy, which never change) when a batch of its own created it, by a read
+// otherwise, then remembered; the decision is made on the hold as stored (a hold already
+// confirmed is not confirmed again), and the commitment a confirmation makes is remembered too.
+func TestHoldRoutedByTheRememberedHold(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := db.open(t)
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		mustCreateEnvelope(t, l, "other", "", 1_000_000)
+		h1 := mustHold(t, l, holdCmd("fund", "siren:217500016", 300_000)).Hold
+		h2 := mustHold(t, l, holdCmd("fund", "siren:217500017", 100_000)).Hold
+		mustHold(t, l, holdCmd("other", "siren:217500018", 50_000))
+		if got, ok := l.holdHomes.get(h1.ID); !ok || got.EnvelopeID != "fund" || got.Project != h1.Project {
+			t.Fatalf("after its creation, hold %s remembered as %+v (%t); want on fund, project %q", h1.ID, got, ok, h1.Project)
+		}
+		confirm := ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h1.ID, Amount: 200_000}
+		c, err := l.ConfirmHold(ctx, confirm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Commitment.Amount != 200_000 || c.Envelope.ID != "fund" || c.Envelope.Committed != 200_000 || c.Envelope.Held != 100_000 {
+			t.Fatalf("confirmation routed by the remembered hold: %+v", c)
+		}
+		if got, ok := l.commitmentHomes.get(c.Commitment.ID); !ok || got != "fund" {
+			t.Fatalf("the commitment of a confirmation remembered in %q (%t); want fund", got, ok)
+		}
+		confirm.RequestID = newRequestID()
+		_, err = l.ConfirmHold(ctx, confirm)
+		requireError(t, err, ErrHoldNotHeld)
+
+		reopened := db.open(t)
+		cancelled, err := reopened.CancelHold(ctx, CancelHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h2.ID,
+			Reason: "withdrawn"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cancelled.Hold.State != HoldCancelled || cancelled.Envelope.ID != "fund" || cancelled.Envelope.Held != 0 {
+			t.Fatalf("cancellation routed by a read: %+v", cancelled)
+		}
+		if got, ok := reopened.holdHomes.get(h2.ID); !ok || got.EnvelopeID != "fund" {
+			t.Fatalf("after it was read to route a cancellation, hold %s remembered as %+v (%t); want on fund", h2.ID, got, ok)
+		}
 	})
 }

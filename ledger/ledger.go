@@ -138,8 +138,9 @@ type Ledger struct {
 	shareRuled shareRuled
 	// verifications are the verifications running or done in the background (verification.go).
 	verifications *verifications
-	// homes remembers the envelopes of recent commitments (homes.go).
-	homes homes
+	// commitmentHomes and holdHomes remember where recent commitments and holds belong (homes.go).
+	commitmentHomes homes[string]
+	holdHomes       homes[*core.Hold]
 	// retriedAt is when (Unix nanoseconds) a batch's transaction last had to be retried (peeking).
 	retriedAt atomic.Int64
 }

@@ -101,14 +101,14 @@ func (l *Ledger) batchOnCommitment(ctx context.Context, id string, op *core.Op, 
 // commitmentHome returns the envelope of commitment id: remembered (homes), or read outside any
 // transaction (ErrCommitmentNotFound when it does not exist).
 func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) {
-	if envelope, ok := l.homes.envelope(id); ok {
+	if envelope, ok := l.commitmentHomes.get(id); ok {
 		return envelope, nil
 	}
 	c, err := l.GetCommitment(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	l.homes.learn(c.ID, c.EnvelopeID)
+	l.commitmentHomes.learn(c.ID, c.EnvelopeID)
 	return c.EnvelopeID, nil
 }
 

@@ -207,10 +207,10 @@ func (l *Ledger) CancelHold(ctx context.Context, cmd CancelHold) (CancelHoldResu
 
 // batchOnHold routes a confirmation or cancellation of hold id through the group commit of the
 // hold's envelope, remembered (holdHomes) or read first outside any transaction (a hold never
-// changes envelope, project or policy; the batch reads it again under the envelope's lock). It reports false, having done nothing,
-// when batching is disabled or the hold was not found: the request then runs in a transaction of
-// its own, which records HOLD_NOT_FOUND after checking under the locks that the hold still does
-// not exist.
+// changes envelope, project or policy; the batch reads it again under the envelope's lock). It
+// reports false, having done nothing, when batching is disabled or the hold was not found: the
+// request then runs in a transaction of its own, which records HOLD_NOT_FOUND after checking
+// under the locks that the hold still does not exist.
 func (l *Ledger) batchOnHold(ctx context.Context, id string, op *core.Op, out any) (bool, error) {
 	if l.batcher == nil {
 		return false, nil

@@ -80,10 +80,10 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 // batchOnCommitment routes a payment or closing of commitment id through the group commit of the
 // commitment's envelope, remembered or read first outside any transaction (commitmentHome: a
 // commitment never changes envelope; the batch reads it again under the envelope's lock), as
-// Release does. It reports
-// false, having done nothing, when batching is disabled or the commitment was not found: the
-// request then runs through onCommitment, which records COMMITMENT_NOT_FOUND after checking in
-// its transaction that the commitment still does not exist.
+// Release does. It reports false, having done nothing, when batching is disabled or the
+// commitment was not found: the request then runs through onCommitment, which records
+// COMMITMENT_NOT_FOUND after checking in its transaction that the commitment still does not
+// exist.
 func (l *Ledger) batchOnCommitment(ctx context.Context, id string, op *core.Op, out any) (bool, error) {
 	if l.batcher == nil {
 		return false, nil
@@ -118,12 +118,8 @@ func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) 
 // refusal recorded, after checking in the transaction that it still does not exist.
 func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any,
 	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error)) error {
-	envelopeID := ""
-	c, err := l.GetCommitment(ctx, commitmentID)
-	switch {
-	case err == nil:
-		envelopeID = c.EnvelopeID
-	case !errors.Is(err, ErrCommitmentNotFound):
+	envelopeID, err := l.commitmentHome(ctx, commitmentID) // "" when not found
+	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
 		return err
 	}
 	return l.mutate(ctx, caller, requestID, fp, out, func(ctx context.Context, q store.Querier) (loaded, error) {

@@ -56,11 +56,20 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 			t.Fatalf("SQLite: %d entries left for the sequencer's UPDATE, want 0 (positioned at insert)", leftForSequencer)
 		}
 		if !inline {
-			if err := db.Sequencing(ctx, func(q Querier) error {
-				_, _, err := AssignSequences(ctx, q, db.ForUpdate(), MaxSequenceBatch)
-				return err
-			}); err != nil {
-				t.Fatal(err)
+			// Two runs, the first bounded: each continues from the head the last one left.
+			for _, run := range []struct {
+				limit, want int
+				last        int64
+			}{{3, 3, 3}, {MaxSequenceBatch, 1, 4}, {MaxSequenceBatch, 0, 4}} {
+				if err := db.Sequencing(ctx, func(q Querier) error {
+					n, last, err := AssignSequences(ctx, q, db.ForUpdate(), run.limit)
+					if err == nil && (n != run.want || last != run.last) {
+						t.Errorf("AssignSequences(limit %d) = %d, last %d; want %d, last %d", run.limit, n, last, run.want, run.last)
+					}
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		var ids []string

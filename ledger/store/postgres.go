@@ -536,6 +536,16 @@ const (
 	seqscanOn  = "SET LOCAL enable_seqscan = on"
 )
 
+// Joins by key for one statement: sequential scans, hash and merge joins off, so that a join
+// finds each row of the other side through an index, whatever the planner's statistics say
+// (positionBySet).
+const (
+	joinByKeyOff = "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), " +
+		"set_config('enable_mergejoin', 'off', true)"
+	joinByKeyOn = "SELECT set_config('enable_seqscan', 'on', true), set_config('enable_hashjoin', 'on', true), " +
+		"set_config('enable_mergejoin', 'on', true)"
+)
+
 // indexed reports whether q is a transaction of PostgreSQL proper, where queryIndexed and
 // writeIndexed may be used.
 func indexed(q Querier) (*pgxQuerier, bool) {
@@ -547,13 +557,18 @@ func indexed(q Querier) (*pgxQuerier, bool) {
 // alone: SET LOCAL enable_seqscan before it and after it, in its round trip (with BEGIN if that
 // is still to send).
 func (p *pgxQuerier) queryIndexed(ctx context.Context, query string, args []any, scan func(Scanner) error) error {
+	return p.queryPlanned(ctx, seqscanOff, seqscanOn, query, args, scan)
+}
+
+// queryPlanned runs query like queryIndexed, between the planner settings off and on.
+func (p *pgxQuerier) queryPlanned(ctx context.Context, off, on, query string, args []any, scan func(Scanner) error) error {
 	b, hadBegin, err := p.batch(ctx)
 	if err != nil {
 		return err
 	}
-	b.Queue(seqscanOff)
+	b.Queue(off)
 	b.Queue(query, args...)
-	b.Queue(seqscanOn)
+	b.Queue(on)
 	br := p.q.SendBatch(ctx, b)
 	err = func() error {
 		if hadBegin {

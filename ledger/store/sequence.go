@@ -88,7 +88,9 @@ func AssignSequences(ctx context.Context, q Querier, lock string, limit int) (as
 
 // positionBySet is the statement that positions, on PostgreSQL proper, up to $2 entries after
 // position $1, in one round trip: the entries without a position are numbered in the server
-// (row_number over the unpositioned index's order), updated from that set, and counted.
+// (row_number over the unpositioned index's order), updated from that set, and counted. Each is
+// found by its key (joinByKeyOff): a hash join would scan every entry the key on seq still holds
+// as unpositioned, which includes the old versions of those positioned since the last vacuum.
 // AssignSequences' portable form read their ids, then sent them back in a CASE of up to 400
 // branches per statement; that cost about twice as much of PostgreSQL's time per entry
 // (docs/benchmarks.md, "The sequencer's statement").
@@ -107,7 +109,7 @@ func assignBySet(ctx context.Context, p *pgxQuerier, last int64, limit int) (int
 		n        int64
 		low, top int64
 	)
-	err := p.queryIndexed(ctx, positionBySet, []any{last, limit}, func(s Scanner) error {
+	err := p.queryPlanned(ctx, joinByKeyOff, joinByKeyOn, positionBySet, []any{last, limit}, func(s Scanner) error {
 		return s.Scan(&n, &top, &low)
 	})
 	if err != nil {

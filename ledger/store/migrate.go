@@ -320,6 +320,24 @@ var requestsBareKeys = map[string][]string{
 	},
 }
 
+// positionedEntriesIndex (migration 20, PostgreSQL proper) keeps only positioned entries in the
+// key on seq. An entry is inserted without a position and the sequencer gives it one with an
+// UPDATE that is not HOT, so the key held a NULL for every entry until the next VACUUM. The
+// sequencer's search for unpositioned entries could then take that key (seq IS NULL) instead of
+// journal_entries_unsequenced and read every one of those old versions: 200 ms for a run instead
+// of 5 (docs/benchmarks.md, "The sequencer's statement"). Every read by position has a
+// condition on seq (seq > $1) that implies the index's predicate. CockroachDB keeps no old
+// versions in its indexes; SQLite positions entries as it inserts them.
+func positionedEntriesIndex(dialect string, cockroach bool) []string {
+	if dialect != "postgres" || cockroach {
+		return nil
+	}
+	return []string{
+		`DROP INDEX IF EXISTS journal_entries_by_seq`,
+		`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
+	}
+}
+
 // goMigration is a Go migration: statements run in order (see THE RULE above).
 type goMigration struct {
 	version    int64
@@ -344,6 +362,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{17, transfersSchema[dialect]}, // two-leg entries in one row (transfers.go)
 		{18, requestLogPacked[dialect]},
 		{19, requestsBareKeys[dialect]},
+		{20, positionedEntriesIndex(dialect, cockroach)},
 	}
 }
 

@@ -98,7 +98,7 @@ const positionBySet = `WITH next AS (
 	SELECT id, CAST($1 AS BIGINT) + row_number() OVER (ORDER BY created_at, id) AS seq
 	FROM journal_entries WHERE seq IS NULL ORDER BY created_at, id LIMIT $2),
 moved AS (
-	UPDATE journal_entries j SET seq = next.seq FROM next WHERE j.id = next.id AND j.seq IS NULL
+	UPDATE journal_entries j SET seq = next.seq FROM next WHERE j.id = next.id
 	RETURNING j.seq)
 SELECT count(*), COALESCE(max(seq), CAST($1 AS BIGINT)), COALESCE(min(seq), CAST($1 AS BIGINT) + 1) FROM moved`
 

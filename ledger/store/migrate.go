@@ -320,22 +320,24 @@ var requestsBareKeys = map[string][]string{
 	},
 }
 
-// positionedEntriesIndex (migration 20, PostgreSQL proper) keeps only positioned entries in the
-// key on seq. An entry is inserted without a position and the sequencer gives it one with an
-// UPDATE that is not HOT, so the key held a NULL for every entry until the next VACUUM. The
+// positionedEntriesIndex (migration 20) keeps only positioned entries in the key on seq. On
+// PostgreSQL an entry is inserted without a position and the sequencer gives it one with an
+// UPDATE that is not HOT, so the key held a NULL for every entry until the next VACUUM; the
 // sequencer's search for unpositioned entries could then take that key (seq IS NULL) instead of
 // journal_entries_unsequenced and read every one of those old versions: 200 ms for a run instead
-// of 5 (docs/benchmarks.md, "The sequencer's statement"). Every read by position has a
-// condition on seq (seq > $1) that implies the index's predicate. CockroachDB keeps no old
-// versions in its indexes; SQLite positions entries as it inserts them.
-func positionedEntriesIndex(dialect string, cockroach bool) []string {
-	if dialect != "postgres" || cockroach {
-		return nil
-	}
-	return []string{
+// of 5 (docs/benchmarks.md, "The sequencer's statement"). Every read by position has a condition
+// on seq (seq > $1) that implies the index's predicate, on every engine. SQLite, which positions
+// entries as it inserts them, and CockroachDB take the same schema. CASCADE: CockroachDB drops a
+// unique index only with it.
+var positionedEntriesIndex = map[string][]string{
+	"sqlite": {
 		`DROP INDEX IF EXISTS journal_entries_by_seq`,
 		`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
-	}
+	},
+	"postgres": {
+		`DROP INDEX IF EXISTS journal_entries_by_seq CASCADE`,
+		`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
+	},
 }
 
 // goMigration is a Go migration: statements run in order (see THE RULE above).
@@ -362,7 +364,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{17, transfersSchema[dialect]}, // two-leg entries in one row (transfers.go)
 		{18, requestLogPacked[dialect]},
 		{19, requestsBareKeys[dialect]},
-		{20, positionedEntriesIndex(dialect, cockroach)},
+		{20, positionedEntriesIndex[dialect]},
 	}
 }
 

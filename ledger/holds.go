@@ -216,7 +216,10 @@ func (l *Ledger) batchOnHold(ctx context.Context, id string, op *core.Op, out an
 		return false, nil
 	}
 	h, ok := l.holdHomes.get(id)
-	if !ok {
+	if ok {
+		l.metrics.routed(routeHold, routeRemembered)
+	} else {
+		l.metrics.routed(routeHold, routeRead)
 		rctx, cancel := l.txContext(ctx)
 		found, err := store.FindHold(rctx, l.db.Reader(), id)
 		err = l.classify(rctx, err)

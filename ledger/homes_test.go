@@ -3,6 +3,10 @@ package ledger
 import (
 	"fmt"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
 // TestHomesBounded protects the bound of the commitments' envelopes a ledger remembers (homes):
@@ -51,8 +55,17 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 			t.Fatalf("release routed by the remembered envelope: commitment released %d, envelope %s committed %d; "+
 				"want 10000, fund, 90000", r.Commitment.Released, r.Envelope.ID, r.Envelope.Committed)
 		}
+		if got, want := l.Stats().Routes, (Routes{CommitmentsRemembered: 1}); got != want {
+			t.Errorf("routes after a release of a commitment awarded here: %+v; want %+v", got, want)
+		}
 
-		reopened := db.open(t)
+		// Reopened with a Prometheus registry: ledger_routes_total counts what Stats counts.
+		reg := prometheus.NewRegistry()
+		reopened, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reopened.Close)
 		if _, ok := reopened.commitmentHomes.get(c.ID); ok {
 			t.Fatal("a ledger just opened remembers a commitment")
 		}
@@ -72,6 +85,30 @@ func TestReleaseRoutedByTheRememberedEnvelope(t *testing.T) {
 		}
 		_, err = reopened.Release(ctx, releaseCmd("01a23713-ffc9-7a82-aeb0-285ee14f0067", 1))
 		requireError(t, err, ErrCommitmentNotFound)
+		// Read: the payment's commitment, then the unknown one; remembered: the second release.
+		want := Routes{CommitmentsRemembered: 1, CommitmentsRead: 2}
+		if got := reopened.Stats().Routes; got != want {
+			t.Errorf("routes of the reopened ledger: %+v; want %+v", got, want)
+		}
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted := map[string]float64{}
+		for _, f := range families {
+			if f.GetName() == "ledger_routes_total" {
+				for _, m := range f.GetMetric() {
+					labels := map[string]string{}
+					for _, l := range m.GetLabel() {
+						labels[l.GetName()] = l.GetValue()
+					}
+					counted[labels["of"]+" "+labels["by"]] = m.GetCounter().GetValue()
+				}
+			}
+		}
+		if counted["commitment remembered"] != 1 || counted["commitment read"] != 2 || len(counted) != 2 {
+			t.Errorf("ledger_routes_total: %v; want commitment remembered 1, commitment read 2", counted)
+		}
 	})
 }
 
@@ -106,6 +143,9 @@ func TestHoldRoutedByTheRememberedHold(t *testing.T) {
 		confirm.RequestID = newRequestID()
 		_, err = l.ConfirmHold(ctx, confirm)
 		requireError(t, err, ErrHoldNotHeld)
+		if got, want := l.Stats().Routes, (Routes{HoldsRemembered: 2}); got != want {
+			t.Errorf("routes after two confirmations of a hold created here: %+v; want %+v", got, want)
+		}
 
 		reopened := db.open(t)
 		cancelled, err := reopened.CancelHold(ctx, CancelHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h2.ID,
@@ -118,6 +158,9 @@ func TestHoldRoutedByTheRememberedHold(t *testing.T) {
 		}
 		if got, ok := reopened.holdHomes.get(h2.ID); !ok || got.EnvelopeID != "fund" {
 			t.Fatalf("after it was read to route a cancellation, hold %s remembered as %+v (%t); want on fund", h2.ID, got, ok)
+		}
+		if got, want := reopened.Stats().Routes, (Routes{HoldsRead: 1}); got != want {
+			t.Errorf("routes of the reopened ledger after a cancellation: %+v; want %+v", got, want)
 		}
 	})
 }

@@ -16,6 +16,9 @@ type metrics struct {
 	operations atomic.Int64
 	retries    atomic.Int64
 	phases     [4]atomic.Int64 // nanoseconds in each batch phase: lookup, load, decide, write
+	// routes counts the operations on a commitment or hold routed to their envelope's batch
+	// (homes.go): [routeCommitment or routeHold][routeRemembered or routeRead].
+	routes [2][2]atomic.Int64
 
 	prom *promMetrics // nil without a registry
 }
@@ -26,6 +29,18 @@ type promMetrics struct {
 	queue     *prometheus.GaugeVec
 	retries   *prometheus.CounterVec
 	available *prometheus.GaugeVec
+	routes    *prometheus.CounterVec
+}
+
+// What an operation was routed for, and how (ledger_routes_total).
+const (
+	routeCommitment, routeHold = 0, 1
+	routeRemembered, routeRead = 0, 1
+)
+
+var routeLabels = [2][2][2]string{
+	{{"commitment", "remembered"}, {"commitment", "read"}},
+	{{"hold", "remembered"}, {"hold", "read"}},
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,8 +72,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ledger_envelope_available_minor_units",
 			Help: "Available amount of an envelope after the last batch this process decided on it.",
 		}, []string{"envelope", "currency"}),
+		routes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ledger_routes_total",
+			Help: "Operations on a commitment (release, payment, closing) or a hold (confirmation, cancellation) routed to their envelope's group-commit batch: by what this process remembers of it (remembered), or after reading it outside any transaction (read).",
+		}, []string{"of", "by"}),
 	}
-	for _, c := range []prometheus.Collector{p.batchSize, p.phases, p.queue, p.retries, p.available} {
+	for _, c := range []prometheus.Collector{p.batchSize, p.phases, p.queue, p.retries, p.available, p.routes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -115,6 +134,16 @@ func (m *metrics) envelopes(envs []core.Envelope) {
 	}
 }
 
+// routed counts an operation routed for what (routeCommitment, routeHold), how (routeRemembered,
+// routeRead).
+func (m *metrics) routed(what, how int) {
+	m.routes[what][how].Add(1)
+	if m.prom != nil {
+		l := routeLabels[what][how]
+		m.prom.routes.WithLabelValues(l[0], l[1]).Inc()
+	}
+}
+
 func (m *metrics) retried(engine string) {
 	m.retries.Add(1)
 	if m.prom != nil {
@@ -132,6 +161,15 @@ type Stats struct {
 	// Phases is the time those batches spent in each phase, summed over them
 	// (ledger_batch_phase_seconds).
 	Phases BatchPhases
+	// Routes counts the operations on commitments and holds routed to their envelope's batch
+	// (ledger_routes_total).
+	Routes Routes
+}
+
+// Routes count the operations on a commitment (release, payment, closing) or a hold
+// (confirmation, cancellation) routed by what the process remembers of it, or after a read.
+type Routes struct {
+	CommitmentsRemembered, CommitmentsRead, HoldsRemembered, HoldsRead int64
 }
 
 // BatchPhases are the phases of group-commit batches that committed: Lookup, the request log (and
@@ -147,5 +185,8 @@ func (l *Ledger) Stats() Stats {
 	m := l.metrics
 	return Stats{Batches: m.batches.Load(), Operations: m.operations.Load(), Retries: m.retries.Load(),
 		Phases: BatchPhases{Lookup: time.Duration(m.phases[0].Load()), Load: time.Duration(m.phases[1].Load()),
-			Decide: time.Duration(m.phases[2].Load()), Write: time.Duration(m.phases[3].Load())}}
+			Decide: time.Duration(m.phases[2].Load()), Write: time.Duration(m.phases[3].Load())},
+		Routes: Routes{CommitmentsRemembered: m.routes[routeCommitment][routeRemembered].Load(),
+			CommitmentsRead: m.routes[routeCommitment][routeRead].Load(),
+			HoldsRemembered: m.routes[routeHold][routeRemembered].Load(), HoldsRead: m.routes[routeHold][routeRead].Load()}}
 }

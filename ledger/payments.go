@@ -102,8 +102,10 @@ func (l *Ledger) batchOnCommitment(ctx context.Context, id string, op *core.Op, 
 // transaction (ErrCommitmentNotFound when it does not exist).
 func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) {
 	if envelope, ok := l.commitmentHomes.get(id); ok {
+		l.metrics.routed(routeCommitment, routeRemembered)
 		return envelope, nil
 	}
+	l.metrics.routed(routeCommitment, routeRead)
 	c, err := l.GetCommitment(ctx, id)
 	if err != nil {
 		return "", err

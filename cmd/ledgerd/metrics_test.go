@@ -30,8 +30,14 @@ func TestMetricsEndpoint(t *testing.T) {
 		&pb.CreateEnvelopeRequest{EnvelopeId: "fund", Allocation: 1000, RequestId: "fund"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pb.NewCommitmentServiceClient(conn).Commit(context.Background(),
-		&pb.CommitRequest{Envelope: "envelopes/fund", Beneficiary: "b", Project: "p", Amount: 400, RequestId: "a"}); err != nil {
+	commitments := pb.NewCommitmentServiceClient(conn)
+	awarded, err := commitments.Commit(context.Background(),
+		&pb.CommitRequest{Envelope: "envelopes/fund", Beneficiary: "b", Project: "p", Amount: 400, RequestId: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commitments.Release(context.Background(), &pb.ReleaseRequest{
+		Commitment: awarded.GetCommitment().GetName(), Amount: 100, Reason: "r", RequestId: "r"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
@@ -50,9 +56,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, want := range []string{
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="Commit",grpc_service="budgetledger.v1.CommitmentService",grpc_type="unary"} 1`,
 		`grpc_server_handling_seconds_count{grpc_method="CreateEnvelope",grpc_service="budgetledger.v1.EnvelopeService",grpc_type="unary"} 1`,
-		`ledger_batch_size_count 1`,
-		`ledger_batch_phase_seconds_count{phase="write"} 1`,
-		`ledger_envelope_available_minor_units{currency="EUR",envelope="envelopes/fund"} 600`,
+		`ledger_batch_size_count 2`,
+		`ledger_batch_phase_seconds_count{phase="write"} 2`,
+		`ledger_envelope_available_minor_units{currency="EUR",envelope="envelopes/fund"} 700`,
+		`ledger_routes_total{by="remembered",of="commitment"} 1`,
 		`ledger_queue_depth{queue="`,
 		`go_goroutines`,
 	} {

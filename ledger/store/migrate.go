@@ -327,17 +327,15 @@ var requestsBareKeys = map[string][]string{
 // journal_entries_unsequenced and read every one of those old versions: 200 ms for a run instead
 // of 5 (docs/benchmarks.md, "The sequencer's statement"). Every read by position has a condition
 // on seq (seq > $1) that implies the index's predicate, on every engine. SQLite, which positions
-// entries as it inserts them, and CockroachDB take the same schema. CASCADE: CockroachDB drops a
-// unique index only with it.
+// entries as it inserts them, and CockroachDB take the same schema.
 var positionedEntriesIndex = map[string][]string{
-	"sqlite": {
-		`DROP INDEX IF EXISTS journal_entries_by_seq`,
-		`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
-	},
-	"postgres": {
-		`DROP INDEX IF EXISTS journal_entries_by_seq CASCADE`,
-		`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
-	},
+	"sqlite":   positionedEntriesKey,
+	"postgres": positionedEntriesKey,
+}
+
+var positionedEntriesKey = []string{
+	`DROP INDEX IF EXISTS journal_entries_by_seq`,
+	`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
 }
 
 // goMigration is a Go migration: statements run in order (see THE RULE above).

@@ -142,6 +142,18 @@ func openEngine(t *testing.T, database string) Engine {
 	return db
 }
 
+// openOneConnection opens a new PostgreSQL database with a pool of one connection: the
+// backend's own counts (pg_stat_xact_*, pg_stat_get_xact_*) are then those of every statement.
+func openOneConnection(t *testing.T) Engine {
+	t.Helper()
+	db, err := Open(t.Context(), testdb.Postgres(t), Config{MaxConns: 1, TxTimeout: testdb.TxTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
 // TestKeyLookupsArePlannedForTheTableAsItIs: the request log, read by a list of keys, is never
 // read whole once it has grown, on a connection that looked keys up while it was small
 // (queryByKeys). PostgreSQL would otherwise keep the generic plan it settles on after five runs of
@@ -150,11 +162,7 @@ func openEngine(t *testing.T, database string) Engine {
 // connection, so every lookup runs on the connection whose plans are at stake.
 func TestKeyLookupsArePlannedForTheTableAsItIs(t *testing.T) {
 	t.Parallel()
-	db, err := Open(t.Context(), testdb.Postgres(t), Config{MaxConns: 1, TxTimeout: testdb.TxTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := openOneConnection(t)
 	ctx := t.Context()
 	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	record := func(from, n int) {

@@ -116,14 +116,11 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 // key on seq, where every entry left an unpositioned version behind until the next VACUUM: with
 // statistics that say few entries lack a position (ANALYZE after they were positioned), the
 // planner took that key and read each old version, 200 ms for a run of a hundred entries. The
-// counts come from pg_stat_xact_user_indexes, read in the sequencer's own transaction.
+// counts of index entries read come from pg_stat_get_xact_tuples_returned, read before and after
+// the sequencer's statement in its own transaction (the backend's counts not yet flushed).
 func TestSequencerReadsTheUnpositionedEntriesAlone(t *testing.T) {
 	t.Parallel()
-	db, err := Open(t.Context(), testdb.Postgres(t), Config{MaxConns: 1, TxTimeout: testdb.TxTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := openOneConnection(t)
 	ctx := t.Context()
 	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	insert := func(from, n int) {

@@ -187,3 +187,58 @@ func TestSequencerReadsTheUnpositionedEntriesAlone(t *testing.T) {
 		t.Errorf("the sequencer read %d entries of journal_entries_unsequenced, want at least the 40 it positioned", r.unsequenced)
 	}
 }
+
+// TestUnsequencedReadsNoWholeJournal (PostgreSQL) protects every journal read, which first asks
+// whether an entry waits for its position (Unsequenced): the question is answered from
+// journal_entries_unsequenced, never by reading the journal from its start. Statistics taken
+// while many entries waited (a bulk load: ANALYZE then sees a column of NULLs) made a sequential
+// scan look as cheap as one row, and the waiting entries are the journal's last.
+func TestUnsequencedReadsNoWholeJournal(t *testing.T) {
+	t.Parallel()
+	db := openOneConnection(t)
+	ctx := t.Context()
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	insert := func(from, n int) {
+		t.Helper()
+		entries := make([]core.Entry, n)
+		for i := range entries {
+			entries[i] = core.Entry{ID: fmt.Sprintf("e-%06d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
+				Caller: "test", RequestID: fmt.Sprintf("r-%06d", from+i), CreatedAt: at.Add(time.Duration(from+i) * time.Microsecond)}
+		}
+		if err := db.ReadWrite(ctx, func(q Querier) error { return InsertEntries(ctx, q, entries) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(0, 3000)
+	if _, err := db.Reader().Exec(ctx, "ANALYZE journal_entries"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sequencing(ctx, func(q Querier) error {
+		_, _, err := AssignSequences(ctx, q, db.ForUpdate(), MaxSequenceBatch)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	insert(3000, 1)
+	// In one transaction, the backend's count of sequential scans before and after.
+	var waiting bool
+	var before, after int64
+	if err := db.Sequencing(ctx, func(q Querier) error {
+		if err := q.QueryRow(ctx, "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'journal_entries'").Scan(&before); err != nil {
+			return err
+		}
+		var err error
+		if waiting, err = Unsequenced(ctx, q); err != nil {
+			return err
+		}
+		return q.QueryRow(ctx, "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'journal_entries'").Scan(&after)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !waiting {
+		t.Fatal("Unsequenced = false with an entry inserted and not positioned")
+	}
+	if after != before {
+		t.Errorf("Unsequenced read the journal with %d sequential scans, want 0 (journal_entries_unsequenced)", after-before)
+	}
+}

@@ -16,8 +16,8 @@ type metrics struct {
 	operations atomic.Int64
 	retries    atomic.Int64
 	phases     [4]atomic.Int64 // nanoseconds in each batch phase: lookup, load, decide, write
-	// routes counts the operations on a commitment or hold routed to their envelope's batch
-	// (homes.go): [routeCommitment or routeHold][routeRemembered or routeRead].
+	// routes counts the operations on a commitment or hold routed to their envelope (homes.go):
+	// [routeCommitment or routeHold][routeRemembered or routeRead].
 	routes [2][2]atomic.Int64
 
 	prom *promMetrics // nil without a registry
@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"envelope", "currency"}),
 		routes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_routes_total",
-			Help: "Operations on a commitment (release, payment, closing) or a hold (confirmation, cancellation) routed to their envelope's group-commit batch: by what this process remembers of it (remembered), or after reading it outside any transaction (read).",
+			Help: "Operations on a commitment (release, payment, closing) or, with group commit on, a hold (confirmation, cancellation) routed to their envelope: by what this process remembers of it (remembered), or after reading it outside any transaction (read).",
 		}, []string{"of", "by"}),
 	}
 	for _, c := range []prometheus.Collector{p.batchSize, p.phases, p.queue, p.retries, p.available, p.routes} {
@@ -161,7 +161,7 @@ type Stats struct {
 	// Phases is the time those batches spent in each phase, summed over them
 	// (ledger_batch_phase_seconds).
 	Phases BatchPhases
-	// Routes counts the operations on commitments and holds routed to their envelope's batch
+	// Routes counts the operations on commitments and holds routed to their envelope
 	// (ledger_routes_total).
 	Routes Routes
 }

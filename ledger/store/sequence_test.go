@@ -122,18 +122,6 @@ func TestSequencerReadsTheUnpositionedEntriesAlone(t *testing.T) {
 	t.Parallel()
 	db := openOneConnection(t)
 	ctx := t.Context()
-	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
-	insert := func(from, n int) {
-		t.Helper()
-		entries := make([]core.Entry, n)
-		for i := range entries {
-			entries[i] = core.Entry{ID: fmt.Sprintf("e-%06d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
-				Caller: "test", RequestID: fmt.Sprintf("r-%06d", from+i), CreatedAt: at.Add(time.Duration(from+i) * time.Microsecond)}
-		}
-		if err := db.ReadWrite(ctx, func(q Querier) error { return InsertEntries(ctx, q, entries) }); err != nil {
-			t.Fatal(err)
-		}
-	}
 	type reads struct{ bySeq, unsequenced, byKey int64 }
 	position := func() (n int, r reads) {
 		t.Helper()
@@ -164,14 +152,14 @@ func TestSequencerReadsTheUnpositionedEntriesAlone(t *testing.T) {
 	if _, err := db.Reader().Exec(ctx, "ALTER TABLE journal_entries SET (autovacuum_enabled = off)"); err != nil {
 		t.Fatal(err)
 	}
-	insert(0, 2000)
+	insertRuleEntries(t, db, 0, 2000)
 	if n, _ := position(); n != 2000 {
 		t.Fatalf("positioned %d entries, want 2000", n)
 	}
 	if _, err := db.Reader().Exec(ctx, "ANALYZE journal_entries"); err != nil {
 		t.Fatal(err)
 	}
-	insert(2000, 40)
+	insertRuleEntries(t, db, 2000, 40)
 	n, r := position()
 	if n != 40 {
 		t.Fatalf("positioned %d entries, want 40", n)
@@ -197,19 +185,7 @@ func TestUnsequencedReadsNoWholeJournal(t *testing.T) {
 	t.Parallel()
 	db := openOneConnection(t)
 	ctx := t.Context()
-	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
-	insert := func(from, n int) {
-		t.Helper()
-		entries := make([]core.Entry, n)
-		for i := range entries {
-			entries[i] = core.Entry{ID: fmt.Sprintf("e-%06d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
-				Caller: "test", RequestID: fmt.Sprintf("r-%06d", from+i), CreatedAt: at.Add(time.Duration(from+i) * time.Microsecond)}
-		}
-		if err := db.ReadWrite(ctx, func(q Querier) error { return InsertEntries(ctx, q, entries) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	insert(0, 3000)
+	insertRuleEntries(t, db, 0, 3000)
 	if _, err := db.Reader().Exec(ctx, "ANALYZE journal_entries"); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +195,7 @@ func TestUnsequencedReadsNoWholeJournal(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	insert(3000, 1)
+	insertRuleEntries(t, db, 3000, 1)
 	// In one transaction, the backend's count of sequential scans before and after.
 	var waiting bool
 	var before, after int64
@@ -240,5 +216,20 @@ func TestUnsequencedReadsNoWholeJournal(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("Unsequenced read the journal with %d sequential scans, want 0 (journal_entries_unsequenced)", after-before)
+	}
+}
+
+// insertRuleEntries inserts n journal entries without a position, e-<from> … e-<from+n-1>, one
+// microsecond apart in that order (the sequencer's order), in one transaction.
+func insertRuleEntries(t *testing.T, db Engine, from, n int) {
+	t.Helper()
+	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	entries := make([]core.Entry, n)
+	for i := range entries {
+		entries[i] = core.Entry{ID: fmt.Sprintf("e-%06d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
+			Caller: "test", RequestID: fmt.Sprintf("r-%06d", from+i), CreatedAt: at.Add(time.Duration(from+i) * time.Microsecond)}
+	}
+	if err := db.ReadWrite(t.Context(), func(q Querier) error { return InsertEntries(t.Context(), q, entries) }); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -28,6 +28,17 @@ func TestLedgerRefusesWhatTheDatabaseCannotHold(t *testing.T) {
 			_, _, err := l.ListCommitments(ctx, CommitmentFilter{Beneficiary: b}, Page{})
 			invalid("ListCommitments beneficiary "+b, "beneficiary", err)
 		}
+		// Commitment ids are native UUIDs on PostgreSQL and CockroachDB: an id of 36 hex digits
+		// and dashes that is no canonical UUID reached PostgreSQL's parser (INTERNAL).
+		for _, id := range []string{"------------------------------------", "0123456789abcdef0123456789abcdef0123",
+			"01234567-89ab-cdef-0123-456789abcdeF", "0123456789ab-cdef-0123-456789abcdef-"} {
+			_, err := l.GetCommitment(ctx, id)
+			invalid("GetCommitment "+id, "name", err)
+			_, err = l.Release(ctx, releaseCmd(id, 1))
+			invalid("Release of "+id, "commitment", err)
+			_, _, err = l.ListPayments(ctx, id, Page{})
+			invalid("ListPayments of "+id, "parent", err)
+		}
 		// The caller is stored with every entry: a NUL in it reached PostgreSQL (INTERNAL).
 		nulCaller := commitCmd("axis-1", "b", 1)
 		nulCaller.Caller = "service:\x00"

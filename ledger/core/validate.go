@@ -46,10 +46,12 @@ var Fields = map[string]Field{
 }
 
 var (
-	envelopeIDPattern   = regexp.MustCompile(Fields["envelope_id"].Pattern)
-	requestIDPattern    = regexp.MustCompile(Fields["request_id"].Pattern)
-	currencyPattern     = regexp.MustCompile(`^[A-Z]{3}$`)
-	commitmentIDPattern = regexp.MustCompile(`^[0-9a-f-]{36}$`)
+	envelopeIDPattern = regexp.MustCompile(Fields["envelope_id"].Pattern)
+	requestIDPattern  = regexp.MustCompile(Fields["request_id"].Pattern)
+	currencyPattern   = regexp.MustCompile(`^[A-Z]{3}$`)
+	// The ids the ledger makes: canonical UUIDs, lowercase with dashes. PostgreSQL and CockroachDB
+	// store them as native UUIDs, which refuse any other text: so must the API, before a query.
+	commitmentIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 )
 
 // CheckField checks the text s of a field named name in Fields, reported as path (name itself,

@@ -77,8 +77,17 @@ func ListPayments(ctx context.Context, q Querier, commitmentID string, page Page
 	if err != nil {
 		return nil, "", err
 	}
-	return listPage(ctx, q, SelectPayments+" WHERE commitment_id = $1 AND id > $2 ORDER BY commitment_id, id",
-		[]any{commitmentID, after}, page.limit(), filterKey, ScanPayment, func(p core.Payment) string { return p.ID })
+	// Payment ids are UUIDs (native ones on PostgreSQL and CockroachDB, where "" is no UUID): the
+	// first page has no lower bound, and a token must hold a payment id.
+	query, args := SelectPayments+" WHERE commitment_id = $1", []any{commitmentID}
+	if after != "" {
+		if core.CheckCommitmentID("page_token", after) != nil {
+			return nil, "", badPageToken()
+		}
+		query, args = query+" AND id > $2", append(args, after)
+	}
+	return listPage(ctx, q, query+" ORDER BY commitment_id, id", args, page.limit(), filterKey, ScanPayment,
+		func(p core.Payment) string { return p.ID })
 }
 
 // optionalTime reads a nullable time column (NULL: the zero time).

@@ -265,8 +265,8 @@ func TestVerifyFindsANegativeEffectiveInstant(t *testing.T) {
 				query string
 				args  []any
 			}{
-				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at, effective_at) VALUES ($1, 'ALLOCATION_MOVED', 'EUR', 'mallory', $1, '', $2, $3)",
-					[]any{e.id, now, e.effective.UnixMicro()}},
+				{"INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at, effective_at) VALUES ($1, 'ALLOCATION_MOVED', 'EUR', 'mallory', $2, '', $3, $4)",
+					[]any{e.id, e.id, now, e.effective.UnixMicro()}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 0, 'envelopes/axis-1', $2)", []any{e.id, e.amount}},
 				{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 1, 'external/funding', $2)", []any{e.id, -e.amount}},
 			} {

@@ -18,7 +18,8 @@ import (
 // append-only trigger of migration 10. The view entry_postings is left as the postings table
 // itself, which is what the readers before migration 17 read; migration 17 replaces it. Goose's
 // row for 17 stays until dropMigration17, so that the ledger can be opened at the old shape to
-// record what it serves.
+// record what it serves. On PostgreSQL the ids the ledger makes go back to TEXT too, as before
+// migration 21 (uuids.go), whose row goes with 17's.
 var toMigration16 = map[string][]string{
 	"sqlite": {
 		`DROP VIEW entry_postings`,
@@ -41,6 +42,11 @@ var toMigration16 = map[string][]string{
 	},
 	"postgres": {
 		`DROP VIEW entry_postings`,
+		// The ids as TEXT, as before migration 21 (native UUIDs).
+		`ALTER TABLE journal_entries ALTER COLUMN id TYPE TEXT`,
+		`ALTER TABLE postings ALTER COLUMN entry_id TYPE TEXT`,
+		`ALTER TABLE commitments ALTER COLUMN id TYPE TEXT`,
+		`ALTER TABLE payments ALTER COLUMN commitment_id TYPE TEXT, ALTER COLUMN id TYPE TEXT, ALTER COLUMN entry_id TYPE TEXT`,
 		`DROP TRIGGER journal_entries_append_only ON journal_entries`,
 		`INSERT INTO postings (entry_id, seq, account, amount)
 		 SELECT id, 0, debit_account, -amount FROM journal_entries WHERE amount IS NOT NULL
@@ -61,8 +67,9 @@ var toMigration16 = map[string][]string{
 	},
 }
 
-// TestTransfersMigration protects migration 17 (two-leg entries in one row) on a ledger with every
-// kind of entry put back in the shape the code before it wrote: after the migration, every entry
+// TestTransfersMigration protects migration 17 (two-leg entries in one row), and on PostgreSQL
+// migration 21 (native UUIDs), on a ledger with every kind of entry put back in the shape the code
+// before them wrote: after the migration, every entry
 // has the postings it had before in the same order, the journal lists the same entries by
 // envelope and by commitment, the reports are equal at several dates, Verify and VerifyLog are
 // clean (the Merkle leaves, encoded from the postings, are the ones stored before: invariant 11),
@@ -163,13 +170,24 @@ func TestTransfersMigration(t *testing.T) {
 		if twoLegs == 0 || rows != 2*twoLegs+3 {
 			t.Fatalf("at migration 16's shape: %d posting rows for %d two-leg entries, want every posting a row plus the confirmed hold's three", rows, twoLegs)
 		}
-		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id = 17"); err != nil {
+		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id IN (17, 21)"); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()
 
-		l = open() // runs migration 17
+		l = open() // runs migration 17 (and 21 on PostgreSQL)
 		defer l.Close()
+		if db.engine == "postgres" {
+			var text int64
+			err := l.db.ReadOnly(ctx, func(q store.Querier) error {
+				return q.QueryRow(ctx, `SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema()
+					AND (table_name, column_name) IN (('journal_entries', 'id'), ('postings', 'entry_id'), ('commitments', 'id'),
+					('payments', 'commitment_id'), ('payments', 'id'), ('payments', 'entry_id')) AND data_type <> 'uuid'`).Scan(&text)
+			})
+			if err != nil || text != 0 {
+				t.Fatalf("after migration 21: %d id columns not UUID (%v), want 0", text, err)
+			}
+		}
 		after := read(l)
 		err = l.db.ReadOnly(ctx, func(q store.Querier) error {
 			return q.QueryRow(ctx, "SELECT COUNT(*) FROM journal_entries WHERE amount IS NOT NULL").Scan(&after.transfers)

@@ -146,9 +146,10 @@ func handles(e Engine) sqlDBs {
 	panic(fmt.Sprintf("copy: unknown engine %T", e))
 }
 
-// knownVersions are the migration versions of this binary.
-func knownVersions() ([]int64, error) {
-	sources, err := migrationSources("sqlite", false)
+// knownVersions are the migration versions of this binary for one engine (some Go migrations
+// have nothing to do, and are not registered, on some engines: goMigrations).
+func knownVersions(dialect string, cockroach bool) ([]int64, error) {
+	sources, err := migrationSources(dialect, cockroach)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +165,7 @@ func knownVersions() ([]int64, error) {
 		}
 		vs = append(vs, v)
 	}
-	for _, g := range goMigrations("sqlite", false) {
+	for _, g := range goMigrations(dialect, cockroach) {
 		vs = append(vs, g.version)
 	}
 	slices.Sort(vs)
@@ -190,12 +191,12 @@ func appliedVersions(ctx context.Context, db *sql.DB) ([]int64, error) {
 }
 
 // checkVersions says what to do when a database's schema is not this binary's.
-func checkVersions(ctx context.Context, db *sql.DB, what string) error {
-	known, err := knownVersions()
+func checkVersions(ctx context.Context, h sqlDBs, what string) error {
+	known, err := knownVersions(h.dialect, h.cockroach)
 	if err != nil {
 		return err
 	}
-	applied, err := appliedVersions(ctx, db)
+	applied, err := appliedVersions(ctx, h.read)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -652,7 +653,7 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyResult, e
 	defer srcEngine.Close()
 	c := &ledgerCopier{opts: opts, src: handles(srcEngine), insertTexts: map[string]string{}}
 	defer c.src.close()
-	if err := checkVersions(ctx, c.src.read, "source"); err != nil {
+	if err := checkVersions(ctx, c.src, "source"); err != nil {
 		return CopyResult{}, err
 	}
 	if err := checkCopyFinished(ctx, srcEngine); err != nil {
@@ -668,7 +669,7 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyResult, e
 	defer dstEngine.Close()
 	c.dst = handles(dstEngine)
 	defer c.dst.close()
-	if err := checkVersions(ctx, c.dst.write, "target"); err != nil {
+	if err := checkVersions(ctx, c.dst, "target"); err != nil {
 		return CopyResult{}, err
 	}
 	c.progressStmt = `INSERT INTO ledger_copy_tables (table_name, last_key, rows_copied, phase) VALUES ($1, $2, $3, $4)
@@ -1091,7 +1092,7 @@ func CheckSchema(ctx context.Context, database string) error {
 	defer e.Close()
 	h := handles(e)
 	defer h.close()
-	return checkVersions(ctx, h.read, "source")
+	return checkVersions(ctx, h, "source")
 }
 
 // copyIn writes a batch to PostgreSQL with COPY and records the progress, in one transaction on

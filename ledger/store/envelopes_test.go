@@ -183,7 +183,7 @@ func TestSeveralCommitmentsAndHoldsUpdatedByTheirKey(t *testing.T) {
 		var commitments []*core.Commitment
 		var holds []core.Hold
 		for i := range 5 {
-			commitments = append(commitments, &core.Commitment{ID: fmt.Sprintf("c-%d", i), EnvelopeID: "env", Beneficiary: "b",
+			commitments = append(commitments, &core.Commitment{ID: testID(fmt.Sprintf("c-%d", i)), EnvelopeID: "env", Beneficiary: "b",
 				Project: "p", Currency: "EUR", Amount: 1_000, CreatedAt: at, UpdatedAt: at, EffectiveAt: at})
 			holds = append(holds, core.Hold{ID: fmt.Sprintf("h-%d", i), EnvelopeID: "env", Beneficiary: "b", Project: "p",
 				Currency: "EUR", Amount: 500, State: core.HoldHeld, CreatedAt: at, UpdatedAt: at, EffectiveAt: at})
@@ -201,7 +201,11 @@ func TestSeveralCommitmentsAndHoldsUpdatedByTheirKey(t *testing.T) {
 		}
 		stored := func() (map[string]*core.Commitment, map[string]*core.Hold) {
 			t.Helper()
-			cs, err := LoadCommitments(ctx, db.Reader(), ids("c"))
+			var cids []string
+			for _, id := range ids("c") {
+				cids = append(cids, testID(id))
+			}
+			cs, err := LoadCommitments(ctx, db.Reader(), cids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,7 +226,7 @@ func TestSeveralCommitmentsAndHoldsUpdatedByTheirKey(t *testing.T) {
 			return seq, err
 		}
 		later := at.Add(time.Hour)
-		released, paid, closed := *wantCommitments["c-1"], *wantCommitments["c-2"], *wantCommitments["c-4"]
+		released, paid, closed := *wantCommitments[testID("c-1")], *wantCommitments[testID("c-2")], *wantCommitments[testID("c-4")]
 		released.Released, released.UpdatedAt = 300, later
 		paid.Paid, paid.Released, paid.UpdatedAt = 400, 100, later
 		closed.Paid, closed.Released, closed.UpdatedAt = 250, 750, later

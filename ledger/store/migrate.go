@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
 	"testing/fstest"
 	"time"
 
@@ -348,10 +349,12 @@ type goMigration struct {
 // PostgreSQL-speaking server is CockroachDB).
 func goMigrations(dialect string, cockroach bool) []goMigration {
 	triggers := appendOnlyTriggers[dialect]
+	var uuids []string // CockroachDB has had them from the start, SQLite has none (uuids.go)
 	if dialect == "postgres" && !cockroach {
 		triggers = append(triggers[:len(triggers):len(triggers)], postgresOnly...)
+		uuids = nativeUUIDs[dialect]
 	}
-	return []goMigration{
+	all := []goMigration{
 		{2, triggers},
 		{6, rulesAppendOnly[dialect]},
 		{7, sequenceTriggers[dialect]},
@@ -363,7 +366,11 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{18, requestLogPacked[dialect]},
 		{19, requestsBareKeys[dialect]},
 		{20, positionedEntriesIndex[dialect]},
+		{21, uuids},
 	}
+	// A migration with nothing to do on this engine is not registered for it (21 on SQLite and
+	// CockroachDB).
+	return slices.DeleteFunc(all, func(g goMigration) bool { return len(g.statements) == 0 })
 }
 
 // migration settings: how the migrations of one database run.

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,14 +33,14 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 		// An entry written earlier without a position, as before the journal had positions.
 		if err := db.ReadWrite(ctx, func(q Querier) error {
 			_, err := q.Exec(ctx, `INSERT INTO journal_entries (id, kind, currency, caller, request_id, memo, created_at)
-				VALUES ('e-left', 'RULES_CHANGED', 'EUR', 'test', 'r-left', '', $1)`, micros(at.Add(-time.Hour)))
+				VALUES ($1, 'RULES_CHANGED', 'EUR', 'test', 'r-left', '', $2)`, testID("e-left"), micros(at.Add(-time.Hour)))
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
 		// Handed over out of order; the same microsecond for two of them, told apart by id.
-		handed := []core.Entry{entry("e-b", at.Add(2*time.Microsecond)), entry("e-z", at.Add(time.Microsecond)),
-			entry("e-a", at.Add(2*time.Microsecond))}
+		handed := []core.Entry{entry(testID("e-b"), at.Add(2*time.Microsecond)), entry(testID("e-z"), at.Add(time.Microsecond)),
+			entry(testID("e-a"), at.Add(2*time.Microsecond))}
 		leftForSequencer := -1
 		if err := db.ReadWrite(ctx, func(q Querier) error {
 			if err := InsertEntries(ctx, q, handed); err != nil {
@@ -94,7 +96,7 @@ func TestInsertedEntriesTakeTheSequencersPositions(t *testing.T) {
 		if err := rs.Err(); err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"e-left", "e-z", "e-a", "e-b"}; !slices.Equal(ids, want) {
+		if want := []string{testID("e-left"), testID("e-z"), testID("e-a"), testID("e-b")}; !slices.Equal(ids, want) {
 			t.Fatalf("journal order %v, want %v (the leftover first, then (created_at, id))", ids, want)
 		}
 		if want := []int64{1, 2, 3, 4}; !slices.Equal(seqs, want) {
@@ -219,17 +221,25 @@ func TestUnsequencedReadsNoWholeJournal(t *testing.T) {
 	}
 }
 
-// insertRuleEntries inserts n journal entries without a position, e-<from> … e-<from+n-1>, one
-// microsecond apart in that order (the sequencer's order), in one transaction.
+// insertRuleEntries inserts n journal entries without a position, numbered from … from+n-1 in
+// their ids, one microsecond apart in that order (the sequencer's order), in one transaction.
 func insertRuleEntries(t *testing.T, db Engine, from, n int) {
 	t.Helper()
 	at := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
 	entries := make([]core.Entry, n)
 	for i := range entries {
-		entries[i] = core.Entry{ID: fmt.Sprintf("e-%06d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
+		entries[i] = core.Entry{ID: fmt.Sprintf("00000000-0000-7000-8000-%012d", from+i), Kind: core.KindRulesChanged, Currency: "EUR",
 			Caller: "test", RequestID: fmt.Sprintf("r-%06d", from+i), CreatedAt: at.Add(time.Duration(from+i) * time.Microsecond)}
 	}
 	if err := db.ReadWrite(t.Context(), func(q Querier) error { return InsertEntries(t.Context(), q, entries) }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testID is a canonical UUID made from a short name (at most 6 bytes), for the rows a test writes
+// by hand: commitment and entry ids are native UUIDs on PostgreSQL (uuids.go). Names of one
+// length keep their order.
+func testID(name string) string {
+	h := hex.EncodeToString([]byte(name))
+	return "00000000-0000-7000-8000-" + strings.Repeat("0", 12-len(h)) + h
 }

@@ -149,10 +149,11 @@ type setColumn struct {
 const maxRowsPerUpdate = 100
 
 // updateByKeys holds back, with writeIndexed, an UPDATE of table (PostgreSQL) that sets cols of
-// each row whose id is one of ids to that id's values; where, if not empty, adds a condition
+// each row whose id, of SQL type keyType (text, or uuid: uuids.go), is one of ids to that id's
+// values; where, if not empty, adds a condition
 // ("AND …"). The rows are found by id = ANY($1), read through the key's index
 // (indexedStatements, envelopes.go). short is the error when fewer rows than ids were updated.
-func (p *pgxQuerier) updateByKeys(table string, ids []string, cols []setColumn, where string, short func(n int64) error) {
+func (p *pgxQuerier) updateByKeys(table, keyType string, ids []string, cols []setColumn, where string, short func(n int64) error) {
 	var names, values strings.Builder
 	args := []any{ids}
 	for i, c := range cols {
@@ -164,8 +165,8 @@ func (p *pgxQuerier) updateByKeys(table string, ids []string, cols []setColumn, 
 		args = append(args, c.values)
 		fmt.Fprintf(&values, "($%d::%s[])[k.i]", len(args), c.sqlType)
 	}
-	p.writeIndexed(fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::text[], %s.id) AS i) AS k) "+
-		"WHERE id = ANY($1::text[])%s", table, names.String(), values.String(), table, where), args,
+	p.writeIndexed(fmt.Sprintf("UPDATE %s SET (%s) = (SELECT %s FROM (SELECT array_position($1::%s[], %s.id) AS i) AS k) "+
+		"WHERE id = ANY($1::%s[])%s", table, names.String(), values.String(), keyType, table, keyType, where), args,
 		Expect(int64(len(ids)), short))
 }
 

@@ -19,7 +19,8 @@ import (
 // itself, which is what the readers before migration 17 read; migration 17 replaces it. Goose's
 // row for 17 stays until dropMigration17, so that the ledger can be opened at the old shape to
 // record what it serves. On PostgreSQL the ids the ledger makes go back to TEXT too, as before
-// migration 21 (uuids.go), whose row goes with 17's.
+// migration 21 (uuids.go), whose row goes with 17's, and 22's (the credit accounts' index, which
+// the demotion drops with its column).
 var toMigration16 = map[string][]string{
 	"sqlite": {
 		`DROP VIEW entry_postings`,
@@ -170,12 +171,12 @@ func TestTransfersMigration(t *testing.T) {
 		if twoLegs == 0 || rows != 2*twoLegs+3 {
 			t.Fatalf("at migration 16's shape: %d posting rows for %d two-leg entries, want every posting a row plus the confirmed hold's three", rows, twoLegs)
 		}
-		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id IN (17, 21)"); err != nil {
+		if err := rawExec(ctx, l, "DELETE FROM goose_db_version WHERE version_id IN (17, 21, 22)"); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()
 
-		l = open() // runs migration 17 (and 21 on PostgreSQL)
+		l = open() // runs migration 17 (and 21, 22 on PostgreSQL)
 		defer l.Close()
 		if db.engine == "postgres" {
 			var text int64
@@ -186,6 +187,14 @@ func TestTransfersMigration(t *testing.T) {
 			})
 			if err != nil || text != 0 {
 				t.Fatalf("after migration 21: %d id columns not UUID (%v), want 0", text, err)
+			}
+			var method string
+			err = l.db.ReadOnly(ctx, func(q store.Querier) error {
+				return q.QueryRow(ctx, `SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam
+					WHERE c.relname = 'journal_entries_by_credit' AND c.relnamespace = current_schema()::regnamespace`).Scan(&method)
+			})
+			if err != nil || method != "hash" {
+				t.Fatalf("after migration 22: the credit accounts' index is %q (%v), want hash", method, err)
 			}
 		}
 		after := read(l)

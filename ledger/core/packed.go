@@ -117,6 +117,9 @@ func appendID(b []byte, asUUID, asText protowire.Number, id string) []byte {
 	return protowire.AppendString(b, id)
 }
 
+// ParseUUID is parseUUID, for the store (a UUID column's value, as its 16 bytes).
+func ParseUUID(s string) ([16]byte, bool) { return parseUUID(s) }
+
 // parseUUID returns the 16 bytes of a UUID in its canonical text form (lowercase, with dashes:
 // what the ledger's ids are), which formatUUID gives back; false for any other text.
 // It allocates nothing: every award packs two ids (about 2 µs a call when it went through

@@ -1112,6 +1112,7 @@ func (c *ledgerCopier) copyIn(ctx context.Context, t copyTable, batch [][]any, k
 		if !ok {
 			return fmt.Errorf("copy: a PostgreSQL connection of type %T", dc)
 		}
+		nativeUUIDValues(t.name, t.cols, batch)
 		_, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{t.name}, t.cols, pgx.CopyFromRows(batch))
 		return err
 	})

@@ -349,10 +349,10 @@ type goMigration struct {
 // PostgreSQL-speaking server is CockroachDB).
 func goMigrations(dialect string, cockroach bool) []goMigration {
 	triggers := appendOnlyTriggers[dialect]
-	var uuids []string // CockroachDB has had them from the start, SQLite has none (uuids.go)
+	var uuids, creditHash []string // PostgreSQL proper only (uuids.go)
 	if dialect == "postgres" && !cockroach {
 		triggers = append(triggers[:len(triggers):len(triggers)], postgresOnly...)
-		uuids = nativeUUIDs[dialect]
+		uuids, creditHash = nativeUUIDs[dialect], creditHashIndex[dialect]
 	}
 	all := []goMigration{
 		{2, triggers},
@@ -367,9 +367,10 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{19, requestsBareKeys[dialect]},
 		{20, positionedEntriesIndex[dialect]},
 		{21, uuids},
+		{22, creditHash},
 	}
-	// A migration with nothing to do on this engine is not registered for it (21 on SQLite and
-	// CockroachDB).
+	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
+	// SQLite and CockroachDB).
 	return slices.DeleteFunc(all, func(g goMigration) bool { return len(g.statements) == 0 })
 }
 

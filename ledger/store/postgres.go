@@ -620,6 +620,7 @@ func (p *pgxQuerier) copyRows(ctx context.Context, table string, columns []strin
 	if err := p.started(ctx); err != nil {
 		return true, err
 	}
+	nativeUUIDValues(table, columns, rows)
 	n, err := p.q.CopyFrom(ctx, pgx.Identifier{table}, columns, pgx.CopyFromRows(rows))
 	if err == nil && n != int64(len(rows)) {
 		err = core.Internal("COPY into %s wrote %d of %d rows", table, n, len(rows))

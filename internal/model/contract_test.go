@@ -111,7 +111,7 @@ func TestModelContractBalances(t *testing.T) {
 	mustRefuse(t, "a child to its parent's sibling", r, EnvelopesNotRelated)
 	_, r = m.MoveAllocation(MoveAllocation{RequestID: "m4", SourceID: "a1", DestinationID: "a", Amount: 4})
 	mustAccept(t, "child to parent", r)
-	c, r := m.Commit(Commit{RequestID: "k1", EnvelopeID: "a1", Amount: 6}, "x1")
+	c, r := m.Commit(Commit{RequestID: "k1", EnvelopeID: "a1", Amount: 6}, "00000000-0000-7000-8000-000000000001")
 	mustAccept(t, "award all of a1", r)
 	_, r = m.Commit(Commit{RequestID: "k2", EnvelopeID: "a1", Amount: 1}, "x2")
 	mustRefuse(t, "award on an empty envelope", r, InsufficientFunds)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/budgetledger/budgetledger/internal/model"
@@ -420,8 +421,22 @@ func (g *generator) bulk() op {
 	return op{bulk: c}
 }
 
+// unknownCommitment draws the id of no commitment: a canonical UUID, or now and then 36 hex
+// digits and dashes that are no canonical UUID (refused before they reach a database whose ids are
+// native UUIDs: PostgreSQL answered them INTERNAL once).
 func (g *generator) unknownCommitment() string {
-	return fmt.Sprintf("00000000-0000-7000-8000-%012x", g.r.Int64N(1<<40))
+	id := fmt.Sprintf("00000000-0000-7000-8000-%012x", g.r.Int64N(1<<40))
+	if g.chance(0.2) {
+		switch g.r.IntN(3) {
+		case 0:
+			return strings.ReplaceAll(id, "-", "0") + "0000" // 36 hex digits, no dash
+		case 1:
+			return id[:24] + "ABCDEF" + id[30:] // upper case: PostgreSQL would accept it
+		default:
+			return id[1:9] + "-" + id[9:] // a dash out of place
+		}
+	}
+	return id
 }
 
 func (g *generator) release() op {

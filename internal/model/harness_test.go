@@ -600,7 +600,7 @@ func expect(m *model.Ledger, o op, got answer) answer {
 		e, refusal := m.Envelope(o.getEnvelope)
 		a.Envelope, a.Refusal = &e, refusal
 	case o.getCommitment != "":
-		c, refusal := m.Commitment(o.getCommitment)
+		c, refusal := m.GetCommitment(o.getCommitment)
 		a.Commitment, a.Refusal = &c, refusal
 	}
 	if a.Refusal != nil {

@@ -348,6 +348,38 @@ func (l *Ledger) Envelope(id string) (Envelope, *Refusal) {
 }
 
 // Commitment returns a commitment, or COMMITMENT_NOT_FOUND.
+// GetCommitment is Commitment as the API answers it: an id that is no canonical UUID (lowercase,
+// with dashes) names no commitment the ledger could have made, and is refused as the field name.
+func (l *Ledger) GetCommitment(id string) (Commitment, *Refusal) {
+	if !canonicalUUID(id) {
+		return Commitment{}, invalid("name")
+	}
+	return l.Commitment(id)
+}
+
+// canonicalUUID reports whether id is a UUID in its canonical text form, the only form of the ids
+// the ledger makes (commitments, holds): 8-4-4-4-12 lowercase hex digits. PostgreSQL and
+// CockroachDB store them as native UUIDs; any other id is refused before it reaches them.
+func canonicalUUID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := range len(id) {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (l *Ledger) Commitment(id string) (Commitment, *Refusal) {
 	c, ok := l.commitments[id]
 	if !ok {
@@ -869,6 +901,9 @@ func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
 
 // Release returns part of a commitment's remaining amount to its envelope.
 func (l *Ledger) Release(c Release) (ReleaseResult, *Refusal) {
+	if !canonicalUUID(c.CommitmentID) {
+		return ReleaseResult{}, invalid("commitment")
+	}
 	if c.Amount <= 0 {
 		return ReleaseResult{}, invalid("amount")
 	}

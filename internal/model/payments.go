@@ -72,6 +72,9 @@ func (l *Ledger) Payments(commitmentID string) []Payment {
 
 // CreatePayment pays part of a commitment; an accepted payment is named newID.
 func (l *Ledger) CreatePayment(c CreatePayment, newID string) (CreatePaymentResult, *Refusal) {
+	if !canonicalUUID(c.CommitmentID) {
+		return CreatePaymentResult{}, invalid("parent")
+	}
 	if c.Amount <= 0 {
 		return CreatePaymentResult{}, invalid("amount")
 	}
@@ -118,6 +121,9 @@ func (l *Ledger) createPayment(c CreatePayment, newID string) (CreatePaymentResu
 
 // CloseCommitment returns what remains to pay on a commitment to its envelope and closes it.
 func (l *Ledger) CloseCommitment(c CloseCommitment) (CloseCommitmentResult, *Refusal) {
+	if !canonicalUUID(c.CommitmentID) {
+		return CloseCommitmentResult{}, invalid("commitment")
+	}
 	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
 		res, _ := r.result.(CloseCommitmentResult)
 		return res, r.refusal

@@ -429,7 +429,7 @@ func (g *generator) unknownCommitment() string {
 	if g.chance(0.2) {
 		switch g.r.IntN(3) {
 		case 0:
-			return strings.ReplaceAll(id, "-", "0") + "0000" // 36 hex digits, no dash
+			return strings.ReplaceAll(id, "-", "0") // 36 hex digits, no dash
 		case 1:
 			return id[:24] + "ABCDEF" + id[30:] // upper case: PostgreSQL would accept it
 		default:

@@ -347,7 +347,6 @@ func (l *Ledger) Envelope(id string) (Envelope, *Refusal) {
 	return e, nil
 }
 
-// Commitment returns a commitment, or COMMITMENT_NOT_FOUND.
 // GetCommitment is Commitment as the API answers it: an id that is no canonical UUID (lowercase,
 // with dashes) names no commitment the ledger could have made, and is refused as the field name.
 func (l *Ledger) GetCommitment(id string) (Commitment, *Refusal) {
@@ -380,6 +379,7 @@ func canonicalUUID(id string) bool {
 	return true
 }
 
+// Commitment returns a commitment, or COMMITMENT_NOT_FOUND.
 func (l *Ledger) Commitment(id string) (Commitment, *Refusal) {
 	c, ok := l.commitments[id]
 	if !ok {

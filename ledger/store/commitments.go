@@ -120,7 +120,7 @@ func UpdateCommitments(ctx context.Context, q Querier, cs []*core.Commitment) er
 			ids[i], paid[i], released[i], updated[i], reasons[i] = c.ID, c.Paid, c.Released, micros(c.UpdatedAt), c.CloseReason
 			closedAt[i], closeEffective[i] = optionalMicrosPtr(c.ClosedAt), optionalMicrosPtr(c.CloseEffectiveAt)
 		}
-		p.updateByKeys("commitments", "uuid", ids, []setColumn{{"paid", "bigint", paid},
+		p.updateByKeys("commitments", ids, []setColumn{{"paid", "bigint", paid},
 			{"released", "bigint", released}, {"closed_at", "bigint", closedAt}, {"close_reason", "text", reasons},
 			{"close_effective_at", "bigint", closeEffective}, {"updated_at", "bigint", updated}}, "",
 			func(n int64) error { return core.Internal("updating %d commitments touched %d rows", len(ids), n) })

@@ -160,7 +160,7 @@ func UpdateEnvelopes(ctx context.Context, q Querier, envs []*core.Envelope) erro
 			"updated_at", "latest_effective_at", "paid", "held"} {
 			cols = append(cols, setColumn{name, "bigint", vals[c]})
 		}
-		p.updateByKeys("envelopes", "text", ids, cols, "", func(n int64) error {
+		p.updateByKeys("envelopes", ids, cols, "", func(n int64) error {
 			return core.Internal("updating %d envelopes touched %d rows", len(ids), n)
 		})
 	})

@@ -179,7 +179,7 @@ func endHoldsByKeys(p *pgxQuerier, hs []core.Hold) {
 			ids[i], states[i], commitments[i], reasons[i] = h.ID, string(h.State), h.CommitmentID, h.Reason
 			confirmed[i], updated[i] = h.ConfirmedAmount, micros(h.UpdatedAt)
 		}
-		p.updateByKeys("holds", "text", ids, []setColumn{{"state", "text", states},
+		p.updateByKeys("holds", ids, []setColumn{{"state", "text", states},
 			{"confirmed_amount", "bigint", confirmed}, {"commitment_id", "text", commitments},
 			{"reason", "text", reasons}, {"updated_at", "bigint", updated}}, " AND state = 'HELD'",
 			func(int64) error { return errHoldEnded })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,11 +150,16 @@ type setColumn struct {
 const maxRowsPerUpdate = 100
 
 // updateByKeys holds back, with writeIndexed, an UPDATE of table (PostgreSQL) that sets cols of
-// each row whose id, of SQL type keyType (text, or uuid: uuids.go), is one of ids to that id's
-// values; where, if not empty, adds a condition
-// ("AND …"). The rows are found by id = ANY($1), read through the key's index
-// (indexedStatements, envelopes.go). short is the error when fewer rows than ids were updated.
-func (p *pgxQuerier) updateByKeys(table, keyType string, ids []string, cols []setColumn, where string, short func(n int64) error) {
+// each row whose id is one of ids to that id's values; where, if not empty, adds a condition
+// ("AND …"). The ids are sent as the key's type: uuid for a table whose id migration 21 made a
+// native UUID (uuidColumns), text otherwise. The rows are found by id = ANY($1), read through the
+// key's index (indexedStatements, envelopes.go). short is the error when fewer rows than ids were
+// updated.
+func (p *pgxQuerier) updateByKeys(table string, ids []string, cols []setColumn, where string, short func(n int64) error) {
+	keyType := "text"
+	if slices.Contains(uuidColumns[table], "id") {
+		keyType = "uuid"
+	}
 	var names, values strings.Builder
 	args := []any{ids}
 	for i, c := range cols {

@@ -181,7 +181,8 @@ func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 			Queues:    cfg.BatchQueues,
 			MaxBatch:  cfg.MaxBatch,
 			Size:      func(u *core.Unit) int { return len(u.Ops) },
-			Apply:     l.applyBatch,
+			Prepare:   l.prepareQueued,
+			Apply:     l.applyQueued,
 			Depth:     m.queueDepth,
 			ErrClosed: errShuttingDown,
 		})

@@ -26,45 +26,7 @@ func (l *Ledger) run(ctx context.Context, u *core.Unit) error {
 		}
 		return err
 	}
-	return l.applyBatch(ctx, []*core.Unit{u}, nil, func() {})
-}
-
-// applyQueued applies a batch of the group-commit queue, with what prepareQueued looked up for it.
-func (l *Ledger) applyQueued(ctx context.Context, b groupcommit.Batch[*core.Unit]) error {
-	p, _ := b.Prepared.(*prepared)
-	return l.applyBatch(ctx, b.Items, p, b.Ready)
-}
-
-// prepareQueued is the group-commit queue's Prepare: prepareBatch, under a transaction's deadline.
-func (l *Ledger) prepareQueued(ctx context.Context, units []*core.Unit) any {
-	ctx, cancel := l.txContext(ctx)
-	defer cancel()
-	return l.prepareBatch(ctx, units)
-}
-
-// prepared is what a batch reads before its transaction, none of it under a lock: its request
-// ids in the request log, the addresses of the rows it names, the project totals it will check.
-// The group-commit worker prepares a batch while the queue's previous batch writes and commits
-// (issue 17, item 3), so that these reads leave the chain of batches on a hot envelope. Each is
-// checked again where it matters: a request recorded since fails the transaction on the request
-// log's primary key and the batch runs again after a fresh lookup (withRequestLog); a row that
-// moved is read by key (store.loadAt); a total whose envelope changed version is read again
-// (loadBatch).
-type prepared struct {
-	lookup lookup
-	pre    map[core.ProjectKey]store.ProjectTotal
-	rows   peeked
-}
-
-func (l *Ledger) prepareBatch(ctx context.Context, units []*core.Unit) *prepared {
-	peek := l.peekRows(ctx, units)
-	var p prepared
-	p.lookup.priors, p.lookup.err = store.LoadRequests(ctx, l.db.Reader(), core.RequestKeys(units))
-	if p.lookup.err == nil {
-		p.pre = l.peekTotals(ctx, units)
-	}
-	p.rows = peek()
-	return &p
+	return l.applyBatch(ctx, []*core.Unit{u})
 }
 
 // applyBatch decides a batch of units in one serializable transaction, in three phases: load (the
@@ -73,10 +35,7 @@ func (l *Ledger) prepareBatch(ctx context.Context, units []*core.Unit) *prepared
 // rules and project totals), decide (core.DecideBatch, in memory: each operation accepted or
 // refused on its own, in order), write (entries in bulk, each balance once). The returned error
 // is a failure of the whole batch (nothing recorded); otherwise every op has its outcome.
-//
-// p is what was read for the batch before (prepareBatch; nil: read here); ready is called once
-// the batch's writes begin, after which the queue's next batch may be prepared.
-func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit, p *prepared, ready func()) (err error) {
+func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit) (err error) {
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	n := 0
@@ -91,15 +50,10 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit, p *prepared
 		w      *core.Writes
 		phases = batchPhases{start: time.Now()}
 	)
-	if p == nil {
-		p = l.prepareBatch(ctx, units)
-	}
-	tries := 0
-	err = l.withRequestLog(ctx, core.RequestKeys(units), &p.lookup, func(priors map[string]core.Prior) error {
-		pre, rows := p.pre, p.rows
-		if tries++; tries > 1 {
-			pre = l.peekTotals(ctx, units)
-		}
+	peek := l.peekRows(ctx, units)
+	err = l.withRequestLog(ctx, core.RequestKeys(units), func(priors map[string]core.Prior) error {
+		pre := l.peekTotals(ctx, units)
+		rows := peek()
 		return l.db.ReadWrite(ctx, func(q store.Querier) error {
 			attempts++
 			phases.loading = time.Now()
@@ -112,7 +66,6 @@ func (l *Ledger) applyBatch(ctx context.Context, units []*core.Unit, p *prepared
 				return err
 			}
 			phases.writing = time.Now()
-			ready()
 			if err := store.WriteBatch(ctx, q, w, st.At); err != nil {
 				return err
 			}

@@ -181,8 +181,7 @@ func newLedger(db store.Engine, cfg Config, m *metrics) *Ledger {
 			Queues:    cfg.BatchQueues,
 			MaxBatch:  cfg.MaxBatch,
 			Size:      func(u *core.Unit) int { return len(u.Ops) },
-			Prepare:   l.prepareQueued,
-			Apply:     l.applyQueued,
+			Apply:     l.applyBatch,
 			Depth:     m.queueDepth,
 			ErrClosed: errShuttingDown,
 		})

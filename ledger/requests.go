@@ -36,7 +36,7 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 		changed []core.Envelope
 		wrote   bool
 	)
-	err = l.withRequestLog(ctx, core.LookupKeys(caller, requestID), nil, func(priors map[string]core.Prior) error {
+	err = l.withRequestLog(ctx, core.LookupKeys(caller, requestID), func(priors map[string]core.Prior) error {
 		if prior, ok := core.FindPrior(priors, caller, requestID); ok {
 			decided = prior.Replay(requestID, fingerprint)
 			return nil
@@ -86,23 +86,10 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 // batches on unrelated envelopes abort each other), then runs decide with what it found. When
 // another transaction recorded one of the keys meanwhile, decide fails with ErrRequestRecorded and
 // runs again with a fresh lookup, so that the recorded outcome is replayed.
-//
-// first, when not nil, is a lookup of the same keys made earlier (a batch's, while the previous
-// batch committed: see prepareBatch), used by the first attempt instead of a new one. Being
-// earlier changes nothing: a key recorded since fails the attempt on the request log's primary
-// key, as one recorded by another process would.
-func (l *Ledger) withRequestLog(ctx context.Context, keys []string, first *lookup, decide func(map[string]core.Prior) error) error {
+func (l *Ledger) withRequestLog(ctx context.Context, keys []string, decide func(map[string]core.Prior) error) error {
 	unknown := false // an earlier attempt lost its connection during COMMIT
 	for attempt := 1; ; attempt++ {
-		var (
-			priors map[string]core.Prior
-			err    error
-		)
-		if attempt == 1 && first != nil {
-			priors, err = first.priors, first.err
-		} else {
-			priors, err = store.LoadRequests(ctx, l.db.Reader(), keys)
-		}
+		priors, err := store.LoadRequests(ctx, l.db.Reader(), keys)
 		if err == nil {
 			err = decide(priors)
 		}
@@ -123,10 +110,4 @@ func (l *Ledger) withRequestLog(ctx context.Context, keys []string, first *looku
 		}
 		return err
 	}
-}
-
-// lookup is the outcome of a request-log lookup (store.LoadRequests).
-type lookup struct {
-	priors map[string]core.Prior
-	err    error
 }

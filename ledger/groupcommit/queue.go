@@ -7,11 +7,6 @@
 // once), hands the batch to the apply function (one serializable transaction), and answers every
 // caller with its error.
 //
-// A batch may be prepared (Config.Prepare: the ledger looks up its request log there, which needs
-// no lock) while the queue's previous batch is still applied: once that batch says it has reached
-// its last step (Batch.Ready: its writes and COMMIT), the worker takes what has queued since and
-// prepares it, so the two overlap. Apply itself runs one batch at a time per queue, in order.
-//
 // Keys are spread over a few queues by a hash, one worker each. One hot key is served by one
 // worker, its requests batched together; many keys share a queue's batches, so spreading awards
 // over envelopes does not shrink the batches into many small transactions. Workers of different
@@ -47,34 +42,12 @@ type Config[T any] struct {
 	MaxBatch int
 	// Size is the weight of an item in MaxBatch (1 when nil).
 	Size func(T) int
-	// Prepare, when set, does the part of a batch's work that needs no lock, before Apply, and
-	// may run while the queue's previous batch is still in Apply (after its Batch.Ready). What it
-	// returns is the batch's Prepared. A panic in Prepare fails the batch as one in Apply does.
-	Prepare func(ctx context.Context, items []T) any
 	// Apply decides a batch; its error is every item's error.
-	Apply func(ctx context.Context, batch Batch[T]) error
+	Apply func(ctx context.Context, batch []T) error
 	// Depth, when set, is told a queue's depth (the sum of its items' sizes) when it changes.
 	Depth func(queue, depth int)
 	// ErrClosed is returned to items submitted after Close began.
 	ErrClosed error
-}
-
-// Batch is what Apply receives: the items, what Prepare returned for them, and the hook that lets
-// the queue's next batch be prepared.
-type Batch[T any] struct {
-	Items    []T
-	Prepared any // Prepare's result; nil without Prepare
-	ready    func()
-}
-
-// Ready tells the worker that this batch has reached its last step (the ledger calls it when its
-// writes and COMMIT begin): the worker then takes what has queued and prepares it while this
-// batch finishes. Without a call, the next batch is taken once Apply returns. Calling it more
-// than once, or on a Batch not made by a Batcher, does nothing.
-func (b Batch[T]) Ready() {
-	if b.ready != nil {
-		b.ready()
-	}
 }
 
 // Batcher is a set of group-commit queues.
@@ -92,7 +65,6 @@ type queue[T any] struct {
 	items   []*item[T]
 	size    int // the sum of the items' sizes
 	running bool
-	queued  chan struct{} // has a value when items were queued since the worker last looked
 }
 
 type item[T any] struct {
@@ -109,7 +81,7 @@ func New[T any](cfg Config[T]) *Batcher[T] {
 	cfg.MaxBatch = max(1, cfg.MaxBatch)
 	b := &Batcher[T]{cfg: cfg}
 	for i := range cfg.Queues {
-		b.queues = append(b.queues, &queue[T]{index: i, queued: make(chan struct{}, 1)})
+		b.queues = append(b.queues, &queue[T]{index: i})
 	}
 	return b
 }
@@ -141,11 +113,6 @@ func (b *Batcher[T]) Submit(ctx context.Context, key string, v T) error {
 		q.running = true
 		b.workers.Add(1)
 		go b.run(q)
-	} else {
-		select {
-		case q.queued <- struct{}{}:
-		default:
-		}
 	}
 	b.mu.Unlock()
 	b.depth(q.index, depth)
@@ -165,68 +132,19 @@ func (b *Batcher[T]) depth(queue, depth int) {
 	}
 }
 
-// run is the worker of one queue: it exits when it finds the queue empty with no batch of its
-// own in Apply, and the next Submit starts a new one. Both happen under b.mu, so no item is ever
-// left without a worker. A batch is applied in a goroutine of its own (flight), so that the
-// worker can take and prepare the next one once it is Ready; the worker starts the next Apply
-// only after the previous one has answered its callers.
+// run is the worker of one queue: it exits when it finds the queue empty, and the next Submit
+// starts a new one. Both happen under b.mu, so no item is ever left without a worker.
 func (b *Batcher[T]) run(q *queue[T]) {
 	defer b.workers.Done()
-	var prev *flight // the batch in Apply, nil when none
-	for {
-		batch, ok := b.take(q, prev == nil)
-		if !ok {
-			return
-		}
-		if batch == nil { // the queue is empty, a batch is still in Apply: wait for either
-			select {
-			case <-prev.done:
-				prev = nil
-			case <-q.queued:
-			}
-			continue
-		}
-		prepared, perr := b.prepare(batch)
-		if prev != nil {
-			<-prev.done
-		}
-		prev = b.start(batch, prepared, perr)
-		<-prev.ready
-		// Overlap only when a batch as large as this one has queued: taking fewer items early
-		// would only cut the queue into smaller batches.
-		for want := len(batch); ; {
-			b.mu.Lock()
-			enough := q.size >= want
-			b.mu.Unlock()
-			if enough {
-				break
-			}
-			select {
-			case <-prev.done:
-			case <-q.queued:
-				continue
-			}
-			break
-		}
-	}
-}
-
-// take takes whole queued items, at least one, up to MaxBatch, skipping the abandoned ones. On an
-// empty queue it returns nil, and also false when mayExit, after marking the queue as having no
-// worker.
-func (b *Batcher[T]) take(q *queue[T], mayExit bool) ([]*item[T], bool) {
 	for {
 		b.mu.Lock()
 		if len(q.items) == 0 {
-			if mayExit {
-				q.running = false
-			}
+			q.running = false
 			b.mu.Unlock()
-			if mayExit {
-				b.depth(q.index, 0)
-			}
-			return nil, !mayExit
+			b.depth(q.index, 0)
+			return
 		}
+		// Take whole items, at least one, up to MaxBatch.
 		var batch []*item[T]
 		n, size := 0, 0
 		for n < len(q.items) && (n == 0 || size+q.items[n].size <= b.cfg.MaxBatch) {
@@ -242,66 +160,32 @@ func (b *Batcher[T]) take(q *queue[T], mayExit bool) ([]*item[T], bool) {
 		depth := q.size
 		b.mu.Unlock()
 		b.depth(q.index, depth)
-		if len(batch) > 0 {
-			return batch, true
+		if len(batch) == 0 {
+			continue
 		}
-	}
-}
-
-// flight is a batch in Apply: ready is closed when it calls Batch.Ready or when Apply returns,
-// done once its callers have their outcome.
-type flight struct{ ready, done chan struct{} }
-
-func (b *Batcher[T]) start(batch []*item[T], prepared any, perr error) *flight {
-	f := &flight{ready: make(chan struct{}), done: make(chan struct{})}
-	ready := sync.OnceFunc(func() { close(f.ready) })
-	go func() {
-		defer close(f.done)
-		err := perr
-		if err == nil {
-			err = b.apply(batch, prepared, ready)
-		}
-		ready()
+		err := b.apply(batch)
 		for _, it := range batch {
 			it.err = err
 			close(it.done)
 		}
-	}()
-	return f
+	}
 }
 
-func values[T any](batch []*item[T]) []T {
+// apply runs cfg.Apply on a batch; a panic fails the batch instead of the process.
+func (b *Batcher[T]) apply(batch []*item[T]) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", ErrPanic, p)
+		}
+	}()
 	vs := make([]T, len(batch))
 	for i, it := range batch {
 		vs[i] = it.v
 	}
-	return vs
+	return b.cfg.Apply(context.Background(), vs)
 }
 
-// prepare runs cfg.Prepare on a batch, if set; a panic becomes the batch's error.
-func (b *Batcher[T]) prepare(batch []*item[T]) (prepared any, err error) {
-	if b.cfg.Prepare == nil {
-		return nil, nil
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrPanic, p)
-		}
-	}()
-	return b.cfg.Prepare(context.Background(), values(batch)), nil
-}
-
-// apply runs cfg.Apply on a batch; a panic fails the batch instead of the process.
-func (b *Batcher[T]) apply(batch []*item[T], prepared any, ready func()) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrPanic, p)
-		}
-	}()
-	return b.cfg.Apply(context.Background(), Batch[T]{Items: values(batch), Prepared: prepared, ready: ready})
-}
-
-// ErrPanic wraps a panic recovered from Prepare or Apply.
+// ErrPanic wraps a panic recovered from Apply.
 var ErrPanic = fmt.Errorf("group commit: the batch panicked")
 
 // Close refuses new items and waits until every queued item has been applied.

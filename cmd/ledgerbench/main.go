@@ -96,6 +96,7 @@ type config struct {
 	releaseRatio float64
 	holdRatio    float64
 	paymentRatio float64
+	projects     string // --projects: shared or own
 	bulk         int
 	preload      int
 	json         bool
@@ -124,6 +125,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.paymentRatio, "payment-ratio", 0, "after an award, the probability of paying part of it (CreatePayment)")
 	fs.StringVar(&c.server, "server", "inprocess", "where the ledgerd runs without --target: inprocess (this process) or process (a child process, whose CPU time is then measured apart)")
 	fs.StringVar(&c.ledgerdProf, "ledgerd-cpuprofile", "", "with --server process: write a CPU profile of the ledgerd alone, while the awards are made, to this file (of the last phase)")
+	fs.StringVar(&c.projects, "projects", "shared", "projects the awards name: shared (a client's i-th call names project p<i>, as every other client's does: a project total per call number) or own (every award its own project, as in a call for projects: a project total per award)")
 	fs.IntVar(&c.bulk, "bulk", 0, "awards per BatchCommit call; 0 sends single Commit calls")
 	fs.IntVar(&c.preload, "preload", 0, "awards to store before the run (on an envelope of their own), to measure a non-empty ledger")
 	fs.BoolVar(&c.json, "json", false, "print the figures as a JSON object on the last line")
@@ -149,12 +151,25 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("--release-ratio, --hold-ratio and --payment-ratio must be between 0 and 1")
 	case c.bulk > 0 && (c.holdRatio > 0 || c.paymentRatio > 0 || c.releaseRatio > 0):
 		return c, errors.New("--bulk sends BatchCommit calls only: no --release-ratio, --hold-ratio or --payment-ratio")
+	case c.projects != "shared" && c.projects != "own":
+		return c, fmt.Errorf("--projects must be shared or own, not %q", c.projects)
 	case c.server != "inprocess" && c.server != "process":
 		return c, fmt.Errorf("--server must be inprocess or process, not %q", c.server)
 	case c.ledgerdProf != "" && c.server != "process":
 		return c, errors.New("--ledgerd-cpuprofile needs --server process (--cpuprofile profiles an in-process ledgerd with the load generator)")
 	}
 	return c, nil
+}
+
+// project names the project of client c's i-th call (of its k-th item, in a BatchCommit call).
+func (c config) project(client, i, k int) string {
+	if c.projects == "own" {
+		return fmt.Sprintf("p%d-%d-%d", client, i, k)
+	}
+	if c.bulk > 0 {
+		return fmt.Sprintf("p%d-%d", i, k)
+	}
+	return fmt.Sprintf("p%d", i)
 }
 
 // result holds the figures of one phase.
@@ -165,6 +180,7 @@ type result struct {
 	Clients         int     `json:"clients"`
 	Envelopes       int     `json:"envelopes"`
 	Bulk            int     `json:"bulk,omitempty"`
+	Projects        string  `json:"projects,omitempty"` // "own" when every award has its own project
 	Preloaded       int     `json:"preloaded,omitempty"`
 	DurationSec     float64 `json:"duration_sec"`
 	Commits         int64   `json:"commits"`
@@ -289,6 +305,9 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 // invariants.
 func runPhase(ctx context.Context, cfg config, batching string, first bool) (*result, error) {
 	r := &result{Batching: batching, Clients: cfg.clients, Envelopes: cfg.envelopes, Bulk: cfg.bulk, Log: cfg.log}
+	if cfg.projects == "own" {
+		r.Projects = "own"
+	}
 	target := cfg.target
 	var meter cpuMeter
 	var d *runningLedgerd
@@ -496,7 +515,7 @@ func drive(parent context.Context, cfg config, conns []*grpc.ClientConn, envelop
 				if cfg.bulk > 0 {
 					items := make([]*pb.BatchCommitItem, cfg.bulk)
 					for k := range items {
-						items[k] = &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("b%d", c), Project: fmt.Sprintf("p%d-%d", i, k), Amount: 100}
+						items[k] = &pb.BatchCommitItem{Beneficiary: fmt.Sprintf("b%d", c), Project: cfg.project(c, i, k), Amount: 100}
 					}
 					var resp *pb.BatchCommitResponse
 					err = sendWithRetry(ctx, &retries, func(ctx context.Context) error {
@@ -509,7 +528,7 @@ func drive(parent context.Context, cfg config, conns []*grpc.ClientConn, envelop
 						refused.Add(int64(resp.GetRefusedCount()))
 					}
 				} else if cfg.holdRatio > 0 && rng.Float64() < cfg.holdRatio {
-					name, err = holdAndConfirm(ctx, cs, &retries, envelope, c, i, rid)
+					name, err = holdAndConfirm(ctx, cs, &retries, envelope, c, cfg.project(c, i, 0), rid)
 					if err == nil {
 						accepted = 1
 						holds.Add(1)
@@ -519,7 +538,7 @@ func drive(parent context.Context, cfg config, conns []*grpc.ClientConn, envelop
 					err = sendWithRetry(ctx, &retries, func(ctx context.Context) error {
 						var err error
 						resp, err = cs.Commit(ctx, &pb.CommitRequest{Envelope: envelope, Beneficiary: fmt.Sprintf("b%d", c),
-							Project: fmt.Sprintf("p%d", i), Amount: 100, RequestId: rid})
+							Project: cfg.project(c, i, 0), Amount: 100, RequestId: rid})
 						return err
 					})
 					if err == nil {
@@ -572,12 +591,12 @@ func drive(parent context.Context, cfg config, conns []*grpc.ClientConn, envelop
 
 // holdAndConfirm makes one award as a hold and its confirmation in full, and returns the
 // commitment's name.
-func holdAndConfirm(ctx context.Context, cs pb.CommitmentServiceClient, retries *atomic.Int64, envelope string, c, i int, rid string) (string, error) {
+func holdAndConfirm(ctx context.Context, cs pb.CommitmentServiceClient, retries *atomic.Int64, envelope string, c int, project, rid string) (string, error) {
 	var hold *pb.CreateHoldResponse
 	err := sendWithRetry(ctx, retries, func(ctx context.Context) error {
 		var err error
 		hold, err = cs.CreateHold(ctx, &pb.CreateHoldRequest{Envelope: envelope, Beneficiary: fmt.Sprintf("b%d", c),
-			Project: fmt.Sprintf("p%d", i), Amount: 100, RequestId: rid})
+			Project: project, Amount: 100, RequestId: rid})
 		return err
 	})
 	if err != nil {
@@ -639,6 +658,9 @@ func printHuman(w io.Writer, r *result) {
 	kind := "Commit"
 	if r.Bulk > 0 {
 		kind = fmt.Sprintf("BatchCommit ×%d", r.Bulk)
+	}
+	if r.Projects == "own" {
+		kind += ", a project per award"
 	}
 	fmt.Fprintf(w, "ledgerbench: %s, %s, %d clients, %.1fs, %d envelope(s), batching %s%s\n", r.Engine, kind, r.Clients,
 		r.DurationSec, r.Envelopes, r.Batching, map[bool]string{true: fmt.Sprintf(", %d awards preloaded", r.Preloaded)}[r.Preloaded > 0])

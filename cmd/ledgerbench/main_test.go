@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +103,39 @@ func TestMixOnPostgresReportsCPUAndStoragePerAward(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "| postgres | Commit or hold + confirm") {
 		t.Errorf("the table does not name the mix:\n%s", table.String())
+	}
+}
+
+// TestProjectsOwnGivesEveryAwardItsProject protects what --projects own measures: a ledger where
+// every award, single or in a BatchCommit call, names a project of its own (one project total per
+// award, as in a call for projects), where --projects shared names one project per call number.
+func TestProjectsOwnGivesEveryAwardItsProject(t *testing.T) {
+	for _, tc := range []struct {
+		projects, bulk string
+		own            bool
+	}{{"own", "0", true}, {"own", "3", true}, {"shared", "0", false}} {
+		path := filepath.Join(t.TempDir(), "ledger.db")
+		var out bytes.Buffer
+		ok, err := realMain(t.Context(), []string{"--database", path, "--clients", "3", "--duration", "1ms",
+			"--min-calls", "4", "--bulk", tc.bulk, "--projects", tc.projects, "--json"}, &out)
+		if err != nil || !ok {
+			t.Fatalf("--projects %s --bulk %s: %v, invariants held %v\n%s", tc.projects, tc.bulk, err, ok, out.String())
+		}
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var awards, projects int
+		err = db.QueryRow("SELECT COUNT(*), COUNT(DISTINCT project) FROM commitments").Scan(&awards, &projects)
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if awards < 12 || (projects == awards) != tc.own {
+			t.Errorf("--projects %s --bulk %s: %d awards over %d projects", tc.projects, tc.bulk, awards, projects)
+		}
+	}
+	if _, err := parseFlags([]string{"--projects", "each"}); err == nil {
+		t.Error("--projects each was accepted")
 	}
 }

@@ -351,6 +351,26 @@ func TestCopyRefusesANonEmptyTarget(t *testing.T) {
 }
 
 // checkpointExtends signs a new checkpoint of l and returns whether the older signed checkpoint
+
+// opener opens the ledger of src, again and again, as the ledger that wrote it (its log signed by
+// the same key; no hold sweeper, so that nothing changes between two reads).
+func (src copySource) opener(t *testing.T) func() *Ledger {
+	t.Helper()
+	signer, err := translog.NewSigner(src.skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *Ledger {
+		t.Helper()
+		l, err := Open(t.Context(), src.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1,
+			Log: LogConfig{Signer: signer, CheckpointEvery: 1000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+}
+
 // old (of vkey) verifies against it by a consistency proof from l: the log only grew.
 func checkpointExtends(t *testing.T, l *Ledger, old, vkey string) error {
 	t.Helper()

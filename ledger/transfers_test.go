@@ -8,7 +8,6 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/store"
-	"github.com/budgetledger/budgetledger/ledger/translog"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -84,18 +83,7 @@ func TestTransfersMigration(t *testing.T) {
 		}
 		ctx := t.Context()
 		src := fillForCopy(t, db)
-		signer, err := translog.NewSigner(src.skey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		open := func() *Ledger {
-			l, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1,
-				Log: LogConfig{Signer: signer, CheckpointEvery: 1000}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return l
-		}
+		open := src.opener(t)
 		type served struct {
 			entries   []Entry
 			byAccount map[string][]Entry
@@ -162,7 +150,7 @@ func TestTransfersMigration(t *testing.T) {
 			}
 		}
 		var rows int64
-		err = l.db.ReadOnly(ctx, func(q store.Querier) error {
+		err := l.db.ReadOnly(ctx, func(q store.Querier) error {
 			return q.QueryRow(ctx, "SELECT COUNT(*) FROM postings").Scan(&rows)
 		})
 		if err != nil {

@@ -368,6 +368,8 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{20, positionedEntriesIndex[dialect]},
 		{21, uuids},
 		{22, creditHash},
+		{23, tlogHashes[dialect]},       // the tree's nodes by the order they are completed (tlog_schema.go)
+		{24, tlogNodesDropped[dialect]}, // ... and the table they were in dropped
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

@@ -5,15 +5,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
+	"math/bits"
+	"strconv"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/translog"
 )
 
-// The transparency log's storage (see ledger/translog and docs/transparency.md): tlog_nodes holds
-// the hash of every complete perfect subtree, tlog_head the tree's size, tlog_checkpoints the
+// The transparency log's storage (see ledger/translog and docs/transparency.md): tlog_hashes holds
+// the hash of every complete perfect subtree (a row per leaf: NodeRow), tlog_head the tree's size, tlog_checkpoints the
 // signed checkpoints. ExtendLog runs in the transaction that positions entries, so the tree
 // follows the journal's order exactly.
 
@@ -62,20 +63,25 @@ func LogSize(ctx context.Context, q Querier) (int64, error) {
 func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
 	return func(ids []translog.NodeID) ([][]byte, error) {
 		out := make([][]byte, len(ids))
-		pos := make(map[translog.NodeID][]int, len(ids))
-		var distinct []translog.NodeID
+		rows := make(map[int64][]int, len(ids)) // the ids kept in each row
+		var leaves []int64
 		for i, id := range ids {
-			if _, seen := pos[id]; !seen {
-				distinct = append(distinct, id)
+			leaf, err := NodeRow(id)
+			if err != nil {
+				return nil, err
 			}
-			pos[id] = append(pos[id], i)
+			if _, seen := rows[leaf]; !seen {
+				leaves = append(leaves, leaf)
+			}
+			rows[leaf] = append(rows[leaf], i)
 		}
-		for len(distinct) > 0 {
-			chunk := distinct[:min(len(distinct), logNodesChunk)]
-			distinct = distinct[len(chunk):]
-			if err := readLogNodes(ctx, q, chunk, func(id translog.NodeID, hash []byte) {
-				for _, i := range pos[id] {
-					out[i] = hash
+		for len(leaves) > 0 {
+			chunk := leaves[:min(len(leaves), logNodesChunk)]
+			leaves = leaves[len(chunk):]
+			if err := readLogRows(ctx, q, chunk, func(leaf int64, hashes []byte) {
+				for _, i := range rows[leaf] {
+					level := int(ids[i].Level)
+					out[i] = hashes[level*translog.HashSize : (level+1)*translog.HashSize]
 				}
 			}); err != nil {
 				return nil, err
@@ -90,42 +96,68 @@ func LogNodes(ctx context.Context, q Querier) translog.ReadNodes {
 	}
 }
 
-// logNodesChunk is how many nodes one statement of LogNodes names. Its condition is a chain of
-// ORs, one level deeper each on SQLite, whose expressions may be at most 1,000 deep: VerifyLog
-// reads 2,000 leaves at a time, and failed with "Expression tree is too large" on any SQLite
-// ledger of more than about 1,000 entries with the log on.
-const logNodesChunk = 250
+// logNodesChunk is how many rows of tlog_hashes one statement of LogNodes reads (VerifyLog reads
+// 2,000 leaves at a time).
+const logNodesChunk = 500
 
-// readLogNodes reads the hashes of nodes ids (each once) in one statement, and gives each found.
-func readLogNodes(ctx context.Context, q Querier, ids []translog.NodeID, found func(translog.NodeID, []byte)) error {
-	var b strings.Builder
-	args := make([]any, 0, 2*len(ids))
-	b.WriteString("SELECT level, idx, hash FROM tlog_nodes WHERE ")
-	for _, id := range ids {
-		if len(args) > 0 {
-			b.WriteString(" OR ")
-		}
-		args = append(args, int64(id.Level), int64(id.Index))
-		fmt.Fprintf(&b, "(level = $%d AND idx = $%d)", len(args)-1, len(args))
+// NodeRow is the row of tlog_hashes (migration 23) that keeps node id's hash: one row per leaf m,
+// holding the hashes of the nodes that leaf completes, level 0 (the leaf's own) first. Node
+// (level l, index i) covers leaves [i·2^l, (i+1)·2^l), so it is complete once its last leaf
+// m = (i+1)·2^l − 1 is appended; leaf m completes the nodes of levels 0 to t, t the number of
+// trailing ones of m, and its row holds 32·(t+1) bytes, the hash of level l at byte 32·l. An
+// award is one row, written at the table's end, where tlog_nodes (by level and index, as text)
+// took two rows written at as many places in its index as the tree has levels. The tree may hold
+// up to 2^57 leaves.
+func NodeRow(id translog.NodeID) (int64, error) {
+	if id.Level >= 57 || id.Index >= 1<<(57-id.Level) {
+		return 0, core.Internal("transparency log node (%d, %d) is beyond the 2^57 leaves the store keeps", id.Level, id.Index)
 	}
-	rs, err := q.Query(ctx, b.String(), args...)
+	return int64((id.Index+1)<<id.Level - 1), nil
+}
+
+// rowHashes is how many hashes the row of leaf holds: one per level up to its trailing ones.
+func rowHashes(leaf int64) int { return 1 + bits.TrailingZeros64(uint64(leaf)+1) }
+
+// readLogRows reads the rows of tlog_hashes of leaves (each once) in one statement, and gives
+// each found, checked to hold as many hashes as its leaf completes.
+func readLogRows(ctx context.Context, q Querier, leaves []int64, found func(int64, []byte)) error {
+	var (
+		cond string
+		args []any
+	)
+	if _, ok := q.(*pgxQuerier); ok {
+		cond, args = "leaf = ANY($1)", []any{leaves}
+	} else {
+		b := make([]byte, 0, 8+len(leaves)*6)
+		b = append(b, "leaf IN ("...)
+		args = make([]any, len(leaves))
+		for i, leaf := range leaves {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, '$')
+			b = strconv.AppendInt(b, int64(i+1), 10)
+			args[i] = leaf
+		}
+		cond = string(append(b, ')'))
+	}
+	rs, err := q.Query(ctx, "SELECT leaf, hashes FROM tlog_hashes WHERE "+cond, args...)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
 	for rs.Next() {
 		var (
-			level, idx int64
-			h          string
+			leaf   int64
+			hashes []byte
 		)
-		if err := rs.Scan(&level, &idx, &h); err != nil {
+		if err := rs.Scan(&leaf, &hashes); err != nil {
 			return err
 		}
-		hash, err := hex.DecodeString(h)
-		if err != nil || len(hash) != translog.HashSize {
-			return core.Internal("transparency log node (%d, %d) holds %q, not a hash", level, idx, h)
+		if leaf < 0 || len(hashes) != rowHashes(leaf)*translog.HashSize {
+			return core.Internal("transparency log row of leaf %d holds %d bytes, not the hashes of the nodes it completes", leaf, len(hashes))
 		}
-		found(translog.NodeID{Level: uint(level), Index: uint64(idx)}, hash)
+		found(leaf, hashes)
 	}
 	return rs.Err()
 }
@@ -147,19 +179,37 @@ func ExtendLog(ctx context.Context, q Querier, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var rows [][]any
+	// Each leaf, then the nodes it completes, level by level: the row of that leaf.
+	var (
+		rows      = make([][]any, 0, len(entries))
+		leaf      int64
+		hashes    []byte
+		misplaced error
+	)
 	visit := func(id translog.NodeID, hash []byte) {
-		rows = append(rows, []any{int64(id.Level), int64(id.Index), hex.EncodeToString(hash)})
+		if row, err := NodeRow(id); (err != nil || row != leaf || int(id.Level) != len(hashes)/translog.HashSize) && misplaced == nil {
+			misplaced = core.Internal("appending leaf %d completed node (%d, %d), not of its row", leaf, id.Level, id.Index)
+		}
+		hashes = append(hashes, hash...)
 	}
 	for i, e := range entries {
 		if e.Sequence != size+int64(i)+1 {
 			return 0, core.Internal("the journal has position %d where the log expects %d", e.Sequence, size+int64(i)+1)
 		}
+		leaf = size + int64(i)
+		hashes = make([]byte, 0, rowHashes(leaf)*translog.HashSize)
 		if err := r.Append(translog.LeafHash(e), visit); err != nil {
 			return 0, err
 		}
+		if misplaced == nil && len(hashes) != rowHashes(leaf)*translog.HashSize {
+			misplaced = core.Internal("appending leaf %d completed %d bytes of nodes, not its row's %d", leaf, len(hashes), rowHashes(leaf)*translog.HashSize)
+		}
+		if misplaced != nil {
+			return 0, misplaced
+		}
+		rows = append(rows, []any{leaf, hashes})
 	}
-	if err := bulkInsert(ctx, q, "tlog_nodes", []string{"level", "idx", "hash"}, rows, "",
+	if err := bulkInsert(ctx, q, "tlog_hashes", []string{"leaf", "hashes"}, rows, "",
 		core.Internal("a transparency log node was not inserted")); err != nil {
 		return 0, err
 	}

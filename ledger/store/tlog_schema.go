@@ -69,3 +69,52 @@ var tlogSchema = func() map[string][]string {
 		}),
 	}
 }()
+
+// tlogHashes (migration 23) keeps the tree's nodes in tlog_hashes: one row per leaf, holding the
+// hashes, as bytes, of the nodes that leaf completes (NodeRow), instead of tlog_nodes' row per node
+// keyed by (level, index) with its hash in 64 hexadecimal characters. A transaction that extends
+// the tree writes at the end of one key instead of at one place per level of the tree, an award
+// is one row instead of two, and a hash weighs 32 bytes. The nodes of an existing tree are carried
+// over with their hashes unchanged (the same tree, the same roots and proofs: checkpoints signed
+// before still verify); migration 24 then drops tlog_nodes. On SQLite the key is the table's
+// rowid, with no index beside it. The row's length is checked by its readers (readLogRows).
+var tlogHashes = map[string][]string{
+	"sqlite": {
+		`CREATE TABLE IF NOT EXISTS tlog_hashes (
+    leaf   INTEGER PRIMARY KEY CHECK (leaf >= 0),
+    hashes BLOB NOT NULL CHECK (typeof(hashes) = 'blob' AND length(hashes) % 32 = 0 AND length(hashes) BETWEEN 32 AND 1856)
+)`,
+		// (WHERE: SQLite's parser needs one before ON CONFLICT in an INSERT … SELECT.)
+		`INSERT INTO tlog_hashes (leaf, hashes)
+		 SELECT ((idx + 1) << level) - 1, unhex(group_concat(hash, '' ORDER BY level)) FROM tlog_nodes
+		 WHERE true GROUP BY ((idx + 1) << level) - 1
+		 ON CONFLICT DO NOTHING`,
+		`DROP TRIGGER IF EXISTS tlog_hashes_append_only`,
+		`CREATE TRIGGER tlog_hashes_append_only BEFORE UPDATE ON tlog_hashes
+		 BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END`,
+		`DROP TRIGGER IF EXISTS tlog_hashes_no_delete`,
+		`CREATE TRIGGER tlog_hashes_no_delete BEFORE DELETE ON tlog_hashes
+		 BEGIN SELECT RAISE(ABORT, 'the transparency log is append-only'); END`,
+	},
+	"postgres": {
+		`CREATE TABLE IF NOT EXISTS tlog_hashes (
+    leaf   BIGINT PRIMARY KEY CHECK (leaf >= 0),
+    hashes BYTEA NOT NULL CHECK (length(hashes) % 32 = 0 AND length(hashes) BETWEEN 32 AND 1856)
+)`,
+		`INSERT INTO tlog_hashes (leaf, hashes)
+		 SELECT ((idx + 1) << level) - 1, decode(string_agg(hash, '' ORDER BY level), 'hex') FROM tlog_nodes
+		 GROUP BY ((idx + 1) << level) - 1
+		 ON CONFLICT DO NOTHING`,
+		// ledger_tlog_append_only is migration 11's, not replaced here.
+		`DROP TRIGGER IF EXISTS tlog_hashes_append_only ON tlog_hashes`,
+		`CREATE TRIGGER tlog_hashes_append_only BEFORE UPDATE OR DELETE ON tlog_hashes
+		 FOR EACH ROW EXECUTE FUNCTION ledger_tlog_append_only()`,
+	},
+}
+
+// tlogNodesDropped (migration 24) drops tlog_nodes, whose nodes migration 23 carried over (a
+// migration of its own: a second run of 23 after a failure half-way reads tlog_nodes again).
+var tlogNodesDropped = map[string][]string{
+	"sqlite":   {`DROP TABLE IF EXISTS tlog_nodes`},
+	"postgres": {`DROP TABLE IF EXISTS tlog_nodes`},
+}

@@ -15,7 +15,7 @@ import (
 	"github.com/budgetledger/budgetledger/ledger/core"
 )
 
-// memNodes keeps a tree's nodes in memory, as the store keeps them in tlog_nodes.
+// memNodes keeps a tree's nodes in memory, as the store keeps them in tlog_hashes.
 type memNodes map[NodeID][]byte
 
 func (m memNodes) read(ids []NodeID) ([][]byte, error) {

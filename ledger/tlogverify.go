@@ -15,6 +15,10 @@ type LogReport struct {
 	Entries, TreeSize int64
 	// Checkpoints is how many kept checkpoints were checked.
 	Checkpoints int
+	// LegacyEffectiveUntil is the last position whose entry the log holds without its effective
+	// time (logged by a release before migration 25; 0: none): the leaves of entries up to it were
+	// checked against their created_at in that field.
+	LegacyEffectiveUntil int64
 	// Discrepancies name what does not match, by journal position.
 	Discrepancies []string
 }
@@ -38,6 +42,9 @@ func (l *Ledger) VerifyLog(ctx context.Context, vkey string) (LogReport, error) 
 			return err
 		}
 		rep.TreeSize = size
+		if rep.LegacyEffectiveUntil, err = store.LogLegacyBound(ctx, q); err != nil {
+			return err
+		}
 		cps, err := store.Checkpoints(ctx, q)
 		if err != nil {
 			return err

@@ -64,6 +64,10 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, d := range logRep.Discrepancies {
 		fmt.Fprintln(stdout, "transparency log:", d)
 	}
+	if logRep.LegacyEffectiveUntil > 0 {
+		fmt.Fprintf(stdout, "transparency log: the leaves of entries 1 to %d were written by a release that left their effective time out (docs/transparency.md)\n",
+			logRep.LegacyEffectiveUntil)
+	}
 	fmt.Fprintf(stdout, "transparency log: %d leaves, %d checkpoints: %d discrepancies\n",
 		logRep.TreeSize, logRep.Checkpoints, len(logRep.Discrepancies))
 	if n := len(rep.Discrepancies) + len(logRep.Discrepancies); n > 0 {

@@ -368,8 +368,9 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{20, positionedEntriesIndex[dialect]},
 		{21, uuids},
 		{22, creditHash},
-		{23, tlogHashes[dialect]},       // the tree's nodes by the order they are completed (tlog_schema.go)
-		{24, tlogNodesDropped[dialect]}, // ... and the table they were in dropped
+		{23, tlogHashes[dialect]},        // the tree's nodes by the order they are completed (tlog_schema.go)
+		{24, tlogNodesDropped[dialect]},  // ... and the table they were in dropped
+		{25, logEffectiveTimes[dialect]}, // leaves with their effective times (tlog_schema.go)
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

@@ -19,10 +19,14 @@ import (
 // follows the journal's order exactly.
 
 // EntriesBySequence returns up to limit positioned journal entries after position after, in
-// order, with their postings.
+// order, with their postings, as the transparency log holds them: with their effective time
+// (EffectiveAt, the leaf's effective_at), except the entries at positions up to the log's
+// legacy_effective_until (migration 25), logged by releases that left it out (their leaves hold
+// created_at there): those come with EffectiveAt zero, as they were logged.
 func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) ([]core.Entry, error) {
-	rs, err := q.Query(ctx, "SELECT e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at, "+SelectEntryLegs+
-		" FROM journal_entries e WHERE e.seq > $1 ORDER BY e.seq LIMIT $2", after, limit)
+	rs, err := q.Query(ctx, "SELECT e.id, e.seq, e.kind, e.currency, e.caller, e.request_id, e.memo, e.created_at, "+
+		"CASE WHEN e.seq <= h.legacy_effective_until THEN NULL ELSE e.effective_at END, "+SelectEntryLegs+
+		" FROM journal_entries e CROSS JOIN tlog_head h WHERE h.id = 1 AND e.seq > $1 ORDER BY e.seq LIMIT $2", after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -32,16 +36,20 @@ func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) (
 	)
 	for rs.Next() {
 		var (
-			e       core.Entry
-			kind    string
-			created int64
-			legs    entryLegs
+			e         core.Entry
+			kind      string
+			created   int64
+			effective *int64
+			legs      entryLegs
 		)
-		if err := rs.Scan(append([]any{&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created}, legs.targets()...)...); err != nil {
+		if err := rs.Scan(append([]any{&e.ID, &e.Sequence, &kind, &e.Currency, &e.Caller, &e.RequestID, &e.Memo, &created, &effective}, legs.targets()...)...); err != nil {
 			rs.Close()
 			return nil, err
 		}
 		e.Kind, e.CreatedAt = core.EntryKind(kind), fromMicros(created)
+		if effective != nil {
+			e.EffectiveAt = fromMicros(*effective)
+		}
 		legged = append(legged, legs.add(&e))
 		entries = append(entries, e)
 	}
@@ -50,6 +58,14 @@ func EntriesBySequence(ctx context.Context, q Querier, after int64, limit int) (
 		return entries, err
 	}
 	return entries, readPostingRows(ctx, q, entries, legged)
+}
+
+// LogLegacyBound is the last position whose entry the log holds without its effective time
+// (migration 25: 0 when there is none; see EntriesBySequence).
+func LogLegacyBound(ctx context.Context, q Querier) (int64, error) {
+	var bound int64
+	err := q.QueryRow(ctx, "SELECT legacy_effective_until FROM tlog_head WHERE id = 1").Scan(&bound)
+	return bound, err
 }
 
 // LogSize is the number of leaves of the transparency log.

@@ -118,3 +118,27 @@ var tlogNodesDropped = map[string][]string{
 	"sqlite":   {`DROP TABLE IF EXISTS tlog_nodes`},
 	"postgres": {`DROP TABLE IF EXISTS tlog_nodes`},
 }
+
+// logEffectiveTimes (migration 25): the log's leaves hold each entry's effective time, as
+// docs/transparency.md says they do. Releases before it built leaves from entries read without
+// their effective time, so a backdated entry's leaf holds its created_at in that field; those
+// leaves are in signed checkpoints and stay as they are. legacy_effective_until is the position of
+// the last such entry in the tree when the migration ran (0: none), and EntriesBySequence gives
+// the entries up to it as they were logged. It is checked by the tree itself: a leaf
+// recomputed with the other rule does not match its stored hash.
+var logEffectiveTimes = map[string][]string{
+	"sqlite": {
+		`ALTER TABLE tlog_head ADD COLUMN legacy_effective_until BIGINT NOT NULL DEFAULT 0`,
+		legacyEffectiveBound,
+	},
+	"postgres": {
+		`ALTER TABLE tlog_head ADD COLUMN IF NOT EXISTS legacy_effective_until BIGINT NOT NULL DEFAULT 0`,
+		legacyEffectiveBound,
+	},
+}
+
+// legacyEffectiveBound sets legacy_effective_until from the tree as releases before migration 25
+// left it (run again, it finds the same entries: only releases before it write leaves until the
+// migration is recorded).
+const legacyEffectiveBound = `UPDATE tlog_head SET legacy_effective_until = COALESCE((SELECT MAX(seq) FROM journal_entries
+    WHERE seq <= tlog_head.size AND effective_at IS NOT NULL AND effective_at <> created_at), 0) WHERE id = 1`

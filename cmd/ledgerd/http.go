@@ -33,7 +33,7 @@ func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticato
 	var public http.Handler
 	{
 		mux := http.NewServeMux()
-		mux.Handle("GET /opendata/subventions.csv", opendata.Handler(l))
+		mux.Handle("/opendata/subventions.csv", opendata.Handler(l)) // every method: the handler answers 405 to all but GET and HEAD
 		mux.Handle("/", web.Handler(l, log))
 		public = mux
 	}

@@ -246,6 +246,11 @@ func TestHTTPRefusedLikeGRPC(t *testing.T) {
 	if code, _ := httpReason(t, publicBase+"/v1/envelopes", ""); code != http.StatusUnauthorized {
 		t.Errorf("GET /v1/envelopes with --public-page, without a credential: %d, want 401 (the API keeps its authentication)", code)
 	}
+	// The open data is read-only, as docs/opendata.md says: another method is 405 (it reached the
+	// page's router and was 404 while the route named GET).
+	if code, _, body := httpDo(t, "POST", publicBase+"/opendata/subventions.csv?envelope=envelopes/none", "", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /opendata/subventions.csv: %d %s, want 405", code, body)
+	}
 }
 
 // TestHTTPServesNoMutation protects "mutations stay gRPC-only": CreateEnvelope and Commit over the

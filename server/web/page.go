@@ -43,7 +43,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 const LatestAwards = 20
 
 // Handler serves the page at "/" and its stylesheet under "/static/", reading l directly as the
-// read RPCs do: the funding report, the commitments and the latest checkpoint.
+// read RPCs do: the funding report, the awards report and the latest checkpoint.
 func Handler(l *ledger.Ledger, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.FileServerFS(static))
@@ -63,7 +63,7 @@ type line struct {
 }
 
 type award struct {
-	ledger.Commitment
+	ledger.Award // Committed: what it held as of the page's date
 	EnvelopeName string
 }
 
@@ -77,7 +77,7 @@ type view struct {
 	Awards     []award
 	Checkpoint string
 	Query      string // the as_of and envelope query of the links, "?as_of=…"
-	AsOfTime   string // the report's as_of_time for the API links (RFC 3339)
+	AsOfTime   string // the report's as_of_time for the API links (RFC 3339, to the microsecond)
 }
 
 // paris is the zone of the dates readers choose, the SCDL export's (package opendata).
@@ -170,7 +170,7 @@ func (p *page) load(ctx context.Context, v *view, rootID string, asOf time.Time)
 	}
 	if !rep.AsOf.IsZero() {
 		v.AsOfShown = frenchDate(rep.AsOf)
-		v.AsOfTime = rep.AsOf.UTC().Format(time.RFC3339)
+		v.AsOfTime = rep.AsOf.UTC().Format(time.RFC3339Nano) // to the microsecond: a second cut would leave its last awards out
 	}
 	inTree := map[string]bool{}
 	for _, l := range rep.Lines {
@@ -185,26 +185,25 @@ func (p *page) load(ctx context.Context, v *view, rootID string, asOf time.Time)
 	for _, l := range rep.Lines {
 		names[l.EnvelopeID] = l.DisplayName
 	}
-	// The latest awards that took effect by the report's date, newest first. The ledger lists
-	// commitments in id order only, so every page is read: fine for a programme's thousands of
-	// awards, not for millions (docs/http.md).
+	// The latest awards that took effect by the report's date, newest first, with what each held
+	// at that date (the awards report of the open data: releases and closings that took effect
+	// after it do not count). Every award of each tree is read: fine for a programme's thousands
+	// of awards, not for millions (docs/http.md).
+	var at *time.Time
+	if !asOf.IsZero() {
+		at = &asOf
+	}
 	var awards []award
-	pageReq := ledger.Page{Size: 1000}
-	for {
-		cs, next, err := p.ledger.ListCommitments(ctx, ledger.CommitmentFilter{}, pageReq)
+	for _, root := range v.Roots {
+		aw, err := p.ledger.Awards(ctx, root.EnvelopeID, at)
 		if err != nil {
 			return err
 		}
-		for _, c := range cs {
-			if !inTree[c.EnvelopeID] || (!asOf.IsZero() && c.EffectiveAt.After(asOf)) {
-				continue
+		for _, a := range aw.Awards {
+			if inTree[a.EnvelopeID] {
+				awards = append(awards, award{Award: a, EnvelopeName: names[a.EnvelopeID]})
 			}
-			awards = append(awards, award{Commitment: c, EnvelopeName: names[c.EnvelopeID]})
 		}
-		if next == "" {
-			break
-		}
-		pageReq.Token = next
 	}
 	slices.SortStableFunc(awards, func(a, b award) int {
 		return cmp.Or(b.EffectiveAt.Compare(a.EffectiveAt), b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))

@@ -2,10 +2,12 @@ package web_test
 
 import (
 	"context"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -101,6 +103,54 @@ func TestPage(t *testing.T) {
 			if resp.StatusCode != want || (want == http.StatusBadRequest && !strings.Contains(body, `role="alert"`)) {
 				t.Errorf("GET %s: %d, want %d\n%.300s", target, resp.StatusCode, want, body)
 			}
+		}
+	})
+}
+
+// TestPageAwardsAsOfTheirDate protects the page's awards table as of a chosen date, as the README
+// and docs/http.md promise it: an award's committed amount is what it held at that date (the open
+// data's figure), so a release that took effect later does not reduce it; the current page shows
+// it net of the release. And the link to the JSON report names the report's instant to the
+// microsecond: cut to the second, it left out what took effect in that last second.
+func TestPageAwardsAsOfTheirDate(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, database string) {
+		ctx := context.Background()
+		l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if _, err := l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: "fund", EnvelopeID: "fund", DisplayName: "Fonds",
+			Allocation: 8_800_000_000, Effective: time.Date(2021, 1, 15, 0, 0, 0, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.Commit(ctx, ledger.Commit{RequestID: "a1", EnvelopeID: "fund", Beneficiary: "siren:200054781",
+			Project: "guichet", Amount: 1_330_000_000, Effective: time.Date(2021, 3, 11, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		released := time.Date(2021, 6, 1, 10, 0, 0, 123456000, time.UTC)
+		if _, err := l.Release(ctx, ledger.Release{RequestID: "r1", CommitmentID: c.Commitment.ID, Amount: 330_000_000,
+			Reason: "travaux réduits", Effective: released}); err != nil {
+			t.Fatal(err)
+		}
+		h := web.Handler(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		held := regexp.MustCompile(`data-figure="award-committed">([^<]*)<`)
+		for target, want := range map[string]int64{"/?as_of=2021-04-30": 1_330_000_000, "/": 1_000_000_000} {
+			resp, body := get(t, h, target)
+			m := held.FindAllStringSubmatch(body, -1)
+			if resp.StatusCode != http.StatusOK || len(m) != 1 || m[0][1] != web.Euros(want) {
+				t.Errorf("GET %s: %d, the award's committed amount shown %q, want %s", target, resp.StatusCode, m, web.Euros(want))
+			}
+		}
+		_, body := get(t, h, "/")
+		href := regexp.MustCompile(`href="(/v1/fundingReport[^"]*)"`).FindStringSubmatch(body)
+		if href == nil {
+			t.Fatalf("no link to the JSON report:\n%s", body)
+		}
+		link, err := url.Parse(html.UnescapeString(href[1]))
+		if err != nil || link.Query().Get("as_of_time") != released.Format(time.RFC3339Nano) {
+			t.Errorf("the JSON report's link %s (%v) does not name the report's instant %s to the microsecond", href[1], err, released.Format(time.RFC3339Nano))
 		}
 	})
 }

@@ -135,11 +135,19 @@ func (l *Ledger) extendLog(ctx context.Context, q store.Querier) (int, error) {
 }
 
 // checkpoint signs and keeps a checkpoint of the tree as it is, unless the last one has its size.
+// The tree first takes in every positioned entry: it is behind the journal in a ledger given its
+// key after entries were written, or where a process without the key positioned them.
 func (l *Ledger) checkpoint(ctx context.Context) error {
+	if err := l.catchUp(ctx, false); err != nil { // PostgreSQL and CockroachDB: under the sequencer's lock
+		return err
+	}
 	ctx, cancel := l.txContext(ctx)
 	defer cancel()
 	l.tlog.grown.Store(0)
 	err := l.db.ReadWrite(ctx, func(q store.Querier) error {
+		if err := l.sequenceInline(ctx, q); err != nil { // SQLite: in this write transaction
+			return err
+		}
 		size, err := store.LogSize(ctx, q)
 		if err != nil {
 			return err
@@ -311,6 +319,15 @@ func (l *Ledger) GetConsistencyProof(ctx context.Context, fromSize, toSize int64
 		return err
 	})
 	return hashes, l.classify(ctx, err)
+}
+
+// LogLegacyBound is the last journal position whose leaf the log holds without the entry's
+// effective time, written by a release before migration 25 (0: none; docs/transparency.md).
+func (l *Ledger) LogLegacyBound(ctx context.Context) (int64, error) {
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	bound, err := store.LogLegacyBound(ctx, l.db.Reader())
+	return bound, l.classify(ctx, err)
 }
 
 // LatestCheckpointNote is the latest kept checkpoint's signed note, signed or not by this process

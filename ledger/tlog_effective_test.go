@@ -170,3 +170,46 @@ func TestLogEffectiveTimesMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestLogBuiltWhenKeyGivenLater protects docs/transparency.md's "started with a key later, it
+// builds the tree of the whole journal first": the checkpoint signed then covers every entry
+// written without the log, its proofs are served, and VerifyLog is clean. (On SQLite the tree
+// waited for the next write: the checkpoint signed at start was of an empty tree, and a proof of
+// an existing entry was refused.)
+func TestLogBuiltWhenKeyGivenLater(t *testing.T) {
+	t.Parallel()
+	skey, vkey, err := translog.GenerateKey("ledger.test/later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l, err := Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		backdate(t, l, "fund")
+		entries := allEntries(t, l, EntryFilter{})
+		l.Close()
+
+		l = openWithLog(t, db, skey)
+		if err := l.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		note, err := l.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := translog.OpenCheckpoint([]byte(note), vkey)
+		if err != nil || cp.Size != uint64(len(entries)) {
+			t.Fatalf("the checkpoint after the key was given covers %d entries (%v), want the journal's %d", cp.Size, err, len(entries))
+		}
+		if _, err := l.GetInclusionProof(ctx, 1, 0); err != nil {
+			t.Errorf("the first entry's inclusion proof: %v", err)
+		}
+		requireLeavesOfTheAPI(t, l, 0)
+		if rep, err := l.VerifyLog(ctx, vkey); err != nil || !rep.OK() || rep.TreeSize != int64(len(entries)) {
+			t.Fatalf("VerifyLog = %+v, %v", rep, err)
+		}
+	})
+}

@@ -125,6 +125,13 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		return fmt.Errorf("export-journal: %w", err)
 	}
 	defer l.Close()
+	legacy, err := l.LogLegacyBound(ctx)
+	if err != nil {
+		return fmt.Errorf("export-journal: %w", err)
+	}
+	if legacy > 0 {
+		fmt.Fprintf(stderr, "export-journal: the leaves of entries 1 to %d were written without their effective time (docs/transparency.md): verify with ledgerd verify-log --legacy-effective-until %d\n", legacy, legacy)
+	}
 	if *cpFile != "" {
 		note, err := l.LatestCheckpointNote(ctx)
 		if err != nil {
@@ -163,8 +170,12 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	journal := fs.String("journal", "", "the exported journal (ledgerd export-journal); - for stdin")
 	cpFile := fs.String("checkpoint", "", "a signed checkpoint (GetCheckpoint, or export-journal --checkpoint)")
 	vkey := fs.String("verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""), "the log's verifier key, or @FILE holding it (LEDGER_LOG_VERIFIER_KEY)")
+	legacy := fs.Int64("legacy-effective-until", 0, "the last position whose leaf was written without its entry's effective time, by a release before migration 25 (ledgerd export-journal and ledgerd verify print it; 0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *legacy < 0 {
+		return errors.New("verify-log: --legacy-effective-until must not be negative")
 	}
 	if *journal == "" || *cpFile == "" || *vkey == "" {
 		return errors.New("usage: ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY|@FILE")
@@ -209,6 +220,9 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		if e.Sequence != int64(b.Size())+1 {
 			problems = append(problems, fmt.Sprintf("entry %s has position %d where %d was expected", e.ID, e.Sequence, b.Size()+1))
+		}
+		if e.Sequence <= *legacy {
+			e.EffectiveAt = time.Time{} // logged with created_at in its place (docs/transparency.md)
 		}
 		b.Add(translog.EncodeLeaf(e))
 	}

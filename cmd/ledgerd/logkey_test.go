@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/translog"
 )
 
 // TestExportAndVerifyLogWithoutDatabase protects verification outside the server: `ledgerd
@@ -98,4 +102,56 @@ func TestExportAndVerifyLogWithoutDatabase(t *testing.T) {
 			t.Fatalf("verify-log with another key: %v, want the signature refused", err)
 		}
 	})
+}
+
+// TestVerifyLogLegacyLeaves protects an outsider's verification of a log whose first leaves were
+// written without their entries' effective times (before migration 25): the export lists each
+// entry as it is, backdated, and `verify-log --legacy-effective-until N` rebuilds the signed root
+// by putting created_at in the effective_at field of the first N leaves (docs/transparency.md);
+// without the flag, or with a bound that is not the log's, the root does not rebuild.
+func TestVerifyLogLegacyLeaves(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	skey, vkey, err := translog.GenerateKey("ledger.test/legacy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := translog.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	var journal bytes.Buffer
+	b := translog.NewBuilder()
+	for i := range int64(5) {
+		e := ledger.Entry{ID: fmt.Sprintf("01a23a9f-9053-7d97-baea-e9de0841c5%02d", i), Sequence: i + 1, Kind: "COMMITTED", Currency: "EUR",
+			Caller: "service:test", RequestID: fmt.Sprintf("r%d", i), CreatedAt: created.Add(time.Duration(i) * time.Minute),
+			EffectiveAt: created.Add(-48 * time.Hour), // backdated
+			Postings:    []ledger.Posting{{Account: "envelopes/fund", Amount: -100}, {Account: "commitments/c", Amount: 100}}}
+		if err := json.NewEncoder(&journal).Encode(e); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 { // logged before migration 25
+			e.EffectiveAt = time.Time{}
+		}
+		b.Add(translog.EncodeLeaf(e))
+	}
+	note, err := signer.Sign(b.Size(), b.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	journalFile, cp := filepath.Join(dir, "journal.jsonl"), filepath.Join(dir, "checkpoint")
+	if err := os.WriteFile(journalFile, journal.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cp, note, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for bound, ok := range map[string]bool{"3": true, "0": false, "2": false, "4": false} {
+		var out bytes.Buffer
+		err := verifyLogMain(ctx, []string{"--journal", journalFile, "--checkpoint", cp, "--verifier-key", vkey, "--legacy-effective-until", bound}, &out, &bytes.Buffer{})
+		if ok && err != nil || !ok && !errors.Is(err, errDiscrepancies) {
+			t.Errorf("verify-log --legacy-effective-until %s: %v\n%s", bound, err, out.String())
+		}
+	}
 }

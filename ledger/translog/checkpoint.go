@@ -73,11 +73,16 @@ func (s *Signer) Sign(size uint64, root []byte) ([]byte, error) {
 }
 
 // OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and returns its body.
-// The origin must be the key's name.
+// The origin must be the key's name. The newlines after the note's last signature line are not
+// part of what is signed: a note ends with one, and one more (`jq -r`, an editor) or none
+// (`jq -j`) is read as that one.
 func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading the verifier key: %w", err)
+	}
+	if trimmed := bytes.TrimRight(signed, "\r\n"); len(trimmed) != len(signed)-1 || signed[len(signed)-1] != '\n' {
+		signed = append(trimmed[:len(trimmed):len(trimmed)], '\n')
 	}
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {

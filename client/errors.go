@@ -67,7 +67,8 @@ const (
 // whatever its reason (or lack of one): ErrInvalidArgument matches any INVALID_ARGUMENT (so an
 // INVALID_PAGE_TOKEN is both ErrInvalidPageToken and ErrInvalidArgument), ErrUnavailable any
 // UNAVAILABLE (a database outage as well as a server that cannot be reached), ErrConflict any
-// ABORTED, ErrDeadlineExceeded any DEADLINE_EXCEEDED, ErrInternal any INTERNAL.
+// ABORTED, ErrDeadlineExceeded any DEADLINE_EXCEEDED, ErrCancelled any CANCELLED, ErrInternal any
+// INTERNAL.
 var (
 	ErrInvalidArgument         error = &sentinel{reason: ReasonInvalidArgument, code: codes.InvalidArgument, byCode: true}
 	ErrInvalidPageToken        error = &sentinel{reason: ReasonInvalidPageToken}
@@ -84,8 +85,8 @@ var (
 	// ErrEffectiveTimeInFuture: an effective time later than the ledger's clock when it
 	// records the request; ErrEffectiveTimeBeforeEnvelope: before an envelope took effect;
 	// ErrEffectiveTimeBeforeLatest: a reduction of an envelope dated before the latest effective
-	// time recorded on it; ErrEffectiveTimeBeforeCommitment: a release dated before its
-	// commitment.
+	// time recorded on it; ErrEffectiveTimeBeforeCommitment: a release, payment or closing dated
+	// before its commitment.
 	ErrEffectiveTimeInFuture         error = &sentinel{reason: ReasonEffectiveTimeInFuture}
 	ErrEffectiveTimeBeforeEnvelope   error = &sentinel{reason: ReasonEffectiveTimeBeforeEnvelope}
 	ErrEffectiveTimeBeforeLatest     error = &sentinel{reason: ReasonEffectiveTimeBeforeLatest}
@@ -95,6 +96,7 @@ var (
 	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
 	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrCancelled               error = &sentinel{reason: ReasonCancelled, code: codes.Canceled, byCode: true}
 	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrPolicyViolation is an award that breaks a funding rule (share, population, window).
 	ErrPolicyViolation error = &sentinel{reason: ReasonPolicyViolation}

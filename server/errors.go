@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
@@ -118,7 +119,17 @@ func toStatus(err error) error {
 		return &internalError{cause: err}
 	}
 	st := status.New(code, le.Error())
-	details := []protoadaptMessage{&errdetails.ErrorInfo{Reason: string(le.Reason), Domain: ErrorDomain, Metadata: le.Metadata}}
+	md := le.Metadata
+	if le.Field != "" && md["field"] == "" {
+		// The field a refusal names is in ErrorInfo's metadata too, as the validation
+		// interceptor's are (README, "Errors"): a client reads one place for either.
+		md = maps.Clone(md)
+		if md == nil {
+			md = map[string]string{}
+		}
+		md["field"] = le.Field
+	}
+	details := []protoadaptMessage{&errdetails.ErrorInfo{Reason: string(le.Reason), Domain: ErrorDomain, Metadata: md}}
 	if delay, ok := retryDelays[le.Reason]; ok {
 		// Tell clients how long to wait: retrying a lost race at once is fine, a database that
 		// is down needs a moment.

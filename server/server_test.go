@@ -195,6 +195,13 @@ func TestErrorReasons(t *testing.T) {
 				_, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/axis-1", Beneficiary: "b", Project: "p", Amount: 0, RequestId: "r-invalid"})
 				return err
 			}, codes.InvalidArgument, "INVALID_ARGUMENT", map[string]string{"field": "amount"}},
+			{"invalid argument found by the ledger", func() error {
+				// A SIRET of 14 digits passes the .proto's pattern; its check digit is the
+				// ledger's rule, and its field is named in ErrorInfo all the same.
+				_, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/axis-1", Beneficiary: "b", Project: "p", Amount: 1,
+					BeneficiarySiret: "12345678901234", RequestId: "r-siret"})
+				return err
+			}, codes.InvalidArgument, "INVALID_ARGUMENT", map[string]string{"field": "beneficiary_siret"}},
 			{"envelope not found", func() error {
 				_, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/nowhere", Beneficiary: "b", Project: "p", Amount: 1, RequestId: "r-nf"})
 				return err

@@ -165,7 +165,7 @@ func TestTypedErrors(t *testing.T) {
 		client.ErrCommitmentNotFound, client.ErrEnvelopeAlreadyExists, client.ErrInsufficientFunds,
 		client.ErrReleaseExceedsRemaining, client.ErrCurrencyMismatch, client.ErrEnvelopesNotRelated,
 		client.ErrAmountOverflow, client.ErrRequestIDReused, client.ErrConflict, client.ErrUnavailable,
-		client.ErrDeadlineExceeded, client.ErrInternal, client.ErrUnauthenticated, client.ErrPermissionDenied}
+		client.ErrDeadlineExceeded, client.ErrCancelled, client.ErrInternal, client.ErrUnauthenticated, client.ErrPermissionDenied}
 
 	tests := []struct {
 		name   string
@@ -282,6 +282,16 @@ func TestTypedErrors(t *testing.T) {
 		})
 	}
 
+	t.Run("cancelled by the caller", func(t *testing.T) {
+		// A sentinel for every reason: CANCELLED too, for a call whose own context was
+		// cancelled, alongside context.Canceled.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := c.GetEnvelope(cctx, "envelopes/axis-1")
+		if !errors.Is(err, client.ErrCancelled) || !errors.Is(err, context.Canceled) || errors.Is(err, client.ErrDeadlineExceeded) {
+			t.Errorf("err = %v, want ErrCancelled and context.Canceled", err)
+		}
+	})
 	t.Run("insufficient funds figures", func(t *testing.T) {
 		_, err := c.Commit(ctx, client.CommitParams{Envelope: "envelopes/axis-1", Beneficiary: "b", Project: "too-big", Amount: 30 * million})
 		var e *client.Error

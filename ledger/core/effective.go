@@ -59,7 +59,7 @@ const (
 	// with an effective time before the latest effective time already recorded on it. Metadata:
 	// envelope, latest_effective_time, effective_time.
 	ReasonEffectiveTimeBeforeLatest Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
-	// ReasonEffectiveTimeBeforeCommitment: a return of a commitment's money (a release) with an
+	// ReasonEffectiveTimeBeforeCommitment: a release, payment or closing of a commitment with an
 	// effective time before the commitment's. Metadata: commitment, commitment_effective_time,
 	// effective_time.
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
@@ -154,7 +154,7 @@ func boundWhat(r Reason) string {
 	case ReasonEffectiveTimeBeforeLatest:
 		return "the latest effective time recorded on envelope (what reduces an envelope's available amount may not be backdated before it)"
 	case ReasonEffectiveTimeBeforeCommitment:
-		return "the effective time of commitment (a release may not predate what it returns)"
+		return "the effective time of commitment (a release, payment or closing may not predate the commitment)"
 	case ReasonEffectiveTimeBeforeHold:
 		return "the effective time of hold (a hold's confirmation or cancellation may not predate it)"
 	}

@@ -56,6 +56,7 @@ const (
 	// remaining, requested, commitment.
 	ErrorReason_ERROR_REASON_RELEASE_EXCEEDS_REMAINING ErrorReason = 7
 	// FAILED_PRECONDITION: two envelopes (or an envelope and a request) disagree on currency.
+	// Metadata: envelope, envelope_currency, requested_currency.
 	ErrorReason_ERROR_REASON_CURRENCY_MISMATCH ErrorReason = 8
 	// FAILED_PRECONDITION: allocation moves only between a parent and its child or between
 	// siblings. Metadata: source, destination.
@@ -90,7 +91,7 @@ const (
 	// method.
 	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 19
 	// RESOURCE_EXHAUSTED: the caller's principal is over its rate limit. A google.rpc.RetryInfo
-	// says when to retry.
+	// says when to retry. Metadata: principal, limit, burst.
 	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 20
 	// FAILED_PRECONDITION: a child of an envelope at the deepest level of its tree (16; a root is
 	// level 1). Metadata: parent, parent_level, max_depth.
@@ -107,8 +108,9 @@ const (
 	// latest_effective_time: backdated there, it could make available negative at an earlier
 	// instant. Metadata: envelope, latest_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST ErrorReason = 42
-	// FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
-	// not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
+	// FAILED_PRECONDITION: a release, payment or closing with an effective_time before its
+	// commitment's: it may not predate the commitment. Metadata: commitment,
+	// commitment_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT ErrorReason = 43
 	// FAILED_PRECONDITION: a hold's confirmation or cancellation with an effective_time before the
 	// hold's: it may not predate the hold it ends. Metadata: hold, hold_effective_time,

@@ -125,8 +125,8 @@ type Hold struct {
 	Population *int64 `protobuf:"varint,11,opt,name=population,proto3,oneof" json:"population,omitempty"`
 	// Output only. When the hold expires; unset: never.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	// Output only. When the hold took effect, as the caller said; unset: when it was recorded
-	// (create_time).
+	// Output only. When the hold took effect: as the caller said, or, when none was given, when it
+	// was recorded (create_time). Always set.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Output only. The amount confirmed (CONFIRMED only; 0 otherwise).
 	ConfirmedAmount int64 `protobuf:"varint,14,opt,name=confirmed_amount,json=confirmedAmount,proto3" json:"confirmed_amount,omitempty"`

@@ -91,8 +91,8 @@ type Payment struct {
 	CurrencyCode string `protobuf:"bytes,3,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	// Output only. Amount paid, in minor units.
 	Amount int64 `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	// Output only. When the payment took effect, as given with it; unset when none was given (it
-	// took effect when recorded, create_time).
+	// Output only. When the payment took effect: as given with it, or, when none was given, when
+	// it was recorded (create_time). Always set.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Output only. When the ledger recorded the payment.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

@@ -38,6 +38,14 @@ func (c *Client) GetCheckpoint(ctx context.Context) (string, error) {
 	return resp.GetCheckpoint(), err
 }
 
+// LogLegacyBound returns the last journal position whose leaf the log holds without the entry's
+// effective time (written before the ledger's migration 25; 0: none): to encode the leaf of an
+// entry at or before it, put its create_time in the effective_at field (docs/transparency.md).
+func (c *Client) LogLegacyBound(ctx context.Context) (int64, error) {
+	resp, err := c.journal.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
+	return resp.GetLegacyEffectiveUntil(), err
+}
+
 // GetInclusionProof returns the proof that the entry at position sequence is leaf sequence-1 of
 // the tree of treeSize entries (0: the latest checkpoint's).
 func (c *Client) GetInclusionProof(ctx context.Context, sequence, treeSize int64) (*pb.GetInclusionProofResponse, error) {

@@ -160,6 +160,9 @@ func TestLogEffectiveTimesMigration(t *testing.T) {
 		if err != nil || !rep.OK() || rep.LegacyEffectiveUntil != legacy {
 			t.Fatalf("after migration 25: VerifyLog = %+v, %v; want no discrepancy and the bound %d", rep, err, legacy)
 		}
+		if bound, err := l.LogLegacyBound(ctx); err != nil || bound != legacy {
+			t.Fatalf("LogLegacyBound = %d, %v; want %d", bound, err, legacy)
+		}
 		backdate(t, l, "after")
 		requireLeavesOfTheAPI(t, l, legacy)
 		if err := l.checkpoint(ctx); err != nil {

@@ -32,6 +32,7 @@ import (
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
@@ -324,10 +325,17 @@ func stripComment(line string) string {
 }
 
 // checkName accepts principal names of 1 to 128 letters, digits and . _ - @ : / +, other than
-// "anonymous" (the caller recorded when authentication is off).
+// "anonymous" (the caller recorded when authentication is off) and the names beginning with
+// "ledger:", the callers of the ledger's own acts (core.ExpiryCaller, "ledger:hold-expiry", whose
+// request ids name the holds it expires): a principal of that name would write entries that read
+// as the sweeper's, and could record an outcome under a hold's expiry before the sweeper does.
 func checkName(name string) error {
 	if name == "anonymous" {
 		return errors.New(`"anonymous" is the caller of unauthenticated servers; choose another principal name`)
+	}
+	if strings.HasPrefix(name, reservedCallers) {
+		return fmt.Errorf("principal names beginning with %q are the ledger's own (its hold expiries are %q); choose another principal name",
+			reservedCallers, core.ExpiryCaller)
 	}
 	if len(name) > 128 {
 		return errors.New("a principal name has at most 128 characters")
@@ -339,6 +347,9 @@ func checkName(name string) error {
 	}
 	return nil
 }
+
+// reservedCallers begins the callers of the ledger's own acts.
+const reservedCallers = "ledger:"
 
 // CheckPrincipal reports whether name and role may stand in a tokens file.
 func CheckPrincipal(name string, role Role) error {

@@ -573,6 +573,9 @@ func TestTokensFileFormat(t *testing.T) {
 		{"cert:CN=x a service\ncert:CN=x b service", "line 2: certificate identity"},
 		{hash + " alice admin\ncert:CN=alice alice service", "line 2: the principal has role service here and admin on line 1"},
 		{hash + " anonymous admin", `line 1: "anonymous"`},
+		// The sweeper's caller: its entries and its request-log keys are the ledger's own.
+		{hash + " ledger:hold-expiry service", `line 1: principal names beginning with "ledger:"`},
+		{"cert:CN=sweeper ledger:sweeper service", `line 1: principal names beginning with "ledger:"`},
 		{hash + " al!ce admin", "line 1: a principal name has only"},
 	}
 	for _, tc := range bad {

@@ -28,7 +28,11 @@ func (s *journalService) GetCheckpoint(ctx context.Context, _ *pb.GetCheckpointR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.GetCheckpointResponse{Checkpoint: note}, nil
+	legacy, err := s.ledger.LogLegacyBound(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.GetCheckpointResponse{Checkpoint: note, LegacyEffectiveUntil: legacy}, nil
 }
 
 func (s *journalService) GetInclusionProof(ctx context.Context, req *pb.GetInclusionProofRequest) (*pb.GetInclusionProofResponse, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/translog"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
 )
@@ -242,4 +243,37 @@ func TestRevokedTokenEndsJournalStream(t *testing.T) {
 	if code, info := errorInfo(t, err); code != codes.Unauthenticated || info.GetReason() != "UNAUTHENTICATED" {
 		t.Fatalf("the stream after its token was revoked: %v, want UNAUTHENTICATED", err)
 	}
+}
+
+// TestCheckpointNamesTheLegacyBound protects GetCheckpoint's legacy_effective_until: an outsider
+// encoding leaves from the API needs the last position logged without effective times (before
+// migration 25, docs/transparency.md). A ledger made since has none (0); the position the
+// migration recorded is given as it is (written here behind the ledger's back: on a journal with
+// no backdated entry the leaves are the same by either rule, and VerifyLog stays clean).
+func TestCheckpointNamesTheLegacyBound(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		ctx := context.Background()
+		skey, vkey, err := translog.GenerateKey("server.test/legacy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := translog.NewSigner(skey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := startWith(t, database, ledger.Config{Log: ledger.LogConfig{Signer: signer}}, server.Config{})
+		h.buildFund(t)
+		resp, err := h.journal.GetCheckpoint(ctx, &pb.GetCheckpointRequest{})
+		if err != nil || resp.GetLegacyEffectiveUntil() != 0 {
+			t.Fatalf("GetCheckpoint on a new ledger: %v, legacy_effective_until %d; want 0", err, resp.GetLegacyEffectiveUntil())
+		}
+		tamper(t, database, "UPDATE tlog_head SET legacy_effective_until = 2 WHERE id = 1")
+		if resp, err = h.journal.GetCheckpoint(ctx, &pb.GetCheckpointRequest{}); err != nil || resp.GetLegacyEffectiveUntil() != 2 {
+			t.Fatalf("GetCheckpoint: %v, legacy_effective_until %d; want the recorded 2", err, resp.GetLegacyEffectiveUntil())
+		}
+		if rep, err := h.ledger.VerifyLog(ctx, vkey); err != nil || !rep.OK() || rep.LegacyEffectiveUntil != 2 {
+			t.Fatalf("VerifyLog = %+v, %v", rep, err)
+		}
+	})
 }

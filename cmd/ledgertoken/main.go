@@ -53,6 +53,13 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *appendTo != "" {
+		// A file ledgerd would refuse for its permissions (or its folder's) is refused here too,
+		// before anything is written; a file that does not exist yet is made 0600.
+		if _, err := os.Stat(*appendTo); err == nil {
+			if _, err := server.CheckTokensFilePermissions(*appendTo); err != nil {
+				return fmt.Errorf("%w; nothing appended", err)
+			}
+		}
 		f, err := os.OpenFile(*appendTo, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,25 @@ func TestAppendKeepsOneRolePerPrincipal(t *testing.T) {
 	}
 	if err := appendAs("admin"); err == nil || !strings.Contains(err.Error(), "nothing appended") {
 		t.Errorf("append to a broken file: %v, want a refusal", err)
+	}
+}
+
+// TestAppendRefusesAFileLedgerdRefuses protects docs/security.md: --append writes nothing to a
+// tokens file that ledgerd would refuse for its permissions (writable by group or others), where
+// it used to append a line the server then refused to read.
+func TestAppendRefusesAFileLedgerdRefuses(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("# tokens\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(file, 0o622); err != nil {
+		t.Fatal(err)
+	}
+	err := realMain([]string{"--name", "svc", "--role", "service", "--append", file}, &bytes.Buffer{}, &bytes.Buffer{})
+	if !errors.Is(err, server.ErrTokensFileWritable) {
+		t.Fatalf("--append to a file others may write: %v, want %v", err, server.ErrTokensFileWritable)
+	}
+	if content, _ := os.ReadFile(file); string(content) != "# tokens\n" {
+		t.Errorf("the file changed:\n%s", content)
 	}
 }

@@ -56,6 +56,9 @@ func TestTypedLogMethods(t *testing.T) {
 	if err != nil || cp.Size != 4 {
 		t.Fatalf("checkpoint %+v, %v; want 4 entries, signature verified", cp, err)
 	}
+	if bound, err := c.LogLegacyBound(ctx); err != nil || bound != 0 {
+		t.Fatalf("LogLegacyBound = %d, %v; want 0 on a ledger made since migration 25", bound, err)
+	}
 	var first []byte
 	n := 0
 	for e, err := range c.WatchJournalEntries(ctx, client.WatchFilter{}) {

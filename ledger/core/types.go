@@ -98,7 +98,7 @@ const (
 	KindCommitted         EntryKind = "COMMITTED"
 	KindReleased          EntryKind = "RELEASED"
 	// KindRulesChanged records a new rule set of an envelope (SetRules). It moves no money, so
-	// it is the one kind of entry without postings; the rule set itself is kept in
+	// it has no postings (as a closing with nothing left to pay); the rule set itself is kept in
 	// envelope_rules under the entry's id.
 	KindRulesChanged EntryKind = "RULES_CHANGED"
 )

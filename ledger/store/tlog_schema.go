@@ -7,6 +7,7 @@ import "slices"
 // every complete perfect subtree, by level (0: the leaves) and index, written by the transaction
 // that positions the entries (store/tlog.go), so that a root or a proof reads O(log n) rows.
 // tlog_head is the tree's size; tlog_checkpoints keeps every signed checkpoint.
+// (Migrations 23 and 24 replace tlog_nodes with tlog_hashes, a row per leaf: see tlogHashes.)
 //
 // Like the journal, the tables are append-only inside the database (invariant 6): node hashes and
 // checkpoints are never changed or deleted, and the tree's size only grows. Trigger syntax differs

@@ -116,8 +116,9 @@ type CommitmentServiceClient interface {
 	// funding share). Returns the hold and the envelope's balances right after it.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
-	// INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
-	// refusal is final for its request_id.
+	// INVALID_ARGUMENT (an expire_time not later than now; recorded like a refusal),
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_LATEST,
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
 	CreateHold(ctx context.Context, in *CreateHoldRequest, opts ...grpc.CallOption) (*CreateHoldResponse, error)
 	// ConfirmHold turns a HELD hold into a commitment of the confirmed amount (the whole hold by
 	// default); what is not confirmed returns to the envelope at once, in the same journal entry.
@@ -128,12 +129,14 @@ type CommitmentServiceClient interface {
 	//
 	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
 	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
-	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
-	// REQUEST_ID_REUSED.
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	ConfirmHold(ctx context.Context, in *ConfirmHoldRequest, opts ...grpc.CallOption) (*ConfirmHoldResponse, error)
 	// CancelHold returns a HELD hold's whole amount to its envelope.
 	//
 	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
 	// REQUEST_ID_REUSED.
 	CancelHold(ctx context.Context, in *CancelHoldRequest, opts ...grpc.CallOption) (*CancelHoldResponse, error)
 	// GetHold returns one hold.
@@ -366,8 +369,9 @@ type CommitmentServiceServer interface {
 	// funding share). Returns the hold and the envelope's balances right after it.
 	//
 	// Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
-	// INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
-	// refusal is final for its request_id.
+	// INVALID_ARGUMENT (an expire_time not later than now; recorded like a refusal),
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_LATEST,
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
 	CreateHold(context.Context, *CreateHoldRequest) (*CreateHoldResponse, error)
 	// ConfirmHold turns a HELD hold into a commitment of the confirmed amount (the whole hold by
 	// default); what is not confirmed returns to the envelope at once, in the same journal entry.
@@ -378,12 +382,14 @@ type CommitmentServiceServer interface {
 	//
 	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
 	// state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
-	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
-	// REQUEST_ID_REUSED.
+	// CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION,
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
 	ConfirmHold(context.Context, *ConfirmHoldRequest) (*ConfirmHoldResponse, error)
 	// CancelHold returns a HELD hold's whole amount to its envelope.
 	//
 	// Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
 	// REQUEST_ID_REUSED.
 	CancelHold(context.Context, *CancelHoldRequest) (*CancelHoldResponse, error)
 	// GetHold returns one hold.

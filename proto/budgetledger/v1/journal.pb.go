@@ -502,9 +502,14 @@ type GetCheckpointResponse struct {
 	// Output only. The signed note: "<origin>\n<tree size>\n<base64 root hash>\n", a blank line,
 	// then the signature lines ("— <key name> <base64 signature>"). Verify it with the log's
 	// verifier key (golang.org/x/mod/sumdb/note) before trusting the size and root.
-	Checkpoint    string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checkpoint string `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// Output only. The last journal position whose leaf was written without the entry's effective
+	// time, by a release before migration 25 (docs/transparency.md): to encode the leaf of an entry
+	// at or before it, put its create_time in the effective_at field. 0: every leaf holds its
+	// entry's effective time. The tree checks it: a leaf encoded by the other rule does not match.
+	LegacyEffectiveUntil int64 `protobuf:"varint,2,opt,name=legacy_effective_until,json=legacyEffectiveUntil,proto3" json:"legacy_effective_until,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *GetCheckpointResponse) Reset() {
@@ -542,6 +547,13 @@ func (x *GetCheckpointResponse) GetCheckpoint() string {
 		return x.Checkpoint
 	}
 	return ""
+}
+
+func (x *GetCheckpointResponse) GetLegacyEffectiveUntil() int64 {
+	if x != nil {
+		return x.LegacyEffectiveUntil
+	}
+	return 0
 }
 
 // GetInclusionProofRequest is the request of GetInclusionProof.
@@ -917,11 +929,12 @@ const file_budgetledger_v1_journal_proto_rawDesc = "" +
 	"\x1aListJournalEntriesResponse\x12K\n" +
 	"\x0fjournal_entries\x18\x01 \x03(\v2\x1d.budgetledger.v1.JournalEntryB\x03\xe0A\x03R\x0ejournalEntries\x12+\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\x16\n" +
-	"\x14GetCheckpointRequest\"<\n" +
+	"\x14GetCheckpointRequest\"w\n" +
 	"\x15GetCheckpointResponse\x12#\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tB\x03\xe0A\x03R\n" +
-	"checkpoint\"n\n" +
+	"checkpoint\x129\n" +
+	"\x16legacy_effective_until\x18\x02 \x01(\x03B\x03\xe0A\x03R\x14legacyEffectiveUntil\"n\n" +
 	"\x18GetInclusionProofRequest\x12)\n" +
 	"\bsequence\x18\x01 \x01(\x03B\r\xe0A\x02\xbaH\a\xc8\x01\x01\"\x02(\x01R\bsequence\x12'\n" +
 	"\ttree_size\x18\x02 \x01(\x03B\n" +

@@ -1170,8 +1170,9 @@ export const CommitmentService: GenService<{
    * funding share). Returns the hold and the envelope's balances right after it.
    *
    * Errors: ENVELOPE_NOT_FOUND, INSUFFICIENT_FUNDS, POLICY_VIOLATION (as Commit's),
-   * INVALID_ARGUMENT (an expire_time not later than now), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A
-   * refusal is final for its request_id.
+   * INVALID_ARGUMENT (an expire_time not later than now; recorded like a refusal),
+   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_LATEST,
+   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.CreateHold
    */
@@ -1190,8 +1191,9 @@ export const CommitmentService: GenService<{
    *
    * Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD (confirmed or cancelled already; metadata: hold,
    * state), HOLD_EXPIRED (its expire_time has passed, swept or not; metadata: hold, expire_time),
-   * CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION, AMOUNT_OVERFLOW,
-   * REQUEST_ID_REUSED.
+   * CONFIRM_EXCEEDS_HELD (metadata: hold, held, requested), POLICY_VIOLATION,
+   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
+   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.ConfirmHold
    */
@@ -1204,6 +1206,7 @@ export const CommitmentService: GenService<{
    * CancelHold returns a HELD hold's whole amount to its envelope.
    *
    * Errors: HOLD_NOT_FOUND, HOLD_NOT_HELD, HOLD_EXPIRED (its amount returns by its expiry),
+   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_HOLD,
    * REQUEST_ID_REUSED.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.CancelHold

@@ -89,6 +89,7 @@ export enum ErrorReason {
 
   /**
    * FAILED_PRECONDITION: two envelopes (or an envelope and a request) disagree on currency.
+   * Metadata: envelope, envelope_currency, requested_currency.
    *
    * @generated from enum value: ERROR_REASON_CURRENCY_MISMATCH = 8;
    */
@@ -183,7 +184,7 @@ export enum ErrorReason {
 
   /**
    * RESOURCE_EXHAUSTED: the caller's principal is over its rate limit. A google.rpc.RetryInfo
-   * says when to retry.
+   * says when to retry. Metadata: principal, limit, burst.
    *
    * @generated from enum value: ERROR_REASON_RATE_LIMITED = 20;
    */
@@ -225,8 +226,9 @@ export enum ErrorReason {
   EFFECTIVE_TIME_BEFORE_LATEST = 42,
 
   /**
-   * FAILED_PRECONDITION: a release with an effective_time before its commitment's: a return may
-   * not predate what it returns. Metadata: commitment, commitment_effective_time, effective_time.
+   * FAILED_PRECONDITION: a release, payment or closing with an effective_time before its
+   * commitment's: it may not predate the commitment. Metadata: commitment,
+   * commitment_effective_time, effective_time.
    *
    * @generated from enum value: ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT = 43;
    */

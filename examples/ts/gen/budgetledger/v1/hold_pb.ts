@@ -122,8 +122,8 @@ export type Hold = Message<"budgetledger.v1.Hold"> & {
   expireTime?: Timestamp | undefined;
 
   /**
-   * Output only. When the hold took effect, as the caller said; unset: when it was recorded
-   * (create_time).
+   * Output only. When the hold took effect: as the caller said, or, when none was given, when it
+   * was recorded (create_time). Always set.
    *
    * @generated from field: google.protobuf.Timestamp effective_time = 13;
    */

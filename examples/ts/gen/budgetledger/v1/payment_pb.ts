@@ -53,8 +53,8 @@ export type Payment = Message<"budgetledger.v1.Payment"> & {
   amount: bigint;
 
   /**
-   * Output only. When the payment took effect, as given with it; unset when none was given (it
-   * took effect when recorded, create_time).
+   * Output only. When the payment took effect: as given with it, or, when none was given, when
+   * it was recorded (create_time). Always set.
    *
    * @generated from field: google.protobuf.Timestamp effective_time = 5;
    */

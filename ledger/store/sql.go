@@ -114,7 +114,7 @@ func bulkInsert(ctx context.Context, q Querier, table string, columns []string, 
 // n: on PostgreSQL and CockroachDB one array parameter (column = ANY($n+1)), so that a statement
 // of a thousand keys is not a thousand parameters to parse and plan; elsewhere one parameter per
 // key (column IN ($n+1, …)).
-func keysIn(q Querier, column string, n int, keys []string) (string, []any) {
+func keysIn[K string | int64](q Querier, column string, n int, keys []K) (string, []any) {
 	if _, ok := q.(*pgxQuerier); ok {
 		return column + " = ANY($" + strconv.Itoa(n+1) + ")", []any{keys}
 	}
@@ -183,8 +183,8 @@ func inChunks[T any](rows []T, write func(part []T)) {
 	}
 }
 
-// inList returns "$n+1, $n+2, …" and the args for a list of strings.
-func inList(n int, values []string) (string, []any) {
+// inList returns "$n+1, $n+2, …" and the args for a list of values.
+func inList[V string | int64](n int, values []V) (string, []any) {
 	b := make([]byte, 0, len(values)*6)
 	args := make([]any, len(values))
 	for i, v := range values {

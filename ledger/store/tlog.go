@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"strconv"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -137,26 +136,7 @@ func rowHashes(leaf int64) int { return 1 + bits.TrailingZeros64(uint64(leaf)+1)
 // readLogRows reads the rows of tlog_hashes of leaves (each once) in one statement, and gives
 // each found, checked to hold as many hashes as its leaf completes.
 func readLogRows(ctx context.Context, q Querier, leaves []int64, found func(int64, []byte)) error {
-	var (
-		cond string
-		args []any
-	)
-	if _, ok := q.(*pgxQuerier); ok {
-		cond, args = "leaf = ANY($1)", []any{leaves}
-	} else {
-		b := make([]byte, 0, 8+len(leaves)*6)
-		b = append(b, "leaf IN ("...)
-		args = make([]any, len(leaves))
-		for i, leaf := range leaves {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = append(b, '$')
-			b = strconv.AppendInt(b, int64(i+1), 10)
-			args[i] = leaf
-		}
-		cond = string(append(b, ')'))
-	}
+	cond, args := keysIn(q, "leaf", 0, leaves)
 	rs, err := q.Query(ctx, "SELECT leaf, hashes FROM tlog_hashes WHERE "+cond, args...)
 	if err != nil {
 		return err

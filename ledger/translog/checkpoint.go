@@ -81,9 +81,8 @@ func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading the verifier key: %w", err)
 	}
-	if trimmed := bytes.TrimRight(signed, "\r\n"); len(trimmed) != len(signed)-1 || signed[len(signed)-1] != '\n' {
-		signed = append(trimmed[:len(trimmed):len(trimmed)], '\n')
-	}
+	body := bytes.TrimRight(signed, "\r\n")
+	signed = append(body[:len(body):len(body)], '\n')
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("the checkpoint's signature does not verify: %w", err)

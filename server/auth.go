@@ -23,6 +23,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -499,10 +500,30 @@ var guarded = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta
 	return c.Service != openService
 })
 
-// principalLogField is the logging interceptor's field naming the authenticated principal.
+// principalLogField is the logging interceptor's field naming the authenticated principal: the
+// tap's, or the one requirePrincipal found later in the chain (a call through the HTTP
+// transcoder, which no tap sees), through the note notePrincipal left in the context.
 func principalLogField(ctx context.Context) logging.Fields {
 	if name, _, ok := PrincipalFrom(ctx); ok {
 		return logging.Fields{"principal", name}
 	}
+	if n, ok := ctx.Value(principalNoteKey{}).(*principalNote); ok && n.name != "" {
+		return logging.Fields{"principal", n.name}
+	}
 	return nil
+}
+
+// principalNote is where requirePrincipal writes the principal it admits, for the interceptors
+// outside it (the logging one) whose context it cannot change. The call's interceptors and
+// handler run on one goroutine, one after the other.
+type principalNote struct{ name string }
+
+type principalNoteKey struct{}
+
+// notePrincipal leaves an empty principalNote in the context of a call the tap did not admit.
+func notePrincipal(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if _, _, ok := PrincipalFrom(ctx); !ok {
+		ctx = context.WithValue(ctx, principalNoteKey{}, &principalNote{})
+	}
+	return handler(ctx, req)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -499,6 +501,38 @@ func TestNoTokenInLogsOrErrors(t *testing.T) {
 	}
 	if leaked {
 		t.Logf("the log:\n%s", log)
+	}
+}
+
+// TestHTTPCallsLogTheirPrincipal protects docs/security.md's "the principal is recorded ... on the
+// log line of every call" for calls through the JSON-over-HTTP transcoder: no tap sees them, and
+// their principal is found inside the chain, after the logging interceptor took its context.
+func TestHTTPCallsLogTheirPrincipal(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	a := startAuth(t, server.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h, err := a.srv.HTTPHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/v1/envelopes", nil)
+	req.Header.Set("Authorization", "Bearer "+a.tokens[server.RoleAuditor])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/envelopes with the auditor's token: %d %s", rec.Code, rec.Body)
+	}
+	var line string
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "finished call") && strings.Contains(l, "grpc.method=ListEnvelopes") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("no log line for the call:\n%s", logs.String())
+	}
+	if want := "principal=" + a.names[server.RoleAuditor]; !strings.Contains(line, want) {
+		t.Errorf("the call's log line has no %s:\n%s", want, line)
 	}
 }
 

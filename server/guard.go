@@ -87,6 +87,9 @@ func (g *guard) requirePrincipal(ctx context.Context, req any, info *grpc.UnaryS
 			return nil, err
 		}
 		ctx = withPrincipal(ctx, p)
+		if n, ok := ctx.Value(principalNoteKey{}).(*principalNote); ok {
+			n.name = p.name
+		}
 	}
 	return handler(ctx, req)
 }

@@ -154,6 +154,9 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	// is left out altogether when INFO is off (ledgerd --log-level warn), which is worth several
 	// percent of throughput.
 	if log.Enabled(context.Background(), slog.LevelInfo) {
+		if cfg.Auth != nil {
+			interceptors = append(interceptors, notePrincipal)
+		}
 		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
 			logging.WithFieldsFromContext(principalLogField)))
 	}

@@ -261,6 +261,7 @@ func parseCredentials(r io.Reader) (*credentialSet, error) {
 	lines := bufio.NewScanner(r)
 	roles := map[string]Role{}
 	roleLine := map[string]int{}
+	certLine := map[string]int{} // the line of each certificate identity
 	for n := 1; lines.Scan(); n++ {
 		fields := strings.Fields(stripComment(lines.Text()))
 		if len(fields) == 0 {
@@ -302,9 +303,9 @@ func parseCredentials(r io.Reader) (*credentialSet, error) {
 				return nil, fmt.Errorf("line %d: a certificate identity is cert:CN=<common name> or cert:URI=<URI SAN>", n)
 			}
 			if _, dup := set.certs[value]; dup {
-				return nil, fmt.Errorf("line %d: certificate identity %q is on an earlier line", n, value)
+				return nil, fmt.Errorf("line %d: the same certificate identity is on an earlier line (line %d)", n, certLine[value])
 			}
-			set.certs[value] = p
+			set.certs[value], certLine[value] = p, n
 		default:
 			return nil, fmt.Errorf("line %d: a credential starts with sha256: (a token's hash) or cert: (a client certificate's identity)", n)
 		}

@@ -604,7 +604,7 @@ func TestTokensFileFormat(t *testing.T) {
 		{"cert:O=acme billing service", "line 1: a certificate identity is cert:CN="},
 		{"cert:CN= billing service", "line 1: a certificate identity"},
 		{hash + " alice admin\n" + hash + " bob admin", "line 2: the same token hash"},
-		{"cert:CN=x a service\ncert:CN=x b service", "line 2: certificate identity"},
+		{"cert:CN=Billing Service a service\ncert:CN=Billing Service b service", "line 2: the same certificate identity is on an earlier line (line 1)"},
 		{hash + " alice admin\ncert:CN=alice alice service", "line 2: the principal has role service here and admin on line 1"},
 		{hash + " anonymous admin", `line 1: "anonymous"`},
 		// The sweeper's caller: its entries and its request-log keys are the ledger's own.
@@ -616,6 +616,10 @@ func TestTokensFileFormat(t *testing.T) {
 		_, err := server.NewAuthenticator(writeTokensFile(t, tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("file %q: error %v, want one with %q", tc.file, err, tc.want)
+		}
+		// docs/security.md: errors about the tokens file name the line, never its credential.
+		if err != nil && strings.Contains(err.Error(), "Billing") {
+			t.Errorf("file %q: error %v quotes the credential", tc.file, err)
 		}
 	}
 	if _, err := server.NewAuthenticator(filepath.Join(t.TempDir(), "missing")); err == nil {

@@ -80,9 +80,10 @@ type Envelope struct {
 	// it earlier.
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	// Output only. The latest effective time of any journal entry posting to the envelope. What
-	// reduces its available amount (an award, a move out of it, a child's allocation) may not take
-	// effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available negative
-	// at any effective instant. Additions (releases, moves into it) may be backdated before it.
+	// reduces its available amount (an award, a hold, a move out of it, a child's allocation) may
+	// not take effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available
+	// negative at any effective instant. Additions (releases, moves into it) may be backdated
+	// before it.
 	LatestEffectiveTime *timestamppb.Timestamp `protobuf:"bytes,41,opt,name=latest_effective_time,json=latestEffectiveTime,proto3" json:"latest_effective_time,omitempty"`
 	// Output only. An opaque token (AIP-154) that changes whenever the envelope changes: its
 	// balances, or a rule change on it or on an ancestor (which marks it changed). Send it back as
@@ -831,7 +832,8 @@ type MoveAllocationResponse struct {
 	// Output only. Resource name of the journal entry that recorded the move,
 	// "journalEntries/{journal_entry}".
 	JournalEntry string `protobuf:"bytes,3,opt,name=journal_entry,json=journalEntry,proto3" json:"journal_entry,omitempty"`
-	// Output only. When the move took effect.
+	// Output only. When the move took effect. Unset only on the retry of a move recorded before
+	// the ledger kept effective times (its first answer had none either).
 	EffectiveTime *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=effective_time,json=effectiveTime,proto3" json:"effective_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

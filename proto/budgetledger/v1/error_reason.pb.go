@@ -103,8 +103,8 @@ const (
 	// FAILED_PRECONDITION: an effective_time before the effective_time of an envelope the request
 	// posts to (it did not exist yet). Metadata: envelope, envelope_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_ENVELOPE ErrorReason = 41
-	// FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a move
-	// out of it, a child's allocation) with an effective_time before the envelope's
+	// FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a hold,
+	// a move out of it, a child's allocation) with an effective_time before the envelope's
 	// latest_effective_time: backdated there, it could make available negative at an earlier
 	// instant. Metadata: envelope, latest_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST ErrorReason = 42

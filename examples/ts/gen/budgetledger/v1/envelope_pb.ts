@@ -142,9 +142,10 @@ export type Envelope = Message<"budgetledger.v1.Envelope"> & {
 
   /**
    * Output only. The latest effective time of any journal entry posting to the envelope. What
-   * reduces its available amount (an award, a move out of it, a child's allocation) may not take
-   * effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available negative
-   * at any effective instant. Additions (releases, moves into it) may be backdated before it.
+   * reduces its available amount (an award, a hold, a move out of it, a child's allocation) may
+   * not take effect earlier (EFFECTIVE_TIME_BEFORE_LATEST): so backdating never makes available
+   * negative at any effective instant. Additions (releases, moves into it) may be backdated
+   * before it.
    *
    * @generated from field: google.protobuf.Timestamp latest_effective_time = 41;
    */
@@ -565,7 +566,8 @@ export type MoveAllocationResponse = Message<"budgetledger.v1.MoveAllocationResp
   journalEntry: string;
 
   /**
-   * Output only. When the move took effect.
+   * Output only. When the move took effect. Unset only on the retry of a move recorded before
+   * the ledger kept effective times (its first answer had none either).
    *
    * @generated from field: google.protobuf.Timestamp effective_time = 40;
    */

@@ -216,8 +216,8 @@ export enum ErrorReason {
   EFFECTIVE_TIME_BEFORE_ENVELOPE = 41,
 
   /**
-   * FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a move
-   * out of it, a child's allocation) with an effective_time before the envelope's
+   * FAILED_PRECONDITION: a request that reduces an envelope's available amount (an award, a hold,
+   * a move out of it, a child's allocation) with an effective_time before the envelope's
    * latest_effective_time: backdated there, it could make available negative at an earlier
    * instant. Metadata: envelope, latest_effective_time, effective_time.
    *

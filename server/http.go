@@ -1,15 +1,27 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 
+	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -97,16 +109,152 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 	limit := int64(s.cfg.MaxRecvMsgSize)
 	api := next
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A caller the tokens file does not know is refused before anything it sent is read: its
+		// request goes on without its input, and the interceptors refuse it (UNAUTHENTICATED, 401),
+		// logged and counted, in the caller's protocol, as any refusal.
+		if s.cfg.Auth != nil {
+			if _, _, err := s.cfg.Auth.AuthenticateHTTP(r); err != nil {
+				r = withoutInput(r)
+			}
+		}
+		tooLarge := func() {
+			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes (--max-recv-msg-size)", limit), http.StatusRequestEntityTooLarge)
+		}
 		if r.ContentLength > limit {
-			http.Error(w, fmt.Sprintf("request body of %d bytes, over the limit of %d (--max-recv-msg-size)", r.ContentLength, limit),
-				http.StatusRequestEntityTooLarge)
+			tooLarge()
 			return
 		}
-		// A body without a length is cut at the limit (the transcoder then answers UNAVAILABLE).
+		if r.ContentLength < 0 { // a body without a length (chunked): read up to the limit
+			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if int64(len(body)) > limit {
+				tooLarge()
+				return
+			}
+			if err != nil {
+				http.Error(w, "the request body could not be read", http.StatusBadRequest)
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		api.ServeHTTP(w, r)
+		reached := new(atomic.Bool)
+		r = r.WithContext(context.WithValue(r.Context(), reachedKey{}, reached))
+		// The transcoder rewrites the request it is given into a gRPC call: the error is
+		// answered to the request as it came.
+		e := &transcoderErrors{ResponseWriter: w, reached: reached, request: r.Clone(r.Context())}
+		api.ServeHTTP(e, r)
+		e.finish(s.log)
 	}), nil
 }
+
+// withoutInput is r without the input a call reads (its body and query): an empty JSON object
+// for a POST, an empty message for a Connect GET.
+func withoutInput(r *http.Request) *http.Request {
+	r = r.Clone(r.Context())
+	q := r.URL.Query()
+	kept := url.Values{}
+	for _, k := range []string{"connect", "encoding", "base64", "compression"} {
+		if v, ok := q[k]; ok {
+			kept[k] = v
+		}
+	}
+	if q.Has("message") {
+		kept.Set("message", "{}")
+	}
+	r.URL.RawQuery = kept.Encode()
+	body := ""
+	if r.Method == http.MethodPost {
+		body = "{}"
+	}
+	r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+	return r
+}
+
+// reachedKey marks, in a call's context, whether it reached the gRPC server's interceptors
+// (markReached).
+type reachedKey struct{}
+
+// markReached records that the call reached the interceptors (an HTTP request's, reachedKey).
+func markReached(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if r, ok := ctx.Value(reachedKey{}).(*atomic.Bool); ok {
+		r.Store(true)
+	}
+	return handler(ctx, req)
+}
+
+// transcoderErrors holds back an error that the transcoder answered on its own, for a request
+// that never reached the gRPC server: it could not read the request (malformed JSON, an unknown
+// query parameter or field, a value of the wrong type). The transcoder answers some of those 500
+// (UNKNOWN), and none with an ErrorInfo; finish answers them INVALID_ARGUMENT (400) with the
+// ErrorInfo of a field that breaks a rule, in the caller's protocol, and logs them.
+type transcoderErrors struct {
+	http.ResponseWriter
+	reached *atomic.Bool
+	request *http.Request // as it came
+	held    int           // the status held back (0: none)
+	body    bytes.Buffer
+}
+
+func (e *transcoderErrors) WriteHeader(code int) {
+	if e.held == 0 && !e.reached.Load() && (code == http.StatusBadRequest || code >= http.StatusInternalServerError) {
+		e.held = code
+		return
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+func (e *transcoderErrors) Write(b []byte) (int, error) {
+	if e.held != 0 {
+		return e.body.Write(b)
+	}
+	return e.ResponseWriter.Write(b)
+}
+
+func (e *transcoderErrors) Flush() {
+	if f, ok := e.ResponseWriter.(http.Flusher); ok && e.held == 0 {
+		f.Flush()
+	}
+}
+
+func (e *transcoderErrors) finish(log *slog.Logger) {
+	if e.held == 0 {
+		return
+	}
+	r := e.request
+	var said struct{ Message string }
+	_ = json.Unmarshal(e.body.Bytes(), &said)
+	msg := "the request could not be read"
+	if said.Message != "" {
+		msg += ": " + said.Message
+	}
+	log.Info("http request refused", "path", truncate(r.URL.Path, 200), "http.status", http.StatusBadRequest,
+		"grpc.code", codes.InvalidArgument.String(), "reason", "INVALID_ARGUMENT", "message", msg)
+	info := &errdetails.ErrorInfo{Reason: "INVALID_ARGUMENT", Domain: ErrorDomain}
+	h := e.ResponseWriter.Header()
+	for k := range h {
+		delete(h, k) // the held response's headers (its length, its type)
+	}
+	if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		// Connect (or gRPC-Web): its own error format.
+		cerr := connect.NewError(connect.CodeInvalidArgument, errors.New(msg))
+		if d, err := connect.NewErrorDetail(info); err == nil {
+			cerr.AddDetail(d)
+		}
+		if ew := connect.NewErrorWriter(); ew.IsSupported(r) {
+			_ = ew.Write(e.ResponseWriter, r, cerr)
+			return
+		}
+	}
+	st, _ := status.New(codes.InvalidArgument, msg).WithDetails(info)
+	body, err := protojson.Marshal(st.Proto())
+	if err != nil {
+		body = []byte(`{"code":3}`)
+	}
+	h.Set("Content-Type", "application/json")
+	e.ResponseWriter.WriteHeader(http.StatusBadRequest)
+	_, _ = e.ResponseWriter.Write(body)
+}
+
 
 // transcoder serves routes, and passes other requests to unknown.
 func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (http.Handler, error) {

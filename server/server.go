@@ -141,7 +141,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	}
 	log := cfg.Logger
 	var rpcMetrics *grpcprom.ServerMetrics
-	interceptors := []grpc.UnaryServerInterceptor{}
+	interceptors := []grpc.UnaryServerInterceptor{markReached}
 	if cfg.Registerer != nil {
 		rpcMetrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5})))

@@ -176,6 +176,19 @@ func logInternal(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
+// logInternalStream is logInternal for streams.
+func logInternalStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		var ie *internalError
+		if err == nil || !errors.As(err, &ie) {
+			return err
+		}
+		log.ErrorContext(ss.Context(), "internal error", "grpc.method", info.FullMethod, "principal", callerFrom(ss.Context()), "error", causeText(ie.cause))
+		return ie.GRPCStatus().Err()
+	}
+}
+
 // causeText spells out an error and the causes it wraps: a ledger.Error says "internal error"
 // and keeps the database's error as its cause.
 func causeText(err error) string {

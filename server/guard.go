@@ -25,7 +25,8 @@ type guard struct {
 	log     *slog.Logger
 	refused *prometheus.CounterVec // nil: not counted
 
-	// callsLogged says the logging interceptor writes a line per call (at INFO), refusals included.
+	// callsLogged says the logging interceptors write a line per call and stream (at INFO),
+	// refusals included.
 	callsLogged bool
 	// known holds every method served, to label the refusals of others "unknown". Set once by
 	// New, before the server serves.
@@ -163,7 +164,11 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	ctx := ss.Context()
 	if g.limiter != nil {
 		if err := g.limiter.check(ctx); err != nil {
-			g.refuse(ctx, info.FullMethod, principalOf(ctx), err)
+			if g.callsLogged {
+				g.count(info.FullMethod, ReasonRateLimited) // the call's log line says it
+			} else {
+				g.refuse(ctx, info.FullMethod, principalOf(ctx), err)
+			}
 			return err
 		}
 	}

@@ -47,8 +47,8 @@ func refusedCount(t *testing.T, reg *prometheus.Registry, method, reason string)
 
 // TestCredentialCheckedBeforeTheBody protects "no work before authentication": a call without a
 // credential is refused from its headers, before grpc-go decodes its body, so a body that cannot
-// be decoded (invalid UTF-8 in a string field) is UNAUTHENTICATED with an ErrorInfo — not the
-// INTERNAL of a failed decoding — and the refusal is logged and counted.
+// be decoded (invalid UTF-8 in a string field) is UNAUTHENTICATED — not the INVALID_ARGUMENT of a
+// failed decoding — and the refusal is logged and counted.
 func TestCredentialCheckedBeforeTheBody(t *testing.T) {
 	t.Parallel()
 	logs := &lockedBuffer{}

@@ -16,9 +16,9 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/vanguard"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -254,7 +254,6 @@ func (e *transcoderErrors) finish(log *slog.Logger) {
 	e.ResponseWriter.WriteHeader(http.StatusBadRequest)
 	_, _ = e.ResponseWriter.Write(body)
 }
-
 
 // transcoder serves routes, and passes other requests to unknown.
 func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (http.Handler, error) {

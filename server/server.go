@@ -141,7 +141,10 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	}
 	log := cfg.Logger
 	var rpcMetrics *grpcprom.ServerMetrics
-	interceptors := []grpc.UnaryServerInterceptor{markReached}
+	interceptors := []grpc.UnaryServerInterceptor{markReached, takeUnreadable}
+	// Streams: a request that could not be decoded is refused as RecvMsg returns it; the call is
+	// logged, and its internal errors and panics are handled as a unary call's.
+	streamInterceptors := []grpc.StreamServerInterceptor{readableStream}
 	if cfg.Registerer != nil {
 		rpcMetrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5})))
@@ -159,6 +162,8 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		}
 		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
 			logging.WithFieldsFromContext(principalLogField)))
+		streamInterceptors = append(streamInterceptors, logging.StreamServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
+			logging.WithFieldsFromContext(principalLogField)))
 	}
 	// Authentication and authorization happen in the tap, before the request is read; the rate
 	// limit of the principal it found and the per-message checks of streams follow. Health checks
@@ -172,7 +177,6 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	guard.callsLogged = log.Enabled(context.Background(), slog.LevelInfo)
-	var streamInterceptors []grpc.StreamServerInterceptor
 	if cfg.Auth != nil {
 		interceptors = append(interceptors, selector.UnaryServerInterceptor(guard.requirePrincipal, guarded))
 	}
@@ -182,13 +186,16 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	if cfg.Auth != nil || limiter != nil {
 		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(guard.stream, guarded))
 	}
+	panicked := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		return &internalError{cause: fmt.Errorf("panic in handler: %v", p)}
+	})
 	interceptors = append(interceptors,
 		logInternal(log),
+		requireReadable,
 		validationInterceptor(validator),
-		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-			return &internalError{cause: fmt.Errorf("panic in handler: %v", p)}
-		})),
+		recovery.UnaryServerInterceptor(panicked),
 	)
+	streamInterceptors = append(streamInterceptors, logInternalStream(log), recovery.StreamServerInterceptor(panicked))
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(append(interceptors, cfg.UnaryInterceptors...)...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
@@ -215,9 +222,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 			// Metrics stay with Prometheus (Registerer); the spans are what this adds.
 			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
 	}
-	if len(streamInterceptors) > 0 {
-		opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...))
-	}
+	opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...), grpc.ForceServerCodecV2(newReadableCodec()))
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

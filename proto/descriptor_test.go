@@ -258,7 +258,7 @@ func isInput(m protoreflect.MessageDescriptor) bool {
 // name's, or the control-character rule of free text and list filters) and a length, except the
 // opaque page_token (a length only); every time a client sends lies in the years 0001 to 9999.
 func TestInputsAreBounded(t *testing.T) {
-	const printable = `^[^\x00-\x1f\x7f]*$`
+	const printable = "^[^\\x00-\\x1f\u007f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$" // core.TextPattern
 	minTime, maxTime := int64(-62135596800), int64(253402300799)
 	eachMessage(t, func(m protoreflect.MessageDescriptor) {
 		if !isInput(m) {

@@ -389,6 +389,9 @@ func testBadInput(t *testing.T, database string) {
 		{"Release reason with a line break", release(func(r *pb.ReleaseRequest) { r.Reason = "a\nb" }), codes.InvalidArgument, invalid, "reason"},
 		{"MoveAllocation reason with a tab", move(func(r *pb.MoveAllocationRequest) { r.Reason = "a\tb" }), codes.InvalidArgument, invalid, "reason"},
 		{"CreateEnvelope display name with DEL", create(func(r *pb.CreateEnvelopeRequest) { r.DisplayName = "a\x7fb" }), codes.InvalidArgument, invalid, "display_name"},
+		{"Commit beneficiary with a right-to-left override", commit(func(r *pb.CommitRequest) { r.Beneficiary = "siren:\u202e123" }), codes.InvalidArgument, invalid, "beneficiary"},
+		{"Commit project with a C1 control", commit(func(r *pb.CommitRequest) { r.Project = "a\u0085b" }), codes.InvalidArgument, invalid, "project"},
+		{"Commit beneficiary a zero-width space", commit(func(r *pb.CommitRequest) { r.Beneficiary = "\u200b" }), codes.InvalidArgument, invalid, "beneficiary"},
 		{"ListCommitments beneficiary filter with a NUL", func(ctx context.Context) error {
 			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{Beneficiary: "siren:\x00"})
 			return err

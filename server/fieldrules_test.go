@@ -60,6 +60,9 @@ func TestFieldRulesAgreeWithProto(t *testing.T) {
 			if want.Pattern != "" && str.GetPattern() != want.Pattern {
 				t.Errorf("%s: pattern %q in the .proto, %q in the ledger", where, str.GetPattern(), want.Pattern)
 			}
+			if want.Pattern == "" && str.GetPattern() != core.TextPattern {
+				t.Errorf("%s: free text with pattern %q in the .proto, the ledger checks core.TextPattern %q", where, str.GetPattern(), core.TextPattern)
+			}
 		}
 	}
 	for name := range core.Fields {
@@ -95,7 +98,7 @@ func TestFilterRulesRefuseWhatTheDatabaseCannotHold(t *testing.T) {
 				t.Errorf("%s: pattern %q: %v", where, str.GetPattern(), err)
 				continue
 			}
-			for _, bad := range []string{"a\x00b", "a\nb", "\x7f"} {
+			for _, bad := range []string{"a\x00b", "a\nb", "\x7f", "a\u0085b", "a\u202eb", "\u2028", "\u200b"} {
 				if re.MatchString(bad) {
 					t.Errorf("%s: pattern %q accepts %q", where, str.GetPattern(), bad)
 				}
@@ -107,5 +110,34 @@ func TestFilterRulesRefuseWhatTheDatabaseCannotHold(t *testing.T) {
 	}
 	if filters < 5 {
 		t.Errorf("checked %d string filters, want the 5 of ListEnvelopes, ListCommitments and ListJournalEntries", filters)
+	}
+}
+
+// TestTextPatternIsCheckText: the .proto's pattern of free text (core.TextPattern, which
+// protovalidate checks) and the ledger's own check of it (core.IsHiddenControl, for callers of the
+// Go API) refuse the same characters: C0 and C1 controls, DEL, line and paragraph separators,
+// bidirectional embeddings, overrides and isolates, the zero-width space and the byte-order mark;
+// and accept the others (letters of every script, the zero-width joiners some scripts need).
+func TestTextPatternIsCheckText(t *testing.T) {
+	re := regexp.MustCompile(core.TextPattern)
+	refused := 0
+	for r := rune(0); r <= 0x10ffff; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue // surrogates are not UTF-8
+		}
+		s := "a" + string(r) + "b"
+		if byPattern, byLedger := !re.MatchString(s), core.CheckText("f", s, 0, 10) != nil; byPattern != byLedger {
+			t.Fatalf("U+%04X: refused by the pattern %v, by the ledger %v", r, byPattern, byLedger)
+		} else if byPattern {
+			refused++
+		}
+	}
+	for _, ok := range []string{"Commune d'Évry", "زهرا\u200cی", "👩\u200d💻", "東京都"} {
+		if !re.MatchString(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+	if want := 0x20 + 0x21 + 1 + 7 + 4 + 1; refused != want {
+		t.Errorf("%d characters refused, want %d", refused, want)
 	}
 }

@@ -116,7 +116,26 @@ func isEnvelopeID(id string) bool {
 	return true
 }
 
-// CheckText checks a free-text field: valid UTF-8, min to max characters, no control character.
+// TextPattern is the .proto's pattern of free text and text filters: no character that
+// IsHiddenControl finds. TestTextPatternIsCheckText (server) checks that they agree.
+//
+// The pattern names the characters themselves beyond DEL (the .proto writes them \u007f…), not
+// RE2's \x{…}, so that the regular expressions of every language read it alike.
+const TextPattern = "^[^\\x00-\\x1f\u007f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$"
+
+// IsHiddenControl reports whether r may not appear in free text: a control character (C0, DEL,
+// C1), a line or paragraph separator, a bidirectional embedding, override or isolate (which
+// would make a name read otherwise than it is stored), a zero-width space or a byte-order mark.
+func IsHiddenControl(r rune) bool {
+	switch {
+	case r < 0x20, r >= 0x7f && r <= 0x9f, r == 0x200b, r >= 0x2028 && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0xfeff:
+		return true
+	}
+	return false
+}
+
+// CheckText checks a free-text field: valid UTF-8, min to max characters, no control character
+// (IsHiddenControl).
 func CheckText(field, s string, min, max int) error {
 	n := utf8.RuneCountInString(s)
 	switch {
@@ -126,8 +145,8 @@ func CheckText(field, s string, min, max int) error {
 		return InvalidArgument(field, "must not be empty")
 	case n > max:
 		return InvalidArgument(field, "must be at most %d characters", max)
-	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return InvalidArgument(field, "must not contain control characters")
+	case strings.ContainsFunc(s, IsHiddenControl):
+		return InvalidArgument(field, "must not contain control characters, line separators or bidirectional overrides")
 	}
 	return nil
 }

@@ -1584,13 +1584,13 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x12granting_body_name\x18  \x01(\tB\x03\xe0A\x03R\x10grantingBodyName\x123\n" +
 	"\x13granting_body_siret\x18! \x01(\tB\x03\xe0A\x03R\x11grantingBodySiret\x12\x17\n" +
 	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held:O\xeaAL\n" +
-	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xfc\x0f\n" +
+	"\x1fbudgetledger.github.io/Envelope\x12\x14envelopes/{envelope}*\tenvelopes2\benvelope\"\xa4\x10\n" +
 	"\x15CreateEnvelopeRequest\x12L\n" +
 	"\venvelope_id\x18\x01 \x01(\tB+\xe0A\x02\xbaH%\xc8\x01\x01r \x18?2\x1c^[a-z]([a-z0-9-]*[a-z0-9])?$R\n" +
 	"envelopeId\x12o\n" +
 	"\x06parent\x18\x02 \x01(\tBW\xe0A\x01\xfaA!\n" +
-	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12C\n" +
-	"\fdisplay_name\x18\x03 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\vdisplayName\x12*\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xd8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06parent\x12W\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB4\xe0A\x01\xbaH.r,\x18\xc8\x012'^[^\\x00-\\x1f\x7f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$R\vdisplayName\x12*\n" +
 	"\n" +
 	"allocation\x18\x04 \x01(\x03B\n" +
 	"\xe0A\x02\xbaH\x04\"\x02 \x00R\n" +
@@ -1604,8 +1604,8 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"this in ['AED', 'AFN', 'ALL', 'AMD', 'ANG', 'AOA', 'ARS', 'AUD', 'AWG', 'AZN', 'BAM', 'BBD', 'BDT', 'BGN', 'BHD', 'BIF', 'BMD', 'BND', 'BOB', 'BOV', 'BRL', 'BSD', 'BTN', 'BWP', 'BYN', 'BZD', 'CAD', 'CDF', 'CHE', 'CHF', 'CHW', 'CLF', 'CLP', 'CNY', 'COP', 'COU', 'CRC', 'CUC', 'CUP', 'CVE', 'CZK', 'DJF', 'DKK', 'DOP', 'DZD', 'EGP', 'ERN', 'ETB', 'EUR', 'FJD', 'FKP', 'GBP', 'GEL', 'GHS', 'GIP', 'GMD', 'GNF', 'GTQ', 'GYD', 'HKD', 'HNL', 'HRK', 'HTG', 'HUF', 'IDR', 'ILS', 'INR', 'IQD', 'IRR', 'ISK', 'JMD', 'JOD', 'JPY', 'KES', 'KGS', 'KHR', 'KMF', 'KPW', 'KRW', 'KWD', 'KYD', 'KZT', 'LAK', 'LBP', 'LKR', 'LRD', 'LSL', 'LYD', 'MAD', 'MDL', 'MGA', 'MKD', 'MMK', 'MNT', 'MOP', 'MRU', 'MUR', 'MVR', 'MWK', 'MXN', 'MXV', 'MYR', 'MZN', 'NAD', 'NGN', 'NIO', 'NOK', 'NPR', 'NZD', 'OMR', 'PAB', 'PEN', 'PGK', 'PHP', 'PKR', 'PLN', 'PYG', 'QAR', 'RON', 'RSD', 'RUB', 'RWF', 'SAR', 'SBD', 'SCR', 'SDG', 'SEK', 'SGD', 'SHP', 'SLE', 'SLL', 'SOS', 'SRD', 'SSP', 'STN', 'SVC', 'SYP', 'SZL', 'THB', 'TJS', 'TMT', 'TND', 'TOP', 'TRY', 'TTD', 'TWD', 'TZS', 'UAH', 'UGX', 'USD', 'USN', 'UYI', 'UYU', 'UYW', 'UZS', 'VED', 'VES', 'VND', 'VUV', 'WST', 'XAF', 'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XCD', 'XCG', 'XDR', 'XOF', 'XPD', 'XPF', 'XPT', 'XSU', 'XTS', 'XUA', 'YER', 'ZAR', 'ZMW', 'ZWG', 'ZWL']\xd8\x01\x01R\fcurrencyCode\x127\n" +
 	"\n" +
 	"request_id\x18\x06 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
-	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12N\n" +
-	"\x12granting_body_name\x18\x1e \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x10grantingBodyName\x12J\n" +
+	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12b\n" +
+	"\x12granting_body_name\x18\x1e \x01(\tB4\xe0A\x01\xbaH.r,\x18\xc8\x012'^[^\\x00-\\x1f\x7f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$R\x10grantingBodyName\x12J\n" +
 	"\x13granting_body_siret\x18\x1f \x01(\tB\x1a\xe0A\x01\xbaH\x14\xd8\x01\x01r\x0f\x18\x0e2\v^[0-9]{14}$R\x11grantingBodySiret\"\xde\x01\n" +
 	"\x16CreateEnvelopeResponse\x12:\n" +
 	"\benvelope\x18\x01 \x01(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\benvelope\x126\n" +
@@ -1626,15 +1626,15 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tB\v\xe0A\x01\xbaH\x05r\x03\x18\x80\bR\tpageToken\"\x82\x01\n" +
 	"\x15ListEnvelopesResponse\x12<\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x19.budgetledger.v1.EnvelopeB\x03\xe0A\x03R\tenvelopes\x12+\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xe7\x05\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tB\x03\xe0A\x03R\rnextPageToken\"\xfb\x05\n" +
 	"\x15MoveAllocationRequest\x12o\n" +
 	"\x06source\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\x06source\x12y\n" +
 	"\vdestination\x18\x02 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\vdestination\x12\"\n" +
 	"\x06amount\x18\x03 \x01(\x03B\n" +
-	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12;\n" +
-	"\x06reason\x18\x04 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xf4\x032\x13^[^\\x00-\\x1f\\x7f]*$R\x06reason\x127\n" +
+	"\xe0A\x02\xbaH\x04\"\x02 \x00R\x06amount\x12O\n" +
+	"\x06reason\x18\x04 \x01(\tB7\xe0A\x02\xbaH1\xc8\x01\x01r,\x18\xf4\x032'^[^\\x00-\\x1f\x7f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$R\x06reason\x127\n" +
 	"\n" +
 	"request_id\x18\x05 \x01(\tB\x18\xe0A\x02\xbaH\x12\xc8\x01\x01r\r\x18\x80\x012\b^[!-~]+$R\trequestId\x12h\n" +
 	"\x0eeffective_time\x18( \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x12(\n" +
@@ -1682,11 +1682,11 @@ const file_budgetledger_v1_envelope_proto_rawDesc = "" +
 	"\x15award_window_rule_set\x18\a \x01(\tB&\xe0A\x03\xfaA \n" +
 	"\x1ebudgetledger.github.io/RuleSetR\x12awardWindowRuleSetB\x18\n" +
 	"\x16_max_funding_share_bpsB\x11\n" +
-	"\x0f_min_population\"\xd4\x03\n" +
+	"\x0f_min_population\"\xe8\x03\n" +
 	"\x17SetEnvelopeRulesRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
-	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x127\n" +
-	"\x04call\x18\x02 \x01(\tB#\xe0A\x02\xbaH\x1d\xc8\x01\x01r\x18\x18\xc8\x012\x13^[^\\x00-\\x1f\\x7f]*$R\x04call\x12>\n" +
+	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12K\n" +
+	"\x04call\x18\x02 \x01(\tB7\xe0A\x02\xbaH1\xc8\x01\x01r,\x18\xc8\x012'^[^\\x00-\\x1f\x7f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$R\x04call\x12>\n" +
 	"\x05rules\x18\x03 \x01(\v2\x1d.budgetledger.v1.FundingRulesB\t\xe0A\x02\xbaH\x03\xc8\x01\x01R\x05rules\x12h\n" +
 	"\x0eeffective_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB%\xe0A\x01\xbaH\x1f\xb2\x01\x1c\"\r\b\xff\x82\xd1\xff\xaf\a\x10\xff\x93\xeb\xdc\x032\v\b\x80\x92\xb8Ø\xfe\xff\xff\xff\x01R\reffectiveTime\x127\n" +
 	"\n" +

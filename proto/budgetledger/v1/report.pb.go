@@ -953,7 +953,7 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\x11beneficiary_count\x18\a \x01(\x03B\x03\xe0A\x03R\x10beneficiaryCount\x12\x17\n" +
 	"\x04paid\x18\x1e \x01(\x03B\x03\xe0A\x03R\x04paid\x12-\n" +
 	"\x10remaining_to_pay\x18\x1f \x01(\x03B\x03\xe0A\x03R\x0eremainingToPay\x12\x17\n" +
-	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held\"\xd4\x06\n" +
+	"\x04held\x18\x14 \x01(\x03B\x03\xe0A\x03R\x04held\"\xe8\x06\n" +
 	"\x18ExportSubventionsRequest\x12s\n" +
 	"\benvelope\x18\x01 \x01(\tBW\xe0A\x02\xfaA!\n" +
 	"\x1fbudgetledger.github.io/Envelope\xbaH-\xc8\x01\x01r(2&^envelopes/[a-z]([a-z0-9-]*[a-z0-9])?$R\benvelope\x12_\n" +
@@ -962,9 +962,9 @@ const file_budgetledger_v1_report_proto_rawDesc = "" +
 	"\x06nature\x18\x03 \x01(\tB\xa1\x02\xe0A\x01\xbaH\x9a\x02\xba\x01\xd3\x01\n" +
 	"\x0enature.allowed\x12Emust be \"aide en numéraire\", \"aide en nature\", or both joined by \";\"\x1azthis in ['aide en numéraire', 'aide en nature', 'aide en numéraire;aide en nature', 'aide en nature;aide en numéraire']\xd8\x01\x01r>2<^aide en (numéraire|nature)(;aide en (numéraire|nature))?$R\x06nature\x12$\n" +
 	"\veu_notified\x18\x04 \x01(\bB\x03\xe0A\x01R\n" +
-	"euNotified\x12?\n" +
+	"euNotified\x12S\n" +
 	"\n" +
-	"aid_scheme\x18\x05 \x01(\tB \xe0A\x01\xbaH\x1ar\x18\x18\x80\x022\x13^[^\\x00-\\x1f\\x7f]*$R\taidScheme\x12N\n" +
+	"aid_scheme\x18\x05 \x01(\tB4\xe0A\x01\xbaH.r,\x18\x80\x022'^[^\\x00-\\x1f\x7f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$R\taidScheme\x12N\n" +
 	"\rpayment_terms\x18\x06 \x01(\tB)\xe0A\x01\xbaH#\xd8\x01\x01r\x1e2\x1c^(unique|échelonné|autre)$R\fpaymentTerms\x12n\n" +
 	"\x0epayment_period\x18\a \x01(\tBG\xe0A\x01\xbaHA\xd8\x01\x01r<2:^[0-9]{4}-[0-9]{2}-[0-9]{2}(/[0-9]{4}-[0-9]{2}-[0-9]{2})?$R\rpaymentPeriod\"\xf4\x01\n" +
 	"\x19ExportSubventionsResponse\x12 \n" +

@@ -198,22 +198,42 @@ func (a *Authenticator) Reload() error {
 }
 
 // ErrTokensFileWritable refuses a tokens file that users other than its owner may write (or
-// replace, through its folder): whoever can write it can give themselves any role.
+// replace, through its folder or a folder above it, or a symbolic link's): whoever can write it
+// can give themselves any role. A file or folder owned by a user other than ledgerd's own (or
+// root) is refused alike: its owner may make it writable.
 var ErrTokensFileWritable = errors.New("writable by group or others")
 
-// CheckTokensFilePermissions refuses a tokens file, or its folder, that its group or other users
-// may write (ErrTokensFileWritable), and returns a warning when others may read the file: it holds
-// no token, only their hashes, but names every principal and role.
+// CheckTokensFilePermissions refuses a tokens file that its group or other users may write, or
+// replace (ErrTokensFileWritable): the file, found through any symbolic link, must be a regular
+// file owned by ledgerd's user or root and writable by its owner alone; its folder likewise; and
+// every folder above it, and above the path as given, owned by that user or root and writable by
+// its owner alone unless sticky (as /tmp, where others cannot replace what is not theirs). It
+// returns a warning when others may read the file: it holds no token, only their hashes, but names
+// every principal and role.
 func CheckTokensFilePermissions(path string) (warning string, err error) {
-	st, err := os.Stat(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("tokens file %s is not a regular file", path)
 	}
 	if st.Mode().Perm()&0o022 != 0 {
 		return "", fmt.Errorf("tokens file %s is %w (mode %#o): run chmod go-w %s (chmod 600 is best)",
 			path, ErrTokensFileWritable, st.Mode().Perm(), path)
 	}
-	dir := filepath.Dir(path)
+	if err := ownedHere(st, "tokens file "+path); err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(real)
 	dst, err := os.Stat(dir)
 	if err != nil {
 		return "", fmt.Errorf("tokens file folder: %w", err)
@@ -222,11 +242,46 @@ func CheckTokensFilePermissions(path string) (warning string, err error) {
 		return "", fmt.Errorf("the folder %s of the tokens file is %w (mode %#o), so they could replace the file: "+
 			"keep the file in a folder only its owner writes", dir, ErrTokensFileWritable, dst.Mode().Perm())
 	}
+	if err := ownedHere(dst, "the folder "+dir+" of the tokens file"); err != nil {
+		return "", err
+	}
+	// The folders above, along the path as given (its links included) and the path found.
+	checked := map[string]bool{dir: true}
+	for _, p := range []string{filepath.Dir(abs), filepath.Dir(dir)} {
+		for ; !checked[p]; p = filepath.Dir(p) {
+			checked[p] = true
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return "", fmt.Errorf("tokens file folder: %w", err)
+			}
+			if fi.Mode()&os.ModeSymlink != 0 {
+				// The link's target is on the path found; the link is its folder's.
+			} else if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
+				return "", fmt.Errorf("the folder %s above the tokens file is %w (mode %#o), so they could replace the file: "+
+					"keep the file under folders only their owners write", p, ErrTokensFileWritable, fi.Mode().Perm())
+			} else if err := ownedHere(fi, "the folder "+p+" above the tokens file"); err != nil {
+				return "", err
+			}
+			if p == filepath.Dir(p) {
+				break
+			}
+		}
+	}
 	if st.Mode().Perm()&0o004 != 0 {
 		return fmt.Sprintf("tokens file %s is readable by every user (mode %#o): it names every principal and role; chmod 600 %s",
 			path, st.Mode().Perm(), path), nil
 	}
 	return "", nil
+}
+
+// ownedHere refuses what fi describes when another user than ledgerd's own or root owns it.
+func ownedHere(fi os.FileInfo, what string) error {
+	uid, ok := fileOwner(fi)
+	if !ok || uid == 0 || uid == os.Geteuid() {
+		return nil
+	}
+	return fmt.Errorf("%s belongs to user %d, neither ledgerd's user (%d) nor root: it is %w through its owner, "+
+		"who may change its mode", what, uid, os.Geteuid(), ErrTokensFileWritable)
 }
 
 // TokensFileRoles reads a tokens file and returns the role of each principal in it.

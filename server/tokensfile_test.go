@@ -85,3 +85,80 @@ func TestReloadRefusesWritableTokensFile(t *testing.T) {
 		t.Errorf("Reload of a world-writable file: %v, want it refused", err)
 	}
 }
+
+// TestTokensFileFoundThroughLinksAndFolders protects docs/security.md's "whoever writes the file
+// grants themselves any role" beyond the file and its folder: a symbolic link to a file in a
+// folder others may write, a folder above the file that others may write (not sticky), and a file
+// another user owns (who may make it writable) are refused; a sticky world-writable folder above
+// (as /tmp, which holds the tests' own folders) is not.
+func TestTokensFileFoundThroughLinksAndFolders(t *testing.T) {
+	t.Parallel()
+	_, line, err := server.MintToken("alice", server.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tokensIn writes a tokens file at root/rel, every folder on the way 0700, and returns its path.
+	tokensIn := func(t *testing.T, root, rel string) string {
+		t.Helper()
+		path := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	refused := func(t *testing.T, path string) {
+		t.Helper()
+		if _, err := server.CheckTokensFilePermissions(path); !errors.Is(err, server.ErrTokensFileWritable) {
+			t.Errorf("check of %s: %v, want it refused", path, err)
+		}
+		if _, err := server.NewAuthenticator(path); !errors.Is(err, server.ErrTokensFileWritable) {
+			t.Errorf("NewAuthenticator(%s): %v, want it refused", path, err)
+		}
+	}
+	t.Run("link to a folder others write", func(t *testing.T) {
+		root := t.TempDir()
+		target := tokensIn(t, root, "pub/tokens")
+		if err := os.Chmod(filepath.Dir(target), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(root, "safe", "tokens")
+		if err := os.Mkdir(filepath.Dir(link), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, link)
+	})
+	t.Run("a folder above others write", func(t *testing.T) {
+		root := t.TempDir()
+		path := tokensIn(t, root, "ww/sub/tokens")
+		if err := os.Chmod(filepath.Join(root, "ww"), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, path)
+	})
+	t.Run("a sticky folder above others write", func(t *testing.T) {
+		root := t.TempDir()
+		path := tokensIn(t, root, "tmp/sub/tokens")
+		if err := os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := server.CheckTokensFilePermissions(path); err != nil {
+			t.Errorf("check: %v, want the file accepted", err)
+		}
+	})
+	t.Run("a file another user owns", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("only root can give a file to another user")
+		}
+		path := tokensIn(t, t.TempDir(), "etc/tokens")
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, path)
+	})
+}

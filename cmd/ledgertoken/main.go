@@ -53,16 +53,21 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *appendTo != "" {
-		// A file ledgerd would refuse for its permissions (or its folder's) is refused here too,
-		// before anything is written; a file that does not exist yet is made 0600.
-		if _, err := os.Stat(*appendTo); err == nil {
-			if _, err := server.CheckTokensFilePermissions(*appendTo); err != nil {
-				return fmt.Errorf("%w; nothing appended", err)
-			}
-		}
+		// A file ledgerd would refuse for its permissions (or its folders') is refused here too,
+		// before anything is written; a file that does not exist yet is made 0600, and removed
+		// again if ledgerd would refuse it where it is.
+		_, statErr := os.Stat(*appendTo)
+		created := os.IsNotExist(statErr)
 		f, err := os.OpenFile(*appendTo, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return err
+		}
+		if _, err := server.CheckTokensFilePermissions(*appendTo); err != nil {
+			f.Close()
+			if created {
+				os.Remove(*appendTo)
+			}
+			return fmt.Errorf("%w; nothing appended", err)
 		}
 		// A principal has one role: a line giving it another would make ledgerd refuse the whole
 		// file at its next start or reload. So would a file that is already broken.

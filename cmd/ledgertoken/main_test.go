@@ -171,4 +171,20 @@ func TestAppendRefusesAFileLedgerdRefuses(t *testing.T) {
 	if content, _ := os.ReadFile(file); string(content) != "# tokens\n" {
 		t.Errorf("the file changed:\n%s", content)
 	}
+	// A new file in a folder others may write is refused too, and not left behind.
+	pub := filepath.Join(t.TempDir(), "pub")
+	if err := os.Mkdir(pub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pub, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(pub, "tokens")
+	err = realMain([]string{"--name", "svc", "--role", "service", "--append", fresh}, &bytes.Buffer{}, &bytes.Buffer{})
+	if !errors.Is(err, server.ErrTokensFileWritable) {
+		t.Errorf("--append to a new file in a folder others may write: %v, want %v", err, server.ErrTokensFileWritable)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("the refused new file is left behind: %v", err)
+	}
 }

@@ -162,7 +162,12 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newLedger(db, cfg, m), nil
+	l := newLedger(db, cfg, m)
+	if err := l.positionWaiting(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // newLedger starts a Ledger on an open engine (tests give it a wrapped one).

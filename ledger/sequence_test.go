@@ -210,3 +210,41 @@ func TestVerifyFindsAGapInTheJournalOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestEntriesWaitingForPositionsAtOpen protects docs/journal.md's "entries of a ledger created
+// before positions existed get theirs" and "readers list only entries that have a position" on
+// every engine: a ledger whose entries wait for their positions (as one made before migration 4
+// left them) lists every entry as soon as it is opened again, with no write to position them, in
+// their order, and verifies. On SQLite, where the transactions that write entries position them,
+// nothing else would until the next write.
+func TestEntriesWaitingForPositionsAtOpen(t *testing.T) {
+	t.Parallel()
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := db.open(t)
+		buildFund(t, l)
+		mustCommit(t, l, "axis-1", "commune", 1_000)
+		before := readJournal(t, l, 0)
+		drop := "DROP TRIGGER journal_entries_append_only"
+		if l.Engine() != "sqlite" {
+			drop += " ON journal_entries"
+		}
+		for _, stmt := range []string{drop, "UPDATE journal_entries SET seq = NULL", "UPDATE journal_head SET last_seq = 0"} {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		}
+		l.Close()
+		reopened := db.open(t)
+		after := readJournal(t, reopened, 0)
+		if len(after) != len(before) {
+			t.Fatalf("after reopening, %d entries listed, want the %d written", len(after), len(before))
+		}
+		for i := range after {
+			if after[i].ID != before[i].ID || after[i].Sequence != before[i].Sequence {
+				t.Errorf("entry %d: %s at %d, want %s at %d", i, after[i].ID, after[i].Sequence, before[i].ID, before[i].Sequence)
+			}
+		}
+		requireVerifyOK(t, reopened)
+	})
+}

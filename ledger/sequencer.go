@@ -116,6 +116,24 @@ func (l *Ledger) catchUp(ctx context.Context, check bool) error {
 
 // sequenceInline positions, inside a write transaction of an engine whose writers run one at a
 // time, the entries the transaction wrote (and any left from before the journal had positions).
+// positionWaiting positions, where the transactions that write entries position them (SQLite),
+// the entries that wait for a position when the ledger opens: those of a ledger made before
+// positions existed, or copied with entries the source had not positioned yet. Readers list only
+// positioned entries, and no write may come to position them (docs/journal.md). Elsewhere the
+// sequencer does it, and every journal read first.
+func (l *Ledger) positionWaiting(ctx context.Context) error {
+	if !l.db.InlineSequence() {
+		return nil
+	}
+	ctx, cancel := l.txContext(ctx)
+	defer cancel()
+	waiting, err := store.Unsequenced(ctx, l.db.Reader())
+	if err != nil || !waiting {
+		return l.classify(ctx, err)
+	}
+	return l.classify(ctx, l.db.ReadWrite(ctx, func(q store.Querier) error { return l.sequenceInline(ctx, q) }))
+}
+
 func (l *Ledger) sequenceInline(ctx context.Context, q store.Querier) error {
 	if !l.db.InlineSequence() {
 		return nil

@@ -8,7 +8,10 @@
 // replayed to every retry by the same caller with the same id and payload; a different payload
 // under a used id is refused with REQUEST_ID_REUSED. Validation failures (INVALID_ARGUMENT), stale
 // etags (ETAG_MISMATCH: see etag.go) and transient failures (STORE_UNAVAILABLE,
-// TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be sent again.
+// TRANSACTION_CONFLICT, a deadline) record nothing, so the same request may be sent again — except
+// a STORE_UNAVAILABLE after a COMMIT whose outcome could not be learnt (the database went away
+// during it and did not come back): that request may have been recorded, and sending it again
+// replays it if it was.
 //
 // The package only orchestrates; each responsibility lives in a package below it, and every
 // arrow points down:

@@ -65,7 +65,7 @@ type CommitmentServiceClient interface {
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
 	// RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
 	// COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
-	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
@@ -94,7 +94,9 @@ type CommitmentServiceClient interface {
 	//
 	// Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
 	// remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
-	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE,
+	// EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT. A refusal is final for its
+	// request_id.
 	CreatePayment(ctx context.Context, in *CreatePaymentRequest, opts ...grpc.CallOption) (*CreatePaymentResponse, error)
 	// ListPayments lists a commitment's payments, oldest first.
 	//
@@ -106,7 +108,8 @@ type CommitmentServiceClient interface {
 	// it.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	CloseCommitment(ctx context.Context, in *CloseCommitmentRequest, opts ...grpc.CallOption) (*CloseCommitmentResponse, error)
 	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
 	// amount leaves the envelope's available amount for its held amount. It succeeds only if the
@@ -318,7 +321,7 @@ type CommitmentServiceServer interface {
 	// Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
 	// RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
 	// COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
-	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+	// EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// BatchCommit makes a committee's list of awards on one envelope in one call, with one
 	// request_id. Each item is accepted or refused on its own, in order; with all_or_nothing, either
@@ -347,7 +350,9 @@ type CommitmentServiceServer interface {
 	//
 	// Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
 	// remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
-	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+	// close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE,
+	// EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT. A refusal is final for its
+	// request_id.
 	CreatePayment(context.Context, *CreatePaymentRequest) (*CreatePaymentResponse, error)
 	// ListPayments lists a commitment's payments, oldest first.
 	//
@@ -359,7 +364,8 @@ type CommitmentServiceServer interface {
 	// it.
 	//
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
-	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+	// EFFECTIVE_TIME_BEFORE_COMMITMENT.
 	CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error)
 	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
 	// amount leaves the envelope's available amount for its held amount. It succeeds only if the

@@ -1063,7 +1063,7 @@ export const CommitmentService: GenService<{
    * Errors: COMMITMENT_NOT_FOUND, RELEASE_EXCEEDS_REMAINING (metadata: remaining, requested),
    * RELEASE_EXCEEDS_UNPAID (metadata: commitment, remaining, paid, remaining_to_pay, requested),
    * COMMITMENT_CLOSED (metadata: commitment, close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED,
-   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
+   * EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.Release
    */
@@ -1124,7 +1124,9 @@ export const CommitmentService: GenService<{
    *
    * Errors: COMMITMENT_NOT_FOUND, PAYMENT_EXCEEDS_REMAINING (metadata: commitment,
    * remaining_to_pay, paid, requested, currency_code), COMMITMENT_CLOSED (metadata: commitment,
-   * close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED. A refusal is final for its request_id.
+   * close_time), AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE,
+   * EFFECTIVE_TIME_BEFORE_ENVELOPE, EFFECTIVE_TIME_BEFORE_COMMITMENT. A refusal is final for its
+   * request_id.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.CreatePayment
    */
@@ -1152,7 +1154,8 @@ export const CommitmentService: GenService<{
    * it.
    *
    * Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
-   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED.
+   * AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
+   * EFFECTIVE_TIME_BEFORE_COMMITMENT.
    *
    * @generated from rpc budgetledger.v1.CommitmentService.CloseCommitment
    */

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,3 +249,81 @@ func tamperSQL(t *testing.T, database, query string) {
 		t.Fatal(err)
 	}
 }
+
+// TestVerifyCommandRefusesADatabaseThatIsNoLedger: verify (which opens an existing ledger, and
+// migrates one of an older schema) refuses a database that holds no ledger — another application's
+// SQLite file, a PostgreSQL database never served — rather than giving it the ledger's tables and
+// calling it sound; and leaves it as it was.
+func TestVerifyCommandRefusesADatabaseThatIsNoLedger(t *testing.T) {
+	t.Parallel()
+	other := filepath.Join(t.TempDir(), "other.db")
+	db, err := sql.Open("sqlite", "file:"+other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE foo (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	tables := func(t *testing.T, database string) []string {
+		t.Helper()
+		q := "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+		var rows interface {
+			Next() bool
+			Scan(...any) error
+			Close()
+		}
+		if strings.HasPrefix(database, "postgres://") {
+			conn, err := pgx.Connect(context.Background(), database)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			r, err := conn.Query(context.Background(), "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = r
+		} else {
+			db, err := sql.Open("sqlite", "file:"+database)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			r, err := db.Query(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = sqlRows{r}
+		}
+		defer rows.Close()
+		var names []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			names = append(names, n)
+		}
+		return names
+	}
+	databases := []string{other}
+	if os.Getenv(testdb.PostgresEnv) != "" || os.Getenv("CI") == "true" {
+		databases = append(databases, testdb.Postgres(t))
+	}
+	for _, database := range databases {
+		before := tables(t, database)
+		err := realMain(context.Background(), []string{"verify", "--database", database}, &bytes.Buffer{})
+		if err == nil || errors.Is(err, errDiscrepancies) || !strings.Contains(err.Error(), "no ledger at") {
+			t.Errorf("verify of %s, which holds no ledger: %v, want a 'no ledger at' error", database, err)
+		}
+		if after := tables(t, database); !slices.Equal(after, before) {
+			t.Errorf("verify of %s changed its tables from %v to %v", database, before, after)
+		}
+	}
+}
+
+// sqlRows adapts *sql.Rows to the rows of pgx (Close without an error).
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { r.Rows.Close() }

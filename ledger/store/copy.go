@@ -103,9 +103,17 @@ var ErrCopyRefused = errors.New("copy refused")
 var excludedTables = []string{"goose_db_version", "ledger_migration_lock", "ledger_copy", "ledger_copy_tables"}
 
 // migrate runs the migrations, unless the configuration opens the database as it is.
+// With MustExist, the database must already hold a ledger: one that does not (another
+// application's, a database created by hand and never served) is ErrNoDatabase, and is left
+// as it is rather than given the ledger's tables.
 func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) error {
 	if c.noMigrate {
 		return nil
+	}
+	if c.MustExist {
+		if vs, err := appliedVersions(ctx, db); err != nil || len(vs) == 0 {
+			return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+		}
 	}
 	return migrate(ctx, db, dialect, cockroach)
 }

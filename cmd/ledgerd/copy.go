@@ -33,7 +33,7 @@ func backupMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"), "the SQLite ledger file (LEDGER_DATABASE)")
 	out := fs.String("out", "", "the backup file to write; it must not exist")
 	vkey := fs.String("log-verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""),
-		"the transparency log's verifier key, to check its checkpoints' signatures too (LEDGER_LOG_VERIFIER_KEY)")
+		"the transparency log's verifier key, or @FILE holding it, to check its checkpoints' signatures too (LEDGER_LOG_VERIFIER_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,8 +43,12 @@ func backupMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *out == "" {
 		return errors.New("backup: --out FILE is required")
 	}
+	key, err := verifierKey("backup: --log-verifier-key", *vkey)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	rep, err := ledger.Backup(ctx, *database, *out, *vkey)
+	rep, err := ledger.Backup(ctx, *database, *out, key)
 	if errors.Is(err, ledger.ErrNoDatabase) {
 		return fmt.Errorf("backup: no ledger at %s; check --database: %w", describe(*database), err)
 	}
@@ -75,7 +79,7 @@ func copyMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	force := fs.Bool("force", false, "copy a source that fails verification (its discrepancies are printed)")
 	batch := fs.Int("batch-rows", 5000, "rows written per target transaction")
 	vkey := fs.String("log-verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""),
-		"the transparency log's verifier key, to check its checkpoints' signatures too (LEDGER_LOG_VERIFIER_KEY)")
+		"the transparency log's verifier key, or @FILE holding it, to check its checkpoints' signatures too (LEDGER_LOG_VERIFIER_KEY)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,9 +89,16 @@ func copyMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *from == "" || *to == "" {
 		return errors.New("copy: --from and --to are required")
 	}
+	if *batch <= 0 {
+		return errors.New("copy: --batch-rows must be at least 1")
+	}
+	key, err := verifierKey("copy: --log-verifier-key", *vkey)
+	if err != nil {
+		return err
+	}
 	progress, done := copyProgress(stderr)
 	start := time.Now()
-	rep, err := ledger.Copy(ctx, *from, *to, ledger.CopyOptions{Force: *force, VerifierKey: *vkey, BatchRows: *batch, Progress: progress})
+	rep, err := ledger.Copy(ctx, *from, *to, ledger.CopyOptions{Force: *force, VerifierKey: key, BatchRows: *batch, Progress: progress})
 	done()
 	if bad := rep.SourceDiscrepancies(); len(bad) > 0 && *force {
 		fmt.Fprintf(stdout, "the source fails verification (%d discrepancies), copied as it is (--force):\n", len(bad))

@@ -180,13 +180,9 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	if *journal == "" || *cpFile == "" || *vkey == "" {
 		return errors.New("usage: ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY|@FILE")
 	}
-	key := *vkey
-	if name, ok := strings.CutPrefix(key, "@"); ok {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		key = string(b)
+	key, err := verifierKey("verify-log: --verifier-key", *vkey)
+	if err != nil {
+		return err
 	}
 	note, err := os.ReadFile(*cpFile)
 	if err != nil {
@@ -243,4 +239,24 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "checkpoint of %s verified: signature, and the root of the journal's first %d entries\n", cp.Origin, cp.Size)
 	return nil
+}
+
+// verifierKey is the verifier key a flag names: the key, or @FILE holding it; empty stays empty
+// (no key). A key that cannot be read is an error of the command line, told before any work.
+func verifierKey(flagName, value string) (string, error) {
+	if value == "" {
+		return "", nil
+	}
+	key := value
+	if name, ok := strings.CutPrefix(value, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", flagName, err)
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if err := translog.CheckVerifierKey(key); err != nil {
+		return "", fmt.Errorf("%s: %w (want the key that ledgerd log-key generate printed, or @FILE holding it)", flagName, err)
+	}
+	return key, nil
 }

@@ -81,6 +81,29 @@ func TestExportAndVerifyLogWithoutDatabase(t *testing.T) {
 		if err := verifyMain(ctx, []string{"--database", database, "--log-verifier-key", verifier}, &out, &bytes.Buffer{}); err != nil {
 			t.Fatalf("ledgerd verify with the log: %v\n%s", err, out.String())
 		}
+		// The key from a file, as verify-log takes it; a key that cannot be read is a mistake of
+		// the command line, told before any work, not discrepancies of the ledger.
+		vkeyFile := filepath.Join(dir, "verifier.txt")
+		if err := os.WriteFile(vkeyFile, []byte(verifier+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyMain(ctx, []string{"--database", database, "--log-verifier-key", "@" + vkeyFile}, &out, &bytes.Buffer{}); err != nil {
+			t.Fatalf("ledgerd verify with the log's key from a file: %v\n%s", err, out.String())
+		}
+		if err := verifyMain(ctx, []string{"--database", database, "--log-verifier-key", "@" + keyFile2}, &out, &bytes.Buffer{}); err == nil ||
+			errors.Is(err, errDiscrepancies) || !strings.Contains(err.Error(), "--log-verifier-key") {
+			t.Fatalf("ledgerd verify with the signing key's file in place of the verifier key: %v, want the flag refused", err)
+		}
+		if !strings.HasPrefix(database, "postgres") {
+			backup := filepath.Join(dir, "backup.db")
+			if err := backupMain(ctx, []string{"--database", database, "--out", backup, "--log-verifier-key", "not a key"}, &out, &bytes.Buffer{}); err == nil ||
+				!strings.Contains(err.Error(), "--log-verifier-key") {
+				t.Fatalf("backup with a malformed verifier key: %v, want the flag refused", err)
+			}
+			if _, err := os.Stat(backup); !os.IsNotExist(err) {
+				t.Errorf("backup with a malformed verifier key left %s: %v", backup, err)
+			}
+		}
 
 		forged := bytes.Replace(exported.Bytes(), []byte(`"amount":1000`), []byte(`"amount":100`), 1)
 		if bytes.Equal(forged, exported.Bytes()) {

@@ -21,13 +21,13 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("ledgerd verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ledgerd verify [--database URL]\n\n"+
+		fmt.Fprintln(fs.Output(), "usage: ledgerd verify [--database URL] [--log-verifier-key KEY|@FILE]\n\n"+
 			"Recomputes every balance from the journal and checks the ledger's invariants; prints each\n"+
 			"discrepancy and a summary. Exits 1 when any is found, 0 otherwise.")
 		fs.PrintDefaults()
 	}
 	vkey := fs.String("log-verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""),
-		"the transparency log's verifier key, to check the signatures of its checkpoints too (LEDGER_LOG_VERIFIER_KEY)")
+		"the transparency log's verifier key, or @FILE holding it, to check the signatures of its checkpoints too (LEDGER_LOG_VERIFIER_KEY)")
 	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"),
 		"a SQLite file path, or a postgres:// URL for PostgreSQL or CockroachDB (LEDGER_DATABASE)")
 	if err := fs.Parse(args); err != nil {
@@ -35,6 +35,10 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("verify: unexpected argument %q", fs.Arg(0))
+	}
+	key, err := verifierKey("verify: --log-verifier-key", *vkey)
+	if err != nil {
+		return err
 	}
 	// Verify never creates a database: opening a missing SQLite file (however it is spelt: a bare
 	// path, sqlite:PATH, sqlite:///PATH, file:PATH) would create an empty ledger and call it sound.
@@ -57,7 +61,7 @@ func verifyMain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		describe(*database), l.Engine(), rep.Envelopes, rep.Commitments, rep.Entries, len(rep.Discrepancies))
 	// The transparency log: the tree rebuilt from the journal against the stored leaves and
 	// every signed checkpoint.
-	logRep, err := l.VerifyLog(ctx, *vkey)
+	logRep, err := l.VerifyLog(ctx, key)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}

@@ -95,6 +95,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.listen, "listen", env("LEDGER_LISTEN", "127.0.0.1:50051"), "address to serve gRPC on (LEDGER_LISTEN)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", env("LEDGER_METRICS_LISTEN", ""),
 		"address to serve Prometheus metrics on, at /metrics; empty: no metrics (LEDGER_METRICS_LISTEN)")
@@ -213,7 +217,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errVersion
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, fmt.Errorf("unexpected argument %q: a subcommand comes first (ledgerd verify --database …); ledgerd --help lists them", fs.Arg(0))
 	}
 	if c.batchQueues < 0 {
 		return c, errors.New("--batch-queues must not be negative (0: the default, half the CPUs)")
@@ -317,7 +321,25 @@ func loopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// usage opens ledgerd --help: the subcommands, then the server's flags.
+const usage = `usage: ledgerd [flags]                   serve the ledger (gRPC; HTTP and metrics if asked)
+       ledgerd verify [flags]            check the ledger's invariants (exit 1 on a discrepancy)
+       ledgerd backup --out FILE         copy a SQLite ledger while it is served, and verify the copy
+       ledgerd copy --from DB --to DB    move a whole ledger into an empty database of any engine
+       ledgerd export scdl [flags]       the awards as open data (the SCDL subventions CSV)
+       ledgerd export-journal [flags]    the journal as JSON lines, with the log's checkpoint
+       ledgerd verify-log [flags]        check an exported journal against a signed checkpoint
+       ledgerd log-key generate [flags]  make the transparency log's signing key
+Each subcommand's flags: ledgerd SUBCOMMAND --help. See README.md and docs/operations.md.
+
+The server's flags (each also an environment variable; the flag wins):
+`
+
 func realMain(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
 	if len(args) > 0 && args[0] == "verify" {
 		return verifyMain(ctx, args[1:], os.Stdout, stderr)
 	}

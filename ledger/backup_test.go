@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,5 +82,29 @@ func TestBackupUnderLoad(t *testing.T) {
 	}
 	if again, _ := os.Stat(out); again.Size() != info.Size() || again.ModTime() != info.ModTime() {
 		t.Fatal("the refused backup changed the existing file")
+	}
+}
+
+// TestBackupOfAnotherSchemaSaysToBackUpFirst: a backup of a ledger whose schema is older than
+// this binary's is refused, before anything is written, with the advice of docs/operations.md
+// ("back up with the ledgerd that serves the file"), not a copy's (upgrade it first, which would
+// migrate the ledger before its backup).
+func TestBackupOfAnotherSchemaSaysToBackUpFirst(t *testing.T) {
+	t.Parallel()
+	db := newSQLiteDB(t)
+	l := db.open(t)
+	mustCreateEnvelope(t, l, "fund", "", 1_000)
+	if err := rawExec(t.Context(), l, "DELETE FROM goose_db_version WHERE version_id = (SELECT MAX(version_id) FROM goose_db_version)"); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	out := filepath.Join(t.TempDir(), "backup.db")
+	_, err := Backup(t.Context(), db.dsn, out, "")
+	if !errors.Is(err, store.ErrBackupRefused) || !strings.Contains(err.Error(), "back it up with the ledgerd release that serves it") ||
+		strings.Contains(err.Error(), "then copy") {
+		t.Errorf("backup of an older schema: %v, want it refused with a backup's advice", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the refused backup left %s: %v", out, err)
 	}
 }

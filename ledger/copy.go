@@ -96,7 +96,7 @@ func verifyAll(ctx context.Context, database, vkey string) (rep VerifyReport, lo
 // (unless Force). The target is verified when the copy is finished.
 func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, error) {
 	var rep CopyReport
-	if err := store.CheckSchema(ctx, from); err != nil {
+	if err := store.CheckSchema(ctx, from, "copy"); err != nil {
 		return rep, err
 	}
 	var err error
@@ -142,7 +142,7 @@ var ErrBackupUnsound = errors.New("the backup fails verification")
 func Backup(ctx context.Context, database, out, vkey string) (BackupReport, error) {
 	var rep BackupReport
 	// Opening the backup to verify it would migrate a ledger of another schema version.
-	if err := store.CheckSchema(ctx, database); err != nil {
+	if err := store.CheckSchema(ctx, database, "back it up"); err != nil {
 		return rep, err
 	}
 	if err := store.Backup(ctx, database, out); err != nil {

@@ -32,6 +32,10 @@ func Backup(ctx context.Context, database, out string) error {
 		return err
 	}
 	defer e.Close()
+	// A copy's target not yet filled is no ledger to back up (nothing would be written).
+	if err := checkCopyFinished(ctx, e); err != nil {
+		return err
+	}
 	// VACUUM INTO fails, too, on a file that exists and is not empty.
 	if _, err := e.(*sqliteEngine).db.ExecContext(ctx, `VACUUM INTO $1`, out); err != nil {
 		return fmt.Errorf("writing the backup %s: %w", out, err)

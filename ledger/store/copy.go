@@ -98,6 +98,9 @@ var ErrUnfinishedCopy = errors.New("this database is the target of an unfinished
 // ErrCopyRefused wraps every refusal of Copy that changed nothing.
 var ErrCopyRefused = errors.New("copy refused")
 
+// ErrBackupRefused refuses to back up a ledger whose schema is not this binary's (CheckSchema).
+var ErrBackupRefused = errors.New("backup refused")
+
 // excludedTables are not the ledger's: goose's version table and migration lock, and the copy's
 // own progress.
 var excludedTables = []string{"goose_db_version", "ledger_migration_lock", "ledger_copy", "ledger_copy_tables"}
@@ -200,6 +203,12 @@ func appliedVersions(ctx context.Context, db *sql.DB) ([]int64, error) {
 
 // checkVersions says what to do when a database's schema is not this binary's.
 func checkVersions(ctx context.Context, h sqlDBs, what string) error {
+	return checkVersionsFor(ctx, h, what, "copy")
+}
+
+// checkVersionsFor is checkVersions for an operation other than a copy: verb names it ("copy",
+// "back it up"), and a refusal of a backup says to back up first rather than to upgrade.
+func checkVersionsFor(ctx context.Context, h sqlDBs, what, verb string) error {
 	known, err := knownVersions(h.dialect, h.cockroach)
 	if err != nil {
 		return err
@@ -220,6 +229,10 @@ func checkVersions(ctx context.Context, h sqlDBs, what string) error {
 		}
 	}
 	switch {
+	case len(unknown) > 0 && verb != "copy":
+		return fmt.Errorf("%w: the ledger has schema migrations %v that this ledgerd does not know (its schema is newer): %s with the ledgerd release that serves it", ErrBackupRefused, unknown, verb)
+	case len(missing) > 0 && verb != "copy":
+		return fmt.Errorf("%w: the ledger lacks schema migrations %v of this ledgerd (its schema is older): %s with the ledgerd release that serves it (before an upgrade, which migrates it)", ErrBackupRefused, missing, verb)
 	case len(unknown) > 0:
 		return fmt.Errorf("%w: the %s has schema migrations %v that this ledgerd does not know (its schema is newer): copy it with the ledgerd release that wrote it, or a later one", ErrCopyRefused, what, unknown)
 	case len(missing) > 0:
@@ -1090,9 +1103,9 @@ func (c *ledgerCopier) inTarget(ctx context.Context, fn func(tx *sql.Tx) error) 
 	return err
 }
 
-// CheckSchema refuses (ErrCopyRefused) a database whose applied migrations are not exactly this
-// binary's, saying what to do; it changes nothing in the database.
-func CheckSchema(ctx context.Context, database string) error {
+// CheckSchema refuses (ErrCopyRefused, or ErrBackupRefused for a backup) a database whose applied migrations are not exactly this
+// binary's, saying what to do ("copy", or "back it up" for a backup); it changes nothing in the database.
+func CheckSchema(ctx context.Context, database, verb string) error {
 	e, err := open(ctx, database, Config{MustExist: true, noMigrate: true, TxTimeout: 30 * time.Second})
 	if err != nil {
 		return err
@@ -1100,7 +1113,7 @@ func CheckSchema(ctx context.Context, database string) error {
 	defer e.Close()
 	h := handles(e)
 	defer h.close()
-	return checkVersions(ctx, h, "source")
+	return checkVersionsFor(ctx, h, "source", verb)
 }
 
 // copyIn writes a batch to PostgreSQL with COPY and records the progress, in one transaction on

@@ -148,6 +148,7 @@ func Backup(ctx context.Context, database, out, vkey string) (BackupReport, erro
 	if err := store.Backup(ctx, database, out); err != nil {
 		return rep, err
 	}
+	out = store.BackupPath(out)
 	var err error
 	rep.Verify, rep.Log, rep.LastSequence, rep.LogSize, rep.LogRoot, err = verifyAll(ctx, out, vkey)
 	if err != nil {

@@ -51,6 +51,14 @@ func TestBackupAndCopyCommands(t *testing.T) {
 	if err := realMain(ctx, []string{"verify", "--database", out}, &stderr); err != nil {
 		t.Fatalf("ledgerd verify on the backup: %v", err)
 	}
+	// --out spelt as --database may be (sqlite:PATH) names the file PATH, which is verified.
+	spelt := filepath.Join(t.TempDir(), "spelt.db")
+	if err := backupMain(ctx, []string{"--database", "sqlite:" + source, "--out", "sqlite:" + spelt}, &stdout, &stderr); err != nil {
+		t.Fatalf("ledgerd backup --out sqlite:PATH: %v", err)
+	}
+	if err := realMain(ctx, []string{"verify", "--database", spelt}, &stderr); err != nil {
+		t.Fatalf("ledgerd verify on the backup written to sqlite:PATH: %v", err)
+	}
 
 	target := testdb.Postgres(t)
 	stdout.Reset()

@@ -22,6 +22,10 @@ func Backup(ctx context.Context, database, out string) error {
 	if isPostgres(database) {
 		return errors.New("ledgerd backup copies a SQLite ledger; back up PostgreSQL with pg_dump or pg_basebackup, CockroachDB with BACKUP (docs/operations.md)")
 	}
+	if isPostgres(out) {
+		return errors.New("ledgerd backup writes a SQLite file: --out names a file, not a server (to move a ledger to PostgreSQL, use ledgerd copy)")
+	}
+	out = sqlitePath(out) // sqlite:PATH and file:PATH name PATH, as --database does
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("%w: %s", ErrBackupExists, out)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -42,3 +46,6 @@ func Backup(ctx context.Context, database, out string) error {
 	}
 	return nil
 }
+
+// BackupPath is the file that Backup writes for out (sqlite:PATH and file:PATH name PATH).
+func BackupPath(out string) string { return sqlitePath(out) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
@@ -46,7 +47,9 @@ func WithToken(token string) Option { return func(o *options) { o.token = token 
 
 // WithRetry sets how many times a call is tried in all (the first attempt included; 0 or 1
 // disables retries) and the wait before the first retry, which then doubles at every retry, with
-// jitter. The defaults are DefaultAttempts and DefaultBackoff.
+// jitter. When the server says how long to wait (a google.rpc.RetryInfo, which the ledger sends
+// with TRANSACTION_CONFLICT, STORE_UNAVAILABLE and RATE_LIMITED), that wait, plus up to a tenth,
+// takes the place of the backoff. The defaults are DefaultAttempts and DefaultBackoff.
 func WithRetry(attempts uint, backoff time.Duration) Option {
 	return func(o *options) { o.retry = retryPolicy{attempts: attempts, backoff: max(backoff, 0)} }
 }
@@ -89,6 +92,9 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 		// Errors are converted outermost, so that the caller sees the error of the last attempt.
 		grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{errorInterceptor},
 			retryInterceptors(o.retry)...)...),
+		// Streams are not retried (WatchJournalEntries opens its stream again itself), but their
+		// errors are converted like a call's.
+		grpc.WithChainStreamInterceptor(streamErrorInterceptor),
 	}
 	if o.token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: !o.insecure}))
@@ -114,7 +120,8 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
 
 // Envelopes is the generated client of EnvelopeService. Its calls go through the same retries and
-// error conversion as the Client's methods; mutations must carry a request_id.
+// error conversion as the Client's methods (streams: the error conversion, no retries); mutations
+// must carry a request_id.
 func (c *Client) Envelopes() pb.EnvelopeServiceClient { return c.envelopes }
 
 // Commitments is the generated client of CommitmentService (see Envelopes).
@@ -127,6 +134,32 @@ func (c *Client) Journal() pb.JournalServiceClient { return c.journal }
 func errorInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
 	invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	return toError(ctx, req, invoker(ctx, method, req, reply, cc, opts...))
+}
+
+// streamErrorInterceptor turns the errors of every stream into *Error values: opening it, and
+// each message sent or received (io.EOF, a stream's normal end, stays as it is).
+func streamErrorInterceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
+	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, toError(ctx, nil, err)
+	}
+	return errorStream{ClientStream: s, ctx: ctx}, nil
+}
+
+type errorStream struct {
+	grpc.ClientStream
+	ctx context.Context
+}
+
+func (s errorStream) RecvMsg(m any) error { return s.convert(s.ClientStream.RecvMsg(m)) }
+func (s errorStream) SendMsg(m any) error { return s.convert(s.ClientStream.SendMsg(m)) }
+
+func (s errorStream) convert(err error) error {
+	if err == io.EOF {
+		return err
+	}
+	return toError(s.ctx, nil, err)
 }
 
 // bearer is a per-call credential: "authorization: Bearer <token>".

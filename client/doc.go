@@ -55,5 +55,6 @@
 // pages as the loop needs them; breaking out of the loop fetches nothing more.
 //
 // Everything else is reachable through the generated clients (Envelopes, Commitments, Journal),
-// whose calls go through the same retries and error conversion.
+// whose calls go through the same retries and error conversion; their streams (and any other on
+// Conn) through the same error conversion, without retries.
 package client

@@ -265,6 +265,17 @@ func toError(ctx context.Context, req any, err error) error {
 	return e
 }
 
+// contextError is the *Error of a context that ended while the client waited between calls (its
+// cause is ctx.Err(): errors.Is finds context.Canceled or context.DeadlineExceeded, as it finds
+// ErrCancelled or ErrDeadlineExceeded).
+func contextError(ctx context.Context) error {
+	code := codes.Canceled
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		code = codes.DeadlineExceeded
+	}
+	return toError(ctx, nil, status.Error(code, ctx.Err().Error()))
+}
+
 // errorInfo returns the first google.rpc.ErrorInfo of the ledger's domain in st, or nil.
 func errorInfo(st *status.Status) *errdetails.ErrorInfo {
 	for _, d := range st.Details() {

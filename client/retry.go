@@ -15,9 +15,11 @@ const (
 	// DefaultAttempts is how many times a call is tried in all, the first attempt included.
 	DefaultAttempts = 5
 	// DefaultBackoff is the wait before the first retry; it doubles at every retry, with jitter.
+	// A server's RetryInfo takes its place (WithRetry).
 	DefaultBackoff = 100 * time.Millisecond
-	// maxRetryDelay caps one wait between attempts. A RetryInfo asking for longer ends the retries
-	// at once: the caller gets the error rather than a call that hangs.
+	// maxRetryDelay caps the backoff between attempts. A RetryInfo asking for longer ends the
+	// retries at once: the caller gets the error rather than a call that hangs (one within it is
+	// waited, plus up to a tenth).
 	maxRetryDelay = 10 * time.Second
 )
 

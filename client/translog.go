@@ -94,7 +94,7 @@ func (c *Client) WatchJournalEntries(ctx context.Context, f WatchFilter) iter.Se
 			cancel()
 			switch {
 			case ctx.Err() != nil:
-				yield(nil, ctx.Err())
+				yield(nil, contextError(ctx))
 				return
 			case streamOverflow(err):
 			case status.Code(err) == codes.Unavailable:
@@ -111,7 +111,7 @@ func (c *Client) WatchJournalEntries(ctx context.Context, f WatchFilter) iter.Se
 	}
 }
 
-// streamOverflow reports whether err is a STREAM_OVERFLOW (streams' errors come unwrapped).
+// streamOverflow reports whether err is a STREAM_OVERFLOW.
 func streamOverflow(err error) bool {
 	if errors.Is(err, ErrStreamOverflow) {
 		return true

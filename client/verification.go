@@ -11,12 +11,13 @@ import (
 func (c *Client) Audit() pb.AuditServiceClient { return c.audit }
 
 // StartVerification starts a verification of the whole ledger in the background (AIP-151) and
-// returns it, running; poll it with GetVerification or WaitVerification. requestID, when not
-// empty, makes a retry return the verification the first call started. It fails with
+// returns it, running; poll it with GetVerification or WaitVerification. id, its request id,
+// makes a retry return the verification the first call started; empty, a fresh one is made, so
+// that the client's own retries of this call start one verification. It fails with
 // ErrVerificationRunning while another runs on the server (its name is the error's metadata
 // "verification").
-func (c *Client) StartVerification(ctx context.Context, requestID string) (*pb.Verification, error) {
-	res, err := c.audit.StartVerification(ctx, &pb.StartVerificationRequest{RequestId: requestID})
+func (c *Client) StartVerification(ctx context.Context, id string) (*pb.Verification, error) {
+	res, err := c.audit.StartVerification(ctx, &pb.StartVerificationRequest{RequestId: requestID(id)})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,7 @@ func (c *Client) WaitVerification(ctx context.Context, name string, interval tim
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, contextError(ctx)
 		case <-t.C:
 		}
 	}

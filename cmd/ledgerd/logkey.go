@@ -38,20 +38,15 @@ type logFlags struct {
 	interval time.Duration
 }
 
-func (f *logFlags) register(fs *flag.FlagSet) error {
+func (f *logFlags) register(fs *flag.FlagSet, envErrs envErrors) {
 	fs.StringVar(&f.keyFile, "log-key", env("LEDGER_LOG_KEY", ""),
 		"file holding the transparency log's signing key (ledgerd log-key generate); empty: no log, its RPCs answer LOG_DISABLED (LEDGER_LOG_KEY)")
 	every, err := envInt("LEDGER_CHECKPOINT_EVERY", 1000)
-	if err != nil {
-		return err
-	}
+	envErrs.note("checkpoint-every", err)
 	fs.Int64Var(&f.every, "checkpoint-every", int64(every), "sign a checkpoint once the log has grown by this many entries (LEDGER_CHECKPOINT_EVERY)")
 	interval, err := envDuration("LEDGER_CHECKPOINT_INTERVAL", 10*time.Second)
-	if err != nil {
-		return err
-	}
+	envErrs.note("checkpoint-interval", err)
 	fs.DurationVar(&f.interval, "checkpoint-interval", interval, "sign a checkpoint this often when the log has grown (LEDGER_CHECKPOINT_INTERVAL)")
-	return nil
 }
 
 // apply reads the signing key into cfg.

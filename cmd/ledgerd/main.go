@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -99,33 +101,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
+	envErrs := envErrors{}
 	fs.StringVar(&c.listen, "listen", env("LEDGER_LISTEN", "127.0.0.1:50051"), "address to serve gRPC on (LEDGER_LISTEN)")
 	fs.StringVar(&c.metricsListen, "metrics-listen", env("LEDGER_METRICS_LISTEN", ""),
 		"address to serve Prometheus metrics on, at /metrics; empty: no metrics (LEDGER_METRICS_LISTEN)")
 	fs.StringVar(&c.httpListen, "http-listen", env("LEDGER_HTTP_LISTEN", ""),
 		"address to serve the public page, the open data and the JSON API on (HTTP, HTTPS with --tls-cert); empty: none (LEDGER_HTTP_LISTEN)")
 	publicPage, err := envBool("LEDGER_PUBLIC_PAGE", false)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("public-page", err)
 	fs.BoolVar(&c.publicPage, "public-page", publicPage,
 		"with --tokens-file: serve the page and the open data of --http-listen to anyone, without a credential (LEDGER_PUBLIC_PAGE)")
 	batching, err := envBool("LEDGER_BATCHING", true)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("batching", err)
 	fs.BoolVar(&c.batching, "batching", batching,
 		"group commit: decide the awards, releases, holds and payments queued for one envelope in one transaction (LEDGER_BATCHING)")
 	batchQueues, err := envInt("LEDGER_BATCH_QUEUES", 0)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("batch-queues", err)
 	fs.IntVar(&c.batchQueues, "batch-queues", batchQueues,
 		"group-commit queues, and so batch transactions at once, the envelopes are spread over; 0: half the CPUs, 1 to 4 (LEDGER_BATCH_QUEUES)")
 	followerReads, err := envBool("LEDGER_FOLLOWER_READS", false)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("follower-reads", err)
 	fs.BoolVar(&c.followerReads, "follower-reads", followerReads,
 		"CockroachDB: Verify and reports read a consistent snapshot a few seconds old, which conflicts with no writer (LEDGER_FOLLOWER_READS)")
 	fs.StringVar(&c.database, "database", env("LEDGER_DATABASE", "ledger.db"),
@@ -135,13 +130,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", env("LEDGER_CPUPROFILE", ""),
 		"write a CPU profile (go tool pprof) of the whole life of the server to this file, completed when it stops (LEDGER_CPUPROFILE)")
 	txTimeout, err := envDuration("LEDGER_TX_TIMEOUT", 5*time.Second)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("tx-timeout", err)
 	shutdownTimeout, err := envDuration("LEDGER_SHUTDOWN_TIMEOUT", 30*time.Second)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("shutdown-timeout", err)
 	fs.DurationVar(&c.txTimeout, "tx-timeout", txTimeout, "deadline of every database transaction, retries included (LEDGER_TX_TIMEOUT)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", shutdownTimeout,
 		"how long a stop waits for calls in flight before closing them (LEDGER_SHUTDOWN_TIMEOUT)")
@@ -154,38 +145,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		"PEM CA certificate(s) that sign client certificates, for mutual TLS; the certificates' identities map to "+
 			"principals through --tokens-file (LEDGER_TLS_CLIENT_CA)")
 	insecure, err := envBool("LEDGER_INSECURE", false)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("insecure", err)
 	fs.BoolVar(&c.insecure, "insecure", insecure,
 		"allow listening beyond loopback without authentication or without TLS (LEDGER_INSECURE)")
 	rateLimit, err := envFloat("LEDGER_RATE_LIMIT", 0)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("rate-limit", err)
 	rateBurst, err := envInt("LEDGER_RATE_BURST", 0)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("rate-burst", err)
 	fs.Float64Var(&c.rateLimit, "rate-limit", rateLimit, "calls per second allowed to each principal; 0: no limit (LEDGER_RATE_LIMIT)")
 	fs.IntVar(&c.rateBurst, "rate-burst", rateBurst,
 		"calls a principal may make at once above --rate-limit; 0: --rate-limit rounded up (LEDGER_RATE_BURST)")
 	maxRecv, err := envInt("LEDGER_MAX_RECV_MSG_SIZE", 4<<20)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("max-recv-msg-size", err)
 	maxSend, err := envInt("LEDGER_MAX_SEND_MSG_SIZE", pb.MaxResponseSize)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("max-send-msg-size", err)
 	fs.IntVar(&c.maxRecvMsgSize, "max-recv-msg-size", maxRecv,
 		"largest request accepted, in bytes; a larger one is refused with RESOURCE_EXHAUSTED before any work (LEDGER_MAX_RECV_MSG_SIZE)")
 	fs.IntVar(&c.maxSendMsgSize, "max-send-msg-size", maxSend,
 		"largest response sent, in bytes; at least the largest response to a valid request, the default (LEDGER_MAX_SEND_MSG_SIZE)")
 	streams, err := envInt("LEDGER_MAX_CONCURRENT_STREAMS", server.DefaultMaxConcurrentStreams)
-	if err != nil {
-		return c, err
-	}
+	envErrs.note("max-concurrent-streams", err)
 	fs.UintVar(&c.maxConcurrentStreams, "max-concurrent-streams", uint(max(streams, 0)),
 		"calls and streams one connection may hold open at once (LEDGER_MAX_CONCURRENT_STREAMS)")
 	for _, d := range []struct {
@@ -201,16 +180,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"shortest interval at which a client may ping; a client pinging more often is disconnected", server.DefaultKeepaliveMinTime},
 	} {
 		v, err := envDuration(d.env, d.fallback)
-		if err != nil {
-			return c, err
-		}
+		envErrs.note(d.flag, err)
 		fs.DurationVar(d.to, d.flag, v, d.usage+" ("+d.env+")")
 	}
-	if err := c.log.register(fs); err != nil {
-		return c, err
-	}
+	c.log.register(fs, envErrs)
 	showVersion := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	// A variable that cannot be read is an error only when its flag is not given: the flag wins.
+	if err := envErrs.check(fs); err != nil {
 		return c, err
 	}
 	if *showVersion {
@@ -678,6 +657,28 @@ func describe(database string) string {
 		return "(unparsable URL)"
 	}
 	return database
+}
+
+// envErrors are the environment variables that could not be read, by the name of the flag each
+// stands for: such a variable is an error only when its flag is not given (the flag wins).
+type envErrors map[string]error
+
+func (e envErrors) note(flagName string, err error) {
+	if err != nil {
+		e[flagName] = err
+	}
+}
+
+// check returns the first error of a variable whose flag fs was not given.
+func (e envErrors) check(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, name := range slices.Sorted(maps.Keys(e)) {
+		if !given[name] {
+			return fmt.Errorf("%w (or give --%s, which takes its place)", e[name], name)
+		}
+	}
+	return nil
 }
 
 func env(name, fallback string) string {

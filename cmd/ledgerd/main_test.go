@@ -186,3 +186,24 @@ func TestRejectsBadConfiguration(t *testing.T) {
 		t.Error("a refused configuration created ledger.db")
 	}
 }
+
+// TestFlagWinsOverABadVariable protects README's "every flag has an environment variable; the
+// flag wins": a variable that cannot be read is an error only when its flag is not given, and
+// names itself; a variable that can be read still sets its flag's default.
+func TestFlagWinsOverABadVariable(t *testing.T) {
+	t.Setenv("LEDGER_BATCHING", "yes")
+	t.Setenv("LEDGER_CHECKPOINT_INTERVAL", "soon")
+	t.Setenv("LEDGER_TX_TIMEOUT", "7s")
+	c, err := parseFlags([]string{"--batching=false", "--checkpoint-interval", "1m"}, io.Discard)
+	if err != nil {
+		t.Fatalf("bad variables overridden by their flags: %v", err)
+	}
+	if c.batching || c.log.interval != time.Minute || c.txTimeout != 7*time.Second {
+		t.Errorf("batching %v, checkpoint interval %v, tx timeout %v; want false, 1m, 7s", c.batching, c.log.interval, c.txTimeout)
+	}
+	for _, args := range [][]string{{"--checkpoint-interval", "1m"}, {"--batching=false"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil || !strings.Contains(err.Error(), "LEDGER_") {
+			t.Errorf("flags %v, another variable bad and its flag not given: %v, want that variable named", args, err)
+		}
+	}
+}

@@ -386,9 +386,16 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 	// Take the port first: a clash fails at once, before any database is created or migrated.
 	lis, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen: %w", err)
 	}
 	defer lis.Close()
+	var metricsLis net.Listener
+	if cfg.metricsListen != "" {
+		if metricsLis, err = net.Listen("tcp", cfg.metricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer metricsLis.Close()
+	}
 	var httpLis net.Listener
 	if cfg.httpListen != "" {
 		if httpLis, err = net.Listen("tcp", cfg.httpListen); err != nil {
@@ -423,11 +430,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if reg != nil {
-		stopMetrics, err := serveMetrics(cfg.metricsListen, reg, scfg.Auth, scfg.TLS, log)
-		if err != nil {
-			return err
-		}
-		defer stopMetrics()
+		defer serveMetrics(metricsLis, reg, scfg.Auth, scfg.TLS, log)()
 	}
 	stopHTTP := func() {}
 	if httpLis != nil {
@@ -560,21 +563,17 @@ func serverTLS(cfg config) (*tls.Config, *certFiles, error) {
 	return tc, certs, nil
 }
 
-// serveMetrics serves reg at http://addr/metrics (https with tlsConfig) until the returned
+// serveMetrics serves reg at /metrics on lis (https with tlsConfig) until the returned
 // function is called. With auth, a scrape needs a credential of the tokens file, as a call does:
 // "Authorization: Bearer <token>", or a client certificate over mutual TLS.
-func serveMetrics(addr string, reg *prometheus.Registry, auth *server.Authenticator, tlsConfig *tls.Config, log *slog.Logger) (stop func(), err error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-listen: %w", err)
-	}
+func serveMetrics(lis net.Listener, reg *prometheus.Registry, auth *server.Authenticator, tlsConfig *tls.Config, log *slog.Logger) (stop func()) {
 	var handler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	if auth != nil {
 		handler = requireCredential(auth, handler, log, "metrics scrape", "metrics")
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", handler)
-	return serveHTTP("metrics", lis, mux, tlsConfig, log, "/metrics", "authentication", auth != nil), nil
+	return serveHTTP("metrics", lis, mux, tlsConfig, log, "/metrics", "authentication", auth != nil)
 }
 
 // requireCredential lets a request through to next only with a credential of the tokens file,

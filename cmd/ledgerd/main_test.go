@@ -159,6 +159,12 @@ func TestCPUProfileWrittenWhenStopped(t *testing.T) {
 // which, before it creates anything.
 func TestRejectsBadConfiguration(t *testing.T) {
 	t.Chdir(t.TempDir())
+	// A port taken: a clash fails before any database is created.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	cases := []struct {
 		args []string
 		env  map[string]string
@@ -169,6 +175,7 @@ func TestRejectsBadConfiguration(t *testing.T) {
 		{args: []string{"serve"}, want: `unexpected argument "serve"`},
 		{env: map[string]string{"LEDGER_TX_TIMEOUT": "soon"}, want: "LEDGER_TX_TIMEOUT"},
 		{args: []string{"--listen", "127.0.0.1:0", "--database", "postgres://%zz"}, want: "not a valid PostgreSQL URL"},
+		{args: []string{"--metrics-listen", busy.Addr().String()}, want: "--metrics-listen"},
 	}
 	for _, tc := range cases {
 		for k, v := range tc.env {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -118,10 +119,21 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, e
 	if err != nil {
 		return rep, fmt.Errorf("verifying the target: %w", err)
 	}
-	if n := len(rep.Target.Discrepancies) + len(rep.TargetLog.Discrepancies); n > 0 && len(rep.SourceDiscrepancies()) == 0 {
-		return rep, fmt.Errorf("%w: %d discrepancies: %v %v", ErrTargetUnsound, n, rep.Target.Discrepancies, rep.TargetLog.Discrepancies)
+	// A sound source makes a sound target; a source copied as it is (Force), a target with the
+	// same discrepancies, no more and no fewer.
+	if src, dst := rep.SourceDiscrepancies(), rep.TargetDiscrepancies(); !slices.Equal(slices.Sorted(slices.Values(src)), slices.Sorted(slices.Values(dst))) {
+		return rep, fmt.Errorf("%w: %d discrepancies where the source has %d: %v", ErrTargetUnsound, len(dst), len(src), dst)
 	}
 	return rep, nil
+}
+
+// TargetDiscrepancies are the target's discrepancies, the log's included, as text.
+func (r CopyReport) TargetDiscrepancies() []string {
+	var out []string
+	for _, d := range r.Target.Discrepancies {
+		out = append(out, fmt.Sprint(d))
+	}
+	return append(out, r.TargetLog.Discrepancies...)
 }
 
 // BackupReport is the verification of a backup.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -398,4 +400,47 @@ func checkpointExtends(t *testing.T, l *Ledger, old, vkey string) error {
 		t.Fatal(err)
 	}
 	return translog.VerifyConsistency(c1.Size, c2.Size, proof, c1.Root, c2.Root)
+}
+
+// TestForcedCopyKeepsTheSourceDiscrepancies protects docs/operations.md's "with --force, it is
+// copied as it is ... (the target will show the same ones)": a source that fails verification,
+// copied with Force, must give a target with exactly its discrepancies; one more on the target
+// (here a balance changed while the copy ran) fails the copy with ErrTargetUnsound.
+func TestForcedCopyKeepsTheSourceDiscrepancies(t *testing.T) {
+	t.Parallel()
+	src := fillForCopy(t, newSQLiteDB(t))
+	l, err := Open(t.Context(), src.dsn, Config{TxTimeout: testdb.TxTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rawExec(t.Context(), l, "UPDATE envelopes SET committed = committed + 7 WHERE id = (SELECT MIN(id) FROM envelopes)"); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	honest := newPostgresDB(t)
+	rep, err := Copy(t.Context(), src.dsn, honest.dsn, CopyOptions{Force: true, VerifierKey: src.vkey})
+	if err != nil || len(rep.SourceDiscrepancies()) == 0 {
+		t.Fatalf("a forced copy of an unsound source: %v (source discrepancies %v), want it copied as it is", err, rep.SourceDiscrepancies())
+	}
+	target := newPostgresDB(t)
+	conn, err := pgx.Connect(t.Context(), target.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tampered := false
+	_, err = Copy(t.Context(), src.dsn, target.dsn, CopyOptions{Force: true, VerifierKey: src.vkey, BatchRows: 7, AfterBatch: func() {
+		if tampered {
+			return
+		}
+		// The target's rows come table by table: once an envelope is there, one balance moves.
+		tag, err := conn.Exec(t.Context(), "UPDATE envelopes SET committed = committed + 1 WHERE id = (SELECT MAX(id) FROM envelopes)")
+		tampered = err == nil && tag.RowsAffected() == 1
+	}})
+	if !tampered {
+		t.Fatal("the target was never tampered with: this test proves nothing")
+	}
+	if !errors.Is(err, ErrTargetUnsound) {
+		t.Fatalf("a forced copy whose target has a discrepancy the source has not: %v, want ErrTargetUnsound", err)
+	}
 }

@@ -109,7 +109,10 @@ type ReleaseParams struct {
 }
 
 // Release returns part or all of a commitment's remaining amount to its envelope. It fails with
-// ErrCommitmentNotFound, ErrReleaseExceedsRemaining (see Error.Remaining) or ErrRequestIDReused.
+// ErrCommitmentNotFound, ErrReleaseExceedsRemaining (see Error.Remaining), ErrReleaseExceedsUnpaid
+// (what was paid cannot be released), ErrCommitmentClosed, ErrAmountOverflow, an effective time's
+// refusal (ErrEffectiveTimeInFuture, ErrEffectiveTimeBeforeEnvelope,
+// ErrEffectiveTimeBeforeCommitment) or ErrRequestIDReused.
 func (c *Client) Release(ctx context.Context, p ReleaseParams) (*pb.ReleaseResponse, error) {
 	return c.commitments.Release(ctx, &pb.ReleaseRequest{
 		Commitment:    p.Commitment,

@@ -20,8 +20,9 @@ type PaymentParams struct {
 
 // CreatePayment pays part of a commitment (an advance, an instalment, the balance): the money
 // leaves the ledger for good and can no longer be released. It fails with ErrCommitmentNotFound,
-// ErrPaymentExceedsRemaining (Error.Metadata["remaining_to_pay"]), ErrCommitmentClosed or
-// ErrRequestIDReused.
+// ErrPaymentExceedsRemaining (Error.Metadata["remaining_to_pay"]), ErrCommitmentClosed,
+// ErrAmountOverflow, an effective time's refusal (ErrEffectiveTimeInFuture,
+// ErrEffectiveTimeBeforeEnvelope, ErrEffectiveTimeBeforeCommitment) or ErrRequestIDReused.
 func (c *Client) CreatePayment(ctx context.Context, p PaymentParams) (*pb.CreatePaymentResponse, error) {
 	return c.commitments.CreatePayment(ctx, &pb.CreatePaymentRequest{
 		Parent:        p.Commitment,
@@ -43,7 +44,8 @@ type CloseParams struct {
 
 // CloseCommitment returns what remains to pay on a commitment to its envelope, in one journal
 // entry, and closes it to payments and releases. It fails with ErrCommitmentNotFound,
-// ErrCommitmentClosed or ErrRequestIDReused.
+// ErrCommitmentClosed, ErrAmountOverflow, an effective time's refusal (ErrEffectiveTimeInFuture,
+// ErrEffectiveTimeBeforeEnvelope, ErrEffectiveTimeBeforeCommitment) or ErrRequestIDReused.
 func (c *Client) CloseCommitment(ctx context.Context, p CloseParams) (*pb.CloseCommitmentResponse, error) {
 	return c.commitments.CloseCommitment(ctx, &pb.CloseCommitmentRequest{
 		Commitment:    p.Commitment,

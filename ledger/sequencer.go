@@ -114,8 +114,6 @@ func (l *Ledger) catchUp(ctx context.Context, check bool) error {
 	}
 }
 
-// sequenceInline positions, inside a write transaction of an engine whose writers run one at a
-// time, the entries the transaction wrote (and any left from before the journal had positions).
 // positionWaiting positions, where the transactions that write entries position them (SQLite),
 // the entries that wait for a position when the ledger opens: those of a ledger made before
 // positions existed, or copied with entries the source had not positioned yet. Readers list only
@@ -134,6 +132,8 @@ func (l *Ledger) positionWaiting(ctx context.Context) error {
 	return l.classify(ctx, l.db.ReadWrite(ctx, func(q store.Querier) error { return l.sequenceInline(ctx, q) }))
 }
 
+// sequenceInline positions, inside a write transaction of an engine whose writers run one at a
+// time, the entries the transaction wrote (and any left from before the journal had positions).
 func (l *Ledger) sequenceInline(ctx context.Context, q store.Querier) error {
 	if !l.db.InlineSequence() {
 		return nil

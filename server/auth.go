@@ -211,6 +211,17 @@ var ErrTokensFileWritable = errors.New("writable by group or others")
 // returns a warning when others may read the file: it holds no token, only their hashes, but names
 // every principal and role.
 func CheckTokensFilePermissions(path string) (warning string, err error) {
+	return checkTokensFile(path, ownedHere)
+}
+
+// CheckTokensFileModes is CheckTokensFilePermissions without the owners: for a tool run by
+// another user than the ledgerd that will read the file (ledgertoken run by root on a file of the
+// service's user), which cannot tell whose it should be.
+func CheckTokensFileModes(path string) (warning string, err error) {
+	return checkTokensFile(path, func(os.FileInfo, string) error { return nil })
+}
+
+func checkTokensFile(path string, ownedHere func(os.FileInfo, string) error) (warning string, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("tokens file: %w", err)

@@ -162,8 +162,8 @@ func withoutInput(r *http.Request) *http.Request {
 		kept.Set("message", "{}")
 	}
 	r.URL.RawQuery = kept.Encode()
-	body := ""
-	if r.Method == http.MethodPost {
+	body := "" // (an empty gRPC-Web or gRPC body: a request without a message)
+	if r.Method == http.MethodPost && strings.Contains(r.Header.Get("Content-Type"), "json") {
 		body = "{}"
 	}
 	r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
@@ -196,7 +196,7 @@ type transcoderErrors struct {
 }
 
 func (e *transcoderErrors) WriteHeader(code int) {
-	if e.held == 0 && !e.reached.Load() && (code == http.StatusBadRequest || code >= http.StatusInternalServerError) {
+	if e.held == 0 && !e.reached.Load() && (code == http.StatusBadRequest || code == http.StatusInternalServerError) {
 		e.held = code
 		return
 	}
@@ -221,8 +221,20 @@ func (e *transcoderErrors) finish(log *slog.Logger) {
 		return
 	}
 	r := e.request
-	var said struct{ Message string }
+	// Only what the transcoder could not read is rewritten (INVALID_ARGUMENT as it is, or UNKNOWN:
+	// REST's numeric code, the Connect protocol's name); any other answer goes as it came.
+	var said struct {
+		Code    json.RawMessage
+		Message string
+	}
 	_ = json.Unmarshal(e.body.Bytes(), &said)
+	switch string(said.Code) {
+	case "2", "3", `"unknown"`, `"invalid_argument"`:
+	default:
+		e.ResponseWriter.WriteHeader(e.held)
+		_, _ = e.ResponseWriter.Write(e.body.Bytes())
+		return
+	}
 	msg := "the request could not be read"
 	if said.Message != "" {
 		msg += ": " + said.Message

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -110,6 +112,23 @@ func TestHTTPMalformedRequests(t *testing.T) {
 				t.Errorf("%s (chunked: %v): %d %s, want 200", r.name, chunked, rec.Code, rec.Body)
 			}
 		}
+	}
+	// An answer of the transcoder's own that is not about reading the request (here: a
+	// compression the server's gRPC side does not take) goes as it came, not as the caller's
+	// INVALID_ARGUMENT.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"page_size": 5}`))
+	zw.Close()
+	zreq := httptest.NewRequest("POST", "/budgetledger.v1.EnvelopeService/ListEnvelopes", bytes.NewReader(gz.Bytes()))
+	zreq.Header.Set("Content-Type", "application/json")
+	zreq.Header.Set("Connect-Protocol-Version", "1")
+	zreq.Header.Set("Content-Encoding", "gzip")
+	zreq.Header.Set("Authorization", "Bearer "+token)
+	zrec := httptest.NewRecorder()
+	h.ServeHTTP(zrec, zreq)
+	if zrec.Code == http.StatusBadRequest {
+		t.Errorf("a gzip body: %d %s, want anything but the caller's INVALID_ARGUMENT", zrec.Code, zrec.Body)
 	}
 	big := connect("large", `{"page_token": "`+strings.Repeat("x", 1<<17)+`"}`)
 	for _, chunked := range []bool{false, true} {

@@ -141,7 +141,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	}
 	log := cfg.Logger
 	var rpcMetrics *grpcprom.ServerMetrics
-	interceptors := []grpc.UnaryServerInterceptor{markReached, takeUnreadable}
+	interceptors := []grpc.UnaryServerInterceptor{markReached}
 	// Streams: a request that could not be decoded is refused as RecvMsg returns it; the call is
 	// logged, and its internal errors and panics are handled as a unary call's.
 	streamInterceptors := []grpc.StreamServerInterceptor{readableStream}

@@ -53,7 +53,8 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *appendTo != "" {
-		// A file ledgerd would refuse for its permissions (or its folders') is refused here too,
+		// A file ledgerd would refuse for its modes (or its folders') is refused here too (not for
+		// its owner: ledgertoken may run as root on a file of ledgerd's user),
 		// before anything is written; a file that does not exist yet is made 0600, and removed
 		// again if ledgerd would refuse it where it is.
 		_, statErr := os.Stat(*appendTo)
@@ -62,7 +63,7 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if _, err := server.CheckTokensFilePermissions(*appendTo); err != nil {
+		if _, err := server.CheckTokensFileModes(*appendTo); err != nil {
 			f.Close()
 			if created {
 				os.Remove(*appendTo)

@@ -188,3 +188,25 @@ func TestAppendRefusesAFileLedgerdRefuses(t *testing.T) {
 		t.Errorf("the refused new file is left behind: %v", err)
 	}
 }
+
+// TestAppendAsRootToTheServicesFile: root appending to the tokens file of ledgerd's own user
+// (mode 0600, owned by that user, as a deployment keeps it) is not refused for its owner:
+// ledgertoken cannot tell which user will read the file, and ledgerd checks the owner itself.
+func TestAppendAsRootToTheServicesFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root can give a file to another user")
+	}
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte("# tokens\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(file, 999, 999); err != nil {
+		t.Fatal(err)
+	}
+	if err := realMain([]string{"--name", "svc", "--role", "service", "--append", file}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("--append as root to a file of the service's user: %v", err)
+	}
+	if content, _ := os.ReadFile(file); !bytes.Contains(content, []byte(" svc service")) {
+		t.Errorf("the line was not appended:\n%s", content)
+	}
+}

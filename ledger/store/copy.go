@@ -114,7 +114,11 @@ func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroa
 		return nil
 	}
 	if c.MustExist {
-		if vs, err := appliedVersions(ctx, db); err != nil || len(vs) == 0 {
+		held, err := holdsLedger(ctx, db, dialect)
+		if err != nil {
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if !held {
 			return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
 		}
 	}
@@ -181,6 +185,21 @@ func knownVersions(dialect string, cockroach bool) ([]int64, error) {
 	}
 	slices.Sort(vs)
 	return slices.Compact(vs), nil
+}
+
+// holdsLedger reports whether the database has the ledger's schema version table, with a
+// version in it; any other failure to tell is an error, not an answer.
+func holdsLedger(ctx context.Context, db *sql.DB, dialect string) (bool, error) {
+	q := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'goose_db_version'`
+	if dialect != "sqlite" {
+		q = `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'goose_db_version'`
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil || n == 0 {
+		return false, err
+	}
+	vs, err := appliedVersions(ctx, db)
+	return len(vs) > 0, err
 }
 
 // appliedVersions are the migrations applied to a database.

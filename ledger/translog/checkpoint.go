@@ -72,10 +72,6 @@ func (s *Signer) Sign(size uint64, root []byte) ([]byte, error) {
 	return note.Sign(&note.Note{Text: string(body)}, s.s)
 }
 
-// OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and returns its body.
-// The origin must be the key's name. The newlines after the note's last signature line are not
-// part of what is signed: a note ends with one, and one more (`jq -r`, an editor) or none
-// (`jq -j`) is read as that one.
 // CheckVerifierKey reports whether vkey can be read as a verifier key, before it is used.
 func CheckVerifierKey(vkey string) error {
 	if _, err := note.NewVerifier(strings.TrimSpace(vkey)); err != nil {
@@ -84,6 +80,10 @@ func CheckVerifierKey(vkey string) error {
 	return nil
 }
 
+// OpenCheckpoint verifies a signed checkpoint with the verifier key vkey and returns its body.
+// The origin must be the key's name. The newlines after the note's last signature line are not
+// part of what is signed: a note ends with one, and one more (`jq -r`, an editor) or none
+// (`jq -j`) is read as that one.
 func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
 	v, err := note.NewVerifier(strings.TrimSpace(vkey))
 	if err != nil {

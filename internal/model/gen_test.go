@@ -396,9 +396,23 @@ func (g *generator) item(available int64) model.BulkItem {
 	if amount <= 0 && g.chance(0.8) {
 		amount = 1
 	}
-	return model.BulkItem{Beneficiary: fmt.Sprintf("siren:%d", 200000000+g.r.IntN(5)),
+	it := model.BulkItem{Beneficiary: fmt.Sprintf("siren:%d", 200000000+g.r.IntN(5)),
 		Project: fmt.Sprintf("projet-%d", g.r.IntN(4)), Amount: amount, Description: "award",
 		Policy: g.policy(amount)}
+	// Rarely, free text with a character the rule of free text refuses (INVALID_ARGUMENT): a
+	// right-to-left override, a C1 control, a line separator, a zero-width space, a DEL.
+	if g.chance(0.02) {
+		hidden := []string{"\u202e", "\u0085", "\u2028", "\u200b", "\x7f"}[g.r.IntN(5)]
+		switch g.r.IntN(3) {
+		case 0:
+			it.Beneficiary += hidden
+		case 1:
+			it.Project = hidden + it.Project
+		default:
+			it.Description += hidden
+		}
+	}
+	return it
 }
 
 func (g *generator) commit() op {

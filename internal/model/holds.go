@@ -130,7 +130,8 @@ func (l *Ledger) expired(h Hold) bool { return !h.ExpireAt.IsZero() && !l.now.Be
 
 // CreateHold holds an amount of an envelope; an accepted hold is named newID.
 func (l *Ledger) CreateHold(c CreateHold, newID string) (CreateHoldResult, *Refusal) {
-	if field := invalidAward("", c.Amount, c.Policy); field != "" {
+	if field := invalidAward("", BulkItem{Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount,
+		Description: c.Description, Policy: c.Policy}); field != "" {
 		return CreateHoldResult{}, invalid(field)
 	}
 	key := requestKey(c.Caller, c.RequestID)

@@ -73,6 +73,7 @@ import (
 	"math/big"
 	"strconv"
 	"time"
+	"unicode"
 )
 
 // Reason names a refusal, with the same strings as the ledger's reasons.
@@ -823,17 +824,41 @@ func (l *Ledger) checkRules(envelopeID, project string, amount int64, p Policy) 
 	return nil
 }
 
-// invalidAward returns the field of an award that is invalid, prefixed, or "".
-func invalidAward(prefix string, amount int64, p Policy) string {
+// invalidAward returns the field of an award that is invalid, prefixed, or "", in the order the
+// ledger checks them: beneficiary, project, amount, description, then the policy's.
+func invalidAward(prefix string, it BulkItem) string {
 	switch {
-	case amount <= 0:
+	case hiddenControl(it.Beneficiary):
+		return prefix + "beneficiary"
+	case hiddenControl(it.Project):
+		return prefix + "project"
+	case it.Amount <= 0:
 		return prefix + "amount"
-	case p.EligibleCost < 0:
+	case hiddenControl(it.Description):
+		return prefix + "description"
+	case it.Policy.EligibleCost < 0:
 		return prefix + "eligible_cost"
-	case p.Population < 0:
+	case it.Policy.Population < 0:
 		return prefix + "population"
+	case hiddenControl(it.Policy.Territory):
+		return prefix + "territory"
 	}
 	return ""
+}
+
+// hiddenControl reports whether free text holds a character the README's rule refuses: a
+// control character (C0, DEL, C1), a line or paragraph separator, a bidirectional embedding,
+// override or isolate, the zero-width space or the byte-order mark. (The model's own reading of
+// the rule, written apart from the ledger's core.IsHiddenControl.)
+func hiddenControl(s string) bool {
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029', r >= '\u202a' && r <= '\u202e',
+			r >= '\u2066' && r <= '\u2069', r == '\u200b', r == '\ufeff':
+			return true
+		}
+	}
+	return false
 }
 
 // award decides one award on the current state and applies it if accepted.
@@ -882,7 +907,8 @@ func (l *Ledger) IDTaken(id string) bool {
 
 // Commit awards an amount of an envelope to a project; an accepted award is named newID.
 func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
-	if field := invalidAward("", c.Amount, c.Policy); field != "" {
+	if field := invalidAward("", BulkItem{Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount,
+		Description: c.Description, Policy: c.Policy}); field != "" {
 		return CommitResult{}, invalid(field)
 	}
 	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
@@ -955,7 +981,7 @@ func (l *Ledger) BulkCommit(c BulkCommit, newIDs []string) (BulkCommitResult, *R
 		return BulkCommitResult{}, invalid("items")
 	}
 	for i, it := range c.Items {
-		if field := invalidAward(fmt.Sprintf("items[%d].", i), it.Amount, it.Policy); field != "" {
+		if field := invalidAward(fmt.Sprintf("items[%d].", i), it); field != "" {
 			return BulkCommitResult{}, invalid(field)
 		}
 	}

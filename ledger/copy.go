@@ -49,12 +49,18 @@ type CopyReport struct {
 }
 
 // SourceDiscrepancies are the source's discrepancies, the log's included.
-func (r CopyReport) SourceDiscrepancies() []string {
+func (r CopyReport) SourceDiscrepancies() []string { return discrepancyTexts(r.Source, r.SourceLog) }
+
+// TargetDiscrepancies are the target's discrepancies, the log's included, as text.
+func (r CopyReport) TargetDiscrepancies() []string { return discrepancyTexts(r.Target, r.TargetLog) }
+
+// discrepancyTexts are a verification's discrepancies and its log's, as text.
+func discrepancyTexts(v VerifyReport, l LogReport) []string {
 	var out []string
-	for _, d := range r.Source.Discrepancies {
+	for _, d := range v.Discrepancies {
 		out = append(out, fmt.Sprint(d))
 	}
-	return append(out, r.SourceLog.Discrepancies...)
+	return append(out, l.Discrepancies...)
 }
 
 // ErrSourceUnsound says that the source fails verification and Force was not given: nothing
@@ -97,7 +103,7 @@ func verifyAll(ctx context.Context, database, vkey string) (rep VerifyReport, lo
 // (unless Force). The target is verified when the copy is finished.
 func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, error) {
 	var rep CopyReport
-	if err := store.CheckSchema(ctx, from, "copy"); err != nil {
+	if err := store.CheckSchema(ctx, from); err != nil {
 		return rep, err
 	}
 	var err error
@@ -127,15 +133,6 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyReport, e
 	return rep, nil
 }
 
-// TargetDiscrepancies are the target's discrepancies, the log's included, as text.
-func (r CopyReport) TargetDiscrepancies() []string {
-	var out []string
-	for _, d := range r.Target.Discrepancies {
-		out = append(out, fmt.Sprint(d))
-	}
-	return append(out, r.TargetLog.Discrepancies...)
-}
-
 // BackupReport is the verification of a backup.
 type BackupReport struct {
 	Verify       VerifyReport
@@ -154,7 +151,7 @@ var ErrBackupUnsound = errors.New("the backup fails verification")
 func Backup(ctx context.Context, database, out, vkey string) (BackupReport, error) {
 	var rep BackupReport
 	// Opening the backup to verify it would migrate a ledger of another schema version.
-	if err := store.CheckSchema(ctx, database, "back it up"); err != nil {
+	if err := store.CheckBackupSchema(ctx, database); err != nil {
 		return rep, err
 	}
 	if err := store.Backup(ctx, database, out); err != nil {

@@ -23,7 +23,6 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -221,7 +220,9 @@ func CheckTokensFileModes(path string) (warning string, err error) {
 	return checkTokensFile(path, func(os.FileInfo, string) error { return nil })
 }
 
-func checkTokensFile(path string, ownedHere func(os.FileInfo, string) error) (warning string, err error) {
+// checkTokensFile is CheckTokensFilePermissions with owned checking each owner (ownedHere, or
+// nothing).
+func checkTokensFile(path string, owned func(os.FileInfo, string) error) (warning string, err error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("tokens file: %w", err)
@@ -241,7 +242,7 @@ func checkTokensFile(path string, ownedHere func(os.FileInfo, string) error) (wa
 		return "", fmt.Errorf("tokens file %s is %w (mode %#o): run chmod go-w %s (chmod 600 is best)",
 			path, ErrTokensFileWritable, st.Mode().Perm(), path)
 	}
-	if err := ownedHere(st, "tokens file "+path); err != nil {
+	if err := owned(st, "tokens file "+path); err != nil {
 		return "", err
 	}
 	dir := filepath.Dir(real)
@@ -253,7 +254,7 @@ func checkTokensFile(path string, ownedHere func(os.FileInfo, string) error) (wa
 		return "", fmt.Errorf("the folder %s of the tokens file is %w (mode %#o), so they could replace the file: "+
 			"keep the file in a folder only its owner writes", dir, ErrTokensFileWritable, dst.Mode().Perm())
 	}
-	if err := ownedHere(dst, "the folder "+dir+" of the tokens file"); err != nil {
+	if err := owned(dst, "the folder "+dir+" of the tokens file"); err != nil {
 		return "", err
 	}
 	// The folders above, along the path as given (its links included) and the path found.
@@ -270,7 +271,7 @@ func checkTokensFile(path string, ownedHere func(os.FileInfo, string) error) (wa
 			} else if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0 {
 				return "", fmt.Errorf("the folder %s above the tokens file is %w (mode %#o), so they could replace the file: "+
 					"keep the file under folders only their owners write", p, ErrTokensFileWritable, fi.Mode().Perm())
-			} else if err := ownedHere(fi, "the folder "+p+" above the tokens file"); err != nil {
+			} else if err := owned(fi, "the folder "+p+" above the tokens file"); err != nil {
 				return "", err
 			}
 			if p == filepath.Dir(p) {
@@ -568,29 +569,14 @@ var guarded = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta
 })
 
 // principalLogField is the logging interceptor's field naming the authenticated principal: the
-// tap's, or the one requirePrincipal found later in the chain (a call through the HTTP
-// transcoder, which no tap sees), through the note notePrincipal left in the context.
+// tap's, or for a call through the HTTP transcoder (which no tap sees) the one requirePrincipal
+// found later in the chain and left in the call's httpCall.
 func principalLogField(ctx context.Context) logging.Fields {
 	if name, _, ok := PrincipalFrom(ctx); ok {
 		return logging.Fields{"principal", name}
 	}
-	if n, ok := ctx.Value(principalNoteKey{}).(*principalNote); ok && n.name != "" {
-		return logging.Fields{"principal", n.name}
+	if c := httpCallOf(ctx); c != nil && c.principal != "" {
+		return logging.Fields{"principal", c.principal}
 	}
 	return nil
-}
-
-// principalNote is where requirePrincipal writes the principal it admits, for the interceptors
-// outside it (the logging one) whose context it cannot change. The call's interceptors and
-// handler run on one goroutine, one after the other.
-type principalNote struct{ name string }
-
-type principalNoteKey struct{}
-
-// notePrincipal leaves an empty principalNote in the context of a call the tap did not admit.
-func notePrincipal(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if _, _, ok := PrincipalFrom(ctx); !ok {
-		ctx = context.WithValue(ctx, principalNoteKey{}, &principalNote{})
-	}
-	return handler(ctx, req)
 }

@@ -88,8 +88,8 @@ func (g *guard) requirePrincipal(ctx context.Context, req any, info *grpc.UnaryS
 			return nil, err
 		}
 		ctx = withPrincipal(ctx, p)
-		if n, ok := ctx.Value(principalNoteKey{}).(*principalNote); ok {
-			n.name = p.name
+		if c := httpCallOf(ctx); c != nil {
+			c.principal = p.name // for the logging interceptor, outside this one
 		}
 	}
 	return handler(ctx, req)

@@ -137,11 +137,11 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		reached := new(atomic.Bool)
-		r = r.WithContext(context.WithValue(r.Context(), reachedKey{}, reached))
+		call := &httpCall{}
+		r = r.WithContext(context.WithValue(r.Context(), httpCallKey{}, call))
 		// The transcoder rewrites the request it is given into a gRPC call: the error is
 		// answered to the request as it came.
-		e := &transcoderErrors{ResponseWriter: w, reached: reached, request: r.Clone(r.Context())}
+		e := &transcoderErrors{ResponseWriter: w, reached: &call.reached, request: r.Clone(r.Context())}
 		api.ServeHTTP(e, r)
 		e.finish(s.log)
 	}), nil
@@ -170,14 +170,28 @@ func withoutInput(r *http.Request) *http.Request {
 	return r
 }
 
-// reachedKey marks, in a call's context, whether it reached the gRPC server's interceptors
-// (markReached).
-type reachedKey struct{}
+// httpCall is what the HTTP layer and the interceptors of one of its calls share, through the
+// call's context (httpCallKey; grpc-go's ServeHTTP keeps the request's context): whether the call
+// reached the interceptors (markReached; read by the HTTP layer as the transcoder answers), and
+// the principal requirePrincipal admitted, for the logging interceptor outside it, whose context
+// it cannot change (written and read on the goroutine that runs the chain).
+type httpCall struct {
+	reached   atomic.Bool
+	principal string
+}
 
-// markReached records that the call reached the interceptors (an HTTP request's, reachedKey).
+type httpCallKey struct{}
+
+// httpCallOf is the httpCall of a call through the HTTP transcoder, nil for a gRPC call.
+func httpCallOf(ctx context.Context) *httpCall {
+	c, _ := ctx.Value(httpCallKey{}).(*httpCall)
+	return c
+}
+
+// markReached records that an HTTP request's call reached the interceptors.
 func markReached(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if r, ok := ctx.Value(reachedKey{}).(*atomic.Bool); ok {
-		r.Store(true)
+	if c := httpCallOf(ctx); c != nil {
+		c.reached.Store(true)
 	}
 	return handler(ctx, req)
 }

@@ -157,9 +157,6 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	// is left out altogether when INFO is off (ledgerd --log-level warn), which is worth several
 	// percent of throughput.
 	if log.Enabled(context.Background(), slog.LevelInfo) {
-		if cfg.Auth != nil {
-			interceptors = append(interceptors, notePrincipal)
-		}
 		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
 			logging.WithFieldsFromContext(principalLogField)))
 		streamInterceptors = append(streamInterceptors, logging.StreamServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),

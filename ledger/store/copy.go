@@ -98,7 +98,8 @@ var ErrUnfinishedCopy = errors.New("this database is the target of an unfinished
 // ErrCopyRefused wraps every refusal of Copy that changed nothing.
 var ErrCopyRefused = errors.New("copy refused")
 
-// ErrBackupRefused refuses to back up a ledger whose schema is not this binary's (CheckSchema).
+// ErrBackupRefused refuses to back up a ledger whose schema is not this binary's
+// (CheckBackupSchema).
 var ErrBackupRefused = errors.New("backup refused")
 
 // excludedTables are not the ledger's: goose's version table and migration lock, and the copy's
@@ -220,23 +221,17 @@ func appliedVersions(ctx context.Context, db *sql.DB) ([]int64, error) {
 	return vs, rows.Err()
 }
 
-// checkVersions says what to do when a database's schema is not this binary's.
-func checkVersions(ctx context.Context, h sqlDBs, what string) error {
-	return checkVersionsFor(ctx, h, what, "copy")
-}
-
-// checkVersionsFor is checkVersions for an operation other than a copy: verb names it ("copy",
-// "back it up"), and a refusal of a backup says to back up first rather than to upgrade.
-func checkVersionsFor(ctx context.Context, h sqlDBs, what, verb string) error {
+// schemaDiff compares a database's applied migrations with this binary's: those it has that this
+// binary does not know (its schema is newer), and those it lacks (older).
+func schemaDiff(ctx context.Context, h sqlDBs) (unknown, missing []int64, err error) {
 	known, err := knownVersions(h.dialect, h.cockroach)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	applied, err := appliedVersions(ctx, h.read)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return nil, nil, err
 	}
-	var unknown, missing []int64
 	for _, v := range applied {
 		if !slices.Contains(known, v) {
 			unknown = append(unknown, v)
@@ -247,11 +242,16 @@ func checkVersionsFor(ctx context.Context, h sqlDBs, what, verb string) error {
 			missing = append(missing, v)
 		}
 	}
+	return unknown, missing, nil
+}
+
+// checkVersions says what to do when the schema of a copy's source or target (what) is not this
+// binary's.
+func checkVersions(ctx context.Context, h sqlDBs, what string) error {
+	unknown, missing, err := schemaDiff(ctx, h)
 	switch {
-	case len(unknown) > 0 && verb != "copy":
-		return fmt.Errorf("%w: the ledger has schema migrations %v that this ledgerd does not know (its schema is newer): %s with the ledgerd release that serves it", ErrBackupRefused, unknown, verb)
-	case len(missing) > 0 && verb != "copy":
-		return fmt.Errorf("%w: the ledger lacks schema migrations %v of this ledgerd (its schema is older): %s with the ledgerd release that serves it (before an upgrade, which migrates it)", ErrBackupRefused, missing, verb)
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, err)
 	case len(unknown) > 0:
 		return fmt.Errorf("%w: the %s has schema migrations %v that this ledgerd does not know (its schema is newer): copy it with the ledgerd release that wrote it, or a later one", ErrCopyRefused, what, unknown)
 	case len(missing) > 0:
@@ -1122,9 +1122,32 @@ func (c *ledgerCopier) inTarget(ctx context.Context, fn func(tx *sql.Tx) error) 
 	return err
 }
 
-// CheckSchema refuses (ErrCopyRefused, or ErrBackupRefused for a backup) a database whose applied migrations are not exactly this
-// binary's, saying what to do ("copy", or "back it up" for a backup); it changes nothing in the database.
-func CheckSchema(ctx context.Context, database, verb string) error {
+// CheckSchema refuses (ErrCopyRefused) a copy's source whose applied migrations are not exactly
+// this binary's, saying what to do; it changes nothing in the database.
+func CheckSchema(ctx context.Context, database string) error {
+	return withHandles(ctx, database, func(h sqlDBs) error { return checkVersions(ctx, h, "source") })
+}
+
+// CheckBackupSchema refuses (ErrBackupRefused) to back up a ledger whose applied migrations are
+// not exactly this binary's: back it up with the release that serves it, before any upgrade
+// (which would migrate it first).
+func CheckBackupSchema(ctx context.Context, database string) error {
+	return withHandles(ctx, database, func(h sqlDBs) error {
+		unknown, missing, err := schemaDiff(ctx, h)
+		switch {
+		case err != nil:
+			return err
+		case len(unknown) > 0:
+			return fmt.Errorf("%w: the ledger has schema migrations %v that this ledgerd does not know (its schema is newer): back it up with the ledgerd release that serves it", ErrBackupRefused, unknown)
+		case len(missing) > 0:
+			return fmt.Errorf("%w: the ledger lacks schema migrations %v of this ledgerd (its schema is older): back it up with the ledgerd release that serves it (before an upgrade, which migrates it)", ErrBackupRefused, missing)
+		}
+		return nil
+	})
+}
+
+// withHandles runs check on the database/sql handles of an existing database, opened as it is.
+func withHandles(ctx context.Context, database string, check func(sqlDBs) error) error {
 	e, err := open(ctx, database, Config{MustExist: true, noMigrate: true, TxTimeout: 30 * time.Second})
 	if err != nil {
 		return err
@@ -1132,7 +1155,7 @@ func CheckSchema(ctx context.Context, database, verb string) error {
 	defer e.Close()
 	h := handles(e)
 	defer h.close()
-	return checkVersionsFor(ctx, h, "source", verb)
+	return check(h)
 }
 
 // copyIn writes a batch to PostgreSQL with COPY and records the progress, in one transaction on

@@ -229,10 +229,21 @@ func TestEntriesWaitingForPositionsAtOpen(t *testing.T) {
 		if l.Engine() != "sqlite" {
 			drop += " ON journal_entries"
 		}
-		for _, stmt := range []string{drop, "UPDATE journal_entries SET seq = NULL", "UPDATE journal_head SET last_seq = 0"} {
-			if err := rawExec(ctx, l, stmt); err != nil {
-				t.Fatalf("%s: %v", stmt, err)
+		if err := rawExec(ctx, l, drop); err != nil {
+			t.Fatalf("%s: %v", drop, err)
+		}
+		// In one transaction: the sequencer of PostgreSQL, which runs on its own, must not see the
+		// entries without positions while the head still says 5.
+		err := l.db.ReadWrite(ctx, func(q store.Querier) error {
+			for _, stmt := range []string{"UPDATE journal_entries SET seq = NULL", "UPDATE journal_head SET last_seq = 0"} {
+				if _, err := q.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", stmt, err)
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		l.Close()
 		reopened := db.open(t)

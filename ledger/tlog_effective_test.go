@@ -133,12 +133,17 @@ func TestLogEffectiveTimesMigration(t *testing.T) {
 		if err != nil || legacy < 3 {
 			t.Fatalf("the last backdated entry is at %d (%v), want the envelope's and two awards' before the last envelope", legacy, err)
 		}
+		dropBoundTrigger := "DROP TRIGGER tlog_head_legacy_fixed" // migration 26's
+		if db.engine != "sqlite" {
+			dropBoundTrigger += " ON tlog_head"
+		}
 		for _, stmt := range []string{
 			tlogNodesTable,
 			"INSERT INTO tlog_nodes (level, idx, hash) VALUES " + strings.Join(values, ", "),
 			"DROP TABLE tlog_hashes",
+			dropBoundTrigger,
 			"ALTER TABLE tlog_head DROP COLUMN legacy_effective_until",
-			"DELETE FROM goose_db_version WHERE version_id IN (23, 24, 25)",
+			"DELETE FROM goose_db_version WHERE version_id IN (23, 24, 25, 26)",
 		} {
 			if err := rawExec(ctx, l, stmt); err != nil {
 				t.Fatalf("%s: %v", stmt, err)
@@ -151,7 +156,7 @@ func TestLogEffectiveTimesMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 		l, err = Open(ctx, db.dsn, Config{TxTimeout: testdb.TxTimeout, HoldSweepInterval: -1,
-			Log: LogConfig{Signer: signer, CheckpointEvery: 1000}}) // runs migrations 23 to 25
+			Log: LogConfig{Signer: signer, CheckpointEvery: 1000}}) // runs migrations 23 to 26
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,6 +175,17 @@ func TestLogEffectiveTimesMigration(t *testing.T) {
 		}
 		if rep, err := l.VerifyLog(ctx, vkey); err != nil || !rep.OK() || rep.Checkpoints == 0 || rep.LegacyEffectiveUntil != legacy {
 			t.Fatalf("after new backdated awards: VerifyLog = %+v, %v", rep, err)
+		}
+		// A copy to the other engine carries the bound, written on the target's empty tree
+		// (migration 26 refuses to move it once the tree has a leaf), and the copy verifies by it.
+		dst := newSQLiteDB(t)
+		if db.engine == "sqlite" {
+			dst = newPostgresDB(t)
+		}
+		moved, err := Copy(ctx, db.dsn, dst.dsn, CopyOptions{VerifierKey: vkey})
+		if err != nil || moved.TargetLog.LegacyEffectiveUntil != legacy || len(moved.TargetDiscrepancies()) != 0 {
+			t.Fatalf("copy to %s: %v; the target's bound %d (want %d), discrepancies %q", dst.engine, err,
+				moved.TargetLog.LegacyEffectiveUntil, legacy, moved.TargetDiscrepancies())
 		}
 	})
 }

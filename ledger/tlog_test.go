@@ -177,7 +177,8 @@ func TestLogRefusals(t *testing.T) {
 }
 
 // TestLogTablesAppendOnly protects invariant 6 for the log: its node hashes and checkpoints cannot
-// be changed or deleted, nor its size moved back, by any session of the database.
+// be changed or deleted, nor its size moved back, nor the bound of its legacy leaves moved (once
+// the tree has leaves: migration 26), by any session of the database.
 func TestLogTablesAppendOnly(t *testing.T) {
 	t.Parallel()
 	skey, _, err := translog.GenerateKey("ledger.test/log")
@@ -199,6 +200,8 @@ func TestLogTablesAppendOnly(t *testing.T) {
 			"UPDATE tlog_checkpoints SET note = 'forged'",
 			"DELETE FROM tlog_checkpoints",
 			"UPDATE tlog_head SET size = 0",
+			"UPDATE tlog_head SET legacy_effective_until = legacy_effective_until + 1",
+			"UPDATE tlog_head SET size = size + 1, legacy_effective_until = 1",
 		} {
 			if err := rawExec(t.Context(), l, stmt); err == nil {
 				t.Errorf("%s: allowed, want refused by the database", stmt)

@@ -143,3 +143,32 @@ var logEffectiveTimes = map[string][]string{
 // migration is recorded).
 const legacyEffectiveBound = `UPDATE tlog_head SET legacy_effective_until = COALESCE((SELECT MAX(seq) FROM journal_entries
     WHERE seq <= tlog_head.size AND effective_at IS NOT NULL AND effective_at <> created_at), 0) WHERE id = 1`
+
+// legacyBoundFixed (migration 26): the database refuses to move legacy_effective_until once the
+// tree has a leaf. Migration 25 set it on the tree as it was, and a copy sets it on a fresh target
+// (its tree still empty: the copy writes the source's head in one row); nothing else writes it.
+// Since the size never goes back (tlog_head_grows), the bound stays as recorded for the tree's
+// life, like the leaves it describes. VerifyLog still reports a moved bound, should the trigger be
+// dropped: the leaves up to it would be read by the other rule and miss their stored hashes.
+var legacyBoundFixed = map[string][]string{
+	"sqlite": {
+		`DROP TRIGGER IF EXISTS tlog_head_legacy_fixed`,
+		`CREATE TRIGGER tlog_head_legacy_fixed BEFORE UPDATE ON tlog_head
+		 WHEN OLD.size > 0 AND NEW.legacy_effective_until IS NOT OLD.legacy_effective_until
+		 BEGIN SELECT RAISE(ABORT, 'the transparency log''s legacy bound cannot move once the log has leaves'); END`,
+	},
+	"postgres": {
+		// A function of its own: ledger_tlog_append_only is used by other triggers, and CockroachDB
+		// cannot replace a function a trigger uses (migrate.go).
+		`DROP TRIGGER IF EXISTS tlog_head_legacy_fixed ON tlog_head`,
+		`CREATE OR REPLACE FUNCTION ledger_tlog_legacy_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF OLD.size > 0 AND NEW.legacy_effective_until IS DISTINCT FROM OLD.legacy_effective_until THEN
+		     RAISE EXCEPTION 'the transparency log''s legacy bound cannot move once the log has leaves';
+		   END IF;
+		   RETURN NEW;
+		 END $$`,
+		`CREATE TRIGGER tlog_head_legacy_fixed BEFORE UPDATE ON tlog_head
+		 FOR EACH ROW EXECUTE FUNCTION ledger_tlog_legacy_fixed()`,
+	},
+}

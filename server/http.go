@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,7 +99,7 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 	readOnly := readOnlyHandler{s.grpc}
 	var next http.Handler = http.NotFoundHandler()
 	for i := len(groups) - 1; i >= 0; i-- {
-		t, err := transcoder(groups[i], readOnly, next)
+		t, err := transcoder(groups[i], readOnly, next, int64(s.cfg.MaxRecvMsgSize))
 		if err != nil {
 			return nil, err
 		}
@@ -153,7 +154,7 @@ func withoutInput(r *http.Request) *http.Request {
 	r = r.Clone(r.Context())
 	q := r.URL.Query()
 	kept := url.Values{}
-	for _, k := range []string{"connect", "encoding", "base64", "compression"} {
+	for _, k := range []string{"connect", "encoding", "base64"} { // (not its compression: the input goes)
 		if v, ok := q[k]; ok {
 			kept[k] = v
 		}
@@ -167,6 +168,9 @@ func withoutInput(r *http.Request) *http.Request {
 		body = "{}"
 	}
 	r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+	for _, h := range []string{"Content-Encoding", "Connect-Content-Encoding", "Grpc-Encoding"} {
+		r.Header.Del(h)
+	}
 	return r
 }
 
@@ -282,7 +286,7 @@ func (e *transcoderErrors) finish(log *slog.Logger) {
 }
 
 // transcoder serves routes, and passes other requests to unknown.
-func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (http.Handler, error) {
+func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler, maxMsg int64) (http.Handler, error) {
 	byService := map[string][]string{}
 	var order []string
 	rules := make([]*annotations.HttpRule, 0, len(routes))
@@ -305,9 +309,45 @@ func transcoder(routes []HTTPRoute, target http.Handler, unknown http.Handler) (
 		}
 		services = append(services, vanguard.NewServiceWithSchema(schema, target,
 			vanguard.WithTargetProtocols(vanguard.ProtocolGRPC), vanguard.WithTargetCodecs(vanguard.CodecProto),
+			// The transcoder decompresses a gzip body itself (and compresses an answer for a
+			// caller that accepts gzip): the gRPC server registers no compressor, and a body
+			// passed on compressed was refused there (501).
+			vanguard.WithNoTargetCompression(),
 			vanguard.WithMaxMessageBufferBytes(pb.MaxResponseSize)))
 	}
-	return vanguard.NewTranscoder(services, vanguard.WithRules(rules...), vanguard.WithUnknownHandler(unknown))
+	return vanguard.NewTranscoder(services, vanguard.WithRules(rules...), vanguard.WithUnknownHandler(unknown),
+		vanguard.WithCompression(vanguard.CompressionGzip,
+			func() connect.Compressor { return gzip.NewWriter(io.Discard) },
+			func() connect.Decompressor { return &boundedGunzip{limit: maxMsg} }))
+}
+
+// boundedGunzip decompresses a gzip request body up to limit bytes (--max-recv-msg-size, the bound
+// of a body sent uncompressed): the transcoder's own decompressor has no bound, and a few
+// kilobytes of gzip can stand for gigabytes.
+type boundedGunzip struct {
+	r     gzip.Reader
+	limit int64
+	n     int64
+}
+
+// errGunzipTooLarge is answered RESOURCE_EXHAUSTED (a connect.Error: the transcoder answers it as
+// it is), as a gRPC message over the limit is.
+var errGunzipTooLarge = func(limit int64) error {
+	return connect.NewError(connect.CodeResourceExhausted,
+		fmt.Errorf("request body over the limit of %d bytes once decompressed (--max-recv-msg-size)", limit))
+}
+
+func (d *boundedGunzip) Reset(src io.Reader) error { d.n = 0; return d.r.Reset(src) }
+func (d *boundedGunzip) Close() error              { return d.r.Close() }
+func (d *boundedGunzip) Read(p []byte) (int, error) {
+	if d.n > d.limit {
+		return 0, errGunzipTooLarge(d.limit)
+	}
+	n, err := d.r.Read(p)
+	if d.n += int64(n); d.n > d.limit {
+		return 0, errGunzipTooLarge(d.limit)
+	}
+	return n, err
 }
 
 // readSchema is the service name with only the methods given: a file of its own that declares the

@@ -100,6 +100,10 @@ func DefaultBatchQueues() int { return min(4, max(1, runtime.GOMAXPROCS(0)/2)) }
 // ErrNoDatabase is what Open returns when Config.MustExist is set and there is no ledger.
 var ErrNoDatabase = store.ErrNoDatabase
 
+// ErrSchemaNewer is what Open returns for a ledger that a later release has migrated: its schema
+// has migrations this binary does not know, so this binary neither serves nor verifies it.
+var ErrSchemaNewer = store.ErrSchemaNewer
+
 func (c Config) withDefaults() Config {
 	if c.TxTimeout <= 0 {
 		c.TxTimeout = 5 * time.Second

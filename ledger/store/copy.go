@@ -114,17 +114,31 @@ func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroa
 	if c.noMigrate {
 		return nil
 	}
-	if c.MustExist {
-		held, err := holdsLedger(ctx, db, dialect)
+	held, err := holdsLedger(ctx, db, dialect)
+	if err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if c.MustExist && !held {
+		return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+	}
+	if held {
+		// A ledger a later release has migrated is not this binary's to serve or check: its
+		// writes would follow rules the schema has moved past (a log leaf encoded without a field
+		// the later release logs, ids compared as text once they are UUIDs), and its verify
+		// would judge by them.
+		unknown, _, err := schemaDiff(ctx, sqlDBs{read: db, dialect: dialect, cockroach: cockroach})
 		if err != nil {
 			return fmt.Errorf("reading the schema version: %w", err)
 		}
-		if !held {
-			return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+		if len(unknown) > 0 {
+			return fmt.Errorf("%w: the database has schema migrations %v that this ledgerd does not know: run the release that applied them, or a later one", ErrSchemaNewer, unknown)
 		}
 	}
 	return migrate(ctx, db, dialect, cockroach)
 }
+
+// ErrSchemaNewer refuses a ledger whose schema a later release of ledgerd has migrated.
+var ErrSchemaNewer = errors.New("the ledger's schema is newer than this ledgerd")
 
 // checkCopyFinished refuses a database whose copy is not finished.
 func checkCopyFinished(ctx context.Context, e Engine) error {

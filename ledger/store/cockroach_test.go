@@ -71,6 +71,8 @@ func TestCockroachOutcome(t *testing.T) {
 		{"cockroach-go AmbiguousCommitError", ambiguousCommitError(t), false, unknown},
 		{"no answer to COMMIT: connection lost", io.ErrUnexpectedEOF, true, unknown},
 		{"no answer to COMMIT: deadline", context.DeadlineExceeded, true, unknown},
+		{"session ended (FATAL 57P01) in answer to COMMIT", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, true, unknown},
+		{"session ended (FATAL 57P01) at a statement", &pgconn.PgError{Severity: "FATAL", Code: "57P01"}, false, failed},
 		{"40001 at COMMIT", pg("40001"), true, retried},
 		{"40001 from a statement", pg("40001"), false, retried},
 		{"check violation at COMMIT", pg("23514"), true, failed},

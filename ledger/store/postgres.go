@@ -168,8 +168,9 @@ func (e *pgEngine) cockroachAttempt(ctx context.Context, opts pgx.TxOptions, fn 
 // COMMIT itself). The outcome is unknown, and the caller must look the request log up again as
 // after a connection lost during COMMIT on PostgreSQL, when CockroachDB says so (SQLSTATE 40003,
 // "result is ambiguous", from any statement), when cockroach-go says so (crdb.AmbiguousCommitError,
-// a RELEASE SAVEPOINT that failed), or when COMMIT got no answer. A server's other answer to
-// COMMIT (40001 included) means nothing was committed.
+// a RELEASE SAVEPOINT that failed), when COMMIT got no answer, or when the server ended the
+// session in answer to it (FATAL). A server's other answer to COMMIT (40001 included) means
+// nothing was committed.
 func cockroachOutcome(err error, atCommit bool) error {
 	var (
 		pe        *pgconn.PgError
@@ -179,7 +180,8 @@ func cockroachOutcome(err error, atCommit bool) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &ambiguous), errors.As(err, &pe) && pe.Code == "40003":
+	case errors.As(err, &ambiguous), errors.As(err, &pe) && pe.Code == "40003",
+		atCommit && errors.As(err, &pe) && sessionEnded(pe):
 		return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
 	case requestRecorded(err):
 		return fmt.Errorf("%w: %w", ErrRequestRecorded, err)
@@ -375,22 +377,36 @@ func judgedRowCount(err error, want *RowCount) error {
 // (a broken connection, a deadline) leaves the outcome unknown. A write that fails makes
 // PostgreSQL skip the rest of the batch, COMMIT included; the transaction is then rolled back.
 func (p *pgxQuerier) commit(ctx context.Context) error {
-	err := p.send(ctx, "COMMIT")
+	err := pgCommitOutcome(p.send(ctx, "COMMIT"))
+	if err != nil && errors.Is(err, errWriteFailed) && !errors.Is(err, ErrCommitOutcomeUnknown) {
+		_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+	}
+	return err
+}
+
+// pgCommitOutcome classifies the error of the batch that ends with COMMIT. PostgreSQL's ERROR (or
+// a write's row count refused) means nothing was committed. No answer (a broken connection, a
+// deadline), even if it surfaced while reading a write's result, means COMMIT may have run on the
+// server: ErrCommitOutcomeUnknown. So does a session ended by the server (FATAL) in answer to
+// COMMIT: a backend terminated while it waits for a synchronous standby has committed locally
+// first, and says so only in a warning.
+func pgCommitOutcome(err error) error {
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &pe) && sessionEnded(pe) && !errors.Is(err, errWriteFailed):
+		return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
 	case errors.As(err, &pe), errors.Is(err, errRowCount):
-		// PostgreSQL answered with an error, or refused a write's row count: nothing was
-		// committed.
-		if errors.Is(err, errWriteFailed) {
-			_, _ = p.q.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-		}
 		return err
 	}
-	// No answer (a broken connection, a deadline), even if it surfaced while reading a write's
-	// result: COMMIT may have run on the server.
 	return fmt.Errorf("%w: %w", ErrCommitOutcomeUnknown, err)
+}
+
+// sessionEnded reports whether the server ended the session with its answer (FATAL, PANIC)
+// rather than only the transaction (ERROR).
+func sessionEnded(pe *pgconn.PgError) bool {
+	return pe.Severity == "FATAL" || pe.Severity == "PANIC"
 }
 
 // flush sends the held-back writes in one batch and judges each row count.

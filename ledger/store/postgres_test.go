@@ -190,3 +190,35 @@ func TestCommitTimeSerializationFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresCommitOutcome protects invariant 7 on PostgreSQL (a success returned is durable, a
+// failure returned posted nothing): an answer to COMMIT that cannot vouch for its outcome (none at
+// all, or the session ended by the server, as when a backend waiting for a synchronous standby is
+// terminated after committing locally) is ErrCommitOutcomeUnknown, so that the ledger looks the
+// request log up again; an ERROR, or a write's failure before COMMIT ran, is a failure.
+func TestPostgresCommitOutcome(t *testing.T) {
+	t.Parallel()
+	fatal := &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"}
+	for _, tc := range []struct {
+		name    string
+		err     error
+		unknown bool
+	}{
+		{"FATAL in answer to COMMIT", fatal, true},
+		{"PANIC in answer to COMMIT", &pgconn.PgError{Severity: "PANIC", Code: "XX000"}, true},
+		{"no answer: connection lost", errors.New("unexpected EOF"), true},
+		{"no answer, surfaced at a write's result", fmt.Errorf("%w: %w", errWriteFailed, context.DeadlineExceeded), true},
+		{"FATAL at a write, before COMMIT ran", fmt.Errorf("%w: %w", errWriteFailed, fatal), false},
+		{"ERROR at COMMIT (a deferred check)", &pgconn.PgError{Severity: "ERROR", Code: "23514"}, false},
+		{"ERROR at a write", fmt.Errorf("%w: %w", errWriteFailed, &pgconn.PgError{Severity: "ERROR", Code: "40001"}), false},
+		{"a write's row count refused", fmt.Errorf("%w: %w", errWriteFailed, errRowCount), false},
+	} {
+		got := pgCommitOutcome(tc.err)
+		if unknown := errors.Is(got, ErrCommitOutcomeUnknown); unknown != tc.unknown || !errors.Is(got, tc.err) {
+			t.Errorf("%s: %v (unknown: %v), want unknown %v, wrapping the error", tc.name, got, unknown, tc.unknown)
+		}
+	}
+	if pgCommitOutcome(nil) != nil {
+		t.Error("a COMMIT answered without error is not a success")
+	}
+}

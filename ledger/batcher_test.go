@@ -391,3 +391,85 @@ func TestGroupCommitDecidesHoldsAndPaymentsInOrder(t *testing.T) {
 	}
 	requireVerifyOK(t, l)
 }
+
+// TestGroupCommitOneRequestIDForASingleAndABulkCall protects invariant 5 and the rule that one
+// request's failure stays its own, in a batch: a Commit and a BatchCommit sent under one request
+// id, queued into the same batch beside an unrelated award, are two requests. The first decided is
+// made, the other is refused REQUEST_ID_REUSED (as in a later batch, and again on a retry), and the
+// unrelated award is made. Both recorded under one key failed the batch's write, and every request
+// of the batch with it (TRANSACTION_CONFLICT): found by an outside probe.
+func TestGroupCommitOneRequestIDForASingleAndABulkCall(t *testing.T) {
+	t.Parallel()
+	for _, bulkFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk first %v", bulkFirst), func(t *testing.T) {
+			l, path := openBatched(t)
+			ctx := t.Context()
+			release := writeLock(t, path)
+			before := l.Stats()
+			first := blockWorker(t, l, func() error { _, err := l.Commit(ctx, commitCmd("hot", "first", 10)); return err })
+
+			single := commitCmd("hot", "single", 100)
+			bulk := BulkCommit{RequestID: single.RequestID, Caller: single.Caller, EnvelopeID: "hot",
+				Items: []BulkItem{{Beneficiary: "a", Project: "p1", Amount: 200}, {Beneficiary: "b", Project: "p2", Amount: 300}}}
+			other := commitCmd("hot", "other", 400)
+			var singleErr, bulkErr, otherErr error
+			var singleRes CommitResult
+			var wg sync.WaitGroup
+			queue := func(send func()) {
+				ops, _ := queueState(l)
+				wg.Go(send)
+				waitUntil(t, "the request queued", func() bool { n, _ := queueState(l); return n > ops })
+			}
+			sendSingle := func() { singleRes, singleErr = l.Commit(ctx, single) }
+			sendBulk := func() { _, bulkErr = l.BulkCommit(ctx, bulk) }
+			if bulkFirst {
+				queue(sendBulk)
+				queue(sendSingle)
+			} else {
+				queue(sendSingle)
+				queue(sendBulk)
+			}
+			queue(func() { _, otherErr = l.Commit(ctx, other) })
+			release()
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if otherErr != nil {
+				t.Errorf("the unrelated award: %v, want made", otherErr)
+			}
+			firstErr, secondErr := singleErr, bulkErr
+			if bulkFirst {
+				firstErr, secondErr = bulkErr, singleErr
+			}
+			if firstErr != nil || !errors.Is(secondErr, ErrRequestIDReused) {
+				t.Fatalf("the first request: %v, want made; the second: %v, want REQUEST_ID_REUSED", firstErr, secondErr)
+			}
+			if got := l.Stats().Batches - before.Batches; got != 2 {
+				t.Errorf("%d transactions, want 2 (the first alone, then the three queued behind it)", got)
+			}
+			// A retry of either is answered as the first time.
+			if bulkFirst {
+				if _, err := l.Commit(ctx, single); !errors.Is(err, ErrRequestIDReused) {
+					t.Errorf("the single award again: %v, want REQUEST_ID_REUSED", err)
+				}
+			} else {
+				again, err := l.Commit(ctx, single)
+				if err != nil || again.Commitment.ID != singleRes.Commitment.ID {
+					t.Errorf("the single award again: %v, %s; want its commitment %s", err, again.Commitment.ID, singleRes.Commitment.ID)
+				}
+				if _, err := l.BulkCommit(ctx, bulk); !errors.Is(err, ErrRequestIDReused) {
+					t.Errorf("the bulk call again: %v, want REQUEST_ID_REUSED", err)
+				}
+			}
+			want := int64(10 + 400 + 100)
+			if bulkFirst {
+				want = 10 + 400 + 500
+			}
+			if env := mustGetEnvelope(t, l, "hot"); env.Committed != want {
+				t.Errorf("committed %d, want %d: only the first of the two requests, and the others", env.Committed, want)
+			}
+			requireVerifyOK(t, l)
+		})
+	}
+}

@@ -347,6 +347,12 @@ func (b *batchState) decideUnit(u *Unit) error {
 		callKey = RequestKey(u.CallCaller, u.CallID)
 		first, seen := b.callsHere[callKey]
 		same := first.fingerprint == u.CallFingerprint
+		if single, ok := b.decidedHere[callKey]; ok {
+			// A single request decided in this batch under the call's request id: another
+			// request, refused as it would be in a later batch (recording both would fail the
+			// batch's write, and with it every request in it).
+			seen, same = true, single.Fingerprint == u.CallFingerprint
+		}
 		prior, found := FindPrior(b.in.Priors, u.CallCaller, u.CallID)
 		if found {
 			seen, same = true, u.CallFingerprint.Matches(prior.Fingerprint)
@@ -515,6 +521,11 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 		if first.Fingerprint != op.Fingerprint {
 			op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
 		}
+		return nil, nil
+	}
+	if call, ok := b.callsHere[key]; ok && call.fingerprint != op.Fingerprint {
+		// A bulk call decided in this batch under this request id: another request (as above).
+		op.Outcome = Outcome{Refusal: RequestIDReused(rid)}
 		return nil, nil
 	}
 	at := b.st.At

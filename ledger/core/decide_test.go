@@ -104,6 +104,65 @@ func TestDecideBatchReplaysPriors(t *testing.T) {
 	}
 }
 
+// TestDecideBatchOneRequestIDForASingleAndABulkCall protects invariant 5 within a batch, and the
+// rule that one request's failure stays its own: a single request and a bulk call sent under the
+// same request id and decided in the same batch (in either order) are two requests; the second is
+// refused REQUEST_ID_REUSED, as it would be in a later batch, and nothing of it is recorded. Both
+// recorded under one key made the batch's write fail, and every request in it with it.
+func TestDecideBatchOneRequestIDForASingleAndABulkCall(t *testing.T) {
+	for _, bulkFirst := range []bool{false, true} {
+		in := Loaded{Envelopes: map[string]Envelope{"axis-1": env("axis-1", "", 10_000, 0)}}
+		single := commitOp("x", 100)
+		bulk := BulkCommit{RequestID: "x", Caller: "svc", EnvelopeID: "axis-1",
+			Items: []BulkItem{{Beneficiary: "a", Project: "p1", Amount: 200}, {Beneficiary: "b", Project: "p2", Amount: 300}}}
+		call := bulk.Unit()
+		other := &Unit{EnvelopeID: "axis-1", Ops: []*Op{commitOp("y", 400)}}
+		units := []*Unit{{EnvelopeID: "axis-1", Ops: []*Op{single}}, call, other}
+		if bulkFirst {
+			units[0], units[1] = units[1], units[0]
+		}
+		w, err := DecideBatch(testStamp(), units, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := map[string]bool{}
+		for _, r := range w.Requests {
+			if keys[r.Key] {
+				t.Errorf("bulk first %v: two request rows under %q: the batch's write would fail", bulkFirst, r.Key)
+			}
+			keys[r.Key] = true
+		}
+		if other.Ops[0].Outcome.Refusal != nil || other.Err != nil {
+			t.Errorf("bulk first %v: the unrelated award: %+v, %v; want accepted", bulkFirst, other.Ops[0].Outcome, other.Err)
+		}
+		committed := int64(400)
+		if bulkFirst {
+			for i, op := range call.Ops {
+				if op.Outcome.Refusal != nil {
+					t.Errorf("the bulk call first: item %d refused %v", i, op.Outcome.Refusal)
+				}
+			}
+			if single.Outcome.Refusal == nil || !errors.Is(single.Outcome.Refusal, ErrRequestIDReused) {
+				t.Errorf("the single award after the bulk call: %+v, want REQUEST_ID_REUSED", single.Outcome)
+			}
+			committed += 500
+		} else {
+			if single.Outcome.Refusal != nil {
+				t.Errorf("the single award first: refused %v", single.Outcome.Refusal)
+			}
+			for i, op := range call.Ops {
+				if op.Outcome.Refusal == nil || !errors.Is(op.Outcome.Refusal, ErrRequestIDReused) {
+					t.Errorf("the bulk call after the single award: item %d %+v, want REQUEST_ID_REUSED", i, op.Outcome)
+				}
+			}
+			committed += 100
+		}
+		if got := w.Envelopes[0].Committed; got != committed {
+			t.Errorf("bulk first %v: committed %d, want %d (only the first of the two requests, and the unrelated one)", bulkFirst, got, committed)
+		}
+	}
+}
+
 // TestDecideOverflow protects the rule that every sum is checked: an award that would carry a
 // balance past the int64 range is refused with AMOUNT_OVERFLOW, not wrapped.
 func TestDecideOverflow(t *testing.T) {

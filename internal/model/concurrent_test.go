@@ -226,6 +226,15 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 				o.partition = trs[i].partition
 				if o.requestID() != "" && r.IntN(100) < 4 {
 					// The same request sent twice at once: one decision, the same answer twice.
+					// Or, half the time, another request under the same id (of any kind: a
+					// bulk call beside a single award, say): one of them decided, the other
+					// REQUEST_ID_REUSED, whether or not they share a batch. (Both recorded in one
+					// batch once failed its write, and every request in it: a probe found it.)
+					twinOp := o
+					if r.IntN(2) == 0 {
+						twinOp = gens[i].fresh().withRequestID(o.requestID())
+						twinOp.partition = o.partition
+					}
 					var (
 						twin    answer
 						twinErr error
@@ -236,16 +245,16 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 						defer close(done)
 						for attempt := 1; ; attempt++ {
 							call := time.Now()
-							twin, twinErr = do(ctx, l, o, span)
+							twin, twinErr = do(ctx, l, twinOp, span)
 							if twinErr != nil {
 								return
 							}
-							twinOps = append(twinOps, record(clients+c, o, twin, call, time.Now()))
+							twinOps = append(twinOps, record(clients+c, twinOp, twin, call, time.Now()))
 							if twin.Retryable == "" {
 								return
 							}
 							if attempt == maxAttempts {
-								twinErr = fmt.Errorf("%s: still %s after %d attempts; the last: %w", o, twin.Retryable, attempt, causes(twin.rawErr))
+								twinErr = fmt.Errorf("%s: still %s after %d attempts; the last: %w", twinOp, twin.Retryable, attempt, causes(twin.rawErr))
 								return
 							}
 						}

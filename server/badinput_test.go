@@ -412,6 +412,14 @@ func testBadInput(t *testing.T, database string) {
 			at := timestamppb.New(time.Date(2021, 11, 22, 0, 0, 0, 0, time.UTC))
 			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: at, EndTime: at}}
 		}), codes.InvalidArgument, invalid, "rules.award_window"},
+		// 0001-01-01T00:00:00Z as a bound of the window: the zero time, once read as "no bound"
+		// (a window ending then was dropped: the opposite of what was sent).
+		{"SetEnvelopeRules award window ending 0001-01-01", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{EndTime: timestamppb.New(time.Time{})}}
+		}), codes.InvalidArgument, invalid, "rules.award_window.end_time"},
+		{"SetEnvelopeRules award window starting 0001-01-01", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(time.Time{})}}
+		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
 		{"SetEnvelopeRules award window starting in year 0", rules(func(r *pb.SetEnvelopeRulesRequest) {
 			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: &timestamppb.Timestamp{Seconds: -62135596801}}}
 		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},

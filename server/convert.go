@@ -128,14 +128,20 @@ func timeOf(field string, ts *timestamppb.Timestamp) (time.Time, error) {
 	return ts.AsTime(), nil
 }
 
-// effectiveOf converts a request's effective_time (nil: not given, the zero time). The zero
-// time itself, 0001-01-01T00:00:00Z, cannot be told from "not given" by the ledger, and is before
-// every envelope: it is refused here.
+// effectiveOf converts a request's effective_time (nil: not given, the zero time).
 func effectiveOf(ts *timestamppb.Timestamp) (time.Time, error) {
-	t, err := timeOf("effective_time", ts)
+	return givenTimeOf("effective_time", "to mean now", ts)
+}
+
+// givenTimeOf is timeOf for a field whose zero time, 0001-01-01T00:00:00Z, the ledger cannot tell
+// from "not given" (an effective time: now; an expire time: never; a bound of an award window:
+// none): given, it is refused here, rather than read as the opposite of what was sent, or as
+// the same request as one without it. unset says what leaving the field out means.
+func givenTimeOf(field, unset string, ts *timestamppb.Timestamp) (time.Time, error) {
+	t, err := timeOf(field, ts)
 	if err == nil && ts != nil && t.IsZero() {
-		err = &ledger.Error{Reason: ledger.ReasonInvalidArgument, Field: "effective_time",
-			Message: "effective_time: must be later than 0001-01-01T00:00:00Z (leave it unset to mean now)"}
+		err = &ledger.Error{Reason: ledger.ReasonInvalidArgument, Field: field,
+			Message: field + ": must be later than 0001-01-01T00:00:00Z (leave it unset " + unset + ")"}
 	}
 	return t, err
 }

@@ -13,7 +13,7 @@ import (
 // Holds: the handlers of CommitmentService's hold RPCs (see ledger/holds.go).
 
 func (s *commitmentService) CreateHold(ctx context.Context, req *pb.CreateHoldRequest) (*pb.CreateHoldResponse, error) {
-	expire, err := timeOf("expire_time", req.GetExpireTime())
+	expire, err := givenTimeOf("expire_time", "for a hold that does not expire", req.GetExpireTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -181,6 +181,9 @@ func testHoldsBadInput(t *testing.T, database string) {
 		{"CreateHold expire time in the past", create(func(r *pb.CreateHoldRequest) {
 			r.ExpireTime = timestamppb.New(time.Date(2021, 3, 1, 0, 0, 0, 0, time.UTC))
 		}), codes.InvalidArgument, invalid, "expire_time"},
+		{"CreateHold expire time 0001-01-01 (the zero time, not 'never')", create(func(r *pb.CreateHoldRequest) {
+			r.ExpireTime = timestamppb.New(time.Time{})
+		}), codes.InvalidArgument, invalid, "expire_time"},
 		{"CreateHold expire time beyond year 9999", create(func(r *pb.CreateHoldRequest) {
 			r.ExpireTime = &timestamppb.Timestamp{Seconds: 253402300800}
 		}), codes.InvalidArgument, invalid, "expire_time"},

@@ -113,11 +113,11 @@ func rulesFromPB(r *pb.FundingRules) (ledger.Rules, error) {
 		out.MinPopulation = &v
 	}
 	if w := r.GetAwardWindow(); w != nil {
-		start, err := timeOf("rules.award_window.start_time", w.GetStartTime())
+		start, err := givenTimeOf("rules.award_window.start_time", "for a window open since always", w.GetStartTime())
 		if err != nil {
 			return out, err
 		}
-		end, err := timeOf("rules.award_window.end_time", w.GetEndTime())
+		end, err := givenTimeOf("rules.award_window.end_time", "for a window that never closes", w.GetEndTime())
 		if err != nil {
 			return out, err
 		}

@@ -970,9 +970,11 @@ func (x *FundingRules) GetAwardWindow() *AwardWindow {
 // first.
 type AwardWindow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Optional. The first instant at which awards may be made, in the years 0001 to 9999.
+	// Optional. The first instant at which awards may be made, in the years 0001 to 9999, after
+	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	// Optional. The instant from which awards are no longer made, in the years 0001 to 9999.
+	// Optional. The instant from which awards are no longer made, in the years 0001 to 9999, after
+	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset, a window never closed).
 	EndTime       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

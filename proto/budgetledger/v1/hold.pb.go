@@ -328,7 +328,8 @@ type CreateHoldRequest struct {
 	// CommitRequest.population: not given and 0 differ.
 	Population *int64 `protobuf:"varint,9,opt,name=population,proto3,oneof" json:"population,omitempty"`
 	// Optional. When the hold expires, in the years 0001 to 9999; it must be later than the time the
-	// hold is made (INVALID_ARGUMENT otherwise). Unset: the hold never expires.
+	// hold is made (INVALID_ARGUMENT otherwise; 0001-01-01T00:00:00Z itself too, as it would read as
+	// unset). Unset: the hold never expires.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// Optional. When the hold took effect (the application's filing date, say), in the years 0001
 	// to 9999; unset: when it is recorded. Kept with the hold.

@@ -629,14 +629,16 @@ export const FundingRulesSchema: GenMessage<FundingRules> = /*@__PURE__*/
  */
 export type AwardWindow = Message<"budgetledger.v1.AwardWindow"> & {
   /**
-   * Optional. The first instant at which awards may be made, in the years 0001 to 9999.
+   * Optional. The first instant at which awards may be made, in the years 0001 to 9999, after
+   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset).
    *
    * @generated from field: google.protobuf.Timestamp start_time = 1;
    */
   startTime?: Timestamp | undefined;
 
   /**
-   * Optional. The instant from which awards are no longer made, in the years 0001 to 9999.
+   * Optional. The instant from which awards are no longer made, in the years 0001 to 9999, after
+   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset, a window never closed).
    *
    * @generated from field: google.protobuf.Timestamp end_time = 2;
    */

@@ -251,7 +251,8 @@ export type CreateHoldRequest = Message<"budgetledger.v1.CreateHoldRequest"> & {
 
   /**
    * Optional. When the hold expires, in the years 0001 to 9999; it must be later than the time the
-   * hold is made (INVALID_ARGUMENT otherwise). Unset: the hold never expires.
+   * hold is made (INVALID_ARGUMENT otherwise; 0001-01-01T00:00:00Z itself too, as it would read as
+   * unset). Unset: the hold never expires.
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 10;
    */

@@ -44,6 +44,7 @@ const (
 	ReasonEffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 	ReasonEffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
+	ReasonEffectiveTimeBeforePayment    Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
 	ReasonPolicyViolation               Reason = "POLICY_VIOLATION"
 	ReasonCancelled                     Reason = "CANCELLED"
 	ReasonUnauthenticated               Reason = "UNAUTHENTICATED"
@@ -93,11 +94,13 @@ var (
 	ErrEffectiveTimeBeforeCommitment error = &sentinel{reason: ReasonEffectiveTimeBeforeCommitment}
 	// ErrEffectiveTimeBeforeHold: a hold's confirmation or cancellation dated before the hold.
 	ErrEffectiveTimeBeforeHold error = &sentinel{reason: ReasonEffectiveTimeBeforeHold}
-	ErrConflict                error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
-	ErrUnavailable             error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
-	ErrDeadlineExceeded        error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
-	ErrCancelled               error = &sentinel{reason: ReasonCancelled, code: codes.Canceled, byCode: true}
-	ErrInternal                error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
+	// ErrEffectiveTimeBeforePayment: a closing dated before the commitment's last payment.
+	ErrEffectiveTimeBeforePayment error = &sentinel{reason: ReasonEffectiveTimeBeforePayment}
+	ErrConflict                   error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
+	ErrUnavailable                error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
+	ErrDeadlineExceeded           error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}
+	ErrCancelled                  error = &sentinel{reason: ReasonCancelled, code: codes.Canceled, byCode: true}
+	ErrInternal                   error = &sentinel{reason: ReasonInternal, code: codes.Internal, byCode: true}
 	// ErrPolicyViolation is an award that breaks a funding rule (share, population, window).
 	ErrPolicyViolation error = &sentinel{reason: ReasonPolicyViolation}
 	// ErrETagMismatch is a stale etag (ABORTED, so it also matches ErrConflict); the client does

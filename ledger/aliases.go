@@ -80,6 +80,7 @@ const (
 	ReasonEffectiveTimeBeforeLatest     = core.ReasonEffectiveTimeBeforeLatest
 	ReasonEffectiveTimeBeforeCommitment = core.ReasonEffectiveTimeBeforeCommitment
 	ReasonEffectiveTimeBeforeHold       = core.ReasonEffectiveTimeBeforeHold
+	ReasonEffectiveTimeBeforePayment    = core.ReasonEffectiveTimeBeforePayment
 	KindAllocationMoved                 = core.KindAllocationMoved
 	KindCommitted                       = core.KindCommitted
 	KindEnvelopeAllocated               = core.KindEnvelopeAllocated

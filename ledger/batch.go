@@ -108,6 +108,19 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 	if in.Commitments, err = store.LoadCommitmentsAt(ctx, q, core.CommitmentIDs(units), rows.commitments); err != nil {
 		return in, st, err
 	}
+	for _, id := range core.ClosedCommitmentIDs(units) {
+		if _, ok := in.Commitments[id]; !ok {
+			continue
+		}
+		latest, err := store.LatestPaymentTime(ctx, q, id)
+		if err != nil {
+			return in, st, err
+		}
+		if in.LastPaid == nil {
+			in.LastPaid = map[string]time.Time{}
+		}
+		in.LastPaid[id] = latest
+	}
 	if ids := core.HoldIDs(units); len(ids) > 0 {
 		if in.Holds, err = store.LoadHoldsAt(ctx, q, ids, rows.holds); err != nil {
 			return in, st, err

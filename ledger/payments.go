@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -54,7 +55,7 @@ func (l *Ledger) CreatePayment(ctx context.Context, cmd CreatePayment) (CreatePa
 		return res, err
 	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
-		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment, _ time.Time) (any, core.Effects, error) {
 			return result(core.DecideCreatePayment(st, cmd, env, c))
 		})
 	return res, err
@@ -71,8 +72,8 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 		return res, err
 	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
-		func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error) {
-			return result(core.DecideCloseCommitment(st, cmd, env, c))
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error) {
+			return result(core.DecideCloseCommitment(st, cmd, env, c, lastPaid))
 		})
 	return res, err
 }
@@ -119,7 +120,7 @@ func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) 
 // transaction (a commitment never changes envelope); an unknown commitment is refused, and the
 // refusal recorded, after checking in the transaction that it still does not exist.
 func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any,
-	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment) (any, core.Effects, error)) error {
+	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error)) error {
 	envelopeID, err := l.commitmentHome(ctx, commitmentID) // "" when not found
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
 		return err
@@ -133,6 +134,7 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 			}
 		}
 		var cm *core.Commitment
+		var lastPaid time.Time
 		c, err := store.LoadCommitment(ctx, q, commitmentID)
 		switch {
 		case err == nil:
@@ -141,11 +143,14 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 				// Made since it was looked up: not locked here, so decided on the next try.
 				return loaded{}, core.Internal("commitment %s appeared during a payment or closing", commitmentID)
 			}
+			if lastPaid, err = store.LatestPaymentTime(ctx, q, commitmentID); err != nil {
+				return loaded{}, err
+			}
 		case !errors.Is(err, ErrCommitmentNotFound):
 			return loaded{}, err
 		}
 		return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
-			return decide(st, found(locked, envelopeID), cm)
+			return decide(st, found(locked, envelopeID), cm, lastPaid)
 		}}, nil
 	})
 }

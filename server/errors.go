@@ -69,6 +69,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonEffectiveTimeBeforeLatest:     codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforeCommitment: codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforeHold:       codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforePayment:    codes.FailedPrecondition,
 	ledger.ReasonStoreUnavailable:              codes.Unavailable,
 	ledger.ReasonTransactionConflict:           codes.Aborted,
 	ledger.ReasonInternal:                      codes.Internal,

@@ -98,6 +98,7 @@ const (
 	EffectiveTimeBeforeLatest     Reason = "EFFECTIVE_TIME_BEFORE_LATEST"
 	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 	EffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
+	EffectiveTimeBeforePayment    Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
 	ETagMismatch                  Reason = "ETAG_MISMATCH"
 	CommitmentClosed              Reason = "COMMITMENT_CLOSED"
 	PaymentExceedsRemaining       Reason = "PAYMENT_EXCEEDS_REMAINING"
@@ -282,8 +283,11 @@ type Ledger struct {
 	// versions counts the writes of each envelope, ruleSets the rule sets given to it: the
 	// model's etags.
 	versions, ruleSets map[string]int64
-	// payments are each commitment's payments, oldest first (payments.go).
+	// payments are each commitment's payments, oldest first (payments.go); lastPaid the latest
+	// effective time of each one's payments (Now: one not backdated), before which it may not be
+	// closed.
 	payments map[string][]Payment
+	lastPaid map[string]time.Time
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
 	// holds and the model's clock (holds.go).
@@ -334,6 +338,12 @@ func (l *Ledger) Clone() *Ledger {
 		c.payments = make(map[string][]Payment, len(l.payments))
 		for k, v := range l.payments {
 			c.payments[k] = v[:len(v):len(v)] // appends copy
+		}
+	}
+	if l.lastPaid != nil {
+		c.lastPaid = make(map[string]time.Time, len(l.lastPaid))
+		for k, v := range l.lastPaid {
+			c.lastPaid[k] = v
 		}
 	}
 	return c

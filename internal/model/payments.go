@@ -92,8 +92,9 @@ func (l *Ledger) createPayment(c CreatePayment, newID string) (CreatePaymentResu
 	if refusal != nil {
 		return CreatePaymentResult{}, refusal
 	}
-	if _, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment}); refusal != nil {
+	paidAt, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
+		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
+	if refusal != nil {
 		return CreatePaymentResult{}, refusal
 	}
 	if com.Closed {
@@ -114,6 +115,12 @@ func (l *Ledger) createPayment(c CreatePayment, newID string) (CreatePaymentResu
 		l.payments = map[string][]Payment{}
 	}
 	l.payments[com.ID] = append(l.payments[com.ID], p)
+	if l.lastPaid == nil {
+		l.lastPaid = map[string]time.Time{}
+	}
+	if paidAt.After(l.lastPaid[com.ID]) {
+		l.lastPaid[com.ID] = paidAt
+	}
 	l.envelopes[env.ID], l.commitments[com.ID] = env, com
 	l.versions[env.ID]++
 	return CreatePaymentResult{Payment: p, Commitment: com, Envelope: env}, nil
@@ -138,8 +145,9 @@ func (l *Ledger) closeCommitment(c CloseCommitment) (CloseCommitmentResult, *Ref
 	if refusal != nil {
 		return CloseCommitmentResult{}, refusal
 	}
+	// A commitment is closed after its last payment (a probe found closings dated before one).
 	eff, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
+		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment}, bound{l.lastPaid[com.ID], EffectiveTimeBeforePayment})
 	if refusal != nil {
 		return CloseCommitmentResult{}, refusal
 	}

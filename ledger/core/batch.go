@@ -142,6 +142,22 @@ type Loaded struct {
 	// Broken are envelopes whose state could not be loaded whole (their chain of parents is
 	// broken, say), with the reason: the units on them fail with it, and only they.
 	Broken map[string]error
+	// LastPaid are the latest effective times of the recorded payments of the commitments a
+	// closing names (ClosedCommitmentIDs; absent: none).
+	LastPaid map[string]time.Time
+}
+
+// ClosedCommitmentIDs lists the commitments the closings of units name.
+func ClosedCommitmentIDs(units []*Unit) []string {
+	var ids []string
+	for _, u := range units {
+		for _, op := range u.Ops {
+			if op.Close != nil {
+				ids = append(ids, op.Close.CommitmentID)
+			}
+		}
+	}
+	return ids
 }
 
 // RulesKey names the rules of an envelope at an effective time (microseconds since the epoch).

@@ -224,8 +224,15 @@ func (b *batchState) decideOther(op *Op, s *envState, envelopeID string) (any, e
 			r, eff, err = DecideCreatePayment(b.st, *op.Payment, env, c)
 			result = r
 		} else {
+			// Not before its last payment: recorded, or decided earlier in this batch.
+			lastPaid := b.in.LastPaid[id]
+			for _, p := range b.payments {
+				if p.CommitmentID == id && p.EffectiveAt.After(lastPaid) {
+					lastPaid = p.EffectiveAt
+				}
+			}
 			var r *CloseCommitmentResult
-			r, eff, err = DecideCloseCommitment(b.st, *op.Close, env, c)
+			r, eff, err = DecideCloseCommitment(b.st, *op.Close, env, c, lastPaid)
 			result = r
 		}
 		if err == nil {

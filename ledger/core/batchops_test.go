@@ -101,3 +101,55 @@ func TestDecideBatchPaysOnABrokenTree(t *testing.T) {
 		t.Errorf("the award on a broken tree was decided")
 	}
 }
+
+// TestDecideBatchClosesAfterTheLastPayment protects the rule that a commitment is closed after its
+// last payment (docs/dates.md) in a batch: a closing dated before a payment recorded earlier
+// (Loaded.LastPaid) or decided earlier in the same batch is refused
+// EFFECTIVE_TIME_BEFORE_PAYMENT; one dated after both is made.
+func TestDecideBatchClosesAfterTheLastPayment(t *testing.T) {
+	st := testStamp()
+	day := func(month int) time.Time { return time.Date(2021, time.Month(month), 1, 0, 0, 0, 0, time.UTC) }
+	c := Commitment{ID: "00000000-0000-7000-8000-000000000099", EnvelopeID: "axis-1", Amount: 1000, Project: "q", EffectiveAt: day(1)}
+	e := env("axis-1", "", 10_000, 1000)
+	e.EffectiveAt = day(1)
+	for _, tc := range []struct {
+		name      string
+		recorded  time.Time // the latest payment recorded before the batch
+		paidHere  time.Time // a payment decided in the batch before the closing (zero: none)
+		closingAt time.Time
+		refused   bool
+	}{
+		{"before a recorded payment", day(7), time.Time{}, day(6), true},
+		{"before a payment of the same batch", time.Time{}, day(7), day(6), true},
+		{"before the later of the two", day(5), day(7), day(6), true},
+		{"after both", day(5), day(7), day(8), false},
+		{"on the day of the last payment", day(7), time.Time{}, day(7), false},
+	} {
+		cm := c
+		in := Loaded{Envelopes: map[string]Envelope{"axis-1": e}, Commitments: map[string]*Commitment{c.ID: &cm}}
+		if !tc.recorded.IsZero() {
+			in.LastPaid = map[string]time.Time{c.ID: tc.recorded}
+		}
+		var units []*Unit
+		if !tc.paidHere.IsZero() {
+			pay := &CreatePayment{RequestID: "p", Caller: "svc", CommitmentID: c.ID, Amount: 100, Effective: tc.paidHere}
+			units = append(units, &Unit{EnvelopeID: "axis-1", Ops: []*Op{{Payment: pay, Fingerprint: pay.Fingerprint()}}})
+		}
+		closing := &CloseCommitment{RequestID: "c", Caller: "svc", CommitmentID: c.ID, Reason: "done", Effective: tc.closingAt}
+		closeOp := &Op{Close: closing, Fingerprint: closing.Fingerprint()}
+		units = append(units, &Unit{EnvelopeID: "axis-1", Ops: []*Op{closeOp}})
+		if _, err := DecideBatch(st, units, in); err != nil {
+			t.Fatal(err)
+		}
+		if len(units) == 2 && units[0].Ops[0].Outcome.Refusal != nil {
+			t.Fatalf("%s: the payment was refused: %v", tc.name, units[0].Ops[0].Outcome.Refusal)
+		}
+		got := closeOp.Outcome.Refusal
+		if tc.refused && (got == nil || got.Reason != ReasonEffectiveTimeBeforePayment || got.Metadata["commitment"] != CommitmentName(c.ID)) {
+			t.Errorf("%s: %+v, want EFFECTIVE_TIME_BEFORE_PAYMENT naming the commitment", tc.name, got)
+		}
+		if !tc.refused && got != nil {
+			t.Errorf("%s: refused %v, want made", tc.name, got)
+		}
+	}
+}

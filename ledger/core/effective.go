@@ -66,6 +66,10 @@ const (
 	// ReasonEffectiveTimeBeforeHold: the confirmation or cancellation of a hold with an
 	// effective time before the hold's. Metadata: hold, hold_effective_time, effective_time.
 	ReasonEffectiveTimeBeforeHold Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
+	// ReasonEffectiveTimeBeforePayment: the closing of a commitment with an effective time before
+	// the latest of its payments: a commitment is closed after its last payment. Metadata:
+	// commitment, payment_effective_time, effective_time.
+	ReasonEffectiveTimeBeforePayment Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
 )
 
 // Sentinels of the effective-time refusals, for errors.Is.
@@ -75,6 +79,7 @@ var (
 	ErrEffectiveTimeBeforeLatest     = &Error{Reason: ReasonEffectiveTimeBeforeLatest}
 	ErrEffectiveTimeBeforeCommitment = &Error{Reason: ReasonEffectiveTimeBeforeCommitment}
 	ErrEffectiveTimeBeforeHold       = &Error{Reason: ReasonEffectiveTimeBeforeHold}
+	ErrEffectiveTimeBeforePayment    = &Error{Reason: ReasonEffectiveTimeBeforePayment}
 )
 
 // EffectiveBound is one lower bound on an operation's effective time: the time may not be
@@ -103,6 +108,13 @@ func Adds(env *Envelope) []EffectiveBound { return []EffectiveBound{envelopeBoun
 func Returns(env *Envelope, c *Commitment) []EffectiveBound {
 	return []EffectiveBound{envelopeBound(env), {Since: c.EffectiveAt, Reason: ReasonEffectiveTimeBeforeCommitment,
 		SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "commitment_effective_time"}}
+}
+
+// Closes are the bounds of the closing of commitment c on env: those of Returns, and not before
+// the latest effective time of its payments (lastPaid; zero: none).
+func Closes(env *Envelope, c *Commitment, lastPaid time.Time) []EffectiveBound {
+	return append(Returns(env, c), EffectiveBound{Since: lastPaid, Reason: ReasonEffectiveTimeBeforePayment,
+		SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "payment_effective_time"})
 }
 
 // Settles are the bounds of an operation that ends hold h on env (a confirmation, a
@@ -157,6 +169,8 @@ func boundWhat(r Reason) string {
 		return "the effective time of commitment (a release, payment or closing may not predate the commitment)"
 	case ReasonEffectiveTimeBeforeHold:
 		return "the effective time of hold (a hold's confirmation or cancellation may not predate it)"
+	case ReasonEffectiveTimeBeforePayment:
+		return "the latest payment of commitment (a commitment is closed after its last payment)"
 	}
 	return "the effective time of envelope"
 }

@@ -114,3 +114,14 @@ func optionalMicrosPtr(t time.Time) *int64 {
 	v := micros(t)
 	return &v
 }
+
+// LatestPaymentTime returns the latest effective time of the payments of a commitment (the zero
+// time when it has none): a closing may not predate it.
+func LatestPaymentTime(ctx context.Context, q Querier, commitmentID string) (time.Time, error) {
+	var latest *int64
+	if err := q.QueryRow(ctx, "SELECT MAX(COALESCE(effective_at, created_at)) FROM payments WHERE commitment_id = $1",
+		commitmentID).Scan(&latest); err != nil {
+		return time.Time{}, err
+	}
+	return optionalTime(latest), nil
+}

@@ -24,8 +24,8 @@ func checkMoveETags(cmd MoveAllocation, locked map[string]core.Envelope) error {
 	if !srcOK || !dstOK {
 		return nil // ENVELOPE_NOT_FOUND, decided by core
 	}
-	return core.FirstError(core.CheckETag(cmd.ETag, core.EnvelopeETag(src), src.ID, "the source"),
-		core.CheckETag(cmd.DestinationETag, core.EnvelopeETag(dst), dst.ID, "the destination"))
+	return core.FirstError(core.CheckETag(cmd.ETag, core.EnvelopeETag(src), src.ID, "the source envelope"),
+		core.CheckETag(cmd.DestinationETag, core.EnvelopeETag(dst), dst.ID, "the destination envelope"))
 }
 
 // checkRulesETag counts the rule sets of a SetRules' envelope, locked, and checks the request's
@@ -38,7 +38,7 @@ func (l *Ledger) checkRulesETag(ctx context.Context, q store.Querier, cmd SetRul
 	if err != nil {
 		return 0, err
 	}
-	return count, core.CheckETag(cmd.ETag, core.RulesETag(cmd.EnvelopeID, count), cmd.EnvelopeID, "the rule sets")
+	return count, core.CheckETag(cmd.ETag, core.RulesETag(cmd.EnvelopeID, count), cmd.EnvelopeID, "the rule sets of envelope")
 }
 
 // EnvelopeETag is the etag of an envelope as it is (AIP-154): opaque, it changes whenever the

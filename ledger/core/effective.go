@@ -151,9 +151,10 @@ func CheckEffective(recorded, given time.Time, bounds ...EffectiveBound) (time.T
 	}
 	for _, b := range bounds {
 		if eff.Before(b.Since) {
+			what, why := boundWhat(b.Reason)
 			return time.Time{}, &Error{Reason: b.Reason,
-				Message: fmt.Sprintf("effective_time %s is before %s of %q (%s)", eff.Format(time.RFC3339Nano),
-					boundWhat(b.Reason), b.Subject, b.Since.Format(time.RFC3339Nano)),
+				Message: fmt.Sprintf("effective_time %s is before %s %q (%s)%s", eff.Format(time.RFC3339Nano),
+					what, b.Subject, b.Since.Format(time.RFC3339Nano), why),
 				Metadata: map[string]string{b.SubjectKey: b.Subject, b.SinceKey: b.Since.Format(time.RFC3339Nano),
 					"effective_time": eff.Format(time.RFC3339Nano)}}
 		}
@@ -161,18 +162,20 @@ func CheckEffective(recorded, given time.Time, bounds ...EffectiveBound) (time.T
 	return eff, nil
 }
 
-func boundWhat(r Reason) string {
+// boundWhat says what a bound is ("the effective time of envelope", followed by its name), and
+// why it binds (after a semicolon; "" when plain).
+func boundWhat(r Reason) (what, why string) {
 	switch r {
 	case ReasonEffectiveTimeBeforeLatest:
-		return "the latest effective time recorded on envelope (what reduces an envelope's available amount may not be backdated before it)"
+		return "the latest effective time recorded on envelope", ": what reduces an envelope's available amount may not be backdated before it"
 	case ReasonEffectiveTimeBeforeCommitment:
-		return "the effective time of commitment (a release, payment or closing may not predate the commitment)"
+		return "the effective time of commitment", ": a release, payment or closing may not predate its commitment"
 	case ReasonEffectiveTimeBeforeHold:
-		return "the effective time of hold (a hold's confirmation or cancellation may not predate it)"
+		return "the effective time of hold", ": a hold's confirmation or cancellation may not predate it"
 	case ReasonEffectiveTimeBeforePayment:
-		return "the latest payment of commitment (a commitment is closed after its last payment)"
+		return "the latest payment of commitment", ": a commitment is closed after its last payment"
 	}
-	return "the effective time of envelope"
+	return "the effective time of envelope", ""
 }
 
 // CheckEffectiveRange checks a requested effective time (zero: not given) for the field

@@ -94,7 +94,7 @@ func DecideCreateEnvelope(st Stamp, cmd CreateEnvelope, existing, parent *Envelo
 		if p.Available() < cmd.Allocation {
 			return nil, eff, insufficientFunds(&p, cmd.Allocation)
 		}
-		if p.ChildrenAllocated, err = AddAmount("the parent's allocation to children", p.ChildrenAllocated, cmd.Allocation); err != nil {
+		if p.ChildrenAllocated, err = AddAmount(fmt.Sprintf("the allocation to children of envelope %q", EnvelopeName(p.ID)), p.ChildrenAllocated, cmd.Allocation); err != nil {
 			return nil, eff, err
 		}
 		p.Touch(at, effective)
@@ -145,15 +145,15 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 	}
 	switch {
 	case dst.ParentID == src.ID: // parent to child
-		if src.ChildrenAllocated, err = AddAmount("the source's allocation to children", src.ChildrenAllocated, cmd.Amount); err == nil {
-			dst.Allocation, err = AddAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+		if src.ChildrenAllocated, err = AddAmount(fmt.Sprintf("the allocation to children of envelope %q", EnvelopeName(src.ID)), src.ChildrenAllocated, cmd.Amount); err == nil {
+			dst.Allocation, err = AddAmount(fmt.Sprintf("the allocation of envelope %q", EnvelopeName(dst.ID)), dst.Allocation, cmd.Amount)
 		}
 	case src.ParentID == dst.ID: // child to parent: the parent's share in its children shrinks
 		src.Allocation -= cmd.Amount
 		dst.ChildrenAllocated -= cmd.Amount
 	case src.ParentID == dst.ParentID: // siblings, or two roots
 		src.Allocation -= cmd.Amount
-		dst.Allocation, err = AddAmount("the destination's allocation", dst.Allocation, cmd.Amount)
+		dst.Allocation, err = AddAmount(fmt.Sprintf("the allocation of envelope %q", EnvelopeName(dst.ID)), dst.Allocation, cmd.Amount)
 	default:
 		return nil, eff, &Error{Reason: ReasonEnvelopesNotRelated,
 			Message: fmt.Sprintf("allocation moves only between a parent and its child or between siblings; %q and %q are neither",

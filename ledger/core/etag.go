@@ -51,7 +51,7 @@ func CheckETag(given, current, envelopeID, what string) error {
 		return nil
 	}
 	return &Error{Reason: ReasonETagMismatch,
-		Message: fmt.Sprintf("%s of envelope %q changed since the etag sent was read; nothing was recorded: read it again, decide again, and send the request again",
+		Message: fmt.Sprintf("%s %q changed since the etag sent was read; nothing was recorded: read it again, decide again, and send the request again",
 			what, EnvelopeName(envelopeID)),
 		Metadata: map[string]string{"envelope": EnvelopeName(envelopeID)}}
 }

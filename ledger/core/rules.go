@@ -207,8 +207,12 @@ func CheckRules(r *EffectiveRules, env *Envelope, cmd *Commit, already int64, at
 				"min_population": strconv.FormatInt(r.MinPopulation, 10)}, r.MinPopulationSet)
 		}
 		if cmd.Population < r.MinPopulation {
-			return policyViolation(env, "min_population", fmt.Sprintf("beneficiary %q (%s) has %d inhabitants; envelope %q requires at least %d",
-				cmd.Beneficiary, cmd.Territory, cmd.Population, EnvelopeName(env.ID), r.MinPopulation),
+			where := ""
+			if cmd.Territory != "" {
+				where = fmt.Sprintf(" (%s)", cmd.Territory)
+			}
+			return policyViolation(env, "min_population", fmt.Sprintf("beneficiary %q%s has %d inhabitants; envelope %q requires at least %d",
+				cmd.Beneficiary, where, cmd.Population, EnvelopeName(env.ID), r.MinPopulation),
 				map[string]string{"min_population": strconv.FormatInt(r.MinPopulation, 10),
 					"population": strconv.FormatInt(cmd.Population, 10), "territory": cmd.Territory,
 					"beneficiary": cmd.Beneficiary}, r.MinPopulationSet)

@@ -374,7 +374,7 @@ func (e exact) fit(envelopeID, prefix string, f *Figures) error {
 	} {
 		if !v.from.IsInt64() {
 			return &core.Error{Reason: core.ReasonAmountOverflow,
-				Message: fmt.Sprintf("the %s%s of envelope %q is %s, beyond the largest amount a report holds",
+				Message: fmt.Sprintf("the figure %s%s of envelope %q is %s, beyond the largest amount a report holds",
 					prefix, v.name, core.EnvelopeName(envelopeID), v.from),
 				Metadata: map[string]string{"envelope": core.EnvelopeName(envelopeID), "figure": prefix + v.name}}
 		}

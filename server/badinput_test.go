@@ -750,6 +750,14 @@ func TestZeroTimeIsATime(t *testing.T) {
 	if err != nil || rules.GetEffectiveRules().GetMaxFundingShareBps() != share {
 		t.Errorf("rules of axis-2 now: %v, %v; want the 50 %% share in force", rules.GetEffectiveRules(), err)
 	}
+	// A report that counts no entry (known at a time before the ledger's first) has no effective
+	// date: as_of_time unset, not 1970-01-01, beside the known_at_time asked.
+	before := timestamppb.New(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
+	rep, err = pb.NewReportServiceClient(h.conn).GetFundingReport(ctx, &pb.GetFundingReportRequest{KnownAtTime: before})
+	if err != nil || len(rep.GetEnvelopes()) != 0 || rep.AsOfTime != nil || !rep.GetKnownAtTime().AsTime().Equal(before.AsTime()) {
+		t.Errorf("report known at 2000-01-01: %d envelopes, as of %v, known at %v, %v; want none, as of no date, known at 2000-01-01",
+			len(rep.GetEnvelopes()), rep.AsOfTime, rep.GetKnownAtTime(), err)
+	}
 }
 
 // TestUndecodableRequestsRefusedAndLogged protects README's "every error carries a

@@ -208,7 +208,7 @@ func (s *reportService) GetFundingReport(ctx context.Context, req *pb.GetFunding
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &pb.GetFundingReportResponse{AsOfTime: timestamppb.New(rep.AsOf), KnownAtTime: timestamppb.New(rep.KnownAt)}
+	out := &pb.GetFundingReportResponse{AsOfTime: reportTime(req.GetAsOfTime(), rep.AsOf), KnownAtTime: reportTime(req.GetKnownAtTime(), rep.KnownAt)}
 	lines := rep.Lines[min(offset, len(rep.Lines)):]
 	if limit := pageLimit(req.GetPageSize(), maxPageSize); len(lines) > limit {
 		lines = lines[:limit]
@@ -328,4 +328,13 @@ func (s *reportService) ExportSubventions(req *pb.ExportSubventionsRequest, stre
 		PublishedCount: int64(sum.Published), PublishedAmount: sum.PublishedAmount, UnpublishableAmount: sum.UnpublishableAmount,
 		UnpublishableCount: int64(len(sum.Unpublishable))}
 	return stream.Send(&pb.ExportSubventionsResponse{Content: &pb.ExportSubventionsResponse_Summary{Summary: out}})
+}
+
+// reportTime is a report's time t as answered: the time asked (even 0001-01-01T00:00:00Z), or else
+// the latest time of the entries counted, unset when none was.
+func reportTime(asked *timestamppb.Timestamp, t time.Time) *timestamppb.Timestamp {
+	if asked == nil && t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

@@ -322,13 +322,16 @@ func Compute(ctx context.Context, db store.Engine, rootID string, asOf, knownAt 
 				return err
 			}
 		}
-		if asOf == nil {
-			rep.AsOf = time.UnixMicro(latest).UTC()
-		} else {
+		// (Nothing counted: no date, rather than 1970-01-01.)
+		if asOf != nil {
 			rep.AsOf = asOf.UTC().Truncate(time.Microsecond)
+		} else if latest != 0 {
+			rep.AsOf = time.UnixMicro(latest).UTC()
 		}
 		if knownAt == nil {
-			rep.KnownAt = time.UnixMicro(latestRecorded).UTC()
+			if latestRecorded != 0 {
+				rep.KnownAt = time.UnixMicro(latestRecorded).UTC()
+			}
 		} else {
 			rep.KnownAt = knownAt.UTC().Truncate(time.Microsecond)
 		}

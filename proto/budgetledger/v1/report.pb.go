@@ -117,7 +117,7 @@ type GetFundingReportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Output only. The effective date of the report: the as_of_time asked, or else the latest
 	// effective time of the journal entries counted (asking for the report as of this time gives
-	// the same report).
+	// the same report); unset when none was counted.
 	AsOfTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=as_of_time,json=asOfTime,proto3" json:"as_of_time,omitempty"`
 	// Output only. The envelopes of this page, each followed by its descendants, depth first,
 	// children in name order; at most page_size of them.
@@ -126,7 +126,7 @@ type GetFundingReportResponse struct {
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	// Output only. The recorded horizon of the report: the known_at_time asked, or else the latest
 	// create_time of the journal entries read (asking with this known_at_time gives the same
-	// report).
+	// report); unset when none was read.
 	KnownAtTime   *timestamppb.Timestamp `protobuf:"bytes,40,opt,name=known_at_time,json=knownAtTime,proto3" json:"known_at_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

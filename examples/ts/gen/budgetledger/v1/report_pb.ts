@@ -81,7 +81,7 @@ export type GetFundingReportResponse = Message<"budgetledger.v1.GetFundingReport
   /**
    * Output only. The effective date of the report: the as_of_time asked, or else the latest
    * effective time of the journal entries counted (asking for the report as of this time gives
-   * the same report).
+   * the same report); unset when none was counted.
    *
    * @generated from field: google.protobuf.Timestamp as_of_time = 1;
    */
@@ -105,7 +105,7 @@ export type GetFundingReportResponse = Message<"budgetledger.v1.GetFundingReport
   /**
    * Output only. The recorded horizon of the report: the known_at_time asked, or else the latest
    * create_time of the journal entries read (asking with this known_at_time gives the same
-   * report).
+   * report); unset when none was read.
    *
    * @generated from field: google.protobuf.Timestamp known_at_time = 40;
    */

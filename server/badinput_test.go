@@ -569,6 +569,10 @@ func testBadInput(t *testing.T, database string) {
 			_, err := h.commitments.ListCommitments(ctx, &pb.ListCommitmentsRequest{PageToken: forgedToken("commitments\x00\x00", "0190\x00")})
 			return err
 		}, codes.InvalidArgument, badToken, "page_token"},
+		{"ListHolds page token whose cursor is no hold's id", func(ctx context.Context) error {
+			_, err := h.commitments.ListHolds(ctx, &pb.ListHoldsRequest{PageToken: forgedToken("holds\x00\x00", "zzzz")})
+			return err
+		}, codes.InvalidArgument, badToken, "page_token"},
 		{"ListJournalEntries page token whose cursor holds a NUL", func(ctx context.Context) error {
 			_, err := h.journal.ListJournalEntries(ctx, &pb.ListJournalEntriesRequest{PageToken: forgedToken("entries\x00\x00", "\x00")})
 			return err

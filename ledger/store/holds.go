@@ -254,6 +254,11 @@ func ListHolds(ctx context.Context, q Querier, f HoldFilter, page Page) ([]core.
 	if err != nil {
 		return nil, "", err
 	}
+	// A token holds the id of a hold, as ListPayments' holds a payment's: any other cursor was not
+	// made here.
+	if after != "" && core.CheckHoldID("page_token", after) != nil {
+		return nil, "", badPageToken()
+	}
 	args := []any{after}
 	query := SelectHolds + " WHERE id > $1"
 	if f.EnvelopeID != "" {

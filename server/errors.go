@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
@@ -31,6 +32,7 @@ const (
 	reasonCancelled        = "CANCELLED"
 	reasonUnauthenticated  = "UNAUTHENTICATED"   // sent by auth.go
 	reasonPermissionDenied = "PERMISSION_DENIED" // sent by auth.go
+	reasonMethodNotFound   = "METHOD_NOT_FOUND"  // sent by unknownMethod
 )
 
 // serverReasonCodes is, for each reason the server sends on its own, its gRPC code. With
@@ -42,6 +44,15 @@ var serverReasonCodes = map[string]codes.Code{
 	reasonUnauthenticated:  codes.Unauthenticated,
 	reasonPermissionDenied: codes.PermissionDenied,
 	ReasonRateLimited:      codes.ResourceExhausted,
+	reasonMethodNotFound:   codes.Unimplemented,
+}
+
+// unknownMethod answers a call of a service or method this server does not have (grpc-go's own
+// answer carries no ErrorInfo), after the stream interceptors: authenticated, logged.
+func unknownMethod(_ any, stream grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(stream)
+	return withInfo(codes.Unimplemented, fmt.Sprintf("this server has no method %s", truncate(method, 200)),
+		reasonMethodNotFound, map[string]string{"method": truncate(method, 200)})
 }
 
 // reasonCodes is the one table from a ledger failure to its gRPC code, chosen by the litmus test

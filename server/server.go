@@ -219,7 +219,8 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 			// Metrics stay with Prometheus (Registerer); the spans are what this adds.
 			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
 	}
-	opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...), grpc.ForceServerCodecV2(newReadableCodec()))
+	opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...), grpc.ForceServerCodecV2(newReadableCodec()),
+		grpc.UnknownServiceHandler(unknownMethod))
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

@@ -133,6 +133,9 @@ const (
 	// RESOURCE_EXHAUSTED: a verification is already running on this server, which runs one at a
 	// time; poll it, then start another. Metadata: verification (the running one).
 	ErrorReason_ERROR_REASON_VERIFICATION_RUNNING ErrorReason = 62
+	// UNIMPLEMENTED: the server has no such service or method (a name mistyped, or a method of a
+	// later release of the API). Metadata: method (the full name called, "/package.Service/Method").
+	ErrorReason_ERROR_REASON_METHOD_NOT_FOUND ErrorReason = 63
 	// FAILED_PRECONDITION: the commitment was closed (CloseCommitment); it takes no payment,
 	// release or closing. Metadata: commitment, close_time.
 	ErrorReason_ERROR_REASON_COMMITMENT_CLOSED ErrorReason = 30
@@ -201,6 +204,7 @@ var (
 		60: "ERROR_REASON_ETAG_MISMATCH",
 		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
 		62: "ERROR_REASON_VERIFICATION_RUNNING",
+		63: "ERROR_REASON_METHOD_NOT_FOUND",
 		30: "ERROR_REASON_COMMITMENT_CLOSED",
 		31: "ERROR_REASON_PAYMENT_EXCEEDS_REMAINING",
 		32: "ERROR_REASON_RELEASE_EXCEEDS_UNPAID",
@@ -244,6 +248,7 @@ var (
 		"ERROR_REASON_ETAG_MISMATCH":                    60,
 		"ERROR_REASON_VERIFICATION_NOT_FOUND":           61,
 		"ERROR_REASON_VERIFICATION_RUNNING":             62,
+		"ERROR_REASON_METHOD_NOT_FOUND":                 63,
 		"ERROR_REASON_COMMITMENT_CLOSED":                30,
 		"ERROR_REASON_PAYMENT_EXCEEDS_REMAINING":        31,
 		"ERROR_REASON_RELEASE_EXCEEDS_UNPAID":           32,
@@ -288,7 +293,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\x90\f\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xb3\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -321,7 +326,8 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"*ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT\x10-\x12\x1e\n" +
 	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
 	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
-	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12\"\n" +
+	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12!\n" +
+	"\x1dERROR_REASON_METHOD_NOT_FOUND\x10?\x12\"\n" +
 	"\x1eERROR_REASON_COMMITMENT_CLOSED\x10\x1e\x12*\n" +
 	"&ERROR_REASON_PAYMENT_EXCEEDS_REMAINING\x10\x1f\x12'\n" +
 	"#ERROR_REASON_RELEASE_EXCEEDS_UNPAID\x10 \x12\x1f\n" +

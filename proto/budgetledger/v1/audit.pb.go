@@ -508,6 +508,8 @@ type StartVerificationRequest struct {
 	// Optional. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces: the
 	// same caller's retry with the same request_id gets the verification the first call started,
 	// as long as the server remembers it. Empty: every call starts a verification of its own.
+	// These ids are the verifications' own, kept by the server process in memory: a request_id of
+	// the ledger's mutations (an award's, say) may be used here too, and is not refused.
 	RequestId     string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

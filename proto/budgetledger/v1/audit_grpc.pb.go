@@ -59,7 +59,8 @@ type AuditServiceClient interface {
 	// results would have to be vendored and served beside the API; and a custom "Start" method
 	// (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
 	//
-	// Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+	// Errors: VERIFICATION_RUNNING. (Its request_id is not one of the ledger's request ids: see
+	// StartVerificationRequest.)
 	StartVerification(ctx context.Context, in *StartVerificationRequest, opts ...grpc.CallOption) (*StartVerificationResponse, error)
 	// GetVerification returns a verification started by StartVerification, with its result once it
 	// is done.
@@ -141,7 +142,8 @@ type AuditServiceServer interface {
 	// results would have to be vendored and served beside the API; and a custom "Start" method
 	// (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
 	//
-	// Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+	// Errors: VERIFICATION_RUNNING. (Its request_id is not one of the ledger's request ids: see
+	// StartVerificationRequest.)
 	StartVerification(context.Context, *StartVerificationRequest) (*StartVerificationResponse, error)
 	// GetVerification returns a verification started by StartVerification, with its result once it
 	// is done.

@@ -270,6 +270,8 @@ export type StartVerificationRequest = Message<"budgetledger.v1.StartVerificatio
    * Optional. Idempotency key (AIP-155), 1 to 128 printable ASCII characters without spaces: the
    * same caller's retry with the same request_id gets the verification the first call started,
    * as long as the server remembers it. Empty: every call starts a verification of its own.
+   * These ids are the verifications' own, kept by the server process in memory: a request_id of
+   * the ledger's mutations (an award's, say) may be used here too, and is not refused.
    *
    * @generated from field: string request_id = 1;
    */
@@ -499,7 +501,8 @@ export const AuditService: GenService<{
    * results would have to be vendored and served beside the API; and a custom "Start" method
    * (AIP-136) rather than Create (AIP-133), because the caller gives nothing of the resource.
    *
-   * Errors: VERIFICATION_RUNNING, REQUEST_ID_REUSED.
+   * Errors: VERIFICATION_RUNNING. (Its request_id is not one of the ledger's request ids: see
+   * StartVerificationRequest.)
    *
    * @generated from rpc budgetledger.v1.AuditService.StartVerification
    */

@@ -149,6 +149,12 @@ func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					status = http.StatusNotFound
 				}
 				v.Error = lerr.Message
+			} else if errors.As(err, &lerr) && lerr.Reason == ledger.ReasonAmountOverflow && lerr.Metadata["envelope"] != "" {
+				// Not "for the moment": a figure of one tree is beyond what a report holds (it
+				// stays so); the other trees are still read one by one.
+				p.log.ErrorContext(ctx, "transparency page", "error", err)
+				v.Error = fmt.Sprintf("Le rapport ne peut pas s'afficher : un montant de l'enveloppe %s (%s) dépasse le plus grand qu'il sait écrire. "+
+					"Les autres arbres d'enveloppes se consultent un à un : ?envelope=envelopes/ID.", lerr.Metadata["envelope"], lerr.Metadata["figure"])
 			} else {
 				p.log.ErrorContext(ctx, "transparency page", "error", err)
 				v.Error = "Les données ne sont pas disponibles pour le moment."

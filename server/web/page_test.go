@@ -154,3 +154,43 @@ func TestPageAwardsAsOfTheirDate(t *testing.T) {
 		}
 	})
 }
+
+// TestPageWhenATreeOverflows: a tree whose report figure is beyond what a report holds (an
+// envelope of 2⁶³−1 awarded twice) cannot be shown whole, which is no passing failure; the page
+// says which envelope and figure, and that the other trees are read one by one, and they are.
+func TestPageWhenATreeOverflows(t *testing.T) {
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, testdb.SQLite(t), ledger.Config{TxTimeout: testdb.TxTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	const most = int64(1<<63 - 1)
+	for _, c := range []ledger.CreateEnvelope{
+		{RequestID: "huge", EnvelopeID: "huge", Allocation: most},
+		{RequestID: "fund", EnvelopeID: "fund", Allocation: 1_000},
+	} {
+		if _, err := l.CreateEnvelope(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := l.Commit(ctx, ledger.Commit{RequestID: "c1", EnvelopeID: "huge", Beneficiary: "b", Project: "p", Amount: most})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Release(ctx, ledger.Release{RequestID: "r1", CommitmentID: first.Commitment.ID, Amount: most, Reason: "undone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Commit(ctx, ledger.Commit{RequestID: "c2", EnvelopeID: "huge", Beneficiary: "b", Project: "p", Amount: most}); err != nil {
+		t.Fatal(err)
+	}
+	h := web.Handler(l, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	resp, body := get(t, h, "/")
+	text := html.UnescapeString(body)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(text, "envelopes/huge") || strings.Contains(text, "pour le moment") {
+		t.Errorf("the page of every tree: %d, want 500 naming envelopes/huge, not a passing failure:\n%s", resp.StatusCode, body)
+	}
+	if resp, body := get(t, h, "/?envelope=envelopes/fund"); resp.StatusCode != http.StatusOK {
+		t.Errorf("the page of the other tree: %d\n%s", resp.StatusCode, body)
+	}
+}

@@ -35,7 +35,7 @@ func httpHandler(l *ledger.Ledger, srv *server.Server, auth *server.Authenticato
 		mux := http.NewServeMux()
 		mux.Handle("/opendata/subventions.csv", opendata.Handler(l)) // every method: the handler answers 405 to all but GET and HEAD
 		mux.Handle("/", web.Handler(l, log))
-		public = mux
+		public = refusalsLogged(mux, log)
 	}
 	if auth != nil && !publicPage {
 		public = requireCredential(auth, public, log, "page request", "transparency page")
@@ -79,3 +79,40 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// refusalsLogged logs every answer of h of 400 or more as "http request refused", with the path
+// and the status, as the JSON API's refusals are: the page's and the open data's refusals (a bad
+// date, an unknown envelope, a method other than GET) leave a line too.
+func refusalsLogged(h http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		if rec.status >= http.StatusBadRequest {
+			log.InfoContext(r.Context(), "http request refused", "path", truncate(r.URL.Path, 200),
+				"query", truncate(r.URL.RawQuery, 200), "http.status", rec.status)
+		}
+	})
+}
+
+// statusRecorder is a ResponseWriter that keeps the status it answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

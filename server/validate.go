@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/core"
 )
 
 // validationInterceptor checks every request against the rules written in the .proto files
@@ -42,7 +43,7 @@ func validationStatus(err error) error {
 	for _, v := range verr.Violations {
 		bad.FieldViolations = append(bad.FieldViolations, &errdetails.BadRequest_FieldViolation{
 			Field:       protovalidate.FieldPathString(v.Proto.GetField()),
-			Description: v.Proto.GetMessage(),
+			Description: core.ShowHidden(v.Proto.GetMessage()), // it may quote TextPattern
 			Reason:      v.Proto.GetRuleId(),
 		})
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -122,6 +123,24 @@ func isEnvelopeID(id string) bool {
 // The pattern names the characters themselves beyond DEL (the .proto writes them \u007f…), not
 // RE2's \x{…}, so that the regular expressions of every language read it alike.
 const TextPattern = "^[^\\x00-\\x1f\u007f-\u009f\u200b\u2028-\u202e\u2066-\u2069\ufeff]*$"
+
+// ShowHidden writes each character of s that IsHiddenControl finds as its escape (\u202E), so
+// that a message quoting a rule or a value reads as it is (TextPattern names those characters
+// themselves, and a right-to-left override in it would turn the rest of the line around).
+func ShowHidden(s string) string {
+	if !strings.ContainsFunc(s, IsHiddenControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if IsHiddenControl(r) {
+			fmt.Fprintf(&b, "\\u%04X", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // IsHiddenControl reports whether r may not appear in free text: a control character (C0, DEL,
 // C1), a line or paragraph separator, a bidirectional embedding, override or isolate (which

@@ -146,7 +146,9 @@ func ruleSetsMatchJournal(s *snapshot, rep *VerifyReport) {
 			}
 		}
 		differs("kind", string(core.KindRulesChanged), "journal", e.kind)
-		differs("call and rules", core.RulesChangedMemo(rs.call, rs.rules), "journal", e.memo)
+		if memo := core.RulesChangedMemo(rs.envelopeID, time.UnixMicro(rs.effectiveFrom), rs.call, rs.rules); e.memo != core.LegacyRulesChangedMemo(rs.call, rs.rules) {
+			differs("envelope, date, call and rules", memo, "journal", e.memo)
+		}
 		differs("caller", rs.caller, "journal", e.caller)
 		differs("request id", rs.requestID, "journal", e.requestID)
 		differs("creation time", stamp(rs.createdAt), "journal", stamp(e.createdAt))

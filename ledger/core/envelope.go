@@ -173,9 +173,19 @@ func DecideMoveAllocation(st Stamp, cmd MoveAllocation, srcEnv, dstEnv *Envelope
 	return res, eff, nil
 }
 
-// RulesChangedMemo is the memo of a RULES_CHANGED entry: the call and the rule set's rules, as
-// the JSON stored in envelope_rules. The auditor holds each rule set to it.
-func RulesChangedMemo(call, rulesJSON string) string {
+// RulesChangedMemo is the memo of a RULES_CHANGED entry: the envelope, the time the rule set is in
+// force from, the call and the rule set's rules, as the JSON stored in envelope_rules. The entry
+// has no postings: the memo is what tells a reader of the journal (and of the transparency log,
+// whose leaf holds it) which envelope's rules changed, and from when (a date after the entry's
+// own, for rules set ahead). The auditor holds each rule set to it.
+func RulesChangedMemo(envelopeID string, from time.Time, call, rulesJSON string) string {
+	return fmt.Sprintf("envelope %s from %s, call %s: %s", EnvelopeName(envelopeID),
+		from.UTC().Format(time.RFC3339Nano), call, rulesJSON)
+}
+
+// LegacyRulesChangedMemo is the memo of a RULES_CHANGED entry written before the memo named the
+// envelope and the date (2026-12-03): the call and the rules.
+func LegacyRulesChangedMemo(call, rulesJSON string) string {
 	return fmt.Sprintf("call %s: %s", call, rulesJSON)
 }
 
@@ -210,7 +220,7 @@ func DecideSetRules(st Stamp, cmd SetRules, env *Envelope, subtree []Envelope) (
 		eff.Updated = append(eff.Updated, e)
 	}
 	eff.Entries = []Entry{{ID: rs.ID, Kind: KindRulesChanged, Currency: env.Currency, Caller: cmd.Caller,
-		RequestID: cmd.RequestID, Memo: RulesChangedMemo(cmd.Call, string(raw)), CreatedAt: st.At,
+		RequestID: cmd.RequestID, Memo: RulesChangedMemo(env.ID, effective, cmd.Call, string(raw)), CreatedAt: st.At,
 		EffectiveAt: minTime(effective, st.At)}}
 	return &SetRulesResult{RuleSet: rs, EntryID: rs.ID}, eff, nil
 }

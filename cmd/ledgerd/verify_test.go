@@ -114,14 +114,17 @@ func TestVerifyCommandSeesEveryTamper(t *testing.T) {
 				`UPDATE envelope_rules SET rules = '{"max_funding_share_bps":10000}'`}
 		}, func(f fixture) []string {
 			return []string{"invariant 6: envelopes/axis-1/ruleSets/" + f.ruleSet + ": differs from what its journal entry journalEntries/" +
-				f.ruleSet + ` recorded: call and rules "call appel-1: {\"max_funding_share_bps\":10000}", the journal says "call appel-1: {\"max_funding_share_bps\":5000}"`}
+				f.ruleSet + ` recorded: envelope, date, call and rules "envelope envelopes/axis-1 from `,
+				`, call appel-1: {\"max_funding_share_bps\":10000}", the journal says "envelope envelopes/axis-1 from `,
+				`, call appel-1: {\"max_funding_share_bps\":5000}"`}
 		}},
 		{"a rule set moved to another envelope and a later time", func(f fixture, drop func(string, string) string) []string {
 			return []string{drop("envelope_rules_append_only", "envelope_rules"),
 				"UPDATE envelope_rules SET envelope_id = 'fund', effective_from = effective_from + 3600000000"}
 		}, func(f fixture) []string {
 			return []string{"invariant 6: envelopes/fund/ruleSets/" + f.ruleSet + ": differs from what its journal entry journalEntries/" +
-				f.ruleSet + ` recorded: envelope "fund", the request log says "axis-1"; effective time "`}
+				f.ruleSet + ` recorded: envelope, date, call and rules "envelope envelopes/fund from `,
+				`; envelope "fund", the request log says "axis-1"; effective time "`}
 		}},
 		{"a rule set deleted", func(f fixture, drop func(string, string) string) []string {
 			stmts := []string{drop("envelope_rules_append_only", "envelope_rules")}

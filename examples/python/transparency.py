@@ -248,6 +248,22 @@ def selftest(path):
     print(f"selftest: checkpoint of {size} entries and {len(v['items'])} inclusion proofs verified")
 
 
+def error_reason(err):
+    """Returns the reason of the google.rpc.ErrorInfo a failed call carries, or ""."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status()
+            status.ParseFromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info.reason
+    return ""
+
+
 def main(target, vkey):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.join(here, "deps"))
@@ -262,7 +278,12 @@ def main(target, vkey):
     # Checkpoints are signed every N entries or T seconds: wait (up to 10 s) for one that covers
     # some entries.
     for _ in range(50):
-        note = journal.GetCheckpoint(journal_pb2.GetCheckpointRequest(), timeout=10).checkpoint
+        try:
+            note = journal.GetCheckpoint(journal_pb2.GetCheckpointRequest(), timeout=10).checkpoint
+        except grpc.RpcError as err:
+            if error_reason(err) == "LOG_DISABLED":
+                sys.exit(f"transparency.py: {target} runs without a log key (LOG_DISABLED): start ledgerd with --log-key (docs/transparency.md)")
+            raise
         origin, size, root = open_checkpoint(note, vkey)
         if size > 0:
             break

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +70,49 @@ func TestRulesInheritanceWindowAndBatchTotals(t *testing.T) {
 			t.Errorf("Verify: %v %v", rep.Discrepancies, err)
 		}
 	})
+}
+
+// TestRuleChangeMemoNamesEnvelopeAndDate protects what the journal (and the log's leaf) says of a
+// rule change, which has no postings: its memo names the envelope and the time the rule set is in
+// force from, a date ahead included (its entry took effect when recorded). Verify holds the rule
+// set to it, and accepts the memo of entries written before it named them (the call and the rules
+// only), as long as that memo holds the rule set's call and rules.
+func TestRuleChangeMemoNamesEnvelopeAndDate(t *testing.T) {
+	t.Parallel()
+	l := newSQLiteDB(t).open(t)
+	ctx := t.Context()
+	mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+	bps := int64(5000)
+	ahead := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Microsecond)
+	res, err := l.SetRules(ctx, SetRules{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "fund", Call: "appel-2",
+		Rules: Rules{MaxFundingShareBPS: &bps}, EffectiveTime: ahead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := allEntries(t, l, EntryFilter{})
+	memo := entries[len(entries)-1].Memo
+	want := `envelope envelopes/fund from ` + ahead.Format(time.RFC3339Nano) + `, call appel-2: {"max_funding_share_bps":5000}`
+	if memo != want {
+		t.Fatalf("the rule change's memo %q, want %q", memo, want)
+	}
+	requireVerifyOK(t, l)
+	for _, tc := range []struct {
+		memo string
+		ok   bool
+	}{
+		{`call appel-2: {"max_funding_share_bps":5000}`, true},  // written before the memo named the envelope
+		{`call appel-2: {"max_funding_share_bps":10000}`, false}, // ... but not these rules
+		{`envelope envelopes/fund from 2021-01-01T00:00:00Z, call appel-2: {"max_funding_share_bps":5000}`, false},
+	} {
+		for _, stmt := range []string{"DROP TRIGGER IF EXISTS journal_entries_append_only",
+			"UPDATE journal_entries SET memo = '" + strings.ReplaceAll(tc.memo, "'", "''") + "' WHERE id = '" + res.EntryID + "'"} {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil || rep.OK() != tc.ok {
+			t.Errorf("memo %q: Verify %v, %v; want OK %v", tc.memo, rep.Discrepancies, err, tc.ok)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,9 @@ import (
 
 // TestBackupUnderLoad protects the backup's promise (issue 20): a backup taken while writers
 // commit is a ledger that verifies and holds every award acknowledged before the backup began
-// (VACUUM INTO reads one snapshot, taken after those commits); and a backup never overwrites a
-// file.
+// (VACUUM INTO reads one snapshot, taken after those commits); a backup never overwrites a
+// file; and it is written under a name of its own, then named: an earlier run cut short (its
+// OUT.partial-* left behind) does not stop it, and it leaves no file but the backup.
 func TestBackupUnderLoad(t *testing.T) {
 	t.Parallel()
 	db := newSQLiteDB(t)
@@ -55,12 +57,21 @@ func TestBackupUnderLoad(t *testing.T) {
 	mu.Lock()
 	before := append([]string(nil), acked...)
 	mu.Unlock()
-	out := filepath.Join(t.TempDir(), "backup.db")
+	folder := t.TempDir()
+	out := filepath.Join(folder, "backup.db")
+	leftover := out + ".partial-1234" // an earlier backup killed half-way
+	if err := os.WriteFile(leftover, []byte("SQLite format 3\x00 cut short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := Backup(t.Context(), db.dsn, out, "")
 	stop.Store(true)
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("Backup under load: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(folder, "*"))
+	if want := []string{out, leftover}; !slices.Equal(files, want) {
+		t.Errorf("the backup's folder holds %q, want %q: the backup and the earlier run's file only", files, want)
 	}
 	if rep.Verify.Commitments < len(before) {
 		t.Fatalf("the backup holds %d commitments, %d were acknowledged before it began", rep.Verify.Commitments, len(before))

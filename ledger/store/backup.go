@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -40,11 +41,53 @@ func Backup(ctx context.Context, database, out string) error {
 	if err := checkCopyFinished(ctx, e); err != nil {
 		return err
 	}
-	// VACUUM INTO fails, too, on a file that exists and is not empty.
-	if _, err := e.(*sqliteEngine).db.ExecContext(ctx, `VACUUM INTO $1`, out); err != nil {
+	// The copy is written beside out under a name of its own, made durable, then given its name
+	// (a link, which refuses an existing file): a backup cut short (killed, the disk full) leaves
+	// no partial file at out, only OUT.partial-*, and never overwrites a file made meanwhile.
+	dir, base := filepath.Split(out)
+	if dir == "" {
+		dir = "." // (CreateTemp would take the system's temporary folder)
+	}
+	tmp, err := os.CreateTemp(dir, base+".partial-*")
+	if err != nil {
 		return fmt.Errorf("writing the backup %s: %w", out, err)
 	}
-	return nil
+	partial := tmp.Name()
+	tmp.Close()
+	done := false
+	defer func() {
+		if !done {
+			os.Remove(partial)
+		}
+	}()
+	// VACUUM INTO writes into a file that does not exist or is empty, as partial is.
+	if _, err := e.(*sqliteEngine).db.ExecContext(ctx, `VACUUM INTO $1`, partial); err != nil {
+		return fmt.Errorf("writing the backup %s: %w", out, err)
+	}
+	if err := syncPath(partial); err != nil {
+		return fmt.Errorf("writing the backup %s: %w", out, err)
+	}
+	if err := os.Link(partial, out); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrBackupExists, out)
+		}
+		return fmt.Errorf("naming the backup %s: %w", out, err)
+	}
+	done = true
+	if err := os.Remove(partial); err != nil {
+		return fmt.Errorf("removing %s after naming the backup %s: %w", partial, out, err)
+	}
+	return syncPath(filepath.Join(dir, "."))
+}
+
+// syncPath flushes a file, or a folder's entries, to stable storage.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // BackupPath is the file that Backup writes for out (sqlite:PATH and file:PATH name PATH).

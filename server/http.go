@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	"github.com/budgetledger/budgetledger/ledger/core"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 )
 
@@ -255,7 +256,10 @@ func (e *transcoderErrors) finish(log *slog.Logger) {
 	}
 	msg := "the request could not be read"
 	if said.Message != "" {
-		msg += ": " + said.Message
+		// protobuf-go's messages start "proto:" with a no-break space (its mark that their wording
+		// may change): the caller reads what was wrong, not whose parser said it.
+		detail := strings.TrimPrefix(strings.ReplaceAll(said.Message, "\u00a0", " "), "proto: ")
+		msg += ": " + core.ShowHidden(detail)
 	}
 	log.Info("http request refused", "path", truncate(r.URL.Path, 200), "http.status", http.StatusBadRequest,
 		"grpc.code", codes.InvalidArgument.String(), "reason", "INVALID_ARGUMENT", "message", msg)

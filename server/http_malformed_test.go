@@ -96,8 +96,14 @@ func TestHTTPMalformedRequests(t *testing.T) {
 	}
 	token := a.tokens[server.RoleAuditor]
 	for _, r := range malformed {
-		if code, reason := httpError(t, send(r, token, false)); code != http.StatusBadRequest || reason != "INVALID_ARGUMENT" {
+		rec := send(r, token, false)
+		if code, reason := httpError(t, rec); code != http.StatusBadRequest || reason != "INVALID_ARGUMENT" {
 			t.Errorf("%s, with a token: %d %q, want 400 INVALID_ARGUMENT", r.name, code, reason)
+		}
+		// The message says what was wrong, not which parser found it (protobuf-go's "proto:" and
+		// its no-break space).
+		if body := rec.Body.String(); strings.Contains(body, "proto:") || strings.Contains(body, "\u00a0") {
+			t.Errorf("%s: the message names the parser: %s", r.name, body)
 		}
 		if code, reason := httpError(t, send(r, "", false)); code != http.StatusUnauthorized || reason != "UNAUTHENTICATED" {
 			t.Errorf("%s, without a credential: %d %q, want 401 UNAUTHENTICATED", r.name, code, reason)

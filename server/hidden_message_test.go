@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
@@ -38,5 +39,18 @@ func TestRefusalsOfTextShowHiddenCharacters(t *testing.T) {
 		if strings.ContainsFunc(s, core.IsHiddenControl) || !strings.Contains(s, `\u202E`) {
 			t.Errorf("%q: shows a hidden character as itself, or not escaped", s)
 		}
+	}
+}
+
+// TestMessageRulesNameTheirRule: a rule of a whole request (a move's source and destination must
+// differ) names no field; its ErrorInfo names the rule instead of an empty field.
+func TestMessageRulesNameTheirRule(t *testing.T) {
+	t.Parallel()
+	h := start(t, testdb.SQLite(t))
+	_, err := h.envelopes.MoveAllocation(context.Background(), &pb.MoveAllocationRequest{Source: "envelopes/a",
+		Destination: "envelopes/a", Amount: 1, Reason: "r", RequestId: "m1"})
+	code, info := errorInfo(t, err)
+	if _, hasField := info.GetMetadata()["field"]; code != codes.InvalidArgument || hasField || info.GetMetadata()["rule"] != "move.distinct_envelopes" {
+		t.Errorf("a move to itself: %v (ErrorInfo %v), want INVALID_ARGUMENT naming the rule move.distinct_envelopes", err, info)
 	}
 }

@@ -55,7 +55,12 @@ func validationStatus(err error) error {
 	if n := len(bad.FieldViolations); n > 1 {
 		msg += fmt.Sprintf(" (and %d more)", n-1)
 	}
-	info := &errdetails.ErrorInfo{Reason: string(ledger.ReasonInvalidArgument), Domain: ErrorDomain,
-		Metadata: map[string]string{"field": first.Field}}
+	// A rule of the whole message (two fields that must differ, say) names no field: its rule id
+	// says which it is.
+	md := map[string]string{"field": first.Field}
+	if first.Field == "" {
+		md = map[string]string{"rule": first.Reason}
+	}
+	info := &errdetails.ErrorInfo{Reason: string(ledger.ReasonInvalidArgument), Domain: ErrorDomain, Metadata: md}
 	return attach(status.New(codes.InvalidArgument, msg), info, bad)
 }

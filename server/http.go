@@ -164,8 +164,18 @@ func withoutInput(r *http.Request) *http.Request {
 		kept.Set("message", "{}")
 	}
 	r.URL.RawQuery = kept.Encode()
-	body := "" // (an empty gRPC-Web or gRPC body: a request without a message)
-	if r.Method == http.MethodPost && strings.Contains(r.Header.Get("Content-Type"), "json") {
+	body := ""
+	contentType := r.Header.Get("Content-Type")
+	switch {
+	case strings.HasPrefix(contentType, "application/grpc-web"):
+		// One frame holding an empty message ("{}" in JSON): a body without one would fail in
+		// grpc-go ("received no request message") before the interceptors refuse the call.
+		payload := ""
+		if strings.Contains(contentType, "json") {
+			payload = "{}"
+		}
+		body = "\x00\x00\x00\x00" + string(rune(len(payload))) + payload
+	case r.Method == http.MethodPost && strings.Contains(contentType, "json"):
 		body = "{}"
 	}
 	r.Body, r.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))

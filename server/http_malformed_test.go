@@ -155,6 +155,28 @@ func TestHTTPMalformedRequests(t *testing.T) {
 	if br := gzipped(`{"page_size": 5}`, "br", token); br.Code == http.StatusBadRequest || br.Code == http.StatusOK {
 		t.Errorf("a br body: %d %s, want the transcoder's own refusal, not the caller's INVALID_ARGUMENT", br.Code, br.Body)
 	}
+	// gRPC-Web without a known credential: refused UNAUTHENTICATED by the interceptors, logged,
+	// whatever it sent (it failed in grpc-go, INTERNAL and unlogged, when its input went).
+	for _, ct := range []string{"application/grpc-web+proto", "application/grpc-web+json"} { // (the transcoder has no grpc-web-text)
+		for _, credential := range []string{"", "Bearer blt_guess"} {
+			before := strings.Count(logs.String(), "UNAUTHENTICATED")
+			body := "\x00\x00\x00\x00\x00" // an empty ListEnvelopesRequest
+			req := httptest.NewRequest("POST", "/budgetledger.v1.EnvelopeService/ListEnvelopes", strings.NewReader(body))
+			req.Header.Set("Content-Type", ct)
+			if credential != "" {
+				req.Header.Set("Authorization", credential)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			answer := rec.Header().Get("Grpc-Status") + " " + rec.Body.String()
+			if !strings.HasPrefix(answer, "16 ") && !strings.Contains(answer, "grpc-status:16") {
+				t.Errorf("gRPC-Web (%s) with credential %q: %d %q, want grpc-status 16 (UNAUTHENTICATED)", ct, credential, rec.Code, answer)
+			}
+			if strings.Count(logs.String(), "UNAUTHENTICATED") == before {
+				t.Errorf("gRPC-Web (%s) with credential %q: the refusal is not logged", ct, credential)
+			}
+		}
+	}
 	big := connect("large", `{"page_token": "`+strings.Repeat("x", 1<<17)+`"}`)
 	for _, chunked := range []bool{false, true} {
 		if rec := send(big, token, chunked); rec.Code != http.StatusRequestEntityTooLarge {

@@ -99,6 +99,9 @@ func (o *Options) Validate() error {
 	if err := core.CheckText("aid_scheme", o.DispositifAide, 0, maxOption); err != nil {
 		return err
 	}
+	if formulaLike(o.DispositifAide) {
+		return core.InvalidArgument("aid_scheme", "must not begin with =, +, - or @, which a spreadsheet reads as a formula")
+	}
 	if o.PaymentPeriod != "" {
 		if err := checkPeriod(o.PaymentPeriod); err != nil {
 			return core.InvalidArgument("payment_period", "%s", err)
@@ -114,13 +117,13 @@ func checkPeriod(s string) error {
 	}
 	from, to, _ := strings.Cut(s, "/")
 	a, err := time.Parse(time.DateOnly, from)
-	if err != nil {
-		return fmt.Errorf("%q is not a date", from)
+	if err != nil || a.Year() < 1 {
+		return fmt.Errorf("%q is not a date of the years 0001 to 9999", from)
 	}
 	if to != "" {
 		b, err := time.Parse(time.DateOnly, to)
-		if err != nil {
-			return fmt.Errorf("%q is not a date", to)
+		if err != nil || b.Year() < 1 {
+			return fmt.Errorf("%q is not a date of the years 0001 to 9999", to)
 		}
 		if b.Before(a) {
 			return fmt.Errorf("the period ends before it starts")
@@ -282,6 +285,16 @@ func Row(root ledger.Envelope, a *ledger.Award, opt Options) ([]string, []Proble
 	if dispositif == "" {
 		dispositif = root.DisplayName
 	}
+	// A value a spreadsheet would run as a formula (CSV injection) is not published: the file is
+	// public, opened by anyone, and the schema's data must not be altered to defuse it (a quote
+	// in front would change the name). The award is listed with the column at fault instead.
+	for _, v := range []struct{ column, value string }{{"nomAttribuant", root.GrantingBodyName},
+		{"referenceDecision", a.DecisionReference}, {"nomBeneficiaire", a.BeneficiaryLegalName},
+		{"objet", objet}, {"dispositifAide", dispositif}} {
+		if formulaLike(v.value) {
+			miss(v.column, fmt.Sprintf("begins with %q, which a spreadsheet reads as a formula", v.value[:1]))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, problems
 	}
@@ -344,4 +357,10 @@ func quoteAll(list []string) string {
 		q[i] = fmt.Sprintf("%q", v)
 	}
 	return strings.Join(q, ", ")
+}
+
+// formulaLike reports whether s begins with a character that makes a spreadsheet read a cell as
+// a formula (=, +, -, @; tab and carriage return cannot occur in the ledger's text).
+func formulaLike(s string) bool {
+	return s != "" && strings.ContainsRune("=+-@", rune(s[0]))
 }

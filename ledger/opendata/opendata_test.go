@@ -324,3 +324,45 @@ func isReason(err error, reason ledger.Reason) bool {
 	}
 	return e.Reason == reason
 }
+
+// TestFormulasNotPublished protects the public file's readers from CSV injection: an award whose
+// granting body, decision reference, beneficiary, purpose (once trimmed) or aid scheme begins
+// with a character a spreadsheet reads as a formula (=, +, -, @) is not published; it is listed
+// with the columns at fault. An aid scheme given as an option is refused so. A name with such a
+// character inside is published as it is.
+func TestFormulasNotPublished(t *testing.T) {
+	t.Parallel()
+	root := ledger.Envelope{ID: "programme", DisplayName: "Programme"}
+	root.GrantingBodyName, root.GrantingBodySIRET = "=HYPERLINK(\"http://x\",\"y\")", "13000000000013"
+	award := func(legal, reference, purpose string) *ledger.Award {
+		a := &ledger.Award{Committed: 100, PaymentDates: []time.Time{day("2021-06-01").UTC()}}
+		a.Currency, a.BeneficiaryLegalName, a.BeneficiarySIRET, a.DecisionReference, a.Purpose = "EUR", legal, "13000000000013", reference, purpose
+		a.EffectiveAt = day("2021-05-01").UTC()
+		return a
+	}
+	columns := func(ps []opendata.Problem) string {
+		var cs []string
+		for _, p := range ps {
+			cs = append(cs, p.Column)
+		}
+		return strings.Join(cs, ",")
+	}
+	if _, ps := opendata.Row(root, award("@Association", "+1", "  =cmd|' /C calc'!A0"), opendata.Options{}); columns(ps) != "nomAttribuant,referenceDecision,nomBeneficiaire,objet" {
+		t.Errorf("formulas published, or the columns at fault %q", columns(ps))
+	}
+	root.GrantingBodyName = "Région A=B"
+	if row, ps := opendata.Row(root, award("Commune de Saint-Jean-de-Luz", "D-2021-1", "Rénovation - phase 2"), opendata.Options{}); len(ps) != 0 || row == nil {
+		t.Errorf("names with =, -, + inside are refused: %v", ps)
+	}
+	if _, ps := opendata.Row(root, award("Commune", "", "Objet"), opendata.Options{DispositifAide: "-x"}); columns(ps) != "dispositifAide" {
+		t.Errorf("an aid scheme beginning with -: columns at fault %q", columns(ps))
+	}
+	opt := opendata.Options{DispositifAide: "=1+1"}
+	if err := opt.Validate(); !isReason(err, ledger.ReasonInvalidArgument) {
+		t.Errorf("an aid scheme option beginning with =: %v, want INVALID_ARGUMENT", err)
+	}
+	opt = opendata.Options{PaymentPeriod: "0000-01-01"}
+	if err := opt.Validate(); !isReason(err, ledger.ReasonInvalidArgument) {
+		t.Errorf("a payment period in year 0: %v, want INVALID_ARGUMENT", err)
+	}
+}

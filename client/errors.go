@@ -58,6 +58,9 @@ const (
 	// ReasonVerificationRunning: a verification is already running on the server; its name is in
 	// the error's metadata "verification".
 	ReasonVerificationRunning Reason = "VERIFICATION_RUNNING"
+	// ReasonMethodNotFound: the server has no such method (a server of an older release, say);
+	// the method is in the error's metadata "method".
+	ReasonMethodNotFound Reason = "METHOD_NOT_FOUND"
 	// Payments and closing.
 	ReasonCommitmentClosed        Reason = "COMMITMENT_CLOSED"
 	ReasonPaymentExceedsRemaining Reason = "PAYMENT_EXCEEDS_REMAINING"

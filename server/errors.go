@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
@@ -47,12 +46,17 @@ var serverReasonCodes = map[string]codes.Code{
 	reasonMethodNotFound:   codes.Unimplemented,
 }
 
-// unknownMethod answers a call of a service or method this server does not have (grpc-go's own
-// answer carries no ErrorInfo), after the stream interceptors: authenticated, logged.
-func unknownMethod(_ any, stream grpc.ServerStream) error {
-	method, _ := grpc.MethodFromServerStream(stream)
-	return withInfo(codes.Unimplemented, fmt.Sprintf("this server has no method %s", truncate(method, 200)),
-		reasonMethodNotFound, map[string]string{"method": truncate(method, 200)})
+// unknownMethods answers a call of a service or method this server does not have (grpc-go's own
+// answer carries no ErrorInfo), after the stream interceptors (authenticated, rate limited, counted
+// under "unknown"), and logs it as a refusal, the name cut short.
+func unknownMethods(log *slog.Logger) grpc.StreamHandler {
+	return func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		method = truncate(method, 200)
+		log.InfoContext(stream.Context(), "call refused", "grpc.code", codes.Unimplemented.String(),
+			"reason", reasonMethodNotFound, "grpc.method_sent", method)
+		return withInfo(codes.Unimplemented, "this server has no method "+method, reasonMethodNotFound, map[string]string{"method": method})
+	}
 }
 
 // reasonCodes is the one table from a ledger failure to its gRPC code, chosen by the litmus test

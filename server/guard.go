@@ -150,7 +150,10 @@ func (g *guard) count(method, reason string) {
 	if g.refused == nil {
 		return
 	}
-	service, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	service, name := "unknown", "unknown" // a method's name the caller chose is no label (refuse)
+	if g.known[method] {
+		service, name, _ = strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	}
 	g.refused.WithLabelValues(service, name, reason).Inc()
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
@@ -156,11 +157,17 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 	// One line per call at INFO; the interceptor builds its fields before any level check, so it
 	// is left out altogether when INFO is off (ledgerd --log-level warn), which is worth several
 	// percent of throughput.
+	// A call of a method the server does not have (a stream to grpc-go: UnknownServiceHandler) is
+	// logged by unknownMethods, its name cut short: the name is the caller's to choose, and this
+	// line would carry it whole, at ERROR.
+	var knownMethod func(string) bool
 	if log.Enabled(context.Background(), slog.LevelInfo) {
 		interceptors = append(interceptors, logging.UnaryServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
 			logging.WithFieldsFromContext(principalLogField)))
-		streamInterceptors = append(streamInterceptors, logging.StreamServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
-			logging.WithFieldsFromContext(principalLogField)))
+		streamInterceptors = append(streamInterceptors, selector.StreamServerInterceptor(
+			logging.StreamServerInterceptor(slogAdapter(log), logging.WithLogOnEvents(logging.FinishCall),
+				logging.WithFieldsFromContext(principalLogField)),
+			selector.MatchFunc(func(_ context.Context, c middleware.CallMeta) bool { return knownMethod(c.FullMethod()) })))
 	}
 	// Authentication and authorization happen in the tap, before the request is read; the rate
 	// limit of the principal it found and the per-message checks of streams follow. Health checks
@@ -174,6 +181,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	guard.callsLogged = log.Enabled(context.Background(), slog.LevelInfo)
+	knownMethod = func(m string) bool { return guard.known[m] }
 	if cfg.Auth != nil {
 		interceptors = append(interceptors, selector.UnaryServerInterceptor(guard.requirePrincipal, guarded))
 	}
@@ -220,7 +228,7 @@ func New(l *ledger.Ledger, cfg Config) (*Server, error) {
 			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()))))
 	}
 	opts = append(opts, grpc.ChainStreamInterceptor(streamInterceptors...), grpc.ForceServerCodecV2(newReadableCodec()),
-		grpc.UnknownServiceHandler(unknownMethod))
+		grpc.UnknownServiceHandler(unknownMethods(log)))
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger/translog"
 	"github.com/budgetledger/budgetledger/ledger/store"
 )
 
@@ -117,5 +118,37 @@ func TestBackupOfAnotherSchemaSaysToBackUpFirst(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("the refused backup left %s: %v", out, err)
+	}
+}
+
+// TestRefusedBackupLeavesNothing: a backup whose verification fails (here: checked with another
+// log's verifier key) is not given its name: nothing is left at --out, nor beside it, and the same
+// backup can be taken again at once.
+func TestRefusedBackupLeavesNothing(t *testing.T) {
+	t.Parallel()
+	db := newSQLiteDB(t)
+	skey, vkey, err := translog.GenerateKey("ledger.test/backup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := translog.GenerateKey("ledger.test/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openWithLog(t, db, skey)
+	mustCreateEnvelope(t, l, "fund", "", 1_000)
+	if err := l.checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	folder := t.TempDir()
+	out := filepath.Join(folder, "backup.db")
+	if _, err := Backup(t.Context(), db.dsn, out, otherKey); !errors.Is(err, ErrBackupUnsound) {
+		t.Fatalf("a backup checked with another log's key: %v, want ErrBackupUnsound", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(folder, "*")); len(files) != 0 {
+		t.Fatalf("the refused backup left %q", files)
+	}
+	if rep, err := Backup(t.Context(), db.dsn, out, vkey); err != nil || rep.Log.Checkpoints == 0 {
+		t.Fatalf("the same backup again, with the log's key: %+v, %v", rep.Log, err)
 	}
 }

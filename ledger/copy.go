@@ -154,17 +154,19 @@ func Backup(ctx context.Context, database, out, vkey string) (BackupReport, erro
 	if err := store.CheckBackupSchema(ctx, database); err != nil {
 		return rep, err
 	}
-	if err := store.Backup(ctx, database, out); err != nil {
-		return rep, err
-	}
-	out = store.BackupPath(out)
-	var err error
-	rep.Verify, rep.Log, rep.LastSequence, rep.LogSize, rep.LogRoot, err = verifyAll(ctx, out, vkey)
-	if err != nil {
-		return rep, fmt.Errorf("verifying the backup %s: %w", out, err)
-	}
-	if n := len(rep.Verify.Discrepancies) + len(rep.Log.Discrepancies); n > 0 {
-		return rep, fmt.Errorf("%w: %s: %d discrepancies: %v %v", ErrBackupUnsound, out, n, rep.Verify.Discrepancies, rep.Log.Discrepancies)
-	}
-	return rep, nil
+	// The copy is verified before it takes its name: one that fails is removed, and the same
+	// command can run again.
+	name := store.BackupPath(out)
+	err := store.Backup(ctx, database, out, func(path string) error {
+		var err error
+		rep.Verify, rep.Log, rep.LastSequence, rep.LogSize, rep.LogRoot, err = verifyAll(ctx, path, vkey)
+		if err != nil {
+			return fmt.Errorf("verifying the backup %s: %w", name, err)
+		}
+		if n := len(rep.Verify.Discrepancies) + len(rep.Log.Discrepancies); n > 0 {
+			return fmt.Errorf("%w: %s: %d discrepancies: %v %v", ErrBackupUnsound, name, n, rep.Verify.Discrepancies, rep.Log.Discrepancies)
+		}
+		return nil
+	})
+	return rep, err
 }

@@ -19,7 +19,10 @@ var ErrBackupExists = errors.New("the backup file exists already: a backup never
 // copy holds exactly the transactions committed before the snapshot began, its pages written
 // anew (no WAL to carry). PostgreSQL and CockroachDB are backed up with their own tools
 // (pg_dump, pg_basebackup; BACKUP): Backup refuses them.
-func Backup(ctx context.Context, database, out string) error {
+//
+// check, when set, is run on the copy before it takes its name (the caller's verification): a
+// copy it refuses is removed, and nothing is left at out.
+func Backup(ctx context.Context, database, out string, check func(path string) error) error {
 	if isPostgres(database) {
 		return errors.New("ledgerd backup copies a SQLite ledger; back up PostgreSQL with pg_dump or pg_basebackup, CockroachDB with BACKUP (docs/operations.md)")
 	}
@@ -41,9 +44,10 @@ func Backup(ctx context.Context, database, out string) error {
 	if err := checkCopyFinished(ctx, e); err != nil {
 		return err
 	}
-	// The copy is written beside out under a name of its own, made durable, then given its name
-	// (a link, which refuses an existing file): a backup cut short (killed, the disk full) leaves
-	// no partial file at out, only OUT.partial-*, and never overwrites a file made meanwhile.
+	// The copy is written beside out under a name of its own, made durable, checked, then given
+	// its name (a link, which refuses an existing file): a backup cut short (killed, the disk
+	// full) or refused by check leaves nothing at out (at most OUT.partial-* after a kill), and
+	// never overwrites a file made meanwhile.
 	dir, base := filepath.Split(out)
 	if dir == "" {
 		dir = "." // (CreateTemp would take the system's temporary folder)
@@ -67,11 +71,25 @@ func Backup(ctx context.Context, database, out string) error {
 	if err := syncPath(partial); err != nil {
 		return fmt.Errorf("writing the backup %s: %w", out, err)
 	}
+	if check != nil {
+		if err := check(partial); err != nil {
+			return err
+		}
+	}
 	if err := os.Link(partial, out); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrBackupExists, out)
 		}
-		return fmt.Errorf("naming the backup %s: %w", out, err)
+		// A file system without hard links: a rename, after checking again that out is free
+		// (a file made between the check and the rename would be replaced).
+		if _, serr := os.Lstat(out); serr == nil {
+			return fmt.Errorf("%w: %s", ErrBackupExists, out)
+		}
+		if err := os.Rename(partial, out); err != nil {
+			return fmt.Errorf("naming the backup %s: %w", out, err)
+		}
+		done = true
+		return syncPath(filepath.Join(dir, "."))
 	}
 	done = true
 	if err := os.Remove(partial); err != nil {

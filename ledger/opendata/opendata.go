@@ -189,6 +189,10 @@ func Write(aw ledger.Awards, opt Options, w io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 	sum := Summary{AsOf: aw.AsOf}
+	if sum.AsOf.IsZero() {
+		// A current export of a tree without an award: as of now, not of 1970-01-01.
+		sum.AsOf = time.Now().UTC().Truncate(time.Microsecond)
+	}
 	for i := range aw.Awards {
 		a := &aw.Awards[i]
 		row, problems := Row(aw.Root, a, opt)

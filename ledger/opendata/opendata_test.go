@@ -366,3 +366,21 @@ func TestFormulasNotPublished(t *testing.T) {
 		t.Errorf("a payment period in year 0: %v, want INVALID_ARGUMENT", err)
 	}
 }
+
+// TestExportOfATreeWithoutAwards: a current export of a tree that has no award yet is dated now
+// (the file's name, the summary), not 1970-01-01.
+func TestExportOfATreeWithoutAwards(t *testing.T) {
+	t.Parallel()
+	l := open(t, testdb.SQLite(t))
+	if _, err := l.CreateEnvelope(t.Context(), ledger.CreateEnvelope{RequestID: "e", EnvelopeID: "empty", Allocation: 1_000}); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	sum, err := opendata.Export(t.Context(), l, "empty", nil, opendata.Options{}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.AsOf.Before(before) || sum.AsOf.After(time.Now().Add(time.Second)) {
+		t.Errorf("an export without awards is dated %v, want now", sum.AsOf)
+	}
+}

@@ -195,11 +195,11 @@ func ComputeAwards(ctx context.Context, db store.Engine, rootID string, asOf *ti
 		slices.SortFunc(out.Awards, func(a, b Award) int {
 			return cmp.Or(a.EffectiveAt.Compare(b.EffectiveAt), a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 		})
-		if asOf == nil {
-			out.AsOf = time.UnixMicro(latest).UTC()
-		} else {
+		if asOf != nil {
 			out.AsOf = asOf.UTC().Truncate(time.Microsecond)
-		}
+		} else if latest != 0 {
+			out.AsOf = time.UnixMicro(latest).UTC()
+		} // (nothing read: no date, rather than 1970-01-01)
 		return nil
 	})
 	return out, err

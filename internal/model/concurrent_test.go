@@ -232,7 +232,7 @@ func runEpisode(t *testing.T, l *ledger.Ledger, seed uint64, ep, ops, runOps int
 					// batch once failed its write, and every request in it: a probe found it.)
 					twinOp := o
 					if r.IntN(2) == 0 {
-						twinOp = gens[i].fresh().withRequestID(o.requestID())
+						twinOp = gens[i].fresh().withRequestID(o.requestID()).withCaller(o.caller())
 						twinOp.partition = o.partition
 					}
 					var (

@@ -35,19 +35,28 @@ func TestPublicRefusalsLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for target, want := range map[string]int{
-		"/opendata/subventions.csv?envelope=envelopes/nope":               http.StatusNotFound,
-		"/opendata/subventions.csv?envelope=envelopes/x&as_of=2021-02-30": http.StatusBadRequest,
-		"/?as_of=bad": http.StatusBadRequest,
+	for _, tc := range []struct {
+		method, target string
+		want           int
+	}{
+		{"GET", "/opendata/subventions.csv?envelope=envelopes/nope", http.StatusNotFound},
+		{"GET", "/opendata/subventions.csv?envelope=envelopes/x&as_of=2021-02-30", http.StatusBadRequest},
+		{"POST", "/opendata/subventions.csv?envelope=envelopes/x", http.StatusMethodNotAllowed},
+		{"GET", "/?as_of=bad", http.StatusBadRequest},
 	} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
-		path, _, _ := strings.Cut(target, "?")
-		if rec.Code != want {
-			t.Errorf("%s: %d, want %d", target, rec.Code, want)
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.target, nil))
+		path, _, _ := strings.Cut(tc.target, "?")
+		if rec.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.target, rec.Code, tc.want)
 		}
-		if line := `msg="http request refused" path=` + path; !strings.Contains(logs.String(), line) || !strings.Contains(logs.String(), "http.status="+strconv.Itoa(want)) {
-			t.Errorf("%s: no %q in the log:\n%s", target, line, logs)
+		logged := false
+		for _, line := range strings.Split(logs.String(), "\n") {
+			logged = logged || strings.Contains(line, `msg="http request refused" path=`+path+" ") &&
+				strings.Contains(line, "http.status="+strconv.Itoa(tc.want))
+		}
+		if !logged {
+			t.Errorf("%s %s: no line says it was refused %d:\n%s", tc.method, tc.target, tc.want, logs)
 		}
 	}
 	before := strings.Count(logs.String(), "http request refused")

@@ -76,3 +76,36 @@ func TestAsOfTime(t *testing.T) {
 		}
 	}
 }
+
+// TestMoneyInItsCurrency protects the page's figures of an envelope not in euros: each currency
+// with its own decimals (ISO 4217: none for the yen, three for the Bahraini dinar) and its code,
+// never a euro sign on dollars nor a yen amount divided by 100.
+func TestMoneyInItsCurrency(t *testing.T) {
+	for _, c := range []struct {
+		minor int64
+		code  string
+		want  string
+	}{
+		{123_45, "EUR", "123,45 €"},
+		{123_45, "USD", "123,45 USD"},
+		{1_000_000, "JPY", "1 000 000 JPY"},
+		{5, "BHD", "0,005 BHD"},
+		{-1_000_001, "BHD", "-1 000,001 BHD"},
+		{math.MaxInt64, "JPY", "9 223 372 036 854 775 807 JPY"},
+	} {
+		want := strings.ReplaceAll(c.want, " ", "\u202f")
+		want = strings.Replace(want, "\u202f"+c.code, "\u00a0"+c.code, 1)
+		want = strings.Replace(want, "\u202f€", "\u00a0€", 1)
+		if got := Money(c.minor, c.code); got != want {
+			t.Errorf("Money(%d, %s) = %q, want %q", c.minor, c.code, got, want)
+		}
+	}
+	for _, c := range []struct {
+		part, whole int64
+		want        string
+	}{{1, 3, "33,33\u202f%"}, {0, 10, "0,00\u202f%"}, {10, 10, "100,00\u202f%"}} {
+		if got := frenchShare(c.part, c.whole); got != c.want {
+			t.Errorf("frenchShare(%d, %d) = %q, want %q", c.part, c.whole, got, c.want)
+		}
+	}
+}

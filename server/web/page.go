@@ -31,8 +31,9 @@ var static embed.FS
 
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"euros": Euros,
+	"money": Money,
 	"width": func(part, whole int64) template.CSS { return template.CSS("width:" + share(part, whole)) },
-	"pct":   share,
+	"pct":   frenchShare,
 	"date":  func(t time.Time) string { return t.In(paris).Format(time.DateOnly) },
 	"indent": func(depth int) template.CSS {
 		return template.CSS("padding-left:" + []string{"0.5", "1.75", "3", "4.25", "5.5"}[min(depth, 4)] + "em")

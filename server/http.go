@@ -120,6 +120,8 @@ func (s *Server) HTTPHandler() (http.Handler, error) {
 			}
 		}
 		tooLarge := func() {
+			s.log.InfoContext(r.Context(), "http request refused", "path", truncate(r.URL.Path, 200),
+				"http.status", http.StatusRequestEntityTooLarge, "message", "request body over --max-recv-msg-size")
 			http.Error(w, fmt.Sprintf("request body over the limit of %d bytes (--max-recv-msg-size)", limit), http.StatusRequestEntityTooLarge)
 		}
 		if r.ContentLength > limit {

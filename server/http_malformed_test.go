@@ -179,8 +179,12 @@ func TestHTTPMalformedRequests(t *testing.T) {
 	}
 	big := connect("large", `{"page_token": "`+strings.Repeat("x", 1<<17)+`"}`)
 	for _, chunked := range []bool{false, true} {
+		before := strings.Count(logs.String(), "http.status=413")
 		if rec := send(big, token, chunked); rec.Code != http.StatusRequestEntityTooLarge {
 			t.Errorf("a body over the limit (chunked: %v): %d, want 413", chunked, rec.Code)
+		}
+		if strings.Count(logs.String(), "http.status=413") == before {
+			t.Errorf("a body over the limit (chunked: %v): the refusal is not logged", chunked)
 		}
 	}
 }

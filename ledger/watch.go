@@ -72,7 +72,13 @@ func (l *Ledger) WatchJournal(ctx context.Context, after int64, cfg WatchConfig,
 		readErr <- err
 	}()
 	for batch := range batches {
-		if err := send(batch); err != nil {
+		// Once ctx ends (the caller left, the server shuts down), what is still buffered is not
+		// sent: a slow reader would hold the stream open for all of it.
+		err := ctx.Err()
+		if err == nil {
+			err = send(batch)
+		}
+		if err != nil {
 			cancel()
 			for range batches { // let the reader end
 			}

@@ -71,3 +71,33 @@ func TestWatchJournalOverflowResumesExactly(t *testing.T) {
 		t.Fatalf("received %d entries, want 31", len(got))
 	}
 }
+
+// TestWatchJournalStopsSendingOnceEnded: once the watch's context ends (the server shutting down,
+// the caller gone), what is still buffered is not sent: a slow reader held a server's graceful
+// stop for every buffered batch (found by an outside probe).
+func TestWatchJournalStopsSendingOnceEnded(t *testing.T) {
+	t.Parallel()
+	l := newSQLiteDB(t).open(t)
+	mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+	for i := range 30 {
+		if _, err := l.Commit(t.Context(), commitCmd("fund", fmt.Sprintf("siren:%d", i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sends := 0
+	cfg := WatchConfig{Buffer: 5, MaxBatch: 1, Stall: -1, overflowed: func() { close(full) }}
+	err := l.WatchJournal(ctx, 0, cfg, func([]Entry) error {
+		sends++
+		if sends == 1 {
+			<-full   // the buffer holds batches not sent yet
+			cancel() // ... when the stream is ended
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || sends != 1 {
+		t.Fatalf("a watch ended with batches buffered: %v after %d sends; want context.Canceled after the one in progress", err, sends)
+	}
+}

@@ -60,7 +60,9 @@ type JournalServiceClient interface {
 	// behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
 	// rate limit are checked at every message, and a revoked credential ends the stream.
 	//
-	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED, STORE_UNAVAILABLE
+	// (the database cannot be reached, or the server is shutting down: resume as after an overflow,
+	// on this server later or on another).
 	WatchJournalEntries(ctx context.Context, in *WatchJournalEntriesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJournalEntriesResponse], error)
 }
 
@@ -165,7 +167,9 @@ type JournalServiceServer interface {
 	// behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
 	// rate limit are checked at every message, and a revoked credential ends the stream.
 	//
-	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+	// Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED, STORE_UNAVAILABLE
+	// (the database cannot be reached, or the server is shutting down: resume as after an overflow,
+	// on this server later or on another).
 	WatchJournalEntries(*WatchJournalEntriesRequest, grpc.ServerStreamingServer[WatchJournalEntriesResponse]) error
 	mustEmbedUnimplementedJournalServiceServer()
 }

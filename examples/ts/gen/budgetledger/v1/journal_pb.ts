@@ -621,7 +621,9 @@ export const JournalService: GenService<{
    * behind ends with STREAM_OVERFLOW (resume from its metadata); the caller's credential and
    * rate limit are checked at every message, and a revoked credential ends the stream.
    *
-   * Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED.
+   * Errors: STREAM_OVERFLOW, UNAUTHENTICATED, PERMISSION_DENIED, RATE_LIMITED, STORE_UNAVAILABLE
+   * (the database cannot be reached, or the server is shutting down: resume as after an overflow,
+   * on this server later or on another).
    *
    * @generated from rpc budgetledger.v1.JournalService.WatchJournalEntries
    */

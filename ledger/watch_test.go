@@ -14,13 +14,7 @@ import (
 // stream from it continues with the next entry, none lost, none twice.
 func TestWatchJournalOverflowResumesExactly(t *testing.T) {
 	t.Parallel()
-	l := newSQLiteDB(t).open(t)
-	mustCreateEnvelope(t, l, "fund", "", 1_000_000)
-	for i := range 30 {
-		if _, err := l.Commit(t.Context(), commitCmd("fund", fmt.Sprintf("siren:%d", i), 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := journalOf31Entries(t)
 	release := make(chan struct{})
 	var got []int64
 	collect := func(entries []Entry) error {
@@ -77,13 +71,7 @@ func TestWatchJournalOverflowResumesExactly(t *testing.T) {
 // stop for every buffered batch (found by an outside probe).
 func TestWatchJournalStopsSendingOnceEnded(t *testing.T) {
 	t.Parallel()
-	l := newSQLiteDB(t).open(t)
-	mustCreateEnvelope(t, l, "fund", "", 1_000_000)
-	for i := range 30 {
-		if _, err := l.Commit(t.Context(), commitCmd("fund", fmt.Sprintf("siren:%d", i), 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	l := journalOf31Entries(t)
 	full := make(chan struct{})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -100,4 +88,18 @@ func TestWatchJournalStopsSendingOnceEnded(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || sends != 1 {
 		t.Fatalf("a watch ended with batches buffered: %v after %d sends; want context.Canceled after the one in progress", err, sends)
 	}
+}
+
+// journalOf31Entries is a SQLite ledger whose journal holds 31 entries: an envelope's funding and
+// 30 awards.
+func journalOf31Entries(t *testing.T) *Ledger {
+	t.Helper()
+	l := newSQLiteDB(t).open(t)
+	mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+	for i := range 30 {
+		if _, err := l.Commit(t.Context(), commitCmd("fund", fmt.Sprintf("siren:%d", i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
-	"github.com/budgetledger/budgetledger/ledger/translog"
 	"github.com/budgetledger/budgetledger/ledger/store"
+	"github.com/budgetledger/budgetledger/ledger/translog"
 )
 
 // TestBackupUnderLoad protects the backup's promise (issue 20): a backup taken while writers

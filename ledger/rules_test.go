@@ -100,7 +100,7 @@ func TestRuleChangeMemoNamesEnvelopeAndDate(t *testing.T) {
 		memo string
 		ok   bool
 	}{
-		{`call appel-2: {"max_funding_share_bps":5000}`, true},  // written before the memo named the envelope
+		{`call appel-2: {"max_funding_share_bps":5000}`, true},   // written before the memo named the envelope
 		{`call appel-2: {"max_funding_share_bps":10000}`, false}, // ... but not these rules
 		{`envelope envelopes/fund from 2021-01-01T00:00:00Z, call appel-2: {"max_funding_share_bps":5000}`, false},
 	} {

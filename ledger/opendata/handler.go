@@ -77,6 +77,10 @@ func Handler(l *ledger.Ledger) http.Handler {
 		h.Set("Content-Length", strconv.Itoa(buf.Len()))
 		h.Set("X-Unpublishable-Count", strconv.Itoa(len(sum.Unpublishable)))
 		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Content-Type-Options", "nosniff")
+		// Open data: any site's page may read it from a browser (no credential goes with such a
+		// read, and where the listener asks for one, the browser's request is refused as any).
+		h.Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodHead {
 			return
 		}

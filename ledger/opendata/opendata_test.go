@@ -264,6 +264,9 @@ func TestHandler(t *testing.T) {
 	if cd := res.Header.Get("Content-Disposition"); cd != `attachment; filename="subventions-programme-2022-12-31.csv"` {
 		t.Errorf("Content-Disposition %q", cd)
 	}
+	if res.Header.Get("Access-Control-Allow-Origin") != "*" || res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers %v: want any origin allowed to read the open data, and nosniff", res.Header)
+	}
 	if n := res.Header.Get("X-Unpublishable-Count"); n != "2" {
 		t.Errorf("X-Unpublishable-Count %q, want 2", n)
 	}

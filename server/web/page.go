@@ -47,7 +47,8 @@ const LatestAwards = 20
 // read RPCs do: the funding report, the awards report and the latest checkpoint.
 func Handler(l *ledger.Ledger, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /static/", http.FileServerFS(static))
+	// The stylesheet only: a folder's listing is no page of this site.
+	mux.Handle("GET /static/style.css", http.FileServerFS(static))
 	mux.Handle("GET /{$}", &page{ledger: l, log: log})
 	return mux
 }
@@ -163,7 +164,10 @@ func (p *page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self'; form-action 'self'")
+	// No other site may frame the page (frame-ancestors: default-src does not cover it), and no
+	// browser guesses another type than the one sent.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	if err := pageTemplate.Execute(w, v); err != nil {
 		p.log.ErrorContext(ctx, "transparency page: template", "error", err)

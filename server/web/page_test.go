@@ -61,8 +61,16 @@ func TestPage(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<html lang="fr">`) {
 			t.Fatalf("GET /: %d\n%s", resp.StatusCode, body)
 		}
-		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
-			t.Errorf("Content-Security-Policy %q, want default-src 'none' and no script", csp)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") ||
+			!strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("Content-Security-Policy %q, want default-src 'none', no script, frame-ancestors 'none', and nosniff", csp)
+		}
+		// The stylesheet is served; the folder is not listed.
+		if resp, _ := get(t, h, "/static/style.css"); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /static/style.css: %d", resp.StatusCode)
+		}
+		if resp, body := get(t, h, "/static/"); resp.StatusCode == http.StatusOK {
+			t.Errorf("GET /static/ lists the folder: %s", body)
 		}
 		committed := regexp.MustCompile(`<tr data-envelope="envelopes/axis-1">[\s\S]*?data-figure="committed">([^<]*)<`).FindStringSubmatch(body)
 		if committed == nil || committed[1] != web.Euros(1_330_000_000) || committed[1] != "13\u202f300\u202f000,00\u00a0€" {

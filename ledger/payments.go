@@ -54,7 +54,7 @@ func (l *Ledger) CreatePayment(ctx context.Context, cmd CreatePayment) (CreatePa
 	if done, err := l.batchOnCommitment(ctx, cmd.CommitmentID, &core.Op{Payment: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
 		return res, err
 	}
-	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
+	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res, false,
 		func(st core.Stamp, env *core.Envelope, c *core.Commitment, _ time.Time) (any, core.Effects, error) {
 			return result(core.DecideCreatePayment(st, cmd, env, c))
 		})
@@ -71,7 +71,7 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 	if done, err := l.batchOnCommitment(ctx, cmd.CommitmentID, &core.Op{Close: &cmd, Fingerprint: cmd.Fingerprint()}, &res); done {
 		return res, err
 	}
-	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res,
+	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res, true,
 		func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error) {
 			return result(core.DecideCloseCommitment(st, cmd, env, c, lastPaid))
 		})
@@ -118,8 +118,9 @@ func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) 
 // onCommitment runs a decision on one commitment (through mutate): it locks the commitment's
 // envelope, then reads the commitment under that lock. The envelope is learnt first, outside the
 // transaction (a commitment never changes envelope); an unknown commitment is refused, and the
-// refusal recorded, after checking in the transaction that it still does not exist.
-func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any,
+// refusal recorded, after checking in the transaction that it still does not exist. With
+// withLastPaid (a closing), the latest effective time of the commitment's payments is read too.
+func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any, withLastPaid bool,
 	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error)) error {
 	envelopeID, err := l.commitmentHome(ctx, commitmentID) // "" when not found
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
@@ -143,8 +144,10 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 				// Made since it was looked up: not locked here, so decided on the next try.
 				return loaded{}, core.Internal("commitment %s appeared during a payment or closing", commitmentID)
 			}
-			if lastPaid, err = store.LatestPaymentTime(ctx, q, commitmentID); err != nil {
-				return loaded{}, err
+			if withLastPaid {
+				if lastPaid, err = store.LatestPaymentTime(ctx, q, commitmentID); err != nil {
+					return loaded{}, err
+				}
 			}
 		case !errors.Is(err, ErrCommitmentNotFound):
 			return loaded{}, err

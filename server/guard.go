@@ -105,10 +105,7 @@ func (g *guard) refuse(ctx context.Context, method string, p principal, err erro
 			reason = info.GetReason()
 		}
 	}
-	service, name := "unknown", "unknown"
-	if g.known[method] {
-		service, name, _ = strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	}
+	service, name := g.labels(method)
 	if g.refused != nil {
 		g.refused.WithLabelValues(service, name, reason).Inc()
 	}
@@ -150,11 +147,18 @@ func (g *guard) count(method, reason string) {
 	if g.refused == nil {
 		return
 	}
-	service, name := "unknown", "unknown" // a method's name the caller chose is no label (refuse)
-	if g.known[method] {
-		service, name, _ = strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	}
+	service, name := g.labels(method)
 	g.refused.WithLabelValues(service, name, reason).Inc()
+}
+
+// labels are a method's service and name as metric labels: "unknown" for a method the server
+// does not have, whose name the caller chose (it would make a series of each).
+func (g *guard) labels(method string) (service, name string) {
+	if !g.known[method] {
+		return "unknown", "unknown"
+	}
+	service, name, _ = strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	return service, name
 }
 
 // stream guards a stream for as long as it lasts: the rate limit on its opening and on every

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,5 +355,57 @@ func TestConcurrentPaymentsReleasesAndClosing(t *testing.T) {
 			t.Errorf("paid %d + released %d + returned %d != 1000", paid, released, returned)
 		}
 		requireVerifyOK(t, l1)
+	})
+}
+
+// TestVerifyHoldsPaymentsToTheirEntries protects invariant 6 for payments: a payment's amount and
+// dates are what its PAID journal entry recorded. Two payments of one commitment whose amounts
+// are swapped keep every sum (the commitment's paid, the envelope's, PaymentsAccount's), and a
+// payment moved to another date changes no sum at all; both change what ListPayments and the
+// open data publish. The triggers that keep the payments table append-only are dropped first, as
+// an operator with the database's rights could.
+func TestVerifyHoldsPaymentsToTheirEntries(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000)
+		c := mustCommit(t, l, "fund", "a", 100).Commitment
+		first := mustPay(t, l, c.ID, 30).Payment
+		second := mustPay(t, l, c.ID, 20).Payment
+		dated := mustPay(t, l, mustCommit(t, l, "fund", "b", 100).Commitment.ID, 10).Payment
+		requireVerifyOK(t, l)
+
+		drops := []string{"DROP TRIGGER payments_append_only", "DROP TRIGGER payments_no_delete"}
+		if l.Engine() != "sqlite" {
+			drops = []string{"DROP TRIGGER payments_append_only ON payments"}
+		}
+		for _, drop := range drops {
+			if err := rawExec(ctx, l, drop); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rawExec(ctx, l, "UPDATE payments SET amount = 50 - amount WHERE commitment_id = $1", c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := rawExec(ctx, l, "UPDATE payments SET effective_at = effective_at - 86400000000 WHERE id = $1", dated.ID); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reported := map[string]string{}
+		for _, d := range rep.Discrepancies {
+			if d.Invariant == 6 {
+				reported[d.Subject] += d.Detail
+			}
+		}
+		for _, p := range []Payment{first, second} {
+			if d := reported[PaymentName(c.ID, p.ID)]; !strings.Contains(d, "PAID journal entry") || !strings.Contains(d, "posts") {
+				t.Errorf("payment %s, its amount swapped, is not reported under invariant 6 for its amount: %q (all: %v)", p.ID, d, rep.Discrepancies)
+			}
+		}
+		if d := reported[PaymentName(dated.CommitmentID, dated.ID)]; !strings.Contains(d, "took effect at") {
+			t.Errorf("the payment moved a day earlier is not reported under invariant 6 for its date: %q (all: %v)", d, rep.Discrepancies)
+		}
 	})
 }

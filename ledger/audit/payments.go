@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"math/big"
+	"slices"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -73,6 +74,20 @@ func paymentsMatchJournal(s *snapshot, rep *VerifyReport) {
 		e := s.entry(p.EntryID)
 		if e == nil || core.EntryKind(e.kind) != core.KindPaid || e.memo != name || e.requestID != p.RequestID || e.caller != p.Caller {
 			rep.add(6, name, "is not what a PAID journal entry %s recorded", core.EntryName(p.EntryID))
+			continue
+		}
+		// The amount and the dates the payments table publishes (ListPayments, the open data's
+		// payment dates) are the entry's: its postings, from the commitment to PaymentsAccount,
+		// and its creation and effective times.
+		paid := []core.Posting{{Account: core.CommitmentName(p.CommitmentID), Amount: -p.Amount}, {Account: core.PaymentsAccount, Amount: p.Amount}}
+		if !slices.Equal(e.postings, paid) {
+			rep.add(6, name, "pays %d, its PAID journal entry %s posts %v", p.Amount, core.EntryName(p.EntryID), e.postings)
+		}
+		if at := p.CreatedAt.UnixMicro(); at != e.createdAt {
+			rep.add(6, name, "was recorded at %s, its PAID journal entry %s at %s", micro(at), core.EntryName(p.EntryID), micro(e.createdAt))
+		}
+		if !p.EffectiveAt.IsZero() && p.EffectiveAt.UnixMicro() != e.effectiveAt {
+			rep.add(6, name, "took effect at %s, its PAID journal entry %s at %s", micro(p.EffectiveAt.UnixMicro()), core.EntryName(p.EntryID), micro(e.effectiveAt))
 		}
 	}
 	for i := range s.commitments {

@@ -216,8 +216,11 @@ func (p *page) load(ctx context.Context, v *view, rootID string, asOf time.Time)
 			}
 		}
 	}
+	// Newest first: by effective time, then recording time, then id, each descending. The awards
+	// of one bulk call share both times; their ids (UUIDv7, made in the order of the items) say
+	// which were recorded last.
 	slices.SortStableFunc(awards, func(a, b award) int {
-		return cmp.Or(b.EffectiveAt.Compare(a.EffectiveAt), b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
+		return cmp.Or(b.EffectiveAt.Compare(a.EffectiveAt), b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
 	})
 	v.Awards = awards[:min(len(awards), LatestAwards)]
 

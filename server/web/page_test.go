@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,4 +203,42 @@ func TestPageWhenATreeOverflows(t *testing.T) {
 	if resp, body := get(t, h, "/?envelope=envelopes/fund"); resp.StatusCode != http.StatusOK {
 		t.Errorf("the page of the other tree: %d\n%s", resp.StatusCode, body)
 	}
+}
+
+// TestPageLatestAwardsFirst protects the awards table's promise, "the latest awards, newest
+// first": awards of one bulk call share their effective and recording times, and the last ones
+// recorded are the latest. The table listed the first 20 of 30 such awards, oldest first.
+func TestPageLatestAwardsFirst(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, database string) {
+		ctx := context.Background()
+		l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if _, err := l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: "fund", EnvelopeID: "fund", DisplayName: "Fonds",
+			Allocation: 8_800_000_000, Effective: time.Date(2021, 1, 15, 0, 0, 0, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+		const n = web.LatestAwards + 10
+		cmd := ledger.BulkCommit{RequestID: "wave-1", EnvelopeID: "fund", Effective: time.Date(2021, 3, 11, 0, 0, 0, 0, time.UTC)}
+		for i := range n {
+			cmd.Items = append(cmd.Items, ledger.BulkItem{Beneficiary: fmt.Sprintf("commune-%02d", i), Project: "guichet", Amount: 1_000})
+		}
+		if _, err := l.BulkCommit(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+		_, body := get(t, web.Handler(l, slog.New(slog.NewTextHandler(io.Discard, nil))), "/")
+		var shown []string
+		for _, m := range regexp.MustCompile(`commune-(\d\d)`).FindAllStringSubmatch(body, -1) {
+			shown = append(shown, m[1])
+		}
+		var want []string
+		for i := n - 1; i >= n-web.LatestAwards; i-- {
+			want = append(want, fmt.Sprintf("%02d", i))
+		}
+		if !slices.Equal(shown, want) {
+			t.Errorf("awards shown %v, want the %d recorded last, newest first: %v", shown, web.LatestAwards, want)
+		}
+	})
 }

@@ -45,6 +45,7 @@ const (
 	ReasonEffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 	ReasonEffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 	ReasonEffectiveTimeBeforePayment    Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
+	ReasonEffectiveTimeBeforeRelease    Reason = "EFFECTIVE_TIME_BEFORE_RELEASE"
 	ReasonPolicyViolation               Reason = "POLICY_VIOLATION"
 	ReasonCancelled                     Reason = "CANCELLED"
 	ReasonUnauthenticated               Reason = "UNAUTHENTICATED"
@@ -99,6 +100,8 @@ var (
 	ErrEffectiveTimeBeforeHold error = &sentinel{reason: ReasonEffectiveTimeBeforeHold}
 	// ErrEffectiveTimeBeforePayment: a closing dated before the commitment's last payment.
 	ErrEffectiveTimeBeforePayment error = &sentinel{reason: ReasonEffectiveTimeBeforePayment}
+	// ErrEffectiveTimeBeforeRelease: a closing dated before the commitment's last release.
+	ErrEffectiveTimeBeforeRelease error = &sentinel{reason: ReasonEffectiveTimeBeforeRelease}
 	ErrConflict                   error = &sentinel{reason: ReasonTransactionConflict, code: codes.Aborted, byCode: true}
 	ErrUnavailable                error = &sentinel{reason: ReasonStoreUnavailable, code: codes.Unavailable, byCode: true}
 	ErrDeadlineExceeded           error = &sentinel{reason: ReasonDeadlineExceeded, code: codes.DeadlineExceeded, byCode: true}

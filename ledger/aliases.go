@@ -81,6 +81,7 @@ const (
 	ReasonEffectiveTimeBeforeCommitment = core.ReasonEffectiveTimeBeforeCommitment
 	ReasonEffectiveTimeBeforeHold       = core.ReasonEffectiveTimeBeforeHold
 	ReasonEffectiveTimeBeforePayment    = core.ReasonEffectiveTimeBeforePayment
+	ReasonEffectiveTimeBeforeRelease    = core.ReasonEffectiveTimeBeforeRelease
 	KindAllocationMoved                 = core.KindAllocationMoved
 	KindCommitted                       = core.KindCommitted
 	KindEnvelopeAllocated               = core.KindEnvelopeAllocated

@@ -112,14 +112,14 @@ func (l *Ledger) loadBatch(ctx context.Context, q store.Querier, units []*core.U
 		if _, ok := in.Commitments[id]; !ok {
 			continue
 		}
-		latest, err := store.LatestPaymentTime(ctx, q, id)
+		latest, err := store.LatestMoves(ctx, q, id)
 		if err != nil {
 			return in, st, err
 		}
-		if in.LastPaid == nil {
-			in.LastPaid = map[string]time.Time{}
+		if in.Latest == nil {
+			in.Latest = map[string]core.LatestMoves{}
 		}
-		in.LastPaid[id] = latest
+		in.Latest[id] = latest
 	}
 	if ids := core.HoldIDs(units); len(ids) > 0 {
 		if in.Holds, err = store.LoadHoldsAt(ctx, q, ids, rows.holds); err != nil {

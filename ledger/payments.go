@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -55,7 +54,7 @@ func (l *Ledger) CreatePayment(ctx context.Context, cmd CreatePayment) (CreatePa
 		return res, err
 	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res, false,
-		func(st core.Stamp, env *core.Envelope, c *core.Commitment, _ time.Time) (any, core.Effects, error) {
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment, _ core.LatestMoves) (any, core.Effects, error) {
 			return result(core.DecideCreatePayment(st, cmd, env, c))
 		})
 	return res, err
@@ -72,8 +71,8 @@ func (l *Ledger) CloseCommitment(ctx context.Context, cmd CloseCommitment) (Clos
 		return res, err
 	}
 	err := l.onCommitment(ctx, cmd.Caller, cmd.RequestID, cmd.CommitmentID, cmd.Fingerprint(), &res, true,
-		func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error) {
-			return result(core.DecideCloseCommitment(st, cmd, env, c, lastPaid))
+		func(st core.Stamp, env *core.Envelope, c *core.Commitment, latest core.LatestMoves) (any, core.Effects, error) {
+			return result(core.DecideCloseCommitment(st, cmd, env, c, latest))
 		})
 	return res, err
 }
@@ -119,9 +118,10 @@ func (l *Ledger) commitmentHome(ctx context.Context, id string) (string, error) 
 // envelope, then reads the commitment under that lock. The envelope is learnt first, outside the
 // transaction (a commitment never changes envelope); an unknown commitment is refused, and the
 // refusal recorded, after checking in the transaction that it still does not exist. With
-// withLastPaid (a closing), the latest effective time of the commitment's payments is read too.
-func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any, withLastPaid bool,
-	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment, lastPaid time.Time) (any, core.Effects, error)) error {
+// withLatest (a closing), the latest effective times of the commitment's payments and releases
+// are read too.
+func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitmentID string, fp core.Fingerprint, out any, withLatest bool,
+	decide func(st core.Stamp, env *core.Envelope, c *core.Commitment, latest core.LatestMoves) (any, core.Effects, error)) error {
 	envelopeID, err := l.commitmentHome(ctx, commitmentID) // "" when not found
 	if err != nil && !errors.Is(err, ErrCommitmentNotFound) {
 		return err
@@ -135,7 +135,7 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 			}
 		}
 		var cm *core.Commitment
-		var lastPaid time.Time
+		var latest core.LatestMoves
 		c, err := store.LoadCommitment(ctx, q, commitmentID)
 		switch {
 		case err == nil:
@@ -144,8 +144,8 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 				// Made since it was looked up: not locked here, so decided on the next try.
 				return loaded{}, core.Internal("commitment %s appeared during a payment or closing", commitmentID)
 			}
-			if withLastPaid {
-				if lastPaid, err = store.LatestPaymentTime(ctx, q, commitmentID); err != nil {
+			if withLatest {
+				if latest, err = store.LatestMoves(ctx, q, commitmentID); err != nil {
 					return loaded{}, err
 				}
 			}
@@ -153,7 +153,7 @@ func (l *Ledger) onCommitment(ctx context.Context, caller, requestID, commitment
 			return loaded{}, err
 		}
 		return loaded{locked: locked, decide: func(st core.Stamp) (any, core.Effects, error) {
-			return decide(st, found(locked, envelopeID), cm, lastPaid)
+			return decide(st, found(locked, envelopeID), cm, latest)
 		}}, nil
 	})
 }

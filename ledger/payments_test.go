@@ -2,12 +2,15 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
 )
 
 func payCmd(commitmentID string, amount int64) CreatePayment {
@@ -406,6 +409,63 @@ func TestVerifyHoldsPaymentsToTheirEntries(t *testing.T) {
 		}
 		if d := reported[PaymentName(dated.CommitmentID, dated.ID)]; !strings.Contains(d, "took effect at") {
 			t.Errorf("the payment moved a day earlier is not reported under invariant 6 for its date: %q (all: %v)", d, rep.Discrepancies)
+		}
+	})
+}
+
+// TestClosingNotBeforeTheLastRelease protects the rule that a commitment is closed after its last
+// release (docs/dates.md), on every engine, with group commit and without: a closing dated before
+// a release recorded earlier is refused EFFECTIVE_TIME_BEFORE_RELEASE and changes nothing; one
+// dated after it is made. An outside probe closed an award as of 1 July after a release dated 30
+// November: the funding report as of 1 August showed the closed award still owing the released
+// amount.
+func TestClosingNotBeforeTheLastRelease(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		for _, batching := range []bool{true, false} {
+			l, err := Open(t.Context(), db.dsn, Config{TxTimeout: testdb.TxTimeout, DisableBatching: !batching})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(l.Close)
+			day := func(m time.Month, d int) time.Time { return time.Date(2021, m, d, 0, 0, 0, 0, time.UTC) }
+			fund := fmt.Sprintf("fund-%t", batching)
+			if _, err := l.CreateEnvelope(t.Context(), CreateEnvelope{RequestID: newRequestID(), EnvelopeID: fund, Allocation: 1_000, Effective: day(1, 15)}); err != nil {
+				t.Fatal(err)
+			}
+			cmd := commitCmd(fund, "ville", 500)
+			cmd.Effective = day(3, 11)
+			res, err := l.Commit(t.Context(), cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := res.Commitment
+			rel := releaseCmd(c.ID, 50)
+			rel.Effective = day(11, 30)
+			if _, err := l.Release(t.Context(), rel); err != nil {
+				t.Fatal(err)
+			}
+			pay := payCmd(c.ID, 100)
+			pay.Effective = day(6, 1)
+			if _, err := l.CreatePayment(t.Context(), pay); err != nil {
+				t.Fatal(err)
+			}
+			early := closeCmd(c.ID)
+			early.Effective = day(7, 1)
+			_, err = l.CloseCommitment(t.Context(), early)
+			var lerr *Error
+			if !errors.As(err, &lerr) || lerr.Reason != ReasonEffectiveTimeBeforeRelease ||
+				lerr.Metadata["release_effective_time"] != "2021-11-30T00:00:00Z" || lerr.Metadata["commitment"] != CommitmentName(c.ID) {
+				t.Fatalf("batching %t: closing dated before the release: %v, want EFFECTIVE_TIME_BEFORE_RELEASE naming the release's date", batching, err)
+			}
+			if got, err := l.GetCommitment(t.Context(), c.ID); err != nil || got.Closed() {
+				t.Fatalf("batching %t: the refused closing closed the commitment: %+v, %v", batching, got, err)
+			}
+			late := closeCmd(c.ID)
+			late.Effective = day(12, 1)
+			if _, err := l.CloseCommitment(t.Context(), late); err != nil {
+				t.Fatalf("batching %t: closing dated after the release: %v", batching, err)
+			}
+			requireVerifyOK(t, l)
 		}
 	})
 }

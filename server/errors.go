@@ -85,6 +85,7 @@ var reasonCodes = map[ledger.Reason]codes.Code{
 	ledger.ReasonEffectiveTimeBeforeCommitment: codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforeHold:       codes.FailedPrecondition,
 	ledger.ReasonEffectiveTimeBeforePayment:    codes.FailedPrecondition,
+	ledger.ReasonEffectiveTimeBeforeRelease:    codes.FailedPrecondition,
 	ledger.ReasonStoreUnavailable:              codes.Unavailable,
 	ledger.ReasonTransactionConflict:           codes.Aborted,
 	ledger.ReasonInternal:                      codes.Internal,

@@ -69,6 +69,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"strconv"
@@ -99,6 +100,7 @@ const (
 	EffectiveTimeBeforeCommitment Reason = "EFFECTIVE_TIME_BEFORE_COMMITMENT"
 	EffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 	EffectiveTimeBeforePayment    Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
+	EffectiveTimeBeforeRelease    Reason = "EFFECTIVE_TIME_BEFORE_RELEASE"
 	ETagMismatch                  Reason = "ETAG_MISMATCH"
 	CommitmentClosed              Reason = "COMMITMENT_CLOSED"
 	PaymentExceedsRemaining       Reason = "PAYMENT_EXCEEDS_REMAINING"
@@ -288,6 +290,9 @@ type Ledger struct {
 	// closed.
 	payments map[string][]Payment
 	lastPaid map[string]time.Time
+	// lastReleased is the latest effective time of each commitment's releases, before which it
+	// may not be closed either.
+	lastReleased map[string]time.Time
 	// Creation order, so that callers can pick envelopes and commitments deterministically.
 	envelopeOrder, commitmentOrder []string
 	// holds and the model's clock (holds.go).
@@ -341,10 +346,10 @@ func (l *Ledger) Clone() *Ledger {
 		}
 	}
 	if l.lastPaid != nil {
-		c.lastPaid = make(map[string]time.Time, len(l.lastPaid))
-		for k, v := range l.lastPaid {
-			c.lastPaid[k] = v
-		}
+		c.lastPaid = maps.Clone(l.lastPaid)
+	}
+	if l.lastReleased != nil {
+		c.lastReleased = maps.Clone(l.lastReleased)
 	}
 	return c
 }
@@ -980,6 +985,12 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 	touch(&env, eff)
 	env.Committed -= c.Amount
 	com.Released += c.Amount
+	if l.lastReleased == nil {
+		l.lastReleased = map[string]time.Time{}
+	}
+	if eff.After(l.lastReleased[com.ID]) {
+		l.lastReleased[com.ID] = eff
+	}
 	l.envelopes[env.ID], l.commitments[com.ID] = env, com
 	l.versions[env.ID]++
 	return ReleaseResult{Commitment: com, Envelope: env}, nil

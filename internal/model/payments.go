@@ -145,9 +145,11 @@ func (l *Ledger) closeCommitment(c CloseCommitment) (CloseCommitmentResult, *Ref
 	if refusal != nil {
 		return CloseCommitmentResult{}, refusal
 	}
-	// A commitment is closed after its last payment (a probe found closings dated before one).
+	// A commitment is closed after its last payment and its last release (probes found closings
+	// dated before either).
 	eff, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment}, bound{l.lastPaid[com.ID], EffectiveTimeBeforePayment})
+		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment}, bound{l.lastPaid[com.ID], EffectiveTimeBeforePayment},
+		bound{l.lastReleased[com.ID], EffectiveTimeBeforeRelease})
 	if refusal != nil {
 		return CloseCommitmentResult{}, refusal
 	}

@@ -142,9 +142,9 @@ type Loaded struct {
 	// Broken are envelopes whose state could not be loaded whole (their chain of parents is
 	// broken, say), with the reason: the units on them fail with it, and only they.
 	Broken map[string]error
-	// LastPaid are the latest effective times of the recorded payments of the commitments a
-	// closing names (ClosedCommitmentIDs; absent: none).
-	LastPaid map[string]time.Time
+	// Latest are the latest effective times of the recorded payments and releases of the
+	// commitments a closing names (ClosedCommitmentIDs; absent: none).
+	Latest map[string]LatestMoves
 }
 
 // ClosedCommitmentIDs lists the commitments the closings of units name.

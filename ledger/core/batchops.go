@@ -224,15 +224,22 @@ func (b *batchState) decideOther(op *Op, s *envState, envelopeID string) (any, e
 			r, eff, err = DecideCreatePayment(b.st, *op.Payment, env, c)
 			result = r
 		} else {
-			// Not before its last payment: recorded, or decided earlier in this batch.
-			lastPaid := b.in.LastPaid[id]
+			// Not before its last payment or release: recorded, or decided earlier in this
+			// batch.
+			latest := b.in.Latest[id]
 			for _, p := range b.payments {
-				if p.CommitmentID == id && p.EffectiveAt.After(lastPaid) {
-					lastPaid = p.EffectiveAt
+				if p.CommitmentID == id {
+					latest = latest.Later(true, p.EffectiveAt)
+				}
+			}
+			account := CommitmentName(id)
+			for _, e := range b.entries {
+				if e.Kind == KindReleased && len(e.Postings) > 0 && e.Postings[0].Account == account {
+					latest = latest.Later(false, e.EffectiveAt)
 				}
 			}
 			var r *CloseCommitmentResult
-			r, eff, err = DecideCloseCommitment(b.st, *op.Close, env, c, lastPaid)
+			r, eff, err = DecideCloseCommitment(b.st, *op.Close, env, c, latest)
 			result = r
 		}
 		if err == nil {

@@ -103,9 +103,9 @@ func TestDecideBatchPaysOnABrokenTree(t *testing.T) {
 }
 
 // TestDecideBatchClosesAfterTheLastPayment protects the rule that a commitment is closed after its
-// last payment (docs/dates.md) in a batch: a closing dated before a payment recorded earlier
-// (Loaded.LastPaid) or decided earlier in the same batch is refused
-// EFFECTIVE_TIME_BEFORE_PAYMENT; one dated after both is made.
+// last payment and its last release (docs/dates.md) in a batch: a closing dated before a payment
+// or release recorded earlier (Loaded.Latest) or decided earlier in the same batch is refused
+// EFFECTIVE_TIME_BEFORE_PAYMENT or EFFECTIVE_TIME_BEFORE_RELEASE; one dated after all is made.
 func TestDecideBatchClosesAfterTheLastPayment(t *testing.T) {
 	st := testStamp()
 	day := func(month int) time.Time { return time.Date(2021, time.Month(month), 1, 0, 0, 0, 0, time.UTC) }
@@ -114,26 +114,37 @@ func TestDecideBatchClosesAfterTheLastPayment(t *testing.T) {
 	e.EffectiveAt = day(1)
 	for _, tc := range []struct {
 		name      string
-		recorded  time.Time // the latest payment recorded before the batch
-		paidHere  time.Time // a payment decided in the batch before the closing (zero: none)
+		recorded  LatestMoves // the latest payment and release recorded before the batch
+		paidHere  time.Time   // a payment decided in the batch before the closing (zero: none)
+		released  time.Time   // a release decided in the batch before the closing (zero: none)
 		closingAt time.Time
-		refused   bool
+		refused   Reason // "": made
 	}{
-		{"before a recorded payment", day(7), time.Time{}, day(6), true},
-		{"before a payment of the same batch", time.Time{}, day(7), day(6), true},
-		{"before the later of the two", day(5), day(7), day(6), true},
-		{"after both", day(5), day(7), day(8), false},
-		{"on the day of the last payment", day(7), time.Time{}, day(7), false},
+		{"before a recorded payment", LatestMoves{Paid: day(7)}, time.Time{}, time.Time{}, day(6), ReasonEffectiveTimeBeforePayment},
+		{"before a payment of the same batch", LatestMoves{}, day(7), time.Time{}, day(6), ReasonEffectiveTimeBeforePayment},
+		{"before the later of the two", LatestMoves{Paid: day(5)}, day(7), time.Time{}, day(6), ReasonEffectiveTimeBeforePayment},
+		{"after both", LatestMoves{Paid: day(5)}, day(7), time.Time{}, day(8), ""},
+		{"on the day of the last payment", LatestMoves{Paid: day(7)}, time.Time{}, time.Time{}, day(7), ""},
+		// An outside probe found a closing dated before a release: a report as of a date between
+		// them showed the closed commitment still owing the released amount.
+		{"before a recorded release", LatestMoves{Released: day(9)}, time.Time{}, time.Time{}, day(7), ReasonEffectiveTimeBeforeRelease},
+		{"before a release of the same batch", LatestMoves{}, time.Time{}, day(9), day(7), ReasonEffectiveTimeBeforeRelease},
+		{"after the payments, before a release", LatestMoves{Paid: day(5), Released: day(9)}, day(6), time.Time{}, day(8), ReasonEffectiveTimeBeforeRelease},
+		{"on the day of the last release", LatestMoves{Paid: day(5)}, time.Time{}, day(9), day(9), ""},
 	} {
 		cm := c
 		in := Loaded{Envelopes: map[string]Envelope{"axis-1": e}, Commitments: map[string]*Commitment{c.ID: &cm}}
-		if !tc.recorded.IsZero() {
-			in.LastPaid = map[string]time.Time{c.ID: tc.recorded}
+		if tc.recorded != (LatestMoves{}) {
+			in.Latest = map[string]LatestMoves{c.ID: tc.recorded}
 		}
 		var units []*Unit
 		if !tc.paidHere.IsZero() {
 			pay := &CreatePayment{RequestID: "p", Caller: "svc", CommitmentID: c.ID, Amount: 100, Effective: tc.paidHere}
 			units = append(units, &Unit{EnvelopeID: "axis-1", Ops: []*Op{{Payment: pay, Fingerprint: pay.Fingerprint()}}})
+		}
+		if !tc.released.IsZero() {
+			rel := &Release{RequestID: "r", Caller: "svc", CommitmentID: c.ID, Amount: 100, Reason: "less", Effective: tc.released}
+			units = append(units, &Unit{EnvelopeID: "axis-1", Ops: []*Op{{Release: rel, Fingerprint: rel.Fingerprint()}}})
 		}
 		closing := &CloseCommitment{RequestID: "c", Caller: "svc", CommitmentID: c.ID, Reason: "done", Effective: tc.closingAt}
 		closeOp := &Op{Close: closing, Fingerprint: closing.Fingerprint()}
@@ -141,14 +152,16 @@ func TestDecideBatchClosesAfterTheLastPayment(t *testing.T) {
 		if _, err := DecideBatch(st, units, in); err != nil {
 			t.Fatal(err)
 		}
-		if len(units) == 2 && units[0].Ops[0].Outcome.Refusal != nil {
-			t.Fatalf("%s: the payment was refused: %v", tc.name, units[0].Ops[0].Outcome.Refusal)
+		for _, u := range units[:len(units)-1] {
+			if r := u.Ops[0].Outcome.Refusal; r != nil {
+				t.Fatalf("%s: the payment or release before the closing was refused: %v", tc.name, r)
+			}
 		}
 		got := closeOp.Outcome.Refusal
-		if tc.refused && (got == nil || got.Reason != ReasonEffectiveTimeBeforePayment || got.Metadata["commitment"] != CommitmentName(c.ID)) {
-			t.Errorf("%s: %+v, want EFFECTIVE_TIME_BEFORE_PAYMENT naming the commitment", tc.name, got)
+		if tc.refused != "" && (got == nil || got.Reason != tc.refused || got.Metadata["commitment"] != CommitmentName(c.ID)) {
+			t.Errorf("%s: %+v, want %s naming the commitment", tc.name, got, tc.refused)
 		}
-		if !tc.refused && got != nil {
+		if tc.refused == "" && got != nil {
 			t.Errorf("%s: refused %v, want made", tc.name, got)
 		}
 	}

@@ -70,6 +70,10 @@ const (
 	// the latest of its payments: a commitment is closed after its last payment. Metadata:
 	// commitment, payment_effective_time, effective_time.
 	ReasonEffectiveTimeBeforePayment Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
+	// ReasonEffectiveTimeBeforeRelease: the closing of a commitment with an effective time before
+	// the latest of its releases: a commitment is closed after its last release. Metadata:
+	// commitment, release_effective_time, effective_time.
+	ReasonEffectiveTimeBeforeRelease Reason = "EFFECTIVE_TIME_BEFORE_RELEASE"
 )
 
 // Sentinels of the effective-time refusals, for errors.Is.
@@ -80,6 +84,7 @@ var (
 	ErrEffectiveTimeBeforeCommitment = &Error{Reason: ReasonEffectiveTimeBeforeCommitment}
 	ErrEffectiveTimeBeforeHold       = &Error{Reason: ReasonEffectiveTimeBeforeHold}
 	ErrEffectiveTimeBeforePayment    = &Error{Reason: ReasonEffectiveTimeBeforePayment}
+	ErrEffectiveTimeBeforeRelease    = &Error{Reason: ReasonEffectiveTimeBeforeRelease}
 )
 
 // EffectiveBound is one lower bound on an operation's effective time: the time may not be
@@ -110,11 +115,34 @@ func Returns(env *Envelope, c *Commitment) []EffectiveBound {
 		SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "commitment_effective_time"}}
 }
 
+// LatestMoves are the latest effective times of a commitment's payments and of its releases (zero:
+// none), which its closing may not predate.
+type LatestMoves struct {
+	Paid, Released time.Time
+}
+
+// Later returns m with the time of a payment (paid) or a release (!paid) at t counted.
+func (m LatestMoves) Later(paid bool, t time.Time) LatestMoves {
+	switch {
+	case paid && t.After(m.Paid):
+		m.Paid = t
+	case !paid && t.After(m.Released):
+		m.Released = t
+	}
+	return m
+}
+
 // Closes are the bounds of the closing of commitment c on env: those of Returns, and not before
-// the latest effective time of its payments (lastPaid; zero: none).
-func Closes(env *Envelope, c *Commitment, lastPaid time.Time) []EffectiveBound {
-	return append(Returns(env, c), EffectiveBound{Since: lastPaid, Reason: ReasonEffectiveTimeBeforePayment,
-		SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "payment_effective_time"})
+// the latest effective time of its payments, nor of its releases. A report as of a date between
+// a payment or release and a closing dated before it would show a closed commitment that still
+// owes money (its unpaid rest, as returned by the closing, counts the release; the report at
+// that date does not).
+func Closes(env *Envelope, c *Commitment, latest LatestMoves) []EffectiveBound {
+	return append(Returns(env, c),
+		EffectiveBound{Since: latest.Paid, Reason: ReasonEffectiveTimeBeforePayment,
+			SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "payment_effective_time"},
+		EffectiveBound{Since: latest.Released, Reason: ReasonEffectiveTimeBeforeRelease,
+			SubjectKey: "commitment", Subject: CommitmentName(c.ID), SinceKey: "release_effective_time"})
 }
 
 // Settles are the bounds of an operation that ends hold h on env (a confirmation, a
@@ -174,6 +202,8 @@ func boundWhat(r Reason) (what, why string) {
 		return "the effective time of hold", ": a hold's confirmation or cancellation may not predate it"
 	case ReasonEffectiveTimeBeforePayment:
 		return "the latest payment of commitment", ": a commitment is closed after its last payment"
+	case ReasonEffectiveTimeBeforeRelease:
+		return "the latest release of commitment", ": a commitment is closed after its last release"
 	}
 	return "the effective time of envelope", ""
 }

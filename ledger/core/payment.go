@@ -222,17 +222,17 @@ func DecideCreatePayment(st Stamp, cmd CreatePayment, env *Envelope, c *Commitme
 }
 
 // DecideCloseCommitment decides the closing of commitment c (nil when it does not exist) of
-// envelope env (locked; nil when it does not exist): its unpaid rest returns to env. lastPaid is
-// the latest effective time of c's payments (zero: none).
-func DecideCloseCommitment(st Stamp, cmd CloseCommitment, env *Envelope, c *Commitment, lastPaid time.Time) (*CloseCommitmentResult, Effects, error) {
+// envelope env (locked; nil when it does not exist): its unpaid rest returns to env. latest are
+// the latest effective times of c's payments and releases.
+func DecideCloseCommitment(st Stamp, cmd CloseCommitment, env *Envelope, c *Commitment, latest LatestMoves) (*CloseCommitmentResult, Effects, error) {
 	var eff Effects
 	if c == nil || env == nil || c.EnvelopeID != env.ID {
 		return nil, eff, CommitmentNotFound(cmd.CommitmentID)
 	}
 	cm, e := *c, *env
 	// The unpaid rest returns to the envelope: not before the commitment, nor before its last
-	// payment (docs/dates.md).
-	effective, err := CheckEffective(st.At, cmd.Effective, Closes(&e, &cm, lastPaid)...)
+	// payment or release (docs/dates.md).
+	effective, err := CheckEffective(st.At, cmd.Effective, Closes(&e, &cm, latest)...)
 	if err != nil {
 		return nil, eff, err
 	}

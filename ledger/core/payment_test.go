@@ -108,7 +108,7 @@ func TestDecidePayment(t *testing.T) {
 	if c.Paid != 0 || env.Paid != 0 {
 		t.Errorf("the decision changed its inputs")
 	}
-	closed, eff, err := DecideCloseCommitment(st, CloseCommitment{CommitmentID: "c1", Reason: "done"}, &res.Envelope, &res.Commitment, time.Time{})
+	closed, eff, err := DecideCloseCommitment(st, CloseCommitment{CommitmentID: "c1", Reason: "done"}, &res.Envelope, &res.Commitment, LatestMoves{})
 	if err != nil || closed.Returned != 0 || !closed.Commitment.Closed() || len(eff.Entries[0].Postings) != 0 || len(eff.Deltas) != 0 {
 		t.Errorf("closing a fully paid commitment: %+v %+v %v", closed, eff, err)
 	}

@@ -115,13 +115,16 @@ func optionalMicrosPtr(t time.Time) *int64 {
 	return &v
 }
 
-// LatestPaymentTime returns the latest effective time of the payments of a commitment (the zero
-// time when it has none): a closing may not predate it.
-func LatestPaymentTime(ctx context.Context, q Querier, commitmentID string) (time.Time, error) {
-	var latest *int64
-	if err := q.QueryRow(ctx, "SELECT MAX(COALESCE(effective_at, created_at)) FROM payments WHERE commitment_id = $1",
-		commitmentID).Scan(&latest); err != nil {
-		return time.Time{}, err
+// LatestMoves returns the latest effective times of the payments and of the releases of a
+// commitment (the zero time when it has none): a closing may not predate them. A release is a
+// RELEASED journal entry from the commitment's account, a transfer stored in its journal_entries
+// row (migration 17), found by the index on debit_account.
+func LatestMoves(ctx context.Context, q Querier, commitmentID string) (core.LatestMoves, error) {
+	var paid, released *int64
+	if err := q.QueryRow(ctx, "SELECT (SELECT MAX(COALESCE(effective_at, created_at)) FROM payments WHERE commitment_id = $1),"+
+		" (SELECT MAX(COALESCE(effective_at, created_at)) FROM journal_entries WHERE debit_account = $2 AND kind = $3)",
+		commitmentID, core.CommitmentName(commitmentID), string(core.KindReleased)).Scan(&paid, &released); err != nil {
+		return core.LatestMoves{}, err
 	}
-	return optionalTime(latest), nil
+	return core.LatestMoves{Paid: optionalTime(paid), Released: optionalTime(released)}, nil
 }

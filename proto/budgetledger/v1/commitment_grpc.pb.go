@@ -110,7 +110,7 @@ type CommitmentServiceClient interface {
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
 	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
 	// EFFECTIVE_TIME_BEFORE_COMMITMENT, EFFECTIVE_TIME_BEFORE_PAYMENT (dated before its last
-	// payment).
+	// payment), EFFECTIVE_TIME_BEFORE_RELEASE (dated before its last release).
 	CloseCommitment(ctx context.Context, in *CloseCommitmentRequest, opts ...grpc.CallOption) (*CloseCommitmentResponse, error)
 	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
 	// amount leaves the envelope's available amount for its held amount. It succeeds only if the
@@ -367,7 +367,7 @@ type CommitmentServiceServer interface {
 	// Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
 	// AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
 	// EFFECTIVE_TIME_BEFORE_COMMITMENT, EFFECTIVE_TIME_BEFORE_PAYMENT (dated before its last
-	// payment).
+	// payment), EFFECTIVE_TIME_BEFORE_RELEASE (dated before its last release).
 	CloseCommitment(context.Context, *CloseCommitmentRequest) (*CloseCommitmentResponse, error)
 	// CreateHold holds an amount of an envelope for an application under review (see Hold): the
 	// amount leaves the envelope's available amount for its held amount. It succeeds only if the

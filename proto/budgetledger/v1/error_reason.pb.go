@@ -120,6 +120,10 @@ const (
 	// its commitment's payments: a commitment is closed after its last payment. Metadata:
 	// commitment, payment_effective_time, effective_time.
 	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT ErrorReason = 45
+	// FAILED_PRECONDITION: a closing with an effective_time before the latest effective_time of
+	// its commitment's releases: a commitment is closed after its last release. Metadata:
+	// commitment, release_effective_time, effective_time.
+	ErrorReason_ERROR_REASON_EFFECTIVE_TIME_BEFORE_RELEASE ErrorReason = 46
 	// ABORTED: the etag sent with MoveAllocation or SetEnvelopeRules (AIP-154) is not the current
 	// one: the envelope (or its rule sets) changed since it was read. Nothing was recorded, not even
 	// under the request_id: read again, decide again, and send the request again (the same
@@ -201,6 +205,7 @@ var (
 		43: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT",
 		44: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD",
 		45: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT",
+		46: "ERROR_REASON_EFFECTIVE_TIME_BEFORE_RELEASE",
 		60: "ERROR_REASON_ETAG_MISMATCH",
 		61: "ERROR_REASON_VERIFICATION_NOT_FOUND",
 		62: "ERROR_REASON_VERIFICATION_RUNNING",
@@ -245,6 +250,7 @@ var (
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT": 43,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD":       44,
 		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT":    45,
+		"ERROR_REASON_EFFECTIVE_TIME_BEFORE_RELEASE":    46,
 		"ERROR_REASON_ETAG_MISMATCH":                    60,
 		"ERROR_REASON_VERIFICATION_NOT_FOUND":           61,
 		"ERROR_REASON_VERIFICATION_RUNNING":             62,
@@ -293,7 +299,7 @@ var File_budgetledger_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xb3\f\n" +
+	"\"budgetledger/v1/error_reason.proto\x12\x0fbudgetledger.v1*\xe3\f\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12#\n" +
@@ -323,7 +329,8 @@ const file_budgetledger_v1_error_reason_proto_rawDesc = "" +
 	")ERROR_REASON_EFFECTIVE_TIME_BEFORE_LATEST\x10*\x121\n" +
 	"-ERROR_REASON_EFFECTIVE_TIME_BEFORE_COMMITMENT\x10+\x12+\n" +
 	"'ERROR_REASON_EFFECTIVE_TIME_BEFORE_HOLD\x10,\x12.\n" +
-	"*ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT\x10-\x12\x1e\n" +
+	"*ERROR_REASON_EFFECTIVE_TIME_BEFORE_PAYMENT\x10-\x12.\n" +
+	"*ERROR_REASON_EFFECTIVE_TIME_BEFORE_RELEASE\x10.\x12\x1e\n" +
 	"\x1aERROR_REASON_ETAG_MISMATCH\x10<\x12'\n" +
 	"#ERROR_REASON_VERIFICATION_NOT_FOUND\x10=\x12%\n" +
 	"!ERROR_REASON_VERIFICATION_RUNNING\x10>\x12!\n" +

@@ -1156,7 +1156,7 @@ export const CommitmentService: GenService<{
    * Errors: COMMITMENT_NOT_FOUND, COMMITMENT_CLOSED (metadata: commitment, close_time),
    * AMOUNT_OVERFLOW, REQUEST_ID_REUSED, EFFECTIVE_TIME_IN_FUTURE, EFFECTIVE_TIME_BEFORE_ENVELOPE,
    * EFFECTIVE_TIME_BEFORE_COMMITMENT, EFFECTIVE_TIME_BEFORE_PAYMENT (dated before its last
-   * payment).
+   * payment), EFFECTIVE_TIME_BEFORE_RELEASE (dated before its last release).
    *
    * @generated from rpc budgetledger.v1.CommitmentService.CloseCommitment
    */

@@ -13,6 +13,7 @@ import (
 // SetRules records a new rule set for an envelope, and a RULES_CHANGED journal entry.
 func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, error) {
 	var res SetRulesResult
+	cmd.Rules = cmd.Rules.Kept() // first: a window that starts before it ends once kept
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}

@@ -420,6 +420,15 @@ func testBadInput(t *testing.T, database string) {
 		{"SetEnvelopeRules award window starting 0001-01-01", rules(func(r *pb.SetEnvelopeRulesRequest) {
 			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(time.Time{})}}
 		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
+		{"SetEnvelopeRules effective 0001-01-01 (the zero time, not 'unset')", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			r.EffectiveTime = timestamppb.New(time.Time{})
+		}), codes.InvalidArgument, invalid, "effective_time"},
+		// Bounds kept to the microsecond: two that differ only below it are one instant, so a
+		// window "from .0000003 to .0000007" ends when it starts.
+		{"SetEnvelopeRules award window shorter than a microsecond", rules(func(r *pb.SetEnvelopeRulesRequest) {
+			at := time.Date(2021, 11, 22, 0, 0, 0, 0, time.UTC)
+			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(at.Add(300)), EndTime: timestamppb.New(at.Add(700))}}
+		}), codes.InvalidArgument, invalid, "rules.award_window"},
 		{"SetEnvelopeRules award window starting in year 0", rules(func(r *pb.SetEnvelopeRulesRequest) {
 			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: &timestamppb.Timestamp{Seconds: -62135596801}}}
 		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -503,4 +504,38 @@ func TestReportPagesPinBothTimes(t *testing.T) {
 			t.Errorf("the report as of 31 December 2021 now has %d envelopes, want 4", len(now.GetEnvelopes()))
 		}
 	})
+}
+
+// TestAwardWindowKeptToTheMicrosecond protects docs/dates.md's "every time is kept to the
+// microsecond" for the bounds of an award window: a window opening at .0000005 s is kept as
+// opening at the whole second, as an award's time is, so that an award sent at .0000007 s (kept
+// as the whole second) is in the window. Kept to the nanosecond, the bound refused it.
+func TestAwardWindowKeptToTheMicrosecond(t *testing.T) {
+	t.Parallel()
+	h := start(t, testdb.SQLite(t))
+	ctx := context.Background()
+	opens := time.Date(2021, 7, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := h.envelopes.CreateEnvelope(ctx, &pb.CreateEnvelopeRequest{EnvelopeId: "call", Allocation: million, RequestId: "call",
+		EffectiveTime: timestamppb.New(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.envelopes.SetEnvelopeRules(ctx, &pb.SetEnvelopeRulesRequest{Envelope: "envelopes/call", Call: "appel-1", RequestId: "window",
+		Rules: &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(opens.Add(500))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.GetRuleSet().GetRules().GetAwardWindow().GetStartTime().AsTime(); !got.Equal(opens) {
+		t.Errorf("the window opens at %s, want %s (kept to the microsecond)", got.Format(time.RFC3339Nano), opens.Format(time.RFC3339Nano))
+	}
+	award := func(id string, at time.Time) error {
+		_, err := h.commitments.Commit(ctx, &pb.CommitRequest{Envelope: "envelopes/call", Beneficiary: "b", Project: id, Amount: 1,
+			RequestId: id, EffectiveTime: timestamppb.New(at)})
+		return err
+	}
+	if err := award("in", opens.Add(700)); err != nil {
+		t.Errorf("an award at %s, in the window once kept: %v", opens.Add(700).Format(time.RFC3339Nano), err)
+	}
+	if err := award("before", opens.Add(-time.Microsecond)); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("an award a microsecond before the window: %v, want refused", err)
+	}
 }

@@ -21,7 +21,7 @@ import (
 // the funding report (ReportService).
 
 func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvelopeRulesRequest) (*pb.SetEnvelopeRulesResponse, error) {
-	effective, err := timeOf("effective_time", req.GetEffectiveTime())
+	effective, err := givenTimeOf("effective_time", "to mean at once", req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}

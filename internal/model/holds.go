@@ -91,7 +91,7 @@ type (
 
 func (c CreateHold) payload() string {
 	return fmt.Sprintf("hold %q %q %q %q %d %q %s %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy.Text(), c.ExpireTime.UTC().Format(time.RFC3339Nano))
+		c.Description, c.Policy.Text(), microText(c.ExpireTime))
 }
 
 func (c ConfirmHold) payload() string {

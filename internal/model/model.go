@@ -459,14 +459,13 @@ func (r Rules) String() string {
 		s += fmt.Sprintf(" min_population=%d", *r.MinPopulation)
 	}
 	if w := r.AwardWindow; w != nil {
-		s += fmt.Sprintf(" window=[%s,%s)", w.Start.UTC().Format(time.RFC3339Nano), w.End.UTC().Format(time.RFC3339Nano))
+		s += fmt.Sprintf(" window=[%s,%s)", microText(w.Start), microText(w.End))
 	}
 	return s + " }"
 }
 
 func (c SetRules) payload() string {
-	return fmt.Sprintf("rules %q %q %q %s %s", c.Caller, c.EnvelopeID, c.Call,
-		c.EffectiveTime.UTC().Format(time.RFC3339Nano), c.Rules)
+	return fmt.Sprintf("rules %q %q %q %s %s", c.Caller, c.EnvelopeID, c.Call, microText(c.EffectiveTime), c.Rules)
 }
 
 // Text writes the policy out, for payloads and messages.
@@ -491,12 +490,30 @@ func (c BulkCommit) payload() string {
 	return s + effectiveText(c.Effective)
 }
 
-// effectiveText writes an effective time out, when one is given.
+// effectiveText writes an effective time out, when one is given, to the microsecond: the ledger
+// keeps every time so, and two requests whose times differ below it are the same request
+// (docs/dates.md).
 func effectiveText(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return " effective " + t.UTC().Format(time.RFC3339Nano)
+	return " effective " + microText(t)
+}
+
+func microText(t time.Time) string {
+	return t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
+}
+
+// keptTime is a bound of an award window as the ledger keeps it: to the microsecond, and a bound
+// given within the first microsecond of the year 1 still a bound.
+func keptTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if k := t.UTC().Truncate(time.Microsecond); !k.IsZero() {
+		return k
+	}
+	return time.Time{}.Add(time.Microsecond)
 }
 
 // Effective times. The model has no clock: an operation without an effective time takes effect
@@ -728,6 +745,11 @@ func (l *Ledger) windowContainsRun(w Window) bool {
 
 // SetRules gives an envelope a new rule set.
 func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
+	// The window's bounds are kept to the microsecond, like every time (a probe found them kept
+	// to the nanosecond): before the checks, so that one shorter than a microsecond is empty.
+	if w := c.Rules.AwardWindow; w != nil {
+		c.Rules.AwardWindow = &Window{Start: keptTime(w.Start), End: keptTime(w.End)}
+	}
 	r := c.Rules
 	switch {
 	case r.MaxFundingShareBPS != nil && (*r.MaxFundingShareBPS < 1 || *r.MaxFundingShareBPS > 10000):

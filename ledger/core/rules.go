@@ -122,6 +122,27 @@ type SetRulesResult struct {
 	ETag string `json:"etag,omitempty"`
 }
 
+// Kept returns the rules as the ledger keeps them: the award window's bounds in UTC, to the
+// microsecond, like every time the ledger keeps (docs/dates.md). Kept at the nanosecond, a bound
+// refused an award sent after it, whose time was cut to the microsecond below the bound, and two
+// requests whose bounds differ below the microsecond were not the same request.
+func (r Rules) Kept() Rules {
+	if w := r.AwardWindow; w != nil {
+		r.AwardWindow = &Window{Start: keptTime(w.Start), End: keptTime(w.End)}
+	}
+	return r
+}
+
+func keptTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	if k := t.UTC().Truncate(time.Microsecond); !k.IsZero() {
+		return k
+	}
+	return time.Time{}.Add(time.Microsecond) // a bound given within the first microsecond stays a bound
+}
+
 func (c *SetRules) Validate() error {
 	err := FirstError(CheckRequestID(c.RequestID), checkCaller(c.Caller), CheckEnvelopeID("envelope", c.EnvelopeID),
 		CheckField("call", "call", c.Call), CheckTime("effective_time", c.EffectiveTime), checkETag("etag", c.ETag))
@@ -198,7 +219,7 @@ func CheckRules(r *EffectiveRules, env *Envelope, cmd *Commit, already int64, at
 			md["window_end"] = w.End.Format(time.RFC3339Nano)
 		}
 		return policyViolation(env, "award_window", fmt.Sprintf("envelope %q takes no award at %s: outside the award window of call %q",
-			EnvelopeName(env.ID), at.Format(time.RFC3339), r.AwardWindowSet.Call), md, r.AwardWindowSet)
+			EnvelopeName(env.ID), at.Format(time.RFC3339Nano), r.AwardWindowSet.Call), md, r.AwardWindowSet)
 	}
 	if r.MinPopulation > 0 {
 		if !cmd.HasPopulation() {

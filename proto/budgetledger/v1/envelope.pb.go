@@ -971,10 +971,12 @@ func (x *FundingRules) GetAwardWindow() *AwardWindow {
 type AwardWindow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional. The first instant at which awards may be made, in the years 0001 to 9999, after
-	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset).
+	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset). Kept to the
+	// microsecond, like every time: finer digits are dropped.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Optional. The instant from which awards are no longer made, in the years 0001 to 9999, after
 	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset, a window never closed).
+	// Kept to the microsecond, like every time: finer digits are dropped.
 	EndTime       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1237,8 +1239,9 @@ type SetEnvelopeRulesRequest struct {
 	Call string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
 	// Required. The rules; unset ones are inherited from the envelope's ancestors.
 	Rules *FundingRules `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
-	// Optional. When the rules come into force, in the years 0001 to 9999; unset means at once. A
-	// past time is kept when it is after the latest_effective_time of the envelope and of every
+	// Optional. When the rules come into force, in the years 0001 to 9999, but not
+	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset); unset means at once.
+	// A past time is kept when it is after the latest_effective_time of the envelope and of every
 	// descendant (a programme recorded after the fact: awards backdated after it are checked
 	// against these rules); a past time at or before it means at once (rules never apply to what
 	// is already recorded).

@@ -630,7 +630,8 @@ export const FundingRulesSchema: GenMessage<FundingRules> = /*@__PURE__*/
 export type AwardWindow = Message<"budgetledger.v1.AwardWindow"> & {
   /**
    * Optional. The first instant at which awards may be made, in the years 0001 to 9999, after
-   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset).
+   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset). Kept to the
+   * microsecond, like every time: finer digits are dropped.
    *
    * @generated from field: google.protobuf.Timestamp start_time = 1;
    */
@@ -639,6 +640,7 @@ export type AwardWindow = Message<"budgetledger.v1.AwardWindow"> & {
   /**
    * Optional. The instant from which awards are no longer made, in the years 0001 to 9999, after
    * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset, a window never closed).
+   * Kept to the microsecond, like every time: finer digits are dropped.
    *
    * @generated from field: google.protobuf.Timestamp end_time = 2;
    */
@@ -810,8 +812,9 @@ export type SetEnvelopeRulesRequest = Message<"budgetledger.v1.SetEnvelopeRulesR
   rules?: FundingRules | undefined;
 
   /**
-   * Optional. When the rules come into force, in the years 0001 to 9999; unset means at once. A
-   * past time is kept when it is after the latest_effective_time of the envelope and of every
+   * Optional. When the rules come into force, in the years 0001 to 9999, but not
+   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset); unset means at once.
+   * A past time is kept when it is after the latest_effective_time of the envelope and of every
    * descendant (a programme recorded after the fact: awards backdated after it are checked
    * against these rules); a past time at or before it means at once (rules never apply to what
    * is already recorded).

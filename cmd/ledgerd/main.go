@@ -24,7 +24,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -42,6 +41,7 @@ import (
 
 	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
+	"github.com/budgetledger/budgetledger/ledger/store"
 	pb "github.com/budgetledger/budgetledger/proto/budgetledger/v1"
 	"github.com/budgetledger/budgetledger/server"
 )
@@ -648,15 +648,7 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 }
 
 // describe says where the ledger is stored, without a password.
-func describe(database string) string {
-	if strings.Contains(database, "://") {
-		if u, err := url.Parse(database); err == nil {
-			return u.Redacted()
-		}
-		return "(unparsable URL)"
-	}
-	return database
-}
+func describe(database string) string { return store.Redact(database) }
 
 // envErrors are the environment variables that could not be read, by the name of the flag each
 // stands for: such a variable is an error only when its flag is not given (the flag wins).

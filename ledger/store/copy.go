@@ -44,7 +44,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -665,18 +664,6 @@ func freshKeys(ctx context.Context) (map[string][]string, error) {
 	return out, nil
 }
 
-// redactURL drops a URL's password.
-func redactURL(database string) string {
-	u, err := url.Parse(database)
-	if err != nil || u.User == nil {
-		return database
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
 // ledgerCopier is one run of Copy.
 type ledgerCopier struct {
 	opts         CopyOptions
@@ -868,7 +855,7 @@ func (c *ledgerCopier) begin(ctx context.Context, from, fingerprint string, tabl
 		}
 	}
 	_, err = c.dst.write.ExecContext(ctx, `INSERT INTO ledger_copy (id, source, fingerprint, started_at) VALUES (1, $1, $2, $3)`,
-		redactURL(from), fingerprint, time.Now().UnixMicro())
+		Redact(from), fingerprint, time.Now().UnixMicro())
 	if err != nil {
 		return false, fmt.Errorf("recording the copy in the target: %w", err)
 	}

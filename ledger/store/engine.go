@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -168,12 +170,67 @@ func open(ctx context.Context, database string, cfg Config) (Engine, error) {
 	if isPostgres(database) {
 		return openPostgres(ctx, database, cfg)
 	}
+	if looksLikePostgres(database) {
+		return nil, ErrNotPostgresURL
+	}
 	return openSQLite(ctx, sqlitePath(database), cfg)
 }
 
 // isPostgres reports whether database names a PostgreSQL or CockroachDB server.
 func isPostgres(database string) bool {
 	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+}
+
+// ErrNotPostgresURL refuses a PostgreSQL connection string in another form than a URL, which
+// would otherwise name a new SQLite file (its password in the file's name). The value is not
+// repeated: it may hold a password.
+var ErrNotPostgresURL = errors.New("the database looks like a PostgreSQL connection string, but ledgerd takes a " +
+	"postgres:// URL (postgres://user@host:5432/dbname?sslmode=…) for PostgreSQL and CockroachDB, or a SQLite file's path")
+
+// pgKeywordValue matches a libpq keyword/value connection string ("host=… user=… dbname=…"):
+// one that begins with a connection keyword, or holds a password anywhere.
+var pgKeywordValue = regexp.MustCompile(`(?i)^\s*(host|hostaddr|port|dbname|user|password|passfile|sslmode|service|connect_timeout|application_name|options|target_session_attrs)\s*=|(^|\s)\w*password\s*=`)
+
+// looksLikePostgres reports whether database, not a postgres:// URL, is still meant for
+// PostgreSQL: a keyword/value string, or the scheme without "//" (postgres:NAME).
+func looksLikePostgres(database string) bool {
+	lower := strings.ToLower(database)
+	return strings.HasPrefix(lower, "postgres:") || strings.HasPrefix(lower, "postgresql:") || pgKeywordValue.MatchString(database)
+}
+
+// Redact is database as it may be shown (logs, messages, the record of a copy): a URL's
+// password, and any query parameter whose name holds "password" (pgx takes
+// ?password=… and ?sslpassword=…), replaced by "xxxxx". A SQLite path is shown as it is.
+func Redact(database string) string {
+	if !isPostgres(database) {
+		if looksLikePostgres(database) {
+			return "(a PostgreSQL connection string)"
+		}
+		return database
+	}
+	u, err := url.Parse(database)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	// Parameter by parameter, keeping their order and spelling.
+	params := strings.Split(u.RawQuery, "&")
+	for i, p := range params {
+		raw, _, _ := strings.Cut(p, "=")
+		name, err := url.QueryUnescape(raw)
+		if err != nil {
+			name = raw
+		}
+		if strings.Contains(strings.ToLower(name), "password") {
+			params[i] = raw + "=xxxxx"
+		}
+	}
+	u.RawQuery = strings.Join(params, "&")
+	return u.String()
 }
 
 // Retryable reports whether err is a transient conflict: the same transaction may succeed if

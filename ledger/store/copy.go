@@ -106,12 +106,17 @@ var ErrBackupRefused = errors.New("backup refused")
 var excludedTables = []string{"goose_db_version", "ledger_migration_lock", "ledger_copy", "ledger_copy_tables"}
 
 // migrate runs the migrations, unless the configuration opens the database as it is.
+// A database holding another application's tables is refused (refuseForeign).
 // With MustExist, the database must already hold a ledger: one that does not (another
 // application's, a database created by hand and never served) is ErrNoDatabase, and is left
 // as it is rather than given the ledger's tables.
-func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) error {
+func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool, database string) error {
 	if c.noMigrate {
 		return nil
+	}
+	// Before goose writes anything (its lock table is its first write).
+	if err := refuseForeign(ctx, db, dialect, database); err != nil {
+		return err
 	}
 	held, err := holdsLedger(ctx, db, dialect)
 	if err != nil {

@@ -39,10 +39,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
 	"slices"
+	"strings"
 	"testing/fstest"
 	"time"
 
@@ -538,4 +540,137 @@ func checkCockroachVersion(version string) error {
 			minCockroach[0], minCockroach[1])
 	}
 	return nil
+}
+
+// ErrForeignDatabase refuses a database that holds tables and is not a ledger: another
+// application's, whose tables the ledger's migrations would be added beside (or, on a name both
+// use, fail half-way among, leaving goose's tables behind).
+var ErrForeignDatabase = errors.New("the database holds tables that are not a ledger's")
+
+// foreignError is ErrForeignDatabase for one database, naming its first tables.
+type foreignError struct {
+	database string
+	tables   []string
+}
+
+func (e *foreignError) Error() string {
+	names := e.tables
+	if len(names) > 5 {
+		names = append(names[:5:5], fmt.Sprintf("… %d tables", len(e.tables)))
+	}
+	return fmt.Sprintf("database %s holds tables that are not a ledger's (%s): refusing to add the ledger's schema to it",
+		e.database, strings.Join(names, ", "))
+}
+
+func (e *foreignError) Is(target error) bool { return target == ErrForeignDatabase }
+
+// gooseTables are the tables goose makes, before any migration runs: the version table and
+// (PostgreSQL) the migration lock, taken first.
+var gooseTables = []string{"goose_db_version", "ledger_migration_lock"}
+
+// firstTables are tables migration 1 makes and no migration drops: with a schema version, they
+// tell a ledger from another application that goose migrates too.
+var firstTables = []string{"envelopes", "journal_entries", "postings", "requests"}
+
+var createTableName = regexp.MustCompile(`(?i)CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"?(\w+)`)
+
+// ledgerTables are the names of every table a migration of this binary makes on any engine,
+// dropped ones included (an older ledger may still hold them), with goose's.
+func ledgerTables() (map[string]bool, error) {
+	names := map[string]bool{}
+	for _, t := range gooseTables {
+		names[t] = true
+	}
+	add := func(sql string) {
+		for _, m := range createTableName.FindAllStringSubmatch(sql, -1) {
+			names[strings.ToLower(m[1])] = true
+		}
+	}
+	for _, cockroach := range []bool{false, true} {
+		sources, err := migrationSources("postgres", cockroach)
+		if err != nil {
+			return nil, err
+		}
+		files, err := fs.Glob(sources, "*.sql")
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			b, err := fs.ReadFile(sources, f)
+			if err != nil {
+				return nil, err
+			}
+			add(string(b))
+		}
+	}
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		for _, cockroach := range []bool{false, true} {
+			for _, g := range goMigrations(dialect, cockroach) {
+				add(strings.Join(g.statements, "\n"))
+			}
+		}
+	}
+	return names, nil
+}
+
+// schemaTables are the tables of the database where the ledger's live: on PostgreSQL and
+// CockroachDB those of the connection's current schema, where the migrations create theirs (not
+// pg_catalog, information_schema or CockroachDB's own schemas); on SQLite all but SQLite's own.
+func schemaTables(ctx context.Context, q queryer, dialect string) ([]string, error) {
+	query := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`
+	if dialect != "sqlite" {
+		query = `SELECT table_name FROM information_schema.tables
+			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`
+	}
+	rows, err := queryStrings(ctx, q, query)
+	if err != nil {
+		return nil, fmt.Errorf("listing the database's tables: %w", err)
+	}
+	var names []string
+	for _, r := range rows {
+		names = append(names, r[0])
+	}
+	return names, nil
+}
+
+// refuseForeign returns ErrForeignDatabase (naming database) when db holds tables and is not a
+// ledger, reading only. A ledger is a database with a schema version and migration 1's tables
+// (tables of its operator's beside them are left alone); an empty database, or one whose first
+// migration is under way (or stopped half-way on CockroachDB: goose's tables and some of the
+// ledger's, no version yet), is migrated. Without goose's version table every table counts, even
+// one named like a ledger's: another application's envelopes would make migration 1 fail half-way.
+func refuseForeign(ctx context.Context, db *sql.DB, dialect, database string) error {
+	tables, err := schemaTables(ctx, db, dialect)
+	if err != nil {
+		return err
+	}
+	hasAll := func(want []string) bool {
+		return !slices.ContainsFunc(want, func(t string) bool { return !slices.Contains(tables, t) })
+	}
+	var foreign []string
+	switch {
+	case !slices.Contains(tables, "goose_db_version"):
+		foreign = slices.DeleteFunc(slices.Clone(tables), func(t string) bool { return slices.Contains(gooseTables, t) })
+	default:
+		applied, err := appliedVersions(ctx, db)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 && hasAll(firstTables) {
+			return nil
+		}
+		known, err := ledgerTables()
+		if err != nil {
+			return err
+		}
+		foreign = slices.DeleteFunc(slices.Clone(tables), func(t string) bool { return known[t] })
+		if len(foreign) == 0 && len(applied) > 0 {
+			// Versions applied by goose, and not the ledger's tables: another application's.
+			foreign = slices.DeleteFunc(slices.Clone(tables), func(t string) bool { return slices.Contains(gooseTables, t) })
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	return &foreignError{database: database, tables: foreign}
 }

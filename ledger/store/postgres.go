@@ -82,7 +82,7 @@ func openPostgres(ctx context.Context, dsn string, cfg Config) (*pgEngine, error
 	mcfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	db := stdlib.OpenDB(*mcfg)
 	defer db.Close()
-	if err := cfg.migrate(ctx, db, "postgres", e.cockroach); err != nil {
+	if err := cfg.migrate(ctx, db, "postgres", e.cockroach, Redact(dsn)); err != nil {
 		pool.Close()
 		return nil, err
 	}

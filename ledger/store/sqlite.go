@@ -81,6 +81,9 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 			return nil, fmt.Errorf("%w (SQLite file %s: %w)", ErrNoDatabase, path, err)
 		}
 	}
+	if err := probeSQLite(ctx, path, cfg); err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", sqliteDSN(path, cfg, "immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
@@ -94,7 +97,7 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 		db.Close()
 		return nil, fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
-	if err := cfg.migrate(ctx, db, "sqlite", false); err != nil {
+	if err := cfg.migrate(ctx, db, "sqlite", false, path); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -113,6 +116,24 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 	e := &sqliteEngine{db: db, read: read, cfg: cfg, writer: make(chan *sqliteWriter, 1)}
 	e.writer <- &sqliteWriter{}
 	return e, nil
+}
+
+// probeSQLite refuses an existing file that holds another application's tables (refuseForeign)
+// before the engine's own connections open it: their journal_mode(WAL) pragma rewrites the
+// file's header and leaves -wal and -shm files beside it. The probe sets no pragma and only reads.
+func probeSQLite(ctx context.Context, path string, cfg Config) error {
+	if info, err := os.Stat(path); err != nil || info.Size() == 0 {
+		return nil // a new ledger (or the error, said by the open that follows)
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.TxTimeout.Milliseconds()))
+	q.Set("mode", "rw")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return fmt.Errorf("opening SQLite file %s: %w", path, err)
+	}
+	defer db.Close()
+	return refuseForeign(ctx, db, "sqlite", path)
 }
 
 func (e *sqliteEngine) Name() string      { return "sqlite" }

@@ -1,0 +1,113 @@
+package store
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/testdb"
+)
+
+// rawDB opens database with its driver alone, no pragma and no ledger code (tests: another
+// application's database).
+func rawDB(t *testing.T, database string) (*sql.DB, string) {
+	t.Helper()
+	driver, dsn, dialect := "sqlite", "file:"+sqlitePath(database), "sqlite"
+	if isPostgres(database) {
+		driver, dsn, dialect = "pgx", database, "postgres"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, dialect
+}
+
+// TestForeignDatabaseRefused protects another application's database from the ledger: one that
+// holds tables and is not a ledger (its own users, or an envelopes table of its own, on which
+// migration 1 used to fail half-way) is refused at open, by one line naming its tables, and
+// nothing is written: no table is added (goose's version table and migration lock included),
+// and a SQLite file keeps its bytes (no journal_mode(WAL) header, no -wal file). A ledger with a
+// table of its operator's beside its own still opens.
+func TestForeignDatabaseRefused(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		stmts []string
+		want  string
+	}{
+		{"users", []string{`CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)`}, "(users)"},
+		{"a clashing name", []string{`CREATE TABLE envelopes (id TEXT PRIMARY KEY, sender TEXT)`,
+			`CREATE TABLE orders (id INTEGER PRIMARY KEY)`}, "(envelopes, orders)"},
+		{"another application migrated by goose", []string{
+			`CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY, version_id BIGINT NOT NULL, is_applied BOOLEAN NOT NULL, tstamp TIMESTAMP)`,
+			`INSERT INTO goose_db_version (id, version_id, is_applied) VALUES (1, 0, true), (2, 1, true)`,
+			`CREATE TABLE users (id INTEGER PRIMARY KEY)`}, "(users)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			testdb.Each(t, func(t *testing.T, database string) {
+				t.Parallel()
+				db, dialect := rawDB(t, database)
+				for _, s := range c.stmts {
+					if _, err := db.ExecContext(t.Context(), s); err != nil {
+						t.Fatalf("%s: %v", s, err)
+					}
+				}
+				before, err := schemaTables(t.Context(), db, dialect)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var bytes [32]byte
+				if dialect == "sqlite" {
+					db.Close()
+					b, err := os.ReadFile(database)
+					if err != nil {
+						t.Fatal(err)
+					}
+					bytes = sha256.Sum256(b)
+				}
+				_, err = Open(t.Context(), database, Config{TxTimeout: time.Minute})
+				if !errors.Is(err, ErrForeignDatabase) || !strings.Contains(err.Error(), c.want) ||
+					!strings.Contains(err.Error(), "refusing to add the ledger's schema") || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("Open = %v, want one line refusing the database and naming %s", err, c.want)
+				}
+				if dialect == "sqlite" {
+					b, err := os.ReadFile(database)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if sha256.Sum256(b) != bytes {
+						t.Fatal("the refused SQLite file was written")
+					}
+					if _, err := os.Stat(database + "-wal"); err == nil {
+						t.Fatal("the refused SQLite file has a -wal file beside it")
+					}
+					db, _ = rawDB(t, database)
+				}
+				after, err := schemaTables(t.Context(), db, dialect)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(after, before) {
+					t.Fatalf("tables after the refusal %v, before %v", after, before)
+				}
+			})
+		})
+	}
+	t.Run("a ledger with a table of its operator's", func(t *testing.T) {
+		t.Parallel()
+		testdb.Each(t, func(t *testing.T, database string) {
+			t.Parallel()
+			newLedgerDB(t, database)
+			execOn(t, database, `CREATE TABLE operator_notes (id INTEGER PRIMARY KEY)`)
+			newLedgerDB(t, database)
+		})
+	})
+}

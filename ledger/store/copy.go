@@ -641,32 +641,33 @@ func keyRows(ctx context.Context, q queryer, t copyTable) ([]string, error) {
 }
 
 // freshKeys are the primary keys of the rows a freshly migrated ledger holds, per table (the
-// heads the migrations seed), read from a new SQLite ledger in a temporary directory.
-func freshKeys(ctx context.Context) (map[string][]string, error) {
+// heads the migrations seed), and its tables, read from a new SQLite ledger in a temporary
+// directory.
+func freshKeys(ctx context.Context) (map[string][]string, []copyTable, error) {
 	dir, err := os.MkdirTemp("", "ledger-copy-fresh-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer os.RemoveAll(dir)
 	e, err := open(ctx, filepath.Join(dir, "fresh.db"), Config{TxTimeout: 30 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("making a fresh ledger to compare with: %w", err)
+		return nil, nil, fmt.Errorf("making a fresh ledger to compare with: %w", err)
 	}
 	defer e.Close()
 	h := handles(e)
 	tables, err := catalog(ctx, h.read, h)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := map[string][]string{}
 	for _, t := range tables {
 		keys, err := keyRows(ctx, h.read, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[t.name] = keys
 	}
-	return out, nil
+	return out, tables, nil
 }
 
 // ledgerCopier is one run of Copy.
@@ -705,8 +706,25 @@ func Copy(ctx context.Context, from, to string, opts CopyOptions) (CopyResult, e
 	if err := checkCopyFinished(ctx, srcEngine); err != nil {
 		return CopyResult{}, fmt.Errorf("%w: the source: %w", ErrCopyRefused, err)
 	}
-	if c.fresh, err = freshKeys(ctx); err != nil {
+	var freshTables []copyTable
+	if c.fresh, freshTables, err = freshKeys(ctx); err != nil {
 		return CopyResult{}, err
+	}
+	// What can be refused before the target is written (created, migrated) is refused here.
+	empty, err := c.checkTarget(ctx, to, opts)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	if empty {
+		// The target will be a fresh ledger: the source must have its tables and columns.
+		srcTables, err := catalog(ctx, c.src.read, c.src)
+		if err != nil {
+			return CopyResult{}, fmt.Errorf("reading the source's catalog: %w", err)
+		}
+		if d := schemaDifference(srcTables, freshTables); d != "" {
+			return CopyResult{}, fmt.Errorf("%w: the source's tables and columns are not a ledger's at this schema version "+
+				"(%s, not in a new ledger); nothing was written", ErrCopyRefused, d)
+		}
 	}
 	dstEngine, err := open(ctx, to, Config{TxTimeout: opts.TxTimeout, unfinishedCopy: true})
 	if err != nil {
@@ -781,21 +799,80 @@ func (c *ledgerCopier) sameSchema(ctx context.Context, tables []copyTable) error
 	if err != nil {
 		return fmt.Errorf("reading the target's catalog: %w", err)
 	}
-	describe := func(ts []copyTable) []string {
-		var out []string
-		for _, t := range ts {
-			cols := slices.Clone(t.cols)
-			slices.Sort(cols)
-			out = append(out, t.name+"("+strings.Join(cols, ",")+")")
-		}
-		slices.Sort(out)
-		return out
+	if d := schemaDifference(tables, dstTables); d != "" {
+		return fmt.Errorf("%w: the source's tables and columns differ from the target's at the same schema version (%s, not in the target)", ErrCopyRefused, d)
 	}
-	src, dst := describe(tables), describe(dstTables)
-	if !slices.Equal(src, dst) {
-		return fmt.Errorf("%w: the source's tables and columns differ from the target's at the same schema version:\n source %v\n target %v", ErrCopyRefused, src, dst)
+	if d := schemaDifference(dstTables, tables); d != "" {
+		return fmt.Errorf("%w: the source's tables and columns differ from the target's at the same schema version (%s, not in the source)", ErrCopyRefused, d)
 	}
 	return nil
+}
+
+// schemaDifference names the first table or column of a that b lacks ("" when none): one line,
+// where the whole catalog would be kilobytes.
+func schemaDifference(a, b []copyTable) string {
+	for _, t := range a {
+		i := slices.IndexFunc(b, func(u copyTable) bool { return u.name == t.name })
+		if i < 0 {
+			return "table " + t.name
+		}
+		for _, col := range t.cols {
+			if !slices.Contains(b[i].cols, col) {
+				return "column " + t.name + "." + col
+			}
+		}
+	}
+	return ""
+}
+
+// checkTarget refuses, reading only, a target that is neither empty nor an empty ledger (or the
+// unfinished copy of one), before Copy opens it, which would create or migrate it. empty says
+// that the target holds no ledger yet: a new SQLite path, a database without tables (or whose
+// first migration is under way). The exact checks follow once it is opened (begin).
+func (c *ledgerCopier) checkTarget(ctx context.Context, to string, opts CopyOptions) (empty bool, err error) {
+	if !isPostgres(to) {
+		if info, err := os.Stat(sqlitePath(to)); errors.Is(err, fs.ErrNotExist) || err == nil && info.Size() == 0 {
+			return true, nil
+		}
+	}
+	e, err := open(ctx, to, Config{TxTimeout: opts.TxTimeout, MustExist: true, noMigrate: true})
+	if err != nil {
+		return false, fmt.Errorf("%w: opening the target: %w", ErrCopyRefused, err)
+	}
+	defer e.Close()
+	h := handles(e)
+	defer h.close()
+	if err := refuseForeign(ctx, h.read, h.dialect, Redact(to)); err != nil {
+		return false, fmt.Errorf("%w: %w", ErrCopyRefused, err)
+	}
+	held, err := holdsLedger(ctx, h.read, h.dialect)
+	if err != nil || !held {
+		return err == nil, err
+	}
+	tables, err := catalog(ctx, h.read, h)
+	if err != nil {
+		return false, fmt.Errorf("reading the target's catalog: %w", err)
+	}
+	var source string
+	var finished sql.NullInt64
+	err = h.read.QueryRowContext(ctx, `SELECT source, finished_at FROM ledger_copy WHERE id = 1`).Scan(&source, &finished)
+	switch {
+	case err == nil && finished.Valid:
+		return false, fmt.Errorf("%w: the target already holds a finished copy (of %s); copy into an empty database", ErrCopyRefused, source)
+	case err == nil:
+		return false, nil // an unfinished copy: begin compares its source
+	}
+	// No copy begun (or a ledger older than ledger_copy): each table holds what a fresh ledger does.
+	for _, t := range tables {
+		var n int
+		if err := h.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+quote(t.name)).Scan(&n); err != nil {
+			return false, fmt.Errorf("reading the target: %w", err)
+		}
+		if n != len(c.fresh[t.name]) {
+			return false, fmt.Errorf("%w: the target is not empty (table %s has %d rows); copy into an empty database", ErrCopyRefused, t.name, n)
+		}
+	}
+	return false, nil
 }
 
 // fingerprint reads each table's row count, and a digest of the snapshot: the counts, each

@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +95,68 @@ func TestCopyIsGenericOverTheSchema(t *testing.T) {
 	if len(got) != 4 || strings.Join(got, ";") != strings.Join(want, ";") {
 		t.Fatalf("future_table on the target = %q, want %q", got, want)
 	}
+}
+
+// TestCopyRefusesBeforeWriting protects the promise of docs/operations.md that a refused copy
+// writes nothing: what can be decided before the target is touched is decided there, by one
+// line. A target holding another application's table (SQLite and PostgreSQL) keeps only it; a
+// target ledger that is not empty is refused before it is migrated (its missing migration stays
+// missing); a source with a table a ledger does not have is refused before the target is created,
+// naming the table.
+func TestCopyRefusesBeforeWriting(t *testing.T) {
+	t.Parallel()
+	oneLine := func(t *testing.T, err error, want string) {
+		t.Helper()
+		if !errors.Is(err, ErrCopyRefused) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") || len(err.Error()) > 400 {
+			t.Fatalf("Copy = %v, want one line refusing it, saying %q", err, want)
+		}
+	}
+	t.Run("a target of another application", func(t *testing.T) {
+		t.Parallel()
+		testdb.Each(t, func(t *testing.T, dst string) {
+			t.Parallel()
+			src := testdb.SQLite(t)
+			newLedgerDB(t, src)
+			db, dialect := rawDB(t, dst)
+			if _, err := db.ExecContext(t.Context(), `CREATE TABLE users (id INT)`); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Copy(t.Context(), src, dst, CopyOptions{})
+			oneLine(t, err, "holds tables that are not a ledger's (users)")
+			if !errors.Is(err, ErrForeignDatabase) {
+				t.Fatalf("Copy = %v, want ErrForeignDatabase", err)
+			}
+			if tables, err := schemaTables(t.Context(), db, dialect); err != nil || !slices.Equal(tables, []string{"users"}) {
+				t.Fatalf("the refused target holds %v (%v), want only users", tables, err)
+			}
+		})
+	})
+	t.Run("a target ledger not empty", func(t *testing.T) {
+		t.Parallel()
+		src, dst := testdb.SQLite(t), testdb.SQLite(t)
+		newLedgerDB(t, src)
+		newLedgerDB(t, dst)
+		execOn(t, dst, `INSERT INTO requests_bare_keys (id) VALUES (1)`, `DELETE FROM goose_db_version WHERE version_id = 26`)
+		_, err := Copy(t.Context(), src, dst, CopyOptions{})
+		oneLine(t, err, "the target is not empty (table requests_bare_keys has 1 rows)")
+		e, err := open(t.Context(), dst, Config{MustExist: true, noMigrate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		if _, missing, err := schemaDiff(t.Context(), handles(e)); err != nil || !slices.Equal(missing, []int64{26}) {
+			t.Fatalf("the refused target lacks migrations %v (%v), want still 26: it was migrated", missing, err)
+		}
+	})
+	t.Run("a source with a table of its own", func(t *testing.T) {
+		t.Parallel()
+		src, dst := testdb.SQLite(t), testdb.SQLite(t)
+		newLedgerDB(t, src)
+		execOn(t, src, `CREATE TABLE extra (id INTEGER PRIMARY KEY)`)
+		_, err := Copy(t.Context(), src, dst, CopyOptions{})
+		oneLine(t, err, "table extra")
+		if _, err := os.Stat(dst); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the refused copy created its target: %v", err)
+		}
+	})
 }

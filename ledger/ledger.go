@@ -31,6 +31,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,8 @@ type Config struct {
 	Clock func() time.Time
 	// Log configures the transparency log (tlog.go).
 	Log LogConfig
+	// Logger, when set, receives the warnings of opening the database (store.Config.Logger).
+	Logger *slog.Logger
 }
 
 // DefaultBatchQueues is the number of group-commit queues when Config.BatchQueues is not set:
@@ -165,7 +168,7 @@ func Open(ctx context.Context, database string, cfg Config) (*Ledger, error) {
 		return nil, err
 	}
 	db, err := store.Open(ctx, database, store.Config{TxTimeout: cfg.TxTimeout, MaxConns: cfg.MaxConns, OnRetry: m.retried,
-		MustExist: cfg.MustExist, FollowerReads: cfg.FollowerReads})
+		MustExist: cfg.MustExist, FollowerReads: cfg.FollowerReads, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

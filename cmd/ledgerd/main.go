@@ -409,7 +409,7 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	lcfg := ledger.Config{TxTimeout: cfg.txTimeout, DisableBatching: !cfg.batching, BatchQueues: cfg.batchQueues,
-		FollowerReads: cfg.followerReads}
+		FollowerReads: cfg.followerReads, Logger: log}
 	if err := cfg.log.apply(&lcfg); err != nil {
 		return err
 	}

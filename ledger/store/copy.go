@@ -138,7 +138,7 @@ func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroa
 			return fmt.Errorf("%w: the database has schema migrations %v that this ledgerd does not know: run the release that applied them, or a later one", ErrSchemaNewer, unknown)
 		}
 	}
-	return migrate(ctx, db, dialect, cockroach)
+	return migrate(ctx, db, dialect, cockroach, c.Logger)
 }
 
 // ErrSchemaNewer refuses a ledger whose schema a later release of ledgerd has migrated.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -103,6 +104,9 @@ type Config struct {
 	// so that they never conflict with writers and any replica can serve them. No effect on
 	// SQLite and PostgreSQL.
 	FollowerReads bool
+	// Logger, when set, receives what opening the database has to warn of: a migration waiting
+	// for the migration lock of another process (PostgreSQL, CockroachDB).
+	Logger *slog.Logger
 	// MustExist refuses to create the database: a SQLite file that does not exist is
 	// ErrNoDatabase, not a new empty ledger (PostgreSQL never creates a database on connect).
 	MustExist bool

@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"errors"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,3 +113,39 @@ func TestForeignDatabaseRefused(t *testing.T) {
 		})
 	})
 }
+
+// TestMigrationLockWaitIsLogged protects the operator of a restart after a kill during
+// migrations from a silent wait: while another process's (here a crashed one's) migration lock
+// has a lease left, Open says in a WARN that it waits for the lock, and who holds it, then opens
+// once the lease has run out.
+func TestMigrationLockWaitIsLogged(t *testing.T) {
+	t.Parallel()
+	database := testdb.Postgres(t)
+	newLedgerDB(t, database)
+	// A migration to run (goose takes no lock when none is pending), and a lock held.
+	execOn(t, database, `DELETE FROM goose_db_version WHERE version_id = 26`,
+		`UPDATE ledger_migration_lock SET locked = true, locked_by = 'crashed-ledgerd',
+		locked_at = now(), lease_expires_at = now() + interval '2 seconds'`)
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	e, err := Open(t.Context(), database, Config{TxTimeout: time.Minute, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if got := logs.String(); strings.Count(got, "level=WARN") != 1 || !strings.Contains(got, "waiting for the migration lock") ||
+		!strings.Contains(got, "holder=crashed-ledgerd") {
+		t.Fatalf("the log of an Open waiting for the migration lock = %q, want one WARN naming the holder", got)
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -42,9 +42,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing/fstest"
 	"time"
 
@@ -391,6 +393,8 @@ type migration struct {
 	beforeStatement func(ctx context.Context, version int64, statement string)
 	// options are extra goose options (tests).
 	options []goose.ProviderOption
+	// logger, when set, is told that the migration waits for another process's lock.
+	logger *slog.Logger
 }
 
 // runStatements is a Go migration that runs stmts in order: in goose's transaction, or, when
@@ -451,8 +455,8 @@ func migrationSources(dialect string, cockroach bool) (fs.FS, error) {
 // migrate brings the schema up to date with goose. dialect is "sqlite" or "postgres" (CockroachDB
 // speaks the PostgreSQL dialect; cockroach is set when the server is CockroachDB, whose
 // migrations run statement by statement: see the top of this file).
-func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool) error {
-	return migration{dialect: dialect, cockroach: cockroach, isolated: cockroach}.run(ctx, db)
+func migrate(ctx context.Context, db *sql.DB, dialect string, cockroach bool, logger *slog.Logger) error {
+	return migration{dialect: dialect, cockroach: cockroach, isolated: cockroach, logger: logger}.run(ctx, db)
 }
 
 func (m migration) provider(db *sql.DB) (*goose.Provider, error) {
@@ -480,8 +484,16 @@ func (m migration) provider(db *sql.DB) (*goose.Provider, error) {
 		// Several ledgerd processes may start at once on one database: a lock row in a plain
 		// table (not an advisory lock, which CockroachDB does not honour) lets one migrate while
 		// the others wait.
+		// The lock's lease is goose's default, 30 s, renewed every 5 s: the lock of a process
+		// killed while migrating is taken over once its lease has run out, so a restart waits
+		// up to 30 s (docs/operations.md). The first failed attempt says so.
+		var waiting sync.Once
 		locker, err := lock.NewPostgresTableLocker(lock.WithTableName("ledger_migration_lock"),
-			lock.WithTableLockTimeout(100*time.Millisecond, 600))
+			lock.WithTableLockTimeout(100*time.Millisecond, 600),
+			lock.WithTableRetryPolicy(func(err error) bool {
+				waiting.Do(func() { m.warnLockHeld(db, err) })
+				return true
+			}))
 		if err != nil {
 			return nil, err
 		}
@@ -493,6 +505,21 @@ func (m migration) provider(db *sql.DB) (*goose.Provider, error) {
 		return nil, fmt.Errorf("preparing migrations: %w", err)
 	}
 	return p, nil
+}
+
+// warnLockHeld logs that the migration waits for the lock, and who holds it until when.
+func (m migration) warnLockHeld(db *sql.DB, err error) {
+	if m.logger == nil {
+		return
+	}
+	var holder sql.NullString
+	var until sql.NullTime
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = db.QueryRowContext(ctx, `SELECT locked_by, lease_expires_at FROM ledger_migration_lock WHERE locked`).Scan(&holder, &until)
+	m.logger.Warn("waiting for the migration lock (table ledger_migration_lock): another ledgerd is migrating this database, "+
+		"or one stopped while migrating and its lock is taken over when its lease ends (at most 30 s after it stopped)",
+		"holder", holder.String, "lease_expires_at", until.Time, "error", err)
 }
 
 func (m migration) run(ctx context.Context, db *sql.DB) error {

@@ -122,3 +122,46 @@ func TestVerifyLogOfALargeJournal(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyLogReadsTheNoteWithoutTheKey protects the checkpoints GetCheckpoint and the public page
+// hand out: a kept checkpoint's note whose size line was edited (the append-only trigger dropped
+// first) is found by VerifyLog without the verifier key too. Without the key, the note was not
+// read at all, and an outsider given the edited note was told nothing by verify.
+func TestVerifyLogReadsTheNoteWithoutTheKey(t *testing.T) {
+	t.Parallel()
+	skey, _, err := translog.GenerateKey("ledger.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachDatabase(t, func(t *testing.T, db testDB) {
+		ctx := t.Context()
+		l := openWithLog(t, db, skey)
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		for i := range 3 {
+			mustCommit(t, l, "fund", fmt.Sprintf("siren:%d", i), 1_000)
+		}
+		readJournal(t, l, 0)
+		if err := l.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := l.VerifyLog(ctx, ""); err != nil || !rep.OK() || rep.Checkpoints == 0 {
+			t.Fatalf("VerifyLog without the key, before tampering: %+v, %v", rep, err)
+		}
+		drop := "DROP TRIGGER tlog_checkpoints_append_only"
+		if l.Engine() != "sqlite" {
+			drop += " ON tlog_checkpoints"
+		}
+		for _, stmt := range []string{drop, "UPDATE tlog_checkpoints SET note = REPLACE(note, '\n4\n', '\n5\n') WHERE size = 4"} {
+			if err := rawExec(ctx, l, stmt); err != nil {
+				t.Fatalf("tampering: %s: %v", stmt, err)
+			}
+		}
+		rep, err := l.VerifyLog(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all := strings.Join(rep.Discrepancies, "\n"); !strings.Contains(all, "checkpoint of tree size 4: its note says size 5") {
+			t.Errorf("VerifyLog without the key, after the note's size was edited: %q", all)
+		}
+	})
+}

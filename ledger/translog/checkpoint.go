@@ -107,3 +107,16 @@ func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
 
 // SameRoot reports whether two hashes are equal.
 func SameRoot(a, b []byte) bool { return bytes.Equal(a, b) }
+
+// UnverifiedCheckpoint returns the body of a signed checkpoint without checking its signature:
+// the note's text, before the blank line that starts its signatures. For a reader without the
+// verifier key (ledgerd verify without --log-verifier-key), who can still hold the note's size
+// and root to what the log stores; what it says is not proven.
+func UnverifiedCheckpoint(signed []byte) (Checkpoint, error) {
+	body := bytes.TrimRight(signed, "\r\n")
+	i := bytes.LastIndex(body, []byte("\n\n"))
+	if i < 0 {
+		return Checkpoint{}, errors.New("the checkpoint is not a signed note: no blank line before its signatures")
+	}
+	return ParseCheckpoint(body[:i+1])
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,48 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		slices.Sort(want)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("discrepancies (-want +got):\n%s\nreport: %v", diff, rep.Discrepancies)
+		}
+	})
+}
+
+// TestVerifyHoldsCommitmentsToTheEntryThatMadeThem protects invariant 6 for commitments: a
+// commitment's amount and dates are those of the journal entry that made it. An award made by
+// confirming a hold whose effective time is moved back, and a Commit's award whose recording time
+// is moved, change no balance, and change what the open data publishes (dateConvention) and when
+// reports as of a date count the award: verify found neither (an outside audit moved the first).
+func TestVerifyHoldsCommitmentsToTheEntryThatMadeThem(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 10_000)
+		h := mustHold(t, l, holdCmd("fund", "ecole", 2_000))
+		confirmed, err := l.ConfirmHold(ctx, ConfirmHold{RequestID: newRequestID(), Caller: "service:test", HoldID: h.Hold.ID, Amount: 1_500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct := mustCommit(t, l, "fund", "mairie", 1_000).Commitment
+		requireVerifyOK(t, l)
+
+		if err := rawExec(ctx, l, "UPDATE commitments SET effective_at = effective_at - 1728000000000 WHERE id = $1", confirmed.Commitment.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := rawExec(ctx, l, "UPDATE commitments SET created_at = created_at - 1, updated_at = updated_at - 1 WHERE id = $1", direct.ID); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := l.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reported := map[string]string{}
+		for _, d := range rep.Discrepancies {
+			if d.Invariant == 6 {
+				reported[d.Subject] += d.Detail
+			}
+		}
+		if d := reported[CommitmentName(confirmed.Commitment.ID)]; !strings.Contains(d, "took effect at") || !strings.Contains(d, "made it") {
+			t.Errorf("the confirmed award moved 20 days back is not reported under invariant 6: %q (all: %v)", d, rep.Discrepancies)
+		}
+		if d := reported[CommitmentName(direct.ID)]; !strings.Contains(d, "recorded at") {
+			t.Errorf("the award whose recording time moved is not reported under invariant 6: %q (all: %v)", d, rep.Discrepancies)
 		}
 	})
 }

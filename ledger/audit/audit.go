@@ -304,8 +304,26 @@ func requestLogComplete(s *snapshot, rep *VerifyReport) {
 }
 
 // commitmentsMatchJournal checks invariants 3 and 4 for commitments: released ≤ amount, and what
-// each holds equals its account's balance in the journal.
+// each holds equals its account's balance in the journal; and invariant 6: each commitment's
+// amount and dates are those of the entry that made it (COMMITTED, or HOLD_CONFIRMED for an award
+// made by confirming a hold), the first to pay into its account. The dates are what the open data
+// publishes (dateConvention) and what reports as of a date count the award by: a commitment
+// whose effective time was moved changes no balance.
 func commitmentsMatchJournal(s *snapshot, rep *VerifyReport) {
+	made := map[string]*entryRow{}
+	for i := range s.entries {
+		e := &s.entries[i]
+		if k := core.EntryKind(e.kind); k != core.KindCommitted && k != core.KindHoldConfirmed {
+			continue
+		}
+		for _, p := range e.postings {
+			if p.Amount > 0 && strings.HasPrefix(p.Account, core.CommitmentName("")) {
+				if first, ok := made[p.Account]; !ok || e.createdAt < first.createdAt {
+					made[p.Account] = e
+				}
+			}
+		}
+	}
 	for _, c := range s.commitments {
 		name := core.CommitmentName(c.ID)
 		if c.Released < 0 || c.Released > c.Amount {
@@ -314,6 +332,30 @@ func commitmentsMatchJournal(s *snapshot, rep *VerifyReport) {
 		// What was paid left the commitment's account (payments.go).
 		if got := balance(s.accounts, name); got.Cmp(big.NewInt(c.RemainingToPay())) != 0 {
 			rep.add(4, name, "stores %d remaining to pay, the journal says %s", c.RemainingToPay(), got)
+		}
+		e := made[name]
+		if e == nil {
+			rep.add(6, name, "no COMMITTED or HOLD_CONFIRMED journal entry made it")
+			continue
+		}
+		var credited int64
+		for _, p := range e.postings {
+			if p.Account == name {
+				credited += p.Amount
+			}
+		}
+		var diffs []string
+		if credited != c.Amount {
+			diffs = append(diffs, fmt.Sprintf("amount %d, the entry credits %d", c.Amount, credited))
+		}
+		if at := c.CreatedAt.UnixMicro(); at != e.createdAt {
+			diffs = append(diffs, fmt.Sprintf("recorded at %s, the entry at %s", micro(at), micro(e.createdAt)))
+		}
+		if !c.EffectiveAt.IsZero() && c.EffectiveAt.UnixMicro() != e.effectiveAt {
+			diffs = append(diffs, fmt.Sprintf("took effect at %s, the entry at %s", micro(c.EffectiveAt.UnixMicro()), micro(e.effectiveAt)))
+		}
+		if len(diffs) > 0 {
+			rep.add(6, name, "differs from the journal entry %s that made it: %s", core.EntryName(e.id), strings.Join(diffs, "; "))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -157,7 +158,50 @@ func toStatus(err error) error {
 			{Field: le.Field, Description: le.Message, Reason: string(le.Reason)},
 		}})
 	}
+	if cause := errors.Unwrap(le); le.Reason == ledger.ReasonStoreUnavailable && cause != nil {
+		// The caller is told to retry; the database's own error (a full disk, a refused
+		// connection) is for the operator's log only (logInternal).
+		return &unavailableError{st: status.Convert(attach(st, details...)), cause: cause}
+	}
 	return attach(st, details...)
+}
+
+// unavailableError is a STORE_UNAVAILABLE reply whose cause, the database's error, stays on the
+// server: logInternal logs it, and the client gets the reply as it is.
+type unavailableError struct {
+	st    *status.Status
+	cause error
+}
+
+func (e *unavailableError) Error() string              { return e.st.Message() }
+func (e *unavailableError) GRPCStatus() *status.Status { return e.st }
+
+// causes logs the causes of STORE_UNAVAILABLE replies: the first of each different text at once,
+// then at most one line every causeEvery, with the number of replies since, so that a database
+// down under load fills no disk with the same line.
+type causes struct {
+	mu     sync.Mutex
+	last   string
+	at     time.Time
+	missed int
+}
+
+const causeEvery = 10 * time.Second
+
+func (c *causes) log(ctx context.Context, log *slog.Logger, method string, err *unavailableError) {
+	text := causeText(err.cause)
+	c.mu.Lock()
+	now := time.Now()
+	if text == c.last && now.Sub(c.at) < causeEvery {
+		c.missed++
+		c.mu.Unlock()
+		return
+	}
+	missed := c.missed
+	c.last, c.at, c.missed = text, now, 0
+	c.mu.Unlock()
+	log.WarnContext(ctx, "the database failed; the call was answered STORE_UNAVAILABLE", "grpc.method", method,
+		"error", text, "same_error_since_last_line", missed)
 }
 
 func withInfo(code codes.Code, msg, reason string, md map[string]string) error {
@@ -178,8 +222,14 @@ func (e *internalError) GRPCStatus() *status.Status {
 // logInternal logs the cause of every INTERNAL reply, with the method, the principal and the
 // request's request_id (when it has one), and sends the reply without the cause.
 func logInternal(log *slog.Logger) grpc.UnaryServerInterceptor {
+	var unavailable causes
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
+		var ue *unavailableError
+		if err != nil && errors.As(err, &ue) {
+			unavailable.log(ctx, log, info.FullMethod, ue)
+			return nil, ue.st.Err()
+		}
 		var ie *internalError
 		if err == nil || !errors.As(err, &ie) {
 			return resp, err
@@ -195,8 +245,14 @@ func logInternal(log *slog.Logger) grpc.UnaryServerInterceptor {
 
 // logInternalStream is logInternal for streams.
 func logInternalStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	var unavailable causes
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		err := handler(srv, ss)
+		var ue *unavailableError
+		if err != nil && errors.As(err, &ue) {
+			unavailable.log(ss.Context(), log, info.FullMethod, ue)
+			return ue.st.Err()
+		}
 		var ie *internalError
 		if err == nil || !errors.As(err, &ie) {
 			return err

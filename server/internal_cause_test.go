@@ -76,3 +76,44 @@ func TestLedgerTimeoutIsStoreUnavailable(t *testing.T) {
 		t.Fatalf("the caller's own deadline: %v, want DEADLINE_EXCEEDED", got)
 	}
 }
+
+// TestUnavailableCauseLogged protects the operator's view of a failing database: a call answered
+// STORE_UNAVAILABLE (retry) tells the caller nothing of the database's error, but the server's
+// log says what it was. A full disk under SQLite showed only "the database cannot be reached"
+// on every call, and SQLITE_FULL nowhere (found by an outside probe). A cause of another text is
+// logged at once, whatever was logged before.
+func TestUnavailableCauseLogged(t *testing.T) {
+	t.Parallel()
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	intercept := logInternal(log)
+	for _, secret := range []string{"secret-cause-full", "secret-cause-refused"} {
+		cause := core.Wrap(ledger.ReasonStoreUnavailable, "the database cannot be reached; nothing was recorded; retry", errors.New(secret))
+		handler := func(context.Context, any) (any, error) { return nil, toStatus(cause) }
+		_, err := intercept(t.Context(), nil, &grpc.UnaryServerInfo{FullMethod: "/test/Method"}, handler)
+		st, ok := status.FromError(err)
+		if !ok || st.Code() != codes.Unavailable || st.Message() != "the database cannot be reached; nothing was recorded; retry" {
+			t.Fatalf("reply %v, want UNAVAILABLE with the ledger's message", err)
+		}
+		sent := prototext.Format(st.Proto())
+		if strings.Contains(sent, "secret-cause") {
+			t.Errorf("the reply carries the cause: %s", sent)
+		}
+		var reason string
+		var retry bool
+		for _, d := range st.Details() {
+			switch d := d.(type) {
+			case *errdetails.ErrorInfo:
+				reason = d.GetReason()
+			case *errdetails.RetryInfo:
+				retry = true
+			}
+		}
+		if reason != "STORE_UNAVAILABLE" || !retry {
+			t.Errorf("the reply's details: %s; want STORE_UNAVAILABLE with a RetryInfo", sent)
+		}
+		if !strings.Contains(logged.String(), secret) || !strings.Contains(logged.String(), "/test/Method") {
+			t.Errorf("the log does not hold the cause %q and the method: %q", secret, logged.String())
+		}
+	}
+}

@@ -128,7 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.logFormat, "log-format", env("LEDGER_LOG_FORMAT", "text"), "text or json (LEDGER_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", env("LEDGER_CPUPROFILE", ""),
-		"write a CPU profile (go tool pprof) of the whole life of the server to this file, completed when it stops (LEDGER_CPUPROFILE)")
+		"write a CPU profile (go tool pprof) of the server, from when it serves until it stops, to this new file; "+
+			"an existing file is refused (LEDGER_CPUPROFILE)")
 	txTimeout, err := envDuration("LEDGER_TX_TIMEOUT", 5*time.Second)
 	envErrs.note("tx-timeout", err)
 	shutdownTimeout, err := envDuration("LEDGER_SHUTDOWN_TIMEOUT", 30*time.Second)
@@ -200,6 +201,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.batchQueues < 0 {
 		return c, errors.New("--batch-queues must not be negative (0: the default, half the CPUs)")
+	}
+	if c.cpuProfile != "" {
+		// Told before anything is opened; the file is made only once ledgerd serves (realMain).
+		if _, err := os.Lstat(c.cpuProfile); err == nil {
+			return c, fmt.Errorf("--cpuprofile: %s already exists; ledgerd writes a profile to a new file only", c.cpuProfile)
+		}
 	}
 	if c.maxRecvMsgSize <= 0 {
 		return c, errors.New("--max-recv-msg-size must be a positive number of bytes")
@@ -338,17 +345,6 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gcpercent.Apply()
-	if cfg.cpuProfile != "" {
-		f, err := os.Create(cfg.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	tp, tracing, err := newTracerProvider(ctx)
 	if err != nil {
 		return err
@@ -444,6 +440,16 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("--insecure: serving HTTP beyond loopback without authentication and TLS", "address", cfg.httpListen)
 		}
 	}
+	// The profile is made last, once every step that can fail has passed: a start refused on a
+	// flag, a port or the database writes nothing, and a new file is never made over an existing
+	// one (the ledger itself, given by mistake).
+	if cfg.cpuProfile != "" {
+		stop, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
 		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing)
 	if scfg.Auth != nil {
@@ -483,6 +489,24 @@ wait:
 	srv.Shutdown(stopCtx)
 	log.Info("stopped")
 	return <-served
+}
+
+// startCPUProfile starts the CPU profile of --cpuprofile in the new file path (O_EXCL: an
+// existing file, made since the flags were checked, is refused, not replaced); stop completes it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // reload reads the tokens file and the TLS certificate and key again; a file that fails to load

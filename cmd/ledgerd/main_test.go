@@ -155,6 +155,62 @@ func TestCPUProfileWrittenWhenStopped(t *testing.T) {
 	}
 }
 
+// TestCPUProfileNeverReplacesAFile protects the files a mistyped --cpuprofile names: an existing
+// file, the ledger itself included, is refused and left as it was, before anything is opened; and
+// a start that fails (on --listen, on --database) writes no profile at all.
+func TestCPUProfileNeverReplacesAFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	// Ended already: a ledgerd that took the file anyway stops at once rather than serving on.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	important := filepath.Join(dir, "important.txt")
+	if err := os.WriteFile(important, []byte("important\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := realMain(ended, []string{"--listen", "127.0.0.1:0", "--cpuprofile", important}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "--cpuprofile") || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("--cpuprofile naming an existing file: %v, want it refused", err)
+	}
+	if got, err := os.ReadFile(important); err != nil || string(got) != "important\n" {
+		t.Errorf("the existing file now holds %q, %v", got, err)
+	}
+	if _, err := os.Stat("ledger.db"); err == nil {
+		t.Error("a start refused on --cpuprofile created ledger.db")
+	}
+
+	// The ledger named twice, as its own profile.
+	ledgerFile := filepath.Join(dir, "lg2.db")
+	t.Run("serve", func(t *testing.T) {
+		runLedgerd(t, "--listen", "127.0.0.1:0", "--database", ledgerFile)
+	})
+	before, err := os.ReadFile(ledgerFile)
+	if err != nil || len(before) == 0 {
+		t.Fatalf("the ledger: %d bytes, %v", len(before), err)
+	}
+	if err := realMain(ended, []string{"--listen", "127.0.0.1:0", "--database", ledgerFile, "--cpuprofile", ledgerFile}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "--cpuprofile") {
+		t.Errorf("--cpuprofile naming the ledger: %v, want it refused", err)
+	}
+	if after, err := os.ReadFile(ledgerFile); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("--cpuprofile naming the ledger changed it: %d bytes, %v; was %d", len(after), err, len(before))
+	}
+
+	profile := filepath.Join(dir, "cpu.pprof")
+	for _, args := range [][]string{
+		{"--listen", "127.0.0.1:99999"},
+		{"--listen", "127.0.0.1:0", "--database", "postgres://%zz"},
+	} {
+		if err := realMain(ended, append(args, "--cpuprofile", profile), io.Discard); err == nil {
+			t.Fatalf("ledgerd %v started", args)
+		}
+		if _, err := os.Stat(profile); !os.IsNotExist(err) {
+			t.Errorf("ledgerd %v failed to start but left a profile: %v", args, err)
+			os.Remove(profile)
+		}
+	}
+}
+
 // TestRejectsBadConfiguration checks that ledgerd refuses to start on a bad setting and says
 // which, before it creates anything.
 func TestRejectsBadConfiguration(t *testing.T) {

@@ -44,6 +44,11 @@ func holdsExpiry(ctx context.Context, args []string, out io.Writer) (bool, error
 	if *holds < 1 || *envelopes < 1 || *clients < 0 {
 		return false, errors.New("--holds and --envelopes must be positive, --clients not negative")
 	}
+	if *cpuProfile != "" {
+		if err := refuseExisting("--cpuprofile", *cpuProfile); err != nil {
+			return false, err
+		}
+	}
 	if *database == "" {
 		dir, err := os.MkdirTemp("", "ledgerbench-")
 		if err != nil {
@@ -105,7 +110,7 @@ func holdsExpiry(ctx context.Context, args []string, out io.Writer) (bool, error
 		})
 	}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+		f, err := createNew("--cpuprofile", *cpuProfile)
 		if err != nil {
 			return false, err
 		}

@@ -158,7 +158,36 @@ func parseFlags(args []string) (config, error) {
 	case c.ledgerdProf != "" && c.server != "process":
 		return c, errors.New("--ledgerd-cpuprofile needs --server process (--cpuprofile profiles an in-process ledgerd with the load generator)")
 	}
+	// Told before the run; the files themselves are made new (createNew), never over another.
+	for _, p := range []struct{ flag, path string }{{"--cpuprofile", c.cpuProfile}, {"--ledgerd-cpuprofile", c.ledgerdProf},
+		{"--ledgerd-cpuprofile", c.ledgerdProf + ".allocs"}} {
+		if err := refuseExisting(p.flag, p.path); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
+}
+
+// refuseExisting refuses a profile path (of flag) that names an existing file: a profile is
+// written to a new file only, so a mistyped path never destroys one (a ledger, a key).
+func refuseExisting(flag, path string) error {
+	if path == "" || path == ".allocs" {
+		return nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s: %s already exists; profiles are written to new files only", flag, path)
+	}
+	return nil
+}
+
+// createNew makes the new file path for a profile (O_EXCL): one made since refuseExisting looked
+// is refused too, not replaced.
+func createNew(flag, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return f, nil
 }
 
 // project names the project of client c's i-th call (of its k-th item, in a BatchCommit call).
@@ -240,7 +269,7 @@ func realMain(ctx context.Context, args []string, out io.Writer) (bool, error) {
 		cfg.database = filepath.Join(dir, "bench.db")
 	}
 	if cfg.cpuProfile != "" {
-		f, err := os.Create(cfg.cpuProfile)
+		f, err := createNew("--cpuprofile", cfg.cpuProfile)
 		if err != nil {
 			return false, err
 		}

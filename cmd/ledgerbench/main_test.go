@@ -139,3 +139,39 @@ func TestProjectsOwnGivesEveryAwardItsProject(t *testing.T) {
 		t.Error("--projects each was accepted")
 	}
 }
+
+// TestProfilesNeverReplaceAFile protects the file a mistyped --cpuprofile or --ledgerd-cpuprofile
+// names (a ledger, a key): an existing file is refused before the run, and left as it was.
+func TestProfilesNeverReplaceAFile(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "important.txt")
+	if err := os.WriteFile(existing, []byte("important\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := []string{"--database", filepath.Join(dir, "bench.db"), "--clients", "1", "--conns", "1", "--duration", "100ms"}
+	for _, run := range []struct {
+		flag string
+		run  func() error
+	}{
+		{"--cpuprofile", func() error {
+			_, err := realMain(t.Context(), append(short, "--cpuprofile", existing), &bytes.Buffer{})
+			return err
+		}},
+		{"--ledgerd-cpuprofile", func() error {
+			_, err := realMain(t.Context(), append(short, "--server", "process", "--ledgerd-cpuprofile", existing), &bytes.Buffer{})
+			return err
+		}},
+		{"--cpuprofile", func() error {
+			_, err := holdsExpiry(t.Context(), []string{"--database", filepath.Join(dir, "holds.db"), "--holds", "1", "--clients", "0",
+				"--cpuprofile", existing}, &bytes.Buffer{})
+			return err
+		}},
+	} {
+		if err := run.run(); err == nil || !strings.Contains(err.Error(), run.flag+": ") || !strings.Contains(err.Error(), "already exists") {
+			t.Errorf("%s naming an existing file: %v, want it refused", run.flag, err)
+		}
+		if got, err := os.ReadFile(existing); err != nil || string(got) != "important\n" {
+			t.Fatalf("%s replaced the existing file: it holds %d bytes, %v", run.flag, len(got), err)
+		}
+	}
+}

@@ -126,6 +126,9 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 	}
 	in := bufio.NewScanner(os.Stdin)
 	var profile *os.File
+	// The first phase makes the profile and its .allocs new (the parent refused existing files);
+	// a later phase replaces only what this run wrote (the files are of the last phase).
+	madeProfile, madeAllocs := false, false
 	defer func() {
 		if profile != nil {
 			pprof.StopCPUProfile()
@@ -142,9 +145,15 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 			if o.cpuProfile == "" || profile != nil {
 				continue
 			}
-			if profile, err = os.Create(o.cpuProfile); err != nil {
+			if madeProfile {
+				profile, err = os.Create(o.cpuProfile)
+			} else {
+				profile, err = createNew("--ledgerd-cpuprofile", o.cpuProfile)
+			}
+			if err != nil {
 				return false, err
 			}
+			madeProfile = true
 			if err := pprof.StartCPUProfile(profile); err != nil {
 				return false, err
 			}
@@ -156,17 +165,23 @@ func serveChild(ctx context.Context, args []string, out io.Writer) (bool, error)
 				}
 				profile = nil
 				// Beside it, the allocations since the start (go tool pprof -sample_index=alloc_objects).
-				if err := writeAllocs(o.cpuProfile + ".allocs"); err != nil {
+				if err := writeAllocs(o.cpuProfile+".allocs", madeAllocs); err != nil {
 					return false, err
 				}
+				madeAllocs = true
 			}
 		}
 	}
 	return true, in.Err()
 }
 
-func writeAllocs(path string) error {
-	f, err := os.Create(path)
+// writeAllocs writes the allocations profile to path: a new file, unless this run made it (again).
+func writeAllocs(path string, again bool) error {
+	create := func() (*os.File, error) { return createNew("--ledgerd-cpuprofile", path) }
+	if again {
+		create = func() (*os.File, error) { return os.Create(path) }
+	}
+	f, err := create()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/budgetledger/budgetledger/ledger"
 	"github.com/budgetledger/budgetledger/ledger/translog"
@@ -69,39 +71,71 @@ func (f *logFlags) apply(cfg *ledger.Config) error {
 	return nil
 }
 
+// logKeyUsage is the usage line of ledgerd log-key.
+const logKeyUsage = "usage: ledgerd log-key generate --origin NAME --out FILE"
+
 // logKeyMain is `ledgerd log-key generate --origin NAME --out FILE`: it writes a new Ed25519
 // signing key to FILE (mode 0600, never overwritten) and prints the verifier key to publish.
 func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(stderr, logKeyUsage+"   (ledgerd log-key generate -h for the flags)")
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		return errors.New("usage: ledgerd log-key generate --origin NAME --out FILE")
+		return errors.New("log-key: " + logKeyUsage)
 	}
 	fs := flag.NewFlagSet("ledgerd log-key generate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	origin := fs.String("origin", "", "the log's name, first line of its checkpoints (e.g. budgetledger.example.org/fund-2021)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), logKeyUsage+"\n\n"+
+			"Writes a new Ed25519 signing key for the transparency log to the new file --out (mode 0600;\n"+
+			"an existing file is refused) and prints its verifier key, to publish, on stdout. See\n"+
+			"docs/transparency.md.")
+		fs.PrintDefaults()
+	}
+	origin := fs.String("origin", "", "the log's name, first line of its checkpoints: no spaces and no '+' (e.g. budgetledger.example.org/fund-2021)")
 	out := fs.String("out", "", "file to write the signing key to (created, mode 0600)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if *origin == "" || *out == "" || fs.NArg() > 0 {
-		return errors.New("usage: ledgerd log-key generate --origin NAME --out FILE")
+		return errors.New("log-key generate: " + logKeyUsage)
+	}
+	// The origin is the key's name, and golang.org/x/mod/sumdb/note, which signs and verifies the
+	// checkpoints, reads back only a name that is valid UTF-8 without any space or '+'; its
+	// GenerateKey does not check, so a bad origin made a key that --log-key then refused.
+	if !utf8.ValidString(*origin) || strings.IndexFunc(*origin, unicode.IsSpace) >= 0 || strings.Contains(*origin, "+") {
+		return fmt.Errorf("log-key generate: --origin %q cannot name a log: it must hold no space, newline or '+' (e.g. budgetledger.example.org/fund-2021)", *origin)
 	}
 	skey, vkey, err := translog.GenerateKey(*origin)
 	if err != nil {
 		return fmt.Errorf("log-key generate: %w", err)
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if _, err := translog.NewSigner(skey); err != nil {
+		return fmt.Errorf("log-key generate: the key made cannot be read back: %w", err)
+	}
+	f, err := createNewFile(*out, 0o600)
 	if err != nil {
-		return fmt.Errorf("log-key generate: %w", err)
+		return fmt.Errorf("log-key generate: --out: %w", err)
 	}
+	defer f.abort()
 	if _, err := fmt.Fprintln(f, skey); err != nil {
-		f.Close()
-		return err
+		return fmt.Errorf("log-key generate: writing %s: %w", *out, err)
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if err := f.commit(); err != nil {
+		return fmt.Errorf("log-key generate: writing %s: %w", *out, err)
 	}
 	fmt.Fprintln(stdout, vkey)
 	return nil
+}
+
+// isHelp reports whether arg asks for help, as the flag package reads it.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
 }
 
 // exportJournalMain is `ledgerd export-journal --database URL`: every positioned journal entry,

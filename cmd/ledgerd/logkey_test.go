@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,5 +178,71 @@ func TestVerifyLogLegacyLeaves(t *testing.T) {
 		if ok && err != nil || !ok && !errors.Is(err, errDiscrepancies) {
 			t.Errorf("verify-log --legacy-effective-until %s: %v\n%s", bound, err, out.String())
 		}
+	}
+}
+
+// TestLogKeyGenerateMakesOnlyUsableKeys protects `ledgerd log-key generate` from leaving a key
+// file that --log-key cannot use: an origin that the note library reads back as no key name (a
+// space, a newline, a '+') is refused up front, with no file made; a good one gives a key that
+// --log-key takes.
+func TestLogKeyGenerateMakesOnlyUsableKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, origin := range []string{"a b", "ledger.test/fund\nx", "x+y", "tab\there", "bad\xffutf8"} {
+		out := filepath.Join(dir, "log.key")
+		err := logKeyMain(context.Background(), []string{"generate", "--origin", origin, "--out", out}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.HasPrefix(err.Error(), "log-key generate: --origin") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("--origin %q: %v, want one line refusing --origin", origin, err)
+		}
+		if _, err := os.Lstat(out); !os.IsNotExist(err) {
+			t.Fatalf("--origin %q refused, but %s was made: %v", origin, out, err)
+		}
+	}
+	out := filepath.Join(dir, "good.key")
+	if err := logKeyMain(context.Background(), []string{"generate", "--origin", "ledger.test/fund-2021", "--out", out}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	flags := logFlags{keyFile: out, every: 1000, interval: time.Hour}
+	if err := flags.apply(&ledger.Config{}); err != nil {
+		t.Errorf("--log-key refuses the key log-key generate made: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d files in the folder, want the key alone: %v", len(entries), entries)
+	}
+}
+
+// TestLogKeyGenerateFailedWriteLeavesNoFile protects the rerun after a failed write (a full disk,
+// here a file size limit): log-key generate says so in one line of its own, and leaves neither the
+// key file (empty, it made the rerun fail with "file exists") nor its temporary file.
+func TestLogKeyGenerateFailedWriteLeavesNoFile(t *testing.T) {
+	// Not parallel: the limit is the whole process's, for the few milliseconds of one call.
+	var saved syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &saved); err != nil {
+		t.Skip("no file size limit here:", err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "log.key")
+	args := []string{"generate", "--origin", "ledger.test/fund", "--out", out}
+	signal.Ignore(syscall.SIGXFSZ) // a write over the limit fails with EFBIG rather than killing the process
+	defer signal.Reset(syscall.SIGXFSZ)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: 16, Max: saved.Max}); err != nil {
+		t.Skip("cannot set a file size limit:", err)
+	}
+	err := logKeyMain(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), "log-key generate: ") {
+		t.Fatalf("log-key generate on a failing disk: %v, want an error of log-key generate", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a failed log-key generate left %v", entries)
+	}
+	var vkey bytes.Buffer
+	if err := logKeyMain(context.Background(), args, &vkey, &bytes.Buffer{}); err != nil {
+		t.Fatalf("the rerun: %v", err)
+	}
+	if err := translog.CheckVerifierKey(strings.TrimSpace(vkey.String())); err != nil {
+		t.Errorf("the rerun printed %q: %v", vkey.String(), err)
 	}
 }

@@ -199,6 +199,25 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: a subcommand comes first (ledgerd verify --database …); ledgerd --help lists them", fs.Arg(0))
 	}
+	// A negative duration (or a transaction timeout of 0) means nothing: the ledger took it for
+	// its 5 s default, and a stop for "give up at once", logging every stop as timed out.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, d := range []struct {
+		flag, env, want string
+		bad             bool
+	}{
+		{"tx-timeout", "LEDGER_TX_TIMEOUT", "must be positive", c.txTimeout <= 0},
+		{"shutdown-timeout", "LEDGER_SHUTDOWN_TIMEOUT", "must not be negative (0: close the calls in flight at once)", c.shutdownTimeout < 0},
+	} {
+		if !d.bad {
+			continue
+		}
+		if given[d.flag] {
+			return c, fmt.Errorf("--%s %s", d.flag, d.want)
+		}
+		return c, fmt.Errorf("%s %s (it sets --%s)", d.env, d.want, d.flag)
+	}
 	if c.batchQueues < 0 {
 		return c, errors.New("--batch-queues must not be negative (0: the default, half the CPUs)")
 	}

@@ -230,6 +230,7 @@ func TestRejectsBadConfiguration(t *testing.T) {
 		{args: []string{"--log-level", "loud"}, want: "--log-level"},
 		{args: []string{"serve"}, want: `unexpected argument "serve"`},
 		{env: map[string]string{"LEDGER_TX_TIMEOUT": "soon"}, want: "LEDGER_TX_TIMEOUT"},
+
 		{args: []string{"--listen", "127.0.0.1:0", "--database", "postgres://%zz"}, want: "not a valid PostgreSQL URL"},
 		{args: []string{"--metrics-listen", busy.Addr().String()}, want: "--metrics-listen"},
 	}
@@ -247,6 +248,37 @@ func TestRejectsBadConfiguration(t *testing.T) {
 	}
 	if _, err := os.Stat("ledger.db"); err == nil {
 		t.Error("a refused configuration created ledger.db")
+	}
+}
+
+// TestRefusesNegativeTimeouts protects the timeouts from a value that means nothing: a negative
+// --tx-timeout (or 0) was taken for the 5 s default, a negative --shutdown-timeout made every stop
+// "time out"; each is refused in one line naming the flag, or the variable when it set it.
+func TestRefusesNegativeTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"--tx-timeout", "-1s"}, want: "--tx-timeout must be positive"},
+		{args: []string{"--tx-timeout", "0s"}, want: "--tx-timeout must be positive"},
+		{env: map[string]string{"LEDGER_TX_TIMEOUT": "-1s"}, want: "LEDGER_TX_TIMEOUT must be positive"},
+		{args: []string{"--shutdown-timeout", "-1s"}, want: "--shutdown-timeout must not be negative"},
+		{env: map[string]string{"LEDGER_SHUTDOWN_TIMEOUT": "-5m"}, want: "LEDGER_SHUTDOWN_TIMEOUT must not be negative"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := parseFlags(tc.args, io.Discard)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("ledgerd %v (env %v): %v, want one line starting %q", tc.args, tc.env, err, tc.want)
+			}
+		})
+	}
+	// 0 is a stop that closes the calls in flight at once: a choice, not a mistake.
+	if _, err := parseFlags([]string{"--shutdown-timeout", "0s"}, io.Discard); err != nil {
+		t.Errorf("--shutdown-timeout 0s: %v", err)
 	}
 }
 

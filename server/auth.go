@@ -175,6 +175,7 @@ func NewAuthenticator(path string) (*Authenticator, error) {
 }
 
 // Reload reads the tokens file again. On an error the credentials in force stay as they were.
+// A file that holds no credential is an error.
 // A tokens file that others may write, or in a folder that others may write, is refused (see
 // CheckTokensFilePermissions).
 func (a *Authenticator) Reload() error {
@@ -189,6 +190,11 @@ func (a *Authenticator) Reload() error {
 	set, err := parseCredentials(f)
 	if err != nil {
 		return fmt.Errorf("tokens file %s: %w", a.path, err)
+	}
+	if len(set.tokens) == 0 && len(set.certs) == 0 {
+		// Authentication on with nobody to admit refuses every call: at start, a file emptied or
+		// truncated by mistake; at a reload, the same mistake would shut every caller out.
+		return fmt.Errorf("tokens file %s holds no credentials: every call would be refused", a.path)
 	}
 	if old := a.creds.Swap(set); old != nil {
 		close(old.replaced)

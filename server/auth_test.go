@@ -576,6 +576,19 @@ func TestReload(t *testing.T) {
 	if err := list(bob); err != nil {
 		t.Errorf("a broken file dropped the credentials in force: %v", err)
 	}
+	// An emptied file (a truncation, a botched edit) would shut every caller out: it is refused
+	// as a broken one is, and bob keeps his access.
+	for _, empty := range []string{"", "# every line commented out\n# " + bobLine + "\n"} {
+		if err := os.WriteFile(a.file, []byte(empty), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.srv.Reload(); err == nil || !strings.Contains(err.Error(), "holds no credentials") {
+			t.Errorf("Reload of a file with no credentials (%q): %v, want it refused", empty, err)
+		}
+		if err := list(bob); err != nil {
+			t.Errorf("a file with no credentials dropped the credentials in force: %v", err)
+		}
+	}
 }
 
 // TestTokensFileFormat checks what the tokens file accepts, and that each mistake is refused
@@ -620,6 +633,11 @@ func TestTokensFileFormat(t *testing.T) {
 		// docs/security.md: errors about the tokens file name the line, never its credential.
 		if err != nil && strings.Contains(err.Error(), "Billing") {
 			t.Errorf("file %q: error %v quotes the credential", tc.file, err)
+		}
+	}
+	for _, empty := range []string{"", "\n# a comment\n"} {
+		if _, err := server.NewAuthenticator(writeTokensFile(t, empty)); err == nil || !strings.Contains(err.Error(), "holds no credentials") {
+			t.Errorf("file %q: %v, want it refused as holding no credentials", empty, err)
 		}
 	}
 	if _, err := server.NewAuthenticator(filepath.Join(t.TempDir(), "missing")); err == nil {

@@ -61,7 +61,11 @@ func TestRevocationEndsIdleStream(t *testing.T) {
 			})
 	}()
 	<-waiting
-	if err := os.WriteFile(path, []byte("# nobody\n"), 0o600); err != nil {
+	_, other, err := MintToken("bob", RoleAuditor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(other+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Reload(); err != nil {

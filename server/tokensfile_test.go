@@ -73,7 +73,7 @@ func TestTokensFilePermissions(t *testing.T) {
 // the start is refused at reload, and the credentials in force are kept.
 func TestReloadRefusesWritableTokensFile(t *testing.T) {
 	t.Parallel()
-	path := writeTokensFile(t, "# empty")
+	path := writeTokensFile(t, server.TokenHash("blt_example")+" alice admin")
 	a, err := server.NewAuthenticator(path)
 	if err != nil {
 		t.Fatal(err)

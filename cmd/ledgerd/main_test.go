@@ -282,6 +282,26 @@ func TestRefusesNegativeTimeouts(t *testing.T) {
 	}
 }
 
+// TestRefusesTokensFileWithoutCredentials protects callers from a server that starts with
+// authentication on and nobody to admit, refusing every call: a tokens file holding no credential
+// (empty, or all comments) is refused at start, in one line naming the flag.
+func TestRefusesTokensFileWithoutCredentials(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("# nobody yet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Ended already: a ledgerd that took the file stops at once rather than serving on.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := realMain(ended, []string{"--listen", "127.0.0.1:0", "--tokens-file", tokens}, io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "--tokens-file: ") || !strings.Contains(err.Error(), "holds no credentials") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Errorf("a tokens file with no credentials: %v, want one line refusing --tokens-file", err)
+	}
+}
+
 // TestFlagWinsOverABadVariable protects README's "every flag has an environment variable; the
 // flag wins": a variable that cannot be read is an error only when its flag is not given, and
 // names itself; a variable that can be read still sets its flag's default.

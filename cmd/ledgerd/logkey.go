@@ -145,9 +145,19 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs := flag.NewFlagSet("ledgerd export-journal", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"), "the ledger (LEDGER_DATABASE)")
-	cpFile := fs.String("checkpoint", "", "also write the latest signed checkpoint to this file")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ledgerd export-journal [--database URL] [--checkpoint FILE] > journal.jsonl\n\n"+
+			"Writes every journal entry, one JSON object a line, in order, to stdout; with --checkpoint, the\n"+
+			"latest signed checkpoint (taken before the entries are read) to the new FILE, once the journal\n"+
+			"is written. See docs/transparency.md.")
+		fs.PrintDefaults()
+	}
+	cpFile := fs.String("checkpoint", "", "also write the latest signed checkpoint to this new file (an existing file is refused: an older checkpoint is evidence to keep)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("export-journal: unexpected argument %q", fs.Arg(0))
 	}
 	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true, MustExist: true})
 	if err != nil {
@@ -161,13 +171,20 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if legacy > 0 {
 		fmt.Fprintf(stderr, "export-journal: the leaves of entries 1 to %d were written without their effective time (docs/transparency.md): verify with ledgerd verify-log --legacy-effective-until %d\n", legacy, legacy)
 	}
+	// The checkpoint is read before the entries, so that they cover it, but put in place only once
+	// the journal is written: a failed export leaves no checkpoint without its journal.
+	var cp *newFile
 	if *cpFile != "" {
 		note, err := l.LatestCheckpointNote(ctx)
 		if err != nil {
 			return fmt.Errorf("export-journal: %w", err)
 		}
-		if err := os.WriteFile(*cpFile, []byte(note), 0o644); err != nil {
-			return err
+		if cp, err = createNewFile(*cpFile, 0o644); err != nil {
+			return fmt.Errorf("export-journal: --checkpoint: %w", err)
+		}
+		defer cp.abort()
+		if _, err := cp.WriteString(note); err != nil {
+			return fmt.Errorf("export-journal: --checkpoint: %w", err)
 		}
 	}
 	w := bufio.NewWriter(stdout)
@@ -180,15 +197,26 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		for _, e := range entries {
 			if err := enc.Encode(e); err != nil {
-				return err
+				return fmt.Errorf("export-journal: %w", err)
 			}
 			after = e.Sequence
 		}
 		if len(entries) < 1000 {
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return fmt.Errorf("export-journal: %w", err)
+			}
+			if cp != nil {
+				if err := cp.commit(); err != nil {
+					return fmt.Errorf("export-journal: --checkpoint: %w", err)
+				}
+			}
+			return nil
 		}
 	}
 }
+
+// verifyLogUsage is the usage line of ledgerd verify-log.
+const verifyLogUsage = "usage: ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY|@FILE [--legacy-effective-until N]"
 
 // verifyLogMain is `ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY`: with
 // no database at all, it checks the checkpoint's signature, then that the first tree-size entries
@@ -199,15 +227,25 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	journal := fs.String("journal", "", "the exported journal (ledgerd export-journal); - for stdin")
 	cpFile := fs.String("checkpoint", "", "a signed checkpoint (GetCheckpoint, or export-journal --checkpoint)")
 	vkey := fs.String("verifier-key", env("LEDGER_LOG_VERIFIER_KEY", ""), "the log's verifier key, or @FILE holding it (LEDGER_LOG_VERIFIER_KEY)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), verifyLogUsage+"\n\n"+
+			"With no database, checks the checkpoint's signature, then that the first tree-size entries of\n"+
+			"the exported journal rebuild its root. Exits 1 on a discrepancy or an error, 0 otherwise. See\n"+
+			"docs/transparency.md.")
+		fs.PrintDefaults()
+	}
 	legacy := fs.Int64("legacy-effective-until", 0, "the last position whose leaf was written without its entry's effective time, by a release before migration 25 (ledgerd export-journal and ledgerd verify print it; 0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("verify-log: unexpected argument %q", fs.Arg(0))
 	}
 	if *legacy < 0 {
 		return errors.New("verify-log: --legacy-effective-until must not be negative")
 	}
 	if *journal == "" || *cpFile == "" || *vkey == "" {
-		return errors.New("usage: ledgerd verify-log --journal FILE --checkpoint FILE --verifier-key KEY|@FILE")
+		return errors.New("verify-log: " + verifyLogUsage)
 	}
 	key, err := verifierKey("verify-log: --verifier-key", *vkey)
 	if err != nil {
@@ -215,7 +253,7 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	note, err := os.ReadFile(*cpFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("verify-log: --checkpoint: %w", err)
 	}
 	cp, err := translog.OpenCheckpoint(note, key)
 	if err != nil {
@@ -225,7 +263,7 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 	if *journal != "-" {
 		f, err := os.Open(*journal)
 		if err != nil {
-			return err
+			return fmt.Errorf("verify-log: --journal: %w", err)
 		}
 		defer f.Close()
 		in = f
@@ -252,7 +290,7 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		b.Add(translog.EncodeLeaf(e))
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return fmt.Errorf("verify-log: --journal: %w", err)
 	}
 	switch {
 	case b.Size() < cp.Size:

@@ -246,3 +246,87 @@ func TestLogKeyGenerateFailedWriteLeavesNoFile(t *testing.T) {
 		t.Errorf("the rerun printed %q: %v", vkey.String(), err)
 	}
 }
+
+// failingWriter is a stdout that cannot be written (a closed pipe, a full disk).
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestExportJournalCheckpointIsNewAndLast protects the checkpoints an auditor keeps, and the
+// pairing of a checkpoint with its journal: export-journal --checkpoint refuses an existing file
+// (an older checkpoint is evidence), writes the new one only once the journal is written (a failed
+// export leaves none), and export-journal and verify-log refuse extra arguments as backup and copy
+// do, with errors prefixed by the subcommand.
+func TestExportJournalCheckpointIsNewAndLast(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	skey, vkey, err := translog.GenerateKey("ledger.test/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := translog.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	database := filepath.Join(dir, "ledger.db")
+	l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: testdb.TxTimeout,
+		Log: ledger.LogConfig{Enabled: true, Signer: signer, CheckpointEvery: 1000, CheckpointInterval: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: "fund", Caller: "admin", EnvelopeID: "fund", Allocation: 100}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // signs a checkpoint
+
+	old := filepath.Join(dir, "old-checkpoint")
+	if err := os.WriteFile(old, []byte("an older checkpoint\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var journal bytes.Buffer
+	err = exportJournalMain(ctx, []string{"--database", database, "--checkpoint", old}, &journal, &bytes.Buffer{})
+	if err == nil || !strings.HasPrefix(err.Error(), "export-journal: --checkpoint: ") || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("export-journal --checkpoint over an existing file: %v, want it refused", err)
+	}
+	if got, _ := os.ReadFile(old); string(got) != "an older checkpoint\n" {
+		t.Errorf("the existing checkpoint file now holds %q", got)
+	}
+
+	cp := filepath.Join(dir, "checkpoint")
+	err = exportJournalMain(ctx, []string{"--database", database, "--checkpoint", cp}, failingWriter{}, &bytes.Buffer{})
+	if err == nil || !strings.HasPrefix(err.Error(), "export-journal: ") {
+		t.Errorf("export-journal to a stdout that fails: %v, want an error of export-journal", err)
+	}
+	if _, err := os.Lstat(cp); !os.IsNotExist(err) {
+		t.Errorf("a failed export-journal left its checkpoint: %v", err)
+	}
+	if err := exportJournalMain(ctx, []string{"--database", database, "--checkpoint", cp}, &journal, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if note, err := os.ReadFile(cp); err != nil || !strings.HasPrefix(string(note), "ledger.test/export\n") {
+		t.Errorf("the checkpoint: %q, %v", note, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("a temporary file is left: %s", e.Name())
+		}
+	}
+
+	for _, run := range []struct {
+		name, want string
+		err        error
+	}{
+		{"export-journal", `export-journal: unexpected argument "extra"`,
+			exportJournalMain(ctx, []string{"--database", database, "extra"}, &bytes.Buffer{}, &bytes.Buffer{})},
+		{"verify-log", `verify-log: unexpected argument "extra"`,
+			verifyLogMain(ctx, []string{"--journal", "j", "--checkpoint", cp, "--verifier-key", "k", "extra"}, &bytes.Buffer{}, &bytes.Buffer{})},
+		{"verify-log", "verify-log: --checkpoint: ",
+			verifyLogMain(ctx, []string{"--journal", "-", "--checkpoint", filepath.Join(dir, "nofile"), "--verifier-key", vkey}, &bytes.Buffer{}, &bytes.Buffer{})},
+	} {
+		if run.err == nil || !strings.HasPrefix(run.err.Error(), run.want) {
+			t.Errorf("%s: %v, want %q", run.name, run.err, run.want)
+		}
+	}
+}

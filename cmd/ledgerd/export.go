@@ -20,6 +20,9 @@ import (
 func exportMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "scdl" {
 		fmt.Fprintln(stderr, "usage: ledgerd export scdl [flags]   (ledgerd export scdl -h for the flags)")
+		if len(args) > 0 && isHelp(args[0]) {
+			return flag.ErrHelp
+		}
 		if len(args) == 0 {
 			return errors.New("export: which export? the one there is: scdl")
 		}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net"
 	"os"
@@ -299,6 +301,22 @@ func TestRefusesTokensFileWithoutCredentials(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "--tokens-file: ") || !strings.Contains(err.Error(), "holds no credentials") ||
 		strings.Contains(err.Error(), "\n") {
 		t.Errorf("a tokens file with no credentials: %v, want one line refusing --tokens-file", err)
+	}
+}
+
+// TestEverySubcommandHasHelp protects `ledgerd SUBCOMMAND --help`, which ledgerd --help points
+// to: for every subcommand and sub-subcommand, -h and --help print a usage text and end as help
+// does (exit 0), not as an error.
+func TestEverySubcommandHasHelp(t *testing.T) {
+	for _, cmd := range [][]string{{}, {"verify"}, {"backup"}, {"copy"}, {"export"}, {"export", "scdl"}, {"export-journal"},
+		{"verify-log"}, {"log-key"}, {"log-key", "generate"}} {
+		for _, help := range []string{"--help", "-h"} {
+			var stderr bytes.Buffer
+			err := realMain(context.Background(), append(slices.Clone(cmd), help), &stderr)
+			if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "usage: ledgerd") {
+				t.Errorf("ledgerd %s %s: %v, stderr %q; want the usage and exit 0", strings.Join(cmd, " "), help, err, stderr.String())
+			}
+		}
 	}
 }
 

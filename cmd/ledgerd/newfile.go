@@ -48,7 +48,14 @@ func (f *newFile) commit() error {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s already exists", f.dest)
 		}
-		return err
+		// A file system without hard links: a rename, after checking again that dest is free
+		// (a file made between the check and the rename would be replaced), as ledgerd backup does.
+		if _, serr := os.Lstat(f.dest); serr == nil {
+			return fmt.Errorf("%s already exists", f.dest)
+		}
+		if err := os.Rename(f.Name(), f.dest); err != nil {
+			return err
+		}
 	}
 	// The new name itself lasts through a crash once its folder is synced.
 	if dir, err := os.Open(filepath.Dir(f.dest)); err == nil {

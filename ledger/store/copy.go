@@ -105,6 +105,24 @@ var ErrBackupRefused = errors.New("backup refused")
 // own progress.
 var excludedTables = []string{"goose_db_version", "ledger_migration_lock", "ledger_copy", "ledger_copy_tables"}
 
+// refuseBeforeWrite is what is refused of a database before anything is written to it: with
+// MustExist (verify, export, backup, a copy's source), one that holds no ledger is ErrNoDatabase,
+// whatever else it holds; otherwise one that holds another application's tables
+// (refuseForeign).
+func (c Config) refuseBeforeWrite(ctx context.Context, db *sql.DB, dialect, database string) error {
+	if !c.MustExist {
+		return refuseForeign(ctx, db, dialect, database)
+	}
+	held, err := holdsLedger(ctx, db, dialect)
+	if err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	if !held {
+		return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+	}
+	return nil
+}
+
 // migrate runs the migrations, unless the configuration opens the database as it is.
 // A database holding another application's tables is refused (refuseForeign).
 // With MustExist, the database must already hold a ledger: one that does not (another
@@ -115,7 +133,7 @@ func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroa
 		return nil
 	}
 	// Before goose writes anything (its lock table is its first write).
-	if err := refuseForeign(ctx, db, dialect, database); err != nil {
+	if err := c.refuseBeforeWrite(ctx, db, dialect, database); err != nil {
 		return err
 	}
 	held, err := holdsLedger(ctx, db, dialect)

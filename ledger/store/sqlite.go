@@ -122,6 +122,9 @@ func openSQLite(ctx context.Context, path string, cfg Config) (*sqliteEngine, er
 // before the engine's own connections open it: their journal_mode(WAL) pragma rewrites the
 // file's header and leaves -wal and -shm files beside it. The probe sets no pragma and only reads.
 func probeSQLite(ctx context.Context, path string, cfg Config) error {
+	if cfg.noMigrate {
+		return nil // opened as it is, to be inspected by the caller (backup, copy)
+	}
 	if info, err := os.Stat(path); err != nil || info.Size() == 0 {
 		return nil // a new ledger (or the error, said by the open that follows)
 	}
@@ -133,7 +136,7 @@ func probeSQLite(ctx context.Context, path string, cfg Config) error {
 		return fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
 	defer db.Close()
-	return refuseForeign(ctx, db, "sqlite", path)
+	return cfg.refuseBeforeWrite(ctx, db, "sqlite", path)
 }
 
 func (e *sqliteEngine) Name() string      { return "sqlite" }

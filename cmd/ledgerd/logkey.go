@@ -302,7 +302,7 @@ func verifyLogMain(_ context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, p)
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %d", errDiscrepancies, len(problems))
+		return &logMismatch{n: len(problems)}
 	}
 	fmt.Fprintf(stdout, "checkpoint of %s verified: signature, and the root of the journal's first %d entries\n", cp.Origin, cp.Size)
 	return nil
@@ -327,3 +327,14 @@ func verifierKey(flagName, value string) (string, error) {
 	}
 	return key, nil
 }
+
+// logMismatch is verify-log's failure: the exported journal does not match the checkpoint. It is
+// errDiscrepancies (exit 1, as verify), worded for a file checked against a note rather than for
+// a ledger's invariants.
+type logMismatch struct{ n int }
+
+func (e *logMismatch) Error() string {
+	return fmt.Sprintf("the exported journal does not match the signed checkpoint (%d problems, above)", e.n)
+}
+
+func (e *logMismatch) Is(target error) bool { return target == errDiscrepancies }

@@ -4,6 +4,7 @@ package model
 // DESIGN.md §2): if the model misread the contract, these say where.
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -169,4 +170,29 @@ func TestModelContractConcurrentAdmins(t *testing.T) {
 	mustRefuse(t, "a move with the fund's etag of before the rule changes", r, ETagMismatch)
 	_, r = m.MoveAllocation(MoveAllocation{RequestID: "m1", Caller: "admin:alice", SourceID: "fund", DestinationID: "axis-1", Amount: 1, Reason: "r", ETag: m.ETag("fund")})
 	mustAccept(t, "the move, read again", r)
+}
+
+// TestModelContractDepth: an envelope tree has at most MaxEnvelopeDepth levels (the ledger's
+// ENVELOPE_TOO_DEEP, which the model lacked: found by a review of the model); a refused child
+// is recorded under its request id like any refusal, and changes nothing.
+func TestModelContractDepth(t *testing.T) {
+	m := New(testSpan)
+	parent := ""
+	for level := 1; level <= MaxEnvelopeDepth; level++ {
+		id := fmt.Sprintf("level-%d", level)
+		_, r := m.CreateEnvelope(CreateEnvelope{RequestID: id, EnvelopeID: id, ParentID: parent, Allocation: int64(1000 - level)})
+		mustAccept(t, id, r)
+		parent = id
+	}
+	deep := CreateEnvelope{RequestID: "too-deep", EnvelopeID: "too-deep", ParentID: parent, Allocation: 1}
+	_, r := m.CreateEnvelope(deep)
+	mustRefuse(t, "a child below the last level", r, EnvelopeTooDeep)
+	if r.Metadata["parent_level"] != fmt.Sprint(MaxEnvelopeDepth) {
+		t.Errorf("refusal metadata %v, want parent_level %d", r.Metadata, MaxEnvelopeDepth)
+	}
+	if e, _ := m.Envelope(parent); e.ChildrenAllocated != 0 {
+		t.Errorf("the refused child took %d from its parent", e.ChildrenAllocated)
+	}
+	_, r = m.CreateEnvelope(deep)
+	mustRefuse(t, "the refusal replayed", r, EnvelopeTooDeep)
 }

@@ -77,6 +77,9 @@ import (
 	"unicode"
 )
 
+// MaxEnvelopeDepth is how many levels an envelope tree may have (a root is at level 1).
+const MaxEnvelopeDepth = 16
+
 // Reason names a refusal, with the same strings as the ledger's reasons.
 type Reason string
 
@@ -101,6 +104,7 @@ const (
 	EffectiveTimeBeforeHold       Reason = "EFFECTIVE_TIME_BEFORE_HOLD"
 	EffectiveTimeBeforePayment    Reason = "EFFECTIVE_TIME_BEFORE_PAYMENT"
 	EffectiveTimeBeforeRelease    Reason = "EFFECTIVE_TIME_BEFORE_RELEASE"
+	EnvelopeTooDeep               Reason = "ENVELOPE_TOO_DEEP"
 	ETagMismatch                  Reason = "ETAG_MISMATCH"
 	CommitmentClosed              Reason = "COMMITMENT_CLOSED"
 	PaymentExceedsRemaining       Reason = "PAYMENT_EXCEEDS_REMAINING"
@@ -619,6 +623,14 @@ func (l *Ledger) createEnvelope(c CreateEnvelope) (CreateEnvelopeResult, *Refusa
 		}
 		if env.Currency != parent.Currency {
 			return res, refuse(CurrencyMismatch)
+		}
+		level := 1 // the parent's: a root is at level 1
+		for p := parent.ParentID; p != ""; p = l.envelopes[p].ParentID {
+			level++
+		}
+		if level >= MaxEnvelopeDepth {
+			return res, refuse(EnvelopeTooDeep, "parent", "envelopes/"+parent.ID, "parent_level", itoa(int64(level)),
+				"max_depth", itoa(MaxEnvelopeDepth))
 		}
 		eff, refusal := l.effective(c.Effective, reduces(parent)...)
 		if refusal != nil {

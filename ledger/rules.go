@@ -13,11 +13,16 @@ import (
 // SetRules records a new rule set for an envelope, and a RULES_CHANGED journal entry.
 func (l *Ledger) SetRules(ctx context.Context, cmd SetRules) (SetRulesResult, error) {
 	var res SetRulesResult
-	cmd.Rules = cmd.Rules.Kept() // first: a window that starts before it ends once kept
+	// The fingerprint is of the rules as sent, as it always was: a request recorded with a
+	// window bound finer than the microsecond (or in another zone) is the same request on a
+	// retry. What is checked, decided and stored is the rules as kept: first, so that a window
+	// that ends when it starts once kept is refused.
+	fp := cmd.Fingerprint()
+	cmd.Rules = cmd.Rules.Kept()
 	if err := cmd.Validate(); err != nil {
 		return res, err
 	}
-	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, cmd.Fingerprint(), &res,
+	err := l.mutate(ctx, cmd.Caller, cmd.RequestID, fp, &res,
 		func(ctx context.Context, q store.Querier) (loaded, error) {
 			// Lock the envelope and every descendant, the envelopes whose awards the rules govern,
 			// and change them: an award decided on any of them is then ordered before or after

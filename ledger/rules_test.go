@@ -116,3 +116,39 @@ func TestRuleChangeMemoNamesEnvelopeAndDate(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleSetRequestKnownByWhatWasSent protects the retry of a SetRules recorded before award-window
+// bounds were kept to the microsecond: the request is recorded under the fingerprint of the rules
+// as sent (a bound at .0000005 s, in the sender's zone), as earlier releases recorded it, so that
+// their retry is still the same request; what is stored and decided is the rules as kept. A first
+// version fingerprinted the kept rules, and a retry of a request an earlier release recorded was
+// refused REQUEST_ID_REUSED (found by a review).
+func TestRuleSetRequestKnownByWhatWasSent(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000)
+		paris := time.FixedZone("Paris", 2*3600)
+		cmd := SetRules{RequestID: "window", Caller: "service:test", EnvelopeID: "fund", Call: "appel-1",
+			Rules: Rules{AwardWindow: &Window{Start: time.Date(2030, 7, 1, 2, 0, 0, 500, paris)}}}
+		sent := cmd.Fingerprint() // what an earlier release recorded
+		res, err := l.SetRules(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := res.RuleSet.Rules.AwardWindow.Start, time.Date(2030, 7, 1, 0, 0, 0, 0, time.UTC); !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("the window opens at %s, want %s (kept: UTC, to the microsecond)", got, want)
+		}
+		var digest []byte
+		if err := l.db.Reader().QueryRow(ctx, "SELECT digest FROM requests WHERE request_id = $1",
+			core.RequestKey(cmd.Caller, cmd.RequestID)).Scan(&digest); err != nil {
+			t.Fatal(err)
+		}
+		if got := core.FingerprintFromDigest(digest); got != sent.Current {
+			t.Errorf("recorded under %s, want the fingerprint of the rules as sent, %s", got, sent.Current)
+		}
+		again, err := l.SetRules(ctx, cmd)
+		if err != nil || again.RuleSet.ID != res.RuleSet.ID {
+			t.Errorf("the retry: %+v, %v; want the first answer", again.RuleSet, err)
+		}
+	})
+}

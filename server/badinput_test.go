@@ -420,9 +420,6 @@ func testBadInput(t *testing.T, database string) {
 		{"SetEnvelopeRules award window starting 0001-01-01", rules(func(r *pb.SetEnvelopeRulesRequest) {
 			r.Rules = &pb.FundingRules{AwardWindow: &pb.AwardWindow{StartTime: timestamppb.New(time.Time{})}}
 		}), codes.InvalidArgument, invalid, "rules.award_window.start_time"},
-		{"SetEnvelopeRules effective 0001-01-01 (the zero time, not 'unset')", rules(func(r *pb.SetEnvelopeRulesRequest) {
-			r.EffectiveTime = timestamppb.New(time.Time{})
-		}), codes.InvalidArgument, invalid, "effective_time"},
 		// Bounds kept to the microsecond: two that differ only below it are one instant, so a
 		// window "from .0000003 to .0000007" ends when it starts.
 		{"SetEnvelopeRules award window shorter than a microsecond", rules(func(r *pb.SetEnvelopeRulesRequest) {

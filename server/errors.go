@@ -197,11 +197,17 @@ func (c *causes) log(ctx context.Context, log *slog.Logger, method string, err *
 		c.mu.Unlock()
 		return
 	}
-	missed := c.missed
+	// The replies not logged since the last line were all of the last line's error: counted
+	// under that name when it repeats, and as the previous error's when this one differs.
+	attrs := []any{"grpc.method", method, "error", text}
+	if text == c.last {
+		attrs = append(attrs, "same_error_since_last_line", c.missed)
+	} else if c.missed > 0 {
+		attrs = append(attrs, "previous_error_repeated", c.missed)
+	}
 	c.last, c.at, c.missed = text, now, 0
 	c.mu.Unlock()
-	log.WarnContext(ctx, "the database failed; the call was answered STORE_UNAVAILABLE", "grpc.method", method,
-		"error", text, "same_error_since_last_line", missed)
+	log.WarnContext(ctx, "the database failed; the call was answered STORE_UNAVAILABLE", attrs...)
 }
 
 func withInfo(code codes.Code, msg, reason string, md map[string]string) error {

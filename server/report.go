@@ -21,7 +21,9 @@ import (
 // the funding report (ReportService).
 
 func (s *envelopeService) SetEnvelopeRules(ctx context.Context, req *pb.SetEnvelopeRulesRequest) (*pb.SetEnvelopeRulesResponse, error) {
-	effective, err := givenTimeOf("effective_time", "to mean at once", req.GetEffectiveTime())
+	// 0001-01-01T00:00:00Z reads as unset (at once), as it always did: refusing it now would
+	// refuse the retry of a request recorded with it (the proto says so).
+	effective, err := timeOf("effective_time", req.GetEffectiveTime())
 	if err != nil {
 		return nil, toStatus(err)
 	}

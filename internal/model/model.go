@@ -463,7 +463,7 @@ func (r Rules) String() string {
 		s += fmt.Sprintf(" min_population=%d", *r.MinPopulation)
 	}
 	if w := r.AwardWindow; w != nil {
-		s += fmt.Sprintf(" window=[%s,%s)", microText(w.Start), microText(w.End))
+		s += fmt.Sprintf(" window=[%s,%s)", w.Start.UTC().Format(time.RFC3339Nano), w.End.UTC().Format(time.RFC3339Nano))
 	}
 	return s + " }"
 }
@@ -759,6 +759,8 @@ func (l *Ledger) windowContainsRun(w Window) bool {
 func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 	// The window's bounds are kept to the microsecond, like every time (a probe found them kept
 	// to the nanosecond): before the checks, so that one shorter than a microsecond is empty.
+	// The request is known by what was sent (its payload), as the ledger's fingerprint is.
+	payload := c.payload()
 	if w := c.Rules.AwardWindow; w != nil {
 		c.Rules.AwardWindow = &Window{Start: keptTime(w.Start), End: keptTime(w.End)}
 	}
@@ -776,7 +778,7 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 	if w := r.AwardWindow; w != nil {
 		l.windowContainsRun(*w) // panics if undecidable
 	}
-	if rec, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {
+	if rec, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, payload); ok {
 		res, _ := rec.result.(SetRulesResult)
 		return res, rec.refusal
 	}
@@ -801,7 +803,7 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 			res.EffectiveFrom = c.EffectiveTime.UTC()
 		}
 	}
-	l.remember(requestKey(c.Caller, c.RequestID), c.payload(), res, refusal)
+	l.remember(requestKey(c.Caller, c.RequestID), payload, res, refusal)
 	return res, refusal
 }
 

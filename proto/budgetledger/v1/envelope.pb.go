@@ -1239,8 +1239,8 @@ type SetEnvelopeRulesRequest struct {
 	Call string `protobuf:"bytes,2,opt,name=call,proto3" json:"call,omitempty"`
 	// Required. The rules; unset ones are inherited from the envelope's ancestors.
 	Rules *FundingRules `protobuf:"bytes,3,opt,name=rules,proto3" json:"rules,omitempty"`
-	// Optional. When the rules come into force, in the years 0001 to 9999, but not
-	// 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset); unset means at once.
+	// Optional. When the rules come into force, in the years 0001 to 9999; unset (or
+	// 0001-01-01T00:00:00Z, which reads as unset: the same request) means at once.
 	// A past time is kept when it is after the latest_effective_time of the envelope and of every
 	// descendant (a programme recorded after the fact: awards backdated after it are checked
 	// against these rules); a past time at or before it means at once (rules never apply to what

@@ -812,8 +812,8 @@ export type SetEnvelopeRulesRequest = Message<"budgetledger.v1.SetEnvelopeRulesR
   rules?: FundingRules | undefined;
 
   /**
-   * Optional. When the rules come into force, in the years 0001 to 9999, but not
-   * 0001-01-01T00:00:00Z itself (INVALID_ARGUMENT: it would read as unset); unset means at once.
+   * Optional. When the rules come into force, in the years 0001 to 9999; unset (or
+   * 0001-01-01T00:00:00Z, which reads as unset: the same request) means at once.
    * A past time is kept when it is after the latest_effective_time of the envelope and of every
    * descendant (a programme recorded after the fact: awards backdated after it are checked
    * against these rules); a past time at or before it means at once (rules never apply to what

@@ -196,3 +196,21 @@ func TestModelContractDepth(t *testing.T) {
 	_, r = m.CreateEnvelope(deep)
 	mustRefuse(t, "the refusal replayed", r, EnvelopeTooDeep)
 }
+
+// TestModelContractPublicationIsPartOfTheRequest: an award sent again under its request id with
+// other publication fields (its purpose, say) is another request, REQUEST_ID_REUSED, as the
+// ledger's fingerprint says; the model's payloads left them out (found by a review of the model).
+func TestModelContractPublicationIsPartOfTheRequest(t *testing.T) {
+	m := New(testSpan)
+	_, r := m.CreateEnvelope(CreateEnvelope{RequestID: "fund", EnvelopeID: "fund", Allocation: 1_000})
+	mustAccept(t, "fund", r)
+	award := Commit{RequestID: "a1", EnvelopeID: "fund", Beneficiary: "b", Project: "p", Amount: 10,
+		Publication: Publication{Purpose: "Guichet numérique"}}
+	_, r = m.Commit(award, "x1")
+	mustAccept(t, "award", r)
+	_, r = m.Commit(award, "x2")
+	mustAccept(t, "the same award again: a replay", r)
+	award.Purpose = "Tiers-lieu"
+	_, r = m.Commit(award, "x3")
+	mustRefuse(t, "the same id, another purpose", r, RequestIDReused)
+}

@@ -418,9 +418,17 @@ func (g *generator) item(available int64) model.BulkItem {
 func (g *generator) commit() op {
 	env := g.envelope()
 	it := g.item(env.Available())
-	return op{commit: &model.Commit{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: env.ID,
+	c := &model.Commit{RequestID: g.requestID(), Caller: g.caller(), EnvelopeID: env.ID,
 		Beneficiary: it.Beneficiary, Project: it.Project, Amount: it.Amount, Description: it.Description,
-		Policy: it.Policy, Effective: g.effective()}}
+		Policy: it.Policy, Effective: g.effective()}
+	if g.chance(0.3) {
+		// Publication fields, from a small set: a request sent again with another of them is a
+		// different request (REQUEST_ID_REUSED), which the model must predict too.
+		c.Publication = model.Publication{DecisionReference: pick(g, []string{"", "CP-2021-044", "CP-2021-045"}),
+			BeneficiaryLegalName: pick(g, []string{"", "Commune de Lyon", "Commune de Metz"}),
+			Purpose:              pick(g, []string{"", "Guichet numérique", "Tiers-lieu"})}
+	}
+	return op{commit: c}
 }
 
 func (g *generator) bulk() op {

@@ -439,7 +439,9 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		var r ledger.CommitResult
 		r, err = l.Commit(ctx, ledger.Commit{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
 			Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Description: c.Description,
-			Policy: toLedgerPolicy(c.Policy), Effective: c.Effective})
+			Policy: toLedgerPolicy(c.Policy), Effective: c.Effective,
+			Publication: ledger.Publication{DecisionReference: c.DecisionReference, BeneficiaryLegalName: c.BeneficiaryLegalName,
+				Purpose: c.Purpose}})
 		if err == nil {
 			a.Commit = &model.CommitResult{Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope)}
 			a.raw = r

@@ -214,6 +214,14 @@ type (
 		Description                                         string
 		Policy
 		Effective time.Time
+		// Publication is what the open data publishes of the award: part of the request (two
+		// awards that differ only there are two requests), and of nothing the model decides.
+		Publication
+	}
+	// Publication holds the award's free-text publication fields (the ledger's Publication
+	// without the identifiers it checks: SIRET and RNA).
+	Publication struct {
+		DecisionReference, BeneficiaryLegalName, Purpose string
 	}
 	Release struct {
 		RequestID, Caller, CommitmentID string
@@ -478,8 +486,8 @@ func (p Policy) Text() string {
 }
 
 func (c Commit) payload() string {
-	return fmt.Sprintf("commit %q %q %q %q %d %q %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy.Text()) + effectiveText(c.Effective)
+	return fmt.Sprintf("commit %q %q %q %q %d %q %s publication %q %q %q", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
+		c.Description, c.Policy.Text(), c.DecisionReference, c.BeneficiaryLegalName, c.Purpose) + effectiveText(c.Effective)
 }
 
 func (c Release) payload() string {

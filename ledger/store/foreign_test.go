@@ -103,6 +103,16 @@ func TestForeignDatabaseRefused(t *testing.T) {
 			})
 		})
 	}
+	t.Run("a new PostgreSQL database with an extension's table", func(t *testing.T) {
+		// PostGIS puts spatial_ref_sys in every database made from a template1 that has it: the
+		// server's table, not another application's. (plpgsql, always installed, stands in for
+		// PostGIS: the table is made its member as PostGIS's is.)
+		t.Parallel()
+		database := testdb.Postgres(t)
+		execOn(t, database, `CREATE TABLE spatial_ref_sys (srid INTEGER PRIMARY KEY)`)
+		execOn(t, database, `ALTER EXTENSION plpgsql ADD TABLE spatial_ref_sys`)
+		newLedgerDB(t, database)
+	})
 	t.Run("a ledger with a table of its operator's", func(t *testing.T) {
 		t.Parallel()
 		testdb.Each(t, func(t *testing.T, database string) {

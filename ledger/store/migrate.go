@@ -642,12 +642,20 @@ func ledgerTables() (map[string]bool, error) {
 
 // schemaTables are the tables of the database where the ledger's live: on PostgreSQL and
 // CockroachDB those of the connection's current schema, where the migrations create theirs (not
-// pg_catalog, information_schema or CockroachDB's own schemas); on SQLite all but SQLite's own.
+// pg_catalog, information_schema or CockroachDB's own schemas), but an extension's; on SQLite all
+// but SQLite's own.
 func schemaTables(ctx context.Context, q queryer, dialect string) ([]string, error) {
 	query := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`
 	if dialect != "sqlite" {
-		query = `SELECT table_name FROM information_schema.tables
-			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`
+		// A table an extension owns (PostGIS's spatial_ref_sys, put in every new database by a
+		// template1 that has the extension) is the server's, not another application's.
+		query = `SELECT t.table_name FROM information_schema.tables t
+			WHERE t.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+			AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+				JOIN pg_catalog.pg_class c ON c.oid = d.objid
+				JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+				WHERE d.deptype = 'e' AND c.relname = t.table_name AND n.nspname = t.table_schema)
+			ORDER BY t.table_name`
 	}
 	rows, err := queryStrings(ctx, q, query)
 	if err != nil {

@@ -377,8 +377,9 @@ func catalog(ctx context.Context, q queryer, h sqlDBs) ([]copyTable, error) {
 			tables = append(tables, t)
 		}
 	} else {
-		names, err := queryStrings(ctx, q, `SELECT table_name FROM information_schema.tables
-			WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
+		// The tables of the current schema, but an extension's (schemaTables): PostGIS's
+		// spatial_ref_sys beside a ledger is neither copied nor a difference of schema.
+		names, err := schemaTables(ctx, q, h.dialect)
 		if err != nil {
 			return nil, err
 		}
@@ -386,11 +387,11 @@ func catalog(ctx context.Context, q queryer, h sqlDBs) ([]copyTable, error) {
 		if h.cockroach {
 			hidden = `is_hidden`
 		}
-		for _, n := range names {
-			if slices.Contains(excludedTables, n[0]) {
+		for _, name := range names {
+			if slices.Contains(excludedTables, name) {
 				continue
 			}
-			t := copyTable{name: n[0]}
+			t := copyTable{name: name}
 			cols, err := queryStrings(ctx, q, `SELECT column_name, is_nullable, `+hidden+`, COALESCE(is_generated, 'NEVER')
 				FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1
 				ORDER BY ordinal_position`, t.name)

@@ -160,3 +160,22 @@ func TestCopyRefusesBeforeWriting(t *testing.T) {
 		}
 	})
 }
+
+// TestCopyLeavesAnExtensionsTablesOut protects a move to or from a PostgreSQL database made from a
+// template1 with an extension that owns a table (PostGIS's spatial_ref_sys): the table is the
+// server's, not the ledger's, so it is neither a difference of schema nor copied, on either side.
+func TestCopyLeavesAnExtensionsTablesOut(t *testing.T) {
+	t.Parallel()
+	src, pg, back := testdb.SQLite(t), testdb.Postgres(t), testdb.SQLite(t)
+	execOn(t, pg, `CREATE TABLE spatial_ref_sys (srid INTEGER PRIMARY KEY)`, `ALTER EXTENSION plpgsql ADD TABLE spatial_ref_sys`)
+	newLedgerDB(t, src)
+	if _, err := Copy(t.Context(), src, pg, CopyOptions{}); err != nil {
+		t.Fatalf("copy into a database with an extension's table: %v", err)
+	}
+	if _, err := Copy(t.Context(), pg, back, CopyOptions{}); err != nil {
+		t.Fatalf("copy out of a ledger beside an extension's table: %v", err)
+	}
+	if _, err := TableRows(t.Context(), back, "spatial_ref_sys"); err == nil {
+		t.Fatal("the extension's table was copied into the SQLite ledger")
+	}
+}

@@ -234,12 +234,7 @@ func TestVerifyHoldsCommitmentsToTheEntryThatMadeThem(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reported := map[string]string{}
-		for _, d := range rep.Discrepancies {
-			if d.Invariant == 6 {
-				reported[d.Subject] += d.Detail
-			}
-		}
+		reported := detailsOf(rep, 6)
 		if d := reported[CommitmentName(confirmed.Commitment.ID)]; !strings.Contains(d, "took effect at") || !strings.Contains(d, "made it") {
 			t.Errorf("the confirmed award moved 20 days back is not reported under invariant 6: %q (all: %v)", d, rep.Discrepancies)
 		}
@@ -247,4 +242,15 @@ func TestVerifyHoldsCommitmentsToTheEntryThatMadeThem(t *testing.T) {
 			t.Errorf("the award whose recording time moved is not reported under invariant 6: %q (all: %v)", d, rep.Discrepancies)
 		}
 	})
+}
+
+// detailsOf is what rep says of each subject under invariant inv, its details run together.
+func detailsOf(rep VerifyReport, inv int) map[string]string {
+	out := map[string]string{}
+	for _, d := range rep.Discrepancies {
+		if d.Invariant == inv {
+			out[d.Subject] += d.Detail
+		}
+	}
+	return out
 }

@@ -396,12 +396,7 @@ func TestVerifyHoldsPaymentsToTheirEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reported := map[string]string{}
-		for _, d := range rep.Discrepancies {
-			if d.Invariant == 6 {
-				reported[d.Subject] += d.Detail
-			}
-		}
+		reported := detailsOf(rep, 6)
 		for _, p := range []Payment{first, second} {
 			if d := reported[PaymentName(c.ID, p.ID)]; !strings.Contains(d, "PAID journal entry") || !strings.Contains(d, "posts") {
 				t.Errorf("payment %s, its amount swapped, is not reported under invariant 6 for its amount: %q (all: %v)", p.ID, d, rep.Discrepancies)

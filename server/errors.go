@@ -188,6 +188,17 @@ type causes struct {
 
 const causeEvery = 10 * time.Second
 
+// answer logs the cause of err when it is a STORE_UNAVAILABLE reply with one, and returns the
+// reply to send (ok false: err is no such reply).
+func (c *causes) answer(ctx context.Context, log *slog.Logger, method string, err error) (reply error, ok bool) {
+	var ue *unavailableError
+	if err == nil || !errors.As(err, &ue) {
+		return err, false
+	}
+	c.log(ctx, log, method, ue)
+	return ue.st.Err(), true
+}
+
 func (c *causes) log(ctx context.Context, log *slog.Logger, method string, err *unavailableError) {
 	text := causeText(err.cause)
 	c.mu.Lock()
@@ -231,10 +242,8 @@ func logInternal(log *slog.Logger) grpc.UnaryServerInterceptor {
 	var unavailable causes
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
-		var ue *unavailableError
-		if err != nil && errors.As(err, &ue) {
-			unavailable.log(ctx, log, info.FullMethod, ue)
-			return nil, ue.st.Err()
+		if reply, ok := unavailable.answer(ctx, log, info.FullMethod, err); ok {
+			return nil, reply
 		}
 		var ie *internalError
 		if err == nil || !errors.As(err, &ie) {
@@ -254,10 +263,8 @@ func logInternalStream(log *slog.Logger) grpc.StreamServerInterceptor {
 	var unavailable causes
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		err := handler(srv, ss)
-		var ue *unavailableError
-		if err != nil && errors.As(err, &ue) {
-			unavailable.log(ss.Context(), log, info.FullMethod, ue)
-			return ue.st.Err()
+		if reply, ok := unavailable.answer(ss.Context(), log, info.FullMethod, err); ok {
+			return reply
 		}
 		var ie *internalError
 		if err == nil || !errors.As(err, &ie) {

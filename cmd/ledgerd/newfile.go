@@ -1,11 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/budgetledger/budgetledger/internal/newfile"
 )
 
 // newFile is a file that a command writes for the first time (a signing key, a checkpoint): it is
@@ -44,25 +44,7 @@ func (f *newFile) commit() error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Link(f.Name(), f.dest); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s already exists", f.dest)
-		}
-		// A file system without hard links: a rename, after checking again that dest is free
-		// (a file made between the check and the rename would be replaced), as ledgerd backup does.
-		if _, serr := os.Lstat(f.dest); serr == nil {
-			return fmt.Errorf("%s already exists", f.dest)
-		}
-		if err := os.Rename(f.Name(), f.dest); err != nil {
-			return err
-		}
-	}
-	// The new name itself lasts through a crash once its folder is synced.
-	if dir, err := os.Open(filepath.Dir(f.dest)); err == nil {
-		dir.Sync()
-		dir.Close()
-	}
-	return nil
+	return newfile.Name(f.Name(), f.dest)
 }
 
 // abort removes the temporary file; after commit, it leaves the destination in place.

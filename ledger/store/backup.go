@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/budgetledger/budgetledger/internal/newfile"
 )
 
 // ErrBackupExists refuses to write a backup over an existing file.
@@ -68,7 +70,7 @@ func Backup(ctx context.Context, database, out string, check func(path string) e
 	if _, err := e.(*sqliteEngine).db.ExecContext(ctx, `VACUUM INTO $1`, partial); err != nil {
 		return fmt.Errorf("writing the backup %s: %w", out, err)
 	}
-	if err := syncPath(partial); err != nil {
+	if err := newfile.Sync(partial); err != nil {
 		return fmt.Errorf("writing the backup %s: %w", out, err)
 	}
 	if check != nil {
@@ -76,36 +78,14 @@ func Backup(ctx context.Context, database, out string, check func(path string) e
 			return err
 		}
 	}
-	if err := os.Link(partial, out); err != nil {
+	if err := newfile.Name(partial, out); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrBackupExists, out)
 		}
-		// A file system without hard links: a rename, after checking again that out is free
-		// (a file made between the check and the rename would be replaced).
-		if _, serr := os.Lstat(out); serr == nil {
-			return fmt.Errorf("%w: %s", ErrBackupExists, out)
-		}
-		if err := os.Rename(partial, out); err != nil {
-			return fmt.Errorf("naming the backup %s: %w", out, err)
-		}
-		done = true
-		return syncPath(filepath.Join(dir, "."))
+		return fmt.Errorf("naming the backup %s: %w", out, err)
 	}
 	done = true
-	if err := os.Remove(partial); err != nil {
-		return fmt.Errorf("removing %s after naming the backup %s: %w", partial, out, err)
-	}
-	return syncPath(filepath.Join(dir, "."))
-}
-
-// syncPath flushes a file, or a folder's entries, to stable storage.
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return nil
 }
 
 // BackupPath is the file that Backup writes for out (sqlite:PATH and file:PATH name PATH).

@@ -108,19 +108,18 @@ var excludedTables = []string{"goose_db_version", "ledger_migration_lock", "ledg
 // refuseBeforeWrite is what is refused of a database before anything is written to it: with
 // MustExist (verify, export, backup, a copy's source), one that holds no ledger is ErrNoDatabase,
 // whatever else it holds; otherwise one that holds another application's tables
-// (refuseForeign).
-func (c Config) refuseBeforeWrite(ctx context.Context, db *sql.DB, dialect, database string) error {
-	if !c.MustExist {
-		return refuseForeign(ctx, db, dialect, database)
+// (refuseForeign). held says whether it holds a ledger (a schema version).
+func (c Config) refuseBeforeWrite(ctx context.Context, db *sql.DB, dialect, database string) (held bool, err error) {
+	if held, err = holdsLedger(ctx, db, dialect); err != nil {
+		return false, fmt.Errorf("reading the schema version: %w", err)
 	}
-	held, err := holdsLedger(ctx, db, dialect)
-	if err != nil {
-		return fmt.Errorf("reading the schema version: %w", err)
+	if !c.MustExist {
+		return held, refuseForeign(ctx, db, dialect, database)
 	}
 	if !held {
-		return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+		return false, fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
 	}
-	return nil
+	return true, nil
 }
 
 // migrate runs the migrations, unless the configuration opens the database as it is.
@@ -133,15 +132,9 @@ func (c Config) migrate(ctx context.Context, db *sql.DB, dialect string, cockroa
 		return nil
 	}
 	// Before goose writes anything (its lock table is its first write).
-	if err := c.refuseBeforeWrite(ctx, db, dialect, database); err != nil {
-		return err
-	}
-	held, err := holdsLedger(ctx, db, dialect)
+	held, err := c.refuseBeforeWrite(ctx, db, dialect, database)
 	if err != nil {
-		return fmt.Errorf("reading the schema version: %w", err)
-	}
-	if c.MustExist && !held {
-		return fmt.Errorf("%w (the database holds no ledger: no schema version of one)", ErrNoDatabase)
+		return err
 	}
 	if held {
 		// A ledger a later release has migrated is not this binary's to serve or check: its

@@ -136,7 +136,8 @@ func probeSQLite(ctx context.Context, path string, cfg Config) error {
 		return fmt.Errorf("opening SQLite file %s: %w", path, err)
 	}
 	defer db.Close()
-	return cfg.refuseBeforeWrite(ctx, db, "sqlite", path)
+	_, err = cfg.refuseBeforeWrite(ctx, db, "sqlite", path)
+	return err
 }
 
 func (e *sqliteEngine) Name() string      { return "sqlite" }

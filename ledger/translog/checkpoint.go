@@ -89,9 +89,7 @@ func OpenCheckpoint(signed []byte, vkey string) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading the verifier key: %w", err)
 	}
-	body := bytes.TrimRight(signed, "\r\n")
-	signed = append(body[:len(body):len(body)], '\n')
-	n, err := note.Open(signed, note.VerifierList(v))
+	n, err := note.Open(asNote(signed), note.VerifierList(v))
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("the checkpoint's signature does not verify: %w", err)
 	}
@@ -113,10 +111,19 @@ func SameRoot(a, b []byte) bool { return bytes.Equal(a, b) }
 // verifier key (ledgerd verify without --log-verifier-key), who can still hold the note's size
 // and root to what the log stores; what it says is not proven.
 func UnverifiedCheckpoint(signed []byte) (Checkpoint, error) {
-	body := bytes.TrimRight(signed, "\r\n")
-	i := bytes.LastIndex(body, []byte("\n\n"))
-	if i < 0 {
-		return Checkpoint{}, errors.New("the checkpoint is not a signed note: no blank line before its signatures")
+	// With no verifier known, note.Open parses the note and answers it unverified.
+	_, err := note.Open(asNote(signed), note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if !errors.As(err, &unverified) {
+		return Checkpoint{}, fmt.Errorf("the checkpoint is not a signed note: %v", err)
 	}
-	return ParseCheckpoint(body[:i+1])
+	return ParseCheckpoint([]byte(unverified.Note.Text))
+}
+
+// asNote is a signed note as saved, ending in exactly one newline: the newlines after its last
+// signature line are not part of what is signed (a note ends with one, and one more, from
+// `jq -r` or an editor, or none, from `jq -j`, is read as that one).
+func asNote(signed []byte) []byte {
+	body := bytes.TrimRight(signed, "\r\n")
+	return append(body[:len(body):len(body)], '\n')
 }

@@ -224,10 +224,10 @@ func TestVerifyHoldsCommitmentsToTheEntryThatMadeThem(t *testing.T) {
 		direct := mustCommit(t, l, "fund", "mairie", 1_000).Commitment
 		requireVerifyOK(t, l)
 
-		if err := rawExec(ctx, l, "UPDATE commitments SET effective_at = effective_at - 1728000000000 WHERE id = $1", confirmed.Commitment.ID); err != nil {
+		if err := rawExec(ctx, l, "UPDATE commitments SET effective_at = COALESCE(effective_at, created_at) - 1728000000000 WHERE id = $1", confirmed.Commitment.ID); err != nil {
 			t.Fatal(err)
 		}
-		if err := rawExec(ctx, l, "UPDATE commitments SET created_at = created_at - 1, updated_at = updated_at - 1 WHERE id = $1", direct.ID); err != nil {
+		if err := rawExec(ctx, l, "UPDATE commitments SET created_at = created_at - 1, updated_at = COALESCE(updated_at, created_at) - 1 WHERE id = $1", direct.ID); err != nil {
 			t.Fatal(err)
 		}
 		rep, err := l.Verify(ctx)

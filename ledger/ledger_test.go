@@ -1374,7 +1374,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			// Invariant 4: a stored envelope balance no longer matches the journal.
 			{"UPDATE envelopes SET committed = committed + 1 WHERE id = $1", []any{"axis-3"}},
 			// Invariant 4: a commitment claims a release the journal never saw.
-			{"UPDATE commitments SET released = released + 1 WHERE id = $1", []any{c.Commitment.ID}},
+			{"UPDATE commitments SET released = COALESCE(released, 0) + 1 WHERE id = $1", []any{c.Commitment.ID}},
 			// Invariant 1: an entry gains an unbalanced posting (inserting is allowed: the journal
 			// is append-only, not read-only).
 			{"INSERT INTO postings (entry_id, seq, account, amount) VALUES ($1, 99, 'suspense/tamper', 5)",

@@ -376,6 +376,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{24, tlogNodesDropped[dialect]},  // ... and the table they were in dropped
 		{25, logEffectiveTimes[dialect]}, // leaves with their effective times (tlog_schema.go)
 		{26, legacyBoundFixed[dialect]},  // ... and the bound of the leaves without them fixed
+		{27, commitmentsSparse[dialect]}, // a commitment's defaults stored as NULL (commitments.go)
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

@@ -20,6 +20,16 @@ import (
 //     (CONFIRM_EXCEEDS_HELD), the rules.
 //   - The sweeper (Sweep) expires every HELD hold whose expire time has passed: its whole amount
 //     returns to the envelope, once.
+//   - Effective times (docs/dates.md, rule 5): a hold reduces its envelope's available amount, so
+//     it may not take effect before the envelope, nor before the envelope's latest effective time
+//     (as an award); its confirmation and cancellation may not take effect before the envelope nor
+//     before the hold (EFFECTIVE_TIME_BEFORE_HOLD), and may predate the envelope's latest effective
+//     time (they return money, or move held money to committed). The commitment a confirmation
+//     makes takes the confirmation's effective time. A hold's rules are those in force at its
+//     effective time, and a confirmation's at its own: a backdated one is checked against none of
+//     the model's rule sets (see the package documentation). The effective time is checked after
+//     the envelope's existence and before the expire time (creation), after the hold's state and
+//     expiry and before the amount (confirmation).
 //
 // The model's clock (Now, Advance) is the time every decision on a hold is made at; the test
 // drives the ledger's clock (ledger.Config.Clock) with it.
@@ -52,6 +62,8 @@ type Hold struct {
 	ConfirmedAmount                                             int64
 	CommitmentID, Reason                                        string
 	Policy
+	// EffectiveAt is when the hold took effect (Now for a time within the run).
+	EffectiveAt time.Time
 }
 
 // The commands of holds.
@@ -62,13 +74,19 @@ type (
 		Description                                         string
 		Policy
 		ExpireTime time.Time
+		// Effective is when the hold took effect (zero: when recorded).
+		Effective time.Time
 	}
 	ConfirmHold struct {
 		RequestID, Caller, HoldID string
 		Amount                    int64
+		// Effective is when the confirmation took effect (zero: when recorded).
+		Effective time.Time
 	}
 	CancelHold struct {
 		RequestID, Caller, HoldID, Reason string
+		// Effective is when the cancellation took effect (zero: when recorded).
+		Effective time.Time
 	}
 )
 
@@ -91,15 +109,15 @@ type (
 
 func (c CreateHold) payload() string {
 	return fmt.Sprintf("hold %q %q %q %q %d %q %s %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy.Text(), microText(c.ExpireTime))
+		c.Description, c.Policy.Text(), microText(c.ExpireTime)) + effectiveText(c.Effective)
 }
 
 func (c ConfirmHold) payload() string {
-	return fmt.Sprintf("confirm %q %q %d", c.Caller, c.HoldID, c.Amount)
+	return fmt.Sprintf("confirm %q %q %d", c.Caller, c.HoldID, c.Amount) + effectiveText(c.Effective)
 }
 
 func (c CancelHold) payload() string {
-	return fmt.Sprintf("cancel %q %q %q", c.Caller, c.HoldID, c.Reason)
+	return fmt.Sprintf("cancel %q %q %q", c.Caller, c.HoldID, c.Reason) + effectiveText(c.Effective)
 }
 
 // Now is the model's clock.
@@ -149,11 +167,18 @@ func (l *Ledger) createHold(c CreateHold, newID string) (CreateHoldResult, *Refu
 	if refusal != nil {
 		return CreateHoldResult{}, refusal
 	}
+	eff, refusal := l.effective(c.Effective, reduces(env)...)
+	if refusal != nil {
+		return CreateHoldResult{}, refusal
+	}
 	if !c.ExpireTime.IsZero() && !c.ExpireTime.After(l.now) {
 		return CreateHoldResult{}, invalid("expire_time")
 	}
-	if refusal := l.checkRules(c.EnvelopeID, c.Project, c.Amount, c.Policy); refusal != nil {
-		return CreateHoldResult{}, refusal
+	// A backdated hold is checked against the rules in force at its date: none of the model's.
+	if c.Effective.IsZero() {
+		if refusal := l.checkRules(c.EnvelopeID, c.Project, c.Amount, c.Policy); refusal != nil {
+			return CreateHoldResult{}, refusal
+		}
 	}
 	if env.Available() < c.Amount {
 		return CreateHoldResult{}, refuse(InsufficientFunds, "available", itoa(env.Available()), "requested", itoa(c.Amount))
@@ -166,8 +191,9 @@ func (l *Ledger) createHold(c CreateHold, newID string) (CreateHoldResult, *Refu
 		panic("model: the hold id " + newID + " is already taken")
 	}
 	h := Hold{ID: newID, EnvelopeID: env.ID, Beneficiary: c.Beneficiary, Project: c.Project, Currency: env.Currency,
-		Description: c.Description, Amount: c.Amount, State: Held, ExpireAt: c.ExpireTime.UTC(), Policy: c.Policy}
-	touch(&env, Now) // holds in the model take effect when recorded
+		Description: c.Description, Amount: c.Amount, State: Held, ExpireAt: c.ExpireTime.UTC(), Policy: c.Policy,
+		EffectiveAt: eff}
+	touch(&env, eff)
 	l.envelopes[env.ID], l.holds[newID] = env, h
 	l.versions[env.ID]++
 	l.holdOrder = append(l.holdOrder, newID)
@@ -208,6 +234,11 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 	if refusal != nil {
 		return ConfirmHoldResult{}, refusal
 	}
+	env := l.envelopes[h.EnvelopeID]
+	eff, refusal := l.effective(c.Effective, settles(env, h)...)
+	if refusal != nil {
+		return ConfirmHoldResult{}, refusal
+	}
 	amount := c.Amount
 	if amount == 0 {
 		amount = h.Amount
@@ -215,10 +246,12 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 	if amount > h.Amount {
 		return ConfirmHoldResult{}, refuse(ConfirmExceedsHeld, "held", itoa(h.Amount), "requested", itoa(amount))
 	}
-	if refusal := l.checkRules(h.EnvelopeID, h.Project, amount, h.Policy); refusal != nil {
-		return ConfirmHoldResult{}, refusal
+	// A backdated confirmation is checked against the rules in force at its date: none of the model's.
+	if c.Effective.IsZero() {
+		if refusal := l.checkRules(h.EnvelopeID, h.Project, amount, h.Policy); refusal != nil {
+			return ConfirmHoldResult{}, refusal
+		}
 	}
-	env := l.envelopes[h.EnvelopeID]
 	var ok bool
 	if env.Committed, ok = add(env.Committed, amount); !ok {
 		return ConfirmHoldResult{}, overflow()
@@ -229,9 +262,9 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 	env.Held -= h.Amount
 	env.CommitmentCount++
 	com := Commitment{ID: newID, EnvelopeID: env.ID, Beneficiary: h.Beneficiary, Project: h.Project, Currency: env.Currency,
-		Description: h.Description, Amount: amount, Policy: h.Policy, EffectiveAt: Now}
+		Description: h.Description, Amount: amount, Policy: h.Policy, EffectiveAt: eff}
 	h.State, h.ConfirmedAmount, h.CommitmentID = Confirmed, amount, newID
-	touch(&env, Now)
+	touch(&env, eff)
 	l.envelopes[env.ID], l.holds[h.ID], l.commitments[newID] = env, h, com
 	l.versions[env.ID]++
 	l.commitmentOrder = append(l.commitmentOrder, newID)
@@ -245,19 +278,33 @@ func (l *Ledger) CancelHold(c CancelHold) (CancelHoldResult, *Refusal) {
 		res, _ := r.result.(CancelHoldResult)
 		return res, r.refusal
 	}
-	var res CancelHoldResult
-	h, refusal := l.held(c.HoldID)
-	if refusal == nil {
-		env := l.envelopes[h.EnvelopeID]
-		env.Held -= h.Amount
-		h.State, h.Reason = Cancelled, c.Reason
-		touch(&env, Now)
-		l.envelopes[env.ID], l.holds[h.ID] = env, h
-		l.versions[env.ID]++
-		res = CancelHoldResult{Hold: h, Envelope: env}
-	}
+	res, refusal := l.cancelHold(c)
 	l.remember(key, c.payload(), res, refusal)
 	return res, refusal
+}
+
+func (l *Ledger) cancelHold(c CancelHold) (CancelHoldResult, *Refusal) {
+	h, refusal := l.held(c.HoldID)
+	if refusal != nil {
+		return CancelHoldResult{}, refusal
+	}
+	env := l.envelopes[h.EnvelopeID]
+	eff, refusal := l.effective(c.Effective, settles(env, h)...)
+	if refusal != nil {
+		return CancelHoldResult{}, refusal
+	}
+	env.Held -= h.Amount
+	h.State, h.Reason = Cancelled, c.Reason
+	touch(&env, eff)
+	l.envelopes[env.ID], l.holds[h.ID] = env, h
+	l.versions[env.ID]++
+	return CancelHoldResult{Hold: h, Envelope: env}, nil
+}
+
+// settles are the bounds of what ends a hold (a confirmation, a cancellation): not before its
+// envelope, nor before the hold.
+func settles(env Envelope, h Hold) []bound {
+	return []bound{{env.EffectiveAt, EffectiveTimeBeforeEnvelope}, {h.EffectiveAt, EffectiveTimeBeforeHold}}
 }
 
 // Sweep expires every HELD hold whose expire time has passed, and says how many.

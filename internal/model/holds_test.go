@@ -74,6 +74,9 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 	defer l.Close()
 	m := model.New(model.Span{From: t0, To: spanEnd})
 	r := rand.New(rand.NewPCG(seed, seed^0x51f15e))
+	// Effective times are drawn from a source of their own, so that a seed draws the same
+	// operations as before they had dates.
+	dates := &holdDates{r: rand.New(rand.NewPCG(seed, seed^0xda7e5)), clock: backdatedFrom}
 	ctx := t.Context()
 	prefix := fmt.Sprintf("h%t%d-", batching, seed%100000)
 	var (
@@ -105,6 +108,16 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 		}
 		return ids[r.IntN(len(ids))]
 	}
+	// envDated and holdDated report whether an envelope's latest effective time, or a hold's
+	// effective time, is a date (not a time of the run).
+	envDated := func(id string) bool {
+		e, refusal := m.Envelope(id)
+		return refusal == nil && e.LatestEffectiveAt.Before(backdatedUntil)
+	}
+	holdDated := func(id string) bool {
+		h, refusal := m.Hold(id)
+		return refusal == nil && h.EffectiveAt.Before(backdatedUntil)
+	}
 	policy := func() model.Policy {
 		var p model.Policy
 		if r.IntN(2) == 0 {
@@ -128,10 +141,10 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 				parent = envs[r.IntN(len(envs))]
 			}
 			c := model.CreateEnvelope{RequestID: nextID(), Caller: "admin", EnvelopeID: id, ParentID: parent,
-				Allocation: int64(50_000 + r.IntN(500_000))}
+				Allocation: int64(50_000 + r.IntN(500_000)), Effective: dates.envelope()}
 			want, wantR := m.CreateEnvelope(c)
 			got, err := l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: id,
-				ParentID: parent, Allocation: c.Allocation})
+				ParentID: parent, Allocation: c.Allocation, Effective: c.Effective})
 			compare(t, i, "CreateEnvelope", tally, want.Envelope, wantR, func() any { return fromEnvelope(got.Envelope) }, err)
 			if wantR == nil {
 				envs = append(envs, id)
@@ -143,15 +156,17 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 				elapsed := int(m.Now().Sub(t0) / time.Hour)
 				c.ExpireTime = t0.Add(time.Duration(elapsed+r.IntN(5)-1)*time.Hour + 30*time.Minute)
 			}
+			c.Effective = dates.next(envDated(c.EnvelopeID))
 			send := func() (any, any, string) {
 				got, err := l.CreateHold(ctx, ledger.CreateHold{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
-					Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Policy: toLedgerPolicy(c.Policy), ExpireTime: c.ExpireTime})
+					Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Policy: toLedgerPolicy(c.Policy), ExpireTime: c.ExpireTime,
+					Effective: c.Effective})
 				id := got.Hold.ID
 				if err != nil || m.HoldIDTaken(id) {
 					id = "(none)"
 				}
 				want, wantR := m.CreateHold(c, id)
-				return outcome(want.Hold, wantR), outcome(func() any { return fromHold(got.Hold) }, err), "CreateHold"
+				return outcome(want.Hold, wantR), outcome(func() any { return fromHold(got.Hold) }, err), "CreateHold" + dated(c.Effective)
 			}
 			check(t, i, tally, send)
 			requests = append(requests, send)
@@ -160,8 +175,10 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 			if h, ok := m.Hold(c.HoldID); ok == nil && r.IntN(2) == 0 {
 				c.Amount = 1 + r.Int64N(h.Amount+h.Amount/10+1)
 			}
+			c.Effective = dates.next(holdDated(c.HoldID))
 			send := func() (any, any, string) {
-				got, err := l.ConfirmHold(ctx, ledger.ConfirmHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID, Amount: c.Amount})
+				got, err := l.ConfirmHold(ctx, ledger.ConfirmHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID, Amount: c.Amount,
+					Effective: c.Effective})
 				id := got.Commitment.ID
 				if err != nil || m.IDTaken(id) {
 					id = "(none)"
@@ -170,31 +187,34 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 				return outcome([]any{want.Hold, want.Commitment, want.Envelope}, wantR),
 					outcome(func() any {
 						return []any{fromHold(got.Hold), fromCommitment(got.Commitment), fromEnvelope(got.Envelope)}
-					}, err), "ConfirmHold"
+					}, err), "ConfirmHold" + dated(c.Effective)
 			}
 			check(t, i, tally, send)
 			requests = append(requests, send)
 		case roll < 63:
 			c := model.CancelHold{RequestID: nextID(), Caller: caller, HoldID: pickHold(), Reason: "withdrawn"}
+			c.Effective = dates.next(holdDated(c.HoldID))
 			send := func() (any, any, string) {
-				got, err := l.CancelHold(ctx, ledger.CancelHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID, Reason: c.Reason})
+				got, err := l.CancelHold(ctx, ledger.CancelHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID, Reason: c.Reason,
+					Effective: c.Effective})
 				want, wantR := m.CancelHold(c)
 				return outcome([]any{want.Hold, want.Envelope}, wantR),
-					outcome(func() any { return []any{fromHold(got.Hold), fromEnvelope(got.Envelope)} }, err), "CancelHold"
+					outcome(func() any { return []any{fromHold(got.Hold), fromEnvelope(got.Envelope)} }, err), "CancelHold" + dated(c.Effective)
 			}
 			check(t, i, tally, send)
 			requests = append(requests, send)
 		case roll < 70:
 			c := model.Commit{RequestID: nextID(), Caller: caller, EnvelopeID: pickEnv(), Beneficiary: "b",
 				Project: fmt.Sprintf("p%d", r.IntN(4)), Amount: int64(1 + r.IntN(80_000)), Policy: policy()}
+			c.Effective = dates.next(envDated(c.EnvelopeID))
 			got, err := l.Commit(ctx, ledger.Commit{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
-				Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Policy: toLedgerPolicy(c.Policy)})
+				Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Policy: toLedgerPolicy(c.Policy), Effective: c.Effective})
 			id := got.Commitment.ID
 			if err != nil || m.IDTaken(id) {
 				id = "(none)"
 			}
 			want, wantR := m.Commit(c, id)
-			compare(t, i, "Commit", tally, []any{want.Commitment, want.Envelope}, wantR,
+			compare(t, i, "Commit"+dated(c.Effective), tally, []any{want.Commitment, want.Envelope}, wantR,
 				func() any { return []any{fromCommitment(got.Commitment), fromEnvelope(got.Envelope)} }, err)
 		case roll < 72:
 			var rules model.Rules
@@ -312,7 +332,57 @@ func fromHold(h ledger.Hold) model.Hold {
 	return model.Hold{ID: h.ID, EnvelopeID: h.EnvelopeID, Beneficiary: h.Beneficiary, Project: h.Project, Currency: h.Currency,
 		Description: h.Description, Amount: h.Amount, State: model.HoldState(h.State), ExpireAt: h.ExpireAt,
 		ConfirmedAmount: h.ConfirmedAmount, CommitmentID: h.CommitmentID, Reason: h.Reason,
-		Policy: model.Policy{EligibleCost: h.Policy.EligibleCost, Territory: h.Policy.Territory, Population: h.Policy.Population}}
+		Policy:      model.Policy{EligibleCost: h.Policy.EligibleCost, Territory: h.Policy.Territory, Population: h.Policy.Population},
+		EffectiveAt: modelTime(h.EffectiveAt)}
+}
+
+// holdDates draws the effective times of the holds test: dates of 2021, before every run, around
+// a clock that moves forward through the year (as the generator's do), so that some are accepted
+// and some fall before an envelope, its latest effective time or a hold; now and then one in the
+// future.
+type holdDates struct {
+	r     *rand.Rand
+	clock time.Time
+}
+
+// envelope draws an envelope's effective time: mostly a date, so that backdated holds and awards
+// can be accepted on it.
+func (d *holdDates) envelope() time.Time {
+	if d.r.IntN(3) == 0 {
+		return time.Time{}
+	}
+	return d.clock
+}
+
+// next draws the effective time of a hold, its confirmation or cancellation, or an award: more
+// often when what it is decided on (the envelope, the hold) has only dates so far, which a date
+// may follow.
+func (d *holdDates) next(datedSoFar bool) time.Time {
+	none := 55
+	if datedSoFar {
+		none = 15
+	}
+	switch x := d.r.IntN(100); {
+	case x < none:
+		return time.Time{}
+	case x < 97:
+		if next := d.clock.AddDate(0, 0, d.r.IntN(4)); next.Before(backdatedUntil) {
+			d.clock = next
+		}
+		if d.r.IntN(5) == 0 {
+			return d.clock.AddDate(0, 0, -d.r.IntN(20)) // perhaps before what is recorded
+		}
+		return d.clock
+	}
+	return timeFuture
+}
+
+// dated marks a kind of request that gave an effective time, for the tally.
+func dated(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return " (dated)"
 }
 
 // compareHoldState compares every envelope and every hold of the model with the ledger's.

@@ -1,0 +1,209 @@
+package model_test
+
+// Contract tests: scripted scenarios sent to the reference model and to the real ledger side by
+// side, on every engine. Each step says what the contract answers (a reason, or acceptance); the
+// model must answer that, and the ledger what the model answers (results, and the refusal's
+// metadata that the model predicts). They pin down, one rule at a time, what the random tests
+// exercise in bulk.
+
+import (
+	"testing"
+	"time"
+
+	"github.com/budgetledger/budgetledger/internal/model"
+	"github.com/budgetledger/budgetledger/internal/testdb"
+	"github.com/budgetledger/budgetledger/ledger"
+)
+
+// agreement is one scenario's ledger and model.
+type agreement struct {
+	t     *testing.T
+	l     *ledger.Ledger
+	m     *model.Ledger
+	span  model.Span
+	steps int
+	tally tally
+}
+
+func newAgreement(t *testing.T, database string) *agreement {
+	l := openLedgerWith(t, database, ledger.Config{})
+	t.Cleanup(func() { l.Close() })
+	span := newSpan()
+	return &agreement{t: t, l: l, m: model.New(span), span: span, tally: newTally()}
+}
+
+// check compares one step's outcomes: the model's must be want ("" for acceptance), and the
+// ledger's the model's.
+func (a *agreement) check(what string, want model.Reason, modelOut, ledgerOut callOutcome) {
+	a.t.Helper()
+	a.steps++
+	var got model.Reason
+	if modelOut.Refusal != nil {
+		got = modelOut.Refusal.Reason
+	}
+	if got != want {
+		a.t.Errorf("step %d, %s: the model answered %q (%v), the contract %q", a.steps, what, got, modelOut.Refusal, want)
+	}
+	diffOutcomes(a.t, a.steps, what, a.tally, modelOut, ledgerOut)
+}
+
+func (a *agreement) createEnvelope(want model.Reason, c model.CreateEnvelope) {
+	a.t.Helper()
+	mr, mref := a.m.CreateEnvelope(c)
+	lr, err := a.l.CreateEnvelope(a.t.Context(), ledger.CreateEnvelope{RequestID: c.RequestID, Caller: c.Caller,
+		EnvelopeID: c.EnvelopeID, ParentID: c.ParentID, DisplayName: c.DisplayName, Currency: c.Currency,
+		Allocation: c.Allocation, Effective: c.Effective})
+	a.check("CreateEnvelope "+c.EnvelopeID, want, outcome(mr.Envelope, mref), outcome(func() any { return fromEnvelope(lr.Envelope) }, err))
+}
+
+func (a *agreement) setRules(want model.Reason, c model.SetRules) {
+	a.t.Helper()
+	_, mref := a.m.SetRules(c)
+	_, err := a.l.SetRules(a.t.Context(), ledger.SetRules{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
+		Call: c.Call, EffectiveTime: c.EffectiveTime, Rules: toLedgerRules(c.Rules)})
+	a.check("SetRules "+c.EnvelopeID, want, outcome(nil, mref), outcome(func() any { return nil }, err))
+}
+
+// createHold returns the new hold's id ("" when refused).
+func (a *agreement) createHold(want model.Reason, c model.CreateHold) string {
+	a.t.Helper()
+	lr, err := a.l.CreateHold(a.t.Context(), ledger.CreateHold{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
+		Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Description: c.Description,
+		Policy: toLedgerPolicy(c.Policy), ExpireTime: c.ExpireTime, Effective: c.Effective})
+	id := lr.Hold.ID
+	if err != nil {
+		id = "(none)"
+	}
+	mr, mref := a.m.CreateHold(c, id)
+	a.check("CreateHold "+c.RequestID, want, outcome([]any{mr.Hold, mr.Envelope}, mref),
+		outcome(func() any { return []any{fromHold(lr.Hold), fromEnvelope(lr.Envelope)} }, err))
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// confirmHold returns the new commitment's id ("" when refused).
+func (a *agreement) confirmHold(want model.Reason, c model.ConfirmHold) string {
+	a.t.Helper()
+	lr, err := a.l.ConfirmHold(a.t.Context(), ledger.ConfirmHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID,
+		Amount: c.Amount, Effective: c.Effective})
+	id := lr.Commitment.ID
+	if err != nil {
+		id = "(none)"
+	}
+	mr, mref := a.m.ConfirmHold(c, id)
+	a.check("ConfirmHold "+c.RequestID, want, outcome([]any{mr.Hold, mr.Commitment, mr.Envelope}, mref),
+		outcome(func() any {
+			return []any{fromHold(lr.Hold), fromCommitment(lr.Commitment), fromEnvelope(lr.Envelope)}
+		}, err))
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+func (a *agreement) cancelHold(want model.Reason, c model.CancelHold) {
+	a.t.Helper()
+	lr, err := a.l.CancelHold(a.t.Context(), ledger.CancelHold{RequestID: c.RequestID, Caller: c.Caller, HoldID: c.HoldID,
+		Reason: c.Reason, Effective: c.Effective})
+	mr, mref := a.m.CancelHold(c)
+	a.check("CancelHold "+c.RequestID, want, outcome([]any{mr.Hold, mr.Envelope}, mref),
+		outcome(func() any { return []any{fromHold(lr.Hold), fromEnvelope(lr.Envelope)} }, err))
+}
+
+// commit sends an award through the harness's translation (do, expect), publication included.
+func (a *agreement) commit(want model.Reason, c model.Commit) {
+	a.t.Helper()
+	o := op{commit: &c}
+	got, err := do(a.t.Context(), a.l, o, a.span)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	exp := expect(a.m, o, got)
+	a.steps++
+	var reason model.Reason
+	if exp.Refusal != nil {
+		reason = exp.Refusal.Reason
+	}
+	if reason != want {
+		a.t.Errorf("step %d, Commit %s: the model answered %q (%v), the contract %q", a.steps, c.RequestID, reason, exp.Refusal, want)
+	}
+	if diff := diffAnswers(exp, got); diff != "" {
+		a.t.Errorf("step %d, Commit %s: the ledger differs from the model (-model +ledger):\n%s", a.steps, c.RequestID, diff)
+	}
+}
+
+// compareState compares the envelopes named and every hold of the model with the ledger's.
+func (a *agreement) compareState(envelopes ...string) {
+	a.t.Helper()
+	compareHoldState(a.t, a.l, a.m, envelopes)
+}
+
+func day(year int, month time.Month, d int) time.Time {
+	return time.Date(year, month, d, 0, 0, 0, 0, time.UTC)
+}
+
+// TestAgreeHoldsEffectiveTimes: holds, confirmations and cancellations with effective times
+// (docs/dates.md, rule 5). A hold reduces its envelope (not before the envelope, nor before its
+// latest effective time); its confirmation and cancellation may not predate the envelope or the
+// hold, but may predate the envelope's latest effective time; the commitment a confirmation makes
+// takes its date; the funding rules of a hold and of a confirmation are those in force at their
+// own effective times.
+func TestAgreeHoldsEffectiveTimes(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		a := newAgreement(t, database)
+		a.createEnvelope("", model.CreateEnvelope{RequestID: "fund", Caller: "admin", EnvelopeID: "fund", DisplayName: "fund",
+			Allocation: 1_000_000, Effective: day(2021, 3, 1)})
+		hold := func(req string, amount int64, eff time.Time) model.CreateHold {
+			return model.CreateHold{RequestID: req, Caller: "service:a", EnvelopeID: "fund", Beneficiary: "b", Project: "p",
+				Amount: amount, Effective: eff}
+		}
+		a.createHold(model.EffectiveTimeBeforeEnvelope, hold("h-early", 100_000, day(2021, 2, 15)))
+		h1 := a.createHold("", hold("h1", 100_000, day(2021, 4, 1)))
+		a.createHold(model.EffectiveTimeBeforeLatest, hold("h-before-latest", 50_000, day(2021, 3, 15)))
+		h2 := a.createHold("", hold("h2", 50_000, day(2021, 4, 2)))
+		a.createHold(model.EffectiveTimeInFuture, hold("h-future", 1, timeFuture))
+
+		a.confirmHold(model.EffectiveTimeBeforeHold, model.ConfirmHold{RequestID: "c-before-hold", Caller: "service:a", HoldID: h1,
+			Effective: day(2021, 3, 31)})
+		a.cancelHold(model.EffectiveTimeBeforeHold, model.CancelHold{RequestID: "x-before-hold", Caller: "service:a", HoldID: h1,
+			Reason: "r", Effective: day(2021, 3, 31)})
+		a.confirmHold(model.EffectiveTimeBeforeEnvelope, model.ConfirmHold{RequestID: "c-before-envelope", Caller: "service:a",
+			HoldID: h1, Effective: day(2021, 2, 1)})
+		// Before the envelope's latest effective time (h2's), after h1's: accepted, and the
+		// commitment takes the confirmation's date.
+		a.confirmHold("", model.ConfirmHold{RequestID: "c1", Caller: "service:a", HoldID: h1, Amount: 60_000,
+			Effective: day(2021, 4, 1)})
+		a.cancelHold("", model.CancelHold{RequestID: "x2", Caller: "service:a", HoldID: h2, Reason: "withdrawn",
+			Effective: day(2021, 4, 5)})
+		// A hold recorded now took effect now: a dated confirmation predates it.
+		h3 := a.createHold("", hold("h3", 10_000, time.Time{}))
+		a.confirmHold(model.EffectiveTimeInFuture, model.ConfirmHold{RequestID: "c3-future", Caller: "service:a", HoldID: h3,
+			Effective: timeFuture})
+		a.confirmHold(model.EffectiveTimeBeforeHold, model.ConfirmHold{RequestID: "c3-dated", Caller: "service:a", HoldID: h3,
+			Effective: day(2021, 4, 6)})
+		a.cancelHold("", model.CancelHold{RequestID: "x3", Caller: "service:a", HoldID: h3, Reason: "withdrawn"})
+		// Funding rules by effective time: a rule set in force from now does not bind a hold or
+		// a confirmation dated before it.
+		a.createEnvelope("", model.CreateEnvelope{RequestID: "fund2", Caller: "admin", EnvelopeID: "fund2", DisplayName: "fund2",
+			Allocation: 1_000_000, Effective: day(2021, 3, 1)})
+		a.setRules("", model.SetRules{RequestID: "rules2", Caller: "admin", EnvelopeID: "fund2", Call: "appel-1",
+			Rules: model.Rules{MaxFundingShareBPS: ptr(5000)}})
+		ruled := func(req string, eff time.Time) model.CreateHold {
+			return model.CreateHold{RequestID: req, Caller: "service:a", EnvelopeID: "fund2", Beneficiary: "b", Project: "p",
+				Amount: 80_000, Policy: model.Policy{EligibleCost: 100_000}, Effective: eff}
+		}
+		h4 := a.createHold("", ruled("h4", day(2021, 4, 1)))
+		a.createHold(model.PolicyViolation, ruled("h5-now", time.Time{}))
+		a.confirmHold(model.PolicyViolation, model.ConfirmHold{RequestID: "c4-now", Caller: "service:a", HoldID: h4})
+		a.confirmHold("", model.ConfirmHold{RequestID: "c4-dated", Caller: "service:a", HoldID: h4, Effective: day(2021, 4, 3)})
+		// A request sent again with another effective time is another request.
+		a.confirmHold(model.RequestIDReused, model.ConfirmHold{RequestID: "c4-dated", Caller: "service:a", HoldID: h4,
+			Effective: day(2021, 4, 4)})
+		a.compareState("fund", "fund2")
+		verify(t, a.l, "")
+		t.Logf("outcomes:%s", a.tally)
+	})
+}

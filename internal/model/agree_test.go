@@ -7,6 +7,7 @@ package model_test
 // exercise in bulk.
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -115,7 +116,18 @@ func (a *agreement) cancelHold(want model.Reason, c model.CancelHold) {
 // commit sends an award through the harness's translation (do, expect), publication included.
 func (a *agreement) commit(want model.Reason, c model.Commit) {
 	a.t.Helper()
-	o := op{commit: &c}
+	a.send(want, op{commit: &c})
+}
+
+// bulk sends a bulk award through the harness's translation.
+func (a *agreement) bulk(want model.Reason, c model.BulkCommit) {
+	a.t.Helper()
+	a.send(want, op{bulk: &c})
+}
+
+// send sends o to the ledger and the model (do, expect) and compares their answers.
+func (a *agreement) send(want model.Reason, o op) {
+	a.t.Helper()
 	got, err := do(a.t.Context(), a.l, o, a.span)
 	if err != nil {
 		a.t.Fatal(err)
@@ -127,11 +139,12 @@ func (a *agreement) commit(want model.Reason, c model.Commit) {
 		reason = exp.Refusal.Reason
 	}
 	if reason != want {
-		a.t.Errorf("step %d, Commit %s: the model answered %q (%v), the contract %q", a.steps, c.RequestID, reason, exp.Refusal, want)
+		a.t.Errorf("step %d, %s: the model answered %q (%v), the contract %q", a.steps, o, reason, exp.Refusal, want)
 	}
 	if diff := diffAnswers(exp, got); diff != "" {
-		a.t.Errorf("step %d, Commit %s: the ledger differs from the model (-model +ledger):\n%s", a.steps, c.RequestID, diff)
+		a.t.Errorf("step %d, %s: the ledger differs from the model (-model +ledger):\n%s", a.steps, o, diff)
 	}
+	a.tally.add(o, got)
 }
 
 // compareState compares the envelopes named and every hold of the model with the ledger's.
@@ -204,6 +217,82 @@ func TestAgreeHoldsEffectiveTimes(t *testing.T) {
 			Effective: day(2021, 4, 4)})
 		a.compareState("fund", "fund2")
 		verify(t, a.l, "")
+		t.Logf("outcomes:%s", a.tally)
+	})
+}
+
+// TestAgreePublicationIdentifiers: an award's SIRET and RNA number (DESIGN.md §6), checked as
+// the ledger checks them, before the request log: a SIRET is 14 ASCII digits that pass the Luhn
+// check or, under La Poste's SIREN only, whose digits sum to a multiple of 5; an RNA number is
+// "W" and 9 digits. The SIRET is checked before the RNA number, both after the policy; a refusal
+// names the field (items[i]. in a bulk call) and records nothing; both are part of the request.
+func TestAgreePublicationIdentifiers(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		a := newAgreement(t, database)
+		a.createEnvelope("", model.CreateEnvelope{RequestID: "fund", Caller: "admin", EnvelopeID: "fund", DisplayName: "fund",
+			Allocation: 1_000_000})
+		n := 0
+		award := func(siret, rna string) model.Commit {
+			n++
+			return model.Commit{RequestID: fmt.Sprintf("a%d", n), Caller: "service:a", EnvelopeID: "fund", Beneficiary: "b",
+				Project: "p", Amount: 10, Publication: model.Publication{BeneficiarySIRET: siret, BeneficiaryRNA: rna}}
+		}
+		for _, c := range []struct {
+			siret, rna string
+			want       model.Reason
+			field      string
+		}{
+			{"21690123100011", "", "", ""},                                      // the city of Lyon: Luhn
+			{"35600000000048", "", "", ""},                                      // La Poste's head office: Luhn
+			{"35600000000001", "", "", ""},                                      // La Poste: not Luhn, digits sum to 15
+			{"35600000000000", "", model.InvalidArgument, "beneficiary_siret"},  // La Poste: neither
+			{"21690123100014", "", model.InvalidArgument, "beneficiary_siret"},  // sum of 15, not La Poste's
+			{"21690123100012", "", model.InvalidArgument, "beneficiary_siret"},  // a wrong check digit
+			{"2169012310001", "", model.InvalidArgument, "beneficiary_siret"},   // 13 digits
+			{"216901231000110", "", model.InvalidArgument, "beneficiary_siret"}, // 15 digits
+			{"2169012310001A", "", model.InvalidArgument, "beneficiary_siret"},
+			{"21690123100011\n", "", model.InvalidArgument, "beneficiary_siret"},
+			{"2169012310001１", "", model.InvalidArgument, "beneficiary_siret"}, // a full-width digit
+			{"", "W691234567", "", ""},
+			{"", "w691234567", model.InvalidArgument, "beneficiary_rna"},
+			{"", "W69123456", model.InvalidArgument, "beneficiary_rna"},
+			{"", "W6912345678", model.InvalidArgument, "beneficiary_rna"},
+			{"", "691234567", model.InvalidArgument, "beneficiary_rna"},
+			{"21690123100011", "W691234567", "", ""},
+			{"21690123100012", "W69123456", model.InvalidArgument, "beneficiary_siret"}, // the SIRET first
+		} {
+			c0 := award(c.siret, c.rna)
+			a.commit(c.want, c0)
+			if c.field != "" {
+				if _, r := a.m.Commit(c0, "x"); r == nil || r.Metadata["field"] != c.field {
+					t.Errorf("SIRET %q, RNA %q: the model refused %v, want the field %s", c.siret, c.rna, r, c.field)
+				}
+			}
+		}
+		// An invalid SIRET records nothing: the request id, sent again with a valid one, is
+		// decided. Then the SIRET is part of the request: another one is another request.
+		c := award("21690123100012", "")
+		a.commit(model.InvalidArgument, c)
+		c.BeneficiarySIRET = "21690123100011"
+		a.commit("", c)
+		a.commit("", c)
+		c.BeneficiarySIRET = "35600000000048"
+		a.commit(model.RequestIDReused, c)
+		c.BeneficiarySIRET, c.BeneficiaryRNA = "21690123100011", "W691234567"
+		a.commit(model.RequestIDReused, c)
+		// A bulk call is refused as a whole, naming the item.
+		bulk := model.BulkCommit{RequestID: "bulk", Caller: "service:a", EnvelopeID: "fund", Items: []model.BulkItem{
+			{Beneficiary: "b", Project: "p", Amount: 1, Publication: model.Publication{BeneficiarySIRET: "35600000000048"}},
+			{Beneficiary: "b", Project: "q", Amount: 1, Publication: model.Publication{BeneficiaryRNA: "W12345678"}}}}
+		a.bulk(model.InvalidArgument, bulk)
+		if _, r := a.m.BulkCommit(bulk, nil); r == nil || r.Metadata["field"] != "items[1].beneficiary_rna" {
+			t.Errorf("the bulk call: the model refused %v, want the field items[1].beneficiary_rna", r)
+		}
+		bulk.Items[1].BeneficiaryRNA = "W123456789"
+		a.bulk("", bulk)
+		bulk.Items[0].BeneficiarySIRET = "21690123100011"
+		a.bulk(model.RequestIDReused, bulk)
 		t.Logf("outcomes:%s", a.tally)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ type generator struct {
 	clock time.Time
 	// etags gives some moves and rule changes etags (AIP-154; the sequential test resolves them).
 	etags bool
+	// ids draws the awards' publication identifiers (SIRET, RNA): a source of its own, so that
+	// a seed draws the same operations as before they had them.
+	ids *rand.Rand
 }
 
 // etag draws the etags of a move or a rule change: none most often.
@@ -69,7 +73,8 @@ func (g *generator) etag() *etagUse {
 }
 
 func newGenerator(seed uint64, v view, prefix string, names []string) *generator {
-	return &generator{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), view: v, prefix: prefix, names: names}
+	return &generator{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), view: v, prefix: prefix, names: names,
+		ids: rand.New(rand.NewPCG(seed, seed^0x5123e7))}
 }
 
 func (g *generator) chance(p float64) bool { return g.r.Float64() < p }
@@ -428,7 +433,94 @@ func (g *generator) commit() op {
 			BeneficiaryLegalName: pick(g, []string{"", "Commune de Lyon", "Commune de Metz"}),
 			Purpose:              pick(g, []string{"", "Guichet numérique", "Tiers-lieu"})}
 	}
+	c.BeneficiarySIRET, c.BeneficiaryRNA = g.identifiers()
 	return op{commit: c}
+}
+
+// identifiers draws an award's SIRET and RNA number: mostly none; else valid ones (Luhn, or La
+// Poste's rule), and invalid ones (a wrong check digit, a wrong length, a letter; an RNA number
+// without its W, or short of a digit).
+func (g *generator) identifiers() (siret, rna string) {
+	r := g.ids
+	if r.IntN(4) > 0 {
+		return "", ""
+	}
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + r.IntN(10))
+		}
+		return string(b)
+	}
+	switch x := r.IntN(20); {
+	case x < 3:
+	case x < 6:
+		siret = knownSIRETs[r.IntN(len(knownSIRETs))]
+	case x < 11:
+		siret = withLuhnKey(digits(13))
+	case x < 13: // La Poste: its digits' sum a multiple of 5 (Luhn or not)
+		body := "356000000" + digits(4)
+		siret = body + strconv.Itoa((5-digitSum(body)%5)%5+5*r.IntN(2))
+	case x < 15: // a wrong check digit
+		ok := withLuhnKey(digits(13))
+		siret = ok[:13] + strconv.Itoa((int(ok[13]-'0')+1+r.IntN(9))%10)
+	case x == 15: // La Poste's SIREN, neither rule
+		for siret == "" || luhnValid(siret) || digitSum(siret)%5 == 0 {
+			siret = "356000000" + digits(5)
+		}
+	case x == 16:
+		siret = withLuhnKey(digits(12 + 2*r.IntN(2))) // 13 or 15 digits
+	case x == 17:
+		ok := withLuhnKey(digits(13))
+		siret = ok[:5] + "A" + ok[6:]
+	case x == 18:
+		siret = "3560000000004８" // a full-width digit
+	default:
+		siret = "21690123100011 " // a space after
+	}
+	switch x := r.IntN(10); {
+	case x < 5:
+	case x < 9:
+		rna = "W" + digits(9)
+	default:
+		rna = []string{"w" + digits(9), digits(9), "W" + digits(8), "W" + digits(10), "W" + digits(8) + "A"}[r.IntN(5)]
+	}
+	return siret, rna
+}
+
+// knownSIRETs are SIRETs of real establishments (La Poste's head office, a multinational's
+// French branch, the city of Lyon, DINUM, a ministry's): each passes the Luhn check.
+var knownSIRETs = []string{"35600000000048", "73282932000074", "21690123100011", "13002526500013", "11000201100044"}
+
+// luhnValid is the Luhn check, written for the tests apart from the model's ValidSIRET.
+func luhnValid(s string) bool {
+	sum := 0
+	for i := range len(s) {
+		d := int(s[len(s)-1-i] - '0')
+		if i%2 == 1 {
+			d = 2*d/10 + 2*d%10
+		}
+		sum += d
+	}
+	return sum%10 == 0
+}
+
+// withLuhnKey appends to body the digit that makes it pass the Luhn check.
+func withLuhnKey(body string) string {
+	for d := range 10 {
+		if s := body + strconv.Itoa(d); luhnValid(s) {
+			return s
+		}
+	}
+	panic("no Luhn key")
+}
+
+func digitSum(s string) int {
+	sum := 0
+	for _, c := range s {
+		sum += int(c - '0')
+	}
+	return sum
 }
 
 func (g *generator) bulk() op {
@@ -438,6 +530,11 @@ func (g *generator) bulk() op {
 	n := 1 + g.r.IntN(5)
 	for range n {
 		c.Items = append(c.Items, g.item(max(env.Available()/int64(n), 1)))
+	}
+	if g.ids.IntN(4) == 0 { // one call in four gives its items identifiers (an invalid one refuses the call)
+		for i := range c.Items {
+			c.Items[i].BeneficiarySIRET, c.Items[i].BeneficiaryRNA = g.identifiers()
+		}
 	}
 	c.Effective = g.effective()
 	return op{bulk: c}

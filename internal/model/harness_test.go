@@ -250,8 +250,12 @@ func (o op) String() string {
 			c.EnvelopeID, c.Call, c.EffectiveTime.Format(time.RFC3339), c.Rules, c.ETag)
 	case o.commit != nil:
 		c := o.commit
-		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s}%s)", c.RequestID, c.Caller,
-			c.EnvelopeID, c.Project, c.Amount, c.Policy.Text(), effectiveText(c.Effective))
+		ids := ""
+		if c.BeneficiarySIRET != "" || c.BeneficiaryRNA != "" {
+			ids = fmt.Sprintf(" siret=%q rna=%q", c.BeneficiarySIRET, c.BeneficiaryRNA)
+		}
+		return fmt.Sprintf("Commit(%s caller=%s envelope=%s project=%s amount=%d policy={%s}%s%s)", c.RequestID, c.Caller,
+			c.EnvelopeID, c.Project, c.Amount, c.Policy.Text(), ids, effectiveText(c.Effective))
 	case o.release != nil:
 		c := o.release
 		return fmt.Sprintf("Release(%s caller=%s commitment=%s amount=%d%s)", c.RequestID, c.Caller, c.CommitmentID, c.Amount,
@@ -330,6 +334,11 @@ func (a answer) String() string {
 
 func toLedgerPolicy(p model.Policy) ledger.Policy {
 	return ledger.Policy{EligibleCost: p.EligibleCost, Territory: p.Territory, Population: p.Population}
+}
+
+func toLedgerPublication(p model.Publication) ledger.Publication {
+	return ledger.Publication{DecisionReference: p.DecisionReference, BeneficiaryLegalName: p.BeneficiaryLegalName,
+		BeneficiarySIRET: p.BeneficiarySIRET, BeneficiaryRNA: p.BeneficiaryRNA, Purpose: p.Purpose}
 }
 
 func toLedgerRules(r model.Rules) ledger.Rules {
@@ -440,8 +449,7 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 		r, err = l.Commit(ctx, ledger.Commit{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
 			Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount, Description: c.Description,
 			Policy: toLedgerPolicy(c.Policy), Effective: c.Effective,
-			Publication: ledger.Publication{DecisionReference: c.DecisionReference, BeneficiaryLegalName: c.BeneficiaryLegalName,
-				Purpose: c.Purpose}})
+			Publication: toLedgerPublication(c.Publication)})
 		if err == nil {
 			a.Commit = &model.CommitResult{Commitment: fromCommitment(r.Commitment), Envelope: fromEnvelope(r.Envelope)}
 			a.raw = r
@@ -461,7 +469,8 @@ func do(ctx context.Context, l *ledger.Ledger, o op, span model.Span) (answer, e
 			AllOrNothing: c.AllOrNothing, Effective: c.Effective}
 		for _, it := range c.Items {
 			cmd.Items = append(cmd.Items, ledger.BulkItem{Beneficiary: it.Beneficiary, Project: it.Project,
-				Amount: it.Amount, Description: it.Description, Policy: toLedgerPolicy(it.Policy)})
+				Amount: it.Amount, Description: it.Description, Policy: toLedgerPolicy(it.Policy),
+				Publication: toLedgerPublication(it.Publication)})
 		}
 		var r ledger.BulkCommitResult
 		r, err = l.BulkCommit(ctx, cmd)
@@ -703,6 +712,9 @@ func (t tally) add(o op, a answer) {
 		outcome = a.Retryable
 	case a.Refusal != nil:
 		outcome = string(a.Refusal.Reason)
+		if f := a.Refusal.Metadata["field"]; f != "" {
+			outcome += " " + f
+		}
 	case a.Bulk != nil:
 		for _, it := range a.Bulk.Items {
 			if it.Refusal != nil {

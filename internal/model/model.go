@@ -64,7 +64,8 @@
 // checks that it is fresh.
 //
 // Fields of requests that are only text (names, descriptions, reasons) are assumed well formed:
-// the model checks the numeric validation rules only.
+// the model checks the numeric validation rules, the hidden characters of an award's free text,
+// and an award's publication identifiers (SIRET, RNA) only.
 package model
 
 import (
@@ -215,13 +216,15 @@ type (
 		Policy
 		Effective time.Time
 		// Publication is what the open data publishes of the award: part of the request (two
-		// awards that differ only there are two requests), and of nothing the model decides.
+		// awards that differ only there are two requests); its identifiers are checked (see
+		// ValidSIRET), nothing else of it is decided on.
 		Publication
 	}
-	// Publication holds the award's free-text publication fields (the ledger's Publication
-	// without the identifiers it checks: SIRET and RNA).
+	// Publication holds the award's publication fields: free text, and the beneficiary's SIRET
+	// (14 digits, see ValidSIRET) and RNA number ("W" and 9 digits), each optional.
 	Publication struct {
 		DecisionReference, BeneficiaryLegalName, Purpose string
+		BeneficiarySIRET, BeneficiaryRNA                 string
 	}
 	Release struct {
 		RequestID, Caller, CommitmentID string
@@ -240,6 +243,7 @@ type (
 		Amount               int64
 		Description          string
 		Policy
+		Publication
 	}
 )
 
@@ -486,8 +490,12 @@ func (p Policy) Text() string {
 }
 
 func (c Commit) payload() string {
-	return fmt.Sprintf("commit %q %q %q %q %d %q %s publication %q %q %q", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
-		c.Description, c.Policy.Text(), c.DecisionReference, c.BeneficiaryLegalName, c.Purpose) + effectiveText(c.Effective)
+	return fmt.Sprintf("commit %q %q %q %q %d %q %s publication %s", c.Caller, c.EnvelopeID, c.Beneficiary, c.Project, c.Amount,
+		c.Description, c.Policy.Text(), c.Publication.text()) + effectiveText(c.Effective)
+}
+
+func (p Publication) text() string {
+	return fmt.Sprintf("%q %q %q %q %q", p.DecisionReference, p.BeneficiaryLegalName, p.Purpose, p.BeneficiarySIRET, p.BeneficiaryRNA)
 }
 
 func (c Release) payload() string {
@@ -497,7 +505,8 @@ func (c Release) payload() string {
 func (c BulkCommit) payload() string {
 	s := fmt.Sprintf("bulk %q %q %t %d", c.Caller, c.EnvelopeID, c.AllOrNothing, len(c.Items))
 	for _, it := range c.Items {
-		s += fmt.Sprintf(" [%q %q %d %q %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy.Text())
+		s += fmt.Sprintf(" [%q %q %d %q %s publication %s]", it.Beneficiary, it.Project, it.Amount, it.Description, it.Policy.Text(),
+			it.Publication.text())
 	}
 	return s + effectiveText(c.Effective)
 }
@@ -884,7 +893,8 @@ func (l *Ledger) checkRules(envelopeID, project string, amount int64, p Policy) 
 }
 
 // invalidAward returns the field of an award that is invalid, prefixed, or "", in the order the
-// ledger checks them: beneficiary, project, amount, description, then the policy's.
+// ledger checks them: beneficiary, project, amount, description, the policy's, then the
+// publication's identifiers (SIRET, then RNA).
 func invalidAward(prefix string, it BulkItem) string {
 	switch {
 	case hiddenControl(it.Beneficiary):
@@ -901,8 +911,56 @@ func invalidAward(prefix string, it BulkItem) string {
 		return prefix + "population"
 	case hiddenControl(it.Policy.Territory):
 		return prefix + "territory"
+	case it.BeneficiarySIRET != "" && !ValidSIRET(it.BeneficiarySIRET):
+		return prefix + "beneficiary_siret"
+	case it.BeneficiaryRNA != "" && !validRNA(it.BeneficiaryRNA):
+		return prefix + "beneficiary_rna"
 	}
 	return ""
+}
+
+// laPosteSIREN is La Poste's SIREN: INSEE numbers its establishments beyond what a SIRET's Luhn
+// key allows, so a SIRET under it is valid too when its digits sum to a multiple of 5.
+const laPosteSIREN = "356000000"
+
+// ValidSIRET reports whether s is a SIRET as the ledger accepts one (DESIGN.md §6): 14 ASCII
+// digits that pass the Luhn check (from the right, every second digit doubled, and 9 taken off
+// a double above 9; the sum a multiple of 10), or, under La Poste's SIREN, whose digits sum to a
+// multiple of 5.
+func ValidSIRET(s string) bool {
+	if len(s) != 14 {
+		return false
+	}
+	luhn, digits := 0, 0
+	for i := range 14 {
+		c := s[13-i]
+		if c < '0' || c > '9' {
+			return false
+		}
+		d := int(c - '0')
+		digits += d
+		if i%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		luhn += d
+	}
+	return luhn%10 == 0 || (s[:9] == laPosteSIREN && digits%5 == 0)
+}
+
+// validRNA reports whether s is a number of the register of associations: "W" and 9 ASCII digits.
+func validRNA(s string) bool {
+	if len(s) != 10 || s[0] != 'W' {
+		return false
+	}
+	for i := 1; i < 10; i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // hiddenControl reports whether free text holds a character the README's rule refuses: a
@@ -967,7 +1025,7 @@ func (l *Ledger) IDTaken(id string) bool {
 // Commit awards an amount of an envelope to a project; an accepted award is named newID.
 func (l *Ledger) Commit(c Commit, newID string) (CommitResult, *Refusal) {
 	if field := invalidAward("", BulkItem{Beneficiary: c.Beneficiary, Project: c.Project, Amount: c.Amount,
-		Description: c.Description, Policy: c.Policy}); field != "" {
+		Description: c.Description, Policy: c.Policy, Publication: c.Publication}); field != "" {
 		return CommitResult{}, invalid(field)
 	}
 	if r, ok := l.lookup(requestKey(c.Caller, c.RequestID), c.RequestID, c.payload()); ok {

@@ -296,3 +296,57 @@ func TestAgreePublicationIdentifiers(t *testing.T) {
 		t.Logf("outcomes:%s", a.tally)
 	})
 }
+
+// TestAgreeEffectiveTimeRefusals: the refusals of the backdating rule name what bound the
+// effective time, and that bound's time (docs/dates.md; ErrorInfo metadata): the envelope and its
+// effective or latest effective time, the commitment and its effective time, or its latest
+// payment's or release's, beside the effective time asked. A bound that is a time of the run (an
+// operation recorded now) is not predicted; the subject still is.
+func TestAgreeEffectiveTimeRefusals(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		a := newAgreement(t, database)
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "fund", Caller: "admin", EnvelopeID: "fund", DisplayName: "fund",
+			Allocation: 1_000_000, Effective: day(2021, 3, 1)}})
+		a.send(model.EffectiveTimeBeforeEnvelope, op{create: &model.CreateEnvelope{RequestID: "axis-early", Caller: "admin",
+			EnvelopeID: "axis", ParentID: "fund", DisplayName: "axis", Allocation: 1_000, Effective: day(2021, 2, 1)}})
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "axis", Caller: "admin", EnvelopeID: "axis", ParentID: "fund",
+			DisplayName: "axis", Allocation: 100_000, Effective: day(2021, 3, 10)}})
+		a.send(model.EffectiveTimeBeforeLatest, op{commit: &model.Commit{RequestID: "award-early", Caller: "service:a",
+			EnvelopeID: "fund", Beneficiary: "b", Project: "p", Amount: 10, Effective: day(2021, 3, 5)}})
+		// A move names the envelope that bound it: here the destination (two roots are siblings).
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "fund2", Caller: "admin", EnvelopeID: "fund2", DisplayName: "fund2",
+			Allocation: 1_000, Effective: day(2021, 3, 20)}})
+		a.send(model.EffectiveTimeBeforeEnvelope, op{move: &model.MoveAllocation{RequestID: "move-early", Caller: "admin",
+			SourceID: "fund", DestinationID: "fund2", Amount: 1, Reason: "r", Effective: day(2021, 3, 20).Add(-time.Microsecond)}})
+		a.send("", op{commit: &model.Commit{RequestID: "award", Caller: "service:a", EnvelopeID: "axis", Beneficiary: "b",
+			Project: "p", Amount: 10_000, Effective: day(2021, 4, 1)}})
+		ids := a.m.CommitmentIDs()
+		if len(ids) != 1 {
+			t.Fatalf("commitments %v", ids)
+		}
+		com := ids[0]
+		pay := func(req string, eff time.Time) op {
+			return op{pay: &model.CreatePayment{RequestID: req, Caller: "service:a", CommitmentID: com, Amount: 1_000, Effective: eff}}
+		}
+		closing := func(req string, eff time.Time) op {
+			return op{close: &model.CloseCommitment{RequestID: req, Caller: "service:a", CommitmentID: com, Reason: "done", Effective: eff}}
+		}
+		a.send(model.EffectiveTimeBeforeCommitment, pay("pay-early", day(2021, 3, 15)))
+		a.send("", pay("pay", day(2021, 5, 1)))
+		a.send(model.EffectiveTimeBeforeCommitment, op{release: &model.Release{RequestID: "release-early", Caller: "service:a",
+			CommitmentID: com, Amount: 1_000, Reason: "r", Effective: day(2021, 3, 31)}})
+		a.send("", op{release: &model.Release{RequestID: "release", Caller: "service:a", CommitmentID: com, Amount: 1_000,
+			Reason: "r", Effective: day(2021, 5, 10)}})
+		a.send(model.EffectiveTimeBeforePayment, closing("close-before-payment", day(2021, 4, 20)))
+		a.send(model.EffectiveTimeBeforeRelease, closing("close-before-release", day(2021, 5, 5)))
+		a.send(model.EffectiveTimeInFuture, closing("close-future", timeFuture))
+		a.send("", closing("close", day(2021, 5, 10)))
+		// Recorded now, the envelope's latest effective time is a time of the run.
+		a.send("", op{commit: &model.Commit{RequestID: "award-now", Caller: "service:a", EnvelopeID: "axis", Beneficiary: "b",
+			Project: "p", Amount: 10}})
+		a.send(model.EffectiveTimeBeforeLatest, op{commit: &model.Commit{RequestID: "award-late", Caller: "service:a",
+			EnvelopeID: "axis", Beneficiary: "b", Project: "p", Amount: 10, Effective: day(2021, 6, 1)}})
+		t.Logf("outcomes:%s", a.tally)
+	})
+}

@@ -209,7 +209,7 @@ func (l *Ledger) held(id string) (Hold, *Refusal) {
 	case h.State == Confirmed || h.State == Cancelled:
 		return h, refuse(HoldNotHeld, "hold", "holds/"+id, "state", string(h.State))
 	case h.State == Expired || l.expired(h):
-		return h, refuse(HoldExpired, "hold", "holds/"+id)
+		return h, refuse(HoldExpired, "hold", "holds/"+id, "expire_time", microText(h.ExpireAt))
 	}
 	return h, nil
 }
@@ -244,7 +244,7 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 		amount = h.Amount
 	}
 	if amount > h.Amount {
-		return ConfirmHoldResult{}, refuse(ConfirmExceedsHeld, "held", itoa(h.Amount), "requested", itoa(amount))
+		return ConfirmHoldResult{}, refuse(ConfirmExceedsHeld, "hold", "holds/"+h.ID, "held", itoa(h.Amount), "requested", itoa(amount))
 	}
 	// A backdated confirmation is checked against the rules in force at its date: none of the model's.
 	if c.Effective.IsZero() {
@@ -304,7 +304,7 @@ func (l *Ledger) cancelHold(c CancelHold) (CancelHoldResult, *Refusal) {
 // settles are the bounds of what ends a hold (a confirmation, a cancellation): not before its
 // envelope, nor before the hold.
 func settles(env Envelope, h Hold) []bound {
-	return []bound{{env.EffectiveAt, EffectiveTimeBeforeEnvelope}, {h.EffectiveAt, EffectiveTimeBeforeHold}}
+	return []bound{envelopeBound(env), holdBound(h)}
 }
 
 // Sweep expires every HELD hold whose expire time has passed, and says how many.

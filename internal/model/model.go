@@ -547,17 +547,41 @@ func keptTime(t time.Time) time.Time {
 // is later than every backdated time, as every time within the run is.
 var Now = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// bound is one lower bound on an effective time, and the refusal when it is passed.
+// bound is one lower bound on an effective time, and the refusal when it is passed: its reason,
+// and its metadata, which names the subject whose time since is (key "envelope", say, and its
+// resource name) and gives since under sinceKey, beside the effective time asked.
 type bound struct {
-	since  time.Time
-	reason Reason
+	since                         time.Time
+	reason                        Reason
+	subjectKey, subject, sinceKey string
 }
 
-func reduces(e Envelope) []bound {
-	return []bound{{e.EffectiveAt, EffectiveTimeBeforeEnvelope}, {e.LatestEffectiveAt, EffectiveTimeBeforeLatest}}
+// The bounds, as docs/dates.md states them.
+
+func envelopeBound(e Envelope) bound {
+	return bound{e.EffectiveAt, EffectiveTimeBeforeEnvelope, "envelope", "envelopes/" + e.ID, "envelope_effective_time"}
 }
 
-func adds(e Envelope) []bound { return []bound{{e.EffectiveAt, EffectiveTimeBeforeEnvelope}} }
+func latestBound(e Envelope) bound {
+	return bound{e.LatestEffectiveAt, EffectiveTimeBeforeLatest, "envelope", "envelopes/" + e.ID, "latest_effective_time"}
+}
+
+func commitmentBound(c Commitment) bound {
+	return bound{c.EffectiveAt, EffectiveTimeBeforeCommitment, "commitment", "commitments/" + c.ID, "commitment_effective_time"}
+}
+
+func holdBound(h Hold) bound {
+	return bound{h.EffectiveAt, EffectiveTimeBeforeHold, "hold", "holds/" + h.ID, "hold_effective_time"}
+}
+
+// What reduces an envelope: not before it, nor before its latest effective time.
+func reduces(e Envelope) []bound { return []bound{envelopeBound(e), latestBound(e)} }
+
+// What only adds to an envelope: not before it.
+func adds(e Envelope) []bound { return []bound{envelopeBound(e)} }
+
+// What returns a commitment's money to its envelope: not before the envelope, nor the commitment.
+func returns(e Envelope, c Commitment) []bound { return []bound{envelopeBound(e), commitmentBound(c)} }
 
 // effective decides an operation's effective time (see the ledger's docs/dates.md): not in the
 // future, not before any bound.
@@ -567,14 +591,19 @@ func (l *Ledger) effective(given time.Time, bounds ...bound) (time.Time, *Refusa
 	}
 	switch {
 	case !given.Before(l.span.To):
-		return time.Time{}, refuse(EffectiveTimeInFuture)
+		// The time it is recorded at (record_time) is within the run: not predicted.
+		return time.Time{}, refuse(EffectiveTimeInFuture, "effective_time", microText(given))
 	case !given.Before(l.span.From):
 		panic(fmt.Sprintf("model: effective time %s falls within the run's span; the model cannot decide it", given))
 	}
 	t := given.UTC().Truncate(time.Microsecond)
 	for _, b := range bounds {
 		if t.Before(b.since) {
-			return time.Time{}, refuse(b.reason)
+			r := refuse(b.reason, b.subjectKey, b.subject, "effective_time", microText(t))
+			if !b.since.Equal(Now) { // a time within the run is not predicted
+				r.Metadata[b.sinceKey] = microText(b.since)
+			}
+			return time.Time{}, r
 		}
 	}
 	return t, nil
@@ -1065,8 +1094,7 @@ func (l *Ledger) release(c Release) (ReleaseResult, *Refusal) {
 		return ReleaseResult{}, refusal
 	}
 	env := l.envelopes[com.EnvelopeID]
-	eff, refusal := l.effective(c.Effective, bound{env.EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
+	eff, refusal := l.effective(c.Effective, returns(env, com)...)
 	if refusal != nil {
 		return ReleaseResult{}, refusal
 	}

@@ -92,8 +92,7 @@ func (l *Ledger) createPayment(c CreatePayment, newID string) (CreatePaymentResu
 	if refusal != nil {
 		return CreatePaymentResult{}, refusal
 	}
-	paidAt, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment})
+	paidAt, refusal := l.effective(c.Effective, returns(l.envelopes[com.EnvelopeID], com)...)
 	if refusal != nil {
 		return CreatePaymentResult{}, refusal
 	}
@@ -147,9 +146,9 @@ func (l *Ledger) closeCommitment(c CloseCommitment) (CloseCommitmentResult, *Ref
 	}
 	// A commitment is closed after its last payment and its last release (probes found closings
 	// dated before either).
-	eff, refusal := l.effective(c.Effective, bound{l.envelopes[com.EnvelopeID].EffectiveAt, EffectiveTimeBeforeEnvelope},
-		bound{com.EffectiveAt, EffectiveTimeBeforeCommitment}, bound{l.lastPaid[com.ID], EffectiveTimeBeforePayment},
-		bound{l.lastReleased[com.ID], EffectiveTimeBeforeRelease})
+	eff, refusal := l.effective(c.Effective, append(returns(l.envelopes[com.EnvelopeID], com),
+		bound{l.lastPaid[com.ID], EffectiveTimeBeforePayment, "commitment", "commitments/" + com.ID, "payment_effective_time"},
+		bound{l.lastReleased[com.ID], EffectiveTimeBeforeRelease, "commitment", "commitments/" + com.ID, "release_effective_time"})...)
 	if refusal != nil {
 		return CloseCommitmentResult{}, refusal
 	}

@@ -157,13 +157,13 @@ func day(year int, month time.Month, d int) time.Time {
 	return time.Date(year, month, d, 0, 0, 0, 0, time.UTC)
 }
 
-// TestAgreeHoldsEffectiveTimes: holds, confirmations and cancellations with effective times
+// TestModelAgreesOnHoldsEffectiveTimes: holds, confirmations and cancellations with effective times
 // (docs/dates.md, rule 5). A hold reduces its envelope (not before the envelope, nor before its
 // latest effective time); its confirmation and cancellation may not predate the envelope or the
 // hold, but may predate the envelope's latest effective time; the commitment a confirmation makes
 // takes its date; the funding rules of a hold and of a confirmation are those in force at their
 // own effective times.
-func TestAgreeHoldsEffectiveTimes(t *testing.T) {
+func TestModelAgreesOnHoldsEffectiveTimes(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		a := newAgreement(t, database)
@@ -221,12 +221,12 @@ func TestAgreeHoldsEffectiveTimes(t *testing.T) {
 	})
 }
 
-// TestAgreePublicationIdentifiers: an award's SIRET and RNA number (DESIGN.md §6), checked as
+// TestModelAgreesOnPublicationIdentifiers: an award's SIRET and RNA number (DESIGN.md §6), checked as
 // the ledger checks them, before the request log: a SIRET is 14 ASCII digits that pass the Luhn
 // check or, under La Poste's SIREN only, whose digits sum to a multiple of 5; an RNA number is
 // "W" and 9 digits. The SIRET is checked before the RNA number, both after the policy; a refusal
 // names the field (items[i]. in a bulk call) and records nothing; both are part of the request.
-func TestAgreePublicationIdentifiers(t *testing.T) {
+func TestModelAgreesOnPublicationIdentifiers(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		a := newAgreement(t, database)
@@ -297,12 +297,12 @@ func TestAgreePublicationIdentifiers(t *testing.T) {
 	})
 }
 
-// TestAgreeEffectiveTimeRefusals: the refusals of the backdating rule name what bound the
+// TestModelAgreesOnEffectiveTimeRefusals: the refusals of the backdating rule name what bound the
 // effective time, and that bound's time (docs/dates.md; ErrorInfo metadata): the envelope and its
 // effective or latest effective time, the commitment and its effective time, or its latest
 // payment's or release's, beside the effective time asked. A bound that is a time of the run (an
 // operation recorded now) is not predicted; the subject still is.
-func TestAgreeEffectiveTimeRefusals(t *testing.T) {
+func TestModelAgreesOnEffectiveTimeRefusals(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		a := newAgreement(t, database)

@@ -51,7 +51,10 @@
 // Time. The model has no clock: a Span bounds the times at which the ledger decides during a
 // run, and rule sets may only name times outside it (an effective time before the span means "at
 // once", one after it "never within the run"; an award window either contains the whole span or
-// none of it). SetRules panics on a time inside the span: the model could not decide it.
+// none of it). SetRules panics on a time inside the span: the model could not decide it. A time
+// before the span means "at once" only at or before the latest effective time of the envelope and
+// its descendants (the ledger keeps a later one, and checks awards dated after it against the
+// rule set): SetRules panics on a later one too.
 //
 // Effective times. A mutation may say when it took effect; the model writes a time within the run
 // as Now (later than every backdated time) and decides the backdating rule: not in the future
@@ -834,6 +837,21 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 	)
 	if _, refusal = l.Envelope(c.EnvelopeID); refusal == nil && c.ETag != "" && c.ETag != l.RulesETag(c.EnvelopeID) {
 		return res, refuse(ETagMismatch, "envelope", "envelopes/"+c.EnvelopeID) // not recorded
+	}
+	if refusal == nil && atOnce && !c.EffectiveTime.IsZero() {
+		// A past time means "at once" only at or before the latest effective time recorded on
+		// the envelope or a descendant; after it, the ledger keeps it (rules by effective date,
+		// docs/dates.md), which the model does not state.
+		var latest time.Time
+		for _, id := range l.envelopeOrder {
+			if l.inSubtree(id, c.EnvelopeID) && l.envelopes[id].LatestEffectiveAt.After(latest) {
+				latest = l.envelopes[id].LatestEffectiveAt
+			}
+		}
+		if c.EffectiveTime.After(latest) {
+			panic(fmt.Sprintf("model: a rule set dated %s, after the latest effective time of envelope %s and its descendants (%s); the model cannot decide it",
+				c.EffectiveTime, c.EnvelopeID, latest))
+		}
 	}
 	if refusal == nil {
 		l.ruleSets[c.EnvelopeID]++

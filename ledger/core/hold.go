@@ -90,7 +90,7 @@ type Hold struct {
 	Policy      Policy    `json:"policy"`
 	// ExpireAt is when the hold expires; zero: never.
 	ExpireAt time.Time `json:"expire_at,omitzero"`
-	// EffectiveAt is when the hold took effect as the caller said (zero: when recorded).
+	// EffectiveAt is when the hold took effect: as the caller said, or when it was recorded.
 	EffectiveAt time.Time `json:"effective_at,omitzero"`
 	// ConfirmedAmount and CommitmentID are the confirmed amount and the commitment it became
 	// (CONFIRMED only).
@@ -262,8 +262,9 @@ func (h *Hold) asCommit(amount int64) *Commit {
 }
 
 // DecideCreateHold decides a new hold on env (locked; nil when it does not exist). rules are the
-// envelope's funding rules in force at st.At and already what the project holds on the envelope
-// (committed, not held): the rules are checked as for an award of the hold's amount made now.
+// envelope's funding rules in force at the hold's effective time (st.At when it gives none; see
+// ledger.loadRuled) and already what the project holds on the envelope (committed, not held): the
+// rules are checked as for an award of the hold's amount made at that time.
 func DecideCreateHold(st Stamp, cmd CreateHold, env *Envelope, rules *EffectiveRules, already int64) (*CreateHoldResult, Effects, error) {
 	var eff Effects
 	if env == nil {
@@ -331,9 +332,9 @@ func checkHeld(h *Hold, id string, at time.Time) error {
 }
 
 // DecideConfirmHold decides the confirmation of hold h (nil when it does not exist) on its
-// envelope env (locked). rules are the envelope's funding rules in force at st.At and already what
-// the project holds on the envelope: the rules are checked again, as for an award of the confirmed
-// amount made now. The confirmed amount is taken from the hold, so the envelope's available amount
+// envelope env (locked). rules are the envelope's funding rules in force at the confirmation's
+// effective time (st.At when it gives none) and already what the project holds on the envelope:
+// the rules are checked again, as for an award of the confirmed amount made at that time. The confirmed amount is taken from the hold, so the envelope's available amount
 // is not checked again; the rest of the hold returns to it.
 func DecideConfirmHold(st Stamp, cmd ConfirmHold, h *Hold, env *Envelope, rules *EffectiveRules, already int64) (*ConfirmHoldResult, Effects, error) {
 	var eff Effects

@@ -16,9 +16,37 @@ var sparseColumns = [][2]string{{"released", "0"}, {"description", "''"}, {"upda
 	{"decision_reference", "''"}, {"beneficiary_legal_name", "''"}, {"beneficiary_siret", "''"},
 	{"beneficiary_rna", "''"}, {"purpose", "''"}, {"effective_at", "created_at"}}
 
+// sqliteCommitmentsBefore27 is SQLite's commitments table as migrations 1 to 26 left it (as
+// sqlite_master gives it).
+const sqliteCommitmentsBefore27 = `CREATE TABLE commitments_before_27 (
+    id          TEXT PRIMARY KEY,
+    envelope_id TEXT NOT NULL,
+    beneficiary TEXT NOT NULL,
+    project     TEXT NOT NULL,
+    currency    TEXT NOT NULL,
+    amount      BIGINT NOT NULL CHECK (amount > 0),
+    released    BIGINT NOT NULL CHECK (released >= 0 AND released <= amount),
+    description TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+, eligible_cost BIGINT NOT NULL DEFAULT 0, territory TEXT NOT NULL DEFAULT '', population BIGINT NOT NULL DEFAULT 0,
+  paid BIGINT NOT NULL DEFAULT 0 CHECK (paid >= 0), closed_at BIGINT, close_reason TEXT NOT NULL DEFAULT '',
+  close_effective_at BIGINT, decision_reference TEXT NOT NULL DEFAULT '', beneficiary_legal_name TEXT NOT NULL DEFAULT '',
+  beneficiary_siret TEXT NOT NULL DEFAULT '', beneficiary_rna TEXT NOT NULL DEFAULT '', purpose TEXT NOT NULL DEFAULT '',
+  effective_at BIGINT)`
+
+// columnNames are the names of sparseColumns.
+func columnNames() []string {
+	var names []string
+	for _, c := range sparseColumns {
+		names = append(names, c[0])
+	}
+	return names
+}
+
 // TestCommitmentDefaultsMigration protects migration 27 (a commitment's defaults stored as NULL)
 // on a ledger with every kind of entry and a commitment with every figure given, put back in the
-// shape written before it (every default stored; on PostgreSQL the columns NOT NULL again): after
+// shape written before it (every default stored, the columns NOT NULL with their defaults): after
 // the migration every commitment reads the same, Verify is clean, an award made since stores its
 // defaults as NULL, and on SQLite, which
 // rebuilds the table, no row keeps a stored default.
@@ -55,16 +83,33 @@ func TestCommitmentDefaultsMigration(t *testing.T) {
 		}
 		before := read(l)
 
-		// The shape before migration 27: every default stored.
-		var set []string
+		// The shape before migration 27: every default stored; on PostgreSQL the columns NOT NULL
+		// with their defaults again, on SQLite the table as migrations 1 to 26 left it.
+		var set, kept []string
 		for _, c := range sparseColumns {
 			set = append(set, fmt.Sprintf("%s = COALESCE(%s, %s)", c[0], c[0], c[1]))
+			kept = append(kept, fmt.Sprintf("COALESCE(%s, %s)", c[0], c[1]))
 		}
-		demote := []string{"UPDATE commitments SET " + strings.Join(set, ", ")}
-		if db.engine != "sqlite" {
+		var demote []string
+		if db.engine == "sqlite" {
+			demote = []string{sqliteCommitmentsBefore27,
+				"INSERT INTO commitments_before_27 (id, envelope_id, beneficiary, project, currency, amount, created_at, closed_at, " +
+					"close_effective_at, " + strings.Join(columnNames(), ", ") + ") SELECT id, envelope_id, beneficiary, project, " +
+					"currency, amount, created_at, closed_at, close_effective_at, " + strings.Join(kept, ", ") + " FROM commitments",
+				"DROP TABLE commitments", "ALTER TABLE commitments_before_27 RENAME TO commitments",
+				"CREATE INDEX commitments_by_envelope ON commitments (envelope_id, id)",
+				"CREATE INDEX commitments_by_beneficiary ON commitments (beneficiary, id)"}
+		} else {
+			demote = []string{"UPDATE commitments SET " + strings.Join(set, ", ")}
 			for _, c := range sparseColumns {
 				if c[0] != "effective_at" {
-					demote = append(demote, "ALTER TABLE commitments ALTER COLUMN "+c[0]+" SET NOT NULL")
+					def := c[1]
+					if def == "created_at" {
+						demote = append(demote, "ALTER TABLE commitments ALTER COLUMN "+c[0]+" SET NOT NULL")
+						continue
+					}
+					demote = append(demote, "ALTER TABLE commitments ALTER COLUMN "+c[0]+" SET NOT NULL, ALTER COLUMN "+
+						c[0]+" SET DEFAULT "+def)
 				}
 			}
 		}
@@ -95,6 +140,17 @@ func TestCommitmentDefaultsMigration(t *testing.T) {
 		var stored []string
 		for _, c := range sparseColumns {
 			stored = append(stored, c[0]+" = "+c[1])
+		}
+		if db.engine != "sqlite" {
+			var n int64
+			err := l.db.ReadOnly(ctx, func(q store.Querier) error {
+				return q.QueryRow(ctx, `SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema()
+					AND table_name = 'commitments' AND column_name = ANY($1) AND is_nullable = 'YES' AND column_default IS NULL`,
+					columnNames()).Scan(&n)
+			})
+			if err != nil || n != int64(len(sparseColumns)) {
+				t.Errorf("after migration 27, %d of the %d columns are nullable without a default (%v)", n, len(sparseColumns), err)
+			}
 		}
 		if db.engine == "sqlite" {
 			if n := count(strings.Join(stored, " OR ")); n != 0 {

@@ -144,15 +144,18 @@ func UpdateCommitment(ctx context.Context, q Querier, c *core.Commitment) error 
 
 // Migration 27: a commitment's figures that an award leaves at their default are stored as NULL
 // (what it released, paid, its eligible cost and population: 0; its update and effective times:
-// its creation time; its texts: ”), and SelectCommitments reads NULL as the default. On
-// PostgreSQL a NULL takes no byte of the row, where a 0 took eight and the text columns between
-// them padding: an award's row went from 168 bytes to 96 (docs/benchmarks.md). SQLite, which has
-// no ALTER COLUMN, rebuilds the table (its rows were already as small: SQLite stores 0 and ” in
-// no byte) and stores its rows as the new ones; PostgreSQL and CockroachDB keep the rows they
-// have, whose zeros read the same, instead of rewriting a table that every award writes.
+// its creation time; its texts: the empty string), and SelectCommitments reads NULL as the default. Later
+// updates (a release, a payment, a closing) write their values, zeros included. On PostgreSQL
+// a NULL takes no byte of the row, where a 0 took eight and the text columns between them
+// padding: an award's row went from 168 bytes to 96 (docs/benchmarks.md). PostgreSQL and
+// CockroachDB drop NOT NULL and the defaults (as SQLite's rebuilt table has none), in one
+// statement (one schema change), and keep the rows they have, whose zeros read the same, instead
+// of rewriting a table every award writes. SQLite, which has no ALTER COLUMN, rebuilds the table
+// in the migration's transaction (THE RULE, migrate.go) and stores its rows as the new ones: its
+// rows were already about as small (SQLite stores a zero or an empty text in no byte), but both engines then
+// hold the same, and a copy from one to the other needs no translation.
 var commitmentsSparse = map[string][]string{
 	"sqlite": {
-		`DROP TABLE IF EXISTS commitments_sparse`,
 		`CREATE TABLE commitments_sparse (
 		    id                     TEXT PRIMARY KEY,
 		    envelope_id            TEXT NOT NULL,
@@ -193,20 +196,23 @@ var commitmentsSparse = map[string][]string{
 		`CREATE INDEX commitments_by_beneficiary ON commitments (beneficiary, id)`,
 	},
 	"postgres": {
-		`ALTER TABLE commitments ALTER COLUMN released DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN description DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN updated_at DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN eligible_cost DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN territory DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN population DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN paid DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN close_reason DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN decision_reference DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN beneficiary_legal_name DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN beneficiary_siret DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN beneficiary_rna DROP NOT NULL`,
-		`ALTER TABLE commitments ALTER COLUMN purpose DROP NOT NULL`,
+		`ALTER TABLE commitments` + sparseColumns(
+			"released", "description", "updated_at", "eligible_cost", "territory", "population", "paid",
+			"close_reason", "decision_reference", "beneficiary_legal_name", "beneficiary_siret",
+			"beneficiary_rna", "purpose"),
 	},
+}
+
+// sparseColumns is the ALTER TABLE clauses that make columns nullable without a default.
+func sparseColumns(columns ...string) string {
+	var b strings.Builder
+	for i, c := range columns {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(" ALTER COLUMN " + c + " DROP NOT NULL, ALTER COLUMN " + c + " DROP DEFAULT")
+	}
+	return b.String()
 }
 
 // orNull is v, or NULL where v is its type's zero (a commitment's default: migration 27).

@@ -23,7 +23,11 @@ package store
 //     CREATE OR REPLACE TRIGGER), then CREATE TRIGGER;
 //   - seed rows with INSERT … ON CONFLICT DO NOTHING, backfills written so that a second run
 //     changes nothing (set values, never add to them);
-//   - no statement may rely on running in the same transaction as another one;
+//   - no statement may rely on running in the same transaction as another one, except on SQLite,
+//     which runs every migration in one transaction (its DDL is transactional) and never
+//     statement by statement (migration.run refuses to): there a table is rebuilt, as SQLite
+//     has no ALTER COLUMN, by CREATE TABLE (without IF NOT EXISTS: a second run fails instead of
+//     dropping what the first copied), INSERT … SELECT, DROP TABLE and RENAME (migration 27);
 //   - a Go migration is a list of statements per dialect in goMigrations (never a Go function
 //     of its own), so that it runs statement by statement on CockroachDB and the re-run test
 //     covers it;
@@ -524,6 +528,10 @@ func (m migration) warnLockHeld(db *sql.DB, err error) {
 }
 
 func (m migration) run(ctx context.Context, db *sql.DB) error {
+	if m.isolated && m.dialect == "sqlite" {
+		// SQLite's table rebuilds rely on the migration's transaction (THE RULE above).
+		return errors.New("migrating the schema: SQLite migrations run in a transaction, never statement by statement")
+	}
 	provider, err := m.provider(db)
 	if err != nil {
 		return err

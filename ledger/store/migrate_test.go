@@ -459,3 +459,22 @@ func TestMigrationsPerEngine(t *testing.T) {
 		t.Errorf("fillfactor given to PostgreSQL: %v, to CockroachDB: %v; want only PostgreSQL", fillfactor(false), fillfactor(true))
 	}
 }
+
+// TestSQLiteNeverMigratesStatementByStatement protects THE RULE's exception (migrate.go): SQLite's
+// table rebuilds (migration 27) are safe only in the migration's transaction, so a run statement
+// by statement is refused before anything is written.
+func TestSQLiteNeverMigratesStatementByStatement(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "ledger.db"), Config{TxTimeout: testdb.TxTimeout}, "immediate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := (migration{dialect: "sqlite", isolated: true}).run(t.Context(), db); err == nil {
+		t.Fatal("SQLite migrated statement by statement, want a refusal")
+	}
+	var tables int
+	if err := db.QueryRow("SELECT COUNT(*) FROM sqlite_master").Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("after the refusal the database holds %d schema objects (%v), want none", tables, err)
+	}
+}

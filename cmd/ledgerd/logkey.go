@@ -52,6 +52,14 @@ func (f *logFlags) register(fs *flag.FlagSet, envErrs envErrors) {
 }
 
 // apply reads the signing key into cfg.
+// transparencyLog is how the start's log line names the transparency log: "off", or its origin.
+func transparencyLog(c ledger.LogConfig) string {
+	if !c.Enabled || c.Signer == nil {
+		return "off"
+	}
+	return c.Signer.Origin()
+}
+
 func (f *logFlags) apply(cfg *ledger.Config) error {
 	if f.keyFile == "" {
 		return nil
@@ -71,15 +79,21 @@ func (f *logFlags) apply(cfg *ledger.Config) error {
 	return nil
 }
 
-// logKeyUsage is the usage line of ledgerd log-key.
-const logKeyUsage = "usage: ledgerd log-key generate --origin NAME --out FILE"
+// logKeyUsage is the usage of ledgerd log-key.
+const logKeyUsage = "usage: ledgerd log-key generate --origin NAME --out FILE [--verifier-out FILE]\n" +
+	"       ledgerd log-key verifier --key FILE"
 
 // logKeyMain is `ledgerd log-key generate --origin NAME --out FILE`: it writes a new Ed25519
-// signing key to FILE (mode 0600, never overwritten) and prints the verifier key to publish.
+// signing key to FILE (mode 0600, never overwritten) and prints the verifier key to publish (and
+// writes it to the new file --verifier-out); `ledgerd log-key verifier --key FILE` prints the
+// verifier key of a signing key again.
 func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && isHelp(args[0]) {
-		fmt.Fprintln(stderr, logKeyUsage+"   (ledgerd log-key generate -h for the flags)")
+		fmt.Fprintln(stderr, logKeyUsage+"\n(ledgerd log-key generate -h, ledgerd log-key verifier -h for the flags)")
 		return flag.ErrHelp
+	}
+	if len(args) > 0 && args[0] == "verifier" {
+		return logKeyVerifier(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "generate" {
 		return errors.New("log-key: " + logKeyUsage)
@@ -95,6 +109,7 @@ func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	origin := fs.String("origin", "", "the log's name, first line of its checkpoints: no spaces and no '+' (e.g. budgetledger.example.org/fund-2021)")
 	out := fs.String("out", "", "file to write the signing key to (created, mode 0600)")
+	verifierOut := fs.String("verifier-out", "", "also write the verifier key to this new file (an existing file is refused, not replaced: prefer it to a shell redirection, which empties its file before ledgerd runs)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -119,11 +134,58 @@ func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("log-key generate: --out: %w", err)
 	}
 	defer f.abort()
+	// The verifier key's file is refused, like the key's, before either is put in place.
+	var v *newFile
+	if *verifierOut != "" {
+		if v, err = createNewFile(*verifierOut, 0o644); err != nil {
+			return fmt.Errorf("log-key generate: --verifier-out: %w", err)
+		}
+		defer v.abort()
+		if _, err := fmt.Fprintln(v, vkey); err != nil {
+			return fmt.Errorf("log-key generate: writing %s: %w", *verifierOut, err)
+		}
+	}
 	if _, err := fmt.Fprintln(f, skey); err != nil {
 		return fmt.Errorf("log-key generate: writing %s: %w", *out, err)
 	}
 	if err := f.commit(); err != nil {
 		return fmt.Errorf("log-key generate: writing %s: %w", *out, err)
+	}
+	if v != nil {
+		if err := v.commit(); err != nil {
+			return fmt.Errorf("log-key generate: writing %s (the signing key is in %s: ledgerd log-key verifier --key %s prints its verifier key): %w",
+				*verifierOut, *out, *out, err)
+		}
+	}
+	fmt.Fprintln(stdout, vkey)
+	return nil
+}
+
+// logKeyVerifier is `ledgerd log-key verifier --key FILE`: the verifier key of the signing key in
+// FILE, on stdout, to publish again (when the one printed at generation is lost).
+func logKeyVerifier(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ledgerd log-key verifier", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: ledgerd log-key verifier --key FILE\n\n"+
+			"Prints the verifier key of the transparency log's signing key in FILE (ledgerd log-key\n"+
+			"generate --out), the key to publish. See docs/transparency.md.")
+		fs.PrintDefaults()
+	}
+	keyFile := fs.String("key", env("LEDGER_LOG_KEY", ""), "the file holding the signing key (LEDGER_LOG_KEY)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keyFile == "" || fs.NArg() > 0 {
+		return errors.New("log-key verifier: usage: ledgerd log-key verifier --key FILE")
+	}
+	skey, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return fmt.Errorf("log-key verifier: %w", err)
+	}
+	vkey, err := translog.VerifierKey(string(skey))
+	if err != nil {
+		return fmt.Errorf("log-key verifier: %s: %w", *keyFile, err)
 	}
 	fmt.Fprintln(stdout, vkey)
 	return nil
@@ -146,18 +208,37 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 	fs.SetOutput(stderr)
 	database := fs.String("database", env("LEDGER_DATABASE", "ledger.db"), "the ledger (LEDGER_DATABASE)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ledgerd export-journal [--database URL] [--checkpoint FILE] > journal.jsonl\n\n"+
-			"Writes every journal entry, one JSON object a line, in order, to stdout; with --checkpoint, the\n"+
-			"latest signed checkpoint (taken before the entries are read) to the new FILE, once the journal\n"+
-			"is written. See docs/transparency.md.")
+		fmt.Fprintln(fs.Output(), "usage: ledgerd export-journal [--database URL] [--out FILE] [--checkpoint FILE]\n\n"+
+			"Writes every journal entry, one JSON object a line, in order, to the new file --out (or to\n"+
+			"stdout); with --checkpoint, the latest signed checkpoint (taken before the entries are read)\n"+
+			"to the new FILE, once the journal is written. See docs/transparency.md.")
 		fs.PrintDefaults()
 	}
 	cpFile := fs.String("checkpoint", "", "also write the latest signed checkpoint to this new file (an existing file is refused: an older checkpoint is evidence to keep)")
+	outFile := fs.String("out", "", "write the journal to this new file, put in place once complete (an existing file is refused, not replaced: prefer it to a shell redirection, which empties its file before ledgerd runs); empty: stdout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("export-journal: unexpected argument %q", fs.Arg(0))
+	}
+	if *outFile != "" && *outFile == *cpFile {
+		return errors.New("export-journal: --out and --checkpoint name the same file")
+	}
+	// Both files are refused, if they exist, before the ledger is opened.
+	var out *newFile
+	if *outFile != "" {
+		var err error
+		if out, err = createNewFile(*outFile, 0o644); err != nil {
+			return fmt.Errorf("export-journal: --out: %w", err)
+		}
+		defer out.abort()
+		stdout = out
+	}
+	if *cpFile != "" {
+		if _, err := os.Lstat(*cpFile); err == nil {
+			return fmt.Errorf("export-journal: --checkpoint: %s already exists", *cpFile)
+		}
 	}
 	l, err := ledger.Open(ctx, *database, ledger.Config{DisableBatching: true, MustExist: true})
 	if err != nil {
@@ -204,6 +285,11 @@ func exportJournalMain(ctx context.Context, args []string, stdout, stderr io.Wri
 		if len(entries) < 1000 {
 			if err := w.Flush(); err != nil {
 				return fmt.Errorf("export-journal: %w", err)
+			}
+			if out != nil {
+				if err := out.commit(); err != nil {
+					return fmt.Errorf("export-journal: --out: %w", err)
+				}
 			}
 			if cp != nil {
 				if err := cp.commit(); err != nil {

@@ -256,7 +256,8 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space
 // pairing of a checkpoint with its journal: export-journal --checkpoint refuses an existing file
 // (an older checkpoint is evidence), writes the new one only once the journal is written (a failed
 // export leaves none), and export-journal and verify-log refuse extra arguments as backup and copy
-// do, with errors prefixed by the subcommand.
+// do, with errors prefixed by the subcommand; --out, like --checkpoint, refuses an existing file
+// and holds what stdout would.
 func TestExportJournalCheckpointIsNewAndLast(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -301,11 +302,34 @@ func TestExportJournalCheckpointIsNewAndLast(t *testing.T) {
 	if _, err := os.Lstat(cp); !os.IsNotExist(err) {
 		t.Errorf("a failed export-journal left its checkpoint: %v", err)
 	}
+	// --out: a journal kept from an earlier export is refused, not emptied as a shell
+	// redirection would; a new one holds what stdout would.
+	kept := filepath.Join(dir, "journal-kept.jsonl")
+	if err := os.WriteFile(kept, []byte("an earlier journal\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = exportJournalMain(ctx, []string{"--database", database, "--out", kept, "--checkpoint", cp}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.HasPrefix(err.Error(), "export-journal: --out: ") {
+		t.Errorf("export-journal --out over an existing file: %v, want it refused", err)
+	}
+	if got, _ := os.ReadFile(kept); string(got) != "an earlier journal\n" {
+		t.Errorf("the existing journal file now holds %q", got)
+	}
+	if _, err := os.Lstat(cp); !os.IsNotExist(err) {
+		t.Errorf("a refused export-journal left its checkpoint: %v", err)
+	}
 	if err := exportJournalMain(ctx, []string{"--database", database, "--checkpoint", cp}, &journal, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	if note, err := os.ReadFile(cp); err != nil || !strings.HasPrefix(string(note), "ledger.test/export\n") {
 		t.Errorf("the checkpoint: %q, %v", note, err)
+	}
+	outFile := filepath.Join(dir, "journal.jsonl")
+	if err := exportJournalMain(ctx, []string{"--database", database, "--out", outFile}, failingWriter{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("export-journal --out wrote to stdout: %v", err)
+	}
+	if got, err := os.ReadFile(outFile); err != nil || string(got) != journal.String() {
+		t.Errorf("export-journal --out wrote %q (%v), stdout had %q", got, err, journal.String())
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -327,6 +351,78 @@ func TestExportJournalCheckpointIsNewAndLast(t *testing.T) {
 	} {
 		if run.err == nil || !strings.HasPrefix(run.err.Error(), run.want) {
 			t.Errorf("%s: %v, want %q", run.name, run.err, run.want)
+		}
+	}
+}
+
+// TestLogKeyVerifierFilesAndRecovery protects the verifier key an operator publishes: log-key
+// generate --verifier-out writes it to a new file (an existing one, e.g. from a first run, is
+// refused before any key is made, where a shell redirection would have emptied it), and log-key
+// verifier prints it again from the signing key alone.
+func TestLogKeyVerifierFilesAndRecovery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	key, verifier := filepath.Join(dir, "log.key"), filepath.Join(dir, "verifier.key")
+	var printed bytes.Buffer
+	args := []string{"generate", "--origin", "ledger.test/fund", "--out", key, "--verifier-out", verifier}
+	if err := logKeyMain(ctx, args, &printed, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(verifier)
+	if err != nil || string(written) != printed.String() || !strings.HasPrefix(string(written), "ledger.test/fund+") {
+		t.Fatalf("--verifier-out holds %q (%v), stdout %q", written, err, printed.String())
+	}
+	// The same command again: both files exist, both are kept as they were.
+	skey, _ := os.ReadFile(key)
+	if err := logKeyMain(ctx, args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("a second log-key generate over the same files succeeded")
+	}
+	// A new key beside the kept verifier file: refused before the key is made.
+	other := filepath.Join(dir, "other.key")
+	err = logKeyMain(ctx, []string{"generate", "--origin", "ledger.test/fund", "--out", other, "--verifier-out", verifier}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--verifier-out") {
+		t.Errorf("log-key generate over an existing --verifier-out: %v, want it refused", err)
+	}
+	if _, err := os.Lstat(other); !os.IsNotExist(err) {
+		t.Errorf("a refused log-key generate left a signing key: %v", err)
+	}
+	if again, _ := os.ReadFile(key); string(again) != string(skey) {
+		t.Error("the signing key changed")
+	}
+	if again, _ := os.ReadFile(verifier); string(again) != string(written) {
+		t.Error("the verifier key file changed")
+	}
+
+	var recovered bytes.Buffer
+	if err := logKeyMain(ctx, []string{"verifier", "--key", key}, &recovered, &bytes.Buffer{}); err != nil || recovered.String() != string(written) {
+		t.Errorf("log-key verifier = %q, %v; want %q", recovered.String(), err, written)
+	}
+	if err := logKeyMain(ctx, []string{"verifier", "--key", verifier}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("log-key verifier took a verifier key for a signing key")
+	}
+}
+
+// TestStartNamesTheTransparencyLog protects what an operator reads at the start: the line that
+// says ledgerd listens names the transparency log's origin when --log-key is given, or off.
+func TestStartNamesTheTransparencyLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "log.key")
+	if err := logKeyMain(context.Background(), []string{"generate", "--origin", "ledger.test/start", "--out", key}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	_, off := runLedgerd(t, "--listen", "127.0.0.1:0", "--database", filepath.Join(dir, "off.db"))
+	_, on := runLedgerd(t, "--listen", "127.0.0.1:0", "--database", filepath.Join(dir, "on.db"), "--log-key", key)
+	for _, c := range []struct{ logged, want string }{{off, "transparency_log=off"}, {on, "transparency_log=ledger.test/start"}} {
+		line := ""
+		for _, l := range strings.Split(c.logged, "\n") {
+			if strings.Contains(l, `msg="ledgerd listening"`) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, c.want) {
+			t.Errorf("the start's line %q does not say %s", line, c.want)
 		}
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
 
 	"github.com/budgetledger/budgetledger/internal/gcpercent"
 	"github.com/budgetledger/budgetledger/ledger"
@@ -335,6 +336,7 @@ const usage = `usage: ledgerd [flags]                   serve the ledger (gRPC; 
        ledgerd export-journal [flags]    the journal as JSON lines, with the log's checkpoint
        ledgerd verify-log [flags]        check an exported journal against a signed checkpoint
        ledgerd log-key generate [flags]  make the transparency log's signing key
+       ledgerd log-key verifier --key F  print the verifier key of the signing key in F
 Each subcommand's flags: ledgerd SUBCOMMAND --help. See README.md and docs/operations.md.
 
 The server's flags (each also an environment variable; the flag wins):
@@ -369,6 +371,9 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if tp != nil {
+		// The exporter's failures (a collector away) go to the ledger's log, in its format,
+		// instead of the standard library's logger.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing", "error", err) }))
 		defer func() {
 			// Send the spans still buffered; a collector that is away costs at most 5 s.
 			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -470,7 +475,8 @@ func realMain(ctx context.Context, args []string, stderr io.Writer) error {
 		defer stop()
 	}
 	log.Info("ledgerd listening", "address", lis.Addr().String(), "engine", l.Engine(), "database", describe(cfg.database),
-		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing)
+		"batching", cfg.batching, "tls", tlsMode(cfg), "authentication", scfg.Auth != nil, "rate_limit", cfg.rateLimit, "tracing", tracing,
+		"transparency_log", transparencyLog(lcfg.Log))
 	if scfg.Auth != nil {
 		tokens, certIDs := scfg.Auth.Counts()
 		log.Info("credentials loaded", "tokens_file", cfg.tokensFile, "tokens", tokens, "certificate_identities", certIDs)

@@ -2,6 +2,7 @@ package translog
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -49,6 +50,32 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 // skey (secret, "PRIVATE+KEY+origin+…") and vkey (the verifier key, "origin+hash+…") to publish.
 func GenerateKey(origin string) (skey, vkey string, err error) {
 	return note.GenerateKey(rand.Reader, origin)
+}
+
+// VerifierKey returns the verifier key of the signing key skey (GenerateKey's vkey for it): the
+// key to publish, made again from the signing key kept.
+func VerifierKey(skey string) (string, error) {
+	// PRIVATE+KEY+name+hash+base64(algorithm, seed): note's own format (golang.org/x/mod/sumdb/note).
+	parts := strings.SplitN(strings.TrimSpace(skey), "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("reading the log's signing key: not a signing key (PRIVATE+KEY+…)")
+	}
+	if _, err := note.NewSigner(strings.TrimSpace(skey)); err != nil {
+		return "", fmt.Errorf("reading the log's signing key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("reading the log's signing key: not an Ed25519 key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	vkey, err := note.NewEd25519VerifierKey(parts[2], pub)
+	if err != nil {
+		return "", fmt.Errorf("reading the log's signing key: %w", err)
+	}
+	if !strings.HasPrefix(vkey, parts[2]+"+"+parts[3]+"+") {
+		return "", errors.New("reading the log's signing key: its hash does not match its key")
+	}
+	return vkey, nil
 }
 
 // Signer signs checkpoints of the log. Its origin is the name of its key.

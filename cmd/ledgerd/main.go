@@ -187,9 +187,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	c.log.register(fs, envErrs)
 	showVersion := fs.Bool("version", false, "print the version and the commit it was built from, and exit")
-	if err := fs.Parse(args); err != nil {
-		return c, err
+	// A mistaken flag is said once, by main, with a pointer to --help, rather than by the flag
+	// package before its 60 lines of usage and again by main.
+	if !slices.ContainsFunc(args, isHelp) {
+		fs.SetOutput(io.Discard)
 	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("%w (ledgerd --help lists the flags)", err)
+	}
+	fs.SetOutput(stderr)
 	// A variable that cannot be read is an error only when its flag is not given: the flag wins.
 	if err := envErrs.check(fs); err != nil {
 		return c, err

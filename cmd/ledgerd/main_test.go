@@ -340,3 +340,23 @@ func TestFlagWinsOverABadVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestMistakenFlagSaidOnce protects a newcomer's first mistake: an unknown flag or a bad value is
+// one error, pointing at --help, not the flag package's message and 60 lines of usage before it.
+func TestMistakenFlagSaidOnce(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--port", "50051"}, {"--tx-timeout", "soon"}} {
+		var stderr bytes.Buffer
+		err := realMain(context.Background(), args, &stderr)
+		if err == nil || !strings.Contains(err.Error(), "ledgerd --help") {
+			t.Errorf("ledgerd %v: %v, want an error pointing at --help", args, err)
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("ledgerd %v also wrote %q", args, stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	if err := realMain(context.Background(), []string{"--help"}, &stderr); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "-listen") {
+		t.Errorf("ledgerd --help: %v, printed %d bytes", err, stderr.Len())
+	}
+}

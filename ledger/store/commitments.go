@@ -143,17 +143,17 @@ func UpdateCommitment(ctx context.Context, q Querier, c *core.Commitment) error 
 }
 
 // Migration 27: a commitment's figures that an award leaves at their default are stored as NULL
-// (what it released, paid, its eligible cost and population: 0; its update and effective times:
-// its creation time; its texts: the empty string), and SelectCommitments reads NULL as the default. Later
-// updates (a release, a payment, a closing) write their values, zeros included. On PostgreSQL
-// a NULL takes no byte of the row, where a 0 took eight and the text columns between them
-// padding: an award's row went from 168 bytes to 96 (docs/benchmarks.md). PostgreSQL and
-// CockroachDB drop NOT NULL and the defaults (as SQLite's rebuilt table has none), in one
-// statement (one schema change), and keep the rows they have, whose zeros read the same, instead
-// of rewriting a table every award writes. SQLite, which has no ALTER COLUMN, rebuilds the table
-// in the migration's transaction (THE RULE, migrate.go) and stores its rows as the new ones: its
-// rows were already about as small (SQLite stores a zero or an empty text in no byte), but both engines then
-// hold the same, and a copy from one to the other needs no translation.
+// (what it released, paid, its eligible cost and population: 0; its update and effective times: its
+// creation time; its texts: the empty string), and SelectCommitments reads NULL as the default.
+// Later updates (a release, a payment, a closing) write their values, zeros included. On PostgreSQL
+// a NULL takes no byte of the row, where a 0 took eight and the text columns between them padding:
+// ledgerbench's award row went from 168 bytes to 96 (docs/benchmarks.md). PostgreSQL and CockroachDB drop
+// NOT NULL and the defaults (as SQLite's rebuilt table has none), in one statement (one schema
+// change), and keep the rows they have, whose zeros read the same, instead of rewriting a table
+// every award writes. SQLite, which has no ALTER COLUMN, rebuilds the table in the migration's
+// transaction (THE RULE, migrate.go) and stores its rows as the new ones: its rows were already
+// about as small (SQLite stores a zero or an empty text in no byte), but both engines then hold the
+// same, and a copy from one to the other needs no translation.
 var commitmentsSparse = map[string][]string{
 	"sqlite": {
 		`CREATE TABLE commitments_sparse (

@@ -116,6 +116,9 @@ func logKeyMain(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if *origin == "" || *out == "" || fs.NArg() > 0 {
 		return errors.New("log-key generate: " + logKeyUsage)
 	}
+	if *verifierOut == *out {
+		return errors.New("log-key generate: --out and --verifier-out name the same file")
+	}
 	// The origin is the key's name, and golang.org/x/mod/sumdb/note, which signs and verifies the
 	// checkpoints, reads back only a name that is valid UTF-8 without any space or '+'; its
 	// GenerateKey does not check, so a bad origin made a key that --log-key then refused.

@@ -394,6 +394,14 @@ func TestLogKeyVerifierFilesAndRecovery(t *testing.T) {
 		t.Error("the verifier key file changed")
 	}
 
+	same := filepath.Join(dir, "same.key")
+	if err := logKeyMain(ctx, []string{"generate", "--origin", "ledger.test/fund", "--out", same, "--verifier-out", same}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Error("log-key generate with --out and --verifier-out the same file succeeded")
+	}
+	if _, err := os.Lstat(same); !os.IsNotExist(err) {
+		t.Errorf("a refused log-key generate left %s: %v", same, err)
+	}
+
 	var recovered bytes.Buffer
 	if err := logKeyMain(ctx, []string{"verifier", "--key", key}, &recovered, &bytes.Buffer{}); err != nil || recovered.String() != string(written) {
 		t.Errorf("log-key verifier = %q, %v; want %q", recovered.String(), err, written)

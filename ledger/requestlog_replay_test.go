@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/budgetledger/budgetledger/internal/testdb"
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -316,5 +319,66 @@ func TestRequestRowsBeforeMigration18Replay(t *testing.T) {
 			t.Errorf("replays of old rows posted %d entries", got-entries)
 		}
 		requireVerifyOK(t, l)
+	})
+}
+
+// TestCommitRecordsWithTheirEntryReplay protects invariant 5 across migration 28: a Commit's
+// packed record of now holds no journal entry id (the journal's COMMITTED entry gives it back),
+// a record written before it, which holds one, still replays byte for byte, and such a record
+// naming another entry is refused as INTERNAL, never answered with it.
+func TestCommitRecordsWithTheirEntryReplay(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		cmd := commitCmd("fund", "siren:1", 100)
+		first, err := l.Commit(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, l, "fund", "siren:2", 200) // another COMMITTED entry in the journal
+		var record []byte
+		key := core.RequestKey(cmd.Caller, cmd.RequestID)
+		if err := l.db.Reader().QueryRow(ctx, "SELECT packed FROM requests WHERE request_id = $1", key).Scan(&record); err != nil {
+			t.Fatal(err)
+		}
+		if id, entry, err := core.PackedCommitRefs(record); err != nil || id != first.Commitment.ID || entry != "" {
+			t.Fatalf("the record of a Commit made now names commitment %q and entry %q (%v), want its commitment and no entry",
+				id, entry, err)
+		}
+		// The record as written before migration 28: field 3, the entry's id as 16 bytes.
+		withEntry := func(entryID string) []byte {
+			u, ok := core.ParseUUID(entryID)
+			if !ok {
+				t.Fatalf("entry id %q", entryID)
+			}
+			return protowire.AppendBytes(protowire.AppendTag(slices.Clone(record), 3, protowire.BytesType), u[:])
+		}
+		insert := func(r []byte) Commit {
+			again := cmd
+			again.RequestID = newRequestID()
+			var digest, fp any
+			if err := l.db.Reader().QueryRow(ctx, "SELECT digest, fingerprint FROM requests WHERE request_id = $1", key).Scan(&digest, &fp); err != nil {
+				t.Fatal(err)
+			}
+			if err := rawExec(ctx, l, "INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at, digest, packed) "+
+				"VALUES ($1, 'result', $2, '', $3, $4, $5)", core.RequestKey(again.Caller, again.RequestID), fp,
+				stamp().At.UnixMicro(), digest, r); err != nil {
+				t.Fatal(err)
+			}
+			return again
+		}
+		entries := entryCount(t, l)
+		for name, c := range map[string]Commit{"now": cmd, "before migration 28": insert(withEntry(first.EntryID))} {
+			res, err := l.Commit(ctx, c)
+			if got, want := answerBytes(t, res, err), answerBytes(t, first, nil); got != want {
+				t.Errorf("a record of %s:\n got %s\nwant %s", name, got, want)
+			}
+		}
+		_, err = l.Commit(ctx, insert(withEntry(newID())))
+		requireError(t, err, ErrInternal)
+		if got := entryCount(t, l); got != entries {
+			t.Errorf("the replays posted %d entries", got-entries)
+		}
 	})
 }

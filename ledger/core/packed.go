@@ -22,12 +22,14 @@ import (
 //   - the envelope's row holds its id, parent, name, currency, creation and effective times and
 //     granting body, which no operation updates (store.UpdateEnvelope writes balances only).
 //
-// What is nowhere else is the envelope's balances and times just after the award, and the
-// journal entry's id: the packed record holds those, the commitment's id, and a checksum of the
-// result (canonical.go: the CRC-32C of its canonical encoding; in a record written before
-// 2026-12-02, of its JSON). A replay rebuilds the result from the record and the two rows and
-// checks the checksum: it is the first answer, byte for byte, or an internal error (were a row
-// ever edited), never another answer. PackCommit refuses (and the full JSON is stored) a result that the rows could not give
+// What is nowhere else is the envelope's balances and times just after the award: the packed
+// record holds those, the commitment's id, and a checksum of the result (canonical.go: the
+// CRC-32C of its canonical encoding; in a record written before 2026-12-02, of its JSON). The
+// journal entry's id is the journal's: the one COMMITTED entry that credits the commitment (a
+// record written before migration 28 holds it too). A replay rebuilds the result from the record,
+// the two rows and the entry's id, and checks the checksum: it is the first answer, byte for
+// byte, or an internal error (were a row ever edited, or another entry named), never another
+// answer. PackCommit refuses (and the full JSON is stored) a result that the rows could not give
 // back exactly.
 //
 // Layout: one tag byte (packedCommit), then protobuf wire-format fields (protowire), a field
@@ -39,7 +41,7 @@ const packedCommit byte = 1
 const (
 	pcCommitmentUUID protowire.Number = 1 // 16 bytes, when the id is a canonical UUID
 	pcCommitmentID   protowire.Number = 2 // the id's text otherwise
-	pcEntryUUID      protowire.Number = 3
+	pcEntryUUID      protowire.Number = 3 // the journal entry's id, in records written before migration 28
 	pcEntryID        protowire.Number = 4
 	pcAllocation     protowire.Number = 5
 	pcCommitted      protowire.Number = 6
@@ -66,7 +68,6 @@ func PackCommit(r *CommitResult) []byte {
 	b := make([]byte, 1, 96)
 	b[0] = packedCommit
 	b = appendID(b, pcCommitmentUUID, pcCommitmentID, c.ID)
-	b = appendID(b, pcEntryUUID, pcEntryID, r.EntryID)
 	b = appendBalances(b, env)
 	if !env.UpdatedAt.Equal(c.CreatedAt) {
 		b = protowire.AppendTag(b, pcUpdatedAt, protowire.VarintType)
@@ -259,7 +260,7 @@ func unpack(packed []byte) (packedResult, error) {
 			return p, errPacked
 		}
 	}
-	if p.commitmentID == "" || p.entryID == "" || p.sumKind == 0 {
+	if p.commitmentID == "" || p.sumKind == 0 {
 		return p, errPacked
 	}
 	return p, nil
@@ -293,22 +294,30 @@ func (p *packedResult) setBalance(num protowire.Number, v int64) bool {
 	return true
 }
 
-// PackedCommitmentID returns the id of the commitment a packed Commit result names.
-func PackedCommitmentID(packed []byte) (string, error) {
+// PackedCommitRefs returns the id of the commitment a packed Commit result names, and the id of
+// its journal entry when the record holds it (written before migration 28), else "".
+func PackedCommitRefs(packed []byte) (commitmentID, entryID string, err error) {
 	p, err := unpack(packed)
-	return p.commitmentID, err
+	return p.commitmentID, p.entryID, err
 }
 
-// UnpackCommit rebuilds a Commit's result from its packed record, its commitment's row and its
-// envelope's row (as read now: the columns updated since are not used). It fails when the
-// rebuilt result is not the one recorded (its checksum differs).
-func UnpackCommit(packed []byte, c Commitment, env Envelope) (*CommitResult, error) {
+// UnpackCommit rebuilds a Commit's result from its packed record, its commitment's row, its
+// envelope's row (as read now: the columns updated since are not used) and the id of the
+// journal's COMMITTED entry crediting the commitment (unused when the record holds one). It
+// fails when the rebuilt result is not the one recorded (its checksum differs).
+func UnpackCommit(packed []byte, c Commitment, env Envelope, entryID string) (*CommitResult, error) {
 	p, err := unpack(packed)
 	if err != nil {
 		return nil, err
 	}
 	if c.ID != p.commitmentID || c.EnvelopeID != env.ID {
 		return nil, Internal("packed result of commitment %s rebuilt from commitment %s on envelope %s", p.commitmentID, c.ID, env.ID)
+	}
+	if p.entryID == "" {
+		if entryID == "" {
+			return nil, Internal("the commitment %s has no COMMITTED journal entry", c.ID)
+		}
+		p.entryID = entryID
 	}
 	// The commitment as the award made it.
 	fresh(&c)

@@ -46,7 +46,7 @@ func TestPackedCommitRebuildsTheSameJSON(t *testing.T) {
 	row.Released, row.Paid, row.UpdatedAt, row.ClosedAt, row.CloseReason = 500, 200, row.UpdatedAt.Add(time.Hour), row.UpdatedAt.Add(time.Hour), "done"
 	env := r.Envelope
 	env.Committed, env.CommitmentCount, env.UpdatedAt = 99, 9, env.UpdatedAt.Add(time.Hour)
-	got, err := UnpackCommit(packed, row, env)
+	got, err := UnpackCommit(packed, row, env, r.EntryID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,19 +56,39 @@ func TestPackedCommitRebuildsTheSameJSON(t *testing.T) {
 	// Ids that are not canonical UUIDs are kept as text.
 	other := packedTestResult()
 	other.Commitment.ID, other.EntryID = "c-1", "E-2"
-	if got, err := UnpackCommit(PackCommit(other), other.Commitment, other.Envelope); err != nil || got.EntryID != "E-2" {
+	if got, err := UnpackCommit(PackCommit(other), other.Commitment, other.Envelope, "E-2"); err != nil || got.EntryID != "E-2" {
 		t.Errorf("text ids: %+v, %v", got, err)
 	}
 
 	edited := r.Commitment
 	edited.Description = "edited"
-	if _, err := UnpackCommit(packed, edited, r.Envelope); err == nil {
+	if _, err := UnpackCommit(packed, edited, r.Envelope, r.EntryID); err == nil {
 		t.Error("a commitment row whose description changed was replayed")
 	}
 	renamed := r.Envelope
 	renamed.DisplayName = "renamed"
-	if _, err := UnpackCommit(packed, r.Commitment, renamed); err == nil {
+	if _, err := UnpackCommit(packed, r.Commitment, renamed, r.EntryID); err == nil {
 		t.Error("an envelope row whose name changed was replayed")
+	}
+}
+
+// TestPackedCommitTakesItsEntryFromTheJournal protects invariant 5 since migration 28: a Commit's
+// record no longer holds its journal entry's id, the journal gives it back, and an answer with
+// another entry's id, or none, is refused rather than given.
+func TestPackedCommitTakesItsEntryFromTheJournal(t *testing.T) {
+	r := packedTestResult()
+	packed := PackCommit(r)
+	if _, entry, err := PackedCommitRefs(packed); err != nil || entry != "" {
+		t.Fatalf("a record of now names entry %q (%v)", entry, err)
+	}
+	u, _ := parseUUID(r.EntryID)
+	if strings.Contains(string(packed), string(u[:])) {
+		t.Error("the record holds the entry's id")
+	}
+	for _, wrong := range []string{"", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d"} {
+		if _, err := UnpackCommit(packed, r.Commitment, r.Envelope, wrong); err == nil {
+			t.Errorf("replayed with entry %q", wrong)
+		}
 	}
 }
 
@@ -262,13 +282,13 @@ func packedRecordsOfBefore(t *testing.T) map[string][]byte {
 func TestPackedRecordsOfBeforeReplay(t *testing.T) {
 	records := packedRecordsOfBefore(t)
 	r := packedTestResult()
-	got, err := UnpackCommit(records["commit"], r.Commitment, r.Envelope)
+	got, err := UnpackCommit(records["commit"], r.Commitment, r.Envelope, "")
 	if err != nil || !jsonEqual(t, got, r) {
 		t.Errorf("a Commit's record of before: %+v, %v", got, err)
 	}
 	edited := r.Commitment
 	edited.Purpose = "edited"
-	if _, err := UnpackCommit(records["commit"], edited, r.Envelope); err == nil {
+	if _, err := UnpackCommit(records["commit"], edited, r.Envelope, ""); err == nil {
 		t.Error("a Commit's record of before replayed on an edited commitment")
 	}
 
@@ -296,7 +316,7 @@ func TestPackedRecordsOfBeforeReplay(t *testing.T) {
 	// Both checksums, or one twice, is no record.
 	for _, extra := range []protowire.Number{pcSum, pcChecksum} {
 		record := protowire.AppendFixed32(protowire.AppendTag(slices.Clone(records["commit"]), extra, protowire.Fixed32Type), 7)
-		if _, err := UnpackCommit(record, r.Commitment, r.Envelope); err == nil {
+		if _, err := UnpackCommit(record, r.Commitment, r.Envelope, ""); err == nil {
 			t.Errorf("a record with a second checksum (field %d) replayed", extra)
 		}
 	}
@@ -428,7 +448,7 @@ func BenchmarkUnpackCommit(b *testing.B) {
 	r := packedTestResult()
 	packed := PackCommit(r)
 	for b.Loop() {
-		if _, err := UnpackCommit(packed, r.Commitment, r.Envelope); err != nil {
+		if _, err := UnpackCommit(packed, r.Commitment, r.Envelope, r.EntryID); err != nil {
 			b.Fatal(err)
 		}
 	}

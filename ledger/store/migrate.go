@@ -276,6 +276,17 @@ const holdsTable = `CREATE TABLE IF NOT EXISTS holds (
     CHECK ((state = 'CONFIRMED') = (confirmed_amount > 0))
 )`
 
+// commitEntryFromJournal (migration 28) changes no table: since it, a Commit's packed record
+// (core.PackCommit) leaves its journal entry's id to the journal, where the one COMMITTED entry
+// crediting the commitment gives it back (store.awardEntries), 18 bytes less per award. The
+// version is what makes a release older than it refuse the ledger (ErrSchemaNewer), as it could
+// not replay those records. PostgreSQL and CockroachDB record the format on the column itself.
+var commitEntryFromJournal = map[string][]string{
+	"sqlite": {`SELECT 1`},
+	"postgres": {`COMMENT ON COLUMN requests.packed IS 'a Commit''s or bulk call''s result by reference, or an outcome deflated; ` +
+		`a Commit''s journal entry is the COMMITTED entry crediting its commitment (migration 28)'`},
+}
+
 // postgresOnly are statements for PostgreSQL proper, not CockroachDB: envelope rows are updated by
 // every batch, so each gets room on its page for HOT updates, which write no index entry; an
 // index entry would conflict with the predicate lock every batch holds on the envelopes index.
@@ -381,6 +392,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{25, logEffectiveTimes[dialect]}, // leaves with their effective times (tlog_schema.go)
 		{26, legacyBoundFixed[dialect]},  // ... and the bound of the leaves without them fixed
 		{27, commitmentsSparse[dialect]}, // a commitment's defaults stored as NULL (commitments.go)
+		{28, commitEntryFromJournal[dialect]},
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

@@ -132,21 +132,24 @@ func decodeRequests(ctx context.Context, q Querier, rs Rows, found map[string]co
 }
 
 // unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk
-// call's, core.PackBulk) from their commitments' and envelopes' rows.
+// call's, core.PackBulk) from their commitments', envelopes' and journal entries' rows.
 func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, found map[string]core.Prior) error {
 	if len(packed) == 0 {
 		return nil
 	}
-	var ids []string
+	var ids, awarded []string
 	bulks := map[string]*core.PackedBulk{}
 	for key, record := range packed {
 		switch {
 		case core.IsPackedCommit(record):
-			id, err := core.PackedCommitmentID(record)
+			id, entry, err := core.PackedCommitRefs(record)
 			if err != nil {
 				return core.Internal("request %s has an unreadable outcome: %w", key, err)
 			}
 			ids = append(ids, id)
+			if entry == "" {
+				awarded = append(awarded, id)
+			}
 		case core.IsPackedBulk(record):
 			p, err := core.UnpackBulkRefs(record)
 			if err != nil {
@@ -181,6 +184,10 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 	if err != nil {
 		return err
 	}
+	entries, err := awardEntries(ctx, q, awarded)
+	if err != nil {
+		return err
+	}
 	for key, record := range packed {
 		var o core.Outcome
 		if p, ok := bulks[key]; ok {
@@ -194,7 +201,7 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 			}
 			o.Bulk = r
 		} else {
-			id, _ := core.PackedCommitmentID(record)
+			id, _, _ := core.PackedCommitRefs(record)
 			c, ok := commitments[id]
 			if !ok {
 				return core.Internal("request %s names commitment %s, which does not exist", key, id)
@@ -203,7 +210,7 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 			if !ok {
 				return core.Internal("request %s names envelope %s, which does not exist", key, c.EnvelopeID)
 			}
-			r, err := core.UnpackCommit(record, *c, env)
+			r, err := core.UnpackCommit(record, *c, env, entries[id])
 			if err != nil {
 				return core.Internal("request %s: %w", key, err)
 			}
@@ -214,6 +221,47 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 		found[key] = p
 	}
 	return nil
+}
+
+// awardEntries returns the ids of the COMMITTED journal entries of commitments ids, by
+// commitment: the entry that made each (a Commit's or a bulk item's; no other entry of that kind
+// credits a commitment), which a Commit's packed record leaves to the journal since migration 28.
+func awardEntries(ctx context.Context, q Querier, ids []string) (map[string]string, error) {
+	entries := map[string]string{}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), lookupChunk)]
+		ids = ids[len(chunk):]
+		if err := loadAwardEntries(ctx, q, chunk, entries); err != nil {
+			return nil, err
+		}
+	}
+	return entries, nil
+}
+
+func loadAwardEntries(ctx context.Context, q Querier, ids []string, entries map[string]string) error {
+	accounts := make([]string, len(ids))
+	for i, id := range ids {
+		accounts[i] = core.CommitmentName(id)
+	}
+	cond, args := keysIn(q, "credit_account", 1, accounts)
+	rs, err := queryByKeys(ctx, q, "SELECT credit_account, id FROM journal_entries WHERE kind = $1 AND "+cond,
+		append([]any{string(core.KindCommitted)}, args...)...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var account, entry string
+		if err := rs.Scan(&account, &entry); err != nil {
+			return err
+		}
+		id := strings.TrimPrefix(account, core.CommitmentName(""))
+		if _, twice := entries[id]; twice {
+			return core.Internal("the commitment %s has two COMMITTED journal entries", id)
+		}
+		entries[id] = entry
+	}
+	return rs.Err()
 }
 
 // InsertRequests records decided requests. If another transaction recorded one of the same keys

@@ -20,19 +20,21 @@ import (
 // CRC-32C of the result's canonical encoding, which covers the same fields at a fraction of the
 // cost.
 //
-// The canonical encoding of a commitment or an envelope is every exported field that is not zero,
-// in the order of its struct (embedded structs' fields in place, as JSON inlines them): the
-// field's JSON name then its value, each length-prefixed or a varint. So it changes when any field
+// The canonical encoding of a commitment, an envelope or a hold is every exported field that is
+// not zero, in the order of its struct (embedded structs' fields in place, as JSON inlines them; a
+// struct in a named field, a hold's policy, its fields in place under "<name>.<field>"): the
+// field's JSON name then its value, each length-prefixed or a varint (a true bool: its name
+// alone). So it changes when any field
 // changes, a field added later costs nothing to the records written before it (it is zero in them,
 // and left out), and no field can be forgotten: the plan is read from the struct itself. A field
-// of a kind it does not know (only strings, integers and times are) stops the program at its
+// of a kind it does not know (only strings, integers, bools and times are) stops the program at its
 // start, and TestCanonicalCoversEveryField with it.
 
 // canonField is one field of a canonical plan: its JSON name, where it is, what it is.
 type canonField struct {
 	name  string
 	index []int
-	kind  reflect.Kind // reflect.String, reflect.Int64 (any integer), or reflect.Struct (time.Time)
+	kind  reflect.Kind // reflect.String, reflect.Int64 (any integer), reflect.Bool, or reflect.Struct (time.Time)
 }
 
 var timeType = reflect.TypeFor[time.Time]()
@@ -58,8 +60,20 @@ func canonPlan(t reflect.Type) []canonField {
 				name = n
 			}
 		}
+		if f.Type.Kind() == reflect.Struct && f.Type != timeType {
+			// A struct in a field of its own (a hold's Policy; JSON nests it as an object): its
+			// fields in place, each named after the field's name too, so that no name is another's.
+			for _, inner := range canonPlan(f.Type) {
+				inner.name = name + "." + inner.name
+				inner.index = append([]int{i}, inner.index...)
+				plan = append(plan, inner)
+			}
+			continue
+		}
 		cf := canonField{name: name, index: []int{i}}
 		switch {
+		case f.Type.Kind() == reflect.Bool:
+			cf.kind = reflect.Bool
 		case f.Type == timeType:
 			cf.kind = reflect.Struct
 		case f.Type.Kind() == reflect.String:
@@ -77,6 +91,7 @@ func canonPlan(t reflect.Type) []canonField {
 var (
 	commitmentPlan = canonPlan(reflect.TypeFor[Commitment]())
 	envelopePlan   = canonPlan(reflect.TypeFor[Envelope]())
+	holdPlan       = canonPlan(reflect.TypeFor[Hold]())
 )
 
 // appendCanonical appends the canonical encoding of the struct v points to, by plan.
@@ -92,6 +107,10 @@ func appendCanonical(b []byte, plan []canonField, v reflect.Value) []byte {
 		case reflect.Int64:
 			if n := fv.Int(); n != 0 {
 				b = protowire.AppendVarint(appendName(b, f.name), protowire.EncodeZigZag(n))
+			}
+		case reflect.Bool:
+			if fv.Bool() {
+				b = appendName(b, f.name) // the name alone: true (false, like any zero, is left out)
 			}
 		default:
 			if t := fv.Addr().Interface().(*time.Time); !t.IsZero() { // by pointer: no copy made
@@ -119,6 +138,10 @@ func appendCommitment(b []byte, c *Commitment) []byte {
 
 func appendEnvelope(b []byte, e *Envelope) []byte {
 	return appendCanonical(b, envelopePlan, reflect.ValueOf(e))
+}
+
+func appendHold(b []byte, h *Hold) []byte {
+	return appendCanonical(b, holdPlan, reflect.ValueOf(h))
 }
 
 var canonBuffers = sync.Pool{New: func() any { return new([]byte) }}
@@ -156,5 +179,24 @@ func bulkSum(res *BulkCommitResult, refusals [][]byte) uint32 {
 		b = protowire.AppendVarint(b, uint64(res.Accepted))
 		b = protowire.AppendVarint(b, uint64(res.Refused))
 		return appendEnvelope(b, &res.Envelope)
+	})
+}
+
+// createHoldSum is the canonical checksum of a CreateHold's result.
+func createHoldSum(r *CreateHoldResult) uint32 {
+	return sumCanonical(func(b []byte) []byte {
+		b = appendHold(b, &r.Hold)
+		b = appendEnvelope(b, &r.Envelope)
+		return protowire.AppendString(b, r.EntryID)
+	})
+}
+
+// confirmHoldSum is the canonical checksum of a ConfirmHold's result.
+func confirmHoldSum(r *ConfirmHoldResult) uint32 {
+	return sumCanonical(func(b []byte) []byte {
+		b = appendHold(b, &r.Hold)
+		b = appendCommitment(b, &r.Commitment)
+		b = appendEnvelope(b, &r.Envelope)
+		return protowire.AppendString(b, r.EntryID)
 	})
 }

@@ -24,14 +24,44 @@ type Outcome struct {
 	Commit *CommitResult `json:"-"`
 	// Bulk is a bulk call's result, recorded as one row for the call (PackBulk).
 	Bulk *BulkCommitResult `json:"-"`
+	// CreateHold and ConfirmHold are those operations' results, kept typed like Commit's
+	// (PackCreateHold, PackConfirmHold; Result is then empty). NewOutcome copies them.
+	CreateHold  *CreateHoldResult  `json:"-"`
+	ConfirmHold *ConfirmHoldResult `json:"-"`
+}
+
+// typed is the result the outcome keeps typed, nil when none.
+func (o Outcome) typed() any {
+	switch {
+	case o.Commit != nil:
+		return o.Commit
+	case o.CreateHold != nil:
+		return o.CreateHold
+	case o.ConfirmHold != nil:
+		return o.ConfirmHold
+	}
+	return nil
 }
 
 // NewOutcome is the outcome of an accepted request with result: a Commit's result kept typed,
 // any other as JSON.
 func NewOutcome(result any) (Outcome, error) {
-	if r, ok := result.(*CommitResult); ok && r != nil {
-		cp := *r
-		return Outcome{Commit: &cp}, nil
+	switch r := result.(type) {
+	case *CommitResult:
+		if r != nil {
+			cp := *r
+			return Outcome{Commit: &cp}, nil
+		}
+	case *CreateHoldResult:
+		if r != nil {
+			cp := *r
+			return Outcome{CreateHold: &cp}, nil
+		}
+	case *ConfirmHoldResult:
+		if r != nil {
+			cp := *r
+			return Outcome{ConfirmHold: &cp}, nil
+		}
 	}
 	raw, err := json.Marshal(result)
 	if err != nil {
@@ -49,8 +79,8 @@ func (o Outcome) Encode() ([]byte, error) {
 	if o.Bulk != nil {
 		return nil, Internal("a bulk call's outcome is recorded packed only")
 	}
-	if o.Commit != nil {
-		raw, err := json.Marshal(o.Commit)
+	if r := o.typed(); r != nil {
+		raw, err := json.Marshal(r)
 		if err != nil {
 			return nil, err
 		}
@@ -74,12 +104,25 @@ func (o Outcome) Decode(out any) error {
 		}
 		return Internal("a bulk call's outcome decoded as %T", out)
 	}
-	if o.Commit != nil {
-		if cr, ok := out.(*CommitResult); ok {
-			*cr = *o.Commit
-			return nil
+	if r := o.typed(); r != nil {
+		switch out := out.(type) {
+		case *CommitResult:
+			if o.Commit != nil {
+				*out = *o.Commit
+				return nil
+			}
+		case *CreateHoldResult:
+			if o.CreateHold != nil {
+				*out = *o.CreateHold
+				return nil
+			}
+		case *ConfirmHoldResult:
+			if o.ConfirmHold != nil {
+				*out = *o.ConfirmHold
+				return nil
+			}
 		}
-		raw, err := json.Marshal(o.Commit)
+		raw, err := json.Marshal(r)
 		if err != nil {
 			return err
 		}

@@ -205,11 +205,16 @@ func (p *packedResult) matches(sum func() (uint32, error), result any) (bool, er
 var errPacked = errors.New("malformed packed result")
 
 func unpack(packed []byte) (packedResult, error) {
-	var p packedResult
 	if !IsPackedCommit(packed) {
-		return p, errPacked
+		return packedResult{}, errPacked
 	}
-	b := packed[1:]
+	return unpackFields(packed[1:])
+}
+
+// unpackFields reads the fields of a packed Commit result, or of a packed hold result (the
+// hold's id in commitmentID), after its tag byte.
+func unpackFields(b []byte) (packedResult, error) {
+	var p packedResult
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

@@ -142,10 +142,10 @@ func TestVerifyFindsOrphanPostingsAndRequestsPostedTwice(t *testing.T) {
 
 // TestVerifyFindsAnswersARetryCannotGet protects what idempotency rests on (invariant 6's request
 // log): every answer the log keeps can be given back to a retry as it was given the first time.
-// A deflated answer with a damaged byte (its checksum no longer matches) and an award whose
-// commitment row was rewritten behind the ledger's back (its answer, kept by reference, no
-// longer rebuilds to what was answered) are each reported, naming the request; the untouched
-// requests are not.
+// A deflated answer with a damaged byte (its checksum no longer matches), an award whose
+// commitment row and a hold whose row were rewritten behind the ledger's back (their answers,
+// kept by reference, no longer rebuild to what was answered) are each reported, naming the
+// request; the untouched requests are not.
 func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
@@ -156,8 +156,14 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hold := holdCmd("axis-1", "ville", 2_000)
-		mustHold(t, l, hold)
+		cancelled := mustHold(t, l, holdCmd("axis-1", "ville", 2_000))
+		hold := CancelHold{RequestID: newRequestID(), Caller: testCaller, HoldID: cancelled.Hold.ID, Reason: "withdrawn"}
+		if _, err := l.CancelHold(ctx, hold); err != nil {
+			t.Fatal(err)
+		}
+		// A hold's creation is kept by reference (migration 29), like an award.
+		rewritten := holdCmd("axis-1", "village", 500)
+		held := mustHold(t, l, rewritten)
 		mustCommit(t, l, "axis-1", "untouched", 3_000)
 		mustHold(t, l, holdCmd("axis-1", "untouched", 4_000))
 		requireVerifyOK(t, l)
@@ -175,7 +181,7 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !core.IsDeflated(packed) {
-			t.Fatalf("the hold's answer is not stored deflated: %x", packed)
+			t.Fatalf("the cancellation's answer is not stored deflated: %x", packed)
 		}
 		packed[len(packed)/2] ^= 0x40
 		if err := rawExec(ctx, l, "UPDATE requests SET packed = $1 WHERE request_id = $2", packed, key); err != nil {
@@ -184,6 +190,10 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		// The commitments table is updated by releases and payments, so no trigger guards it;
 		// a beneficiary changed by hand is found by nothing else.
 		if err := rawExec(ctx, l, "UPDATE commitments SET beneficiary = 'someone else' WHERE id = $1", res.Commitment.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Nor is a HELD hold's row guarded but by its state.
+		if err := rawExec(ctx, l, "UPDATE holds SET beneficiary = 'someone else' WHERE id = $1", held.Hold.ID); err != nil {
 			t.Fatal(err)
 		}
 
@@ -199,6 +209,7 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		want := []string{
 			fmt.Sprintf("6 request %s of %s", award.RequestID, award.Caller),
 			fmt.Sprintf("6 request %s of %s", hold.RequestID, hold.Caller),
+			fmt.Sprintf("6 request %s of %s", rewritten.RequestID, rewritten.Caller),
 		}
 		slices.Sort(want)
 		if diff := cmp.Diff(want, got); diff != "" {

@@ -47,11 +47,12 @@ func call[C any, R any](name string, f func(*Ledger, context.Context, C) (R, err
 }
 
 // TestEveryAnswerReplaysAfterRestartAndCopy protects invariant 5 over the request log's compact
-// rows (migration 18: a Commit's result by reference, fingerprints as bytes): every kind of
+// rows (migration 18: a Commit's result by reference, fingerprints as bytes; migration 29: a
+// CreateHold's and a ConfirmHold's too): every kind of
 // request, accepted or refused, sent again with its request id after the ledger is closed and
 // reopened, and again after `ledgerd copy` to the other engine, gets the same answer byte for byte
-// and posts nothing, even though the commitments and envelopes its first answer showed were
-// changed in between (released, paid, closed, awarded from).
+// and posts nothing, even though the commitments, holds and envelopes its first answer showed were
+// changed in between (released, paid, closed, awarded from; holds confirmed, cancelled, expired).
 func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
@@ -117,12 +118,50 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			Items: []BulkItem{{Beneficiary: "siren:c1", Project: "p1", Amount: 1_000}, {Beneficiary: "siren:c2", Project: "p2", Amount: 90_000_000}}}))
 		do(call("Release", (*Ledger).Release, Release{RequestID: newRequestID(), Caller: testCaller,
 			CommitmentID: plain.Commitment.ID, Amount: 1_000, Reason: "lower cost"}))
-		held := do(call("CreateHold", (*Ledger).CreateHold, holdCmd("axis", "siren:h1", 40_000))).(CreateHoldResult)
-		do(call("ConfirmHold", (*Ledger).ConfirmHold, ConfirmHold{RequestID: newRequestID(), Caller: testCaller,
-			HoldID: held.Hold.ID, Amount: 30_000}))
+		// Holds (migration 29: a CreateHold's and a ConfirmHold's results by reference), each
+		// ended after its creation was answered: confirmed in part, confirmed whole, cancelled,
+		// expired; the commitments the confirmations made then released, paid and closed.
+		heldCmd := holdCmd("axis", "siren:h1", 40_000)
+		heldCmd.Description = "a described hold"
+		heldCmd.Policy = Policy{EligibleCost: 200_000, EligibleCostGiven: true, Territory: "insee:69123", Population: 0, PopulationGiven: true}
+		heldCmd.ExpireTime = clock.Now().Add(24 * time.Hour)
+		held := do(call("CreateHold", (*Ledger).CreateHold, heldCmd)).(CreateHoldResult)
+		confirmed := do(call("ConfirmHold", (*Ledger).ConfirmHold, ConfirmHold{RequestID: newRequestID(), Caller: testCaller,
+			HoldID: held.Hold.ID, Amount: 30_000})).(ConfirmHoldResult)
+		wholeCmd := holdCmd("prog", "siren:h3", 6_000)
+		wholeCmd.Effective = clock.Now().Add(-30 * time.Second)
+		whole := do(call("CreateHold backdated", (*Ledger).CreateHold, wholeCmd)).(CreateHoldResult)
+		confirmedWhole := do(call("ConfirmHold whole", (*Ledger).ConfirmHold, ConfirmHold{RequestID: newRequestID(), Caller: testCaller,
+			HoldID: whole.Hold.ID})).(ConfirmHoldResult)
 		cancelled := do(call("CreateHold to cancel", (*Ledger).CreateHold, holdCmd("axis", "siren:h2", 5_000))).(CreateHoldResult)
 		do(call("CancelHold", (*Ledger).CancelHold, CancelHold{RequestID: newRequestID(), Caller: testCaller,
 			HoldID: cancelled.Hold.ID, Reason: "withdrawn"}))
+		// A cost given without EligibleCostGiven (the Go API allows it) is answered so, but its
+		// row gives it back as given: that result is kept deflated, not by reference.
+		notGiven := holdCmd("axis", "siren:h5", 1_000)
+		notGiven.Policy = Policy{EligibleCost: 50_000}
+		do(call("CreateHold with a cost not marked given", (*Ledger).CreateHold, notGiven))
+		expiring := holdCmd("axis", "siren:h4", 4_000)
+		expiring.ExpireTime = clock.Now().Add(10 * time.Minute)
+		do(call("CreateHold to expire", (*Ledger).CreateHold, expiring))
+		do(call("ConfirmHold refused: exceeds", (*Ledger).ConfirmHold, ConfirmHold{RequestID: newRequestID(), Caller: testCaller,
+			HoldID: held.Hold.ID, Amount: 1}))
+		clock.Advance(time.Hour)
+		if n, err := l.SweepExpiredHolds(ctx); err != nil || n != 1 {
+			t.Fatalf("SweepExpiredHolds: %d, %v; want the one hold expired", n, err)
+		}
+		if _, err := l.Release(ctx, Release{RequestID: newRequestID(), Caller: testCaller, CommitmentID: confirmed.Commitment.ID,
+			Amount: 1_000, Reason: "lower cost"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.CreatePayment(ctx, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: confirmed.Commitment.ID, Amount: 2_000}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.CloseCommitment(ctx, CloseCommitment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: confirmedWhole.Commitment.ID, Reason: "abandoned"}); err != nil {
+			t.Fatal(err)
+		}
 		do(call("CreatePayment", (*Ledger).CreatePayment, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
 			CommitmentID: paid.Commitment.ID, Amount: 5_000}))
 		do(call("CloseCommitment", (*Ledger).CloseCommitment, CloseCommitment{RequestID: newRequestID(), Caller: testCaller,
@@ -152,7 +191,7 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			}
 			rows++
 			switch {
-			case core.IsPackedCommit(record), core.IsPackedBulk(record):
+			case core.IsPackedCommit(record), core.IsPackedBulk(record), core.IsPackedCreateHold(record), core.IsPackedConfirmHold(record):
 				byReference++
 			case core.IsDeflated(record):
 				deflated++
@@ -165,9 +204,9 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		rs.Close()
-		if byReference != 8 || deflated != rows-8 || texts != 0 {
-			t.Errorf("of %d rows, %d by reference, %d deflated, %d with text; want the 6 accepted Commits and 2 bulk calls by reference, "+
-				"the others deflated, none with text", rows, byReference, deflated, texts)
+		if byReference != 14 || deflated != rows-14 || texts != 0 {
+			t.Errorf("of %d rows, %d by reference, %d deflated, %d with text; want the 6 accepted Commits, 2 bulk calls, "+
+				"4 CreateHolds and 2 ConfirmHolds by reference, the others deflated, none with text", rows, byReference, deflated, texts)
 		}
 
 		replayAll := func(what string, l *Ledger) {
@@ -380,5 +419,98 @@ func TestCommitRecordsWithTheirEntryReplay(t *testing.T) {
 		if got := entryCount(t, l); got != entries {
 			t.Errorf("the replays posted %d entries", got-entries)
 		}
+	})
+}
+
+// insertDeflatedRequestRow writes a request-log row as the code between migrations 18 and 29
+// wrote an accepted hold's: the fingerprint's digest, the outcome's JSON deflated.
+func insertDeflatedRequestRow(t *testing.T, l *Ledger, key string, fingerprint core.Fingerprint, result any) {
+	t.Helper()
+	raw, err := json.Marshal(result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := core.DeflateOutcome([]byte(`{"result":` + string(raw) + `}`))
+	digest := core.FingerprintDigest(fingerprint.Current)
+	if record == nil || digest == nil {
+		t.Fatalf("record %x, digest %x", record, digest)
+	}
+	err = l.db.ReadWrite(t.Context(), func(q store.Querier) error {
+		return q.Write(t.Context(), `INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at, digest, packed)
+			VALUES ($1, 'result', '', '', $2, $3, $4)`, []any{key, stamp().At.UnixMicro(), digest, record}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHoldRowsBeforeMigration29Replay protects invariant 5 across migration 29: a CreateHold's and
+// a ConfirmHold's results recorded before it (their JSON deflated) keep replaying byte for byte
+// after the hold ended and its commitment was released, refuse another payload under their id,
+// and post nothing; the same requests recorded now are kept by reference.
+func TestHoldRowsBeforeMigration29Replay(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		create := holdCmd("fund", "siren:1", 10_000)
+		created, err := l.CreateHold(ctx, create)
+		if err != nil {
+			t.Fatal(err)
+		}
+		confirm := ConfirmHold{RequestID: newRequestID(), Caller: testCaller, HoldID: created.Hold.ID, Amount: 6_000}
+		confirmed, err := l.ConfirmHold(ctx, confirm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same answers recorded under other request ids as before migration 29 (neither
+		// fingerprint includes the request id).
+		oldCreate, oldConfirm := create, confirm
+		oldCreate.RequestID, oldConfirm.RequestID = newRequestID(), newRequestID()
+		insertDeflatedRequestRow(t, l, core.RequestKey(oldCreate.Caller, oldCreate.RequestID), oldCreate.Fingerprint(), created)
+		insertDeflatedRequestRow(t, l, core.RequestKey(oldConfirm.Caller, oldConfirm.RequestID), oldConfirm.Fingerprint(), confirmed)
+		// The requests' own rows are kept by reference.
+		for _, key := range []string{core.RequestKey(create.Caller, create.RequestID), core.RequestKey(confirm.Caller, confirm.RequestID)} {
+			var record []byte
+			if err := l.db.Reader().QueryRow(ctx, "SELECT packed FROM requests WHERE request_id = $1", key).Scan(&record); err != nil {
+				t.Fatal(err)
+			}
+			if !core.IsPackedCreateHold(record) && !core.IsPackedConfirmHold(record) {
+				t.Errorf("request %q recorded in format %d, not by reference", key, record[0])
+			}
+		}
+
+		if _, err := l.Release(ctx, Release{RequestID: newRequestID(), Caller: testCaller, CommitmentID: confirmed.Commitment.ID,
+			Amount: 500, Reason: "later"}); err != nil {
+			t.Fatal(err)
+		}
+		entries := entryCount(t, l)
+		for _, c := range []struct {
+			name string
+			got  func() (any, error)
+			want any
+		}{
+			{"old CreateHold row", func() (any, error) { return l.CreateHold(ctx, oldCreate) }, created},
+			{"old ConfirmHold row", func() (any, error) { return l.ConfirmHold(ctx, oldConfirm) }, confirmed},
+			{"new CreateHold row", func() (any, error) { return l.CreateHold(ctx, create) }, created},
+			{"new ConfirmHold row", func() (any, error) { return l.ConfirmHold(ctx, confirm) }, confirmed},
+		} {
+			res, err := c.got()
+			if got, want := answerBytes(t, res, err), answerBytes(t, c.want, nil); got != want {
+				t.Errorf("%s:\n got %s\nwant %s", c.name, got, want)
+			}
+		}
+		changed := oldCreate
+		changed.Amount++
+		_, err = l.CreateHold(ctx, changed)
+		requireError(t, err, ErrRequestIDReused)
+		changedConfirm := oldConfirm
+		changedConfirm.Amount++
+		_, err = l.ConfirmHold(ctx, changedConfirm)
+		requireError(t, err, ErrRequestIDReused)
+		if got := entryCount(t, l); got != entries {
+			t.Errorf("replays posted %d entries", got-entries)
+		}
+		requireVerifyOK(t, l)
 	})
 }

@@ -358,6 +358,18 @@ var positionedEntriesKey = []string{
 	`CREATE UNIQUE INDEX journal_entries_by_seq ON journal_entries (seq) WHERE seq IS NOT NULL`,
 }
 
+// holdResultsByReference (migration 29) marks the request log's records of CreateHold's and
+// ConfirmHold's results by reference (core.PackCreateHold, core.PackConfirmHold: record formats 4
+// and 5), which a release before them cannot read (it answers a retry of such a request with an
+// INTERNAL error): it changes nothing but the schema's version, so that an older ledgerd refuses
+// the ledger (ErrSchemaNewer) instead of serving it. Records written before keep their format
+// (the JSON deflated) and replay as before. Version 28 is left free for another change (goose runs
+// migrations out of order: WithAllowOutofOrder below).
+var holdResultsByReference = map[string][]string{
+	"sqlite":   {`SELECT 1`},
+	"postgres": {`SELECT 1`},
+}
+
 // goMigration is a Go migration: statements run in order (see THE RULE above).
 type goMigration struct {
 	version    int64
@@ -393,6 +405,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{26, legacyBoundFixed[dialect]},  // ... and the bound of the leaves without them fixed
 		{27, commitmentsSparse[dialect]}, // a commitment's defaults stored as NULL (commitments.go)
 		{28, commitEntryFromJournal[dialect]},
+		{29, holdResultsByReference[dialect]},
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

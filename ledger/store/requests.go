@@ -132,12 +132,15 @@ func decodeRequests(ctx context.Context, q Querier, rs Rows, found map[string]co
 }
 
 // unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk
-// call's, core.PackBulk) from their commitments', envelopes' and journal entries' rows.
+// call's, core.PackBulk; a CreateHold's and a ConfirmHold's, core.PackCreateHold,
+// core.PackConfirmHold) from their holds', commitments', envelopes' and journal entries' rows:
+// the holds first (a confirmation's commitment is the one its hold names), then the commitments,
+// then the envelopes and the Commits' journal entries, each by one list.
 func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, found map[string]core.Prior) error {
 	if len(packed) == 0 {
 		return nil
 	}
-	var ids, awarded []string
+	var ids, holdIDs, awarded []string
 	bulks := map[string]*core.PackedBulk{}
 	for key, record := range packed {
 		switch {
@@ -157,8 +160,26 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 			}
 			bulks[key] = p
 			ids = append(ids, p.Commitments...)
+		case core.IsPackedCreateHold(record), core.IsPackedConfirmHold(record):
+			id, err := core.PackedHoldID(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			holdIDs = append(holdIDs, id)
 		default:
 			return core.Internal("request %s has an unreadable outcome: unknown record format %d", key, record[0])
+		}
+	}
+	holds := map[string]*core.Hold{}
+	if len(holdIDs) > 0 {
+		var err error
+		if holds, err = LoadHolds(ctx, q, slices.Compact(slices.Sorted(slices.Values(holdIDs)))); err != nil {
+			return err
+		}
+		for _, h := range holds {
+			if h.CommitmentID != "" {
+				ids = append(ids, h.CommitmentID)
+			}
 		}
 	}
 	commitments := map[string]*core.Commitment{}
@@ -180,9 +201,19 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 	for _, p := range bulks {
 		envelopeIDs = append(envelopeIDs, p.EnvelopeID)
 	}
+	for _, h := range holds {
+		envelopeIDs = append(envelopeIDs, h.EnvelopeID)
+	}
 	envelopes, err := LockEnvelopes(ctx, q, "", slices.Compact(slices.Sorted(slices.Values(envelopeIDs))))
 	if err != nil {
 		return err
+	}
+	envelopeOf := func(key, id string) (core.Envelope, error) {
+		env, ok := envelopes[id]
+		if !ok {
+			return env, core.Internal("request %s names envelope %s, which does not exist", key, id)
+		}
+		return env, nil
 	}
 	entries, err := awardEntries(ctx, q, awarded)
 	if err != nil {
@@ -190,31 +221,60 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 	}
 	for key, record := range packed {
 		var o core.Outcome
-		if p, ok := bulks[key]; ok {
-			env, ok := envelopes[p.EnvelopeID]
-			if !ok {
-				return core.Internal("request %s names envelope %s, which does not exist", key, p.EnvelopeID)
+		switch {
+		case core.IsPackedBulk(record):
+			p := bulks[key]
+			env, err := envelopeOf(key, p.EnvelopeID)
+			if err != nil {
+				return err
 			}
 			r, err := p.Rebuild(commitments, env)
 			if err != nil {
 				return core.Internal("request %s: %w", key, err)
 			}
 			o.Bulk = r
-		} else {
+		case core.IsPackedCommit(record):
 			id, _, _ := core.PackedCommitRefs(record)
 			c, ok := commitments[id]
 			if !ok {
 				return core.Internal("request %s names commitment %s, which does not exist", key, id)
 			}
-			env, ok := envelopes[c.EnvelopeID]
-			if !ok {
-				return core.Internal("request %s names envelope %s, which does not exist", key, c.EnvelopeID)
+			env, err := envelopeOf(key, c.EnvelopeID)
+			if err != nil {
+				return err
 			}
 			r, err := core.UnpackCommit(record, *c, env, entries[id])
 			if err != nil {
 				return core.Internal("request %s: %w", key, err)
 			}
 			o.Commit = r
+		default:
+			id, _ := core.PackedHoldID(record)
+			h, ok := holds[id]
+			if !ok {
+				return core.Internal("request %s names hold %s, which does not exist", key, id)
+			}
+			env, err := envelopeOf(key, h.EnvelopeID)
+			if err != nil {
+				return err
+			}
+			if core.IsPackedCreateHold(record) {
+				r, err := core.UnpackCreateHold(record, *h, env)
+				if err != nil {
+					return core.Internal("request %s: %w", key, err)
+				}
+				o.CreateHold = r
+				break
+			}
+			c, ok := commitments[h.CommitmentID]
+			if !ok {
+				return core.Internal("request %s names hold %s, whose commitment %q does not exist", key, id, h.CommitmentID)
+			}
+			r, err := core.UnpackConfirmHold(record, *h, *c, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.ConfirmHold = r
 		}
 		p := found[key]
 		p.Outcome = o
@@ -269,8 +329,9 @@ func loadAwardEntries(ctx context.Context, q Querier, ids []string, entries map[
 // transaction is rolled back and run again after a fresh look at the request log, so that the
 // first outcome is replayed instead of a second decision being made.
 //
-// A canonical fingerprint is stored as its 32 bytes (digest), a Commit's or a bulk call's result
-// by reference (packed, core.PackCommit, core.PackBulk), any other outcome as its JSON deflated
+// A canonical fingerprint is stored as its 32 bytes (digest), a Commit's, a bulk call's, a
+// CreateHold's or a ConfirmHold's result by reference (packed, core.PackCommit, core.PackBulk,
+// core.PackCreateHold, core.PackConfirmHold: migration 29), any other outcome as its JSON deflated
 // (packed, core.DeflateOutcome); the text columns then hold ”. Anything else is stored as before
 // migration 18: the fingerprint's text, the outcome's JSON.
 func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.RequestRow) error {
@@ -297,6 +358,14 @@ func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.Re
 			packed = p
 		case r.Outcome.Commit != nil:
 			if p := core.PackCommit(r.Outcome.Commit); p != nil {
+				packed = p
+			}
+		case r.Outcome.CreateHold != nil:
+			if p := core.PackCreateHold(r.Outcome.CreateHold); p != nil {
+				packed = p
+			}
+		case r.Outcome.ConfirmHold != nil:
+			if p := core.PackConfirmHold(r.Outcome.ConfirmHold); p != nil {
 				packed = p
 			}
 		}

@@ -15,8 +15,9 @@ type Stamp struct {
 }
 
 // Outcome is what the request log keeps of a decided request: a JSON result, or a refusal; or,
-// for a Commit, its result kept typed (Commit), which the request log stores by reference
-// (PackCommit) and gives back typed (UnpackCommit).
+// for a Commit, a CreateHold and a ConfirmHold, its result kept typed (Commit, CreateHold,
+// ConfirmHold), which the request log stores by reference (PackCommit, PackCreateHold,
+// PackConfirmHold) and gives back typed (UnpackCommit, ...).
 type Outcome struct {
 	Result  json.RawMessage `json:"result,omitempty"`
 	Refusal *Error          `json:"refusal,omitempty"`

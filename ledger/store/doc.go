@@ -11,8 +11,9 @@
 // entry), is one journal_entries row with debit_account, credit_account and amount; the
 // postings table keeps the postings of the entries of any other shape; readers see every
 // entry's postings, in order, through the view entry_postings (transfers.go, migration 17).
-// The request log (requests.go) keeps a canonical fingerprint as its 32 bytes and an award's or
-// a bulk call's result by reference (core.PackCommit, core.PackBulk), rebuilt from the
+// The request log (requests.go) keeps a canonical fingerprint as its 32 bytes and an award's, a
+// bulk call's, a hold's creation's or confirmation's result by reference (core.PackCommit,
+// core.PackBulk, core.PackCreateHold, core.PackConfirmHold), rebuilt from the holds',
 // commitments' and envelopes' rows when replayed, and any other outcome as its JSON deflated
 // with a preset dictionary and checksummed (core.DeflateOutcome); rows written before migration
 // 18 (JSON) are read as they are. The same SQL runs on every engine; on CockroachDB an

@@ -350,3 +350,89 @@ func TestModelAgreesOnEffectiveTimeRefusals(t *testing.T) {
 		t.Logf("outcomes:%s", a.tally)
 	})
 }
+
+// TestModelAgreesOnRuleSetsByDate: funding rules by effective date (docs/dates.md, docs/rules.md).
+// A rule set given a past time keeps it when that time is after the latest effective time of the
+// envelope and of every descendant, else it is in force at once; an award, a hold or a
+// confirmation is judged by the rule set in force at its effective time on each envelope of its
+// chain (the one in force from the latest time at or before it; of two from the same time, the
+// one given last), its award window included; one in force at once never judges a dated one.
+// Awards are sent on both sides of each date, singly, in bulk (the batch's path) and as holds.
+func TestModelAgreesOnRuleSetsByDate(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		a := newAgreement(t, database)
+		rules := func(req, envelope string, eff time.Time, r model.Rules) op {
+			return op{rules: &model.SetRules{RequestID: req, Caller: "admin", EnvelopeID: envelope, Call: req, EffectiveTime: eff,
+				Rules: r}}
+		}
+		award := func(req, envelope string, amount int64, p model.Policy, eff time.Time) op {
+			return op{commit: &model.Commit{RequestID: req, Caller: "service:a", EnvelopeID: envelope, Beneficiary: "b",
+				Project: "p-" + req, Amount: amount, Policy: p, Effective: eff}}
+		}
+		populated := model.Policy{Population: 400_000, Territory: "insee:69123"}
+		costed := model.Policy{EligibleCost: 100_000}
+
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "fund", Caller: "admin", EnvelopeID: "fund", DisplayName: "fund",
+			Allocation: 10_000_000, Effective: day(2021, 3, 1)}})
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "axis", Caller: "admin", EnvelopeID: "axis", ParentID: "fund",
+			DisplayName: "axis", Allocation: 5_000_000, Effective: day(2021, 3, 1)}})
+		a.send("", award("a-0401", "axis", 1_000, model.Policy{}, day(2021, 4, 1)))
+		// After the fund's own latest effective time but not after its child's: at once.
+		a.send("", rules("r-0315", "fund", day(2021, 3, 15), model.Rules{MaxFundingShareBPS: ptr(5000)}))
+		// In force from now on: it judges no award dated before now.
+		a.send("", award("a-0410", "axis", 80_000, model.Policy{}, day(2021, 4, 10)))
+		// After the subtree's latest effective time (10 April): kept, in force from 1 May.
+		a.send("", rules("r-0501", "fund", day(2021, 5, 1), model.Rules{MinPopulation: ptr(300_000),
+			AwardWindow: &model.Window{Start: day(2021, 5, 1), End: day(2021, 6, 1)}}))
+		a.send("", award("a-0420", "axis", 1_000, model.Policy{}, day(2021, 4, 20)))                         // before it: no rule
+		a.send(model.PolicyViolation, award("a-0502-nopop", "axis", 1_000, model.Policy{}, day(2021, 5, 2))) // min_population
+		a.send("", award("a-0502", "axis", 1_000, populated, day(2021, 5, 2)))
+		a.send(model.PolicyViolation, award("a-0602", "axis", 1_000, populated, day(2021, 6, 2))) // outside the window
+		a.send("", op{bulk: &model.BulkCommit{RequestID: "bulk-0503", Caller: "service:a", EnvelopeID: "axis",
+			Effective: day(2021, 5, 3), Items: []model.BulkItem{
+				{Beneficiary: "b", Project: "bulk-1", Amount: 1_000, Policy: populated},
+				{Beneficiary: "b", Project: "bulk-2", Amount: 1_000}, // min_population
+			}}})
+		a.send(model.PolicyViolation, op{bulk: &model.BulkCommit{RequestID: "bulk-0504", Caller: "service:a", EnvelopeID: "axis",
+			Effective: day(2021, 5, 4), AllOrNothing: true, Items: []model.BulkItem{
+				{Beneficiary: "b", Project: "bulk-3", Amount: 1_000, Policy: populated},
+				{Beneficiary: "b", Project: "bulk-4", Amount: 1_000, Policy: model.Policy{Population: 1}},
+			}}})
+		// Now, the rule set in force is the one given at once (in force from a time within the
+		// run, later than 1 May), though the one kept at 1 May was given after it.
+		a.send(model.PolicyViolation, award("a-now-nocost", "axis", 1_000, model.Policy{}, time.Time{}))
+		a.send("", award("a-now", "axis", 1_000, costed, time.Time{}))
+		// The subtree's latest effective time is now a time of the run: a past time is at once.
+		a.send("", rules("r-0601", "fund", day(2021, 6, 1), model.Rules{MaxFundingShareBPS: ptr(10000)}))
+		a.send("", award("a-now-2", "axis", 1_000, model.Policy{}, time.Time{}))
+
+		a.send("", op{create: &model.CreateEnvelope{RequestID: "fund2", Caller: "admin", EnvelopeID: "fund2", DisplayName: "fund2",
+			Allocation: 1_000_000, Effective: day(2021, 3, 1)}})
+		// Two kept at the same date: the one given last is in force from it. One kept at an
+		// earlier date, given after them, is in force only until theirs.
+		a.send("", rules("r2-0701-a", "fund2", day(2021, 7, 1), model.Rules{MinPopulation: ptr(300_000)}))
+		a.send("", rules("r2-0701-b", "fund2", day(2021, 7, 1), model.Rules{MinPopulation: ptr(0)}))
+		a.send("", rules("r2-0601", "fund2", day(2021, 6, 1), model.Rules{MaxFundingShareBPS: ptr(1)}))
+		dated := func(req string, eff time.Time, p model.Policy) model.CreateHold {
+			return model.CreateHold{RequestID: req, Caller: "service:a", EnvelopeID: "fund2", Beneficiary: "b", Project: "p",
+				Amount: 50_000, Policy: p, Effective: eff}
+		}
+		a.createHold(model.PolicyViolation, dated("h2-0615", day(2021, 6, 15), costed)) // 1 bps
+		a.send(model.PolicyViolation, award("a2-0620", "fund2", 1_000, model.Policy{}, day(2021, 6, 20)))
+		a.send("", award("a2-0702", "fund2", 1_000, model.Policy{}, day(2021, 7, 2)))
+		h := a.createHold("", dated("h2-0703", day(2021, 7, 3), model.Policy{}))
+		// Not after the latest effective time (3 July): at once.
+		a.send("", rules("r2-0702", "fund2", day(2021, 7, 2), model.Rules{MinPopulation: ptr(500_000)}))
+		a.confirmHold("", model.ConfirmHold{RequestID: "c2-0704", Caller: "service:a", HoldID: h, Effective: day(2021, 7, 4)})
+		h = a.createHold("", dated("h2-0705", day(2021, 7, 5), model.Policy{}))
+		a.confirmHold(model.PolicyViolation, model.ConfirmHold{RequestID: "c2-now", Caller: "service:a", HoldID: h})
+		a.createHold(model.PolicyViolation, dated("h2-now", time.Time{}, model.Policy{}))
+		// A rule set in force after the run never judges an award of the run.
+		a.send("", rules("r2-future", "fund2", timeFuture, model.Rules{MinPopulation: ptr(0)}))
+		a.send(model.PolicyViolation, award("a2-now", "fund2", 1_000, model.Policy{}, time.Time{}))
+		a.compareState("fund", "axis", "fund2")
+		verify(t, a.l, "")
+		t.Logf("outcomes:%s", a.tally)
+	})
+}

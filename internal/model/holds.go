@@ -26,8 +26,8 @@ import (
 //     before the hold (EFFECTIVE_TIME_BEFORE_HOLD), and may predate the envelope's latest effective
 //     time (they return money, or move held money to committed). The commitment a confirmation
 //     makes takes the confirmation's effective time. A hold's rules are those in force at its
-//     effective time, and a confirmation's at its own: a backdated one is checked against none of
-//     the model's rule sets (see the package documentation). The effective time is checked after
+//     effective time, and a confirmation's at its own: a backdated one is checked against the
+//     rule sets kept at its date or before (see the package documentation). The effective time is checked after
 //     the envelope's existence and before the expire time (creation), after the hold's state and
 //     expiry and before the amount (confirmation).
 //
@@ -174,11 +174,9 @@ func (l *Ledger) createHold(c CreateHold, newID string) (CreateHoldResult, *Refu
 	if !c.ExpireTime.IsZero() && !c.ExpireTime.After(l.now) {
 		return CreateHoldResult{}, invalid("expire_time")
 	}
-	// A backdated hold is checked against the rules in force at its date: none of the model's.
-	if c.Effective.IsZero() {
-		if refusal := l.checkRules(c.EnvelopeID, c.Project, c.Amount, c.Policy); refusal != nil {
-			return CreateHoldResult{}, refusal
-		}
+	// It is checked against the rules in force at its effective time (a backdated one, at its date).
+	if refusal := l.checkRules(c.EnvelopeID, c.Project, c.Amount, c.Policy, eff); refusal != nil {
+		return CreateHoldResult{}, refusal
 	}
 	if env.Available() < c.Amount {
 		return CreateHoldResult{}, refuse(InsufficientFunds, "available", itoa(env.Available()), "requested", itoa(c.Amount))
@@ -246,11 +244,9 @@ func (l *Ledger) confirmHold(c ConfirmHold, newID string) (ConfirmHoldResult, *R
 	if amount > h.Amount {
 		return ConfirmHoldResult{}, refuse(ConfirmExceedsHeld, "hold", "holds/"+h.ID, "held", itoa(h.Amount), "requested", itoa(amount))
 	}
-	// A backdated confirmation is checked against the rules in force at its date: none of the model's.
-	if c.Effective.IsZero() {
-		if refusal := l.checkRules(h.EnvelopeID, h.Project, amount, h.Policy); refusal != nil {
-			return ConfirmHoldResult{}, refusal
-		}
+	// It is checked against the rules in force at its effective time (a backdated one, at its date).
+	if refusal := l.checkRules(h.EnvelopeID, h.Project, amount, h.Policy, eff); refusal != nil {
+		return ConfirmHoldResult{}, refusal
 	}
 	var ok bool
 	if env.Committed, ok = add(env.Committed, amount); !ok {

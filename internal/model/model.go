@@ -14,9 +14,11 @@
 //   - An award (Commit) takes an amount from an envelope's available amount for one project, if
 //     the funding rules in force on the envelope allow it; a release returns part of what a
 //     commitment still holds.
-//   - Funding rules: each envelope has at most one rule set in force (the latest one given);
-//     an envelope's effective rules take each rule from the nearest envelope of its chain
-//     (itself, its parent, … the root) whose rule set in force sets it. Checked in this order:
+//   - Funding rules: each envelope has at most one rule set in force at a time: of the rule sets
+//     given to it, the one in force from the latest time at or before that time (of two from the
+//     same time, the one given last); an award is judged at its effective time. An envelope's
+//     effective rules take each rule from the nearest envelope of its chain (itself, its parent,
+//     … the root) whose rule set in force sets it. Checked in this order:
 //     the award window, the minimum population, the maximum funding share (what the project
 //     already holds on the same envelope, awards minus releases, plus the amount, must not pass
 //     ⌊eligible cost × bps / 10,000⌋; a share of 10,000 bps lifts the rule).
@@ -52,16 +54,16 @@
 // run, and rule sets may only name times outside it (an effective time before the span means "at
 // once", one after it "never within the run"; an award window either contains the whole span or
 // none of it). SetRules panics on a time inside the span: the model could not decide it. A time
-// before the span means "at once" only at or before the latest effective time of the envelope and
-// its descendants (the ledger keeps a later one, and checks awards dated after it against the
-// rule set): SetRules panics on a later one too.
+// before the span means "at once" at or before the latest effective time of the envelope and its
+// descendants; a later one is kept: the rule set is in force from that date, for the awards dated
+// from then on (and for those within the run, until a rule set in force from a later time).
 //
 // Effective times. A mutation may say when it took effect; the model writes a time within the run
 // as Now (later than every backdated time) and decides the backdating rule: not in the future
 // (after the span), not before an envelope it posts to, a reduction not before its envelope's
-// latest effective time, a release not before its commitment. A backdated award is checked
-// against the rules in force at its date: none of the model's rule sets is (each is in force
-// from a time within the run, or after it).
+// latest effective time, a release not before its commitment. A backdated award (or hold, or
+// confirmation) is checked against the rules in force at its date, the award window included:
+// the rule sets kept at a date at or before it, never one in force from a time within the run.
 //
 // Names. The ledger names commitments; the model is told the name (Commit's newID) and only
 // checks that it is fresh.
@@ -261,7 +263,8 @@ type (
 		EnvelopeID, Call string
 		Rules            Rules
 		// AtOnce: in force from the decision on (the ledger stamps the decision time);
-		// otherwise EffectiveFrom is the time asked, after the span.
+		// otherwise EffectiveFrom is the time asked: after the span, or a date before it kept
+		// (after the latest effective time of the envelope and its descendants).
 		AtOnce        bool
 		EffectiveFrom time.Time
 	}
@@ -298,8 +301,9 @@ type Ledger struct {
 	span        Span
 	envelopes   map[string]Envelope
 	commitments map[string]Commitment
-	// rules holds the rule set in force on each envelope that has one.
-	rules    map[string]Rules
+	// rules holds each envelope's rule sets that are in force at some time of the run or before
+	// it, in the order they were given (one in force only after the run is not kept).
+	rules    map[string][]ruleSet
 	requests map[string]record
 	// versions counts the writes of each envelope, ruleSets the rule sets given to it: the
 	// model's etags.
@@ -323,14 +327,14 @@ type Ledger struct {
 // New returns an empty ledger whose decisions are made within span.
 func New(span Span) *Ledger {
 	return &Ledger{span: span, envelopes: map[string]Envelope{}, commitments: map[string]Commitment{},
-		rules: map[string]Rules{}, requests: map[string]record{}, versions: map[string]int64{}, ruleSets: map[string]int64{},
+		rules: map[string][]ruleSet{}, requests: map[string]record{}, versions: map[string]int64{}, ruleSets: map[string]int64{},
 		holds: map[string]Hold{}, now: span.From}
 }
 
 // Clone returns a copy that shares nothing mutable with l.
 func (l *Ledger) Clone() *Ledger {
 	c := &Ledger{span: l.span, envelopes: make(map[string]Envelope, len(l.envelopes)),
-		commitments: make(map[string]Commitment, len(l.commitments)), rules: make(map[string]Rules, len(l.rules)),
+		commitments: make(map[string]Commitment, len(l.commitments)), rules: make(map[string][]ruleSet, len(l.rules)),
 		requests:        make(map[string]record, len(l.requests)),
 		envelopeOrder:   l.envelopeOrder[:len(l.envelopeOrder):len(l.envelopeOrder)],
 		commitmentOrder: l.commitmentOrder[:len(l.commitmentOrder):len(l.commitmentOrder)],
@@ -346,7 +350,7 @@ func (l *Ledger) Clone() *Ledger {
 		c.commitments[k] = v
 	}
 	for k, v := range l.rules {
-		c.rules[k] = v // Rules' pointers are never written through
+		c.rules[k] = v[:len(v):len(v)] // appends copy; Rules' pointers are never written through
 	}
 	for k, v := range l.requests {
 		c.requests[k] = v // results are values, never written after recording
@@ -789,6 +793,14 @@ func (l *Ledger) atOnce(t time.Time) bool {
 	panic(fmt.Sprintf("model: effective time %s falls within the run's span; the model cannot decide it", t))
 }
 
+// windowContains reports whether w contains time at (Now: every decision of the run, or none).
+func (l *Ledger) windowContains(w Window, at time.Time) bool {
+	if at.Equal(Now) {
+		return l.windowContainsRun(w)
+	}
+	return (w.Start.IsZero() || !at.Before(w.Start)) && (w.End.IsZero() || at.Before(w.End))
+}
+
 // windowContainsRun reports whether w contains every decision of the run (true) or none (false).
 func (l *Ledger) windowContainsRun(w Window) bool {
 	startOK := w.Start.IsZero() || !w.Start.After(l.span.From)
@@ -838,19 +850,20 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 	if _, refusal = l.Envelope(c.EnvelopeID); refusal == nil && c.ETag != "" && c.ETag != l.RulesETag(c.EnvelopeID) {
 		return res, refuse(ETagMismatch, "envelope", "envelopes/"+c.EnvelopeID) // not recorded
 	}
+	from := Now // at once: from its decision, within the run
 	if refusal == nil && atOnce && !c.EffectiveTime.IsZero() {
-		// A past time means "at once" only at or before the latest effective time recorded on
-		// the envelope or a descendant; after it, the ledger keeps it (rules by effective date,
-		// docs/dates.md), which the model does not state.
+		// A past time means "at once" at or before the latest effective time recorded on the
+		// envelope or a descendant (rules never apply retroactively to what is recorded); after
+		// it, the rule set is kept at that time (a programme recorded after the fact): awards
+		// dated from then on are judged by it (docs/dates.md, "Funding rules by effective date").
 		var latest time.Time
 		for _, id := range l.envelopeOrder {
 			if l.inSubtree(id, c.EnvelopeID) && l.envelopes[id].LatestEffectiveAt.After(latest) {
 				latest = l.envelopes[id].LatestEffectiveAt
 			}
 		}
-		if c.EffectiveTime.After(latest) {
-			panic(fmt.Sprintf("model: a rule set dated %s, after the latest effective time of envelope %s and its descendants (%s); the model cannot decide it",
-				c.EffectiveTime, c.EnvelopeID, latest))
+		if t := c.EffectiveTime.UTC().Truncate(time.Microsecond); t.After(latest) {
+			from, atOnce = t, false
 		}
 	}
 	if refusal == nil {
@@ -861,14 +874,43 @@ func (l *Ledger) SetRules(c SetRules) (SetRulesResult, *Refusal) {
 			}
 		}
 		res = SetRulesResult{EnvelopeID: c.EnvelopeID, Call: c.Call, Rules: c.Rules, AtOnce: atOnce}
-		if atOnce {
-			l.rules[c.EnvelopeID] = c.Rules
-		} else {
+		switch {
+		case atOnce:
+			l.rules[c.EnvelopeID] = append(l.rules[c.EnvelopeID], ruleSet{from: Now, rules: c.Rules})
+		case from.Before(l.span.From): // kept at its past time
+			res.EffectiveFrom = from
+			l.rules[c.EnvelopeID] = append(l.rules[c.EnvelopeID], ruleSet{from: from, rules: c.Rules})
+		default: // in force only after the run: never within it, nor before it
 			res.EffectiveFrom = c.EffectiveTime.UTC()
 		}
 	}
 	l.remember(requestKey(c.Caller, c.RequestID), payload, res, refusal)
 	return res, refusal
+}
+
+// ruleSet is a rule set given to an envelope, in force from a time: a date before the run, or
+// Now for one in force from its decision within the run.
+type ruleSet struct {
+	from  time.Time
+	rules Rules
+}
+
+// inForce returns the rule set in force on an envelope at time at (Now: within the run): of those
+// in force from a time at or before at, the one from the latest time, and of two from the same
+// time the one given last (the ledger orders them by effective time, then by id, and ids are
+// made in order: UUIDv7).
+func (l *Ledger) inForce(envelopeID string, at time.Time) (Rules, bool) {
+	var (
+		best  Rules
+		found bool
+		from  time.Time
+	)
+	for _, rs := range l.rules[envelopeID] {
+		if !rs.from.After(at) && (!found || !rs.from.Before(from)) {
+			best, found, from = rs.rules, true, rs.from
+		}
+	}
+	return best, found
 }
 
 // effective is an envelope's effective rules: each rule from the nearest envelope of its chain
@@ -878,10 +920,11 @@ type effective struct {
 	window               *Window
 }
 
-func (l *Ledger) effectiveRules(envelopeID string) effective {
+// effectiveRules are an envelope's effective rules at time at (Now: within the run).
+func (l *Ledger) effectiveRules(envelopeID string, at time.Time) effective {
 	var e effective
 	for id := envelopeID; id != ""; id = l.envelopes[id].ParentID {
-		r, ok := l.rules[id]
+		r, ok := l.inForce(id, at)
 		if !ok {
 			continue
 		}
@@ -909,10 +952,11 @@ func (l *Ledger) projectHolds(envelopeID, project string) *big.Int {
 	return sum
 }
 
-// checkRules decides whether an award on envelopeID obeys the rules in force.
-func (l *Ledger) checkRules(envelopeID, project string, amount int64, p Policy) *Refusal {
-	r := l.effectiveRules(envelopeID)
-	if r.window != nil && !l.windowContainsRun(*r.window) {
+// checkRules decides whether an award on envelopeID, effective at time at (Now: within the run),
+// obeys the rules in force at that time, its award window included.
+func (l *Ledger) checkRules(envelopeID, project string, amount int64, p Policy, at time.Time) *Refusal {
+	r := l.effectiveRules(envelopeID, at)
+	if r.window != nil && !l.windowContains(*r.window, at) {
 		return refuse(PolicyViolation, "rule", "award_window")
 	}
 	if r.minPopulation != nil && *r.minPopulation > 0 {
@@ -1035,12 +1079,9 @@ func (l *Ledger) award(envelopeID, newID string, it BulkItem, given time.Time) (
 	if refusal != nil {
 		return Commitment{}, Envelope{}, refusal
 	}
-	// A backdated award is checked against the rules in force at its date: every rule set the
-	// model knows is in force from a time within the run or after it, so none is.
-	if given.IsZero() {
-		if refusal := l.checkRules(envelopeID, it.Project, it.Amount, it.Policy); refusal != nil {
-			return Commitment{}, Envelope{}, refusal
-		}
+	// It is checked against the rules in force at its effective time (a backdated one, at its date).
+	if refusal := l.checkRules(envelopeID, it.Project, it.Amount, it.Policy, eff); refusal != nil {
+		return Commitment{}, Envelope{}, refusal
 	}
 	if env.Available() < it.Amount {
 		return Commitment{}, Envelope{}, refuse(InsufficientFunds, "available", itoa(env.Available()), "requested", itoa(it.Amount))

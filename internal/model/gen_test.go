@@ -62,6 +62,8 @@ type generator struct {
 	// ids draws the awards' publication identifiers (SIRET, RNA): a source of its own, so that
 	// a seed draws the same operations as before they had them.
 	ids *rand.Rand
+	// ruleDates draws the past dates of rule sets: a source of its own too.
+	ruleDates *rand.Rand
 }
 
 // etag draws the etags of a move or a rule change: none most often.
@@ -74,7 +76,7 @@ func (g *generator) etag() *etagUse {
 
 func newGenerator(seed uint64, v view, prefix string, names []string) *generator {
 	return &generator{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), view: v, prefix: prefix, names: names,
-		ids: rand.New(rand.NewPCG(seed, seed^0x5123e7))}
+		ids: rand.New(rand.NewPCG(seed, seed^0x5123e7)), ruleDates: rand.New(rand.NewPCG(seed, seed^0x7a1e5da7e))}
 }
 
 func (g *generator) chance(p float64) bool { return g.r.Float64() < p }
@@ -356,7 +358,61 @@ func (g *generator) setRules() op {
 	default:
 		c.EffectiveTime = timeFuture // never within the run
 	}
+	c.EffectiveTime = g.ruleDate(c.EnvelopeID, c.EffectiveTime)
 	return op{rules: c, etag: g.etag()}
+}
+
+// ruleDate draws, instead of a rule set's effective time drawn (none, timePast, or timeFuture),
+// now and then a date of 2021, from a source of its own (so that a seed draws the same operations
+// as before). One at or before the latest effective time of the envelope and its descendants is
+// in force at once; one after it is kept, in force from that date for the awards dated from then
+// on (and now, until a rule set is given at once), perhaps before or at the date of a rule set
+// kept already. When the generator sees only dates in the envelope's subtree, most rule sets
+// get a date around the latest of them, about half of them kept; else a few get one around the
+// generator's clock (at once: the subtree has a time of the run), which it reads, never moves.
+func (g *generator) ruleDate(envelopeID string, drawn time.Time) time.Time {
+	if drawn.Equal(timeFuture) {
+		return drawn
+	}
+	if latest, dated := g.subtreeLatest(envelopeID); dated {
+		if g.ruleDates.IntN(5) == 0 {
+			return drawn
+		}
+		return latest.AddDate(0, 0, g.ruleDates.IntN(9)-4)
+	}
+	if g.ruleDates.IntN(5) >= 1 {
+		return drawn
+	}
+	around := g.clock
+	if around.IsZero() {
+		around = backdatedFrom
+	}
+	return around.AddDate(0, 0, g.ruleDates.IntN(12)-6)
+}
+
+// subtreeLatest returns the latest effective time the generator sees on an envelope and its
+// descendants, and whether it is a date before the run (not a time of the run, nor unknown: the
+// concurrent test's clients see their envelopes without times).
+func (g *generator) subtreeLatest(envelopeID string) (time.Time, bool) {
+	envs := g.view.envelopes()
+	parent := map[string]string{}
+	for _, e := range envs {
+		parent[e.ID] = e.ParentID
+	}
+	var latest time.Time
+	found := false
+	for _, e := range envs {
+		for id := e.ID; id != ""; id = parent[id] {
+			if id == envelopeID {
+				found = true
+				if e.LatestEffectiveAt.After(latest) {
+					latest = e.LatestEffectiveAt
+				}
+				break
+			}
+		}
+	}
+	return latest, found && !latest.IsZero() && latest.Before(backdatedUntil)
 }
 
 func (g *generator) policy(amount int64) model.Policy {

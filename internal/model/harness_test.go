@@ -726,6 +726,9 @@ func (t tally) add(o op, a answer) {
 	if outcome == "ok" && o.rules == nil && strings.Contains(o.String(), " effective=") {
 		t[kind+" ok, backdated"]++ // the backdating rule's acceptances, beside its refusals
 	}
+	if outcome == "ok" && a.Rules != nil && !a.Rules.AtOnce && a.Rules.EffectiveFrom.Before(backdatedUntil.AddDate(1, 0, 0)) {
+		t[kind+" ok, kept at its past date"]++ // in force from a date before the run
+	}
 }
 
 func (t tally) String() string {

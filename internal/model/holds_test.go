@@ -77,6 +77,9 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 	// Effective times are drawn from a source of their own, so that a seed draws the same
 	// operations as before they had dates.
 	dates := &holdDates{r: rand.New(rand.NewPCG(seed, seed^0xda7e5)), clock: backdatedFrom}
+	// Rule sets' dates too: a source of their own, so that a seed draws the same operations and
+	// the same dates of everything else as before rule sets had dates.
+	ruleDates := rand.New(rand.NewPCG(seed, seed^0x7a1e5))
 	ctx := t.Context()
 	prefix := fmt.Sprintf("h%t%d-", batching, seed%100000)
 	var (
@@ -117,6 +120,38 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 	holdDated := func(id string) bool {
 		h, refusal := m.Hold(id)
 		return refusal == nil && h.EffectiveAt.Before(backdatedUntil)
+	}
+	// ruleDate draws a rule set's effective time: when the envelope and its descendants have only
+	// dates so far, mostly a date around the latest of them (after it, the rule set is kept at
+	// it; else it is in force at once); else now and then a date around the dates' clock (at
+	// once: the subtree has a time of the run), mostly none.
+	ruleDate := func(id string) time.Time {
+		var latest time.Time
+		found := false
+		for _, e := range m.EnvelopeIDs() {
+			env, _ := m.Envelope(e)
+			for x := e; x != ""; {
+				if x == id {
+					found = true
+					if env.LatestEffectiveAt.After(latest) {
+						latest = env.LatestEffectiveAt
+					}
+					break
+				}
+				up, _ := m.Envelope(x)
+				x = up.ParentID
+			}
+		}
+		switch {
+		case found && latest.Before(backdatedUntil):
+			if ruleDates.IntN(5) == 0 {
+				return time.Time{}
+			}
+			return latest.AddDate(0, 0, ruleDates.IntN(9)-4)
+		case ruleDates.IntN(4) == 0:
+			return dates.clock.AddDate(0, 0, -ruleDates.IntN(10))
+		}
+		return time.Time{}
 	}
 	policy := func() model.Policy {
 		var p model.Policy
@@ -227,10 +262,22 @@ func runHolds(t *testing.T, database string, batching bool, seed uint64, ops int
 				rules.MinPopulation = &pop
 			}
 			c := model.SetRules{RequestID: nextID(), Caller: "admin", EnvelopeID: pickEnv(), Call: "appel", Rules: rules}
-			_, wantR := m.SetRules(c)
-			_, err := l.SetRules(ctx, ledger.SetRules{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
-				Call: c.Call, Rules: toLedgerRules(c.Rules)})
-			compare(t, i, "SetRules", tally, nil, wantR, func() any { return nil }, err)
+			c.EffectiveTime = ruleDate(c.EnvelopeID)
+			want, wantR := m.SetRules(c)
+			got, err := l.SetRules(ctx, ledger.SetRules{RequestID: c.RequestID, Caller: c.Caller, EnvelopeID: c.EnvelopeID,
+				Call: c.Call, EffectiveTime: c.EffectiveTime, Rules: toLedgerRules(c.Rules)})
+			kind := "SetRules" + dated(c.EffectiveTime)
+			if wantR == nil && !want.AtOnce {
+				kind += " kept at its date"
+			}
+			// Whether it is in force at once, else from when: a time of the run is at once.
+			compare(t, i, kind, tally, []any{want.AtOnce, want.EffectiveFrom}, wantR, func() any {
+				from := got.RuleSet.EffectiveFrom.UTC()
+				if !from.Before(t0) {
+					return []any{true, time.Time{}}
+				}
+				return []any{false, from}
+			}, err)
 		case roll < 82 && len(requests) > 0:
 			check(t, i, tally, requests[r.IntN(len(requests))]) // a retry: the first outcome again
 		case roll < 90:

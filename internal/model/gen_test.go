@@ -64,6 +64,9 @@ type generator struct {
 	ids *rand.Rand
 	// ruleDates draws the past dates of rule sets: a source of its own too.
 	ruleDates *rand.Rand
+	// dated makes nearly every request dated, the clock moving by hours (TestModelSequentialDated):
+	// envelopes keep dates only for long, so that rule sets with past dates are often kept.
+	dated bool
 }
 
 // etag draws the etags of a move or a rule change: none most often.
@@ -88,6 +91,9 @@ func (g *generator) effective() time.Time {
 	if g.clock.IsZero() {
 		g.clock = backdatedFrom
 	}
+	if g.dated {
+		return g.datedEffective()
+	}
 	switch x := g.r.IntN(100); {
 	case x < 60:
 		return time.Time{}
@@ -97,6 +103,24 @@ func (g *generator) effective() time.Time {
 		}
 		if g.chance(0.2) {
 			return g.clock.AddDate(0, 0, -g.r.IntN(30)) // perhaps before what is recorded
+		}
+		return g.clock
+	}
+	return timeFuture
+}
+
+// datedEffective is effective for a dated generator: nearly always a date, the clock moving by
+// hours, now and then a day or two before it; rarely none (a time of the run), or the future.
+func (g *generator) datedEffective() time.Time {
+	switch x := g.r.IntN(100); {
+	case x < 3:
+		return time.Time{}
+	case x < 99:
+		if next := g.clock.Add(time.Duration(g.r.IntN(12)) * time.Hour); next.Before(backdatedUntil) {
+			g.clock = next
+		}
+		if g.chance(0.2) {
+			return g.clock.Add(-time.Duration(g.r.IntN(48)) * time.Hour) // perhaps before what is recorded
 		}
 		return g.clock
 	}
@@ -378,7 +402,11 @@ func (g *generator) ruleDate(envelopeID string, drawn time.Time) time.Time {
 		if g.ruleDates.IntN(5) == 0 {
 			return drawn
 		}
-		return latest.AddDate(0, 0, g.ruleDates.IntN(9)-4)
+		unit := 24 * time.Hour
+		if g.dated {
+			unit = 8 * time.Hour // the clock moves by hours
+		}
+		return latest.Add(time.Duration(g.ruleDates.IntN(9)-4) * unit)
 	}
 	if g.ruleDates.IntN(5) >= 1 {
 		return drawn

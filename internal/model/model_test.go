@@ -161,7 +161,7 @@ func TestModelSequential(t *testing.T) {
 					if !batching {
 						kind = "s1" // another namespace on the same database
 					}
-					first, span := runSequential(t, l, kind, seed, ops)
+					first, span := runSequential(t, l, kind, seed, ops, false)
 					runs = append(runs, recorded{first, span})
 					total += ops
 				}
@@ -193,6 +193,32 @@ func TestModelSequential(t *testing.T) {
 	})
 }
 
+// TestModelSequentialDated is TestModelSequential's comparison (without the replays after
+// reopening) with nearly every request dated: envelopes and their subtrees keep only dates for
+// long, so that rule sets given past dates are often kept at them (after the latest effective
+// time of the envelope and its descendants) and judge awards, bulk awards and later rule sets
+// dated on both sides of them, and those of the run (funding rules by effective date).
+func TestModelSequentialDated(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, database string) {
+		for _, batching := range []bool{true, false} {
+			t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
+				l := openLedgerWith(t, database, ledger.Config{DisableBatching: !batching})
+				for run, seed := range seeds(t) {
+					ops := opsPerRun(1000)
+					t.Logf("run %d: seed %d, %d operations", run, seed, ops)
+					kind := "d"
+					if !batching {
+						kind = "d1" // another namespace on the same database
+					}
+					runSequential(t, l, kind, seed, ops, true)
+				}
+				verify(t, l, "")
+			})
+		}
+	})
+}
+
 // names returns the envelope ids a run may create: its namespace keeps runs on one database
 // apart.
 func runPrefix(kind string, seed uint64) string { return kind + strconv.FormatUint(seed, 36) + "-" }
@@ -204,7 +230,7 @@ type step struct {
 
 // runSequential returns the ledger's first answer to each request it recorded, by caller and
 // request id, and the span of its decisions.
-func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops int) (map[string]step, model.Span) {
+func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops int, dated bool) (map[string]step, model.Span) {
 	t.Helper()
 	ctx := t.Context()
 	span := newSpan()
@@ -220,6 +246,7 @@ func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops
 	g := newGenerator(seed, modelView{m}, prefix, names)
 	g.roots = true
 	g.etags = true
+	g.dated = dated
 	seen := map[string]etagPair{} // etags read so far, for ops that send an old one
 	// The first operations fund two roots, so that the run does not start with refusals only.
 	g.sent = nil
@@ -242,6 +269,9 @@ func runSequential(t *testing.T, l *ledger.Ledger, kind string, seed uint64, ops
 		case 0, 1:
 			o = op{create: &model.CreateEnvelope{RequestID: g.requestID(), Caller: "admin:model",
 				EnvelopeID: names[i], DisplayName: "root", Allocation: 1_000_000_000}}
+			if dated {
+				o.create.Effective = backdatedFrom
+			}
 		default:
 			o = g.next()
 		}

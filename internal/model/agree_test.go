@@ -422,8 +422,8 @@ func TestModelAgreesOnRuleSetsByDate(t *testing.T) {
 		a.send(model.PolicyViolation, award("a2-0620", "fund2", 1_000, model.Policy{}, day(2021, 6, 20)))
 		a.send("", award("a2-0702", "fund2", 1_000, model.Policy{}, day(2021, 7, 2)))
 		h := a.createHold("", dated("h2-0703", day(2021, 7, 3), model.Policy{}))
-		// Not after the latest effective time (3 July): at once.
-		a.send("", rules("r2-0702", "fund2", day(2021, 7, 2), model.Rules{MinPopulation: ptr(500_000)}))
+		// At the latest effective time (3 July), not after it: at once.
+		a.send("", rules("r2-0703", "fund2", day(2021, 7, 3), model.Rules{MinPopulation: ptr(500_000)}))
 		a.confirmHold("", model.ConfirmHold{RequestID: "c2-0704", Caller: "service:a", HoldID: h, Effective: day(2021, 7, 4)})
 		h = a.createHold("", dated("h2-0705", day(2021, 7, 5), model.Policy{}))
 		a.confirmHold(model.PolicyViolation, model.ConfirmHold{RequestID: "c2-now", Caller: "service:a", HoldID: h})

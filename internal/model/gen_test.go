@@ -383,7 +383,35 @@ func (g *generator) setRules() op {
 		c.EffectiveTime = timeFuture // never within the run
 	}
 	c.EffectiveTime = g.ruleDate(c.EnvelopeID, c.EffectiveTime)
+	r.AwardWindow = g.ruleWindow(r.AwardWindow)
 	return op{rules: c, etag: g.etag()}
+}
+
+// ruleWindow returns the award window drawn (none, or one of the fixed ones) or, now and then, one
+// of 2021 around the generator's clock instead, from the rule dates' source (so that a seed draws
+// the same operations as before): one that closes in 2021 takes no award of the run, but judges
+// the awards dated in it or out of it by a rule set in force at their dates; one that opens in
+// 2021 and never closes takes those of the run, and those dated from its start. A window that is
+// INVALID_ARGUMENT stays so.
+func (g *generator) ruleWindow(w *model.Window) *model.Window {
+	if w != nil && !w.Start.IsZero() && !w.End.IsZero() && !w.Start.Before(w.End) {
+		return w
+	}
+	if g.ruleDates.IntN(4) > 0 {
+		return w
+	}
+	clock := g.clock
+	if clock.IsZero() {
+		clock = backdatedFrom
+	}
+	start := clock.AddDate(0, 0, -g.ruleDates.IntN(20))
+	switch g.ruleDates.IntN(3) {
+	case 0:
+		return &model.Window{Start: start, End: start.AddDate(0, 0, 1+g.ruleDates.IntN(20))}
+	case 1:
+		return &model.Window{Start: start}
+	}
+	return &model.Window{End: start}
 }
 
 // ruleDate draws, instead of a rule set's effective time drawn (none, timePast, or timeFuture),

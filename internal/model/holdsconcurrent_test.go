@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,16 @@ import (
 //     names the ledger gave, is accepted there with the same result (the hold, commitment,
 //     payment and envelope figures it answered): the batch decided them as one transaction after
 //     another would have, in that order;
+//
+// It runs undated, and dated: every request dated (an undated award or hold would make the
+// envelope's latest effective time a time of the run, and every dated award or hold after it
+// would be refused), a minute after the last date any caller drew (a counter the callers share,
+// so that a hold's confirmation is dated after the hold; an award or hold that takes the lock
+// after a later-dated one is refused, before the envelope's latest effective time). The envelope
+// takes effect on a date and, besides the share in force now, has a stricter one kept at a later
+// date (funding rules by effective date): dated awards, holds and confirmations are judged by no
+// rule before that date and by that one from it. Refusals are not compared (they depend on the
+// interleaving); the accepted requests are.
 //   - the ledger's envelope, holds and commitments end as the model's;
 //   - every request sent again is answered exactly as the first time (invariant 5);
 //   - the verifier finds nothing.
@@ -36,16 +47,25 @@ func TestModelHoldsConcurrent(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, database string) {
 		for _, batching := range []bool{true, false} {
-			t.Run(fmt.Sprintf("batching=%t", batching), func(t *testing.T) {
-				for run, seed := range seeds(t) {
-					ops := opsPerRun(480)
-					t.Logf("run %d: seed %d, %d operations", run, seed, ops)
-					runHoldsConcurrent(t, database, batching, seed, ops)
-				}
-			})
+			for _, withDates := range []bool{false, true} {
+				t.Run(fmt.Sprintf("batching=%t/dated=%t", batching, withDates), func(t *testing.T) {
+					for run, seed := range seeds(t) {
+						ops := opsPerRun(480)
+						t.Logf("run %d: seed %d, %d operations", run, seed, ops)
+						runHoldsConcurrent(t, database, batching, withDates, seed, ops)
+					}
+				})
+			}
 		}
 	})
 }
+
+// The dates of TestModelHoldsConcurrent: the envelope's, and the stricter rule set's, kept at
+// two hours after it (the callers' dates are a minute apart).
+var (
+	hcDatesFrom = time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
+	hcRulesFrom = hcDatesFrom.Add(2 * time.Hour)
+)
 
 // hcCall is one request of a caller and what the ledger answered.
 type hcCall struct {
@@ -63,7 +83,7 @@ type hcAnswer struct {
 	err    error
 }
 
-func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint64, ops int) {
+func runHoldsConcurrent(t *testing.T, database string, batching, withDates bool, seed uint64, ops int) {
 	ctx := t.Context()
 	l, err := ledger.Open(ctx, database, ledger.Config{TxTimeout: 10 * time.Minute, DisableBatching: !batching,
 		HoldSweepInterval: -1})
@@ -72,17 +92,21 @@ func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint6
 	}
 	defer l.Close()
 	prefix := fmt.Sprintf("hc%t%d-", batching, seed%100000)
+	if withDates {
+		prefix = fmt.Sprintf("hcd%t%d-", batching, seed%100000)
+	}
 	envID := prefix + "e"
 	span := newSpan()
 
-	// The envelope and its rule, in the ledger and the model alike.
+	// The envelope and its rules, in the ledger and the model alike.
 	m := model.New(span)
-	ce := model.CreateEnvelope{RequestID: prefix + "setup-envelope", Caller: "admin", EnvelopeID: envID, Allocation: 3_000_000}
+	ce := model.CreateEnvelope{RequestID: prefix + "setup-envelope", Caller: "admin", EnvelopeID: envID, Allocation: 3_000_000,
+		Effective: hcDatesFrom}
 	if _, r := m.CreateEnvelope(ce); r != nil {
 		t.Fatal(r)
 	}
 	if _, err := l.CreateEnvelope(ctx, ledger.CreateEnvelope{RequestID: ce.RequestID, Caller: ce.Caller, EnvelopeID: envID,
-		Allocation: ce.Allocation}); err != nil {
+		Allocation: ce.Allocation, Effective: ce.Effective}); err != nil {
 		t.Fatal(err)
 	}
 	bps := int64(8000)
@@ -93,6 +117,18 @@ func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint6
 	}
 	if _, err := l.SetRules(ctx, ledger.SetRules{RequestID: sr.RequestID, Caller: sr.Caller, EnvelopeID: envID, Call: sr.Call,
 		Rules: toLedgerRules(sr.Rules)}); err != nil {
+		t.Fatal(err)
+	}
+	// Given after it, but kept at its date (after the envelope's latest effective time): dated
+	// requests from then on are judged by it, the undated ones still by the share in force at once.
+	stricter := int64(5000)
+	kept := model.SetRules{RequestID: prefix + "setup-rules-dated", Caller: "admin", EnvelopeID: envID, Call: "appel-dated",
+		EffectiveTime: hcRulesFrom, Rules: model.Rules{MaxFundingShareBPS: &stricter}}
+	if res, r := m.SetRules(kept); r != nil || res.AtOnce {
+		t.Fatalf("the model does not keep the rule set dated %s: %+v %v", hcRulesFrom, res, r)
+	}
+	if _, err := l.SetRules(ctx, ledger.SetRules{RequestID: kept.RequestID, Caller: kept.Caller, EnvelopeID: envID,
+		Call: kept.Call, EffectiveTime: kept.EffectiveTime, Rules: toLedgerRules(kept.Rules)}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -131,12 +167,23 @@ func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint6
 	const callers = 8
 	perCaller := max(1, ops/callers)
 	calls := make([][]*hcCall, callers)
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		ticks atomic.Int64 // the dates drawn so far, by all callers
+	)
 	for c := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(seed, uint64(c)))
+			// A dated run's dates: a minute after the last date any caller drew (the operations
+			// a seed draws are the same, dated or not).
+			date := func() time.Time {
+				if !withDates {
+					return time.Time{}
+				}
+				return hcDatesFrom.Add(time.Duration(ticks.Add(1)) * time.Minute)
+			}
 			caller := fmt.Sprintf("service:%d", c%3)
 			for i := range perCaller {
 				call := &hcCall{}
@@ -146,23 +193,24 @@ func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint6
 				case roll < 25:
 					amount := int64(1 + r.IntN(60_000))
 					cmd := model.Commit{RequestID: rid, Caller: caller, EnvelopeID: envID, Beneficiary: "b", Project: project,
-						Amount: amount, Policy: policy(r, amount)}
-					call.kind, call.cmd = "Commit", cmd
+						Amount: amount, Policy: policy(r, amount), Effective: date()}
+					call.kind, call.cmd = "Commit"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.Commit(ctx, ledger.Commit{RequestID: cmd.RequestID, Caller: cmd.Caller, EnvelopeID: cmd.EnvelopeID,
-							Beneficiary: cmd.Beneficiary, Project: cmd.Project, Amount: cmd.Amount, Policy: toLedgerPolicy(cmd.Policy)})
+							Beneficiary: cmd.Beneficiary, Project: cmd.Project, Amount: cmd.Amount, Policy: toLedgerPolicy(cmd.Policy),
+							Effective: cmd.Effective})
 						call.answer(err, got.EntryID, got.Commitment.ID,
 							model.CommitResult{Commitment: fromCommitment(got.Commitment), Envelope: fromEnvelope(got.Envelope)})
 					}
 				case roll < 55:
 					amount := int64(1 + r.IntN(60_000))
 					cmd := model.CreateHold{RequestID: rid, Caller: caller, EnvelopeID: envID, Beneficiary: "b", Project: project,
-						Amount: amount, Policy: policy(r, amount)}
-					call.kind, call.cmd = "CreateHold", cmd
+						Amount: amount, Policy: policy(r, amount), Effective: date()}
+					call.kind, call.cmd = "CreateHold"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.CreateHold(ctx, ledger.CreateHold{RequestID: cmd.RequestID, Caller: cmd.Caller,
 							EnvelopeID: cmd.EnvelopeID, Beneficiary: cmd.Beneficiary, Project: cmd.Project, Amount: cmd.Amount,
-							Policy: toLedgerPolicy(cmd.Policy)})
+							Policy: toLedgerPolicy(cmd.Policy), Effective: cmd.Effective})
 						call.answer(err, got.EntryID, got.Hold.ID,
 							model.CreateHoldResult{Hold: fromHold(got.Hold), Envelope: fromEnvelope(got.Envelope)})
 					}
@@ -171,41 +219,43 @@ func runHoldsConcurrent(t *testing.T, database string, batching bool, seed uint6
 					if r.IntN(2) == 0 {
 						cmd.Amount = int64(1 + r.IntN(70_000)) // sometimes more than held
 					}
-					call.kind, call.cmd = "ConfirmHold", cmd
+					cmd.Effective = date()
+					call.kind, call.cmd = "ConfirmHold"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.ConfirmHold(ctx, ledger.ConfirmHold{RequestID: cmd.RequestID, Caller: cmd.Caller,
-							HoldID: cmd.HoldID, Amount: cmd.Amount})
+							HoldID: cmd.HoldID, Amount: cmd.Amount, Effective: cmd.Effective})
 						call.answer(err, got.EntryID, got.Commitment.ID,
 							model.ConfirmHoldResult{Hold: fromHold(got.Hold), Commitment: fromCommitment(got.Commitment),
 								Envelope: fromEnvelope(got.Envelope)})
 					}
 				case roll < 83:
-					cmd := model.CancelHold{RequestID: rid, Caller: caller, HoldID: pickFrom(r, &holds), Reason: "withdrawn"}
-					call.kind, call.cmd = "CancelHold", cmd
+					cmd := model.CancelHold{RequestID: rid, Caller: caller, HoldID: pickFrom(r, &holds), Reason: "withdrawn",
+						Effective: date()}
+					call.kind, call.cmd = "CancelHold"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.CancelHold(ctx, ledger.CancelHold{RequestID: cmd.RequestID, Caller: cmd.Caller,
-							HoldID: cmd.HoldID, Reason: cmd.Reason})
+							HoldID: cmd.HoldID, Reason: cmd.Reason, Effective: cmd.Effective})
 						call.answer(err, got.EntryID, "",
 							model.CancelHoldResult{Hold: fromHold(got.Hold), Envelope: fromEnvelope(got.Envelope)})
 					}
 				case roll < 96:
 					cmd := model.CreatePayment{RequestID: rid, Caller: caller, CommitmentID: pickFrom(r, &commitments),
-						Amount: int64(1 + r.IntN(30_000))}
-					call.kind, call.cmd = "CreatePayment", cmd
+						Amount: int64(1 + r.IntN(30_000)), Effective: date()}
+					call.kind, call.cmd = "CreatePayment"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.CreatePayment(ctx, ledger.CreatePayment{RequestID: cmd.RequestID, Caller: cmd.Caller,
-							CommitmentID: cmd.CommitmentID, Amount: cmd.Amount})
+							CommitmentID: cmd.CommitmentID, Amount: cmd.Amount, Effective: cmd.Effective})
 						call.answer(err, got.EntryID, got.Payment.ID,
 							model.CreatePaymentResult{Payment: model.Payment{ID: got.Payment.ID, CommitmentID: got.Payment.CommitmentID,
 								Amount: got.Payment.Amount}, Commitment: fromCommitment(got.Commitment), Envelope: fromEnvelope(got.Envelope)})
 					}
 				default:
 					cmd := model.CloseCommitment{RequestID: rid, Caller: caller, CommitmentID: pickFrom(r, &commitments),
-						Reason: "done"}
-					call.kind, call.cmd = "CloseCommitment", cmd
+						Reason: "done", Effective: date()}
+					call.kind, call.cmd = "CloseCommitment"+dated(cmd.Effective), cmd
 					call.send = func() {
 						got, err := l.CloseCommitment(ctx, ledger.CloseCommitment{RequestID: cmd.RequestID, Caller: cmd.Caller,
-							CommitmentID: cmd.CommitmentID, Reason: cmd.Reason})
+							CommitmentID: cmd.CommitmentID, Reason: cmd.Reason, Effective: cmd.Effective})
 						call.answer(err, got.EntryID, "",
 							model.CloseCommitmentResult{Commitment: fromCommitment(got.Commitment), Envelope: fromEnvelope(got.Envelope),
 								Returned: got.Returned})

@@ -483,7 +483,7 @@ func replayJournal(span model.Span, entries []ledger.Entry, history []porcupine.
 				it := o.bulk.Items[item]
 				c = &model.Commit{RequestID: e.RequestID, Caller: o.bulk.Caller, EnvelopeID: o.bulk.EnvelopeID,
 					Beneficiary: it.Beneficiary, Project: it.Project, Amount: it.Amount, Description: it.Description,
-					Policy: it.Policy}
+					Policy: it.Policy, Effective: o.bulk.Effective} // the call's date: its rules, and its bounds
 			}
 			if id == "" || m.IDTaken(id) {
 				return nil, fmt.Errorf("entry %s names no new commitment: %+v", e.ID, e.Postings)

@@ -44,8 +44,8 @@ func (o Outcome) typed() any {
 	return nil
 }
 
-// NewOutcome is the outcome of an accepted request with result: a Commit's result kept typed,
-// any other as JSON.
+// NewOutcome is the outcome of an accepted request with result: a Commit's, a CreateHold's or a
+// ConfirmHold's result kept typed (the request log keeps them by reference), any other as JSON.
 func NewOutcome(result any) (Outcome, error) {
 	switch r := result.(type) {
 	case *CommitResult:

@@ -23,7 +23,8 @@ import (
 // journal entry's id. (The entry could be found in the journal instead: a HOLD_CREATED entry is
 // the only one crediting its hold's account, a HOLD_CONFIRMED the only one crediting its
 // commitment's; but a confirmation of part of a hold has three postings, in the postings table
-// rather than the entry's row, so the record keeps the id: 16 bytes.) The packed record holds those, the hold's id, and the canonical checksum of the result
+// rather than the entry's row, so the record keeps the id: 18 bytes with its tag and length.) The
+// packed record holds those, the hold's id, and the canonical checksum of the result
 // (createHoldSum, confirmHoldSum). A replay rebuilds the result from the record and the rows and
 // checks the checksum: the first answer, byte for byte, or an internal error, never another
 // answer. PackCreateHold and PackConfirmHold refuse (and the request log keeps the deflated JSON)

@@ -363,11 +363,13 @@ var positionedEntriesKey = []string{
 // and 5), which a release before them cannot read (it answers a retry of such a request with an
 // INTERNAL error): it changes nothing but the schema's version, so that an older ledgerd refuses
 // the ledger (ErrSchemaNewer) instead of serving it. Records written before keep their format
-// (the JSON deflated) and replay as before. Version 28 is left free for another change (goose runs
-// migrations out of order: WithAllowOutofOrder below).
+// (the JSON deflated) and replay as before. PostgreSQL and CockroachDB record the formats on the
+// column, as migration 28 did.
 var holdResultsByReference = map[string][]string{
-	"sqlite":   {`SELECT 1`},
-	"postgres": {`SELECT 1`},
+	"sqlite": {`SELECT 1`},
+	"postgres": {`COMMENT ON COLUMN requests.packed IS 'by reference: a Commit''s result (format 1; its journal entry is ` +
+		`the COMMITTED entry crediting its commitment, migration 28), a bulk call''s (2), a CreateHold''s (4) or ` +
+		`ConfirmHold''s (5, migration 29); any other outcome deflated (3)'`},
 }
 
 // goMigration is a Go migration: statements run in order (see THE RULE above).

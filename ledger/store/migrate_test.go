@@ -478,3 +478,28 @@ func TestSQLiteNeverMigratesStatementByStatement(t *testing.T) {
 		t.Errorf("after the refusal the database holds %d schema objects (%v), want none", tables, err)
 	}
 }
+
+// TestRecordFormatsHaveTheirMigration protects older releases from request-log records they cannot
+// read: each record format written since a migration that changes no table (28: a Commit's record
+// without its journal entry's id; 29: CreateHold's and ConfirmHold's records by reference) is
+// registered on every engine, so that a release older than it refuses the ledger (ErrSchemaNewer)
+// instead of answering those retries INTERNAL. A migration with no statement on an engine is not
+// registered there (goMigrations): its marker statement must stay.
+func TestRecordFormatsHaveTheirMigration(t *testing.T) {
+	t.Parallel()
+	formats := map[int64]string{28: "a Commit's record without its entry id", 29: "holds' records by reference"}
+	for _, e := range []struct {
+		dialect   string
+		cockroach bool
+	}{{"sqlite", false}, {"postgres", false}, {"postgres", true}} {
+		known, err := knownVersions(e.dialect, e.cockroach)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for v, what := range formats {
+			if !slices.Contains(known, v) {
+				t.Errorf("%s (cockroach %v): migration %d (%s) is not registered", e.dialect, e.cockroach, v, what)
+			}
+		}
+	}
+}

@@ -140,7 +140,7 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 	if len(packed) == 0 {
 		return nil
 	}
-	var ids, holdIDs, awarded []string
+	var ids, holdIDs, confirmed, awarded []string
 	bulks := map[string]*core.PackedBulk{}
 	for key, record := range packed {
 		switch {
@@ -166,6 +166,9 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 				return core.Internal("request %s has an unreadable outcome: %w", key, err)
 			}
 			holdIDs = append(holdIDs, id)
+			if core.IsPackedConfirmHold(record) {
+				confirmed = append(confirmed, id)
+			}
 		default:
 			return core.Internal("request %s has an unreadable outcome: unknown record format %d", key, record[0])
 		}
@@ -176,8 +179,8 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 		if holds, err = LoadHolds(ctx, q, slices.Compact(slices.Sorted(slices.Values(holdIDs)))); err != nil {
 			return err
 		}
-		for _, h := range holds {
-			if h.CommitmentID != "" {
+		for _, id := range confirmed { // only a confirmation's answer shows the hold's commitment
+			if h, ok := holds[id]; ok && h.CommitmentID != "" {
 				ids = append(ids, h.CommitmentID)
 			}
 		}

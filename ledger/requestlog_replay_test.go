@@ -260,9 +260,15 @@ func insertOldRequestRow(t *testing.T, l *Ledger, key, fingerprint string, outco
 	if outcome.Refusal != nil {
 		op = string(outcome.Refusal.Reason)
 	}
-	err = l.db.ReadWrite(t.Context(), func(q store.Querier) error {
-		return q.Write(t.Context(), "INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at) VALUES ($1, $2, $3, $4, $5)",
-			[]any{key, op, fingerprint, string(raw), stamp().At.UnixMicro()}, nil)
+	insertRequestRow(t, l, key, op, fingerprint, string(raw), nil, nil)
+}
+
+// insertRequestRow writes a request-log row as given (digest and packed nil: NULL).
+func insertRequestRow(t *testing.T, l *Ledger, key, op, fingerprint, outcome string, digest, packed any) {
+	t.Helper()
+	err := l.db.ReadWrite(t.Context(), func(q store.Querier) error {
+		return q.Write(t.Context(), "INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at, digest, packed) "+
+			"VALUES ($1, $2, $3, $4, $5, $6, $7)", []any{key, op, fingerprint, outcome, stamp().At.UnixMicro(), digest, packed}, nil)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -396,15 +402,14 @@ func TestCommitRecordsWithTheirEntryReplay(t *testing.T) {
 		insert := func(r []byte) Commit {
 			again := cmd
 			again.RequestID = newRequestID()
-			var digest, fp any
+			var (
+				digest any
+				fp     string
+			)
 			if err := l.db.Reader().QueryRow(ctx, "SELECT digest, fingerprint FROM requests WHERE request_id = $1", key).Scan(&digest, &fp); err != nil {
 				t.Fatal(err)
 			}
-			if err := rawExec(ctx, l, "INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at, digest, packed) "+
-				"VALUES ($1, 'result', $2, '', $3, $4, $5)", core.RequestKey(again.Caller, again.RequestID), fp,
-				stamp().At.UnixMicro(), digest, r); err != nil {
-				t.Fatal(err)
-			}
+			insertRequestRow(t, l, core.RequestKey(again.Caller, again.RequestID), "result", fp, "", digest, r)
 			return again
 		}
 		entries := entryCount(t, l)
@@ -435,13 +440,7 @@ func insertDeflatedRequestRow(t *testing.T, l *Ledger, key string, fingerprint c
 	if record == nil || digest == nil {
 		t.Fatalf("record %x, digest %x", record, digest)
 	}
-	err = l.db.ReadWrite(t.Context(), func(q store.Querier) error {
-		return q.Write(t.Context(), `INSERT INTO requests (request_id, operation, fingerprint, outcome, created_at, digest, packed)
-			VALUES ($1, 'result', '', '', $2, $3, $4)`, []any{key, stamp().At.UnixMicro(), digest, record}, nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	insertRequestRow(t, l, key, "result", "", "", digest, record)
 }
 
 // TestHoldRowsBeforeMigration29Replay protects invariant 5 across migration 29: a CreateHold's and

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,18 +21,26 @@ import (
 // list (a bulk call of 10,000 items is looked up under 20,002 keys).
 func LoadRequests(ctx context.Context, q Querier, keys []string) (map[string]core.Prior, error) {
 	found := map[string]core.Prior{}
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), lookupChunk)]
-		keys = keys[len(chunk):]
-		if err := loadRequests(ctx, q, chunk, found); err != nil {
-			return nil, err
-		}
+	if err := lookupInChunks(keys, func(chunk []string) error { return loadRequests(ctx, q, chunk, found) }); err != nil {
+		return nil, err
 	}
 	return found, nil
 }
 
 // lookupChunk is how many keys one request-log lookup names.
 const lookupChunk = 1000
+
+// lookupInChunks calls read with keys, lookupChunk at a time, and stops at its first error.
+func lookupInChunks(keys []string, read func(chunk []string) error) error {
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), lookupChunk)]
+		keys = keys[len(chunk):]
+		if err := read(chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // splitBareKeys separates the request log's keys of callers (core.RequestKey: they hold a tab) from
 // bare request ids.
@@ -186,16 +195,12 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 		}
 	}
 	commitments := map[string]*core.Commitment{}
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), lookupChunk)]
-		ids = ids[len(chunk):]
+	if err := lookupInChunks(ids, func(chunk []string) error {
 		got, err := LoadCommitments(ctx, q, chunk)
-		if err != nil {
-			return err
-		}
-		for id, c := range got {
-			commitments[id] = c
-		}
+		maps.Copy(commitments, got)
+		return err
+	}); err != nil {
+		return err
 	}
 	var envelopeIDs []string
 	for _, c := range commitments {
@@ -291,12 +296,8 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 // credits a commitment), which a Commit's packed record leaves to the journal since migration 28.
 func awardEntries(ctx context.Context, q Querier, ids []string) (map[string]string, error) {
 	entries := map[string]string{}
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), lookupChunk)]
-		ids = ids[len(chunk):]
-		if err := loadAwardEntries(ctx, q, chunk, entries); err != nil {
-			return nil, err
-		}
+	if err := lookupInChunks(ids, func(chunk []string) error { return loadAwardEntries(ctx, q, chunk, entries) }); err != nil {
+		return nil, err
 	}
 	return entries, nil
 }

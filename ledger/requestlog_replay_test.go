@@ -391,38 +391,84 @@ func TestCommitRecordsWithTheirEntryReplay(t *testing.T) {
 			t.Fatalf("the record of a Commit made now names commitment %q and entry %q (%v), want its commitment and no entry",
 				id, entry, err)
 		}
-		// The record as written before migration 28: field 3, the entry's id as 16 bytes.
-		withEntry := func(entryID string) []byte {
-			u, ok := core.ParseUUID(entryID)
-			if !ok {
-				t.Fatalf("entry id %q", entryID)
-			}
-			return protowire.AppendBytes(protowire.AppendTag(slices.Clone(record), 3, protowire.BytesType), u[:])
-		}
-		insert := func(r []byte) Commit {
-			again := cmd
-			again.RequestID = newRequestID()
-			var (
-				digest any
-				fp     string
-			)
-			if err := l.db.Reader().QueryRow(ctx, "SELECT digest, fingerprint FROM requests WHERE request_id = $1", key).Scan(&digest, &fp); err != nil {
-				t.Fatal(err)
-			}
-			insertRequestRow(t, l, core.RequestKey(again.Caller, again.RequestID), "result", fp, "", digest, r)
-			return again
-		}
 		entries := entryCount(t, l)
-		for name, c := range map[string]Commit{"now": cmd, "before migration 28": insert(withEntry(first.EntryID))} {
+		for name, c := range map[string]Commit{"now": cmd, "before migration 28": commitRecordedWithEntry(t, l, cmd, first.EntryID)} {
 			res, err := l.Commit(ctx, c)
 			if got, want := answerBytes(t, res, err), answerBytes(t, first, nil); got != want {
 				t.Errorf("a record of %s:\n got %s\nwant %s", name, got, want)
 			}
 		}
-		_, err = l.Commit(ctx, insert(withEntry(newID())))
+		_, err = l.Commit(ctx, commitRecordedWithEntry(t, l, cmd, newID()))
 		requireError(t, err, ErrInternal)
 		if got := entryCount(t, l); got != entries {
 			t.Errorf("the replays posted %d entries", got-entries)
+		}
+	})
+}
+
+// commitRecordedWithEntry records cmd's answer (cmd was decided) again under a new request id, as
+// a record written before migration 28: the packed record with field 3, entryID as 16 bytes. It
+// returns cmd under that request id. With another entry than cmd's, its answer cannot be given
+// back: a retry of it fails INTERNAL.
+func commitRecordedWithEntry(t *testing.T, l *Ledger, cmd Commit, entryID string) Commit {
+	t.Helper()
+	var (
+		digest any
+		fp     string
+		record []byte
+	)
+	key := core.RequestKey(cmd.Caller, cmd.RequestID)
+	if err := l.db.Reader().QueryRow(t.Context(), "SELECT digest, fingerprint, packed FROM requests WHERE request_id = $1", key).
+		Scan(&digest, &fp, &record); err != nil {
+		t.Fatal(err)
+	}
+	u, ok := core.ParseUUID(entryID)
+	if !ok {
+		t.Fatalf("entry id %q", entryID)
+	}
+	again := cmd
+	again.RequestID = newRequestID()
+	insertRequestRow(t, l, core.RequestKey(again.Caller, again.RequestID), "result", fp, "", digest,
+		protowire.AppendBytes(protowire.AppendTag(slices.Clone(record), 3, protowire.BytesType), u[:]))
+	return again
+}
+
+// TestAnUnanswerableRetryFailsAlone protects the availability of the requests batched with a
+// retry whose recorded answer cannot be given back (a row it is rebuilt from changed): that
+// retry alone fails INTERNAL, deciding nothing; a fresh award and another retry in the same
+// batch are decided and answered as usual.
+func TestAnUnanswerableRetryFailsAlone(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		cmd := commitCmd("fund", "siren:1", 100)
+		first, err := l.Commit(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		broken := commitRecordedWithEntry(t, l, cmd, newID())
+		fresh := commitCmd("fund", "siren:2", 200)
+		ops := map[string]*core.Op{}
+		var units []*core.Unit
+		for name, c := range map[string]Commit{"broken": broken, "fresh": fresh, "retry": cmd} {
+			ops[name] = &core.Op{Commit: &c, Fingerprint: c.Fingerprint()}
+			units = append(units, &core.Unit{EnvelopeID: c.EnvelopeID, Ops: []*core.Op{ops[name]}})
+		}
+		entries := entryCount(t, l)
+		if err := l.applyBatch(ctx, units); err != nil {
+			t.Fatalf("the batch failed whole: %v", err)
+		}
+		requireError(t, ops["broken"].Err, ErrInternal)
+		var retried, made CommitResult
+		if err := ops["retry"].Decode(&retried); err != nil || answerBytes(t, retried, nil) != answerBytes(t, first, nil) {
+			t.Errorf("the retry batched with it: %+v, %v", retried, err)
+		}
+		if err := ops["fresh"].Decode(&made); err != nil || made.Commitment.Amount != 200 {
+			t.Errorf("the award batched with it: %+v, %v", made, err)
+		}
+		if got := entryCount(t, l); got != entries+1 {
+			t.Errorf("the batch posted %d entries, want the fresh award's only", got-entries)
 		}
 	})
 }

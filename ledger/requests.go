@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
 	"github.com/budgetledger/budgetledger/ledger/store"
@@ -38,6 +39,9 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 	)
 	err = l.withRequestLog(ctx, core.LookupKeys(caller, requestID), func(priors map[string]core.Prior) error {
 		if prior, ok := core.FindPrior(priors, caller, requestID); ok {
+			if prior.Err != nil {
+				return prior.Err
+			}
 			decided = prior.Replay(requestID, fingerprint)
 			return nil
 		}
@@ -81,6 +85,45 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 	return decided.Decode(out)
 }
 
+// loadPriors reads the request log's rows for keys (store.LoadRequests). When one of their recorded
+// answers cannot be given back (an INTERNAL error), the keys are looked up again in halves, down
+// to the keys that fail: each gets the error as its prior's Err, so that only its retry fails and
+// the other requests of the batch are answered or decided as usual (a few more lookups, in a
+// ledger whose rows were changed behind its back only).
+func loadPriors(ctx context.Context, q store.Querier, keys []string) (map[string]core.Prior, error) {
+	priors, err := store.LoadRequests(ctx, q, keys)
+	if err == nil || !unanswerable(err) || len(keys) < 2 {
+		return priors, err
+	}
+	priors = map[string]core.Prior{}
+	var apart func(keys []string) error
+	apart = func(keys []string) error {
+		got, err := store.LoadRequests(ctx, q, keys)
+		switch {
+		case err == nil:
+			maps.Copy(priors, got)
+			return nil
+		case !unanswerable(err):
+			return err
+		case len(keys) == 1:
+			priors[keys[0]] = core.Prior{Err: err}
+			return nil
+		}
+		if err := apart(keys[:len(keys)/2]); err != nil {
+			return err
+		}
+		return apart(keys[len(keys)/2:])
+	}
+	return priors, apart(keys)
+}
+
+// unanswerable reports whether err is a recorded answer's (INTERNAL: it cannot be given back),
+// not the database's.
+func unanswerable(err error) bool {
+	e, ok := core.AsError(err)
+	return ok && e.Reason == core.ReasonInternal
+}
+
 // withRequestLog looks up request keys (core.LookupKeys) in the request log, outside any transaction (its rows never
 // change, and a lookup inside a SERIALIZABLE transaction would take predicate locks that make
 // batches on unrelated envelopes abort each other), then runs decide with what it found. When
@@ -89,7 +132,7 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 func (l *Ledger) withRequestLog(ctx context.Context, keys []string, decide func(map[string]core.Prior) error) error {
 	unknown := false // an earlier attempt lost its connection during COMMIT
 	for attempt := 1; ; attempt++ {
-		priors, err := store.LoadRequests(ctx, l.db.Reader(), keys)
+		priors, err := loadPriors(ctx, l.db.Reader(), keys)
 		if err == nil {
 			err = decide(priors)
 		}

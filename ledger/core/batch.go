@@ -370,6 +370,9 @@ func (b *batchState) decideUnit(u *Unit) error {
 			seen, same = true, single.Fingerprint == u.CallFingerprint
 		}
 		prior, found := FindPrior(b.in.Priors, u.CallCaller, u.CallID)
+		if found && prior.Err != nil {
+			return prior.Err // this call alone fails
+		}
 		if found {
 			seen, same = true, u.CallFingerprint.Matches(prior.Fingerprint)
 		}
@@ -529,6 +532,9 @@ func (b *batchState) decide(op *Op, envelopeID string) (*Error, error) {
 	s := b.envs[envelopeID]
 	rid, key := op.RequestID(), op.Key()
 	if prior, ok := FindPrior(b.in.Priors, op.Caller(), rid); ok {
+		if prior.Err != nil {
+			return nil, prior.Err // its unit alone fails
+		}
 		op.Outcome = prior.Replay(rid, op.Fingerprint)
 		return nil, nil
 	}

@@ -137,6 +137,10 @@ func (o Outcome) Decode(out any) error {
 type Prior struct {
 	Fingerprint string
 	Outcome     Outcome
+	// Err, when set, is why the recorded answer cannot be given back (an INTERNAL error: a row it
+	// is rebuilt from was changed, say): a retry fails with it, and nothing of it is decided again.
+	// The other requests looked up with it are answered or decided as usual.
+	Err error
 }
 
 // RequestRow is a decided request to record in the request log, under Key (see RequestKey).

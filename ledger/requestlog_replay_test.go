@@ -435,8 +435,8 @@ func commitRecordedWithEntry(t *testing.T, l *Ledger, cmd Commit, entryID string
 
 // TestAnUnanswerableRetryFailsAlone protects the availability of the requests batched with a
 // retry whose recorded answer cannot be given back (a row it is rebuilt from changed): that
-// retry alone fails INTERNAL, deciding nothing; a fresh award and another retry in the same
-// batch are decided and answered as usual.
+// retry alone fails INTERNAL, deciding nothing, be it a Commit's or a bulk call's; a fresh award
+// and another retry in the same batch are decided and answered as usual.
 func TestAnUnanswerableRetryFailsAlone(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
@@ -448,9 +448,20 @@ func TestAnUnanswerableRetryFailsAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 		broken := commitRecordedWithEntry(t, l, cmd, newID())
+		// A bulk call whose answer cannot be given back either: a commitment it made was changed.
+		bulk := BulkCommit{RequestID: newRequestID(), Caller: testCaller, EnvelopeID: "fund",
+			Items: []BulkItem{{Beneficiary: "siren:3", Project: "p3", Amount: 10}, {Beneficiary: "siren:4", Project: "p4", Amount: 20}}}
+		bulkFirst, err := l.BulkCommit(ctx, bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rawExec(ctx, l, "UPDATE commitments SET beneficiary = 'someone else' WHERE id = $1", bulkFirst.Items[1].Commitment.ID); err != nil {
+			t.Fatal(err)
+		}
 		fresh := commitCmd("fund", "siren:2", 200)
 		ops := map[string]*core.Op{}
-		var units []*core.Unit
+		bulkUnit := bulk.Unit()
+		units := []*core.Unit{bulkUnit}
 		for name, c := range map[string]Commit{"broken": broken, "fresh": fresh, "retry": cmd} {
 			ops[name] = &core.Op{Commit: &c, Fingerprint: c.Fingerprint()}
 			units = append(units, &core.Unit{EnvelopeID: c.EnvelopeID, Ops: []*core.Op{ops[name]}})
@@ -460,6 +471,7 @@ func TestAnUnanswerableRetryFailsAlone(t *testing.T) {
 			t.Fatalf("the batch failed whole: %v", err)
 		}
 		requireError(t, ops["broken"].Err, ErrInternal)
+		requireError(t, bulkUnit.Err, ErrInternal)
 		var retried, made CommitResult
 		if err := ops["retry"].Decode(&retried); err != nil || answerBytes(t, retried, nil) != answerBytes(t, first, nil) {
 			t.Errorf("the retry batched with it: %+v, %v", retried, err)

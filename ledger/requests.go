@@ -92,7 +92,7 @@ func (l *Ledger) mutate(ctx context.Context, caller, requestID string, fingerpri
 // ledger whose rows were changed behind its back only).
 func loadPriors(ctx context.Context, q store.Querier, keys []string) (map[string]core.Prior, error) {
 	priors, err := store.LoadRequests(ctx, q, keys)
-	if err == nil || !unanswerable(err) || len(keys) < 2 {
+	if err == nil || !core.IsInternal(err) || len(keys) < 2 {
 		return priors, err
 	}
 	priors = map[string]core.Prior{}
@@ -103,7 +103,7 @@ func loadPriors(ctx context.Context, q store.Querier, keys []string) (map[string
 		case err == nil:
 			maps.Copy(priors, got)
 			return nil
-		case !unanswerable(err):
+		case !core.IsInternal(err):
 			return err
 		case len(keys) == 1:
 			priors[keys[0]] = core.Prior{Err: err}
@@ -115,13 +115,6 @@ func loadPriors(ctx context.Context, q store.Querier, keys []string) (map[string
 		return apart(keys[len(keys)/2:])
 	}
 	return priors, apart(keys)
-}
-
-// unanswerable reports whether err is a recorded answer's (INTERNAL: it cannot be given back),
-// not the database's.
-func unanswerable(err error) bool {
-	e, ok := core.AsError(err)
-	return ok && e.Reason == core.ReasonInternal
 }
 
 // withRequestLog looks up request keys (core.LookupKeys) in the request log, outside any transaction (its rows never

@@ -232,10 +232,7 @@ const answerPage = 1000
 // instead of being answered as the first time.
 func loadUnanswerable(ctx context.Context, q store.Querier, s *snapshot) error {
 	// unreadable reports whether err is a record's (INTERNAL: it cannot answer), not the database's.
-	unreadable := func(err error) bool {
-		e, ok := core.AsError(err)
-		return ok && e.Reason == core.ReasonInternal
-	}
+	unreadable := core.IsInternal
 	// A row under a bare request id is looked up only where requests_bare_keys has its row
 	// (migration 19, store.LoadRequests): without it, a retry of that request would be decided
 	// again instead of answered.

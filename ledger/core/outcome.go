@@ -201,6 +201,13 @@ func RequestIDReused(id string) *Error {
 	}
 }
 
+// IsInternal reports whether err is the ledger's INTERNAL error (a recorded answer that cannot be
+// given back, say), not a database's or a business refusal.
+func IsInternal(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Reason == ReasonInternal
+}
+
 // IsRefusal reports whether err is a business decision to record as the request's outcome. A
 // stale etag is not: it says the caller's view is old, not that the request is refused, and the
 // caller sends the request again (under the same id) once it has read again.

@@ -20,7 +20,7 @@ import (
 // CRC-32C of the result's canonical encoding, which covers the same fields at a fraction of the
 // cost.
 //
-// The canonical encoding of a commitment, an envelope or a hold is every exported field that is
+// The canonical encoding of a commitment, an envelope, a hold or a payment is every exported field that is
 // not zero, in the order of its struct (embedded structs' fields in place, as JSON inlines them; a
 // struct in a named field, a hold's policy, its fields in place under "<name>.<field>"): the
 // field's JSON name then its value, each length-prefixed or a varint (a true bool: its name
@@ -92,6 +92,7 @@ var (
 	commitmentPlan = canonPlan(reflect.TypeFor[Commitment]())
 	envelopePlan   = canonPlan(reflect.TypeFor[Envelope]())
 	holdPlan       = canonPlan(reflect.TypeFor[Hold]())
+	paymentPlan    = canonPlan(reflect.TypeFor[Payment]())
 )
 
 // appendCanonical appends the canonical encoding of the struct v points to, by plan.
@@ -142,6 +143,10 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 
 func appendHold(b []byte, h *Hold) []byte {
 	return appendCanonical(b, holdPlan, reflect.ValueOf(h))
+}
+
+func appendPayment(b []byte, p *Payment) []byte {
+	return appendCanonical(b, paymentPlan, reflect.ValueOf(p))
 }
 
 var canonBuffers = sync.Pool{New: func() any { return new([]byte) }}
@@ -195,6 +200,16 @@ func createHoldSum(r *CreateHoldResult) uint32 {
 func confirmHoldSum(r *ConfirmHoldResult) uint32 {
 	return sumCanonical(func(b []byte) []byte {
 		b = appendHold(b, &r.Hold)
+		b = appendCommitment(b, &r.Commitment)
+		b = appendEnvelope(b, &r.Envelope)
+		return protowire.AppendString(b, r.EntryID)
+	})
+}
+
+// paymentSum is the canonical checksum of a CreatePayment's result.
+func paymentSum(r *CreatePaymentResult) uint32 {
+	return sumCanonical(func(b []byte) []byte {
+		b = appendPayment(b, &r.Payment)
 		b = appendCommitment(b, &r.Commitment)
 		b = appendEnvelope(b, &r.Envelope)
 		return protowire.AppendString(b, r.EntryID)

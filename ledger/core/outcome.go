@@ -15,9 +15,9 @@ type Stamp struct {
 }
 
 // Outcome is what the request log keeps of a decided request: a JSON result, or a refusal; or,
-// for a Commit, a CreateHold and a ConfirmHold, its result kept typed (Commit, CreateHold,
-// ConfirmHold), which the request log stores by reference (PackCommit, PackCreateHold,
-// PackConfirmHold) and gives back typed (UnpackCommit, ...).
+// for a Commit, a CreateHold, a ConfirmHold and a CreatePayment, its result kept typed (Commit,
+// CreateHold, ConfirmHold, CreatePayment), which the request log stores by reference (PackCommit,
+// PackCreateHold, PackConfirmHold, PackPayment) and gives back typed (UnpackCommit, ...).
 type Outcome struct {
 	Result  json.RawMessage `json:"result,omitempty"`
 	Refusal *Error          `json:"refusal,omitempty"`
@@ -29,6 +29,8 @@ type Outcome struct {
 	// (PackCreateHold, PackConfirmHold; Result is then empty). NewOutcome copies them.
 	CreateHold  *CreateHoldResult  `json:"-"`
 	ConfirmHold *ConfirmHoldResult `json:"-"`
+	// CreatePayment is a CreatePayment's result, kept typed too (PackPayment, migration 30).
+	CreatePayment *CreatePaymentResult `json:"-"`
 }
 
 // typed is the result the outcome keeps typed, nil when none.
@@ -40,12 +42,15 @@ func (o Outcome) typed() any {
 		return o.CreateHold
 	case o.ConfirmHold != nil:
 		return o.ConfirmHold
+	case o.CreatePayment != nil:
+		return o.CreatePayment
 	}
 	return nil
 }
 
-// NewOutcome is the outcome of an accepted request with result: a Commit's, a CreateHold's or a
-// ConfirmHold's result kept typed (the request log keeps them by reference), any other as JSON.
+// NewOutcome is the outcome of an accepted request with result: a Commit's, a CreateHold's, a
+// ConfirmHold's or a CreatePayment's result kept typed (the request log keeps them by reference),
+// any other as JSON.
 func NewOutcome(result any) (Outcome, error) {
 	switch r := result.(type) {
 	case *CommitResult:
@@ -62,6 +67,11 @@ func NewOutcome(result any) (Outcome, error) {
 		if r != nil {
 			cp := *r
 			return Outcome{ConfirmHold: &cp}, nil
+		}
+	case *CreatePaymentResult:
+		if r != nil {
+			cp := *r
+			return Outcome{CreatePayment: &cp}, nil
 		}
 	}
 	raw, err := json.Marshal(result)
@@ -120,6 +130,11 @@ func (o Outcome) Decode(out any) error {
 		case *ConfirmHoldResult:
 			if o.ConfirmHold != nil {
 				*out = *o.ConfirmHold
+				return nil
+			}
+		case *CreatePaymentResult:
+			if o.CreatePayment != nil {
+				*out = *o.CreatePayment
 				return nil
 			}
 		}

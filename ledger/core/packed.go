@@ -176,6 +176,11 @@ type packedResult struct {
 	// sumKind is the checksum's field: pcSum, or pcChecksum in a record written before it (0:
 	// none yet).
 	sumKind protowire.Number
+	// A packed CreatePayment result's own fields (packed_payment.go): the payment's id, and its
+	// commitment's figures and update time just after it.
+	paymentID              string
+	paidReleased, paidPaid int64
+	paidUpdatedAt          *int64
 }
 
 // setChecksum sets the checksum read from field num, and reports whether the record may hold
@@ -208,12 +213,13 @@ func unpack(packed []byte) (packedResult, error) {
 	if !IsPackedCommit(packed) {
 		return packedResult{}, errPacked
 	}
-	return unpackFields(packed[1:])
+	return unpackFields(packed[1:], false)
 }
 
 // unpackFields reads the fields of a packed Commit result, or of a packed hold result (the
-// hold's id in commitmentID), after its tag byte.
-func unpackFields(b []byte) (packedResult, error) {
+// hold's id in commitmentID), or, with payment, of a packed CreatePayment result (its own fields
+// too: packed_payment.go), after its tag byte.
+func unpackFields(b []byte, payment bool) (packedResult, error) {
 	var p packedResult
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -237,6 +243,16 @@ func unpackFields(b []byte) (packedResult, error) {
 				id = formatUUID(v)
 			case pcCommitmentID, pcEntryID:
 				id = string(v)
+			case ppPaymentUUID, ppPaymentID:
+				if !payment || (num == ppPaymentUUID && len(v) != 16) {
+					return p, errPacked
+				}
+				if num == ppPaymentUUID {
+					p.paymentID = formatUUID(v)
+				} else {
+					p.paymentID = string(v)
+				}
+				continue
 			default:
 				return p, errPacked
 			}
@@ -252,7 +268,7 @@ func unpackFields(b []byte) (packedResult, error) {
 			}
 			b = b[n:]
 			v := int64(u)
-			if !p.setBalance(num, v) {
+			if !p.setBalance(num, v) && (!payment || !p.setPaid(num, v)) {
 				return p, errPacked
 			}
 		case protowire.Fixed32Type:

@@ -123,7 +123,7 @@ func unpackHold(packed []byte, tag byte) (packedResult, error) {
 	if len(packed) == 0 || packed[0] != tag {
 		return packedResult{}, errPacked
 	}
-	p, err := unpackFields(packed[1:])
+	p, err := unpackFields(packed[1:], false)
 	if err == nil && p.sumKind != pcSum {
 		err = errPacked // a hold's record has the canonical checksum only
 	}

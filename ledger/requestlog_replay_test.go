@@ -48,11 +48,12 @@ func call[C any, R any](name string, f func(*Ledger, context.Context, C) (R, err
 
 // TestEveryAnswerReplaysAfterRestartAndCopy protects invariant 5 over the request log's compact
 // rows (migration 18: a Commit's result by reference, fingerprints as bytes; migration 29: a
-// CreateHold's and a ConfirmHold's too): every kind of
+// CreateHold's and a ConfirmHold's too; migration 30: a CreatePayment's): every kind of
 // request, accepted or refused, sent again with its request id after the ledger is closed and
 // reopened, and again after `ledgerd copy` to the other engine, gets the same answer byte for byte
 // and posts nothing, even though the commitments, holds and envelopes its first answer showed were
-// changed in between (released, paid, closed, awarded from; holds confirmed, cancelled, expired).
+// changed in between (released, paid, closed, awarded from; holds confirmed, cancelled, expired;
+// paid commitments paid again, released and closed).
 func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 	t.Parallel()
 	forEachDatabase(t, func(t *testing.T, db testDB) {
@@ -166,9 +167,22 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			CommitmentID: paid.Commitment.ID, Amount: 5_000}))
 		do(call("CloseCommitment", (*Ledger).CloseCommitment, CloseCommitment{RequestID: newRequestID(), Caller: testCaller,
 			CommitmentID: paid.Commitment.ID, Reason: "done"}))
-		// More changes to what the first answers showed: the first award released again, the
-		// envelopes awarded from.
+		// Payments (migration 30: a CreatePayment's result by reference) of the first award, which
+		// was released before: one backdated, one after it; the award then paid again and released
+		// again below, and a refused payment.
+		do(call("CreatePayment backdated, of a released award", (*Ledger).CreatePayment, CreatePayment{RequestID: newRequestID(),
+			Caller: testCaller, CommitmentID: plain.Commitment.ID, Amount: 2_500, Effective: clock.Now().Add(-90 * time.Second)}))
+		do(call("CreatePayment again", (*Ledger).CreatePayment, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: plain.Commitment.ID, Amount: 1_500}))
+		do(call("CreatePayment refused: exceeds", (*Ledger).CreatePayment, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: plain.Commitment.ID, Amount: 9_000}))
+		// More changes to what the first answers showed: the first award paid and released again,
+		// the envelopes awarded from.
 		mustCommit(t, l, "axis", "siren:later", 7_000)
+		if _, err := l.CreatePayment(ctx, CreatePayment{RequestID: newRequestID(), Caller: testCaller,
+			CommitmentID: plain.Commitment.ID, Amount: 500}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := l.Release(ctx, Release{RequestID: newRequestID(), Caller: testCaller, CommitmentID: plain.Commitment.ID,
 			Amount: 2_000, Reason: "later"}); err != nil {
 			t.Fatal(err)
@@ -191,7 +205,8 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			}
 			rows++
 			switch {
-			case core.IsPackedCommit(record), core.IsPackedBulk(record), core.IsPackedCreateHold(record), core.IsPackedConfirmHold(record):
+			case core.IsPackedCommit(record), core.IsPackedBulk(record), core.IsPackedCreateHold(record), core.IsPackedConfirmHold(record),
+				core.IsPackedPayment(record):
 				byReference++
 			case core.IsDeflated(record):
 				deflated++
@@ -204,9 +219,10 @@ func TestEveryAnswerReplaysAfterRestartAndCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		rs.Close()
-		if byReference != 14 || deflated != rows-14 || texts != 0 {
+		if byReference != 19 || deflated != rows-19 || texts != 0 {
 			t.Errorf("of %d rows, %d by reference, %d deflated, %d with text; want the 6 accepted Commits, 2 bulk calls, "+
-				"4 CreateHolds and 2 ConfirmHolds by reference, the others deflated, none with text", rows, byReference, deflated, texts)
+				"4 CreateHolds, 2 ConfirmHolds and 5 CreatePayments by reference, the others deflated, none with text",
+				rows, byReference, deflated, texts)
 		}
 
 		replayAll := func(what string, l *Ledger) {

@@ -12,10 +12,11 @@ import (
 	kflate "github.com/klauspost/compress/flate"
 )
 
-// Outcomes the request log keeps as JSON (those of cancellations and expiries of holds, payments,
+// Outcomes the request log keeps as JSON (those of cancellations and expiries of holds,
 // closings, envelopes, rules and refusals: everything but a Commit's, a bulk call's, a
-// CreateHold's and a ConfirmHold's results, which it keeps by reference; and a CreateHold's or
-// ConfirmHold's written before migration 29, or that its rows could not give back)
+// CreateHold's, a ConfirmHold's and a CreatePayment's results, which it keeps by reference; and a
+// CreateHold's or ConfirmHold's written before migration 29, a CreatePayment's before migration
+// 30, or one that its rows could not give back)
 // are stored deflated (RFC 1951) with a preset dictionary made of the field names and shapes of
 // those outcomes: a fifth to a third of their JSON. The record is one tag byte (packedDeflated),
 // the deflated JSON (exactly the bytes the outcome column would otherwise hold), and the CRC-32C of

@@ -12,9 +12,10 @@
 // postings table keeps the postings of the entries of any other shape; readers see every
 // entry's postings, in order, through the view entry_postings (transfers.go, migration 17).
 // The request log (requests.go) keeps a canonical fingerprint as its 32 bytes and an award's, a
-// bulk call's, a hold's creation's or confirmation's result by reference (core.PackCommit,
-// core.PackBulk, core.PackCreateHold, core.PackConfirmHold), rebuilt from the holds',
-// commitments' and envelopes' rows when replayed, and any other outcome as its JSON deflated
+// bulk call's, a hold's creation's or confirmation's or a payment's result by reference
+// (core.PackCommit, core.PackBulk, core.PackCreateHold, core.PackConfirmHold, core.PackPayment),
+// rebuilt from the holds', payments', commitments' and envelopes' rows when replayed, and any
+// other outcome as its JSON deflated
 // with a preset dictionary and checksummed (core.DeflateOutcome); rows written before migration
 // 18 (JSON) are read as they are. The same SQL runs on every engine; on CockroachDB an
 // ambiguous commit (40003) is ErrCommitOutcomeUnknown too, and every migration is safe to run

@@ -372,6 +372,20 @@ var holdResultsByReference = map[string][]string{
 		`ConfirmHold''s (5, migration 29); any other outcome deflated (3)'`},
 }
 
+// paymentResultsByReference (migration 30) marks the request log's records of CreatePayment's
+// results by reference (core.PackPayment: record format 6), which a release before it cannot read
+// (it answers a retry of such a request with an INTERNAL error): like 29, it changes nothing but
+// the schema's version (and, on PostgreSQL and CockroachDB, the formats named on the column), so
+// that an older ledgerd refuses the ledger (ErrSchemaNewer) instead of serving it. Records written
+// before keep their format (the JSON deflated) and replay as before.
+var paymentResultsByReference = map[string][]string{
+	"sqlite": {`SELECT 1`},
+	"postgres": {`COMMENT ON COLUMN requests.packed IS 'by reference: a Commit''s result (format 1; its journal entry is ` +
+		`the COMMITTED entry crediting its commitment, migration 28), a bulk call''s (2), a CreateHold''s (4) or ` +
+		`ConfirmHold''s (5, migration 29), a CreatePayment''s (6, migration 30; its journal entry is its payment''s); ` +
+		`any other outcome deflated (3)'`},
+}
+
 // goMigration is a Go migration: statements run in order (see THE RULE above).
 type goMigration struct {
 	version    int64
@@ -408,6 +422,7 @@ func goMigrations(dialect string, cockroach bool) []goMigration {
 		{27, commitmentsSparse[dialect]}, // a commitment's defaults stored as NULL (commitments.go)
 		{28, commitEntryFromJournal[dialect]},
 		{29, holdResultsByReference[dialect]},
+		{30, paymentResultsByReference[dialect]},
 	}
 	// A migration with nothing to do on this engine is not registered for it (21 and 22 on
 	// SQLite and CockroachDB).

@@ -481,13 +481,15 @@ func TestSQLiteNeverMigratesStatementByStatement(t *testing.T) {
 
 // TestRecordFormatsHaveTheirMigration protects older releases from request-log records they cannot
 // read: each record format written since a migration that changes no table (28: a Commit's record
-// without its journal entry's id; 29: CreateHold's and ConfirmHold's records by reference) is
+// without its journal entry's id; 29: CreateHold's and ConfirmHold's records by reference; 30:
+// CreatePayment's) is
 // registered on every engine, so that a release older than it refuses the ledger (ErrSchemaNewer)
 // instead of answering those retries INTERNAL. A migration with no statement on an engine is not
 // registered there (goMigrations): its marker statement must stay.
 func TestRecordFormatsHaveTheirMigration(t *testing.T) {
 	t.Parallel()
-	formats := map[int64]string{28: "a Commit's record without its entry id", 29: "holds' records by reference"}
+	formats := map[int64]string{28: "a Commit's record without its entry id", 29: "holds' records by reference",
+		30: "payments' records by reference"}
 	for _, e := range []struct {
 		dialect   string
 		cockroach bool

@@ -28,6 +28,48 @@ func ScanPayment(s Scanner) (core.Payment, error) {
 	return p, err
 }
 
+// PaymentKey is a payment's primary key: its commitment's id and its own.
+type PaymentKey struct{ CommitmentID, ID string }
+
+// LoadPayments reads payments by key, a chunk of keys per statement; missing ones are absent. The
+// statement names the keys' commitments and ids in two lists, read through the primary key: a
+// payment id is unique, so the rows found are the payments asked for (any other is left out).
+func LoadPayments(ctx context.Context, q Querier, keys []PaymentKey) (map[PaymentKey]*core.Payment, error) {
+	found := map[PaymentKey]*core.Payment{}
+	want := make(map[PaymentKey]bool, len(keys))
+	for _, k := range keys {
+		want[k] = true
+	}
+	const chunk = 500
+	for start := 0; start < len(keys); start += chunk {
+		var commitments, ids []string
+		for _, k := range keys[start:min(start+chunk, len(keys))] {
+			commitments, ids = append(commitments, k.CommitmentID), append(ids, k.ID)
+		}
+		byCommitment, args := keysIn(q, "commitment_id", 0, commitments)
+		byID, more := keysIn(q, "id", len(args), ids)
+		rs, err := queryByKeys(ctx, q, SelectPayments+" WHERE "+byCommitment+" AND "+byID, append(args, more...)...)
+		if err != nil {
+			return nil, err
+		}
+		for rs.Next() {
+			p, err := ScanPayment(rs)
+			if err != nil {
+				rs.Close()
+				return nil, err
+			}
+			if k := (PaymentKey{p.CommitmentID, p.ID}); want[k] {
+				found[k] = &p
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
 // InsertPayments appends payments.
 func InsertPayments(ctx context.Context, q Querier, ps []core.Payment) error {
 	rows := make([][]any, 0, len(ps))

@@ -142,14 +142,17 @@ func decodeRequests(ctx context.Context, q Querier, rs Rows, found map[string]co
 
 // unpackRequests rebuilds the results recorded by reference (a Commit's, core.PackCommit; a bulk
 // call's, core.PackBulk; a CreateHold's and a ConfirmHold's, core.PackCreateHold,
-// core.PackConfirmHold) from their holds', commitments', envelopes' and journal entries' rows:
-// the holds first (a confirmation's commitment is the one its hold names), then the commitments,
-// then the envelopes and the Commits' journal entries, each by one list.
+// core.PackConfirmHold; a CreatePayment's, core.PackPayment) from their holds', payments',
+// commitments', envelopes' and journal entries' rows: the holds first (a confirmation's
+// commitment is the one its hold names), then the payments (by their primary key, which the
+// record names whole), the commitments, then the envelopes and the Commits' journal entries, each
+// by one list.
 func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, found map[string]core.Prior) error {
 	if len(packed) == 0 {
 		return nil
 	}
 	var ids, holdIDs, confirmed, awarded []string
+	var paymentKeys []PaymentKey
 	bulks := map[string]*core.PackedBulk{}
 	for key, record := range packed {
 		switch {
@@ -178,6 +181,13 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 			if core.IsPackedConfirmHold(record) {
 				confirmed = append(confirmed, id)
 			}
+		case core.IsPackedPayment(record):
+			c, id, err := core.PackedPaymentRefs(record)
+			if err != nil {
+				return core.Internal("request %s has an unreadable outcome: %w", key, err)
+			}
+			ids = append(ids, c)
+			paymentKeys = append(paymentKeys, PaymentKey{c, id})
 		default:
 			return core.Internal("request %s has an unreadable outcome: unknown record format %d", key, record[0])
 		}
@@ -192,6 +202,13 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 			if h, ok := holds[id]; ok && h.CommitmentID != "" {
 				ids = append(ids, h.CommitmentID)
 			}
+		}
+	}
+	payments := map[PaymentKey]*core.Payment{}
+	if len(paymentKeys) > 0 {
+		var err error
+		if payments, err = LoadPayments(ctx, q, paymentKeys); err != nil {
+			return err
 		}
 	}
 	commitments := map[string]*core.Commitment{}
@@ -256,6 +273,25 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 				return core.Internal("request %s: %w", key, err)
 			}
 			o.Commit = r
+		case core.IsPackedPayment(record):
+			cid, pid, _ := core.PackedPaymentRefs(record)
+			pay, ok := payments[PaymentKey{cid, pid}]
+			if !ok {
+				return core.Internal("request %s names payment %s of commitment %s, which does not exist", key, pid, cid)
+			}
+			c, ok := commitments[cid]
+			if !ok {
+				return core.Internal("request %s names commitment %s, which does not exist", key, cid)
+			}
+			env, err := envelopeOf(key, c.EnvelopeID)
+			if err != nil {
+				return err
+			}
+			r, err := core.UnpackPayment(record, *pay, *c, env)
+			if err != nil {
+				return core.Internal("request %s: %w", key, err)
+			}
+			o.CreatePayment = r
 		default:
 			id, _ := core.PackedHoldID(record)
 			h, ok := holds[id]
@@ -334,8 +370,9 @@ func loadAwardEntries(ctx context.Context, q Querier, ids []string, entries map[
 // first outcome is replayed instead of a second decision being made.
 //
 // A canonical fingerprint is stored as its 32 bytes (digest), a Commit's, a bulk call's, a
-// CreateHold's or a ConfirmHold's result by reference (packed, core.PackCommit, core.PackBulk,
-// core.PackCreateHold, core.PackConfirmHold: migration 29), any other outcome as its JSON deflated
+// CreateHold's, a ConfirmHold's or a CreatePayment's result by reference (packed, core.PackCommit,
+// core.PackBulk, core.PackCreateHold, core.PackConfirmHold: migration 29; core.PackPayment:
+// migration 30), any other outcome as its JSON deflated
 // (packed, core.DeflateOutcome); the text columns then hold ”. Anything else is stored as before
 // migration 18: the fingerprint's text, the outcome's JSON.
 func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.RequestRow) error {
@@ -370,6 +407,10 @@ func InsertRequests(ctx context.Context, q Querier, at time.Time, reqs []core.Re
 			}
 		case r.Outcome.ConfirmHold != nil:
 			if p := core.PackConfirmHold(r.Outcome.ConfirmHold); p != nil {
+				packed = p
+			}
+		case r.Outcome.CreatePayment != nil:
+			if p := core.PackPayment(r.Outcome.CreatePayment); p != nil {
 				packed = p
 			}
 		}

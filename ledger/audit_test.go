@@ -142,10 +142,10 @@ func TestVerifyFindsOrphanPostingsAndRequestsPostedTwice(t *testing.T) {
 
 // TestVerifyFindsAnswersARetryCannotGet protects what idempotency rests on (invariant 6's request
 // log): every answer the log keeps can be given back to a retry as it was given the first time.
-// A deflated answer with a damaged byte (its checksum no longer matches), an award whose
-// commitment row and a hold whose row were rewritten behind the ledger's back (their answers,
-// kept by reference, no longer rebuild to what was answered) are each reported, naming the
-// request; the untouched requests are not.
+// A deflated answer with a damaged byte (its checksum no longer matches), an award and its
+// payment whose commitment row and a hold whose row were rewritten behind the ledger's back
+// (their answers, kept by reference, no longer rebuild to what was answered) are each reported,
+// naming the request; the untouched requests are not.
 func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 	t.Parallel()
 	forEachEngine(t, func(t *testing.T, l *Ledger) {
@@ -154,6 +154,11 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		award := commitCmd("axis-1", "commune", 1_000)
 		res, err := l.Commit(ctx, award)
 		if err != nil {
+			t.Fatal(err)
+		}
+		// A payment's answer is kept by reference (migration 30): it shows the award's commitment.
+		payment := CreatePayment{RequestID: newRequestID(), Caller: testCaller, CommitmentID: res.Commitment.ID, Amount: 400}
+		if _, err := l.CreatePayment(ctx, payment); err != nil {
 			t.Fatal(err)
 		}
 		cancelled := mustHold(t, l, holdCmd("axis-1", "ville", 2_000))
@@ -208,6 +213,7 @@ func TestVerifyFindsAnswersARetryCannotGet(t *testing.T) {
 		slices.Sort(got)
 		want := []string{
 			fmt.Sprintf("6 request %s of %s", award.RequestID, award.Caller),
+			fmt.Sprintf("6 request %s of %s", payment.RequestID, payment.Caller),
 			fmt.Sprintf("6 request %s of %s", hold.RequestID, hold.Caller),
 			fmt.Sprintf("6 request %s of %s", rewritten.RequestID, rewritten.Caller),
 		}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -190,5 +191,96 @@ func TestPaymentRowsBeforeMigration30Replay(t *testing.T) {
 			t.Errorf("replays posted %d entries", got-entries)
 		}
 		requireVerifyOK(t, l)
+	})
+}
+
+// TestARecordNamingNoUUIDFailsAlone protects the rule that a retry whose recorded answer cannot
+// be given back fails alone (INTERNAL), the other requests of its batch decided as usual, for
+// records kept by reference that name a row by an id that is not a UUID (damaged behind the
+// ledger's back: the ledger only makes UUIDs). On PostgreSQL and CockroachDB, where those ids are
+// native UUIDs, reading such an id with the others failed the whole lookup, and every request of
+// the batch with it: a payment's record naming its payment or its commitment so, and an award's
+// naming its commitment so.
+func TestARecordNamingNoUUIDFailsAlone(t *testing.T) {
+	t.Parallel()
+	forEachEngine(t, func(t *testing.T, l *Ledger) {
+		ctx := t.Context()
+		mustCreateEnvelope(t, l, "fund", "", 1_000_000)
+		award := commitCmd("fund", "siren:1", 10_000)
+		awarded, err := l.Commit(ctx, award)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payment := CreatePayment{RequestID: newRequestID(), Caller: testCaller, CommitmentID: awarded.Commitment.ID, Amount: 400}
+		paid, err := l.CreatePayment(ctx, payment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each damaged record under a request id of its own, for the same payload.
+		record := func(caller string, fp core.Fingerprint, packed []byte) string {
+			t.Helper()
+			if packed == nil {
+				t.Fatal("not packed")
+			}
+			id := newRequestID()
+			insertRequestRow(t, l, core.RequestKey(caller, id), "result", "", "", core.FingerprintDigest(fp.Current), packed)
+			return id
+		}
+		damaged := map[string]*core.Op{}
+		for name, edit := range map[string]func(r *CreatePaymentResult){
+			"payment's id":    func(r *CreatePaymentResult) { r.Payment.ID = "pay-1" },
+			"commitment's id": func(r *CreatePaymentResult) { r.Commitment.ID, r.Payment.CommitmentID = "c-1", "c-1" },
+		} {
+			r := paid
+			edit(&r)
+			cmd := payment
+			cmd.RequestID = record(payment.Caller, payment.Fingerprint(), core.PackPayment(&r))
+			damaged["payment, "+name] = &core.Op{Payment: &cmd, Fingerprint: cmd.Fingerprint()}
+		}
+		r := awarded
+		r.Commitment.ID = "c-1"
+		cmd := award
+		cmd.RequestID = record(award.Caller, award.Fingerprint(), core.PackCommit(&r))
+		damaged["award, commitment's id"] = &core.Op{Commit: &cmd, Fingerprint: cmd.Fingerprint()}
+
+		fresh := commitCmd("fund", "siren:2", 200)
+		freshOp := &core.Op{Commit: &fresh, Fingerprint: fresh.Fingerprint()}
+		retryOp := &core.Op{Payment: &payment, Fingerprint: payment.Fingerprint()}
+		units := []*core.Unit{{EnvelopeID: "fund", Ops: []*core.Op{freshOp}}, {EnvelopeID: "fund", Ops: []*core.Op{retryOp}}}
+		for _, op := range damaged {
+			units = append(units, &core.Unit{EnvelopeID: "fund", Ops: []*core.Op{op}})
+		}
+		entries := entryCount(t, l)
+		if err := l.applyBatch(ctx, units); err != nil {
+			t.Fatalf("the batch failed whole: %v", err)
+		}
+		for name, op := range damaged {
+			if !errors.Is(op.Err, ErrInternal) {
+				t.Errorf("%s: %v, want INTERNAL", name, op.Err)
+			}
+		}
+		var made CommitResult
+		if err := freshOp.Decode(&made); err != nil || made.Commitment.Amount != 200 {
+			t.Errorf("the award batched with them: %+v, %v", made, err)
+		}
+		var retried CreatePaymentResult
+		if err := retryOp.Decode(&retried); err != nil || answerBytes(t, retried, nil) != answerBytes(t, paid, nil) {
+			t.Errorf("the payment's retry batched with them: %+v, %v", retried, err)
+		}
+		if got := entryCount(t, l); got != entries+1 {
+			t.Errorf("the batch posted %d entries, want the fresh award's only", got-entries)
+		}
+		// Each alone, outside a batch too.
+		for name, op := range damaged {
+			var err error
+			if op.Payment != nil {
+				_, err = l.CreatePayment(ctx, *op.Payment)
+			} else {
+				_, err = l.Commit(ctx, *op.Commit)
+			}
+			if !errors.Is(err, ErrInternal) {
+				t.Errorf("%s sent alone: %v, want INTERNAL", name, err)
+			}
+		}
 	})
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/budgetledger/budgetledger/ledger/core"
@@ -40,6 +41,11 @@ func LoadPayments(ctx context.Context, q Querier, keys []PaymentKey) (map[Paymen
 	for _, k := range keys {
 		want[k] = true
 	}
+	// Both columns are native UUIDs on PostgreSQL and CockroachDB: a key that is not one names
+	// no payment (uuidKeys).
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k PaymentKey) bool {
+		return notUUIDKey(q, k.CommitmentID) || notUUIDKey(q, k.ID)
+	})
 	const chunk = 500
 	for start := 0; start < len(keys); start += chunk {
 		var commitments, ids []string

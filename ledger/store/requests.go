@@ -212,7 +212,9 @@ func unpackRequests(ctx context.Context, q Querier, packed map[string][]byte, fo
 		}
 	}
 	commitments := map[string]*core.Commitment{}
-	if err := lookupInChunks(ids, func(chunk []string) error {
+	// A commitment's id is a native UUID on PostgreSQL and CockroachDB: an id that is not one
+	// (a damaged record's) names no commitment, and must not fail the others' read (uuidKeys).
+	if err := lookupInChunks(uuidKeys(q, ids), func(chunk []string) error {
 		got, err := LoadCommitments(ctx, q, chunk)
 		maps.Copy(commitments, got)
 		return err

@@ -85,3 +85,28 @@ func nativeUUIDValues(table string, columns []string, rows [][]any) {
 		}
 	}
 }
+
+// uuidKeys returns the keys a native UUID column can hold, for a read by keys on PostgreSQL or
+// CockroachDB (a commitment's id, a payment's): there, one key that is not a UUID fails the whole
+// statement (invalid input syntax for type uuid), with every other key read with it. Such a key
+// names no row, so leaving it out changes no answer: a request-log record that names one (written
+// on SQLite, which keeps TEXT, or damaged behind the ledger's back) is then a row not found, an
+// INTERNAL error for its own retry alone, as any record whose rows are missing. Only canonical
+// UUIDs are kept, the only ids the ledger makes: another spelling of one would be read back in
+// its canonical form, which the record's does not match either. SQLite keeps every key.
+func uuidKeys(q Querier, keys []string) []string {
+	if _, ok := q.(*pgxQuerier); !ok {
+		return keys
+	}
+	return slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return notUUIDKey(q, k) })
+}
+
+// notUUIDKey reports whether key is one a native UUID column of the database q reads cannot hold
+// (uuidKeys).
+func notUUIDKey(q Querier, key string) bool {
+	if _, ok := q.(*pgxQuerier); !ok {
+		return false
+	}
+	_, ok := core.ParseUUID(key)
+	return !ok
+}
